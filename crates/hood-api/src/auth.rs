@@ -1,0 +1,236 @@
+//! Authentication: turns `Authorization: Bearer …` into a [`Caller`].
+//!
+//! Three credential kinds share the header: Hood API keys (`hood_…`), Hood
+//! session JWTs (RS256, our issuer), and — when configured — JWTs of an
+//! external OIDC issuer, matched to a local user by verified e-mail.
+
+use crate::clock::now;
+use crate::problem::ApiError;
+use crate::state::AppState;
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use hood_domain::identity::{Permission, Role, User};
+use hood_domain::{ApiKeyId, OrgId, SessionId, UserId};
+use hood_identity::api_keys::{parse_api_key, verify_secret, API_KEY_PREFIX};
+use hood_identity::oidc::peek_issuer;
+use hood_identity::TokenError;
+
+/// How the caller proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Credential {
+    Session(SessionId),
+    ApiKey {
+        id: ApiKeyId,
+        scopes: Vec<Permission>,
+    },
+    Oidc,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    /// Effective role: the user's, or the key's (never more than the user's).
+    pub role: Role,
+    pub platform_admin: bool,
+    pub credential: Credential,
+}
+
+impl Caller {
+    pub fn can(&self, p: Permission) -> bool {
+        let scoped_ok = match &self.credential {
+            Credential::ApiKey { scopes, .. } => scopes.is_empty() || scopes.contains(&p),
+            _ => true,
+        };
+        self.role.allows(p) && scoped_ok
+    }
+
+    /// 403 unless the caller holds `p`.
+    pub fn require(&self, p: Permission) -> Result<(), ApiError> {
+        if self.can(p) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this action needs the `{}` permission",
+                p.as_str()
+            )))
+        }
+    }
+
+    /// Tenancy: may the caller see resources of `org`? Platform admins may
+    /// see every org; everyone else only their own. Callers of another org
+    /// get 404 (not 403) so that ids of other tenants do not leak.
+    pub fn sees_org(&self, org: OrgId) -> bool {
+        self.org_id == org || self.platform_admin
+    }
+
+    pub fn require_platform_admin(&self) -> Result<(), ApiError> {
+        if self.platform_admin && self.role == Role::Admin {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "this action is reserved to platform administrators".into(),
+            ))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthorized("missing `Authorization: Bearer` credentials".into())
+        })?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("expected `Authorization: Bearer <token>`".into())
+            })?;
+        authenticate(state, token).await
+    }
+}
+
+/// Resolves a bearer token to a caller.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    if token.starts_with(API_KEY_PREFIX) {
+        return authenticate_api_key(state, token).await;
+    }
+    let issuer = peek_issuer(token)
+        .ok_or_else(|| ApiError::Unauthorized("malformed bearer token".into()))?;
+    if issuer == state.tokens.config().issuer {
+        return authenticate_session(state, token).await;
+    }
+    match &state.oidc {
+        Some(oidc) if oidc.issuer() == issuer => authenticate_oidc(state, token).await,
+        _ => Err(ApiError::Unauthorized("token issuer is not trusted".into())),
+    }
+}
+
+async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let invalid = || ApiError::Unauthorized("invalid API key".into());
+    let (prefix, secret) = parse_api_key(token).ok_or_else(invalid)?;
+    let key = state
+        .store
+        .find_api_key_by_prefix(prefix)
+        .await?
+        .ok_or_else(invalid)?;
+    if !verify_secret(secret, &key.secret_hash) {
+        return Err(invalid());
+    }
+    let now = now();
+    if let Some(reason) = key.unusable_reason(now) {
+        return Err(ApiError::Unauthorized(reason.into()));
+    }
+    let user = active_user(state, key.user_id).await?;
+    if user.org_id != key.org_id {
+        return Err(invalid());
+    }
+    // Usage stamps are advisory: a failure to write one must not fail the call.
+    if let Err(e) = state.store.touch_api_key(key.id, now).await {
+        tracing::warn!(key_id = %key.id, error = %e, "could not record API key use");
+    }
+    Ok(Caller {
+        user_id: user.id,
+        org_id: user.org_id,
+        // A key never exceeds its user's current role.
+        role: if user.role.covers(key.role) {
+            key.role
+        } else {
+            Role::Viewer
+        },
+        platform_admin: user.platform_admin,
+        credential: Credential::ApiKey {
+            id: key.id,
+            scopes: key.scopes,
+        },
+    })
+}
+
+async fn authenticate_session(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let now = now();
+    let claims = state
+        .tokens
+        .verify_access(token, now)
+        .map_err(|e| ApiError::Unauthorized(e.to_string()))?;
+    let bad = || ApiError::Unauthorized("token subject is invalid".into());
+    let sid: SessionId = claims.sid.parse().map_err(|_| bad())?;
+    let user_id: UserId = claims.sub.parse().map_err(|_| bad())?;
+    let session = state
+        .store
+        .get_session(sid)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("session does not exist".into()))?;
+    if session.revoked_at.is_some() {
+        return Err(ApiError::Unauthorized("session has been revoked".into()));
+    }
+    if session.user_id != user_id {
+        return Err(bad());
+    }
+    let user = active_user(state, user_id).await?;
+    Ok(Caller {
+        user_id: user.id,
+        org_id: user.org_id,
+        role: user.role,
+        platform_admin: user.platform_admin,
+        credential: Credential::Session(sid),
+    })
+}
+
+async fn authenticate_oidc(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    let Some(oidc) = &state.oidc else {
+        return Err(ApiError::Unauthorized("token issuer is not trusted".into()));
+    };
+    let claims = oidc.verify(token).await.map_err(|e| match e {
+        // The detail names an internal URL: log it, keep it out of the body.
+        TokenError::JwksUnavailable(detail) => {
+            tracing::warn!(%detail, "external OIDC issuer keys unavailable");
+            ApiError::Unauthorized("the external issuer's signing keys are unavailable".into())
+        }
+        other => ApiError::Unauthorized(other.to_string()),
+    })?;
+    let email = match (claims.email, claims.email_verified) {
+        (Some(email), Some(true)) => email,
+        _ => {
+            return Err(ApiError::Unauthorized(
+                "external token carries no verified e-mail".into(),
+            ))
+        }
+    };
+    let user = state
+        .store
+        .find_user_by_email(&email)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("no Hood user for this external identity".into()))?;
+    let user = active_user(state, user.id).await?;
+    Ok(Caller {
+        user_id: user.id,
+        org_id: user.org_id,
+        role: user.role,
+        platform_admin: user.platform_admin,
+        credential: Credential::Oidc,
+    })
+}
+
+async fn active_user(state: &AppState, id: UserId) -> Result<User, ApiError> {
+    let user = state
+        .store
+        .get_user(id)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("user no longer exists".into()))?;
+    if user.disabled {
+        return Err(ApiError::Unauthorized("user is disabled".into()));
+    }
+    Ok(user)
+}

@@ -1,0 +1,111 @@
+//! Hood's HTTP services (the `api` and `auth` roles).
+//!
+//! Handlers are thin: they authenticate ([`auth::Caller`]), check tenancy
+//! and permissions, validate with the domain's rules, and call the store.
+//! Every error leaves as RFC 9457 problem JSON ([`problem::ApiError`]).
+
+pub mod auth;
+pub mod bootstrap;
+pub mod clock;
+pub mod extract;
+pub mod limiter;
+pub mod metrics;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+pub mod state;
+pub mod views;
+
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use problem::ApiError;
+use state::AppState;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::trace::TraceLayer;
+
+/// Largest request body any endpoint accepts.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// Which group of routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpRole {
+    /// Business API (8080): chains, and later nodes, hosts, workflows...
+    Api,
+    /// Identity (8081): login, refresh, orgs, users, API keys, JWKS.
+    Auth,
+}
+
+/// Builds the router for the given roles (both for `hood up`).
+pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
+    let mut app = routes::ops::router();
+    if roles.contains(&HttpRole::Auth) {
+        app = app.merge(routes::identity::router());
+    }
+    if roles.contains(&HttpRole::Api) {
+        app = app.merge(routes::chains::router());
+    }
+    let metrics = state.metrics.clone();
+    app.fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            metrics::track,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            // The path only: query strings may carry tokens.
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("handler panicked".into()).into_response()
+        }))
+}
+
+async fn not_found(method: Method) -> Response {
+    if method == Method::OPTIONS {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    ApiError::NotFound("route").into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains
+/// in-flight requests (bounded by `drain`).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
+    let mut rx2 = rx.clone();
+    tokio::select! {
+        res = server => res,
+        _ = async move {
+            let _ = rx2.wait_for(|v| *v).await;
+            tokio::time::sleep(drain).await;
+        } => {
+            tracing::warn!("in-flight requests did not finish within {drain:?}; closing");
+            Ok(())
+        }
+    }
+}

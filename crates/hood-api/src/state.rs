@@ -1,0 +1,55 @@
+//! Shared state of the HTTP services.
+
+use crate::limiter::KeyedLimiter;
+use crate::metrics::Metrics;
+use hood_chains::ChainCatalog;
+use hood_identity::oidc::OidcVerifier;
+use hood_identity::tokens::TokenIssuer;
+use hood_store::Store;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// Tunables of the HTTP services.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Login attempts admitted per client IP per minute.
+    pub login_attempts_per_minute: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            login_attempts_per_minute: 20,
+        }
+    }
+}
+
+/// Everything a handler may reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub tokens: TokenIssuer,
+    pub oidc: Option<OidcVerifier>,
+    pub chains: Arc<ChainCatalog>,
+    pub login_limiter: Arc<KeyedLimiter<IpAddr>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        tokens: TokenIssuer,
+        oidc: Option<OidcVerifier>,
+        chains: Arc<ChainCatalog>,
+        config: &ApiConfig,
+    ) -> Self {
+        Self {
+            store,
+            tokens,
+            oidc,
+            chains,
+            login_limiter: Arc::new(KeyedLimiter::per_minute(config.login_attempts_per_minute)),
+            metrics: Arc::new(Metrics::default()),
+        }
+    }
+}

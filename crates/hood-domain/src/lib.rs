@@ -1,0 +1,17 @@
+//! Hood's domain core.
+//!
+//! Pure Rust: no I/O, no async runtime, no SQL. Everything here is a value, a
+//! rule or a state machine that the outer layers (store, engines, services)
+//! call into. Keeping it pure is what lets it be tested exhaustively.
+
+pub mod event;
+pub mod gcra;
+pub mod identity;
+pub mod ids;
+pub mod lifecycle;
+pub mod machine;
+pub mod time;
+pub mod validate;
+
+pub use ids::*;
+pub use time::Timestamp;

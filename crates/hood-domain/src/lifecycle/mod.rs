@@ -1,0 +1,30 @@
+//! Lifecycles: the state machines of Hood's resources.
+//!
+//! Each machine is one enum and one transition table (see
+//! [`crate::machine`]). The tables say which moves are *possible*; deciding
+//! *when* to make one (heartbeat misses, hysteresis, grace periods, retry
+//! budgets) belongs to the evaluators and engines that call them.
+//!
+//! Grouped by subject:
+//! - [`node`]: [`NodeState`] plus the two observation axes [`SyncStatus`] and
+//!   [`ApplicationHealth`] (seeds 000/001, design §6);
+//! - [`host`]: [`HostState`] (design §4);
+//! - [`command`]: [`CommandState`] for durable agent commands (design §4);
+//! - [`workflow`]: [`WorkflowState`] and [`StepState`] for sagas (design §3);
+//! - [`incident`]: [`IncidentState`] (design §6);
+//! - [`billing`]: [`SubscriptionState`], [`AllocationState`] and
+//!   [`TransferState`] (design §8, seed 004).
+
+pub mod billing;
+pub mod command;
+pub mod host;
+pub mod incident;
+pub mod node;
+pub mod workflow;
+
+pub use billing::{AllocationState, SubscriptionState, TransferState};
+pub use command::CommandState;
+pub use host::HostState;
+pub use incident::IncidentState;
+pub use node::{ApplicationHealth, NodeState, SyncStatus};
+pub use workflow::{StepState, WorkflowState};

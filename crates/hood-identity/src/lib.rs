@@ -1,0 +1,17 @@
+//! Identity primitives for Hood: password hashing, the installation's
+//! envelope (master) key, RS256 session tokens, API key secrets and
+//! verification of tokens from an external OIDC issuer.
+//!
+//! Everything here is real cryptography with no storage: callers load and
+//! persist the records (`SigningKey`, `RefreshToken`, `ApiKey`) themselves,
+//! and pass `now` in so that expiry is testable.
+
+pub mod api_keys;
+pub mod errors;
+mod jwt;
+pub mod master_key;
+pub mod oidc;
+pub mod password;
+pub mod tokens;
+
+pub use errors::{IdentityError, TokenError};

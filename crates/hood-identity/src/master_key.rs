@@ -1,0 +1,185 @@
+//! The installation's master key: the envelope key that seals private key
+//! material (token signing keys, node keys) before it reaches the database,
+//! so that a leaked database dump alone reveals no private key.
+
+use crate::errors::IdentityError;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use rand::RngCore;
+use std::io::Write as _;
+use std::path::Path;
+
+/// Format version of sealed blobs, so the scheme can change later without
+/// guessing what an old blob is.
+const SEAL_VERSION: u8 = 1;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const KEY_LEN: usize = 32;
+
+/// A 256-bit AES-GCM key. `Debug` never prints the bytes.
+#[derive(Clone)]
+pub struct MasterKey([u8; KEY_LEN]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(..)")
+    }
+}
+
+impl MasterKey {
+    /// A fresh random key from the OS RNG.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; KEY_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        Self(bytes)
+    }
+
+    /// Parses a standard-base64 encoding of exactly 32 bytes (surrounding
+    /// whitespace is ignored, so a key file may end in a newline).
+    pub fn from_base64(s: &str) -> Result<Self, IdentityError> {
+        // Never echo the input: it is the key.
+        let bytes = STANDARD
+            .decode(s.trim())
+            .map_err(|_| IdentityError::Key("master key is not valid base64".into()))?;
+        let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|v: Vec<u8>| {
+            IdentityError::Key(format!(
+                "master key must be {KEY_LEN} bytes, got {}",
+                v.len()
+            ))
+        })?;
+        Ok(Self(bytes))
+    }
+
+    /// Standard base64 of the key bytes, as stored in the key file.
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    /// Reads the key from `path`, or creates it (mode 0600 on unix, parent
+    /// dirs created) when missing. Returns (key, created).
+    ///
+    /// Creation uses `create_new`, so two processes racing on first start
+    /// cannot overwrite each other's key: the loser reads the winner's.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), IdentityError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                warn_if_permissive(path);
+                return Ok((Self::from_base64(&text)?, false));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(IdentityError::io(path, e)),
+        }
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| IdentityError::io(parent, e))?;
+        }
+        let key = Self::generate();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let mut file = match options.open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                // Lost a creation race: use the key the other process wrote.
+                let text = std::fs::read_to_string(path).map_err(|e| IdentityError::io(path, e))?;
+                return Ok((Self::from_base64(&text)?, false));
+            }
+            Err(e) => return Err(IdentityError::io(path, e)),
+        };
+        let written = file
+            .write_all(format!("{}\n", key.to_base64()).as_bytes())
+            .and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            // A half-written key file would fail every later start; remove
+            // it so the next start simply tries again.
+            drop(file);
+            let _ = std::fs::remove_file(path);
+            return Err(IdentityError::io(path, e));
+        }
+        tracing::info!(path = %path.display(), "created new master key");
+        Ok((key, true))
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0))
+    }
+
+    /// AES-256-GCM with a random 96-bit nonce; output = version byte ||
+    /// nonce || ciphertext+tag. `aad` binds the ciphertext to its purpose
+    /// (e.g. `b"signing-key:<kid>"`), so a blob cannot be replayed as
+    /// another record's secret.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, IdentityError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng
+            .try_fill_bytes(&mut nonce)
+            .map_err(|e| IdentityError::Crypto(format!("random nonce: {e}")))?;
+        let ciphertext = self
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .map_err(|_| IdentityError::Crypto("encryption failed".into()))?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + ciphertext.len());
+        out.push(SEAL_VERSION);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ciphertext);
+        Ok(out)
+    }
+
+    /// Reverses [`MasterKey::seal`]. Fails on a wrong key, wrong `aad`, or
+    /// any modified byte.
+    pub fn open(&self, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, IdentityError> {
+        if sealed.len() < 1 + NONCE_LEN + TAG_LEN {
+            return Err(IdentityError::Crypto("sealed data too short".into()));
+        }
+        let (version, rest) = sealed.split_at(1);
+        if version[0] != SEAL_VERSION {
+            return Err(IdentityError::Crypto(format!(
+                "unsupported sealed data version {}",
+                version[0]
+            )));
+        }
+        let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
+        self.cipher()
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad,
+                },
+            )
+            .map_err(|_| {
+                IdentityError::Crypto("decryption failed (wrong key, purpose or corrupted)".into())
+            })
+    }
+}
+
+/// A key file readable by others defeats the envelope; say so loudly but
+/// keep running (the operator may have reasons, e.g. a secrets mount).
+fn warn_if_permissive(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format_args!("{mode:o}"),
+                    "master key file is accessible by group or others; expected 0600"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}

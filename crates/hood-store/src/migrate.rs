@@ -1,0 +1,201 @@
+//! Hood's own small migrator, shared by both dialects.
+//!
+//! Why not `sqlx::migrate!`: it needs sqlx's macros feature, and we want the
+//! same bookkeeping on both backends with a checksum that refuses edited
+//! history. Each dialect embeds its own SQL files (the DDL differs), but the
+//! versions and names must match one to one so that a version number means
+//! the same schema everywhere.
+//!
+//! Applied migrations are tracked in `schema_migrations(version, name,
+//! checksum, applied_at)`. The planning rules live here as pure functions;
+//! the backends execute them (inside one transaction, under
+//! `pg_advisory_lock` on PostgreSQL and `BEGIN IMMEDIATE` on SQLite).
+
+use crate::{StoreError, StoreResult};
+
+/// One embedded migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// Strictly increasing, starting at 1, without gaps.
+    pub version: i64,
+    /// Short name, recorded for humans reading `schema_migrations`.
+    pub name: &'static str,
+    /// The SQL script (may hold several statements).
+    pub sql: &'static str,
+}
+
+impl Migration {
+    /// Checksum of the script, compared against the recorded one.
+    pub fn checksum(&self) -> String {
+        checksum(self.sql)
+    }
+}
+
+/// A row of `schema_migrations`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    pub version: i64,
+    pub name: String,
+    pub checksum: String,
+}
+
+/// SQLite migrations, in order.
+pub const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "identity",
+    sql: include_str!("../migrations/sqlite/0001_identity.sql"),
+}];
+
+/// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
+pub const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "identity",
+    sql: include_str!("../migrations/postgres/0001_identity.sql"),
+}];
+
+/// The tracking table. Portable DDL: the same text works on both dialects.
+pub(crate) const TRACKING_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
+    version BIGINT PRIMARY KEY NOT NULL, \
+    name TEXT NOT NULL, \
+    checksum TEXT NOT NULL, \
+    applied_at BIGINT NOT NULL)";
+
+/// The schema version this binary needs: the last migration's version.
+pub fn latest_version(migrations: &[Migration]) -> i64 {
+    migrations.last().map_or(0, |m| m.version)
+}
+
+/// FNV-1a (64 bit) of the script, as 16 hex digits. Not a security measure:
+/// it only detects a migration edited after it was applied, so a fast,
+/// dependency-free hash is enough.
+pub fn checksum(sql: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in sql.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// The migrations still to apply, in order.
+///
+/// Fails with `SchemaTooNew` when the database records a version this binary
+/// does not know, and with `Corrupt` when an applied migration's checksum
+/// differs from the embedded script (history was edited: refuse rather
+/// than guess).
+pub fn pending<'m>(
+    known: &'m [Migration],
+    applied: &[AppliedMigration],
+) -> StoreResult<Vec<&'m Migration>> {
+    let expected = latest_version(known);
+    let found = applied.iter().map(|a| a.version).max().unwrap_or(0);
+    if found > expected
+        || applied
+            .iter()
+            .any(|a| !known.iter().any(|m| m.version == a.version))
+    {
+        return Err(StoreError::SchemaTooNew { found, expected });
+    }
+    for a in applied {
+        if let Some(m) = known.iter().find(|m| m.version == a.version) {
+            let sum = m.checksum();
+            if a.checksum != sum {
+                return Err(StoreError::Corrupt(format!(
+                    "migration {} ({}) was changed after it was applied (recorded checksum {}, embedded {sum})",
+                    a.version, a.name, a.checksum
+                )));
+            }
+        }
+    }
+    Ok(known
+        .iter()
+        .filter(|m| !applied.iter().any(|a| a.version == m.version))
+        .collect())
+}
+
+/// `Ok` only when every known migration is applied, unchanged, and nothing
+/// newer is recorded.
+pub fn check(known: &[Migration], applied: &[AppliedMigration]) -> StoreResult<()> {
+    if pending(known, applied)?.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::SchemaOutOfDate {
+            found: applied.iter().map(|a| a.version).max().unwrap_or(0),
+            expected: latest_version(known),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn applied(m: &Migration) -> AppliedMigration {
+        AppliedMigration {
+            version: m.version,
+            name: m.name.to_owned(),
+            checksum: m.checksum(),
+        }
+    }
+
+    #[test]
+    fn dialects_have_the_same_versions_in_order() {
+        assert_eq!(SQLITE.len(), POSTGRES.len());
+        for (i, (s, p)) in SQLITE.iter().zip(POSTGRES).enumerate() {
+            assert_eq!(s.version, i as i64 + 1, "versions start at 1 without gaps");
+            assert_eq!(s.version, p.version);
+            assert_eq!(s.name, p.name);
+            assert!(!s.sql.trim().is_empty() && !p.sql.trim().is_empty());
+        }
+    }
+
+    #[test]
+    fn checksum_is_stable_and_sensitive() {
+        assert_eq!(checksum(""), "cbf29ce484222325");
+        assert_eq!(checksum("a"), "af63dc4c8601ec8c");
+        assert_ne!(
+            checksum("CREATE TABLE a (x INT);"),
+            checksum("CREATE TABLE a (x INT); ")
+        );
+    }
+
+    #[test]
+    fn plans_everything_on_an_empty_database_and_nothing_when_current() {
+        assert_eq!(
+            pending(SQLITE, &[]).map(|p| p.len()).ok(),
+            Some(SQLITE.len())
+        );
+        let all: Vec<_> = SQLITE.iter().map(applied).collect();
+        assert!(pending(SQLITE, &all).map(|p| p.is_empty()).unwrap_or(false));
+        assert!(check(SQLITE, &all).is_ok());
+        assert!(matches!(
+            check(SQLITE, &[]),
+            Err(StoreError::SchemaOutOfDate { found: 0, expected }) if expected == latest_version(SQLITE)
+        ));
+    }
+
+    #[test]
+    fn refuses_edited_history_and_unknown_versions() {
+        let mut edited = applied(&SQLITE[0]);
+        edited.checksum = "0000000000000000".into();
+        assert!(matches!(
+            pending(SQLITE, &[edited]),
+            Err(StoreError::Corrupt(_))
+        ));
+
+        let mut all: Vec<_> = SQLITE.iter().map(applied).collect();
+        all.push(AppliedMigration {
+            version: latest_version(SQLITE) + 1,
+            name: "future".into(),
+            checksum: "x".into(),
+        });
+        assert!(matches!(
+            pending(SQLITE, &all),
+            Err(StoreError::SchemaTooNew { .. })
+        ));
+        assert!(matches!(
+            check(SQLITE, &all),
+            Err(StoreError::SchemaTooNew { .. })
+        ));
+    }
+}

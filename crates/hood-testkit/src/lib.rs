@@ -1,0 +1,130 @@
+//! Shared test fixtures for Hood's crates.
+//!
+//! * [`PgDatabase`]: a throwaway PostgreSQL database, created on the server
+//!   named by `HOOD_TEST_POSTGRES_URL` and dropped when the fixture drops.
+//!   `.ci/run` always sets the variable; elsewhere a test that needs it
+//!   prints a loud SKIPPED line and returns.
+//! * [`sqlite_url`]: a fresh SQLite database file in a temporary directory.
+
+use sqlx::{Connection, PgConnection};
+use std::path::PathBuf;
+
+/// The environment variable naming the PostgreSQL server for tests.
+pub const POSTGRES_ENV: &str = "HOOD_TEST_POSTGRES_URL";
+
+/// Reads `HOOD_TEST_POSTGRES_URL`, or prints a loud skip notice. Under CI
+/// (`CI` set) a missing variable is a failure, never a silent skip.
+pub fn postgres_server_url(test: &str) -> Option<String> {
+    match std::env::var(POSTGRES_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{POSTGRES_ENV} must be set in CI (test {test})"
+            );
+            // Straight to the stderr handle: libtest captures `eprintln!` of
+            // passing tests, and a skip must be seen.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED {test}: {POSTGRES_ENV} is not set, no PostgreSQL to test against ***"
+            );
+            None
+        }
+    }
+}
+
+/// A PostgreSQL database that exists for the life of this value.
+pub struct PgDatabase {
+    server_url: String,
+    name: String,
+    /// URL of the throwaway database itself.
+    pub url: String,
+}
+
+impl PgDatabase {
+    /// Creates `hood_test_<random>` on the server, or `None` (after a loud
+    /// skip notice) when no server is configured.
+    pub async fn create(test: &str) -> Option<Self> {
+        let server_url = postgres_server_url(test)?;
+        let name = format!("hood_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = PgConnection::connect(&server_url)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {POSTGRES_ENV}: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("create database {name}: {e}"));
+        let url = with_database(&server_url, &name);
+        Some(Self {
+            server_url,
+            name,
+            url,
+        })
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Drop runs outside any runtime guarantee; use a private thread and
+        // runtime so this works from both sync and async tests.
+        let server_url = self.server_url.clone();
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(mut conn) = PgConnection::connect(&server_url).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Replaces the database path of a PostgreSQL URL.
+pub fn with_database(server_url: &str, db: &str) -> String {
+    let (base, query) = match server_url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (server_url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    let mut url = format!("{}/{db}", &base[..host_end]);
+    if let Some(q) = query {
+        url.push('?');
+        url.push_str(q);
+    }
+    url
+}
+
+/// A fresh SQLite database URL inside `dir`.
+pub fn sqlite_url(dir: &tempfile::TempDir) -> String {
+    let path: PathBuf = dir.path().join("hood.db");
+    format!("sqlite://{}", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_database_in_url() {
+        assert_eq!(
+            super::with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://h:5432?sslmode=disable", "x"),
+            "postgres://h:5432/x?sslmode=disable"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! `hood`: the control plane server (`up`, `serve`, `migrate`) and its CLI.
+//! Thin by design: parse arguments, set up logging, call into the crates.
+
+mod cli;
+mod server;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use cli::client::ConnectOpts;
+use cli::output::Format;
+use hood_api::HttpRole;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hood",
+    version,
+    about = "Hood: a self-hostable control plane for managed infrastructure nodes"
+)]
+struct Cli {
+    #[command(flatten)]
+    connect: ConnectOpts,
+    /// Output format of CLI commands.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RoleArg {
+    Api,
+    Auth,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Runs every role in one process (embedded: SQLite under $HOOD_HOME).
+    Up {
+        #[command(flatten)]
+        opts: server::ServerOpts,
+        #[arg(long, env = "HOOD_API_ADDR", default_value = "127.0.0.1:8080")]
+        api_addr: SocketAddr,
+        #[arg(long, env = "HOOD_AUTH_ADDR", default_value = "127.0.0.1:8081")]
+        auth_addr: SocketAddr,
+    },
+    /// Runs the given roles against PostgreSQL (cluster mode).
+    Serve {
+        #[command(flatten)]
+        opts: server::ServerOpts,
+        /// Roles to serve (repeat or comma-separate).
+        #[arg(long = "role", value_enum, value_delimiter = ',', required = true)]
+        roles: Vec<RoleArg>,
+        /// Listen address (default: 8080 for api, 8081 for auth alone).
+        #[arg(long, env = "HOOD_LISTEN")]
+        listen: Option<SocketAddr>,
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Applies database migrations (a separate step in cluster mode).
+    Migrate {
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+    /// Signs in with e-mail and password (password from HOOD_PASSWORD or stdin).
+    Login {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Ends the saved session.
+    Logout,
+    /// Shows who you are.
+    Whoami,
+    /// Organizations.
+    #[command(subcommand)]
+    Org(cli::OrgCmd),
+    /// Users of an organization.
+    #[command(subcommand)]
+    User(cli::UserCmd),
+    /// API keys.
+    #[command(subcommand)]
+    Key(cli::KeyCmd),
+    /// Chain profiles.
+    #[command(subcommand)]
+    Chain(cli::ChainCmd),
+}
+
+fn init_logging(server: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if server { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_env("HOOD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("HOOD_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let c = &cli.connect;
+    let f = cli.output;
+    match cli.command {
+        Command::Up {
+            opts,
+            api_addr,
+            auth_addr,
+        } => server::up(opts, api_addr, auth_addr).await,
+        Command::Serve {
+            opts,
+            roles,
+            listen,
+            database_url,
+        } => {
+            let roles: Vec<HttpRole> = roles
+                .iter()
+                .map(|r| match r {
+                    RoleArg::Api => HttpRole::Api,
+                    RoleArg::Auth => HttpRole::Auth,
+                })
+                .collect();
+            let port = if roles == [HttpRole::Auth] {
+                8081
+            } else {
+                8080
+            };
+            let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
+            server::serve(opts, roles, listen, &database_url).await
+        }
+        Command::Migrate { database_url } => server::migrate(&database_url).await,
+        Command::Login {
+            email,
+            password_stdin,
+        } => cli::login(c, email, password_stdin).await,
+        Command::Logout => cli::logout(c).await,
+        Command::Whoami => cli::whoami(c, f).await,
+        Command::Org(cmd) => cli::org(c, f, cmd).await,
+        Command::User(cmd) => cli::user(c, f, cmd).await,
+        Command::Key(cmd) => cli::key(c, f, cmd).await,
+        Command::Chain(cmd) => cli::chain(c, f, cmd).await,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(
+        cli.command,
+        Command::Up { .. } | Command::Serve { .. } | Command::Migrate { .. }
+    ));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

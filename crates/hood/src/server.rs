@@ -1,0 +1,281 @@
+//! Server-side wiring: `hood up`, `hood serve`, `hood migrate`.
+
+use anyhow::{bail, Context, Result};
+use hood_api::bootstrap::{bootstrap_admin, ensure_signing_keys};
+use hood_api::state::{ApiConfig, AppState};
+use hood_api::HttpRole;
+use hood_chains::ChainCatalog;
+use hood_identity::master_key::MasterKey;
+use hood_identity::oidc::{OidcConfig, OidcVerifier};
+use hood_identity::tokens::{TokenConfig, TokenIssuer};
+use hood_store::{redact_url, Store};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Settings shared by `up` and `serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerOpts {
+    /// Data directory: SQLite database, master key, admin key.
+    #[arg(long, env = "HOOD_HOME", default_value = ".hood")]
+    pub home: PathBuf,
+    /// Chain definitions to load instead of the built-in ones.
+    #[arg(long, env = "HOOD_CHAINS_DIR")]
+    pub chains_dir: Option<PathBuf>,
+    /// External OIDC issuer whose tokens are accepted (users matched by verified e-mail).
+    #[arg(long, env = "HOOD_OIDC_ISSUER")]
+    pub oidc_issuer: Option<String>,
+    /// Audience expected in external OIDC tokens.
+    #[arg(long, env = "HOOD_OIDC_AUDIENCE", default_value = "hood")]
+    pub oidc_audience: String,
+    /// JWKS URL of the OIDC issuer (default: discovered from the issuer).
+    #[arg(long, env = "HOOD_OIDC_JWKS_URL")]
+    pub oidc_jwks_url: Option<String>,
+    /// Login attempts admitted per client IP per minute.
+    #[arg(long, env = "HOOD_LOGIN_RATE_PER_MINUTE", default_value_t = 20)]
+    pub login_rate_per_minute: u64,
+    /// Password of the first administrator (only read on the first start).
+    #[arg(long, env = "HOOD_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+}
+
+/// `hood up`: every role in one process on SQLite under `$HOOD_HOME`.
+pub async fn up(opts: ServerOpts, api_addr: SocketAddr, auth_addr: SocketAddr) -> Result<()> {
+    std::fs::create_dir_all(&opts.home)
+        .with_context(|| format!("creating {}", opts.home.display()))?;
+    let db_path = opts.home.join("hood.db");
+    let url = format!("sqlite://{}", db_path.display());
+    let store = hood_store::connect(&url)
+        .await
+        .context("opening the embedded database")?;
+    let applied = store
+        .migrate()
+        .await
+        .context("migrating the embedded database")?;
+    if !applied.is_empty() {
+        tracing::info!(?applied, "applied migrations");
+    }
+    let (master, created) = MasterKey::load_or_create(&opts.home.join("master.key"))
+        .context("loading the master key")?;
+    if created {
+        tracing::info!(path = %opts.home.join("master.key").display(), "created the installation master key");
+    }
+    let state = build_state(store.clone(), &master, &opts).await?;
+    let report =
+        bootstrap_admin(store.as_ref(), &opts.home, opts.admin_password.as_deref()).await?;
+
+    let api_listener = bind(api_addr).await?;
+    let auth_listener = bind(auth_addr).await?;
+    let api_url = format!("http://{}", api_listener.local_addr()?);
+    let auth_url = format!("http://{}", auth_listener.local_addr()?);
+    // These lines are the interface for scripts and tests: keep them stable.
+    println!(
+        "hood is up (embedded mode, data in {})",
+        opts.home.display()
+    );
+    println!("api:  {api_url}");
+    println!("auth: {auth_url}");
+    println!("openapi: {api_url}/openapi.json");
+    if let Some(r) = &report {
+        println!(
+            "admin: {} (org `{}`), API key written to {}",
+            r.email,
+            r.org_slug,
+            r.key_file.display()
+        );
+    } else {
+        println!(
+            "admin key: {}",
+            opts.home
+                .join(hood_api::bootstrap::ADMIN_KEY_FILE)
+                .display()
+        );
+    }
+    println!("press Ctrl-C to stop");
+
+    let shutdown = shutdown_signal();
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let api = hood_api::router(state.clone(), &[HttpRole::Api, HttpRole::Auth]);
+    let auth = hood_api::router(state, &[HttpRole::Auth]);
+    let mut rx1 = stop_tx.subscribe();
+    let mut rx2 = stop_tx.subscribe();
+    let drain = Duration::from_secs(10);
+    let api_task = tokio::spawn(hood_api::serve(
+        api_listener,
+        api,
+        async move {
+            let _ = rx1.recv().await;
+        },
+        drain,
+    ));
+    let auth_task = tokio::spawn(hood_api::serve(
+        auth_listener,
+        auth,
+        async move {
+            let _ = rx2.recv().await;
+        },
+        drain,
+    ));
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(());
+    for task in [api_task, auth_task] {
+        task.await.context("server task")?.context("server")?;
+    }
+    println!("hood stopped");
+    Ok(())
+}
+
+/// `hood serve`: the given roles against a shared PostgreSQL database.
+pub async fn serve(
+    opts: ServerOpts,
+    roles: Vec<HttpRole>,
+    listen: SocketAddr,
+    database_url: &str,
+) -> Result<()> {
+    let store = hood_store::connect(database_url)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(database_url)))?;
+    store
+        .check_schema()
+        .await
+        .context("checking the database schema")?;
+    let master = cluster_master_key(&opts.home)?;
+    let state = build_state(store.clone(), &master, &opts).await?;
+    if roles.contains(&HttpRole::Auth) {
+        if let Some(r) =
+            bootstrap_admin(store.as_ref(), &opts.home, opts.admin_password.as_deref()).await?
+        {
+            println!(
+                "admin: {} (org `{}`), API key written to {}",
+                r.email,
+                r.org_slug,
+                r.key_file.display()
+            );
+        }
+    }
+    let listener = bind(listen).await?;
+    let names: Vec<&str> = roles
+        .iter()
+        .map(|r| match r {
+            HttpRole::Api => "api",
+            HttpRole::Auth => "auth",
+        })
+        .collect();
+    println!(
+        "serving roles {} on http://{}",
+        names.join(","),
+        listener.local_addr()?
+    );
+    let router = hood_api::router(state, &roles);
+    hood_api::serve(listener, router, shutdown_signal(), Duration::from_secs(10)).await?;
+    println!("hood stopped");
+    Ok(())
+}
+
+/// `hood migrate`: applies the schema as its own step.
+pub async fn migrate(database_url: &str) -> Result<()> {
+    let store = hood_store::connect(database_url)
+        .await
+        .with_context(|| format!("connecting to {}", redact_url(database_url)))?;
+    let applied = store.migrate().await.context("applying migrations")?;
+    if applied.is_empty() {
+        println!("schema is up to date");
+    } else {
+        let list: Vec<String> = applied.iter().map(ToString::to_string).collect();
+        println!("applied migrations: {}", list.join(", "));
+    }
+    Ok(())
+}
+
+/// Cluster replicas must share one master key: from `HOOD_MASTER_KEY`, or
+/// a `master.key` file under `$HOOD_HOME` placed there by the operator.
+fn cluster_master_key(home: &Path) -> Result<MasterKey> {
+    if let Ok(b64) = std::env::var("HOOD_MASTER_KEY") {
+        return MasterKey::from_base64(b64.trim())
+            .context("HOOD_MASTER_KEY is not a base64 32-byte key");
+    }
+    let path = home.join("master.key");
+    if path.exists() {
+        return Ok(MasterKey::load_or_create(&path)
+            .context("loading the master key")?
+            .0);
+    }
+    bail!(
+        "cluster mode needs the installation master key shared by every replica: set HOOD_MASTER_KEY \
+         (base64 of 32 random bytes, e.g. `head -c32 /dev/urandom | base64`) or place it in {}",
+        path.display()
+    )
+}
+
+async fn build_state(
+    store: Arc<dyn Store>,
+    master: &MasterKey,
+    opts: &ServerOpts,
+) -> Result<AppState> {
+    let chains = match &opts.chains_dir {
+        Some(dir) => ChainCatalog::load_dir(dir).map_err(|report| {
+            anyhow::anyhow!(
+                "chain definitions in {} are invalid:\n{report}",
+                dir.display()
+            )
+        })?,
+        None => ChainCatalog::builtin().map_err(|report| {
+            anyhow::anyhow!("built-in chain definitions are invalid:\n{report}")
+        })?,
+    };
+    let keys = ensure_signing_keys(store.as_ref(), master).await?;
+    let tokens =
+        TokenIssuer::new(&keys, master, TokenConfig::default()).context("loading signing keys")?;
+    let oidc = opts.oidc_issuer.as_ref().map(|issuer| {
+        OidcVerifier::new(
+            OidcConfig {
+                issuer: issuer.clone(),
+                audience: opts.oidc_audience.clone(),
+                jwks_url: opts.oidc_jwks_url.clone(),
+                cache_ttl: Duration::from_secs(300),
+            },
+            reqwest::Client::new(),
+        )
+    });
+    let config = ApiConfig {
+        login_attempts_per_minute: opts.login_rate_per_minute,
+    };
+    Ok(AppState::new(
+        store,
+        tokens,
+        oidc,
+        Arc::new(chains),
+        &config,
+    ))
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,179 @@
+//! Fixtures for tests that drive the real `hood` binary.
+
+#![allow(dead_code)]
+
+pub mod suite;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub fn hood_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_hood")
+}
+
+/// A running `hood` server process, killed on drop.
+pub struct HoodProcess {
+    child: Child,
+    /// Base URLs announced on stdout, by label (`api`, `auth`, `serving`).
+    pub urls: Vec<(String, String)>,
+    pub stdout_rest: mpsc::Receiver<String>,
+}
+
+impl HoodProcess {
+    /// Starts `hood <args>` with `envs` and waits until it has announced
+    /// every label in `labels` (lines `label: URL` or `serving … on URL`).
+    pub fn start(args: &[&str], envs: &[(&str, String)], labels: &[&str]) -> Self {
+        let mut cmd = Command::new(hood_bin());
+        cmd.args(args)
+            .env_remove("HOOD_TOKEN")
+            .env_remove("HOOD_SERVER")
+            .env("HOOD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn hood");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut urls = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while labels
+            .iter()
+            .any(|l| !urls.iter().any(|(k, _): &(String, String)| k == l))
+        {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("hood {args:?} did not announce {labels:?} in time (got {urls:?})");
+                }
+            };
+            if let Some(rest) = line.strip_prefix("serving roles ") {
+                if let Some((_, url)) = rest.split_once(" on ") {
+                    urls.push(("serving".into(), url.trim().to_owned()));
+                }
+            } else if let Some((label, url)) = line.split_once(':') {
+                let url = url.trim();
+                if url.starts_with("http://") {
+                    urls.push((label.trim().to_owned(), url.to_owned()));
+                }
+            }
+        }
+        Self {
+            child,
+            urls,
+            stdout_rest: rx,
+        }
+    }
+
+    pub fn url(&self, label: &str) -> String {
+        self.urls
+            .iter()
+            .find(|(k, _)| k == label)
+            .map(|(_, u)| u.clone())
+            .unwrap_or_else(|| panic!("no url {label}"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM/SIGINT and waits for a clean exit.
+    pub fn stop(mut self, signal: &str) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("hood did not stop on {signal}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for HoodProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `hood up` on a fresh home with ephemeral ports.
+pub fn hood_up(home: &Path, extra_env: &[(&str, String)]) -> HoodProcess {
+    let mut envs = vec![("HOOD_HOME", home.display().to_string())];
+    envs.extend(extra_env.iter().cloned());
+    HoodProcess::start(
+        &[
+            "up",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--auth-addr",
+            "127.0.0.1:0",
+        ],
+        &envs,
+        &["api", "auth"],
+    )
+}
+
+/// Runs a CLI command to completion: (exit ok, stdout, stderr).
+pub fn hood_cli(
+    args: &[&str],
+    envs: &[(&str, String)],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(hood_bin());
+    cmd.args(args)
+        .env_remove("HOOD_TOKEN")
+        .env_remove("HOOD_SERVER")
+        .env_remove("HOOD_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn hood cli");
+    if let Some(mut sin) = child.stdin.take() {
+        if let Some(input) = stdin {
+            sin.write_all(input.as_bytes()).expect("write stdin");
+        }
+    }
+    let out = child.wait_with_output().expect("wait hood cli");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn read_admin_key(home: &Path) -> String {
+    std::fs::read_to_string(home.join("admin.key"))
+        .expect("admin.key")
+        .trim()
+        .to_owned()
+}
+
+pub fn temp_home() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    (dir, home)
+}
