@@ -48,7 +48,18 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
         app = app.merge(routes::identity::router());
     }
     if roles.contains(&HttpRole::Api) {
-        app = app.merge(routes::chains::router());
+        app = app
+            .merge(routes::chains::router())
+            .merge(routes::nodes::router())
+            .merge(routes::fleet::router());
+    }
+    // Small bodies everywhere, except the routes merged below that stream
+    // large uploads and enforce their own limits.
+    let mut app = app
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES));
+    if roles.contains(&HttpRole::Api) {
+        app = app.merge(routes::artifacts::router());
     }
     let metrics = state.metrics.clone();
     app.fallback(not_found)
@@ -58,8 +69,6 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             metrics,
             metrics::track,
         ))
-        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             // The path only: query strings may carry tokens.
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path())

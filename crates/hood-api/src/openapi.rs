@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, assembled from the handlers' annotations.
 
 use crate::problem::{InvalidParam, Problem};
-use crate::routes::{chains, identity, ops};
+use crate::routes::{artifacts, chains, fleet, identity, nodes, ops};
 use crate::views::*;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -16,9 +16,14 @@ use utoipa::{Modify, OpenApi};
         identity::list_users, identity::create_user, identity::get_user, identity::update_user, identity::delete_user,
         identity::list_api_keys, identity::create_api_key, identity::get_api_key, identity::revoke_api_key,
         chains::list_chains, chains::get_chain,
+        artifacts::list_artifacts, artifacts::get_artifact, artifacts::push_artifact,
+        fleet::list_hosts, fleet::get_host, fleet::list_workflows, fleet::get_workflow, fleet::retry_workflow, fleet::abandon_workflow,
+        nodes::node_logs,
+        nodes::create_node, nodes::list_nodes, nodes::get_node, nodes::node_events, nodes::delete_node,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
+        artifacts::ArtifactView, fleet::HostView, fleet::WorkflowView, fleet::StepView, fleet::AbandonRequest, nodes::NodeView, nodes::NodeEventView, nodes::NodeAccepted, nodes::CreateNodeRequest,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),
     modifiers(&BearerAuth),

@@ -2,6 +2,7 @@
 
 use crate::limiter::KeyedLimiter;
 use crate::metrics::Metrics;
+use crate::routes::nodes::NodeWorkflows;
 use hood_chains::ChainCatalog;
 use hood_identity::oidc::OidcVerifier;
 use hood_identity::tokens::TokenIssuer;
@@ -33,9 +34,17 @@ pub struct AppState {
     pub chains: Arc<ChainCatalog>,
     pub login_limiter: Arc<KeyedLimiter<IpAddr>>,
     pub metrics: Arc<Metrics>,
+    /// The orchestrator, in processes that run it (`hood up`, `--role orchestrator`).
+    pub nodes: Option<Arc<dyn NodeWorkflows>>,
 }
 
 impl AppState {
+    /// Attaches the orchestrator that backs the node routes.
+    pub fn with_node_workflows(mut self, flows: Arc<dyn NodeWorkflows>) -> Self {
+        self.nodes = Some(flows);
+        self
+    }
+
     pub fn new(
         store: Arc<dyn Store>,
         tokens: TokenIssuer,
@@ -50,6 +59,7 @@ impl AppState {
             chains,
             login_limiter: Arc::new(KeyedLimiter::per_minute(config.login_attempts_per_minute)),
             metrics: Arc::new(Metrics::default()),
+            nodes: None,
         }
     }
 }

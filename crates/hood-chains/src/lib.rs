@@ -53,7 +53,7 @@ pub use runtime::{
     Protocol, Reference, RpcAuth, Runtime, RuntimeAdapter, Source, StopSignal, SyncSpec, SyncUnit,
     SystemStats,
 };
-pub use template::{BUILTIN_VARIABLES, PATH_ROOTS};
+pub use template::{render, BUILTIN_VARIABLES, PATH_ROOTS};
 pub use upgrade::{ActionKind, Compensation, RolloutPolicy, Upgrade, UpgradeAction, UpgradeTarget};
 pub use validate::is_sha256;
 

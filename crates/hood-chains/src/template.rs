@@ -73,6 +73,31 @@ pub(crate) fn variables(text: &str) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
+/// Expands every `{{name}}` in `text` from `vars`. An unknown variable or an
+/// unterminated `{{` is an error naming it, never a literal left in place.
+pub fn render(
+    text: &str,
+    vars: &std::collections::BTreeMap<String, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            return Err("unterminated `{{` in template".to_string());
+        };
+        let name = after[..end].trim();
+        let value = vars
+            .get(name)
+            .ok_or_else(|| format!("template variable `{{{{{name}}}}}` has no value"))?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 /// Checks one template string; returns one message per problem.
 pub(crate) fn check(text: &str, vars: &TemplateVars) -> Vec<String> {
     match variables(text) {
@@ -103,6 +128,22 @@ mod tests {
             ports: Some(["rpc".to_string(), "dyn".to_string()].into()),
             ranges: ["dyn".to_string()].into(),
         }
+    }
+
+    #[test]
+    fn render_expands_and_refuses_unknown_variables() {
+        let vars: std::collections::BTreeMap<String, String> = [
+            ("rpc_port".to_string(), "8545".to_string()),
+            ("data_dir".to_string(), "/d".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            render("--port {{rpc_port}} --state {{ data_dir }}/s.json", &vars).as_deref(),
+            Ok("--port 8545 --state /d/s.json")
+        );
+        assert_eq!(render("plain", &vars).as_deref(), Ok("plain"));
+        assert!(render("{{nope}}", &vars).unwrap_err().contains("nope"));
+        assert!(render("{{rpc_port", &vars).is_err());
     }
 
     #[test]

@@ -10,8 +10,10 @@ pub mod identity;
 pub mod ids;
 pub mod lifecycle;
 pub mod machine;
+pub mod node;
 pub mod time;
 pub mod validate;
+pub mod workload;
 
 pub use ids::*;
 pub use time::Timestamp;

@@ -52,6 +52,19 @@ impl MasterKey {
         Ok(Self(bytes))
     }
 
+    /// The raw key bytes, for a data key sent to an agent over mTLS.
+    pub fn to_bytes(&self) -> [u8; KEY_LEN] {
+        self.0
+    }
+
+    /// A key from exactly 32 raw bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, IdentityError> {
+        let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|_| {
+            IdentityError::Key(format!("key must be {KEY_LEN} bytes, got {}", bytes.len()))
+        })?;
+        Ok(Self(bytes))
+    }
+
     /// Standard base64 of the key bytes, as stored in the key file.
     pub fn to_base64(&self) -> String {
         STANDARD.encode(self.0)

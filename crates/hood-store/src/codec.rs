@@ -78,6 +78,9 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("refresh_tokens_pkey", "refresh_tokens.jti", "jti"),
     ("signing_keys_pkey", "signing_keys.kid", "kid"),
     ("outbox_id_key", "outbox.id", "id"),
+    ("nodes_org_name_key", "nodes.org_id, nodes.name", "name"),
+    ("nodes_pkey", "nodes.id", "id"),
+    ("node_keys_pkey", "node_keys.node_id", "node key material"),
 ];
 
 /// PostgreSQL `unique_violation`.

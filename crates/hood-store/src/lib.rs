@@ -20,10 +20,14 @@ use hood_domain::identity::{ApiKey, Organization, RefreshToken, Session, Signing
 use hood_domain::{ApiKeyId, EventId, OrgId, SessionId, Timestamp, UserId};
 use std::sync::Arc;
 
+pub mod artifact;
 mod codec;
+pub mod fleet;
 pub mod migrate;
+pub mod node;
 pub mod postgres;
 pub mod sqlite;
+pub mod workflow;
 
 /// Which SQL dialect a store speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +67,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A lifecycle change its state machine does not allow.
+    #[error(transparent)]
+    InvalidTransition(#[from] hood_domain::machine::InvalidTransition),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -178,7 +185,17 @@ pub trait OutboxStore: Send + Sync {
 
 /// Everything a Hood process needs from its database.
 #[async_trait]
-pub trait Store: IdentityStore + OutboxStore + Send + Sync + 'static {
+pub trait Store:
+    IdentityStore
+    + OutboxStore
+    + workflow::WorkflowStore
+    + fleet::FleetStore
+    + artifact::ArtifactCatalog
+    + node::NodeStore
+    + Send
+    + Sync
+    + 'static
+{
     fn backend(&self) -> Backend;
     /// Cheap round trip, for `/readyz`.
     async fn ping(&self) -> StoreResult<()>;

@@ -40,18 +40,62 @@ pub struct AppliedMigration {
 }
 
 /// SQLite migrations, in order.
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "identity",
-    sql: include_str!("../migrations/sqlite/0001_identity.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "identity",
+        sql: include_str!("../migrations/sqlite/0001_identity.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "workflows",
+        sql: include_str!("../migrations/sqlite/0002_workflows.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "fleet",
+        sql: include_str!("../migrations/sqlite/0003_fleet.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "artifacts",
+        sql: include_str!("../migrations/sqlite/0004_artifacts.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "nodes",
+        sql: include_str!("../migrations/sqlite/0005_nodes.sql"),
+    },
+];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "identity",
-    sql: include_str!("../migrations/postgres/0001_identity.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "identity",
+        sql: include_str!("../migrations/postgres/0001_identity.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "workflows",
+        sql: include_str!("../migrations/postgres/0002_workflows.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "fleet",
+        sql: include_str!("../migrations/postgres/0003_fleet.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "artifacts",
+        sql: include_str!("../migrations/postgres/0004_artifacts.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "nodes",
+        sql: include_str!("../migrations/postgres/0005_nodes.sql"),
+    },
+];
 
 /// The tracking table. Portable DDL: the same text works on both dialects.
 pub(crate) const TRACKING_TABLE_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\

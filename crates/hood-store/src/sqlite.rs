@@ -79,3 +79,7 @@ async fn migrate_locked(pool: &DbPool) -> StoreResult<Vec<i64>> {
 }
 
 include!("repo_common.rs");
+include!("workflow_repo.rs");
+include!("fleet_repo.rs");
+include!("artifact_repo.rs");
+include!("node_repo.rs");

@@ -7,110 +7,33 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+mod support;
+
+use support::Harness;
+
 use hood_domain::event::DomainEvent;
 use hood_domain::identity::{
     ApiKey, Organization, Permission, RefreshToken, Role, Session, SigningKey, User,
 };
 use hood_domain::{ApiKeyId, OrgId, SessionId, Timestamp, UserId};
-use hood_store::{Backend, RefreshOutcome, Store, StoreError};
-use hood_testkit::PgDatabase;
+use hood_store::{RefreshOutcome, Store, StoreError};
 use std::sync::Arc;
 use uuid::Uuid;
 
-// -- harness --
-
-enum Guard {
-    Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres(#[allow(dead_code)] PgDatabase),
-}
-
-/// A fresh, un-migrated database of one backend plus raw SQL access.
-struct Harness {
-    /// Declared first so the pool closes before the database goes away.
-    store: Arc<dyn Store>,
-    url: String,
-    backend: Backend,
-    _guard: Guard,
-}
-
-impl Harness {
-    async fn sqlite() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let url = hood_testkit::sqlite_url(&dir);
-        let store = hood_store::connect(&url).await.unwrap();
-        Self {
-            store,
-            url,
-            backend: Backend::Sqlite,
-            _guard: Guard::Sqlite(dir),
-        }
-    }
-
-    async fn postgres(test: &str) -> Option<Self> {
-        let db = PgDatabase::create(test).await?;
-        let url = db.url.clone();
-        let store = hood_store::connect(&url).await.unwrap();
-        Some(Self {
-            store,
-            url,
-            backend: Backend::Postgres,
-            _guard: Guard::Postgres(db),
-        })
-    }
-
-    /// The store, migrated.
-    async fn migrated(&self) -> &dyn Store {
-        self.store.migrate().await.unwrap();
-        &*self.store
-    }
-
-    /// A second, independent store on the same database.
-    async fn reopen(&self) -> Arc<dyn Store> {
-        hood_store::connect(&self.url).await.unwrap()
-    }
-
-    /// Runs SQL behind the store's back (to plant garbage, inspect columns).
-    async fn exec(&self, sql: &str) {
-        match self.backend {
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-                pool.close().await;
-            }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
-                sqlx::raw_sql(sql).execute(&pool).await.unwrap();
-                pool.close().await;
-            }
-        }
-    }
-
-    /// One nullable BIGINT column of one row.
-    async fn scalar(&self, sql: &str) -> Option<i64> {
-        match self.backend {
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
-                let v = sqlx::query_scalar::<_, Option<i64>>(sql)
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-                pool.close().await;
-                v
-            }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
-                let v = sqlx::query_scalar::<_, Option<i64>>(sql)
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
-                pool.close().await;
-                v
-            }
-        }
-    }
-}
-
 // -- fixtures --
+
+/// Every migration version this binary knows, in order.
+fn all_versions() -> Vec<i64> {
+    hood_store::migrate::SQLITE
+        .iter()
+        .map(|m| m.version)
+        .collect()
+}
+
+fn latest() -> i64 {
+    hood_store::migrate::latest_version(hood_store::migrate::SQLITE)
+}
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 const DAY_SECS: i64 = 86_400;
@@ -210,12 +133,9 @@ async fn migrate_twice_then_schema_is_current(db: &Harness) {
     store.ping().await.unwrap();
     assert!(matches!(
         store.check_schema().await,
-        Err(StoreError::SchemaOutOfDate {
-            found: 0,
-            expected: 1
-        })
+        Err(StoreError::SchemaOutOfDate { found: 0, expected }) if expected == latest()
     ));
-    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+    assert_eq!(store.migrate().await.unwrap(), all_versions());
     assert_eq!(store.migrate().await.unwrap(), Vec::<i64>::new());
     store.check_schema().await.unwrap();
     store.ping().await.unwrap();
@@ -234,9 +154,10 @@ async fn concurrent_migrations_apply_once(db: &Harness) {
     for t in tasks {
         applied.extend(t.await.unwrap().unwrap());
     }
+    applied.sort_unstable();
     assert_eq!(
         applied,
-        vec![1],
+        all_versions(),
         "each migration applied by exactly one runner"
     );
     db.store.check_schema().await.unwrap();
@@ -260,25 +181,12 @@ async fn edited_or_newer_schema_is_refused(db: &Harness) {
             .await;
         assert!(matches!(
             store.check_schema().await,
-            Err(StoreError::SchemaTooNew {
-                found: 99,
-                expected: 1
-            })
+            Err(StoreError::SchemaTooNew { found: 99, expected }) if expected == latest()
         ));
         assert!(matches!(
             store.migrate().await,
             Err(StoreError::SchemaTooNew { .. })
         ));
-    }
-}
-
-impl Harness {
-    /// Another fresh database of the same backend.
-    async fn fresh_like(other: &Harness) -> Option<Harness> {
-        match other.backend {
-            Backend::Sqlite => Some(Harness::sqlite().await),
-            Backend::Postgres => Harness::postgres("fresh_like").await,
-        }
     }
 }
 
@@ -1075,32 +983,6 @@ async fn garbage_rows_are_corrupt_not_panics(db: &Harness) {
     ));
 }
 
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let db = super::Harness::sqlite().await;
-                    super::$name(&db).await;
-                }
-            )*
-        }
-
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(db) = super::Harness::postgres(concat!("postgres::", stringify!($name))).await else {
-                        return;
-                    };
-                    super::$name(&db).await;
-                }
-            )*
-        }
-    };
-}
-
 conformance!(
     migrate_twice_then_schema_is_current,
     concurrent_migrations_apply_once,
@@ -1126,7 +1008,7 @@ conformance!(
 #[tokio::test]
 async fn sqlite_in_memory_database_keeps_its_data() {
     let store = hood_store::connect("sqlite::memory:").await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+    assert_eq!(store.migrate().await.unwrap(), all_versions());
     store.check_schema().await.unwrap();
     let o = org("memory");
     store.create_org(&o).await.unwrap();

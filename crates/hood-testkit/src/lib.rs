@@ -34,6 +34,29 @@ pub fn postgres_server_url(test: &str) -> Option<String> {
     }
 }
 
+/// The environment variable naming the real `anvil` binary for tests.
+pub const ANVIL_ENV: &str = "HOOD_TEST_ANVIL_BIN";
+
+/// The real `anvil` binary (installed from npm by `scripts/test`), or a loud
+/// skip notice when absent. Under CI a missing binary is a failure.
+pub fn anvil_bin(test: &str) -> Option<PathBuf> {
+    match std::env::var(ANVIL_ENV) {
+        Ok(p) if std::path::Path::new(&p).is_file() => Some(PathBuf::from(p)),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{ANVIL_ENV} must name the anvil binary in CI (test {test})"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED {test}: {ANVIL_ENV} is not set; run the tests through scripts/test ***"
+            );
+            None
+        }
+    }
+}
+
 /// A PostgreSQL database that exists for the life of this value.
 pub struct PgDatabase {
     server_url: String,

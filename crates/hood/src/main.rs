@@ -1,7 +1,9 @@
 //! `hood`: the control plane server (`up`, `serve`, `migrate`) and its CLI.
 //! Thin by design: parse arguments, set up logging, call into the crates.
 
+mod agent;
 mod cli;
+mod fleet;
 mod server;
 
 use anyhow::Result;
@@ -44,6 +46,9 @@ enum Command {
         api_addr: SocketAddr,
         #[arg(long, env = "HOOD_AUTH_ADDR", default_value = "127.0.0.1:8081")]
         auth_addr: SocketAddr,
+        /// Agent gateway (gRPC over mutual TLS) listen address.
+        #[arg(long, env = "HOOD_GATEWAY_ADDR", default_value = "127.0.0.1:9090")]
+        gateway_addr: SocketAddr,
     },
     /// Runs the given roles against PostgreSQL (cluster mode).
     Serve {
@@ -63,6 +68,8 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
+    /// Runs the on-host agent (started by host providers).
+    Agent(agent::AgentOpts),
     /// Signs in with e-mail and password (password from HOOD_PASSWORD or stdin).
     Login {
         #[arg(long)]
@@ -86,6 +93,18 @@ enum Command {
     /// Chain profiles.
     #[command(subcommand)]
     Chain(cli::ChainCmd),
+    /// Managed nodes.
+    #[command(subcommand)]
+    Node(cli::node::NodeCmd),
+    /// Hosts the control plane runs nodes on.
+    #[command(subcommand)]
+    Host(cli::fleet::HostCmd),
+    /// Durable workflows (provision, terminate, …) and operator actions.
+    #[command(subcommand)]
+    Workflow(cli::fleet::WorkflowCmd),
+    /// Artifacts (node binaries) in the control plane's store.
+    #[command(subcommand)]
+    Artifact(cli::artifact::ArtifactCmd),
 }
 
 fn init_logging(server: bool) {
@@ -110,7 +129,8 @@ async fn run(cli: Cli) -> Result<()> {
             opts,
             api_addr,
             auth_addr,
-        } => server::up(opts, api_addr, auth_addr).await,
+            gateway_addr,
+        } => server::up(opts, api_addr, auth_addr, gateway_addr).await,
         Command::Serve {
             opts,
             roles,
@@ -133,6 +153,7 @@ async fn run(cli: Cli) -> Result<()> {
             server::serve(opts, roles, listen, &database_url).await
         }
         Command::Migrate { database_url } => server::migrate(&database_url).await,
+        Command::Agent(opts) => agent::run(opts).await,
         Command::Login {
             email,
             password_stdin,
@@ -143,6 +164,10 @@ async fn run(cli: Cli) -> Result<()> {
         Command::User(cmd) => cli::user(c, f, cmd).await,
         Command::Key(cmd) => cli::key(c, f, cmd).await,
         Command::Chain(cmd) => cli::chain(c, f, cmd).await,
+        Command::Node(cmd) => cli::node::run(c, f, cmd).await,
+        Command::Artifact(cmd) => cli::artifact::run(c, f, cmd).await,
+        Command::Host(cmd) => cli::fleet::host(c, f, cmd).await,
+        Command::Workflow(cmd) => cli::fleet::workflow(c, f, cmd).await,
     }
 }
 
@@ -150,7 +175,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(matches!(
         cli.command,
-        Command::Up { .. } | Command::Serve { .. } | Command::Migrate { .. }
+        Command::Up { .. } | Command::Serve { .. } | Command::Migrate { .. } | Command::Agent(_)
     ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -42,7 +42,12 @@ pub struct ServerOpts {
 }
 
 /// `hood up`: every role in one process on SQLite under `$HOOD_HOME`.
-pub async fn up(opts: ServerOpts, api_addr: SocketAddr, auth_addr: SocketAddr) -> Result<()> {
+pub async fn up(
+    opts: ServerOpts,
+    api_addr: SocketAddr,
+    auth_addr: SocketAddr,
+    gateway_addr: SocketAddr,
+) -> Result<()> {
     std::fs::create_dir_all(&opts.home)
         .with_context(|| format!("creating {}", opts.home.display()))?;
     let db_path = opts.home.join("hood.db");
@@ -65,6 +70,15 @@ pub async fn up(opts: ServerOpts, api_addr: SocketAddr, auth_addr: SocketAddr) -
     let state = build_state(store.clone(), &master, &opts).await?;
     let report =
         bootstrap_admin(store.as_ref(), &opts.home, opts.admin_password.as_deref()).await?;
+    let mut fleet = crate::fleet::FleetRoles::embedded(
+        store.clone(),
+        &master,
+        state.chains.clone(),
+        &opts.home,
+        gateway_addr,
+    )
+    .await?;
+    let state = state.with_node_workflows(Arc::new(fleet.orchestrator.clone()));
 
     let api_listener = bind(api_addr).await?;
     let auth_listener = bind(auth_addr).await?;
@@ -77,6 +91,7 @@ pub async fn up(opts: ServerOpts, api_addr: SocketAddr, auth_addr: SocketAddr) -
     );
     println!("api:  {api_url}");
     println!("auth: {auth_url}");
+    println!("agent gateway: {}", fleet.gateway_url);
     println!("openapi: {api_url}/openapi.json");
     if let Some(r) = &report {
         println!(
@@ -97,8 +112,13 @@ pub async fn up(opts: ServerOpts, api_addr: SocketAddr, auth_addr: SocketAddr) -
 
     let shutdown = shutdown_signal();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let api = hood_api::router(state.clone(), &[HttpRole::Api, HttpRole::Auth]);
+    let api = hood_api::router(state.clone(), &[HttpRole::Api, HttpRole::Auth])
+        .layer(axum::Extension(fleet.artifacts.clone()));
     let auth = hood_api::router(state, &[HttpRole::Auth]);
+    let mut rx3 = stop_tx.subscribe();
+    let gateway_task = fleet.spawn_gateway(async move {
+        let _ = rx3.recv().await;
+    });
     let mut rx1 = stop_tx.subscribe();
     let mut rx2 = stop_tx.subscribe();
     let drain = Duration::from_secs(10);
@@ -124,6 +144,12 @@ pub async fn up(opts: ServerOpts, api_addr: SocketAddr, auth_addr: SocketAddr) -
     for task in [api_task, auth_task] {
         task.await.context("server task")?.context("server")?;
     }
+    if let Some(task) = gateway_task {
+        task.await
+            .context("gateway task")?
+            .context("agent gateway")?;
+    }
+    fleet.shutdown().await;
     println!("hood stopped");
     Ok(())
 }
@@ -259,7 +285,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -1,5 +1,8 @@
 //! Route groups. Each role serves a subset; `hood up` serves them all.
 
+pub mod artifacts;
 pub mod chains;
+pub mod fleet;
 pub mod identity;
+pub mod nodes;
 pub mod ops;

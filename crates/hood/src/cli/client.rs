@@ -238,6 +238,68 @@ impl Client {
         self.send::<()>(Method::DELETE, path, None).await?;
         Ok(())
     }
+
+    /// PUTs the file at `file` as a raw `application/octet-stream` body,
+    /// streamed from disk (never read whole), with extra `headers`. Uploads
+    /// may take long, so the client-wide 30 s timeout is lifted to an hour.
+    /// On 401 with a saved session it refreshes once and sends the file
+    /// again (a stream cannot be replayed, so the file is reopened).
+    pub async fn put_file<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        file: &Path,
+        headers: &[(&str, &str)],
+    ) -> Result<T> {
+        let url = format!("{}{}", self.server, path);
+        let mut refreshed = false;
+        loop {
+            let body = tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("opening {}", file.display()))?;
+            let len = body
+                .metadata()
+                .await
+                .with_context(|| format!("reading {}", file.display()))?
+                .len();
+            let mut req = self
+                .http
+                .put(&url)
+                .timeout(std::time::Duration::from_secs(3600))
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .header(reqwest::header::CONTENT_LENGTH, len)
+                .body(reqwest::Body::from(body));
+            if let Some(token) = self.bearer() {
+                req = req.bearer_auth(token);
+            }
+            for (name, value) in headers {
+                req = req.header(*name, *value);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| anyhow!("cannot reach Hood at {}: {}", self.server, root_cause(&e)))?;
+            let status = resp.status();
+            let bytes = resp.bytes().await.context("reading the response")?;
+            let value: Option<serde_json::Value> = if bytes.is_empty() {
+                None
+            } else {
+                Some(
+                    serde_json::from_slice(&bytes)
+                        .map_err(|_| anyhow!("server answered {status} with a non-JSON body"))?,
+                )
+            };
+            if status == StatusCode::UNAUTHORIZED && !refreshed {
+                if let Credential::Session { refresh, .. } = self.credential.clone() {
+                    refreshed = true;
+                    if self.refresh_session(&refresh).await.is_ok() {
+                        continue;
+                    }
+                }
+            }
+            let v = finish(status, value)?;
+            return Ok(serde_json::from_value(v.unwrap_or_default())?);
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

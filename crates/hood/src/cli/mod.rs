@@ -1,6 +1,9 @@
 //! The CLI subcommands that talk to a Hood server.
 
+pub mod artifact;
 pub mod client;
+pub mod fleet;
+pub mod node;
 pub mod output;
 
 use anyhow::{bail, Context, Result};

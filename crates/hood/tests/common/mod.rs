@@ -116,6 +116,55 @@ impl Drop for HoodProcess {
     }
 }
 
+/// `hood up` with ephemeral HTTP ports and the agent gateway on a fixed
+/// address, so agents find it again after a restart.
+pub fn hood_up_with_gateway(home: &Path, gateway: &str) -> HoodProcess {
+    HoodProcess::start(
+        &[
+            "up",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--auth-addr",
+            "127.0.0.1:0",
+            "--gateway-addr",
+            gateway,
+        ],
+        &[("HOOD_HOME", home.display().to_string())],
+        &["api", "auth"],
+    )
+}
+
+/// Pids and command lines of live processes whose command line mentions `dir`.
+pub fn processes_under(dir: &Path) -> Vec<(u32, String)> {
+    let needle = dir.display().to_string();
+    let mut out = vec![];
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&raw).replace('\0', " ");
+        if cmd.contains(&needle) {
+            out.push((pid, cmd));
+        }
+    }
+    out
+}
+
+/// SIGKILLs every process under `dir` when dropped, so a failing test
+/// never leaves agents or nodes behind.
+pub struct KillUnder(pub PathBuf);
+
+impl Drop for KillUnder {
+    fn drop(&mut self) {
+        for (pid, _) in processes_under(&self.0) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
 /// `hood up` on a fresh home with ephemeral ports.
 pub fn hood_up(home: &Path, extra_env: &[(&str, String)]) -> HoodProcess {
     let mut envs = vec![("HOOD_HOME", home.display().to_string())];
@@ -126,6 +175,8 @@ pub fn hood_up(home: &Path, extra_env: &[(&str, String)]) -> HoodProcess {
             "--api-addr",
             "127.0.0.1:0",
             "--auth-addr",
+            "127.0.0.1:0",
+            "--gateway-addr",
             "127.0.0.1:0",
         ],
         &envs,

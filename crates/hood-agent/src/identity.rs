@@ -1,0 +1,227 @@
+//! The host identity: enrollment, renewal, and its file in the data dir.
+//!
+//! Key, certificate and CA live in one JSON file written atomically (temp
+//! file, fsync, rename), so a crash during renewal can never leave a key
+//! that does not match its certificate.
+
+use crate::channel::gateway_channel;
+use crate::error::AgentError;
+use crate::handle::AgentHandle;
+use crate::now_ms;
+use hood_agent_proto::v1::agent_gateway_client::AgentGatewayClient;
+use hood_agent_proto::v1::{EnrollRequest, RenewRequest};
+use hood_domain::HostId;
+use hood_pki::{HostKey, PeerIdentity};
+use serde::{Deserialize, Serialize};
+use std::io::Write as _;
+use std::path::Path;
+
+pub(crate) const IDENTITY_FILE: &str = "identity.json";
+
+/// What the agent is: its host id, certificate, private key and the CA.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StoredIdentity {
+    pub host_id: HostId,
+    pub cert_pem: String,
+    key_pem: String,
+    pub ca_pem: String,
+    /// Serial of `cert_pem` (hex), for logs and checks.
+    pub serial: String,
+    /// When this agent received the certificate (its own clock): renewal is
+    /// scheduled from here, not from `not_before`, which the CA back-dates.
+    pub obtained_at_ms: i64,
+    pub not_after_ms: i64,
+}
+
+impl std::fmt::Debug for StoredIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredIdentity")
+            .field("host_id", &self.host_id)
+            .field("serial", &self.serial)
+            .field("not_after_ms", &self.not_after_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoredIdentity {
+    pub(crate) fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    /// When renewal is due, as Unix ms.
+    pub fn renew_at_ms(&self, fraction: f64) -> i64 {
+        let life = (self.not_after_ms - self.obtained_at_ms).max(0);
+        // Lifetimes are at most years in ms: well inside f64's exact range.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+        let offset = (life as f64 * fraction.clamp(0.05, 0.95)) as i64;
+        self.obtained_at_ms + offset
+    }
+
+    pub(crate) fn load(dir: &Path) -> Result<Option<Self>, AgentError> {
+        let path = dir.join(IDENTITY_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| AgentError::Corrupt(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(AgentError::io(path, e)),
+        }
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), AgentError> {
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| AgentError::Corrupt(format!("serialising identity: {e}")))?;
+        write_private(&dir.join(IDENTITY_FILE), &bytes)
+    }
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(AgentError::io(&tmp, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| AgentError::io(path, e))
+}
+
+/// Reads the token: the configured file, else the environment. Never logged.
+fn read_token(handle: &AgentHandle) -> Result<String, AgentError> {
+    if let Some(path) = &handle.config().token_file {
+        return match std::fs::read_to_string(path) {
+            Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_owned()),
+            Ok(_) => Err(AgentError::NoToken),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(AgentError::NoToken),
+            Err(e) => Err(AgentError::io(path, e)),
+        };
+    }
+    match std::env::var(crate::TOKEN_ENV) {
+        Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_owned()),
+        _ => Err(AgentError::NoToken),
+    }
+}
+
+/// Checks that a certificate from the gateway is for `host` and returns
+/// its serial and expiry.
+fn check_cert(cert_pem: &str, host: HostId) -> Result<PeerIdentity, AgentError> {
+    let peer = PeerIdentity::from_pem(cert_pem)
+        .map_err(|e| AgentError::Protocol(format!("certificate from the gateway: {e}")))?;
+    if peer.host_id != host {
+        return Err(AgentError::Protocol(
+            "certificate from the gateway names another host".into(),
+        ));
+    }
+    Ok(peer)
+}
+
+pub(crate) async fn enroll_if_needed(handle: &AgentHandle) -> Result<HostId, AgentError> {
+    if let Some(id) = handle.identity() {
+        return Ok(id.host_id);
+    }
+    let config = handle.config();
+    let ca_pem = config.ca_pem.clone().ok_or_else(|| {
+        AgentError::Config(
+            "enrollment needs the CA certificate (ca_pem) to trust the gateway".into(),
+        )
+    })?;
+    let token = read_token(handle)?;
+    let key = HostKey::generate()?;
+    let csr_pem = key.csr_pem(&config.hostname)?;
+    let channel = gateway_channel(config, &ca_pem, None)?;
+    let response = AgentGatewayClient::new(channel)
+        .enroll(EnrollRequest {
+            token,
+            csr_pem,
+            agent_version: config.agent_version.clone(),
+            hostname: config.hostname.clone(),
+        })
+        .await;
+    let response = match response {
+        Ok(r) => r.into_inner(),
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::Unauthenticated
+                    | tonic::Code::FailedPrecondition
+                    | tonic::Code::InvalidArgument
+            ) =>
+        {
+            return Err(AgentError::EnrollmentRefused(status.message().to_owned()));
+        }
+        Err(status) => return Err(status.into()),
+    };
+    let host_id: HostId = response
+        .host_id
+        .parse()
+        .map_err(|_| AgentError::Protocol("enrollment returned a malformed host id".into()))?;
+    let peer = check_cert(&response.certificate_pem, host_id)?;
+    let identity = StoredIdentity {
+        host_id,
+        cert_pem: response.certificate_pem,
+        key_pem: key.private_key_pem(),
+        ca_pem: if response.ca_certificate_pem.is_empty() {
+            ca_pem
+        } else {
+            response.ca_certificate_pem
+        },
+        serial: peer.serial,
+        obtained_at_ms: now_ms(),
+        not_after_ms: response.not_after_unix_ms,
+    };
+    identity.save(&config.data_dir)?;
+    // The token is spent; do not leave it lying around.
+    if let Some(path) = &config.token_file {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!(host_id = %host_id, serial = %identity.serial, "enrolled");
+    handle.set_identity(identity);
+    Ok(host_id)
+}
+
+pub(crate) async fn renew(handle: &AgentHandle) -> Result<(), AgentError> {
+    let current = handle
+        .identity()
+        .ok_or_else(|| AgentError::Config("cannot renew: not enrolled".into()))?;
+    let key = HostKey::generate()?;
+    let csr_pem = key.csr_pem(&handle.config().hostname)?;
+    let channel = gateway_channel(
+        handle.config(),
+        &current.ca_pem,
+        Some((&current.cert_pem, current.key_pem())),
+    )?;
+    let response = AgentGatewayClient::new(channel)
+        .renew(RenewRequest { csr_pem })
+        .await?
+        .into_inner();
+    let peer = check_cert(&response.certificate_pem, current.host_id)?;
+    let renewed = StoredIdentity {
+        host_id: current.host_id,
+        cert_pem: response.certificate_pem,
+        key_pem: key.private_key_pem(),
+        ca_pem: current.ca_pem.clone(),
+        serial: peer.serial,
+        obtained_at_ms: now_ms(),
+        not_after_ms: response.not_after_unix_ms,
+    };
+    renewed.save(&handle.config().data_dir)?;
+    tracing::info!(host_id = %renewed.host_id, old_serial = %current.serial, serial = %renewed.serial, "renewed certificate");
+    handle.emit_event(
+        "cert_renewed",
+        None,
+        "host certificate renewed",
+        serde_json::json!({ "serial": renewed.serial, "not_after_unix_ms": renewed.not_after_ms }),
+    );
+    handle.set_identity(renewed);
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! The `AgentGateway` gRPC service: per-call authentication and the unary
+//! and streaming handlers (the session itself lives in `session.rs`).
+
+use crate::fleet::{token_hash, Fleet};
+use crate::now;
+use crate::server::GatewayConfig;
+use crate::session::run_session;
+use crate::sources::{ArtifactSource, ArtifactSourceError, NodeKeySource};
+use futures::StreamExt as _;
+use hood_agent_proto::v1::agent_gateway_server::AgentGateway;
+use hood_agent_proto::v1::{
+    AgentMessage, ArtifactChunk, EnrollRequest, EnrollResponse, FetchArtifactRequest,
+    FetchNodeKeyRequest, FetchNodeKeyResponse, GatewayMessage, RenewRequest, RenewResponse,
+};
+use hood_domain::lifecycle::HostState;
+use hood_domain::machine::StateMachine as _;
+use hood_domain::NodeId;
+use hood_pki::{Ca, PeerIdentity, PkiError};
+use hood_store::fleet::{EnrollOutcome, Host};
+use hood_store::StoreError;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Largest chunk sent to an agent: well under gRPC's 4 MiB message limit.
+const MAX_CHUNK: usize = 256 * 1024;
+/// Longest host name / agent version accepted (DNS name limit).
+const MAX_LABEL: usize = 253;
+
+/// What every handler and session task needs.
+pub(crate) struct Shared {
+    pub fleet: Fleet,
+    pub ca: Arc<Ca>,
+    pub config: GatewayConfig,
+    pub artifacts: Option<Arc<dyn ArtifactSource>>,
+    pub node_keys: Option<Arc<dyn NodeKeySource>>,
+    /// Becomes true when the server shuts down; sessions end on it.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// Internal failures become `unavailable` (the agent retries) and are
+/// logged here; the client never sees database details.
+pub(crate) fn internal(context: &'static str, err: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %err, context, "agent gateway internal error");
+    Status::unavailable("temporarily unavailable")
+}
+
+impl Shared {
+    /// The caller's verified host, checked on every call: a certificate the
+    /// CA issued (TLS verified the chain and dates), recorded for that host,
+    /// not revoked, not expired, and a host that is not gone.
+    pub(crate) async fn authenticate<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(PeerIdentity, Host), Status> {
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let leaf = certs
+            .first()
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let peer = PeerIdentity::from_der(leaf).map_err(|e| {
+            tracing::info!(error = %e, "refused a client certificate that names no host");
+            Status::unauthenticated("certificate does not name a host")
+        })?;
+        self.check_peer(&peer).await?;
+        let host = self
+            .fleet
+            .store()
+            .get_host(peer.host_id)
+            .await
+            .map_err(|e| internal("load host", e))?
+            .ok_or_else(|| Status::permission_denied("host is not active"))?;
+        if host.state.is_terminal() {
+            tracing::info!(host_id = %host.id, state = %host.state, "refused a call from a host that is gone");
+            return Err(Status::permission_denied("host is not active"));
+        }
+        Ok((peer, host))
+    }
+
+    /// Certificate checks against the store (revocation, expiry).
+    pub(crate) async fn check_peer(&self, peer: &PeerIdentity) -> Result<(), Status> {
+        let record = self
+            .fleet
+            .store()
+            .get_host_certificate(&peer.serial)
+            .await
+            .map_err(|e| internal("load certificate", e))?;
+        let refused = match &record {
+            None => Some("unknown certificate"),
+            Some(r) if r.host_id != peer.host_id => Some("unknown certificate"),
+            Some(r) if r.revoked_at.is_some() => Some("certificate revoked"),
+            Some(r) if r.not_after <= now() => Some("certificate expired"),
+            Some(_) => None,
+        };
+        match refused {
+            Some(reason) => {
+                tracing::info!(host_id = %peer.host_id, serial = %peer.serial, reason, "refused a host certificate");
+                Err(Status::unauthenticated(reason))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The tonic service: a thin handle on [`Shared`].
+#[derive(Clone)]
+pub(crate) struct GatewayService {
+    shared: Arc<Shared>,
+}
+
+impl GatewayService {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+}
+
+fn label(value: &str) -> String {
+    value.chars().take(MAX_LABEL).collect()
+}
+
+#[tonic::async_trait]
+impl AgentGateway for GatewayService {
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let req = request.into_inner();
+        let store = self.shared.fleet.store();
+        let now = now();
+        let hash = token_hash(&req.token);
+        // One message for unknown, spent and expired tokens: the caller
+        // learns nothing about which tokens exist.
+        let rejected = || Status::unauthenticated("invalid enrollment token");
+        let token = store
+            .find_enrollment_token(&hash)
+            .await
+            .map_err(|e| internal("find enrollment token", e))?
+            .ok_or_else(rejected)?;
+        if token.used_at.is_some() || token.expires_at <= now {
+            tracing::info!(host_id = %token.host_id, "refused a spent or expired enrollment token");
+            return Err(rejected());
+        }
+        let host = store
+            .get_host(token.host_id)
+            .await
+            .map_err(|e| internal("load host", e))?
+            .ok_or_else(rejected)?;
+        if host.state != HostState::Enrolling {
+            tracing::info!(host_id = %host.id, state = %host.state, "enrollment refused: host is not waiting for its agent");
+            return Err(Status::failed_precondition(
+                "host is not waiting for enrollment",
+            ));
+        }
+        let issued = self
+            .shared
+            .ca
+            .sign_host_csr(host.id, &req.csr_pem, self.shared.config.leaf_validity, now)
+            .map_err(|e| match e {
+                PkiError::BadCsr(_) => Status::invalid_argument("csr_pem is not a valid CSR"),
+                other => internal("sign host certificate", other),
+            })?;
+        let outcome = store
+            .complete_enrollment(
+                &hash,
+                &issued.record(now),
+                &label(&req.hostname),
+                &label(&req.agent_version),
+                now,
+            )
+            .await
+            .map_err(|e| internal("complete enrollment", e))?;
+        match outcome {
+            EnrollOutcome::Enrolled => {
+                tracing::info!(host_id = %host.id, serial = %issued.serial, hostname = %label(&req.hostname), "host enrolled");
+                Ok(Response::new(EnrollResponse {
+                    host_id: host.id.to_string(),
+                    certificate_pem: issued.cert_pem,
+                    ca_certificate_pem: self.shared.ca.cert_pem().to_owned(),
+                    not_after_unix_ms: issued.not_after.millis(),
+                }))
+            }
+            EnrollOutcome::TokenRejected => Err(rejected()),
+            EnrollOutcome::HostNotEnrolling(_) => Err(Status::failed_precondition(
+                "host is not waiting for enrollment",
+            )),
+        }
+    }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
+        let (peer, host) = self.shared.authenticate(&request).await?;
+        let req = request.into_inner();
+        let now = now();
+        let issued = self
+            .shared
+            .ca
+            .sign_host_csr(host.id, &req.csr_pem, self.shared.config.leaf_validity, now)
+            .map_err(|e| match e {
+                PkiError::BadCsr(_) => Status::invalid_argument("csr_pem is not a valid CSR"),
+                other => internal("sign host certificate", other),
+            })?;
+        self.shared
+            .fleet
+            .store()
+            .insert_host_certificate(&issued.record(now))
+            .await
+            .map_err(|e| internal("record certificate", e))?;
+        tracing::info!(host_id = %host.id, old_serial = %peer.serial, serial = %issued.serial, "renewed host certificate");
+        Ok(Response::new(RenewResponse {
+            certificate_pem: issued.cert_pem,
+            not_after_unix_ms: issued.not_after.millis(),
+        }))
+    }
+
+    type SessionStream = ReceiverStream<Result<GatewayMessage, Status>>;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let (peer, host) = self.shared.authenticate(&request).await?;
+        let inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(run_session(self.shared.clone(), peer, host, inbound, tx));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type FetchArtifactStream = ReceiverStream<Result<ArtifactChunk, Status>>;
+
+    async fn fetch_artifact(
+        &self,
+        request: Request<FetchArtifactRequest>,
+    ) -> Result<Response<Self::FetchArtifactStream>, Status> {
+        let (_, host) = self.shared.authenticate(&request).await?;
+        let req = request.into_inner();
+        let source = self
+            .shared
+            .artifacts
+            .clone()
+            .ok_or_else(|| Status::unimplemented("this gateway serves no artifacts"))?;
+        let artifact = source
+            .open(&req.name, &req.version)
+            .await
+            .map_err(|e| match e {
+                ArtifactSourceError::NotFound => Status::not_found("artifact not found"),
+                other => internal("open artifact", other),
+            })?;
+        tracing::info!(host_id = %host.id, name = %req.name, version = %req.version, size = artifact.size, "serving artifact");
+        let (tx, rx) = mpsc::channel(8);
+        tokio::spawn(async move {
+            let mut header = Some((artifact.sha256, artifact.size));
+            let mut body = artifact.body;
+            let mut sent_any = false;
+            while let Some(item) = body.next().await {
+                let bytes = match item {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        let _ = tx.send(Err(internal("read artifact", e))).await;
+                        return;
+                    }
+                };
+                for piece in bytes.chunks(MAX_CHUNK) {
+                    let (sha256, size) = header.take().unwrap_or_default();
+                    let chunk = ArtifactChunk {
+                        data: piece.to_vec(),
+                        sha256,
+                        size,
+                    };
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return;
+                    }
+                    sent_any = true;
+                }
+            }
+            if !sent_any {
+                // An empty artifact still tells the agent what it must be.
+                let (sha256, size) = header.take().unwrap_or_default();
+                let _ = tx
+                    .send(Ok(ArtifactChunk {
+                        data: Vec::new(),
+                        sha256,
+                        size,
+                    }))
+                    .await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn fetch_node_key(
+        &self,
+        request: Request<FetchNodeKeyRequest>,
+    ) -> Result<Response<FetchNodeKeyResponse>, Status> {
+        let (_, host) = self.shared.authenticate(&request).await?;
+        let node: NodeId = request
+            .get_ref()
+            .node_id
+            .parse()
+            .map_err(|_| Status::invalid_argument("node_id is not a node id"))?;
+        let source = self
+            .shared
+            .node_keys
+            .clone()
+            .ok_or_else(|| Status::unimplemented("this gateway serves no node keys"))?;
+        let key = source
+            .data_key(host.id, node)
+            .await
+            .map_err(|e| internal("node data key", e))?;
+        match key {
+            Some(key) => {
+                tracing::info!(host_id = %host.id, node_id = %node, "served node data key");
+                Ok(Response::new(FetchNodeKeyResponse {
+                    data_key: key.expose().to_vec(),
+                }))
+            }
+            None => {
+                tracing::warn!(host_id = %host.id, node_id = %node, "refused a node key: node is not placed on this host");
+                Err(Status::not_found("no such node on this host"))
+            }
+        }
+    }
+}
+
+/// Store failures that mean "the caller sent something wrong" vs. "we broke".
+pub(crate) fn is_expected(err: &StoreError) -> bool {
+    matches!(
+        err,
+        StoreError::NotFound(_) | StoreError::InvalidTransition(_)
+    )
+}

@@ -1,0 +1,32 @@
+//! The orchestrator role.
+//!
+//! Node lifecycles run as durable sagas (`hood-saga`): `provision-node` and
+//! `terminate-node`. Each step is idempotent (ids derived from the workflow
+//! id, create-if-absent everywhere), so a crash at any point resumes from
+//! the journal without duplicating a host or a process.
+
+mod keys;
+mod plan;
+mod provision;
+mod services;
+mod steps;
+mod terminate;
+
+pub use keys::NodeKeys;
+pub use plan::{required_artifacts, workload_plan, PlanError};
+pub use services::{Orchestrator, Services, Timings};
+
+/// Workflow names and versions. A journaled run of a version this binary
+/// does not know is refused by the engine, never mis-replayed.
+pub mod workflows {
+    pub const PROVISION_NODE: (&str, i64) = ("provision-node", 1);
+    pub const TERMINATE_NODE: (&str, i64) = ("terminate-node", 1);
+
+    pub fn provision_id(node: hood_domain::NodeId) -> String {
+        format!("provision-node-{node}")
+    }
+
+    pub fn terminate_id(node: hood_domain::NodeId) -> String {
+        format!("terminate-node-{node}")
+    }
+}

@@ -1,0 +1,401 @@
+//! `provision-node` v1: create host → wait for its agent → generate keys →
+//! install and start → wait until synced → healthy. Any permanent failure
+//! compensates in reverse (the host is deleted) and leaves the node
+//! `failed` with the reason.
+
+use crate::plan::{required_artifacts, workload_plan, ArtifactDigests};
+use crate::services::{permanent, retryable, Ctx, Services};
+use crate::steps::{
+    host_id_for, load_node, note, now, poll_until, retire_host_record, run_command,
+    run_command_with, store_err, update_node,
+};
+use crate::workflows::PROVISION_NODE;
+use hood_domain::lifecycle::{HostState, NodeState, SyncStatus};
+use hood_domain::machine::StateMachine;
+use hood_domain::node::NodeKeyMaterial;
+use hood_domain::workload::{kinds, SyncReport, WorkloadRef, WorkloadStarted};
+use hood_identity::envelope::{generate_secret, seal_node_material};
+use hood_provider::{CreateHostRequest, EnrollmentInfo, HostResources};
+use hood_saga::{RetryPolicy, Step, StepError, StepOutcome, Workflow};
+use hood_store::fleet::Host;
+use hood_store::node::NodeChange;
+use serde_json::json;
+use std::time::Duration;
+
+/// Waiting for a node to sync: many short polls, durable between them.
+const SYNC_POLICY: RetryPolicy = RetryPolicy {
+    max_attempts: 120,
+    initial: Duration::from_secs(1),
+    multiplier: 1.5,
+    max: Duration::from_secs(30),
+};
+
+/// Starting a node waits on the agent (download, start); retried like
+/// waiting for an agent.
+const START_POLICY: RetryPolicy = RetryPolicy {
+    max_attempts: 5,
+    initial: Duration::from_secs(2),
+    multiplier: 2.0,
+    max: Duration::from_secs(30),
+};
+
+pub(crate) fn workflow() -> Workflow<Services> {
+    Workflow::new(PROVISION_NODE.0, PROVISION_NODE.1)
+        .step(Step::new("accept", accept).undo(mark_failed))
+        .step(
+            Step::new("create_host", create_host)
+                .undo(delete_host)
+                .retry(RetryPolicy::INFRASTRUCTURE),
+        )
+        .step(Step::new("wait_for_agent", wait_for_agent).retry(RetryPolicy::WAIT_FOR_AGENT))
+        .step(Step::new("generate_keys", generate_keys).undo(wipe_keys))
+        .step(
+            Step::new("start_node", start_node)
+                .undo(remove_workload)
+                .retry(START_POLICY),
+        )
+        .step(Step::new("wait_synced", wait_synced).retry(SYNC_POLICY))
+        .step(Step::new("mark_healthy", mark_healthy))
+}
+
+/// Checks the request still makes sense (the node exists and is provisioning).
+async fn accept(ctx: Ctx) -> Result<StepOutcome, StepError> {
+    let node = load_node(&ctx).await?;
+    if node.state != NodeState::Provisioning {
+        return Err(permanent(format!(
+            "node is {}, not provisioning",
+            node.state.as_str()
+        )));
+    }
+    ctx.app
+        .chains
+        .get(&node.chain)
+        .ok_or_else(|| permanent(format!("chain `{}` is not in the catalog", node.chain)))?;
+    StepOutcome::done(json!({ "node_id": node.id }))
+}
+
+/// Compensation of the whole run: the node ends `failed`, with the reason.
+async fn mark_failed(ctx: Ctx) -> Result<(), StepError> {
+    let node = load_node(&ctx).await?;
+    if node.state.is_terminal() || node.state == NodeState::Terminating {
+        return Ok(());
+    }
+    let reason = match ctx.engine().get(&ctx.workflow_id).await {
+        Ok(Some(detail)) => detail
+            .workflow
+            .error
+            .clone()
+            .unwrap_or_else(|| "provisioning was aborted".into()),
+        _ => "provisioning failed".into(),
+    };
+    update_node(
+        &ctx,
+        NodeChange {
+            state: Some(NodeState::Failed),
+            host_id: Some(None),
+            rpc_endpoint: Some(None),
+            failure_reason: Some(Some(reason.clone())),
+            message: format!("provisioning failed: {reason}"),
+            ..Default::default()
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn create_host(ctx: Ctx) -> Result<StepOutcome, StepError> {
+    let node = load_node(&ctx).await?;
+    let s = &ctx.app;
+    let host_id = host_id_for(&ctx.workflow_id);
+    let provider = s
+        .providers
+        .get(&node.provider)
+        .ok_or_else(|| permanent(format!("no provider `{}` is configured", node.provider)))?;
+    let resources = s
+        .chains
+        .get(&node.chain)
+        .and_then(|c| c.profile.node_types.get(&node.node_type))
+        .map(|t| HostResources {
+            cpu: t.resources.cpu,
+            memory_gb: t.resources.memory_gb,
+            disk_gb: t.resources.disk_gb,
+        })
+        .unwrap_or_default();
+    let now = now();
+    if s.store
+        .get_host(host_id)
+        .await
+        .map_err(store_err)?
+        .is_none()
+    {
+        let host = Host {
+            id: host_id,
+            org_id: Some(node.org_id),
+            provider: node.provider.clone(),
+            region: node.region.clone(),
+            state: HostState::Requested,
+            address: None,
+            provider_ref: serde_json::Value::Null,
+            hostname: None,
+            agent_version: None,
+            last_seen_at: None,
+            connected_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        match s.store.create_host(&host).await {
+            Ok(()) | Err(hood_store::StoreError::Conflict(_)) => {}
+            Err(e) => return Err(store_err(e)),
+        }
+    }
+    // The agent enrolls the moment it starts, so the host must already be
+    // waiting for enrollment when the provider launches it.
+    s.store
+        .transition_host_from(host_id, HostState::Requested, HostState::Provisioning, now)
+        .await
+        .map_err(store_err)?;
+    s.store
+        .transition_host_from(host_id, HostState::Provisioning, HostState::Enrolling, now)
+        .await
+        .map_err(store_err)?;
+    let token = s
+        .fleet
+        .issue_enrollment_token(host_id, s.timings.enrollment_ttl)
+        .await
+        .map_err(retryable)?;
+    let handle = provider
+        .create_host(CreateHostRequest {
+            host_id,
+            region: node.region.clone(),
+            resources,
+            enrollment: EnrollmentInfo {
+                gateway_url: s.gateway_url.clone(),
+                token,
+                ca_pem: s.ca_pem.clone(),
+            },
+        })
+        .await
+        .map_err(retryable)?;
+    let provider_ref = serde_json::to_value(&handle).unwrap_or_default();
+    let address = handle.address.map(|a| a.to_string());
+    s.store
+        .set_host_provider_info(host_id, address.as_deref(), &provider_ref, now)
+        .await
+        .map_err(store_err)?;
+    if node.host_id != Some(host_id) {
+        update_node(
+            &ctx,
+            NodeChange {
+                host_id: Some(Some(host_id)),
+                message: format!("host {host_id} created by provider {}", node.provider),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    StepOutcome::done(json!({ "host_id": host_id }))
+}
+
+async fn delete_host(ctx: Ctx) -> Result<(), StepError> {
+    let node = load_node(&ctx).await?;
+    let host_id = host_id_for(&ctx.workflow_id);
+    if let Some(provider) = ctx.app.providers.get(&node.provider) {
+        provider.delete_host(host_id).await.map_err(retryable)?;
+    }
+    ctx.app
+        .fleet
+        .revoke_host(host_id)
+        .await
+        .map_err(retryable)?;
+    retire_host_record(&ctx, host_id).await
+}
+
+async fn wait_for_agent(ctx: Ctx) -> Result<StepOutcome, StepError> {
+    let host_id = host_id_for(&ctx.workflow_id);
+    let fleet = ctx.app.fleet.clone();
+    let connected = poll_until(Duration::from_secs(20), || {
+        let fleet = fleet.clone();
+        async move { fleet.host_connected(host_id).await.map_err(retryable) }
+    })
+    .await?;
+    if !connected {
+        return Err(retryable(format!(
+            "the agent of host {host_id} has not connected yet"
+        )));
+    }
+    let node = load_node(&ctx).await?;
+    note(&ctx, &node, &format!("agent of host {host_id} connected")).await;
+    StepOutcome::done(json!({ "host_id": host_id }))
+}
+
+async fn generate_keys(ctx: Ctx) -> Result<StepOutcome, StepError> {
+    let node = load_node(&ctx).await?;
+    let s = &ctx.app;
+    // Re-runs keep the first material: a node's identity never changes.
+    if let Some(existing) = s.store.get_node_keys(node.id).await.map_err(store_err)? {
+        return StepOutcome::done(json!({ "fingerprint": existing.fingerprint }));
+    }
+    let secret = generate_secret();
+    let sealed = seal_node_material(&s.master, &node.id.to_string(), &secret).map_err(permanent)?;
+    let record = NodeKeyMaterial {
+        node_id: node.id,
+        kind: "p2p_nodekey".into(),
+        sealed_data_key: sealed.sealed_data_key,
+        ciphertext: sealed.ciphertext,
+        fingerprint: sealed.fingerprint.clone(),
+        created_at: now(),
+    };
+    s.store.put_node_keys(&record).await.map_err(store_err)?;
+    note(
+        &ctx,
+        &node,
+        &format!(
+            "key material generated (fingerprint {})",
+            &sealed.fingerprint[..16]
+        ),
+    )
+    .await;
+    StepOutcome::done(json!({ "fingerprint": sealed.fingerprint }))
+}
+
+async fn wipe_keys(ctx: Ctx) -> Result<(), StepError> {
+    let node = load_node(&ctx).await?;
+    ctx.app
+        .store
+        .wipe_node_keys(node.id)
+        .await
+        .map_err(store_err)
+}
+
+async fn start_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
+    let node = load_node(&ctx).await?;
+    let s = &ctx.app;
+    let host_id = host_id_for(&ctx.workflow_id);
+    let chain = s
+        .chains
+        .get(&node.chain)
+        .ok_or_else(|| permanent(format!("chain `{}` is not in the catalog", node.chain)))?;
+    let mut digests = ArtifactDigests::new();
+    for (name, version) in required_artifacts(chain) {
+        let record = s
+            .store
+            .get_artifact(&name, &version)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(|| {
+                permanent(format!(
+                    "artifact {name} {version} is not in the artifact store (push it with `hood artifact push`)"
+                ))
+            })?;
+        digests.insert((name, version), record.sha256);
+    }
+    let keys = s.store.get_node_keys(node.id).await.map_err(store_err)?;
+    let plan = workload_plan(chain, &node, &digests, keys.as_ref()).map_err(permanent)?;
+    let payload = serde_json::to_value(&plan).map_err(permanent)?;
+    let out = run_command_with(
+        &ctx,
+        host_id,
+        kinds::START_WORKLOAD,
+        payload,
+        // Keyed by attempt: a crash re-run (same attempt) finds its command;
+        // a retry after a failure (a gateway restart mid-download) sends a
+        // new one. Starting is idempotent on the agent.
+        &format!("start-{}-{}", node.id, ctx.attempt),
+        true,
+    )
+    .await?;
+    let started: WorkloadStarted = serde_json::from_value(out.clone())
+        .map_err(|e| permanent(format!("agent answered start_workload oddly: {e}")))?;
+    let version = plan.processes.first().map(|p| p.artifact.version.clone());
+    update_node(
+        &ctx,
+        NodeChange {
+            state: Some(NodeState::Syncing),
+            sync_status: Some(SyncStatus::Syncing),
+            rpc_endpoint: Some(started.rpc_endpoint.clone()),
+            binary_version: Some(version),
+            message: "node started; waiting until synced".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    StepOutcome::done(out)
+}
+
+async fn remove_workload(ctx: Ctx) -> Result<(), StepError> {
+    let node = load_node(&ctx).await?;
+    let host_id = host_id_for(&ctx.workflow_id);
+    // Without an agent there is nothing to stop gracefully; deleting the
+    // host (the next undo) kills everything on it.
+    if !ctx
+        .app
+        .fleet
+        .host_connected(host_id)
+        .await
+        .map_err(retryable)?
+    {
+        return Ok(());
+    }
+    let payload = serde_json::to_value(WorkloadRef {
+        workload_id: node.id.to_string(),
+        lines: None,
+    })
+    .map_err(permanent)?;
+    run_command(
+        &ctx,
+        host_id,
+        kinds::REMOVE_WORKLOAD,
+        payload,
+        &format!("remove-{}-{}", node.id, ctx.attempt),
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn wait_synced(ctx: Ctx) -> Result<StepOutcome, StepError> {
+    let node = load_node(&ctx).await?;
+    let host_id = host_id_for(&ctx.workflow_id);
+    let payload = serde_json::to_value(WorkloadRef {
+        workload_id: node.id.to_string(),
+        lines: None,
+    })
+    .map_err(permanent)?;
+    // Each probe is its own command (keyed by attempt): a fresh look each time.
+    let out = run_command(
+        &ctx,
+        host_id,
+        kinds::PROBE_SYNC,
+        payload,
+        &format!("probe-{}-{}-{}", node.id, ctx.attempt, ctx.now.millis()),
+    )
+    .await
+    .map_err(|e| retryable(e.message()))?;
+    let report: SyncReport =
+        serde_json::from_value(out).map_err(|e| retryable(format!("odd probe answer: {e}")))?;
+    if report.synced && report.head.is_some() {
+        return StepOutcome::done(json!({ "head": report.head }));
+    }
+    Err(retryable(format!(
+        "node not synced yet (head {:?})",
+        report.head
+    )))
+}
+
+async fn mark_healthy(ctx: Ctx) -> Result<StepOutcome, StepError> {
+    let head = ctx
+        .output_of("wait_synced")
+        .and_then(|v| v.get("head"))
+        .and_then(serde_json::Value::as_i64);
+    let node = update_node(
+        &ctx,
+        NodeChange {
+            state: Some(NodeState::Healthy),
+            sync_status: Some(SyncStatus::Synced),
+            head_height: Some(head),
+            message: "node is synced and healthy".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    StepOutcome::done(json!({ "state": node.state.as_str() }))
+}

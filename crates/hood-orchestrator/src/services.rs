@@ -1,0 +1,174 @@
+//! What the workflows' steps reach: stores, the fleet (agent commands and
+//! enrollment), host providers, chains, the master key.
+
+use crate::workflows::{provision_id, terminate_id, PROVISION_NODE, TERMINATE_NODE};
+use async_trait::async_trait;
+use hood_api::routes::nodes::{NodeWorkflows, OperatorError};
+use hood_chains::ChainCatalog;
+use hood_domain::node::Node;
+use hood_domain::NodeId;
+use hood_gateway::Fleet;
+use hood_identity::master_key::MasterKey;
+use hood_provider::ProviderRegistry;
+use hood_saga::{Engine, Registry, SagaError, StartWorkflow};
+use hood_store::Store;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Waits and deadlines of the node workflows; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Timings {
+    /// Lifetime of an enrollment token handed to a new host.
+    pub enrollment_ttl: Duration,
+    /// Deadline of an agent command (it expires undelivered after this).
+    pub command_ttl: Duration,
+    /// How long one step waits on a command before yielding (it retries).
+    pub command_wait: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            enrollment_ttl: Duration::from_secs(30 * 60),
+            command_ttl: Duration::from_secs(10 * 60),
+            command_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The application context of every orchestrator step.
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub fleet: Fleet,
+    pub providers: ProviderRegistry,
+    pub chains: Arc<ChainCatalog>,
+    pub master: MasterKey,
+    /// Agent gateway URL handed to new hosts.
+    pub gateway_url: String,
+    /// The internal CA certificate new agents must trust.
+    pub ca_pem: String,
+    pub timings: Timings,
+}
+
+/// Input of both node workflows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NodeInput {
+    pub node_id: NodeId,
+}
+
+/// The orchestrator: the saga engine loaded with the node workflows.
+#[derive(Clone)]
+pub struct Orchestrator {
+    engine: Engine<Services>,
+}
+
+impl Orchestrator {
+    pub fn new(services: Services) -> Result<Self, SagaError> {
+        let store = Arc::clone(&services.store);
+        let registry = Registry::new()
+            .with(crate::provision::workflow())?
+            .with(crate::terminate::workflow())?;
+        Ok(Self {
+            engine: Engine::new(store, registry, Arc::new(services)),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine<Services> {
+        &self.engine
+    }
+
+    async fn start(&self, id: String, wf: (&str, i64), node: NodeId) -> Result<String, String> {
+        let req =
+            StartWorkflow::new(id, wf, NodeInput { node_id: node }).map_err(|e| e.to_string())?;
+        let started = self.engine.start(req).await.map_err(|e| e.to_string())?;
+        Ok(started.workflow.id)
+    }
+}
+
+#[async_trait]
+impl NodeWorkflows for Orchestrator {
+    fn providers(&self) -> Vec<String> {
+        self.engine.app().providers.names()
+    }
+
+    async fn start_provision(&self, node: &Node) -> Result<String, String> {
+        self.start(provision_id(node.id), PROVISION_NODE, node.id)
+            .await
+    }
+
+    async fn start_terminate(&self, node: &Node) -> Result<String, String> {
+        // A node still being provisioned is aborted first: the provision
+        // saga compensates (deletes its host), then termination finishes.
+        let _ = self.engine.abort(&provision_id(node.id)).await;
+        self.start(terminate_id(node.id), TERMINATE_NODE, node.id)
+            .await
+    }
+
+    async fn retry_workflow(&self, id: &str) -> Result<(), OperatorError> {
+        self.engine
+            .retry(id)
+            .await
+            .map(|_| ())
+            .map_err(operator_error)
+    }
+
+    async fn abandon_workflow(&self, id: &str, reason: &str) -> Result<(), OperatorError> {
+        self.engine
+            .abandon(id, reason)
+            .await
+            .map(|_| ())
+            .map_err(operator_error)
+    }
+
+    async fn node_logs(&self, node: &Node, lines: u32) -> Result<serde_json::Value, OperatorError> {
+        let host = node
+            .host_id
+            .ok_or_else(|| OperatorError::Conflict("node runs on no host".into()))?;
+        let fleet = &self.engine.app().fleet;
+        let payload = serde_json::json!({ "workload_id": node.id.to_string(), "lines": lines });
+        let id = fleet
+            .enqueue_command(
+                host,
+                hood_domain::workload::kinds::TAIL_LOGS,
+                payload,
+                None,
+                Duration::from_secs(30),
+            )
+            .await
+            .map_err(|e| OperatorError::Unavailable(e.to_string()))?;
+        match fleet
+            .wait_command(id, Duration::from_secs(10))
+            .await
+            .map_err(|e| OperatorError::Unavailable(e.to_string()))?
+        {
+            hood_gateway::CommandOutcome::Succeeded(v) => Ok(v),
+            hood_gateway::CommandOutcome::Failed(e) => Err(OperatorError::Conflict(format!(
+                "agent could not read logs: {e}"
+            ))),
+            _ => Err(OperatorError::Unavailable(
+                "the node's agent did not answer in time".into(),
+            )),
+        }
+    }
+}
+
+fn operator_error(e: SagaError) -> OperatorError {
+    match e {
+        SagaError::NotFound(id) => OperatorError::NotFound(id),
+        e @ (SagaError::NotStuck { .. } | SagaError::Finished(_)) => {
+            OperatorError::Conflict(e.to_string())
+        }
+        other => OperatorError::Internal(other.to_string()),
+    }
+}
+
+pub(crate) type Ctx = hood_saga::StepContext<Services>;
+
+pub(crate) fn retryable(e: impl std::fmt::Display) -> hood_saga::StepError {
+    hood_saga::StepError::retryable(e)
+}
+
+pub(crate) fn permanent(e: impl std::fmt::Display) -> hood_saga::StepError {
+    hood_saga::StepError::permanent(e)
+}

@@ -1,0 +1,266 @@
+//! Node store conformance: the same bodies on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod support;
+
+use hood_domain::identity::Organization;
+use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
+use hood_domain::node::{Node, NodeKeyMaterial};
+use hood_domain::{HostId, NodeId, OrgId, Timestamp};
+use hood_store::node::NodeChange;
+use hood_store::{Store, StoreError};
+use support::Harness;
+use uuid::Uuid;
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+async fn org(store: &dyn Store, slug: &str) -> Organization {
+    let o = Organization {
+        id: OrgId::from_uuid(Uuid::now_v7()),
+        slug: slug.into(),
+        name: slug.into(),
+        created_at: T0,
+    };
+    store.create_org(&o).await.unwrap();
+    o
+}
+
+fn node(org: &Organization, name: &str) -> Node {
+    Node {
+        id: NodeId::from_uuid(Uuid::now_v7()),
+        org_id: org.id,
+        name: name.into(),
+        chain: "ethereum-anvil".into(),
+        node_type: "dev".into(),
+        provider: "local".into(),
+        region: "local".into(),
+        state: NodeState::Provisioning,
+        sync_status: SyncStatus::Unknown,
+        app_health: ApplicationHealth::Unknown,
+        host_id: None,
+        rpc_endpoint: None,
+        head_height: None,
+        binary_version: None,
+        failure_reason: None,
+        version: 0,
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+async fn nodes_create_get_list_and_scope(db: &Harness) {
+    let store = db.migrated().await;
+    let acme = org(store, "acme").await;
+    let globex = org(store, "globex").await;
+    let a = node(&acme, "alpha");
+    store.create_node(&a).await.unwrap();
+    store.create_node(&node(&globex, "alpha")).await.unwrap();
+    assert!(matches!(
+        store.create_node(&node(&acme, "alpha")).await,
+        Err(StoreError::Conflict(f)) if f == "name"
+    ));
+    assert_eq!(
+        store.get_node(Some(acme.id), a.id).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store.get_node(Some(globex.id), a.id).await.unwrap(),
+        None,
+        "other org sees nothing"
+    );
+    assert_eq!(store.get_node(None, a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        store.list_nodes(Some(acme.id)).await.unwrap(),
+        vec![a.clone()]
+    );
+    assert_eq!(store.list_nodes(None).await.unwrap().len(), 2);
+
+    let mut running = node(&acme, "beta");
+    running.state = NodeState::Healthy;
+    assert!(matches!(
+        store.create_node(&running).await,
+        Err(StoreError::InvalidTransition(_))
+    ));
+    let events = store.list_node_events(a.id, 0, 100).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "created");
+}
+
+async fn node_updates_are_versioned_and_checked(db: &Harness) {
+    let store = db.migrated().await;
+    let acme = org(store, "acme").await;
+    let n = node(&acme, "alpha");
+    store.create_node(&n).await.unwrap();
+    let host = HostId::from_uuid(Uuid::now_v7());
+    let placed = store
+        .update_node(
+            n.id,
+            0,
+            &NodeChange {
+                host_id: Some(Some(host)),
+                rpc_endpoint: Some(Some("http://127.0.0.1:1234".into())),
+                message: "placed on host".into(),
+                ..Default::default()
+            },
+            T0.plus_secs(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(placed.version, 1);
+    assert_eq!(placed.host_id, Some(host));
+    assert_eq!(placed.state, NodeState::Provisioning);
+
+    // A writer that read version 0 lost the race.
+    assert!(matches!(
+        store
+            .update_node(n.id, 0, &NodeChange { state: Some(NodeState::Syncing), ..Default::default() }, T0)
+            .await,
+        Err(StoreError::Conflict(f)) if f == "version"
+    ));
+    // The machine refuses provisioning -> down.
+    assert!(matches!(
+        store
+            .update_node(
+                n.id,
+                1,
+                &NodeChange {
+                    state: Some(NodeState::Down),
+                    ..Default::default()
+                },
+                T0
+            )
+            .await,
+        Err(StoreError::InvalidTransition(_))
+    ));
+    let healthy = store
+        .update_node(
+            n.id,
+            1,
+            &NodeChange {
+                state: Some(NodeState::Healthy),
+                sync_status: Some(SyncStatus::Synced),
+                message: "synced".into(),
+                ..Default::default()
+            },
+            T0.plus_secs(2),
+        )
+        .await
+        .unwrap();
+    assert_eq!(healthy.state, NodeState::Healthy);
+    assert_eq!(healthy.version, 2);
+    assert_eq!(store.get_node(None, n.id).await.unwrap(), Some(healthy));
+
+    let events = store.list_node_events(n.id, 0, 100).await.unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds, ["created", "updated", "state_changed"]);
+    assert_eq!(events[2].from_state, Some(NodeState::Provisioning));
+    assert_eq!(events[2].to_state, Some(NodeState::Healthy));
+    assert_eq!(
+        store
+            .list_node_events(n.id, events[1].seq, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let subjects: Vec<String> = store
+        .outbox_pending(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event.subject)
+        .filter(|s| s.starts_with("node."))
+        .collect();
+    assert_eq!(
+        subjects,
+        ["node.created", "node.state_changed"],
+        "one outbox event per transition"
+    );
+    assert!(matches!(
+        store
+            .update_node(
+                NodeId::from_uuid(Uuid::now_v7()),
+                0,
+                &NodeChange::default(),
+                T0
+            )
+            .await,
+        Err(StoreError::NotFound("node"))
+    ));
+}
+
+async fn concurrent_updates_of_one_version_have_one_winner(db: &Harness) {
+    let store = db.migrated().await;
+    let acme = org(store, "acme").await;
+    let n = node(&acme, "alpha");
+    store.create_node(&n).await.unwrap();
+    let mut tasks = vec![];
+    for i in 0..8 {
+        let s = db.reopen().await;
+        tasks.push(tokio::spawn(async move {
+            s.update_node(
+                n.id,
+                0,
+                &NodeChange {
+                    head_height: Some(Some(i)),
+                    message: format!("writer {i}"),
+                    ..Default::default()
+                },
+                T0,
+            )
+            .await
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(ok, 1, "exactly one writer of version 0 wins");
+    assert_eq!(
+        store.get_node(None, n.id).await.unwrap().unwrap().version,
+        1
+    );
+}
+
+async fn node_keys_are_stored_once_and_wiped(db: &Harness) {
+    let store = db.migrated().await;
+    let acme = org(store, "acme").await;
+    let n = node(&acme, "alpha");
+    store.create_node(&n).await.unwrap();
+    let keys = NodeKeyMaterial {
+        node_id: n.id,
+        kind: "p2p_nodekey".into(),
+        sealed_data_key: vec![1, 2, 3],
+        ciphertext: vec![4, 5, 6, 7],
+        fingerprint: "ab".repeat(32),
+        created_at: T0,
+    };
+    store.put_node_keys(&keys).await.unwrap();
+    store.put_node_keys(&keys).await.unwrap();
+    let other = NodeKeyMaterial {
+        fingerprint: "cd".repeat(32),
+        ..keys.clone()
+    };
+    assert!(matches!(
+        store.put_node_keys(&other).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.get_node_keys(n.id).await.unwrap(), Some(keys));
+    store.wipe_node_keys(n.id).await.unwrap();
+    store.wipe_node_keys(n.id).await.unwrap();
+    assert_eq!(store.get_node_keys(n.id).await.unwrap(), None);
+}
+
+conformance!(
+    nodes_create_get_list_and_scope,
+    node_updates_are_versioned_and_checked,
+    concurrent_updates_of_one_version_have_one_winner,
+    node_keys_are_stored_once_and_wiped,
+);

@@ -1,0 +1,503 @@
+//! The agent's workload commands (`start_workload`, `stop_workload`,
+//! `remove_workload`, `probe_sync`, `tail_logs`).
+//!
+//! A node's workload is a set of processes sharing one node directory:
+//! `{root}/nodes/{node_id}/{data,config,secrets}`. Key material is opened in
+//! memory with the node's data key (fetched over mTLS) and written to
+//! `secrets/` (0600) only while the node runs; stop and remove wipe it.
+//! Every command is idempotent: the control plane may deliver it again.
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use hood_agent::{CommandContext, CommandError, CommandHandler, Workload};
+use hood_domain::workload::{kinds, SyncReport, WorkloadPlan, WorkloadRef, WorkloadStarted};
+use hood_domain::NodeId;
+use hood_runtime::{
+    RestartPolicy, StopSignal, WorkloadId, WorkloadRuntime, WorkloadSpec, WorkloadState,
+};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// What the handler remembers of a started node (persisted next to it, so
+/// an agent restart keeps the same ports).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct NodeRecord {
+    plan: WorkloadPlan,
+    ports: BTreeMap<String, u16>,
+}
+
+/// Runs node workloads on a [`WorkloadRuntime`].
+pub struct WorkloadHandler {
+    runtime: Arc<dyn WorkloadRuntime>,
+    root: PathBuf,
+    /// Address other parties use to reach this host's node ports.
+    advertise: IpAddr,
+    http: reqwest::Client,
+    /// Serialises commands on the same node (start vs remove races).
+    lock: Mutex<()>,
+}
+
+fn err(context: &str, e: impl std::fmt::Display) -> CommandError {
+    CommandError(format!("{context}: {e}"))
+}
+
+impl WorkloadHandler {
+    pub fn new(runtime: Arc<dyn WorkloadRuntime>, root: impl Into<PathBuf>) -> Self {
+        Self {
+            runtime,
+            root: root.into(),
+            advertise: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// The address put into RPC endpoints (default 127.0.0.1).
+    pub fn with_advertise(mut self, ip: IpAddr) -> Self {
+        self.advertise = ip;
+        self
+    }
+
+    fn node_dir(&self, node: &str) -> PathBuf {
+        self.root.join("nodes").join(node)
+    }
+
+    fn record_path(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("workload.json")
+    }
+
+    fn load_record(&self, node: &str) -> Option<NodeRecord> {
+        let bytes = std::fs::read(self.record_path(node)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    fn process_id(node: &str, process: &str) -> Result<WorkloadId, CommandError> {
+        WorkloadId::new(format!("{node}-{process}")).map_err(|e| err("workload id", e))
+    }
+
+    /// Template variables of a node on this host.
+    fn vars(&self, plan: &WorkloadPlan, ports: &BTreeMap<String, u16>) -> BTreeMap<String, String> {
+        let dir = self.node_dir(&plan.workload_id);
+        let mut vars = BTreeMap::new();
+        vars.insert("data_dir".into(), dir.join("data").display().to_string());
+        vars.insert(
+            "config_dir".into(),
+            dir.join("config").display().to_string(),
+        );
+        vars.insert(
+            "secrets_dir".into(),
+            dir.join("secrets").display().to_string(),
+        );
+        vars.insert("node_id".into(), plan.node_id.clone());
+        vars.insert("node_name".into(), plan.node_name.clone());
+        vars.insert("public_ip".into(), self.advertise.to_string());
+        for (name, port) in ports {
+            vars.insert(format!("{name}_port"), port.to_string());
+        }
+        vars
+    }
+
+    async fn start(
+        &self,
+        plan: WorkloadPlan,
+        ctx: &CommandContext,
+    ) -> Result<WorkloadStarted, CommandError> {
+        let node = plan.workload_id.clone();
+        let dir = self.node_dir(&node);
+        for sub in ["data", "config", "secrets"] {
+            std::fs::create_dir_all(dir.join(sub))
+                .map_err(|e| err("creating node directories", e))?;
+        }
+        set_mode(&dir.join("secrets"), 0o700)?;
+        // Same plan again (redelivery, agent restart): keep the ports.
+        let ports = match self.load_record(&node) {
+            Some(r) if r.plan == plan => r.ports,
+            _ => allocate_ports(&plan.ports)?,
+        };
+        write_json(
+            &self.record_path(&node),
+            &NodeRecord {
+                plan: plan.clone(),
+                ports: ports.clone(),
+            },
+        )?;
+        let vars = self.vars(&plan, &ports);
+        let render = |t: &str| hood_chains::render(t, &vars).map_err(|e| err("template", e));
+
+        for f in &plan.files {
+            let path = PathBuf::from(render(&f.path)?);
+            ensure_inside(&dir, &path)?;
+            write_file(&path, f.content.as_bytes(), parse_mode(&f.mode)?)?;
+        }
+        if !plan.keys.is_empty() {
+            let node_id: NodeId = plan.node_id.parse().map_err(|e| err("node id", e))?;
+            let dek = ctx
+                .agent
+                .node_key(node_id)
+                .await
+                .map_err(|e| err("fetching the node data key", e))?;
+            let dek = hood_identity::master_key::MasterKey::from_bytes(dek.expose())
+                .map_err(|e| err("node data key", e))?;
+            for k in &plan.keys {
+                let sealed = base64::engine::general_purpose::STANDARD
+                    .decode(&k.ciphertext_b64)
+                    .map_err(|e| err("key material encoding", e))?;
+                let secret =
+                    hood_identity::envelope::open_node_material(&dek, &plan.node_id, &sealed)
+                        .map_err(|e| err("opening key material", e))?;
+                let path = PathBuf::from(render(&k.path)?);
+                ensure_inside(&dir.join("secrets"), &path)?;
+                let bytes = if k.encoding == "hex" {
+                    hex::encode(&secret).into_bytes()
+                } else {
+                    secret
+                };
+                write_file(&path, &bytes, 0o600)?;
+            }
+        }
+        for (i, p) in plan.processes.iter().enumerate() {
+            ctx.progress(
+                (i * 100 / plan.processes.len().max(1)) as u32,
+                &format!("installing {} {}", p.artifact.name, p.artifact.version),
+            );
+            let cached = fetch_with_retry(ctx, &p.artifact).await?;
+            let bin_dir = dir.join("bin");
+            std::fs::create_dir_all(&bin_dir).map_err(|e| err("creating bin dir", e))?;
+            let exe = bin_dir.join(&p.name);
+            install_executable(&cached, &exe)?;
+            let spec = WorkloadSpec {
+                id: Self::process_id(&node, &p.name)?,
+                executable: exe,
+                args: p.args.iter().map(|a| render(a)).collect::<Result<_, _>>()?,
+                env: p
+                    .env
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), render(v)?)))
+                    .collect::<Result<_, CommandError>>()?,
+                working_dir: Some(dir.join("data")),
+                files: vec![],
+                restart: RestartPolicy::default(),
+                stop_signal: match p.stop_signal.as_str() {
+                    "SIGINT" => StopSignal::Int,
+                    "SIGQUIT" => StopSignal::Quit,
+                    _ => StopSignal::Term,
+                },
+                stop_grace: Duration::from_secs(u64::from(p.stop_timeout_s)),
+            };
+            self.runtime
+                .start(spec)
+                .await
+                .map_err(|e| err("starting process", e))?;
+        }
+        let rpc_endpoint = ports
+            .get("rpc")
+            .map(|p| format!("http://{}:{p}", self.advertise));
+        Ok(WorkloadStarted {
+            workload_id: node,
+            ports,
+            rpc_endpoint,
+        })
+    }
+
+    /// Stops (and with `remove`, deletes) every process of a node, then wipes
+    /// its secrets; `remove` also deletes the node directory.
+    async fn stop(
+        &self,
+        node: &str,
+        remove: bool,
+        ctx: &CommandContext,
+    ) -> Result<serde_json::Value, CommandError> {
+        let record = self.load_record(node);
+        let processes: Vec<String> = match &record {
+            Some(r) => r.plan.processes.iter().map(|p| p.name.clone()).collect(),
+            None => vec![],
+        };
+        for p in &processes {
+            let id = Self::process_id(node, p)?;
+            if remove {
+                self.runtime
+                    .remove(&id, true)
+                    .await
+                    .map_err(|e| err("removing process", e))?;
+            } else {
+                self.runtime
+                    .stop(&id, None)
+                    .await
+                    .map_err(|e| err("stopping process", e))?;
+            }
+        }
+        wipe_dir(&self.node_dir(node).join("secrets"));
+        if let Ok(id) = node.parse::<NodeId>() {
+            ctx.agent.forget_node_key(id);
+        }
+        if remove {
+            let dir = self.node_dir(node);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| err("removing node directory", e))?;
+            }
+        }
+        Ok(serde_json::json!({ "workload_id": node, "processes": processes, "removed": remove }))
+    }
+
+    async fn probe(&self, node: &str) -> Result<SyncReport, CommandError> {
+        let record = self
+            .load_record(node)
+            .ok_or_else(|| CommandError(format!("no workload {node} on this host")))?;
+        let probe = record
+            .plan
+            .sync
+            .clone()
+            .ok_or_else(|| CommandError("this workload has no sync probe".into()))?;
+        let port = record
+            .ports
+            .get(&probe.port)
+            .ok_or_else(|| CommandError(format!("no port `{}` allocated", probe.port)))?;
+        let url = format!("http://127.0.0.1:{port}");
+        let syncing = self.rpc(&url, &probe.syncing_method).await?;
+        let head = self.rpc(&url, &probe.head_method).await?;
+        let head = head
+            .as_str()
+            .and_then(|h| i64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+        Ok(SyncReport {
+            synced: syncing == serde_json::Value::Bool(false),
+            head,
+        })
+    }
+
+    async fn rpc(&self, url: &str, method: &str) -> Result<serde_json::Value, CommandError> {
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": []});
+        let resp: serde_json::Value = self
+            .http
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| err(&format!("{method} not answered"), e))?
+            .json()
+            .await
+            .map_err(|e| err(&format!("{method} answer"), e))?;
+        resp.get("result").cloned().ok_or_else(|| {
+            CommandError(format!(
+                "{method} returned no result: {}",
+                resp.get("error").cloned().unwrap_or_default()
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl CommandHandler for WorkloadHandler {
+    async fn handle(
+        &self,
+        kind: &str,
+        payload: serde_json::Value,
+        ctx: &CommandContext,
+    ) -> Result<serde_json::Value, CommandError> {
+        let _guard = self.lock.lock().await;
+        let workload_ref = || {
+            serde_json::from_value::<WorkloadRef>(payload.clone()).map_err(|e| err("payload", e))
+        };
+        match kind {
+            kinds::START_WORKLOAD => {
+                let plan: WorkloadPlan =
+                    serde_json::from_value(payload.clone()).map_err(|e| err("payload", e))?;
+                let started = self.start(plan, ctx).await?;
+                serde_json::to_value(started).map_err(|e| err("result", e))
+            }
+            kinds::STOP_WORKLOAD => self.stop(&workload_ref()?.workload_id, false, ctx).await,
+            kinds::REMOVE_WORKLOAD => self.stop(&workload_ref()?.workload_id, true, ctx).await,
+            kinds::PROBE_SYNC => {
+                let report = self.probe(&workload_ref()?.workload_id).await?;
+                serde_json::to_value(report).map_err(|e| err("result", e))
+            }
+            kinds::TAIL_LOGS => {
+                let r = workload_ref()?;
+                let lines = r.lines.unwrap_or(100).min(10_000) as usize;
+                let record = self
+                    .load_record(&r.workload_id)
+                    .ok_or_else(|| CommandError(format!("no workload {}", r.workload_id)))?;
+                let mut out = serde_json::Map::new();
+                for p in &record.plan.processes {
+                    let id = Self::process_id(&r.workload_id, &p.name)?;
+                    let tail = self
+                        .runtime
+                        .tail_logs(&id, lines)
+                        .await
+                        .map_err(|e| err("reading logs", e))?;
+                    out.insert(p.name.clone(), serde_json::json!(tail));
+                }
+                Ok(serde_json::Value::Object(out))
+            }
+            "ping" => Ok(serde_json::json!({"pong": true})),
+            other => Err(CommandError(format!("unknown command kind `{other}`"))),
+        }
+    }
+
+    async fn workloads(&self) -> Vec<Workload> {
+        let Ok(list) = self.runtime.list().await else {
+            return vec![];
+        };
+        list.into_iter()
+            .map(|s| Workload {
+                workload_id: s.id.to_string(),
+                state: match s.state {
+                    WorkloadState::Starting => "starting",
+                    WorkloadState::Running => "running",
+                    WorkloadState::Restarting => "restarting",
+                    WorkloadState::Stopped => "stopped",
+                    WorkloadState::Failed => "failed",
+                }
+                .into(),
+                pid: s.pid,
+                restarts: s.restarts,
+                observation: serde_json::Value::Null,
+            })
+            .collect()
+    }
+}
+
+/// Downloads an artifact, retrying transport failures (a gateway restart
+/// mid-stream) a few times; a checksum mismatch is final at once.
+async fn fetch_with_retry(
+    ctx: &CommandContext,
+    artifact: &hood_domain::workload::ArtifactRef,
+) -> Result<PathBuf, CommandError> {
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1;
+    loop {
+        match ctx
+            .agent
+            .fetch_artifact(&artifact.name, &artifact.version, Some(&artifact.sha256))
+            .await
+        {
+            Ok(path) => return Ok(path),
+            Err(e @ hood_agent::AgentError::ArtifactMismatch { .. }) => {
+                return Err(err("fetching artifact", e))
+            }
+            Err(e) if attempt >= 5 => return Err(err("fetching artifact", e)),
+            Err(e) => {
+                tracing::warn!(artifact = %artifact.name, attempt, error = %e, "artifact download failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(4));
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Picks free TCP ports on loopback for each named port. The OS hands out
+/// an unused ephemeral port; the listener is closed before the node binds.
+fn allocate_ports(names: &[String]) -> Result<BTreeMap<String, u16>, CommandError> {
+    let mut out = BTreeMap::new();
+    let mut hold = Vec::new();
+    for name in names {
+        let l =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| err("allocating a port", e))?;
+        let port = l
+            .local_addr()
+            .map_err(|e| err("allocating a port", e))?
+            .port();
+        hold.push(l); // held until all are chosen, so no two names share one
+        out.insert(name.clone(), port);
+    }
+    Ok(out)
+}
+
+fn ensure_inside(root: &Path, path: &Path) -> Result<(), CommandError> {
+    let ok = path.starts_with(root)
+        && !path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir));
+    if ok {
+        Ok(())
+    } else {
+        Err(CommandError(format!(
+            "path {} is outside the node directory",
+            path.display()
+        )))
+    }
+}
+
+fn parse_mode(mode: &str) -> Result<u32, CommandError> {
+    u32::from_str_radix(mode, 8).map_err(|e| err("file mode", e))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), CommandError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| err("setting permissions", e))
+}
+
+fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CommandError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| err("creating directory", e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| err("writing file", e))?;
+    f.write_all(bytes).map_err(|e| err("writing file", e))?;
+    set_mode(path, mode)
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), CommandError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| err("encoding", e))?;
+    write_file(path, &bytes, 0o600)
+}
+
+/// Copies a cached artifact to the node's bin dir as an executable.
+fn install_executable(from: &Path, to: &Path) -> Result<(), CommandError> {
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp).map_err(|e| err("installing executable", e))?;
+    set_mode(&tmp, 0o755)?;
+    std::fs::rename(&tmp, to).map_err(|e| err("installing executable", e))
+}
+
+/// Overwrites then deletes every file in `dir` (key material).
+fn wipe_dir(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_file() {
+            if let Ok(len) = std::fs::metadata(&p).map(|m| m.len()) {
+                let _ = std::fs::write(&p, vec![0u8; usize::try_from(len).unwrap_or(0)]);
+            }
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn ports_are_distinct_and_paths_stay_inside() {
+        let ports = allocate_ports(&["rpc".into(), "p2p".into(), "ws".into()]).unwrap();
+        let mut values: Vec<u16> = ports.values().copied().collect();
+        values.sort_unstable();
+        values.dedup();
+        assert_eq!(values.len(), 3);
+        let root = Path::new("/n/x");
+        assert!(ensure_inside(root, Path::new("/n/x/secrets/k")).is_ok());
+        assert!(ensure_inside(root, Path::new("/n/x/../y")).is_err());
+        assert!(ensure_inside(root, Path::new("/etc/passwd")).is_err());
+        assert_eq!(parse_mode("0640").unwrap(), 0o640);
+        assert!(parse_mode("rw").is_err());
+    }
+}

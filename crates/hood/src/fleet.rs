@@ -1,0 +1,142 @@
+//! Wiring of the fleet roles: the internal CA, the agent gateway, host
+//! providers, the artifact store and the orchestrator's saga worker.
+
+use anyhow::{Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use hood_artifacts::{ArtifactError, ArtifactStore, StoreLocation};
+use hood_chains::ChainCatalog;
+use hood_gateway::{
+    ArtifactSource, ArtifactSourceError, ArtifactStream, Fleet, Gateway, GatewayConfig,
+};
+use hood_identity::master_key::MasterKey;
+use hood_orchestrator::{NodeKeys, Orchestrator, Services, Timings};
+use hood_pki::Ca;
+use hood_provider::{LocalProvider, LocalProviderConfig, ProviderRegistry};
+use hood_saga::{WorkerConfig, WorkerHandle};
+use hood_store::Store;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves artifacts to agents through the gateway.
+pub struct GatewayArtifacts(pub Arc<ArtifactStore>);
+
+#[async_trait::async_trait]
+impl ArtifactSource for GatewayArtifacts {
+    async fn open(&self, name: &str, version: &str) -> Result<ArtifactStream, ArtifactSourceError> {
+        match self.0.open_parts(name, version).await {
+            Ok((sha256, size, body)) => Ok(ArtifactStream {
+                sha256,
+                size,
+                body: body
+                    .map_err(|e| ArtifactSourceError::Other(e.to_string()))
+                    .boxed(),
+            }),
+            Err(ArtifactError::NotFound { .. } | ArtifactError::Invalid(_)) => {
+                Err(ArtifactSourceError::NotFound)
+            }
+            Err(e) => Err(ArtifactSourceError::Other(e.to_string())),
+        }
+    }
+}
+
+/// The running fleet roles of one process.
+pub struct FleetRoles {
+    pub artifacts: Arc<ArtifactStore>,
+    pub orchestrator: Orchestrator,
+    pub gateway_url: String,
+    gateway: Option<(Gateway, TcpListener)>,
+    worker: Option<WorkerHandle>,
+}
+
+impl FleetRoles {
+    /// Everything of embedded mode: gateway on `gateway_addr`, the `local`
+    /// provider with sandboxes under `home/hosts`, artifacts under `home`.
+    pub async fn embedded(
+        store: Arc<dyn Store>,
+        master: &MasterKey,
+        chains: Arc<ChainCatalog>,
+        home: &Path,
+        gateway_addr: SocketAddr,
+    ) -> Result<Self> {
+        let ca = Arc::new(
+            Ca::load_or_create(store.as_ref(), master, hood_saga::now())
+                .await
+                .context("loading the internal CA")?,
+        );
+        let artifacts = Arc::new(
+            ArtifactStore::from_location(&StoreLocation::embedded(home), store.clone())
+                .context("opening the artifact store")?,
+        );
+        if let Err(e) = artifacts
+            .sweep_uploads(std::time::Duration::from_secs(86_400))
+            .await
+        {
+            tracing::warn!(error = %e, "could not sweep abandoned uploads");
+        }
+        let fleet = Fleet::new(store.clone());
+        let listener = TcpListener::bind(gateway_addr)
+            .await
+            .with_context(|| format!("binding the agent gateway on {gateway_addr}"))?;
+        let local = listener.local_addr()?;
+        let gateway_url = format!("https://{local}");
+        let gateway = Gateway::new(
+            fleet.clone(),
+            ca.clone(),
+            GatewayConfig {
+                server_names: vec![local.ip().to_string()],
+                ..GatewayConfig::default()
+            },
+        )
+        .context("starting the agent gateway")?
+        .with_artifacts(Arc::new(GatewayArtifacts(artifacts.clone())))
+        .with_node_keys(Arc::new(NodeKeys::new(store.clone(), master.clone())));
+        let mut providers = ProviderRegistry::new();
+        let local_provider = LocalProvider::new(LocalProviderConfig::new(home.join("hosts"))?)
+            .await
+            .context("starting the local host provider")?;
+        providers.register(Arc::new(local_provider))?;
+        let orchestrator = Orchestrator::new(Services {
+            store: store.clone(),
+            fleet,
+            providers,
+            chains,
+            master: master.clone(),
+            gateway_url: gateway_url.clone(),
+            ca_pem: ca.cert_pem().to_owned(),
+            timings: Timings::default(),
+        })?;
+        let refused = orchestrator.engine().refuse_unknown().await?;
+        for id in refused {
+            tracing::warn!(workflow_id = %id, "refused a workflow of a version this binary does not know");
+        }
+        let worker = orchestrator
+            .engine()
+            .spawn_worker(WorkerConfig::for_backend(store.backend()));
+        Ok(Self {
+            artifacts,
+            orchestrator,
+            gateway_url,
+            gateway: Some((gateway, listener)),
+            worker: Some(worker),
+        })
+    }
+
+    /// Starts serving the gateway until `shutdown`.
+    pub fn spawn_gateway(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Option<tokio::task::JoinHandle<Result<(), hood_gateway::GatewayError>>> {
+        self.gateway
+            .take()
+            .map(|(gateway, listener)| tokio::spawn(gateway.serve(listener, shutdown)))
+    }
+
+    /// Stops the saga worker, letting the current step finish.
+    pub async fn shutdown(&mut self) {
+        if let Some(w) = self.worker.take() {
+            w.shutdown().await;
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Crash safety of node provisioning and termination: `hood up` is killed
+//! with SIGKILL at a random moment of each, 20 times, and restarted. Every
+//! run must end in the intended state with exactly one host per live node
+//! and no orphaned host, directory or process. The seed is printed so a
+//! failure can be replayed (`HOOD_CRASH_SEED`).
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
+
+mod common;
+
+use common::{
+    hood_cli, hood_up_with_gateway, processes_under, read_admin_key, temp_home, KillUnder,
+};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// xorshift64*: enough randomness for kill timings, reproducible by seed.
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+async fn node_state(http: &reqwest::Client, api: &str, key: &str, id: &str) -> Value {
+    http.get(format!("{api}/api/v1/nodes/{id}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
+}
+
+async fn wait_for(
+    http: &reqwest::Client,
+    api: &str,
+    key: &str,
+    id: &str,
+    want: &str,
+    ctx: &str,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let node = node_state(http, api, key, id).await;
+        if node["state"] == want {
+            return node;
+        }
+        assert!(
+            !["failed", "terminated"].contains(&node["state"].as_str().unwrap_or_default())
+                || node["state"] == want,
+            "{ctx}: node ended {} instead of {want}: {node}",
+            node["state"]
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "{ctx}: not {want} in time: {node}"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+fn host_dirs(home: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(home.join("hosts").join("hosts"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioning_and_termination_survive_sigkill_at_random_moments() {
+    let Some(anvil) = hood_testkit::anvil_bin("crash test") else {
+        return;
+    };
+    let runs: u64 = std::env::var("HOOD_CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed = std::env::var("HOOD_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    eprintln!("crash test seed {seed} ({runs} runs); replay with HOOD_CRASH_SEED={seed}");
+    let mut rng = Rng(seed);
+    let (_dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let gateway = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let http = reqwest::Client::new();
+    let mut hood = hood_up_with_gateway(&home, &gateway);
+    let key = read_admin_key(&home);
+    let (ok, _, err) = hood_cli(
+        &[
+            "artifact",
+            "push",
+            "anvil-linux-amd64",
+            "1.5.1",
+            anvil.to_str().unwrap(),
+        ],
+        &[
+            ("HOOD_SERVER", hood.url("api")),
+            ("HOOD_TOKEN", key.clone()),
+        ],
+        None,
+    );
+    assert!(ok, "push: {err}");
+
+    for run in 0..runs {
+        // -- provisioning, killed at a random moment --
+        let api = hood.url("api");
+        let r = http
+            .post(format!("{api}/api/v1/nodes"))
+            .bearer_auth(&key)
+            .json(&json!({"chain": "ethereum-anvil", "name": format!("crash-{run}")}))
+            .send()
+            .await
+            .expect("create");
+        assert_eq!(r.status(), 202);
+        let id = r.json::<Value>().await.unwrap()["node"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let delay = rng.below(2_500);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        drop(hood); // SIGKILL
+        hood = hood_up_with_gateway(&home, &gateway);
+        let api = hood.url("api");
+        let ctx = format!("run {run} (provision killed after {delay} ms)");
+        let node = wait_for(&http, &api, &key, &id, "healthy", &ctx).await;
+        let host = node["host_id"].as_str().expect("placed").to_owned();
+        assert_eq!(
+            host_dirs(&home),
+            vec![host.clone()],
+            "{ctx}: exactly one host for the one live node"
+        );
+        let hosts: Value = http
+            .get(format!("{api}/api/v1/hosts"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let live: Vec<&Value> = hosts["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["state"] != "deleted")
+            .collect();
+        assert_eq!(live.len(), 1, "{ctx}: one live host record: {hosts}");
+        let anvils = processes_under(&home)
+            .into_iter()
+            .filter(|(_, c)| c.contains("/bin/anvil"))
+            .count();
+        assert_eq!(anvils, 1, "{ctx}: one anvil process");
+
+        // -- termination, killed at a random moment --
+        let r = http
+            .delete(format!("{api}/api/v1/nodes/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .expect("delete");
+        assert_eq!(r.status(), 202);
+        let delay = rng.below(800);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        drop(hood);
+        hood = hood_up_with_gateway(&home, &gateway);
+        let api = hood.url("api");
+        let ctx = format!("run {run} (terminate killed after {delay} ms)");
+        wait_for(&http, &api, &key, &id, "terminated", &ctx).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !processes_under(&home).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(processes_under(&home), vec![], "{ctx}: no orphaned process");
+        assert_eq!(
+            host_dirs(&home),
+            Vec::<String>::new(),
+            "{ctx}: no orphaned host directory"
+        );
+    }
+    let wfs: Value = http
+        .get(format!("{}/api/v1/workflows?limit=1000", hood.url("api")))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let not_completed: Vec<&Value> = wfs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["state"] != "completed")
+        .collect();
+    assert!(
+        not_completed.is_empty(),
+        "every workflow completed: {not_completed:?}"
+    );
+    assert_eq!(
+        wfs["items"].as_array().unwrap().len() as u64,
+        runs * 2,
+        "one provision and one terminate per node"
+    );
+}
