@@ -76,6 +76,9 @@ impl StoredIdentity {
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600.
+/// The enrollment key pair while enrollment is in flight.
+const PENDING_KEY_FILE: &str = "enroll-key.pem";
+
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
@@ -136,7 +139,18 @@ pub(crate) async fn enroll_if_needed(handle: &AgentHandle) -> Result<HostId, Age
         )
     })?;
     let token = read_token(handle)?;
-    let key = HostKey::generate()?;
+    // The key pair is kept until enrollment succeeds: if the answer is lost
+    // (the control plane died after spending the token), the retry presents
+    // the same key and the gateway issues the certificate again.
+    let pending = config.data_dir.join(PENDING_KEY_FILE);
+    let key = match std::fs::read_to_string(&pending) {
+        Ok(pem) => HostKey::from_pem(&pem)?,
+        Err(_) => {
+            let key = HostKey::generate()?;
+            write_private(&pending, key.private_key_pem().as_bytes())?;
+            key
+        }
+    };
     let csr_pem = key.csr_pem(&config.hostname)?;
     let channel = gateway_channel(config, &ca_pem, None)?;
     let response = AgentGatewayClient::new(channel)
@@ -180,6 +194,7 @@ pub(crate) async fn enroll_if_needed(handle: &AgentHandle) -> Result<HostId, Age
         not_after_ms: response.not_after_unix_ms,
     };
     identity.save(&config.data_dir)?;
+    let _ = std::fs::remove_file(&pending);
     // The token is spent; do not leave it lying around.
     if let Some(path) = &config.token_file {
         let _ = std::fs::remove_file(path);

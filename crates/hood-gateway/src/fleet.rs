@@ -167,6 +167,7 @@ impl Fleet {
                 created_at: now,
                 expires_at: now.plus_millis(millis(ttl)),
                 used_at: None,
+                key_sha256: None,
             })
             .await?;
         tracing::info!(host_id = %host, ttl_secs = ttl.as_secs(), "issued enrollment token");

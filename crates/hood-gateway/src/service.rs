@@ -114,6 +114,44 @@ impl GatewayService {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
     }
+
+    /// Answers an enrollment retry by the key that spent the token: a new
+    /// certificate for the same host, recorded like any other.
+    async fn reissue(
+        &self,
+        token: &hood_store::fleet::EnrollmentToken,
+        req: &EnrollRequest,
+        now: hood_domain::Timestamp,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        let store = self.shared.fleet.store();
+        let host = store
+            .get_host(token.host_id)
+            .await
+            .map_err(|e| internal("load host", e))?
+            .ok_or_else(|| Status::unauthenticated("invalid enrollment token"))?;
+        if host.state != HostState::Ready {
+            return Err(Status::failed_precondition("host is not enrolled"));
+        }
+        let issued = self
+            .shared
+            .ca
+            .sign_host_csr(host.id, &req.csr_pem, self.shared.config.leaf_validity, now)
+            .map_err(|e| match e {
+                PkiError::BadCsr(_) => Status::invalid_argument("csr_pem is not a valid CSR"),
+                other => internal("sign host certificate", other),
+            })?;
+        store
+            .insert_host_certificate(&issued.record(now))
+            .await
+            .map_err(|e| internal("record host certificate", e))?;
+        tracing::info!(host_id = %host.id, serial = %issued.serial, "enrollment answer re-issued to the same key");
+        Ok(Response::new(EnrollResponse {
+            host_id: host.id.to_string(),
+            certificate_pem: issued.cert_pem,
+            ca_certificate_pem: self.shared.ca.cert_pem().to_owned(),
+            not_after_unix_ms: issued.not_after.millis(),
+        }))
+    }
 }
 
 fn label(value: &str) -> String {
@@ -138,8 +176,20 @@ impl AgentGateway for GatewayService {
             .await
             .map_err(|e| internal("find enrollment token", e))?
             .ok_or_else(rejected)?;
-        if token.used_at.is_some() || token.expires_at <= now {
-            tracing::info!(host_id = %token.host_id, "refused a spent or expired enrollment token");
+        let fingerprint = Ca::csr_key_fingerprint(&req.csr_pem)
+            .map_err(|_| Status::invalid_argument("csr_pem is not a valid CSR"))?;
+        if token.expires_at <= now {
+            tracing::info!(host_id = %token.host_id, "refused an expired enrollment token");
+            return Err(rejected());
+        }
+        if token.used_at.is_some() {
+            // The same key asking again: its answer was lost (the control
+            // plane died after spending the token). Only the holder of that
+            // private key can use what is issued, so issue it again.
+            if token.key_sha256.as_deref() == Some(fingerprint.as_str()) {
+                return self.reissue(&token, &req, now).await;
+            }
+            tracing::info!(host_id = %token.host_id, "refused a spent enrollment token");
             return Err(rejected());
         }
         let host = store
@@ -164,6 +214,7 @@ impl AgentGateway for GatewayService {
         let outcome = store
             .complete_enrollment(
                 &hash,
+                &fingerprint,
                 &issued.record(now),
                 &label(&req.hostname),
                 &label(&req.agent_version),

@@ -19,7 +19,7 @@ use hood_gateway::{
     ArtifactSource, ArtifactSourceError, ArtifactStream, CommandOutcome, DataKey, Fleet, Gateway,
     GatewayConfig, NodeKeyError, NodeKeySource,
 };
-use hood_pki::{Ca, HostKey};
+use hood_pki::{Ca, HostKey, PeerIdentity};
 use hood_store::fleet::Host;
 use hood_store::Store;
 use sha2::Digest as _;
@@ -556,6 +556,58 @@ async fn enrollment_token_is_single_use(env: &mut Env) {
         .await
         .unwrap_err();
     assert_eq!(ready.code(), tonic::Code::FailedPrecondition);
+    env.stop().await;
+}
+
+/// The control plane can die after spending a token but before the agent
+/// hears the answer. The same key asking again gets a certificate again;
+/// any other key is still refused.
+async fn lost_enrollment_answer_is_reissued_to_the_same_key_only(env: &mut Env) {
+    env.start().await;
+    let host = env.enrolling_host().await;
+    let token = env
+        .fleet
+        .issue_enrollment_token(host, Duration::from_secs(600))
+        .await
+        .unwrap();
+    let key = HostKey::generate().unwrap();
+    let mut client = env.client(env.ca.cert_pem(), None);
+    let enroll = |token: String, csr: String| EnrollRequest {
+        token,
+        csr_pem: csr,
+        ..EnrollRequest::default()
+    };
+    let first = client
+        .enroll(enroll(token.clone(), key.csr_pem("x").unwrap()))
+        .await
+        .unwrap()
+        .into_inner();
+    // "Lost": the same key retries with the same token.
+    let again = client
+        .enroll(enroll(token.clone(), key.csr_pem("x").unwrap()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.host_id, first.host_id);
+    let (a, b) = (
+        PeerIdentity::from_pem(&first.certificate_pem).unwrap(),
+        PeerIdentity::from_pem(&again.certificate_pem).unwrap(),
+    );
+    assert_eq!(a.host_id, host);
+    assert_ne!(a.serial, b.serial, "a fresh certificate, recorded");
+    assert!(env
+        .store
+        .get_host_certificate(&b.serial)
+        .await
+        .unwrap()
+        .is_some());
+    // Someone else with the spent token gets nothing.
+    let thief = HostKey::generate().unwrap();
+    let refused = client
+        .enroll(enroll(token, thief.csr_pem("x").unwrap()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
     env.stop().await;
 }
 
@@ -1099,6 +1151,7 @@ macro_rules! both {
 both!(
     enroll_session_and_command_round_trip,
     enrollment_token_is_single_use,
+    lost_enrollment_answer_is_reissued_to_the_same_key_only,
     calls_without_a_certificate_are_refused,
     certificate_from_another_ca_is_refused,
     expired_revoked_and_deleted_are_refused,

@@ -183,6 +183,19 @@ impl Ca {
         &self.cert_pem
     }
 
+    /// SHA-256 (hex) of a CSR's public key: identifies the key pair that
+    /// asks, so a lost enrollment answer can be re-issued to the same key
+    /// and to no other.
+    pub fn csr_key_fingerprint(csr_pem: &str) -> PkiResult<String> {
+        use rcgen::PublicKeyData;
+        use sha2::Digest;
+        let csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| PkiError::BadCsr(e.to_string()))?;
+        Ok(hex::encode(sha2::Sha256::digest(
+            csr.public_key.der_bytes(),
+        )))
+    }
+
     /// Signs a host's CSR. Only the CSR's public key is used: subject, SANs,
     /// key usages and validity are set here, so an agent cannot ask for a
     /// name or a purpose it is not entitled to.

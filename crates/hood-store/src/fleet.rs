@@ -55,6 +55,8 @@ pub struct EnrollmentToken {
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
     pub used_at: Option<Timestamp>,
+    /// SHA-256 (hex) of the public key whose CSR spent the token.
+    pub key_sha256: Option<String>,
 }
 
 /// A certificate issued to a host by the internal CA (public data only).
@@ -267,6 +269,7 @@ pub trait FleetStore: Send + Sync {
     async fn complete_enrollment(
         &self,
         token_hash: &str,
+        key_sha256: &str,
         cert: &HostCertificate,
         hostname: &str,
         agent_version: &str,

@@ -147,6 +147,7 @@ mod fleet_repo_impl {
             created_at: Timestamp(col(row, "created_at")?),
             expires_at: Timestamp(col(row, "expires_at")?),
             used_at: opt_ts(col(row, "used_at")?),
+            key_sha256: col(row, "key_sha256")?,
         })
     }
 
@@ -615,7 +616,7 @@ mod fleet_repo_impl {
             token_hash: &str,
         ) -> StoreResult<Option<EnrollmentToken>> {
             let row = sqlx::query(
-                "SELECT token_hash, host_id, created_at, expires_at, used_at \
+                "SELECT token_hash, host_id, created_at, expires_at, used_at, key_sha256 \
              FROM enrollment_tokens WHERE token_hash = $1",
             )
             .bind(token_hash)
@@ -638,6 +639,7 @@ mod fleet_repo_impl {
         async fn complete_enrollment(
             &self,
             token_hash: &str,
+            key_sha256: &str,
             cert: &HostCertificate,
             hostname: &str,
             agent_version: &str,
@@ -653,6 +655,11 @@ mod fleet_repo_impl {
                 tx.rollback().await?;
                 return Ok(EnrollOutcome::TokenRejected);
             }
+            sqlx::query("UPDATE enrollment_tokens SET key_sha256 = $2 WHERE token_hash = $1")
+                .bind(token_hash)
+                .bind(key_sha256)
+                .execute(&mut *tx)
+                .await?;
             let moved = fleet_transition_host_tx(
                 &mut tx,
                 cert.host_id,

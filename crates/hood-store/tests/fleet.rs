@@ -61,6 +61,7 @@ fn token(host: HostId, hash: &str, expires_at: Timestamp) -> EnrollmentToken {
         created_at: T0,
         expires_at,
         used_at: None,
+        key_sha256: None,
     }
 }
 
@@ -400,7 +401,7 @@ async fn enrollment_is_atomic(db: &Harness) {
         let c = cert(h.id, &format!("serial-{i}"));
         tasks.push(tokio::spawn(async move {
             store
-                .complete_enrollment("tok", &c, "box", "0.1.0", now)
+                .complete_enrollment("tok", "k1", &c, "box", "0.1.0", now)
                 .await
                 .unwrap()
         }));
@@ -445,7 +446,7 @@ async fn enrollment_is_atomic(db: &Harness) {
         .unwrap();
     assert_eq!(
         store
-            .complete_enrollment("tok2", &cert(ready.id, "s-x"), "box", "0.1.0", now)
+            .complete_enrollment("tok2", "k1", &cert(ready.id, "s-x"), "box", "0.1.0", now)
             .await
             .unwrap(),
         EnrollOutcome::HostNotEnrolling(HostState::Ready)
@@ -463,7 +464,7 @@ async fn enrollment_is_atomic(db: &Harness) {
     let other = enrolling_host(store).await;
     assert_eq!(
         store
-            .complete_enrollment("tok2", &cert(other.id, "s-y"), "box", "0.1.0", now)
+            .complete_enrollment("tok2", "k1", &cert(other.id, "s-y"), "box", "0.1.0", now)
             .await
             .unwrap(),
         EnrollOutcome::TokenRejected

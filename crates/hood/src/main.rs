@@ -2,6 +2,7 @@
 //! Thin by design: parse arguments, set up logging, call into the crates.
 
 mod agent;
+mod bench;
 mod cli;
 mod fleet;
 mod server;
@@ -96,6 +97,9 @@ enum Command {
     /// Managed nodes.
     #[command(subcommand)]
     Node(cli::node::NodeCmd),
+    /// Benchmarks (each against an anchor measured in the same run).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
     /// Hosts the control plane runs nodes on.
     #[command(subcommand)]
     Host(cli::fleet::HostCmd),
@@ -167,6 +171,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Node(cmd) => cli::node::run(c, f, cmd).await,
         Command::Artifact(cmd) => cli::artifact::run(c, f, cmd).await,
         Command::Host(cmd) => cli::fleet::host(c, f, cmd).await,
+        Command::Bench(cmd) => bench::run(c, cmd).await,
         Command::Workflow(cmd) => cli::fleet::workflow(c, f, cmd).await,
     }
 }

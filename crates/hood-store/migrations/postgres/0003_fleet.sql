@@ -35,6 +35,9 @@ CREATE TABLE enrollment_tokens (
     created_at  BIGINT  NOT NULL,
     expires_at  BIGINT  NOT NULL,
     used_at     BIGINT,
+    -- SHA-256 of the public key that spent the token: a retry with the
+    -- same key (lost response) gets a certificate again; any other key is refused.
+    key_sha256  TEXT,
     CONSTRAINT enrollment_tokens_pkey PRIMARY KEY (token_hash),
     CONSTRAINT enrollment_tokens_host_fkey FOREIGN KEY (host_id) REFERENCES hosts (id)
 );

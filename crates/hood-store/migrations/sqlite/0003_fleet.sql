@@ -32,7 +32,10 @@ CREATE TABLE enrollment_tokens (
     host_id     TEXT    NOT NULL REFERENCES hosts (id),
     created_at  INTEGER NOT NULL,
     expires_at  INTEGER NOT NULL,
-    used_at     INTEGER
+    used_at     INTEGER,
+    -- SHA-256 of the public key that spent the token: a retry with the
+    -- same key (lost response) gets a certificate again; any other key is refused.
+    key_sha256  TEXT
 );
 CREATE INDEX enrollment_tokens_host_idx ON enrollment_tokens (host_id);
 

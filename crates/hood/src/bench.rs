@@ -1,0 +1,223 @@
+//! `hood bench …`: reproducible measurements, each reported against an
+//! anchor measured in the same run on the same machine.
+
+use anyhow::{bail, Context, Result};
+use hood_domain::identity::Organization;
+use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
+use hood_domain::node::Node;
+use hood_domain::{NodeId, OrgId};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCmd {
+    /// Saga engine step throughput, anchored on the store's bare write rate.
+    Saga {
+        /// Store to measure (`sqlite://…` or `postgres://…`); a fresh,
+        /// migrated database is expected (the benchmark writes into it).
+        #[arg(long)]
+        database_url: String,
+        #[arg(long, default_value_t = 500)]
+        workflows: usize,
+        #[arg(long, default_value_t = 5)]
+        steps: usize,
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+    },
+    /// Time from `POST /nodes` to `healthy` for ethereum-anvil nodes on a
+    /// running Hood, anchored on starting the same anvil binary directly.
+    Provision {
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        /// The anvil binary pushed as artifact `anvil-linux-amd64` (the anchor runs it directly).
+        #[arg(long)]
+        anvil: PathBuf,
+    },
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+pub async fn run(connect: &crate::cli::client::ConnectOpts, cmd: BenchCmd) -> Result<()> {
+    match cmd {
+        BenchCmd::Saga {
+            database_url,
+            workflows,
+            steps,
+            workers,
+        } => saga(&database_url, workflows, steps, workers).await,
+        BenchCmd::Provision { runs, anvil } => provision(connect, runs, anvil).await,
+    }
+}
+
+async fn saga(url: &str, workflows: usize, steps: usize, workers: usize) -> Result<()> {
+    let store = hood_store::connect(url).await.context("connecting")?;
+    store.migrate().await.context("migrating")?;
+    // Anchor: single-write transactions through the same store (a saga step
+    // costs two: start and finish).
+    let org = Organization {
+        id: OrgId::from_uuid(Uuid::now_v7()),
+        slug: format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8]),
+        name: "bench".into(),
+        created_at: hood_saga::now(),
+    };
+    store.create_org(&org).await?;
+    let node = Node {
+        id: NodeId::from_uuid(Uuid::now_v7()),
+        org_id: org.id,
+        name: "bench".into(),
+        chain: "bench".into(),
+        node_type: "bench".into(),
+        provider: "bench".into(),
+        region: "bench".into(),
+        state: NodeState::Provisioning,
+        sync_status: SyncStatus::Unknown,
+        app_health: ApplicationHealth::Unknown,
+        host_id: None,
+        rpc_endpoint: None,
+        head_height: None,
+        binary_version: None,
+        failure_reason: None,
+        version: 0,
+        created_at: org.created_at,
+        updated_at: org.created_at,
+    };
+    store.create_node(&node).await?;
+    let writes = 2_000;
+    let started = Instant::now();
+    for i in 0..writes {
+        store
+            .append_node_event(node.id, "bench", &i.to_string(), hood_saga::now())
+            .await?;
+    }
+    let anchor = writes as f64 / started.elapsed().as_secs_f64();
+    let report = hood_saga::bench_step_throughput(store.clone(), workflows, steps, workers).await?;
+    println!("{report}");
+    println!(
+        "anchor: {anchor:.0} single-write transactions/s on {}",
+        store.backend().as_str()
+    );
+    println!(
+        "ratio: {:.3} saga steps per bare write transaction (ideal ≈ 0.5: a step journals a start and a finish)",
+        report.steps_per_sec / anchor
+    );
+    Ok(())
+}
+
+async fn provision(
+    connect: &crate::cli::client::ConnectOpts,
+    runs: usize,
+    anvil: PathBuf,
+) -> Result<()> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    // Anchor: the same binary started directly until it answers JSON-RPC.
+    let http = reqwest::Client::new();
+    let mut anchors = Vec::new();
+    for _ in 0..runs.min(10) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(&anvil)
+            .args(["--port", &port.to_string(), "--block-time", "1"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", anvil.display()))?;
+        let url = format!("http://127.0.0.1:{port}");
+        loop {
+            let ok = http
+                .post(&url)
+                .json(
+                    &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}),
+                )
+                .send()
+                .await
+                .is_ok();
+            if ok {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("anvil did not answer within 30 s");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        anchors.push(started.elapsed());
+        let _ = child.kill().await;
+    }
+    anchors.sort();
+
+    let mut client = crate::cli::client::Client::new(connect)?;
+    let mut times = Vec::new();
+    for i in 0..runs {
+        let started = Instant::now();
+        let accepted: Value = client
+            .post("/api/v1/nodes", &json!({"chain": "ethereum-anvil", "name": format!("bench-{}-{i}", &Uuid::new_v4().simple().to_string()[..6])}))
+            .await?;
+        let id = accepted["node"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        loop {
+            let node: Value = client.get(&format!("/api/v1/nodes/{id}")).await?;
+            match node["state"].as_str() {
+                Some("healthy") => break,
+                Some("failed") => bail!("node {id} failed: {}", node["failure_reason"]),
+                _ => {}
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                bail!("node {id} not healthy within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        times.push(started.elapsed());
+        client.delete(&format!("/api/v1/nodes/{id}")).await?;
+        eprintln!("run {}: {:.0} ms", i + 1, ms(times[i]));
+    }
+    times.sort();
+    let (p50, p95) = (percentile(&times, 50.0), percentile(&times, 95.0));
+    let anchor = percentile(&anchors, 50.0);
+    println!(
+        "POST /nodes -> healthy over {runs} runs: p50 {:.0} ms, p95 {:.0} ms",
+        ms(p50),
+        ms(p95)
+    );
+    println!(
+        "anchor: anvil started directly until it answers, p50 {:.0} ms",
+        ms(anchor)
+    );
+    println!(
+        "ratio: p50 {:.1}x, p95 {:.1}x the direct start (host + agent enrollment + mTLS + artifact + keys + sync check)",
+        ms(p50) / ms(anchor).max(0.001),
+        ms(p95) / ms(anchor).max(0.001)
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let v: Vec<Duration> = (1..=20).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&v, 50.0), Duration::from_millis(11));
+        assert_eq!(percentile(&v, 95.0), Duration::from_millis(19));
+        assert_eq!(percentile(&v, 100.0), Duration::from_millis(20));
+        assert_eq!(percentile(&[], 50.0), Duration::ZERO);
+    }
+}
