@@ -360,25 +360,38 @@ async fn wait_synced(ctx: Ctx) -> Result<StepOutcome, StepError> {
         lines: None,
     })
     .map_err(permanent)?;
-    // Each probe is its own command (keyed by attempt): a fresh look each time.
-    let out = run_command(
-        &ctx,
-        host_id,
-        kinds::PROBE_SYNC,
-        payload,
-        &format!("probe-{}-{}-{}", node.id, ctx.attempt, ctx.now.millis()),
-    )
-    .await
-    .map_err(|e| retryable(e.message()))?;
-    let report: SyncReport =
-        serde_json::from_value(out).map_err(|e| retryable(format!("odd probe answer: {e}")))?;
-    if report.synced && report.head.is_some() {
-        return StepOutcome::done(json!({ "head": report.head }));
-    }
-    Err(retryable(format!(
-        "node not synced yet (head {:?})",
-        report.head
-    )))
+    // A freshly started node usually answers within a second: probe briefly
+    // in the step, and leave longer waits to the durable retry policy.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut probe = 0u32;
+    let last = loop {
+        probe += 1;
+        // Each probe is its own command: a fresh look each time.
+        let key = format!(
+            "probe-{}-{}-{}-{probe}",
+            node.id,
+            ctx.attempt,
+            ctx.now.millis()
+        );
+        let outcome = run_command(&ctx, host_id, kinds::PROBE_SYNC, payload.clone(), &key)
+            .await
+            .and_then(|out| {
+                serde_json::from_value::<SyncReport>(out)
+                    .map_err(|e| retryable(format!("odd probe answer: {e}")))
+            });
+        let last = match outcome {
+            Ok(report) if report.synced && report.head.is_some() => {
+                return StepOutcome::done(json!({ "head": report.head }));
+            }
+            Ok(report) => format!("node not synced yet (head {:?})", report.head),
+            Err(e) => e.message().to_owned(),
+        };
+        if tokio::time::Instant::now() >= deadline {
+            break last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    Err(retryable(last))
 }
 
 async fn mark_healthy(ctx: Ctx) -> Result<StepOutcome, StepError> {
