@@ -15,7 +15,7 @@ use hood_provider::{LocalProvider, LocalProviderConfig, ProviderRegistry};
 use hood_saga::{WorkerConfig, WorkerHandle};
 use hood_store::Store;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
@@ -41,6 +41,19 @@ impl ArtifactSource for GatewayArtifacts {
     }
 }
 
+/// Which fleet roles a process runs and where their shared state lives.
+pub struct FleetOptions {
+    /// Sandboxes of the `local` provider (shared by orchestrator replicas).
+    pub hosts_dir: PathBuf,
+    pub artifacts: StoreLocation,
+    /// Serve the agent gateway here (`agent-gateway` role).
+    pub gateway_listen: Option<SocketAddr>,
+    /// The gateway URL handed to new hosts (default: the one served here).
+    pub gateway_url: Option<String>,
+    /// Run a saga worker (`orchestrator` role).
+    pub run_worker: bool,
+}
+
 /// The running fleet roles of one process.
 pub struct FleetRoles {
     pub artifacts: Arc<ArtifactStore>,
@@ -60,13 +73,35 @@ impl FleetRoles {
         home: &Path,
         gateway_addr: SocketAddr,
     ) -> Result<Self> {
+        Self::start(
+            store,
+            master,
+            chains,
+            FleetOptions {
+                hosts_dir: home.join("hosts"),
+                artifacts: StoreLocation::embedded(home),
+                gateway_listen: Some(gateway_addr),
+                gateway_url: None,
+                run_worker: true,
+            },
+        )
+        .await
+    }
+
+    /// The roles a process runs, from explicit options (cluster mode).
+    pub async fn start(
+        store: Arc<dyn Store>,
+        master: &MasterKey,
+        chains: Arc<ChainCatalog>,
+        opts: FleetOptions,
+    ) -> Result<Self> {
         let ca = Arc::new(
             Ca::load_or_create(store.as_ref(), master, hood_saga::now())
                 .await
                 .context("loading the internal CA")?,
         );
         let artifacts = Arc::new(
-            ArtifactStore::from_location(&StoreLocation::embedded(home), store.clone())
+            ArtifactStore::from_location(&opts.artifacts, store.clone())
                 .context("opening the artifact store")?,
         );
         if let Err(e) = artifacts
@@ -76,24 +111,30 @@ impl FleetRoles {
             tracing::warn!(error = %e, "could not sweep abandoned uploads");
         }
         let fleet = Fleet::new(store.clone());
-        let listener = TcpListener::bind(gateway_addr)
-            .await
-            .with_context(|| format!("binding the agent gateway on {gateway_addr}"))?;
-        let local = listener.local_addr()?;
-        let gateway_url = format!("https://{local}");
-        let gateway = Gateway::new(
-            fleet.clone(),
-            ca.clone(),
-            GatewayConfig {
-                server_names: vec![local.ip().to_string()],
-                ..GatewayConfig::default()
-            },
-        )
-        .context("starting the agent gateway")?
-        .with_artifacts(Arc::new(GatewayArtifacts(artifacts.clone())))
-        .with_node_keys(Arc::new(NodeKeys::new(store.clone(), master.clone())));
+        let mut gateway = None;
+        let mut gateway_url = opts.gateway_url.clone();
+        if let Some(addr) = opts.gateway_listen {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the agent gateway on {addr}"))?;
+            let local = listener.local_addr()?;
+            gateway_url.get_or_insert_with(|| format!("https://{local}"));
+            let g = Gateway::new(
+                fleet.clone(),
+                ca.clone(),
+                GatewayConfig {
+                    server_names: vec![local.ip().to_string()],
+                    ..GatewayConfig::default()
+                },
+            )
+            .context("starting the agent gateway")?
+            .with_artifacts(Arc::new(GatewayArtifacts(artifacts.clone())))
+            .with_node_keys(Arc::new(NodeKeys::new(store.clone(), master.clone())));
+            gateway = Some((g, listener));
+        }
+        let gateway_url = gateway_url.unwrap_or_else(|| "https://127.0.0.1:9090".into());
         let mut providers = ProviderRegistry::new();
-        let local_provider = LocalProvider::new(LocalProviderConfig::new(home.join("hosts"))?)
+        let local_provider = LocalProvider::new(LocalProviderConfig::new(opts.hosts_dir.clone())?)
             .await
             .context("starting the local host provider")?;
         providers.register(Arc::new(local_provider))?;
@@ -107,19 +148,27 @@ impl FleetRoles {
             ca_pem: ca.cert_pem().to_owned(),
             timings: Timings::default(),
         })?;
-        let refused = orchestrator.engine().refuse_unknown().await?;
-        for id in refused {
-            tracing::warn!(workflow_id = %id, "refused a workflow of a version this binary does not know");
-        }
-        let worker = orchestrator
-            .engine()
-            .spawn_worker(WorkerConfig::for_backend(store.backend()));
+        let worker = if opts.run_worker {
+            if store.backend() == hood_store::Backend::Sqlite {
+                // Only the sole worker of a database may refuse unknown runs.
+                for id in orchestrator.engine().refuse_unknown().await? {
+                    tracing::warn!(workflow_id = %id, "refused a workflow of a version this binary does not know");
+                }
+            }
+            Some(
+                orchestrator
+                    .engine()
+                    .spawn_worker(WorkerConfig::for_backend(store.backend())),
+            )
+        } else {
+            None
+        };
         Ok(Self {
             artifacts,
             orchestrator,
             gateway_url,
-            gateway: Some((gateway, listener)),
-            worker: Some(worker),
+            gateway,
+            worker,
         })
     }
 

@@ -35,6 +35,10 @@ struct Cli {
 enum RoleArg {
     Api,
     Auth,
+    /// The saga worker running node workflows (several replicas share the work).
+    Orchestrator,
+    /// gRPC over mutual TLS for host agents.
+    AgentGateway,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +67,8 @@ enum Command {
         listen: Option<SocketAddr>,
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
+        #[command(flatten)]
+        fleet: server::FleetArgs,
     },
     /// Applies database migrations (a separate step in cluster mode).
     Migrate {
@@ -140,12 +146,16 @@ async fn run(cli: Cli) -> Result<()> {
             roles,
             listen,
             database_url,
+            mut fleet,
         } => {
+            fleet.orchestrator = roles.contains(&RoleArg::Orchestrator);
+            fleet.agent_gateway = roles.contains(&RoleArg::AgentGateway);
             let roles: Vec<HttpRole> = roles
                 .iter()
-                .map(|r| match r {
-                    RoleArg::Api => HttpRole::Api,
-                    RoleArg::Auth => HttpRole::Auth,
+                .filter_map(|r| match r {
+                    RoleArg::Api => Some(HttpRole::Api),
+                    RoleArg::Auth => Some(HttpRole::Auth),
+                    RoleArg::Orchestrator | RoleArg::AgentGateway => None,
                 })
                 .collect();
             let port = if roles == [HttpRole::Auth] {
@@ -154,7 +164,7 @@ async fn run(cli: Cli) -> Result<()> {
                 8080
             };
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
-            server::serve(opts, roles, listen, &database_url).await
+            server::serve(opts, roles, listen, &database_url, fleet).await
         }
         Command::Migrate { database_url } => server::migrate(&database_url).await,
         Command::Agent(opts) => agent::run(opts).await,

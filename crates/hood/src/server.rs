@@ -160,6 +160,7 @@ pub async fn serve(
     roles: Vec<HttpRole>,
     listen: SocketAddr,
     database_url: &str,
+    fleet_args: FleetArgs,
 ) -> Result<()> {
     let store = hood_store::connect(database_url)
         .await
@@ -182,23 +183,102 @@ pub async fn serve(
             );
         }
     }
+    // The api role starts node workflows; the orchestrator runs them; the
+    // gateway talks to agents. Any of them needs the fleet services.
+    let mut fleet = None;
+    let mut state = state;
+    if roles.contains(&HttpRole::Api) || fleet_args.orchestrator || fleet_args.agent_gateway {
+        let hosts_dir = fleet_args
+            .hosts_dir
+            .clone()
+            .unwrap_or_else(|| opts.home.join("hosts"));
+        let artifacts = match &fleet_args.artifact_store {
+            Some(url) => {
+                hood_artifacts::StoreLocation::parse(url).context("HOOD_ARTIFACT_STORE")?
+            }
+            None => hood_artifacts::StoreLocation::embedded(&opts.home),
+        };
+        let f = crate::fleet::FleetRoles::start(
+            store.clone(),
+            &master,
+            state.chains.clone(),
+            crate::fleet::FleetOptions {
+                hosts_dir,
+                artifacts,
+                gateway_listen: fleet_args
+                    .agent_gateway
+                    .then_some(fleet_args.gateway_listen),
+                gateway_url: fleet_args.gateway_url.clone(),
+                run_worker: fleet_args.orchestrator,
+            },
+        )
+        .await?;
+        state = state.with_node_workflows(Arc::new(f.orchestrator.clone()));
+        fleet = Some(f);
+    }
     let listener = bind(listen).await?;
-    let names: Vec<&str> = roles
+    let mut names: Vec<&str> = roles
         .iter()
         .map(|r| match r {
             HttpRole::Api => "api",
             HttpRole::Auth => "auth",
         })
         .collect();
+    if fleet_args.orchestrator {
+        names.push("orchestrator");
+    }
+    if let Some(f) = fleet.as_ref().filter(|_| fleet_args.agent_gateway) {
+        names.push("agent-gateway");
+        println!("agent gateway: {}", f.gateway_url);
+    }
     println!(
         "serving roles {} on http://{}",
         names.join(","),
         listener.local_addr()?
     );
-    let router = hood_api::router(state, &roles);
+    let mut router = hood_api::router(state, &roles);
+    let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let mut gateway_task = None;
+    if let Some(f) = fleet.as_mut() {
+        router = router.layer(axum::Extension(f.artifacts.clone()));
+        let mut rx = stop_tx.subscribe();
+        gateway_task = f.spawn_gateway(async move {
+            let _ = rx.recv().await;
+        });
+    }
     hood_api::serve(listener, router, shutdown_signal(), Duration::from_secs(10)).await?;
+    let _ = stop_tx.send(());
+    if let Some(task) = gateway_task {
+        task.await
+            .context("gateway task")?
+            .context("agent gateway")?;
+    }
+    if let Some(f) = fleet.as_mut() {
+        f.shutdown().await;
+    }
     println!("hood stopped");
     Ok(())
+}
+
+/// Where the fleet roles of a cluster process find their shared state.
+#[derive(Debug, Clone, clap::Args)]
+pub struct FleetArgs {
+    /// `agent-gateway` listen address.
+    #[arg(long, env = "HOOD_GATEWAY_LISTEN", default_value = "127.0.0.1:9090")]
+    pub gateway_listen: SocketAddr,
+    /// The agent gateway URL handed to new hosts (`https://HOST:9090`).
+    #[arg(long, env = "HOOD_GATEWAY_URL")]
+    pub gateway_url: Option<String>,
+    /// Sandboxes of the `local` provider, shared by orchestrator replicas.
+    #[arg(long, env = "HOOD_HOSTS_DIR")]
+    pub hosts_dir: Option<PathBuf>,
+    /// Artifact store URL: `file:///PATH` or `s3://BUCKET/PREFIX?endpoint=…`.
+    #[arg(long, env = "HOOD_ARTIFACT_STORE")]
+    pub artifact_store: Option<String>,
+    #[arg(skip)]
+    pub orchestrator: bool,
+    #[arg(skip)]
+    pub agent_gateway: bool,
 }
 
 /// `hood migrate`: applies the schema as its own step.
