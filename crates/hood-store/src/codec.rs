@@ -36,6 +36,17 @@ pub(crate) fn parse_id<T: FromStr>(column: &str, value: &str) -> Result<T, Store
         .map_err(|_| StoreError::Corrupt(format!("{column}: `{value}` is not a UUID")))
 }
 
+/// Parses a stored lifecycle state. An unknown name (garbage, or a newer
+/// schema) is `Corrupt`, never a panic.
+pub(crate) fn parse_state<M: hood_domain::machine::StateMachine>(
+    column: &str,
+    value: &str,
+) -> Result<M, StoreError> {
+    M::parse(value).ok_or_else(|| {
+        StoreError::Corrupt(format!("{column}: unknown {} state `{value}`", M::NAME))
+    })
+}
+
 pub(crate) fn parse_role(column: &str, value: &str) -> Result<Role, StoreError> {
     value
         .parse()

@@ -70,18 +70,6 @@ mod fleet_repo_impl {
             .map_err(|e| StoreError::Corrupt(format!("{column}: not JSON: {e}")))
     }
 
-    fn fleet_host_state(value: &str) -> StoreResult<HostState> {
-        value
-            .parse()
-            .map_err(|e| StoreError::Corrupt(format!("hosts.state: {e}")))
-    }
-
-    fn fleet_command_state(value: &str) -> StoreResult<CommandState> {
-        value
-            .parse()
-            .map_err(|e| StoreError::Corrupt(format!("agent_commands.state: {e}")))
-    }
-
     fn fleet_host_from_row(row: &DbRow) -> StoreResult<Host> {
         let org: Option<String> = col(row, "org_id")?;
         Ok(Host {
@@ -92,7 +80,7 @@ mod fleet_repo_impl {
                 .transpose()?,
             provider: col(row, "provider")?,
             region: col(row, "region")?,
-            state: fleet_host_state(&col::<String>(row, "state")?)?,
+            state: codec::parse_state::<HostState>("hosts.state", &col::<String>(row, "state")?)?,
             address: col(row, "address")?,
             provider_ref: fleet_json("hosts.provider_ref", &col::<String>(row, "provider_ref")?)?,
             hostname: col(row, "hostname")?,
@@ -112,7 +100,7 @@ mod fleet_repo_impl {
             kind: col(row, "kind")?,
             payload: fleet_json("agent_commands.payload", &col::<String>(row, "payload")?)?,
             idempotency_key: col(row, "idempotency_key")?,
-            state: fleet_command_state(&col::<String>(row, "state")?)?,
+            state: codec::parse_state::<CommandState>("agent_commands.state", &col::<String>(row, "state")?)?,
             attempts: col(row, "attempts")?,
             created_at: Timestamp(col(row, "created_at")?),
             dispatched_at: opt_ts(col(row, "dispatched_at")?),
@@ -257,7 +245,7 @@ mod fleet_repo_impl {
         match row {
             None => Ok(None),
             Some(row) => Ok(Some((
-                fleet_host_state(&col::<String>(&row, "state")?)?,
+                codec::parse_state::<HostState>("hosts.state", &col::<String>(&row, "state")?)?,
                 col(&row, "org_id")?,
             ))),
         }

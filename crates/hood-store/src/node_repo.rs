@@ -3,9 +3,8 @@
 mod node_rows {
     use super::{col, DbRow};
     use crate::codec;
-    use crate::{StoreError, StoreResult};
+    use crate::StoreResult;
     use hood_domain::lifecycle::NodeState;
-    use hood_domain::machine::StateMachine;
     use hood_domain::node::{Node, NodeEvent, NodeKeyMaterial};
     use hood_domain::Timestamp;
 
@@ -13,11 +12,6 @@ mod node_rows {
          state, sync_status, app_health, host_id, rpc_endpoint, head_height, binary_version, \
          failure_reason, version, created_at, updated_at";
 
-    /// Parses a stored state name; an unknown name is corruption (or a newer
-    /// schema), never a panic.
-    pub(super) fn state<M: StateMachine>(column: &str, value: &str) -> StoreResult<M> {
-        M::parse(value).ok_or_else(|| StoreError::Corrupt(format!("{column}: unknown state `{value}`")))
-    }
 
     pub(super) fn node(row: &DbRow) -> StoreResult<Node> {
         let host: Option<String> = col(row, "host_id")?;
@@ -29,9 +23,9 @@ mod node_rows {
             node_type: col(row, "node_type")?,
             provider: col(row, "provider")?,
             region: col(row, "region")?,
-            state: state("nodes.state", &col::<String>(row, "state")?)?,
-            sync_status: state("nodes.sync_status", &col::<String>(row, "sync_status")?)?,
-            app_health: state("nodes.app_health", &col::<String>(row, "app_health")?)?,
+            state: codec::parse_state("nodes.state", &col::<String>(row, "state")?)?,
+            sync_status: codec::parse_state("nodes.sync_status", &col::<String>(row, "sync_status")?)?,
+            app_health: codec::parse_state("nodes.app_health", &col::<String>(row, "app_health")?)?,
             host_id: host.map(|h| codec::parse_id("nodes.host_id", &h)).transpose()?,
             rpc_endpoint: col(row, "rpc_endpoint")?,
             head_height: col(row, "head_height")?,
@@ -51,8 +45,8 @@ mod node_rows {
             seq: col(row, "seq")?,
             at: Timestamp(col(row, "at")?),
             kind: col(row, "kind")?,
-            from_state: from.map(|s| state::<NodeState>("node_events.from_state", &s)).transpose()?,
-            to_state: to.map(|s| state::<NodeState>("node_events.to_state", &s)).transpose()?,
+            from_state: from.map(|s| codec::parse_state::<NodeState>("node_events.from_state", &s)).transpose()?,
+            to_state: to.map(|s| codec::parse_state::<NodeState>("node_events.to_state", &s)).transpose()?,
             message: col(row, "message")?,
         })
     }

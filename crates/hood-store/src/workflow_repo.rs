@@ -77,12 +77,6 @@ mod workflow_repo {
         text.map(|t| json(column, &t)).transpose()
     }
 
-    fn state<M: StateMachine>(column: &str, text: &str) -> StoreResult<M> {
-        M::parse(text).ok_or_else(|| {
-            StoreError::Corrupt(format!("{column}: unknown {} state `{text}`", M::NAME))
-        })
-    }
-
     /// `$start, $start+1, …` for an `IN` list of `n` values.
     fn placeholders(start: usize, n: usize) -> String {
         (start..start + n)
@@ -96,7 +90,7 @@ mod workflow_repo {
             id: col(row, "id")?,
             name: col(row, "name")?,
             version: col(row, "version")?,
-            state: state("workflows.state", &col::<String>(row, "state")?)?,
+            state: codec::parse_state("workflows.state", &col::<String>(row, "state")?)?,
             input: json("workflows.input", &col::<String>(row, "input")?)?,
             output: opt_json("workflows.output", col(row, "output")?)?,
             error: col(row, "error")?,
@@ -117,7 +111,7 @@ mod workflow_repo {
             workflow_id: col(row, "workflow_id")?,
             step_index: col(row, "step_index")?,
             step_name: col(row, "step_name")?,
-            state: state("workflow_steps.state", &col::<String>(row, "state")?)?,
+            state: codec::parse_state("workflow_steps.state", &col::<String>(row, "state")?)?,
             attempt: col(row, "attempt")?,
             undo_attempt: col(row, "undo_attempt")?,
             output: opt_json("workflow_steps.output", col(row, "output")?)?,
@@ -230,7 +224,7 @@ mod workflow_repo {
             None
         };
         Ok(Some(FencedStep {
-            state: state("workflows.state", &col::<String>(&row, "run_state")?)?,
+            state: codec::parse_state("workflows.state", &col::<String>(&row, "run_state")?)?,
             step,
             pending_signals: col(&row, "pending_signals")?,
         }))
@@ -929,7 +923,7 @@ mod workflow_repo {
                 tx.rollback().await?;
                 return Err(StoreError::NotFound("workflow"));
             };
-            let st: WorkflowState = state("workflows.state", &col::<String>(&row, "state")?)?;
+            let st: WorkflowState = codec::parse_state("workflows.state", &col::<String>(&row, "state")?)?;
             if st.is_terminal() {
                 tx.rollback().await?;
                 return Err(StoreError::Conflict("workflow finished".to_owned()));
