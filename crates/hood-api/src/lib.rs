@@ -51,7 +51,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
         app = app
             .merge(routes::chains::router())
             .merge(routes::nodes::router())
-            .merge(routes::fleet::router());
+            .merge(routes::fleet::router())
+            .merge(routes::health::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.

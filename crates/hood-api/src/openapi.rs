@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, assembled from the handlers' annotations.
 
 use crate::problem::{InvalidParam, Problem};
-use crate::routes::{artifacts, chains, fleet, identity, nodes, ops};
+use crate::routes::{artifacts, chains, fleet, health, identity, nodes, ops};
 use crate::views::*;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -20,10 +20,15 @@ use utoipa::{Modify, OpenApi};
         fleet::list_hosts, fleet::get_host, fleet::list_workflows, fleet::get_workflow, fleet::retry_workflow, fleet::abandon_workflow,
         nodes::node_logs,
         nodes::create_node, nodes::list_nodes, nodes::get_node, nodes::node_events, nodes::delete_node,
+        health::list_incidents, health::get_incident, health::ack_incident, health::incident_deliveries,
+        health::create_channel, health::list_channels, health::get_channel, health::delete_channel, health::test_channel,
+        health::node_uptime,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
         artifacts::ArtifactView, fleet::HostView, fleet::WorkflowView, fleet::StepView, fleet::AbandonRequest, nodes::NodeView, nodes::NodeEventView, nodes::NodeAccepted, nodes::CreateNodeRequest,
+        health::IncidentView, health::DeliveryView, health::DeliveryAttemptView, health::ChannelView,
+        health::CreateChannelRequest, health::ChannelTestResult,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),
     modifiers(&BearerAuth),

@@ -4,6 +4,7 @@ use crate::limiter::KeyedLimiter;
 use crate::metrics::Metrics;
 use crate::routes::nodes::NodeWorkflows;
 use hood_chains::ChainCatalog;
+use hood_identity::master_key::MasterKey;
 use hood_identity::oidc::OidcVerifier;
 use hood_identity::tokens::TokenIssuer;
 use hood_store::Store;
@@ -36,12 +37,21 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The orchestrator, in processes that run it (`hood up`, `--role orchestrator`).
     pub nodes: Option<Arc<dyn NodeWorkflows>>,
+    /// The installation master key, in processes that seal secrets at rest
+    /// (notification channel configurations).
+    pub master: Option<MasterKey>,
 }
 
 impl AppState {
     /// Attaches the orchestrator that backs the node routes.
     pub fn with_node_workflows(mut self, flows: Arc<dyn NodeWorkflows>) -> Self {
         self.nodes = Some(flows);
+        self
+    }
+
+    /// Attaches the master key that seals notification channel secrets.
+    pub fn with_master_key(mut self, master: MasterKey) -> Self {
+        self.master = Some(master);
         self
     }
 
@@ -60,6 +70,7 @@ impl AppState {
             login_limiter: Arc::new(KeyedLimiter::per_minute(config.login_attempts_per_minute)),
             metrics: Arc::new(Metrics::default()),
             nodes: None,
+            master: None,
         }
     }
 }

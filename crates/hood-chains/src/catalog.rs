@@ -387,6 +387,9 @@ fn build_chain(name: &str, rc: &RawChain, report: &mut LintReport) -> Option<Cha
             file: &observation_path,
         };
         validate::check_observation(&mut l, o, runtime.as_ref());
+        // Parse every policy with the evaluator's CEL parser, so lint
+        // rejects what the health evaluator could not run.
+        crate::policy::lint_policies(&mut l, o);
     }
 
     let mut recipes = BTreeMap::new();

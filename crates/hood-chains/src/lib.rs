@@ -25,6 +25,7 @@ mod fs;
 mod lint;
 mod observation;
 mod parse;
+pub mod policy;
 mod profile;
 mod recipe;
 mod runtime;

@@ -68,3 +68,7 @@ id_type!(/// A ledger transfer.
     TransferId);
 id_type!(/// An outbox event.
     EventId);
+id_type!(/// A notification channel of an organization.
+    ChannelId);
+id_type!(/// One notification of one incident event to one channel.
+    DeliveryId);

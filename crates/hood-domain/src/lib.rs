@@ -6,6 +6,7 @@
 
 pub mod event;
 pub mod gcra;
+pub mod health;
 pub mod identity;
 pub mod ids;
 pub mod lifecycle;

@@ -85,6 +85,11 @@ pub struct WorkloadPlan {
     pub keys: Vec<KeyPlan>,
     /// JSON-RPC probes for `probe_sync` (port name and methods).
     pub sync: Option<SyncProbe>,
+    /// The chain's observation collectors, sampled by the agent and reported
+    /// in every heartbeat. Default empty: plans sent by an older control
+    /// plane (and records an older agent wrote) still parse.
+    #[serde(default)]
+    pub collectors: Vec<CollectorPlan>,
 }
 
 /// How to ask the node whether it is synced, EVM style.
@@ -96,6 +101,102 @@ pub struct SyncProbe {
     pub syncing_method: String,
     /// Method returning the head as a hex quantity (`eth_blockNumber`).
     pub head_method: String,
+    /// Method returning the peer count as a hex quantity (`net_peerCount`);
+    /// `None` when the chain profile does not ask for it.
+    #[serde(default)]
+    pub peers_method: Option<String>,
+}
+
+/// One collector the agent runs for a workload (from the chain's
+/// `observation.yaml`). Its latest [`Sample`] is reported by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollectorPlan {
+    /// Collector name; the key of its sample and its CEL variable.
+    pub name: String,
+    /// Seconds between samples.
+    pub interval_s: u32,
+    /// Seconds one sample may take before it is recorded as an error.
+    pub timeout_s: u32,
+    /// What to query.
+    pub source: CollectorSource,
+}
+
+/// What a collector queries. Ports are names from [`WorkloadPlan::ports`];
+/// the agent always dials them on loopback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CollectorSource {
+    /// A JSON-RPC call over HTTP POST; the sample's `result` is the
+    /// response's `result`, a JSON-RPC error becomes `error`.
+    JsonRpc {
+        port: String,
+        method: String,
+        #[serde(default)]
+        params: Vec<serde_json::Value>,
+        /// URL path; `/` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        /// Template of a `user:password` cookie file for HTTP basic auth
+        /// (bitcoind); read by the agent at each sample, never reported.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cookie_file: Option<String>,
+    },
+    /// An HTTP GET; the sample's `result` is `{status, body}` with the body
+    /// parsed as JSON (or null).
+    Http { port: String, path: String },
+    /// A Prometheus text scrape; the sample's `result` maps metric name to
+    /// value, summed over label sets.
+    Prometheus { port: String, path: String },
+    /// Host statistics of the node directory's filesystem and the machine.
+    System,
+}
+
+/// What the agent reports about one workload in every heartbeat
+/// (`host_workloads.observation`). The agent samples in the background;
+/// the heartbeat only copies the latest values.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadObservation {
+    /// When the agent last updated it (ms since epoch).
+    pub at_ms: i64,
+    /// Latest sync probe; `None` when the plan has none.
+    #[serde(default)]
+    pub sync: Option<SyncSample>,
+    /// Latest sample of each collector, by collector name.
+    #[serde(default)]
+    pub samples: BTreeMap<String, Sample>,
+}
+
+/// One round of the sync probe.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyncSample {
+    /// When it was taken (ms since epoch).
+    pub at_ms: i64,
+    /// The node says it is catching up (`eth_syncing` not `false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syncing: Option<bool>,
+    /// Local head height.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head: Option<i64>,
+    /// Connected peers, when the probe asks for them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<i64>,
+    /// What failed in this round (no secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The latest value of one collector.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// When it was taken (ms since epoch).
+    pub at_ms: i64,
+    /// The value (see [`CollectorSource`]); `None` when the sample failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// Why the sample failed: transport problems as text, JSON-RPC error
+    /// objects as the JSON text `{"code":…,"message":…}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The agent's answer to `start_workload`.
@@ -122,4 +223,78 @@ pub struct WorkloadRef {
 pub struct SyncReport {
     pub synced: bool,
     pub head: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn plans_without_observation_fields_still_parse() {
+        let old = serde_json::json!({
+            "workload_id": "w", "node_id": "n", "node_name": "x", "ports": ["rpc"],
+            "processes": [], "files": [], "keys": [],
+            "sync": {"port": "rpc", "syncing_method": "eth_syncing", "head_method": "eth_blockNumber"}
+        });
+        let plan: WorkloadPlan = serde_json::from_value(old).unwrap();
+        assert!(plan.collectors.is_empty());
+        assert_eq!(plan.sync.unwrap().peers_method, None);
+    }
+
+    #[test]
+    fn collector_sources_are_tagged() {
+        let c = CollectorPlan {
+            name: "chain_id".into(),
+            interval_s: 60,
+            timeout_s: 5,
+            source: CollectorSource::JsonRpc {
+                port: "rpc".into(),
+                method: "eth_chainId".into(),
+                params: vec![],
+                path: None,
+                cookie_file: None,
+            },
+        };
+        let v = serde_json::to_value(&c).unwrap();
+        assert_eq!(v["source"]["kind"], "json_rpc");
+        assert_eq!(serde_json::from_value::<CollectorPlan>(v).unwrap(), c);
+        let sys: CollectorSource =
+            serde_json::from_value(serde_json::json!({"kind": "system"})).unwrap();
+        assert_eq!(sys, CollectorSource::System);
+    }
+
+    #[test]
+    fn observation_omits_absent_values() {
+        let mut obs = WorkloadObservation {
+            at_ms: 5,
+            sync: Some(SyncSample {
+                at_ms: 4,
+                head: Some(16),
+                ..SyncSample::default()
+            }),
+            ..WorkloadObservation::default()
+        };
+        obs.samples.insert(
+            "block_number".into(),
+            Sample {
+                at_ms: 3,
+                result: None,
+                error: Some("boom".into()),
+            },
+        );
+        let v = serde_json::to_value(&obs).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "at_ms": 5,
+                "sync": {"at_ms": 4, "head": 16},
+                "samples": {"block_number": {"at_ms": 3, "error": "boom"}}
+            })
+        );
+        assert_eq!(
+            serde_json::from_value::<WorkloadObservation>(v).unwrap(),
+            obs
+        );
+    }
 }

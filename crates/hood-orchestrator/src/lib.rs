@@ -1,11 +1,12 @@
 //! The orchestrator role.
 //!
-//! Node lifecycles run as durable sagas (`hood-saga`): `provision-node` and
-//! `terminate-node`. Each step is idempotent (ids derived from the workflow
+//! Node lifecycles run as durable sagas (`hood-saga`): `provision-node`,
+//! `migrate-node` and `terminate-node`. Each step is idempotent (ids derived from the workflow
 //! id, create-if-absent everywhere), so a crash at any point resumes from
 //! the journal without duplicating a host or a process.
 
 mod keys;
+mod migrate;
 mod plan;
 mod provision;
 mod services;
@@ -28,5 +29,12 @@ pub mod workflows {
 
     pub fn terminate_id(node: hood_domain::NodeId) -> String {
         format!("terminate-node-{node}")
+    }
+
+    pub const MIGRATE_NODE: (&str, i64) = ("migrate-node", 1);
+
+    /// One run per outage: the node version at which it was seen down.
+    pub fn migrate_id(node: hood_domain::NodeId, version: i64) -> String {
+        format!("migrate-node-{node}-{version}")
     }
 }

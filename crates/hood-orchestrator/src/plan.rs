@@ -1,9 +1,12 @@
 //! Builds the agent's `start_workload` plan from a chain profile.
 
 use base64::Engine as _;
-use hood_chains::Chain;
+use hood_chains::{Chain, Source};
 use hood_domain::node::{Node, NodeKeyMaterial};
-use hood_domain::workload::{ArtifactRef, FilePlan, KeyPlan, ProcessPlan, SyncProbe, WorkloadPlan};
+use hood_domain::workload::{
+    ArtifactRef, CollectorPlan, CollectorSource, FilePlan, KeyPlan, ProcessPlan, SyncProbe,
+    WorkloadPlan,
+};
 use std::collections::BTreeMap;
 
 /// Why a plan cannot be built (a profile/store mismatch the operator fixes).
@@ -35,7 +38,8 @@ pub fn required_artifacts(chain: &Chain) -> Vec<(String, String)> {
 }
 
 /// The plan for `node` on a host: processes with the recipe's extra args and
-/// env, rendered files, sealed key material, and the sync probe.
+/// env, rendered files, sealed key material, the sync probe and the chain's
+/// observation collectors.
 pub fn workload_plan(
     chain: &Chain,
     node: &Node,
@@ -118,6 +122,7 @@ pub fn workload_plan(
         files,
         keys,
         sync,
+        collectors: collector_plans(chain),
     })
 }
 
@@ -130,5 +135,145 @@ fn evm_sync_probe(chain: &Chain) -> Option<SyncProbe> {
         port: "rpc".into(),
         syncing_method: "eth_syncing".into(),
         head_method: "eth_blockNumber".into(),
+        peers_method: peers_method(chain),
     })
+}
+
+/// `net_peerCount` when the chain's profile already queries it on the
+/// `rpc` port (a health or sync probe, or a collector): the peer count then
+/// rides along with the sync probe. Chains that do not ask for it (a
+/// single-node devnet has no peers) get `None`.
+fn peers_method(chain: &Chain) -> Option<String> {
+    const METHOD: &str = "net_peerCount";
+    let rt = &chain.runtime;
+    let mut sources = rt
+        .health
+        .probes
+        .values()
+        .chain(rt.sync.probes.values())
+        .chain(chain.observation.collectors.iter().map(|c| &c.source));
+    sources
+        .any(|s| matches!(s, Source::JsonRpc(c) if c.method == METHOD && c.port.as_deref() == Some("rpc")))
+        .then(|| METHOD.to_string())
+}
+
+/// Per-sample timeout when a collector names none: below the interval (lint
+/// requires it) and at most 10 s.
+fn default_timeout_s(interval_s: u32) -> u32 {
+    interval_s.saturating_sub(1).clamp(1, 10)
+}
+
+/// The chain's `observation.yaml` collectors as the agent runs them.
+/// Collectors without a port are skipped: lint requires one for local
+/// sources, so only a hand-built catalog can lack it, and the agent could
+/// not know where to dial.
+pub fn collector_plans(chain: &Chain) -> Vec<CollectorPlan> {
+    chain
+        .observation
+        .collectors
+        .iter()
+        .filter_map(|c| {
+            let source = match &c.source {
+                Source::JsonRpc(call) => CollectorSource::JsonRpc {
+                    port: call.port.clone()?,
+                    method: call.method.clone(),
+                    params: call.params.clone(),
+                    path: call.path.clone(),
+                    cookie_file: call.auth.as_ref().map(|a| a.cookie_file.clone()),
+                },
+                Source::Http(h) => CollectorSource::Http {
+                    port: h.port.clone()?,
+                    path: h.path.clone(),
+                },
+                Source::Prometheus(p) => CollectorSource::Prometheus {
+                    port: p.port.clone(),
+                    path: p.path.clone(),
+                },
+                Source::System(_) => CollectorSource::System,
+            };
+            Some(CollectorPlan {
+                name: c.name.clone(),
+                interval_s: c.interval_s,
+                timeout_s: c
+                    .timeout_s
+                    .unwrap_or_else(|| default_timeout_s(c.interval_s)),
+                source,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn chain(name: &str) -> Chain {
+        hood_chains::builtin()
+            .expect("builtin catalog")
+            .get(name)
+            .expect("chain")
+            .clone()
+    }
+
+    #[test]
+    fn anvil_collectors_and_sync_probe() {
+        let anvil = chain("ethereum-anvil");
+        let collectors = collector_plans(&anvil);
+        let names: Vec<&str> = collectors.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["block_number", "chain_id", "gas_price", "system"]);
+        assert_eq!(
+            collectors[1],
+            CollectorPlan {
+                name: "chain_id".into(),
+                interval_s: 60,
+                timeout_s: 5,
+                source: CollectorSource::JsonRpc {
+                    port: "rpc".into(),
+                    method: "eth_chainId".into(),
+                    params: vec![],
+                    path: None,
+                    cookie_file: None,
+                },
+            }
+        );
+        assert_eq!(collectors[3].source, CollectorSource::System);
+        assert_eq!(collectors[3].timeout_s, 10);
+        // A devnet has no peers to count.
+        let sync = evm_sync_probe(&anvil).expect("evm probe");
+        assert_eq!(sync.peers_method, None);
+    }
+
+    #[test]
+    fn ethereum_counts_peers_and_scrapes_metrics() {
+        let eth = chain("ethereum");
+        let sync = evm_sync_probe(&eth).expect("evm probe");
+        assert_eq!(sync.peers_method.as_deref(), Some("net_peerCount"));
+        let collectors = collector_plans(&eth);
+        let reth = collectors
+            .iter()
+            .find(|c| c.name == "reth_metrics")
+            .expect("reth_metrics");
+        assert_eq!(
+            reth.source,
+            CollectorSource::Prometheus {
+                port: "metrics".into(),
+                path: "/metrics".into()
+            }
+        );
+    }
+
+    #[test]
+    fn bitcoin_collectors_carry_the_cookie_file() {
+        let btc = chain("bitcoin");
+        assert!(evm_sync_probe(&btc).is_none());
+        let network = collector_plans(&btc)
+            .into_iter()
+            .find(|c| c.name == "network")
+            .expect("network");
+        assert!(matches!(
+            network.source,
+            CollectorSource::JsonRpc { cookie_file: Some(ref f), .. } if f == "{{data_dir}}/.cookie"
+        ));
+    }
 }

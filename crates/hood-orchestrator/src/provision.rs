@@ -23,7 +23,7 @@ use serde_json::json;
 use std::time::Duration;
 
 /// Waiting for a node to sync: many short polls, durable between them.
-const SYNC_POLICY: RetryPolicy = RetryPolicy {
+pub(crate) const SYNC_POLICY: RetryPolicy = RetryPolicy {
     max_attempts: 120,
     initial: Duration::from_secs(1),
     multiplier: 1.5,
@@ -32,7 +32,7 @@ const SYNC_POLICY: RetryPolicy = RetryPolicy {
 
 /// Starting a node waits on the agent (download, start); retried like
 /// waiting for an agent.
-const START_POLICY: RetryPolicy = RetryPolicy {
+pub(crate) const START_POLICY: RetryPolicy = RetryPolicy {
     max_attempts: 5,
     initial: Duration::from_secs(2),
     multiplier: 2.0,
@@ -103,7 +103,7 @@ async fn mark_failed(ctx: Ctx) -> Result<(), StepError> {
     Ok(())
 }
 
-async fn create_host(ctx: Ctx) -> Result<StepOutcome, StepError> {
+pub(crate) async fn create_host(ctx: Ctx) -> Result<StepOutcome, StepError> {
     let node = load_node(&ctx).await?;
     let s = &ctx.app;
     let host_id = host_id_for(&ctx.workflow_id);
@@ -196,7 +196,7 @@ async fn create_host(ctx: Ctx) -> Result<StepOutcome, StepError> {
     StepOutcome::done(json!({ "host_id": host_id }))
 }
 
-async fn delete_host(ctx: Ctx) -> Result<(), StepError> {
+pub(crate) async fn delete_host(ctx: Ctx) -> Result<(), StepError> {
     let node = load_node(&ctx).await?;
     let host_id = host_id_for(&ctx.workflow_id);
     if let Some(provider) = ctx.app.providers.get(&node.provider) {
@@ -210,7 +210,7 @@ async fn delete_host(ctx: Ctx) -> Result<(), StepError> {
     retire_host_record(&ctx, host_id).await
 }
 
-async fn wait_for_agent(ctx: Ctx) -> Result<StepOutcome, StepError> {
+pub(crate) async fn wait_for_agent(ctx: Ctx) -> Result<StepOutcome, StepError> {
     let host_id = host_id_for(&ctx.workflow_id);
     let fleet = ctx.app.fleet.clone();
     let connected = poll_until(Duration::from_secs(20), || {
@@ -267,7 +267,7 @@ async fn wipe_keys(ctx: Ctx) -> Result<(), StepError> {
         .map_err(store_err)
 }
 
-async fn start_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
+pub(crate) async fn start_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
     let node = load_node(&ctx).await?;
     let s = &ctx.app;
     let host_id = host_id_for(&ctx.workflow_id);
@@ -322,7 +322,7 @@ async fn start_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
     StepOutcome::done(out)
 }
 
-async fn remove_workload(ctx: Ctx) -> Result<(), StepError> {
+pub(crate) async fn remove_workload(ctx: Ctx) -> Result<(), StepError> {
     let node = load_node(&ctx).await?;
     let host_id = host_id_for(&ctx.workflow_id);
     // Without an agent there is nothing to stop gracefully; deleting the
@@ -352,7 +352,7 @@ async fn remove_workload(ctx: Ctx) -> Result<(), StepError> {
     .map(|_| ())
 }
 
-async fn wait_synced(ctx: Ctx) -> Result<StepOutcome, StepError> {
+pub(crate) async fn wait_synced(ctx: Ctx) -> Result<StepOutcome, StepError> {
     let node = load_node(&ctx).await?;
     let host_id = host_id_for(&ctx.workflow_id);
     let payload = serde_json::to_value(WorkloadRef {
@@ -394,7 +394,7 @@ async fn wait_synced(ctx: Ctx) -> Result<StepOutcome, StepError> {
     Err(retryable(last))
 }
 
-async fn mark_healthy(ctx: Ctx) -> Result<StepOutcome, StepError> {
+pub(crate) async fn mark_healthy(ctx: Ctx) -> Result<StepOutcome, StepError> {
     let head = ctx
         .output_of("wait_synced")
         .and_then(|v| v.get("head"))

@@ -1,7 +1,9 @@
 //! What the workflows' steps reach: stores, the fleet (agent commands and
 //! enrollment), host providers, chains, the master key.
 
-use crate::workflows::{provision_id, terminate_id, PROVISION_NODE, TERMINATE_NODE};
+use crate::workflows::{
+    migrate_id, provision_id, terminate_id, MIGRATE_NODE, PROVISION_NODE, TERMINATE_NODE,
+};
 use async_trait::async_trait;
 use hood_api::routes::nodes::{NodeWorkflows, OperatorError};
 use hood_chains::ChainCatalog;
@@ -68,7 +70,8 @@ impl Orchestrator {
         let store = Arc::clone(&services.store);
         let registry = Registry::new()
             .with(crate::provision::workflow())?
-            .with(crate::terminate::workflow())?;
+            .with(crate::terminate::workflow())?
+            .with(crate::migrate::workflow())?;
         Ok(Self {
             engine: Engine::new(store, registry, Arc::new(services)),
         })
@@ -76,6 +79,36 @@ impl Orchestrator {
 
     pub fn engine(&self) -> &Engine<Services> {
         &self.engine
+    }
+
+    /// Starts (or finds) the migration of a node seen down at `version`.
+    pub async fn start_migration(&self, node: NodeId, version: i64) -> Result<String, String> {
+        self.start(migrate_id(node, version), MIGRATE_NODE, node)
+            .await
+    }
+
+    /// Deletes a host nothing runs on: provider delete, certificate
+    /// revoked, record retired.
+    pub async fn reap_host(&self, host: hood_domain::HostId) -> Result<(), String> {
+        let s = self.engine.app();
+        let record = s
+            .store
+            .get_host(host)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("host {host} not found"))?;
+        let provider = s
+            .providers
+            .get(&record.provider)
+            .ok_or_else(|| format!("no provider `{}` is configured", record.provider))?;
+        provider
+            .delete_host(host)
+            .await
+            .map_err(|e| e.to_string())?;
+        s.fleet.revoke_host(host).await.map_err(|e| e.to_string())?;
+        crate::steps::retire_host(s.store.as_ref(), host)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn start(&self, id: String, wf: (&str, i64), node: NodeId) -> Result<String, String> {

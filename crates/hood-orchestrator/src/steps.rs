@@ -87,8 +87,10 @@ pub(crate) async fn note(ctx: &Ctx, node: &Node, message: &str) {
 
 /// Moves a host to `deleted` along the host machine's allowed path. Safe to
 /// repeat; a host that is already gone is fine.
-pub(crate) async fn retire_host_record(ctx: &Ctx, host: HostId) -> Result<(), StepError> {
-    let store = &ctx.app.store;
+pub(crate) async fn retire_host(
+    store: &dyn hood_store::Store,
+    host: HostId,
+) -> Result<(), StepError> {
     for _ in 0..6 {
         let Some(h) = store.get_host(host).await.map_err(store_err)? else {
             return Ok(());
@@ -111,6 +113,11 @@ pub(crate) async fn retire_host_record(ctx: &Ctx, host: HostId) -> Result<(), St
             .map_err(store_err)?;
     }
     Err(retryable(format!("host {host} did not reach deleted")))
+}
+
+/// [`retire_host`] from a workflow step.
+pub(crate) async fn retire_host_record(ctx: &Ctx, host: HostId) -> Result<(), StepError> {
+    retire_host(ctx.app.store.as_ref(), host).await
 }
 
 /// Sends a command to a host's agent (idempotently, by `key`) and waits

@@ -23,6 +23,7 @@ use std::sync::Arc;
 pub mod artifact;
 mod codec;
 pub mod fleet;
+pub mod health;
 pub mod migrate;
 pub mod node;
 pub mod postgres;
@@ -63,6 +64,9 @@ pub enum StoreError {
     /// Schema is newer than this binary knows: refuse rather than corrupt.
     #[error("database schema is at version {found}, newer than this binary knows ({expected}); upgrade hood")]
     SchemaTooNew { found: i64, expected: i64 },
+    /// A leader-gated write by a leader that lost its lease (fencing).
+    #[error("lease `{0}` is no longer held by this replica")]
+    Fenced(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
@@ -176,11 +180,37 @@ pub trait IdentityStore: Send + Sync {
 
 /// The transactional outbox, read by the relay that publishes to the bus.
 #[async_trait]
-pub trait OutboxStore: Send + Sync {
+pub trait OutboxStore: OutboxLocking + Send + Sync {
     /// Unpublished events in `seq` order, at most `limit`.
     async fn outbox_pending(&self, limit: i64) -> StoreResult<Vec<OutboxRecord>>;
     /// Marks events published (idempotent).
     async fn outbox_mark_published(&self, ids: &[EventId], now: Timestamp) -> StoreResult<()>;
+    /// Locks up to `limit` unpublished rows for this relay, oldest first.
+    /// PostgreSQL: a transaction holding the rows `FOR UPDATE SKIP LOCKED`,
+    /// so several relays never publish the same row concurrently. SQLite: a
+    /// plain read (embedded mode runs one relay).
+    async fn outbox_lock_batch(&self, limit: i64) -> StoreResult<Box<dyn OutboxBatch>> {
+        self.lock_outbox_batch(limit).await
+    }
+}
+
+/// Rows of the outbox held by one relay between publishing and marking.
+#[async_trait]
+pub trait OutboxBatch: Send {
+    fn records(&self) -> &[OutboxRecord];
+    /// Marks `published` (ids of [`Self::records`]; others are ignored)
+    /// published at `now` and releases the batch (commits). Dropping a
+    /// batch without calling this releases its rows unpublished.
+    async fn finish(self: Box<Self>, published: &[EventId], now: Timestamp) -> StoreResult<()>;
+}
+
+/// The dialect-specific half of [`OutboxStore::outbox_lock_batch`]. It is a
+/// separate trait only so that its implementation can live in
+/// `outbox_repo.rs` beside the batch type; call `outbox_lock_batch`.
+#[doc(hidden)]
+#[async_trait]
+pub trait OutboxLocking: Send + Sync {
+    async fn lock_outbox_batch(&self, limit: i64) -> StoreResult<Box<dyn OutboxBatch>>;
 }
 
 /// Everything a Hood process needs from its database.
@@ -192,6 +222,7 @@ pub trait Store:
     + fleet::FleetStore
     + artifact::ArtifactCatalog
     + node::NodeStore
+    + health::HealthStore
     + Send
     + Sync
     + 'static

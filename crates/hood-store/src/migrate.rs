@@ -66,6 +66,11 @@ pub const SQLITE: &[Migration] = &[
         name: "nodes",
         sql: include_str!("../migrations/sqlite/0005_nodes.sql"),
     },
+    Migration {
+        version: 6,
+        name: "health",
+        sql: include_str!("../migrations/sqlite/0006_health.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -94,6 +99,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 5,
         name: "nodes",
         sql: include_str!("../migrations/postgres/0005_nodes.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "health",
+        sql: include_str!("../migrations/postgres/0006_health.sql"),
     },
 ];
 

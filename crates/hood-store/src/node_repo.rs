@@ -98,6 +98,100 @@ fn node_event_payload(node: &hood_domain::node::Node) -> serde_json::Value {
     })
 }
 
+/// `update_node` on the caller's transaction (shared with the health
+/// machine's batched writes).
+async fn update_node_on(
+    conn: &mut DbConn,
+    id: hood_domain::NodeId,
+    expected_version: i64,
+    change: &crate::node::NodeChange,
+    now: Timestamp,
+) -> StoreResult<hood_domain::node::Node> {
+        use hood_domain::machine::StateMachine;
+        let row = sqlx::query(&format!("SELECT {} FROM nodes WHERE id = $1", node_rows::NODE_COLUMNS))
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::NotFound("node"));
+        };
+        let mut node = node_rows::node(&row)?;
+        if node.version != expected_version {
+            return Err(StoreError::Conflict("version".into()));
+        }
+        let from = node.state;
+        if let Some(to) = change.state {
+            if to != from {
+                node.state = from.transition(to)?;
+            }
+        }
+        if let Some(v) = change.sync_status {
+            node.sync_status = v;
+        }
+        if let Some(v) = change.app_health {
+            node.app_health = v;
+        }
+        if let Some(v) = &change.host_id {
+            node.host_id = *v;
+        }
+        if let Some(v) = &change.rpc_endpoint {
+            node.rpc_endpoint.clone_from(v);
+        }
+        if let Some(v) = &change.head_height {
+            node.head_height = *v;
+        }
+        if let Some(v) = &change.binary_version {
+            node.binary_version.clone_from(v);
+        }
+        if let Some(v) = &change.failure_reason {
+            node.failure_reason.clone_from(v);
+        }
+        node.version = expected_version + 1;
+        node.updated_at = now;
+        // The version guard repeats in SQL so the write is safe even where
+        // the read above was not under a write lock.
+        let updated = sqlx::query(
+            "UPDATE nodes SET state = $1, sync_status = $2, app_health = $3, host_id = $4, \
+             rpc_endpoint = $5, head_height = $6, binary_version = $7, failure_reason = $8, \
+             version = $9, updated_at = $10 WHERE id = $11 AND version = $12",
+        )
+        .bind(node.state.as_str())
+        .bind(node.sync_status.as_str())
+        .bind(node.app_health.as_str())
+        .bind(node.host_id.map(|h| h.to_string()))
+        .bind(&node.rpc_endpoint)
+        .bind(node.head_height)
+        .bind(&node.binary_version)
+        .bind(&node.failure_reason)
+        .bind(node.version)
+        .bind(now.millis())
+        .bind(id.to_string())
+        .bind(expected_version)
+        .execute(&mut *conn)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::Conflict("version".into()));
+        }
+        if node.state != from {
+            insert_node_event(&mut *conn, id, now, "state_changed", Some(from), Some(node.state), &change.message).await?;
+            let mut payload = node_event_payload(&node);
+            payload["from_state"] = serde_json::Value::from(from.as_str());
+            insert_event(
+                &mut *conn,
+                &DomainEvent {
+                    subject: "node.state_changed".into(),
+                    aggregate_type: "node".into(),
+                    aggregate_id: id.to_string(),
+                    payload,
+                },
+            )
+            .await?;
+        } else if !change.message.is_empty() {
+            insert_node_event(&mut *conn, id, now, "updated", None, None, &change.message).await?;
+        }
+        Ok(node)
+}
+
 #[async_trait]
 impl crate::node::NodeStore for StoreImpl {
     async fn create_node(&self, node: &hood_domain::node::Node) -> StoreResult<()> {
@@ -181,89 +275,8 @@ impl crate::node::NodeStore for StoreImpl {
         change: &crate::node::NodeChange,
         now: Timestamp,
     ) -> StoreResult<hood_domain::node::Node> {
-        use hood_domain::machine::StateMachine;
         let mut tx = begin_write(&self.pool).await?;
-        let row = sqlx::query(&format!("SELECT {} FROM nodes WHERE id = $1", node_rows::NODE_COLUMNS))
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(row) = row else {
-            return Err(StoreError::NotFound("node"));
-        };
-        let mut node = node_rows::node(&row)?;
-        if node.version != expected_version {
-            return Err(StoreError::Conflict("version".into()));
-        }
-        let from = node.state;
-        if let Some(to) = change.state {
-            if to != from {
-                node.state = from.transition(to)?;
-            }
-        }
-        if let Some(v) = change.sync_status {
-            node.sync_status = v;
-        }
-        if let Some(v) = change.app_health {
-            node.app_health = v;
-        }
-        if let Some(v) = &change.host_id {
-            node.host_id = *v;
-        }
-        if let Some(v) = &change.rpc_endpoint {
-            node.rpc_endpoint.clone_from(v);
-        }
-        if let Some(v) = &change.head_height {
-            node.head_height = *v;
-        }
-        if let Some(v) = &change.binary_version {
-            node.binary_version.clone_from(v);
-        }
-        if let Some(v) = &change.failure_reason {
-            node.failure_reason.clone_from(v);
-        }
-        node.version = expected_version + 1;
-        node.updated_at = now;
-        // The version guard repeats in SQL so the write is safe even where
-        // the read above was not under a write lock.
-        let updated = sqlx::query(
-            "UPDATE nodes SET state = $1, sync_status = $2, app_health = $3, host_id = $4, \
-             rpc_endpoint = $5, head_height = $6, binary_version = $7, failure_reason = $8, \
-             version = $9, updated_at = $10 WHERE id = $11 AND version = $12",
-        )
-        .bind(node.state.as_str())
-        .bind(node.sync_status.as_str())
-        .bind(node.app_health.as_str())
-        .bind(node.host_id.map(|h| h.to_string()))
-        .bind(&node.rpc_endpoint)
-        .bind(node.head_height)
-        .bind(&node.binary_version)
-        .bind(&node.failure_reason)
-        .bind(node.version)
-        .bind(now.millis())
-        .bind(id.to_string())
-        .bind(expected_version)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != 1 {
-            return Err(StoreError::Conflict("version".into()));
-        }
-        if node.state != from {
-            insert_node_event(&mut tx, id, now, "state_changed", Some(from), Some(node.state), &change.message).await?;
-            let mut payload = node_event_payload(&node);
-            payload["from_state"] = serde_json::Value::from(from.as_str());
-            insert_event(
-                &mut tx,
-                &DomainEvent {
-                    subject: "node.state_changed".into(),
-                    aggregate_type: "node".into(),
-                    aggregate_id: id.to_string(),
-                    payload,
-                },
-            )
-            .await?;
-        } else if !change.message.is_empty() {
-            insert_node_event(&mut tx, id, now, "updated", None, None, &change.message).await?;
-        }
+        let node = update_node_on(&mut tx, id, expected_version, change, now).await?;
         tx.commit().await?;
         Ok(node)
     }

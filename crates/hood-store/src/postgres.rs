@@ -84,3 +84,5 @@ include!("workflow_repo.rs");
 include!("fleet_repo.rs");
 include!("artifact_repo.rs");
 include!("node_repo.rs");
+include!("health_repo.rs");
+include!("outbox_repo.rs");

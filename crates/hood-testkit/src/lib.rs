@@ -5,6 +5,8 @@
 //!   `.ci/run` always sets the variable; elsewhere a test that needs it
 //!   prints a loud SKIPPED line and returns.
 //! * [`sqlite_url`]: a fresh SQLite database file in a temporary directory.
+//! * [`nats_url`]: the NATS server named by `HOOD_TEST_NATS_URL`, with the
+//!   same loud skip (and CI failure) when unset.
 
 use sqlx::{Connection, PgConnection};
 use std::path::PathBuf;
@@ -51,6 +53,30 @@ pub fn anvil_bin(test: &str) -> Option<PathBuf> {
             let _ = writeln!(
                 std::io::stderr(),
                 "\n*** SKIPPED {test}: {ANVIL_ENV} is not set; run the tests through scripts/test ***"
+            );
+            None
+        }
+    }
+}
+
+/// The environment variable naming the NATS server (with JetStream) for
+/// tests, e.g. `nats://127.0.0.1:4222`.
+pub const NATS_ENV: &str = "HOOD_TEST_NATS_URL";
+
+/// Reads `HOOD_TEST_NATS_URL`, or prints a loud skip notice. Under CI (`CI`
+/// set) a missing variable is a failure, never a silent skip.
+pub fn nats_url(test: &str) -> Option<String> {
+    match std::env::var(NATS_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{NATS_ENV} must be set in CI (test {test})"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED {test}: {NATS_ENV} is not set, no NATS to test against ***"
             );
             None
         }

@@ -6,6 +6,12 @@
 //! memory with the node's data key (fetched over mTLS) and written to
 //! `secrets/` (0600) only while the node runs; stop and remove wipe it.
 //! Every command is idempotent: the control plane may deliver it again.
+//!
+//! While a node runs, an [`observe::Observer`] samples its sync probe and
+//! its chain's collectors in the background; heartbeats report the latest
+//! [`WorkloadObservation`](hood_domain::workload::WorkloadObservation).
+
+pub mod observe;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -39,6 +45,8 @@ pub struct WorkloadHandler {
     http: reqwest::Client,
     /// Serialises commands on the same node (start vs remove races).
     lock: Mutex<()>,
+    /// Background sampling of running workloads.
+    observer: observe::Observer,
 }
 
 fn err(context: &str, e: impl std::fmt::Display) -> CommandError {
@@ -47,16 +55,30 @@ fn err(context: &str, e: impl std::fmt::Display) -> CommandError {
 
 impl WorkloadHandler {
     pub fn new(runtime: Arc<dyn WorkloadRuntime>, root: impl Into<PathBuf>) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap_or_default();
         Self {
             runtime,
             root: root.into(),
             advertise: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
+            observer: observe::Observer::new(http.clone()),
+            http,
             lock: Mutex::new(()),
         }
+    }
+
+    /// Period of the background sync probe (default
+    /// [`observe::DEFAULT_SYNC_INTERVAL`]); tests shorten it.
+    pub fn with_sync_interval(mut self, every: Duration) -> Self {
+        self.observer.set_sync_interval(every);
+        self
+    }
+
+    /// The background sampler (for inspection; commands drive it).
+    pub fn observer(&self) -> &observe::Observer {
+        &self.observer
     }
 
     /// The address put into RPC endpoints (default 127.0.0.1).
@@ -80,6 +102,71 @@ impl WorkloadHandler {
 
     fn process_id(node: &str, process: &str) -> Result<WorkloadId, CommandError> {
         WorkloadId::new(format!("{node}-{process}")).map_err(|e| err("workload id", e))
+    }
+
+    /// What the observer samples for a node.
+    fn observe_target(
+        &self,
+        plan: &WorkloadPlan,
+        ports: &BTreeMap<String, u16>,
+    ) -> observe::Target {
+        observe::Target {
+            workload_id: plan.workload_id.clone(),
+            process_ids: plan
+                .processes
+                .iter()
+                .map(|p| format!("{}-{}", plan.workload_id, p.name))
+                .collect(),
+            sync: plan.sync.clone(),
+            collectors: plan.collectors.clone(),
+            ports: ports.clone(),
+            node_dir: self.node_dir(&plan.workload_id),
+            vars: self.vars(plan, ports),
+        }
+    }
+
+    /// Watches workloads that run without being observed: after an agent
+    /// restart the runtime recovers the processes, and their records on
+    /// disk say what to sample. Skipped while a command runs (it may be
+    /// stopping the very workload), retried at the next heartbeat.
+    async fn resume_observation(&self, list: &[hood_runtime::WorkloadStatus]) {
+        let unobserved: Vec<&str> = list
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.state,
+                    WorkloadState::Starting | WorkloadState::Running | WorkloadState::Restarting
+                )
+            })
+            .map(|s| s.id.as_str())
+            .filter(|id| self.observer.workload_of(id).is_none())
+            .collect();
+        if unobserved.is_empty() {
+            return;
+        }
+        let Ok(_guard) = self.lock.try_lock() else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(self.root.join("nodes")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(node) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            let Some(record) = self.load_record(&node) else {
+                continue;
+            };
+            let target = self.observe_target(&record.plan, &record.ports);
+            if target
+                .process_ids
+                .iter()
+                .any(|p| unobserved.contains(&p.as_str()))
+            {
+                tracing::info!(workload = %node, "resuming observation of a recovered workload");
+                self.observer.watch(target).await;
+            }
+        }
     }
 
     /// Template variables of a node on this host.
@@ -196,6 +283,9 @@ impl WorkloadHandler {
                 .await
                 .map_err(|e| err("starting process", e))?;
         }
+        self.observer
+            .watch(self.observe_target(&plan, &ports))
+            .await;
         let rpc_endpoint = ports
             .get("rpc")
             .map(|p| format!("http://{}:{p}", self.advertise));
@@ -214,6 +304,16 @@ impl WorkloadHandler {
         remove: bool,
         ctx: &CommandContext,
     ) -> Result<serde_json::Value, CommandError> {
+        let processes = self.stop_processes(node, remove).await?;
+        if let Ok(id) = node.parse::<NodeId>() {
+            ctx.agent.forget_node_key(id);
+        }
+        Ok(serde_json::json!({ "workload_id": node, "processes": processes, "removed": remove }))
+    }
+
+    /// The part of [`Self::stop`] that needs no agent: processes, sampling,
+    /// secrets and (with `remove`) the node directory.
+    async fn stop_processes(&self, node: &str, remove: bool) -> Result<Vec<String>, CommandError> {
         let record = self.load_record(node);
         let processes: Vec<String> = match &record {
             Some(r) => r.plan.processes.iter().map(|p| p.name.clone()).collect(),
@@ -233,17 +333,17 @@ impl WorkloadHandler {
                     .map_err(|e| err("stopping process", e))?;
             }
         }
+        // After the processes: until then a heartbeat still sees them run
+        // and must find them observed, not resume them.
+        self.observer.unwatch(node).await;
         wipe_dir(&self.node_dir(node).join("secrets"));
-        if let Ok(id) = node.parse::<NodeId>() {
-            ctx.agent.forget_node_key(id);
-        }
         if remove {
             let dir = self.node_dir(node);
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(|e| err("removing node directory", e))?;
             }
         }
-        Ok(serde_json::json!({ "workload_id": node, "processes": processes, "removed": remove }))
+        Ok(processes)
     }
 
     async fn probe(&self, node: &str) -> Result<SyncReport, CommandError> {
@@ -344,8 +444,26 @@ impl CommandHandler for WorkloadHandler {
         let Ok(list) = self.runtime.list().await else {
             return vec![];
         };
+        self.resume_observation(&list).await;
+        // Only copies of the latest samples: sampling runs in the background.
+        let mut observations: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         list.into_iter()
-            .map(|s| Workload {
+            .map(|s| {
+                let observation = match self.observer.workload_of(s.id.as_str()) {
+                    Some(w) => observations
+                        .entry(w)
+                        .or_insert_with_key(|w| {
+                            self.observer
+                                .observation(w)
+                                .and_then(|o| serde_json::to_value(o).ok())
+                                .unwrap_or(serde_json::Value::Null)
+                        })
+                        .clone(),
+                    None => serde_json::Value::Null,
+                };
+                (s, observation)
+            })
+            .map(|(s, observation)| Workload {
                 workload_id: s.id.to_string(),
                 state: match s.state {
                     WorkloadState::Starting => "starting",
@@ -357,7 +475,7 @@ impl CommandHandler for WorkloadHandler {
                 .into(),
                 pid: s.pid,
                 restarts: s.restarts,
-                observation: serde_json::Value::Null,
+                observation,
             })
             .collect()
     }
@@ -499,5 +617,197 @@ mod tests {
         assert!(ensure_inside(root, Path::new("/etc/passwd")).is_err());
         assert_eq!(parse_mode("0640").unwrap(), 0o640);
         assert!(parse_mode("rw").is_err());
+    }
+
+    /// A runtime whose process list the test controls.
+    struct FakeRuntime {
+        list: std::sync::Mutex<Vec<hood_runtime::WorkloadStatus>>,
+        events: tokio::sync::broadcast::Sender<hood_runtime::RuntimeEvent>,
+    }
+
+    impl FakeRuntime {
+        fn new(ids: &[&str]) -> Self {
+            let list = ids
+                .iter()
+                .map(|id| hood_runtime::WorkloadStatus {
+                    id: WorkloadId::new(*id).unwrap(),
+                    state: WorkloadState::Running,
+                    pid: Some(1),
+                    restarts: 0,
+                    started_at: None,
+                    last_exit: None,
+                    last_error: None,
+                })
+                .collect();
+            Self {
+                list: std::sync::Mutex::new(list),
+                events: tokio::sync::broadcast::channel(4).0,
+            }
+        }
+
+        fn set_state(&self, id: &WorkloadId, state: WorkloadState) {
+            for s in self.list.lock().unwrap().iter_mut() {
+                if &s.id == id {
+                    s.state = state;
+                }
+            }
+        }
+    }
+
+    #[async_trait]
+    impl WorkloadRuntime for FakeRuntime {
+        fn name(&self) -> &'static str {
+            "fake"
+        }
+        async fn start(
+            &self,
+            _spec: WorkloadSpec,
+        ) -> hood_runtime::Result<hood_runtime::WorkloadStatus> {
+            Err(hood_runtime::RuntimeError::NotFound(
+                WorkloadId::new("fake").unwrap(),
+            ))
+        }
+        async fn stop(
+            &self,
+            id: &WorkloadId,
+            _grace: Option<Duration>,
+        ) -> hood_runtime::Result<hood_runtime::WorkloadStatus> {
+            self.set_state(id, WorkloadState::Stopped);
+            self.status(id)
+                .await?
+                .ok_or_else(|| hood_runtime::RuntimeError::NotFound(id.clone()))
+        }
+        async fn remove(&self, id: &WorkloadId, _wipe: bool) -> hood_runtime::Result<()> {
+            self.list.lock().unwrap().retain(|s| &s.id != id);
+            Ok(())
+        }
+        async fn status(
+            &self,
+            id: &WorkloadId,
+        ) -> hood_runtime::Result<Option<hood_runtime::WorkloadStatus>> {
+            Ok(self
+                .list
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|s| &s.id == id)
+                .cloned())
+        }
+        async fn list(&self) -> hood_runtime::Result<Vec<hood_runtime::WorkloadStatus>> {
+            Ok(self.list.lock().unwrap().clone())
+        }
+        async fn tail_logs(
+            &self,
+            _id: &WorkloadId,
+            _lines: usize,
+        ) -> hood_runtime::Result<Vec<String>> {
+            Ok(vec![])
+        }
+        fn data_dir(&self, id: &WorkloadId) -> PathBuf {
+            PathBuf::from("/nonexistent").join(id.as_str())
+        }
+        fn subscribe(&self) -> tokio::sync::broadcast::Receiver<hood_runtime::RuntimeEvent> {
+            self.events.subscribe()
+        }
+    }
+
+    fn plan(node: &str, observed: bool) -> WorkloadPlan {
+        serde_json::from_value(serde_json::json!({
+            "workload_id": node, "node_id": node, "node_name": node, "ports": ["rpc"],
+            "processes": [{
+                "name": "anvil",
+                "artifact": {"name": "anvil", "version": "1", "sha256": "00", "entrypoint": null},
+                "args": [], "env": {}, "stop_signal": "SIGTERM", "stop_timeout_s": 1
+            }],
+            "files": [], "keys": [],
+            "sync": if observed {
+                serde_json::json!({"port": "rpc", "syncing_method": "eth_syncing", "head_method": "eth_blockNumber"})
+            } else {
+                serde_json::Value::Null
+            },
+            "collectors": if observed {
+                serde_json::json!([{"name": "system", "interval_s": 1, "timeout_s": 1, "source": {"kind": "system"}}])
+            } else {
+                serde_json::json!([])
+            },
+        }))
+        .unwrap()
+    }
+
+    fn write_record(root: &Path, plan: WorkloadPlan, port: u16) {
+        let dir = root.join("nodes").join(&plan.workload_id);
+        std::fs::create_dir_all(&dir).unwrap();
+        let record = NodeRecord {
+            plan,
+            ports: BTreeMap::from([("rpc".to_string(), port)]),
+        };
+        write_json(&dir.join("workload.json"), &record).unwrap();
+    }
+
+    fn row<'a>(rows: &'a [Workload], id: &str) -> &'a Workload {
+        rows.iter().find(|w| w.workload_id == id).unwrap()
+    }
+
+    /// After an agent restart the runtime recovers the processes; the first
+    /// heartbeat resumes their observation from the records on disk, a stop
+    /// ends it for good, and nothing samples a stopped node again.
+    #[tokio::test]
+    async fn recovered_workloads_are_observed_until_stopped() {
+        let root = tempfile::tempdir().unwrap();
+        // A port nobody listens on: the sync probe reports the failure.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        write_record(root.path(), plan("n1", true), port);
+        write_record(root.path(), plan("n2", false), port);
+        let runtime = Arc::new(FakeRuntime::new(&["n1-anvil", "n2-anvil", "stray-x"]));
+        let handler = WorkloadHandler::new(runtime.clone(), root.path())
+            .with_sync_interval(Duration::from_millis(100));
+
+        let rows = handler.workloads().await;
+        assert_eq!(handler.observer().watched(), ["n1", "n2"]);
+        assert_eq!(
+            handler.observer().running_tasks(),
+            1,
+            "n2 has nothing to sample"
+        );
+        assert_eq!(row(&rows, "stray-x").observation, serde_json::Value::Null);
+        assert_eq!(row(&rows, "n2-anvil").observation, serde_json::Value::Null);
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let obs = loop {
+            let rows = handler.workloads().await;
+            let obs: hood_domain::workload::WorkloadObservation =
+                serde_json::from_value(row(&rows, "n1-anvil").observation.clone())
+                    .unwrap_or_default();
+            if obs.sync.is_some() && obs.samples.contains_key("system") {
+                break obs;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no observation: {obs:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let sync = obs.sync.unwrap();
+        assert_eq!(sync.head, None);
+        assert!(sync.error.unwrap().contains("eth_syncing"));
+        assert!(obs.samples["system"].result.as_ref().unwrap()["disk_free_percent"].is_number());
+        assert!(obs.at_ms > 0);
+
+        handler.stop_processes("n1", false).await.unwrap();
+        assert_eq!(handler.observer().watched(), ["n2"]);
+        assert_eq!(handler.observer().running_tasks(), 0);
+        // Stopped processes are not resumed at the next heartbeat.
+        let rows = handler.workloads().await;
+        assert_eq!(row(&rows, "n1-anvil").state, "stopped");
+        assert_eq!(row(&rows, "n1-anvil").observation, serde_json::Value::Null);
+        assert_eq!(handler.observer().watched(), ["n2"]);
+
+        handler.stop_processes("n2", true).await.unwrap();
+        assert!(handler.observer().watched().is_empty());
+        assert!(!root.path().join("nodes/n2").exists());
     }
 }

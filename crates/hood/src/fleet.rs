@@ -124,6 +124,7 @@ impl FleetRoles {
                 ca.clone(),
                 GatewayConfig {
                     server_names: vec![local.ip().to_string()],
+                    heartbeat_interval: heartbeat_interval(),
                     ..GatewayConfig::default()
                 },
             )
@@ -188,4 +189,15 @@ impl FleetRoles {
             w.shutdown().await;
         }
     }
+}
+
+/// Agents' heartbeat period, told to them at session start
+/// (`HOOD_HEARTBEAT_INTERVAL_MS`, default 15 s; tests shorten it).
+fn heartbeat_interval() -> std::time::Duration {
+    std::env::var("HOOD_HEARTBEAT_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(std::time::Duration::from_secs(15), |ms| {
+            std::time::Duration::from_millis(ms.max(100))
+        })
 }

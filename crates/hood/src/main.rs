@@ -5,6 +5,7 @@ mod agent;
 mod bench;
 mod cli;
 mod fleet;
+mod health;
 mod server;
 
 use anyhow::Result;
@@ -39,6 +40,9 @@ enum RoleArg {
     Orchestrator,
     /// gRPC over mutual TLS for host agents.
     AgentGateway,
+    /// Health evaluation, incidents, notifications, migrations, uptime, cleanup
+    /// (leader-elected; several replicas stand by for each other).
+    Health,
 }
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +58,8 @@ enum Command {
         /// Agent gateway (gRPC over mutual TLS) listen address.
         #[arg(long, env = "HOOD_GATEWAY_ADDR", default_value = "127.0.0.1:9090")]
         gateway_addr: SocketAddr,
+        #[command(flatten)]
+        health: health::HealthArgs,
     },
     /// Runs the given roles against PostgreSQL (cluster mode).
     Serve {
@@ -69,6 +75,8 @@ enum Command {
         database_url: String,
         #[command(flatten)]
         fleet: server::FleetArgs,
+        #[command(flatten)]
+        health: health::HealthArgs,
     },
     /// Applies database migrations (a separate step in cluster mode).
     Migrate {
@@ -102,7 +110,13 @@ enum Command {
     Chain(cli::ChainCmd),
     /// Managed nodes.
     #[command(subcommand)]
-    Node(cli::node::NodeCmd),
+    Node(cli::health::NodeCommand),
+    /// Incidents raised by the health role.
+    #[command(subcommand)]
+    Incident(cli::health::IncidentCmd),
+    /// Notification channels (webhook, Slack, Telegram, email).
+    #[command(subcommand)]
+    Channel(cli::health::ChannelCmd),
     /// Benchmarks (each against an anchor measured in the same run).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -140,22 +154,25 @@ async fn run(cli: Cli) -> Result<()> {
             api_addr,
             auth_addr,
             gateway_addr,
-        } => server::up(opts, api_addr, auth_addr, gateway_addr).await,
+            health,
+        } => server::up(opts, api_addr, auth_addr, gateway_addr, health).await,
         Command::Serve {
             opts,
             roles,
             listen,
             database_url,
             mut fleet,
+            health,
         } => {
             fleet.orchestrator = roles.contains(&RoleArg::Orchestrator);
             fleet.agent_gateway = roles.contains(&RoleArg::AgentGateway);
+            fleet.health = roles.contains(&RoleArg::Health);
             let roles: Vec<HttpRole> = roles
                 .iter()
                 .filter_map(|r| match r {
                     RoleArg::Api => Some(HttpRole::Api),
                     RoleArg::Auth => Some(HttpRole::Auth),
-                    RoleArg::Orchestrator | RoleArg::AgentGateway => None,
+                    RoleArg::Orchestrator | RoleArg::AgentGateway | RoleArg::Health => None,
                 })
                 .collect();
             let port = if roles == [HttpRole::Auth] {
@@ -164,7 +181,7 @@ async fn run(cli: Cli) -> Result<()> {
                 8080
             };
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
-            server::serve(opts, roles, listen, &database_url, fleet).await
+            server::serve(opts, roles, listen, &database_url, fleet, health).await
         }
         Command::Migrate { database_url } => server::migrate(&database_url).await,
         Command::Agent(opts) => agent::run(opts).await,
@@ -178,7 +195,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::User(cmd) => cli::user(c, f, cmd).await,
         Command::Key(cmd) => cli::key(c, f, cmd).await,
         Command::Chain(cmd) => cli::chain(c, f, cmd).await,
-        Command::Node(cmd) => cli::node::run(c, f, cmd).await,
+        Command::Node(cmd) => cli::health::node(c, f, cmd).await,
+        Command::Incident(cmd) => cli::health::incident(c, f, cmd).await,
+        Command::Channel(cmd) => cli::health::channel(c, f, cmd).await,
         Command::Artifact(cmd) => cli::artifact::run(c, f, cmd).await,
         Command::Host(cmd) => cli::fleet::host(c, f, cmd).await,
         Command::Bench(cmd) => bench::run(c, cmd).await,

@@ -47,6 +47,7 @@ pub async fn up(
     api_addr: SocketAddr,
     auth_addr: SocketAddr,
     gateway_addr: SocketAddr,
+    health_args: crate::health::HealthArgs,
 ) -> Result<()> {
     std::fs::create_dir_all(&opts.home)
         .with_context(|| format!("creating {}", opts.home.display()))?;
@@ -78,7 +79,19 @@ pub async fn up(
         gateway_addr,
     )
     .await?;
-    let state = state.with_node_workflows(Arc::new(fleet.orchestrator.clone()));
+    let state = state
+        .with_node_workflows(Arc::new(fleet.orchestrator.clone()))
+        .with_master_key(master.clone());
+    let bus = health_args.bus().await?;
+    let health = crate::health::HealthRole::start(
+        &health_args,
+        store.clone(),
+        bus,
+        state.chains.clone(),
+        &master,
+        fleet.orchestrator.clone(),
+    )
+    .await?;
 
     let api_listener = bind(api_addr).await?;
     let auth_listener = bind(auth_addr).await?;
@@ -149,6 +162,7 @@ pub async fn up(
             .context("gateway task")?
             .context("agent gateway")?;
     }
+    health.shutdown().await;
     fleet.shutdown().await;
     println!("hood stopped");
     Ok(())
@@ -161,6 +175,7 @@ pub async fn serve(
     listen: SocketAddr,
     database_url: &str,
     fleet_args: FleetArgs,
+    health_args: crate::health::HealthArgs,
 ) -> Result<()> {
     let store = hood_store::connect(database_url)
         .await
@@ -170,7 +185,9 @@ pub async fn serve(
         .await
         .context("checking the database schema")?;
     let master = cluster_master_key(&opts.home)?;
-    let state = build_state(store.clone(), &master, &opts).await?;
+    let state = build_state(store.clone(), &master, &opts)
+        .await?
+        .with_master_key(master.clone());
     if roles.contains(&HttpRole::Auth) {
         if let Some(r) =
             bootstrap_admin(store.as_ref(), &opts.home, opts.admin_password.as_deref()).await?
@@ -187,7 +204,11 @@ pub async fn serve(
     // gateway talks to agents. Any of them needs the fleet services.
     let mut fleet = None;
     let mut state = state;
-    if roles.contains(&HttpRole::Api) || fleet_args.orchestrator || fleet_args.agent_gateway {
+    if roles.contains(&HttpRole::Api)
+        || fleet_args.orchestrator
+        || fleet_args.agent_gateway
+        || fleet_args.health
+    {
         let hosts_dir = fleet_args
             .hosts_dir
             .clone()
@@ -216,6 +237,24 @@ pub async fn serve(
         state = state.with_node_workflows(Arc::new(f.orchestrator.clone()));
         fleet = Some(f);
     }
+    let mut health = None;
+    if let (true, Some(f)) = (fleet_args.health, fleet.as_ref()) {
+        if health_args.nats_url.is_none() {
+            bail!("the health role in cluster mode needs the event bus: set HOOD_NATS_URL (NATS with JetStream)");
+        }
+        let bus = health_args.bus().await?;
+        health = Some(
+            crate::health::HealthRole::start(
+                &health_args,
+                store.clone(),
+                bus,
+                state.chains.clone(),
+                &master,
+                f.orchestrator.clone(),
+            )
+            .await?,
+        );
+    }
     let listener = bind(listen).await?;
     let mut names: Vec<&str> = roles
         .iter()
@@ -226,6 +265,9 @@ pub async fn serve(
         .collect();
     if fleet_args.orchestrator {
         names.push("orchestrator");
+    }
+    if health.is_some() {
+        names.push("health");
     }
     if let Some(f) = fleet.as_ref().filter(|_| fleet_args.agent_gateway) {
         names.push("agent-gateway");
@@ -253,6 +295,9 @@ pub async fn serve(
             .context("gateway task")?
             .context("agent gateway")?;
     }
+    if let Some(h) = health {
+        h.shutdown().await;
+    }
     if let Some(f) = fleet.as_mut() {
         f.shutdown().await;
     }
@@ -279,6 +324,8 @@ pub struct FleetArgs {
     pub orchestrator: bool,
     #[arg(skip)]
     pub agent_gateway: bool,
+    #[arg(skip)]
+    pub health: bool,
 }
 
 /// `hood migrate`: applies the schema as its own step.

@@ -3,6 +3,7 @@
 pub mod artifacts;
 pub mod chains;
 pub mod fleet;
+pub mod health;
 pub mod identity;
 pub mod nodes;
 pub mod ops;

@@ -3,6 +3,7 @@
 pub mod artifact;
 pub mod client;
 pub mod fleet;
+pub mod health;
 pub mod node;
 pub mod output;
 

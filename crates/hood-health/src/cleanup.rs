@@ -1,0 +1,96 @@
+//! Housekeeping (leader-gated): expired enrollment tokens, hosts no live
+//! node uses, quarantined hosts seen again, and nodes stuck in maintenance.
+
+use crate::NodeRecovery;
+use hood_domain::lifecycle::{HostState, NodeState};
+use hood_domain::machine::StateMachine;
+use hood_domain::Timestamp;
+use hood_store::fleet::HostFilter;
+use hood_store::node::NodeChange;
+use hood_store::{Store, StoreError};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// What one cleanup pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub tokens_deleted: u64,
+    pub hosts_reaped: usize,
+    pub maintenance_released: usize,
+}
+
+pub(crate) async fn cleanup_once(
+    store: &dyn Store,
+    recovery: Option<&dyn NodeRecovery>,
+    orphan_after: Duration,
+    maintenance_max: Duration,
+    now: Timestamp,
+) -> Result<CleanupReport, StoreError> {
+    let mut report = CleanupReport {
+        // Kept a day past expiry so an operator can still see why an
+        // enrollment failed.
+        tokens_deleted: store
+            .delete_expired_enrollment_tokens(Timestamp(now.millis() - 24 * 3_600_000))
+            .await?,
+        ..CleanupReport::default()
+    };
+
+    let nodes = store.list_nodes(None).await?;
+    let in_use: BTreeSet<_> = nodes
+        .iter()
+        .filter(|n| !n.state.is_terminal())
+        .filter_map(|n| n.host_id)
+        .collect();
+    let orphan_ms = i64::try_from(orphan_after.as_millis()).unwrap_or(i64::MAX);
+    if let Some(recovery) = recovery {
+        for host in store.list_hosts(&HostFilter::default()).await? {
+            if host.state.is_terminal() || in_use.contains(&host.id) {
+                continue;
+            }
+            let idle_for = now.millis() - host.updated_at.millis();
+            // A quarantined host is cleaned up once its agent is seen again
+            // (it can then be told to wipe what it ran); any other host
+            // nobody uses, once it has been idle long enough that no
+            // workflow is still placing a node on it.
+            let seen_again = host.state == HostState::Quarantined
+                && host
+                    .last_seen_at
+                    .is_some_and(|t| t.millis() > host.updated_at.millis());
+            let orphaned = host.state != HostState::Quarantined && idle_for >= orphan_ms;
+            if seen_again || orphaned {
+                match recovery.reap_host(host.id).await {
+                    Ok(()) => {
+                        report.hosts_reaped += 1;
+                        tracing::info!(host_id = %host.id, state = host.state.as_str(), "reaped unused host");
+                    }
+                    Err(e) => tracing::warn!(host_id = %host.id, error = %e, "could not reap host"),
+                }
+            }
+        }
+    }
+
+    let max_ms = i64::try_from(maintenance_max.as_millis()).unwrap_or(i64::MAX);
+    for node in nodes.iter().filter(|n| {
+        n.state == NodeState::Maintenance && now.millis() - n.updated_at.millis() >= max_ms
+    }) {
+        // Handed back as syncing: the next evaluation judges it from its
+        // heartbeats (down if it is gone, healthy if it is fine).
+        if !node.state.can_transition_to(NodeState::Syncing) {
+            continue;
+        }
+        let change = NodeChange {
+            state: Some(NodeState::Syncing),
+            message: format!(
+                "maintenance exceeded {} s; returned to health evaluation",
+                maintenance_max.as_secs()
+            ),
+            ..NodeChange::default()
+        };
+        match store.update_node(node.id, node.version, &change, now).await {
+            Ok(_) => report.maintenance_released += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,161 @@
+//! Wiring of the health role and the event bus: `hood up` runs both in
+//! process (in-process bus); `hood serve --role health` uses NATS JetStream.
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use hood_bus::{EventBus, InProcessBus, NatsBus, OutboxRelay, RelayConfig, RelayHandle};
+use hood_chains::ChainCatalog;
+use hood_domain::health::HealthRules;
+use hood_domain::{HostId, NodeId};
+use hood_health::{HealthConfig, HealthDeps, HealthService, HealthServiceHandle, NodeRecovery};
+use hood_identity::master_key::MasterKey;
+use hood_orchestrator::Orchestrator;
+use hood_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Health and bus settings (every interval configurable so tests run fast).
+#[derive(Debug, Clone, clap::Args)]
+pub struct HealthArgs {
+    /// NATS URL of the event bus (cluster mode); embedded mode uses an
+    /// in-process bus.
+    #[arg(long, env = "HOOD_NATS_URL", hide_env_values = true)]
+    pub nats_url: Option<String>,
+    /// JetStream stream holding Hood's events.
+    #[arg(long, env = "HOOD_NATS_STREAM", default_value = "hood")]
+    pub nats_stream: String,
+    /// Health evaluation period, ms.
+    #[arg(long, env = "HOOD_HEALTH_INTERVAL_MS", default_value_t = 30_000)]
+    pub health_interval_ms: u64,
+    /// A heartbeat older than this is a miss, ms.
+    #[arg(long, env = "HOOD_HEARTBEAT_TIMEOUT_MS", default_value_t = 45_000)]
+    pub heartbeat_timeout_ms: u64,
+    /// A down node waits this long before it is migrated, ms.
+    #[arg(long, env = "HOOD_MIGRATION_GRACE_MS", default_value_t = 120_000)]
+    pub migration_grace_ms: u64,
+    /// Minimum time between two migrations of a node, ms.
+    #[arg(long, env = "HOOD_MIGRATION_COOLDOWN_MS", default_value_t = 1_800_000)]
+    pub migration_cooldown_ms: u64,
+    /// Unacknowledged incidents escalate after this long, ms.
+    #[arg(long, env = "HOOD_ESCALATE_AFTER_MS", default_value_t = 900_000)]
+    pub escalate_after_ms: u64,
+    /// Uptime materialization period, ms.
+    #[arg(long, env = "HOOD_UPTIME_INTERVAL_MS", default_value_t = 300_000)]
+    pub uptime_interval_ms: u64,
+    /// Cleanup period, ms.
+    #[arg(long, env = "HOOD_CLEANUP_INTERVAL_MS", default_value_t = 300_000)]
+    pub cleanup_interval_ms: u64,
+    /// First retry of a failed notification, ms (doubling).
+    #[arg(long, env = "HOOD_NOTIFY_BACKOFF_MS", default_value_t = 5_000)]
+    pub notify_backoff_ms: u64,
+    /// Telegram Bot API base URL (tests point it at a local receiver).
+    #[arg(long, env = "HOOD_TELEGRAM_API_BASE")]
+    pub telegram_api_base: Option<String>,
+    /// Lag reference per chain: `chain=http://rpc,chain2=http://…`.
+    #[arg(long, env = "HOOD_REFERENCE_RPC", value_delimiter = ',')]
+    pub reference_rpc: Vec<String>,
+}
+
+impl HealthArgs {
+    pub fn config(&self) -> Result<HealthConfig> {
+        let ms = Duration::from_millis;
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let rules = HealthRules {
+            heartbeat_timeout_ms: to_i64(self.heartbeat_timeout_ms),
+            migration_grace_ms: to_i64(self.migration_grace_ms),
+            migration_cooldown_ms: to_i64(self.migration_cooldown_ms),
+            escalate_after_ms: to_i64(self.escalate_after_ms),
+            ..HealthRules::default()
+        };
+        let mut reference_rpc = std::collections::BTreeMap::new();
+        for pair in &self.reference_rpc {
+            let (chain, url) = pair
+                .split_once('=')
+                .with_context(|| format!("HOOD_REFERENCE_RPC entry `{pair}` is not chain=url"))?;
+            reference_rpc.insert(chain.trim().to_owned(), url.trim().to_owned());
+        }
+        let mut config = HealthConfig {
+            rules,
+            evaluate_every: ms(self.health_interval_ms.max(50)),
+            uptime_every: ms(self.uptime_interval_ms.max(50)),
+            cleanup_every: ms(self.cleanup_interval_ms.max(50)),
+            reference_rpc,
+            ..HealthConfig::default()
+        };
+        config.delivery.initial_backoff = ms(self.notify_backoff_ms.max(1));
+        config.delivery.poll = ms(self.health_interval_ms.clamp(50, 1_000));
+        Ok(config)
+    }
+
+    pub async fn bus(&self) -> Result<Arc<dyn EventBus>> {
+        Ok(match &self.nats_url {
+            Some(url) => Arc::new(
+                NatsBus::connect(url, &self.nats_stream)
+                    .await
+                    .context("connecting to NATS JetStream")?,
+            ),
+            None => Arc::new(InProcessBus::new()),
+        })
+    }
+}
+
+/// The orchestrator acting for the health role.
+struct OrchestratorRecovery(Orchestrator);
+
+#[async_trait]
+impl NodeRecovery for OrchestratorRecovery {
+    async fn start_migration(&self, node: NodeId, version: i64) -> Result<String, String> {
+        self.0.start_migration(node, version).await
+    }
+
+    async fn reap_host(&self, host: HostId) -> Result<(), String> {
+        self.0.reap_host(host).await
+    }
+}
+
+/// The relay and the health loops of one process.
+pub struct HealthRole {
+    relay: RelayHandle,
+    health: HealthServiceHandle,
+}
+
+impl HealthRole {
+    pub async fn start(
+        args: &HealthArgs,
+        store: Arc<dyn Store>,
+        bus: Arc<dyn EventBus>,
+        chains: Arc<ChainCatalog>,
+        master: &MasterKey,
+        orchestrator: Orchestrator,
+    ) -> Result<Self> {
+        let config = args.config()?;
+        let relay = OutboxRelay::new(store.clone(), bus.clone(), RelayConfig::default()).spawn();
+        let notifier = hood_notify::Notifier::new(hood_notify::NotifierConfig {
+            telegram_api_base: args.telegram_api_base.clone(),
+            ..hood_notify::NotifierConfig::default()
+        })
+        .context("configuring notifications")?;
+        tracing::info!(
+            bus = bus.kind(),
+            interval_ms = args.health_interval_ms,
+            "health role starting"
+        );
+        let health = HealthService::spawn(
+            config,
+            HealthDeps {
+                store,
+                bus,
+                chains,
+                master: master.clone(),
+                notifier,
+                recovery: Some(Arc::new(OrchestratorRecovery(orchestrator))),
+            },
+        );
+        Ok(Self { relay, health })
+    }
+
+    pub async fn shutdown(self) {
+        self.health.shutdown().await;
+        self.relay.shutdown().await;
+    }
+}

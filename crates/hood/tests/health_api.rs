@@ -1,0 +1,490 @@
+//! The health API against a real `hood up`: notification channels (secrets
+//! sealed and never echoed, validation, tenancy), incidents on a fresh
+//! install, node uptime errors, and the `hood channel` / `hood incident` /
+//! `hood node uptime` CLI.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
+
+mod common;
+
+use common::{hood_cli, hood_up, read_admin_key, temp_home};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+const SECRET: &str = "WebhookSigningSecretNeverEchoed";
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+}
+
+struct Resp {
+    status: StatusCode,
+    content_type: String,
+    text: String,
+    body: Value,
+}
+
+impl Api {
+    async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Resp {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let text = resp.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if !status.is_success() {
+            assert_eq!(
+                content_type, "application/problem+json",
+                "{path}: errors are problem JSON, got {status} {text}"
+            );
+            assert_eq!(body["status"], status.as_u16(), "{path}: {text}");
+        }
+        Resp {
+            status,
+            content_type,
+            text,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str, token: &str) -> Resp {
+        self.call(Method::DELETE, path, token, None).await
+    }
+}
+
+fn webhook(name: &str) -> Value {
+    json!({
+        "name": name,
+        "config": { "kind": "webhook", "url": "https://hooks.example.com/hood", "secret": SECRET }
+    })
+}
+
+/// A second organization with an admin user; returns the user's access token.
+async fn second_org(api: &Api, admin: &str) -> String {
+    let r = api
+        .post(
+            "/api/v1/orgs",
+            admin,
+            json!({"slug": "globex", "name": "Globex"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let org = r.body["id"].as_str().expect("org id").to_owned();
+    let r = api
+        .post(
+            &format!("/api/v1/orgs/{org}/users"),
+            admin,
+            json!({"email": "bob@globex.test", "role": "admin", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let resp = api
+        .http
+        .post(format!("{}/api/v1/auth/login", api.base))
+        .json(&json!({"email": "bob@globex.test", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let pair: Value = resp.json().await.expect("token pair");
+    pair["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_api_channels_incidents_and_uptime() {
+    let (_dir, home) = temp_home();
+    let hood = hood_up(&home, &[]);
+    let admin = read_admin_key(&home);
+    let api = Api {
+        base: hood.url("api"),
+        http: reqwest::Client::new(),
+    };
+
+    // -- channels: create, redaction --
+    let r = api
+        .post("/api/v1/notification-channels", &admin, webhook("ops-hook"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert!(!r.text.contains(SECRET), "secret echoed: {}", r.text);
+    assert_eq!(r.body["name"], "ops-hook");
+    assert_eq!(r.body["kind"], "webhook");
+    assert_eq!(r.body["enabled"], true);
+    assert_eq!(r.body["config"]["secret"], "***");
+    assert_eq!(r.body["config"]["url"], "https://hooks.example.com/hood");
+    let channel = r.body["id"].as_str().expect("channel id").to_owned();
+
+    // -- invalid config: 422 naming the field --
+    let r = api
+        .post(
+            "/api/v1/notification-channels",
+            &admin,
+            json!({"name": "bad", "config": {"kind": "webhook", "url": "ftp://example.com/x", "secret": SECRET}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(
+        r.body["invalid-params"][0]["name"], "config.url",
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains(SECRET), "{}", r.text);
+    let r = api
+        .post(
+            "/api/v1/notification-channels",
+            &admin,
+            json!({"name": "weak", "config": {"kind": "webhook", "url": "https://example.com/x", "secret": "short"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["invalid-params"][0]["name"], "config.secret");
+    assert!(!r.text.contains("\"short\""), "{}", r.text);
+    let r = api
+        .post(
+            "/api/v1/notification-channels",
+            &admin,
+            json!({"name": "em", "config": {"kind": "email", "smtp_host": "smtp.example.com", "smtp_port": 25,
+                "from": "hood@example.com", "to": ["ops@example.com", "not an address"]}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["invalid-params"][0]["name"], "config.to[1]");
+    // Shape errors (unknown kind or field) are malformed requests.
+    let r = api
+        .post(
+            "/api/v1/notification-channels",
+            &admin,
+            json!({"name": "pager", "config": {"kind": "pager", "url": "https://x"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = api
+        .post(
+            "/api/v1/notification-channels",
+            &admin,
+            json!({"name": "", "config": {"kind": "slack", "webhook_url": "https://hooks.slack.com/services/T/B/X"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.body["invalid-params"][0]["name"], "name");
+
+    // -- duplicate name --
+    let r = api
+        .post("/api/v1/notification-channels", &admin, webhook("ops-hook"))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+
+    // -- list and get --
+    let r = api.get("/api/v1/notification-channels", &admin).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let items = r.body["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{}", r.text);
+    assert_eq!(items[0]["id"], channel.as_str());
+    assert!(!r.text.contains(SECRET));
+    let r = api
+        .get(&format!("/api/v1/notification-channels/{channel}"), &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["config"]["secret"], "***");
+    assert!(!r.text.contains(SECRET));
+    let r = api
+        .get("/api/v1/notification-channels/not-a-uuid", &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // -- tenancy: another org sees nothing of it --
+    let bob = second_org(&api, &admin).await;
+    let r = api
+        .get(&format!("/api/v1/notification-channels/{channel}"), &bob)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = api
+        .delete(&format!("/api/v1/notification-channels/{channel}"), &bob)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = api
+        .post(
+            &format!("/api/v1/notification-channels/{channel}/test"),
+            &bob,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = api.get("/api/v1/notification-channels", &bob).await;
+    assert_eq!(r.body["items"], json!([]), "{}", r.text);
+    // Names are per organization.
+    let r = api
+        .post("/api/v1/notification-channels", &bob, webhook("ops-hook"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    // -- delete --
+    let r = api
+        .delete(&format!("/api/v1/notification-channels/{channel}"), &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = api
+        .get(&format!("/api/v1/notification-channels/{channel}"), &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = api
+        .delete(&format!("/api/v1/notification-channels/{channel}"), &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = api.get("/api/v1/notification-channels", &admin).await;
+    assert_eq!(r.body["items"], json!([]));
+    // The name is free again.
+    let r = api
+        .post("/api/v1/notification-channels", &admin, webhook("ops-hook"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    // -- incidents on a fresh install --
+    let r = api.get("/api/v1/incidents", &admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["items"], json!([]));
+    let r = api
+        .get("/api/v1/incidents?active=true&limit=10", &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["items"], json!([]));
+    let r = api.get("/api/v1/incidents?state=burning", &admin).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.body["invalid-params"][0]["name"], "state");
+    let r = api.get("/api/v1/incidents?color=red", &admin).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "unknown query field");
+    let unknown = "0190b5a0-0000-7000-8000-000000000001";
+    let r = api
+        .post(
+            &format!("/api/v1/incidents/{unknown}/ack"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = api
+        .get(&format!("/api/v1/incidents/{unknown}"), &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = api
+        .get(&format!("/api/v1/incidents/{unknown}/deliveries"), &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // -- uptime --
+    let r = api
+        .get(&format!("/api/v1/nodes/{unknown}/uptime"), &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = api
+        .get(&format!("/api/v1/nodes/{unknown}/uptime?window=7d"), &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let r = api
+        .get(&format!("/api/v1/nodes/{unknown}/uptime?window=1y"), &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    for allowed in ["24h", "7d", "30d"] {
+        assert!(detail.contains(allowed), "{detail}");
+    }
+    assert_eq!(r.body["invalid-params"][0]["name"], "window");
+
+    // -- permissions: a read-only key can read but not write --
+    let r = api
+        .post(
+            "/api/v1/api-keys",
+            &admin,
+            json!({"name": "reader", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let reader = r.body["token"].as_str().expect("token").to_owned();
+    let r = api.get("/api/v1/notification-channels", &reader).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = api
+        .post("/api/v1/notification-channels", &reader, webhook("nope"))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = api
+        .post(
+            &format!("/api/v1/incidents/{unknown}/ack"),
+            &reader,
+            json!({}),
+        )
+        .await;
+    assert!(
+        r.status == StatusCode::FORBIDDEN || r.status == StatusCode::NOT_FOUND,
+        "{}",
+        r.text
+    );
+
+    // -- OpenAPI lists the new routes --
+    let r = api.get("/openapi.json", &admin).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for path in [
+        "/api/v1/incidents",
+        "/api/v1/incidents/{incident_id}/ack",
+        "/api/v1/incidents/{incident_id}/deliveries",
+        "/api/v1/notification-channels",
+        "/api/v1/notification-channels/{channel_id}",
+        "/api/v1/nodes/{node_id}/uptime",
+    ] {
+        assert!(
+            r.body["paths"].get(path).is_some(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+    assert!(r.content_type.starts_with("application/json"));
+}
+
+#[test]
+fn cli_channels_incidents_and_uptime() {
+    let (dir, home) = temp_home();
+    let hood = hood_up(&home, &[]);
+    let env = vec![
+        ("HOOD_SERVER", hood.url("api")),
+        ("HOOD_HOME", home.display().to_string()),
+        (
+            "HOOD_CONFIG",
+            dir.path().join("cli.json").display().to_string(),
+        ),
+    ];
+    let run = |args: &[&str]| {
+        let (ok, out, err) = hood_cli(args, &env, None);
+        assert!(ok, "hood {args:?} failed: {err}");
+        assert!(!out.contains(SECRET), "secret printed by {args:?}: {out}");
+        out
+    };
+    let fails = |args: &[&str]| {
+        let (ok, _, err) = hood_cli(args, &env, None);
+        assert!(!ok, "hood {args:?} should fail");
+        assert!(!err.contains("panicked"), "no panic: {err}");
+        err
+    };
+
+    let created: Value = serde_json::from_str(&run(&[
+        "-o",
+        "json",
+        "channel",
+        "create",
+        "cli-hook",
+        "--kind",
+        "webhook",
+        "--url",
+        "https://hooks.example.com/cli",
+        "--secret",
+        SECRET,
+    ]))
+    .expect("json output");
+    assert_eq!(created["name"], "cli-hook");
+    assert_eq!(created["config"]["secret"], "***");
+    let id = created["id"].as_str().expect("id").to_owned();
+
+    let table = run(&[
+        "channel",
+        "create",
+        "cli-slack",
+        "--kind",
+        "slack",
+        "--webhook-url",
+        "https://hooks.slack.com/services/T0/B0/SlackPathSecret",
+    ]);
+    assert!(
+        table.starts_with("ID") && table.contains("cli-slack"),
+        "{table}"
+    );
+    assert!(!table.contains("SlackPathSecret"), "{table}");
+
+    let list: Value =
+        serde_json::from_str(&run(&["-o", "json", "channel", "list"])).expect("json output");
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, ["cli-hook", "cli-slack"]);
+    let table = run(&["channel", "list"]);
+    assert!(
+        table.contains("cli-hook") && table.contains("webhook"),
+        "{table}"
+    );
+
+    // Plain errors with a non-zero exit.
+    let err = fails(&[
+        "channel", "create", "x", "--kind", "webhook", "--secret", SECRET,
+    ]);
+    assert!(err.contains("--url"), "{err}");
+    assert!(!err.contains(SECRET), "{err}");
+    let err = fails(&[
+        "channel",
+        "create",
+        "cli-hook",
+        "--kind",
+        "webhook",
+        "--url",
+        "https://hooks.example.com/cli",
+        "--secret",
+        SECRET,
+    ]);
+    assert!(err.contains("already exists"), "{err}");
+    let err = fails(&[
+        "channel",
+        "create",
+        "short",
+        "--kind",
+        "webhook",
+        "--url",
+        "https://h.example.com/x",
+        "--secret",
+        "tiny",
+    ]);
+    assert!(err.contains("secret"), "{err}");
+
+    let out = run(&["channel", "delete", &id]);
+    assert!(out.contains(&id), "{out}");
+    fails(&["channel", "delete", &id]);
+
+    let incidents: Value =
+        serde_json::from_str(&run(&["-o", "json", "incident", "list"])).expect("json output");
+    assert_eq!(incidents["items"], json!([]));
+    let incidents: Value = serde_json::from_str(&run(&[
+        "-o", "json", "incident", "list", "--active", "--node", &id,
+    ]))
+    .expect("json output");
+    assert_eq!(incidents["items"], json!([]));
+    let err = fails(&["incident", "ack", &id]);
+    assert!(err.contains("not found"), "{err}");
+    let err = fails(&["node", "uptime", &id]);
+    assert!(err.contains("not found"), "{err}");
+    let err = fails(&["node", "uptime", &id, "--window", "1y"]);
+    assert!(err.contains("24h"), "{err}");
+    // The node commands of the base set still parse.
+    let nodes: Value =
+        serde_json::from_str(&run(&["-o", "json", "node", "list"])).expect("json output");
+    assert_eq!(nodes["items"], json!([]));
+}
