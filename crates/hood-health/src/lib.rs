@@ -21,7 +21,7 @@ mod uptime;
 pub use config::{DeliveryPolicy, HealthConfig};
 pub use evaluator::{CycleReport, Evaluator};
 pub use leader::{LeaderElector, LeaderHandle};
-pub use notify::{NotificationDispatcher, NOTIFY_CONSUMER};
+pub use notify::{channel_aad, NotificationDispatcher, NOTIFY_CONSUMER};
 pub use service::{HealthDeps, HealthService, HealthServiceHandle};
 pub use uptime::{materialize_uptime, uptime_report, UptimeReport};
 

@@ -8,6 +8,9 @@
 mod common;
 
 use common::{hood_cli, hood_up, read_admin_key, temp_home};
+use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
+use hood_domain::node::Node;
+use hood_domain::{NodeId, OrgId, Timestamp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -112,6 +115,76 @@ async fn second_org(api: &Api, admin: &str) -> String {
         .as_str()
         .expect("access token")
         .to_owned()
+}
+
+type Received = std::sync::Arc<std::sync::Mutex<Option<(String, String)>>>;
+
+/// A local webhook receiver answering 200; keeps the last request's
+/// `Hood-Signature` header and body.
+async fn webhook_receiver() -> (String, Received) {
+    let received: Received = Received::default();
+    let keep = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
+            let keep = keep.clone();
+            async move {
+                let sig = headers
+                    .get("hood-signature")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                *keep.lock().unwrap() = Some((sig, body));
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), received)
+}
+
+/// Stores a node of `org` straight into the embedded database.
+async fn insert_node(home: &std::path::Path, org: OrgId) -> NodeId {
+    let store = hood_store::connect(&format!("sqlite://{}", home.join("hood.db").display()))
+        .await
+        .expect("store");
+    let now = Timestamp::from_millis(
+        i64::try_from(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .expect("clock")
+                .as_millis(),
+        )
+        .expect("ms"),
+    );
+    let node = Node {
+        id: NodeId::from_uuid(uuid::Uuid::now_v7()),
+        org_id: org,
+        name: "uptime-probe".into(),
+        chain: "ethereum-anvil".into(),
+        node_type: "dev".into(),
+        provider: "local".into(),
+        region: "local".into(),
+        state: NodeState::Provisioning,
+        sync_status: SyncStatus::Unknown,
+        app_health: ApplicationHealth::Unknown,
+        host_id: None,
+        rpc_endpoint: None,
+        head_height: None,
+        binary_version: None,
+        failure_reason: None,
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    store.create_node(&node).await.expect("create node");
+    node.id
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -262,6 +335,50 @@ async fn health_api_channels_incidents_and_uptime() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 
+    // -- test notification: delivered to a local receiver, 502 when refused --
+    let (hook_url, received) = webhook_receiver().await;
+    let r = api
+        .post(
+            "/api/v1/notification-channels",
+            &admin,
+            json!({"name": "local-hook", "config": {"kind": "webhook", "url": hook_url, "secret": SECRET}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let local = r.body["id"].as_str().expect("id").to_owned();
+    let r = api
+        .post(
+            &format!("/api/v1/notification-channels/{local}/test"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["delivered"], true);
+    let (signature, body) = received.lock().unwrap().clone().expect("webhook received");
+    assert!(!signature.is_empty(), "signed");
+    let sent: Value = serde_json::from_str(&body).expect("notification JSON");
+    assert_eq!(sent["event"], "test");
+    assert!(!body.contains(SECRET));
+    let r = api
+        .post(
+            "/api/v1/notification-channels",
+            &admin,
+            json!({"name": "dead-hook", "config": {"kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret": SECRET}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let dead = r.body["id"].as_str().expect("id").to_owned();
+    let r = api
+        .post(
+            &format!("/api/v1/notification-channels/{dead}/test"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{}", r.text);
+    assert!(!r.text.contains(SECRET), "{}", r.text);
+
     // -- incidents on a fresh install --
     let r = api.get("/api/v1/incidents", &admin).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -312,6 +429,43 @@ async fn health_api_channels_incidents_and_uptime() {
         assert!(detail.contains(allowed), "{detail}");
     }
     assert_eq!(r.body["invalid-params"][0]["name"], "window");
+    // A node of the admin's org (stored directly: no workflow runs for it).
+    let me = api.get("/api/v1/me", &admin).await;
+    let org: OrgId = me.body["org"]["id"]
+        .as_str()
+        .expect("org id")
+        .parse()
+        .expect("org id");
+    let node_id = insert_node(&home, org).await;
+    let r = api
+        .get(&format!("/api/v1/nodes/{node_id}/uptime"), &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["node_id"], node_id.to_string());
+    let span =
+        r.body["to_ms"].as_i64().expect("to_ms") - r.body["from_ms"].as_i64().expect("from_ms");
+    assert_eq!(span, 24 * 3_600_000, "default window is 24h");
+    assert_eq!(r.body["syncing_counts_as"], "up");
+    assert!(r.body["buckets"].is_array(), "{}", r.text);
+    let r = api
+        .get(
+            &format!("/api/v1/nodes/{node_id}/uptime?window=30d"),
+            &admin,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let span =
+        r.body["to_ms"].as_i64().expect("to_ms") - r.body["from_ms"].as_i64().expect("from_ms");
+    assert_eq!(span, 30 * 24 * 3_600_000);
+    let r = api
+        .get(&format!("/api/v1/nodes/{node_id}/uptime"), &bob)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "another org's node: {}",
+        r.text
+    );
 
     // -- permissions: a read-only key can read but not write --
     let r = api

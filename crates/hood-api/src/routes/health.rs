@@ -20,7 +20,7 @@ use hood_domain::identity::Permission;
 use hood_domain::lifecycle::IncidentState;
 use hood_domain::machine::StateMachine;
 use hood_domain::{ChannelId, IncidentId, NodeId, Timestamp};
-use hood_health::{uptime_report, UptimeReport};
+use hood_health::{channel_aad, uptime_report, UptimeReport};
 use hood_identity::master_key::MasterKey;
 use hood_notify::{ChannelConfig, ConfigError, Notification, Notifier, NotifierConfig};
 use hood_store::health::{
@@ -464,13 +464,6 @@ pub async fn incident_deliveries(
 }
 
 // ------------------------------------------------------------- channels --
-
-/// Associated data binding a sealed channel config to its channel: the
-/// same bytes as `hood_health`'s (crate-private) `channel_aad`, which opens
-/// what is sealed here when it delivers.
-pub fn channel_aad(channel: &ChannelId) -> Vec<u8> {
-    format!("notification-channel:{channel}").into_bytes()
-}
 
 fn master_key(state: &AppState) -> ApiResult<&MasterKey> {
     state.master.as_ref().ok_or_else(|| {
