@@ -164,8 +164,8 @@ impl Evaluator {
             }
         }
         if !migration_notes.is_empty() {
-            // The workflow may already have moved the node (stale): the
-            // cooldown is then kept by the workflow id, which repeats.
+            // Counters are written whatever the node version (the workflow
+            // may already have moved it), so the cooldown always holds.
             self.store
                 .apply_health(lease, &migration_notes, now)
                 .await?;
