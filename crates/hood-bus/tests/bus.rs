@@ -22,22 +22,12 @@ const QUIET: Duration = Duration::from_millis(800);
 /// deleted when the fixture drops (even when the test panicked).
 enum Fixture {
     InProcess,
-    Nats {
-        url: String,
-        stream: String,
-        prefix: String,
-    },
+    Nats(hood_testkit::NatsStream),
 }
 
 impl Fixture {
     fn nats(test: &str) -> Option<Self> {
-        let url = hood_testkit::nats_url(test)?;
-        let tag = uuid::Uuid::new_v4().simple().to_string();
-        Some(Fixture::Nats {
-            url,
-            stream: format!("HOOD_TEST_{tag}"),
-            prefix: format!("hoodtest_{tag}"),
-        })
+        hood_testkit::NatsStream::unique(test).map(Fixture::Nats)
     }
 
     /// The bus under test. Call once per test: in-process buses share
@@ -45,44 +35,13 @@ impl Fixture {
     async fn bus(&self, ack_wait: Duration) -> Arc<dyn EventBus> {
         match self {
             Fixture::InProcess => Arc::new(InProcessBus::with_ack_wait(ack_wait)),
-            Fixture::Nats {
-                url,
-                stream,
-                prefix,
-            } => {
-                let mut options = NatsOptions::new(stream.clone());
-                options.subject_prefix = prefix.clone();
+            Fixture::Nats(nats) => {
+                let mut options = NatsOptions::new(nats.stream.clone());
+                options.subject_prefix = nats.prefix.clone();
                 options.ack_wait = ack_wait;
-                Arc::new(NatsBus::connect_with(url, options).await.unwrap())
+                Arc::new(NatsBus::connect_with(&nats.url, options).await.unwrap())
             }
         }
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let Fixture::Nats { url, stream, .. } = self else {
-            return;
-        };
-        let (url, stream) = (url.clone(), stream.clone());
-        // A private runtime: this may run while the test's runtime unwinds.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(client) = async_nats::connect(url.as_str()).await {
-                    let js = async_nats::jetstream::new(client);
-                    if let Err(e) = js.delete_stream(&stream).await {
-                        eprintln!("deleting test stream {stream}: {e}");
-                    }
-                }
-            });
-        })
-        .join();
     }
 }
 

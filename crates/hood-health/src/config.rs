@@ -56,7 +56,8 @@ pub struct HealthConfig {
     pub delivery: DeliveryPolicy,
     /// Per-chain JSON-RPC URL whose head is the lag reference.
     pub reference_rpc: BTreeMap<String, String>,
-    /// This replica's identity in leader elections.
+    /// This replica's identity in leader elections: `health-<pid>-<random>`,
+    /// so an operator reading `leader_leases` can tell which process leads.
     pub replica: String,
 }
 
@@ -71,7 +72,11 @@ impl Default for HealthConfig {
             maintenance_max: Duration::from_secs(24 * 3600),
             delivery: DeliveryPolicy::default(),
             reference_rpc: BTreeMap::new(),
-            replica: format!("health-{}", uuid::Uuid::new_v4()),
+            replica: format!(
+                "health-{}-{}",
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
         }
     }
 }

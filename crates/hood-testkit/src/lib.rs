@@ -83,6 +83,60 @@ pub fn nats_url(test: &str) -> Option<String> {
     }
 }
 
+/// A JetStream stream and subject prefix of one test, so tests sharing a
+/// NATS server never see each other's events; the stream is deleted when
+/// this value drops (even when the test panicked).
+pub struct NatsStream {
+    pub url: String,
+    pub stream: String,
+    pub prefix: String,
+}
+
+impl NatsStream {
+    /// A fresh name pair, or `None` (after a loud skip) without NATS.
+    pub fn unique(test: &str) -> Option<Self> {
+        let url = nats_url(test)?;
+        let tag = uuid::Uuid::new_v4().simple().to_string();
+        Some(Self {
+            url,
+            stream: format!("HOOD_TEST_{tag}"),
+            prefix: format!("hoodtest_{tag}"),
+        })
+    }
+
+    /// The environment a `hood` process needs to use this stream.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("HOOD_NATS_URL", self.url.clone()),
+            ("HOOD_NATS_STREAM", self.stream.clone()),
+            ("HOOD_NATS_SUBJECT_PREFIX", self.prefix.clone()),
+        ]
+    }
+}
+
+impl Drop for NatsStream {
+    fn drop(&mut self) {
+        let (url, stream) = (self.url.clone(), self.stream.clone());
+        // A private runtime: this may run while the test's runtime unwinds.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(client) = async_nats::connect(url.as_str()).await {
+                    let js = async_nats::jetstream::new(client);
+                    // A stream never created (the test failed early) is fine.
+                    let _ = js.delete_stream(&stream).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 /// A PostgreSQL database that exists for the life of this value.
 pub struct PgDatabase {
     server_url: String,

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use async_trait::async_trait;
-use hood_bus::{EventBus, InProcessBus, NatsBus, OutboxRelay, RelayConfig, RelayHandle};
+use hood_bus::{EventBus, OutboxRelay, RelayConfig, RelayHandle};
 use hood_chains::ChainCatalog;
 use hood_domain::health::HealthRules;
 use hood_domain::{HostId, NodeId};
@@ -17,13 +17,8 @@ use std::time::Duration;
 /// Health and bus settings (every interval configurable so tests run fast).
 #[derive(Debug, Clone, clap::Args)]
 pub struct HealthArgs {
-    /// NATS URL of the event bus (cluster mode); embedded mode uses an
-    /// in-process bus.
-    #[arg(long, env = "HOOD_NATS_URL", hide_env_values = true)]
-    pub nats_url: Option<String>,
-    /// JetStream stream holding Hood's events.
-    #[arg(long, env = "HOOD_NATS_STREAM", default_value = "hood")]
-    pub nats_stream: String,
+    #[command(flatten)]
+    pub bus: crate::bus::BusArgs,
     /// Health evaluation period, ms.
     #[arg(long, env = "HOOD_HEALTH_INTERVAL_MS", default_value_t = 30_000)]
     pub health_interval_ms: u64,
@@ -85,17 +80,6 @@ impl HealthArgs {
         config.delivery.initial_backoff = ms(self.notify_backoff_ms.max(1));
         config.delivery.poll = ms(self.health_interval_ms.clamp(50, 1_000));
         Ok(config)
-    }
-
-    pub async fn bus(&self) -> Result<Arc<dyn EventBus>> {
-        Ok(match &self.nats_url {
-            Some(url) => Arc::new(
-                NatsBus::connect(url, &self.nats_stream)
-                    .await
-                    .context("connecting to NATS JetStream")?,
-            ),
-            None => Arc::new(InProcessBus::new()),
-        })
     }
 }
 

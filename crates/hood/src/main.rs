@@ -3,6 +3,7 @@
 
 mod agent;
 mod bench;
+mod bus;
 mod cli;
 mod fleet;
 mod health;

@@ -82,7 +82,7 @@ pub async fn up(
     let state = state
         .with_node_workflows(Arc::new(fleet.orchestrator.clone()))
         .with_master_key(master.clone());
-    let bus = health_args.bus().await?;
+    let bus = health_args.bus.connect().await?;
     let health = crate::health::HealthRole::start(
         &health_args,
         store.clone(),
@@ -239,10 +239,10 @@ pub async fn serve(
     }
     let mut health = None;
     if let (true, Some(f)) = (fleet_args.health, fleet.as_ref()) {
-        if health_args.nats_url.is_none() {
+        if health_args.bus.nats_url.is_none() {
             bail!("the health role in cluster mode needs the event bus: set HOOD_NATS_URL (NATS with JetStream)");
         }
-        let bus = health_args.bus().await?;
+        let bus = health_args.bus.connect().await?;
         health = Some(
             crate::health::HealthRole::start(
                 &health_args,

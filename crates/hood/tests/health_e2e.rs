@@ -8,113 +8,12 @@
 
 mod common;
 
-use axum::body::Bytes;
-use axum::http::HeaderMap;
+use common::health::{
+    fast_health_env, get_json, transitions, wait_for, webhook_receiver, Received, SECRET,
+};
 use common::{hood_cli, hood_up, processes_under, read_admin_key, temp_home, KillUnder};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-const SECRET: &str = "webhook-secret-for-tests-0123456789";
-
-/// One request the local webhook receiver got.
-#[derive(Debug, Clone)]
-struct Received {
-    event: String,
-    delivery: String,
-    body: Value,
-    signature_ok: bool,
-}
-
-async fn webhook_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
-    let got: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let sink = got.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let sink = sink.clone();
-            async move {
-                let header = |n: &str| {
-                    headers
-                        .get(n)
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap()
-                    .as_secs() as i64;
-                let signature_ok = hood_notify::verify_webhook_signature(
-                    SECRET,
-                    &header("hood-signature"),
-                    &body,
-                    now,
-                    300,
-                );
-                sink.lock().unwrap().push(Received {
-                    event: header("hood-event"),
-                    delivery: header("hood-delivery"),
-                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
-                    signature_ok,
-                });
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (format!("http://{addr}/hook"), got)
-}
-
-async fn get_json(http: &reqwest::Client, url: &str, key: &str) -> Value {
-    http.get(url)
-        .bearer_auth(key)
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json")
-}
-
-async fn wait_for<F>(what: &str, within: Duration, mut check: F) -> Value
-where
-    F: AsyncFnMut() -> Option<Value>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(started.elapsed() < within, "{what} not within {within:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn transitions(events: &Value) -> Vec<String> {
-    events["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|e| e["to_state"].as_str().map(str::to_owned))
-        .collect()
-}
-
-/// Intervals shortened so a whole outage plays out in seconds.
-pub fn fast_health_env() -> Vec<(&'static str, String)> {
-    vec![
-        ("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into()),
-        ("HOOD_HEARTBEAT_TIMEOUT_MS", "2500".into()),
-        ("HOOD_HEALTH_INTERVAL_MS", "1000".into()),
-        ("HOOD_MIGRATION_GRACE_MS", "2000".into()),
-        ("HOOD_UPTIME_INTERVAL_MS", "1000".into()),
-        ("HOOD_NOTIFY_BACKOFF_MS", "200".into()),
-    ]
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_host_node_migrates_with_one_incident_and_one_notification() {

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod health;
 pub mod suite;
 
 use std::io::{BufRead, BufReader};
