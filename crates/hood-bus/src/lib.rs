@@ -99,8 +99,21 @@ pub trait EventBus: Send + Sync + 'static {
         consumer: &str,
         subjects: &[String],
     ) -> Result<Box<dyn Subscription>, BusError>;
+    /// A non-durable fan-out view: every watcher receives every matching
+    /// event published while it watches. No acks, no redelivery, no
+    /// history; for caches that each replica must invalidate, which repair
+    /// anything missed (e.g. across a reconnect) with a periodic resync.
+    async fn watch(&self, subjects: &[String]) -> Result<Box<dyn Watch>, BusError>;
     /// `"in-process"` or `"nats"`.
     fn kind(&self) -> &'static str;
+}
+
+/// The receiving end of [`EventBus::watch`].
+#[async_trait]
+pub trait Watch: Send {
+    /// The next matching event. An error (e.g. the watcher fell behind and
+    /// missed events) does not end the watch: resync, then call again.
+    async fn next(&mut self) -> Result<BusEvent, BusError>;
 }
 
 /// The receiving end of one subscriber.
@@ -233,6 +246,11 @@ pub(crate) fn validate_consumer(name: &str) -> Result<(), BusError> {
             value: name.to_owned(),
         })
     }
+}
+
+/// Validated filters of one watch call.
+pub(crate) fn validate_watch(subjects: &[String]) -> Result<Vec<String>, BusError> {
+    validate_subscription("watch", subjects)
 }
 
 /// Validated, de-duplicated filters of one subscribe call.

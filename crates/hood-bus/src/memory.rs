@@ -5,8 +5,8 @@
 //! process is the whole installation.
 
 use crate::{
-    validate_subject, validate_subscription, Acker, BusError, BusEvent, Delivery, EventBus,
-    Subscription,
+    validate_subject, validate_subscription, validate_watch, Acker, BusError, BusEvent, Delivery,
+    EventBus, Subscription, Watch,
 };
 use async_trait::async_trait;
 use std::collections::{HashMap, VecDeque};
@@ -31,7 +31,13 @@ struct Inner {
     ack_wait: Duration,
     duplicate_window: Duration,
     state: Mutex<State>,
+    /// Every published event, for watchers (bounded: a slow watcher is
+    /// told it lagged rather than holding memory).
+    watchers: tokio::sync::broadcast::Sender<Arc<BusEvent>>,
 }
+
+/// Events a watcher may fall behind by before it is told it lagged.
+const WATCH_BUFFER: usize = 4_096;
 
 #[derive(Default)]
 struct State {
@@ -88,6 +94,7 @@ impl InProcessBus {
                 ack_wait,
                 duplicate_window: DEFAULT_DUPLICATE_WINDOW,
                 state: Mutex::new(State::default()),
+                watchers: tokio::sync::broadcast::channel(WATCH_BUFFER).0,
             }),
         }
     }
@@ -133,7 +140,17 @@ impl EventBus for InProcessBus {
                 entry.group.enqueue(event.clone(), 0);
             }
         }
+        // No watcher is not an error.
+        let _ = self.inner.watchers.send(event);
         Ok(())
+    }
+
+    async fn watch(&self, subjects: &[String]) -> Result<Box<dyn Watch>, BusError> {
+        let filters = validate_watch(subjects)?;
+        Ok(Box::new(InProcessWatch {
+            filters,
+            rx: self.inner.watchers.subscribe(),
+        }))
     }
 
     async fn subscribe(
@@ -163,6 +180,43 @@ impl EventBus for InProcessBus {
 
     fn kind(&self) -> &'static str {
         "in-process"
+    }
+}
+
+struct InProcessWatch {
+    filters: Vec<String>,
+    rx: tokio::sync::broadcast::Receiver<Arc<BusEvent>>,
+}
+
+#[async_trait]
+impl Watch for InProcessWatch {
+    async fn next(&mut self) -> Result<BusEvent, BusError> {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match self.rx.recv().await {
+                Ok(event) => {
+                    if self
+                        .filters
+                        .iter()
+                        .any(|f| crate::subject_matches(f, &event.subject))
+                    {
+                        return Ok((*event).clone());
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    return Err(BusError::Subscribe {
+                        consumer: "watch".to_owned(),
+                        reason: format!("watcher lagged; {missed} events missed"),
+                    })
+                }
+                Err(RecvError::Closed) => {
+                    return Err(BusError::Subscribe {
+                        consumer: "watch".to_owned(),
+                        reason: "bus closed".to_owned(),
+                    })
+                }
+            }
+        }
     }
 }
 

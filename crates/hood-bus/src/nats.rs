@@ -8,8 +8,8 @@
 //! consumer, so each event goes to one of them.
 
 use crate::{
-    subject_matches, validate_subject, validate_subscription, Acker, BusError, BusEvent, Delivery,
-    EventBus, Subscription,
+    subject_matches, validate_subject, validate_subscription, validate_watch, Acker, BusError,
+    BusEvent, Delivery, EventBus, Subscription, Watch,
 };
 use async_nats::jetstream::{self, consumer, stream, AckKind};
 use async_trait::async_trait;
@@ -259,8 +259,56 @@ impl EventBus for NatsBus {
         }))
     }
 
+    async fn watch(&self, subjects: &[String]) -> Result<Box<dyn Watch>, BusError> {
+        let filters = validate_watch(subjects)?;
+        // JetStream publishes are plain NATS messages on the wire subject,
+        // so a core subscription sees each one as it is stored.
+        let client = self.js.client();
+        let mut streams = Vec::with_capacity(filters.len());
+        for filter in &filters {
+            let subscriber = client
+                .subscribe(self.wire_subject(filter))
+                .await
+                .map_err(|e| BusError::Subscribe {
+                    consumer: "watch".to_owned(),
+                    reason: e.to_string(),
+                })?;
+            streams.push(subscriber);
+        }
+        Ok(Box::new(NatsWatch {
+            prefix: format!("{}.", self.options.subject_prefix),
+            messages: futures::stream::select_all(streams),
+        }))
+    }
+
     fn kind(&self) -> &'static str {
         "nats"
+    }
+}
+
+struct NatsWatch {
+    /// `{subject_prefix}.`
+    prefix: String,
+    messages: futures::stream::SelectAll<async_nats::Subscriber>,
+}
+
+#[async_trait]
+impl Watch for NatsWatch {
+    async fn next(&mut self) -> Result<BusEvent, BusError> {
+        let Some(message) = self.messages.next().await else {
+            return Err(BusError::Subscribe {
+                consumer: "watch".to_owned(),
+                reason: "subscription ended".to_owned(),
+            });
+        };
+        let wire_subject = message.subject.to_string();
+        let subject = wire_subject
+            .strip_prefix(&self.prefix)
+            .unwrap_or(&wire_subject);
+        serde_json::from_slice(&message.payload).map_err(|e| BusError::Decode {
+            subject: subject.to_owned(),
+            reason: e.to_string(),
+        })
     }
 }
 

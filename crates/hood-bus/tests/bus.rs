@@ -343,7 +343,37 @@ async fn mixed_load_counts_are_exact(fx: &Fixture) {
     assert_eq!(drain(&mut b).await.len(), 10);
 }
 
+/// Every watcher sees every matching event; a durable consumer of the same
+/// subject still gets its own copy.
+async fn every_watcher_sees_every_event(fx: &Fixture) {
+    let bus = fx.bus(LONG_ACK_WAIT).await;
+    let filter = subjects(&["edge.rpc_key.*"]);
+    let mut a = bus.watch(&filter).await.unwrap();
+    let mut b = bus.watch(&filter).await.unwrap();
+    let mut durable = bus.subscribe("keys", &filter).await.unwrap();
+    let ignored = event("edge.usage.batch");
+    let revoked = event("edge.rpc_key.revoked");
+    bus.publish(&ignored).await.unwrap();
+    bus.publish(&revoked).await.unwrap();
+    for watcher in [&mut a, &mut b] {
+        let got = timeout(ARRIVE, watcher.next())
+            .await
+            .expect("watch event in time")
+            .expect("watch");
+        assert_eq!(got, revoked, "the non-matching event is filtered out");
+        assert!(
+            timeout(QUIET, watcher.next()).await.is_err(),
+            "nothing more"
+        );
+    }
+    let d = recv(&mut durable).await;
+    assert_eq!(d.event, revoked);
+    d.ack().await.unwrap();
+    assert!(bus.watch(&subjects(&["a..b"])).await.is_err());
+}
+
 bus_conformance!(
+    every_watcher_sees_every_event,
     round_trip,
     wildcard_filters,
     one_consumer_shares_work,

@@ -187,6 +187,10 @@ impl EventBus for Probe {
         self.inner.subscribe(consumer, subjects).await
     }
 
+    async fn watch(&self, subjects: &[String]) -> Result<Box<dyn hood_bus::Watch>, BusError> {
+        self.inner.watch(subjects).await
+    }
+
     fn kind(&self) -> &'static str {
         "probe"
     }
@@ -394,6 +398,10 @@ impl EventBus for Tagged {
         subjects: &[String],
     ) -> Result<Box<dyn Subscription>, BusError> {
         self.probe.subscribe(consumer, subjects).await
+    }
+
+    async fn watch(&self, subjects: &[String]) -> Result<Box<dyn hood_bus::Watch>, BusError> {
+        self.probe.watch(subjects).await
     }
 
     fn kind(&self) -> &'static str {
