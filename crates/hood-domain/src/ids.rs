@@ -72,3 +72,5 @@ id_type!(/// A notification channel of an organization.
     ChannelId);
 id_type!(/// One notification of one incident event to one channel.
     DeliveryId);
+id_type!(/// An RPC key of the edge (the id, never the secret).
+    RpcKeyId);

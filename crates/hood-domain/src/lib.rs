@@ -12,6 +12,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod machine;
 pub mod node;
+pub mod rpc;
 pub mod time;
 pub mod validate;
 pub mod workload;

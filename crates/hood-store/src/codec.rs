@@ -92,6 +92,8 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("nodes_org_name_key", "nodes.org_id, nodes.name", "name"),
     ("nodes_pkey", "nodes.id", "id"),
     ("node_keys_pkey", "node_keys.node_id", "node key material"),
+    ("rpc_keys_prefix_key", "rpc_keys.prefix", "prefix"),
+    ("rpc_keys_pkey", "rpc_keys.id", "id"),
 ];
 
 /// PostgreSQL `unique_violation`.

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 pub mod artifact;
 mod codec;
+pub mod edge;
 pub mod fleet;
 pub mod health;
 pub mod migrate;
@@ -223,6 +224,7 @@ pub trait Store:
     + artifact::ArtifactCatalog
     + node::NodeStore
     + health::HealthStore
+    + edge::EdgeStore
     + Send
     + Sync
     + 'static

@@ -71,6 +71,11 @@ pub const SQLITE: &[Migration] = &[
         name: "health",
         sql: include_str!("../migrations/sqlite/0006_health.sql"),
     },
+    Migration {
+        version: 7,
+        name: "edge",
+        sql: include_str!("../migrations/sqlite/0007_edge.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -104,6 +109,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 6,
         name: "health",
         sql: include_str!("../migrations/postgres/0006_health.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "edge",
+        sql: include_str!("../migrations/postgres/0007_edge.sql"),
     },
 ];
 

@@ -85,4 +85,5 @@ include!("fleet_repo.rs");
 include!("artifact_repo.rs");
 include!("node_repo.rs");
 include!("health_repo.rs");
+include!("edge_repo.rs");
 include!("outbox_repo.rs");
