@@ -5,6 +5,7 @@ mod agent;
 mod bench;
 mod bus;
 mod cli;
+mod edge;
 mod fleet;
 mod health;
 mod server;
@@ -61,6 +62,8 @@ enum Command {
         gateway_addr: SocketAddr,
         #[command(flatten)]
         health: health::HealthArgs,
+        #[command(flatten)]
+        edge: edge::EdgeArgs,
     },
     /// Runs the given roles against PostgreSQL (cluster mode).
     Serve {
@@ -156,7 +159,8 @@ async fn run(cli: Cli) -> Result<()> {
             auth_addr,
             gateway_addr,
             health,
-        } => server::up(opts, api_addr, auth_addr, gateway_addr, health).await,
+            edge,
+        } => server::up(opts, api_addr, auth_addr, gateway_addr, health, edge).await,
         Command::Serve {
             opts,
             roles,

@@ -48,6 +48,7 @@ pub async fn up(
     auth_addr: SocketAddr,
     gateway_addr: SocketAddr,
     health_args: crate::health::HealthArgs,
+    edge_args: crate::edge::EdgeArgs,
 ) -> Result<()> {
     std::fs::create_dir_all(&opts.home)
         .with_context(|| format!("creating {}", opts.home.display()))?;
@@ -86,12 +87,13 @@ pub async fn up(
     let health = crate::health::HealthRole::start(
         &health_args,
         store.clone(),
-        bus,
+        bus.clone(),
         state.chains.clone(),
         &master,
         fleet.orchestrator.clone(),
     )
     .await?;
+    let edge = crate::edge::start(&edge_args, store.clone(), bus, &state.chains).await?;
 
     let api_listener = bind(api_addr).await?;
     let auth_listener = bind(auth_addr).await?;
@@ -105,6 +107,7 @@ pub async fn up(
     println!("api:  {api_url}");
     println!("auth: {auth_url}");
     println!("agent gateway: {}", fleet.gateway_url);
+    println!("edge: http://{}", edge.addr);
     println!("openapi: {api_url}/openapi.json");
     if let Some(r) = &report {
         println!(
@@ -162,6 +165,8 @@ pub async fn up(
             .context("gateway task")?
             .context("agent gateway")?;
     }
+    let usage_written = edge.shutdown().await;
+    tracing::info!(usage_written, "edge stopped");
     health.shutdown().await;
     fleet.shutdown().await;
     println!("hood stopped");

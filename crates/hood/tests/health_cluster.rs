@@ -86,7 +86,7 @@ async fn standby_health_replica_finishes_an_outage_after_the_leader_dies() {
     let _gateway = serve("agent-gateway", "gateway");
     let _orch_a = serve("orchestrator", "orch-a");
     let _orch_b = serve("orchestrator", "orch-b");
-    let mut health = vec![
+    let mut health = [
         Some(serve("health", "health-a")),
         Some(serve("health", "health-b")),
     ];

@@ -129,9 +129,11 @@ pub fn hood_up_with_gateway(home: &Path, gateway: &str) -> HoodProcess {
             "127.0.0.1:0",
             "--gateway-addr",
             gateway,
+            "--edge-addr",
+            "127.0.0.1:0",
         ],
         &[("HOOD_HOME", home.display().to_string())],
-        &["api", "auth"],
+        &["api", "auth", "edge"],
     )
 }
 
@@ -179,9 +181,11 @@ pub fn hood_up(home: &Path, extra_env: &[(&str, String)]) -> HoodProcess {
             "127.0.0.1:0",
             "--gateway-addr",
             "127.0.0.1:0",
+            "--edge-addr",
+            "127.0.0.1:0",
         ],
         &envs,
-        &["api", "auth"],
+        &["api", "auth", "edge"],
     )
 }
 

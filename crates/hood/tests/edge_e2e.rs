@@ -1,0 +1,230 @@
+//! The RPC edge on `hood up`, with a managed ethereum-anvil node as its
+//! upstream: a valid key is served (single and batch), an unknown key gets
+//! 401, a denied method and a disallowed chain are refused, exceeding the
+//! plan gets 429 with Retry-After, a revoked key is refused within a
+//! second, and after a clean stop every answered call has exactly one
+//! usage event.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
+
+mod common;
+
+use common::health::{get_json, wait_for};
+use common::{hood_cli, hood_up, read_admin_key, temp_home, KillUnder};
+use hood_domain::rpc::{KeyScope, RpcKey};
+use hood_domain::{OrgId, RpcKeyId, Timestamp};
+use hood_store::Store;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+}
+
+/// Stores a key straight into the embedded database; returns it and its token.
+async fn insert_key(store: &Arc<dyn Store>, org: OrgId, scope: KeyScope) -> (RpcKey, String) {
+    let generated = hood_identity::api_keys::generate_rpc_key();
+    let key = RpcKey {
+        id: RpcKeyId::from_uuid(uuid::Uuid::now_v7()),
+        org_id: org,
+        name: "e2e".into(),
+        prefix: generated.prefix.clone(),
+        secret_hash: generated.secret_hash.clone(),
+        plan: "free".into(),
+        scope,
+        created_at: now(),
+        updated_at: now(),
+        revoked_at: None,
+        version: 1,
+    };
+    store.create_rpc_key(&key).await.unwrap();
+    (key, generated.token)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn managed_node_serves_through_the_edge_with_keys_limits_and_metering() {
+    let Some(anvil) = hood_testkit::anvil_bin("edge_end_to_end") else {
+        return;
+    };
+    let (_dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(&home, &[("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into())]);
+    let api = hood.url("api");
+    let edge = hood.url("edge");
+    let admin = read_admin_key(&home);
+    let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", admin.clone())];
+    let (ok, out, err) = hood_cli(
+        &[
+            "artifact",
+            "push",
+            "anvil-linux-amd64",
+            "1.5.1",
+            anvil.to_str().unwrap(),
+        ],
+        &env,
+        None,
+    );
+    assert!(ok, "push: {out} {err}");
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{api}/api/v1/nodes"))
+        .bearer_auth(&admin)
+        .json(&json!({"chain": "ethereum-anvil", "name": "upstream"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let node: Value = r.json().await.unwrap();
+    let org: OrgId = node["node"]["org_id"].as_str().unwrap().parse().unwrap();
+    let node_url = format!(
+        "{api}/api/v1/nodes/{}",
+        node["node"]["id"].as_str().unwrap()
+    );
+    wait_for("healthy", Duration::from_secs(60), async || {
+        let n = get_json(&http, &node_url, &admin).await;
+        assert_ne!(n["state"], "failed", "{n}");
+        (n["state"] == "healthy").then_some(n)
+    })
+    .await;
+
+    let store = hood_store::connect(&format!("sqlite://{}", home.join("hood.db").display()))
+        .await
+        .unwrap();
+    let (key, token) = insert_key(
+        &store,
+        org,
+        KeyScope {
+            chains: vec!["ethereum-anvil".into()],
+            denied_methods: vec!["eth_getBalance".into()],
+            ..KeyScope::default()
+        },
+    )
+    .await;
+    let rpc = |chain: &str, token: &str, body: Value| {
+        let http = http.clone();
+        let url = format!("{edge}/{chain}/v1/{token}");
+        async move {
+            let r = http.post(url).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            let retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let text = r.text().await.unwrap();
+            let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::Null);
+            (status, body, retry)
+        }
+    };
+    let call =
+        |id: u64, method: &str| json!({"jsonrpc": "2.0", "id": id, "method": method, "params": []});
+    // Answered calls of `key`, counted by the client.
+    let mut answered = 0u64;
+
+    // The node joins the pool within a refresh.
+    wait_for("served", Duration::from_secs(20), async || {
+        let (status, body, _) = rpc("ethereum-anvil", &token, call(1, "eth_blockNumber")).await;
+        answered += 1;
+        (status == 200 && body["result"].is_string()).then_some(body)
+    })
+    .await;
+
+    // A batch: each call answered, in order, by id.
+    let (status, body, _) = rpc(
+        "ethereum-anvil",
+        &token,
+        json!([call(10, "eth_chainId"), call(11, "eth_blockNumber")]),
+    )
+    .await;
+    answered += 2;
+    assert_eq!(status, 200, "{body}");
+    let items = body.as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["id"], 10);
+    assert_eq!(items[0]["result"], "0x7a69", "anvil's chain id 31337");
+    assert!(items[1]["result"].is_string());
+
+    // Unknown key: 401, and nothing metered for anyone.
+    let (bogus, _) = {
+        let g = hood_identity::api_keys::generate_rpc_key();
+        (g.token, ())
+    };
+    let (status, body, _) = rpc("ethereum-anvil", &bogus, call(1, "eth_blockNumber")).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], -32001);
+
+    // Denied method: refused, naming the method.
+    let (status, body, _) = rpc("ethereum-anvil", &token, call(2, "eth_getBalance")).await;
+    answered += 1;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("eth_getBalance"),
+        "{body}"
+    );
+    // Disallowed chain (a known chain, outside the key's list).
+    let (status, body, _) = rpc("ethereum", &token, call(3, "eth_blockNumber")).await;
+    answered += 1;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ethereum"));
+    // Malformed bodies.
+    let r = http
+        .post(format!("{edge}/ethereum-anvil/v1/{token}"))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    answered += 1;
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], -32700);
+
+    // The free plan: 1,000 CU a minute; eth_blockNumber costs 10.
+    let mut limited = None;
+    for i in 0..150 {
+        let (status, body, retry) =
+            rpc("ethereum-anvil", &token, call(100 + i, "eth_blockNumber")).await;
+        answered += 1;
+        if status == 429 {
+            limited = Some((body, retry));
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+    }
+    let (body, retry) = limited.expect("the plan's limit is enforced");
+    assert_eq!(body["error"]["code"], -32005, "{body}");
+    assert_eq!(body["error"]["data"]["plan"], "free");
+    assert!(retry.unwrap().parse::<u64>().unwrap() >= 1);
+
+    // Revocation reaches the edge within a second.
+    assert!(store.revoke_rpc_key(org, key.id, now()).await.unwrap());
+    let revoked_at = Instant::now();
+    loop {
+        let (status, _, _) = rpc("ethereum-anvil", &token, call(5, "eth_chainId")).await;
+        if status == 401 {
+            break;
+        }
+        answered += 1;
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(1),
+            "still served {:?} after revocation",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("revocation took effect in {:?}", revoked_at.elapsed());
+
+    // A clean stop flushes every usage event: one per answered call.
+    hood.stop("-TERM");
+    let events = store.count_usage_events(key.id).await.unwrap();
+    assert_eq!(events as u64, answered, "one usage event per answered call");
+}
