@@ -5,6 +5,7 @@
 //! a restart loses nothing.
 
 use async_trait::async_trait;
+use hood_bus::{BusEvent, EventBus};
 use hood_domain::rpc::UsageEvent;
 use hood_store::Store;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +33,103 @@ impl UsageWriter for StoreWriter {
             .await
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+/// Subject of usage batches on the bus (cluster mode).
+pub const USAGE_SUBJECT: &str = "edge.usage.recorded";
+/// The shared durable consumer that stores usage batches.
+pub const USAGE_CONSUMER: &str = "edge-usage-ingest";
+/// Events per bus message: well under NATS's default 1 MiB payload limit.
+const EVENTS_PER_MESSAGE: usize = 500;
+
+/// Cluster mode: onto the bus (JetStream, durable once acknowledged), from
+/// which [`run_ingest`] stores them. The edge's answers never wait for the
+/// database, and a database outage only delays ingestion.
+pub struct BusWriter(pub Arc<dyn EventBus>);
+
+#[async_trait]
+impl UsageWriter for BusWriter {
+    async fn write(&self, batch: &[UsageEvent]) -> Result<(), String> {
+        for chunk in batch.chunks(EVENTS_PER_MESSAGE) {
+            // The message id is derived from the first request id, so a
+            // retried chunk is de-duplicated by the bus as well.
+            let first = chunk.first().map(|e| e.request_id.as_str()).unwrap_or("");
+            let event = BusEvent {
+                id: format!("usage-{first}-{}", chunk.len()),
+                subject: USAGE_SUBJECT.to_owned(),
+                aggregate_type: "usage_batch".to_owned(),
+                aggregate_id: first.to_owned(),
+                payload: serde_json::json!({ "events": chunk }),
+                created_at_ms: chunk.first().map(|e| e.at.millis()).unwrap_or(0),
+            };
+            self.0.publish(&event).await.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// Stores usage batches from the bus until `stop` turns true. Storing is
+/// idempotent by request id, so redeliveries never count twice.
+pub async fn run_ingest(
+    bus: Arc<dyn EventBus>,
+    store: Arc<dyn Store>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let mut subscription = match bus
+            .subscribe(USAGE_CONSUMER, &[USAGE_SUBJECT.to_owned()])
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to usage batches; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        };
+        loop {
+            let delivery = tokio::select! {
+                d = subscription.next() => d,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let delivery = match delivery {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "usage subscription error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let events: Vec<UsageEvent> = match delivery
+                .event
+                .payload
+                .get("events")
+                .cloned()
+                .map(serde_json::from_value)
+            {
+                Some(Ok(events)) => events,
+                _ => {
+                    // Redelivering an undecodable batch cannot help.
+                    tracing::error!(event_id = %delivery.event.id, "undecodable usage batch dropped");
+                    let _ = delivery.ack().await;
+                    continue;
+                }
+            };
+            match store.record_usage(&events).await {
+                Ok(_) => {
+                    if let Err(e) = delivery.ack().await {
+                        tracing::warn!(error = %e, "acking a usage batch failed; it will be redelivered");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "storing usage failed; retrying");
+                    let _ = delivery.nack(Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use anyhow::{Context, Result};
 use hood_bus::EventBus;
 use hood_chains::ChainCatalog;
+use hood_domain::rpc::{CuPricing, Plan, PlanCatalog};
 use hood_edge::{EdgeConfig, EdgeDeps, EdgeHandle};
 use hood_store::Store;
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +13,14 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct EdgeArgs {
+    /// Plans, overriding or adding to the defaults: `name=cu_per_minute[:burst]`,
+    /// comma-separated (defaults: free=1000, basic=10000, pro=100000,
+    /// enterprise=1000000 compute units per minute, burst one minute).
+    #[arg(long, env = "HOOD_EDGE_PLANS", value_delimiter = ',')]
+    pub edge_plans: Vec<String>,
+    /// Compute-unit prices overriding the defaults: `method=cu,…`.
+    #[arg(long, env = "HOOD_EDGE_PRICES", value_delimiter = ',')]
+    pub edge_prices: Vec<String>,
     /// Public JSON-RPC edge listen address.
     #[arg(long, env = "HOOD_EDGE_ADDR", default_value = "127.0.0.1:8545")]
     pub edge_addr: SocketAddr,
@@ -55,6 +64,8 @@ impl EdgeArgs {
             "HOOD_EDGE_MAX_BATCH must be at least 1"
         );
         let mut config = EdgeConfig {
+            plans: plans(&self.edge_plans)?,
+            pricing: prices(&self.edge_prices)?,
             domain: self.edge_domain.clone(),
             max_batch: self.edge_max_batch,
             max_body_bytes: self.edge_max_body_bytes.max(1024),
@@ -65,12 +76,19 @@ impl EdgeArgs {
     }
 }
 
-/// Starts one edge replica writing usage straight into the store.
+/// Where usage events go: the store (embedded) or the bus (cluster).
+pub enum UsageSink {
+    Store,
+    Bus,
+}
+
+/// Starts one edge replica.
 pub async fn start(
     args: &EdgeArgs,
     store: Arc<dyn Store>,
     bus: Arc<dyn EventBus>,
     chains: &ChainCatalog,
+    sink: UsageSink,
 ) -> Result<EdgeHandle> {
     let config = args.config()?;
     let listener = tokio::net::TcpListener::bind(args.edge_addr)
@@ -78,7 +96,10 @@ pub async fn start(
         .with_context(|| format!("binding the edge to {}", args.edge_addr))?;
     let chains: BTreeSet<String> = chains.iter().map(|c| c.name.clone()).collect();
     let deps = EdgeDeps {
-        usage: Arc::new(hood_edge::meter::StoreWriter(store.clone())),
+        usage: match sink {
+            UsageSink::Store => Arc::new(hood_edge::meter::StoreWriter(store.clone())),
+            UsageSink::Bus => Arc::new(hood_edge::meter::BusWriter(bus.clone())),
+        },
         limiter: Arc::new(hood_edge::limit::LocalLimiter::default()),
         store,
         bus,
@@ -87,4 +108,80 @@ pub async fn start(
     hood_edge::start(config, deps, listener)
         .await
         .context("starting the edge")
+}
+
+/// The plan catalog: the defaults with `name=cu_per_minute[:burst]`
+/// entries replacing or adding plans.
+pub fn plans(entries: &[String]) -> Result<PlanCatalog> {
+    let mut plans: Vec<Plan> = PlanCatalog::defaults().plans().to_vec();
+    for entry in entries.iter().filter(|e| !e.trim().is_empty()) {
+        let (name, rate) = entry.split_once('=').with_context(|| {
+            format!("HOOD_EDGE_PLANS entry `{entry}` is not name=cu_per_minute[:burst]")
+        })?;
+        let (rate, burst) = match rate.split_once(':') {
+            Some((r, b)) => (r, Some(b)),
+            None => (rate, None),
+        };
+        let number = |v: &str| {
+            v.trim().parse::<u64>().with_context(|| {
+                format!("HOOD_EDGE_PLANS entry `{entry}`: `{v}` is not a whole number")
+            })
+        };
+        let cu_per_minute = number(rate)?;
+        let plan = Plan {
+            name: name.trim().to_owned(),
+            cu_per_minute,
+            burst_cu: burst.map(number).transpose()?.unwrap_or(cu_per_minute),
+        };
+        match plans.iter_mut().find(|p| p.name == plan.name) {
+            Some(p) => *p = plan,
+            None => plans.push(plan),
+        }
+    }
+    PlanCatalog::from_plans(plans).context("HOOD_EDGE_PLANS")
+}
+
+/// The price table: the defaults with `method=cu` overrides.
+pub fn prices(entries: &[String]) -> Result<CuPricing> {
+    let mut exact = BTreeMap::new();
+    for entry in entries.iter().filter(|e| !e.trim().is_empty()) {
+        let (method, cu) = entry
+            .split_once('=')
+            .with_context(|| format!("HOOD_EDGE_PRICES entry `{entry}` is not method=cu"))?;
+        let cu: u32 = cu
+            .trim()
+            .parse()
+            .with_context(|| format!("HOOD_EDGE_PRICES entry `{entry}`: not a whole number"))?;
+        exact.insert(method.trim().to_owned(), cu);
+    }
+    CuPricing::defaults()
+        .with_overrides(exact)
+        .context("HOOD_EDGE_PRICES")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn plans_override_and_extend_the_defaults() {
+        let p = plans(&["free=500".into(), "bulk=90000:1000".into()]).unwrap();
+        assert_eq!(p.get("free").unwrap().cu_per_minute, 500);
+        assert_eq!(p.get("free").unwrap().burst_cu, 500);
+        assert_eq!(p.get("bulk").unwrap().burst_cu, 1000);
+        assert_eq!(p.get("pro").unwrap().cu_per_minute, 100_000);
+        for bad in ["free", "free=x", "free=0", "Bad Name=10", "free=10:y"] {
+            assert!(plans(&[bad.into()]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prices_override_the_defaults() {
+        let p = prices(&["eth_call=40".into()]).unwrap();
+        assert_eq!(p.price("eth_call"), 40);
+        assert_eq!(p.price("eth_blockNumber"), 10);
+        assert!(prices(&["eth_call".into()]).is_err());
+        assert!(prices(&["eth_call=-1".into()]).is_err());
+    }
 }

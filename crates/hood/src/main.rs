@@ -45,6 +45,9 @@ enum RoleArg {
     /// Health evaluation, incidents, notifications, migrations, uptime, cleanup
     /// (leader-elected; several replicas stand by for each other).
     Health,
+    /// The public JSON-RPC edge (HOOD_EDGE_ADDR, default 8545); replicas
+    /// share keys, revocations and usage through the bus.
+    Edge,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +84,8 @@ enum Command {
         fleet: server::FleetArgs,
         #[command(flatten)]
         health: health::HealthArgs,
+        #[command(flatten)]
+        edge: edge::EdgeArgs,
     },
     /// Applies database migrations (a separate step in cluster mode).
     Migrate {
@@ -168,7 +173,9 @@ async fn run(cli: Cli) -> Result<()> {
             database_url,
             mut fleet,
             health,
+            edge,
         } => {
+            let edge = roles.contains(&RoleArg::Edge).then_some(edge);
             fleet.orchestrator = roles.contains(&RoleArg::Orchestrator);
             fleet.agent_gateway = roles.contains(&RoleArg::AgentGateway);
             fleet.health = roles.contains(&RoleArg::Health);
@@ -177,7 +184,10 @@ async fn run(cli: Cli) -> Result<()> {
                 .filter_map(|r| match r {
                     RoleArg::Api => Some(HttpRole::Api),
                     RoleArg::Auth => Some(HttpRole::Auth),
-                    RoleArg::Orchestrator | RoleArg::AgentGateway | RoleArg::Health => None,
+                    RoleArg::Orchestrator
+                    | RoleArg::AgentGateway
+                    | RoleArg::Health
+                    | RoleArg::Edge => None,
                 })
                 .collect();
             let port = if roles == [HttpRole::Auth] {
@@ -186,7 +196,7 @@ async fn run(cli: Cli) -> Result<()> {
                 8080
             };
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
-            server::serve(opts, roles, listen, &database_url, fleet, health).await
+            server::serve(opts, roles, listen, &database_url, fleet, health, edge).await
         }
         Command::Migrate { database_url } => server::migrate(&database_url).await,
         Command::Agent(opts) => agent::run(opts).await,

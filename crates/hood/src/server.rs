@@ -93,7 +93,14 @@ pub async fn up(
         fleet.orchestrator.clone(),
     )
     .await?;
-    let edge = crate::edge::start(&edge_args, store.clone(), bus, &state.chains).await?;
+    let edge = crate::edge::start(
+        &edge_args,
+        store.clone(),
+        bus,
+        &state.chains,
+        crate::edge::UsageSink::Store,
+    )
+    .await?;
 
     let api_listener = bind(api_addr).await?;
     let auth_listener = bind(auth_addr).await?;
@@ -181,6 +188,7 @@ pub async fn serve(
     database_url: &str,
     fleet_args: FleetArgs,
     health_args: crate::health::HealthArgs,
+    edge_args: Option<crate::edge::EdgeArgs>,
 ) -> Result<()> {
     let store = hood_store::connect(database_url)
         .await
@@ -260,6 +268,44 @@ pub async fn serve(
             .await?,
         );
     }
+    // The edge and the relay that feeds the bus from the outbox (the api
+    // role writes key changes; the health role runs its own relay).
+    let mut edge = None;
+    let mut relay = None;
+    let (ingest_stop, ingest_stopped) = tokio::sync::watch::channel(false);
+    let mut ingest = None;
+    if health_args.bus.nats_url.is_some() || edge_args.is_some() {
+        if health_args.bus.nats_url.is_none() {
+            bail!("the edge role in cluster mode needs the event bus: set HOOD_NATS_URL (NATS with JetStream)");
+        }
+        let bus = health_args.bus.connect().await?;
+        if roles.contains(&HttpRole::Api) && health.is_none() {
+            relay = Some(
+                hood_bus::OutboxRelay::new(
+                    store.clone(),
+                    bus.clone(),
+                    hood_bus::RelayConfig::default(),
+                )
+                .spawn(),
+            );
+        }
+        if let Some(args) = &edge_args {
+            let handle = crate::edge::start(
+                args,
+                store.clone(),
+                bus.clone(),
+                &state.chains,
+                crate::edge::UsageSink::Bus,
+            )
+            .await?;
+            ingest = Some(tokio::spawn(hood_edge::meter::run_ingest(
+                bus.clone(),
+                store.clone(),
+                ingest_stopped,
+            )));
+            edge = Some(handle);
+        }
+    }
     let listener = bind(listen).await?;
     let mut names: Vec<&str> = roles
         .iter()
@@ -277,6 +323,10 @@ pub async fn serve(
     if let Some(f) = fleet.as_ref().filter(|_| fleet_args.agent_gateway) {
         names.push("agent-gateway");
         println!("agent gateway: {}", f.gateway_url);
+    }
+    if let Some(e) = &edge {
+        names.push("edge");
+        println!("edge: http://{}", e.addr);
     }
     println!(
         "serving roles {} on http://{}",
@@ -299,6 +349,19 @@ pub async fn serve(
         task.await
             .context("gateway task")?
             .context("agent gateway")?;
+    }
+    if let Some(e) = edge {
+        // Usage is on the bus once this returns; ingestion (here or on any
+        // other replica) stores it.
+        let usage_written = e.shutdown().await;
+        tracing::info!(usage_written, "edge stopped");
+    }
+    let _ = ingest_stop.send(true);
+    if let Some(task) = ingest {
+        let _ = task.await;
+    }
+    if let Some(r) = relay {
+        r.shutdown().await;
     }
     if let Some(h) = health {
         h.shutdown().await;

@@ -1,0 +1,283 @@
+//! The edge in cluster mode: PostgreSQL, NATS JetStream, an api replica and
+//! two edge replicas as separate `hood serve` processes.
+//!
+//! * A key revoked in the database is refused by both replicas within 1 s
+//!   (outbox → relay → bus → every replica's key cache).
+//! * Under a load of 100,000 requests (`HOOD_EDGE_LOAD_REQUESTS`) spread
+//!   over both replicas, one replica is restarted mid-run; afterwards the
+//!   stored usage events equal the answered requests exactly.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
+
+mod common;
+
+use common::{hood_cli, HoodProcess};
+use hood_domain::rpc::{KeyScope, RpcKey};
+use hood_domain::{OrgId, RpcKeyId, Timestamp};
+use hood_identity::master_key::MasterKey;
+use hood_store::Store;
+use hood_testkit::{NatsStream, PgDatabase};
+use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn now() -> Timestamp {
+    Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+}
+
+/// A fast local JSON-RPC upstream: answers every call with block 0x10.
+async fn upstream() -> String {
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            let answer =
+                |call: &Value| json!({"jsonrpc": "2.0", "id": call["id"], "result": "0x10"});
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let out = match &v {
+                Value::Array(calls) => Value::Array(calls.iter().map(answer).collect()),
+                call => answer(call),
+            };
+            axum::Json(out)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/")
+}
+
+fn free_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+async fn insert_key(store: &Arc<dyn Store>, org: OrgId, plan: &str) -> (RpcKey, String) {
+    let generated = hood_identity::api_keys::generate_rpc_key();
+    let key = RpcKey {
+        id: RpcKeyId::from_uuid(uuid::Uuid::now_v7()),
+        org_id: org,
+        name: format!("cluster-{plan}"),
+        prefix: generated.prefix.clone(),
+        secret_hash: generated.secret_hash.clone(),
+        plan: plan.into(),
+        scope: KeyScope::default(),
+        created_at: now(),
+        updated_at: now(),
+        revoked_at: None,
+        version: 1,
+    };
+    store.create_rpc_key(&key).await.unwrap();
+    (key, generated.token)
+}
+
+async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
+    http.post(url)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}))
+        .send()
+        .await
+        .ok()
+        .map(|r| r.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
+    let Some(db) = PgDatabase::create("edge_cluster").await else {
+        return;
+    };
+    let Some(nats) = NatsStream::unique("edge cluster test") else {
+        return;
+    };
+    let upstream = upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let master = MasterKey::generate();
+    let env = |name: &str| {
+        let mut env = vec![
+            ("DATABASE_URL", db.url.clone()),
+            ("HOOD_MASTER_KEY", master.to_base64()),
+            ("HOOD_HOME", dir.path().join(name).display().to_string()),
+            ("HOOD_EDGE_UPSTREAMS", format!("ethereum-anvil={upstream}")),
+            ("HOOD_EDGE_PLANS", "loadtest=1000000000".to_owned()),
+        ];
+        env.extend(nats.env());
+        env
+    };
+    let (ok, out, err) = hood_cli(&["migrate"], &env("migrate"), None);
+    assert!(ok, "migrate: {out} {err}");
+    let _api = HoodProcess::start(
+        &["serve", "--role", "api,auth", "--listen", "127.0.0.1:0"],
+        &env("api"),
+        &["serving"],
+    );
+    let edge_addrs = [free_port(), free_port()];
+    let start_edge = |i: usize| {
+        HoodProcess::start(
+            &[
+                "serve",
+                "--role",
+                "edge",
+                "--listen",
+                "127.0.0.1:0",
+                "--edge-addr",
+                &edge_addrs[i],
+            ],
+            &env(&format!("edge-{i}")),
+            &["serving", "edge"],
+        )
+    };
+    let mut edges = [Some(start_edge(0)), Some(start_edge(1))];
+
+    let store = hood_store::connect(&db.url).await.unwrap();
+    let org = store.list_orgs().await.unwrap()[0].id;
+    let http = reqwest::Client::new();
+
+    // Revocation reaches both replicas within a second.
+    let (doomed, doomed_token) = insert_key(&store, org, "free").await;
+    for addr in &edge_addrs {
+        let url = format!("http://{addr}/ethereum-anvil/v1/{doomed_token}");
+        let started = Instant::now();
+        while status(&http, &url).await != Some(200) {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{addr} never served the key"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(store.revoke_rpc_key(org, doomed.id, now()).await.unwrap());
+    let revoked = Instant::now();
+    let mut refused = [None, None];
+    while refused.iter().any(Option::is_none) {
+        for (i, addr) in edge_addrs.iter().enumerate() {
+            if refused[i].is_none() {
+                let url = format!("http://{addr}/ethereum-anvil/v1/{doomed_token}");
+                if status(&http, &url).await == Some(401) {
+                    refused[i] = Some(revoked.elapsed());
+                }
+            }
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "revocation not effective on every replica within 1 s: {refused:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    eprintln!("revocation effective on both replicas after {refused:?}");
+
+    // Load with a mid-run restart of replica 0.
+    let total: u64 = std::env::var("HOOD_EDGE_LOAD_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let (key, token) = insert_key(&store, org, "loadtest").await;
+    let sent = Arc::new(AtomicU64::new(0));
+    let answered = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let non_200 = Arc::new(AtomicU64::new(0));
+    let body =
+        bytes_of(&json!({"jsonrpc": "2.0", "id": 7, "method": "eth_blockNumber", "params": []}));
+    let workers: Vec<_> = (0..32)
+        .map(|w| {
+            let http = http.clone();
+            let urls: Vec<String> = edge_addrs
+                .iter()
+                .map(|a| format!("http://{a}/ethereum-anvil/v1/{token}"))
+                .collect();
+            let (sent, answered, failed, non_200, body) = (
+                sent.clone(),
+                answered.clone(),
+                failed.clone(),
+                non_200.clone(),
+                body.clone(),
+            );
+            tokio::spawn(async move {
+                let mut n = w;
+                while sent.fetch_add(1, Ordering::Relaxed) < total {
+                    n += 1;
+                    let url = &urls[n % urls.len()];
+                    match http
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                    {
+                        Ok(r) => {
+                            let ok = r.status() == 200;
+                            // Answered = a whole response arrived.
+                            if r.bytes().await.is_ok() {
+                                answered.fetch_add(1, Ordering::Relaxed);
+                                if !ok {
+                                    non_200.fetch_add(1, Ordering::Relaxed);
+                                }
+                            } else {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let load_started = Instant::now();
+    while sent.load(Ordering::Relaxed) < total / 3 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopped = edges[0].take().unwrap().stop("-TERM");
+    assert!(stopped.success(), "replica 0 stopped cleanly: {stopped:?}");
+    edges[0] = Some(start_edge(0));
+    eprintln!(
+        "replica 0 restarted at {} requests",
+        sent.load(Ordering::Relaxed)
+    );
+    for w in workers {
+        w.await.unwrap();
+    }
+    let elapsed = load_started.elapsed();
+    let answered = answered.load(Ordering::Relaxed);
+    eprintln!(
+        "{answered} answered ({} not 200), {} failed in {elapsed:?} ({:.0}/s)",
+        non_200.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed),
+        answered as f64 / elapsed.as_secs_f64()
+    );
+    assert!(answered >= total * 9 / 10, "most requests were answered");
+
+    // Every answered request, and nothing else, becomes one stored event.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let stored = store.count_usage_events(key.id).await.unwrap() as u64;
+        assert!(stored <= answered, "{stored} events for {answered} answers");
+        if stored == answered {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {stored} of {answered} usage events stored"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Stop both replicas (flushing) and make sure nothing more arrives.
+    for e in edges.iter_mut() {
+        assert!(e.take().unwrap().stop("-TERM").success());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        store.count_usage_events(key.id).await.unwrap() as u64,
+        answered
+    );
+}
+
+fn bytes_of(v: &Value) -> axum::body::Bytes {
+    axum::body::Bytes::from(serde_json::to_vec(v).unwrap())
+}
