@@ -87,6 +87,113 @@ impl Limiter for LocalLimiter {
     }
 }
 
+/// GCRA state in Redis, shared by every edge replica: one limit per key ×
+/// chain however many replicas serve it. The decision is the domain's
+/// `gcra::check`, run here; Redis only stores the TAT and a Lua
+/// compare-and-set makes each update atomic (a lost race re-reads and
+/// decides again). If Redis is unreachable the replica falls back to its
+/// own local limiter and says so, rather than refusing all traffic.
+pub struct RedisLimiter {
+    conn: redis::aio::ConnectionManager,
+    prefix: String,
+    cas: redis::Script,
+    fallback: LocalLimiter,
+}
+
+/// Sets KEYS[1] to ARGV[2] (expiring at ARGV[3] ms) only if it still holds
+/// ARGV[1] ('' = absent). Returns 1 on success, 0 if someone else won.
+const CAS_SCRIPT: &str = r"
+local current = redis.call('GET', KEYS[1])
+if (current or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+return 1
+";
+
+/// Compare-and-set attempts before a hot bucket is judged locally.
+const CAS_ATTEMPTS: usize = 16;
+
+impl RedisLimiter {
+    /// Connects to `url` (`redis://host:port/db`); keys are `{prefix}:{bucket}`.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, LimitError> {
+        let client = redis::Client::open(url).map_err(|e| LimitError(redact(&e.to_string(), url)))?;
+        let conn = redis::aio::ConnectionManager::new(client)
+            .await
+            .map_err(|e| LimitError(redact(&e.to_string(), url)))?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+            cas: redis::Script::new(CAS_SCRIPT),
+            fallback: LocalLimiter::default(),
+        })
+    }
+
+    async fn shared(
+        &self,
+        key: &str,
+        cost: u64,
+        quota: &Quota,
+        now_ms: i64,
+    ) -> Result<Decision, redis::RedisError> {
+        let mut conn = self.conn.clone();
+        for _ in 0..CAS_ATTEMPTS {
+            let current: Option<String> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            let stored = current.as_deref().and_then(|v| v.parse::<i64>().ok());
+            let decision = gcra::check(quota, stored, now_ms, cost);
+            let Decision::Allow { tat_ns, .. } = decision else {
+                return Ok(decision);
+            };
+            let expire_at = gcra::idle_at_ms(tat_ns).max(now_ms + 1);
+            let won: i64 = self
+                .cas
+                .key(key)
+                .arg(current.unwrap_or_default())
+                .arg(tat_ns)
+                .arg(expire_at)
+                .invoke_async(&mut conn)
+                .await?;
+            if won == 1 {
+                return Ok(decision);
+            }
+        }
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "rate limit bucket too contended",
+        )))
+    }
+}
+
+/// Error texts of the redis client may quote the URL; never show its password.
+fn redact(message: &str, url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => message.replace(&url[s + 3..at], "***"),
+        _ => message.to_owned(),
+    }
+}
+
+#[async_trait]
+impl Limiter for RedisLimiter {
+    async fn acquire(
+        &self,
+        bucket: &str,
+        cost: u64,
+        quota: &Quota,
+        now_ms: i64,
+    ) -> Result<Decision, LimitError> {
+        let key = format!("{}:{bucket}", self.prefix);
+        match self.shared(&key, cost, quota, now_ms).await {
+            Ok(d) => Ok(d),
+            Err(e) => {
+                tracing::warn!(error = %e, "shared rate limiter unavailable; limiting locally");
+                Ok(self.fallback.decide(bucket, cost, quota, now_ms))
+            }
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
