@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod http;
 pub mod suite;
 
 use std::io::{BufRead, BufReader};
