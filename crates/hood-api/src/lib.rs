@@ -35,7 +35,8 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// Which group of routes a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpRole {
-    /// Business API (8080): chains, and later nodes, hosts, workflows...
+    /// Business API (8080): chains, nodes, hosts, workflows, health, RPC
+    /// keys and usage...
     Api,
     /// Identity (8081): login, refresh, orgs, users, API keys, JWKS.
     Auth,
@@ -52,7 +53,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::chains::router())
             .merge(routes::nodes::router())
             .merge(routes::fleet::router())
-            .merge(routes::health::router());
+            .merge(routes::health::router())
+            .merge(routes::edge::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document, assembled from the handlers' annotations.
 
 use crate::problem::{InvalidParam, Problem};
-use crate::routes::{artifacts, chains, fleet, health, identity, nodes, ops};
+use crate::routes::{artifacts, chains, edge, fleet, health, identity, nodes, ops};
 use crate::views::*;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -23,12 +23,16 @@ use utoipa::{Modify, OpenApi};
         health::list_incidents, health::get_incident, health::ack_incident, health::incident_deliveries,
         health::create_channel, health::list_channels, health::get_channel, health::delete_channel, health::test_channel,
         health::node_uptime,
+        edge::create_rpc_key, edge::list_rpc_keys, edge::get_rpc_key, edge::update_rpc_key, edge::revoke_rpc_key,
+        edge::list_rpc_plans, edge::usage,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
         artifacts::ArtifactView, fleet::HostView, fleet::WorkflowView, fleet::StepView, fleet::AbandonRequest, nodes::NodeView, nodes::NodeEventView, nodes::NodeAccepted, nodes::CreateNodeRequest,
         health::IncidentView, health::DeliveryView, health::DeliveryAttemptView, health::ChannelView,
         health::CreateChannelRequest, health::ChannelTestResult,
+        edge::RpcKeyView, edge::CreatedRpcKey, edge::CreateRpcKeyRequest, edge::UpdateRpcKeyRequest,
+        edge::RpcPlanView, edge::UsageView, edge::UsageRowView, edge::UsageTotals,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),
     modifiers(&BearerAuth),

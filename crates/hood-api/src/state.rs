@@ -4,6 +4,7 @@ use crate::limiter::KeyedLimiter;
 use crate::metrics::Metrics;
 use crate::routes::nodes::NodeWorkflows;
 use hood_chains::ChainCatalog;
+use hood_domain::rpc::PlanCatalog;
 use hood_identity::master_key::MasterKey;
 use hood_identity::oidc::OidcVerifier;
 use hood_identity::tokens::TokenIssuer;
@@ -33,6 +34,8 @@ pub struct AppState {
     pub tokens: TokenIssuer,
     pub oidc: Option<OidcVerifier>,
     pub chains: Arc<ChainCatalog>,
+    /// The plans RPC keys can be on.
+    pub plans: Arc<PlanCatalog>,
     pub login_limiter: Arc<KeyedLimiter<IpAddr>>,
     pub metrics: Arc<Metrics>,
     /// The orchestrator, in processes that run it (`hood up`, `--role orchestrator`).
@@ -46,6 +49,12 @@ impl AppState {
     /// Attaches the orchestrator that backs the node routes.
     pub fn with_node_workflows(mut self, flows: Arc<dyn NodeWorkflows>) -> Self {
         self.nodes = Some(flows);
+        self
+    }
+
+    /// Replaces the RPC key plans (default: [`PlanCatalog::defaults`]).
+    pub fn with_plans(mut self, plans: PlanCatalog) -> Self {
+        self.plans = Arc::new(plans);
         self
     }
 
@@ -67,6 +76,7 @@ impl AppState {
             tokens,
             oidc,
             chains,
+            plans: Arc::new(PlanCatalog::defaults()),
             login_limiter: Arc::new(KeyedLimiter::per_minute(config.login_attempts_per_minute)),
             metrics: Arc::new(Metrics::default()),
             nodes: None,

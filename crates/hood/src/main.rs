@@ -126,6 +126,11 @@ enum Command {
     /// Notification channels (webhook, Slack, Telegram, email).
     #[command(subcommand)]
     Channel(cli::health::ChannelCmd),
+    /// RPC keys for the edge (plans, chain and method scopes, IP and origin allow-lists).
+    #[command(subcommand)]
+    RpcKey(cli::edge::RpcKeyCmd),
+    /// RPC usage in hourly or daily buckets.
+    Usage(cli::edge::UsageArgs),
     /// Benchmarks (each against an anchor measured in the same run).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -213,6 +218,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Node(cmd) => cli::health::node(c, f, cmd).await,
         Command::Incident(cmd) => cli::health::incident(c, f, cmd).await,
         Command::Channel(cmd) => cli::health::channel(c, f, cmd).await,
+        Command::RpcKey(cmd) => cli::edge::rpc_key(c, f, cmd).await,
+        Command::Usage(args) => cli::edge::usage(c, f, args).await,
         Command::Artifact(cmd) => cli::artifact::run(c, f, cmd).await,
         Command::Host(cmd) => cli::fleet::host(c, f, cmd).await,
         Command::Bench(cmd) => bench::run(c, cmd).await,

@@ -7,114 +7,21 @@
 
 mod common;
 
+use common::http::{second_org, Api};
 use common::{hood_cli, hood_up, read_admin_key, temp_home};
 use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
 use hood_domain::node::Node;
 use hood_domain::{NodeId, OrgId, Timestamp};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const SECRET: &str = "WebhookSigningSecretNeverEchoed";
-const PASSWORD: &str = "correct horse battery staple";
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-struct Resp {
-    status: StatusCode,
-    content_type: String,
-    text: String,
-    body: Value,
-}
-
-impl Api {
-    async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> Resp {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.expect("request");
-        let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let text = resp.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if !status.is_success() {
-            assert_eq!(
-                content_type, "application/problem+json",
-                "{path}: errors are problem JSON, got {status} {text}"
-            );
-            assert_eq!(body["status"], status.as_u16(), "{path}: {text}");
-        }
-        Resp {
-            status,
-            content_type,
-            text,
-            body,
-        }
-    }
-
-    async fn get(&self, path: &str, token: &str) -> Resp {
-        self.call(Method::GET, path, token, None).await
-    }
-
-    async fn post(&self, path: &str, token: &str, body: Value) -> Resp {
-        self.call(Method::POST, path, token, Some(body)).await
-    }
-
-    async fn delete(&self, path: &str, token: &str) -> Resp {
-        self.call(Method::DELETE, path, token, None).await
-    }
-}
 
 fn webhook(name: &str) -> Value {
     json!({
         "name": name,
         "config": { "kind": "webhook", "url": "https://hooks.example.com/hood", "secret": SECRET }
     })
-}
-
-/// A second organization with an admin user; returns the user's access token.
-async fn second_org(api: &Api, admin: &str) -> String {
-    let r = api
-        .post(
-            "/api/v1/orgs",
-            admin,
-            json!({"slug": "globex", "name": "Globex"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let org = r.body["id"].as_str().expect("org id").to_owned();
-    let r = api
-        .post(
-            &format!("/api/v1/orgs/{org}/users"),
-            admin,
-            json!({"email": "bob@globex.test", "role": "admin", "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let resp = api
-        .http
-        .post(format!("{}/api/v1/auth/login", api.base))
-        .json(&json!({"email": "bob@globex.test", "password": PASSWORD}))
-        .send()
-        .await
-        .expect("login");
-    assert_eq!(resp.status(), StatusCode::OK);
-    let pair: Value = resp.json().await.expect("token pair");
-    pair["access_token"]
-        .as_str()
-        .expect("access token")
-        .to_owned()
 }
 
 type Received = std::sync::Arc<std::sync::Mutex<Option<(String, String)>>>;

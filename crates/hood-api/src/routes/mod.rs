@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod chains;
+pub mod edge;
 pub mod fleet;
 pub mod health;
 pub mod identity;

@@ -2,6 +2,7 @@
 
 pub mod artifact;
 pub mod client;
+pub mod edge;
 pub mod fleet;
 pub mod health;
 pub mod node;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod health;
+pub mod http;
 pub mod suite;
 
 use std::io::{BufRead, BufReader};
