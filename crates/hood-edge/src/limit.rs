@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use hood_domain::gcra::{self, Decision, Quota};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A limiter failure (only shared limiters can fail).
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,9 @@ pub struct RedisLimiter {
     prefix: String,
     cas: redis::Script,
     fallback: LocalLimiter,
+    /// One compare-and-set in flight per bucket from this replica, so
+    /// contention on a hot key is between replicas, not between requests.
+    in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Sets KEYS[1] to ARGV[2] (expiring at ARGV[3] ms) only if it still holds
@@ -115,8 +118,16 @@ const CAS_ATTEMPTS: usize = 16;
 impl RedisLimiter {
     /// Connects to `url` (`redis://host:port/db`); keys are `{prefix}:{bucket}`.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, LimitError> {
-        let client = redis::Client::open(url).map_err(|e| LimitError(redact(&e.to_string(), url)))?;
-        let conn = redis::aio::ConnectionManager::new(client)
+        let client =
+            redis::Client::open(url).map_err(|e| LimitError(redact(&e.to_string(), url)))?;
+        // A slow Redis must not stall requests: short timeouts, then the
+        // local fallback decides.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_number_of_retries(2)
+            .set_max_delay(std::time::Duration::from_secs(1))
+            .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
+            .set_response_timeout(Some(std::time::Duration::from_millis(250)));
+        let conn = redis::aio::ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| LimitError(redact(&e.to_string(), url)))?;
         Ok(Self {
@@ -124,7 +135,17 @@ impl RedisLimiter {
             prefix: prefix.to_owned(),
             cas: redis::Script::new(CAS_SCRIPT),
             fallback: LocalLimiter::default(),
+            in_flight: Mutex::new(HashMap::new()),
         })
+    }
+
+    fn bucket_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if locks.len() > PRUNE_AT {
+            // Locks nobody holds or waits for can go.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(key.to_owned()).or_default().clone()
     }
 
     async fn shared(
@@ -134,6 +155,8 @@ impl RedisLimiter {
         quota: &Quota,
         now_ms: i64,
     ) -> Result<Decision, redis::RedisError> {
+        let lock = self.bucket_lock(key);
+        let _serialized = lock.lock().await;
         let mut conn = self.conn.clone();
         for _ in 0..CAS_ATTEMPTS {
             let current: Option<String> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;

@@ -83,6 +83,30 @@ pub fn nats_url(test: &str) -> Option<String> {
     }
 }
 
+/// The environment variable naming the Redis server for tests, e.g.
+/// `redis://127.0.0.1:6379`.
+pub const REDIS_ENV: &str = "HOOD_TEST_REDIS_URL";
+
+/// Reads `HOOD_TEST_REDIS_URL`, or prints a loud skip notice (a failure
+/// under CI).
+pub fn redis_url(test: &str) -> Option<String> {
+    match std::env::var(REDIS_ENV) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{REDIS_ENV} must be set in CI (test {test})"
+            );
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED {test}: {REDIS_ENV} is not set, no Redis to test against ***"
+            );
+            None
+        }
+    }
+}
+
 /// A JetStream stream and subject prefix of one test, so tests sharing a
 /// NATS server never see each other's events; the stream is deleted when
 /// this value drops (even when the test panicked).

@@ -39,6 +39,13 @@ pub struct EdgeArgs {
     /// Most calls in one JSON-RPC batch.
     #[arg(long, env = "HOOD_EDGE_MAX_BATCH", default_value_t = 100)]
     pub edge_max_batch: usize,
+    /// Redis for cluster-wide rate limits (`redis://host:port/db`); without
+    /// it each replica limits on its own.
+    #[arg(long, env = "HOOD_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of the limiter's Redis keys.
+    #[arg(long, env = "HOOD_REDIS_PREFIX", default_value = "hood:limit")]
+    pub redis_prefix: String,
     /// Largest request body, bytes.
     #[arg(long, env = "HOOD_EDGE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub edge_max_body_bytes: usize,
@@ -100,7 +107,14 @@ pub async fn start(
             UsageSink::Store => Arc::new(hood_edge::meter::StoreWriter(store.clone())),
             UsageSink::Bus => Arc::new(hood_edge::meter::BusWriter(bus.clone())),
         },
-        limiter: Arc::new(hood_edge::limit::LocalLimiter::default()),
+        limiter: match &args.redis_url {
+            Some(url) => Arc::new(
+                hood_edge::limit::RedisLimiter::connect(url, &args.redis_prefix)
+                    .await
+                    .context("connecting to Redis for rate limits")?,
+            ),
+            None => Arc::new(hood_edge::limit::LocalLimiter::default()),
+        },
         store,
         bus,
         chains,

@@ -180,7 +180,7 @@ async fn run(cli: Cli) -> Result<()> {
             health,
             edge,
         } => {
-            let edge = roles.contains(&RoleArg::Edge).then_some(edge);
+            fleet.edge = roles.contains(&RoleArg::Edge);
             fleet.orchestrator = roles.contains(&RoleArg::Orchestrator);
             fleet.agent_gateway = roles.contains(&RoleArg::AgentGateway);
             fleet.health = roles.contains(&RoleArg::Health);

@@ -69,7 +69,9 @@ pub async fn up(
     if created {
         tracing::info!(path = %opts.home.join("master.key").display(), "created the installation master key");
     }
-    let state = build_state(store.clone(), &master, &opts).await?;
+    let state = build_state(store.clone(), &master, &opts)
+        .await?
+        .with_plans(edge_args.config()?.plans);
     let report =
         bootstrap_admin(store.as_ref(), &opts.home, opts.admin_password.as_deref()).await?;
     let mut fleet = crate::fleet::FleetRoles::embedded(
@@ -188,7 +190,7 @@ pub async fn serve(
     database_url: &str,
     fleet_args: FleetArgs,
     health_args: crate::health::HealthArgs,
-    edge_args: Option<crate::edge::EdgeArgs>,
+    edge_args: crate::edge::EdgeArgs,
 ) -> Result<()> {
     let store = hood_store::connect(database_url)
         .await
@@ -200,7 +202,8 @@ pub async fn serve(
     let master = cluster_master_key(&opts.home)?;
     let state = build_state(store.clone(), &master, &opts)
         .await?
-        .with_master_key(master.clone());
+        .with_master_key(master.clone())
+        .with_plans(crate::edge::plans(&edge_args.edge_plans)?);
     if roles.contains(&HttpRole::Auth) {
         if let Some(r) =
             bootstrap_admin(store.as_ref(), &opts.home, opts.admin_password.as_deref()).await?
@@ -274,7 +277,7 @@ pub async fn serve(
     let mut relay = None;
     let (ingest_stop, ingest_stopped) = tokio::sync::watch::channel(false);
     let mut ingest = None;
-    if health_args.bus.nats_url.is_some() || edge_args.is_some() {
+    if health_args.bus.nats_url.is_some() || fleet_args.edge {
         if health_args.bus.nats_url.is_none() {
             bail!("the edge role in cluster mode needs the event bus: set HOOD_NATS_URL (NATS with JetStream)");
         }
@@ -289,9 +292,9 @@ pub async fn serve(
                 .spawn(),
             );
         }
-        if let Some(args) = &edge_args {
+        if fleet_args.edge {
             let handle = crate::edge::start(
-                args,
+                &edge_args,
                 store.clone(),
                 bus.clone(),
                 &state.chains,
@@ -394,6 +397,8 @@ pub struct FleetArgs {
     pub agent_gateway: bool,
     #[arg(skip)]
     pub health: bool,
+    #[arg(skip)]
+    pub edge: bool,
 }
 
 /// `hood migrate`: applies the schema as its own step.

@@ -95,6 +95,11 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
     let Some(nats) = NatsStream::unique("edge cluster test") else {
         return;
     };
+    let Some(redis) = hood_testkit::redis_url("edge cluster test") else {
+        return;
+    };
+    // Limiter keys expire on their own once idle (a minute at most).
+    let redis_prefix = format!("hood-test:{}", uuid::Uuid::new_v4().simple());
     let upstream = upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let master = MasterKey::generate();
@@ -105,6 +110,8 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
             ("HOOD_HOME", dir.path().join(name).display().to_string()),
             ("HOOD_EDGE_UPSTREAMS", format!("ethereum-anvil={upstream}")),
             ("HOOD_EDGE_PLANS", "loadtest=1000000000".to_owned()),
+            ("HOOD_REDIS_URL", redis.clone()),
+            ("HOOD_REDIS_PREFIX", redis_prefix.clone()),
         ];
         env.extend(nats.env());
         env
@@ -170,6 +177,25 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     eprintln!("revocation effective on both replicas after {refused:?}");
+
+    // One plan budget across both replicas (Redis): the free plan admits
+    // 100 calls of 10 CU at once (plus what refills meanwhile), not 100
+    // per replica.
+    let (_, shared_token) = insert_key(&store, org, "free").await;
+    let mut admitted = 0;
+    for i in 0..160 {
+        let addr = &edge_addrs[i % 2];
+        let url = format!("http://{addr}/ethereum-anvil/v1/{shared_token}");
+        match status(&http, &url).await {
+            Some(200) => admitted += 1,
+            Some(429) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        (100..=105).contains(&admitted),
+        "{admitted} admitted: one shared budget"
+    );
 
     // Load with a mid-run restart of replica 0.
     let total: u64 = std::env::var("HOOD_EDGE_LOAD_REQUESTS")
