@@ -9,6 +9,7 @@
 //! * [`meter`]: one usage event per answered call, written in batches.
 //! * [`server`]: the HTTP routes tying them together.
 
+pub mod cache;
 pub mod jsonrpc;
 pub mod keys;
 pub mod limit;
@@ -45,6 +46,11 @@ pub struct EdgeConfig {
     pub unknown_key_ttl: Duration,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Cached answers kept (0 turns the cache off).
+    pub cache_entries: usize,
+    /// Blocks behind the best head that count as final, per chain (others:
+    /// [`server::DEFAULT_FINALITY_DEPTH`]).
+    pub finality_depth: std::collections::HashMap<String, u64>,
 }
 
 impl Default for EdgeConfig {
@@ -60,6 +66,8 @@ impl Default for EdgeConfig {
             key_resync_every: Duration::from_secs(10),
             unknown_key_ttl: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(10),
+            cache_entries: 10_000,
+            finality_depth: std::collections::HashMap::new(),
         }
     }
 }
@@ -146,6 +154,8 @@ pub async fn start(
         chains,
         domain: config.domain.clone(),
         max_batch: config.max_batch,
+        cache: Arc::new(cache::ResponseCache::new(config.cache_entries)),
+        finality_depth: config.finality_depth.clone(),
     });
     let (stop, stopped) = watch::channel(false);
     let mut loops = Vec::new();

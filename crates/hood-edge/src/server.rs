@@ -38,7 +38,13 @@ pub struct Edge {
     pub chains: BTreeSet<String>,
     pub domain: Option<String>,
     pub max_batch: usize,
+    pub cache: Arc<crate::cache::ResponseCache>,
+    /// Blocks behind the best head that count as final, per chain.
+    pub finality_depth: HashMap<String, u64>,
 }
+
+/// Finality depth of a chain with none configured.
+pub const DEFAULT_FINALITY_DEPTH: u64 = 64;
 
 pub fn router(edge: Arc<Edge>, max_body_bytes: usize) -> Router {
     Router::new()
@@ -294,8 +300,20 @@ impl Edge {
             Request::Batch(items) => (items, true),
         };
         let bucket = format!("{}:{chain}", key.id);
+        let depth = self
+            .finality_depth
+            .get(chain)
+            .copied()
+            .unwrap_or(DEFAULT_FINALITY_DEPTH);
+        let finalized = self
+            .pools
+            .chain(chain)
+            .map(|p| p.best_head())
+            .filter(|h| *h > 0)
+            .map(|h| h.saturating_sub(depth));
         let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(items.len());
-        let mut forward: Vec<(usize, jsonrpc::Call)> = Vec::new();
+        type CacheKey = (String, String, String);
+        let mut forward: Vec<(usize, jsonrpc::Call, Option<CacheKey>)> = Vec::new();
         let mut retry_after: Option<u64> = None;
         let mut limited = 0usize;
         let mut denied = 0usize;
@@ -390,20 +408,33 @@ impl Edge {
                 }));
                 continue;
             }
+            let cache_key = self.cache.key(chain, &call.method, &call.params, finalized);
+            if let Some(result) = cache_key.as_ref().and_then(|k| self.cache.get(k)) {
+                outcomes.push(Some(Outcome {
+                    answer: call
+                        .id
+                        .as_ref()
+                        .map(|id| jsonrpc::result_response(id, result)),
+                    method: call.method,
+                    cu: cost,
+                    status: UsageStatus::Ok,
+                }));
+                continue;
+            }
             outcomes.push(None);
-            forward.push((i, call));
+            forward.push((i, call, cache_key));
         }
 
         // Forward what was admitted, as one body.
         let mut upstream_status = StatusCode::OK;
         if !forward.is_empty() {
-            let idempotent = !forward.iter().any(|(_, c)| {
+            let idempotent = !forward.iter().any(|(_, c, _)| {
                 c.method == "eth_sendRawTransaction" || c.method == "eth_sendTransaction"
             });
             let out_body = if !batch {
                 body.clone()
             } else {
-                let calls: Vec<&Value> = forward.iter().map(|(_, c)| &c.raw).collect();
+                let calls: Vec<&Value> = forward.iter().map(|(_, c, _)| &c.raw).collect();
                 Bytes::from(serde_json::to_vec(&calls).unwrap_or_default())
             };
             let answers = match self.pools.forward(chain, out_body, idempotent).await {
@@ -434,7 +465,7 @@ impl Edge {
                             _ => unnamed.push(a),
                         }
                     }
-                    for (i, call) in forward {
+                    for (i, call, cache_key) in forward {
                         let answer = call
                             .id
                             .as_ref()
@@ -455,6 +486,9 @@ impl Edge {
                             )),
                             (None, None) => None,
                         };
+                        if let (Some(k), Some(a), UsageStatus::Ok) = (cache_key, &answer, status) {
+                            self.cache.put(k, a);
+                        }
                         outcomes[i] = Some(Outcome {
                             cu: self.pricing.price(&call.method),
                             method: call.method,
@@ -469,7 +503,7 @@ impl Edge {
                     } else {
                         jsonrpc::UPSTREAM_ERROR
                     };
-                    for (i, call) in forward {
+                    for (i, call, _) in forward {
                         outcomes[i] = Some(Outcome {
                             answer: call
                                 .id
