@@ -28,13 +28,27 @@ impl HoodProcess {
     /// Starts `hood <args>` with `envs` and waits until it has announced
     /// every label in `labels` (lines `label: URL` or `serving … on URL`).
     pub fn start(args: &[&str], envs: &[(&str, String)], labels: &[&str]) -> Self {
+        Self::start_logged(args, envs, labels, None)
+    }
+
+    /// Like [`Self::start`], with stderr (the log) written to `log`.
+    pub fn start_logged(
+        args: &[&str],
+        envs: &[(&str, String)],
+        labels: &[&str],
+        log: Option<&Path>,
+    ) -> Self {
         let mut cmd = Command::new(hood_bin());
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::inherit(),
+        };
         cmd.args(args)
             .env_remove("HOOD_TOKEN")
             .env_remove("HOOD_SERVER")
             .env("HOOD_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -173,22 +187,22 @@ impl Drop for KillUnder {
 pub fn hood_up(home: &Path, extra_env: &[(&str, String)]) -> HoodProcess {
     let mut envs = vec![("HOOD_HOME", home.display().to_string())];
     envs.extend(extra_env.iter().cloned());
-    HoodProcess::start(
-        &[
-            "up",
-            "--api-addr",
-            "127.0.0.1:0",
-            "--auth-addr",
-            "127.0.0.1:0",
-            "--gateway-addr",
-            "127.0.0.1:0",
-            "--edge-addr",
-            "127.0.0.1:0",
-        ],
-        &envs,
-        &["api", "auth", "edge"],
-    )
+    HoodProcess::start(UP_ARGS, &envs, UP_LABELS)
 }
+
+/// `hood up` on ephemeral ports, and what it announces.
+pub const UP_ARGS: &[&str] = &[
+    "up",
+    "--api-addr",
+    "127.0.0.1:0",
+    "--auth-addr",
+    "127.0.0.1:0",
+    "--gateway-addr",
+    "127.0.0.1:0",
+    "--edge-addr",
+    "127.0.0.1:0",
+];
+pub const UP_LABELS: &[&str] = &["api", "auth", "edge"];
 
 /// Runs a CLI command to completion: (exit ok, stdout, stderr).
 pub fn hood_cli(
