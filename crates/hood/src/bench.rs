@@ -11,8 +11,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+mod edge;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCmd {
+    /// The RPC edge against nginx and direct upstream calls: req/s, p50, p99.
+    Edge(edge::EdgeBenchArgs),
     /// Saga engine step throughput, anchored on the store's bare write rate.
     Saga {
         /// Store to measure (`sqlite://…` or `postgres://…`); a fresh,
@@ -58,6 +62,7 @@ pub async fn run(connect: &crate::cli::client::ConnectOpts, cmd: BenchCmd) -> Re
             workers,
         } => saga(&database_url, workflows, steps, workers).await,
         BenchCmd::Provision { runs, anvil } => provision(connect, runs, anvil).await,
+        BenchCmd::Edge(args) => edge::run(args).await,
     }
 }
 
