@@ -131,6 +131,10 @@ async fn fixture(upstreams: &[&str], tweak: impl FnOnce(&mut EdgeConfig)) -> Fix
 
 impl Fixture {
     async fn key(&self, plan: &str) -> (RpcKey, String) {
+        self.key_with(plan, KeyScope::default()).await
+    }
+
+    async fn key_with(&self, plan: &str, scope: KeyScope) -> (RpcKey, String) {
         let generated = hood_identity::api_keys::generate_rpc_key();
         let key = RpcKey {
             id: RpcKeyId::from_uuid(uuid::Uuid::now_v7()),
@@ -139,7 +143,7 @@ impl Fixture {
             prefix: generated.prefix.clone(),
             secret_hash: generated.secret_hash.clone(),
             plan: plan.into(),
-            scope: KeyScope::default(),
+            scope,
             created_at: now(),
             updated_at: now(),
             revoked_at: None,
@@ -314,5 +318,95 @@ async fn dead_broken_and_lagging_upstreams_are_avoided() {
         .count();
     assert_eq!(sent_to_broken + sent_to_good, 1, "sent exactly once");
     assert_eq!(status, if sent_to_good == 1 { 200 } else { 502 });
+    fx.edge.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_routing_and_network_scopes() {
+    let up = upstream(10).await;
+    let fx = fixture(&[&up.url], |c| c.domain = Some("rpc.example".into())).await;
+    let (_, token) = fx.key("pro").await;
+    let client = reqwest::Client::new();
+    let body = call(1, "eth_blockNumber", json!([])).to_string();
+    // {chain}.{domain}/v1/{key}
+    let r = client
+        .post(format!("http://{}/v1/{token}", fx.edge.addr))
+        .header("host", "testchain.rpc.example")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["result"], "0xa");
+    let r = client
+        .post(format!("http://{}/v1/{token}", fx.edge.addr))
+        .header("host", "testchain.elsewhere.example")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "a host outside the domain names no chain");
+    // HTTP/2 (cleartext, prior knowledge) on the same port.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = h2
+        .post(fx.url(&token))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+
+    // IP allow-list: loopback is not in 10/8.
+    let (_, fenced) = fx
+        .key_with(
+            "pro",
+            KeyScope {
+                ip_allow: vec!["10.0.0.0/8".into()],
+                ..KeyScope::default()
+            },
+        )
+        .await;
+    let (status, body_out) = post(&fx.url(&fenced), body.clone()).await;
+    assert_eq!(status, 403, "{body_out}");
+    let (_, local) = fx
+        .key_with(
+            "pro",
+            KeyScope {
+                ip_allow: vec!["127.0.0.0/8".into(), "::1/128".into()],
+                ..KeyScope::default()
+            },
+        )
+        .await;
+    assert_eq!(post(&fx.url(&local), body.clone()).await.0, 200);
+
+    // Origin allow-list: a browser from elsewhere is refused.
+    let (_, web) = fx
+        .key_with(
+            "pro",
+            KeyScope {
+                origin_allow: vec!["https://app.example".into()],
+                ..KeyScope::default()
+            },
+        )
+        .await;
+    let with_origin = |origin: &'static str| {
+        client
+            .post(fx.url(&web))
+            .header("origin", origin)
+            .body(body.clone())
+            .send()
+    };
+    assert_eq!(
+        with_origin("https://evil.example").await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        with_origin("https://app.example").await.unwrap().status(),
+        200
+    );
     fx.edge.shutdown().await;
 }
