@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 mod edge;
+mod health;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCmd {
@@ -29,6 +30,20 @@ pub enum BenchCmd {
         steps: usize,
         #[arg(long, default_value_t = 1)]
         workers: usize,
+    },
+    /// One health evaluation cycle over a synthetic fleet, anchored on the
+    /// bare snapshot read every cycle starts with.
+    Health {
+        /// Store to measure (`sqlite://…` or `postgres://…`); a fresh
+        /// database (migrated by the benchmark, which writes into it).
+        #[arg(long)]
+        database_url: String,
+        /// Nodes in the fleet (ten per host, 1 % on silent hosts).
+        #[arg(long)]
+        nodes: usize,
+        /// Evaluation cycles measured (and snapshot reads for the anchor).
+        #[arg(long, default_value_t = 5)]
+        cycles: usize,
     },
     /// Time from `POST /nodes` to `healthy` for ethereum-anvil nodes on a
     /// running Hood, anchored on starting the same anvil binary directly.
@@ -61,6 +76,11 @@ pub async fn run(connect: &crate::cli::client::ConnectOpts, cmd: BenchCmd) -> Re
             steps,
             workers,
         } => saga(&database_url, workflows, steps, workers).await,
+        BenchCmd::Health {
+            database_url,
+            nodes,
+            cycles,
+        } => health::run(&database_url, nodes, cycles).await,
         BenchCmd::Provision { runs, anvil } => provision(connect, runs, anvil).await,
         BenchCmd::Edge(args) => edge::run(args).await,
     }
