@@ -220,10 +220,13 @@ impl Evaluator {
         }
         let mut writes = Vec::new();
         let mut halted: BTreeMap<&str, bool> = BTreeMap::new();
+        // Once per chain, not per node: the fleet is judged in linear time.
+        let mut best_heads: BTreeMap<&str, i64> = BTreeMap::new();
         for (chain, hs) in &chain_heads {
             let Some(best) = best_head(hs.iter().copied(), references.get(*chain).copied()) else {
                 continue;
             };
+            best_heads.insert(chain, best);
             let prev = heads.get(*chain).copied();
             let track = track_chain_head(prev, best, now_ms);
             if prev != Some(track) {
@@ -266,9 +269,7 @@ impl Evaluator {
                 }
             }
 
-            let best = chain_heads
-                .get(node.chain.as_str())
-                .and_then(|hs| best_head(hs.iter().copied(), references.get(&node.chain).copied()));
+            let best = best_heads.get(node.chain.as_str()).copied();
             let sync = if beat.missed {
                 SyncStatus::Unknown
             } else {

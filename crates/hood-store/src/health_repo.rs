@@ -439,8 +439,11 @@ impl crate::health::HealthStore for StoreImpl {
         // A node's workload is one runtime workload per process, reported
         // as `{node_id}-{process}`: the node runs when all of them do.
         let reports = sqlx::query(
+            // Each report once (a join with nodes would repeat it for every
+            // node on its host).
             "SELECT w.host_id, w.workload_id, w.state, w.updated_at, w.observation FROM host_workloads w \
-             JOIN nodes n ON n.host_id = w.host_id WHERE n.state NOT IN ('terminated', 'failed')",
+             WHERE w.host_id IN (SELECT n.host_id FROM nodes n \
+             WHERE n.host_id IS NOT NULL AND n.state NOT IN ('terminated', 'failed'))",
         )
         .fetch_all(&self.pool)
         .await?;
