@@ -14,6 +14,7 @@ pub mod jsonrpc;
 pub mod keys;
 pub mod limit;
 pub mod meter;
+pub mod metrics;
 pub mod server;
 pub mod upstream;
 
@@ -155,6 +156,7 @@ pub async fn start(
         domain: config.domain.clone(),
         max_batch: config.max_batch,
         cache: Arc::new(cache::ResponseCache::new(config.cache_entries)),
+        metrics: Arc::new(metrics::EdgeMetrics::default()),
         finality_depth: config.finality_depth.clone(),
     });
     let (stop, stopped) = watch::channel(false);

@@ -39,6 +39,7 @@ pub struct Edge {
     pub domain: Option<String>,
     pub max_batch: usize,
     pub cache: Arc<crate::cache::ResponseCache>,
+    pub metrics: Arc<crate::metrics::EdgeMetrics>,
     /// Blocks behind the best head that count as final, per chain.
     pub finality_depth: HashMap<String, u64>,
 }
@@ -51,6 +52,7 @@ pub fn router(edge: Arc<Edge>, max_body_bytes: usize) -> Router {
         .route("/{chain}/v1/{key}", post(by_path))
         .route("/v1/{key}", post(by_host))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/metrics", axum::routing::get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(edge)
 }
@@ -63,6 +65,25 @@ async fn by_path(
     body: Bytes,
 ) -> Response {
     edge.handle(&chain, &key, peer, &headers, body).await
+}
+
+/// Prometheus metrics, for scrapers on this machine only: the edge port is
+/// public, its internals are not.
+async fn metrics(
+    State(edge): State<Arc<Edge>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    if !peer.ip().is_loopback() {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        edge.metrics.render(&edge.pools, edge.cache.stats()),
+    )
+        .into_response()
 }
 
 async fn by_host(
@@ -130,6 +151,13 @@ struct Outcome {
 
 impl Edge {
     fn usage(&self, key: &RpcKey, chain: &str, o: &Outcome, http: u16, started: Instant) {
+        // Only chains the edge serves become label values.
+        let label = if self.chains.contains(chain) {
+            chain
+        } else {
+            "-"
+        };
+        self.metrics.call(label, o.status.as_str(), o.cu);
         self.meter.record(UsageEvent {
             request_id: uuid::Uuid::now_v7().to_string(),
             org_id: key.org_id,
@@ -182,6 +210,7 @@ impl Edge {
         let key = match self.keys.verify(token).await {
             Ok(KeyCheck::Valid(key)) => key,
             Ok(KeyCheck::Unknown) => {
+                self.metrics.rejected_key();
                 return reply(
                     StatusCode::UNAUTHORIZED,
                     jsonrpc::error_response(
@@ -191,9 +220,10 @@ impl Edge {
                         None,
                     ),
                     None,
-                )
+                );
             }
             Ok(KeyCheck::Revoked) => {
+                self.metrics.rejected_key();
                 return reply(
                     StatusCode::UNAUTHORIZED,
                     jsonrpc::error_response(
@@ -203,7 +233,7 @@ impl Edge {
                         None,
                     ),
                     None,
-                )
+                );
             }
             Err(e) => {
                 tracing::error!(error = %e, "key lookup failed");
@@ -542,6 +572,8 @@ impl Edge {
             .then_some(retry_after)
             .flatten();
         tracing::debug!(calls, status = http_status.as_u16(), "answered");
+        self.metrics
+            .answered(chain, started.elapsed().as_secs_f64());
         match (batch, answers.len()) {
             (_, 0) => StatusCode::NO_CONTENT.into_response(),
             (false, _) => reply(

@@ -306,6 +306,21 @@ impl Pools {
         }
     }
 
+    /// (chain, upstream id, head, breaker closed) of every upstream.
+    pub fn snapshot(&self) -> Vec<(String, String, u64, bool)> {
+        let now = Instant::now();
+        let chains = self.chains.read().unwrap_or_else(|p| p.into_inner());
+        chains
+            .iter()
+            .flat_map(|(chain, pool)| {
+                pool.upstreams()
+                    .into_iter()
+                    .map(|u| (chain.clone(), u.id.clone(), u.head(), u.available(now)))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// Reads the healthy managed nodes from the store.
     pub async fn refresh(&self, store: &dyn Store) -> Result<(), hood_store::StoreError> {
         let nodes = store.serving_nodes().await?;

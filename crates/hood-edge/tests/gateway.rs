@@ -196,6 +196,19 @@ async fn the_cache_serves_only_final_data() {
     assert_eq!(count("eth_chainId"), 1, "{seen:?}");
     // Final block once, the unfinal one and `latest` every time.
     assert_eq!(count("eth_getBlockByNumber"), 1 + 3 + 3, "{seen:?}");
+    let metrics = reqwest::get(format!("http://{}/metrics", fx.edge.addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"hood_edge_calls_total{chain="testchain",status="ok"} 12"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hood_edge_cache_hits 4"), "{metrics}");
+    assert!(metrics.contains("hood_edge_upstream_head{"), "{metrics}");
+    assert!(!metrics.contains(&token) && !metrics.contains(&up.url));
     fx.edge.shutdown().await;
     // Cached answers are answered calls too: all 12 metered.
     assert_eq!(fx.store.count_usage_events(key.id).await.unwrap(), 12);
