@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{hood_cli, processes_under, read_admin_key, HoodProcess, KillUnder};
+use common::{hood_cli, processes_under, push_anvil, read_admin_key, HoodProcess, KillUnder};
 use hood_identity::master_key::MasterKey;
 use hood_testkit::PgDatabase;
 use serde_json::{json, Value};
@@ -65,18 +65,10 @@ async fn two_orchestrators_provision_fifty_nodes_without_running_a_step_twice() 
     let _orch_b = serve("orchestrator", "orch-b");
     let base = api.url("serving");
     let key = read_admin_key(&dir.path().join("api"));
-    let (ok, _, err) = hood_cli(
-        &[
-            "artifact",
-            "push",
-            "anvil-linux-amd64",
-            "1.5.1",
-            anvil.to_str().unwrap(),
-        ],
+    push_anvil(
+        &anvil,
         &[("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())],
-        None,
     );
-    assert!(ok, "push: {err}");
 
     let http = reqwest::Client::new();
     let mut ids = Vec::new();

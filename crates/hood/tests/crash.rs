@@ -9,7 +9,7 @@
 mod common;
 
 use common::{
-    hood_cli, hood_up_with_gateway, processes_under, read_admin_key, temp_home, KillUnder,
+    hood_up_with_gateway, processes_under, push_anvil, read_admin_key, temp_home, KillUnder,
 };
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -104,21 +104,13 @@ async fn provisioning_and_termination_survive_sigkill_at_random_moments() {
     let http = reqwest::Client::new();
     let mut hood = hood_up_with_gateway(&home, &gateway);
     let key = read_admin_key(&home);
-    let (ok, _, err) = hood_cli(
-        &[
-            "artifact",
-            "push",
-            "anvil-linux-amd64",
-            "1.5.1",
-            anvil.to_str().unwrap(),
-        ],
+    push_anvil(
+        &anvil,
         &[
             ("HOOD_SERVER", hood.url("api")),
             ("HOOD_TOKEN", key.clone()),
         ],
-        None,
     );
-    assert!(ok, "push: {err}");
 
     for run in 0..runs {
         // -- provisioning, killed at a random moment --

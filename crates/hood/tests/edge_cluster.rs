@@ -11,25 +11,15 @@
 
 mod common;
 
-use common::{hood_cli, HoodProcess};
-use hood_domain::rpc::{KeyScope, RpcKey};
-use hood_domain::{OrgId, RpcKeyId, Timestamp};
+use common::edge::insert_key;
+use common::{hood_cli, now, HoodProcess};
+use hood_domain::rpc::KeyScope;
 use hood_identity::master_key::MasterKey;
-use hood_store::Store;
 use hood_testkit::{NatsStream, PgDatabase};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn now() -> Timestamp {
-    Timestamp::from_millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64,
-    )
-}
 
 /// A fast local JSON-RPC upstream: answers every call with block 0x10.
 async fn upstream() -> String {
@@ -57,25 +47,6 @@ async fn upstream() -> String {
 fn free_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().to_string()
-}
-
-async fn insert_key(store: &Arc<dyn Store>, org: OrgId, plan: &str) -> (RpcKey, String) {
-    let generated = hood_identity::api_keys::generate_rpc_key();
-    let key = RpcKey {
-        id: RpcKeyId::from_uuid(uuid::Uuid::now_v7()),
-        org_id: org,
-        name: format!("cluster-{plan}"),
-        prefix: generated.prefix.clone(),
-        secret_hash: generated.secret_hash.clone(),
-        plan: plan.into(),
-        scope: KeyScope::default(),
-        created_at: now(),
-        updated_at: now(),
-        revoked_at: None,
-        version: 1,
-    };
-    store.create_rpc_key(&key).await.unwrap();
-    (key, generated.token)
 }
 
 async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
@@ -146,7 +117,7 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
     let http = reqwest::Client::new();
 
     // Revocation reaches both replicas within a second.
-    let (doomed, doomed_token) = insert_key(&store, org, "free").await;
+    let (doomed, doomed_token) = insert_key(&store, org, "free", KeyScope::default()).await;
     for addr in &edge_addrs {
         let url = format!("http://{addr}/ethereum-anvil/v1/{doomed_token}");
         let started = Instant::now();
@@ -181,7 +152,7 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
     // One plan budget across both replicas (Redis): the free plan admits
     // 100 calls of 10 CU at once (plus what refills meanwhile), not 100
     // per replica.
-    let (_, shared_token) = insert_key(&store, org, "free").await;
+    let (_, shared_token) = insert_key(&store, org, "free", KeyScope::default()).await;
     let mut admitted = 0;
     for i in 0..160 {
         let addr = &edge_addrs[i % 2];
@@ -202,7 +173,7 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let (key, token) = insert_key(&store, org, "loadtest").await;
+    let (key, token) = insert_key(&store, org, "loadtest", KeyScope::default()).await;
     let sent = Arc::new(AtomicU64::new(0));
     let answered = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));

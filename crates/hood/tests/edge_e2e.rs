@@ -10,42 +10,10 @@
 mod common;
 
 use common::health::{get_json, wait_for};
-use common::{hood_cli, hood_up, read_admin_key, temp_home, KillUnder};
-use hood_domain::rpc::{KeyScope, RpcKey};
-use hood_domain::{OrgId, RpcKeyId, Timestamp};
-use hood_store::Store;
+use common::{hood_cli, hood_up, push_anvil, read_admin_key, temp_home, KillUnder};
+use hood_domain::{OrgId, RpcKeyId};
 use serde_json::{json, Value};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-fn now() -> Timestamp {
-    Timestamp::from_millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64,
-    )
-}
-
-/// Stores a key straight into the embedded database; returns it and its token.
-async fn insert_key(store: &Arc<dyn Store>, org: OrgId, scope: KeyScope) -> (RpcKey, String) {
-    let generated = hood_identity::api_keys::generate_rpc_key();
-    let key = RpcKey {
-        id: RpcKeyId::from_uuid(uuid::Uuid::now_v7()),
-        org_id: org,
-        name: "e2e".into(),
-        prefix: generated.prefix.clone(),
-        secret_hash: generated.secret_hash.clone(),
-        plan: "free".into(),
-        scope,
-        created_at: now(),
-        updated_at: now(),
-        revoked_at: None,
-        version: 1,
-    };
-    store.create_rpc_key(&key).await.unwrap();
-    (key, generated.token)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn managed_node_serves_through_the_edge_with_keys_limits_and_metering() {
@@ -59,18 +27,7 @@ async fn managed_node_serves_through_the_edge_with_keys_limits_and_metering() {
     let edge = hood.url("edge");
     let admin = read_admin_key(&home);
     let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", admin.clone())];
-    let (ok, out, err) = hood_cli(
-        &[
-            "artifact",
-            "push",
-            "anvil-linux-amd64",
-            "1.5.1",
-            anvil.to_str().unwrap(),
-        ],
-        &env,
-        None,
-    );
-    assert!(ok, "push: {out} {err}");
+    push_anvil(&anvil, &env);
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{api}/api/v1/nodes"))
@@ -124,8 +81,6 @@ async fn managed_node_serves_through_the_edge_with_keys_limits_and_metering() {
         .await
         .unwrap()
         .expect("stored");
-    // A key stored directly, to compare with: same treatment.
-    let (_direct, _direct_token) = insert_key(&store, org, KeyScope::default()).await;
     let rpc = |chain: &str, token: &str, body: Value| {
         let http = http.clone();
         let url = format!("{edge}/{chain}/v1/{token}");

@@ -10,7 +10,7 @@
 mod common;
 
 use common::health::{fast_health_env, get_json, transitions, wait_for, webhook_receiver, SECRET};
-use common::{hood_cli, processes_under, read_admin_key, HoodProcess, KillUnder};
+use common::{hood_cli, processes_under, push_anvil, read_admin_key, HoodProcess, KillUnder};
 use hood_identity::master_key::MasterKey;
 use hood_testkit::{NatsStream, PgDatabase};
 use serde_json::{json, Value};
@@ -93,18 +93,7 @@ async fn standby_health_replica_finishes_an_outage_after_the_leader_dies() {
     let base = api.url("serving");
     let key = read_admin_key(&dir.path().join("api"));
     let cli_env = [("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
-    let (ok, _, err) = hood_cli(
-        &[
-            "artifact",
-            "push",
-            "anvil-linux-amd64",
-            "1.5.1",
-            anvil.to_str().unwrap(),
-        ],
-        &cli_env,
-        None,
-    );
-    assert!(ok, "push: {err}");
+    push_anvil(&anvil, &cli_env);
     let http = reqwest::Client::new();
     let r = http
         .post(format!("{base}/api/v1/notification-channels"))

@@ -11,7 +11,7 @@ mod common;
 use common::health::{
     fast_health_env, get_json, transitions, wait_for, webhook_receiver, Received, SECRET,
 };
-use common::{hood_cli, hood_up, processes_under, read_admin_key, temp_home, KillUnder};
+use common::{hood_up, processes_under, push_anvil, read_admin_key, temp_home, KillUnder};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -27,18 +27,7 @@ async fn dead_host_node_migrates_with_one_incident_and_one_notification() {
     let api = hood.url("api");
     let key = read_admin_key(&home);
     let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", key.clone())];
-    let (ok, out, err) = hood_cli(
-        &[
-            "artifact",
-            "push",
-            "anvil-linux-amd64",
-            "1.5.1",
-            anvil.to_str().unwrap(),
-        ],
-        &env,
-        None,
-    );
-    assert!(ok, "push: {out} {err}");
+    push_anvil(&anvil, &env);
     let http = reqwest::Client::new();
 
     let r = http

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{hood_cli, hood_up, processes_under, read_admin_key, temp_home, KillUnder};
+use common::{hood_up, processes_under, push_anvil, read_admin_key, temp_home, KillUnder};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -68,18 +68,7 @@ async fn anvil_node_is_provisioned_serves_rpc_and_is_deleted_without_leftovers()
     let api = hood.url("api");
     let key = read_admin_key(&home);
     let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", key.clone())];
-    let (ok, out, err) = hood_cli(
-        &[
-            "artifact",
-            "push",
-            "anvil-linux-amd64",
-            "1.5.1",
-            anvil.to_str().expect("path"),
-        ],
-        &env,
-        None,
-    );
-    assert!(ok, "push: {out} {err}");
+    push_anvil(&anvil, &env);
 
     let http = reqwest::Client::new();
     let requested = Instant::now();

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod edge;
 pub mod health;
 pub mod http;
 pub mod suite;
@@ -247,4 +248,31 @@ pub fn temp_home() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().join("home");
     (dir, home)
+}
+
+/// Pushes the anvil binary as artifact `anvil-linux-amd64` 1.5.1 through
+/// the CLI of the server in `env` (`HOOD_SERVER`, `HOOD_TOKEN`).
+pub fn push_anvil(anvil: &Path, env: &[(&str, String)]) {
+    let (ok, out, err) = hood_cli(
+        &[
+            "artifact",
+            "push",
+            "anvil-linux-amd64",
+            "1.5.1",
+            anvil.to_str().expect("utf-8 path"),
+        ],
+        env,
+        None,
+    );
+    assert!(ok, "artifact push: {out} {err}");
+}
+
+/// The wall clock as a domain timestamp.
+pub fn now() -> hood_domain::Timestamp {
+    hood_domain::Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock after 1970")
+            .as_millis() as i64,
+    )
 }
