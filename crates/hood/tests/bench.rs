@@ -85,3 +85,69 @@ fn bench_health_refuses_bad_input_plainly() {
         assert!(!err.contains("secret"), "password redacted: {err}");
     }
 }
+
+/// `hood bench edge` end to end on a small load: all three targets answer,
+/// the ratios are printed and metering kept every answered call.
+#[test]
+fn bench_edge_compares_the_edge_with_nginx_and_direct() {
+    let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+    let Some(nginx) = nginx else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "nginx must be installed in CI (.ci/run installs it)"
+        );
+        eprintln!("\n*** SKIPPED bench edge: nginx is not installed ***");
+        return;
+    };
+    let (ok, out, err) = hood_cli(
+        &[
+            "bench",
+            "edge",
+            "--requests",
+            "400",
+            "--concurrency",
+            "4",
+            "--nginx",
+            nginx,
+        ],
+        &[("HOOD_LOG", "error".to_owned())],
+        None,
+    );
+    assert!(ok, "bench edge failed:\n{out}\n{err}");
+    for target in ["direct", "nginx", "hood edge"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(target))
+            .unwrap_or_else(|| panic!("no `{target}` row in:\n{out}"));
+        let failed: usize = line
+            .split_whitespace()
+            .nth(if target == "hood edge" { 3 } else { 2 })
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(failed, 0, "{line}");
+    }
+    assert!(out.contains("ratio hood/nginx: throughput"), "{out}");
+    assert!(out.contains("ratio hood/direct: throughput"), "{out}");
+    // 400 measured + 500 warm-up, each metered once.
+    let metering = out.lines().find(|l| l.starts_with("metering:")).unwrap();
+    assert_eq!(
+        number_after(&out, "metering:", "metering: "),
+        900,
+        "{metering}"
+    );
+    assert_eq!(
+        number_after(&out, "metering:", "written, "),
+        900,
+        "{metering}"
+    );
+}
+
+#[test]
+fn bench_edge_refuses_bad_input() {
+    let (ok, _, err) = hood_cli(&["bench", "edge", "--requests", "0"], &[], None);
+    assert!(!ok);
+    assert!(err.contains("at least 1"), "{err}");
+}
