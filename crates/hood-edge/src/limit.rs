@@ -32,6 +32,8 @@ pub trait Limiter: Send + Sync {
 pub struct LocalLimiter {
     shards: Vec<Mutex<HashMap<String, i64>>>,
     hasher: std::collections::hash_map::RandomState,
+    /// A shard prunes idle buckets when it grows past this.
+    prune_at: usize,
 }
 
 const SHARDS: usize = 64;
@@ -43,6 +45,7 @@ impl Default for LocalLimiter {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: std::collections::hash_map::RandomState::new(),
+            prune_at: PRUNE_AT,
         }
     }
 }
@@ -54,7 +57,7 @@ impl LocalLimiter {
         // A poisoned shard only means a panic elsewhere mid-update; the map
         // itself is intact.
         let mut tats = shard.lock().unwrap_or_else(|p| p.into_inner());
-        if tats.len() > PRUNE_AT {
+        if tats.len() > self.prune_at {
             tats.retain(|_, tat| gcra::idle_at_ms(*tat) > now_ms);
         }
         let decision = gcra::check(quota, tats.get(bucket).copied(), now_ms, cost);
@@ -241,9 +244,12 @@ mod tests {
 
     #[test]
     fn idle_buckets_are_pruned() {
-        let l = LocalLimiter::default();
+        let l = LocalLimiter {
+            prune_at: 16,
+            ..LocalLimiter::default()
+        };
         let q = Quota::per_second(10);
-        for i in 0..(SHARDS * PRUNE_AT * 2) {
+        for i in 0..(SHARDS * 16 * 2) {
             let _ = l.decide(&format!("b{i}"), 1, &q, 1_000);
         }
         let before: usize = l.shards.iter().map(|s| s.lock().unwrap().len()).sum();
@@ -251,7 +257,20 @@ mod tests {
         for i in 0..(SHARDS * 20) {
             let _ = l.decide(&format!("late{i}"), 1, &q, 100_000);
         }
-        let after: usize = l.shards.iter().map(|s| s.lock().unwrap().len()).sum();
-        assert!(after < before / 10, "{before} -> {after}");
+        let idle_left: usize = l
+            .shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .unwrap()
+                    .keys()
+                    .filter(|k| k.starts_with('b'))
+                    .count()
+            })
+            .sum();
+        assert!(
+            idle_left < before / 10,
+            "{before} idle buckets, {idle_left} left"
+        );
     }
 }

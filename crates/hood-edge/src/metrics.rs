@@ -4,6 +4,7 @@
 //! choose freely (an unknown chain is counted as `-`).
 
 use crate::upstream::Pools;
+use hood_domain::rpc::UsageStatus;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -33,8 +34,17 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 15))
 }
 
+/// The handles of one chain, resolved once: the hot path then touches
+/// atomics only, never allocating a label set.
+struct ChainHandles {
+    calls: Vec<(&'static str, Counter)>,
+    compute_units: Counter,
+    latency: Histogram,
+}
+
 pub struct EdgeMetrics {
     registry: Registry,
+    chains: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<ChainHandles>>>,
     calls: Family<CallLabels, Counter>,
     compute_units: Family<ChainLabels, Counter>,
     latency: Family<ChainLabels, Histogram, fn() -> Histogram>,
@@ -58,6 +68,7 @@ impl Default for EdgeMetrics {
             cache_hits: Gauge::default(),
             cache_misses: Gauge::default(),
             registry: Registry::default(),
+            chains: std::sync::RwLock::default(),
         };
         registry.register(
             "calls",
@@ -104,28 +115,55 @@ impl Default for EdgeMetrics {
 }
 
 impl EdgeMetrics {
-    pub fn call(&self, chain: &str, status: &'static str, cu: u32) {
-        self.calls
-            .get_or_create(&CallLabels {
-                chain: chain.to_owned(),
-                status,
-            })
-            .inc();
-        if cu > 0 {
-            self.compute_units
-                .get_or_create(&ChainLabels {
-                    chain: chain.to_owned(),
+    fn handles(&self, chain: &str) -> std::sync::Arc<ChainHandles> {
+        if let Some(h) = self
+            .chains
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(chain)
+        {
+            return h.clone();
+        }
+        let labels = ChainLabels {
+            chain: chain.to_owned(),
+        };
+        let handles = std::sync::Arc::new(ChainHandles {
+            calls: UsageStatus::ALL
+                .iter()
+                .map(|s| {
+                    let counter = self
+                        .calls
+                        .get_or_create(&CallLabels {
+                            chain: chain.to_owned(),
+                            status: s.as_str(),
+                        })
+                        .clone();
+                    (s.as_str(), counter)
                 })
-                .inc_by(u64::from(cu));
+                .collect(),
+            compute_units: self.compute_units.get_or_create(&labels).clone(),
+            latency: self.latency.get_or_create(&labels).clone(),
+        });
+        self.chains
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(chain.to_owned())
+            .or_insert(handles)
+            .clone()
+    }
+
+    pub fn call(&self, chain: &str, status: UsageStatus, cu: u32) {
+        let h = self.handles(chain);
+        if let Some((_, c)) = h.calls.iter().find(|(s, _)| *s == status.as_str()) {
+            c.inc();
+        }
+        if cu > 0 {
+            h.compute_units.inc_by(u64::from(cu));
         }
     }
 
     pub fn answered(&self, chain: &str, seconds: f64) {
-        self.latency
-            .get_or_create(&ChainLabels {
-                chain: chain.to_owned(),
-            })
-            .observe(seconds);
+        self.handles(chain).latency.observe(seconds);
     }
 
     pub fn rejected_key(&self) {

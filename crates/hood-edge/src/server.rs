@@ -140,6 +140,13 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Just enough of an upstream answer to meter it.
+#[derive(serde::Deserialize)]
+struct AnswerProbe<'a> {
+    #[serde(borrow, default)]
+    error: Option<&'a serde_json::value::RawValue>,
+}
+
 /// The outcome of one call, before the usage event is written.
 struct Outcome {
     method: String,
@@ -157,7 +164,7 @@ impl Edge {
         } else {
             "-"
         };
-        self.metrics.call(label, o.status.as_str(), o.cu);
+        self.metrics.call(label, o.status, o.cu);
         self.meter.record(UsageEvent {
             request_id: uuid::Uuid::now_v7().to_string(),
             org_id: key.org_id,
@@ -467,7 +474,35 @@ impl Edge {
                 let calls: Vec<&Value> = forward.iter().map(|(_, c, _)| &c.raw).collect();
                 Bytes::from(serde_json::to_vec(&calls).unwrap_or_default())
             };
-            let answers = match self.pools.forward(chain, out_body, idempotent).await {
+            let forwarded = self.pools.forward(chain, out_body, idempotent).await;
+            // The common case, a single plain call: pass the upstream's bytes
+            // through untouched, reading only whether it is an error.
+            if let (false, [(_, call, None)], Ok(bytes)) = (batch, forward.as_slice(), &forwarded) {
+                if call.id.is_some() {
+                    if let Ok(probe) = serde_json::from_slice::<AnswerProbe>(bytes) {
+                        let status = if probe.error.is_some_and(|e| e.get() != "null") {
+                            UsageStatus::RpcError
+                        } else {
+                            UsageStatus::Ok
+                        };
+                        let outcome = Outcome {
+                            method: call.method.clone(),
+                            cu: self.pricing.price(&call.method),
+                            status,
+                            answer: None,
+                        };
+                        self.usage(&key, chain, &outcome, 200, started);
+                        self.metrics
+                            .answered(chain, started.elapsed().as_secs_f64());
+                        return (
+                            [(http::header::CONTENT_TYPE, "application/json")],
+                            bytes.clone(),
+                        )
+                            .into_response();
+                    }
+                }
+            }
+            let answers = match forwarded {
                 Ok(bytes) => match serde_json::from_slice::<Value>(&bytes) {
                     Ok(Value::Array(list)) => Ok(list),
                     Ok(one) => Ok(vec![one]),

@@ -43,6 +43,8 @@ pub struct Upstream {
     pub id: String,
     /// Without credentials (sent as basic auth instead, never logged).
     url: String,
+    /// `url` parsed once, not per request (`None`: invalid, every call fails).
+    parsed: Option<reqwest::Url>,
     basic_auth: Option<(String, Option<String>)>,
     /// `scheme://host:port/…`, safe to log.
     pub display: String,
@@ -57,6 +59,7 @@ impl Upstream {
         Self {
             id,
             display: mask_url(&url),
+            parsed: reqwest::Url::parse(&url).ok(),
             url,
             basic_auth,
             head: AtomicU64::new(0),
@@ -136,6 +139,33 @@ pub fn mask_url(url: &str) -> String {
     match url[scheme_end..].find('/') {
         Some(i) if url.len() > scheme_end + i + 1 => format!("{}/…", &url[..scheme_end + i]),
         _ => url.trim_end_matches('/').to_owned(),
+    }
+}
+
+/// Why one attempt on one upstream failed.
+#[derive(Debug)]
+pub enum SendError {
+    InvalidUrl,
+    Http(reqwest::Error),
+}
+
+impl From<reqwest::Error> for SendError {
+    fn from(e: reqwest::Error) -> Self {
+        SendError::Http(e)
+    }
+}
+
+impl SendError {
+    fn is_connect(&self) -> bool {
+        match self {
+            // Nothing was sent: as safe to retry as a refused connection.
+            SendError::InvalidUrl => true,
+            SendError::Http(e) => e.is_connect(),
+        }
+    }
+
+    fn is_timeout(&self) -> bool {
+        matches!(self, SendError::Http(e) if e.is_timeout())
     }
 }
 
@@ -362,10 +392,13 @@ impl Pools {
         futures::future::join_all(probes).await;
     }
 
-    async fn send(&self, upstream: &Upstream, body: Bytes) -> Result<(u16, Bytes), reqwest::Error> {
+    async fn send(&self, upstream: &Upstream, body: Bytes) -> Result<(u16, Bytes), SendError> {
         let mut request = self
             .http
-            .post(&upstream.url)
+            .post(match &upstream.parsed {
+                Some(url) => url.clone(),
+                None => return Err(SendError::InvalidUrl),
+            })
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body);
         if let Some((user, pass)) = &upstream.basic_auth {
