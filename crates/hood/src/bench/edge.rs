@@ -231,7 +231,22 @@ pub async fn run(args: EdgeBenchArgs) -> Result<()> {
     let direct = measure("direct", &upstream_url, &args).await?;
     let proxied = measure("nginx", &format!("http://127.0.0.1:{nginx_port}/"), &args).await?;
     let hood = measure("hood edge", &edge_url, &args).await?;
-    let _ = nginx.kill().await;
+    // `nginx -s stop` ends the master and its workers (killing only the
+    // master would leave the workers running).
+    let _ = tokio::process::Command::new(&args.nginx)
+        .arg("-p")
+        .arg(work.path())
+        .arg("-c")
+        .arg(&conf)
+        .args(["-s", "stop"])
+        .status()
+        .await;
+    if tokio::time::timeout(Duration::from_secs(10), nginx.wait())
+        .await
+        .is_err()
+    {
+        let _ = nginx.kill().await;
+    }
 
     // Metering was on: every answered call must have its event.
     let written = edge_rt
