@@ -24,7 +24,8 @@ pub enum KeyCheck {
 }
 
 enum Entry {
-    Known(Arc<RpcKey>),
+    /// The key as read from the store, and when it was read.
+    Known(Arc<RpcKey>, Instant),
     /// No such prefix when last asked.
     Missing(Instant),
 }
@@ -47,13 +48,38 @@ impl KeyCache {
     /// Verifies a token. The token is never logged or kept: only its prefix
     /// indexes the cache and only a hash of its secret is compared.
     pub async fn verify(&self, token: &str) -> Result<KeyCheck, StoreError> {
+        self.verify_within(token, None).await
+    }
+
+    /// Like [`verify`](Self::verify), but re-reads the key from the store
+    /// when the cached copy is older than `max_age`. Long-lived connections
+    /// re-check their key with this, so a revocation cuts them off within
+    /// `max_age` even when the change event never arrived; connections of
+    /// the same key share one read per `max_age`.
+    pub async fn verify_fresh(
+        &self,
+        token: &str,
+        max_age: Duration,
+    ) -> Result<KeyCheck, StoreError> {
+        self.verify_within(token, Some(max_age)).await
+    }
+
+    async fn verify_within(
+        &self,
+        token: &str,
+        max_age: Option<Duration>,
+    ) -> Result<KeyCheck, StoreError> {
         let Some((prefix, secret)) = hood_identity::api_keys::parse_rpc_key(token) else {
             return Ok(KeyCheck::Unknown);
         };
         let cached = {
             let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
             match entries.get(prefix) {
-                Some(Entry::Known(key)) => Some(Some(key.clone())),
+                Some(Entry::Known(key, read_at))
+                    if max_age.is_none_or(|max| read_at.elapsed() < max) =>
+                {
+                    Some(Some(key.clone()))
+                }
                 Some(Entry::Missing(at)) if at.elapsed() < self.negative_ttl => Some(None),
                 _ => None,
             }
@@ -66,7 +92,8 @@ impl KeyCache {
                 match &loaded {
                     Some(key) => {
                         let key = Arc::new(key.clone());
-                        entries.insert(prefix.to_owned(), Entry::Known(key.clone()));
+                        entries
+                            .insert(prefix.to_owned(), Entry::Known(key.clone(), Instant::now()));
                         Some(key)
                     }
                     None => {
@@ -108,7 +135,10 @@ impl KeyCache {
         let changed = self.store.rpc_keys_changed_since(since).await?;
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         for key in &changed {
-            entries.insert(key.prefix.clone(), Entry::Known(Arc::new(key.clone())));
+            entries.insert(
+                key.prefix.clone(),
+                Entry::Known(Arc::new(key.clone()), Instant::now()),
+            );
         }
         Ok(changed.len())
     }

@@ -8,6 +8,8 @@
 //!   URLs; head tracking, breaker, retries.
 //! * [`meter`]: one usage event per answered call, written in batches.
 //! * [`server`]: the HTTP routes tying them together.
+//! * [`ws`]: JSON-RPC over WebSocket on the same paths (`eth_subscribe`),
+//!   every pushed message metered.
 
 pub mod cache;
 pub mod jsonrpc;
@@ -17,6 +19,7 @@ pub mod meter;
 pub mod metrics;
 pub mod server;
 pub mod upstream;
+pub mod ws;
 
 use hood_bus::EventBus;
 use hood_domain::rpc::{CuPricing, PlanCatalog};
@@ -45,13 +48,17 @@ pub struct EdgeConfig {
     pub key_resync_every: Duration,
     /// How long an unknown key prefix is remembered.
     pub unknown_key_ttl: Duration,
-    /// How long shutdown waits for in-flight requests.
+    /// How long shutdown waits for in-flight requests (and open
+    /// WebSockets to close).
     pub drain_timeout: Duration,
     /// Cached answers kept (0 turns the cache off).
     pub cache_entries: usize,
     /// Blocks behind the best head that count as final, per chain (others:
     /// [`server::DEFAULT_FINALITY_DEPTH`]).
     pub finality_depth: std::collections::HashMap<String, u64>,
+    /// How often an open WebSocket re-reads its key (revocation reaches
+    /// open sockets within this).
+    pub ws_recheck_every: Duration,
 }
 
 impl Default for EdgeConfig {
@@ -69,6 +76,7 @@ impl Default for EdgeConfig {
             drain_timeout: Duration::from_secs(10),
             cache_entries: 10_000,
             finality_depth: std::collections::HashMap::new(),
+            ws_recheck_every: Duration::from_secs(1),
         }
     }
 }
@@ -87,6 +95,8 @@ pub struct EdgeDeps {
 pub enum EdgeError {
     #[error("cannot build the upstream HTTP client: {0}")]
     Client(String),
+    #[error("cannot build the upstream TLS configuration: {0}")]
+    Tls(String),
     #[error("edge server failed: {0}")]
     Serve(String),
 }
@@ -98,14 +108,33 @@ pub struct EdgeHandle {
     server: JoinHandle<()>,
     loops: Vec<JoinHandle<()>>,
     meter: meter::MeterTask,
+    sessions: Arc<ws::Sessions>,
+    drain_timeout: Duration,
 }
 
 impl EdgeHandle {
-    /// Stops accepting, lets in-flight requests finish, and writes every
-    /// usage event still queued. Returns the events written in all.
+    /// WebSocket sessions open right now.
+    pub fn websockets(&self) -> usize {
+        self.sessions.open()
+    }
+
+    /// Stops accepting, lets in-flight requests finish, closes open
+    /// WebSockets (1001), and writes every usage event still queued.
+    /// Returns the events written in all.
     pub async fn shutdown(self) -> u64 {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        // Upgraded connections outlive the HTTP server: wait for their
+        // sessions, which saw the stop signal, so their usage is written.
+        if tokio::time::timeout(self.drain_timeout, self.sessions.idle())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                open = self.sessions.open(),
+                "websockets still open after the drain timeout"
+            );
+        }
         for l in self.loops {
             l.abort();
         }
@@ -145,6 +174,15 @@ pub async fn start(
     let (meter, meter_task) = meter::spawn(deps.usage.clone(), config.meter);
     let mut chains = deps.chains.clone();
     chains.extend(config.pools.external.keys().cloned());
+    let (stop, stopped) = watch::channel(false);
+    let ws = ws::WsSettings::new(
+        config.max_body_bytes,
+        config.ws_recheck_every,
+        config.pools.request_timeout,
+        stopped.clone(),
+    )
+    .map_err(|e| EdgeError::Tls(e.to_string()))?;
+    let sessions = ws.sessions.clone();
     let edge = Arc::new(server::Edge {
         keys: keys.clone(),
         pools: pools.clone(),
@@ -158,8 +196,8 @@ pub async fn start(
         cache: Arc::new(cache::ResponseCache::new(config.cache_entries)),
         metrics: Arc::new(metrics::EdgeMetrics::default()),
         finality_depth: config.finality_depth.clone(),
+        ws,
     });
-    let (stop, stopped) = watch::channel(false);
     let mut loops = Vec::new();
 
     // Key changes from the bus: evict at once on every replica.
@@ -250,5 +288,7 @@ pub async fn start(
         server,
         loops,
         meter: meter_task,
+        sessions,
+        drain_timeout: config.drain_timeout,
     })
 }

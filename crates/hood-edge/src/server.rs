@@ -2,6 +2,9 @@
 //! domain, `{chain}.{domain}/v1/{key}`. One request runs: key → chain, IP
 //! and origin scope → parse → per call: method scope, price, limit →
 //! forward the admitted calls → merge answers → one usage event per call.
+//! A `GET` on the same paths upgrades to a WebSocket ([`crate::ws`]), which
+//! passes the same gate once at connect and the same per-call admission
+//! for every call it carries.
 //!
 //! The key travels in the path, so nothing here logs a path, a URI or the
 //! token: spans carry the request id, the key id and the chain only.
@@ -11,6 +14,7 @@ use crate::keys::{KeyCache, KeyCheck};
 use crate::limit::Limiter;
 use crate::meter::Meter;
 use crate::upstream::{ForwardError, Pools};
+use crate::ws::WsSettings;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,11 +22,11 @@ use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
 use hood_domain::gcra::Decision;
-use hood_domain::rpc::{CuPricing, PlanCatalog, RpcKey, UsageEvent, UsageStatus};
+use hood_domain::rpc::{CuPricing, Plan, PlanCatalog, RpcKey, UsageEvent, UsageStatus};
 use hood_domain::Timestamp;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -38,6 +42,8 @@ pub struct Edge {
     pub chains: BTreeSet<String>,
     pub domain: Option<String>,
     pub max_batch: usize,
+    /// WebSocket sessions: limits, shutdown signal, open-session tracking.
+    pub ws: WsSettings,
     pub cache: Arc<crate::cache::ResponseCache>,
     pub metrics: Arc<crate::metrics::EdgeMetrics>,
     /// Blocks behind the best head that count as final, per chain.
@@ -49,22 +55,12 @@ pub const DEFAULT_FINALITY_DEPTH: u64 = 64;
 
 pub fn router(edge: Arc<Edge>, max_body_bytes: usize) -> Router {
     Router::new()
-        .route("/{chain}/v1/{key}", post(by_path))
-        .route("/v1/{key}", post(by_host))
+        .route("/{chain}/v1/{key}", post(by_path).get(crate::ws::by_path))
+        .route("/v1/{key}", post(by_host).get(crate::ws::by_host))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/metrics", axum::routing::get(metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(edge)
-}
-
-async fn by_path(
-    State(edge): State<Arc<Edge>>,
-    Path((chain, key)): Path<(String, String)>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    edge.handle(&chain, &key, peer, &headers, body).await
 }
 
 /// Prometheus metrics, for scrapers on this machine only: the edge port is
@@ -86,6 +82,16 @@ async fn metrics(
         .into_response()
 }
 
+async fn by_path(
+    State(edge): State<Arc<Edge>>,
+    Path((chain, key)): Path<(String, String)>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    edge.handle(&chain, &key, peer, &headers, body).await
+}
+
 async fn by_host(
     State(edge): State<Arc<Edge>>,
     Path(key): Path<String>,
@@ -93,36 +99,27 @@ async fn by_host(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let host = host.split(':').next().unwrap_or_default();
-    let chain = match &edge.domain {
-        Some(domain) => host
-            .strip_suffix(domain.as_str())
-            .and_then(|c| c.strip_suffix('.')),
-        None => host.split('.').next(),
-    };
-    match chain {
-        Some(chain) if !chain.is_empty() => {
-            let chain = chain.to_owned();
-            edge.handle(&chain, &key, peer, &headers, body).await
-        }
-        _ => reply(
-            StatusCode::NOT_FOUND,
-            jsonrpc::error_response(
-                &Value::Null,
-                jsonrpc::INVALID_REQUEST,
-                "no chain in the host name (expected {chain}.{domain})",
-                None,
-            ),
-            None,
-        ),
+    match edge.chain_from_host(&headers) {
+        Some(chain) => edge.handle(&chain, &key, peer, &headers, body).await,
+        None => no_chain_in_host(),
     }
 }
 
-fn reply(status: StatusCode, body: Value, retry_after_ms: Option<u64>) -> Response {
+/// The answer when host routing finds no chain.
+pub(crate) fn no_chain_in_host() -> Response {
+    reply(
+        StatusCode::NOT_FOUND,
+        jsonrpc::error_response(
+            &Value::Null,
+            jsonrpc::INVALID_REQUEST,
+            "no chain in the host name (expected {chain}.{domain})",
+            None,
+        ),
+        None,
+    )
+}
+
+pub(crate) fn reply(status: StatusCode, body: Value, retry_after_ms: Option<u64>) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
     if let Some(ms) = retry_after_ms {
         let secs = ms.div_ceil(1000).max(1);
@@ -148,16 +145,56 @@ struct AnswerProbe<'a> {
 }
 
 /// The outcome of one call, before the usage event is written.
-struct Outcome {
-    method: String,
-    cu: u32,
-    status: UsageStatus,
+pub(crate) struct Outcome {
+    pub(crate) method: String,
+    pub(crate) cu: u32,
+    pub(crate) status: UsageStatus,
     /// The answer (None for a notification).
-    answer: Option<Value>,
+    pub(crate) answer: Option<Value>,
+}
+
+impl Outcome {
+    /// An element of a request that is not a call.
+    pub(crate) fn invalid(id: &Value, reason: &str) -> Self {
+        Outcome {
+            method: "-".to_owned(),
+            cu: 0,
+            status: UsageStatus::RpcError,
+            answer: Some(jsonrpc::error_response(
+                id,
+                jsonrpc::INVALID_REQUEST,
+                &format!("invalid request: {reason}"),
+                None,
+            )),
+        }
+    }
+}
+
+/// Why a verified key may not use this chain from here (a whole request,
+/// or a whole WebSocket).
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) code: i64,
+    pub(crate) message: String,
+}
+
+/// What the per-call admission decided.
+pub(crate) enum Admission {
+    /// Forward it upstream.
+    Forward(jsonrpc::Call),
+    /// Answered by the edge: `Denied` (method scope) or `RateLimited`.
+    Refused(Outcome),
 }
 
 impl Edge {
-    fn usage(&self, key: &RpcKey, chain: &str, o: &Outcome, http: u16, started: Instant) {
+    pub(crate) fn usage(
+        &self,
+        key: &RpcKey,
+        chain: &str,
+        o: &Outcome,
+        http: u16,
+        started: Instant,
+    ) {
         // Only chains the edge serves become label values.
         let label = if self.chains.contains(chain) {
             chain
@@ -181,7 +218,7 @@ impl Edge {
 
     /// Refuses a whole request of a verified key (one usage event).
     #[allow(clippy::too_many_arguments)] // one call site per refusal reason; a struct would only rename them
-    fn refuse(
+    pub(crate) fn refuse(
         &self,
         key: &RpcKey,
         chain: &str,
@@ -205,6 +242,210 @@ impl Edge {
         )
     }
 
+    /// The chain named by the `Host` header (host routing).
+    pub(crate) fn chain_from_host(&self, headers: &HeaderMap) -> Option<String> {
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let host = host.split(':').next().unwrap_or_default();
+        let chain = match &self.domain {
+            Some(domain) => host
+                .strip_suffix(domain.as_str())
+                .and_then(|c| c.strip_suffix('.')),
+            None => host.split('.').next(),
+        };
+        chain.filter(|c| !c.is_empty()).map(str::to_owned)
+    }
+
+    /// Verifies a presented token; `Err` is the complete answer (401, or
+    /// 503 while the store cannot be read). Nothing is metered here: an
+    /// unverified key has no account to meter against.
+    pub(crate) async fn authenticate(&self, token: &str) -> Result<Arc<RpcKey>, Response> {
+        match self.keys.verify(token).await {
+            Ok(KeyCheck::Valid(key)) => Ok(key),
+            Ok(KeyCheck::Unknown) => Err({
+                self.metrics.rejected_key();
+                reply(
+                    StatusCode::UNAUTHORIZED,
+                    jsonrpc::error_response(
+                        &Value::Null,
+                        jsonrpc::UNAUTHORIZED,
+                        "invalid API key",
+                        None,
+                    ),
+                    None,
+                )
+            }),
+            Ok(KeyCheck::Revoked) => Err({
+                self.metrics.rejected_key();
+                reply(
+                    StatusCode::UNAUTHORIZED,
+                    jsonrpc::error_response(
+                        &Value::Null,
+                        jsonrpc::UNAUTHORIZED,
+                        "API key revoked",
+                        None,
+                    ),
+                    None,
+                )
+            }),
+            Err(e) => {
+                tracing::error!(error = %e, "key lookup failed");
+                Err(reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    jsonrpc::error_response(
+                        &Value::Null,
+                        jsonrpc::RESOURCE_UNAVAILABLE,
+                        "key verification unavailable, retry",
+                        None,
+                    ),
+                    Some(1_000),
+                ))
+            }
+        }
+    }
+
+    /// The gate of a verified key before any call: the chain is served and
+    /// allowed, the client address and the browser origin are allowed, and
+    /// the key's plan exists. Returns the plan.
+    pub(crate) fn admit_connection(
+        &self,
+        key: &RpcKey,
+        chain: &str,
+        peer: IpAddr,
+        origin: Option<&str>,
+    ) -> Result<&Plan, Refusal> {
+        let refuse = |status: StatusCode, message: String| Refusal {
+            status,
+            code: jsonrpc::UNAUTHORIZED,
+            message,
+        };
+        if !self.chains.contains(chain) {
+            return Err(Refusal {
+                status: StatusCode::NOT_FOUND,
+                code: jsonrpc::INVALID_REQUEST,
+                message: format!("unknown chain `{chain}`"),
+            });
+        }
+        if !key.scope.allows_chain(chain) {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                format!("chain `{chain}` is not allowed for this key"),
+            ));
+        }
+        if !key.scope.allows_ip(peer) {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "client address is not allowed for this key".to_owned(),
+            ));
+        }
+        if !key.scope.allows_origin(origin) {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "origin is not allowed for this key".to_owned(),
+            ));
+        }
+        let Some(plan) = self.plans.get(&key.plan) else {
+            tracing::warn!(plan = %key.plan, "key refers to a plan that is not configured");
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                format!("plan `{}` is not available", key.plan),
+            ));
+        };
+        Ok(plan)
+    }
+
+    /// Charges `cost` compute units to `bucket` under the plan's quota.
+    pub(crate) async fn charge(&self, bucket: &str, cost: u64, plan: &Plan) -> Decision {
+        match self
+            .limiter
+            .acquire(bucket, cost, &plan.quota(), now_ms())
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                // A shared limiter that is down must not take the
+                // edge down with it: admit, and say so loudly.
+                tracing::warn!(error = %e, "rate limiter unavailable; admitting");
+                Decision::Allow {
+                    tat_ns: 0,
+                    remaining: 0,
+                }
+            }
+        }
+    }
+
+    /// The admission of one call: method scope, then its price against the
+    /// key × chain bucket (`bucket` = `"{key_id}:{chain}"`). `retry_after`
+    /// accumulates the longest wait of the calls refused so far in the same
+    /// request (it is echoed in each refusal's data).
+    pub(crate) async fn admit_call(
+        &self,
+        key: &RpcKey,
+        chain: &str,
+        plan: &Plan,
+        bucket: &str,
+        call: jsonrpc::Call,
+        retry_after: &mut Option<u64>,
+    ) -> Admission {
+        let answer_id = call.id.clone().unwrap_or(Value::Null);
+        if !key.scope.allows_method(&call.method) {
+            return Admission::Refused(Outcome {
+                answer: call.id.as_ref().map(|_| {
+                    jsonrpc::error_response(
+                        &answer_id,
+                        jsonrpc::METHOD_NOT_ALLOWED,
+                        &format!("method `{}` is not allowed for this key", call.method),
+                        None,
+                    )
+                }),
+                method: call.method,
+                cu: 0,
+                status: UsageStatus::Denied,
+            });
+        }
+        let cost = self.pricing.price(&call.method);
+        let decision = self.charge(bucket, u64::from(cost), plan).await;
+        let refusal = match decision {
+            Decision::Allow { .. } => None,
+            Decision::Deny { retry_after_ms } => {
+                *retry_after = Some(retry_after.unwrap_or(0).max(retry_after_ms));
+                Some(format!(
+                    "rate limit exceeded: plan `{}` allows {} compute units per minute per key on `{chain}`; `{}` costs {cost}; retry in {retry_after_ms} ms",
+                    plan.name, plan.cu_per_minute, call.method
+                ))
+            }
+            Decision::TooLarge => Some(format!(
+                "`{}` costs {cost} compute units, more than plan `{}` admits at once ({})",
+                call.method, plan.name, plan.burst_cu
+            )),
+        };
+        let Some(message) = refusal else {
+            return Admission::Forward(call);
+        };
+        Admission::Refused(Outcome {
+            answer: call.id.as_ref().map(|_| {
+                jsonrpc::error_response(
+                    &answer_id,
+                    jsonrpc::LIMIT_EXCEEDED,
+                    &message,
+                    Some(json!({
+                        "limit": "plan",
+                        "plan": plan.name,
+                        "chain": chain,
+                        "cu_per_minute": plan.cu_per_minute,
+                        "cost": cost,
+                        "retry_after_ms": retry_after,
+                    })),
+                )
+            }),
+            method: call.method,
+            cu: 0,
+            status: UsageStatus::RateLimited,
+        })
+    }
+
     pub async fn handle(
         &self,
         chain: &str,
@@ -214,110 +455,29 @@ impl Edge {
         body: Bytes,
     ) -> Response {
         let started = Instant::now();
-        let key = match self.keys.verify(token).await {
-            Ok(KeyCheck::Valid(key)) => key,
-            Ok(KeyCheck::Unknown) => {
-                self.metrics.rejected_key();
-                return reply(
-                    StatusCode::UNAUTHORIZED,
-                    jsonrpc::error_response(
-                        &Value::Null,
-                        jsonrpc::UNAUTHORIZED,
-                        "invalid API key",
-                        None,
-                    ),
-                    None,
-                );
-            }
-            Ok(KeyCheck::Revoked) => {
-                self.metrics.rejected_key();
-                return reply(
-                    StatusCode::UNAUTHORIZED,
-                    jsonrpc::error_response(
-                        &Value::Null,
-                        jsonrpc::UNAUTHORIZED,
-                        "API key revoked",
-                        None,
-                    ),
-                    None,
-                );
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "key lookup failed");
-                return reply(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    jsonrpc::error_response(
-                        &Value::Null,
-                        jsonrpc::RESOURCE_UNAVAILABLE,
-                        "key verification unavailable, retry",
-                        None,
-                    ),
-                    Some(1_000),
-                );
-            }
+        let key = match self.authenticate(token).await {
+            Ok(key) => key,
+            Err(response) => return response,
         };
         let span = tracing::debug_span!("rpc", key_id = %key.id, chain = %chain);
         let _enter = span.enter();
-        if !self.chains.contains(chain) {
-            return self.refuse(
-                &key,
-                chain,
-                started,
-                StatusCode::NOT_FOUND,
-                jsonrpc::INVALID_REQUEST,
-                &format!("unknown chain `{chain}`"),
-                UsageStatus::Denied,
-            );
-        }
-        if !key.scope.allows_chain(chain) {
-            return self.refuse(
-                &key,
-                chain,
-                started,
-                StatusCode::FORBIDDEN,
-                jsonrpc::UNAUTHORIZED,
-                &format!("chain `{chain}` is not allowed for this key"),
-                UsageStatus::Denied,
-            );
-        }
-        if !key.scope.allows_ip(peer.ip()) {
-            return self.refuse(
-                &key,
-                chain,
-                started,
-                StatusCode::FORBIDDEN,
-                jsonrpc::UNAUTHORIZED,
-                "client address is not allowed for this key",
-                UsageStatus::Denied,
-            );
-        }
         let origin = headers
             .get(http::header::ORIGIN)
             .and_then(|o| o.to_str().ok());
-        if !key.scope.allows_origin(origin) {
-            return self.refuse(
-                &key,
-                chain,
-                started,
-                StatusCode::FORBIDDEN,
-                jsonrpc::UNAUTHORIZED,
-                "origin is not allowed for this key",
-                UsageStatus::Denied,
-            );
-        }
-        let Some(plan) = self.plans.get(&key.plan) else {
-            tracing::warn!(plan = %key.plan, "key refers to a plan that is not configured");
-            return self.refuse(
-                &key,
-                chain,
-                started,
-                StatusCode::FORBIDDEN,
-                jsonrpc::UNAUTHORIZED,
-                &format!("plan `{}` is not available", key.plan),
-                UsageStatus::Denied,
-            );
+        let plan = match self.admit_connection(&key, chain, peer.ip(), origin) {
+            Ok(plan) => plan,
+            Err(r) => {
+                return self.refuse(
+                    &key,
+                    chain,
+                    started,
+                    r.status,
+                    r.code,
+                    &r.message,
+                    UsageStatus::Denied,
+                )
+            }
         };
-        let quota = plan.quota();
         let request = match jsonrpc::parse(&body, self.max_batch) {
             Ok(r) => r,
             Err(e) => {
@@ -357,109 +517,41 @@ impl Edge {
         for (i, item) in items.into_iter().enumerate() {
             let call = match item {
                 Item::Invalid { id, reason } => {
-                    outcomes.push(Some(Outcome {
-                        method: "-".to_owned(),
-                        cu: 0,
-                        status: UsageStatus::RpcError,
-                        answer: Some(jsonrpc::error_response(
-                            &id,
-                            jsonrpc::INVALID_REQUEST,
-                            &format!("invalid request: {reason}"),
-                            None,
-                        )),
-                    }));
+                    outcomes.push(Some(Outcome::invalid(&id, &reason)));
                     continue;
                 }
                 Item::Call(call) => call,
             };
-            let answer_id = call.id.clone().unwrap_or(Value::Null);
-            if !key.scope.allows_method(&call.method) {
-                denied += 1;
-                outcomes.push(Some(Outcome {
-                    answer: call.id.as_ref().map(|_| {
-                        jsonrpc::error_response(
-                            &answer_id,
-                            jsonrpc::METHOD_NOT_ALLOWED,
-                            &format!("method `{}` is not allowed for this key", call.method),
-                            None,
-                        )
-                    }),
-                    method: call.method,
-                    cu: 0,
-                    status: UsageStatus::Denied,
-                }));
-                continue;
-            }
-            let cost = self.pricing.price(&call.method);
-            let decision = match self
-                .limiter
-                .acquire(&bucket, u64::from(cost), &quota, now_ms())
+            match self
+                .admit_call(&key, chain, plan, &bucket, call, &mut retry_after)
                 .await
             {
-                Ok(d) => d,
-                Err(e) => {
-                    // A shared limiter that is down must not take the
-                    // edge down with it: admit, and say so loudly.
-                    tracing::warn!(error = %e, "rate limiter unavailable; admitting");
-                    Decision::Allow {
-                        tat_ns: 0,
-                        remaining: 0,
+                Admission::Forward(call) => {
+                    let cache_key = self.cache.key(chain, &call.method, &call.params, finalized);
+                    if let Some(result) = cache_key.as_ref().and_then(|k| self.cache.get(k)) {
+                        outcomes.push(Some(Outcome {
+                            answer: call
+                                .id
+                                .as_ref()
+                                .map(|id| jsonrpc::result_response(id, result)),
+                            cu: self.pricing.price(&call.method),
+                            method: call.method,
+                            status: UsageStatus::Ok,
+                        }));
+                        continue;
                     }
+                    outcomes.push(None);
+                    forward.push((i, call, cache_key));
                 }
-            };
-            let refusal = match decision {
-                Decision::Allow { .. } => None,
-                Decision::Deny { retry_after_ms } => {
-                    retry_after = Some(retry_after.unwrap_or(0).max(retry_after_ms));
-                    Some(format!(
-                        "rate limit exceeded: plan `{}` allows {} compute units per minute per key on `{chain}`; `{}` costs {cost}; retry in {retry_after_ms} ms",
-                        plan.name, plan.cu_per_minute, call.method
-                    ))
+                Admission::Refused(outcome) => {
+                    if outcome.status == UsageStatus::RateLimited {
+                        limited += 1;
+                    } else {
+                        denied += 1;
+                    }
+                    outcomes.push(Some(outcome));
                 }
-                Decision::TooLarge => Some(format!(
-                    "`{}` costs {cost} compute units, more than plan `{}` admits at once ({})",
-                    call.method, plan.name, plan.burst_cu
-                )),
-            };
-            if let Some(message) = refusal {
-                limited += 1;
-                outcomes.push(Some(Outcome {
-                    answer: call.id.as_ref().map(|_| {
-                        jsonrpc::error_response(
-                            &answer_id,
-                            jsonrpc::LIMIT_EXCEEDED,
-                            &message,
-                            Some(json!({
-                                "limit": "plan",
-                                "plan": plan.name,
-                                "chain": chain,
-                                "cu_per_minute": plan.cu_per_minute,
-                                "cost": cost,
-                                "retry_after_ms": retry_after,
-                            })),
-                        )
-                    }),
-                    method: call.method,
-                    cu: 0,
-                    status: UsageStatus::RateLimited,
-                }));
-                continue;
             }
-            let cache_key = self.cache.key(chain, &call.method, &call.params, finalized);
-            if let Some(result) = cache_key.as_ref().and_then(|k| self.cache.get(k)) {
-                outcomes.push(Some(Outcome {
-                    answer: call
-                        .id
-                        .as_ref()
-                        .map(|id| jsonrpc::result_response(id, result)),
-                    method: call.method,
-                    cu: cost,
-                    status: UsageStatus::Ok,
-                }));
-                continue;
-            }
-            outcomes.push(None);
-            forward.push((i, call, cache_key));
         }
 
         // Forward what was admitted, as one body.

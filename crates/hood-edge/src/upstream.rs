@@ -95,6 +95,18 @@ impl Upstream {
         }
     }
 
+    /// The `Authorization` header value for the credentials that were in
+    /// the configured URL (basic auth), if any. Never log it.
+    pub(crate) fn authorization(&self) -> Option<String> {
+        use base64::Engine as _;
+        let (user, pass) = self.basic_auth.as_ref()?;
+        let pair = format!("{user}:{}", pass.as_deref().unwrap_or_default());
+        Some(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        ))
+    }
+
     /// The WebSocket URL of this upstream (same host and path).
     pub fn ws_url(&self) -> String {
         if let Some(rest) = self.url.strip_prefix("https://") {
@@ -271,6 +283,10 @@ impl Pools {
         };
         pools.apply_membership(&[]);
         Ok(pools)
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
     }
 
     pub fn chain(&self, chain: &str) -> Option<Arc<ChainPool>> {
@@ -483,6 +499,17 @@ mod tests {
         assert_eq!(mask_url("http://127.0.0.1:9/"), "http://127.0.0.1:9");
         let (url, auth) = split_credentials("http://127.0.0.1:9");
         assert_eq!((url.as_str(), auth), ("http://127.0.0.1:9", None));
+    }
+
+    #[test]
+    fn websocket_url_and_credentials() {
+        let u = Upstream::new("x".into(), "https://user:pa55@rpc.example/v3/abc");
+        assert_eq!(u.ws_url(), "wss://rpc.example/v3/abc");
+        // base64("user:pa55")
+        assert_eq!(u.authorization().as_deref(), Some("Basic dXNlcjpwYTU1"));
+        let u = Upstream::new("y".into(), "http://127.0.0.1:8545");
+        assert_eq!(u.ws_url(), "ws://127.0.0.1:8545");
+        assert_eq!(u.authorization(), None);
     }
 
     #[test]
