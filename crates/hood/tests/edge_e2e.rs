@@ -124,6 +124,59 @@ async fn managed_node_serves_through_the_edge_with_keys_limits_and_metering() {
     assert_eq!(items[0]["result"], "0x7a69", "anvil's chain id 31337");
     assert!(items[1]["result"].is_string());
 
+    // A newHeads subscription over WebSocket, proxied to the managed node
+    // (it mines a block a second): two heads arrive.
+    {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        let ws_url = format!(
+            "{}/ethereum-anvil/v1/{token}",
+            edge.replace("http://", "ws://")
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url.as_str())
+            .await
+            .expect("WebSocket through the edge");
+        ws.send(Message::text(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]})
+                .to_string(),
+        ))
+        .await
+        .unwrap();
+        let mut heads = 0;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while heads < 2 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = tokio::time::timeout(left, ws.next())
+                .await
+                .expect("heads in time")
+                .expect("open")
+                .unwrap();
+            let Message::Text(text) = msg else { continue };
+            let v: Value = serde_json::from_str(text.as_str()).unwrap();
+            if v["id"] == 1 {
+                assert!(v["result"].is_string(), "subscribed: {v}");
+                answered += 1;
+            } else if v["method"] == "eth_subscription" {
+                assert!(v["params"]["result"]["number"].is_string(), "{v}");
+                heads += 1;
+                // Every pushed message is metered too.
+                answered += 1;
+            }
+        }
+        ws.close(None).await.unwrap();
+        // Until the close completes, a head may still be pushed (and
+        // metered): count what arrives.
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await
+        {
+            if let Message::Text(text) = msg {
+                let v: Value = serde_json::from_str(text.as_str()).unwrap();
+                if v["method"] == "eth_subscription" {
+                    answered += 1;
+                }
+            }
+        }
+    }
+
     // Unknown key: 401, and nothing metered for anyone.
     let (bogus, _) = {
         let g = hood_identity::api_keys::generate_rpc_key();
