@@ -154,6 +154,7 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
     // per replica.
     let (_, shared_token) = insert_key(&store, org, "free", KeyScope::default()).await;
     let mut admitted = 0;
+    let started = Instant::now();
     for i in 0..160 {
         let addr = &edge_addrs[i % 2];
         let url = format!("http://{addr}/ethereum-anvil/v1/{shared_token}");
@@ -163,9 +164,12 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
             other => panic!("unexpected {other:?}"),
         }
     }
+    // The bucket refills 1,000 CU a minute: one more 10-CU call per 0.6 s.
+    let refilled = (started.elapsed().as_millis() / 600) as usize + 1;
     assert!(
-        (100..=105).contains(&admitted),
-        "{admitted} admitted: one shared budget"
+        (100..=100 + refilled).contains(&admitted),
+        "{admitted} admitted (at most {} with one shared budget; separate budgets would admit 160)",
+        100 + refilled
     );
 
     // Load with a mid-run restart of replica 0.
