@@ -104,6 +104,8 @@ pub struct RedisLimiter {
     /// One compare-and-set in flight per bucket from this replica, so
     /// contention on a hot key is between replicas, not between requests.
     in_flight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Decisions taken locally because Redis failed.
+    fallbacks: std::sync::atomic::AtomicU64,
 }
 
 /// Sets KEYS[1] to ARGV[2] (expiring at ARGV[3] ms) only if it still holds
@@ -129,7 +131,7 @@ impl RedisLimiter {
             .set_number_of_retries(2)
             .set_max_delay(std::time::Duration::from_secs(1))
             .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
-            .set_response_timeout(Some(std::time::Duration::from_millis(250)));
+            .set_response_timeout(Some(std::time::Duration::from_millis(500)));
         let conn = redis::aio::ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|e| LimitError(redact(&e.to_string(), url)))?;
@@ -139,7 +141,14 @@ impl RedisLimiter {
             cas: redis::Script::new(CAS_SCRIPT),
             fallback: LocalLimiter::default(),
             in_flight: Mutex::new(HashMap::new()),
+            fallbacks: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// How many decisions were taken locally because Redis failed (each
+    /// may admit what the shared budget would not have).
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn bucket_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -210,6 +219,8 @@ impl Limiter for RedisLimiter {
             Ok(d) => Ok(d),
             Err(e) => {
                 tracing::warn!(error = %e, "shared rate limiter unavailable; limiting locally");
+                self.fallbacks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(self.fallback.decide(bucket, cost, quota, now_ms))
             }
         }

@@ -38,7 +38,14 @@ async fn replicas_share_one_budget() {
             admitted += 1;
         }
     }
-    assert_eq!(admitted, 100, "one shared budget");
+    // Exactly the budget; a decision Redis could not take in time (a loaded
+    // machine) falls back to the replica's own limiter and may add one.
+    let fallbacks = a.fallbacks() + b.fallbacks();
+    assert!(
+        (100..=100 + fallbacks).contains(&admitted),
+        "{admitted} admitted with {fallbacks} local fallbacks: one shared budget"
+    );
+    assert!(fallbacks < 10, "Redis answered: {fallbacks} fallbacks");
     // Another bucket is independent; the refill follows the rate.
     assert!(b
         .acquire("key:other", 1_000, &quota, now)
