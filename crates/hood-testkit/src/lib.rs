@@ -5,11 +5,36 @@
 //!   `.ci/run` always sets the variable; elsewhere a test that needs it
 //!   prints a loud SKIPPED line and returns.
 //! * [`sqlite_url`]: a fresh SQLite database file in a temporary directory.
-//! * [`nats_url`]: the NATS server named by `HOOD_TEST_NATS_URL`, with the
-//!   same loud skip (and CI failure) when unset.
+//! * [`nats_url`], [`redis_url`], [`anvil_bin`]: the NATS server, the Redis
+//!   server and the anvil binary the environment names, with the same loud
+//!   skip (and CI failure) when unset.
+//! * [`NatsStream`]: a JetStream stream and subject prefix of one test.
 
 use sqlx::{Connection, PgConnection};
 use std::path::PathBuf;
+
+/// The value of `var` if set, else a loud skip notice (`what` names the
+/// missing service) and `None`. Under CI (`CI` set) a missing variable is a
+/// failure, never a silent skip.
+fn required_env(var: &str, test: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{var} must be set in CI (test {test})"
+            );
+            // Straight to the stderr handle: libtest captures `eprintln!` of
+            // passing tests, and a skip must be seen.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED {test}: {var} is not set, {what} ***"
+            );
+            None
+        }
+    }
+}
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_ENV: &str = "HOOD_TEST_POSTGRES_URL";
@@ -17,23 +42,7 @@ pub const POSTGRES_ENV: &str = "HOOD_TEST_POSTGRES_URL";
 /// Reads `HOOD_TEST_POSTGRES_URL`, or prints a loud skip notice. Under CI
 /// (`CI` set) a missing variable is a failure, never a silent skip.
 pub fn postgres_server_url(test: &str) -> Option<String> {
-    match std::env::var(POSTGRES_ENV) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{POSTGRES_ENV} must be set in CI (test {test})"
-            );
-            // Straight to the stderr handle: libtest captures `eprintln!` of
-            // passing tests, and a skip must be seen.
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** SKIPPED {test}: {POSTGRES_ENV} is not set, no PostgreSQL to test against ***"
-            );
-            None
-        }
-    }
+    required_env(POSTGRES_ENV, test, "no PostgreSQL to test against")
 }
 
 /// The environment variable naming the real `anvil` binary for tests.
@@ -42,21 +51,20 @@ pub const ANVIL_ENV: &str = "HOOD_TEST_ANVIL_BIN";
 /// The real `anvil` binary (installed from npm by `scripts/test`), or a loud
 /// skip notice when absent. Under CI a missing binary is a failure.
 pub fn anvil_bin(test: &str) -> Option<PathBuf> {
-    match std::env::var(ANVIL_ENV) {
-        Ok(p) if std::path::Path::new(&p).is_file() => Some(PathBuf::from(p)),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{ANVIL_ENV} must name the anvil binary in CI (test {test})"
-            );
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** SKIPPED {test}: {ANVIL_ENV} is not set; run the tests through scripts/test ***"
-            );
-            None
-        }
+    let path = required_env(ANVIL_ENV, test, "run the tests through scripts/test")?;
+    if std::path::Path::new(&path).is_file() {
+        return Some(PathBuf::from(path));
     }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{ANVIL_ENV} must name the anvil binary in CI (test {test})"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED {test}: {ANVIL_ENV} names no file; run the tests through scripts/test ***"
+    );
+    None
 }
 
 /// The environment variable naming the NATS server (with JetStream) for
@@ -66,21 +74,7 @@ pub const NATS_ENV: &str = "HOOD_TEST_NATS_URL";
 /// Reads `HOOD_TEST_NATS_URL`, or prints a loud skip notice. Under CI (`CI`
 /// set) a missing variable is a failure, never a silent skip.
 pub fn nats_url(test: &str) -> Option<String> {
-    match std::env::var(NATS_ENV) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{NATS_ENV} must be set in CI (test {test})"
-            );
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** SKIPPED {test}: {NATS_ENV} is not set, no NATS to test against ***"
-            );
-            None
-        }
-    }
+    required_env(NATS_ENV, test, "no NATS to test against")
 }
 
 /// The environment variable naming the Redis server for tests, e.g.
@@ -90,21 +84,7 @@ pub const REDIS_ENV: &str = "HOOD_TEST_REDIS_URL";
 /// Reads `HOOD_TEST_REDIS_URL`, or prints a loud skip notice (a failure
 /// under CI).
 pub fn redis_url(test: &str) -> Option<String> {
-    match std::env::var(REDIS_ENV) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{REDIS_ENV} must be set in CI (test {test})"
-            );
-            use std::io::Write;
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** SKIPPED {test}: {REDIS_ENV} is not set, no Redis to test against ***"
-            );
-            None
-        }
-    }
+    required_env(REDIS_ENV, test, "no Redis to test against")
 }
 
 /// A JetStream stream and subject prefix of one test, so tests sharing a
