@@ -260,7 +260,14 @@ impl Evaluator {
                 rules,
             );
             let judged = node.state.is_heartbeat_evaluated() || node.state == NodeState::Down;
-            health.consecutive_misses = if judged { beat.consecutive_misses } else { 0 };
+            // Misses count towards going down; a node already down (or in a
+            // workflow) starts from zero when it comes back, or the first
+            // late report after a migration would take it straight down.
+            health.consecutive_misses = if node.state.is_heartbeat_evaluated() {
+                beat.consecutive_misses
+            } else {
+                0
+            };
             if let Some(h) = node.host_id {
                 let e = host_nodes.entry(h).or_default();
                 e.0 += 1;
