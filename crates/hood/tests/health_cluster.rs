@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::health::{fast_health_env, get_json, transitions, wait_for, webhook_receiver, SECRET};
+use common::health::{
+    create_healthy_node, fast_health_env, get_json, transitions, wait_for, webhook_receiver, SECRET,
+};
 use common::{hood_cli, processes_under, push_anvil, read_admin_key, HoodProcess, KillUnder};
 use hood_identity::master_key::MasterKey;
 use hood_testkit::{NatsStream, PgDatabase};
@@ -103,25 +105,9 @@ async fn standby_health_replica_finishes_an_outage_after_the_leader_dies() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-    let r = http
-        .post(format!("{base}/api/v1/nodes"))
-        .bearer_auth(&key)
-        .json(&json!({"chain": "ethereum-anvil", "name": "survivor"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["node"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, node) =
+        create_healthy_node(&http, &base, &key, "survivor", Duration::from_secs(90)).await;
     let node_url = format!("{base}/api/v1/nodes/{id}");
-    let node = wait_for("healthy", Duration::from_secs(90), async || {
-        let n = get_json(&http, &node_url, &key).await;
-        assert_ne!(n["state"], "failed", "{n}");
-        (n["state"] == "healthy").then_some(n)
-    })
-    .await;
     let old_host = node["host_id"].as_str().unwrap().to_owned();
 
     // Exactly one of the two replicas leads.

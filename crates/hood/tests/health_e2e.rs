@@ -9,7 +9,8 @@
 mod common;
 
 use common::health::{
-    fast_health_env, get_json, transitions, wait_for, webhook_receiver, Received, SECRET,
+    create_healthy_node, fast_health_env, get_json, transitions, wait_for, webhook_receiver,
+    Received, SECRET,
 };
 use common::{hood_up, processes_under, push_anvil, read_admin_key, temp_home, KillUnder};
 use serde_json::{json, Value};
@@ -39,25 +40,9 @@ async fn dead_host_node_migrates_with_one_incident_and_one_notification() {
         .expect("channel");
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
 
-    let r = http
-        .post(format!("{api}/api/v1/nodes"))
-        .bearer_auth(&key)
-        .json(&json!({"chain": "ethereum-anvil", "name": "survivor"}))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["node"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (id, node) =
+        create_healthy_node(&http, &api, &key, "survivor", Duration::from_secs(60)).await;
     let node_url = format!("{api}/api/v1/nodes/{id}");
-    let node = wait_for("healthy", Duration::from_secs(60), async || {
-        let n = get_json(&http, &node_url, &key).await;
-        assert_ne!(n["state"], "failed", "{n}");
-        (n["state"] == "healthy").then_some(n)
-    })
-    .await;
     let old_host = node["host_id"].as_str().unwrap().to_owned();
     let sandbox = home.join("hosts").join("hosts").join(&old_host);
     let key_path = |host: &str| {

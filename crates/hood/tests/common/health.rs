@@ -109,3 +109,34 @@ pub fn fast_health_env() -> Vec<(&'static str, String)> {
         ("HOOD_NOTIFY_BACKOFF_MS", "200".into()),
     ]
 }
+
+/// Creates an ethereum-anvil node through the API and waits (up to
+/// `within`) until it is healthy; returns its id and its view.
+pub async fn create_healthy_node(
+    http: &reqwest::Client,
+    api: &str,
+    key: &str,
+    name: &str,
+    within: Duration,
+) -> (String, Value) {
+    let r = http
+        .post(format!("{api}/api/v1/nodes"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"chain": "ethereum-anvil", "name": name}))
+        .send()
+        .await
+        .expect("create node");
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.expect("json")["node"]["id"]
+        .as_str()
+        .expect("node id")
+        .to_owned();
+    let node_url = format!("{api}/api/v1/nodes/{id}");
+    let node = wait_for("healthy", within, async || {
+        let n = get_json(http, &node_url, key).await;
+        assert_ne!(n["state"], "failed", "{n}");
+        (n["state"] == "healthy").then_some(n)
+    })
+    .await;
+    (id, node)
+}
