@@ -13,7 +13,6 @@ use hood_agent_proto::v1::{EnrollRequest, RenewRequest};
 use hood_domain::HostId;
 use hood_pki::{HostKey, PeerIdentity};
 use serde::{Deserialize, Serialize};
-use std::io::Write as _;
 use std::path::Path;
 
 pub(crate) const IDENTITY_FILE: &str = "identity.json";
@@ -75,28 +74,12 @@ impl StoredIdentity {
     }
 }
 
-/// Writes `bytes` to `path` atomically with mode 0600.
 /// The enrollment key pair while enrollment is in flight.
 const PENDING_KEY_FILE: &str = "enroll-key.pem";
 
+/// Writes `bytes` to `path` privately and atomically (the one secret writer).
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let written = options.open(&tmp).and_then(|mut f| {
-        f.write_all(bytes)?;
-        f.sync_all()
-    });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(AgentError::io(&tmp, e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| AgentError::io(path, e))
+    hood_files::write_private(path, bytes).map_err(|e| AgentError::io(path, e))
 }
 
 /// Reads the token: the configured file, else the environment. Never logged.

@@ -100,7 +100,5 @@ impl Agent {
 
 /// Wall clock in Unix milliseconds.
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    hood_clock::now().millis()
 }

@@ -14,6 +14,7 @@ use hood_agent_proto::v1::{
     AgentMessage, Command, CommandAck, CommandResult, GatewayMessage, Heartbeat, Hello,
     WorkloadStatus,
 };
+use hood_domain::backoff::Backoff;
 use hood_domain::CommandId;
 use rand::Rng as _;
 use std::future::Future;
@@ -41,32 +42,29 @@ enum End {
     Renewed,
 }
 
-/// Jittered exponential backoff.
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
+/// Reconnect waits: the domain's doubling backoff with equal jitter, so a
+/// fleet cut off together does not reconnect together.
+struct Reconnect {
+    policy: Backoff,
+    failures: u32,
 }
 
-impl Backoff {
+impl Reconnect {
     fn new(min: Duration, max: Duration) -> Self {
         Self {
-            min,
-            max: max.max(min),
-            next: min,
+            policy: Backoff::doubling(min, max),
+            failures: 0,
         }
     }
 
     fn reset(&mut self) {
-        self.next = self.min;
+        self.failures = 0;
     }
 
     fn delay(&mut self) -> Duration {
-        let top = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let low = top / 2;
-        let spread = u64::try_from((top - low).as_millis()).unwrap_or(0);
-        low + Duration::from_millis(rand::thread_rng().gen_range(0..=spread))
+        self.failures = self.failures.saturating_add(1);
+        self.policy
+            .jittered(self.failures, rand::thread_rng().gen::<f64>())
     }
 }
 
@@ -77,7 +75,7 @@ pub(crate) async fn run(
 ) -> Result<(), AgentError> {
     tokio::pin!(shutdown);
     let config = handle.config();
-    let mut backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
+    let mut backoff = Reconnect::new(config.reconnect_min, config.reconnect_max);
 
     loop {
         let enrolled = tokio::select! {

@@ -9,7 +9,6 @@ use hood_identity::master_key::MasterKey;
 use hood_identity::password::hash_password;
 use hood_identity::tokens::generate_signing_key;
 use hood_store::{Store, StoreError};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use uuid::Uuid;
 
@@ -106,7 +105,12 @@ pub async fn bootstrap_admin(
         last_used_at: None,
     };
     let key_file = home.join(ADMIN_KEY_FILE);
-    write_secret_file(&key_file, &generated.token)?;
+    hood_files::write_private(&key_file, format!("{}\n", generated.token).as_bytes()).map_err(
+        |source| BootstrapError::Io {
+            path: key_file.clone(),
+            source,
+        },
+    )?;
     if !store.bootstrap(&org, &admin, &key).await? {
         // Another replica bootstrapped first; our key was never stored.
         let _ = std::fs::remove_file(&key_file);
@@ -118,33 +122,4 @@ pub async fn bootstrap_admin(
         org_slug: org.slug,
         key_file,
     }))
-}
-
-/// Writes `contents` to `path` readable by the owner only.
-pub fn write_secret_file(path: &Path, contents: &str) -> Result<(), BootstrapError> {
-    let io = |source| BootstrapError::Io {
-        path: path.to_owned(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path).map_err(io)?;
-    f.write_all(contents.as_bytes()).map_err(io)?;
-    f.write_all(b"\n").map_err(io)?;
-    f.sync_all().map_err(io)?;
-    // `mode` applies only on creation; tighten a pre-existing file too.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
-    }
-    Ok(())
 }

@@ -1,16 +1,9 @@
-//! The services' one clock. The domain never reads time; callers pass it in.
+//! Time on the wire: RFC 3339 rendering and parsing. The clock itself is
+//! `hood-clock`'s (re-exported as [`now`]).
 
 use hood_domain::Timestamp;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Now, as Unix milliseconds.
-pub fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    Timestamp::from_millis(ms)
-}
+pub use hood_clock::now;
 
 /// RFC 3339 rendering for API responses.
 pub fn rfc3339(ts: Timestamp) -> String {

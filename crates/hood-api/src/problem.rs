@@ -2,7 +2,9 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hood_app::AppError;
 use hood_domain::validate::FieldError;
+use hood_ports::PortError;
 use hood_store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -146,6 +148,25 @@ impl From<StoreError> for ApiError {
             }
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(e: AppError) -> Self {
+        match e {
+            AppError::Invalid(fields) => ApiError::Validation(fields),
+            AppError::NotFound(what) => ApiError::NotFound(what),
+            AppError::Conflict(m) => ApiError::Conflict(m),
+            AppError::Unavailable(m) => ApiError::Unavailable(m),
+            AppError::Store(e) => e.into(),
+            AppError::Internal(m) => ApiError::Internal(m),
+        }
+    }
+}
+
+impl From<PortError> for ApiError {
+    fn from(e: PortError) -> Self {
+        AppError::from(e).into()
     }
 }
 

@@ -2,12 +2,13 @@
 
 use crate::limiter::KeyedLimiter;
 use crate::metrics::Metrics;
-use crate::routes::nodes::NodeWorkflows;
+use hood_app::NodeService;
 use hood_chains::ChainCatalog;
 use hood_domain::rpc::PlanCatalog;
 use hood_identity::master_key::MasterKey;
 use hood_identity::oidc::OidcVerifier;
 use hood_identity::tokens::TokenIssuer;
+use hood_ports::NodeOperations;
 use hood_store::Store;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -38,17 +39,17 @@ pub struct AppState {
     pub plans: Arc<PlanCatalog>,
     pub login_limiter: Arc<KeyedLimiter<IpAddr>>,
     pub metrics: Arc<Metrics>,
-    /// The orchestrator, in processes that run it (`hood up`, `--role orchestrator`).
-    pub nodes: Option<Arc<dyn NodeWorkflows>>,
+    /// The node use cases.
+    pub nodes: NodeService,
     /// The installation master key, in processes that seal secrets at rest
     /// (notification channel configurations).
     pub master: Option<MasterKey>,
 }
 
 impl AppState {
-    /// Attaches the orchestrator that backs the node routes.
-    pub fn with_node_workflows(mut self, flows: Arc<dyn NodeWorkflows>) -> Self {
-        self.nodes = Some(flows);
+    /// Attaches the orchestrator's operations to the node use cases.
+    pub fn with_node_operations(mut self, operations: Arc<dyn NodeOperations>) -> Self {
+        self.nodes = self.nodes.with_operations(operations);
         self
     }
 
@@ -71,6 +72,7 @@ impl AppState {
         chains: Arc<ChainCatalog>,
         config: &ApiConfig,
     ) -> Self {
+        let nodes = NodeService::new(store.clone(), store.clone(), store.clone(), chains.clone());
         Self {
             store,
             tokens,
@@ -79,7 +81,7 @@ impl AppState {
             plans: Arc::new(PlanCatalog::defaults()),
             login_limiter: Arc::new(KeyedLimiter::per_minute(config.login_attempts_per_minute)),
             metrics: Arc::new(Metrics::default()),
-            nodes: None,
+            nodes,
             master: None,
         }
     }

@@ -36,7 +36,7 @@ pub use hood_store::artifact::{ArtifactRecord, RecordOutcome};
 use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use hood_domain::validate::FieldError;
-use hood_domain::{Timestamp, UserId};
+use hood_domain::UserId;
 use hood_store::{Store, StoreError};
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
@@ -532,13 +532,7 @@ fn blob_key(sha256: &str) -> ObjectPath {
     ObjectPath::from(format!("{BLOB_PREFIX}/{sha256}"))
 }
 
-fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    Timestamp::from_millis(ms)
-}
+use hood_clock::now;
 
 /// An upload to `tmp/{uuid}` that is cleaned up however it ends: explicitly
 /// through [`discard`](Self::discard), or on drop when the push is cancelled

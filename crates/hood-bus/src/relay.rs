@@ -6,10 +6,10 @@
 //! locks its batch with `SKIP LOCKED`, so no row is published by two at once.
 
 use crate::{BusError, BusEvent, EventBus};
-use hood_domain::{EventId, Timestamp};
+use hood_domain::EventId;
 use hood_store::{Store, StoreError};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
@@ -207,10 +207,4 @@ impl std::fmt::Debug for RelayWaker {
     }
 }
 
-fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0);
-    Timestamp(ms)
-}
+use hood_clock::now;

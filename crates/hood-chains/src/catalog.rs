@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::lint::{FileLint, LintReport};
 use crate::observation::Observation;
 use crate::parse::parse;
-use crate::profile::{ChainFamily, Profile, Resources};
+use crate::profile::{Binary, ChainFamily, Profile, Resources};
 use crate::recipe::Recipe;
 use crate::runtime::{Runtime, RuntimeAdapter};
 use crate::upgrade::Upgrade;
@@ -130,6 +130,21 @@ impl Chain {
     /// An upgrade by id.
     pub fn upgrade(&self, id: &str) -> Option<&Upgrade> {
         self.upgrades.get(id)
+    }
+
+    /// The binaries the chain's processes run, each once, by artifact name
+    /// then version: what must be in the artifact store before a node of
+    /// this chain can start.
+    pub fn required_binaries(&self) -> Vec<&Binary> {
+        let mut out: Vec<&Binary> = self
+            .runtime
+            .processes
+            .iter()
+            .filter_map(|p| self.profile.binaries.iter().find(|b| b.name == p.binary))
+            .collect();
+        out.sort_by(|a, b| (&a.artifact, &a.version).cmp(&(&b.artifact, &b.version)));
+        out.dedup_by(|a, b| a.artifact == b.artifact && a.version == b.version);
+        out
     }
 }
 

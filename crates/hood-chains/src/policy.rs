@@ -278,21 +278,16 @@ fn parse(src: &str) -> Result<Program, String> {
     }
 }
 
-/// `hex_to_int(string) -> int`: a `0x` JSON-RPC quantity as an integer.
+/// `hex_to_int(string) -> int`: a `0x` JSON-RPC quantity as an integer
+/// (the domain's one quantity parser).
 fn hex_to_int(This(s): This<Arc<String>>) -> Result<i64, ExecutionError> {
-    let digits = s
-        .strip_prefix("0x")
-        .or_else(|| s.strip_prefix("0X"))
-        .ok_or_else(|| {
-            ExecutionError::function_error("hex_to_int", "expected a 0x-prefixed hex string")
-        })?;
-    if digits.is_empty() {
-        return Err(ExecutionError::function_error(
+    let value = hood_domain::rpc::parse_quantity(&s).ok_or_else(|| {
+        ExecutionError::function_error(
             "hex_to_int",
-            "no digits after 0x",
-        ));
-    }
-    i64::from_str_radix(digits, 16).map_err(|e| ExecutionError::function_error("hex_to_int", e))
+            format!("`{s}` is not a 0x-prefixed hex quantity"),
+        )
+    })?;
+    i64::try_from(value).map_err(|e| ExecutionError::function_error("hex_to_int", e))
 }
 
 fn empty_map() -> Value {

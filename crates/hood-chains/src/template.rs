@@ -12,7 +12,10 @@ use std::collections::BTreeSet;
 /// - `config_dir`: where recipe files are rendered,
 /// - `secrets_dir`: key material (mode 0700, never backed up as plain text),
 /// - `node_id`, `node_name`: the node's id and human name (moniker),
-/// - `public_ip`: the host's public address (P2P advertisement).
+/// - `public_ip`: the host's public address (P2P advertisement),
+/// - `host_address`: the host's own address, where private ports (RPC,
+///   gRPC, REST) listen; the agent's probes and the edge reach them there.
+///   Never `0.0.0.0`: a node's RPC is not exposed on every interface.
 ///
 /// Plus `<port>_port` for every runtime port and `<port>_port_end` for port
 /// ranges.
@@ -23,6 +26,7 @@ pub const BUILTIN_VARIABLES: &[&str] = &[
     "node_id",
     "node_name",
     "public_ip",
+    "host_address",
 ];
 
 /// Directory variables a written path must start with, so recipes cannot

@@ -189,7 +189,8 @@ fn anvil_runs_the_real_npm_binary_as_a_process() {
     assert_eq!(anvil.runtime.ports["rpc"].port, 8545);
     let args = &anvil.runtime.processes[0].args;
     let joined = args.join(" ");
-    assert!(joined.contains("--host 0.0.0.0 --port {{rpc_port}} --block-time 1 --chain-id 31337"));
+    assert!(joined
+        .contains("--host {{host_address}} --port {{rpc_port}} --block-time 1 --chain-id 31337"));
     let mut methods = jsonrpc_methods(&anvil.runtime.sync.probes);
     methods.sort();
     assert_eq!(methods, ["eth_blockNumber", "eth_syncing"]);

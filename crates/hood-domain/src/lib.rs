@@ -4,6 +4,7 @@
 //! rule or a state machine that the outer layers (store, engines, services)
 //! call into. Keeping it pure is what lets it be tested exhaustively.
 
+pub mod backoff;
 pub mod event;
 pub mod gcra;
 pub mod health;
@@ -12,6 +13,7 @@ pub mod ids;
 pub mod lifecycle;
 pub mod machine;
 pub mod node;
+pub mod node_workflows;
 pub mod rpc;
 pub mod time;
 pub mod validate;

@@ -19,6 +19,7 @@
 //! in under a second — with a short database poll as the fallback for
 //! commands enqueued by another process.
 
+mod authority;
 mod error;
 mod fleet;
 mod server;
@@ -26,6 +27,7 @@ mod service;
 mod session;
 mod sources;
 
+pub use authority::{certificate_record, load_or_create_ca, CaStoreError};
 pub use error::GatewayError;
 pub use fleet::{CommandOutcome, Fleet, ENROLLMENT_TOKEN_PREFIX};
 pub use server::{Gateway, GatewayConfig};
@@ -33,13 +35,7 @@ pub use sources::{
     ArtifactSource, ArtifactSourceError, ArtifactStream, DataKey, NodeKeyError, NodeKeySource,
 };
 
-/// Wall clock as a domain timestamp (the domain never reads clocks).
-pub(crate) fn now() -> hood_domain::Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    hood_domain::Timestamp(ms)
-}
+pub(crate) use hood_clock::now;
 
 /// A duration in whole milliseconds, saturating.
 pub(crate) fn millis(d: std::time::Duration) -> i64 {

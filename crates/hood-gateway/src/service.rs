@@ -141,7 +141,7 @@ impl GatewayService {
                 other => internal("sign host certificate", other),
             })?;
         store
-            .insert_host_certificate(&issued.record(now))
+            .insert_host_certificate(&crate::authority::certificate_record(&issued, now))
             .await
             .map_err(|e| internal("record host certificate", e))?;
         tracing::info!(host_id = %host.id, serial = %issued.serial, "enrollment answer re-issued to the same key");
@@ -215,7 +215,7 @@ impl AgentGateway for GatewayService {
             .complete_enrollment(
                 &hash,
                 &fingerprint,
-                &issued.record(now),
+                &crate::authority::certificate_record(&issued, now),
                 &label(&req.hostname),
                 &label(&req.agent_version),
                 now,
@@ -257,7 +257,7 @@ impl AgentGateway for GatewayService {
         self.shared
             .fleet
             .store()
-            .insert_host_certificate(&issued.record(now))
+            .insert_host_certificate(&crate::authority::certificate_record(&issued, now))
             .await
             .map_err(|e| internal("record certificate", e))?;
         tracing::info!(host_id = %host.id, old_serial = %peer.serial, serial = %issued.serial, "renewed host certificate");

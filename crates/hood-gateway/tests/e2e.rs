@@ -91,7 +91,11 @@ impl Env {
         let store = hood_store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
         let master = hood_identity::master_key::MasterKey::generate();
-        let ca = Arc::new(Ca::load_or_create(&*store, &master, now()).await.unwrap());
+        let ca = Arc::new(
+            hood_gateway::load_or_create_ca(&*store, &master, now())
+                .await
+                .unwrap(),
+        );
         Env {
             fleet: Fleet::new(store.clone()),
             store,
@@ -751,7 +755,8 @@ async fn expired_revoked_and_deleted_are_refused(env: &mut Env) {
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
 
     // Expired: a genuine certificate of this CA, recorded for the host,
-    // that lives one second. Accepted at first, refused once it expired.
+    // that lives a few seconds (enough for a loaded machine to use it once).
+    // Accepted at first, refused once it expired.
     let host3 = env.enrolling_host().await;
     env.enroll_raw(host3).await;
     let key3 = HostKey::generate().unwrap();
@@ -760,12 +765,12 @@ async fn expired_revoked_and_deleted_are_refused(env: &mut Env) {
         .sign_host_csr(
             host3,
             &key3.csr_pem("x").unwrap(),
-            Duration::from_secs(1),
+            Duration::from_secs(4),
             now(),
         )
         .unwrap();
     env.store
-        .insert_host_certificate(&short.record(now()))
+        .insert_host_certificate(&hood_gateway::certificate_record(&short, now()))
         .await
         .unwrap();
     let key3 = key3.private_key_pem();

@@ -92,21 +92,16 @@ impl Evaluator {
     async fn reference_heads(&self) -> BTreeMap<String, i64> {
         let mut out = BTreeMap::new();
         for (chain, url) in &self.reference_rpc {
-            let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []});
-            let head = async {
-                let v: serde_json::Value = self
-                    .http
-                    .post(url)
-                    .json(&body)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                i64::from_str_radix(v.get("result")?.as_str()?.trim_start_matches("0x"), 16).ok()
-            }
-            .await;
+            let head = hood_jsonrpc::call(
+                &self.http,
+                url,
+                "eth_blockNumber",
+                &[],
+                &hood_jsonrpc::CallOptions::default(),
+            )
+            .await
+            .ok()
+            .and_then(|v| hood_jsonrpc::quantity_i64(&v));
             match head {
                 Some(h) => {
                     out.insert(chain.clone(), h);

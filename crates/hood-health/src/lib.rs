@@ -25,21 +25,9 @@ pub use notify::{channel_aad, NotificationDispatcher, NOTIFY_CONSUMER};
 pub use service::{HealthDeps, HealthService, HealthServiceHandle};
 pub use uptime::{materialize_uptime, uptime_report, UptimeReport};
 
-use async_trait::async_trait;
-use hood_domain::{HostId, NodeId};
-
-/// What the health role asks of the orchestrator (implemented there, wired
-/// by the binary): the health role decides, workflows act.
-#[async_trait]
-pub trait NodeRecovery: Send + Sync {
-    /// Starts (or finds) the migration of `node` down at `version`; the
-    /// workflow id is derived from both, so every replica asking about the
-    /// same outage starts the same run.
-    async fn start_migration(&self, node: NodeId, version: i64) -> Result<String, String>;
-    /// Deletes a host nothing runs on any more (orphaned, or quarantined
-    /// and seen again).
-    async fn reap_host(&self, host: HostId) -> Result<(), String>;
-}
+/// What the health role asks of the orchestrator (a port: implemented
+/// there, wired by the binary).
+pub use hood_ports::NodeRecovery;
 
 /// Lease names of the singleton loops.
 pub mod leases {

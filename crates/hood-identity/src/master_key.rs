@@ -8,7 +8,6 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use rand::RngCore;
-use std::io::Write as _;
 use std::path::Path;
 
 /// Format version of sealed blobs, so the scheme can change later without
@@ -70,11 +69,13 @@ impl MasterKey {
         STANDARD.encode(self.0)
     }
 
-    /// Reads the key from `path`, or creates it (mode 0600 on unix, parent
-    /// dirs created) when missing. Returns (key, created).
+    /// Reads the key from `path`, or creates it (mode 0600, parent dirs
+    /// 0700) when missing. Returns (key, created).
     ///
-    /// Creation uses `create_new`, so two processes racing on first start
-    /// cannot overwrite each other's key: the loser reads the winner's.
+    /// Creation is create-once and atomic (`hood_files::create_private`):
+    /// two processes racing on first start cannot overwrite each other's
+    /// key, and neither can read a half-written one; the loser reads the
+    /// winner's.
     pub fn load_or_create(path: &Path) -> Result<(Self, bool), IdentityError> {
         match std::fs::read_to_string(path) {
             Ok(text) => {
@@ -84,35 +85,15 @@ impl MasterKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(IdentityError::io(path, e)),
         }
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| IdentityError::io(parent, e))?;
-        }
         let key = Self::generate();
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            options.mode(0o600);
-        }
-        let mut file = match options.open(path) {
-            Ok(f) => f,
+        match hood_files::create_private(path, format!("{}\n", key.to_base64()).as_bytes()) {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 // Lost a creation race: use the key the other process wrote.
                 let text = std::fs::read_to_string(path).map_err(|e| IdentityError::io(path, e))?;
                 return Ok((Self::from_base64(&text)?, false));
             }
             Err(e) => return Err(IdentityError::io(path, e)),
-        };
-        let written = file
-            .write_all(format!("{}\n", key.to_base64()).as_bytes())
-            .and_then(|()| file.sync_all());
-        if let Err(e) = written {
-            // A half-written key file would fail every later start; remove
-            // it so the next start simply tries again.
-            drop(file);
-            let _ = std::fs::remove_file(path);
-            return Err(IdentityError::io(path, e));
         }
         tracing::info!(path = %path.display(), "created new master key");
         Ok((key, true))

@@ -25,16 +25,11 @@ pub type ArtifactDigests = BTreeMap<(String, String), String>;
 
 /// Which (artifact, version) pairs the chain's processes need.
 pub fn required_artifacts(chain: &Chain) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = chain
-        .runtime
-        .processes
-        .iter()
-        .filter_map(|p| chain.profile.binaries.iter().find(|b| b.name == p.binary))
+    chain
+        .required_binaries()
+        .into_iter()
         .map(|b| (b.artifact.clone(), b.version.clone()))
-        .collect();
-    out.sort();
-    out.dedup();
-    out
+        .collect()
 }
 
 /// The plan for `node` on a host: processes with the recipe's extra args and

@@ -4,7 +4,7 @@ use crate::services::{permanent, retryable, Ctx, NodeInput};
 use hood_domain::lifecycle::HostState;
 use hood_domain::machine::StateMachine;
 use hood_domain::node::Node;
-use hood_domain::{HostId, Timestamp};
+use hood_domain::HostId;
 use hood_gateway::CommandOutcome;
 use hood_saga::StepError;
 use hood_store::node::NodeChange;
@@ -23,9 +23,7 @@ pub(crate) fn host_id_for(workflow_id: &str) -> HostId {
     ))
 }
 
-pub(crate) fn now() -> Timestamp {
-    hood_saga::now()
-}
+pub(crate) use hood_clock::now;
 
 pub(crate) fn store_err(e: StoreError) -> StepError {
     match e {

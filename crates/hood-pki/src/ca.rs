@@ -4,7 +4,6 @@ use crate::peer::HOST_URI_PREFIX;
 use crate::{to_offset, to_timestamp, PkiError, PkiResult};
 use hood_domain::{HostId, Timestamp};
 use hood_identity::master_key::MasterKey;
-use hood_store::fleet::{CaRecord, FleetStore};
 use rand::RngCore as _;
 use rcgen::string::Ia5String;
 use rcgen::{
@@ -45,20 +44,6 @@ pub struct IssuedCert {
     pub serial: String,
     pub not_before: Timestamp,
     pub not_after: Timestamp,
-}
-
-impl IssuedCert {
-    /// The row to record in the store.
-    pub fn record(&self, issued_at: Timestamp) -> hood_store::fleet::HostCertificate {
-        hood_store::fleet::HostCertificate {
-            serial: self.serial.clone(),
-            host_id: self.host_id,
-            not_before: self.not_before,
-            not_after: self.not_after,
-            issued_at,
-            revoked_at: None,
-        }
-    }
 }
 
 /// A server (or client) certificate with its private key, as PEM.
@@ -144,38 +129,19 @@ impl Ca {
         })
     }
 
-    /// Loads the installation's CA, creating it on first start. Two
-    /// processes starting at once both generate one, but the store keeps
-    /// only the first insert and both end up using it.
-    pub async fn load_or_create(
-        store: &dyn FleetStore,
-        master: &MasterKey,
-        now: Timestamp,
-    ) -> PkiResult<Self> {
-        let record = match store.get_ca().await? {
-            Some(record) => record,
-            None => {
-                let fresh = Self::generate(now)?;
-                let sealed =
-                    master.seal(fresh.issuer.key().serialize_pem().as_bytes(), CA_SEAL_AAD)?;
-                let stored = store
-                    .insert_ca_if_absent(&CaRecord {
-                        cert_pem: fresh.cert_pem.clone(),
-                        sealed_key: sealed,
-                        created_at: now,
-                    })
-                    .await?;
-                if stored.cert_pem == fresh.cert_pem {
-                    tracing::info!("created the internal CA");
-                    return Ok(fresh);
-                }
-                stored
-            }
-        };
-        let key = master.open(&record.sealed_key, CA_SEAL_AAD)?;
+    /// The private key sealed under the master key (bound to
+    /// [`CA_SEAL_AAD`]): the only form in which the key is ever stored.
+    pub fn sealed_key(&self, master: &MasterKey) -> PkiResult<Vec<u8>> {
+        Ok(master.seal(self.issuer.key().serialize_pem().as_bytes(), CA_SEAL_AAD)?)
+    }
+
+    /// Rebuilds a stored CA: its certificate and its key as sealed by
+    /// [`Self::sealed_key`].
+    pub fn open(cert_pem: &str, sealed_key: &[u8], master: &MasterKey) -> PkiResult<Self> {
+        let key = master.open(sealed_key, CA_SEAL_AAD)?;
         let key = String::from_utf8(key)
             .map_err(|_| PkiError::BadKey("sealed CA key is not PEM".into()))?;
-        Self::from_pem(&record.cert_pem, &key)
+        Self::from_pem(cert_pem, &key)
     }
 
     /// The CA certificate (PEM): what agents and the gateway trust.

@@ -1,11 +1,13 @@
 //! Hood's internal certificate authority and the TLS configurations of the
 //! agent protocol.
 //!
-//! * [`Ca`]: one ECDSA P-256 CA per installation, stored in the database with
-//!   its private key sealed under the master key ([`Ca::load_or_create`] is
-//!   safe when several replicas start at once). It signs host certificates
-//!   from the agent's CSR ([`Ca::sign_host_csr`]) and the gateway's server
-//!   certificate ([`Ca::issue_server_identity`]).
+//! * [`Ca`]: one ECDSA P-256 CA per installation. Its private key leaves
+//!   memory only sealed under the master key ([`Ca::sealed_key`],
+//!   [`Ca::open`]); storing it is the control plane's business
+//!   (`hood-gateway`), so the agent, which also uses this crate, carries no
+//!   database code. It signs host certificates from the agent's CSR
+//!   ([`Ca::sign_host_csr`]) and the gateway's server certificate
+//!   ([`Ca::issue_server_identity`]).
 //! * [`server_config`] / [`client_config`]: rustls configurations for mutual
 //!   TLS. Client certificates are *optional* at the TLS layer because
 //!   `Enroll` is called before the agent has one; every other RPC requires a
@@ -45,8 +47,6 @@ pub enum PkiError {
     /// Sealing or opening the CA key under the master key failed.
     #[error("CA key envelope: {0}")]
     Envelope(#[from] hood_identity::IdentityError),
-    #[error(transparent)]
-    Store(#[from] hood_store::StoreError),
 }
 
 pub type PkiResult<T> = Result<T, PkiError>;

@@ -20,13 +20,13 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
 use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use hood_domain::{HostId, Timestamp};
@@ -155,11 +155,7 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ProviderError
 }
 
 fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis();
-    Timestamp::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+    hood_clock::now()
 }
 
 impl LocalProvider {
@@ -359,6 +355,10 @@ impl LocalProvider {
             "--enrollment-token-file".into(),
             agent_dir.join(TOKEN_FILE).into_os_string(),
         ]);
+        // Nodes listen on the host's own address: the namespace's in a
+        // network namespace, loopback otherwise.
+        let address = ns.map_or(IpAddr::from([127, 0, 0, 1]), |ns| IpAddr::V4(ns.ns_addr));
+        argv.extend(["--address".into(), address.to_string().into()]);
 
         let log_path = sandbox.join(AGENT_LOG);
         if fs::metadata(&log_path).is_ok_and(|m| m.len() > AGENT_LOG_MAX) {
@@ -522,26 +522,11 @@ fn validate(req: &CreateHostRequest) -> Result<()> {
     Ok(())
 }
 
-/// Atomic write with an explicit mode (no window where a token is world-readable).
+/// Writes a file atomically through the one writer of secrets: private
+/// from the first byte, `mode` once complete.
 fn write_private(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let write = || -> io::Result<()> {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    };
-    write().map_err(io_err(format!(
-        "writing {}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    )))
+    hood_files::write_atomic(path, bytes, mode)
+        .map_err(io_err(format!("writing {}", path.display())))
 }
 
 #[async_trait]

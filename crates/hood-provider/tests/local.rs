@@ -240,7 +240,7 @@ async fn create_is_idempotent_and_delete_kills_the_whole_tree() {
     assert_eq!(
         argv.trim(),
         format!(
-            "agent --data-dir {d} --gateway https://127.0.0.1:9090 --ca-file {d}/ca.pem --enrollment-token-file {d}/enroll.token",
+            "agent --data-dir {d} --gateway https://127.0.0.1:9090 --ca-file {d}/ca.pem --enrollment-token-file {d}/enroll.token --address 127.0.0.1",
             d = agent_dir.display()
         )
     );
@@ -526,6 +526,8 @@ async fn network_namespace_gives_an_address_and_can_be_partitioned() {
         argv.contains(&format!("--gateway https://{host_addr}:9090")),
         "{argv}"
     );
+    // Its nodes listen on the namespace's own address, not on every interface.
+    assert!(argv.contains(&format!("--address {ns_addr}")), "{argv}");
     // No default route inside: nothing can leave the machine.
     let routes = std::process::Command::new("ip")
         .args(["-n", &ns, "route"])

@@ -1,67 +1,34 @@
 //! Writing a workload's files and wiping its secrets; atomic JSON state files.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
 use crate::spec::WorkloadFile;
 
-/// Writes `file` under `data_dir` atomically (temp file + rename), so a
-/// workload never reads a half-written config. Secret files are `0600` in
-/// parents created `0700`.
+/// Writes `file` under `data_dir` atomically, so a workload never reads a
+/// half-written config. Secret files are `0600` in parents created `0700`
+/// (through the one private writer, `hood-files`).
 pub fn write_file(data_dir: &Path, file: &WorkloadFile) -> io::Result<()> {
     let target = data_dir.join(&file.path);
+    if file.secret {
+        return hood_files::write_private(&target, &file.contents);
+    }
     let parent = target.parent().unwrap_or(data_dir);
     DirBuilder::new()
         .recursive(true)
-        .mode(if file.secret { 0o700 } else { 0o755 })
+        .mode(0o755)
         .create(parent)?;
-    let mode = if file.secret { 0o600 } else { file.mode };
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.hood-tmp"));
-    let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&file.contents)?;
-    f.sync_all()?;
-    drop(f);
-    // Set the final mode explicitly: the umask applied to `open`.
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
-    fs::rename(&tmp, &target)
+    hood_files::write_atomic(&target, &file.contents, file.mode)
 }
 
-/// Overwrites a file with zeros, syncs and removes it. A missing file is
-/// fine. Best effort against recovery from the file system: copy-on-write
-/// and journaling file systems or SSD remapping may keep old blocks, which
-/// is why secrets should also live on tmpfs where it matters.
+/// Overwrites a file with zeros, syncs and removes it (see
+/// `hood_files::wipe`). A missing file is fine.
 pub fn wipe_file(path: &Path) -> io::Result<()> {
-    let len = match fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() => m.len(),
-        Ok(_) => return fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    {
-        let mut f = OpenOptions::new().write(true).open(path)?;
-        let zeros = vec![0u8; 64 * 1024];
-        let mut left = len;
-        while left > 0 {
-            let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
-            f.write_all(&zeros[..n])?;
-            left -= n as u64;
-        }
-        f.sync_all()?;
-    }
-    fs::remove_file(path)
+    hood_files::wipe(path)
 }
 
 /// SHA-256 of a file's contents, hex; `None` if it cannot be read.
@@ -73,38 +40,19 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Writes JSON atomically so that a crash never leaves a torn state file.
+/// Writes JSON atomically (private: state files name secrets' paths) so
+/// that a crash never leaves a torn state file.
 pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(io::Error::other)?;
-    let tmp = path.with_extension("json.tmp");
-    {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
+    hood_files::write_json_private(path, value)
 }
 
-/// Reads JSON; `Ok(None)` when the file does not exist.
-pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> io::Result<Option<T>> {
-    match fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
+pub use hood_files::read_json;
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn secret_files_are_private_and_wiped() {

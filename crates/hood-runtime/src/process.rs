@@ -39,8 +39,9 @@ use crate::files::{read_json, sha256_file, sha256_hex, wipe_file, write_file, wr
 use crate::logs::{self, LogLimits, LogWriter, MAX_LINE};
 use crate::proc::{self, ProcessRecord};
 use crate::spec::{RestartMode, WorkloadId, WorkloadSpec};
-use crate::status::{now, ExitInfo, RuntimeEvent, RuntimeEventKind, WorkloadState, WorkloadStatus};
+use crate::status::{ExitInfo, RuntimeEvent, RuntimeEventKind, WorkloadState, WorkloadStatus};
 use crate::{Result, RuntimeError, WorkloadRuntime};
+use hood_clock::now;
 
 /// Environment variable carrying the workload directory: the marker that
 /// finds a workload's processes even after they leave its process group.

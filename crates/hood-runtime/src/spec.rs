@@ -113,11 +113,8 @@ impl Default for RestartPolicy {
 impl RestartPolicy {
     /// Delay before restart number `consecutive` (0-based) of a quick-failure streak.
     pub fn backoff(&self, consecutive: u32) -> Duration {
-        let factor = 1u32.checked_shl(consecutive.min(31)).unwrap_or(u32::MAX);
-        self.backoff_initial
-            .checked_mul(factor)
-            .unwrap_or(self.backoff_max)
-            .min(self.backoff_max)
+        hood_domain::backoff::Backoff::doubling(self.backoff_initial, self.backoff_max)
+            .delay(consecutive.saturating_add(1))
     }
 }
 

@@ -1,7 +1,6 @@
 //! What a runtime reports about its workloads.
 
 use std::process::ExitStatus;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hood_domain::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -130,14 +129,4 @@ impl RuntimeEventKind {
             Self::Stopped => "workload_stopped",
         }
     }
-}
-
-/// Wall clock now, as the domain's timestamp (the runtime is an outer layer
-/// and may read the clock).
-pub(crate) fn now() -> Timestamp {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_millis();
-    Timestamp::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))
 }

@@ -16,19 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Names of the signals the engine itself acts on.
-pub mod signals {
-    /// Parks the run at the next step boundary until `resume`.
-    pub const PAUSE: &str = "pause";
-    /// Lets a paused run continue.
-    pub const RESUME: &str = "resume";
-    /// Stops the run at the next step boundary and compensates.
-    pub const ABORT: &str = "abort";
-    /// By convention, what an approval-gated step waits for.
-    pub const APPROVE: &str = "approve";
-
-    /// Signals handled by the engine rather than by steps.
-    pub const CONTROL: [&str; 3] = [PAUSE, RESUME, ABORT];
-}
+pub use hood_domain::node_workflows::signals;
 
 /// Wall clock in Unix milliseconds: the engine's only clock.
 pub fn now() -> Timestamp {

@@ -31,6 +31,13 @@ pub trait NodeStore: Send + Sync {
     /// history entry and a `node.created` outbox event.
     /// `Conflict("name")` when the org already has a node of that name.
     async fn create_node(&self, node: &Node) -> StoreResult<()>;
+    /// Inserts a node (as [`Self::create_node`]) and the workflow that will
+    /// provision it, in one transaction: either both are stored or neither.
+    async fn create_node_with_workflow(
+        &self,
+        node: &Node,
+        workflow: &crate::workflow::NewWorkflow,
+    ) -> StoreResult<crate::workflow::WorkflowRecord>;
     /// A node; with `org`, only if it belongs to that org.
     async fn get_node(&self, org: Option<OrgId>, id: NodeId) -> StoreResult<Option<Node>>;
     /// Nodes of an org (or all), oldest first.

@@ -245,6 +245,80 @@ impl crate::node::NodeStore for StoreImpl {
         Ok(())
     }
 
+    async fn create_node_with_workflow(
+        &self,
+        node: &hood_domain::node::Node,
+        workflow: &crate::workflow::NewWorkflow,
+    ) -> StoreResult<crate::workflow::WorkflowRecord> {
+        // Temporary shape until the store rewrite: the node first, then the
+        // workflow row on a second statement of one transaction.
+        use hood_domain::machine::StateMachine;
+        if !node.state.is_initial() {
+            return Err(StoreError::InvalidTransition(hood_domain::machine::InvalidTransition {
+                machine: "node",
+                from: "(new)".into(),
+                to: node.state.as_str().into(),
+            }));
+        }
+        let mut tx = begin_write(&self.pool).await?;
+        sqlx::query(&format!(
+            "INSERT INTO nodes ({}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+             $13, $14, $15, $16, $17, $18)",
+            node_rows::NODE_COLUMNS
+        ))
+        .bind(node.id.to_string())
+        .bind(node.org_id.to_string())
+        .bind(&node.name)
+        .bind(&node.chain)
+        .bind(&node.node_type)
+        .bind(&node.provider)
+        .bind(&node.region)
+        .bind(node.state.as_str())
+        .bind(node.sync_status.as_str())
+        .bind(node.app_health.as_str())
+        .bind(node.host_id.map(|h| h.to_string()))
+        .bind(&node.rpc_endpoint)
+        .bind(node.head_height)
+        .bind(&node.binary_version)
+        .bind(&node.failure_reason)
+        .bind(node.version)
+        .bind(node.created_at.millis())
+        .bind(node.updated_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| codec::write_error(e, "org"))?;
+        insert_node_event(&mut tx, node.id, node.created_at, "created", None, Some(node.state), "node requested").await?;
+        insert_event(
+            &mut tx,
+            &DomainEvent {
+                subject: "node.created".into(),
+                aggregate_type: "node".into(),
+                aggregate_id: node.id.to_string(),
+                payload: node_event_payload(node),
+            },
+        )
+        .await?;
+        sqlx::query(
+            "INSERT INTO workflows (id, name, version, state, input, parent_id, created_at, \
+               updated_at, next_run_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $7)",
+        )
+        .bind(&workflow.id)
+        .bind(&workflow.name)
+        .bind(workflow.version)
+        .bind(hood_domain::lifecycle::WorkflowState::Pending.as_str())
+        .bind(workflow.input.to_string())
+        .bind(workflow.parent_id.as_deref())
+        .bind(workflow.created_at.millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| codec::write_error(e, "workflow"))?;
+        let record = workflow_repo::fetch_workflow(&mut tx, &workflow.id).await?.ok_or_else(|| {
+            StoreError::Corrupt(format!("workflow {} vanished after insert", workflow.id))
+        })?;
+        tx.commit().await?;
+        Ok(record)
+    }
+
     async fn get_node(&self, org: Option<OrgId>, id: hood_domain::NodeId) -> StoreResult<Option<hood_domain::node::Node>> {
         let row = sqlx::query(&format!(
             "SELECT {} FROM nodes WHERE id = $1 AND ($2 IS NULL OR org_id = $2)",

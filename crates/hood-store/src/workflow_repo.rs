@@ -158,7 +158,7 @@ mod workflow_repo {
         })
     }
 
-    async fn fetch_workflow(conn: &mut DbConn, id: &str) -> StoreResult<Option<WorkflowRecord>> {
+    pub(super) async fn fetch_workflow(conn: &mut DbConn, id: &str) -> StoreResult<Option<WorkflowRecord>> {
         let row = sqlx::query(&format!("SELECT {WF_COLUMNS} FROM workflows WHERE id = $1"))
             .bind(id)
             .fetch_optional(&mut *conn)

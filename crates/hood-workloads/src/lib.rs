@@ -81,7 +81,8 @@ impl WorkloadHandler {
         &self.observer
     }
 
-    /// The address put into RPC endpoints (default 127.0.0.1).
+    /// The host's own address: nodes' private ports listen there, probes
+    /// and RPC endpoints use it (default 127.0.0.1).
     pub fn with_advertise(mut self, ip: IpAddr) -> Self {
         self.advertise = ip;
         self
@@ -122,6 +123,7 @@ impl WorkloadHandler {
             ports: ports.clone(),
             node_dir: self.node_dir(&plan.workload_id),
             vars: self.vars(plan, ports),
+            address: self.advertise,
         }
     }
 
@@ -185,6 +187,7 @@ impl WorkloadHandler {
         vars.insert("node_id".into(), plan.node_id.clone());
         vars.insert("node_name".into(), plan.node_name.clone());
         vars.insert("public_ip".into(), self.advertise.to_string());
+        vars.insert("host_address".into(), self.advertise.to_string());
         for (name, port) in ports {
             vars.insert(format!("{name}_port"), port.to_string());
         }
@@ -206,7 +209,7 @@ impl WorkloadHandler {
         // Same plan again (redelivery, agent restart): keep the ports.
         let ports = match self.load_record(&node) {
             Some(r) if r.plan == plan => r.ports,
-            _ => allocate_ports(&plan.ports)?,
+            _ => allocate_ports(self.advertise, &plan.ports)?,
         };
         write_json(
             &self.record_path(&node),
@@ -246,7 +249,7 @@ impl WorkloadHandler {
                 } else {
                     secret
                 };
-                write_file(&path, &bytes, 0o600)?;
+                write_secret(&path, &bytes)?;
             }
         }
         for (i, p) in plan.processes.iter().enumerate() {
@@ -336,7 +339,7 @@ impl WorkloadHandler {
         // After the processes: until then a heartbeat still sees them run
         // and must find them observed, not resume them.
         self.observer.unwatch(node).await;
-        wipe_dir(&self.node_dir(node).join("secrets"));
+        wipe_secrets(&self.node_dir(node).join("secrets"));
         if remove {
             let dir = self.node_dir(node);
             if dir.exists() {
@@ -359,12 +362,13 @@ impl WorkloadHandler {
             .ports
             .get(&probe.port)
             .ok_or_else(|| CommandError(format!("no port `{}` allocated", probe.port)))?;
-        let url = format!("http://127.0.0.1:{port}");
+        let url = format!(
+            "http://{}",
+            std::net::SocketAddr::new(self.advertise, *port)
+        );
         let syncing = self.rpc(&url, &probe.syncing_method).await?;
         let head = self.rpc(&url, &probe.head_method).await?;
-        let head = head
-            .as_str()
-            .and_then(|h| i64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+        let head = hood_jsonrpc::quantity_i64(&head);
         Ok(SyncReport {
             synced: syncing == serde_json::Value::Bool(false),
             head,
@@ -372,23 +376,15 @@ impl WorkloadHandler {
     }
 
     async fn rpc(&self, url: &str, method: &str) -> Result<serde_json::Value, CommandError> {
-        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": []});
-        let resp: serde_json::Value = self
-            .http
-            .post(url)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| err(&format!("{method} not answered"), e))?
-            .json()
-            .await
-            .map_err(|e| err(&format!("{method} answer"), e))?;
-        resp.get("result").cloned().ok_or_else(|| {
-            CommandError(format!(
-                "{method} returned no result: {}",
-                resp.get("error").cloned().unwrap_or_default()
-            ))
-        })
+        hood_jsonrpc::call(
+            &self.http,
+            url,
+            method,
+            &[],
+            &hood_jsonrpc::CallOptions::default(),
+        )
+        .await
+        .map_err(|e| CommandError(format!("{method}: {e}")))
     }
 }
 
@@ -510,14 +506,18 @@ async fn fetch_with_retry(
     }
 }
 
-/// Picks free TCP ports on loopback for each named port. The OS hands out
-/// an unused ephemeral port; the listener is closed before the node binds.
-fn allocate_ports(names: &[String]) -> Result<BTreeMap<String, u16>, CommandError> {
+/// Picks free TCP ports on the host's address for each named port. The OS
+/// hands out an unused ephemeral port; the listener is closed before the
+/// node binds.
+fn allocate_ports(
+    address: IpAddr,
+    names: &[String],
+) -> Result<BTreeMap<String, u16>, CommandError> {
     let mut out = BTreeMap::new();
     let mut hold = Vec::new();
     for name in names {
         let l =
-            std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| err("allocating a port", e))?;
+            std::net::TcpListener::bind((address, 0)).map_err(|e| err("allocating a port", e))?;
         let port = l
             .local_addr()
             .map_err(|e| err("allocating a port", e))?
@@ -553,26 +553,22 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), CommandError> {
         .map_err(|e| err("setting permissions", e))
 }
 
+/// Writes a plan's file atomically with its mode (secrets go through
+/// [`write_secret`]).
 fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CommandError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| err("creating directory", e))?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| err("writing file", e))?;
-    f.write_all(bytes).map_err(|e| err("writing file", e))?;
-    set_mode(path, mode)
+    hood_files::write_atomic(path, bytes, mode).map_err(|e| err("writing file", e))
+}
+
+/// Writes key material: private and atomic, through the one secret writer.
+fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), CommandError> {
+    hood_files::write_private(path, bytes).map_err(|e| err("writing key material", e))
 }
 
 fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), CommandError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| err("encoding", e))?;
-    write_file(path, &bytes, 0o600)
+    hood_files::write_json_private(path, value).map_err(|e| err("writing state", e))
 }
 
 /// Copies a cached artifact to the node's bin dir as an executable.
@@ -583,19 +579,10 @@ fn install_executable(from: &Path, to: &Path) -> Result<(), CommandError> {
     std::fs::rename(&tmp, to).map_err(|e| err("installing executable", e))
 }
 
-/// Overwrites then deletes every file in `dir` (key material).
-fn wipe_dir(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_file() {
-            if let Ok(len) = std::fs::metadata(&p).map(|m| m.len()) {
-                let _ = std::fs::write(&p, vec![0u8; usize::try_from(len).unwrap_or(0)]);
-            }
-            let _ = std::fs::remove_file(&p);
-        }
+/// Overwrites then deletes the node's key material.
+fn wipe_secrets(dir: &Path) {
+    if let Err(e) = hood_files::wipe_dir(dir) {
+        tracing::warn!(dir = %dir.display(), error = %e, "wiping key material failed");
     }
 }
 
@@ -606,7 +593,11 @@ mod tests {
 
     #[test]
     fn ports_are_distinct_and_paths_stay_inside() {
-        let ports = allocate_ports(&["rpc".into(), "p2p".into(), "ws".into()]).unwrap();
+        let ports = allocate_ports(
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            &["rpc".into(), "p2p".into(), "ws".into()],
+        )
+        .unwrap();
         let mut values: Vec<u16> = ports.values().copied().collect();
         values.sort_unstable();
         values.dedup();

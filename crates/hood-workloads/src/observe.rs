@@ -55,6 +55,8 @@ pub struct Target {
     pub node_dir: PathBuf,
     /// Template variables for cookie file paths.
     pub vars: BTreeMap<String, String>,
+    /// The host address the workload's ports listen on.
+    pub address: std::net::IpAddr,
 }
 
 impl Target {
@@ -217,10 +219,7 @@ async fn stop_task(task: JoinHandle<()>) {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    hood_clock::now().millis()
 }
 
 /// Records a result in the shared observation.
@@ -316,7 +315,10 @@ fn url(target: &Target, port: &str, path: &str) -> Result<String, String> {
     } else {
         format!("/{path}")
     };
-    Ok(format!("http://127.0.0.1:{number}{path}"))
+    Ok(format!(
+        "http://{}{path}",
+        std::net::SocketAddr::new(target.address, *number)
+    ))
 }
 
 /// One round of the sync probe: the three calls run together.
@@ -360,25 +362,16 @@ async fn sample_sync(target: &Target, probe: &SyncProbe, http: &reqwest::Client)
         }
     };
     let syncing = take(syncing).map(|v| v != serde_json::Value::Bool(false));
-    let head = take(head).and_then(|v| hex_quantity(&v));
-    let peers = peers.and_then(&mut take).and_then(|v| hex_quantity(&v));
+    let head = take(head).and_then(|v| hood_jsonrpc::quantity_i64(&v));
+    let peers = peers
+        .and_then(&mut take)
+        .and_then(|v| hood_jsonrpc::quantity_i64(&v));
     SyncSample {
         at_ms,
         syncing,
         head,
         peers,
         error: (!errors.is_empty()).then(|| errors.join("; ")),
-    }
-}
-
-/// A `0x` quantity (or a plain JSON integer) as an integer.
-fn hex_quantity(v: &serde_json::Value) -> Option<i64> {
-    match v {
-        serde_json::Value::String(s) => {
-            let digits = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"))?;
-            i64::from_str_radix(digits, 16).ok()
-        }
-        other => other.as_i64(),
     }
 }
 
@@ -464,49 +457,23 @@ async fn json_rpc(
     url: &str,
     method: &str,
     params: &[serde_json::Value],
-    auth: Option<(String, String)>,
+    basic_auth: Option<(String, String)>,
     timeout: Duration,
 ) -> Result<serde_json::Value, String> {
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-    let mut req = http.post(url).json(&body).timeout(timeout);
-    if let Some((user, password)) = auth {
-        req = req.basic_auth(user, Some(password));
-    }
-    let resp = req.send().await.map_err(|e| transport_error(&e))?;
-    let status = resp.status();
-    let bytes = read_capped(resp).await?;
-    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return Err(if status.is_success() {
-            "the answer is not JSON".to_string()
-        } else {
-            format!("HTTP {}", status.as_u16())
-        });
+    let options = hood_jsonrpc::CallOptions {
+        timeout,
+        basic_auth,
+        max_answer_bytes: MAX_BODY_BYTES,
     };
-    match answer.get("error") {
-        Some(e) if !e.is_null() => Err(rpc_error_text(e)),
-        _ => answer
-            .get("result")
-            .cloned()
-            .ok_or_else(|| "the answer has neither result nor error".to_string()),
-    }
-}
-
-/// A JSON-RPC error object as `{"code":…,"message":…}` text.
-fn rpc_error_text(e: &serde_json::Value) -> String {
-    let mut out = serde_json::Map::new();
-    if let Some(code) = e.get("code") {
-        out.insert("code".into(), code.clone());
-    }
-    if let Some(message) = e.get("message") {
-        out.insert("message".into(), message.clone());
-    }
-    if out.is_empty() {
-        // Not a conforming error object: keep its text, bounded.
-        let mut s = e.to_string();
-        s.truncate(200);
-        return serde_json::json!({ "message": s }).to_string();
-    }
-    serde_json::Value::Object(out).to_string()
+    hood_jsonrpc::call(http, url, method, params, &options)
+        .await
+        .map_err(|e| match e {
+            // A node's own error stays machine-readable for policies.
+            hood_jsonrpc::CallError::Rpc { code, message } => {
+                serde_json::json!({ "code": code, "message": message }).to_string()
+            }
+            other => other.to_string(),
+        })
 }
 
 /// Short text of a transport error: the innermost cause says the most
@@ -708,19 +675,6 @@ broken{a="b" 3
         assert_eq!(m["up"], serde_json::json!(1));
         assert!(!m.contains_key("weird"));
         assert!(!m.contains_key("broken"));
-    }
-
-    #[test]
-    fn quantities_and_errors() {
-        assert_eq!(hex_quantity(&serde_json::json!("0x10")), Some(16));
-        assert_eq!(hex_quantity(&serde_json::json!(7)), Some(7));
-        assert_eq!(hex_quantity(&serde_json::json!("16")), None);
-        assert_eq!(
-            rpc_error_text(
-                &serde_json::json!({"code": -32005, "message": "behind", "data": {"secret": 1}})
-            ),
-            r#"{"code":-32005,"message":"behind"}"#
-        );
     }
 
     #[test]

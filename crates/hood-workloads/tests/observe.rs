@@ -87,6 +87,7 @@ fn target(port: u16, dir: &std::path::Path, collectors: Vec<CollectorPlan>) -> T
         ports: BTreeMap::from([("rpc".to_string(), port)]),
         node_dir: dir.to_path_buf(),
         vars: BTreeMap::new(),
+        address: std::net::Ipv4Addr::LOCALHOST.into(),
     }
 }
 

@@ -27,6 +27,10 @@ pub struct AgentOpts {
     /// Heartbeat interval override, seconds (the gateway suggests one).
     #[arg(long)]
     pub heartbeat_secs: Option<u64>,
+    /// This host's own address: nodes' RPC ports listen there (never on
+    /// every interface) and RPC endpoints name it.
+    #[arg(long, env = "HOOD_AGENT_ADDRESS", default_value = "127.0.0.1")]
+    pub address: std::net::IpAddr,
 }
 
 pub async fn run(opts: AgentOpts) -> Result<()> {
@@ -46,10 +50,10 @@ pub async fn run(opts: AgentOpts) -> Result<()> {
         tracing::info!(count = recovered.len(), "recovered workloads");
     }
     let runtime = Arc::new(runtime);
-    let handler = Arc::new(WorkloadHandler::new(
-        runtime.clone(),
-        opts.data_dir.join("workloads"),
-    ));
+    let handler = Arc::new(
+        WorkloadHandler::new(runtime.clone(), opts.data_dir.join("workloads"))
+            .with_advertise(opts.address),
+    );
     agent
         .run(handler, crate::server::shutdown_signal())
         .await

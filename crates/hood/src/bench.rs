@@ -95,7 +95,7 @@ async fn saga(url: &str, workflows: usize, steps: usize, workers: usize) -> Resu
         id: OrgId::from_uuid(Uuid::now_v7()),
         slug: format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8]),
         name: "bench".into(),
-        created_at: hood_saga::now(),
+        created_at: hood_clock::now(),
     };
     store.create_org(&org).await?;
     let node = Node {
@@ -123,7 +123,7 @@ async fn saga(url: &str, workflows: usize, steps: usize, workers: usize) -> Resu
     let started = Instant::now();
     for i in 0..writes {
         store
-            .append_node_event(node.id, "bench", &i.to_string(), hood_saga::now())
+            .append_node_event(node.id, "bench", &i.to_string(), hood_clock::now())
             .await?;
     }
     let anchor = writes as f64 / started.elapsed().as_secs_f64();
@@ -165,14 +165,15 @@ async fn provision(
             .with_context(|| format!("starting {}", anvil.display()))?;
         let url = format!("http://127.0.0.1:{port}");
         loop {
-            let ok = http
-                .post(&url)
-                .json(
-                    &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}),
-                )
-                .send()
-                .await
-                .is_ok();
+            let ok = hood_jsonrpc::call(
+                &http,
+                &url,
+                "eth_blockNumber",
+                &[],
+                &hood_jsonrpc::CallOptions::default(),
+            )
+            .await
+            .is_ok();
             if ok {
                 break;
             }

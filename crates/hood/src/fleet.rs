@@ -10,7 +10,6 @@ use hood_gateway::{
 };
 use hood_identity::master_key::MasterKey;
 use hood_orchestrator::{NodeKeys, Orchestrator, Services, Timings};
-use hood_pki::Ca;
 use hood_provider::{LocalProvider, LocalProviderConfig, ProviderRegistry};
 use hood_saga::{WorkerConfig, WorkerHandle};
 use hood_store::Store;
@@ -96,7 +95,7 @@ impl FleetRoles {
         opts: FleetOptions,
     ) -> Result<Self> {
         let ca = Arc::new(
-            Ca::load_or_create(store.as_ref(), master, hood_saga::now())
+            hood_gateway::load_or_create_ca(store.as_ref(), master, hood_clock::now())
                 .await
                 .context("loading the internal CA")?,
         );

@@ -2,12 +2,10 @@
 //! process (in-process bus); `hood serve --role health` uses NATS JetStream.
 
 use anyhow::{Context, Result};
-use async_trait::async_trait;
 use hood_bus::{EventBus, OutboxRelay, RelayConfig, RelayHandle};
 use hood_chains::ChainCatalog;
 use hood_domain::health::HealthRules;
-use hood_domain::{HostId, NodeId};
-use hood_health::{HealthConfig, HealthDeps, HealthService, HealthServiceHandle, NodeRecovery};
+use hood_health::{HealthConfig, HealthDeps, HealthService, HealthServiceHandle};
 use hood_identity::master_key::MasterKey;
 use hood_orchestrator::Orchestrator;
 use hood_store::Store;
@@ -83,20 +81,6 @@ impl HealthArgs {
     }
 }
 
-/// The orchestrator acting for the health role.
-struct OrchestratorRecovery(Orchestrator);
-
-#[async_trait]
-impl NodeRecovery for OrchestratorRecovery {
-    async fn start_migration(&self, node: NodeId, version: i64) -> Result<String, String> {
-        self.0.start_migration(node, version).await
-    }
-
-    async fn reap_host(&self, host: HostId) -> Result<(), String> {
-        self.0.reap_host(host).await
-    }
-}
-
 /// The relay and the health loops of one process.
 pub struct HealthRole {
     relay: RelayHandle,
@@ -132,7 +116,7 @@ impl HealthRole {
                 chains,
                 master: master.clone(),
                 notifier,
-                recovery: Some(Arc::new(OrchestratorRecovery(orchestrator))),
+                recovery: Some(Arc::new(orchestrator)),
             },
         );
         Ok(Self { relay, health })

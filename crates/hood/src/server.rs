@@ -83,7 +83,7 @@ pub async fn up(
     )
     .await?;
     let state = state
-        .with_node_workflows(Arc::new(fleet.orchestrator.clone()))
+        .with_node_operations(Arc::new(fleet.orchestrator.clone()))
         .with_master_key(master.clone());
     let bus = health_args.bus.connect().await?;
     let health = crate::health::HealthRole::start(
@@ -250,7 +250,7 @@ pub async fn serve(
             },
         )
         .await?;
-        state = state.with_node_workflows(Arc::new(f.orchestrator.clone()));
+        state = state.with_node_operations(Arc::new(f.orchestrator.clone()));
         fleet = Some(f);
     }
     let mut health = None;

@@ -4,7 +4,6 @@ use crate::auth::Caller;
 use crate::clock::rfc3339;
 use crate::extract::{Json, PathId, Query};
 use crate::problem::{ApiError, ApiResult, Problem};
-use crate::routes::nodes::workflows;
 use crate::state::AppState;
 use crate::views::Page;
 use axum::extract::{Path, State};
@@ -294,7 +293,7 @@ pub async fn retry_workflow(
 ) -> ApiResult<Json<WorkflowView>> {
     visible_workflow(&state, &caller, &id).await?;
     caller.require_platform_admin()?;
-    workflows(&state)?.retry_workflow(&id).await?;
+    state.nodes.operations()?.retry_workflow(&id).await?;
     tracing::info!(workflow_id = %id, by = %caller.user_id, "stuck workflow retried");
     Ok(Json(visible_workflow(&state, &caller, &id).await?))
 }
@@ -318,7 +317,9 @@ pub async fn abandon_workflow(
             "must say why the workflow is abandoned",
         ));
     }
-    workflows(&state)?
+    state
+        .nodes
+        .operations()?
         .abandon_workflow(&id, req.reason.trim())
         .await?;
     tracing::info!(workflow_id = %id, by = %caller.user_id, "stuck workflow abandoned");

@@ -2,69 +2,23 @@
 //! delete (202 + TerminateNode).
 
 use crate::auth::Caller;
-use crate::clock::{now, rfc3339};
+use crate::clock::rfc3339;
 use crate::extract::{Json, PathId, Query};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 use crate::views::Page;
-use async_trait::async_trait;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use hood_app::nodes::{CreateNode, NodeAccepted as Accepted};
 use hood_domain::identity::Permission;
-use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
 use hood_domain::node::{Node, NodeEvent};
-use hood_domain::validate::{self, FieldError};
 use hood_domain::NodeId;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-/// What the HTTP layer needs from the orchestrator: start the durable
-/// workflows that change a node. Implemented by `hood-orchestrator`.
-#[async_trait]
-pub trait NodeWorkflows: Send + Sync {
-    /// Providers that can place nodes (`local`, …).
-    fn providers(&self) -> Vec<String>;
-    /// Starts (idempotently) the provision workflow; returns its id.
-    async fn start_provision(&self, node: &Node) -> Result<String, String>;
-    /// Starts (idempotently) the terminate workflow; returns its id.
-    async fn start_terminate(&self, node: &Node) -> Result<String, String>;
-    /// Operator: re-runs the compensation of a `stuck` workflow.
-    async fn retry_workflow(&self, id: &str) -> Result<(), OperatorError>;
-    /// Operator: gives up on a `stuck` workflow (leftovers are the operator's).
-    async fn abandon_workflow(&self, id: &str, reason: &str) -> Result<(), OperatorError>;
-    /// The last `lines` log lines of each process of a running node, by
-    /// process name (asks the node's agent).
-    async fn node_logs(&self, node: &Node, lines: u32) -> Result<serde_json::Value, OperatorError>;
-}
-
-/// Why an operator action on a workflow or node was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum OperatorError {
-    #[error("{0} not found")]
-    NotFound(String),
-    /// The target is not in a state the action applies to.
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl From<OperatorError> for ApiError {
-    fn from(e: OperatorError) -> Self {
-        match e {
-            OperatorError::NotFound(_) => ApiError::NotFound("workflow"),
-            OperatorError::Conflict(m) => ApiError::Conflict(m),
-            OperatorError::Unavailable(m) => ApiError::Unavailable(m),
-            OperatorError::Internal(m) => ApiError::Internal(m),
-        }
-    }
-}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -153,6 +107,15 @@ pub struct NodeAccepted {
     pub workflow_id: String,
 }
 
+impl From<&Accepted> for NodeAccepted {
+    fn from(a: &Accepted) -> Self {
+        Self {
+            node: NodeView::from(&a.node),
+            workflow_id: a.workflow_id.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNodeRequest {
@@ -185,18 +148,12 @@ pub async fn node_logs(
     PathId(id): PathId<NodeId>,
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let node = visible_node(&state, &caller, id).await?;
-    let lines = q.lines.unwrap_or(100);
-    if !(1..=10_000).contains(&lines) {
-        return Err(ApiError::invalid("lines", "must be between 1 and 10000"));
-    }
-    if node.host_id.is_none() {
-        return Err(ApiError::Conflict(format!(
-            "node is {} and runs on no host",
-            node.state.as_str()
-        )));
-    }
-    Ok(Json(workflows(&state)?.node_logs(&node, lines).await?))
+    caller.require(Permission::Read)?;
+    let logs = state
+        .nodes
+        .logs(caller.org_id, id, q.lines.unwrap_or(100))
+        .await?;
+    Ok(Json(logs))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -206,13 +163,6 @@ pub struct EventsQuery {
     pub after: Option<i64>,
     /// At most this many (1–1000, default 200).
     pub limit: Option<i64>,
-}
-
-pub(crate) fn workflows(state: &AppState) -> ApiResult<&dyn NodeWorkflows> {
-    state
-        .nodes
-        .as_deref()
-        .ok_or_else(|| ApiError::Unavailable("this process does not run the orchestrator".into()))
 }
 
 #[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", request_body = CreateNodeRequest,
@@ -225,94 +175,15 @@ pub async fn create_node(
     Json(req): Json<CreateNodeRequest>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require(Permission::Operate)?;
-    let flows = workflows(&state)?;
-    let mut errors = Vec::new();
-    let chain = state.chains.get(&req.chain);
-    if chain.is_none() {
-        errors.push(FieldError::new(
-            "chain",
-            format!("unknown chain `{}`", req.chain),
-        ));
-    }
-    let node_type = match (chain, &req.node_type) {
-        (Some(c), Some(t)) if c.summary().node_types.iter().any(|n| &n.name == t) => {
-            Some(t.clone())
-        }
-        (Some(_), Some(t)) => {
-            errors.push(FieldError::new(
-                "node_type",
-                format!("chain `{}` has no node type `{t}`", req.chain),
-            ));
-            None
-        }
-        (Some(c), None) => Some(c.summary().default_node_type),
-        (None, _) => None,
-    };
-    let provider = req.provider.clone().unwrap_or_else(|| "local".into());
-    if !flows.providers().contains(&provider) {
-        errors.push(FieldError::new(
-            "provider",
-            format!("no provider `{provider}` is configured"),
-        ));
-    } else if let Some(c) = chain {
-        if !c.summary().providers.contains(&provider) {
-            errors.push(FieldError::new(
-                "provider",
-                format!("chain `{}` does not run on `{provider}`", req.chain),
-            ));
-        }
-    }
-    let name = req.name.clone().unwrap_or_else(|| {
-        format!(
-            "{}-{}",
-            req.chain,
-            &Uuid::new_v4().simple().to_string()[..6]
-        )
-    });
-    if let Err(e) = validate::slug("name", &name) {
-        errors.push(e);
-    }
-    let region = req.region.clone().unwrap_or_else(|| "local".into());
-    if let Err(e) = validate::slug("region", &region) {
-        errors.push(e);
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
-    }
-    let now = now();
-    let node = Node {
-        id: NodeId::from_uuid(Uuid::now_v7()),
-        org_id: caller.org_id,
-        name,
+    let request = CreateNode {
         chain: req.chain,
-        node_type: node_type.unwrap_or_default(),
-        provider,
-        region,
-        state: NodeState::Provisioning,
-        sync_status: SyncStatus::Unknown,
-        app_health: ApplicationHealth::Unknown,
-        host_id: None,
-        rpc_endpoint: None,
-        head_height: None,
-        binary_version: None,
-        failure_reason: None,
-        version: 0,
-        created_at: now,
-        updated_at: now,
+        node_type: req.node_type,
+        name: req.name,
+        provider: req.provider,
+        region: req.region,
     };
-    state.store.create_node(&node).await?;
-    let workflow_id = flows
-        .start_provision(&node)
-        .await
-        .map_err(ApiError::Internal)?;
-    tracing::info!(node_id = %node.id, chain = %node.chain, %workflow_id, "node requested");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(NodeAccepted {
-            node: NodeView::from(&node),
-            workflow_id,
-        }),
-    ))
+    let accepted = state.nodes.create(caller.org_id, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(NodeAccepted::from(&accepted))))
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes",
@@ -323,19 +194,10 @@ pub async fn list_nodes(
     caller: Caller,
 ) -> ApiResult<Json<Page<NodeView>>> {
     caller.require(Permission::Read)?;
-    let nodes = state.store.list_nodes(Some(caller.org_id)).await?;
+    let nodes = state.nodes.list(caller.org_id).await?;
     Ok(Json(Page {
         items: nodes.iter().map(NodeView::from).collect(),
     }))
-}
-
-async fn visible_node(state: &AppState, caller: &Caller, id: NodeId) -> ApiResult<Node> {
-    caller.require(Permission::Read)?;
-    state
-        .store
-        .get_node(Some(caller.org_id), id)
-        .await?
-        .ok_or(ApiError::NotFound("node"))
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes/{node_id}", tag = "nodes", params(("node_id" = Uuid, Path)),
@@ -345,7 +207,8 @@ pub async fn get_node(
     caller: Caller,
     PathId(id): PathId<NodeId>,
 ) -> ApiResult<Json<NodeView>> {
-    let node = visible_node(&state, &caller, id).await?;
+    caller.require(Permission::Read)?;
+    let node = state.nodes.get(caller.org_id, id).await?;
     Ok(Json(NodeView::from(&node)))
 }
 
@@ -358,14 +221,15 @@ pub async fn node_events(
     PathId(id): PathId<NodeId>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Json<Page<NodeEventView>>> {
-    let node = visible_node(&state, &caller, id).await?;
-    let limit = q.limit.unwrap_or(200);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
-    }
+    caller.require(Permission::Read)?;
     let events = state
-        .store
-        .list_node_events(node.id, q.after.unwrap_or(0), limit)
+        .nodes
+        .events(
+            caller.org_id,
+            id,
+            q.after.unwrap_or(0),
+            q.limit.unwrap_or(200),
+        )
         .await?;
     Ok(Json(Page {
         items: events.iter().map(NodeEventView::from).collect(),
@@ -381,24 +245,10 @@ pub async fn delete_node(
     caller: Caller,
     PathId(id): PathId<NodeId>,
 ) -> ApiResult<impl IntoResponse> {
-    let node = visible_node(&state, &caller, id).await?;
+    caller.require(Permission::Read)?;
+    // Existence first: another organization's node is 404, not 403.
+    state.nodes.get(caller.org_id, id).await?;
     caller.require(Permission::Operate)?;
-    let flows = workflows(&state)?;
-    let workflow_id = flows
-        .start_terminate(&node)
-        .await
-        .map_err(ApiError::Internal)?;
-    let node = state
-        .store
-        .get_node(Some(caller.org_id), id)
-        .await?
-        .unwrap_or(node);
-    tracing::info!(node_id = %node.id, %workflow_id, "node termination requested");
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(NodeAccepted {
-            node: NodeView::from(&node),
-            workflow_id,
-        }),
-    ))
+    let accepted = state.nodes.terminate(caller.org_id, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(NodeAccepted::from(&accepted))))
 }

@@ -179,7 +179,7 @@ async fn heartbeats(
 /// Creates the org, the hosts (`ready`), the nodes (`healthy`, placed,
 /// synced) and the agents' first reports, through the store's own methods.
 async fn seed(store: &dyn Store, fleet: &Fleet) -> Result<()> {
-    let now = hood_saga::now();
+    let now = hood_clock::now();
     let org = Organization {
         id: OrgId::from_uuid(Uuid::now_v7()),
         slug: format!("bench-{}", &Uuid::new_v4().simple().to_string()[..8]),
@@ -273,8 +273,8 @@ async fn seed(store: &dyn Store, fleet: &Fleet) -> Result<()> {
     .await?;
     eprintln!("  nodes created");
 
-    heartbeats(store, &fleet.live, FIRST_HEAD, hood_saga::now()).await?;
-    let silent_since = Timestamp(hood_saga::now().millis() - STALE_FOR_MS);
+    heartbeats(store, &fleet.live, FIRST_HEAD, hood_clock::now()).await?;
+    let silent_since = Timestamp(hood_clock::now().millis() - STALE_FOR_MS);
     heartbeats(store, &fleet.stale, FIRST_HEAD, silent_since).await?;
     Ok(())
 }
@@ -286,7 +286,7 @@ async fn lease(store: &dyn Store) -> Result<Lease> {
             hood_health::leases::HEALTH,
             HOLDER,
             LEASE_TTL_MS,
-            hood_saga::now(),
+            hood_clock::now(),
         )
         .await?
     {
@@ -354,7 +354,7 @@ pub(super) async fn run(url: &str, nodes: usize, cycles: usize) -> Result<()> {
         // The live agents report again, one block further (not measured).
         let started = Instant::now();
         let head = FIRST_HEAD + 1 + i64::try_from(cycle)?;
-        heartbeats(store.as_ref(), &fleet.live, head, hood_saga::now()).await?;
+        heartbeats(store.as_ref(), &fleet.live, head, hood_clock::now()).await?;
         let held = lease(store.as_ref()).await?;
         refreshing += started.elapsed();
 

@@ -39,7 +39,8 @@ impl CliConfig {
 
     pub fn save(&self, path: &Path) -> Result<()> {
         let body = serde_json::to_string_pretty(self)?;
-        hood_api::bootstrap::write_secret_file(path, &body)?;
+        hood_files::write_private(path, format!("{body}\n").as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
 }

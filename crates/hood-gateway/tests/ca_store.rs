@@ -5,8 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use hood_domain::{HostId, Timestamp};
+use hood_gateway::load_or_create_ca;
 use hood_identity::master_key::MasterKey;
-use hood_pki::{Ca, HostKey, PeerIdentity, CA_SEAL_AAD};
+use hood_pki::{HostKey, PeerIdentity, CA_SEAL_AAD};
 use hood_store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +23,7 @@ async fn replicas_racing_end_with_one_ca(url: &str) {
         let store = hood_store::connect(url).await.unwrap();
         let master = master.clone();
         tasks.push(tokio::spawn(async move {
-            Ca::load_or_create(&*store, &master, NOW)
+            load_or_create_ca(&*store, &master, NOW)
                 .await
                 .unwrap()
                 .cert_pem()
@@ -43,12 +44,12 @@ async fn replicas_racing_end_with_one_ca(url: &str) {
     assert!(master.open(&record.sealed_key, b"other").is_err());
     assert!(master.open(&record.sealed_key, CA_SEAL_AAD).is_ok());
     // Another master key cannot open it.
-    assert!(Ca::load_or_create(&*first, &MasterKey::generate(), NOW)
+    assert!(load_or_create_ca(&*first, &MasterKey::generate(), NOW)
         .await
         .is_err());
 
     // A reloaded CA signs certificates its original would: same issuer.
-    let ca = Ca::load_or_create(&*first, &master, NOW).await.unwrap();
+    let ca = load_or_create_ca(&*first, &master, NOW).await.unwrap();
     let host = HostId::from_uuid(uuid::Uuid::now_v7());
     let csr = HostKey::generate().unwrap().csr_pem("h").unwrap();
     let issued = ca

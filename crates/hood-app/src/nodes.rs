@@ -1,0 +1,343 @@
+//! Managed nodes: create, read, terminate, and what operators ask of a
+//! running node.
+
+use crate::error::{AppError, AppResult};
+use hood_chains::{ArtifactSource, Binary, Chain, ChainCatalog};
+use hood_clock::Clock;
+use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
+use hood_domain::node::{Node, NodeEvent};
+use hood_domain::node_workflows::{
+    provision_id, signals, terminate_id, NodeWorkflowInput, PROVISION_NODE, TERMINATE_NODE,
+};
+use hood_domain::validate::{self, FieldError};
+use hood_domain::{NodeId, OrgId};
+use hood_ports::NodeOperations;
+use hood_store::artifact::ArtifactCatalog;
+use hood_store::node::NodeStore;
+use hood_store::workflow::{NewSignal, NewWorkflow, WorkflowStore};
+use hood_store::StoreError;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Default host provider and region of a new node.
+const DEFAULT_PROVIDER: &str = "local";
+const DEFAULT_REGION: &str = "local";
+
+/// A request for a node.
+#[derive(Debug, Clone, Default)]
+pub struct CreateNode {
+    /// Chain profile, e.g. `ethereum-anvil`.
+    pub chain: String,
+    /// Node type of the profile; default: the profile's default.
+    pub node_type: Option<String>,
+    /// Unique per organization; default: `{chain}-{random}`.
+    pub name: Option<String>,
+    /// Host provider; default `local`.
+    pub provider: Option<String>,
+    /// Provider region; default `local`.
+    pub region: Option<String>,
+}
+
+/// A node request that was accepted: the node as it is now and the
+/// workflow doing the work.
+#[derive(Debug, Clone)]
+pub struct NodeAccepted {
+    pub node: Node,
+    pub workflow_id: String,
+}
+
+/// The node use cases.
+#[derive(Clone)]
+pub struct NodeService {
+    nodes: Arc<dyn NodeStore>,
+    workflows: Arc<dyn WorkflowStore>,
+    artifacts: Arc<dyn ArtifactCatalog>,
+    chains: Arc<ChainCatalog>,
+    /// The orchestrator, in processes that reach one.
+    operations: Option<Arc<dyn NodeOperations>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl NodeService {
+    pub fn new(
+        nodes: Arc<dyn NodeStore>,
+        workflows: Arc<dyn WorkflowStore>,
+        artifacts: Arc<dyn ArtifactCatalog>,
+        chains: Arc<ChainCatalog>,
+    ) -> Self {
+        Self {
+            nodes,
+            workflows,
+            artifacts,
+            chains,
+            operations: None,
+            clock: hood_clock::system(),
+        }
+    }
+
+    /// Attaches the orchestrator: provider validation, prompt wake-ups,
+    /// operator actions and logs.
+    pub fn with_operations(mut self, operations: Arc<dyn NodeOperations>) -> Self {
+        self.operations = Some(operations);
+        self
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The orchestrator's operations, or 503 in a process without one.
+    pub fn operations(&self) -> AppResult<&dyn NodeOperations> {
+        self.operations.as_deref().ok_or_else(|| {
+            AppError::Unavailable("this process does not run the orchestrator".into())
+        })
+    }
+
+    /// Creates a node of `org` and the workflow that provisions it, in one
+    /// transaction: a crash can leave neither a node without its workflow
+    /// nor a workflow without its node. What can be known now is checked
+    /// now: the chain, node type, provider and names (400), and whether the
+    /// binaries the chain runs are in the artifact store (409, with the
+    /// command that puts them there).
+    pub async fn create(&self, org: OrgId, req: CreateNode) -> AppResult<NodeAccepted> {
+        let chain = self.chains.get(&req.chain);
+        let mut errors = Vec::new();
+        if chain.is_none() {
+            errors.push(FieldError::new(
+                "chain",
+                format!("unknown chain `{}`", req.chain),
+            ));
+        }
+        let node_type = match (chain, &req.node_type) {
+            (Some(c), Some(t)) if c.profile.node_types.contains_key(t) => Some(t.clone()),
+            (Some(_), Some(t)) => {
+                errors.push(FieldError::new(
+                    "node_type",
+                    format!("chain `{}` has no node type `{t}`", req.chain),
+                ));
+                None
+            }
+            (Some(c), None) => Some(c.profile.default_node_type.clone()),
+            (None, _) => None,
+        };
+        let provider = req
+            .provider
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PROVIDER.into());
+        if let Some(ops) = &self.operations {
+            if !ops.providers().contains(&provider) {
+                errors.push(FieldError::new(
+                    "provider",
+                    format!("no provider `{provider}` is configured"),
+                ));
+            }
+        }
+        if let Some(c) = chain {
+            if !c.profile.providers.contains(&provider) {
+                errors.push(FieldError::new(
+                    "provider",
+                    format!("chain `{}` does not run on `{provider}`", req.chain),
+                ));
+            }
+        }
+        let name = req.name.clone().unwrap_or_else(|| {
+            format!(
+                "{}-{}",
+                req.chain,
+                &Uuid::new_v4().simple().to_string()[..6]
+            )
+        });
+        if let Err(e) = validate::slug("name", &name) {
+            errors.push(e);
+        }
+        let region = req.region.clone().unwrap_or_else(|| DEFAULT_REGION.into());
+        if let Err(e) = validate::slug("region", &region) {
+            errors.push(e);
+        }
+        let (Some(chain), Some(node_type), true) = (chain, node_type, errors.is_empty()) else {
+            return Err(AppError::Invalid(errors));
+        };
+        self.require_artifacts(chain).await?;
+
+        let now = self.clock.now();
+        let node = Node {
+            id: NodeId::from_uuid(Uuid::now_v7()),
+            org_id: org,
+            name,
+            chain: req.chain,
+            node_type,
+            provider,
+            region,
+            state: NodeState::Provisioning,
+            sync_status: SyncStatus::Unknown,
+            app_health: ApplicationHealth::Unknown,
+            host_id: None,
+            rpc_endpoint: None,
+            head_height: None,
+            binary_version: None,
+            failure_reason: None,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let workflow = node_workflow(PROVISION_NODE, provision_id(node.id), node.id, now)?;
+        let started = self
+            .nodes
+            .create_node_with_workflow(&node, &workflow)
+            .await?;
+        self.wake();
+        tracing::info!(node_id = %node.id, chain = %node.chain, workflow_id = %started.id, "node requested");
+        Ok(NodeAccepted {
+            node,
+            workflow_id: started.id,
+        })
+    }
+
+    /// The organization's nodes, oldest first.
+    pub async fn list(&self, org: OrgId) -> AppResult<Vec<Node>> {
+        Ok(self.nodes.list_nodes(Some(org)).await?)
+    }
+
+    /// One node of the organization (another organization's is 404).
+    pub async fn get(&self, org: OrgId, id: NodeId) -> AppResult<Node> {
+        self.nodes
+            .get_node(Some(org), id)
+            .await?
+            .ok_or(AppError::NotFound("node"))
+    }
+
+    /// A node's history after `after_seq`, oldest first.
+    pub async fn events(
+        &self,
+        org: OrgId,
+        id: NodeId,
+        after_seq: i64,
+        limit: i64,
+    ) -> AppResult<Vec<NodeEvent>> {
+        if !(1..=1000).contains(&limit) {
+            return Err(invalid("limit", "must be between 1 and 1000"));
+        }
+        let node = self.get(org, id).await?;
+        Ok(self
+            .nodes
+            .list_node_events(node.id, after_seq, limit)
+            .await?)
+    }
+
+    /// Terminates a node: stop, wipe keys, delete the host. Idempotent: the
+    /// node's one termination run is started or found.
+    ///
+    /// The termination run is written first, then a still-running
+    /// provisioning is told to abort. A crash between the two leaves a
+    /// termination that waits for provisioning to finish and then removes
+    /// the node: never a node nobody will remove.
+    pub async fn terminate(&self, org: OrgId, id: NodeId) -> AppResult<NodeAccepted> {
+        let node = self.get(org, id).await?;
+        let now = self.clock.now();
+        let workflow = node_workflow(TERMINATE_NODE, terminate_id(node.id), node.id, now)?;
+        let (run, _) = self.workflows.create_workflow(&workflow).await?;
+        let abort = NewSignal {
+            id: Uuid::now_v7().to_string(),
+            workflow_id: provision_id(node.id),
+            name: signals::ABORT.into(),
+            payload: serde_json::Value::Null,
+            created_at: now,
+        };
+        match self.workflows.send_signal(&abort).await {
+            // No provisioning run, or it already finished: nothing to stop.
+            Ok(()) | Err(StoreError::NotFound(_) | StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.wake();
+        let node = self.get(org, id).await.unwrap_or(node);
+        tracing::info!(node_id = %node.id, workflow_id = %run.id, "node termination requested");
+        Ok(NodeAccepted {
+            node,
+            workflow_id: run.id,
+        })
+    }
+
+    /// The tail of a running node's process logs, from its agent.
+    pub async fn logs(&self, org: OrgId, id: NodeId, lines: u32) -> AppResult<serde_json::Value> {
+        if !(1..=10_000).contains(&lines) {
+            return Err(invalid("lines", "must be between 1 and 10000"));
+        }
+        let node = self.get(org, id).await?;
+        if node.host_id.is_none() {
+            return Err(AppError::Conflict(format!(
+                "node is {} and runs on no host",
+                node.state.as_str()
+            )));
+        }
+        Ok(self.operations()?.node_logs(&node, lines).await?)
+    }
+
+    /// 409 naming the first binary the chain needs that the artifact store
+    /// lacks, and how to put it there.
+    async fn require_artifacts(&self, chain: &Chain) -> AppResult<()> {
+        for binary in chain.required_binaries() {
+            if self
+                .artifacts
+                .get_artifact(&binary.artifact, &binary.version)
+                .await?
+                .is_none()
+            {
+                return Err(AppError::Conflict(format!(
+                    "artifact {} {} (binary `{}` of chain `{}`) is not in the artifact store; \
+                     a platform administrator adds it with `{}`",
+                    binary.artifact,
+                    binary.version,
+                    binary.name,
+                    chain.name,
+                    push_command(binary)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn wake(&self) {
+        if let Some(ops) = &self.operations {
+            ops.workflows_due();
+        }
+    }
+}
+
+/// The CLI command that puts a binary's artifact into the store.
+pub fn push_command(binary: &Binary) -> String {
+    match &binary.source {
+        Some(ArtifactSource::Npm(npm)) if npm.package == "@foundry-rs/anvil-linux-amd64" => {
+            format!(
+                "hood artifact import-anvil --version {} --name {}",
+                binary.version, binary.artifact
+            )
+        }
+        _ => format!(
+            "hood artifact push {} {} PATH/TO/{}",
+            binary.artifact, binary.version, binary.name
+        ),
+    }
+}
+
+fn node_workflow(
+    definition: (&str, i64),
+    id: String,
+    node: NodeId,
+    now: hood_domain::Timestamp,
+) -> AppResult<NewWorkflow> {
+    let input = serde_json::to_value(NodeWorkflowInput { node_id: node })
+        .map_err(|e| AppError::Internal(format!("encoding workflow input: {e}")))?;
+    Ok(NewWorkflow {
+        id,
+        name: definition.0.into(),
+        version: definition.1,
+        input,
+        parent_id: None,
+        created_at: now,
+    })
+}
+
+fn invalid(field: &'static str, reason: &str) -> AppError {
+    AppError::Invalid(vec![FieldError::new(field, reason)])
+}

@@ -1,0 +1,90 @@
+//! The contracts of the node workflows: names, versions, run ids and input.
+//!
+//! The orchestrator registers the workflows under these names; the use
+//! cases that start them (creating a node writes its provisioning run in
+//! the same transaction) and the health role (a migration per outage) name
+//! them by these ids. A run's id is derived from what it is about, so
+//! asking twice finds the same run instead of starting a second.
+
+use crate::NodeId;
+use serde::{Deserialize, Serialize};
+
+/// `(name, version)` of a workflow definition. A journaled run of a version
+/// the binary does not know is refused, never mis-replayed.
+pub type Definition = (&'static str, i64);
+
+pub const PROVISION_NODE: Definition = ("provision-node", 1);
+pub const TERMINATE_NODE: Definition = ("terminate-node", 1);
+pub const MIGRATE_NODE: Definition = ("migrate-node", 1);
+
+/// Signals every workflow understands (the saga engine handles them
+/// between steps).
+pub mod signals {
+    /// Parks the run at the next step boundary until `resume`.
+    pub const PAUSE: &str = "pause";
+    /// Lets a paused run continue.
+    pub const RESUME: &str = "resume";
+    /// Stops the run at the next step boundary and compensates.
+    pub const ABORT: &str = "abort";
+    /// By convention, what an approval-gated step waits for.
+    pub const APPROVE: &str = "approve";
+    /// Signals handled by the engine rather than by steps.
+    pub const CONTROL: [&str; 3] = [PAUSE, RESUME, ABORT];
+}
+
+/// The input of every node workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeWorkflowInput {
+    pub node_id: NodeId,
+}
+
+/// The one provisioning run of a node.
+pub fn provision_id(node: NodeId) -> String {
+    format!("provision-node-{node}")
+}
+
+/// The one termination run of a node.
+pub fn terminate_id(node: NodeId) -> String {
+    format!("terminate-node-{node}")
+}
+
+/// One migration per outage: the node version at which it was seen down.
+pub fn migrate_id(node: NodeId, version: i64) -> String {
+    format!("migrate-node-{node}-{version}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_derived_from_the_node_and_distinct_per_kind() {
+        let node = NodeId::from_uuid(uuid::Uuid::from_u128(7));
+        let ids = [
+            provision_id(node),
+            terminate_id(node),
+            migrate_id(node, 3),
+            migrate_id(node, 4),
+        ];
+        for (i, a) in ids.iter().enumerate() {
+            assert!(a.contains(&node.to_string()));
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(provision_id(node), provision_id(node));
+    }
+
+    #[test]
+    fn input_round_trips_as_the_journal_stores_it() {
+        let input = NodeWorkflowInput {
+            node_id: NodeId::from_uuid(uuid::Uuid::from_u128(9)),
+        };
+        let json = serde_json::to_value(input).unwrap_or_default();
+        assert_eq!(json["node_id"], input.node_id.to_string());
+        let back: NodeWorkflowInput = serde_json::from_value(json).unwrap_or(NodeWorkflowInput {
+            node_id: NodeId::from_uuid(uuid::Uuid::nil()),
+        });
+        assert_eq!(back, input);
+    }
+}

@@ -1,0 +1,60 @@
+//! The ports between Hood's roles.
+//!
+//! A role that needs another to act asks through one of these traits; the
+//! role that acts implements it; the binary wires the two. So the HTTP
+//! layer and the health role never depend on the orchestrator, and the
+//! orchestrator never depends on them (ARCHITECTURE.md's layer order).
+
+use async_trait::async_trait;
+use hood_domain::node::Node;
+use hood_domain::{HostId, NodeId};
+
+/// Why a port could not do what was asked. The variants map to the answer a
+/// caller gives its own caller (404, 409, 503, 500).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// The target (workflow, node, host) does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The target is not in a state the request applies to.
+    #[error("{0}")]
+    Conflict(String),
+    /// A dependency did not answer (an agent, the database); try again.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What the use cases ask of the orchestrator. Starting a workflow is not
+/// here: it is a row the use case writes in its own transaction, and
+/// [`Self::workflows_due`] only shortens the wait for a worker to see it.
+#[async_trait]
+pub trait NodeOperations: Send + Sync {
+    /// Host providers that can place nodes (`local`, …).
+    fn providers(&self) -> Vec<String>;
+    /// Workflow rows were just written: wake this process's workers (other
+    /// processes' workers find them at their next poll).
+    fn workflows_due(&self);
+    /// Operator: re-runs the compensation of a `stuck` workflow.
+    async fn retry_workflow(&self, id: &str) -> Result<(), PortError>;
+    /// Operator: gives up on a `stuck` workflow (leftovers are the
+    /// operator's).
+    async fn abandon_workflow(&self, id: &str, reason: &str) -> Result<(), PortError>;
+    /// The last `lines` log lines of each process of a running node, by
+    /// process name (asks the node's agent).
+    async fn node_logs(&self, node: &Node, lines: u32) -> Result<serde_json::Value, PortError>;
+}
+
+/// What the health role asks of the orchestrator: the health role decides,
+/// workflows act.
+#[async_trait]
+pub trait NodeRecovery: Send + Sync {
+    /// Starts (or finds) the migration of `node` down at `version`; the
+    /// workflow id is derived from both, so every replica asking about the
+    /// same outage starts the same run. Returns the run's id.
+    async fn start_migration(&self, node: NodeId, version: i64) -> Result<String, PortError>;
+    /// Deletes a host nothing runs on any more (orphaned, or quarantined
+    /// and seen again).
+    async fn reap_host(&self, host: HostId) -> Result<(), PortError>;
+}
