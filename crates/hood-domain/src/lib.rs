@@ -11,6 +11,7 @@ pub mod identity;
 pub mod ids;
 pub mod lifecycle;
 pub mod machine;
+pub mod net;
 pub mod node;
 pub mod rpc;
 pub mod time;
