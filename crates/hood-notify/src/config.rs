@@ -24,14 +24,27 @@ pub const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SmtpTls {
-    /// Plain TCP (e.g. a local relay on port 25). Credentials are not sent
-    /// over it unless the installation explicitly allows it
-    /// ([`crate::Notifier::with_plaintext_smtp_auth`]).
+    /// Plain TCP, never upgraded (e.g. a local relay on port 25).
+    /// Credentials are not sent over it unless the installation explicitly
+    /// allows it ([`crate::Notifier::with_plaintext_smtp_auth`]).
     #[default]
     None,
-    /// TLS from the first byte ("SMTPS", usually port 465), verified against
-    /// the web PKI roots.
+    /// Plain TCP upgraded with STARTTLS when the server offers it, else left
+    /// plain (then, as with `none`, no credentials unless allowed). A server
+    /// that offers STARTTLS must pass certificate verification.
+    Opportunistic,
+    /// STARTTLS is required (usually port 587): a server that does not offer
+    /// it is refused before anything is sent.
+    Starttls,
+    /// TLS from the first byte ("SMTPS", usually port 465).
     Implicit,
+}
+
+impl SmtpTls {
+    /// Whether the session is encrypted whatever the server offers.
+    pub fn guarantees_encryption(self) -> bool {
+        matches!(self, Self::Starttls | Self::Implicit)
+    }
 }
 
 /// A channel's configuration as stored (JSON, tagged by `kind`). Secrets are
