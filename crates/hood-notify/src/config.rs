@@ -40,13 +40,6 @@ pub enum SmtpTls {
     Implicit,
 }
 
-impl SmtpTls {
-    /// Whether the session is encrypted whatever the server offers.
-    pub fn guarantees_encryption(self) -> bool {
-        matches!(self, Self::Starttls | Self::Implicit)
-    }
-}
-
 /// A channel's configuration as stored (JSON, tagged by `kind`). Secrets are
 /// fields here; `Debug` redacts them.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -565,6 +558,19 @@ mod tests {
         let back = serde_json::to_value(&tls).unwrap();
         assert_eq!(back["kind"], "email");
         assert_eq!(back["tls"], "implicit");
+        for (name, mode) in [
+            ("none", SmtpTls::None),
+            ("opportunistic", SmtpTls::Opportunistic),
+            ("starttls", SmtpTls::Starttls),
+            ("implicit", SmtpTls::Implicit),
+        ] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), name);
+            assert_eq!(
+                serde_json::from_value::<SmtpTls>(json!(name)).unwrap(),
+                mode
+            );
+        }
+        assert!(serde_json::from_value::<SmtpTls>(json!("ssl")).is_err());
     }
 
     #[test]
