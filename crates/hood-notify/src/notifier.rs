@@ -14,8 +14,9 @@ use tracing::Instrument as _;
 /// Installation-wide settings of the [`Notifier`].
 #[derive(Debug, Clone)]
 pub struct NotifierConfig {
-    /// Bound on each HTTP request (connect included) and on each SMTP
-    /// connect, handshake, read and write.
+    /// Bound on each HTTP request (resolution and connect included) and on
+    /// each SMTP stage (resolution; connect with TLS, greeting and EHLO;
+    /// STARTTLS; AUTH; each command; the message).
     pub timeout: Duration,
     /// Replaces [`DEFAULT_TELEGRAM_API_BASE`] for channels that do not name
     /// their own `api_base` (e.g. a local Bot API server, or a test double).

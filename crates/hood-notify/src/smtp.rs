@@ -116,7 +116,6 @@ pub(crate) async fn send_mail(
         &mut usable,
         sub,
         settings,
-        &hello,
         envelope,
         message,
         secrets,
@@ -141,13 +140,13 @@ pub(crate) async fn send_mail(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
+/// STARTTLS as configured, AUTH, then the mail. `usable` is false while
+/// the connection may not be written to (see the STARTTLS step).
 async fn transaction(
     conn: &mut AsyncSmtpConnection,
     usable: &mut bool,
     sub: &Submission<'_>,
     settings: &SmtpSettings<'_>,
-    hello: &ClientId,
     envelope: &Envelope,
     message: &[u8],
     secrets: &[String],
@@ -171,7 +170,8 @@ async fn transaction(
         // put it back when that fails: the connection must not be written
         // to again (not even QUIT) unless the upgrade completes.
         *usable = false;
-        stage("STARTTLS", t, secrets, conn.starttls(params, hello)).await?;
+        let hello = client_id(settings.hello_name);
+        stage("STARTTLS", t, secrets, conn.starttls(params, &hello)).await?;
         *usable = true;
     }
     tracing::debug!(
