@@ -8,6 +8,7 @@ use hood_domain::rpc::PlanCatalog;
 use hood_identity::master_key::MasterKey;
 use hood_identity::oidc::OidcVerifier;
 use hood_identity::tokens::TokenIssuer;
+use hood_notify::NotifierConfig;
 use hood_ports::NodeOperations;
 use hood_store::Store;
 use std::net::IpAddr;
@@ -44,6 +45,9 @@ pub struct AppState {
     /// The installation master key, in processes that seal secrets at rest
     /// (notification channel configurations).
     pub master: Option<MasterKey>,
+    /// How test notifications are sent, and which destinations channels may
+    /// name (the SSRF guard checked at channel creation).
+    pub notify: NotifierConfig,
 }
 
 impl AppState {
@@ -56,6 +60,13 @@ impl AppState {
     /// Replaces the RPC key plans (default: [`PlanCatalog::defaults`]).
     pub fn with_plans(mut self, plans: PlanCatalog) -> Self {
         self.plans = Arc::new(plans);
+        self
+    }
+
+    /// Replaces the notification settings (default: strict destination
+    /// policy, the public Telegram Bot API).
+    pub fn with_notifier_config(mut self, notify: NotifierConfig) -> Self {
+        self.notify = notify;
         self
     }
 
@@ -83,6 +94,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             nodes,
             master: None,
+            notify: NotifierConfig::default(),
         }
     }
 }

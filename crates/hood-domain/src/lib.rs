@@ -12,6 +12,7 @@ pub mod identity;
 pub mod ids;
 pub mod lifecycle;
 pub mod machine;
+pub mod net;
 pub mod node;
 pub mod node_workflows;
 pub mod rpc;

@@ -360,7 +360,7 @@ impl KeyScope {
                         })
                     }
                     "allowed_methods" | "denied_methods" => check_method_pattern(field, value),
-                    "ip_allow" => Cidr::parse(value).map(|_| ()),
+                    "ip_allow" => Cidr::parse(value).map(|_| ()).map_err(Into::into),
                     _ => OriginPattern::parse(value).map(|_| ()),
                 };
                 if let Err(e) = checked {
@@ -496,95 +496,14 @@ pub fn method_matches(pattern: &str, method: &str) -> bool {
 
 // -------------------------------------------------------------------- CIDR --
 
-/// An IP network: an address and a prefix length. A plain address is a
-/// network of one (`/32`, `/128`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
+pub use crate::net::Cidr;
 
-impl Cidr {
-    /// Parses `ADDR` or `ADDR/PREFIX`. Host bits beyond the prefix are
-    /// allowed (`10.1.2.3/8` means `10.0.0.0/8`).
-    pub fn parse(s: &str) -> Result<Self, RpcConfigError> {
-        let bad = |reason| RpcConfigError::InvalidCidr {
-            value: s.to_owned(),
-            reason,
-        };
-        let (addr, prefix) = match s.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (s, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| bad("expected an IPv4 or IPv6 address"))?;
-        let max = match addr {
-            IpAddr::V4(_) => 32,
-            IpAddr::V6(_) => 128,
-        };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => {
-                if p.is_empty() || p.len() > 3 || !p.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(bad("the prefix length must be a number"));
-                }
-                match p.parse::<u8>() {
-                    Ok(n) if n <= max => n,
-                    _ => {
-                        return Err(if max == 32 {
-                            bad("an IPv4 prefix length is 0-32")
-                        } else {
-                            bad("an IPv6 prefix length is 0-128")
-                        })
-                    }
-                }
-            }
-        };
-        Ok(Self { addr, prefix })
-    }
-
-    /// Whether `ip` lies in the network. IPv4-mapped IPv6 addresses are
-    /// compared as IPv4 (on both sides).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (unmap(self.addr, self.prefix), unmap(ip, 128)) {
-            ((IpAddr::V4(net), prefix), (IpAddr::V4(ip), _)) => prefix_eq(
-                u128::from(u32::from(net)) << 96,
-                u128::from(u32::from(ip)) << 96,
-                prefix,
-            ),
-            ((IpAddr::V6(net), prefix), (IpAddr::V6(ip), _)) => {
-                prefix_eq(u128::from(net), u128::from(ip), prefix)
-            }
-            _ => false,
+impl From<crate::net::CidrError> for RpcConfigError {
+    fn from(e: crate::net::CidrError) -> Self {
+        Self::InvalidCidr {
+            value: e.value,
+            reason: e.reason,
         }
-    }
-}
-
-/// `::ffff:a.b.c.d/n` (n ≥ 96) is `a.b.c.d/(n-96)`; an IPv4-mapped address
-/// is its IPv4 address. The prefix is returned adjusted.
-fn unmap(ip: IpAddr, prefix: u8) -> (IpAddr, u8) {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) if prefix >= 96 => (IpAddr::V4(v4), prefix - 96),
-            _ => (IpAddr::V6(v6), prefix),
-        },
-        v4 @ IpAddr::V4(_) => (v4, prefix),
-    }
-}
-
-/// Whether the top `prefix` bits of two 128-bit values agree.
-fn prefix_eq(a: u128, b: u128, prefix: u8) -> bool {
-    if prefix == 0 {
-        return true;
-    }
-    let shift = 128 - u32::from(prefix.min(128));
-    (a >> shift) == (b >> shift)
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
     }
 }
 

@@ -24,13 +24,19 @@ pub const MIN_WEBHOOK_SECRET_CHARS: usize = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SmtpTls {
-    /// Plain TCP (e.g. a local relay on port 25). Credentials are not sent
-    /// over it unless the installation explicitly allows it
-    /// ([`crate::Notifier::with_plaintext_smtp_auth`]).
+    /// Plain TCP, never upgraded (e.g. a local relay on port 25).
+    /// Credentials are not sent over it unless the installation explicitly
+    /// allows it ([`crate::Notifier::with_plaintext_smtp_auth`]).
     #[default]
     None,
-    /// TLS from the first byte ("SMTPS", usually port 465), verified against
-    /// the web PKI roots.
+    /// Plain TCP upgraded with STARTTLS when the server offers it, else left
+    /// plain (then, as with `none`, no credentials unless allowed). A server
+    /// that offers STARTTLS must pass certificate verification.
+    Opportunistic,
+    /// STARTTLS is required (usually port 587): a server that does not offer
+    /// it is refused before anything is sent.
+    Starttls,
+    /// TLS from the first byte ("SMTPS", usually port 465).
     Implicit,
 }
 
@@ -552,6 +558,19 @@ mod tests {
         let back = serde_json::to_value(&tls).unwrap();
         assert_eq!(back["kind"], "email");
         assert_eq!(back["tls"], "implicit");
+        for (name, mode) in [
+            ("none", SmtpTls::None),
+            ("opportunistic", SmtpTls::Opportunistic),
+            ("starttls", SmtpTls::Starttls),
+            ("implicit", SmtpTls::Implicit),
+        ] {
+            assert_eq!(serde_json::to_value(mode).unwrap(), name);
+            assert_eq!(
+                serde_json::from_value::<SmtpTls>(json!(name)).unwrap(),
+                mode
+            );
+        }
+        assert!(serde_json::from_value::<SmtpTls>(json!("ssl")).is_err());
     }
 
     #[test]

@@ -89,9 +89,18 @@ pub enum SendError {
     #[error("email: TLS handshake failed: {message}")]
     Tls { message: String },
 
+    /// The destination is an address notifications may not reach (loopback,
+    /// private, link-local, …; see [`crate::DestinationPolicy`]), or a name
+    /// resolving to one. Nothing was sent. Permanent.
+    #[error("{channel}: destination refused: {reason}")]
+    Destination {
+        channel: &'static str,
+        reason: crate::RefusedDestination,
+    },
+
     /// The send was refused before anything was sent, or the server lacks
-    /// something required (e.g. credentials over plaintext, no AUTH PLAIN).
-    /// Permanent.
+    /// something required (e.g. credentials over plaintext, STARTTLS, a
+    /// common AUTH mechanism). Permanent.
     #[error("{channel}: {message}")]
     Refused {
         channel: &'static str,
@@ -114,6 +123,7 @@ impl SendError {
             | Self::InvalidResponse { .. }
             | Self::SmtpProtocol { .. }
             | Self::Tls { .. }
+            | Self::Destination { .. }
             | Self::Refused { .. } => false,
         }
     }
@@ -134,6 +144,7 @@ impl SendError {
             | Self::Connection { channel, .. }
             | Self::Http { channel, .. }
             | Self::InvalidResponse { channel, .. }
+            | Self::Destination { channel, .. }
             | Self::Refused { channel, .. } => channel,
             Self::Telegram { .. } => "telegram",
             Self::Smtp { .. } | Self::SmtpProtocol { .. } | Self::Tls { .. } => "email",
@@ -164,12 +175,23 @@ pub(crate) fn scrub(text: &str, secrets: &[String]) -> String {
 }
 
 /// A `reqwest` failure as a [`SendError`], without the URL (it holds the
-/// Slack path or the Telegram token) and scrubbed of the secrets.
+/// Slack path or the Telegram token) and scrubbed of the secrets. A refusal
+/// of the guarded resolver is a permanent [`SendError::Destination`].
 pub(crate) fn from_reqwest(
     channel: &'static str,
     err: reqwest::Error,
     secrets: &[String],
 ) -> SendError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = cause {
+        if let Some(refused) = e.downcast_ref::<crate::RefusedDestination>() {
+            return SendError::Destination {
+                channel,
+                reason: refused.clone(),
+            };
+        }
+        cause = e.source();
+    }
     let timeout = err.is_timeout();
     let builder = err.is_builder();
     let err = err.without_url();

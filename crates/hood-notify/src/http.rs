@@ -2,6 +2,7 @@
 //! API.
 
 use crate::error::{from_reqwest, scrub};
+use crate::guard::{DestinationPolicy, ResolveError};
 use crate::notifier::unix_now;
 use crate::render::render_text;
 use crate::signature::sign_webhook;
@@ -11,6 +12,35 @@ use reqwest::{Client, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
+
+/// The HTTP client's resolver: resolves with the system resolver and hands
+/// the connector only addresses the [`DestinationPolicy`] admits — or, when
+/// any address of the name is refused, a [`crate::RefusedDestination`]
+/// error that [`from_reqwest`] turns into a permanent
+/// [`SendError::Destination`].
+pub(crate) struct GuardedResolver {
+    policy: DestinationPolicy,
+}
+
+impl GuardedResolver {
+    pub(crate) fn new(policy: DestinationPolicy) -> Self {
+        Self { policy }
+    }
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy.clone();
+        Box::pin(async move {
+            // The connector sets the port; 0 is a placeholder.
+            match policy.resolve(name.as_str(), 0).await {
+                Ok(addrs) => Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs),
+                Err(ResolveError::Refused(refused)) => Err(refused.into()),
+                Err(lookup @ ResolveError::Lookup { .. }) => Err(lookup.into()),
+            }
+        })
+    }
+}
 
 /// How much of a response body is read (enough for any error message).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;

@@ -10,10 +10,15 @@
 //! * [`Notifier::send`] — one attempt to deliver a [`Notification`] on one
 //!   channel: a signed webhook ([`sign_webhook`] /
 //!   [`verify_webhook_signature`]), a Slack incoming webhook, the Telegram Bot
-//!   API, or SMTP email (a small RFC 5321 client, no mail crate).
+//!   API, or SMTP email (lettre: plain, STARTTLS or implicit TLS, AUTH).
+//! * [`DestinationPolicy`] — the SSRF guard: notifications reach public
+//!   addresses only, unless the operator allows a network; checked at
+//!   channel creation ([`DestinationPolicy::check_channel`]) and at send
+//!   time after DNS resolution, connecting only to checked addresses.
 //! * [`SendError`] — [`SendError::is_retryable`] splits transient failures
 //!   (connection, timeout, HTTP 5xx/408/429, SMTP 4xx) from permanent ones
-//!   (bad config, HTTP 4xx, SMTP 5xx). Its `Display` never carries a secret.
+//!   (bad config, refused destination, HTTP 4xx, SMTP 5xx). Its `Display`
+//!   never carries a secret.
 //!
 //! Secrets (webhook signing secret, Slack webhook URL path, Telegram bot
 //! token, SMTP password) never appear in a log line, an error message or a
@@ -22,6 +27,7 @@
 mod config;
 mod email;
 mod error;
+mod guard;
 mod http;
 mod notifier;
 mod render;
@@ -32,6 +38,7 @@ pub use config::{
     ChannelConfig, ConfigError, SmtpTls, DEFAULT_TELEGRAM_API_BASE, MIN_WEBHOOK_SECRET_CHARS,
 };
 pub use error::SendError;
+pub use guard::{DestinationPolicy, RefusedDestination};
 pub use notifier::{Notifier, NotifierConfig};
 pub use render::{render_subject, render_text};
 pub use signature::{sign_webhook, verify_webhook_signature};

@@ -2,9 +2,11 @@
 
 use crate::config::{ChannelConfig, DEFAULT_TELEGRAM_API_BASE};
 use crate::email::build_message;
-use crate::smtp::{self, ClientSettings, Envelope};
+use crate::guard::{DestinationPolicy, ResolveError};
+use crate::smtp::{self, SmtpSettings, Submission};
 use crate::{http, Notification, SendError};
-use rustls::pki_types::CertificateDer;
+use base64::Engine as _;
+use reqwest::Url;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::Instrument as _;
@@ -12,15 +14,19 @@ use tracing::Instrument as _;
 /// Installation-wide settings of the [`Notifier`].
 #[derive(Debug, Clone)]
 pub struct NotifierConfig {
-    /// Bound on each HTTP request (connect included) and on each SMTP
-    /// connect, handshake, read and write.
+    /// Bound on each HTTP request (resolution and connect included) and on
+    /// each SMTP stage (resolution; connect with TLS, greeting and EHLO;
+    /// STARTTLS; AUTH; each command; the message).
     pub timeout: Duration,
     /// Replaces [`DEFAULT_TELEGRAM_API_BASE`] for channels that do not name
     /// their own `api_base` (e.g. a local Bot API server, or a test double).
     pub telegram_api_base: Option<String>,
-    /// The name this host gives in EHLO/HELO and in `Message-ID`s: a domain
-    /// name or an address literal such as `[192.0.2.1]`.
+    /// The name this host gives in EHLO and in `Message-ID`s: a domain name
+    /// or an address literal such as `[192.0.2.1]`.
     pub smtp_hello_name: String,
+    /// Which addresses notifications may reach (the SSRF guard): public
+    /// ones, plus the networks the operator allows.
+    pub destinations: DestinationPolicy,
 }
 
 impl Default for NotifierConfig {
@@ -29,18 +35,18 @@ impl Default for NotifierConfig {
             timeout: Duration::from_secs(10),
             telegram_api_base: None,
             smtp_hello_name: "localhost".to_owned(),
+            destinations: DestinationPolicy::default(),
         }
     }
 }
 
-/// Sends notifications. Cheap to clone (the HTTP client and TLS
-/// configuration are shared).
+/// Sends notifications. Cheap to clone (the HTTP client is shared).
 #[derive(Clone)]
 pub struct Notifier {
     http: reqwest::Client,
     cfg: NotifierConfig,
-    tls_roots: rustls::RootCertStore,
-    tls_config: Arc<rustls::ClientConfig>,
+    /// Trusted for SMTP over TLS besides the web PKI roots (DER).
+    smtp_extra_roots: Arc<[Vec<u8>]>,
     allow_plaintext_auth: bool,
 }
 
@@ -48,7 +54,7 @@ impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Notifier")
             .field("cfg", &self.cfg)
-            .field("smtp_tls_roots", &self.tls_roots.len())
+            .field("smtp_extra_roots", &self.smtp_extra_roots.len())
             .field("allow_plaintext_auth", &self.allow_plaintext_auth)
             .finish_non_exhaustive()
     }
@@ -86,19 +92,22 @@ impl Notifier {
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout)
             // A redirect would resend a signed body (or a token-bearing
-            // request) somewhere else; receivers must answer directly.
+            // request) somewhere else, past the destination check;
+            // receivers must answer directly.
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve and connect on our behalf, out of the
+            // guard's sight.
+            .no_proxy()
+            .dns_resolver(Arc::new(http::GuardedResolver::new(
+                cfg.destinations.clone(),
+            )))
             .user_agent(concat!("hood-notify/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| SendError::Setup(format!("HTTP client: {}", e.without_url())))?;
-        let mut tls_roots = rustls::RootCertStore::empty();
-        tls_roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let tls_config = tls_client_config(&tls_roots)?;
         Ok(Self {
             http,
             cfg,
-            tls_roots,
-            tls_config,
+            smtp_extra_roots: Arc::from(Vec::new()),
             allow_plaintext_auth: false,
         })
     }
@@ -109,13 +118,18 @@ impl Notifier {
     where
         I: IntoIterator<Item = Vec<u8>>,
     {
-        for der in ders {
-            self.tls_roots
-                .add(CertificateDer::from(der))
-                .map_err(|e| SendError::Setup(format!("SMTP root certificate: {e}")))?;
-        }
-        self.tls_config = tls_client_config(&self.tls_roots)?;
+        let mut roots = self.smtp_extra_roots.to_vec();
+        roots.extend(ders);
+        // Parse them now: a bad certificate is a setup error, not a failed
+        // delivery later.
+        smtp::tls_parameters("localhost", &roots)?;
+        self.smtp_extra_roots = roots.into();
         Ok(self)
+    }
+
+    /// The destination policy this notifier enforces.
+    pub fn destinations(&self) -> &DestinationPolicy {
+        &self.cfg.destinations
     }
 
     /// Allow SMTP AUTH over a plaintext connection (`tls: none`), e.g. to a
@@ -156,11 +170,26 @@ impl Notifier {
     async fn dispatch(&self, channel: &ChannelConfig, n: &Notification) -> Result<(), SendError> {
         channel.validate()?;
         let secrets = channel.secrets();
+        let policy = &self.cfg.destinations;
+        // Names are checked by the client's resolver; an address literal
+        // never reaches it, so it is checked here.
+        let check_url = |kind: &'static str, raw: &str| match Url::parse(raw) {
+            Ok(url) => policy
+                .check_url(&url)
+                .map_err(|reason| SendError::Destination {
+                    channel: kind,
+                    reason,
+                }),
+            // validate() accepted it; reqwest will say what is wrong.
+            Err(_) => Ok(()),
+        };
         match channel {
             ChannelConfig::Webhook { url, secret } => {
+                check_url("webhook", url)?;
                 http::send_webhook(&self.http, url, secret, n, &secrets).await
             }
             ChannelConfig::Slack { webhook_url } => {
+                check_url("slack", webhook_url)?;
                 http::send_slack(&self.http, webhook_url, n, &secrets).await
             }
             ChannelConfig::Telegram {
@@ -172,6 +201,7 @@ impl Notifier {
                     .as_deref()
                     .or(self.cfg.telegram_api_base.as_deref())
                     .unwrap_or(DEFAULT_TELEGRAM_API_BASE);
+                check_url("telegram", base)?;
                 http::send_telegram(&self.http, base, bot_token, chat_id, n, &secrets).await
             }
             ChannelConfig::Email {
@@ -183,39 +213,66 @@ impl Notifier {
                 username,
                 password,
             } => {
-                let envelope = Envelope {
+                let credentials = username.as_deref().zip(password.as_deref());
+                let mut secrets = secrets;
+                if let Some((user, pass)) = credentials {
+                    // What AUTH PLAIN puts on the wire, should a server echo it.
+                    secrets.push(
+                        base64::engine::general_purpose::STANDARD
+                            .encode(format!("\0{user}\0{pass}")),
+                    );
+                }
+                let message =
+                    build_message(n, from, to, &self.cfg.smtp_hello_name, SystemTime::now())?;
+                let addrs = self.resolve_smtp_host(smtp_host, *smtp_port).await?;
+                let submission = Submission {
                     host: smtp_host,
-                    port: *smtp_port,
+                    addrs: &addrs,
                     tls: *tls,
-                    from,
-                    to,
-                    credentials: username.as_deref().zip(password.as_deref()),
+                    credentials,
                 };
-                let settings = ClientSettings {
+                let settings = SmtpSettings {
                     hello_name: &self.cfg.smtp_hello_name,
                     timeout: self.cfg.timeout,
-                    tls_config: self.tls_config.clone(),
+                    extra_roots: &self.smtp_extra_roots,
                     allow_plaintext_auth: self.allow_plaintext_auth,
                 };
-                let message = build_message(n, from, to, &self.cfg.smtp_hello_name, unix_now());
-                smtp::send_mail(&envelope, &settings, &message, &secrets).await
+                smtp::send_mail(
+                    &submission,
+                    &settings,
+                    message.envelope(),
+                    &message.formatted(),
+                    &secrets,
+                )
+                .await
             }
         }
     }
-}
 
-fn tls_client_config(
-    roots: &rustls::RootCertStore,
-) -> Result<Arc<rustls::ClientConfig>, SendError> {
-    // The provider is passed explicitly so nothing depends on a process-wide
-    // default.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| SendError::Setup(format!("TLS: {e}")))?
-        .with_root_certificates(roots.clone())
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+    /// The SMTP host's addresses, each admitted by the destination policy.
+    async fn resolve_smtp_host(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<std::net::SocketAddr>, SendError> {
+        let resolved =
+            tokio::time::timeout(self.cfg.timeout, self.cfg.destinations.resolve(host, port))
+                .await
+                .map_err(|_| SendError::Timeout {
+                    channel: "email",
+                    stage: "resolve",
+                })?;
+        resolved.map_err(|e| match e {
+            ResolveError::Refused(reason) => SendError::Destination {
+                channel: "email",
+                reason,
+            },
+            lookup @ ResolveError::Lookup { .. } => SendError::Connection {
+                channel: "email",
+                message: lookup.to_string(),
+            },
+        })
+    }
 }
 
 /// Unix seconds now (0 before 1970, saturating far in the future).

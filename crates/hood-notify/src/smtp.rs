@@ -1,457 +1,305 @@
-//! A small SMTP client (RFC 5321): greeting, EHLO (HELO fallback), optional
-//! AUTH PLAIN (RFC 4954), MAIL FROM, RCPT TO, DATA with dot-stuffing, QUIT.
-//! Every read and write runs under the configured timeout.
+//! SMTP submission over lettre's async connection: connect to the checked
+//! addresses, optional STARTTLS, optional AUTH, then MAIL FROM, RCPT TO for
+//! each recipient, DATA. Each stage runs under the configured timeout and
+//! is named in errors.
 //!
-//! Delivery is all-or-nothing: if any recipient is refused the transaction
-//! is abandoned before DATA, so a retry never duplicates the message for the
-//! recipients that were accepted.
+//! Delivery is all-or-nothing: the recipients are given one by one and the
+//! first refusal ends the session with QUIT before DATA, so the server has
+//! nothing to deliver and a retry never duplicates the message for the
+//! recipients that were accepted. (Once the end-of-data reply is 250 the
+//! server owns delivery; its own later bounces are outside this.)
 
 use crate::config::SmtpTls;
 use crate::error::scrub;
 use crate::SendError;
-use base64::Engine as _;
-use std::sync::Arc;
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::Error as SmtpError;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-use tokio::time::timeout;
 
 const CHANNEL: &str = "email";
-/// RFC 5321 §4.5.3.1.5: reply lines are at most 512 octets; allow slack.
-const MAX_LINE: u64 = 4096;
-/// More continuation lines than any real server sends.
-const MAX_REPLY_LINES: usize = 128;
 /// How long the polite QUIT may take after a failure.
 const QUIT_GRACE: Duration = Duration::from_secs(2);
+/// Mechanisms tried, in lettre's order of preference: both send the
+/// password as is, so they are only ever used over TLS (or where the
+/// installation allows plaintext).
+const MECHANISMS: [Mechanism; 2] = [Mechanism::Plain, Mechanism::Login];
 
-pub(crate) struct Envelope<'a> {
+/// Where and how to submit.
+pub(crate) struct Submission<'a> {
+    /// The host as configured: the TLS server name.
     pub host: &'a str,
-    pub port: u16,
+    /// What `host` resolved to, every address already checked by the
+    /// destination policy; lettre tries them in order.
+    pub addrs: &'a [SocketAddr],
     pub tls: SmtpTls,
-    pub from: &'a str,
-    pub to: &'a [String],
     pub credentials: Option<(&'a str, &'a str)>,
 }
 
-pub(crate) struct ClientSettings<'a> {
+/// Installation-wide settings.
+pub(crate) struct SmtpSettings<'a> {
     pub hello_name: &'a str,
     pub timeout: Duration,
-    pub tls_config: Arc<rustls::ClientConfig>,
+    /// Extra trusted roots (DER) besides the web PKI.
+    pub extra_roots: &'a [Vec<u8>],
     pub allow_plaintext_auth: bool,
 }
 
-/// Sends `message` (CRLF line endings, not dot-stuffed) to every recipient.
+/// The name given in EHLO: an address literal (`[192.0.2.1]`) or a domain.
+pub(crate) fn client_id(hello_name: &str) -> ClientId {
+    let literal = hello_name
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .and_then(|s| s.strip_prefix("IPv6:").unwrap_or(s).parse::<IpAddr>().ok());
+    match literal {
+        Some(IpAddr::V4(v4)) => ClientId::Ipv4(v4),
+        Some(IpAddr::V6(v6)) => ClientId::Ipv6(v6),
+        None => ClientId::Domain(hello_name.to_owned()),
+    }
+}
+
+/// TLS parameters verifying `host` against the web PKI roots and
+/// `extra_roots`. A `Setup` error when a root does not parse.
+pub(crate) fn tls_parameters(
+    host: &str,
+    extra_roots: &[Vec<u8>],
+) -> Result<TlsParameters, SendError> {
+    let mut builder = TlsParameters::builder(host.to_owned());
+    for der in extra_roots {
+        let cert = Certificate::from_der(der.clone())
+            .map_err(|e| SendError::Setup(format!("SMTP root certificate: {e}")))?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| SendError::Setup(format!("SMTP TLS configuration: {e}")))
+}
+
+/// Sends `message` (formatted, 7-bit) to the envelope's recipients.
 pub(crate) async fn send_mail(
-    env: &Envelope<'_>,
-    settings: &ClientSettings<'_>,
-    message: &str,
+    sub: &Submission<'_>,
+    settings: &SmtpSettings<'_>,
+    envelope: &Envelope,
+    message: &[u8],
     secrets: &[String],
 ) -> Result<(), SendError> {
-    if env.credentials.is_some() && env.tls == SmtpTls::None && !settings.allow_plaintext_auth {
-        return Err(SendError::Refused {
-            channel: CHANNEL,
-            message: "refusing to send SMTP credentials over a plaintext connection \
-                      (use tls: implicit)"
-                .to_owned(),
-        });
+    if sub.credentials.is_some() && sub.tls == SmtpTls::None && !settings.allow_plaintext_auth {
+        return Err(plaintext_credentials_refused());
     }
-    let mut secrets = secrets.to_vec();
-    if let Some((user, pass)) = env.credentials {
-        secrets.push(auth_plain_response(user, pass));
-    }
-
-    let tcp = match timeout(settings.timeout, TcpStream::connect((env.host, env.port))).await {
-        Err(_) => return Err(timed_out("connect")),
-        Ok(Err(e)) => return Err(io_error(&e, &secrets)),
-        Ok(Ok(tcp)) => tcp,
+    let hello = client_id(settings.hello_name);
+    let tls = || tls_parameters(sub.host, settings.extra_roots);
+    let implicit = match sub.tls {
+        SmtpTls::Implicit => Some(tls()?),
+        _ => None,
     };
-    // Commands are small and answered one by one; don't let Nagle delay them.
-    let _ = tcp.set_nodelay(true);
+    let mut conn = stage(
+        "connect",
+        settings.timeout,
+        secrets,
+        AsyncSmtpConnection::connect_tokio1(
+            sub.addrs,
+            Some(settings.timeout),
+            &hello,
+            implicit,
+            None,
+        ),
+    )
+    .await?;
+    let mut usable = true;
+    let result = transaction(
+        &mut conn,
+        &mut usable,
+        sub,
+        settings,
+        envelope,
+        message,
+        secrets,
+    )
+    .await;
+    // The message is accepted once the end-of-data reply is 250: a failed
+    // QUIT must not turn that into a (retried) failure. After a failure,
+    // say goodbye politely unless the connection is already gone.
+    let broken = !usable
+        || matches!(
+            result,
+            Err(SendError::Timeout { .. } | SendError::Connection { .. })
+        );
+    if !broken {
+        let grace = if result.is_ok() {
+            settings.timeout
+        } else {
+            QUIT_GRACE
+        };
+        let _ = tokio::time::timeout(grace, conn.quit()).await;
+    }
+    result
+}
 
-    match env.tls {
-        SmtpTls::None => {
-            let mut session = Session::new(tcp, settings.timeout, secrets);
-            session.run(env, settings, message, false).await
+/// STARTTLS as configured, AUTH, then the mail. `usable` is false while
+/// the connection may not be written to (see the STARTTLS step).
+async fn transaction(
+    conn: &mut AsyncSmtpConnection,
+    usable: &mut bool,
+    sub: &Submission<'_>,
+    settings: &SmtpSettings<'_>,
+    envelope: &Envelope,
+    message: &[u8],
+    secrets: &[String],
+) -> Result<(), SendError> {
+    let t = settings.timeout;
+    let upgrade = match sub.tls {
+        SmtpTls::Starttls if !conn.can_starttls() => {
+            return Err(SendError::Refused {
+                channel: CHANNEL,
+                message: "the SMTP server does not offer STARTTLS (tls: starttls requires it)"
+                    .to_owned(),
+            })
         }
-        SmtpTls::Implicit => {
-            let name =
-                rustls::pki_types::ServerName::try_from(env.host.to_owned()).map_err(|_| {
-                    SendError::Refused {
-                        channel: CHANNEL,
-                        message: "smtp_host is not a valid TLS server name".to_owned(),
-                    }
-                })?;
-            let connector = tokio_rustls::TlsConnector::from(settings.tls_config.clone());
-            let stream = match timeout(settings.timeout, connector.connect(name, tcp)).await {
-                Err(_) => return Err(timed_out("TLS handshake")),
-                // rustls reports its own failures (certificate, alerts) as
-                // InvalidData; anything else is the transport.
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    return Err(SendError::Tls {
-                        message: scrub(&e.to_string(), &secrets),
-                    })
-                }
-                Ok(Err(e)) => return Err(io_error(&e, &secrets)),
-                Ok(Ok(stream)) => stream,
-            };
-            let mut session = Session::new(stream, settings.timeout, secrets);
-            session.run(env, settings, message, true).await
+        SmtpTls::Starttls => true,
+        SmtpTls::Opportunistic => conn.can_starttls(),
+        SmtpTls::None | SmtpTls::Implicit => false,
+    };
+    if upgrade {
+        let params = tls_parameters(sub.host, settings.extra_roots)?;
+        // lettre takes the plain stream out for the handshake and does not
+        // put it back when that fails: the connection must not be written
+        // to again (not even QUIT) unless the upgrade completes.
+        *usable = false;
+        let hello = client_id(settings.hello_name);
+        stage("STARTTLS", t, secrets, conn.starttls(params, &hello)).await?;
+        *usable = true;
+    }
+    tracing::debug!(
+        smtp.tls = conn.is_encrypted(),
+        smtp.mode = ?sub.tls,
+        "SMTP session open"
+    );
+
+    if let Some((user, pass)) = sub.credentials {
+        if !conn.is_encrypted() && !settings.allow_plaintext_auth {
+            return Err(plaintext_credentials_refused());
+        }
+        let creds = Credentials::new(user.to_owned(), pass.to_owned());
+        stage("AUTH", t, secrets, conn.auth(&MECHANISMS, &creds)).await?;
+    }
+
+    let mail = Mail::new(envelope.from().cloned(), vec![]);
+    stage("MAIL FROM", t, secrets, conn.command(mail)).await?;
+    for rcpt in envelope.to() {
+        let refused = stage(
+            "RCPT TO",
+            t,
+            secrets,
+            conn.command(Rcpt::new(rcpt.clone(), vec![])),
+        )
+        .await
+        .err();
+        if let Some(err) = refused {
+            return Err(match err {
+                SendError::Smtp {
+                    stage,
+                    code,
+                    message,
+                } => SendError::Smtp {
+                    stage,
+                    code,
+                    message: format!("<{rcpt}>: {message}"),
+                },
+                other => other,
+            });
         }
     }
+    stage("DATA", t, secrets, conn.command(Data)).await?;
+    stage("end of data", t, secrets, conn.message(message)).await?;
+    Ok(())
 }
 
-/// One reply: its code and the text of each line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Reply {
-    pub code: u16,
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        self.lines.join(" / ")
-    }
-}
-
-/// One reply line: `(code, is_last, text)`. `250-x` continues, `250 x` and
-/// `250` end the reply (RFC 5321 §4.2.1).
-pub(crate) fn parse_reply_line(line: &str) -> Result<(u16, bool, &str), String> {
-    let bytes = line.as_bytes();
-    let code_ok = bytes.len() >= 3
-        && (b'2'..=b'5').contains(&bytes[0])
-        && (b'0'..=b'5').contains(&bytes[1])
-        && bytes[2].is_ascii_digit();
-    if !code_ok {
-        return Err(format!("not an SMTP reply line: {:?}", truncate(line, 40)));
-    }
-    let code = u16::from(bytes[0] - b'0') * 100
-        + u16::from(bytes[1] - b'0') * 10
-        + u16::from(bytes[2] - b'0');
-    match bytes.get(3) {
-        None => Ok((code, true, "")),
-        Some(b' ') => Ok((code, true, line.get(4..).unwrap_or(""))),
-        Some(b'-') => Ok((code, false, line.get(4..).unwrap_or(""))),
-        Some(_) => Err(format!("not an SMTP reply line: {:?}", truncate(line, 40))),
-    }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
-}
-
-/// `message` with CRLF line endings, every line starting with `.` given
-/// another (RFC 5321 §4.5.2), and the terminating `.` line.
-pub(crate) fn dot_stuff(message: &str) -> String {
-    let normalized = message.replace("\r\n", "\n").replace('\r', "\n");
-    let body = normalized.strip_suffix('\n').unwrap_or(&normalized);
-    let mut out = String::with_capacity(body.len() + body.len() / 16 + 8);
-    for line in body.split('\n') {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
-    out.push_str(".\r\n");
-    out
-}
-
-/// The AUTH PLAIN initial response: base64 of `\0user\0password`.
-fn auth_plain_response(user: &str, pass: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"))
-}
-
-/// What the server said it supports after EHLO.
-#[derive(Debug, Default)]
-struct Extensions {
-    auth_plain: bool,
-}
-
-impl Extensions {
-    fn parse(reply: &Reply) -> Self {
-        let mut ext = Self::default();
-        // The first line is the server's greeting, the rest one keyword each.
-        for line in reply.lines.iter().skip(1) {
-            let upper = line.to_ascii_uppercase();
-            let mut words = upper.split_whitespace();
-            let keyword = words.next().unwrap_or("");
-            // "AUTH=PLAIN LOGIN" is the pre-standard form some servers send.
-            let (keyword, first) = match keyword.split_once('=') {
-                Some((k, v)) => (k, Some(v)),
-                None => (keyword, None),
-            };
-            if keyword == "AUTH" && first.into_iter().chain(words).any(|m| m == "PLAIN") {
-                ext.auth_plain = true;
-            }
-        }
-        ext
-    }
-}
-
-fn timed_out(stage: &'static str) -> SendError {
-    SendError::Timeout {
+fn plaintext_credentials_refused() -> SendError {
+    SendError::Refused {
         channel: CHANNEL,
-        stage,
+        message: "refusing to send SMTP credentials over a plaintext connection \
+                  (use tls: starttls or implicit)"
+            .to_owned(),
     }
 }
 
-fn io_error(e: &std::io::Error, secrets: &[String]) -> SendError {
+/// Runs one stage under `timeout`, its failure as a [`SendError`].
+async fn stage<T>(
+    name: &'static str,
+    timeout: Duration,
+    secrets: &[String],
+    fut: impl Future<Output = Result<T, SmtpError>>,
+) -> Result<T, SendError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(SendError::Timeout {
+            channel: CHANNEL,
+            stage: name,
+        }),
+        Ok(result) => result.map_err(|e| classify(name, &e, secrets)),
+    }
+}
+
+/// A lettre error as a [`SendError`]: 4xx/5xx replies keep their code
+/// (retryable/permanent), a failed TLS handshake is permanent, an I/O
+/// failure retryable, a reply lettre cannot parse a protocol error.
+fn classify(stage: &'static str, e: &SmtpError, secrets: &[String]) -> SendError {
+    // The reply text, or the chain of causes, without lettre's own prefix.
+    let mut detail = Vec::new();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        detail.push(cause.to_string());
+        source = cause.source();
+    }
+    let message = scrub(&detail.join(": "), secrets);
+    if let Some(code) = e.status() {
+        return SendError::Smtp {
+            stage,
+            code: u16::from(code),
+            message,
+        };
+    }
+    if e.is_timeout() {
+        return SendError::Timeout {
+            channel: CHANNEL,
+            stage,
+        };
+    }
+    if e.is_tls() || tls_handshake_failed(e) {
+        return SendError::Tls { message };
+    }
+    if e.is_response() {
+        return SendError::SmtpProtocol { stage, message };
+    }
+    if e.is_client() {
+        return SendError::Refused {
+            channel: CHANNEL,
+            message: format!("{stage}: {message}"),
+        };
+    }
     SendError::Connection {
         channel: CHANNEL,
-        message: scrub(&e.to_string(), secrets),
+        message: format!("{stage}: {message}"),
     }
 }
 
-struct Session<S> {
-    io: BufReader<S>,
-    timeout: Duration,
-    secrets: Vec<String>,
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    fn new(stream: S, timeout: Duration, secrets: Vec<String>) -> Self {
-        Self {
-            io: BufReader::new(stream),
-            timeout,
-            secrets,
-        }
-    }
-
-    async fn run(
-        &mut self,
-        env: &Envelope<'_>,
-        settings: &ClientSettings<'_>,
-        message: &str,
-        encrypted: bool,
-    ) -> Result<(), SendError> {
-        match self.transaction(env, settings, message, encrypted).await {
-            Ok(()) => {
-                // The message is accepted once the end-of-data reply is 250;
-                // a failed QUIT must not turn that into a (retried) failure.
-                self.quit(self.timeout).await;
-                Ok(())
-            }
-            Err(e) => {
-                if !matches!(e, SendError::Timeout { .. } | SendError::Connection { .. }) {
-                    self.quit(QUIT_GRACE).await;
-                }
-                Err(e)
+/// rustls reports its own failures (certificate, alerts) as I/O errors of
+/// kind `InvalidData`; lettre wraps them as connection errors.
+fn tls_handshake_failed(e: &SmtpError) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::InvalidData {
+                return true;
             }
         }
+        source = cause.source();
     }
-
-    async fn transaction(
-        &mut self,
-        env: &Envelope<'_>,
-        settings: &ClientSettings<'_>,
-        message: &str,
-        encrypted: bool,
-    ) -> Result<(), SendError> {
-        let greeting = self.read_reply("greeting").await?;
-        self.expect(&greeting, "greeting", &[220])?;
-
-        let hello = format!("EHLO {}", settings.hello_name);
-        let ehlo = self.command(&hello, "EHLO").await?;
-        let ext = match ehlo.code {
-            250 => Extensions::parse(&ehlo),
-            // A server that does not know EHLO answers 5xx: fall back
-            // (RFC 5321 §3.2). A 4xx is a transient refusal: stop.
-            500..=599 => {
-                let helo = self
-                    .command(&format!("HELO {}", settings.hello_name), "HELO")
-                    .await?;
-                self.expect(&helo, "HELO", &[250])?;
-                Extensions::default()
-            }
-            _ => return Err(self.failure("EHLO", &ehlo)),
-        };
-        tracing::debug!(
-            smtp.ehlo = ehlo.code == 250,
-            smtp.auth_plain = ext.auth_plain,
-            smtp.tls = encrypted,
-            "SMTP session open"
-        );
-
-        if let Some((user, pass)) = env.credentials {
-            if !ext.auth_plain {
-                return Err(SendError::Refused {
-                    channel: CHANNEL,
-                    message: "the SMTP server does not offer AUTH PLAIN".to_owned(),
-                });
-            }
-            self.authenticate(user, pass).await?;
-        }
-
-        let mail = self
-            .command(&format!("MAIL FROM:<{}>", env.from), "MAIL FROM")
-            .await?;
-        self.expect(&mail, "MAIL FROM", &[250])?;
-
-        for rcpt in env.to {
-            let reply = self
-                .command(&format!("RCPT TO:<{rcpt}>"), "RCPT TO")
-                .await?;
-            if !matches!(reply.code, 250 | 251) {
-                return Err(match self.failure("RCPT TO", &reply) {
-                    SendError::Smtp {
-                        stage,
-                        code,
-                        message,
-                    } => SendError::Smtp {
-                        stage,
-                        code,
-                        message: format!("<{rcpt}>: {message}"),
-                    },
-                    other => other,
-                });
-            }
-        }
-
-        let data = self.command("DATA", "DATA").await?;
-        self.expect(&data, "DATA", &[354])?;
-        self.write_all(dot_stuff(message).as_bytes(), "message")
-            .await?;
-        let done = self.read_reply("end of data").await?;
-        self.expect(&done, "end of data", &[250])?;
-        Ok(())
-    }
-
-    async fn authenticate(&mut self, user: &str, pass: &str) -> Result<(), SendError> {
-        let response = auth_plain_response(user, pass);
-        // Never log this line: it is the credential.
-        let reply = self
-            .command(&format!("AUTH PLAIN {response}"), "AUTH")
-            .await?;
-        let reply = if reply.code == 334 {
-            // Some servers ask for the response after an empty challenge.
-            self.command(&response, "AUTH").await?
-        } else {
-            reply
-        };
-        self.expect(&reply, "AUTH", &[235])
-    }
-
-    async fn quit(&mut self, grace: Duration) {
-        let saved = self.timeout;
-        self.timeout = grace.min(saved);
-        let _ = self.command("QUIT", "QUIT").await;
-        let _ = timeout(self.timeout, self.io.get_mut().shutdown()).await;
-        self.timeout = saved;
-    }
-
-    fn expect(&self, reply: &Reply, stage: &'static str, ok: &[u16]) -> Result<(), SendError> {
-        if ok.contains(&reply.code) {
-            Ok(())
-        } else {
-            Err(self.failure(stage, reply))
-        }
-    }
-
-    /// A reply that is not the one wanted: 4xx/5xx are the server's verdict,
-    /// anything else (an unexpected 2xx/3xx) breaks the protocol.
-    fn failure(&self, stage: &'static str, reply: &Reply) -> SendError {
-        let message = scrub(&reply.text(), &self.secrets);
-        if (400..600).contains(&reply.code) {
-            SendError::Smtp {
-                stage,
-                code: reply.code,
-                message,
-            }
-        } else {
-            SendError::SmtpProtocol {
-                stage,
-                message: format!("unexpected reply {}: {message}", reply.code),
-            }
-        }
-    }
-
-    async fn command(&mut self, line: &str, stage: &'static str) -> Result<Reply, SendError> {
-        let mut bytes = Vec::with_capacity(line.len() + 2);
-        bytes.extend_from_slice(line.as_bytes());
-        bytes.extend_from_slice(b"\r\n");
-        self.write_all(&bytes, stage).await?;
-        self.read_reply(stage).await
-    }
-
-    async fn write_all(&mut self, bytes: &[u8], stage: &'static str) -> Result<(), SendError> {
-        let stream = self.io.get_mut();
-        let write = async {
-            stream.write_all(bytes).await?;
-            stream.flush().await
-        };
-        match timeout(self.timeout, write).await {
-            Err(_) => Err(timed_out(stage)),
-            Ok(Err(e)) => Err(io_error(&e, &self.secrets)),
-            Ok(Ok(())) => Ok(()),
-        }
-    }
-
-    async fn read_reply(&mut self, stage: &'static str) -> Result<Reply, SendError> {
-        let mut reply = Reply {
-            code: 0,
-            lines: Vec::new(),
-        };
-        loop {
-            let line = self.read_line(stage).await?;
-            let (code, last, text) =
-                parse_reply_line(&line).map_err(|message| SendError::SmtpProtocol {
-                    stage,
-                    message: scrub(&message, &self.secrets),
-                })?;
-            if reply.lines.is_empty() {
-                reply.code = code;
-            } else if code != reply.code {
-                return Err(SendError::SmtpProtocol {
-                    stage,
-                    message: format!("reply code changed from {} to {code} mid-reply", reply.code),
-                });
-            }
-            reply.lines.push(text.to_owned());
-            if last {
-                return Ok(reply);
-            }
-            if reply.lines.len() >= MAX_REPLY_LINES {
-                return Err(SendError::SmtpProtocol {
-                    stage,
-                    message: "reply has too many lines".to_owned(),
-                });
-            }
-        }
-    }
-
-    async fn read_line(&mut self, stage: &'static str) -> Result<String, SendError> {
-        let mut buf = Vec::new();
-        let mut limited = (&mut self.io).take(MAX_LINE);
-        let read = limited.read_until(b'\n', &mut buf);
-        match timeout(self.timeout, read).await {
-            Err(_) => Err(timed_out(stage)),
-            Ok(Err(e)) => Err(io_error(&e, &self.secrets)),
-            Ok(Ok(0)) => Err(SendError::Connection {
-                channel: CHANNEL,
-                message: format!(
-                    "the server closed the connection (waiting for the {stage} reply)"
-                ),
-            }),
-            Ok(Ok(n)) if !buf.ends_with(b"\n") => {
-                if n as u64 >= MAX_LINE {
-                    Err(SendError::SmtpProtocol {
-                        stage,
-                        message: "reply line too long".to_owned(),
-                    })
-                } else {
-                    Err(SendError::Connection {
-                        channel: CHANNEL,
-                        message: format!("the server closed the connection mid-reply ({stage})"),
-                    })
-                }
-            }
-            Ok(Ok(_)) => {
-                let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-                let line = line.strip_suffix(b"\r").unwrap_or(line);
-                Ok(String::from_utf8_lossy(line).into_owned())
-            }
-        }
-    }
+    false
 }
 
 #[cfg(test)]
@@ -460,54 +308,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reply_lines() {
-        assert_eq!(
-            parse_reply_line("250-mx.example.com").unwrap(),
-            (250, false, "mx.example.com")
-        );
-        assert_eq!(parse_reply_line("250 OK").unwrap(), (250, true, "OK"));
-        assert_eq!(parse_reply_line("250").unwrap(), (250, true, ""));
-        assert_eq!(
-            parse_reply_line("421 4.3.2 bye").unwrap(),
-            (421, true, "4.3.2 bye")
-        );
-        for bad in [
-            "", "25", "abc def", "250x", "650 no", "199 no", "2a0 no", "+OK POP3",
-        ] {
-            assert!(parse_reply_line(bad).is_err(), "{bad:?}");
-        }
+    fn hello_names() {
+        assert_eq!(client_id("mx.hood.test").to_string(), "mx.hood.test");
+        assert_eq!(client_id("[192.0.2.1]").to_string(), "[192.0.2.1]");
+        assert!(matches!(client_id("[IPv6:2001:db8::1]"), ClientId::Ipv6(_)));
+        assert!(matches!(client_id("[nonsense]"), ClientId::Domain(_)));
     }
 
     #[test]
-    fn dot_stuffing() {
-        assert_eq!(dot_stuff("a\r\n.b\r\n"), "a\r\n..b\r\n.\r\n");
-        assert_eq!(dot_stuff(".\r\n"), "..\r\n.\r\n");
-        assert_eq!(dot_stuff("x\ny"), "x\r\ny\r\n.\r\n");
-        assert_eq!(dot_stuff("x\r\n..y"), "x\r\n...y\r\n.\r\n");
-        // A lone "." line inside the message can never end the DATA early.
-        let stuffed = dot_stuff("one\r\n.\r\ntwo\r\n");
-        assert_eq!(stuffed.matches("\r\n.\r\n").count(), 1);
-        assert!(stuffed.ends_with("\r\n.\r\n"));
-    }
-
-    #[test]
-    fn auth_plain_encoding() {
-        // RFC 4954 §4 example: "\0tim\0tanstaaftanstaaf".
-        assert_eq!(
-            auth_plain_response("tim", "tanstaaftanstaaf"),
-            "AHRpbQB0YW5zdGFhZnRhbnN0YWFm"
-        );
-    }
-
-    #[test]
-    fn extensions() {
-        let reply = |lines: &[&str]| Reply {
-            code: 250,
-            lines: lines.iter().map(|s| (*s).to_owned()).collect(),
-        };
-        assert!(Extensions::parse(&reply(&["mx", "PIPELINING", "AUTH LOGIN PLAIN"])).auth_plain);
-        assert!(Extensions::parse(&reply(&["mx", "auth=plain"])).auth_plain);
-        assert!(!Extensions::parse(&reply(&["mx", "AUTH LOGIN CRAM-MD5"])).auth_plain);
-        assert!(!Extensions::parse(&reply(&["AUTH PLAIN"])).auth_plain);
+    fn a_root_that_is_not_der_is_a_setup_error() {
+        assert!(matches!(
+            tls_parameters("localhost", &[b"not DER".to_vec()]),
+            Err(SendError::Setup(_))
+        ));
+        tls_parameters("smtp.example.com", &[]).unwrap();
     }
 }

@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::{assert_no_secret, notification, notifier, notifier_with};
+use support::{assert_no_secret, notification, notifier, notifier_with, strict_notifier};
 
 const WEBHOOK_SECRET: &str = "whsec_TopSecretSigningKey";
 const SLACK_PATH: &str = "/services/T0000/B0000/SlackPathSecret";
@@ -292,7 +292,7 @@ async fn webhook_timeout_is_retryable() {
     let addr = rx.start().await;
     let notifier = notifier_with(NotifierConfig {
         timeout: Duration::from_millis(300),
-        ..NotifierConfig::default()
+        ..support::config()
     });
     let err = notifier
         .send(&webhook(addr), &notification())
@@ -495,9 +495,8 @@ fn telegram(chat_id: &str) -> ChannelConfig {
 
 fn telegram_notifier(addr: SocketAddr) -> hood_notify::Notifier {
     notifier_with(NotifierConfig {
-        timeout: Duration::from_secs(5),
         telegram_api_base: Some(format!("http://{addr}")),
-        smtp_hello_name: "hood.test".into(),
+        ..support::config()
     })
 }
 
@@ -533,7 +532,7 @@ async fn telegram_channel_api_base_takes_precedence() {
     let port = closed_port().await;
     let notifier = notifier_with(NotifierConfig {
         telegram_api_base: Some(format!("http://127.0.0.1:{port}")),
-        ..NotifierConfig::default()
+        ..support::config()
     });
     notifier.send(&channel, &notification()).await.unwrap();
     assert_eq!(api.seen.lock().unwrap().len(), 1);
@@ -658,6 +657,120 @@ async fn telegram_errors_never_show_the_token() {
     let err = notifier.send(&channel, &notification()).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     assert_no_secret(&format!("{err} {err:?}"));
+}
+
+// ----------------------------------------------------------- SSRF guard
+
+#[tokio::test]
+async fn loopback_webhook_is_refused_by_default_and_sends_nothing() {
+    let rx = Receiver::default();
+    let addr = rx.start().await;
+    let err = strict_notifier()
+        .send(&webhook(addr), &notification())
+        .await
+        .unwrap_err();
+    match &err {
+        SendError::Destination { channel, reason } => {
+            assert_eq!(*channel, "webhook");
+            assert_eq!(reason.range.name, "loopback");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_retryable());
+    assert!(rx.seen().is_empty());
+    // The same receiver is reached once the operator allows loopback.
+    notifier()
+        .send(&webhook(addr), &notification())
+        .await
+        .unwrap();
+    assert_eq!(rx.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_name_resolving_to_loopback_is_refused_after_resolution() {
+    let rx = Receiver::default();
+    let addr = rx.start().await;
+    let channel = ChannelConfig::Webhook {
+        url: format!("http://localhost:{}/hooks/secret-path", addr.port()),
+        secret: WEBHOOK_SECRET.into(),
+    };
+    let err = strict_notifier()
+        .send(&channel, &notification())
+        .await
+        .unwrap_err();
+    match &err {
+        SendError::Destination { reason, .. } => {
+            assert_eq!(reason.host, "localhost");
+            assert!(reason.ip.is_loopback(), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.is_retryable());
+    assert!(!err.to_string().contains("secret-path"), "{err}");
+    assert!(rx.seen().is_empty());
+}
+
+#[tokio::test]
+async fn slack_and_telegram_destinations_are_guarded() {
+    let slack = ChannelConfig::Slack {
+        webhook_url: format!("http://10.1.2.3{SLACK_PATH}"),
+    };
+    let err = strict_notifier()
+        .send(&slack, &notification())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SendError::Destination {
+                channel: "slack",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_no_secret(&format!("{err} {err:?}"));
+
+    // The installation's Bot API override is guarded too.
+    let api = Telegram::default();
+    let addr = api.start().await;
+    let strict_telegram = notifier_with(NotifierConfig {
+        telegram_api_base: Some(format!("http://{addr}")),
+        destinations: hood_notify::DestinationPolicy::default(),
+        ..support::config()
+    });
+    let err = strict_telegram
+        .send(&telegram("1"), &notification())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SendError::Destination {
+                channel: "telegram",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_no_secret(&format!("{err} {err:?}"));
+    assert!(api.seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn link_local_metadata_address_is_refused_even_with_loopback_allowed() {
+    let channel = ChannelConfig::Webhook {
+        url: "http://169.254.169.254/latest/meta-data/".into(),
+        secret: WEBHOOK_SECRET.into(),
+    };
+    let err = notifier()
+        .send(&channel, &notification())
+        .await
+        .unwrap_err();
+    match &err {
+        SendError::Destination { reason, .. } => assert_eq!(reason.range.name, "link-local"),
+        other => panic!("{other:?}"),
+    }
 }
 
 // -------------------------------------------------------------- redaction

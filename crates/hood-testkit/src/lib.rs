@@ -9,6 +9,11 @@
 //!   server and the anvil binary the environment names, with the same loud
 //!   skip (and CI failure) when unset.
 //! * [`NatsStream`]: a JetStream stream and subject prefix of one test.
+//! * [`smtp::SmtpSink`]: a real SMTP server (aiosmtpd) recording what it
+//!   receives; [`smtp::smtpd_python`] finds its interpreter, with the same
+//!   loud skip.
+
+pub mod smtp;
 
 use sqlx::{Connection, PgConnection};
 use std::path::PathBuf;
@@ -51,18 +56,24 @@ pub const ANVIL_ENV: &str = "HOOD_TEST_ANVIL_BIN";
 /// The real `anvil` binary (installed from npm by `scripts/test`), or a loud
 /// skip notice when absent. Under CI a missing binary is a failure.
 pub fn anvil_bin(test: &str) -> Option<PathBuf> {
-    let path = required_env(ANVIL_ENV, test, "run the tests through scripts/test")?;
+    required_file(ANVIL_ENV, test, "run the tests through scripts/test")
+}
+
+/// The file `var` names, with [`required_env`]'s loud skip (and CI
+/// failure) when the variable is unset or names no file.
+fn required_file(var: &str, test: &str, what: &str) -> Option<PathBuf> {
+    let path = required_env(var, test, what)?;
     if std::path::Path::new(&path).is_file() {
         return Some(PathBuf::from(path));
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "{ANVIL_ENV} must name the anvil binary in CI (test {test})"
+        "{var} must name a file in CI (test {test})"
     );
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "\n*** SKIPPED {test}: {ANVIL_ENV} names no file; run the tests through scripts/test ***"
+        "\n*** SKIPPED {test}: {var} names no file; {what} ***"
     );
     None
 }

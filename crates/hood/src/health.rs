@@ -44,6 +44,11 @@ pub struct HealthArgs {
     /// Telegram Bot API base URL (tests point it at a local receiver).
     #[arg(long, env = "HOOD_TELEGRAM_API_BASE")]
     pub telegram_api_base: Option<String>,
+    /// Networks notifications may reach although they are not public
+    /// (loopback, private, link-local, …): comma-separated CIDRs, e.g.
+    /// `127.0.0.0/8,10.0.0.0/8`. Unset: public addresses only.
+    #[arg(long, env = "HOOD_NOTIFY_ALLOW_NETWORKS")]
+    pub notify_allow_networks: Option<String>,
     /// Lag reference per chain: `chain=http://rpc,chain2=http://…`.
     #[arg(long, env = "HOOD_REFERENCE_RPC", value_delimiter = ',')]
     pub reference_rpc: Vec<String>,
@@ -79,6 +84,22 @@ impl HealthArgs {
         config.delivery.poll = ms(self.health_interval_ms.clamp(50, 1_000));
         Ok(config)
     }
+
+    /// How notifications are sent, shared by the health role and the API's
+    /// channel routes (creation checks, test sends).
+    pub fn notifier_config(&self) -> Result<hood_notify::NotifierConfig> {
+        let destinations = match &self.notify_allow_networks {
+            Some(list) => {
+                hood_notify::DestinationPolicy::parse(list).context("HOOD_NOTIFY_ALLOW_NETWORKS")?
+            }
+            None => hood_notify::DestinationPolicy::default(),
+        };
+        Ok(hood_notify::NotifierConfig {
+            telegram_api_base: self.telegram_api_base.clone(),
+            destinations,
+            ..hood_notify::NotifierConfig::default()
+        })
+    }
 }
 
 /// The relay and the health loops of one process.
@@ -98,11 +119,17 @@ impl HealthRole {
     ) -> Result<Self> {
         let config = args.config()?;
         let relay = OutboxRelay::new(store.clone(), bus.clone(), RelayConfig::default()).spawn();
-        let notifier = hood_notify::Notifier::new(hood_notify::NotifierConfig {
-            telegram_api_base: args.telegram_api_base.clone(),
-            ..hood_notify::NotifierConfig::default()
-        })
-        .context("configuring notifications")?;
+        let notifier_config = args.notifier_config()?;
+        let allowed = notifier_config.destinations.allowed_networks();
+        if !allowed.is_empty() {
+            let allowed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                networks = %allowed.join(","),
+                "notifications may reach these non-public networks"
+            );
+        }
+        let notifier =
+            hood_notify::Notifier::new(notifier_config).context("configuring notifications")?;
         tracing::info!(
             bus = bus.kind(),
             interval_ms = args.health_interval_ms,

@@ -84,7 +84,8 @@ pub async fn up(
     .await?;
     let state = state
         .with_node_operations(Arc::new(fleet.orchestrator.clone()))
-        .with_master_key(master.clone());
+        .with_master_key(master.clone())
+        .with_notifier_config(health_args.notifier_config()?);
     let bus = health_args.bus.connect().await?;
     let health = crate::health::HealthRole::start(
         &health_args,
@@ -203,6 +204,7 @@ pub async fn serve(
     let state = build_state(store.clone(), &master, &opts)
         .await?
         .with_master_key(master.clone())
+        .with_notifier_config(health_args.notifier_config()?)
         .with_plans(crate::edge::plans(&edge_args.edge_plans)?);
     if roles.contains(&HttpRole::Auth) {
         if let Some(r) =

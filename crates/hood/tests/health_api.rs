@@ -1,7 +1,7 @@
 //! The health API against a real `hood up`: notification channels (secrets
-//! sealed and never echoed, validation, tenancy), incidents on a fresh
-//! install, node uptime errors, and the `hood channel` / `hood incident` /
-//! `hood node uptime` CLI.
+//! sealed and never echoed, validation, tenancy, the destination guard and
+//! its allow-list), incidents on a fresh install, node uptime errors, and
+//! the `hood channel` / `hood incident` / `hood node uptime` CLI.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
 
@@ -97,7 +97,11 @@ async fn insert_node(home: &std::path::Path, org: OrgId) -> NodeId {
 #[tokio::test(flavor = "multi_thread")]
 async fn health_api_channels_incidents_and_uptime() {
     let (_dir, home) = temp_home();
-    let hood = hood_up(&home, &[]);
+    // The test receivers listen on loopback: allow it, as an operator would.
+    let hood = hood_up(
+        &home,
+        &[("HOOD_NOTIFY_ALLOW_NETWORKS", "127.0.0.0/8".to_owned())],
+    );
     let admin = read_admin_key(&home);
     let api = Api {
         base: hood.url("api"),
@@ -241,6 +245,17 @@ async fn health_api_channels_incidents_and_uptime() {
         .post("/api/v1/notification-channels", &admin, webhook("ops-hook"))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+
+    // -- the allow-list admits loopback only: other private blocks stay refused --
+    let r = api
+        .post(
+            "/api/v1/notification-channels",
+            &admin,
+            json!({"name": "internal", "config": {"kind": "webhook", "url": "http://10.0.0.8/hook", "secret": SECRET}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.body["invalid-params"][0]["name"], "config.url");
 
     // -- test notification: delivered to a local receiver, 502 when refused --
     let (hook_url, received) = webhook_receiver().await;
@@ -420,6 +435,79 @@ async fn health_api_channels_incidents_and_uptime() {
         );
     }
     assert!(r.content_type.starts_with("application/json"));
+}
+
+/// Without `HOOD_NOTIFY_ALLOW_NETWORKS`, a channel naming a non-public
+/// destination is a 400 problem naming the field and the block.
+#[tokio::test(flavor = "multi_thread")]
+async fn channel_destinations_are_refused_without_the_allow_list() {
+    let (_dir, home) = temp_home();
+    let hood = hood_up(&home, &[]);
+    let admin = read_admin_key(&home);
+    let api = Api {
+        base: hood.url("api"),
+        http: reqwest::Client::new(),
+    };
+    let cases = [
+        (
+            json!({"kind": "webhook", "url": "http://127.0.0.1:9/hook", "secret": SECRET}),
+            "config.url",
+            "loopback",
+        ),
+        (
+            json!({"kind": "webhook", "url": "http://localhost:8080/hook", "secret": SECRET}),
+            "config.url",
+            "loopback",
+        ),
+        (
+            json!({"kind": "slack", "webhook_url": "http://169.254.169.254/services/x"}),
+            "config.webhook_url",
+            "link-local",
+        ),
+        (
+            json!({"kind": "telegram", "bot_token": "1:abc", "chat_id": "1", "api_base": "http://[::ffff:192.168.1.1]"}),
+            "config.api_base",
+            "private",
+        ),
+        (
+            json!({"kind": "email", "smtp_host": "10.0.0.5", "smtp_port": 25,
+                "from": "hood@example.com", "to": ["ops@example.com"]}),
+            "config.smtp_host",
+            "private",
+        ),
+        (
+            json!({"kind": "email", "smtp_host": "fd00::25", "smtp_port": 25,
+                "from": "hood@example.com", "to": ["ops@example.com"]}),
+            "config.smtp_host",
+            "unique local",
+        ),
+    ];
+    for (i, (config, field, block)) in cases.into_iter().enumerate() {
+        let r = api
+            .post(
+                "/api/v1/notification-channels",
+                &admin,
+                json!({"name": format!("refused-{i}"), "config": config}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{field}: {}", r.text);
+        assert!(
+            r.content_type.starts_with("application/problem+json"),
+            "{}",
+            r.content_type
+        );
+        assert_eq!(r.body["invalid-params"][0]["name"], field, "{}", r.text);
+        let reason = r.body["invalid-params"][0]["reason"].as_str().unwrap();
+        assert!(reason.contains(block), "{field}: {reason}");
+        assert!(!r.text.contains(SECRET), "{}", r.text);
+    }
+    // Nothing was stored; a public destination is accepted.
+    let r = api.get("/api/v1/notification-channels", &admin).await;
+    assert_eq!(r.body["items"], json!([]), "{}", r.text);
+    let r = api
+        .post("/api/v1/notification-channels", &admin, webhook("public"))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
 }
 
 #[test]

@@ -22,7 +22,7 @@ use hood_domain::machine::StateMachine;
 use hood_domain::{ChannelId, IncidentId, NodeId, Timestamp};
 use hood_health::{channel_aad, uptime_report, UptimeReport};
 use hood_identity::master_key::MasterKey;
-use hood_notify::{ChannelConfig, ConfigError, Notification, Notifier, NotifierConfig};
+use hood_notify::{ChannelConfig, ConfigError, Notification, Notifier};
 use hood_store::health::{
     Delivery, DeliveryAttempt, Incident, IncidentFilter, NotificationChannel,
 };
@@ -72,6 +72,11 @@ pub enum HealthError {
     /// message never repeats a secret.
     #[error("invalid channel configuration: {0}")]
     InvalidConfig(ConfigError),
+    /// The channel names a destination notifications may not reach
+    /// (loopback, private, link-local, …) and the operator has not allowed
+    /// its network (400).
+    #[error("refused channel destination: {0}")]
+    RefusedDestination(ConfigError),
     /// A test notification could not be delivered (502). The text never
     /// carries a secret.
     #[error("test notification failed: {0}")]
@@ -114,6 +119,17 @@ impl IntoResponse for HealthError {
                 let name = format!("config.{}", e.field);
                 Self::problem(
                     StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("{name}: {}", e.message),
+                    vec![InvalidParam {
+                        name,
+                        reason: e.message,
+                    }],
+                )
+            }
+            HealthError::RefusedDestination(e) => {
+                let name = format!("config.{}", e.field);
+                Self::problem(
+                    StatusCode::BAD_REQUEST,
                     format!("{name}: {}", e.message),
                     vec![InvalidParam {
                         name,
@@ -478,7 +494,10 @@ fn master_key(state: &AppState) -> ApiResult<&MasterKey> {
         (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)),
     security(("bearer" = [])))]
 /// Adds a notification channel. Its secrets are sealed at rest and never
-/// shown again.
+/// shown again. A destination that is not a public address (loopback,
+/// private, link-local, …) is refused with 400 unless the operator allows
+/// its network; a host name is checked again, after resolution, at every
+/// send.
 pub async fn create_channel(
     State(state): State<AppState>,
     caller: Caller,
@@ -487,6 +506,12 @@ pub async fn create_channel(
     caller.require(Permission::Operate)?;
     hood_domain::validate::display_name("name", &req.name).map_err(ApiError::from)?;
     req.config.validate().map_err(HealthError::InvalidConfig)?;
+    // What can be judged without DNS; names are checked at every send.
+    state
+        .notify
+        .destinations
+        .check_channel(&req.config)
+        .map_err(HealthError::RefusedDestination)?;
     let master = master_key(&state)?;
     let id = ChannelId::from_uuid(Uuid::now_v7());
     let plain = serde_json::to_vec(&req.config)
@@ -590,7 +615,7 @@ pub async fn test_channel(
     let config: ChannelConfig = serde_json::from_slice(&plain)
         .map_err(|e| ApiError::Internal(format!("channel {} config: {e}", channel.id)))?;
     drop(plain);
-    let notifier = Notifier::new(NotifierConfig::default())
+    let notifier = Notifier::new(state.notify.clone())
         .map_err(|e| ApiError::Internal(format!("building the notifier: {e}")))?;
     let at: Timestamp = now();
     let notification = Notification {

@@ -2,7 +2,6 @@ use super::*;
 use crate::gcra::{check, Decision};
 use proptest::prelude::*;
 use serde_json::json;
-use std::net::{Ipv4Addr, Ipv6Addr};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -414,45 +413,10 @@ fn lists_are_bounded() {
 // ------------------------------------------------------------------- CIDR --
 
 #[test]
-fn cidr_syntax() {
-    for good in [
-        "10.0.0.0/8",
-        "10.1.2.3/8",
-        "198.51.100.7",
-        "0.0.0.0/0",
-        "203.0.113.0/24",
-        "255.255.255.255/32",
-        "2001:db8::/32",
-        "::1",
-        "::/0",
-        "fe80::1/128",
-        "::ffff:203.0.113.0/120",
-    ] {
-        assert!(Cidr::parse(good).is_ok(), "{good}");
-    }
-    for bad in [
-        "",
-        "10.0.0.0/",
-        "10.0.0.0/33",
-        "10.0.0.0/-1",
-        "10.0.0.0/+8",
-        "10.0.0.0/8/8",
-        "10.0.0/8",
-        "10.0.0.256",
-        "2001:db8::/129",
-        "2001:db8::/0128",
-        "2001:db8:::1",
-        "localhost",
-        " 10.0.0.1",
-        "10.0.0.1 ",
-        "[::1]",
-    ] {
-        let e = Cidr::parse(bad).unwrap_err();
-        assert_eq!(e.field(), "ip_allow", "{bad}");
-        assert!(e.to_string().contains(&format!("`{bad}`")), "{e}");
-    }
-    assert_eq!(Cidr::parse("10.1.2.3/8").unwrap().to_string(), "10.1.2.3/8");
-    assert_eq!(Cidr::parse("::1").unwrap().to_string(), "::1/128");
+fn invalid_cidr_names_ip_allow_and_quotes_the_value() {
+    let e = RpcConfigError::from(Cidr::parse("10.0.0.0/33").unwrap_err());
+    assert_eq!(e.field(), "ip_allow");
+    assert!(e.to_string().contains("`10.0.0.0/33`"), "{e}");
 }
 
 #[test]
@@ -518,54 +482,6 @@ fn broken_stored_allow_lists_refuse() {
     };
     assert!(!s.allows_ip(ip("1.2.3.4")));
     assert!(!s.allows_origin(Some("https://app.example.com")));
-}
-
-/// Reference: compare the first `prefix` bits one at a time.
-fn naive_contains(net: [u8; 16], prefix: u8, addr: [u8; 16]) -> bool {
-    (0..usize::from(prefix)).all(|bit| {
-        let mask = 0x80u8 >> (bit % 8);
-        net[bit / 8] & mask == addr[bit / 8] & mask
-    })
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(512))]
-
-    #[test]
-    fn v6_cidr_matches_bit_by_bit(net in any::<[u8; 16]>(), prefix in 0u8..=128, addr in any::<[u8; 16]>(), keep in 0u8..=128) {
-        // Make matches likely: copy the first `keep` bits of the network.
-        let mut a = addr;
-        for bit in 0..usize::from(keep) {
-            let mask = 0x80u8 >> (bit % 8);
-            a[bit / 8] = (a[bit / 8] & !mask) | (net[bit / 8] & mask);
-        }
-        let net_ip = Ipv6Addr::from(net);
-        let a_ip = Ipv6Addr::from(a);
-        // Mapped addresses follow the IPv4 rule, tested separately.
-        prop_assume!(net_ip.to_ipv4_mapped().is_none() && a_ip.to_ipv4_mapped().is_none());
-        let cidr = Cidr::parse(&format!("{net_ip}/{prefix}")).unwrap();
-        prop_assert_eq!(cidr.contains(IpAddr::V6(a_ip)), naive_contains(net, prefix, a));
-    }
-
-    #[test]
-    fn v4_cidr_matches_bit_by_bit(net in any::<u32>(), prefix in 0u8..=32, addr in any::<u32>(), keep in 0u32..=32) {
-        let mask = if keep == 0 { 0 } else { u32::MAX << (32 - keep) };
-        let a = (addr & !mask) | (net & mask);
-        let cidr = Cidr::parse(&format!("{}/{prefix}", Ipv4Addr::from(net))).unwrap();
-        let mut n16 = [0u8; 16];
-        n16[..4].copy_from_slice(&net.to_be_bytes());
-        let mut a16 = [0u8; 16];
-        a16[..4].copy_from_slice(&a.to_be_bytes());
-        let expected = naive_contains(n16, prefix, a16);
-        prop_assert_eq!(cidr.contains(IpAddr::V4(Ipv4Addr::from(a))), expected);
-        // The same client seen through an IPv6 socket.
-        prop_assert_eq!(cidr.contains(IpAddr::V6(Ipv4Addr::from(a).to_ipv6_mapped())), expected);
-    }
-
-    #[test]
-    fn cidr_parse_never_panics(s in "\\PC{0,48}") {
-        let _ = Cidr::parse(&s);
-    }
 }
 
 // ---------------------------------------------------------------- origins --

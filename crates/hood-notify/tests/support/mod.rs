@@ -1,9 +1,8 @@
-//! Shared test helpers: a sample notification and the test SMTP server.
+//! Shared test helpers: a sample notification and notifiers whose
+//! destination policy admits the loopback receivers the tests start.
 #![allow(dead_code)]
 
-pub mod smtp;
-
-use hood_notify::{Notification, Notifier, NotifierConfig};
+use hood_notify::{DestinationPolicy, Notification, Notifier, NotifierConfig};
 use std::time::Duration;
 
 pub fn notification() -> Notification {
@@ -23,11 +22,31 @@ pub fn notification() -> Notification {
     }
 }
 
-pub fn notifier() -> Notifier {
-    notifier_with(NotifierConfig {
+/// The tests' receivers listen on loopback, which the default policy
+/// refuses: allow it explicitly, as an operator would.
+pub fn loopback_allowed() -> DestinationPolicy {
+    DestinationPolicy::parse("127.0.0.0/8,::1/128").expect("allow-list")
+}
+
+/// The settings of [`notifier`]: short timeout, loopback allowed.
+pub fn config() -> NotifierConfig {
+    NotifierConfig {
         timeout: Duration::from_secs(5),
         telegram_api_base: None,
         smtp_hello_name: "hood.test".into(),
+        destinations: loopback_allowed(),
+    }
+}
+
+pub fn notifier() -> Notifier {
+    notifier_with(config())
+}
+
+/// A notifier with the default (strict) destination policy.
+pub fn strict_notifier() -> Notifier {
+    notifier_with(NotifierConfig {
+        destinations: DestinationPolicy::default(),
+        ..config()
     })
 }
 

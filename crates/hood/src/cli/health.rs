@@ -72,6 +72,8 @@ pub enum ChannelKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SmtpTlsArg {
     None,
+    Opportunistic,
+    Starttls,
     Implicit,
 }
 
@@ -109,7 +111,9 @@ pub enum ChannelCmd {
         smtp_host: Option<String>,
         #[arg(long)]
         smtp_port: Option<u16>,
-        /// email: none (plain TCP) or implicit (TLS, usually port 465).
+        /// email: none (plain TCP), opportunistic (STARTTLS when offered),
+        /// starttls (STARTTLS required, usually port 587) or implicit (TLS
+        /// from the first byte, usually port 465).
         #[arg(long, value_enum)]
         smtp_tls: Option<SmtpTlsArg>,
         /// email: sender address.
@@ -211,6 +215,8 @@ fn channel_config(cmd: ChannelCmd) -> Result<(String, Value)> {
             c.insert("smtp_port".into(), json!(port));
             let tls = match smtp_tls {
                 Some(SmtpTlsArg::Implicit) => "implicit",
+                Some(SmtpTlsArg::Starttls) => "starttls",
+                Some(SmtpTlsArg::Opportunistic) => "opportunistic",
                 Some(SmtpTlsArg::None) | None => "none",
             };
             c.insert("tls".into(), json!(tls));

@@ -107,6 +107,9 @@ pub fn fast_health_env() -> Vec<(&'static str, String)> {
         ("HOOD_MIGRATION_GRACE_MS", "2000".into()),
         ("HOOD_UPTIME_INTERVAL_MS", "1000".into()),
         ("HOOD_NOTIFY_BACKOFF_MS", "200".into()),
+        // The webhook receivers listen on loopback, which notifications
+        // refuse to reach unless the operator allows it.
+        ("HOOD_NOTIFY_ALLOW_NETWORKS", "127.0.0.0/8".into()),
     ]
 }
 
