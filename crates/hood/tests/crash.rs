@@ -213,3 +213,115 @@ async fn provisioning_and_termination_survive_sigkill_at_random_moments() {
         "one provision and one terminate per node"
     );
 }
+
+/// `POST /nodes` killed mid-request: the node and its provisioning
+/// workflow commit in one transaction, so after SIGKILL every node that
+/// exists has its workflow and becomes healthy; none is left in
+/// `provisioning` with nothing to finish it.
+#[tokio::test(flavor = "multi_thread")]
+async fn node_creation_killed_mid_request_leaves_no_node_without_its_workflow() {
+    let Some(anvil) = hood_testkit::anvil_bin("node creation crash test") else {
+        return;
+    };
+    let (_dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let gateway = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let http = reqwest::Client::new();
+    let mut hood = hood_up_with_gateway(&home, &gateway);
+    let key = read_admin_key(&home);
+    push_anvil(
+        &anvil,
+        &[
+            ("HOOD_SERVER", hood.url("api")),
+            ("HOOD_TOKEN", key.clone()),
+        ],
+    );
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut answered = Vec::new();
+    for round in 0..3 {
+        // Requests race the kill: some commit, some never reach the store,
+        // some commit but never see their answer.
+        let api = hood.url("api");
+        let requests: Vec<_> = (0..4)
+            .map(|i| {
+                let http = http.clone();
+                let (api, key) = (api.clone(), key.clone());
+                tokio::spawn(async move {
+                    http.post(format!("{api}/api/v1/nodes"))
+                        .bearer_auth(&key)
+                        .json(&json!({"chain": "ethereum-anvil", "name": format!("race-{round}-{i}")}))
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status() == 202)
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20 + rng.below(130))).await;
+        drop(hood); // SIGKILL
+        for r in requests {
+            if let Some(r) = r.await.unwrap() {
+                let body: Value = r.json().await.unwrap_or_default();
+                if let Some(id) = body["node"]["id"].as_str() {
+                    answered.push(id.to_owned());
+                }
+            }
+        }
+        hood = hood_up_with_gateway(&home, &gateway);
+    }
+    let api = hood.url("api");
+    let nodes: Value = http
+        .get(format!("{api}/api/v1/nodes"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<String> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect();
+    eprintln!(
+        "{} nodes stored, {} creations answered",
+        ids.len(),
+        answered.len()
+    );
+    assert!(
+        !ids.is_empty(),
+        "no creation committed before a kill: the test proved nothing"
+    );
+    for id in &answered {
+        assert!(ids.contains(id), "an answered node {id} was lost");
+    }
+    for id in &ids {
+        let wf = http
+            .get(format!("{api}/api/v1/workflows/provision-node-{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wf.status(), 200, "node {id} has no provisioning workflow");
+    }
+    for id in &ids {
+        wait_for(&http, &api, &key, id, "healthy", "after the kills").await;
+    }
+    for id in &ids {
+        let r = http
+            .delete(format!("{api}/api/v1/nodes/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+    for id in &ids {
+        wait_for(&http, &api, &key, id, "terminated", "cleanup").await;
+    }
+}

@@ -338,7 +338,8 @@ async fn node_requests_are_validated_and_scoped() {
         .await
         .expect("get");
     assert_eq!(r.status(), 404);
-    // Without the artifact, provisioning fails cleanly: compensated, failed with a reason, no host left.
+    // Without the artifact, the request is refused before anything is
+    // stored, with the command that fixes it.
     let r = http
         .post(format!("{api}/api/v1/nodes"))
         .bearer_auth(&key)
@@ -346,44 +347,29 @@ async fn node_requests_are_validated_and_scoped() {
         .send()
         .await
         .expect("create");
-    assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.expect("json")["node"]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
-    let url = format!("{api}/api/v1/nodes/{id}");
-    let started = Instant::now();
-    let node = loop {
-        let node: Value = http
-            .get(&url)
-            .bearer_auth(&key)
-            .send()
-            .await
-            .expect("get")
-            .json()
-            .await
-            .expect("json");
-        if node["state"] == "failed" {
-            break node;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "not failed in time: {node}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let problem: Value = r.json().await.expect("json");
+    let detail = problem["detail"].as_str().unwrap_or_default();
     assert!(
-        node["failure_reason"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("artifact"),
-        "{node}"
+        detail.contains("anvil-linux-amd64 1.5.1")
+            && detail.contains("hood artifact import-anvil --version 1.5.1"),
+        "{problem}"
     );
-    assert!(node["host_id"].is_null());
+    let nodes: Value = http
+        .get(format!("{api}/api/v1/nodes"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(nodes["items"], json!([]), "nothing stored");
     let hosts_dir = home.join("hosts").join("hosts");
     let left: Vec<_> = std::fs::read_dir(&hosts_dir)
         .map(|d| d.flatten().collect())
         .unwrap_or_default();
-    assert!(left.is_empty(), "compensation deleted the host: {left:?}");
+    assert!(left.is_empty(), "no host was created: {left:?}");
     assert_eq!(processes_under(&home), vec![], "no agent left running");
 }
