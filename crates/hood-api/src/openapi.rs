@@ -22,15 +22,14 @@
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{artifacts, chains, edge, fleet, health, identity, nodes, ops};
 use crate::views::*;
-use hood_domain::lifecycle::{IncidentState, WorkflowState};
-use hood_domain::machine::StateMachine;
-use hood_domain::rpc::Granularity;
-use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::link::LinkBuilder;
+use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
+
+pub mod schemas;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -62,9 +61,41 @@ use utoipa::{Modify, OpenApi};
         edge::RpcPlanView, edge::UsageView, edge::UsageRowView, edge::UsageTotals,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),
-    modifiers(&BearerAuth, &ErrorResponses),
+    modifiers(&BearerAuth, &ErrorResponses, &CreatedLinks),
 )]
 pub struct ApiDoc;
+
+/// The document as served. utoipa 5 writes a link's fields in snake case
+/// (`operation_id`); OpenAPI spells them in camel case, so they are renamed
+/// here.
+pub fn document() -> serde_json::Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let responses = doc["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.values_mut())
+        .filter_map(|item| item.as_object_mut())
+        .flat_map(|item| item.values_mut())
+        .filter_map(|op| op.get_mut("responses").and_then(|r| r.as_object_mut()))
+        .flat_map(|responses| responses.values_mut());
+    for response in responses {
+        let Some(links) = response.get_mut("links").and_then(|l| l.as_object_mut()) else {
+            continue;
+        };
+        for link in links.values_mut().filter_map(|l| l.as_object_mut()) {
+            for (snake, camel) in [
+                ("operation_id", "operationId"),
+                ("operation_ref", "operationRef"),
+                ("request_body", "requestBody"),
+            ] {
+                if let Some(v) = link.remove(snake) {
+                    link.insert(camel.to_owned(), v);
+                }
+            }
+        }
+    }
+    doc
+}
 
 /// The name of the bearer security scheme operations refer to.
 pub const BEARER: &str = "bearer";
@@ -230,71 +261,78 @@ fn add_implied_errors(op: &mut Operation) {
     }
 }
 
-// -- schemas of parameters whose values are a closed set or a format --
+/// Operations that create a resource: (path, success status, JSON pointer
+/// to the new id in the answer, the path parameter that names it).
+const CREATES: [(&str, &str, &str, &str); 6] = [
+    ("/api/v1/orgs", "201", "/id", "org_id"),
+    ("/api/v1/orgs/{org_id}/users", "201", "/id", "user_id"),
+    ("/api/v1/api-keys", "201", "/key/id", "key_id"),
+    ("/api/v1/rpc-keys", "201", "/id", "key_id"),
+    ("/api/v1/notification-channels", "201", "/id", "channel_id"),
+    ("/api/v1/nodes", "202", "/node/id", "node_id"),
+];
 
-fn string_enum(values: impl IntoIterator<Item = &'static str>) -> Schema {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::new(Type::String))
-        .enum_values(Some(values))
-        .into()
+/// OpenAPI links from each create to the operations on what it created
+/// (`POST /orgs` → `GET /orgs/{org_id}`, …), so clients and the fuzzer's
+/// stateful phase can follow them.
+struct CreatedLinks;
+
+fn operations(item: &PathItem) -> impl Iterator<Item = &Operation> {
+    [&item.get, &item.put, &item.post, &item.delete, &item.patch]
+        .into_iter()
+        .flatten()
 }
 
-/// `open | acknowledged | muted | resolved`, from the incident state machine.
-pub fn incident_state_schema() -> Schema {
-    string_enum(IncidentState::ALL.iter().map(|s| s.as_str()))
-}
-
-/// Every workflow state, from the workflow state machine.
-pub fn workflow_state_schema() -> Schema {
-    string_enum(WorkflowState::ALL.iter().map(|s| s.as_str()))
-}
-
-/// `hour | day`.
-pub fn granularity_schema() -> Schema {
-    string_enum(Granularity::ALL.iter().map(|g| g.as_str()))
-}
-
-/// The uptime windows (`24h | 7d | 30d`).
-pub fn uptime_window_schema() -> Schema {
-    string_enum(health::UPTIME_WINDOWS.iter().map(|(name, _)| *name))
-}
-
-/// A slug.
-pub fn slug_schema() -> Schema {
-    string_pattern(SLUG_PATTERN)
-}
-
-fn string_pattern(pattern: &str) -> Schema {
-    ObjectBuilder::new()
-        .schema_type(SchemaType::new(Type::String))
-        .pattern(Some(pattern))
-        .into()
-}
-
-/// A slug (`hood_domain::validate::slug`).
-pub const SLUG_PATTERN: &str = "^[a-z][a-z0-9-]{0,61}[a-z0-9]$";
-/// An artifact name (`hood_artifacts::names::name`).
-pub const ARTIFACT_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$";
-/// An artifact version (`hood_artifacts::names::version`).
-pub const ARTIFACT_VERSION_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$";
-/// Every instant `parse_instant` accepts: Unix milliseconds or RFC 3339.
-pub const INSTANT_PATTERN: &str = "^(-?[0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))$";
-
-/// An artifact name.
-pub fn artifact_name_schema() -> Schema {
-    string_pattern(ARTIFACT_NAME_PATTERN)
-}
-
-/// An artifact version.
-pub fn artifact_version_schema() -> Schema {
-    string_pattern(ARTIFACT_VERSION_PATTERN)
-}
-
-/// An instant: RFC 3339 (`2025-01-31T00:00:00Z`) or Unix milliseconds. The
-/// pattern admits every value the server parses; a value it admits can
-/// still be refused (the 30th of February).
-pub fn instant_schema() -> Schema {
-    string_pattern(INSTANT_PATTERN)
+impl Modify for CreatedLinks {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (create_path, status, pointer, param) in CREATES {
+            let prefix = format!("{create_path}/{{{param}}}");
+            let mut links = Vec::new();
+            for (path, item) in &openapi.paths.paths {
+                if !(path == &prefix || path.starts_with(&format!("{prefix}/"))) {
+                    continue;
+                }
+                for target in operations(item) {
+                    let Some(id) = &target.operation_id else {
+                        continue;
+                    };
+                    let mut link = LinkBuilder::new().operation_id(id);
+                    let mut complete = true;
+                    for p in target.parameters.iter().flatten() {
+                        if p.parameter_in != ParameterIn::Path {
+                            continue;
+                        }
+                        if p.name == param {
+                            link = link.parameter(&p.name, format!("$response.body#{pointer}"));
+                        } else if create_path.contains(&format!("{{{}}}", p.name)) {
+                            // A parent's id, as the create was called with it.
+                            link = link.parameter(&p.name, format!("$request.path.{}", p.name));
+                        } else {
+                            // Needs an id the create does not know (a user
+                            // of a created org): no link.
+                            complete = false;
+                        }
+                    }
+                    if complete {
+                        links.push((id.clone(), link.build()));
+                    }
+                }
+            }
+            let Some(item) = openapi.paths.paths.get_mut(create_path) else {
+                continue;
+            };
+            let Some(RefOr::T(response)) = item
+                .post
+                .as_mut()
+                .and_then(|op| op.responses.responses.get_mut(status))
+            else {
+                continue;
+            };
+            for (name, link) in links {
+                response.links.insert(name, RefOr::T(link));
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -303,9 +341,7 @@ mod tests {
     use super::*;
     use serde_json::Value;
 
-    fn document() -> Value {
-        serde_json::to_value(ApiDoc::openapi()).unwrap()
-    }
+    use super::document;
 
     /// Every (path, method, operation) of the document.
     fn operations(doc: &Value) -> Vec<(String, String, Value)> {
@@ -490,38 +526,53 @@ mod tests {
         );
     }
 
-    // Each pattern must admit every value the server accepts: a value it
-    // refuses is "negative data" the fuzzer expects the server to reject.
-    fn matches(pattern: &str, value: &str) -> bool {
-        regex::Regex::new(pattern).unwrap().is_match(value)
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn the_slug_pattern_is_the_slug_rule(s in "[a-z0-9A-Z_-]{0,70}") {
-            let valid = hood_domain::validate::slug("s", &s).is_ok();
-            proptest::prop_assert_eq!(matches(SLUG_PATTERN, &s), valid);
-        }
-
-        #[test]
-        fn the_artifact_patterns_are_the_artifact_rules(s in "[a-zA-Z0-9._+/ -]{0,140}") {
-            let name = hood_artifacts::names::name(&s).is_ok();
-            proptest::prop_assert_eq!(matches(ARTIFACT_NAME_PATTERN, &s), name);
-            let version = hood_artifacts::names::version(&s).is_ok();
-            proptest::prop_assert_eq!(matches(ARTIFACT_VERSION_PATTERN, &s), version);
-        }
-
-        #[test]
-        fn the_instant_pattern_admits_every_parsed_instant(
-            s in "-?[0-9]{1,20}|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,12})?([Zz]|[+-][0-9]{2}:[0-9]{2})?|[0-9TZ:.+-]{0,30}",
-            ms in -62_135_596_800_000i64..253_402_300_799_999i64,
-        ) {
-            if crate::routes::edge::parse_instant("from", &s).is_ok() {
-                proptest::prop_assert!(matches(INSTANT_PATTERN, &s), "{}", s);
+    #[test]
+    fn creates_link_to_what_they_created() {
+        let doc = document();
+        let links =
+            &doc["paths"]["/api/v1/orgs/{org_id}/users"]["post"]["responses"]["201"]["links"];
+        assert_eq!(links["get_user"]["operationId"], "get_user");
+        assert_eq!(
+            links["get_user"]["parameters"]["user_id"],
+            "$response.body#/id"
+        );
+        assert_eq!(
+            links["get_user"]["parameters"]["org_id"],
+            "$request.path.org_id"
+        );
+        assert!(links.get("delete_user").is_some());
+        let keys = &doc["paths"]["/api/v1/api-keys"]["post"]["responses"]["201"]["links"];
+        assert_eq!(
+            keys["get_api_key"]["parameters"]["key_id"],
+            "$response.body#/key/id"
+        );
+        let orgs = &doc["paths"]["/api/v1/orgs"]["post"]["responses"]["201"]["links"];
+        assert!(orgs.get("list_users").is_some() && orgs.get("create_user").is_some());
+        assert!(
+            orgs.get("get_user").is_none(),
+            "a user id is not the org's answer"
+        );
+        // Every link names an operation of the document, and takes what it
+        // passes from the create's path or answer.
+        let ids: Vec<String> = operations(&doc)
+            .iter()
+            .filter_map(|(_, _, op)| op["operationId"].as_str().map(str::to_owned))
+            .collect();
+        for (path, _, _, _) in CREATES {
+            let op = doc["paths"][path]["post"]["responses"].as_object().unwrap();
+            let links = op.values().filter_map(|r| r.get("links")).next().unwrap();
+            assert!(!links.as_object().unwrap().is_empty(), "{path}");
+            for link in links.as_object().unwrap().values() {
+                assert!(ids.iter().any(|i| *i == link["operationId"]), "{link}");
+                for value in link["parameters"].as_object().unwrap().values() {
+                    let value = value.as_str().unwrap();
+                    if let Some(name) = value.strip_prefix("$request.path.") {
+                        assert!(path.contains(&format!("{{{name}}}")), "{path}: {value}");
+                    } else {
+                        assert!(value.starts_with("$response.body#/"), "{value}");
+                    }
+                }
             }
-            let rendered = crate::clock::rfc3339(hood_domain::Timestamp::from_millis(ms));
-            proptest::prop_assert!(matches(INSTANT_PATTERN, &rendered), "{}", rendered);
-            proptest::prop_assert!(matches(INSTANT_PATTERN, &ms.to_string()));
         }
     }
 }

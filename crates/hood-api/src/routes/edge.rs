@@ -111,10 +111,13 @@ pub struct CreatedRpcKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRpcKeyRequest {
+    #[schema(schema_with = crate::openapi::schemas::display_name)]
     pub name: String,
     /// A plan of the installation (see `GET /api/v1/rpc-plans`).
     pub plan: String,
+    /// Chains the key may call (empty: all).
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::slugs)]
     pub chains: Vec<String>,
     #[serde(default)]
     pub allowed_methods: Vec<String>,
@@ -131,8 +134,10 @@ pub struct CreateRpcKeyRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRpcKeyRequest {
+    #[schema(schema_with = crate::openapi::schemas::optional_display_name)]
     pub name: Option<String>,
     pub plan: Option<String>,
+    #[schema(schema_with = crate::openapi::schemas::optional_slugs)]
     pub chains: Option<Vec<String>>,
     pub allowed_methods: Option<Vec<String>>,
     pub denied_methods: Option<Vec<String>>,
@@ -169,16 +174,16 @@ pub struct UsageParams {
     #[param(value_type = Option<Uuid>)]
     pub key: Option<String>,
     /// Only this chain.
-    #[param(schema_with = crate::openapi::slug_schema)]
+    #[param(schema_with = crate::openapi::schemas::slug)]
     pub chain: Option<String>,
     /// RFC 3339 or Unix milliseconds; default `to` minus 24 h.
-    #[param(schema_with = crate::openapi::instant_schema)]
+    #[param(schema_with = crate::openapi::schemas::instant)]
     pub from: Option<String>,
     /// RFC 3339 or Unix milliseconds; default now.
-    #[param(schema_with = crate::openapi::instant_schema)]
+    #[param(schema_with = crate::openapi::schemas::instant)]
     pub to: Option<String>,
     /// Bucket width (default hour).
-    #[param(schema_with = crate::openapi::granularity_schema)]
+    #[param(schema_with = crate::openapi::schemas::granularity)]
     pub granularity: Option<String>,
 }
 

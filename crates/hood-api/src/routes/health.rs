@@ -266,6 +266,7 @@ impl From<&NotificationChannel> for ChannelView {
 #[serde(deny_unknown_fields)]
 pub struct CreateChannelRequest {
     /// Unique per organization.
+    #[schema(schema_with = crate::openapi::schemas::display_name)]
     pub name: String,
     /// Tagged by `kind`: `webhook {url, secret}`, `slack {webhook_url}`,
     /// `telegram {bot_token, chat_id, api_base?}`, `email {smtp_host,
@@ -285,7 +286,7 @@ pub struct ChannelTestResult {
 #[serde(deny_unknown_fields)]
 pub struct IncidentQuery {
     /// Only incidents in this state.
-    #[param(schema_with = crate::openapi::incident_state_schema)]
+    #[param(schema_with = crate::openapi::schemas::incident_state)]
     pub state: Option<String>,
     /// Only incidents of this node.
     #[param(value_type = Option<Uuid>)]
@@ -311,7 +312,7 @@ pub struct DeliveriesQuery {
 #[serde(deny_unknown_fields)]
 pub struct UptimeQuery {
     /// The window ending now (default 24h).
-    #[param(schema_with = crate::openapi::uptime_window_schema)]
+    #[param(schema_with = crate::openapi::schemas::uptime_window)]
     pub window: Option<String>,
 }
 

@@ -157,14 +157,17 @@ pub struct NodeAccepted {
 #[serde(deny_unknown_fields)]
 pub struct CreateNodeRequest {
     /// Chain profile, e.g. `ethereum-anvil`.
+    #[schema(schema_with = crate::openapi::schemas::slug)]
     pub chain: String,
     /// Node type of the profile; default: the profile's default.
     pub node_type: Option<String>,
     /// Unique per organization; default: `{chain}-{random}`.
+    #[schema(schema_with = crate::openapi::schemas::optional_slug)]
     pub name: Option<String>,
     /// Host provider; default `local`.
     pub provider: Option<String>,
     /// Provider region; default `local`.
+    #[schema(schema_with = crate::openapi::schemas::optional_slug)]
     pub region: Option<String>,
 }
 
