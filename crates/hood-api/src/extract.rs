@@ -133,7 +133,8 @@ pub fn parse_id<T: FromStr>(raw: &str) -> Option<T> {
 }
 
 fn id_param<T: FromStr>(name: &str, raw: &str) -> Result<T, ApiError> {
-    parse_id(raw).ok_or_else(|| ApiError::invalid_param(name, "must be a UUID"))
+    parse_id(raw)
+        .ok_or_else(|| ApiError::invalid_param(name, format!("`{raw}` is not a valid id (a UUID)")))
 }
 
 /// The route's path parameters as (name, percent-decoded value) pairs.

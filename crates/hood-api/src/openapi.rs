@@ -3,7 +3,7 @@
 //! Handlers declare their success responses and the errors only they can
 //! give (409, 422, 429, 502, 503, or a 400/401 with a reason of their own).
 //! [`ErrorResponses`] then derives, per operation, the errors its shape
-//! implies, and makes every error a `application/problem+json` [`Problem`]:
+//! implies, and makes every error an `application/problem+json` [`Problem`]:
 //!
 //! | the operation has | so it can answer |
 //! |---|---|
@@ -163,6 +163,25 @@ const COMMON_ERRORS: [(&str, &str, &str); 7] = [
     ),
 ];
 
+/// The operations of a path (the router serves no other methods).
+fn operations(item: &PathItem) -> impl Iterator<Item = &Operation> {
+    [&item.get, &item.put, &item.post, &item.delete, &item.patch]
+        .into_iter()
+        .flatten()
+}
+
+fn operations_mut(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
+}
+
 /// Adds to every operation the error responses its shape implies and turns
 /// every error response into problem JSON (see the module docs).
 struct ErrorResponses;
@@ -176,16 +195,7 @@ impl Modify for ErrorResponses {
                 .insert(name.to_owned(), RefOr::T(problem_response(description)));
         }
         for item in openapi.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten()
-            {
+            for op in operations_mut(item) {
                 add_implied_errors(op);
             }
         }
@@ -276,12 +286,6 @@ const CREATES: [(&str, &str, &str, &str); 6] = [
 /// (`POST /orgs` → `GET /orgs/{org_id}`, …), so clients and the fuzzer's
 /// stateful phase can follow them.
 struct CreatedLinks;
-
-fn operations(item: &PathItem) -> impl Iterator<Item = &Operation> {
-    [&item.get, &item.put, &item.post, &item.delete, &item.patch]
-        .into_iter()
-        .flatten()
-}
 
 impl Modify for CreatedLinks {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
