@@ -17,7 +17,8 @@ pub mod state;
 pub mod views;
 
 use axum::extract::Request;
-use axum::http::{Method, StatusCode};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use problem::ApiError;
@@ -26,7 +27,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::trace::TraceLayer;
 
 /// Largest request body any endpoint accepts.
@@ -60,7 +60,7 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
     // large uploads and enforce their own limits.
     let mut app = app
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES));
+        .layer(axum::middleware::from_fn(refuse_announced_large_bodies));
     if roles.contains(&HttpRole::Api) {
         app = app.merge(routes::artifacts::router());
     }
@@ -79,6 +79,25 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".into()).into_response()
         }))
+}
+
+/// Refuses a body whose announced length exceeds [`BODY_LIMIT_BYTES`]
+/// before any handler runs, as problem JSON (tower-http's limit layer
+/// answers in plain text). A body without a length is cut at the same limit
+/// by `DefaultBodyLimit` when a handler reads it.
+async fn refuse_announced_large_bodies(req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > BODY_LIMIT_BYTES as u64) {
+        return ApiError::PayloadTooLarge {
+            limit: BODY_LIMIT_BYTES,
+        }
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found(method: Method) -> Response {

@@ -40,6 +40,10 @@ pub enum ApiError {
     BadRequest(String),
     #[error("request validation failed")]
     Validation(Vec<FieldError>),
+    /// One invalid request parameter whose name is only known at run time
+    /// (a path segment or a query parameter).
+    #[error("{name}: {reason}")]
+    InvalidParam { name: String, reason: String },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -66,7 +70,9 @@ pub enum ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Validation(_) | ApiError::InvalidParam { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -82,6 +88,14 @@ impl ApiError {
 
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
         ApiError::Validation(vec![FieldError::new(field, message)])
+    }
+
+    /// A bad request parameter named at run time (path segment, query key).
+    pub fn invalid_param(name: impl Into<String>, reason: impl Into<String>) -> Self {
+        ApiError::InvalidParam {
+            name: name.into(),
+            reason: reason.into(),
+        }
     }
 
     pub fn to_problem(&self) -> Problem {
@@ -103,6 +117,13 @@ impl ApiError {
                         reason: f.message.clone(),
                     })
                     .collect(),
+            ),
+            ApiError::InvalidParam { name, reason } => (
+                Some(self.to_string()),
+                vec![InvalidParam {
+                    name: name.clone(),
+                    reason: reason.clone(),
+                }],
             ),
             // Never leak internals to the caller.
             ApiError::Internal(_) => (None, vec![]),

@@ -5,9 +5,10 @@
 //!   `.ci/run` always sets the variable; elsewhere a test that needs it
 //!   prints a loud SKIPPED line and returns.
 //! * [`sqlite_url`]: a fresh SQLite database file in a temporary directory.
-//! * [`nats_url`], [`redis_url`], [`anvil_bin`]: the NATS server, the Redis
-//!   server and the anvil binary the environment names, with the same loud
-//!   skip (and CI failure) when unset.
+//! * [`nats_url`], [`redis_url`], [`anvil_bin`], [`schemathesis_bin`]: the
+//!   NATS server, the Redis server, the anvil binary and the schemathesis
+//!   CLI the environment names, with the same loud skip (and CI failure)
+//!   when unset.
 //! * [`NatsStream`]: a JetStream stream and subject prefix of one test.
 //! * [`smtp::SmtpSink`]: a real SMTP server (aiosmtpd) recording what it
 //!   receives; [`smtp::smtpd_python`] finds its interpreter, with the same
@@ -56,13 +57,23 @@ pub const ANVIL_ENV: &str = "HOOD_TEST_ANVIL_BIN";
 /// The real `anvil` binary (installed from npm by `scripts/test`), or a loud
 /// skip notice when absent. Under CI a missing binary is a failure.
 pub fn anvil_bin(test: &str) -> Option<PathBuf> {
-    required_file(ANVIL_ENV, test, "run the tests through scripts/test")
+    required_file(ANVIL_ENV, test)
 }
 
-/// The file `var` names, with [`required_env`]'s loud skip (and CI
-/// failure) when the variable is unset or names no file.
-fn required_file(var: &str, test: &str, what: &str) -> Option<PathBuf> {
-    let path = required_env(var, test, what)?;
+/// The environment variable naming the schemathesis CLI (`st`) for tests.
+pub const SCHEMATHESIS_ENV: &str = "HOOD_TEST_SCHEMATHESIS_BIN";
+
+/// The schemathesis CLI (installed from PyPI into a cached virtualenv by
+/// `scripts/test`), or a loud skip notice when absent. Under CI a missing
+/// CLI is a failure.
+pub fn schemathesis_bin(test: &str) -> Option<PathBuf> {
+    required_file(SCHEMATHESIS_ENV, test)
+}
+
+/// The file `var` names, with the loud-skip rule of [`required_env`] for an
+/// unset variable and for one naming no file.
+fn required_file(var: &str, test: &str) -> Option<PathBuf> {
+    let path = required_env(var, test, "run the tests through scripts/test")?;
     if std::path::Path::new(&path).is_file() {
         return Some(PathBuf::from(path));
     }
@@ -73,7 +84,7 @@ fn required_file(var: &str, test: &str, what: &str) -> Option<PathBuf> {
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
-        "\n*** SKIPPED {test}: {var} names no file; {what} ***"
+        "\n*** SKIPPED {test}: {var} names no file; run the tests through scripts/test ***"
     );
     None
 }

@@ -19,11 +19,7 @@ pub const SMTPD_PYTHON_ENV: &str = "HOOD_TEST_SMTPD_PYTHON";
 /// The Python with aiosmtpd, or a loud skip notice when absent. Under CI a
 /// missing interpreter is a failure.
 pub fn smtpd_python(test: &str) -> Option<PathBuf> {
-    crate::required_file(
-        SMTPD_PYTHON_ENV,
-        test,
-        "run the tests through scripts/test (it installs aiosmtpd)",
-    )
+    crate::required_file(SMTPD_PYTHON_ENV, test)
 }
 
 const SCRIPT: &str = include_str!("smtp_sink.py");

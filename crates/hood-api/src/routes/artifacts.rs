@@ -14,7 +14,7 @@
 use crate::auth::Caller;
 use crate::clock::rfc3339;
 use crate::extract::{Json, Query};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::views::Page;
 use axum::body::Body;
@@ -31,7 +31,7 @@ use hood_domain::identity::Permission;
 use hood_domain::validate::FieldError;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// Request header carrying the SHA-256 the pushed bytes must hash to.
@@ -75,11 +75,25 @@ impl From<&ArtifactRecord> for ArtifactView {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only the versions of this artifact.
+    #[param(schema_with = crate::openapi::schemas::artifact_name)]
     pub name: Option<String>,
+}
+
+/// The `{name}/{version}` of an artifact route.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct ArtifactPath {
+    /// Artifact name, e.g. `anvil-linux-amd64`.
+    #[param(schema_with = crate::openapi::schemas::artifact_name)]
+    pub name: String,
+    /// Version, e.g. `1.5.1`.
+    #[param(schema_with = crate::openapi::schemas::artifact_version)]
+    pub version: String,
 }
 
 impl From<ArtifactError> for ApiError {
@@ -109,10 +123,9 @@ fn store(ext: Option<Extension<Arc<ArtifactStore>>>) -> ApiResult<Arc<ArtifactSt
 
 /// `{name}/{version}` path segments, validated (a malformed one is a 400
 /// naming it, never a lookup).
-fn name_version(
-    path: Result<Path<(String, String)>, PathRejection>,
-) -> ApiResult<(String, String)> {
-    let Path((name, version)) = path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+fn name_version(path: Result<Path<ArtifactPath>, PathRejection>) -> ApiResult<(String, String)> {
+    let Path(ArtifactPath { name, version }) =
+        path.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let mut problems = Vec::new();
     if let Err(e) = names::name(&name) {
         problems.push(e);
@@ -127,10 +140,10 @@ fn name_version(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/artifacts", tag = "artifacts",
-    params(("name" = Option<String>, Query, description = "Only the versions of this artifact")),
-    responses((status = 200, body = Page<ArtifactView>), (status = 400, body = Problem)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/artifacts", tag = "artifacts", params(ListQuery),
+    responses((status = 200, body = Page<ArtifactView>),
+        (status = 503, description = "This server has no artifact store")),
+    security(("bearer" = ["read"])))]
 /// Artifacts in the store, by name, oldest version first.
 pub async fn list_artifacts(
     caller: Caller,
@@ -148,15 +161,15 @@ pub async fn list_artifacts(
     }))
 }
 
-#[utoipa::path(get, path = "/api/v1/artifacts/{name}/{version}", tag = "artifacts",
-    params(("name" = String, Path), ("version" = String, Path)),
-    responses((status = 200, body = ArtifactView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/artifacts/{name}/{version}", tag = "artifacts", params(ArtifactPath),
+    responses((status = 200, body = ArtifactView),
+        (status = 503, description = "This server has no artifact store")),
+    security(("bearer" = ["read"])))]
 /// One artifact's metadata.
 pub async fn get_artifact(
     caller: Caller,
     artifacts: Option<Extension<Arc<ArtifactStore>>>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<ArtifactPath>, PathRejection>,
 ) -> ApiResult<Json<ArtifactView>> {
     caller.require(Permission::Read)?;
     let artifacts = store(artifacts)?;
@@ -167,20 +180,20 @@ pub async fn get_artifact(
 
 #[utoipa::path(put, path = "/api/v1/artifacts/{name}/{version}", tag = "artifacts",
     params(
-        ("name" = String, Path),
-        ("version" = String, Path),
-        ("X-Hood-Sha256" = Option<String>, Header, description = "SHA-256 the body must hash to; the push is refused otherwise"),
+        ArtifactPath,
+        ("X-Hood-Sha256" = Option<String>, Header, pattern = "^[ \\t]*[0-9a-fA-F]{64}[ \\t]*$",
+            description = "SHA-256 the body must hash to; the push is refused otherwise"),
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The artifact's bytes, streamed"),
     responses(
         (status = 201, body = ArtifactView, description = "Stored"),
         (status = 200, body = ArtifactView, description = "Already stored with the same content: nothing changed"),
-        (status = 400, body = Problem, description = "Invalid name, version or checksum; or the body does not match X-Hood-Sha256"),
-        (status = 403, body = Problem),
-        (status = 409, body = Problem, description = "Taken by other content (artifacts are immutable), or the content differs from the checksum a chain profile pins"),
-        (status = 413, body = Problem),
+        (status = 400, description = "Invalid name, version, checksum or media type; an empty body; or the body does not match X-Hood-Sha256"),
+        (status = 409, description = "Taken by other content (artifacts are immutable), or the content differs from the checksum a chain profile pins"),
+        (status = 413, description = "The body is larger than the artifact store's limit"),
+        (status = 503, description = "This server has no artifact store"),
     ),
-    security(("bearer" = [])))]
+    security(("bearer" = ["operate", "platform_admin"])))]
 /// Pushes an artifact: the raw request body is streamed to the object
 /// store while it is hashed, checked against `X-Hood-Sha256` and against
 /// the checksum a chain profile pins for this name and version, then
@@ -189,7 +202,7 @@ pub async fn push_artifact(
     State(state): State<AppState>,
     caller: Caller,
     artifacts: Option<Extension<Arc<ArtifactStore>>>,
-    path: Result<Path<(String, String)>, PathRejection>,
+    path: Result<Path<ArtifactPath>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {

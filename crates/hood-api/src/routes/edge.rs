@@ -7,8 +7,8 @@
 
 use crate::auth::Caller;
 use crate::clock::{now, parse_rfc3339, rfc3339};
-use crate::extract::{Json, PathId, Query};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::extract::{parse_id, Json, PathId, Query};
+use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::views::Page;
 use axum::extract::State;
@@ -24,7 +24,7 @@ use hood_identity::api_keys::generate_rpc_key;
 use hood_store::edge::{UsageQuery, UsageRollup};
 use hood_store::StoreError;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -111,10 +111,13 @@ pub struct CreatedRpcKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRpcKeyRequest {
+    #[schema(schema_with = crate::openapi::schemas::display_name)]
     pub name: String,
     /// A plan of the installation (see `GET /api/v1/rpc-plans`).
     pub plan: String,
+    /// Chains the key may call (empty: all).
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::schemas::slugs)]
     pub chains: Vec<String>,
     #[serde(default)]
     pub allowed_methods: Vec<String>,
@@ -131,8 +134,10 @@ pub struct CreateRpcKeyRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRpcKeyRequest {
+    #[schema(schema_with = crate::openapi::schemas::optional_display_name)]
     pub name: Option<String>,
     pub plan: Option<String>,
+    #[schema(schema_with = crate::openapi::schemas::optional_slugs)]
     pub chains: Option<Vec<String>>,
     pub allowed_methods: Option<Vec<String>>,
     pub denied_methods: Option<Vec<String>>,
@@ -161,18 +166,24 @@ pub struct RpcPlanView {
     pub burst_cu: u64,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UsageParams {
-    /// Only this RPC key.
+    /// Only this RPC key (its id).
+    #[param(value_type = Option<Uuid>)]
     pub key: Option<String>,
     /// Only this chain.
+    #[param(schema_with = crate::openapi::schemas::slug)]
     pub chain: Option<String>,
     /// RFC 3339 or Unix milliseconds; default `to` minus 24 h.
+    #[param(schema_with = crate::openapi::schemas::instant)]
     pub from: Option<String>,
     /// RFC 3339 or Unix milliseconds; default now.
+    #[param(schema_with = crate::openapi::schemas::instant)]
     pub to: Option<String>,
-    /// hour (default) | day
+    /// Bucket width (default hour).
+    #[param(schema_with = crate::openapi::schemas::granularity)]
     pub granularity: Option<String>,
 }
 
@@ -304,8 +315,8 @@ fn revoked_conflict() -> ApiError {
 // ------------------------------------------------------------- handlers --
 
 #[utoipa::path(post, path = "/api/v1/rpc-keys", tag = "rpc-keys", request_body = CreateRpcKeyRequest,
-    responses((status = 201, body = CreatedRpcKey), (status = 400, body = Problem), (status = 403, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = CreatedRpcKey)),
+    security(("bearer" = ["manage_keys"])))]
 /// Creates an RPC key for the caller's organization. The key is in this
 /// response only.
 pub async fn create_rpc_key(
@@ -349,7 +360,7 @@ pub async fn create_rpc_key(
 }
 
 #[utoipa::path(get, path = "/api/v1/rpc-keys", tag = "rpc-keys",
-    responses((status = 200, body = Page<RpcKeyView>)), security(("bearer" = [])))]
+    responses((status = 200, body = Page<RpcKeyView>)), security(("bearer" = ["read"])))]
 /// The organization's RPC keys (revoked ones too), newest first.
 pub async fn list_rpc_keys(
     State(state): State<AppState>,
@@ -372,8 +383,8 @@ async fn visible_key(state: &AppState, caller: &Caller, id: RpcKeyId) -> ApiResu
 }
 
 #[utoipa::path(get, path = "/api/v1/rpc-keys/{key_id}", tag = "rpc-keys",
-    params(("key_id" = Uuid, Path)), responses((status = 200, body = RpcKeyView), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    params(("key_id" = Uuid, Path)), responses((status = 200, body = RpcKeyView)),
+    security(("bearer" = ["read"])))]
 pub async fn get_rpc_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -385,9 +396,8 @@ pub async fn get_rpc_key(
 
 #[utoipa::path(patch, path = "/api/v1/rpc-keys/{key_id}", tag = "rpc-keys", request_body = UpdateRpcKeyRequest,
     params(("key_id" = Uuid, Path)),
-    responses((status = 200, body = RpcKeyView), (status = 400, body = Problem), (status = 403, body = Problem),
-        (status = 404, body = Problem), (status = 409, body = Problem, description = "the key is revoked")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = RpcKeyView), (status = 409, description = "The key is revoked")),
+    security(("bearer" = ["read", "manage_keys"])))]
 /// Changes a live key's name, plan or scope. Edge replicas pick the change
 /// up within a second.
 pub async fn update_rpc_key(
@@ -440,8 +450,8 @@ pub async fn update_rpc_key(
 
 #[utoipa::path(delete, path = "/api/v1/rpc-keys/{key_id}", tag = "rpc-keys",
     params(("key_id" = Uuid, Path)),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 204, description = "The key is revoked (or already was)")),
+    security(("bearer" = ["manage_keys"])))]
 /// Revokes a key fleet-wide at once. Idempotent: revoking again keeps the
 /// first revocation time.
 pub async fn revoke_rpc_key(
@@ -458,7 +468,7 @@ pub async fn revoke_rpc_key(
 }
 
 #[utoipa::path(get, path = "/api/v1/rpc-plans", tag = "rpc-keys",
-    responses((status = 200, body = Page<RpcPlanView>)), security(("bearer" = [])))]
+    responses((status = 200, body = Page<RpcPlanView>)), security(("bearer" = ["read"])))]
 /// The plans RPC keys can be on, cheapest first.
 pub async fn list_rpc_plans(
     State(state): State<AppState>,
@@ -480,7 +490,7 @@ pub async fn list_rpc_plans(
 }
 
 /// An instant given as RFC 3339 or as (possibly negative) Unix milliseconds.
-fn parse_instant(field: &'static str, raw: &str) -> Result<Timestamp, FieldError> {
+pub(crate) fn parse_instant(field: &'static str, raw: &str) -> Result<Timestamp, FieldError> {
     let digits = raw.strip_prefix('-').unwrap_or(raw);
     if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
         return raw
@@ -496,15 +506,10 @@ fn parse_instant(field: &'static str, raw: &str) -> Result<Timestamp, FieldError
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/usage", tag = "usage",
-    params(
-        ("key" = Option<Uuid>, Query, description = "only this RPC key"),
-        ("chain" = Option<String>, Query, description = "only this chain"),
-        ("from" = Option<String>, Query, description = "RFC 3339 or Unix ms; default `to` minus 24 h"),
-        ("to" = Option<String>, Query, description = "RFC 3339 or Unix ms; default now"),
-        ("granularity" = Option<String>, Query, description = "hour (default) | day")),
-    responses((status = 200, body = UsageView), (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/usage", tag = "usage", params(UsageParams),
+    responses((status = 200, body = UsageView),
+        (status = 404, description = "`key` names no RPC key of the organization")),
+    security(("bearer" = ["read"])))]
 /// RPC usage of the organization in hourly or daily buckets, with totals.
 /// The window is at most 31 days at hourly and 400 days at daily
 /// granularity.
@@ -516,17 +521,17 @@ pub async fn usage(
     caller.require(Permission::Read)?;
     let mut errors = Vec::new();
     let key = match p.key.as_deref() {
-        None | Some("") => None,
-        Some(raw) => match raw.parse::<RpcKeyId>() {
-            Ok(k) => Some(k),
-            Err(_) => {
+        None => None,
+        Some(raw) => match parse_id::<RpcKeyId>(raw) {
+            Some(k) => Some(k),
+            None => {
                 errors.push(FieldError::new("key", format!("`{raw}` is not a valid id")));
                 None
             }
         },
     };
     let chain = match p.chain.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(c) => {
             if let Err(e) = validate::slug("chain", c) {
                 errors.push(e);
@@ -535,14 +540,14 @@ pub async fn usage(
         }
     };
     let granularity = match p.granularity.as_deref() {
-        None | Some("") => Granularity::Hour,
+        None => Granularity::Hour,
         Some(raw) => raw.parse::<Granularity>().unwrap_or_else(|_| {
             errors.push(FieldError::new("granularity", "must be hour or day"));
             Granularity::Hour
         }),
     };
     let mut instant = |field: &'static str, raw: Option<&str>| match raw {
-        None | Some("") => None,
+        None => None,
         Some(raw) => parse_instant(field, raw).map_err(|e| errors.push(e)).ok(),
     };
     let to_given = instant("to", p.to.as_deref());

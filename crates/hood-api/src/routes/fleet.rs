@@ -2,11 +2,11 @@
 
 use crate::auth::Caller;
 use crate::clock::rfc3339;
-use crate::extract::{Json, PathId, Query};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::extract::{Json, Path, PathId, Query};
+use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::views::Page;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
 use hood_domain::identity::Permission;
@@ -17,7 +17,7 @@ use hood_store::fleet::{Host, HostFilter};
 use hood_store::workflow::{WorkflowFilter, WorkflowRecord};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -122,14 +122,17 @@ impl From<&WorkflowRecord> for WorkflowView {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowQuery {
     /// Only workflows in this state.
+    #[param(schema_with = crate::openapi::schemas::workflow_state)]
     pub state: Option<String>,
     /// Only workflows of this name (`provision-node`, …).
     pub name: Option<String>,
-    /// At most this many, newest first (1–1000, default 200).
+    /// At most this many, newest first (default 200).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
@@ -137,11 +140,12 @@ pub struct WorkflowQuery {
 #[serde(deny_unknown_fields)]
 pub struct AbandonRequest {
     /// Why the operator gives up (kept in the journal).
+    #[schema(schema_with = crate::openapi::schemas::reason)]
     pub reason: String,
 }
 
 #[utoipa::path(get, path = "/api/v1/hosts", tag = "hosts",
-    responses((status = 200, body = Page<HostView>)), security(("bearer" = [])))]
+    responses((status = 200, body = Page<HostView>)), security(("bearer" = ["read"])))]
 /// Hosts of the caller's organization (all hosts for platform admins).
 pub async fn list_hosts(
     State(state): State<AppState>,
@@ -159,7 +163,7 @@ pub async fn list_hosts(
 }
 
 #[utoipa::path(get, path = "/api/v1/hosts/{host_id}", tag = "hosts", params(("host_id" = Uuid, Path)),
-    responses((status = 200, body = HostView), (status = 404, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = HostView)), security(("bearer" = ["read"])))]
 pub async fn get_host(
     State(state): State<AppState>,
     caller: Caller,
@@ -204,8 +208,8 @@ async fn visible(
         .collect())
 }
 
-#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", params(("state" = Option<String>, Query), ("name" = Option<String>, Query), ("limit" = Option<i64>, Query)),
-    responses((status = 200, body = Page<WorkflowView>), (status = 400, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", params(WorkflowQuery),
+    responses((status = 200, body = Page<WorkflowView>)), security(("bearer" = ["read"])))]
 /// Durable workflows, newest first.
 pub async fn list_workflows(
     State(state): State<AppState>,
@@ -272,7 +276,7 @@ async fn visible_workflow(state: &AppState, caller: &Caller, id: &str) -> ApiRes
 }
 
 #[utoipa::path(get, path = "/api/v1/workflows/{workflow_id}", tag = "workflows", params(("workflow_id" = String, Path)),
-    responses((status = 200, body = WorkflowView), (status = 404, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = WorkflowView)), security(("bearer" = ["read"])))]
 /// One workflow with its step journal.
 pub async fn get_workflow(
     State(state): State<AppState>,
@@ -283,8 +287,10 @@ pub async fn get_workflow(
 }
 
 #[utoipa::path(post, path = "/api/v1/workflows/{workflow_id}/retry", tag = "workflows", params(("workflow_id" = String, Path)),
-    responses((status = 200, body = WorkflowView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = WorkflowView),
+        (status = 409, description = "The workflow is not `stuck`"),
+        (status = 503, description = "This process does not run the orchestrator")),
+    security(("bearer" = ["read", "platform_admin"])))]
 /// Re-runs the compensation of a `stuck` workflow (platform admins).
 pub async fn retry_workflow(
     State(state): State<AppState>,
@@ -300,8 +306,10 @@ pub async fn retry_workflow(
 
 #[utoipa::path(post, path = "/api/v1/workflows/{workflow_id}/abandon", tag = "workflows", params(("workflow_id" = String, Path)),
     request_body = AbandonRequest,
-    responses((status = 200, body = WorkflowView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = WorkflowView),
+        (status = 409, description = "The workflow is not `stuck`"),
+        (status = 503, description = "This process does not run the orchestrator")),
+    security(("bearer" = ["read", "platform_admin"])))]
 /// Gives up on a `stuck` workflow (platform admins).
 pub async fn abandon_workflow(
     State(state): State<AppState>,

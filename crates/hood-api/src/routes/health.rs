@@ -7,7 +7,7 @@
 
 use crate::auth::{Caller, Credential};
 use crate::clock::{now, rfc3339};
-use crate::extract::{Json, PathId, Query};
+use crate::extract::{parse_id, Json, PathId, Query};
 use crate::problem::{ApiError, ApiResult, InvalidParam, Problem, PROBLEM_JSON};
 use crate::state::AppState;
 use crate::views::Page;
@@ -28,7 +28,7 @@ use hood_store::health::{
 };
 use hood_store::StoreError;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -282,6 +282,7 @@ impl From<&NotificationChannel> for ChannelView {
 #[serde(deny_unknown_fields)]
 pub struct CreateChannelRequest {
     /// Unique per organization.
+    #[schema(schema_with = crate::openapi::schemas::display_name)]
     pub name: String,
     /// Tagged by `kind`: `webhook {url, secret}`, `slack {webhook_url}`,
     /// `telegram {bot_token, chat_id, api_base?}`, `email {smtp_host,
@@ -296,31 +297,100 @@ pub struct ChannelTestResult {
     pub delivered: bool,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct IncidentQuery {
-    /// open | acknowledged | muted | resolved
+    /// Only incidents in this state.
+    #[param(schema_with = crate::openapi::schemas::incident_state)]
     pub state: Option<String>,
     /// Only incidents of this node.
+    #[param(value_type = Option<Uuid>)]
     pub node_id: Option<String>,
     /// `true`: only unresolved incidents.
     pub active: Option<bool>,
-    /// At most this many, newest first (1–1000, default 100).
+    /// At most this many, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
-    /// At most this many, newest first (1–1000, default 100).
+    /// At most this many, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UptimeQuery {
-    /// 24h (default) | 7d | 30d
+    /// The window ending now (default 24h).
+    #[param(schema_with = crate::openapi::schemas::uptime_window)]
     pub window: Option<String>,
+}
+
+/// One hour of a node's uptime, in milliseconds per class.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UptimeBucketView {
+    pub hour_start_ms: i64,
+    pub up_ms: i64,
+    pub syncing_ms: i64,
+    pub down_ms: i64,
+    pub maintenance_ms: i64,
+}
+
+/// A node's uptime over a window.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UptimeView {
+    pub node_id: String,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub up_ms: i64,
+    pub syncing_ms: i64,
+    pub down_ms: i64,
+    pub maintenance_ms: i64,
+    /// `(up + syncing) / (up + syncing + down)`; null when nothing counted.
+    pub ratio: Option<f64>,
+    /// The ratio as a percentage.
+    pub uptime_percent: Option<f64>,
+    /// How syncing time is counted.
+    pub syncing_counts_as: String,
+    /// How maintenance time is counted.
+    pub maintenance: String,
+    /// Hour by hour, oldest first.
+    pub buckets: Vec<UptimeBucketView>,
+}
+
+impl From<UptimeReport> for UptimeView {
+    fn from(r: UptimeReport) -> Self {
+        Self {
+            node_id: r.node_id,
+            from_ms: r.from_ms,
+            to_ms: r.to_ms,
+            up_ms: r.summary.up_ms,
+            syncing_ms: r.summary.syncing_ms,
+            down_ms: r.summary.down_ms,
+            maintenance_ms: r.summary.maintenance_ms,
+            ratio: r.summary.ratio,
+            uptime_percent: r.uptime_percent,
+            syncing_counts_as: r.syncing_counts_as.to_owned(),
+            maintenance: r.maintenance.to_owned(),
+            buckets: r
+                .buckets
+                .iter()
+                .map(|b| UptimeBucketView {
+                    hour_start_ms: b.hour_start_ms,
+                    up_ms: b.up_ms,
+                    syncing_ms: b.syncing_ms,
+                    down_ms: b.down_ms,
+                    maintenance_ms: b.maintenance_ms,
+                })
+                .collect(),
+        }
+    }
 }
 
 // ------------------------------------------------------------ incidents --
@@ -347,13 +417,8 @@ async fn visible_incident(
         .ok_or(ApiError::NotFound("incident"))
 }
 
-#[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents", params(
-        ("state" = Option<String>, Query, description = "open | acknowledged | muted | resolved"),
-        ("node_id" = Option<Uuid>, Query),
-        ("active" = Option<bool>, Query, description = "only unresolved incidents"),
-        ("limit" = Option<i64>, Query, description = "1–1000, default 100")),
-    responses((status = 200, body = Page<IncidentView>), (status = 400, body = Problem)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents", params(IncidentQuery),
+    responses((status = 200, body = Page<IncidentView>)), security(("bearer" = ["read"])))]
 /// The organization's incidents, newest first.
 pub async fn list_incidents(
     State(state): State<AppState>,
@@ -377,9 +442,9 @@ pub async fn list_incidents(
     };
     let node_id = match q.node_id.as_deref() {
         None => None,
-        Some(raw) => match raw.parse::<NodeId>() {
-            Ok(n) => Some(n),
-            Err(_) => {
+        Some(raw) => match parse_id::<NodeId>(raw) {
+            Some(n) => Some(n),
+            None => {
                 errors.push(hood_domain::validate::FieldError::new(
                     "node_id",
                     format!("`{raw}` is not a valid id"),
@@ -412,7 +477,7 @@ pub async fn list_incidents(
 }
 
 #[utoipa::path(get, path = "/api/v1/incidents/{incident_id}", tag = "incidents", params(("incident_id" = Uuid, Path)),
-    responses((status = 200, body = IncidentView), (status = 404, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = IncidentView)), security(("bearer" = ["read"])))]
 pub async fn get_incident(
     State(state): State<AppState>,
     caller: Caller,
@@ -432,8 +497,8 @@ fn acknowledger(caller: &Caller) -> String {
 }
 
 #[utoipa::path(post, path = "/api/v1/incidents/{incident_id}/ack", tag = "incidents", params(("incident_id" = Uuid, Path)),
-    responses((status = 200, body = IncidentView), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = IncidentView), (status = 409, description = "The incident is already resolved")),
+    security(("bearer" = ["read", "operate"])))]
 /// Acknowledges an incident: escalation stops. Acknowledging twice is a
 /// no-op; a resolved incident cannot be acknowledged.
 pub async fn ack_incident(
@@ -456,8 +521,8 @@ pub async fn ack_incident(
 }
 
 #[utoipa::path(get, path = "/api/v1/incidents/{incident_id}/deliveries", tag = "incidents",
-    params(("incident_id" = Uuid, Path), ("limit" = Option<i64>, Query, description = "1–1000, default 100")),
-    responses((status = 200, body = Page<DeliveryView>), (status = 404, body = Problem)), security(("bearer" = [])))]
+    params(("incident_id" = Uuid, Path), DeliveriesQuery),
+    responses((status = 200, body = Page<DeliveryView>)), security(("bearer" = ["read"])))]
 /// The incident's notification log, newest first, each with its attempts.
 pub async fn incident_deliveries(
     State(state): State<AppState>,
@@ -490,9 +555,11 @@ fn master_key(state: &AppState) -> ApiResult<&MasterKey> {
 }
 
 #[utoipa::path(post, path = "/api/v1/notification-channels", tag = "notification-channels", request_body = CreateChannelRequest,
-    responses((status = 201, body = ChannelView), (status = 400, body = Problem), (status = 403, body = Problem),
-        (status = 409, body = Problem), (status = 422, body = Problem), (status = 503, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = ChannelView),
+        (status = 409, description = "The organization has a channel of this name"),
+        (status = 422, description = "The configuration does not validate; `invalid-params` names the field"),
+        (status = 503, description = "This process holds no master key to seal the channel's secrets")),
+    security(("bearer" = ["operate"])))]
 /// Adds a notification channel. Its secrets are sealed at rest and never
 /// shown again. A destination that is not a public address (loopback,
 /// private, link-local, …) is refused with 400 unless the operator allows
@@ -538,7 +605,7 @@ pub async fn create_channel(
 }
 
 #[utoipa::path(get, path = "/api/v1/notification-channels", tag = "notification-channels",
-    responses((status = 200, body = Page<ChannelView>)), security(("bearer" = [])))]
+    responses((status = 200, body = Page<ChannelView>)), security(("bearer" = ["read"])))]
 /// The organization's notification channels (redacted).
 pub async fn list_channels(
     State(state): State<AppState>,
@@ -566,7 +633,7 @@ async fn visible_channel(
 
 #[utoipa::path(get, path = "/api/v1/notification-channels/{channel_id}", tag = "notification-channels",
     params(("channel_id" = Uuid, Path)),
-    responses((status = 200, body = ChannelView), (status = 404, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = ChannelView)), security(("bearer" = ["read"])))]
 pub async fn get_channel(
     State(state): State<AppState>,
     caller: Caller,
@@ -578,7 +645,8 @@ pub async fn get_channel(
 
 #[utoipa::path(delete, path = "/api/v1/notification-channels/{channel_id}", tag = "notification-channels",
     params(("channel_id" = Uuid, Path)),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+    responses((status = 204, description = "The channel and its secrets are gone")),
+    security(("bearer" = ["read", "operate"])))]
 /// Removes a channel: its secrets are erased and pending deliveries to it fail.
 pub async fn delete_channel(
     State(state): State<AppState>,
@@ -596,10 +664,10 @@ pub async fn delete_channel(
 
 #[utoipa::path(post, path = "/api/v1/notification-channels/{channel_id}/test", tag = "notification-channels",
     params(("channel_id" = Uuid, Path)),
-    responses((status = 200, body = ChannelTestResult), (status = 404, body = Problem),
-        (status = 502, body = Problem, description = "the channel refused or could not be reached"),
-        (status = 503, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = ChannelTestResult),
+        (status = 502, description = "The channel refused the notification or could not be reached"),
+        (status = 503, description = "This process holds no master key to open the channel's secrets")),
+    security(("bearer" = ["read", "operate"])))]
 /// Sends a `test` notification on the channel right now (nothing is queued).
 pub async fn test_channel(
     State(state): State<AppState>,
@@ -644,10 +712,8 @@ pub async fn test_channel(
 // --------------------------------------------------------------- uptime --
 
 #[utoipa::path(get, path = "/api/v1/nodes/{node_id}/uptime", tag = "nodes",
-    params(("node_id" = Uuid, Path), ("window" = Option<String>, Query, description = "24h (default) | 7d | 30d")),
-    responses((status = 200, description = "Uptime report: totals in ms, `uptime_percent`, hourly `buckets`"),
-        (status = 400, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    params(("node_id" = Uuid, Path), UptimeQuery),
+    responses((status = 200, body = UptimeView)), security(("bearer" = ["read"])))]
 /// The node's uptime over the window ending now (syncing counts as up,
 /// maintenance is excluded).
 pub async fn node_uptime(
@@ -655,7 +721,7 @@ pub async fn node_uptime(
     caller: Caller,
     PathId(id): PathId<NodeId>,
     Query(q): Query<UptimeQuery>,
-) -> HealthResult<Json<UptimeReport>> {
+) -> HealthResult<Json<UptimeView>> {
     caller.require(Permission::Read)?;
     let window = q.window.as_deref().unwrap_or("24h");
     let Some(&(_, window_ms)) = UPTIME_WINDOWS.iter().find(|(name, _)| *name == window) else {
@@ -672,5 +738,5 @@ pub async fn node_uptime(
     let to = now();
     let from = Timestamp::from_millis(to.millis().saturating_sub(window_ms));
     let report = uptime_report(state.store.as_ref(), node.id, from, to).await?;
-    Ok(Json(report))
+    Ok(Json(report.into()))
 }

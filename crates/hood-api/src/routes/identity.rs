@@ -3,7 +3,7 @@
 use crate::auth::{Caller, Credential};
 use crate::clock::now;
 use crate::extract::{Json, PathId, PathIds};
-use crate::problem::{ApiError, ApiResult, Problem};
+use crate::problem::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::views::*;
 use axum::extract::{ConnectInfo, State};
@@ -69,7 +69,9 @@ fn token_pair(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenPair), (status = 401, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 200, body = TokenPair),
+        (status = 401, description = "Wrong e-mail or password, or the user is disabled"),
+        (status = 429, description = "Too many attempts from this address; see `Retry-After`")))]
 /// Exchanges e-mail and password for an access and a refresh token.
 pub async fn login(
     State(state): State<AppState>,
@@ -125,7 +127,8 @@ pub async fn login(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
-    responses((status = 200, body = TokenPair), (status = 401, body = Problem)))]
+    responses((status = 200, body = TokenPair),
+        (status = 401, description = "The refresh token is invalid, expired, revoked or was already used")))]
 /// Rotates a refresh token. Presenting a spent refresh token revokes its
 /// whole session family (stolen-token detection).
 pub async fn refresh(
@@ -172,7 +175,9 @@ pub async fn refresh(
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
-    responses((status = 204), (status = 401, body = Problem)), security(("bearer" = [])))]
+    responses((status = 204, description = "The session is revoked"),
+        (status = 400, description = "The credential is not a session (API keys are revoked instead)")),
+    security(("bearer" = [])))]
 /// Revokes the caller's session (all its tokens).
 pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
     match caller.credential {
@@ -187,7 +192,7 @@ pub async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<
 }
 
 #[utoipa::path(get, path = "/api/v1/me", tag = "auth",
-    responses((status = 200, body = MeView), (status = 401, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = MeView)), security(("bearer" = [])))]
 /// Who the caller is and what the credential may do.
 pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<MeView>> {
     let user = state
@@ -218,7 +223,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> ApiResult<Json
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs", tag = "orgs",
-    responses((status = 200, body = Page<OrgView>)), security(("bearer" = [])))]
+    responses((status = 200, body = Page<OrgView>)), security(("bearer" = ["read"])))]
 /// Organizations the caller can see: their own, or all for platform admins.
 pub async fn list_orgs(
     State(state): State<AppState>,
@@ -241,8 +246,8 @@ pub async fn list_orgs(
 }
 
 #[utoipa::path(post, path = "/api/v1/orgs", tag = "orgs", request_body = CreateOrgRequest,
-    responses((status = 201, body = OrgView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = OrgView), (status = 409, description = "The slug is taken")),
+    security(("bearer" = ["platform_admin"])))]
 /// Creates an organization (platform admins only).
 pub async fn create_org(
     State(state): State<AppState>,
@@ -266,8 +271,8 @@ pub async fn create_org(
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}", tag = "orgs",
-    params(("org_id" = Uuid, Path)), responses((status = 200, body = OrgView), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    params(("org_id" = Uuid, Path)), responses((status = 200, body = OrgView)),
+    security(("bearer" = ["read"])))]
 pub async fn get_org(
     State(state): State<AppState>,
     caller: Caller,
@@ -292,8 +297,8 @@ async fn visible_org(state: &AppState, caller: &Caller, org_id: OrgId) -> ApiRes
 }
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/users", tag = "users",
-    params(("org_id" = Uuid, Path)), responses((status = 200, body = Page<UserView>), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    params(("org_id" = Uuid, Path)), responses((status = 200, body = Page<UserView>)),
+    security(("bearer" = ["read"])))]
 pub async fn list_users(
     State(state): State<AppState>,
     caller: Caller,
@@ -323,8 +328,8 @@ fn collect_errors<const N: usize>(checks: [Result<(), FieldError>; N]) -> ApiRes
 
 #[utoipa::path(post, path = "/api/v1/orgs/{org_id}/users", tag = "users", request_body = CreateUserRequest,
     params(("org_id" = Uuid, Path)),
-    responses((status = 201, body = UserView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = UserView), (status = 409, description = "The e-mail address is taken")),
+    security(("bearer" = ["read", "manage_users"])))]
 /// Adds a user to an organization. The new user's role may not exceed the caller's.
 pub async fn create_user(
     State(state): State<AppState>,
@@ -390,7 +395,7 @@ async fn visible_user(
 
 #[utoipa::path(get, path = "/api/v1/orgs/{org_id}/users/{user_id}", tag = "users",
     params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 200, body = UserView), (status = 404, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = UserView)), security(("bearer" = ["read"])))]
 pub async fn get_user(
     State(state): State<AppState>,
     caller: Caller,
@@ -402,8 +407,8 @@ pub async fn get_user(
 
 #[utoipa::path(patch, path = "/api/v1/orgs/{org_id}/users/{user_id}", tag = "users", request_body = UpdateUserRequest,
     params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 403, body = Problem), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 200, body = UserView)),
+    security(("bearer" = ["read", "manage_users"])))]
 /// Changes a user. Anyone may change their own name and password; role and
 /// disabled need `manage_users`.
 pub async fn update_user(
@@ -462,7 +467,8 @@ pub async fn update_user(
 
 #[utoipa::path(delete, path = "/api/v1/orgs/{org_id}/users/{user_id}", tag = "users",
     params(("org_id" = Uuid, Path), ("user_id" = Uuid, Path)),
-    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)), security(("bearer" = [])))]
+    responses((status = 204, description = "The user is gone")),
+    security(("bearer" = ["read", "manage_users"])))]
 /// Removes a user with their API keys and sessions.
 pub async fn delete_user(
     State(state): State<AppState>,
@@ -486,7 +492,7 @@ pub async fn delete_user(
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys", tag = "api-keys",
-    responses((status = 200, body = Page<ApiKeyView>)), security(("bearer" = [])))]
+    responses((status = 200, body = Page<ApiKeyView>)), security(("bearer" = ["read"])))]
 /// The caller's API keys; with `manage_keys`, every key of the organization.
 pub async fn list_api_keys(
     State(state): State<AppState>,
@@ -501,8 +507,8 @@ pub async fn list_api_keys(
 }
 
 #[utoipa::path(post, path = "/api/v1/api-keys", tag = "api-keys", request_body = CreateApiKeyRequest,
-    responses((status = 201, body = CreatedApiKey), (status = 400, body = Problem), (status = 403, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 201, body = CreatedApiKey)),
+    security(("bearer" = ["read"])))]
 /// Creates an API key acting for the caller. The secret is in this response only.
 pub async fn create_api_key(
     State(state): State<AppState>,
@@ -596,8 +602,8 @@ async fn visible_key(state: &AppState, caller: &Caller, id: ApiKeyId) -> ApiResu
 }
 
 #[utoipa::path(get, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
-    params(("key_id" = Uuid, Path)), responses((status = 200, body = ApiKeyView), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    params(("key_id" = Uuid, Path)), responses((status = 200, body = ApiKeyView)),
+    security(("bearer" = ["read"])))]
 pub async fn get_api_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -608,8 +614,8 @@ pub async fn get_api_key(
 }
 
 #[utoipa::path(delete, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
-    params(("key_id" = Uuid, Path)), responses((status = 204), (status = 404, body = Problem)),
-    security(("bearer" = [])))]
+    params(("key_id" = Uuid, Path)), responses((status = 204, description = "The key is revoked")),
+    security(("bearer" = ["read"])))]
 /// Revokes a key at once. Idempotent.
 pub async fn revoke_api_key(
     State(state): State<AppState>,
@@ -625,7 +631,8 @@ pub async fn revoke_api_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth", responses((status = 200, description = "JSON Web Key Set")))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "auth",
+    responses((status = 200, body = Object, description = "JSON Web Key Set")))]
 /// Public keys that verify Hood's session tokens.
 pub async fn jwks(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
     axum::Json(state.tokens.jwks())

@@ -4,7 +4,7 @@
 use crate::auth::Caller;
 use crate::clock::rfc3339;
 use crate::extract::{Json, PathId, Query};
-use crate::problem::{ApiResult, Problem};
+use crate::problem::ApiResult;
 use crate::state::AppState;
 use crate::views::Page;
 use axum::extract::State;
@@ -17,7 +17,7 @@ use hood_domain::identity::Permission;
 use hood_domain::node::{Node, NodeEvent};
 use hood_domain::NodeId;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
@@ -120,27 +120,34 @@ impl From<&Accepted> for NodeAccepted {
 #[serde(deny_unknown_fields)]
 pub struct CreateNodeRequest {
     /// Chain profile, e.g. `ethereum-anvil`.
+    #[schema(schema_with = crate::openapi::schemas::slug)]
     pub chain: String,
     /// Node type of the profile; default: the profile's default.
     pub node_type: Option<String>,
     /// Unique per organization; default: `{chain}-{random}`.
+    #[schema(schema_with = crate::openapi::schemas::optional_slug)]
     pub name: Option<String>,
     /// Host provider; default `local`.
     pub provider: Option<String>,
     /// Provider region; default `local`.
+    #[schema(schema_with = crate::openapi::schemas::optional_slug)]
     pub region: Option<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LogsQuery {
-    /// Lines per process (1–10000, default 100).
+    /// Lines per process (default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub lines: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/api/v1/nodes/{node_id}/logs", tag = "nodes", params(("node_id" = Uuid, Path)),
-    responses((status = 200, description = "`{ process: [line, …] }`"), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/nodes/{node_id}/logs", tag = "nodes", params(("node_id" = Uuid, Path), LogsQuery),
+    responses((status = 200, body = std::collections::HashMap<String, Vec<String>>, description = "The last lines of each process, by process name"),
+        (status = 409, description = "The node runs on no host, or its agent could not read the logs"),
+        (status = 503, description = "No orchestrator in this process, or the node's agent did not answer")),
+    security(("bearer" = ["read"])))]
 /// The tail of the node's process logs, fetched from its agent.
 pub async fn node_logs(
     State(state): State<AppState>,
@@ -156,18 +163,21 @@ pub async fn node_logs(
     Ok(Json(logs))
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only events after this sequence number.
     pub after: Option<i64>,
-    /// At most this many (1–1000, default 200).
+    /// At most this many (default 200).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
 #[utoipa::path(post, path = "/api/v1/nodes", tag = "nodes", request_body = CreateNodeRequest,
-    responses((status = 202, body = NodeAccepted), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 202, body = NodeAccepted, description = "Stored with its provision workflow, in one transaction; the workflow runs"),
+        (status = 409, description = "The organization has a node of this name, or a binary the chain runs is not in the artifact store (the detail names the command that adds it)")),
+    security(("bearer" = ["operate"])))]
 /// Requests a node. Provisioning runs as a durable workflow; poll the node.
 pub async fn create_node(
     State(state): State<AppState>,
@@ -187,7 +197,7 @@ pub async fn create_node(
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes",
-    responses((status = 200, body = Page<NodeView>)), security(("bearer" = [])))]
+    responses((status = 200, body = Page<NodeView>)), security(("bearer" = ["read"])))]
 /// The organization's nodes.
 pub async fn list_nodes(
     State(state): State<AppState>,
@@ -201,7 +211,7 @@ pub async fn list_nodes(
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes/{node_id}", tag = "nodes", params(("node_id" = Uuid, Path)),
-    responses((status = 200, body = NodeView), (status = 404, body = Problem)), security(("bearer" = [])))]
+    responses((status = 200, body = NodeView)), security(("bearer" = ["read"])))]
 pub async fn get_node(
     State(state): State<AppState>,
     caller: Caller,
@@ -212,8 +222,8 @@ pub async fn get_node(
     Ok(Json(NodeView::from(&node)))
 }
 
-#[utoipa::path(get, path = "/api/v1/nodes/{node_id}/events", tag = "nodes", params(("node_id" = Uuid, Path)),
-    responses((status = 200, body = Page<NodeEventView>), (status = 404, body = Problem)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/nodes/{node_id}/events", tag = "nodes", params(("node_id" = Uuid, Path), EventsQuery),
+    responses((status = 200, body = Page<NodeEventView>)), security(("bearer" = ["read"])))]
 /// The node's history, oldest first.
 pub async fn node_events(
     State(state): State<AppState>,
@@ -237,8 +247,8 @@ pub async fn node_events(
 }
 
 #[utoipa::path(delete, path = "/api/v1/nodes/{node_id}", tag = "nodes", params(("node_id" = Uuid, Path)),
-    responses((status = 202, body = NodeAccepted), (status = 404, body = Problem), (status = 409, body = Problem)),
-    security(("bearer" = [])))]
+    responses((status = 202, body = NodeAccepted, description = "The terminate workflow runs")),
+    security(("bearer" = ["read", "operate"])))]
 /// Terminates a node: stop, wipe keys, delete the host. Idempotent.
 pub async fn delete_node(
     State(state): State<AppState>,

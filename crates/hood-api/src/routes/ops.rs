@@ -1,7 +1,6 @@
 //! Operational endpoints every role serves: liveness, readiness, metrics,
 //! and the OpenAPI document.
 
-use crate::openapi::ApiDoc;
 use crate::problem::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
@@ -9,7 +8,8 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use utoipa::OpenApi;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -19,16 +19,36 @@ pub fn router() -> Router<AppState> {
         .route("/openapi.json", get(openapi))
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "The process is alive")))]
+/// The liveness answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// The readiness answer.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Readiness {
+    /// Always `ready`.
+    pub status: String,
+    /// sqlite | postgres
+    pub database: String,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, body = Liveness, description = "The process is alive")))]
 /// Liveness: answers while the process runs.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+pub async fn healthz() -> Json<Liveness> {
+    Json(Liveness {
+        status: "ok".into(),
+    })
 }
 
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, description = "Ready to serve"), (status = 503, body = crate::problem::Problem)))]
+    responses((status = 200, body = Readiness, description = "Ready to serve"),
+        (status = 503, description = "The database does not answer, or its schema is not this binary's")))]
 /// Readiness: the database answers and its schema matches this binary.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     state
         .store
         .ping()
@@ -39,25 +59,25 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
         .check_schema()
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(serde_json::json!({
-        "status": "ready",
-        "database": state.store.backend().as_str(),
-    })))
+    Ok(Json(Readiness {
+        status: "ready".into(),
+        database: state.store.backend().as_str().into(),
+    }))
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format")))]
+/// The media type of `/metrics` (OpenMetrics text).
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, body = String, content_type = "application/openmetrics-text",
+        description = "Prometheus metrics in the OpenMetrics text format")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+    ([(CONTENT_TYPE, OPENMETRICS)], state.metrics.render())
 }
 
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1 document")))]
+#[utoipa::path(get, path = "/openapi.json", tag = "ops",
+    responses((status = 200, body = Object, content_type = "application/json", description = "This OpenAPI 3.1 document")))]
 /// This API's OpenAPI 3.1 document, generated from the code.
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+pub async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
 }
