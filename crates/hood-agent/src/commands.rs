@@ -4,8 +4,8 @@
 //! answered from the log instead of being executed again, across restarts.
 
 use crate::error::AgentError;
-use crate::identity::write_private;
 use crate::now_ms;
+use crate::stored_identity::write_private;
 use hood_domain::CommandId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;

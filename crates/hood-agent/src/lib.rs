@@ -24,18 +24,19 @@ mod artifacts;
 mod channel;
 mod commands;
 mod config;
+mod enrollment;
 mod error;
 mod handle;
 mod handler;
-mod identity;
 mod session;
+mod stored_identity;
 
 pub use channel::gateway_channel;
 pub use config::{AgentConfig, TOKEN_ENV};
 pub use error::AgentError;
 pub use handle::{AgentHandle, DataKey};
 pub use handler::{BuiltinHandler, CommandContext, CommandError, CommandHandler, Workload};
-pub use identity::StoredIdentity;
+pub use stored_identity::StoredIdentity;
 
 use hood_domain::HostId;
 use std::future::Future;
@@ -74,13 +75,13 @@ impl Agent {
 
     /// Enrolls unless already enrolled; returns the host id.
     pub async fn enroll(&self) -> Result<HostId, AgentError> {
-        identity::enroll_if_needed(&self.handle).await
+        enrollment::enroll_if_needed(&self.handle).await
     }
 
     /// Renews the certificate now (normally automatic at 2/3 of its
     /// lifetime). A running session restarts with the new certificate.
     pub async fn renew_now(&self) -> Result<(), AgentError> {
-        identity::renew(&self.handle).await
+        enrollment::renew(&self.handle).await
     }
 
     /// Enrolls if needed, then keeps a session with the gateway until

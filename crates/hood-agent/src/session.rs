@@ -2,10 +2,10 @@
 //! messages and commands until the stream ends; reconnect with backoff.
 
 use crate::commands::{Arrival, CommandRecord, Finished};
+use crate::enrollment::{enroll_if_needed, renew};
 use crate::error::AgentError;
 use crate::handle::AgentHandle;
 use crate::handler::{CommandContext, CommandHandler, Workload};
-use crate::identity::{enroll_if_needed, renew};
 use crate::now_ms;
 use hood_agent_proto::v1::agent_gateway_client::AgentGatewayClient;
 use hood_agent_proto::v1::agent_message::Body as Up;
