@@ -501,6 +501,7 @@ impl From<Vec<u8>> for Value<'_> {
 
 fn sqlite_args(values: Vec<Value<'_>>) -> Result<SqliteArguments<'_>, sqlx::Error> {
     let mut args = SqliteArguments::default();
+    args.reserve(values.len(), 0);
     for value in values {
         match value {
             Value::Int(v) => args.add(v),
@@ -517,6 +518,8 @@ fn sqlite_args(values: Vec<Value<'_>>) -> Result<SqliteArguments<'_>, sqlx::Erro
 
 fn pg_args(values: Vec<Value<'_>>) -> Result<PgArguments, sqlx::Error> {
     let mut args = PgArguments::default();
+    // Eight bytes a value is the common case (BIGINT) and a floor for text.
+    args.reserve(values.len(), values.len() * 8);
     for value in values {
         match value {
             Value::Int(v) => args.add(v),
