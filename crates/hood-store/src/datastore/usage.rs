@@ -4,7 +4,7 @@
 use super::SqlStore;
 use crate::db::{query, query_as, query_scalar};
 use crate::model::all;
-use crate::model::edge::{UsageRollupRow, ROLLUP_READ_COLUMNS};
+use crate::model::usage::{UsageRollupRow, ROLLUP_READ_COLUMNS};
 use crate::usage::{UsageQuery, UsageRollup, UsageStore};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;

@@ -23,6 +23,7 @@ pub(crate) mod node;
 pub(crate) mod notification;
 pub(crate) mod outbox;
 pub(crate) mod uptime;
+pub(crate) mod usage;
 pub(crate) mod workflow;
 
 /// Converts every row into its domain type.
