@@ -76,7 +76,7 @@ impl Issuer {
 async fn external_oidc_tokens_map_to_users_by_verified_email() {
     let issuer = start_issuer().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = hood_store::connect(&hood_testkit::sqlite_url(&dir))
+    let store: Arc<dyn hood_store::Store> = hood_store::connect(&hood_testkit::sqlite_url(&dir))
         .await
         .expect("store");
     store.migrate().await.expect("migrate");

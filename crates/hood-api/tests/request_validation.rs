@@ -23,7 +23,7 @@ struct Api {
 
 async fn api() -> Api {
     let dir = tempfile::tempdir().unwrap();
-    let store = hood_store::connect(&hood_testkit::sqlite_url(&dir))
+    let store: Arc<dyn hood_store::Store> = hood_store::connect(&hood_testkit::sqlite_url(&dir))
         .await
         .unwrap();
     store.migrate().await.unwrap();

@@ -4,20 +4,27 @@
 //! rule or a state machine that the outer layers (store, engines, services)
 //! call into. Keeping it pure is what lets it be tested exhaustively.
 
+pub mod agent;
+pub mod artifact;
 pub mod backoff;
 pub mod event;
 pub mod gcra;
 pub mod health;
+pub mod host;
 pub mod identity;
 pub mod ids;
+pub mod incident;
 pub mod lifecycle;
 pub mod machine;
 pub mod net;
 pub mod node;
 pub mod node_workflows;
+pub mod notification;
 pub mod rpc;
 pub mod time;
+pub mod usage;
 pub mod validate;
+pub mod workflow;
 pub mod workload;
 
 pub use ids::*;

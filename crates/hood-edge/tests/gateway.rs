@@ -86,7 +86,7 @@ fn now() -> Timestamp {
 
 async fn fixture(upstreams: &[&str], tweak: impl FnOnce(&mut EdgeConfig)) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = hood_store::connect(&hood_testkit::sqlite_url(&dir))
+    let store: Arc<dyn hood_store::Store> = hood_store::connect(&hood_testkit::sqlite_url(&dir))
         .await
         .unwrap();
     store.migrate().await.unwrap();

@@ -196,9 +196,10 @@ async fn websocket_subscriptions_are_gated_metered_and_cut_off() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let store = hood_store::connect(&format!("sqlite://{}", dir.path().join("x.db").display()))
-        .await
-        .unwrap();
+    let store: Arc<dyn hood_store::Store> =
+        hood_store::connect(&format!("sqlite://{}", dir.path().join("x.db").display()))
+            .await
+            .unwrap();
     store.migrate().await.unwrap();
     let org = Organization {
         id: OrgId::from_uuid(uuid::Uuid::now_v7()),

@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let workflows = number(1000)?;
     let steps = number(5)?;
     let workers = number(1)?;
-    let store = hood_store::connect(&url).await?;
+    let store: std::sync::Arc<dyn hood_store::Store> = hood_store::connect(&url).await?;
     store.migrate().await?;
     let report = hood_saga::bench_step_throughput(store, workflows, steps, workers).await?;
     println!("{report}");

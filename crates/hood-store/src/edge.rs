@@ -1,53 +1,21 @@
-//! What the RPC edge keeps: RPC keys (hashed secrets, plan, scope), raw
-//! usage events de-duplicated by request id, and their hourly and daily
-//! rollups.
+//! What the RPC edge keeps about keys and routing: RPC keys (hashed
+//! secrets, plan, scope) and the managed nodes it may route to. Usage
+//! metering has its own trait ([`crate::usage`]); its types are re-exported
+//! here under the paths they always had.
 //!
 //! Keys announce every change on the outbox (`edge.rpc_key.created`,
 //! `.updated`, `.revoked`: ids, prefix and version, never the hash) so edge
-//! replicas drop cached keys within a second; [`EdgeStore::rpc_keys_changed_since`]
-//! is the periodic backstop for a replica that missed news.
-//!
-//! Metering is exactly-once by construction: [`EdgeStore::record_usage`]
-//! inserts events keyed by `request_id` and adds to the rollups only the
-//! rows that insert actually created, in the same transaction. A batch
-//! redelivered by the bus adds nothing.
+//! replicas drop cached keys within a second;
+//! [`RpcKeyStore::rpc_keys_changed_since`] is the periodic backstop for a
+//! replica that missed news.
 
 use crate::StoreResult;
 use async_trait::async_trait;
-use hood_domain::rpc::{Granularity, RpcKey, UsageEvent};
+use hood_domain::rpc::RpcKey;
 use hood_domain::{NodeId, OrgId, RpcKeyId, Timestamp};
 
-/// Which rollup rows [`EdgeStore::usage_rollups`] returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageQuery {
-    pub org_id: OrgId,
-    /// Only this key's rows.
-    pub key_id: Option<RpcKeyId>,
-    /// Only this chain's rows.
-    pub chain: Option<String>,
-    /// Buckets starting at or after this instant…
-    pub from: Timestamp,
-    /// …and strictly before this one.
-    pub to: Timestamp,
-    pub granularity: Granularity,
-}
-
-/// One rollup row: what one key did on one chain with one method in one
-/// bucket.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UsageRollup {
-    pub bucket_start: Timestamp,
-    pub granularity: Granularity,
-    pub key_id: RpcKeyId,
-    pub chain: String,
-    pub method: String,
-    pub requests: i64,
-    pub compute_units: i64,
-    /// Requests whose status is not `ok`.
-    pub errors: i64,
-    /// Sum of latencies; divide by `requests` for the mean.
-    pub latency_us_sum: i64,
-}
+pub use crate::usage::UsageQuery;
+pub use hood_domain::usage::UsageRollup;
 
 /// A managed node the edge may route RPC to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +26,9 @@ pub struct ServingNode {
     pub rpc_endpoint: String,
 }
 
-/// RPC keys, usage metering and the edge's view of serving nodes.
+/// RPC keys: managed through the API, verified and cached by the edge.
 #[async_trait]
-pub trait EdgeStore: Send + Sync {
+pub trait RpcKeyStore: Send + Sync {
     /// Inserts the key + outbox `edge.rpc_key.created` ({key_id, org_id,
     /// prefix, version}; never the hash). `Conflict("prefix")` on a prefix
     /// collision, `NotFound("org")` for an unknown org.
@@ -84,18 +52,11 @@ pub trait EdgeStore: Send + Sync {
     /// Keys (revoked too) whose `updated_at >= since`, oldest change first:
     /// the edge's periodic cache resync backstop.
     async fn rpc_keys_changed_since(&self, since: Timestamp) -> StoreResult<Vec<RpcKey>>;
-    /// Idempotent by `request_id`: inserts the events not yet stored and
-    /// adds only those to the hourly and daily rollups, in one transaction.
-    /// Returns how many were new. Within one batch the first event of a
-    /// `request_id` counts. Batches of thousands are written with chunked
-    /// multi-row statements.
-    async fn record_usage(&self, events: &[UsageEvent]) -> StoreResult<u64>;
-    /// Rollup rows of an org with `bucket_start` in `[from, to)` at a
-    /// granularity, optionally one key / one chain, ordered by bucket_start,
-    /// key, chain, method.
-    async fn usage_rollups(&self, q: &UsageQuery) -> StoreResult<Vec<UsageRollup>>;
-    /// Raw events stored for one key.
-    async fn count_usage_events(&self, key: RpcKeyId) -> StoreResult<i64>;
+}
+
+/// The edge's routing view of managed nodes (its upstream pools).
+#[async_trait]
+pub trait EdgeStore: Send + Sync {
     /// Nodes that may serve RPC: state `healthy` and `rpc_endpoint` set,
     /// ordered by chain, then node id.
     async fn serving_nodes(&self) -> StoreResult<Vec<ServingNode>>;

@@ -7,36 +7,17 @@
 //! and writes are compare-and-set on the state read, so two racing callers
 //! cannot both win. Host state changes and command outcomes are announced
 //! in the outbox (`fleet.host.*`, `fleet.command.finished`).
+//!
+//! The records are domain types (`hood_domain::host`, `hood_domain::agent`),
+//! re-exported here.
 
 use crate::StoreResult;
 use async_trait::async_trait;
 use hood_domain::lifecycle::{CommandState, HostState};
 use hood_domain::{CommandId, HostId, OrgId, Timestamp};
 
-/// A machine that runs workloads, with the agent that manages it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Host {
-    pub id: HostId,
-    /// `None` for platform hosts shared by all organizations.
-    pub org_id: Option<OrgId>,
-    /// Provider that created it (`local`, `hetzner`, …).
-    pub provider: String,
-    pub region: String,
-    pub state: HostState,
-    /// Network address the provider reports, if any.
-    pub address: Option<String>,
-    /// Provider-specific handle (sandbox path, cloud server id, …), JSON.
-    pub provider_ref: serde_json::Value,
-    /// Host name the agent reported when it enrolled.
-    pub hostname: Option<String>,
-    pub agent_version: Option<String>,
-    /// Last heartbeat (or session start) seen from the agent.
-    pub last_seen_at: Option<Timestamp>,
-    /// Start of the agent's current session; `None` when none is open.
-    pub connected_at: Option<Timestamp>,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
+pub use hood_domain::agent::{AgentCommand, AgentEventRecord, CommandFinish, WorkloadReport};
+pub use hood_domain::host::{CaRecord, EnrollmentToken, Host, HostCertificate};
 
 /// Which hosts [`FleetStore::list_hosts`] returns; `None` fields match all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -44,40 +25,6 @@ pub struct HostFilter {
     pub org_id: Option<OrgId>,
     pub state: Option<HostState>,
     pub provider: Option<String>,
-}
-
-/// A one-time enrollment token. Only the SHA-256 (hex) of the secret is
-/// stored, so a database dump cannot enroll a machine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnrollmentToken {
-    pub token_hash: String,
-    pub host_id: HostId,
-    pub created_at: Timestamp,
-    pub expires_at: Timestamp,
-    pub used_at: Option<Timestamp>,
-    /// SHA-256 (hex) of the public key whose CSR spent the token.
-    pub key_sha256: Option<String>,
-}
-
-/// A certificate issued to a host by the internal CA (public data only).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostCertificate {
-    /// Serial number, lower-case hex; unique.
-    pub serial: String,
-    pub host_id: HostId,
-    pub not_before: Timestamp,
-    pub not_after: Timestamp,
-    pub issued_at: Timestamp,
-    pub revoked_at: Option<Timestamp>,
-}
-
-/// The installation's internal CA. The private key is sealed under the
-/// master key by the caller; the store never sees it in clear.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CaRecord {
-    pub cert_pem: String,
-    pub sealed_key: Vec<u8>,
-    pub created_at: Timestamp,
 }
 
 /// What happened to an enrollment attempt ([`FleetStore::complete_enrollment`]).
@@ -91,98 +38,9 @@ pub enum EnrollOutcome {
     HostNotEnrolling(HostState),
 }
 
-/// A durable command for a host's agent.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentCommand {
-    pub id: CommandId,
-    pub host_id: HostId,
-    /// `start_workload`, `stop_workload`, `ping`, …
-    pub kind: String,
-    pub payload: serde_json::Value,
-    /// Unique per host: enqueuing the same key twice yields one command.
-    pub idempotency_key: String,
-    pub state: CommandState,
-    /// Deliveries so far (a redelivery after a lost stream counts again).
-    pub attempts: i64,
-    pub created_at: Timestamp,
-    pub dispatched_at: Option<Timestamp>,
-    pub acked_at: Option<Timestamp>,
-    pub finished_at: Option<Timestamp>,
-    pub expires_at: Timestamp,
-    pub progress_percent: Option<i64>,
-    pub progress_message: Option<String>,
-    /// Agent's output (JSON) on success.
-    pub result: Option<serde_json::Value>,
-    /// Agent's (or the expiry's) reason on failure.
-    pub error: Option<String>,
-}
-
-impl AgentCommand {
-    /// A fresh `queued` command; `idempotency_key` defaults to the id.
-    pub fn new(
-        id: CommandId,
-        host_id: HostId,
-        kind: impl Into<String>,
-        payload: serde_json::Value,
-        idempotency_key: Option<String>,
-        now: Timestamp,
-        expires_at: Timestamp,
-    ) -> Self {
-        Self {
-            id,
-            host_id,
-            kind: kind.into(),
-            payload,
-            idempotency_key: idempotency_key.unwrap_or_else(|| id.to_string()),
-            state: CommandState::Queued,
-            attempts: 0,
-            created_at: now,
-            dispatched_at: None,
-            acked_at: None,
-            finished_at: None,
-            expires_at,
-            progress_percent: None,
-            progress_message: None,
-            result: None,
-            error: None,
-        }
-    }
-}
-
-/// How a command ended, as reported by the agent.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CommandFinish {
-    Succeeded(serde_json::Value),
-    Failed(String),
-}
-
-/// The latest status of one workload on a host, from the agent's reports.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkloadReport {
-    pub workload_id: String,
-    /// `starting | running | restarting | stopped | failed`.
-    pub state: String,
-    pub pid: Option<i64>,
-    pub restarts: i64,
-    /// Latest observation (head height, syncing, …), JSON.
-    pub observation: serde_json::Value,
-    pub updated_at: Timestamp,
-}
-
-/// Something the agent reported (workload started/exited, cert renewed, …).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AgentEventRecord {
-    /// Assigned by the store; 0 when inserting.
-    pub seq: i64,
-    pub host_id: HostId,
-    pub kind: String,
-    pub workload_id: Option<String>,
-    pub message: String,
-    pub payload: serde_json::Value,
-    pub at: Timestamp,
-}
-
-/// Hosts and everything the agent gateway keeps about them.
+/// Hosts and everything the agent gateway keeps about them: enrollment,
+/// certificates and the CA, durable agent commands, workload reports and
+/// agent events.
 #[async_trait]
 pub trait FleetStore: Send + Sync {
     // -- hosts --
@@ -369,4 +227,8 @@ pub trait FleetStore: Send + Sync {
         after_seq: i64,
         limit: i64,
     ) -> StoreResult<Vec<AgentEventRecord>>;
+
+    // -- cleanup --
+    /// Deletes enrollment tokens that expired unused before `before`.
+    async fn delete_expired_enrollment_tokens(&self, before: Timestamp) -> StoreResult<u64>;
 }

@@ -1,30 +1,37 @@
-//! What the health role keeps: leader leases, per-node health counters,
-//! chain head tracking, incidents, notification channels and deliveries,
-//! hourly uptime.
+//! What the health role's evaluation cycle reads and writes: per-node health
+//! counters, chain head tracking, and one cycle's writes applied in one
+//! transaction.
 //!
 //! Leader-gated writes ([`HealthStore::apply_health`],
-//! [`HealthStore::put_uptime_buckets`]) name the [`Lease`] they hold; the
-//! store checks, in the same transaction, that the lease is still theirs and
-//! unexpired, so a deposed leader that wakes up late writes nothing
+//! [`UptimeStore::put_uptime_buckets`](crate::uptime::UptimeStore::put_uptime_buckets))
+//! name the [`Lease`] they hold; the store checks, in the same transaction,
+//! that the lease is still theirs and unexpired, so a deposed leader that
+//! wakes up late writes nothing
 //! ([`StoreError::Fenced`](crate::StoreError::Fenced)).
+//!
+//! The rest of what the health role keeps has its own trait: leader leases
+//! ([`crate::lease`]), incidents ([`crate::incident`]), notification
+//! channels and deliveries ([`crate::notification`]) and hourly uptime
+//! ([`crate::uptime`]). Their types are re-exported here under the paths
+//! they always had.
 
 use crate::node::NodeChange;
 use crate::StoreResult;
 use async_trait::async_trait;
-use hood_domain::health::{ChainHeadTrack, IncidentCategory, Severity, UptimeBucket};
-use hood_domain::lifecycle::{HostState, IncidentState, NodeState};
+use hood_domain::health::ChainHeadTrack;
+use hood_domain::lifecycle::{HostState, IncidentState};
 use hood_domain::node::Node;
-use hood_domain::{ChannelId, DeliveryId, IncidentId, NodeId, OrgId, Timestamp};
+use hood_domain::{IncidentId, NodeId, Timestamp};
 use std::collections::BTreeMap;
 
-/// A held leader lease. `generation` rises at every change of holder.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    pub name: String,
-    pub holder: String,
-    pub generation: i64,
-    pub expires_at: Timestamp,
-}
+pub use crate::incident::IncidentFilter;
+pub use crate::lease::Lease;
+pub use crate::notification::DueDelivery;
+pub use crate::uptime::{StateLog, UptimeCursor};
+pub use hood_domain::incident::Incident;
+pub use hood_domain::notification::{
+    AttemptOutcome, Delivery, DeliveryAttempt, DeliveryState, NotificationChannel,
+};
 
 /// What the evaluator carries from one cycle to the next for a node.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -58,33 +65,6 @@ pub struct HealthSnapshot {
     pub host_state: Option<HostState>,
     pub host_last_seen: Option<Timestamp>,
     pub workload: Option<WorkloadReport>,
-}
-
-/// An incident as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Incident {
-    pub id: IncidentId,
-    pub org_id: OrgId,
-    /// At most one unresolved incident per key (`node_down:{node}`, …).
-    pub dedupe_key: String,
-    pub category: IncidentCategory,
-    pub severity: Severity,
-    pub state: IncidentState,
-    pub node_id: Option<NodeId>,
-    pub chain: Option<String>,
-    pub title: String,
-    pub detail: String,
-    /// The chain-wide incident that mutes this one.
-    pub root_id: Option<IncidentId>,
-    pub escalation_level: i64,
-    pub escalated_at: Option<Timestamp>,
-    /// Consecutive evaluations without the condition (hysteresis).
-    pub clear_cycles: i64,
-    pub opened_at: Timestamp,
-    pub acknowledged_at: Option<Timestamp>,
-    pub acknowledged_by: Option<String>,
-    pub resolved_at: Option<Timestamp>,
-    pub updated_at: Timestamp,
 }
 
 /// A change to an unresolved incident; `None` fields are unchanged.
@@ -139,141 +119,9 @@ pub struct ApplyReport {
     pub stale_nodes: Vec<NodeId>,
 }
 
-/// Which incidents [`HealthStore::list_incidents`] returns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IncidentFilter {
-    pub state: Option<IncidentState>,
-    pub node_id: Option<NodeId>,
-    /// Only unresolved ones.
-    pub active: bool,
-    pub limit: i64,
-}
-
-/// A notification channel (webhook, Slack, Telegram, email).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NotificationChannel {
-    pub id: ChannelId,
-    pub org_id: OrgId,
-    pub name: String,
-    pub kind: String,
-    /// The configuration, secrets included, sealed under the master key.
-    pub sealed_config: Vec<u8>,
-    /// The configuration with its secrets masked.
-    pub redacted_config: serde_json::Value,
-    pub enabled: bool,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-}
-
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeliveryState {
-    Pending,
-    Delivered,
-    Failed,
-}
-
-impl DeliveryState {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Delivered => "delivered",
-            Self::Failed => "failed",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Delivered, Self::Failed]
-            .into_iter()
-            .find(|v| v.as_str() == s)
-    }
-}
-
-/// One notification of one incident event to one channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
-    pub id: DeliveryId,
-    pub channel_id: ChannelId,
-    pub incident_id: IncidentId,
-    /// `incident.opened`, `incident.escalated`, `incident.resolved`.
-    pub event: String,
-    pub escalation_level: i64,
-    pub state: DeliveryState,
-    pub attempts: i64,
-    pub next_attempt_at: Timestamp,
-    pub last_error: Option<String>,
-    pub created_at: Timestamp,
-    pub delivered_at: Option<Timestamp>,
-}
-
-/// A claimed delivery with what sending it needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DueDelivery {
-    pub delivery: Delivery,
-    pub channel: NotificationChannel,
-    pub incident: Incident,
-}
-
-/// How one delivery attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AttemptOutcome {
-    Delivered,
-    /// Try again at `next_attempt_at`.
-    Retry {
-        next_attempt_at: Timestamp,
-        error: String,
-    },
-    /// Give up (permanent error, or attempts exhausted).
-    Failed {
-        error: String,
-    },
-}
-
-/// One row of a delivery's attempt log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeliveryAttempt {
-    pub attempt: i64,
-    pub at: Timestamp,
-    pub ok: bool,
-    pub error: Option<String>,
-}
-
-/// Per-node input of the uptime worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UptimeCursor {
-    pub node_id: NodeId,
-    pub created_at: Timestamp,
-    /// Start of the latest materialized hour, if any.
-    pub last_hour: Option<i64>,
-}
-
-/// A node's state log over a range.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateLog {
-    /// The state in force at the start of the range (`None`: not created yet).
-    pub state_at_start: Option<NodeState>,
-    /// `(at_ms, new_state)` inside the range, oldest first.
-    pub changes: Vec<(i64, NodeState)>,
-}
-
-/// Health, incidents, notifications and uptime.
+/// The health evaluation cycle: one snapshot read, one fenced write.
 #[async_trait]
 pub trait HealthStore: Send + Sync {
-    // -- leader election --
-    /// Takes or renews the lease `name` for `holder`. `None` while another
-    /// holder's lease is unexpired. A new holder gets a higher generation.
-    async fn acquire_leader_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl_ms: i64,
-        now: Timestamp,
-    ) -> StoreResult<Option<Lease>>;
-    /// Gives the lease up at once (graceful shutdown) so a standby need not
-    /// wait for it to expire.
-    async fn release_leader_lease(&self, lease: &Lease) -> StoreResult<()>;
-
-    // -- evaluation --
     /// Every node not terminated or failed, with its counters, host and
     /// workload report.
     async fn health_snapshot(&self) -> StoreResult<Vec<HealthSnapshot>>;
@@ -286,97 +134,4 @@ pub trait HealthStore: Send + Sync {
         writes: &[HealthWrite],
         now: Timestamp,
     ) -> StoreResult<ApplyReport>;
-
-    // -- incidents (API) --
-    async fn list_incidents(
-        &self,
-        org: OrgId,
-        filter: &IncidentFilter,
-    ) -> StoreResult<Vec<Incident>>;
-    async fn get_incident(
-        &self,
-        org: Option<OrgId>,
-        id: IncidentId,
-    ) -> StoreResult<Option<Incident>>;
-    /// Acknowledges an open or muted incident (stops escalation); outbox
-    /// `incident.acknowledged`. Acknowledging twice is a no-op.
-    async fn acknowledge_incident(
-        &self,
-        org: OrgId,
-        id: IncidentId,
-        by: &str,
-        now: Timestamp,
-    ) -> StoreResult<Incident>;
-
-    // -- notifications --
-    /// `Conflict("name")` when the org has a channel of that name.
-    async fn create_channel(&self, channel: &NotificationChannel) -> StoreResult<()>;
-    async fn list_channels(&self, org: OrgId) -> StoreResult<Vec<NotificationChannel>>;
-    async fn get_channel(
-        &self,
-        org: OrgId,
-        id: ChannelId,
-    ) -> StoreResult<Option<NotificationChannel>>;
-    /// Disables a channel and forgets its secrets' use: pending deliveries
-    /// to it fail. Returns false when there was none.
-    async fn delete_channel(&self, org: OrgId, id: ChannelId, now: Timestamp) -> StoreResult<bool>;
-    /// Creates one pending delivery per enabled channel of the incident's
-    /// org for `event` at `level`; a repeat (bus redelivery) adds nothing.
-    /// Returns how many were created.
-    async fn enqueue_deliveries(
-        &self,
-        incident: IncidentId,
-        event: &str,
-        level: i64,
-        now: Timestamp,
-    ) -> StoreResult<usize>;
-    /// Claims up to `limit` due pending deliveries for `lease_ms` (several
-    /// senders never claim the same one).
-    async fn claim_deliveries(
-        &self,
-        limit: i64,
-        lease_ms: i64,
-        now: Timestamp,
-    ) -> StoreResult<Vec<DueDelivery>>;
-    /// Records an attempt and its outcome.
-    async fn finish_delivery(
-        &self,
-        id: DeliveryId,
-        outcome: &AttemptOutcome,
-        now: Timestamp,
-    ) -> StoreResult<()>;
-    /// Deliveries of an org's incidents, newest first (optionally one incident).
-    async fn list_deliveries(
-        &self,
-        org: OrgId,
-        incident: Option<IncidentId>,
-        limit: i64,
-    ) -> StoreResult<Vec<Delivery>>;
-    async fn delivery_attempts(&self, id: DeliveryId) -> StoreResult<Vec<DeliveryAttempt>>;
-
-    // -- uptime --
-    async fn uptime_cursors(&self) -> StoreResult<Vec<UptimeCursor>>;
-    async fn node_state_log(
-        &self,
-        node: NodeId,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> StoreResult<StateLog>;
-    /// Upserts materialized hours, fenced by `lease`.
-    async fn put_uptime_buckets(
-        &self,
-        lease: &Lease,
-        node: NodeId,
-        buckets: &[UptimeBucket],
-    ) -> StoreResult<()>;
-    async fn uptime_buckets(
-        &self,
-        node: NodeId,
-        from_hour: i64,
-        to_hour: i64,
-    ) -> StoreResult<Vec<UptimeBucket>>;
-
-    // -- cleanup --
-    /// Deletes enrollment tokens that expired unused before `before`.
-    async fn delete_expired_enrollment_tokens(&self, before: Timestamp) -> StoreResult<u64>;
 }

@@ -8,8 +8,9 @@
 //!
 //! Applied migrations are tracked in `schema_migrations(version, name,
 //! checksum, applied_at)`. The planning rules live here as pure functions;
-//! the backends execute them (inside one transaction, under
-//! `pg_advisory_lock` on PostgreSQL and `BEGIN IMMEDIATE` on SQLite).
+//! the store executes them (`datastore/schema.rs`: inside one transaction,
+//! under the dialect's migration lock, `pg_advisory_lock` on PostgreSQL and
+//! `BEGIN IMMEDIATE` on SQLite).
 
 use crate::{StoreError, StoreResult};
 
@@ -32,7 +33,7 @@ impl Migration {
 }
 
 /// A row of `schema_migrations`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AppliedMigration {
     pub version: i64,
     pub name: String,

@@ -4,6 +4,7 @@ use crate::StoreResult;
 use async_trait::async_trait;
 use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
 use hood_domain::node::{Node, NodeEvent, NodeKeyMaterial};
+use hood_domain::workflow::{NewWorkflow, WorkflowRecord};
 use hood_domain::{HostId, NodeId, OrgId, Timestamp};
 
 /// A change to a node, applied only if the node is still at the version the
@@ -24,20 +25,27 @@ pub struct NodeChange {
     pub message: String,
 }
 
-/// Managed nodes.
+/// Managed nodes: what the API and the node workflows read and write.
 #[async_trait]
 pub trait NodeStore: Send + Sync {
     /// Inserts a node (state must be an initial state) with a `created`
     /// history entry and a `node.created` outbox event.
     /// `Conflict("name")` when the org already has a node of that name.
     async fn create_node(&self, node: &Node) -> StoreResult<()>;
-    /// Inserts a node (as [`Self::create_node`]) and the workflow that will
-    /// provision it, in one transaction: either both are stored or neither.
+    /// The node-creation use case in one transaction: [`Self::create_node`]
+    /// and the workflow that will provision the node (inserted exactly as
+    /// [`WorkflowStore::create_workflow`] would), so a node never exists
+    /// without its workflow nor a workflow without its node. Returns the
+    /// stored run. Fails, storing nothing, as `create_node` does, and with
+    /// `Conflict("workflow id")` when a workflow of that id exists already
+    /// (a new node's workflow cannot).
+    ///
+    /// [`WorkflowStore::create_workflow`]: crate::workflow::WorkflowStore::create_workflow
     async fn create_node_with_workflow(
         &self,
         node: &Node,
-        workflow: &crate::workflow::NewWorkflow,
-    ) -> StoreResult<crate::workflow::WorkflowRecord>;
+        workflow: &NewWorkflow,
+    ) -> StoreResult<WorkflowRecord>;
     /// A node; with `org`, only if it belongs to that org.
     async fn get_node(&self, org: Option<OrgId>, id: NodeId) -> StoreResult<Option<Node>>;
     /// Nodes of an org (or all), oldest first.

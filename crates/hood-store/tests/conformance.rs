@@ -1007,7 +1007,7 @@ conformance!(
 
 #[tokio::test]
 async fn sqlite_in_memory_database_keeps_its_data() {
-    let store = hood_store::connect("sqlite::memory:").await.unwrap();
+    let store: Arc<dyn Store> = hood_store::connect("sqlite::memory:").await.unwrap();
     assert_eq!(store.migrate().await.unwrap(), all_versions());
     store.check_schema().await.unwrap();
     let o = org("memory");

@@ -6,11 +6,14 @@
 mod support;
 
 use hood_domain::identity::Organization;
+use hood_domain::lifecycle::WorkflowState;
 use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
 use hood_domain::node::{Node, NodeKeyMaterial};
 use hood_domain::{HostId, NodeId, OrgId, Timestamp};
 use hood_store::node::NodeChange;
+use hood_store::workflow::NewWorkflow;
 use hood_store::{Store, StoreError};
+use serde_json::json;
 use support::Harness;
 use uuid::Uuid;
 
@@ -258,9 +261,194 @@ async fn node_keys_are_stored_once_and_wiped(db: &Harness) {
     assert_eq!(store.get_node_keys(n.id).await.unwrap(), None);
 }
 
+fn provision(n: &Node) -> NewWorkflow {
+    NewWorkflow {
+        id: format!("provision-node-{}", n.id),
+        name: "provision-node".into(),
+        version: 1,
+        input: json!({ "node_id": n.id }),
+        parent_id: None,
+        created_at: T0,
+    }
+}
+
+/// Subjects of the pending outbox events about nodes, oldest first.
+async fn node_subjects(store: &dyn Store) -> Vec<String> {
+    store
+        .outbox_pending(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event.subject)
+        .filter(|s| s.starts_with("node."))
+        .collect()
+}
+
+async fn a_node_and_its_workflow_are_created_together(db: &Harness) {
+    let store = db.migrated().await;
+    let acme = org(store, "acme").await;
+    let n = node(&acme, "alpha");
+    let wf = provision(&n);
+    let run = store.create_node_with_workflow(&n, &wf).await.unwrap();
+
+    assert_eq!(
+        (run.id.as_str(), run.name.as_str(), run.version),
+        (wf.id.as_str(), "provision-node", 1)
+    );
+    assert_eq!(run.state, WorkflowState::Pending);
+    assert_eq!(run.input, wf.input);
+    assert_eq!(
+        run.next_run_at,
+        Some(T0),
+        "due at once, as create_workflow makes it"
+    );
+    assert_eq!(store.get_workflow(&wf.id).await.unwrap(), Some(run.clone()));
+    assert_eq!(
+        store.get_node(Some(acme.id), n.id).await.unwrap(),
+        Some(n.clone())
+    );
+    let history = store.list_node_events(n.id, 0, 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].kind, "created");
+    assert_eq!(node_subjects(store).await, ["node.created"]);
+
+    // The same run as create_workflow would have stored: asking it for the
+    // same id now finds this one.
+    let (again, created) = store.create_workflow(&wf).await.unwrap();
+    assert!(!created);
+    assert_eq!(again, run);
+}
+
+async fn a_node_name_conflict_stores_no_workflow(db: &Harness) {
+    let store = db.migrated().await;
+    let acme = org(store, "acme").await;
+    let first = node(&acme, "alpha");
+    store.create_node(&first).await.unwrap();
+
+    let second = node(&acme, "alpha");
+    let wf = provision(&second);
+    assert!(matches!(
+        store.create_node_with_workflow(&second, &wf).await,
+        Err(StoreError::Conflict(f)) if f == "name"
+    ));
+    assert_eq!(store.get_workflow(&wf.id).await.unwrap(), None);
+    assert_eq!(store.get_node(None, second.id).await.unwrap(), None);
+    assert_eq!(
+        node_subjects(store).await,
+        ["node.created"],
+        "the first node's only"
+    );
+
+    let stranger = node(
+        &Organization {
+            id: OrgId::from_uuid(Uuid::now_v7()),
+            slug: "nobody".into(),
+            name: "nobody".into(),
+            created_at: T0,
+        },
+        "alpha",
+    );
+    let wf = provision(&stranger);
+    assert!(matches!(
+        store.create_node_with_workflow(&stranger, &wf).await,
+        Err(StoreError::NotFound("org"))
+    ));
+    assert_eq!(store.get_workflow(&wf.id).await.unwrap(), None);
+
+    let mut running = node(&acme, "beta");
+    running.state = NodeState::Healthy;
+    let wf = provision(&running);
+    assert!(matches!(
+        store.create_node_with_workflow(&running, &wf).await,
+        Err(StoreError::InvalidTransition(_))
+    ));
+    assert_eq!(store.get_workflow(&wf.id).await.unwrap(), None);
+    assert_eq!(store.list_nodes(Some(acme.id)).await.unwrap(), vec![first]);
+}
+
+async fn a_workflow_conflict_stores_no_node(db: &Harness) {
+    let store = db.migrated().await;
+    let acme = org(store, "acme").await;
+
+    // A run with that id exists already (even of the same definition).
+    let n = node(&acme, "alpha");
+    let wf = provision(&n);
+    let (existing, _) = store.create_workflow(&wf).await.unwrap();
+    assert!(matches!(
+        store.create_node_with_workflow(&n, &wf).await,
+        Err(StoreError::Conflict(f)) if f == "workflow id"
+    ));
+    assert_eq!(store.get_node(None, n.id).await.unwrap(), None);
+    assert_eq!(store.list_node_events(n.id, 0, 10).await.unwrap(), vec![]);
+    assert_eq!(store.get_workflow(&wf.id).await.unwrap(), Some(existing));
+
+    // The workflow insert itself fails (its parent does not exist), after
+    // the node's rows were written in the same transaction.
+    let orphan = NewWorkflow {
+        parent_id: Some("no-such-parent".into()),
+        ..provision(&n)
+    };
+    let orphan = NewWorkflow {
+        id: format!("{}-child", orphan.id),
+        ..orphan
+    };
+    assert!(matches!(
+        store.create_node_with_workflow(&n, &orphan).await,
+        Err(StoreError::NotFound("parent workflow"))
+    ));
+    assert_eq!(store.get_node(None, n.id).await.unwrap(), None);
+    assert_eq!(store.get_workflow(&orphan.id).await.unwrap(), None);
+    assert_eq!(
+        node_subjects(store).await,
+        Vec::<String>::new(),
+        "no node.created"
+    );
+
+    // Nothing was left behind that blocks a clean retry under a fresh id.
+    let retry = NewWorkflow {
+        id: format!("{}-retry", wf.id),
+        ..wf
+    };
+    store.create_node_with_workflow(&n, &retry).await.unwrap();
+    assert!(store.get_node(None, n.id).await.unwrap().is_some());
+}
+
+async fn racing_node_creations_store_one_node_and_one_workflow(db: &Harness) {
+    let store = db.migrated().await;
+    let acme = org(store, "acme").await;
+    let mut tasks = vec![];
+    for _ in 0..6 {
+        let s = db.reopen().await;
+        let n = node(&acme, "alpha");
+        tasks.push(tokio::spawn(async move {
+            let wf = provision(&n);
+            s.create_node_with_workflow(&n, &wf).await
+        }));
+    }
+    let mut winners = vec![];
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(run) => winners.push(run),
+            Err(StoreError::Conflict(f)) if f == "name" => {}
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one node of that name");
+    let runs = store
+        .list_workflows(&hood_store::workflow::WorkflowFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(runs, winners, "and only its workflow");
+    assert_eq!(store.list_nodes(Some(acme.id)).await.unwrap().len(), 1);
+}
+
 conformance!(
     nodes_create_get_list_and_scope,
     node_updates_are_versioned_and_checked,
     concurrent_updates_of_one_version_have_one_winner,
     node_keys_are_stored_once_and_wiped,
+    a_node_and_its_workflow_are_created_together,
+    a_node_name_conflict_stores_no_workflow,
+    a_workflow_conflict_stores_no_node,
+    racing_node_creations_store_one_node_and_one_workflow,
 );

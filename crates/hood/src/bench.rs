@@ -87,7 +87,8 @@ pub async fn run(connect: &crate::cli::client::ConnectOpts, cmd: BenchCmd) -> Re
 }
 
 async fn saga(url: &str, workflows: usize, steps: usize, workers: usize) -> Result<()> {
-    let store = hood_store::connect(url).await.context("connecting")?;
+    let store: std::sync::Arc<dyn hood_store::Store> =
+        hood_store::connect(url).await.context("connecting")?;
     store.migrate().await.context("migrating")?;
     // Anchor: single-write transactions through the same store (a saga step
     // costs two: start and finish).

@@ -273,7 +273,7 @@ fn references(module: &ModPath, text: &str) -> Vec<ModPath> {
             .chars()
             .filter(|c| !c.is_whitespace())
             .collect();
-        expand(&tree, &mut Vec::new(), &mut out);
+        expand(&tree, &[], &mut out);
     }
     // Inline paths: `crate::a::b` and `super::a`.
     for start in ["crate::", "super::"] {
@@ -297,14 +297,14 @@ fn references(module: &ModPath, text: &str) -> Vec<ModPath> {
         .collect()
 }
 
-fn expand(tree: &str, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+fn expand(tree: &str, prefix: &[String], out: &mut Vec<Vec<String>>) {
     if let (Some(open), Some(close)) = (tree.find('{'), tree.rfind('}')) {
         if close < open {
             return;
         }
         let head = &tree[..open];
         let inner = &tree[open + 1..close];
-        let mut base = prefix.clone();
+        let mut base = prefix.to_vec();
         base.extend(
             head.split("::")
                 .filter(|s| !s.is_empty())
@@ -320,7 +320,7 @@ fn expand(tree: &str, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
             }
             if c == ',' && depth == 0 {
                 if !part.is_empty() {
-                    expand(&part, &mut base.clone(), out);
+                    expand(&part, &base, out);
                 }
                 part.clear();
             } else {
@@ -328,7 +328,7 @@ fn expand(tree: &str, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
             }
         }
     } else {
-        let mut path = prefix.clone();
+        let mut path = prefix.to_vec();
         let tree = tree.split(" as ").next().unwrap_or(tree);
         path.extend(
             tree.split("::")

@@ -40,9 +40,10 @@ fn frontend_key() -> Value {
 /// Stores usage events straight into the embedded database (the edge's
 /// path, which the HTTP API does not offer).
 async fn seed_usage(home: &std::path::Path, events: &[UsageEvent]) {
-    let store = hood_store::connect(&format!("sqlite://{}", home.join("hood.db").display()))
-        .await
-        .expect("store");
+    let store: std::sync::Arc<dyn hood_store::Store> =
+        hood_store::connect(&format!("sqlite://{}", home.join("hood.db").display()))
+            .await
+            .expect("store");
     assert_eq!(
         store.record_usage(events).await.expect("record usage"),
         events.len() as u64

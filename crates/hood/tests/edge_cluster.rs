@@ -112,7 +112,7 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
     };
     let mut edges = [Some(start_edge(0)), Some(start_edge(1))];
 
-    let store = hood_store::connect(&db.url).await.unwrap();
+    let store: Arc<dyn hood_store::Store> = hood_store::connect(&db.url).await.unwrap();
     let org = store.list_orgs().await.unwrap()[0].id;
     let http = reqwest::Client::new();
 

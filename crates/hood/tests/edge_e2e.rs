@@ -50,9 +50,10 @@ async fn managed_node_serves_through_the_edge_with_keys_limits_and_metering() {
     })
     .await;
 
-    let store = hood_store::connect(&format!("sqlite://{}", home.join("hood.db").display()))
-        .await
-        .unwrap();
+    let store: std::sync::Arc<dyn hood_store::Store> =
+        hood_store::connect(&format!("sqlite://{}", home.join("hood.db").display()))
+            .await
+            .unwrap();
     // The operator's way: `hood rpc-key create` (the secret is shown once).
     let (ok, out, err) = hood_cli(
         &[

@@ -58,9 +58,10 @@ async fn webhook_receiver() -> (String, Received) {
 
 /// Stores a node of `org` straight into the embedded database.
 async fn insert_node(home: &std::path::Path, org: OrgId) -> NodeId {
-    let store = hood_store::connect(&format!("sqlite://{}", home.join("hood.db").display()))
-        .await
-        .expect("store");
+    let store: std::sync::Arc<dyn hood_store::Store> =
+        hood_store::connect(&format!("sqlite://{}", home.join("hood.db").display()))
+            .await
+            .expect("store");
     let now = Timestamp::from_millis(
         i64::try_from(
             std::time::SystemTime::now()

@@ -409,9 +409,10 @@ mod tests {
 
     async fn api(with_store: bool) -> Api {
         let dir = tempfile::tempdir().unwrap();
-        let store = hood_store::connect(&hood_testkit::sqlite_url(&dir))
-            .await
-            .unwrap();
+        let store: std::sync::Arc<dyn hood_store::Store> =
+            hood_store::connect(&hood_testkit::sqlite_url(&dir))
+                .await
+                .unwrap();
         store.migrate().await.unwrap();
         let master = MasterKey::generate();
         let keys = bootstrap::ensure_signing_keys(store.as_ref(), &master)

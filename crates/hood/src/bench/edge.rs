@@ -296,7 +296,7 @@ async fn start_edge(
     RpcKeyId,
     String,
 )> {
-    let store = hood_store::connect(db).await?;
+    let store: Arc<dyn hood_store::Store> = hood_store::connect(db).await?;
     store.migrate().await?;
     let now = Timestamp::from_millis(
         std::time::SystemTime::now()

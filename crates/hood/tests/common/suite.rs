@@ -117,7 +117,7 @@ impl Target {
 
     /// Mints an access token as the installation would, but issued at `at`.
     pub async fn mint_access_token(&self, user: &Value, session: &str, at: Timestamp) -> String {
-        let store = hood_store::connect(&self.database_url)
+        let store: std::sync::Arc<dyn hood_store::Store> = hood_store::connect(&self.database_url)
             .await
             .expect("store");
         let keys = store.list_signing_keys().await.expect("keys");

@@ -1,46 +1,32 @@
-// Included into `sqlite.rs` and `postgres.rs` (see `repo_common.rs`): one
-// query text for both dialects.
+//! [`ArtifactCatalog`] for [`SqlStore`].
 
-use crate::artifact::{ArtifactRecord, RecordOutcome};
+use super::outbox::insert_event;
+use super::SqlStore;
+use crate::artifact::{ArtifactCatalog, ArtifactRecord, RecordOutcome};
+use crate::codec::{self, events};
+use crate::db::{query, query_as, query_scalar, Executor};
+use crate::model::artifact::{ArtifactRow, ARTIFACT_COLUMNS};
+use crate::model::{all, one};
+use crate::{StoreError, StoreResult};
+use async_trait::async_trait;
 
-const ARTIFACT_COLUMNS: &str =
-    "name, version, sha256, size, object_key, content_type, created_at, created_by";
-
-fn artifact_from_row(row: &DbRow) -> StoreResult<ArtifactRecord> {
-    let size: i64 = col(row, "size")?;
-    let created_by: Option<String> = col(row, "created_by")?;
-    Ok(ArtifactRecord {
-        name: col(row, "name")?,
-        version: col(row, "version")?,
-        sha256: col(row, "sha256")?,
-        size: u64::try_from(size)
-            .map_err(|_| StoreError::Corrupt(format!("artifacts.size: negative ({size})")))?,
-        object_key: col(row, "object_key")?,
-        content_type: col(row, "content_type")?,
-        created_at: Timestamp(col(row, "created_at")?),
-        created_by: created_by
-            .map(|u| codec::parse_id("artifacts.created_by", &u))
-            .transpose()?,
-    })
-}
-
-async fn fetch_artifact(
-    conn: &mut DbConn,
+async fn fetch_artifact<'e>(
+    on: impl Into<Executor<'e>>,
     name: &str,
     version: &str,
 ) -> StoreResult<Option<ArtifactRecord>> {
-    let row = sqlx::query(&format!(
+    let row = query_as::<ArtifactRow>(format!(
         "SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE name = $1 AND version = $2"
     ))
     .bind(name)
     .bind(version)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(on)
     .await?;
-    row.as_ref().map(artifact_from_row).transpose()
+    one(row)
 }
 
 #[async_trait]
-impl crate::artifact::ArtifactCatalog for StoreImpl {
+impl ArtifactCatalog for SqlStore {
     /// `ON CONFLICT DO NOTHING` arbitrates concurrent pushes: on PostgreSQL
     /// a second insert waits for the first to commit and then inserts
     /// nothing; on SQLite `BEGIN IMMEDIATE` serialises them. The loser then
@@ -50,12 +36,11 @@ impl crate::artifact::ArtifactCatalog for StoreImpl {
         let size = i64::try_from(artifact.size).map_err(|_| {
             StoreError::Corrupt(format!("artifact size {} does not fit", artifact.size))
         })?;
-        let mut tx = begin_write(&self.pool).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO artifacts (name, version, sha256, size, object_key, content_type, \
-             created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (name, version) DO NOTHING",
-        )
+        let mut tx = self.pool.begin_write().await?;
+        let inserted = query(format!(
+            "INSERT INTO artifacts ({ARTIFACT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (name, version) DO NOTHING"
+        ))
         .bind(&artifact.name)
         .bind(&artifact.version)
         .bind(&artifact.sha256)
@@ -64,12 +49,11 @@ impl crate::artifact::ArtifactCatalog for StoreImpl {
         .bind(&artifact.content_type)
         .bind(artifact.created_at.millis())
         .bind(artifact.created_by.map(|u| u.to_string()))
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await
-        .map_err(|e| codec::write_error(e, "artifact"))?
-        .rows_affected();
+        .map_err(|e| codec::write_error(e, "artifact"))?;
         if inserted > 0 {
-            insert_event(&mut tx, &crate::artifact::artifact_pushed(artifact)).await?;
+            insert_event(&mut tx, &events::artifact_pushed(artifact)).await?;
             tx.commit().await?;
             return Ok(RecordOutcome::Created(artifact.clone()));
         }
@@ -92,34 +76,33 @@ impl crate::artifact::ArtifactCatalog for StoreImpl {
     }
 
     async fn get_artifact(&self, name: &str, version: &str) -> StoreResult<Option<ArtifactRecord>> {
-        let mut conn = self.pool.acquire().await?;
-        fetch_artifact(&mut conn, name, version).await
+        fetch_artifact(&self.pool, name, version).await
     }
 
     async fn list_artifacts(&self) -> StoreResult<Vec<ArtifactRecord>> {
-        let rows = sqlx::query(&format!(
+        let rows = query_as::<ArtifactRow>(format!(
             "SELECT {ARTIFACT_COLUMNS} FROM artifacts ORDER BY name, created_at, version"
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(artifact_from_row).collect()
+        all(rows)
     }
 
     async fn list_artifact_versions(&self, name: &str) -> StoreResult<Vec<ArtifactRecord>> {
-        let rows = sqlx::query(&format!(
+        let rows = query_as::<ArtifactRow>(format!(
             "SELECT {ARTIFACT_COLUMNS} FROM artifacts WHERE name = $1 ORDER BY created_at, version"
         ))
         .bind(name)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(artifact_from_row).collect()
+        all(rows)
     }
 
     async fn artifact_object_in_use(&self, object_key: &str) -> StoreResult<bool> {
-        let row = sqlx::query("SELECT count(*) AS n FROM artifacts WHERE object_key = $1")
+        let n = query_scalar::<i64>("SELECT count(*) AS n FROM artifacts WHERE object_key = $1")
             .bind(object_key)
             .fetch_one(&self.pool)
             .await?;
-        Ok(col::<i64>(&row, "n")? > 0)
+        Ok(n > 0)
     }
 }

@@ -1,13 +1,15 @@
-//! Dialect-independent helpers for both backends: turning columns into
-//! domain values (anything unexpected is `Corrupt`, never a panic), mapping
-//! constraint violations to [`StoreError`], and building outbox events.
+//! Dialect-independent helpers for every datastore: turning column values
+//! into domain values (anything unexpected is `Corrupt`, never a panic),
+//! mapping constraint violations to [`StoreError`], and building outbox
+//! events ([`events`]).
 
 use crate::StoreError;
-use hood_domain::event::DomainEvent;
-use hood_domain::identity::{ApiKey, Organization, Permission, Role, User};
-use hood_domain::{ApiKeyId, OrgId, Timestamp, UserId};
-use serde_json::json;
+use hood_domain::identity::{Permission, Role};
+use hood_domain::machine::{InvalidTransition, StateMachine};
+use hood_domain::Timestamp;
 use std::str::FromStr;
+
+pub(crate) mod events;
 
 /// Wall clock in Unix milliseconds, for bookkeeping columns the caller does
 /// not supply (outbox `created_at`, `schema_migrations.applied_at`).
@@ -17,16 +19,8 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Column read failures: a value of the wrong type is corrupt data, anything
-/// else is a database error.
-pub(crate) fn decode_error(err: sqlx::Error) -> StoreError {
-    match err {
-        sqlx::Error::ColumnDecode { index, source } => {
-            StoreError::Corrupt(format!("column {index}: {source}"))
-        }
-        sqlx::Error::Decode(source) => StoreError::Corrupt(source.to_string()),
-        other => StoreError::Database(other),
-    }
+pub(crate) fn opt_ts(v: Option<i64>) -> Option<Timestamp> {
+    v.map(Timestamp)
 }
 
 /// Parses a typed id stored as text.
@@ -36,21 +30,71 @@ pub(crate) fn parse_id<T: FromStr>(column: &str, value: &str) -> Result<T, Store
         .map_err(|_| StoreError::Corrupt(format!("{column}: `{value}` is not a UUID")))
 }
 
+/// [`parse_id`] of a nullable column.
+pub(crate) fn parse_opt_id<T: FromStr>(
+    column: &str,
+    value: Option<&str>,
+) -> Result<Option<T>, StoreError> {
+    value.map(|v| parse_id(column, v)).transpose()
+}
+
 /// Parses a stored lifecycle state. An unknown name (garbage, or a newer
 /// schema) is `Corrupt`, never a panic.
-pub(crate) fn parse_state<M: hood_domain::machine::StateMachine>(
-    column: &str,
-    value: &str,
-) -> Result<M, StoreError> {
+pub(crate) fn parse_state<M: StateMachine>(column: &str, value: &str) -> Result<M, StoreError> {
     M::parse(value).ok_or_else(|| {
         StoreError::Corrupt(format!("{column}: unknown {} state `{value}`", M::NAME))
     })
+}
+
+/// [`parse_state`] of a nullable column.
+pub(crate) fn parse_opt_state<M: StateMachine>(
+    column: &str,
+    value: Option<&str>,
+) -> Result<Option<M>, StoreError> {
+    value.map(|v| parse_state(column, v)).transpose()
+}
+
+/// Refuses to create a record in a state its machine does not start in.
+pub(crate) fn check_initial<M: StateMachine>(state: M) -> Result<(), StoreError> {
+    if state.is_initial() {
+        return Ok(());
+    }
+    Err(StoreError::InvalidTransition(InvalidTransition {
+        machine: M::NAME,
+        from: "(new)".into(),
+        to: state.as_str().into(),
+    }))
+}
+
+/// Parses a stored name with the type's own `parse` (`None`: unknown).
+pub(crate) fn parse_name<T>(
+    column: &str,
+    value: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, StoreError> {
+    parse(value).ok_or_else(|| StoreError::Corrupt(format!("{column}: unknown value `{value}`")))
 }
 
 pub(crate) fn parse_role(column: &str, value: &str) -> Result<Role, StoreError> {
     value
         .parse()
         .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+/// Parses a JSON text column.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    column: &str,
+    value: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(value).map_err(|e| StoreError::Corrupt(format!("{column}: not JSON: {e}")))
+}
+
+/// [`parse_json`] of a nullable column.
+pub(crate) fn parse_opt_json<T: serde::de::DeserializeOwned>(
+    column: &str,
+    value: Option<&str>,
+) -> Result<Option<T>, StoreError> {
+    value.map(|v| parse_json(column, v)).transpose()
 }
 
 /// Scopes are stored as a JSON array of permission names.
@@ -71,11 +115,6 @@ pub(crate) fn decode_scopes(column: &str, value: &str) -> Result<Vec<Permission>
         .collect()
 }
 
-pub(crate) fn parse_payload(value: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_str(value)
-        .map_err(|e| StoreError::Corrupt(format!("outbox.payload: not JSON: {e}")))
-}
-
 /// Unique constraints and what each one names in `Conflict`: PostgreSQL
 /// reports the constraint name, SQLite the `table.column` list.
 const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
@@ -89,9 +128,31 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("refresh_tokens_pkey", "refresh_tokens.jti", "jti"),
     ("signing_keys_pkey", "signing_keys.kid", "kid"),
     ("outbox_id_key", "outbox.id", "id"),
+    ("hosts_pkey", "hosts.id", "id"),
+    (
+        "enrollment_tokens_pkey",
+        "enrollment_tokens.token_hash",
+        "token",
+    ),
+    (
+        "host_certificates_pkey",
+        "host_certificates.serial",
+        "serial",
+    ),
+    ("agent_commands_pkey", "agent_commands.id", "id"),
+    (
+        "agent_commands_host_key_key",
+        "agent_commands.host_id, agent_commands.idempotency_key",
+        "idempotency_key",
+    ),
     ("nodes_org_name_key", "nodes.org_id, nodes.name", "name"),
     ("nodes_pkey", "nodes.id", "id"),
     ("node_keys_pkey", "node_keys.node_id", "node key material"),
+    (
+        "notification_channels_org_name_key",
+        "notification_channels.org_id, notification_channels.name",
+        "name",
+    ),
     ("rpc_keys_prefix_key", "rpc_keys.prefix", "prefix"),
     ("rpc_keys_pkey", "rpc_keys.id", "id"),
 ];
@@ -110,7 +171,7 @@ const SQLITE_FOREIGN_KEY: &str = "787";
 /// that does not exist), anything else stays a database error.
 pub(crate) fn write_error(err: sqlx::Error, missing_parent: &'static str) -> StoreError {
     let Some(db) = err.as_database_error() else {
-        return StoreError::Database(err);
+        return StoreError::from(err);
     };
     let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
     if code == PG_UNIQUE {
@@ -137,97 +198,11 @@ pub(crate) fn write_error(err: sqlx::Error, missing_parent: &'static str) -> Sto
     StoreError::Database(err)
 }
 
-// -- outbox events: ids and non-secret fields only, never a password or key
-// hash --
-
-pub(crate) fn org_created(org: &Organization) -> DomainEvent {
-    DomainEvent {
-        subject: "identity.org.created".into(),
-        aggregate_type: "org".into(),
-        aggregate_id: org.id.to_string(),
-        payload: json!({
-            "org_id": org.id,
-            "slug": org.slug,
-            "name": org.name,
-            "created_at": org.created_at,
-        }),
-    }
-}
-
-/// `email` is the stored (lower-cased) address.
-pub(crate) fn user_created(user: &User, email: &str) -> DomainEvent {
-    DomainEvent {
-        subject: "identity.user.created".into(),
-        aggregate_type: "user".into(),
-        aggregate_id: user.id.to_string(),
-        payload: json!({
-            "user_id": user.id,
-            "org_id": user.org_id,
-            "email": email,
-            "display_name": user.display_name,
-            "role": user.role,
-            "platform_admin": user.platform_admin,
-            "disabled": user.disabled,
-            "created_at": user.created_at,
-        }),
-    }
-}
-
-pub(crate) fn user_updated(user: &User) -> DomainEvent {
-    DomainEvent {
-        subject: "identity.user.updated".into(),
-        aggregate_type: "user".into(),
-        aggregate_id: user.id.to_string(),
-        payload: json!({
-            "user_id": user.id,
-            "org_id": user.org_id,
-            "display_name": user.display_name,
-            "role": user.role,
-            "disabled": user.disabled,
-        }),
-    }
-}
-
-pub(crate) fn user_deleted(org: OrgId, id: UserId) -> DomainEvent {
-    DomainEvent {
-        subject: "identity.user.deleted".into(),
-        aggregate_type: "user".into(),
-        aggregate_id: id.to_string(),
-        payload: json!({ "user_id": id, "org_id": org }),
-    }
-}
-
-pub(crate) fn api_key_created(key: &ApiKey) -> DomainEvent {
-    DomainEvent {
-        subject: "identity.api_key.created".into(),
-        aggregate_type: "api_key".into(),
-        aggregate_id: key.id.to_string(),
-        payload: json!({
-            "api_key_id": key.id,
-            "org_id": key.org_id,
-            "user_id": key.user_id,
-            "name": key.name,
-            "prefix": key.prefix,
-            "role": key.role,
-            "scopes": key.scopes,
-            "created_at": key.created_at,
-            "expires_at": key.expires_at,
-        }),
-    }
-}
-
-pub(crate) fn api_key_revoked(org: OrgId, id: ApiKeyId, at: Timestamp) -> DomainEvent {
-    DomainEvent {
-        subject: "identity.api_key.revoked".into(),
-        aggregate_type: "api_key".into(),
-        aggregate_id: id.to_string(),
-        payload: json!({ "api_key_id": id, "org_id": org, "revoked_at": at }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hood_domain::lifecycle::NodeState;
+    use hood_domain::OrgId;
 
     #[test]
     fn scopes_round_trip_and_garbage_is_corrupt() {
@@ -247,16 +222,40 @@ mod tests {
     }
 
     #[test]
-    fn bad_ids_and_roles_are_corrupt() {
+    fn bad_ids_roles_states_and_json_are_corrupt() {
         assert!(matches!(
             parse_id::<OrgId>("orgs.id", "nope"),
             Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            parse_opt_id::<OrgId>("hosts.org_id", Some("nope")),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            parse_opt_id::<OrgId>("hosts.org_id", None),
+            Ok(None)
         ));
         assert!(matches!(
             parse_role("users.role", "root"),
             Err(StoreError::Corrupt(_))
         ));
         assert_eq!(parse_role("users.role", "admin").ok(), Some(Role::Admin));
+        assert!(matches!(
+            parse_state::<NodeState>("nodes.state", "zombie"),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert_eq!(
+            parse_opt_state::<NodeState>("nodes.state", Some("healthy")).ok(),
+            Some(Some(NodeState::Healthy))
+        );
+        assert!(matches!(
+            parse_json::<serde_json::Value>("t.c", "{"),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            parse_name("t.c", "x", |_| None::<()>),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]

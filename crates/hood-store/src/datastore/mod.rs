@@ -1,0 +1,128 @@
+//! [`SqlStore`]: the one implementation of every store trait, for SQLite
+//! and PostgreSQL alike. One file per resource, each implementing that
+//! resource's trait with queries written once against the dialect
+//! abstraction (`crate::db`) and rows decoded through `crate::model`.
+//!
+//! Conventions: a method that writes more than one row (or reads before it
+//! writes) runs in one [`Pool::begin_write`] transaction; helpers that work
+//! on the caller's transaction take `&mut Tx<'_>` so use cases can compose
+//! them (node creation with its workflow, a health cycle's writes).
+
+use crate::db::Pool;
+use crate::StoreResult;
+
+mod artifact;
+mod edge;
+mod fleet;
+mod health;
+mod identity;
+mod incident;
+mod lease;
+mod node;
+mod notification;
+mod outbox;
+mod schema;
+mod uptime;
+mod usage;
+mod workflow;
+
+/// The store over one database, SQLite (embedded mode) or PostgreSQL
+/// (cluster mode). Implements [`crate::Store`] and so every resource
+/// trait; share it as `Arc<SqlStore>` and coerce to the `Arc<dyn …>` a
+/// service needs.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: Pool,
+}
+
+impl SqlStore {
+    /// Opens a store from a URL: `sqlite://PATH` (created if missing) or
+    /// `postgres://…`. Does not migrate: in cluster mode that is `hood
+    /// migrate`'s job, never a server's.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        Ok(Self {
+            pool: Pool::open(url).await?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::artifact::ArtifactCatalog;
+    use crate::edge::{EdgeStore, RpcKeyStore};
+    use crate::fleet::{FleetStore, HostFilter};
+    use crate::health::HealthStore;
+    use crate::incident::IncidentStore;
+    use crate::lease::LeaderLeaseStore;
+    use crate::node::NodeStore;
+    use crate::notification::NotificationStore;
+    use crate::uptime::UptimeStore;
+    use crate::usage::UsageStore;
+    use crate::workflow::{WorkflowFilter, WorkflowStore};
+    use crate::{IdentityStore, OutboxStore, Store};
+    use hood_domain::{OrgId, RpcKeyId, Timestamp};
+    use std::sync::Arc;
+
+    /// What a service that takes one narrow trait gets: the concrete store
+    /// coerces to each `Arc<dyn …>`, and every one answers on its own.
+    #[tokio::test]
+    async fn the_store_serves_each_resource_trait_as_its_own_object() {
+        let store = crate::connect("sqlite::memory:").await.expect("open");
+        let wiring: Arc<dyn Store> = store.clone();
+        wiring.migrate().await.expect("migrate");
+        let org = OrgId::from_uuid(uuid::Uuid::now_v7());
+
+        let identity: Arc<dyn IdentityStore> = store.clone();
+        assert_eq!(identity.count_users().await.expect("users"), 0);
+        let outbox: Arc<dyn OutboxStore> = store.clone();
+        assert!(outbox.outbox_pending(10).await.expect("outbox").is_empty());
+        let workflows: Arc<dyn WorkflowStore> = store.clone();
+        let all = WorkflowFilter::default();
+        assert!(workflows
+            .list_workflows(&all)
+            .await
+            .expect("runs")
+            .is_empty());
+        let fleet: Arc<dyn FleetStore> = store.clone();
+        let hosts = HostFilter::default();
+        assert!(fleet.list_hosts(&hosts).await.expect("hosts").is_empty());
+        let artifacts: Arc<dyn ArtifactCatalog> = store.clone();
+        assert!(artifacts
+            .list_artifacts()
+            .await
+            .expect("artifacts")
+            .is_empty());
+        let nodes: Arc<dyn NodeStore> = store.clone();
+        assert!(nodes.list_nodes(None).await.expect("nodes").is_empty());
+        let health: Arc<dyn HealthStore> = store.clone();
+        assert!(health.health_snapshot().await.expect("snapshot").is_empty());
+        let leases: Arc<dyn LeaderLeaseStore> = store.clone();
+        let lease = leases
+            .acquire_leader_lease("health", "me", 1_000, Timestamp(1))
+            .await
+            .expect("lease");
+        assert_eq!(lease.map(|l| l.generation), Some(1));
+        let incidents: Arc<dyn IncidentStore> = store.clone();
+        let filter = Default::default();
+        assert!(incidents
+            .list_incidents(org, &filter)
+            .await
+            .expect("incidents")
+            .is_empty());
+        let notifications: Arc<dyn NotificationStore> = store.clone();
+        assert!(notifications
+            .list_channels(org)
+            .await
+            .expect("channels")
+            .is_empty());
+        let uptime: Arc<dyn UptimeStore> = store.clone();
+        assert!(uptime.uptime_cursors().await.expect("cursors").is_empty());
+        let keys: Arc<dyn RpcKeyStore> = store.clone();
+        assert!(keys.list_rpc_keys(org).await.expect("keys").is_empty());
+        let usage: Arc<dyn UsageStore> = store.clone();
+        let key = RpcKeyId::from_uuid(uuid::Uuid::now_v7());
+        assert_eq!(usage.count_usage_events(key).await.expect("usage"), 0);
+        let edge: Arc<dyn EdgeStore> = store;
+        assert!(edge.serving_nodes().await.expect("serving").is_empty());
+    }
+}
