@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod routes;
+pub mod schemas;
 pub mod state;
 pub mod views;
 
@@ -44,7 +45,8 @@ pub enum HttpRole {
 
 /// Builds the router for the given roles (both for `hood up`).
 pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
-    let mut app = routes::ops::router();
+    let mut app =
+        routes::ops::router().route("/openapi.json", axum::routing::get(openapi::serve_document));
     if roles.contains(&HttpRole::Auth) {
         app = app.merge(routes::identity::router());
     }

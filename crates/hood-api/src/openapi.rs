@@ -29,13 +29,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-pub mod schemas;
-
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Hood", description = "Hood control plane API. Every error is an RFC 9457 problem (`application/problem+json`)."),
     paths(
-        ops::healthz, ops::readyz, ops::metrics, ops::openapi,
+        ops::healthz, ops::readyz, ops::metrics, serve_document,
         identity::login, identity::refresh, identity::logout, identity::me, identity::jwks,
         identity::list_orgs, identity::create_org, identity::get_org,
         identity::list_users, identity::create_user, identity::get_user, identity::update_user, identity::delete_user,
@@ -579,4 +577,11 @@ mod tests {
             }
         }
     }
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "ops",
+    responses((status = 200, body = Object, content_type = "application/json", description = "This OpenAPI 3.1 document")))]
+/// This API's OpenAPI 3.1 document, generated from the code.
+pub async fn serve_document() -> axum::Json<serde_json::Value> {
+    axum::Json(document())
 }

@@ -143,51 +143,51 @@ pub struct RefreshRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrgRequest {
-    #[schema(schema_with = crate::openapi::schemas::slug)]
+    #[schema(schema_with = crate::schemas::slug)]
     pub slug: String,
-    #[schema(schema_with = crate::openapi::schemas::display_name)]
+    #[schema(schema_with = crate::schemas::display_name)]
     pub name: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
-    #[schema(schema_with = crate::openapi::schemas::email)]
+    #[schema(schema_with = crate::schemas::email)]
     pub email: String,
     /// Default: the e-mail address.
-    #[schema(schema_with = crate::openapi::schemas::optional_display_name)]
+    #[schema(schema_with = crate::schemas::optional_display_name)]
     pub display_name: Option<String>,
     /// May not exceed the caller's.
-    #[schema(schema_with = crate::openapi::schemas::role)]
+    #[schema(schema_with = crate::schemas::role)]
     pub role: String,
     /// Omit for users who sign in only through the external OIDC issuer.
-    #[schema(schema_with = crate::openapi::schemas::optional_password)]
+    #[schema(schema_with = crate::schemas::optional_password)]
     pub password: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
-    #[schema(schema_with = crate::openapi::schemas::optional_display_name)]
+    #[schema(schema_with = crate::schemas::optional_display_name)]
     pub display_name: Option<String>,
-    #[schema(schema_with = crate::openapi::schemas::optional_role)]
+    #[schema(schema_with = crate::schemas::optional_role)]
     pub role: Option<String>,
     pub disabled: Option<bool>,
-    #[schema(schema_with = crate::openapi::schemas::optional_password)]
+    #[schema(schema_with = crate::schemas::optional_password)]
     pub password: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyRequest {
-    #[schema(schema_with = crate::openapi::schemas::display_name)]
+    #[schema(schema_with = crate::schemas::display_name)]
     pub name: String,
     /// Defaults to the creator's role; may not exceed it.
-    #[schema(schema_with = crate::openapi::schemas::optional_role)]
+    #[schema(schema_with = crate::schemas::optional_role)]
     pub role: Option<String>,
     /// Restrict further to these permissions (empty: all of the role's).
     #[serde(default)]
-    #[schema(schema_with = crate::openapi::schemas::scopes)]
+    #[schema(schema_with = crate::schemas::scopes)]
     pub scopes: Vec<String>,
     /// Lifetime in days; omit for a key that does not expire.
     #[schema(minimum = 1, maximum = 3650)]

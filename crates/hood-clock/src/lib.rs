@@ -45,6 +45,12 @@ pub fn now() -> Timestamp {
     Timestamp::from_millis(ms)
 }
 
+/// A timestamp as the standard library's time (for APIs that want one,
+/// such as an e-mail's `Date` header). Instants before 1970 map to 1970.
+pub fn to_system_time(at: Timestamp) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(at.millis()).unwrap_or(0))
+}
+
 /// A clock that moves only when told to: deterministic tests of timeouts,
 /// leases and accruals.
 #[derive(Debug, Default)]
@@ -92,6 +98,16 @@ mod tests {
         let b = now();
         assert!(a.millis() > 1_577_836_800_000, "{a:?}");
         assert!(b >= a);
+    }
+
+    #[test]
+    fn timestamps_convert_to_system_time() {
+        let t = to_system_time(Timestamp::from_millis(1_500));
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).ok(),
+            Some(Duration::from_millis(1_500))
+        );
+        assert_eq!(to_system_time(Timestamp::from_millis(-5)), UNIX_EPOCH);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 use crate::error::{from_reqwest, scrub};
 use crate::guard::{DestinationPolicy, ResolveError};
-use crate::notifier::unix_now;
 use crate::render::render_text;
 use crate::signature::sign_webhook;
 use crate::{Notification, SendError};
@@ -69,7 +68,10 @@ pub(crate) async fn send_webhook(
     };
     let delivery = header("delivery_id", &n.delivery_id)?;
     let event = header("event", &n.event)?;
-    let signature = header("signature", &sign_webhook(secret, unix_now(), &body))?;
+    let signature = header(
+        "signature",
+        &sign_webhook(secret, hood_clock::now().secs(), &body),
+    )?;
     let result = client
         .post(url)
         .header(CONTENT_TYPE, "application/json")

@@ -8,7 +8,7 @@ use crate::{http, Notification, SendError};
 use base64::Engine as _;
 use reqwest::Url;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tracing::Instrument as _;
 
 /// Installation-wide settings of the [`Notifier`].
@@ -222,8 +222,13 @@ impl Notifier {
                             .encode(format!("\0{user}\0{pass}")),
                     );
                 }
-                let message =
-                    build_message(n, from, to, &self.cfg.smtp_hello_name, SystemTime::now())?;
+                let message = build_message(
+                    n,
+                    from,
+                    to,
+                    &self.cfg.smtp_hello_name,
+                    hood_clock::to_system_time(hood_clock::now()),
+                )?;
                 let addrs = self.resolve_smtp_host(smtp_host, *smtp_port).await?;
                 let submission = Submission {
                     host: smtp_host,
@@ -273,14 +278,6 @@ impl Notifier {
             },
         })
     }
-}
-
-/// Unix seconds now (0 before 1970, saturating far in the future).
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

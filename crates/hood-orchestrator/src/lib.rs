@@ -7,6 +7,7 @@
 
 mod keys;
 mod migrate;
+mod orchestrator;
 mod plan;
 mod provision;
 mod services;
@@ -14,8 +15,9 @@ mod steps;
 mod terminate;
 
 pub use keys::NodeKeys;
+pub use orchestrator::Orchestrator;
 pub use plan::{required_artifacts, workload_plan, PlanError};
-pub use services::{Orchestrator, Services, Timings};
+pub use services::{Services, Timings};
 
 /// Workflow names, versions and run ids (the contracts live in the domain,
 /// where the use cases that start the runs read them too).

@@ -80,7 +80,7 @@ impl From<&ArtifactRecord> for ArtifactView {
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// Only the versions of this artifact.
-    #[param(schema_with = crate::openapi::schemas::artifact_name)]
+    #[param(schema_with = crate::schemas::artifact_name)]
     pub name: Option<String>,
 }
 
@@ -89,10 +89,10 @@ pub struct ListQuery {
 #[into_params(parameter_in = Path)]
 pub struct ArtifactPath {
     /// Artifact name, e.g. `anvil-linux-amd64`.
-    #[param(schema_with = crate::openapi::schemas::artifact_name)]
+    #[param(schema_with = crate::schemas::artifact_name)]
     pub name: String,
     /// Version, e.g. `1.5.1`.
-    #[param(schema_with = crate::openapi::schemas::artifact_version)]
+    #[param(schema_with = crate::schemas::artifact_version)]
     pub version: String,
 }
 

@@ -111,13 +111,13 @@ pub struct CreatedRpcKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRpcKeyRequest {
-    #[schema(schema_with = crate::openapi::schemas::display_name)]
+    #[schema(schema_with = crate::schemas::display_name)]
     pub name: String,
     /// A plan of the installation (see `GET /api/v1/rpc-plans`).
     pub plan: String,
     /// Chains the key may call (empty: all).
     #[serde(default)]
-    #[schema(schema_with = crate::openapi::schemas::slugs)]
+    #[schema(schema_with = crate::schemas::slugs)]
     pub chains: Vec<String>,
     #[serde(default)]
     pub allowed_methods: Vec<String>,
@@ -134,10 +134,10 @@ pub struct CreateRpcKeyRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRpcKeyRequest {
-    #[schema(schema_with = crate::openapi::schemas::optional_display_name)]
+    #[schema(schema_with = crate::schemas::optional_display_name)]
     pub name: Option<String>,
     pub plan: Option<String>,
-    #[schema(schema_with = crate::openapi::schemas::optional_slugs)]
+    #[schema(schema_with = crate::schemas::optional_slugs)]
     pub chains: Option<Vec<String>>,
     pub allowed_methods: Option<Vec<String>>,
     pub denied_methods: Option<Vec<String>>,
@@ -174,16 +174,16 @@ pub struct UsageParams {
     #[param(value_type = Option<Uuid>)]
     pub key: Option<String>,
     /// Only this chain.
-    #[param(schema_with = crate::openapi::schemas::slug)]
+    #[param(schema_with = crate::schemas::slug)]
     pub chain: Option<String>,
     /// RFC 3339 or Unix milliseconds; default `to` minus 24 h.
-    #[param(schema_with = crate::openapi::schemas::instant)]
+    #[param(schema_with = crate::schemas::instant)]
     pub from: Option<String>,
     /// RFC 3339 or Unix milliseconds; default now.
-    #[param(schema_with = crate::openapi::schemas::instant)]
+    #[param(schema_with = crate::schemas::instant)]
     pub to: Option<String>,
     /// Bucket width (default hour).
-    #[param(schema_with = crate::openapi::schemas::granularity)]
+    #[param(schema_with = crate::schemas::granularity)]
     pub granularity: Option<String>,
 }
 

@@ -127,7 +127,7 @@ impl From<&WorkflowRecord> for WorkflowView {
 #[serde(deny_unknown_fields)]
 pub struct WorkflowQuery {
     /// Only workflows in this state.
-    #[param(schema_with = crate::openapi::schemas::workflow_state)]
+    #[param(schema_with = crate::schemas::workflow_state)]
     pub state: Option<String>,
     /// Only workflows of this name (`provision-node`, …).
     pub name: Option<String>,
@@ -140,7 +140,7 @@ pub struct WorkflowQuery {
 #[serde(deny_unknown_fields)]
 pub struct AbandonRequest {
     /// Why the operator gives up (kept in the journal).
-    #[schema(schema_with = crate::openapi::schemas::reason)]
+    #[schema(schema_with = crate::schemas::reason)]
     pub reason: String,
 }
 

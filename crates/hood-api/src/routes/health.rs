@@ -55,13 +55,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/nodes/{node_id}/uptime", get(node_uptime))
 }
 
-/// The windows `GET /nodes/{id}/uptime` accepts, with their length in ms.
-pub const UPTIME_WINDOWS: [(&str, i64); 3] = [
-    ("24h", 24 * 3_600_000),
-    ("7d", 7 * 24 * 3_600_000),
-    ("30d", 30 * 24 * 3_600_000),
-];
-
 /// A failure of a health route: any [`ApiError`], plus the two statuses
 /// only these routes answer with.
 #[derive(Debug, thiserror::Error)]
@@ -282,7 +275,7 @@ impl From<&NotificationChannel> for ChannelView {
 #[serde(deny_unknown_fields)]
 pub struct CreateChannelRequest {
     /// Unique per organization.
-    #[schema(schema_with = crate::openapi::schemas::display_name)]
+    #[schema(schema_with = crate::schemas::display_name)]
     pub name: String,
     /// Tagged by `kind`: `webhook {url, secret}`, `slack {webhook_url}`,
     /// `telegram {bot_token, chat_id, api_base?}`, `email {smtp_host,
@@ -302,7 +295,7 @@ pub struct ChannelTestResult {
 #[serde(deny_unknown_fields)]
 pub struct IncidentQuery {
     /// Only incidents in this state.
-    #[param(schema_with = crate::openapi::schemas::incident_state)]
+    #[param(schema_with = crate::schemas::incident_state)]
     pub state: Option<String>,
     /// Only incidents of this node.
     #[param(value_type = Option<Uuid>)]
@@ -328,7 +321,7 @@ pub struct DeliveriesQuery {
 #[serde(deny_unknown_fields)]
 pub struct UptimeQuery {
     /// The window ending now (default 24h).
-    #[param(schema_with = crate::openapi::schemas::uptime_window)]
+    #[param(schema_with = crate::schemas::uptime_window)]
     pub window: Option<String>,
 }
 
@@ -724,8 +717,14 @@ pub async fn node_uptime(
 ) -> HealthResult<Json<UptimeView>> {
     caller.require(Permission::Read)?;
     let window = q.window.as_deref().unwrap_or("24h");
-    let Some(&(_, window_ms)) = UPTIME_WINDOWS.iter().find(|(name, _)| *name == window) else {
-        let allowed: Vec<&str> = UPTIME_WINDOWS.iter().map(|(name, _)| *name).collect();
+    let Some(&(_, window_ms)) = crate::schemas::UPTIME_WINDOWS
+        .iter()
+        .find(|(name, _)| *name == window)
+    else {
+        let allowed: Vec<&str> = crate::schemas::UPTIME_WINDOWS
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
         return Err(
             ApiError::invalid("window", format!("must be one of {}", allowed.join(", "))).into(),
         );

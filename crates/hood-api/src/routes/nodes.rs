@@ -120,17 +120,17 @@ impl From<&Accepted> for NodeAccepted {
 #[serde(deny_unknown_fields)]
 pub struct CreateNodeRequest {
     /// Chain profile, e.g. `ethereum-anvil`.
-    #[schema(schema_with = crate::openapi::schemas::slug)]
+    #[schema(schema_with = crate::schemas::slug)]
     pub chain: String,
     /// Node type of the profile; default: the profile's default.
     pub node_type: Option<String>,
     /// Unique per organization; default: `{chain}-{random}`.
-    #[schema(schema_with = crate::openapi::schemas::optional_slug)]
+    #[schema(schema_with = crate::schemas::optional_slug)]
     pub name: Option<String>,
     /// Host provider; default `local`.
     pub provider: Option<String>,
     /// Provider region; default `local`.
-    #[schema(schema_with = crate::openapi::schemas::optional_slug)]
+    #[schema(schema_with = crate::schemas::optional_slug)]
     pub region: Option<String>,
 }
 

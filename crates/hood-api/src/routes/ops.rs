@@ -1,5 +1,5 @@
-//! Operational endpoints every role serves: liveness, readiness, metrics,
-//! and the OpenAPI document.
+//! Operational endpoints every role serves: liveness, readiness and
+//! metrics (the OpenAPI document is served by `openapi`).
 
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -16,7 +16,6 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
 }
 
 /// The liveness answer.
@@ -73,11 +72,4 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
         description = "Prometheus metrics in the OpenMetrics text format")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(CONTENT_TYPE, OPENMETRICS)], state.metrics.render())
-}
-
-#[utoipa::path(get, path = "/openapi.json", tag = "ops",
-    responses((status = 200, body = Object, content_type = "application/json", description = "This OpenAPI 3.1 document")))]
-/// This API's OpenAPI 3.1 document, generated from the code.
-pub async fn openapi() -> Json<serde_json::Value> {
-    Json(crate::openapi::document())
 }

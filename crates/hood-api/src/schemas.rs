@@ -15,6 +15,13 @@ use hood_domain::rpc::Granularity;
 use serde_json::Value;
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 
+/// The windows `GET /nodes/{id}/uptime` accepts, with their length in ms.
+pub const UPTIME_WINDOWS: [(&str, i64); 3] = [
+    ("24h", 24 * 3_600_000),
+    ("7d", 7 * 24 * 3_600_000),
+    ("30d", 30 * 24 * 3_600_000),
+];
+
 /// A slug (`hood_domain::validate::slug`).
 pub const SLUG_PATTERN: &str = "^[a-z][a-z0-9-]{0,61}[a-z0-9]$";
 /// An artifact name (`hood_artifacts::names::name`).
@@ -84,11 +91,7 @@ pub fn granularity() -> Schema {
 
 /// The uptime windows (`24h | 7d | 30d`).
 pub fn uptime_window() -> Schema {
-    string_enum(
-        crate::routes::health::UPTIME_WINDOWS
-            .iter()
-            .map(|(n, _)| *n),
-    )
+    string_enum(UPTIME_WINDOWS.iter().map(|(n, _)| *n))
 }
 
 /// `viewer | operator | billing | admin`.
