@@ -8,6 +8,7 @@
 //! * `key`: an RPC key's stored record.
 //! * `usage`: usage events, their statuses and rollup buckets.
 //! * `cache`: the finality-aware cache rule.
+//! * `retry`: which calls may be sent to another upstream again.
 //! * `error`: configuration errors.
 //!
 //! Everything is a pure function of its inputs: the edge does the I/O
@@ -32,6 +33,7 @@ mod method;
 mod origin;
 mod plan;
 mod pricing;
+mod retry;
 mod scope;
 mod usage;
 
@@ -42,6 +44,7 @@ pub use key::RpcKey;
 pub use method::{method_matches, MAX_METHOD_LEN};
 pub use plan::{Plan, PlanCatalog, BASELINE_CU};
 pub use pricing::{CuPricing, SUBSCRIPTION_MESSAGE_CU};
+pub use retry::{may_resend, may_resend_all};
 pub use scope::{KeyScope, MAX_SCOPE_ENTRIES};
 pub use usage::{Granularity, UsageEvent, UsageStatus};
 
