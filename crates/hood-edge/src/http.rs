@@ -27,7 +27,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use hood_domain::rpc::{Plan, RpcKey, UsageStatus};
+use hood_domain::rpc::{self, Plan, RpcKey, UsageStatus};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -216,7 +216,8 @@ fn answer_from_cache(edge: &Edge, chain: &str, slots: &mut [Slot]) {
 
 /// Stage 5: the pending calls go to the chain's pool as one body: a single
 /// call as received, a batch rebuilt from the pending calls only. The pool
-/// may send it again elsewhere only if it holds no transaction.
+/// may send it again elsewhere only if the domain's retry rule allows it
+/// for every call in it.
 async fn forward(
     edge: &Edge,
     chain: &str,
@@ -225,8 +226,7 @@ async fn forward(
     slots: &[Slot],
 ) -> Result<Bytes, ForwardError> {
     let pending = || slots.iter().filter_map(Slot::pending_call);
-    let may_resend = !pending()
-        .any(|c| c.method == "eth_sendRawTransaction" || c.method == "eth_sendTransaction");
+    let may_resend = rpc::may_resend_all(pending().map(|c| c.method.as_str()));
     let out_body = if batch {
         let calls: Vec<&Value> = pending().map(|c| &c.raw).collect();
         Bytes::from(serde_json::to_vec(&calls).unwrap_or_default())
