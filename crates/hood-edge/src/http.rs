@@ -78,6 +78,16 @@ impl Slot {
     }
 }
 
+/// What every stage after the gate reads: who asks, on which chain, since
+/// when, and whether the answer is an array.
+struct Request<'a> {
+    edge: &'a Edge,
+    key: &'a RpcKey,
+    chain: &'a str,
+    started: Instant,
+    batch: bool,
+}
+
 /// The admitted request: its elements, and the longest wait of the calls
 /// refused by the limit.
 struct Admitted {
@@ -111,30 +121,27 @@ async fn handle(
         Ok(parsed) => parsed,
         Err(refusal) => return edge.refuse(&key, chain, started, &refusal, UsageStatus::RpcError),
     };
-    let Admitted {
-        mut slots,
-        retry_after_ms,
-    } = admit_calls(edge, &key, chain, plan, items).await;
-    answer_from_cache(edge, chain, &mut slots);
-    let mut upstream_status = StatusCode::OK;
-    if slots.iter().any(|s| s.pending_call().is_some()) {
-        let forwarded = forward(edge, chain, &body, batch, &slots).await;
-        if let Some(response) = pass_through(edge, &key, chain, started, batch, &slots, &forwarded)
-        {
-            return response;
-        }
-        upstream_status = merge(edge, chain, forwarded, &mut slots);
-    }
-    respond(
+    let request = Request {
         edge,
-        &key,
+        key: &key,
         chain,
         started,
         batch,
-        slots,
-        upstream_status,
+    };
+    let Admitted {
+        mut slots,
         retry_after_ms,
-    )
+    } = admit_calls(&request, plan, items).await;
+    answer_from_cache(&request, &mut slots);
+    let mut upstream_status = StatusCode::OK;
+    if slots.iter().any(|s| s.pending_call().is_some()) {
+        let forwarded = forward(&request, &body, &slots).await;
+        if let Some(response) = pass_through(&request, &slots, &forwarded) {
+            return response;
+        }
+        upstream_status = merge(&request, forwarded, &mut slots);
+    }
+    respond(&request, slots, upstream_status, retry_after_ms)
 }
 
 /// Stage 2: the body's elements, and whether they came as a batch. A body
@@ -152,13 +159,10 @@ fn parse(edge: &Edge, body: &[u8]) -> Result<(Vec<Item>, bool), Refusal> {
 
 /// Stage 3: each element is answered at once (not a call, method not
 /// allowed, over the limit) or admitted, in order.
-async fn admit_calls(
-    edge: &Edge,
-    key: &RpcKey,
-    chain: &str,
-    plan: &Plan,
-    items: Vec<Item>,
-) -> Admitted {
+async fn admit_calls(request: &Request<'_>, plan: &Plan, items: Vec<Item>) -> Admitted {
+    let Request {
+        edge, key, chain, ..
+    } = *request;
     let bucket = format!("{}:{chain}", key.id);
     let mut retry_after_ms = None;
     let mut slots = Vec::with_capacity(items.len());
@@ -187,7 +191,8 @@ async fn admit_calls(
 /// Stage 4: admitted calls whose answer is final and cached are answered
 /// from the cache; the others that may be cached get their key, to keep
 /// the upstream's answer.
-fn answer_from_cache(edge: &Edge, chain: &str, slots: &mut [Slot]) {
+fn answer_from_cache(request: &Request<'_>, slots: &mut [Slot]) {
+    let Request { edge, chain, .. } = *request;
     if !slots.iter().any(|s| s.pending_call().is_some()) {
         return;
     }
@@ -219,21 +224,23 @@ fn answer_from_cache(edge: &Edge, chain: &str, slots: &mut [Slot]) {
 /// may send it again elsewhere only if the domain's retry rule allows it
 /// for every call in it.
 async fn forward(
-    edge: &Edge,
-    chain: &str,
+    request: &Request<'_>,
     body: &Bytes,
-    batch: bool,
     slots: &[Slot],
 ) -> Result<Bytes, ForwardError> {
     let pending = || slots.iter().filter_map(Slot::pending_call);
     let may_resend = rpc::may_resend_all(pending().map(|c| c.method.as_str()));
-    let out_body = if batch {
+    let out_body = if request.batch {
         let calls: Vec<&Value> = pending().map(|c| &c.raw).collect();
         Bytes::from(serde_json::to_vec(&calls).unwrap_or_default())
     } else {
         body.clone()
     };
-    edge.pools.forward(chain, out_body, may_resend).await
+    request
+        .edge
+        .pools
+        .forward(request.chain, out_body, may_resend)
+        .await
 }
 
 /// Just enough of an upstream answer to meter it.
@@ -247,14 +254,17 @@ struct AnswerProbe<'a> {
 /// cacheable) that the upstream answered. Its bytes go back untouched; only
 /// whether it is an error is read, to meter it.
 fn pass_through(
-    edge: &Edge,
-    key: &RpcKey,
-    chain: &str,
-    started: Instant,
-    batch: bool,
+    request: &Request<'_>,
     slots: &[Slot],
     forwarded: &Result<Bytes, ForwardError>,
 ) -> Option<Response> {
+    let Request {
+        edge,
+        key,
+        chain,
+        started,
+        batch,
+    } = *request;
     let (
         false,
         [Slot::Pending {
@@ -303,14 +313,13 @@ struct UpstreamFailure {
 /// (or the upstream's failure). Returns the HTTP status an upstream failure
 /// gives a single call (200 when the upstream answered).
 fn merge(
-    edge: &Edge,
-    chain: &str,
+    request: &Request<'_>,
     forwarded: Result<Bytes, ForwardError>,
     slots: &mut [Slot],
 ) -> StatusCode {
-    match read_answers(chain, forwarded) {
+    match read_answers(request.chain, forwarded) {
         Ok(answers) => {
-            match_answers(edge, answers, slots);
+            match_answers(request.edge, answers, slots);
             StatusCode::OK
         }
         Err(failure) => {
@@ -469,17 +478,19 @@ fn http_status(batch: bool, outcomes: &[Outcome], upstream_status: StatusCode) -
 
 /// Stage 7: one usage event per call, all with the request's HTTP status,
 /// then the answers (an array for a batch; nothing to say is 204).
-#[allow(clippy::too_many_arguments)] // the request's state at its last stage; a struct would only rename it
 fn respond(
-    edge: &Edge,
-    key: &RpcKey,
-    chain: &str,
-    started: Instant,
-    batch: bool,
+    request: &Request<'_>,
     slots: Vec<Slot>,
     upstream_status: StatusCode,
     retry_after_ms: Option<u64>,
 ) -> Response {
+    let Request {
+        edge,
+        key,
+        chain,
+        started,
+        batch,
+    } = *request;
     let outcomes: Vec<Outcome> = slots
         .into_iter()
         .filter_map(|slot| match slot {
