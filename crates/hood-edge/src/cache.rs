@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Cache key: chain, method and the params as canonical JSON text.
-type Key = (String, String, String);
+pub type CacheKey = (String, String, String);
 
 pub struct ResponseCache {
     capacity: usize,
@@ -22,9 +22,9 @@ pub struct ResponseCache {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<Key, Value>,
+    entries: HashMap<CacheKey, Value>,
     /// Insertion order, for eviction (oldest first).
-    order: VecDeque<Key>,
+    order: VecDeque<CacheKey>,
 }
 
 impl ResponseCache {
@@ -45,7 +45,7 @@ impl ResponseCache {
         method: &str,
         params: &Value,
         finalized: Option<u64>,
-    ) -> Option<(String, String, String)> {
+    ) -> Option<CacheKey> {
         if self.capacity == 0 {
             return None;
         }
@@ -58,7 +58,7 @@ impl ResponseCache {
     }
 
     /// The cached result for `key`.
-    pub fn get(&self, key: &Key) -> Option<Value> {
+    pub fn get(&self, key: &CacheKey) -> Option<Value> {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let hit = inner.entries.get(key).cloned();
         let counter = if hit.is_some() {
@@ -71,7 +71,7 @@ impl ResponseCache {
     }
 
     /// Keeps the result of a successful answer (`{"result": …}`, not null).
-    pub fn put(&self, key: Key, answer: &Value) {
+    pub fn put(&self, key: CacheKey, answer: &Value) {
         let Some(result) = answer.get("result").filter(|r| !r.is_null()) else {
             return;
         };

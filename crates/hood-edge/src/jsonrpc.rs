@@ -45,6 +45,17 @@ pub enum Request {
     Batch(Vec<Item>),
 }
 
+impl Request {
+    /// The elements in order, and whether they came as a batch (answered
+    /// as an array).
+    pub fn into_items(self) -> (Vec<Item>, bool) {
+        match self {
+            Request::Single(item) => (vec![item], false),
+            Request::Batch(items) => (items, true),
+        }
+    }
+}
+
 /// A body that is not a request at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -220,11 +231,24 @@ mod tests {
             10,
         )
         .unwrap();
-        let Request::Batch(items) = r else { panic!() };
+        let (items, batch) = r.into_items();
+        assert!(batch);
         assert_eq!(items.len(), 3);
         assert!(matches!(items[0], Item::Call(_)));
         assert!(matches!(items[1], Item::Invalid { .. }));
         assert!(matches!(items[2], Item::Call(_)));
+        // A call on its own is not a batch.
+        let (items, batch) = parse(br#"{"jsonrpc":"2.0","id":1,"method":"a"}"#, 10)
+            .unwrap()
+            .into_items();
+        assert!(!batch);
+        assert_eq!(items.len(), 1);
+        // A batch of one stays a batch (answered as an array).
+        let (items, batch) = parse(br#"[{"jsonrpc":"2.0","id":1,"method":"a"}]"#, 10)
+            .unwrap()
+            .into_items();
+        assert!(batch);
+        assert_eq!(items.len(), 1);
     }
 
     #[test]

@@ -6,20 +6,39 @@
 //! * [`jsonrpc`]: parsing and errors (single, batch, notifications).
 //! * [`upstream`]: per-chain pools of healthy managed nodes and external
 //!   URLs; head tracking, breaker, retries.
+//! * [`cache`]: finality-aware answers.
 //! * [`meter`]: one usage event per answered call, written in batches.
-//! * [`server`]: the HTTP routes tying them together.
-//! * [`ws`]: JSON-RPC over WebSocket on the same paths (`eth_subscribe`),
+//! * [`metrics`]: Prometheus, for this machine only.
+//! * `settings`: WebSocket settings and open-session tracking.
+//! * `state`: what every handler shares ([`EdgeConfig`] made live).
+//! * `reply`: answers the edge writes itself.
+//! * `admission`: the gate every call passes, HTTP and WebSocket alike:
+//!   key, chain, client address, origin, plan, method scope, CU charged;
+//!   refusals; usage recorded.
+//! * `http`: the HTTP request path as stages (parse → admit → cache →
+//!   forward → merge → respond).
+//! * `ws`: JSON-RPC over WebSocket on the same paths (`eth_subscribe`),
 //!   every pushed message metered.
+//! * `server`: the routes, tying `http` and `ws` together.
+//!
+//! Each module imports only modules listed before it, so there is no
+//! import cycle: the shared state knows no handler, admission knows
+//! neither transport, and only the router knows both.
 
+mod admission;
 pub mod cache;
+mod http;
 pub mod jsonrpc;
 pub mod keys;
 pub mod limit;
 pub mod meter;
 pub mod metrics;
-pub mod server;
+mod reply;
+mod server;
+mod settings;
+mod state;
 pub mod upstream;
-pub mod ws;
+mod ws;
 
 use hood_bus::EventBus;
 use hood_domain::rpc::{CuPricing, PlanCatalog};
@@ -54,7 +73,7 @@ pub struct EdgeConfig {
     /// Cached answers kept (0 turns the cache off).
     pub cache_entries: usize,
     /// Blocks behind the best head that count as final, per chain (others:
-    /// [`server::DEFAULT_FINALITY_DEPTH`]).
+    /// [`state::DEFAULT_FINALITY_DEPTH`]).
     pub finality_depth: std::collections::HashMap<String, u64>,
     /// How often an open WebSocket re-reads its key (revocation reaches
     /// open sockets within this).
@@ -108,7 +127,7 @@ pub struct EdgeHandle {
     server: JoinHandle<()>,
     loops: Vec<JoinHandle<()>>,
     meter: meter::MeterTask,
-    sessions: Arc<ws::Sessions>,
+    sessions: Arc<settings::Sessions>,
     drain_timeout: Duration,
 }
 
@@ -175,7 +194,7 @@ pub async fn start(
     let mut chains = deps.chains.clone();
     chains.extend(config.pools.external.keys().cloned());
     let (stop, stopped) = watch::channel(false);
-    let ws = ws::WsSettings::new(
+    let ws = settings::WsSettings::new(
         config.max_body_bytes,
         config.ws_recheck_every,
         config.pools.request_timeout,
@@ -183,7 +202,7 @@ pub async fn start(
     )
     .map_err(|e| EdgeError::Tls(e.to_string()))?;
     let sessions = ws.sessions.clone();
-    let edge = Arc::new(server::Edge {
+    let edge = Arc::new(state::Edge {
         keys: keys.clone(),
         pools: pools.clone(),
         limiter: deps.limiter.clone(),

@@ -2,8 +2,9 @@
 //! `healthy` (re-read from the store every second) plus configured external
 //! URLs. Each upstream has its head tracked by probing and a circuit
 //! breaker; a lagging or broken upstream is skipped. Calls are retried on
-//! another upstream after a connection error or a 5xx, except a
-//! transaction submission once it may have reached an upstream.
+//! another upstream after a connection error or a 5xx, except those the
+//! domain's retry rule ([`hood_domain::rpc::may_resend`]: never a
+//! transaction submission) forbids once they may have reached an upstream.
 
 use bytes::Bytes;
 use hood_store::Store;
@@ -427,13 +428,14 @@ impl Pools {
     }
 
     /// Sends a JSON-RPC body to the chain's upstreams until one answers.
-    /// `idempotent` = false (a transaction submission) retries only when the
-    /// connection was never made, so a transaction is never sent twice.
+    /// Without `may_resend` (the body holds a call the domain's retry rule
+    /// forbids resending) it is retried only when the connection was never
+    /// made, so a transaction is never sent twice.
     pub async fn forward(
         &self,
         chain: &str,
         body: Bytes,
-        idempotent: bool,
+        may_resend: bool,
     ) -> Result<Bytes, ForwardError> {
         let pool = self
             .chain(chain)
@@ -453,7 +455,7 @@ impl Pools {
                     upstream.failed(&self.config.breaker);
                     last = format!("{} answered HTTP {status}", upstream.display);
                     tracing::debug!(upstream = %upstream.display, status, "upstream 5xx");
-                    if !idempotent {
+                    if !may_resend {
                         break;
                     }
                 }
@@ -472,7 +474,7 @@ impl Pools {
                         }
                     );
                     tracing::debug!(upstream = %upstream.display, error = %last, "upstream error");
-                    if !idempotent && !never_sent {
+                    if !may_resend && !never_sent {
                         break;
                     }
                 }

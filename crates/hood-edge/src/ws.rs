@@ -47,7 +47,9 @@
 //!
 //! # Lifetime
 //!
-//! * The key is re-checked every [`WsSettings::recheck_every`] (1 s) with
+//! * The key is re-checked every
+//!   [`WsSettings::recheck_every`](crate::settings::WsSettings::recheck_every)
+//!   (1 s) with
 //!   [`KeyCache::verify_fresh`](crate::keys::KeyCache::verify_fresh), which
 //!   reads the store (sockets of one key share a read made within half a
 //!   period), so no bus event is needed to cut a socket off. A revoked key
@@ -67,9 +69,11 @@
 //! Nothing here logs the token, a path or an upstream URL: spans carry the
 //! key id and the chain, upstreams appear as [`Upstream::display`].
 
-use crate::jsonrpc::{self, Item, Request};
+use crate::admission::{Admission, Outcome};
+use crate::jsonrpc::{self, Item};
 use crate::keys::KeyCheck;
-use crate::server::{self, Admission, Edge, Outcome};
+use crate::reply::{no_chain_in_host, reply};
+use crate::state::Edge;
 use crate::upstream::Upstream;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
@@ -80,10 +84,8 @@ use hood_domain::rpc::{Plan, RpcKey, UsageStatus, SUBSCRIPTION_MESSAGE_CU};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify};
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tracing::Instrument;
@@ -105,95 +107,6 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// of which are the code.
 const MAX_CLOSE_REASON: usize = 123;
 
-/// WebSocket settings and shared state of one edge replica.
-pub struct WsSettings {
-    /// Largest client message (the HTTP body limit).
-    pub max_message_bytes: usize,
-    /// How often an open socket re-checks its key.
-    pub recheck_every: Duration,
-    /// How long a forwarded call waits for its answer.
-    pub call_timeout: Duration,
-    /// TLS for `wss://` upstreams (ring, webpki roots).
-    pub tls: tokio_tungstenite::Connector,
-    /// Flips to `true` when the edge shuts down.
-    pub stop: watch::Receiver<bool>,
-    pub sessions: Arc<Sessions>,
-}
-
-impl WsSettings {
-    pub fn new(
-        max_message_bytes: usize,
-        recheck_every: Duration,
-        call_timeout: Duration,
-        stop: watch::Receiver<bool>,
-    ) -> Result<Self, rustls::Error> {
-        Ok(Self {
-            max_message_bytes,
-            recheck_every,
-            call_timeout,
-            tls: tokio_tungstenite::Connector::Rustls(tls_config()?),
-            stop,
-            sessions: Arc::new(Sessions::default()),
-        })
-    }
-}
-
-/// The TLS client configuration for `wss://` upstreams. The provider is
-/// named explicitly: a binary with several rustls providers compiled in has
-/// no implicit default.
-fn tls_config() -> Result<Arc<rustls::ClientConfig>, rustls::Error> {
-    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-/// Open WebSocket sessions, so shutdown can wait for them.
-#[derive(Default)]
-pub struct Sessions {
-    open: AtomicUsize,
-    idle: Notify,
-}
-
-impl Sessions {
-    fn enter(self: &Arc<Self>) -> SessionGuard {
-        self.open.fetch_add(1, Ordering::SeqCst);
-        SessionGuard(self.clone())
-    }
-
-    /// Sessions open (or upgrading) right now.
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::SeqCst)
-    }
-
-    /// Returns once no session is open.
-    pub async fn idle(&self) {
-        loop {
-            let idle = self.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            if self.open() == 0 {
-                return;
-            }
-            idle.await;
-        }
-    }
-}
-
-struct SessionGuard(Arc<Sessions>);
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        if self.0.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
 pub(crate) async fn by_path(
     State(edge): State<Arc<Edge>>,
     Path((chain, key)): Path<(String, String)>,
@@ -213,7 +126,7 @@ pub(crate) async fn by_host(
 ) -> Response {
     match edge.chain_from_host(&headers) {
         Some(chain) => connect(edge, chain, key, peer, &headers, upgrade).await,
-        None => server::no_chain_in_host(),
+        None => no_chain_in_host(),
     }
 }
 
@@ -229,7 +142,7 @@ async fn connect(
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(rejection) => {
-            return server::reply(
+            return reply(
                 rejection.status(),
                 jsonrpc::error_response(
                     &Value::Null,
@@ -253,16 +166,8 @@ async fn connect(
         .get(http::header::ORIGIN)
         .and_then(|o| o.to_str().ok())
         .map(str::to_owned);
-    if let Err(r) = edge.admit_connection(&key, &chain, peer.ip(), origin.as_deref()) {
-        return edge.refuse(
-            &key,
-            &chain,
-            started,
-            r.status,
-            r.code,
-            &r.message,
-            UsageStatus::Denied,
-        );
+    if let Err(refusal) = edge.admit_connection(&key, &chain, peer.ip(), origin.as_deref()) {
+        return edge.refuse(&key, &chain, started, &refusal, UsageStatus::Denied);
     }
     let span = tracing::info_span!("ws", key_id = %key.id, chain = %chain);
     let guard = edge.ws.sessions.enter();
@@ -596,7 +501,7 @@ impl Session {
 
     fn meter(&self, o: &Outcome, started: Instant) {
         self.edge
-            .usage(&self.key, &self.chain, o, http_equivalent(o), started);
+            .record_usage(&self.key, &self.chain, o, http_equivalent(o), started);
     }
 
     /// One client message: parse, admit each call, forward what was
@@ -625,10 +530,7 @@ impl Session {
                 return self.deliver_one(client, o, started).await;
             }
         };
-        let (items, batch) = match request {
-            Request::Single(item) => (vec![item], false),
-            Request::Batch(items) => (items, true),
-        };
+        let (items, batch) = request.into_items();
         let plan = self.plan()?;
         let batch_no = self.next_batch;
         let mut retry_after: Option<u64> = None;
@@ -1077,31 +979,5 @@ mod tests {
         assert!(!describe(&e).contains("secret"));
         let e = tungstenite::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert_eq!(describe(&e), "connection refused");
-    }
-
-    #[test]
-    fn the_tls_configuration_builds() {
-        assert!(tls_config().is_ok());
-    }
-
-    #[tokio::test]
-    async fn sessions_are_tracked_until_they_end() {
-        let sessions = Arc::new(Sessions::default());
-        sessions.idle().await;
-        let a = sessions.enter();
-        let b = sessions.enter();
-        assert_eq!(sessions.open(), 2);
-        let waiter = {
-            let sessions = sessions.clone();
-            tokio::spawn(async move { sessions.idle().await })
-        };
-        drop(a);
-        tokio::task::yield_now().await;
-        assert!(!waiter.is_finished());
-        drop(b);
-        tokio::time::timeout(Duration::from_secs(1), waiter)
-            .await
-            .unwrap()
-            .unwrap();
     }
 }

@@ -334,6 +334,64 @@ async fn dead_broken_and_lagging_upstreams_are_avoided() {
     fx.edge.shutdown().await;
 }
 
+/// The edge asks the domain's retry rule (`hood_domain::rpc::may_resend`)
+/// before sending a body again: on two failing upstreams a read is tried on
+/// both, a submission of any chain (and any batch holding one) on one only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submissions_are_never_resent_to_another_upstream() {
+    let a = upstream(100).await;
+    let b = upstream(100).await;
+    a.status.store(502, Ordering::Relaxed);
+    b.status.store(502, Ordering::Relaxed);
+    // Breakers that never open keep both upstreams candidates.
+    let fx = fixture(&[&a.url, &b.url], |c| c.pools.breaker.failures = u32::MAX).await;
+    let (_, token) = fx.key("pro").await;
+    let url = fx.url(&token);
+    let sent = |method: &str| {
+        [&a, &b]
+            .iter()
+            .map(|u| {
+                u.calls
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|m| *m == method)
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    let (status, _) = post(
+        &url,
+        call(1, "eth_getBalance", json!(["0x0", "latest"])).to_string(),
+    )
+    .await;
+    assert_eq!(status, 502);
+    assert_eq!(sent("eth_getBalance"), 2, "a read is retried elsewhere");
+    for method in [
+        "eth_sendRawTransaction",
+        "sendTransaction",
+        "broadcast_tx_sync",
+    ] {
+        let (status, _) = post(&url, call(2, method, json!(["0x00"])).to_string()).await;
+        assert_eq!(status, 502, "{method}");
+        assert_eq!(sent(method), 1, "{method} is sent once");
+    }
+    let batch = json!([
+        call(3, "eth_getCode", json!(["0x0", "latest"])),
+        call(4, "sendTransaction", json!(["AQ=="])),
+    ]);
+    let (status, body) = post(&url, batch.to_string()).await;
+    assert_eq!(status, 200, "a batch carries the failure per call: {body}");
+    assert_eq!(body[0]["error"]["code"], -32603);
+    assert_eq!(
+        sent("eth_getCode"),
+        1,
+        "a batch holding a submission is sent once"
+    );
+    assert_eq!(sent("sendTransaction"), 2);
+    fx.edge.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_routing_and_network_scopes() {
     let up = upstream(10).await;

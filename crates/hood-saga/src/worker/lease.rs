@@ -1,0 +1,30 @@
+//! Keeping a claimed run's lease alive while it is worked on.
+
+use super::timing::after;
+use crate::engine::now;
+use hood_store::workflow::{is_lease_lost, Fence};
+use hood_store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Renews the lease every third of its length; returns when it is lost
+/// (generation moved on) or could not be renewed before it expired.
+pub(super) async fn renew_until_lost(store: Arc<dyn Store>, fence: &Fence, ttl: Duration) {
+    let interval = (ttl / 3).max(Duration::from_millis(10));
+    let mut valid_until = tokio::time::Instant::now() + ttl;
+    loop {
+        tokio::time::sleep(interval).await;
+        let expires = after(now(), ttl);
+        let sent = tokio::time::Instant::now();
+        match store.renew_lease(fence, expires).await {
+            Ok(()) => valid_until = sent + ttl,
+            Err(e) if is_lease_lost(&e) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "lease renewal failed");
+                if tokio::time::Instant::now() + interval >= valid_until {
+                    return;
+                }
+            }
+        }
+    }
+}
