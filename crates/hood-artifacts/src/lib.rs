@@ -505,7 +505,7 @@ impl ArtifactStore {
     /// run while pushes are in progress as long as `older_than` exceeds the
     /// longest upload.
     pub async fn sweep_uploads(&self, older_than: Duration) -> ArtifactResult<usize> {
-        let cutoff = std::time::SystemTime::now()
+        let cutoff = hood_clock::to_system_time(hood_clock::now())
             .checked_sub(older_than)
             .unwrap_or(std::time::UNIX_EPOCH);
         let prefix = ObjectPath::from(TMP_PREFIX);

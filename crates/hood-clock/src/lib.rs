@@ -51,6 +51,55 @@ pub fn to_system_time(at: Timestamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(u64::try_from(at.millis()).unwrap_or(0))
 }
 
+/// Another clock (the shared database's) read through a measured offset
+/// from a local one: `now()` is the local clock plus the offset last
+/// measured by [`AlignedClock::align`]. Replicas that align to one
+/// database agree on the time up to the measurement's round trip, so skew
+/// between their own clocks cannot shorten or stretch a lease they judge.
+#[derive(Debug)]
+pub struct AlignedClock {
+    local: Arc<dyn Clock>,
+    offset_ms: AtomicI64,
+}
+
+impl AlignedClock {
+    /// Starts unaligned (offset 0) over `local`.
+    pub fn over(local: Arc<dyn Clock>) -> Arc<Self> {
+        Arc::new(Self {
+            local,
+            offset_ms: AtomicI64::new(0),
+        })
+    }
+
+    /// Records that the reference clock read `reference` at about the
+    /// midpoint of a round trip that started at local time `sent`: the
+    /// offset is taken against that midpoint.
+    pub fn align(&self, reference: Timestamp, sent: Timestamp) {
+        let received = self.local.now();
+        let midpoint = sent.millis() + (received.millis() - sent.millis()) / 2;
+        self.offset_ms.store(
+            reference.millis().saturating_sub(midpoint),
+            Ordering::SeqCst,
+        );
+    }
+
+    /// The local clock's reading now (to pass as `sent` to [`Self::align`]).
+    pub fn local_now(&self) -> Timestamp {
+        self.local.now()
+    }
+
+    /// How far the reference clock is ahead of the local one, in ms.
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for AlignedClock {
+    fn now(&self) -> Timestamp {
+        self.local.now().plus_millis(self.offset_ms())
+    }
+}
+
 /// A clock that moves only when told to: deterministic tests of timeouts,
 /// leases and accruals.
 #[derive(Debug, Default)]
@@ -108,6 +157,32 @@ mod tests {
             Some(Duration::from_millis(1_500))
         );
         assert_eq!(to_system_time(Timestamp::from_millis(-5)), UNIX_EPOCH);
+    }
+
+    #[test]
+    fn aligned_clocks_of_skewed_hosts_agree() {
+        let reference = ManualClock::at(Timestamp::from_millis(1_000_000));
+        let ahead = ManualClock::at(Timestamp::from_millis(1_000_000 + 3_600_000));
+        let behind = ManualClock::at(Timestamp::from_millis(1_000_000 - 90_000));
+        let a = AlignedClock::over(ahead.clone());
+        let b = AlignedClock::over(behind.clone());
+        for c in [&a, &b] {
+            let sent = c.local_now();
+            c.align(reference.now(), sent);
+        }
+        assert_eq!(a.now(), reference.now());
+        assert_eq!(b.now(), reference.now());
+        // Time passes everywhere at the same rate: they keep agreeing.
+        for m in [&reference, &ahead, &behind] {
+            m.advance(Duration::from_secs(7));
+        }
+        assert_eq!(a.now(), b.now());
+        assert_eq!(a.offset_ms(), -3_600_000);
+        // The reading is taken against the middle of the round trip.
+        let c = AlignedClock::over(ManualClock::at(Timestamp::from_millis(10_000)));
+        let sent = Timestamp::from_millis(9_000);
+        c.align(Timestamp::from_millis(50_000), sent);
+        assert_eq!(c.offset_ms(), 50_000 - 9_500);
     }
 
     #[test]

@@ -26,10 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    hood_clock::now().millis()
 }
 
 /// The outcome of one call, before the usage event is written.

@@ -42,7 +42,6 @@ mod ws;
 
 use hood_bus::EventBus;
 use hood_domain::rpc::{CuPricing, PlanCatalog};
-use hood_domain::Timestamp;
 use hood_store::Store;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -161,14 +160,7 @@ impl EdgeHandle {
     }
 }
 
-fn now() -> Timestamp {
-    Timestamp::from_millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-    )
-}
+use hood_clock::now;
 
 /// Starts an edge replica on `listener`.
 pub async fn start(

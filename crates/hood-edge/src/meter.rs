@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use hood_bus::{BusEvent, EventBus};
+use hood_domain::backoff::Backoff;
 use hood_domain::rpc::UsageEvent;
 use hood_store::Store;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -247,7 +248,7 @@ pub fn spawn(writer: Arc<dyn UsageWriter>, config: MeterConfig) -> (Meter, Meter
 /// Retries until the batch is stored: usage is money, so it is never
 /// dropped (the queue grows meanwhile; the error is logged).
 async fn write_with_retry(writer: &dyn UsageWriter, batch: &[UsageEvent], first: Duration) {
-    let mut backoff = first;
+    let backoff = Backoff::doubling(first, Duration::from_secs(5));
     let mut attempt = 0u32;
     loop {
         match writer.write(batch).await {
@@ -255,8 +256,7 @@ async fn write_with_retry(writer: &dyn UsageWriter, batch: &[UsageEvent], first:
             Err(e) => {
                 attempt += 1;
                 tracing::warn!(events = batch.len(), attempt, error = %e, "writing usage failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff.delay(attempt)).await;
             }
         }
     }

@@ -391,10 +391,9 @@ impl Pools {
             );
             match self.send(&u, body).await {
                 Ok((status, bytes)) if status < 500 => {
-                    let head = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    let head = hood_jsonrpc::parse_answer(&bytes)
                         .ok()
-                        .and_then(|v| v.get("result").and_then(|r| r.as_str()).map(str::to_owned))
-                        .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+                        .and_then(|v| hood_jsonrpc::quantity(&v));
                     match head {
                         Some(h) => {
                             u.head.store(h, Ordering::Relaxed);

@@ -1,5 +1,6 @@
 //! Intervals and thresholds; every one configurable so tests run fast.
 
+use hood_domain::backoff::Backoff;
 use hood_domain::health::HealthRules;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,10 +32,8 @@ impl Default for DeliveryPolicy {
 impl DeliveryPolicy {
     /// Backoff before attempt `attempt + 1` (attempts start at 1).
     pub fn backoff(&self, attempt: i64) -> Duration {
-        let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 20)).unwrap_or(20);
-        self.initial_backoff
-            .saturating_mul(2u32.saturating_pow(exp))
-            .min(self.max_backoff)
+        let attempt = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
+        Backoff::doubling(self.initial_backoff, self.max_backoff).delay(attempt)
     }
 }
 

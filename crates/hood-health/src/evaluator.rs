@@ -8,6 +8,7 @@ use crate::observe::{judge_application, parse, Observed};
 use crate::NodeRecovery;
 use hood_chains::policy::CompiledPolicies;
 use hood_chains::ChainCatalog;
+use hood_clock::Clock;
 use hood_domain::health::{
     best_head, chain_halted, evaluate_heartbeat, evaluate_sync, incident_key, migration_due,
     next_node_state, track_chain_head, HealthRules, HeartbeatInput, IncidentCategory,
@@ -38,6 +39,7 @@ pub struct CycleReport {
 /// The evaluator of one replica (it acts only with a lease).
 pub struct Evaluator {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     rules: HealthRules,
     policies: HashMap<String, CompiledPolicies>,
     recovery: Option<Arc<dyn NodeRecovery>>,
@@ -73,6 +75,7 @@ impl Evaluator {
         }
         Self {
             store,
+            clock: hood_clock::system(),
             rules,
             policies,
             recovery,
@@ -82,6 +85,13 @@ impl Evaluator {
                 .build()
                 .unwrap_or_default(),
         }
+    }
+
+    /// Judges heartbeats by `clock` (the database's, where replicas share
+    /// one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn rules(&self) -> &HealthRules {
@@ -124,7 +134,7 @@ impl Evaluator {
             self.reference_heads().await
         };
         let read_ms = elapsed_ms(started);
-        let now = Timestamp(crate::leader::now_ms());
+        let now = self.clock.now();
         let judged = Instant::now();
         let plan = self.judge(&snapshot, &unresolved, &heads, &references, now);
         let judge_ms = elapsed_ms(judged);

@@ -2,7 +2,7 @@
 //! leader-elected with fencing). On PostgreSQL several replicas compete; on
 //! SQLite the one embedded process always wins the lease.
 
-use hood_domain::Timestamp;
+use hood_clock::Clock;
 use hood_store::health::Lease;
 use hood_store::Store;
 use std::sync::Arc;
@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 /// Competes for one lease until shut down.
 pub struct LeaderElector {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     name: String,
     holder: String,
     ttl: Duration,
@@ -22,13 +23,16 @@ pub struct LeaderElector {
 /// The running election: who leads, as seen by this replica.
 pub struct LeaderHandle {
     lease: watch::Receiver<Option<Lease>>,
+    clock: Arc<dyn Clock>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 impl LeaderElector {
+    /// `clock` judges the lease: the database's, where replicas share one.
     pub fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         name: &str,
         holder: &str,
         ttl: Duration,
@@ -36,6 +40,7 @@ impl LeaderElector {
     ) -> Self {
         Self {
             store,
+            clock,
             name: name.to_owned(),
             holder: holder.to_owned(),
             ttl,
@@ -45,11 +50,12 @@ impl LeaderElector {
 
     pub fn spawn(self) -> LeaderHandle {
         let (lease_tx, lease) = watch::channel(None);
+        let clock = Arc::clone(&self.clock);
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
             loop {
-                let now = Timestamp(now_ms());
+                let now = self.clock.now();
                 let held = match self
                     .store
                     .acquire_leader_lease(&self.name, &self.holder, ttl_ms, now)
@@ -86,7 +92,12 @@ impl LeaderElector {
                 }
             }
         });
-        LeaderHandle { lease, stop, task }
+        LeaderHandle {
+            lease,
+            clock,
+            stop,
+            task,
+        }
     }
 }
 
@@ -96,7 +107,7 @@ impl LeaderHandle {
     /// store refuses it once another replica has taken over.
     pub fn current(&self) -> Option<Lease> {
         let lease = self.lease.borrow().clone()?;
-        (lease.expires_at.millis() > now_ms()).then_some(lease)
+        (lease.expires_at > self.clock.now()).then_some(lease)
     }
 
     /// Waits until this replica leads (tests, and loops that idle).
@@ -114,12 +125,4 @@ impl LeaderHandle {
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
-}
-
-/// Wall-clock milliseconds.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }

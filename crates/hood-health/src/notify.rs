@@ -7,6 +7,7 @@
 
 use crate::config::DeliveryPolicy;
 use hood_bus::{EventBus, Subscription};
+use hood_clock::Clock;
 use hood_domain::lifecycle::IncidentState;
 use hood_domain::{IncidentId, Timestamp};
 use hood_identity::master_key::MasterKey;
@@ -32,6 +33,7 @@ pub fn channel_aad(channel: &hood_domain::ChannelId) -> Vec<u8> {
 #[derive(Clone)]
 pub struct NotificationDispatcher {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     master: MasterKey,
     notifier: Notifier,
     policy: DeliveryPolicy,
@@ -46,10 +48,18 @@ impl NotificationDispatcher {
     ) -> Self {
         Self {
             store,
+            clock: hood_clock::system(),
             master,
             notifier,
             policy,
         }
+    }
+
+    /// Judges claims and retry times by `clock` (the database's, where
+    /// replicas share one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Consumes incident events until `stop`; each becomes deliveries.
@@ -114,12 +124,7 @@ impl NotificationDispatcher {
             .unwrap_or(incident.escalation_level);
         let n = self
             .store
-            .enqueue_deliveries(
-                id,
-                &event.subject,
-                level,
-                Timestamp(crate::leader::now_ms()),
-            )
+            .enqueue_deliveries(id, &event.subject, level, self.clock.now())
             .await?;
         tracing::debug!(incident_id = %id, event = %event.subject, deliveries = n, "deliveries recorded");
         Ok(())
@@ -140,7 +145,7 @@ impl NotificationDispatcher {
 
     /// Claims and sends one batch; returns how many were attempted.
     pub async fn send_due(&self) -> usize {
-        let now = Timestamp(crate::leader::now_ms());
+        let now = self.clock.now();
         let lease_ms = i64::try_from(self.policy.claim_lease.as_millis()).unwrap_or(60_000);
         let due = match self.store.claim_deliveries(32, lease_ms, now).await {
             Ok(d) => d,
@@ -197,7 +202,7 @@ impl NotificationDispatcher {
                             let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX);
                             AttemptOutcome::Retry {
                                 next_attempt_at: Timestamp(
-                                    crate::leader::now_ms().saturating_add(wait_ms),
+                                    self.clock.now().millis().saturating_add(wait_ms),
                                 ),
                                 error: e.to_string(),
                             }
@@ -220,7 +225,7 @@ impl NotificationDispatcher {
         );
         if let Err(e) = self
             .store
-            .finish_delivery(delivery.id, &outcome, Timestamp(crate::leader::now_ms()))
+            .finish_delivery(delivery.id, &outcome, self.clock.now())
             .await
         {
             tracing::warn!(delivery_id = %delivery.id, error = %e, "could not record delivery outcome; it will be retried after its claim lapses");

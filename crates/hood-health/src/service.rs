@@ -4,13 +4,13 @@
 use crate::cleanup::cleanup_once;
 use crate::config::HealthConfig;
 use crate::evaluator::{CycleReport, Evaluator};
-use crate::leader::{now_ms, LeaderElector, LeaderHandle};
+use crate::leader::{LeaderElector, LeaderHandle};
 use crate::notify::NotificationDispatcher;
 use crate::uptime::materialize_uptime;
 use crate::NodeRecovery;
 use hood_bus::EventBus;
 use hood_chains::ChainCatalog;
-use hood_domain::Timestamp;
+use hood_clock::Clock;
 use hood_identity::master_key::MasterKey;
 use hood_notify::Notifier;
 use hood_store::{Store, StoreError};
@@ -29,6 +29,9 @@ pub struct HealthDeps {
     /// `None` in a process that cannot start workflows (then nothing
     /// migrates from here; tests of evaluation alone).
     pub recovery: Option<Arc<dyn NodeRecovery>>,
+    /// Judges leases, heartbeats and retries: the database's clock where
+    /// replicas share one (`hood_store::clock`).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// The health role of one replica.
@@ -46,6 +49,7 @@ impl HealthService {
     pub fn spawn(config: HealthConfig, deps: HealthDeps) -> HealthServiceHandle {
         let leader = LeaderElector::new(
             Arc::clone(&deps.store),
+            Arc::clone(&deps.clock),
             crate::leases::HEALTH,
             &config.replica,
             config.lease_ttl(),
@@ -60,7 +64,8 @@ impl HealthService {
             config.rules,
             deps.recovery.clone(),
             config.reference_rpc.clone(),
-        );
+        )
+        .with_clock(Arc::clone(&deps.clock));
         let mut tasks = Vec::new();
 
         // Evaluation: every interval, when leading.
@@ -68,6 +73,7 @@ impl HealthService {
             let lease = leader.watch();
             let mut stopped = stopped.clone();
             let every = config.evaluate_every;
+            let clock = Arc::clone(&deps.clock);
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -76,7 +82,9 @@ impl HealthService {
                         _ = tick.tick() => {}
                         _ = stopped.changed() => return,
                     }
-                    let Some(held) = live(&lease) else { continue };
+                    let Some(held) = live(&lease, clock.as_ref()) else {
+                        continue;
+                    };
                     match evaluator.run_cycle(&held).await {
                         Ok(report) => {
                             if report.transitions > 0
@@ -115,6 +123,7 @@ impl HealthService {
             let mut stopped = stopped.clone();
             let store = Arc::clone(&deps.store);
             let recovery = deps.recovery.clone();
+            let clock = Arc::clone(&deps.clock);
             let (uptime_every, cleanup_every) = (config.uptime_every, config.cleanup_every);
             let (orphan_after, maintenance_max) =
                 (config.orphan_host_after, config.maintenance_max);
@@ -126,16 +135,16 @@ impl HealthService {
                 loop {
                     tokio::select! {
                         _ = uptime.tick() => {
-                            let Some(held) = live(&lease) else { continue };
-                            match materialize_uptime(store.as_ref(), &held, Timestamp(now_ms())).await {
+                            let Some(held) = live(&lease, clock.as_ref()) else { continue };
+                            match materialize_uptime(store.as_ref(), &held, clock.now()).await {
                                 Ok(n) if n > 0 => tracing::debug!(hours = n, "uptime materialized"),
                                 Ok(_) => {}
                                 Err(e) => tracing::warn!(error = %e, "uptime materialization failed"),
                             }
                         }
                         _ = cleanup.tick() => {
-                            if live(&lease).is_none() { continue }
-                            match cleanup_once(store.as_ref(), recovery.as_deref(), orphan_after, maintenance_max, Timestamp(now_ms())).await {
+                            if live(&lease, clock.as_ref()).is_none() { continue }
+                            match cleanup_once(store.as_ref(), recovery.as_deref(), orphan_after, maintenance_max, clock.now()).await {
                                 Ok(r) => tracing::debug!(tokens = r.tokens_deleted, hosts = r.hosts_reaped, maintenance = r.maintenance_released, "cleanup pass"),
                                 Err(e) => tracing::warn!(error = %e, "cleanup failed"),
                             }
@@ -152,7 +161,8 @@ impl HealthService {
             deps.master.clone(),
             deps.notifier.clone(),
             config.delivery.clone(),
-        );
+        )
+        .with_clock(Arc::clone(&deps.clock));
         tasks.push(tokio::spawn(
             dispatcher
                 .clone()
@@ -172,9 +182,10 @@ impl HealthService {
 /// The lease if this replica holds a live one.
 fn live(
     lease: &watch::Receiver<Option<hood_store::health::Lease>>,
+    clock: &dyn Clock,
 ) -> Option<hood_store::health::Lease> {
     let held = lease.borrow().clone()?;
-    (held.expires_at.millis() > now_ms()).then_some(held)
+    (held.expires_at > clock.now()).then_some(held)
 }
 
 impl HealthServiceHandle {

@@ -80,7 +80,7 @@ async fn mark_failed(ctx: Ctx) -> Result<(), StepError> {
     if node.state.is_terminal() || node.state == NodeState::Terminating {
         return Ok(());
     }
-    let reason = match ctx.engine().get(&ctx.workflow_id).await {
+    let reason = match ctx.runs().get(&ctx.workflow_id).await {
         Ok(Some(detail)) => detail
             .workflow
             .error

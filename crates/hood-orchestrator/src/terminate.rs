@@ -30,7 +30,7 @@ pub(crate) fn workflow() -> Workflow<Services> {
 async fn begin(ctx: Ctx) -> Result<StepOutcome, StepError> {
     let node = load_node(&ctx).await?;
     let provision = provision_id(node.id);
-    let engine = ctx.engine().clone();
+    let engine = ctx.runs();
     let settled = poll_until(Duration::from_secs(20), || {
         let engine = engine.clone();
         let provision = provision.clone();

@@ -1,8 +1,10 @@
 //! Step throughput benchmark (`hood bench saga`): how many journaled steps
 //! per second the engine sustains on a given store.
 
-use crate::definition::{Registry, Step, StepOutcome, Workflow};
-use crate::engine::{Engine, StartWorkflow};
+use crate::definition::{Registry, Step, Workflow};
+use crate::engine::Engine;
+use crate::outcome::StepOutcome;
+use crate::start::StartWorkflow;
 use crate::worker::WorkerConfig;
 use crate::{SagaError, StepContext};
 use hood_domain::lifecycle::WorkflowState;

@@ -2,12 +2,14 @@
 //! attempt, its durable timer and signals, the application's services, and
 //! helpers to start and await child workflows.
 
-use crate::definition::{StepError, StepOutcome};
-use crate::engine::{Engine, StartWorkflow};
+use crate::outcome::{StepError, StepOutcome};
+use crate::start::{StartWorkflow, Started};
+use crate::SagaError;
+use async_trait::async_trait;
 use hood_domain::lifecycle::WorkflowState;
 use hood_domain::machine::StateMachine;
 use hood_domain::Timestamp;
-use hood_store::workflow::{SignalRecord, StepKind, WorkflowRecord};
+use hood_store::workflow::{SignalRecord, StepKind, WorkflowDetail, WorkflowRecord};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -38,6 +40,24 @@ impl ChildSpec {
     }
 }
 
+/// What a running step may ask of the engine that runs it: start runs,
+/// read them, signal them. The engine implements it; steps see it through
+/// [`StepContext::runs`].
+#[async_trait]
+pub trait Runs: Send + Sync {
+    /// Creates the run (or finds it: same id, same definition).
+    async fn start(&self, request: StartWorkflow) -> Result<Started, SagaError>;
+    /// A run with its step journal.
+    async fn get(&self, id: &str) -> Result<Option<WorkflowDetail>, SagaError>;
+    /// Delivers a signal (durably) and wakes the run if it is parked.
+    async fn signal(
+        &self,
+        workflow_id: &str,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), SagaError>;
+}
+
 /// The context of one execution of an action or undo. Cheap to clone.
 pub struct StepContext<C> {
     /// The run's deterministic id: derive the ids of what the step creates
@@ -65,7 +85,7 @@ pub struct StepContext<C> {
     pub(crate) outputs: Arc<BTreeMap<String, serde_json::Value>>,
     pub(crate) signals: Arc<Vec<SignalRecord>>,
     pub(crate) taken: Arc<Mutex<Vec<String>>>,
-    pub(crate) engine: Engine<C>,
+    pub(crate) runs: Arc<dyn Runs>,
 }
 
 impl<C> Clone for StepContext<C> {
@@ -86,7 +106,7 @@ impl<C> Clone for StepContext<C> {
             outputs: Arc::clone(&self.outputs),
             signals: Arc::clone(&self.signals),
             taken: Arc::clone(&self.taken),
-            engine: self.engine.clone(),
+            runs: Arc::clone(&self.runs),
         }
     }
 }
@@ -151,12 +171,13 @@ impl<C: Send + Sync + 'static> StepContext<C> {
 
     /// Durable sleep until `at` (see [`sleep_for`](Self::sleep_for)).
     pub fn sleep_until(&self, at: Timestamp) -> Option<StepOutcome> {
-        (crate::engine::now() < at).then_some(StepOutcome::SleepUntil(at))
+        (self.now < at).then_some(StepOutcome::SleepUntil(at))
     }
 
-    /// The engine, e.g. to start unrelated workflows or send signals.
-    pub fn engine(&self) -> &Engine<C> {
-        &self.engine
+    /// The engine's runs, e.g. to read or start unrelated workflows or send
+    /// signals.
+    pub fn runs(&self) -> Arc<dyn Runs> {
+        Arc::clone(&self.runs)
     }
 
     /// Starts a child of this run (idempotent by `spec.id`). Its parent is
@@ -169,7 +190,7 @@ impl<C: Send + Sync + 'static> StepContext<C> {
             input: spec.input,
             parent_id: Some(self.workflow_id.clone()),
         };
-        match self.engine.start(start).await {
+        match self.runs.start(start).await {
             Ok(started) => Ok(started.workflow),
             Err(e) if e.is_permanent() => Err(StepError::permanent(e)),
             Err(e) => Err(StepError::retryable(e)),
@@ -225,8 +246,8 @@ impl<C: Send + Sync + 'static> StepContext<C> {
         name: &str,
         payload: serde_json::Value,
     ) -> Result<(), StepError> {
-        match self.engine.signal(workflow_id, name, payload).await {
-            Ok(()) | Err(crate::SagaError::Finished(_)) => Ok(()),
+        match self.runs.signal(workflow_id, name, payload).await {
+            Ok(()) | Err(SagaError::Finished(_)) => Ok(()),
             Err(e) if e.is_permanent() => Err(StepError::permanent(e)),
             Err(e) => Err(StepError::retryable(e)),
         }

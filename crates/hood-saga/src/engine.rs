@@ -1,12 +1,13 @@
 //! The engine handle: start runs, signal them, operate on stuck ones, await
 //! them, and spawn workers.
 
-use crate::definition::{Registry, Workflow};
-use crate::worker::{WorkerConfig, WorkerHandle};
+use crate::context::Runs;
+use crate::definition::Registry;
+use crate::start::{StartWorkflow, Started};
 use crate::SagaError;
+use hood_clock::Clock;
 use hood_domain::lifecycle::WorkflowState;
 use hood_domain::machine::StateMachine;
-use hood_domain::Timestamp;
 use hood_store::workflow::{
     NewSignal, NewWorkflow, WorkflowDetail, WorkflowFilter, WorkflowRecord,
 };
@@ -18,64 +19,11 @@ use tokio::sync::watch;
 /// Names of the signals the engine itself acts on.
 pub use hood_domain::node_workflows::signals;
 
-/// Wall clock in Unix milliseconds: the engine's only clock.
-pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    Timestamp(ms)
-}
-
-/// A run to start.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StartWorkflow {
-    /// Deterministic id (`migrate-node-{id}-{version}`): starting the same
-    /// id again returns the existing run instead of a second one.
-    pub id: String,
-    pub name: String,
-    pub version: i64,
-    pub input: serde_json::Value,
-    /// Set by [`crate::StepContext::start_child`].
-    pub parent_id: Option<String>,
-}
-
-impl StartWorkflow {
-    /// A top-level run of `name@version` with any serialisable input.
-    pub fn new(
-        id: impl Into<String>,
-        workflow: (&str, i64),
-        input: impl serde::Serialize,
-    ) -> Result<Self, SagaError> {
-        Ok(Self {
-            id: id.into(),
-            name: workflow.0.to_owned(),
-            version: workflow.1,
-            input: serde_json::to_value(input)
-                .map_err(|e| SagaError::InvalidInput(e.to_string()))?,
-            parent_id: None,
-        })
-    }
-
-    /// Same, naming the definition directly.
-    pub fn of<C: Send + Sync + 'static>(
-        id: impl Into<String>,
-        workflow: &Workflow<C>,
-        input: impl serde::Serialize,
-    ) -> Result<Self, SagaError> {
-        Self::new(id, (workflow.name(), workflow.version()), input)
-    }
-}
-
-/// The result of [`Engine::start`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Started {
-    pub workflow: WorkflowRecord,
-    /// False when the id already existed (deduplicated).
-    pub created: bool,
-}
-
 pub(crate) struct Inner<C> {
     pub(crate) store: Arc<dyn Store>,
+    /// The engine's clock: leases and due times are judged by it, so where
+    /// replicas share a database it is aligned to the database's.
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) registry: Registry<C>,
     pub(crate) app: Arc<C>,
     /// Bumped when in-process work may have become due (new run, signal,
@@ -108,6 +56,7 @@ impl<C: Send + Sync + 'static> Engine<C> {
     pub fn new(store: Arc<dyn Store>, registry: Registry<C>, app: Arc<C>) -> Self {
         Self {
             inner: Arc::new(Inner {
+                clock: store.clock(),
                 store,
                 registry,
                 app,
@@ -119,6 +68,28 @@ impl<C: Send + Sync + 'static> Engine<C> {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Judges time by `clock` instead of the system's (build-time only:
+    /// call before cloning the engine or spawning workers).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.clock = clock;
+                Self {
+                    inner: Arc::new(inner),
+                }
+            }
+            Err(inner) => {
+                tracing::warn!("with_clock on a shared engine is ignored");
+                Self { inner }
+            }
+        }
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
     }
 
     pub fn registry(&self) -> &Registry<C> {
@@ -154,7 +125,7 @@ impl<C: Send + Sync + 'static> Engine<C> {
             version: req.version,
             input: req.input,
             parent_id: req.parent_id,
-            created_at: now(),
+            created_at: self.inner.clock.now(),
         };
         let (workflow, created) = match self.inner.store.create_workflow(&new).await {
             Ok(r) => r,
@@ -206,7 +177,7 @@ impl<C: Send + Sync + 'static> Engine<C> {
             workflow_id: workflow_id.to_owned(),
             name: name.to_owned(),
             payload,
-            created_at: now(),
+            created_at: self.inner.clock.now(),
         };
         match self.inner.store.send_signal(&signal).await {
             Ok(()) => {}
@@ -248,7 +219,7 @@ impl<C: Send + Sync + 'static> Engine<C> {
         let record = self
             .inner
             .store
-            .retry_stuck(workflow_id, now())
+            .retry_stuck(workflow_id, self.inner.clock.now())
             .await
             .map_err(|e| operator_error(e, workflow_id))?;
         tracing::warn!(
@@ -269,7 +240,7 @@ impl<C: Send + Sync + 'static> Engine<C> {
         let record = self
             .inner
             .store
-            .abandon_stuck(workflow_id, reason, now())
+            .abandon_stuck(workflow_id, reason, self.inner.clock.now())
             .await
             .map_err(|e| operator_error(e, workflow_id))?;
         tracing::warn!(workflow_id, reason, "operator abandoned stuck workflow");
@@ -301,7 +272,7 @@ impl<C: Send + Sync + 'static> Engine<C> {
             match self
                 .inner
                 .store
-                .refuse_workflow(&wf.id, &error, now())
+                .refuse_workflow(&wf.id, &error, self.inner.clock.now())
                 .await
             {
                 Ok(_) => {
@@ -364,11 +335,6 @@ impl<C: Send + Sync + 'static> Engine<C> {
             }
         }
     }
-
-    /// Starts a worker on this engine's store (see [`WorkerConfig`]).
-    pub fn spawn_worker(&self, config: WorkerConfig) -> WorkerHandle {
-        crate::worker::spawn(self.clone(), config)
-    }
 }
 
 fn operator_error(e: StoreError, id: &str) -> SagaError {
@@ -385,4 +351,24 @@ fn operator_error(e: StoreError, id: &str) -> SagaError {
 /// True when a run in this state is over or needs an operator.
 pub(crate) fn settled_state(state: WorkflowState) -> bool {
     state.is_terminal() || state == WorkflowState::Stuck
+}
+
+#[async_trait::async_trait]
+impl<C: Send + Sync + 'static> Runs for Engine<C> {
+    async fn start(&self, request: StartWorkflow) -> Result<Started, SagaError> {
+        Engine::start(self, request).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<WorkflowDetail>, SagaError> {
+        Engine::get(self, id).await
+    }
+
+    async fn signal(
+        &self,
+        workflow_id: &str,
+        name: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), SagaError> {
+        Engine::signal(self, workflow_id, name, payload).await
+    }
 }

@@ -62,14 +62,18 @@ mod bench;
 mod context;
 mod definition;
 mod engine;
+mod outcome;
 mod retry;
+mod start;
 mod worker;
 
 pub use bench::{bench_step_throughput, BenchReport};
-pub use context::{ChildSpec, StepContext};
-pub use definition::{Action, Registry, Step, StepError, StepOutcome, Undo, Workflow};
-pub use engine::{now, signals, Engine, StartWorkflow, Started};
+pub use context::{ChildSpec, Runs, StepContext};
+pub use definition::{Action, Registry, Step, Undo, Workflow};
+pub use engine::{signals, Engine};
+pub use outcome::{StepError, StepOutcome};
 pub use retry::RetryPolicy;
+pub use start::{StartWorkflow, Started};
 pub use worker::{WorkerConfig, WorkerHandle};
 
 pub use hood_domain::lifecycle::{StepState, WorkflowState};

@@ -1,5 +1,6 @@
 //! Retry policies with exponential backoff (seed 001's Temporal policies).
 
+use hood_domain::backoff::Backoff;
 use std::time::Duration;
 
 /// How often a step's action (or undo) is attempted and how long to wait
@@ -72,19 +73,7 @@ impl RetryPolicy {
     /// counts as `initial`). Never panics: odd
     /// multipliers (negative, NaN) count as 1, overflow saturates at `max`.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exponent = i32::try_from(attempt.saturating_sub(1)).unwrap_or(i32::MAX);
-        let multiplier = if self.multiplier.is_finite() && self.multiplier >= 1.0 {
-            self.multiplier
-        } else {
-            1.0
-        };
-        let secs = self.initial.as_secs_f64() * multiplier.powi(exponent);
-        // A `max` below `initial` would make the first wait the longest.
-        let cap = self.max.max(self.initial);
-        if !secs.is_finite() || secs >= cap.as_secs_f64() {
-            return cap;
-        }
-        Duration::from_secs_f64(secs).min(cap)
+        Backoff::exponential(self.initial, self.multiplier, self.max).delay(attempt)
     }
 }
 

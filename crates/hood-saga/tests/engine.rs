@@ -265,7 +265,7 @@ async fn unknown_versions_are_refused(db: &TestDb) {
             version: 2,
             input: json!({}),
             parent_id: None,
-            created_at: hood_saga::now(),
+            created_at: hood_clock::now(),
         })
         .await
         .unwrap();
@@ -309,7 +309,7 @@ async fn durable_timer_survives_a_restart(db: &TestDb) {
     let app = App::new();
     let eng = engine(db, &app).await;
     let worker = eng.spawn_worker(db.worker("first"));
-    let started = hood_saga::now();
+    let started = hood_clock::now();
     start(&eng, "napper", ("sleeper", 1), json!({ "sleep_ms": 1500 })).await;
     let parked = eng
         .wait_until("napper", Duration::from_secs(10), |wf| {

@@ -120,6 +120,17 @@ impl Backend {
         }
     }
 
+    /// The database server's clock, in Unix milliseconds.
+    pub(crate) const fn now_millis(self) -> &'static str {
+        match self {
+            // Julian days to Unix epoch milliseconds (millisecond precision).
+            Backend::Sqlite => {
+                "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER)"
+            }
+            Backend::Postgres => "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)",
+        }
+    }
+
     /// SQLite's planner keeps no statistics; `INDEXED BY` makes it use the
     /// index a query was written for. PostgreSQL plans by statistics.
     pub(crate) fn indexed_by(self, index: &str) -> String {

@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 pub mod artifact;
+pub mod clock;
 pub mod edge;
 pub mod fleet;
 pub mod health;
@@ -105,7 +106,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// a service that needs less takes the narrow trait(s) instead.
 #[async_trait]
 pub trait Store:
-    IdentityStore
+    clock::DatabaseClock
+    + IdentityStore
     + OutboxStore
     + workflow::WorkflowStore
     + fleet::FleetStore

@@ -138,6 +138,7 @@ impl HealthRole {
         let health = HealthService::spawn(
             config,
             HealthDeps {
+                clock: store.clock(),
                 store,
                 bus,
                 chains,

@@ -5,7 +5,7 @@
 use super::config::WorkerConfig;
 use super::runner::Runner;
 use super::timing::millis;
-use crate::engine::{now, Engine};
+use crate::engine::Engine;
 use hood_store::workflow::ClaimRequest;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -80,7 +80,7 @@ async fn worker_loop<C: Send + Sync + 'static>(
 ) {
     let store = Arc::clone(engine.store());
     if config.exclusive {
-        match store.clear_leases(now()).await {
+        match store.clear_leases(engine.clock().now()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(leases = n, "dropped leases of a previous process"),
             Err(e) => tracing::error!(error = %e, "could not drop stale leases"),
@@ -110,7 +110,7 @@ async fn worker_loop<C: Send + Sync + 'static>(
 
         let mut claim_failed = false;
         while tasks.len() < config.max_concurrent {
-            let at = now();
+            let at = engine.clock().now();
             let req = ClaimRequest {
                 owner: config.owner.clone(),
                 now: at,
@@ -141,7 +141,8 @@ async fn worker_loop<C: Send + Sync + 'static>(
             match store.next_due_at(&definitions).await {
                 Ok(Some(due)) => {
                     let wait =
-                        u64::try_from(due.millis().saturating_sub(now().millis())).unwrap_or(0);
+                        u64::try_from(due.millis().saturating_sub(engine.clock().now().millis()))
+                            .unwrap_or(0);
                     Duration::from_millis(wait).clamp(MIN_IDLE, config.poll_interval.max(MIN_IDLE))
                 }
                 Ok(None) => config.poll_interval,

@@ -5,7 +5,7 @@ use super::journal::Journal;
 use super::runner::{catch_panic, Ended, Flow, Runner};
 use super::timing::{after, millis};
 use crate::definition::{Step, Workflow};
-use crate::engine::{now, settled_state};
+use crate::engine::settled_state;
 use crate::SagaError;
 use hood_domain::lifecycle::{StepState, WorkflowState};
 use hood_store::workflow::{
@@ -32,7 +32,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         if anything_done {
             let update = WorkflowUpdate {
                 error: Some(error.clone()),
-                ..WorkflowUpdate::to(WorkflowState::Compensating, now())
+                ..WorkflowUpdate::to(WorkflowState::Compensating, self.now())
             };
             self.update(wf, fence, update).await?;
             tracing::warn!(error = %error, "workflow failed: compensating");
@@ -41,7 +41,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
             let update = WorkflowUpdate {
                 error: Some(error.clone()),
                 release: true,
-                ..WorkflowUpdate::to(WorkflowState::Failed, now())
+                ..WorkflowUpdate::to(WorkflowState::Failed, self.now())
             };
             *wf = self.store().update_workflow(fence, &update).await?;
             tracing::warn!(error = %error, "workflow failed; nothing to compensate");
@@ -73,7 +73,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         let Some(idx) = next else {
             let update = WorkflowUpdate {
                 release: true,
-                ..WorkflowUpdate::to(WorkflowState::Failed, now())
+                ..WorkflowUpdate::to(WorkflowState::Failed, self.now())
             };
             *wf = self.store().update_workflow(fence, &update).await?;
             tracing::warn!(
@@ -90,7 +90,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         };
         let index = i64::try_from(idx).unwrap_or(i64::MAX);
         let Some(undo) = step.undo.clone() else {
-            self.store().skip_undo(fence, index, now()).await?;
+            self.store().skip_undo(fence, index, self.now()).await?;
             journal.set(idx, |r| r.state = StepState::Compensated);
             return Ok(Flow::Continue);
         };
@@ -137,7 +137,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
                     name: step.name.clone(),
                     kind: StepKind::Undo,
                     attempt,
-                    now: now(),
+                    now: self.now(),
                 },
             )
             .await?;
@@ -156,7 +156,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         );
         tracing::debug!("step undo started");
         let result = catch_panic(undo.undo(ctx)).await;
-        let at = now();
+        let at = self.now();
         let end = |finish: StepFinish| StepEnd {
             index,
             attempt,
@@ -208,7 +208,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         let update = WorkflowUpdate {
             release: true,
             waiting_for: Some("operator".into()),
-            ..WorkflowUpdate::to(WorkflowState::Stuck, now())
+            ..WorkflowUpdate::to(WorkflowState::Stuck, self.now())
         };
         *wf = self.store().update_workflow(fence, &update).await?;
         debug_assert!(settled_state(wf.state));

@@ -3,7 +3,7 @@
 
 use super::journal::Journal;
 use super::runner::{Ended, Runner};
-use crate::engine::{now, signals};
+use crate::engine::signals;
 use crate::SagaError;
 use hood_domain::lifecycle::WorkflowState;
 use hood_store::workflow::{Fence, SignalRecord, WorkflowRecord, WorkflowUpdate};
@@ -38,7 +38,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         }
         let names: Vec<&str> = controls.iter().map(|s| s.name.as_str()).collect();
         tracing::info!(signals = ?names, "control signals received");
-        let at = now();
+        let at = self.now();
         let consume = |to: WorkflowState| WorkflowUpdate {
             consume_signals: ids.clone(),
             ..WorkflowUpdate::to(to, at)

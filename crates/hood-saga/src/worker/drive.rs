@@ -5,7 +5,7 @@ use super::journal::Journal;
 use super::lease::renew_until_lost;
 use super::runner::{Ended, Flow, Runner};
 use super::timing::after;
-use crate::engine::{now, signals};
+use crate::engine::signals;
 use crate::SagaError;
 use hood_domain::lifecycle::{StepState, WorkflowState};
 use hood_store::workflow::{Fence, WorkflowRecord, WorkflowUpdate};
@@ -38,7 +38,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         async {
             let result = tokio::select! {
                 res = self.drive(wf, &fence) => Some(res),
-                () = renew_until_lost(Arc::clone(self.store()), &fence, self.config.lease_ttl) => None,
+                () = renew_until_lost(Arc::clone(self.store()), self.engine.clock().as_ref(), &fence, self.config.lease_ttl) => None,
             };
             match result {
                 Some(Ok(Ended::Settled)) => {
@@ -53,7 +53,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
                 }
                 Some(Err(e)) => {
                     tracing::error!(error = %e, "workflow run failed; handing it back for a later retry");
-                    let at = now();
+                    let at = self.now();
                     if let Err(e) = self
                         .store()
                         .release_lease(&fence, Some(after(at, ERROR_RETRY)), Some("engine error"), at)
@@ -75,7 +75,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         let Some(def) = self.engine.registry().get(&wf.name, wf.version).cloned() else {
             // Claims filter on known definitions; hand back what slipped through.
             self.store()
-                .release_lease(fence, wf.next_run_at, wf.waiting_for.as_deref(), now())
+                .release_lease(fence, wf.next_run_at, wf.waiting_for.as_deref(), self.now())
                 .await?;
             return Ok(Ended::Released);
         };
@@ -106,7 +106,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 self.store()
-                    .release_lease(fence, Some(now()), None, now())
+                    .release_lease(fence, Some(self.now()), None, self.now())
                     .await?;
                 return Ok(Ended::Released);
             }
@@ -140,7 +140,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
                     self.update(
                         &mut wf,
                         fence,
-                        WorkflowUpdate::to(WorkflowState::Running, now()),
+                        WorkflowUpdate::to(WorkflowState::Running, self.now()),
                     )
                     .await?;
                 }
@@ -202,7 +202,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
                 | WorkflowState::Failed
                 | WorkflowState::Abandoned => {
                     self.store()
-                        .release_lease(fence, None, wf.waiting_for.as_deref(), now())
+                        .release_lease(fence, None, wf.waiting_for.as_deref(), self.now())
                         .await?;
                     return Ok(Ended::Released);
                 }
@@ -225,7 +225,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         let update = WorkflowUpdate {
             output: Some(output),
             release: true,
-            ..WorkflowUpdate::to(WorkflowState::Completed, now())
+            ..WorkflowUpdate::to(WorkflowState::Completed, self.now())
         };
         *wf = self.store().update_workflow(fence, &update).await?;
         tracing::info!("workflow completed");

@@ -33,3 +33,10 @@ mod timing;
 pub(crate) use claim::spawn;
 pub use claim::WorkerHandle;
 pub use config::WorkerConfig;
+
+impl<C: Send + Sync + 'static> crate::engine::Engine<C> {
+    /// Starts a worker on this engine's store (see [`WorkerConfig`]).
+    pub fn spawn_worker(&self, config: WorkerConfig) -> WorkerHandle {
+        spawn(self.clone(), config)
+    }
+}

@@ -4,8 +4,9 @@
 use super::config::WorkerConfig;
 use super::journal::Journal;
 use crate::context::StepContext;
-use crate::definition::{StepError, Workflow};
-use crate::engine::{now, Engine};
+use crate::definition::Workflow;
+use crate::engine::Engine;
+use crate::outcome::StepError;
 use crate::SagaError;
 use futures::FutureExt as _;
 use hood_domain::lifecycle::WorkflowState;
@@ -39,6 +40,12 @@ pub(super) struct Runner<C> {
 }
 
 impl<C: Send + Sync + 'static> Runner<C> {
+    /// The engine's clock (aligned to the database where replicas share
+    /// one).
+    pub(super) fn now(&self) -> hood_domain::Timestamp {
+        self.engine.clock().now()
+    }
+
     pub(super) fn store(&self) -> &Arc<dyn Store> {
         self.engine.store()
     }
@@ -73,7 +80,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         wake_on: &[&str],
         children: Vec<String>,
     ) -> Result<(), SagaError> {
-        let at = now();
+        let at = self.now();
         let update = WorkflowUpdate {
             next_run_at,
             waiting_for: Some(waiting_for.to_owned()),
@@ -120,7 +127,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
             step_index: idx,
             kind,
             attempt,
-            now: now(),
+            now: self.now(),
             timer: rec.and_then(|r| r.wake_at),
             output: rec.and_then(|r| r.output.clone()),
             app: Arc::clone(self.engine.app()),
@@ -128,7 +135,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
             outputs: Arc::new(journal.outputs(def)),
             signals: Arc::new(signals),
             taken: Arc::new(Mutex::new(Vec::new())),
-            engine: self.engine.clone(),
+            runs: Arc::new(self.engine.clone()),
         }
     }
 }

@@ -4,8 +4,9 @@
 use super::journal::Journal;
 use super::runner::{catch_panic, Ended, Flow, Runner};
 use super::timing::{after, millis};
-use crate::definition::{Step, StepOutcome, Workflow};
-use crate::engine::{now, signals};
+use crate::definition::{Step, Workflow};
+use crate::engine::signals;
+use crate::outcome::StepOutcome;
 use crate::SagaError;
 use hood_domain::lifecycle::{StepState, WorkflowState};
 use hood_store::workflow::{
@@ -53,7 +54,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
     ) -> Result<Flow, SagaError> {
         let attempt_u32 = u32::try_from(attempt).unwrap_or(u32::MAX);
         let index = i64::try_from(idx).unwrap_or(i64::MAX);
-        let started = now();
+        let started = self.now();
         self.store()
             .start_step(
                 fence,
@@ -112,7 +113,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         );
         tracing::debug!("step action started");
         let result = catch_panic(step.action.run(ctx.clone())).await;
-        let at = now();
+        let at = self.now();
         let end = |finish: StepFinish| StepEnd {
             index,
             attempt,
@@ -193,7 +194,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
                 )
                 .await?;
                 // Waiting for nothing: run again at once.
-                let next = children.is_empty().then(now);
+                let next = children.is_empty().then(|| self.now());
                 self.park(
                     wf,
                     fence,

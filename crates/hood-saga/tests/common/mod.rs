@@ -364,7 +364,7 @@ fn sleeper() -> Workflow<App> {
     Workflow::new("sleeper", 1)
         .step(Step::new("before", |ctx: StepContext<App>| async move {
             ctx.app.executed(format!("{}/before", ctx.workflow_id));
-            Ok(json!(hood_saga::now()).into())
+            Ok(json!(hood_clock::now()).into())
         }))
         .step(Step::new("nap", |ctx: StepContext<App>| async move {
             ctx.app.executed(format!("{}/nap", ctx.workflow_id));
@@ -372,11 +372,11 @@ fn sleeper() -> Workflow<App> {
             if let Some(sleeping) = ctx.sleep_for(Duration::from_millis(ms)) {
                 return Ok(sleeping);
             }
-            Ok(json!({ "woke_at": hood_saga::now(), "timer": ctx.timer }).into())
+            Ok(json!({ "woke_at": hood_clock::now(), "timer": ctx.timer }).into())
         }))
         .step(Step::new("after", |ctx: StepContext<App>| async move {
             ctx.app.executed(format!("{}/after", ctx.workflow_id));
-            Ok(json!(hood_saga::now()).into())
+            Ok(json!(hood_clock::now()).into())
         }))
 }
 

@@ -14,9 +14,7 @@ pub(crate) mod events;
 /// Wall clock in Unix milliseconds, for bookkeeping columns the caller does
 /// not supply (outbox `created_at`, `schema_migrations.applied_at`).
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    hood_clock::now().millis()
 }
 
 pub(crate) fn opt_ts(v: Option<i64>) -> Option<Timestamp> {

@@ -10,6 +10,9 @@
 
 use crate::db::Pool;
 use crate::StoreResult;
+use hood_clock::{AlignedClock, Clock};
+use std::sync::Arc;
+use std::time::Duration;
 
 mod artifact;
 mod edge;
@@ -33,16 +36,65 @@ mod workflow;
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: Pool,
+    /// The database's clock as this process reads it (see
+    /// [`crate::clock`]).
+    clock: Arc<AlignedClock>,
 }
+
+/// How often a PostgreSQL store re-measures its offset to the server's
+/// clock.
+const CLOCK_ALIGNMENT_EVERY: Duration = Duration::from_secs(10);
 
 impl SqlStore {
     /// Opens a store from a URL: `sqlite://PATH` (created if missing) or
     /// `postgres://…`. Does not migrate: in cluster mode that is `hood
     /// migrate`'s job, never a server's.
+    ///
+    /// On PostgreSQL the store's clock is aligned to the server's at once
+    /// and every 10 s after (replicas judge leases by it); SQLite is
+    /// embedded, its clock is this machine's.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        Ok(Self {
+        let store = Self {
             pool: Pool::open(url).await?,
-        })
+            clock: AlignedClock::over(hood_clock::system()),
+        };
+        if store.pool.backend() == crate::Backend::Postgres {
+            crate::clock::align_clock(&store, &store.clock).await?;
+            let weak = Arc::downgrade(&store.clock);
+            let pool = store.pool.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(CLOCK_ALIGNMENT_EVERY).await;
+                    // Ends with the last handle on the clock.
+                    let Some(clock) = weak.upgrade() else { return };
+                    let sent = clock.local_now();
+                    match read_database_now(&pool).await {
+                        Ok(now) => clock.align(now, sent),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the database clock failed; keeping the last offset")
+                        }
+                    }
+                }
+            });
+        }
+        Ok(store)
+    }
+}
+
+async fn read_database_now(pool: &Pool) -> StoreResult<hood_domain::Timestamp> {
+    let sql = format!("SELECT {}", pool.backend().now_millis());
+    let ms = crate::db::query_scalar::<i64>(sql).fetch_one(pool).await?;
+    Ok(hood_domain::Timestamp::from_millis(ms))
+}
+
+#[async_trait::async_trait]
+impl crate::clock::DatabaseClock for SqlStore {
+    async fn database_now(&self) -> StoreResult<hood_domain::Timestamp> {
+        read_database_now(&self.pool).await
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 }
 

@@ -7,7 +7,7 @@
 use anyhow::{bail, Context, Result};
 use hood_domain::identity::Organization;
 use hood_domain::rpc::{KeyScope, Plan, PlanCatalog, RpcKey};
-use hood_domain::{OrgId, RpcKeyId, Timestamp};
+use hood_domain::{OrgId, RpcKeyId};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -298,11 +298,7 @@ async fn start_edge(
 )> {
     let store: Arc<dyn hood_store::Store> = hood_store::connect(db).await?;
     store.migrate().await?;
-    let now = Timestamp::from_millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64,
-    );
+    let now = hood_clock::now();
     let org = Organization {
         id: OrgId::from_uuid(uuid::Uuid::now_v7()),
         slug: "bench".into(),

@@ -346,7 +346,8 @@ pub(super) async fn run(url: &str, nodes: usize, cycles: usize) -> Result<()> {
         config.rules,
         None,
         BTreeMap::new(),
-    );
+    )
+    .with_clock(store.clock());
     let mut anchors = Vec::with_capacity(cycles);
     let mut runs = Vec::with_capacity(cycles);
     let mut refreshing = Duration::ZERO;
