@@ -7,7 +7,7 @@
 
 use crate::{BusError, BusEvent, EventBus};
 use hood_domain::EventId;
-use hood_store::{Store, StoreError};
+use hood_store::{OutboxStore, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -50,14 +50,14 @@ pub enum RelayError {
 
 /// Publishes the outbox to a bus. [`OutboxRelay::spawn`] runs it.
 pub struct OutboxRelay {
-    store: Arc<dyn Store>,
+    store: Arc<dyn OutboxStore>,
     bus: Arc<dyn EventBus>,
     config: RelayConfig,
     wake: Arc<Notify>,
 }
 
 impl OutboxRelay {
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn EventBus>, config: RelayConfig) -> Self {
+    pub fn new(store: Arc<dyn OutboxStore>, bus: Arc<dyn EventBus>, config: RelayConfig) -> Self {
         let config = RelayConfig {
             batch: config.batch.max(1),
             ..config

@@ -6,7 +6,8 @@
 
 use hood_domain::rpc::RpcKey;
 use hood_domain::Timestamp;
-use hood_store::{Store, StoreError};
+use hood_store::edge::RpcKeyStore;
+use hood_store::StoreError;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -31,13 +32,13 @@ enum Entry {
 }
 
 pub struct KeyCache {
-    store: Arc<dyn Store>,
+    store: Arc<dyn RpcKeyStore>,
     entries: RwLock<HashMap<String, Entry>>,
     negative_ttl: Duration,
 }
 
 impl KeyCache {
-    pub fn new(store: Arc<dyn Store>, negative_ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn RpcKeyStore>, negative_ttl: Duration) -> Self {
         Self {
             store,
             entries: RwLock::new(HashMap::new()),

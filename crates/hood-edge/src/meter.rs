@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use hood_bus::{BusEvent, EventBus};
 use hood_domain::backoff::Backoff;
 use hood_domain::rpc::UsageEvent;
-use hood_store::Store;
+use hood_store::usage::UsageStore;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,7 @@ pub trait UsageWriter: Send + Sync {
 
 /// Embedded mode: straight into the store (events + rollups, one
 /// transaction per batch).
-pub struct StoreWriter(pub Arc<dyn Store>);
+pub struct StoreWriter(pub Arc<dyn UsageStore>);
 
 #[async_trait]
 impl UsageWriter for StoreWriter {
@@ -74,7 +74,7 @@ impl UsageWriter for BusWriter {
 /// idempotent by request id, so redeliveries never count twice.
 pub async fn run_ingest(
     bus: Arc<dyn EventBus>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn UsageStore>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {

@@ -7,7 +7,7 @@
 //! transaction submission) forbids once they may have reached an upstream.
 
 use bytes::Bytes;
-use hood_store::Store;
+use hood_store::edge::EdgeStore;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -369,7 +369,7 @@ impl Pools {
     }
 
     /// Reads the healthy managed nodes from the store.
-    pub async fn refresh(&self, store: &dyn Store) -> Result<(), hood_store::StoreError> {
+    pub async fn refresh(&self, store: &dyn EdgeStore) -> Result<(), hood_store::StoreError> {
         let nodes = store.serving_nodes().await?;
         let managed: Vec<(String, String, String)> = nodes
             .into_iter()

@@ -7,7 +7,9 @@ use hood_domain::machine::StateMachine;
 use hood_domain::Timestamp;
 use hood_store::fleet::HostFilter;
 use hood_store::node::NodeChange;
-use hood_store::{Store, StoreError};
+use hood_store::fleet::FleetStore;
+use hood_store::node::NodeStore;
+use hood_store::StoreError;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -20,7 +22,8 @@ pub struct CleanupReport {
 }
 
 pub(crate) async fn cleanup_once(
-    store: &dyn Store,
+    fleet: &dyn FleetStore,
+    nodes_store: &dyn NodeStore,
     recovery: Option<&dyn NodeRecovery>,
     orphan_after: Duration,
     maintenance_max: Duration,
@@ -29,13 +32,13 @@ pub(crate) async fn cleanup_once(
     let mut report = CleanupReport {
         // Kept a day past expiry so an operator can still see why an
         // enrollment failed.
-        tokens_deleted: store
+        tokens_deleted: fleet
             .delete_expired_enrollment_tokens(Timestamp(now.millis() - 24 * 3_600_000))
             .await?,
         ..CleanupReport::default()
     };
 
-    let nodes = store.list_nodes(None).await?;
+    let nodes = nodes_store.list_nodes(None).await?;
     let in_use: BTreeSet<_> = nodes
         .iter()
         .filter(|n| !n.state.is_terminal())
@@ -43,7 +46,7 @@ pub(crate) async fn cleanup_once(
         .collect();
     let orphan_ms = i64::try_from(orphan_after.as_millis()).unwrap_or(i64::MAX);
     if let Some(recovery) = recovery {
-        for host in store.list_hosts(&HostFilter::default()).await? {
+        for host in fleet.list_hosts(&HostFilter::default()).await? {
             if host.state.is_terminal() || in_use.contains(&host.id) {
                 continue;
             }
@@ -86,7 +89,7 @@ pub(crate) async fn cleanup_once(
             ),
             ..NodeChange::default()
         };
-        match store.update_node(node.id, node.version, &change, now).await {
+        match nodes_store.update_node(node.id, node.version, &change, now).await {
             Ok(_) => report.maintenance_released += 1,
             Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e),

@@ -17,7 +17,8 @@ use hood_domain::lifecycle::{HostState, NodeState, SyncStatus};
 use hood_domain::{HostId, Timestamp};
 use hood_store::health::{HealthSnapshot, HealthWrite, Lease, NodeHealth};
 use hood_store::node::NodeChange;
-use hood_store::{Store, StoreError};
+use hood_store::health::HealthStore;
+use hood_store::StoreError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,7 +39,7 @@ pub struct CycleReport {
 
 /// The evaluator of one replica (it acts only with a lease).
 pub struct Evaluator {
-    store: Arc<dyn Store>,
+    store: Arc<dyn HealthStore>,
     clock: Arc<dyn Clock>,
     rules: HealthRules,
     policies: HashMap<String, CompiledPolicies>,
@@ -54,7 +55,7 @@ fn workload_alive(state: &str) -> bool {
 
 impl Evaluator {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn HealthStore>,
         chains: &ChainCatalog,
         rules: HealthRules,
         recovery: Option<Arc<dyn NodeRecovery>>,

@@ -4,7 +4,7 @@
 
 use hood_clock::Clock;
 use hood_store::health::Lease;
-use hood_store::Store;
+use hood_store::lease::LeaderLeaseStore;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 /// Competes for one lease until shut down.
 pub struct LeaderElector {
-    store: Arc<dyn Store>,
+    store: Arc<dyn LeaderLeaseStore>,
     clock: Arc<dyn Clock>,
     name: String,
     holder: String,
@@ -31,7 +31,7 @@ pub struct LeaderHandle {
 impl LeaderElector {
     /// `clock` judges the lease: the database's, where replicas share one.
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn LeaderLeaseStore>,
         clock: Arc<dyn Clock>,
         name: &str,
         holder: &str,

@@ -13,7 +13,8 @@ use hood_domain::{IncidentId, Timestamp};
 use hood_identity::master_key::MasterKey;
 use hood_notify::{ChannelConfig, Notification, Notifier};
 use hood_store::health::{AttemptOutcome, DueDelivery};
-use hood_store::Store;
+use hood_store::incident::IncidentStore;
+use hood_store::notification::NotificationStore;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -32,7 +33,8 @@ pub fn channel_aad(channel: &hood_domain::ChannelId) -> Vec<u8> {
 /// Dispatches incident events to channels.
 #[derive(Clone)]
 pub struct NotificationDispatcher {
-    store: Arc<dyn Store>,
+    store: Arc<dyn NotificationStore>,
+    incidents: Arc<dyn IncidentStore>,
     clock: Arc<dyn Clock>,
     master: MasterKey,
     notifier: Notifier,
@@ -41,13 +43,15 @@ pub struct NotificationDispatcher {
 
 impl NotificationDispatcher {
     pub fn new(
-        store: Arc<dyn Store>,
+        store: Arc<dyn NotificationStore>,
+        incidents: Arc<dyn IncidentStore>,
         master: MasterKey,
         notifier: Notifier,
         policy: DeliveryPolicy,
     ) -> Self {
         Self {
             store,
+            incidents,
             clock: hood_clock::system(),
             master,
             notifier,
@@ -110,7 +114,7 @@ impl NotificationDispatcher {
             tracing::warn!(event = %event.id, "incident event without an incident id; dropped");
             return Ok(());
         };
-        let Some(incident) = self.store.get_incident(None, id).await? else {
+        let Some(incident) = self.incidents.get_incident(None, id).await? else {
             return Ok(());
         };
         // Muted incidents are covered by their root's notification.

@@ -48,7 +48,7 @@ pub struct HealthServiceHandle {
 impl HealthService {
     pub fn spawn(config: HealthConfig, deps: HealthDeps) -> HealthServiceHandle {
         let leader = LeaderElector::new(
-            Arc::clone(&deps.store),
+            deps.store.clone(),
             Arc::clone(&deps.clock),
             crate::leases::HEALTH,
             &config.replica,
@@ -59,7 +59,7 @@ impl HealthService {
         let (stop, stopped) = watch::channel(false);
         let (cycle_tx, cycles) = watch::channel(None);
         let evaluator = Evaluator::new(
-            Arc::clone(&deps.store),
+            deps.store.clone(),
             &deps.chains,
             config.rules,
             deps.recovery.clone(),
@@ -144,7 +144,7 @@ impl HealthService {
                         }
                         _ = cleanup.tick() => {
                             if live(&lease, clock.as_ref()).is_none() { continue }
-                            match cleanup_once(store.as_ref(), recovery.as_deref(), orphan_after, maintenance_max, clock.now()).await {
+                            match cleanup_once(store.as_ref(), store.as_ref(), recovery.as_deref(), orphan_after, maintenance_max, clock.now()).await {
                                 Ok(r) => tracing::debug!(tokens = r.tokens_deleted, hosts = r.hosts_reaped, maintenance = r.maintenance_released, "cleanup pass"),
                                 Err(e) => tracing::warn!(error = %e, "cleanup failed"),
                             }
@@ -157,7 +157,8 @@ impl HealthService {
 
         // Notifications: not leader-gated.
         let dispatcher = NotificationDispatcher::new(
-            Arc::clone(&deps.store),
+            deps.store.clone(),
+            deps.store.clone(),
             deps.master.clone(),
             deps.notifier.clone(),
             config.delivery.clone(),

@@ -7,14 +7,15 @@ use hood_domain::health::{
 };
 use hood_domain::{NodeId, Timestamp};
 use hood_store::health::Lease;
-use hood_store::{Store, StoreError};
+use hood_store::uptime::UptimeStore;
+use hood_store::StoreError;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Materializes every complete hour not yet stored, for every live node.
 /// Returns how many hours were written.
 pub async fn materialize_uptime(
-    store: &dyn Store,
+    store: &dyn UptimeStore,
     lease: &Lease,
     now: Timestamp,
 ) -> Result<usize, StoreError> {
@@ -67,7 +68,7 @@ pub struct UptimeReport {
 /// Materialized hours where they exist; the live log for partial hours and
 /// hours the worker has not reached yet. Both give the same numbers.
 pub async fn uptime_report(
-    store: &dyn Store,
+    store: &dyn UptimeStore,
     node: NodeId,
     from: Timestamp,
     to: Timestamp,

@@ -86,7 +86,7 @@ pub async fn bench_step_throughput(
     }
     let registry = Registry::new().with(def)?;
     let backend = store.backend();
-    let engine = Engine::new(Arc::clone(&store), registry, Arc::new(()));
+    let engine = Engine::new(store.clone(), registry, Arc::new(()));
     let workers = workers.max(1);
 
     let creating = Instant::now();

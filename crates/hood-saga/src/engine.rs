@@ -11,7 +11,8 @@ use hood_domain::machine::StateMachine;
 use hood_store::workflow::{
     NewSignal, NewWorkflow, WorkflowDetail, WorkflowFilter, WorkflowRecord,
 };
-use hood_store::{Store, StoreError};
+use hood_store::workflow::WorkflowStore;
+use hood_store::StoreError;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -20,7 +21,7 @@ use tokio::sync::watch;
 pub use hood_domain::node_workflows::signals;
 
 pub(crate) struct Inner<C> {
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn WorkflowStore>,
     /// The engine's clock: leases and due times are judged by it, so where
     /// replicas share a database it is aligned to the database's.
     pub(crate) clock: Arc<dyn Clock>,
@@ -53,7 +54,7 @@ impl<C> Clone for Engine<C> {
 }
 
 impl<C: Send + Sync + 'static> Engine<C> {
-    pub fn new(store: Arc<dyn Store>, registry: Registry<C>, app: Arc<C>) -> Self {
+    pub fn new(store: Arc<dyn WorkflowStore>, registry: Registry<C>, app: Arc<C>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 clock: store.clock(),
@@ -66,7 +67,7 @@ impl<C: Send + Sync + 'static> Engine<C> {
         }
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<dyn WorkflowStore> {
         &self.inner.store
     }
 

@@ -188,7 +188,7 @@ pub struct StepEnd {
 /// Durable workflow journal for the saga engine (`hood-saga`): workflows,
 /// step journal, signals, timers, leases with fencing generations.
 #[async_trait]
-pub trait WorkflowStore: Send + Sync {
+pub trait WorkflowStore: crate::clock::DatabaseClock + Send + Sync {
     // -- creation and reads --
 
     /// Creates a `pending` run due now. Idempotent by id: an existing run

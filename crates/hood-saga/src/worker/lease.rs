@@ -3,14 +3,14 @@
 use super::timing::after;
 use hood_clock::Clock;
 use hood_store::workflow::{is_lease_lost, Fence};
-use hood_store::Store;
+use hood_store::workflow::WorkflowStore;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Renews the lease every third of its length; returns when it is lost
 /// (generation moved on) or could not be renewed before it expired.
 pub(super) async fn renew_until_lost(
-    store: Arc<dyn Store>,
+    store: Arc<dyn WorkflowStore>,
     clock: &dyn Clock,
     fence: &Fence,
     ttl: Duration,

@@ -12,7 +12,7 @@ use futures::FutureExt as _;
 use hood_domain::lifecycle::WorkflowState;
 use hood_domain::Timestamp;
 use hood_store::workflow::{Fence, SignalRecord, StepKind, WorkflowRecord, WorkflowUpdate};
-use hood_store::Store;
+use hood_store::workflow::WorkflowStore;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
@@ -46,7 +46,7 @@ impl<C: Send + Sync + 'static> Runner<C> {
         self.engine.clock().now()
     }
 
-    pub(super) fn store(&self) -> &Arc<dyn Store> {
+    pub(super) fn store(&self) -> &Arc<dyn WorkflowStore> {
         self.engine.store()
     }
 

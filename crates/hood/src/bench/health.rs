@@ -341,7 +341,7 @@ pub(super) async fn run(url: &str, nodes: usize, cycles: usize) -> Result<()> {
         bail!("the database is not fresh: the snapshot holds {seen} nodes, {nodes} were seeded");
     }
     let evaluator = Evaluator::new(
-        Arc::clone(&store),
+        store.clone(),
         &chains,
         config.rules,
         None,
