@@ -20,6 +20,7 @@ pub mod net;
 pub mod node;
 pub mod node_workflows;
 pub mod notification;
+pub mod retention;
 pub mod rpc;
 pub mod time;
 pub mod usage;

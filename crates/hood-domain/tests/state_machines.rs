@@ -241,9 +241,6 @@ machine_tests! {
     workflow => WorkflowState,
     workflow_step => StepState,
     incident => IncidentState,
-    subscription => SubscriptionState,
-    allocation => AllocationState,
-    transfer => TransferState,
 }
 
 /// Machine names are distinct: they label errors and events.
@@ -258,9 +255,6 @@ fn machine_names_are_unique() {
         WorkflowState::NAME,
         StepState::NAME,
         IncidentState::NAME,
-        SubscriptionState::NAME,
-        AllocationState::NAME,
-        TransferState::NAME,
     ];
     for (i, n) in names.iter().enumerate() {
         assert!(!names[..i].contains(n), "{n}");

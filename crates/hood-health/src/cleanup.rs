@@ -4,11 +4,13 @@
 use crate::NodeRecovery;
 use hood_domain::lifecycle::{HostState, NodeState};
 use hood_domain::machine::StateMachine;
+use hood_domain::retention::RetentionPolicy;
 use hood_domain::Timestamp;
+use hood_store::fleet::FleetStore;
 use hood_store::fleet::HostFilter;
 use hood_store::node::NodeChange;
-use hood_store::fleet::FleetStore;
 use hood_store::node::NodeStore;
+use hood_store::retention::{PruneReport, RetentionStore};
 use hood_store::StoreError;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -19,16 +21,39 @@ pub struct CleanupReport {
     pub tokens_deleted: u64,
     pub hosts_reaped: usize,
     pub maintenance_released: usize,
+    /// What retention deleted.
+    pub pruned: PruneReport,
+}
+
+/// Rows per retention batch, and batches per kind per pass: a backlog is
+/// worked off over several passes without holding locks for long.
+const PRUNE_BATCH: i64 = 5_000;
+const PRUNE_BATCHES_PER_PASS: u32 = 20;
+
+/// What a cleanup pass may delete or hand back, and after how long.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CleanupPolicy {
+    /// A host no live node uses is reaped after this long.
+    pub orphan_after: Duration,
+    /// A node in maintenance longer than this goes back to the health
+    /// machine.
+    pub maintenance_max: Duration,
+    pub retention: RetentionPolicy,
 }
 
 pub(crate) async fn cleanup_once(
     fleet: &dyn FleetStore,
     nodes_store: &dyn NodeStore,
+    retention_store: &dyn RetentionStore,
     recovery: Option<&dyn NodeRecovery>,
-    orphan_after: Duration,
-    maintenance_max: Duration,
+    policy: &CleanupPolicy,
     now: Timestamp,
 ) -> Result<CleanupReport, StoreError> {
+    let CleanupPolicy {
+        orphan_after,
+        maintenance_max,
+        retention,
+    } = *policy;
     let mut report = CleanupReport {
         // Kept a day past expiry so an operator can still see why an
         // enrollment failed.
@@ -89,11 +114,17 @@ pub(crate) async fn cleanup_once(
             ),
             ..NodeChange::default()
         };
-        match nodes_store.update_node(node.id, node.version, &change, now).await {
+        match nodes_store
+            .update_node(node.id, node.version, &change, now)
+            .await
+        {
             Ok(_) => report.maintenance_released += 1,
             Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e),
         }
     }
+    report.pruned = retention_store
+        .prune(&retention.cutoffs(now), PRUNE_BATCH, PRUNE_BATCHES_PER_PASS)
+        .await?;
     Ok(report)
 }

@@ -2,6 +2,7 @@
 
 use hood_domain::backoff::Backoff;
 use hood_domain::health::HealthRules;
+use hood_domain::retention::RetentionPolicy;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ pub struct HealthConfig {
     /// A node in maintenance longer than this is handed back to the health
     /// machine (its workflow is gone or forgot it).
     pub maintenance_max: Duration,
+    /// What the cleanup loop deletes, and when.
+    pub retention: RetentionPolicy,
     pub delivery: DeliveryPolicy,
     /// Per-chain JSON-RPC URL whose head is the lag reference.
     pub reference_rpc: BTreeMap<String, String>,
@@ -69,6 +72,7 @@ impl Default for HealthConfig {
             cleanup_every: Duration::from_secs(300),
             orphan_host_after: Duration::from_secs(3600),
             maintenance_max: Duration::from_secs(24 * 3600),
+            retention: RetentionPolicy::default(),
             delivery: DeliveryPolicy::default(),
             reference_rpc: BTreeMap::new(),
             replica: format!(

@@ -15,9 +15,9 @@ use hood_domain::health::{
 };
 use hood_domain::lifecycle::{HostState, NodeState, SyncStatus};
 use hood_domain::{HostId, Timestamp};
+use hood_store::health::HealthStore;
 use hood_store::health::{HealthSnapshot, HealthWrite, Lease, NodeHealth};
 use hood_store::node::NodeChange;
-use hood_store::health::HealthStore;
 use hood_store::StoreError;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

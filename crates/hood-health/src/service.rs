@@ -1,7 +1,7 @@
 //! The health role as a set of loops: leader election; evaluation, uptime
 //! and cleanup while leading; notification consumer and sender always.
 
-use crate::cleanup::cleanup_once;
+use crate::cleanup::{cleanup_once, CleanupPolicy};
 use crate::config::HealthConfig;
 use crate::evaluator::{CycleReport, Evaluator};
 use crate::leader::{LeaderElector, LeaderHandle};
@@ -125,8 +125,11 @@ impl HealthService {
             let recovery = deps.recovery.clone();
             let clock = Arc::clone(&deps.clock);
             let (uptime_every, cleanup_every) = (config.uptime_every, config.cleanup_every);
-            let (orphan_after, maintenance_max) =
-                (config.orphan_host_after, config.maintenance_max);
+            let policy = CleanupPolicy {
+                orphan_after: config.orphan_host_after,
+                maintenance_max: config.maintenance_max,
+                retention: config.retention,
+            };
             tasks.push(tokio::spawn(async move {
                 let mut uptime = tokio::time::interval(uptime_every);
                 let mut cleanup = tokio::time::interval(cleanup_every);
@@ -144,8 +147,8 @@ impl HealthService {
                         }
                         _ = cleanup.tick() => {
                             if live(&lease, clock.as_ref()).is_none() { continue }
-                            match cleanup_once(store.as_ref(), store.as_ref(), recovery.as_deref(), orphan_after, maintenance_max, clock.now()).await {
-                                Ok(r) => tracing::debug!(tokens = r.tokens_deleted, hosts = r.hosts_reaped, maintenance = r.maintenance_released, "cleanup pass"),
+                            match cleanup_once(store.as_ref(), store.as_ref(), store.as_ref(), recovery.as_deref(), &policy, clock.now()).await {
+                                Ok(r) => tracing::debug!(tokens = r.tokens_deleted, hosts = r.hosts_reaped, maintenance = r.maintenance_released, usage_events = r.pruned.usage_events, workflows = r.pruned.finished_workflows, step_executions = r.pruned.step_executions, agent_events = r.pruned.agent_events, outbox = r.pruned.published_outbox, "cleanup pass"),
                                 Err(e) => tracing::warn!(error = %e, "cleanup failed"),
                             }
                         }

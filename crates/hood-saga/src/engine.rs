@@ -8,10 +8,10 @@ use crate::SagaError;
 use hood_clock::Clock;
 use hood_domain::lifecycle::WorkflowState;
 use hood_domain::machine::StateMachine;
+use hood_store::workflow::WorkflowStore;
 use hood_store::workflow::{
     NewSignal, NewWorkflow, WorkflowDetail, WorkflowFilter, WorkflowRecord,
 };
-use hood_store::workflow::WorkflowStore;
 use hood_store::StoreError;
 use std::sync::Arc;
 use std::time::Duration;

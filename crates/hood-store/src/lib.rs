@@ -41,6 +41,7 @@ pub mod migrate;
 pub mod node;
 pub mod notification;
 pub mod outbox;
+pub mod retention;
 pub mod uptime;
 pub mod usage;
 pub mod workflow;
@@ -121,6 +122,7 @@ pub trait Store:
     + edge::RpcKeyStore
     + usage::UsageStore
     + edge::EdgeStore
+    + retention::RetentionStore
     + Send
     + Sync
     + 'static

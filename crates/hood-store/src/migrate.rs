@@ -77,6 +77,11 @@ pub const SQLITE: &[Migration] = &[
         name: "edge",
         sql: include_str!("../migrations/sqlite/0007_edge.sql"),
     },
+    Migration {
+        version: 8,
+        name: "retention",
+        sql: include_str!("../migrations/sqlite/0008_retention.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -115,6 +120,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 7,
         name: "edge",
         sql: include_str!("../migrations/postgres/0007_edge.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "retention",
+        sql: include_str!("../migrations/postgres/0008_retention.sql"),
     },
 ];
 

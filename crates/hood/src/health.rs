@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use hood_bus::{EventBus, OutboxRelay, RelayConfig, RelayHandle};
 use hood_chains::ChainCatalog;
 use hood_domain::health::HealthRules;
+use hood_domain::retention::RetentionPolicy;
 use hood_health::{HealthConfig, HealthDeps, HealthService, HealthServiceHandle};
 use hood_identity::master_key::MasterKey;
 use hood_orchestrator::Orchestrator;
@@ -52,6 +53,23 @@ pub struct HealthArgs {
     /// Lag reference per chain: `chain=http://rpc,chain2=http://…`.
     #[arg(long, env = "HOOD_REFERENCE_RPC", value_delimiter = ',')]
     pub reference_rpc: Vec<String>,
+    /// Days raw usage events are kept (rollups are kept for ever); 0 keeps
+    /// them for ever.
+    #[arg(long, env = "HOOD_RETENTION_USAGE_EVENTS_DAYS", default_value_t = 90)]
+    pub retention_usage_events_days: u32,
+    /// Days finished (completed, failed, abandoned) workflows are kept with
+    /// their journal; 0 keeps them for ever.
+    #[arg(long, env = "HOOD_RETENTION_WORKFLOWS_DAYS", default_value_t = 30)]
+    pub retention_workflows_days: u32,
+    /// Days step execution logs are kept; 0 keeps them for ever.
+    #[arg(long, env = "HOOD_RETENTION_EXECUTION_LOGS_DAYS", default_value_t = 14)]
+    pub retention_execution_logs_days: u32,
+    /// Days agent events are kept; 0 keeps them for ever.
+    #[arg(long, env = "HOOD_RETENTION_AGENT_EVENTS_DAYS", default_value_t = 14)]
+    pub retention_agent_events_days: u32,
+    /// Days published outbox rows are kept; 0 keeps them for ever.
+    #[arg(long, env = "HOOD_RETENTION_OUTBOX_DAYS", default_value_t = 7)]
+    pub retention_outbox_days: u32,
 }
 
 impl HealthArgs {
@@ -78,11 +96,24 @@ impl HealthArgs {
             uptime_every: ms(self.uptime_interval_ms.max(50)),
             cleanup_every: ms(self.cleanup_interval_ms.max(50)),
             reference_rpc,
+            retention: self.retention(),
             ..HealthConfig::default()
         };
         config.delivery.initial_backoff = ms(self.notify_backoff_ms.max(1));
         config.delivery.poll = ms(self.health_interval_ms.clamp(50, 1_000));
         Ok(config)
+    }
+
+    /// Retention in days; 0 means "keep for ever".
+    pub fn retention(&self) -> RetentionPolicy {
+        let days = |d: u32| (d > 0).then_some(d);
+        RetentionPolicy {
+            usage_events_days: days(self.retention_usage_events_days),
+            finished_workflows_days: days(self.retention_workflows_days),
+            step_executions_days: days(self.retention_execution_logs_days),
+            agent_events_days: days(self.retention_agent_events_days),
+            published_outbox_days: days(self.retention_outbox_days),
+        }
     }
 
     /// How notifications are sent, shared by the health role and the API's

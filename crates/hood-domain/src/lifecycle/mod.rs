@@ -11,18 +11,14 @@
 //! - [`host`]: [`HostState`] (design §4);
 //! - [`command`]: [`CommandState`] for durable agent commands (design §4);
 //! - [`workflow`]: [`WorkflowState`] and [`StepState`] for sagas (design §3);
-//! - [`incident`]: [`IncidentState`] (design §6);
-//! - [`billing`]: [`SubscriptionState`], [`AllocationState`] and
-//!   [`TransferState`] (design §8, seed 004).
+//! - [`incident`]: [`IncidentState`] (design §6).
 
-pub mod billing;
 pub mod command;
 pub mod host;
 pub mod incident;
 pub mod node;
 pub mod workflow;
 
-pub use billing::{AllocationState, SubscriptionState, TransferState};
 pub use command::CommandState;
 pub use host::HostState;
 pub use incident::IncidentState;

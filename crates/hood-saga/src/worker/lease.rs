@@ -2,8 +2,8 @@
 
 use super::timing::after;
 use hood_clock::Clock;
-use hood_store::workflow::{is_lease_lost, Fence};
 use hood_store::workflow::WorkflowStore;
+use hood_store::workflow::{is_lease_lost, Fence};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -24,6 +24,7 @@ mod lease;
 mod node;
 mod notification;
 mod outbox;
+mod retention;
 mod schema;
 mod uptime;
 mod usage;

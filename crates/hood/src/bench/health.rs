@@ -340,14 +340,8 @@ pub(super) async fn run(url: &str, nodes: usize, cycles: usize) -> Result<()> {
     if seen != nodes {
         bail!("the database is not fresh: the snapshot holds {seen} nodes, {nodes} were seeded");
     }
-    let evaluator = Evaluator::new(
-        store.clone(),
-        &chains,
-        config.rules,
-        None,
-        BTreeMap::new(),
-    )
-    .with_clock(store.clock());
+    let evaluator = Evaluator::new(store.clone(), &chains, config.rules, None, BTreeMap::new())
+        .with_clock(store.clock());
     let mut anchors = Vec::with_capacity(cycles);
     let mut runs = Vec::with_capacity(cycles);
     let mut refreshing = Duration::ZERO;
