@@ -31,6 +31,18 @@ impl AgentHandle {
             version: version.to_owned(),
             reason,
         };
+        // What only an operator can fix is its own error, worded by the
+        // gateway; anything else (transport, unavailable) stays retryable.
+        let refused = |status: tonic::Status| match status.code() {
+            tonic::Code::NotFound | tonic::Code::DataLoss | tonic::Code::FailedPrecondition => {
+                AgentError::ArtifactNotServed {
+                    name: name.to_owned(),
+                    version: version.to_owned(),
+                    reason: status.message().to_owned(),
+                }
+            }
+            _ => AgentError::from(status),
+        };
         let expected = expected_sha256.map(str::to_ascii_lowercase);
         if let Some(sha) = &expected {
             if !is_sha256_hex(sha) {
@@ -55,7 +67,8 @@ impl AgentHandle {
                 name: name.to_owned(),
                 version: version.to_owned(),
             })
-            .await?
+            .await
+            .map_err(refused)?
             .into_inner();
         let tmp = dir.join(format!(".download-{}", uuid::Uuid::new_v4()));
         let result = async {
@@ -65,7 +78,7 @@ impl AgentHandle {
             let mut hasher = Sha256::new();
             let mut declared: Option<(String, u64)> = None;
             let mut written: u64 = 0;
-            while let Some(chunk) = stream.message().await? {
+            while let Some(chunk) = stream.message().await.map_err(refused)? {
                 if declared.is_none() {
                     let sha = chunk.sha256.to_ascii_lowercase();
                     if !is_sha256_hex(&sha) {

@@ -28,6 +28,16 @@ pub enum AgentError {
     /// The gateway's answer makes no sense (wrong host id, bad PEM, …).
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// The gateway cannot serve an artifact and says why (not in the
+    /// catalog, its object missing or damaged in the artifact store):
+    /// retrying will not help until an operator pushes it again. `reason`
+    /// is the gateway's message, which names the artifact.
+    #[error("{reason}")]
+    ArtifactNotServed {
+        name: String,
+        version: String,
+        reason: String,
+    },
     /// Downloaded bytes do not match the expected SHA-256 or size.
     #[error("artifact {name} {version}: {reason}")]
     ArtifactMismatch {

@@ -60,8 +60,11 @@ pub const ADMIN_KEY_FILE: &str = "admin.key";
 /// `home/admin.key`. Returns `None` when the installation already has users
 /// (or another replica won the race).
 ///
-/// Crash safety: the key file is written before the database commit, so a
-/// crash in between leaves no users and the next start bootstraps again.
+/// Crash safety: the key is written to a file of its own before the
+/// database commit and moved to `admin.key` after it, so a crash in between
+/// leaves the key in `admin.key.*.pending` (or no users, and the next start
+/// bootstraps again), and replicas sharing a home that start at once never
+/// overwrite or delete the key that won.
 pub async fn bootstrap_admin(
     store: &dyn Store,
     home: &Path,
@@ -105,16 +108,24 @@ pub async fn bootstrap_admin(
         last_used_at: None,
     };
     let key_file = home.join(ADMIN_KEY_FILE);
-    hood_files::write_private(&key_file, format!("{}\n", generated.token).as_bytes()).map_err(
-        |source| BootstrapError::Io {
-            path: key_file.clone(),
-            source,
-        },
-    )?;
-    if !store.bootstrap(&org, &admin, &key).await? {
-        // Another replica bootstrapped first; our key was never stored.
-        let _ = std::fs::remove_file(&key_file);
-        return Ok(None);
+    let pending = home.join(format!("{ADMIN_KEY_FILE}.{}.pending", Uuid::now_v7()));
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| BootstrapError::Io { path, source }
+    };
+    hood_files::write_private(&pending, format!("{}\n", generated.token).as_bytes())
+        .map_err(io(&pending))?;
+    match store.bootstrap(&org, &admin, &key).await {
+        Ok(true) => hood_files::move_into_place(&pending, &key_file).map_err(io(&key_file))?,
+        Ok(false) => {
+            // Another replica bootstrapped first; our key was never stored.
+            let _ = hood_files::wipe(&pending);
+            return Ok(None);
+        }
+        Err(e) => {
+            let _ = hood_files::wipe(&pending);
+            return Err(e.into());
+        }
     }
     tracing::info!(email = %admin.email, key_file = %key_file.display(), "bootstrapped the first administrator");
     Ok(Some(BootstrapReport {
@@ -122,4 +133,46 @@ pub async fn bootstrap_admin(
         org_slug: org.slug,
         key_file,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn replicas_sharing_a_home_keep_the_key_that_won() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: std::sync::Arc<dyn Store> = hood_store::connect(&hood_testkit::sqlite_url(&dir))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let home = dir.path().join("home");
+        let run = || bootstrap_admin(store.as_ref(), &home, None);
+        let (a, b, c, d) = tokio::join!(run(), run(), run(), run());
+        let won: Vec<_> = [a, b, c, d]
+            .into_iter()
+            .filter_map(Result::unwrap)
+            .collect();
+        assert_eq!(won.len(), 1, "exactly one replica bootstraps");
+        assert_eq!(won[0].key_file, home.join(ADMIN_KEY_FILE));
+
+        // The file holds the key that was stored, and nothing is left aside.
+        let token = std::fs::read_to_string(home.join(ADMIN_KEY_FILE)).unwrap();
+        let (prefix, secret) = hood_identity::api_keys::parse_api_key(token.trim()).unwrap();
+        let stored = store.find_api_key_by_prefix(prefix).await.unwrap().unwrap();
+        assert!(hood_identity::api_keys::verify_secret(
+            secret,
+            &stored.secret_hash
+        ));
+        let names: Vec<String> = std::fs::read_dir(&home)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, vec![ADMIN_KEY_FILE.to_owned()]);
+        assert!(bootstrap_admin(store.as_ref(), &home, None)
+            .await
+            .unwrap()
+            .is_none());
+    }
 }

@@ -52,7 +52,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
         ops::Liveness, ops::Readiness, chains::ChainView, chains::NodeTypeView, chains::ResourcesView, chains::BinaryView,
-        artifacts::ArtifactView, fleet::HostView, fleet::WorkflowView, fleet::StepView, fleet::AbandonRequest, nodes::NodeView, nodes::NodeEventView, nodes::NodeAccepted, nodes::CreateNodeRequest,
+        artifacts::ArtifactView, artifacts::PushedArtifactView, fleet::HostView, fleet::WorkflowView, fleet::StepView, fleet::AbandonRequest, nodes::NodeView, nodes::NodeEventView, nodes::NodeAccepted, nodes::CreateNodeRequest,
         health::IncidentView, health::DeliveryView, health::DeliveryAttemptView, health::ChannelView,
         health::CreateChannelRequest, health::ChannelTestResult, health::UptimeView, health::UptimeBucketView,
         edge::RpcKeyView, edge::CreatedRpcKey, edge::CreateRpcKeyRequest, edge::UpdateRpcKeyRequest,

@@ -88,7 +88,16 @@ pub enum ArtifactError {
     Object(#[from] object_store::Error),
     #[error(transparent)]
     Store(StoreError),
-    /// Stored bytes disagree with the catalog (size, checksum, missing).
+    /// The catalog lists the artifact but the object store has no object
+    /// for it (a wiped store, or a replica that wrote to another store):
+    /// permanent until the artifact is pushed again, which restores it.
+    #[error("artifact object {name} {version} (sha256 {sha256}) missing in the artifact store")]
+    ObjectMissing {
+        name: String,
+        version: String,
+        sha256: String,
+    },
+    /// Stored bytes disagree with the catalog (size, checksum).
     #[error("artifact store is inconsistent: {0}")]
     Corrupt(String),
     #[error("artifact store configuration: {0}")]
@@ -105,6 +114,63 @@ impl From<StoreError> for ArtifactError {
 }
 
 pub type ArtifactResult<T> = Result<T, ArtifactError>;
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// A new artifact: its object stored and its catalog row written.
+    Created(ArtifactRecord),
+    /// The same name, version and content were already stored, object
+    /// included: nothing changed.
+    Existing(ArtifactRecord),
+    /// The catalog row was there with the same content, but its object was
+    /// missing from the object store (or had the wrong size): the pushed
+    /// bytes were stored under it again. The row did not change.
+    Restored(ArtifactRecord),
+}
+
+impl PushOutcome {
+    /// The row in the catalog, whichever way it got there.
+    pub fn record(&self) -> &ArtifactRecord {
+        match self {
+            Self::Created(r) | Self::Existing(r) | Self::Restored(r) => r,
+        }
+    }
+
+    pub fn into_record(self) -> ArtifactRecord {
+        match self {
+            Self::Created(r) | Self::Existing(r) | Self::Restored(r) => r,
+        }
+    }
+
+    /// A new catalog row was written.
+    pub fn created(&self) -> bool {
+        matches!(self, Self::Created(_))
+    }
+
+    /// A missing object was stored again under an existing row.
+    pub fn restored(&self) -> bool {
+        matches!(self, Self::Restored(_))
+    }
+
+    /// `created`, `existing` or `restored` (the push answer's `outcome`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Created(_) => "created",
+            Self::Existing(_) => "existing",
+            Self::Restored(_) => "restored",
+        }
+    }
+}
+
+impl From<RecordOutcome> for PushOutcome {
+    fn from(outcome: RecordOutcome) -> Self {
+        match outcome {
+            RecordOutcome::Created(r) => Self::Created(r),
+            RecordOutcome::Existing(r) => Self::Existing(r),
+        }
+    }
+}
 
 /// A stream of an artifact's bytes.
 pub type ByteStream = BoxStream<'static, ArtifactResult<Bytes>>;
@@ -231,7 +297,7 @@ impl ArtifactStore {
         version: &str,
         reader: R,
         expected_sha256: Option<&str>,
-    ) -> ArtifactResult<RecordOutcome>
+    ) -> ArtifactResult<PushOutcome>
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
@@ -246,7 +312,7 @@ impl ArtifactStore {
         version: &str,
         path: &Path,
         expected_sha256: Option<&str>,
-    ) -> ArtifactResult<RecordOutcome> {
+    ) -> ArtifactResult<PushOutcome> {
         let file = tokio::fs::File::open(path)
             .await
             .map_err(ArtifactError::Source)?;
@@ -254,7 +320,7 @@ impl ArtifactStore {
     }
 
     /// Pushes from a reader with every option.
-    pub async fn push_reader<R>(&self, req: PushRequest, reader: R) -> ArtifactResult<RecordOutcome>
+    pub async fn push_reader<R>(&self, req: PushRequest, reader: R) -> ArtifactResult<PushOutcome>
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
@@ -265,15 +331,13 @@ impl ArtifactStore {
     /// will do, e.g. `axum::body::Body::into_data_stream()`). The one
     /// implementation behind every `push*` method.
     ///
-    /// Returns [`RecordOutcome::Created`] for a new artifact and
-    /// [`RecordOutcome::Existing`] when the same name, version and content
-    /// were already there (nothing changes). Errors leave no temporary object
-    /// and no catalog row behind.
-    pub async fn push_stream<S, E>(
-        &self,
-        req: PushRequest,
-        body: S,
-    ) -> ArtifactResult<RecordOutcome>
+    /// Returns [`PushOutcome::Created`] for a new artifact,
+    /// [`PushOutcome::Existing`] when the same name, version and content
+    /// were already there (nothing changes), and [`PushOutcome::Restored`]
+    /// when the row was there but its object was not: a repeated push is
+    /// how an operator repairs a wiped or misconfigured store. Errors leave
+    /// no temporary object and no catalog row behind.
+    pub async fn push_stream<S, E>(&self, req: PushRequest, body: S) -> ArtifactResult<PushOutcome>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -324,19 +388,35 @@ impl ArtifactStore {
             return Err(e);
         }
 
-        // Settle the common repeat and conflict cases before touching the
-        // final key, so they leave nothing behind.
+        // Settle the repeat and conflict cases before writing a row: a
+        // repeat only puts back an object that went missing.
         if let Some(existing) = self.catalog.get_artifact(&req.name, &req.version).await? {
-            upload.discard().await;
-            return if existing.sha256 == sha256 {
-                tracing::info!(artifact = %req.name, version = %req.version, %sha256, "artifact already present");
-                Ok(RecordOutcome::Existing(existing))
-            } else {
-                Err(ArtifactError::Conflict(format!(
+            if existing.sha256 != sha256 {
+                upload.discard().await;
+                return Err(ArtifactError::Conflict(format!(
                     "artifact {} already exists with sha256 {}",
                     existing.key(),
                     existing.sha256
-                )))
+                )));
+            }
+            let object_key = ObjectPath::from(existing.object_key.as_str());
+            return match self.place(&mut upload, &object_key, size).await {
+                Ok(Placed::AlreadyThere) => {
+                    tracing::info!(artifact = %req.name, version = %req.version, %sha256, "artifact already present");
+                    Ok(PushOutcome::Existing(existing))
+                }
+                Ok(Placed::Stored) => {
+                    tracing::warn!(
+                        artifact = %req.name, version = %req.version, %sha256,
+                        object_key = %existing.object_key,
+                        "artifact object was missing from the artifact store; stored it again"
+                    );
+                    Ok(PushOutcome::Restored(existing))
+                }
+                Err(e) => {
+                    upload.discard().await;
+                    Err(e)
+                }
             };
         }
 
@@ -358,7 +438,7 @@ impl ArtifactStore {
         // A concurrent push may have recorded this name and version since
         // the check above: the catalog arbitrates. The blob stays either
         // way: it is content-addressed and may be shared with other rows.
-        let outcome = self.catalog.record_artifact(&record).await?;
+        let outcome = PushOutcome::from(self.catalog.record_artifact(&record).await?);
         if outcome.created() {
             tracing::info!(
                 artifact = %record.name, version = %record.version, sha256 = %record.sha256,
@@ -408,19 +488,19 @@ impl ArtifactStore {
         upload: &mut TempUpload,
         object_key: &ObjectPath,
         size: u64,
-    ) -> ArtifactResult<()> {
+    ) -> ArtifactResult<Placed> {
         match self.objects.head(object_key).await {
             Ok(meta) if meta.size == size => {
                 // Same SHA-256 and size: the same content. Keep the old one.
                 upload.discard().await;
-                return Ok(());
+                return Ok(Placed::AlreadyThere);
             }
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         self.objects.rename(&upload.path, object_key).await?;
         upload.moved();
-        Ok(())
+        Ok(Placed::Stored)
     }
 
     // -- read --
@@ -463,11 +543,16 @@ impl ArtifactStore {
         let got = match self.objects.get(&location).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => {
-                tracing::error!(artifact = %record.name, version = %record.version, object_key = %record.object_key, "artifact object missing");
-                return Err(ArtifactError::Corrupt(format!(
-                    "the object of artifact {} is missing",
-                    record.key()
-                )));
+                tracing::error!(
+                    artifact = %record.name, version = %record.version, sha256 = %record.sha256,
+                    object_key = %record.object_key, store = %self.location,
+                    "artifact object missing in the artifact store; pushing the artifact again restores it"
+                );
+                return Err(ArtifactError::ObjectMissing {
+                    name: record.name,
+                    version: record.version,
+                    sha256: record.sha256,
+                });
             }
             Err(e) => return Err(e.into()),
         };
@@ -525,6 +610,14 @@ impl ArtifactStore {
         }
         Ok(removed)
     }
+}
+
+/// What [`ArtifactStore::place`] found under the final key.
+enum Placed {
+    /// An object of the same size (same SHA-256, so the same content).
+    AlreadyThere,
+    /// Nothing, or a wrong-sized object: the upload now lives there.
+    Stored,
 }
 
 /// `blobs/sha256/{hex}`.

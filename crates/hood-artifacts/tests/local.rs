@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use futures::StreamExt;
 use hood_artifacts::{
-    ArtifactError, ArtifactRecord, ArtifactStore, PushRequest, RecordOutcome, StoreLocation,
+    ArtifactError, ArtifactRecord, ArtifactStore, PushOutcome, PushRequest, StoreLocation,
 };
 use hood_domain::UserId;
 use hood_store::Store;
@@ -302,7 +302,7 @@ async fn re_pushing_the_same_content_is_idempotent() {
         )
         .await
         .unwrap();
-    assert_eq!(again, RecordOutcome::Existing(first.record().clone()));
+    assert_eq!(again, PushOutcome::Existing(first.record().clone()));
     assert_eq!(f.files(), vec![format!("blobs/sha256/{}", sha256(&data))]);
     assert_eq!(f.pushed_events().await, 1);
 
@@ -320,6 +320,63 @@ async fn re_pushing_the_same_content_is_idempotent() {
     assert!(other.created());
     assert_eq!(other.record().object_key, first.record().object_key);
     assert_eq!(f.files().len(), 1);
+}
+
+#[tokio::test]
+async fn re_pushing_restores_a_missing_or_wrong_sized_object() {
+    let f = Fixture::sqlite().await;
+    let data = content(MIB + 17, 14);
+    let first = f
+        .artifacts
+        .push("anvil", "1.5.1", std::io::Cursor::new(data.clone()), None)
+        .await
+        .unwrap()
+        .into_record();
+    let blob = f.blob_path(&first.sha256);
+
+    // The object vanished (a wiped store, or a replica that wrote elsewhere).
+    std::fs::remove_file(&blob).unwrap();
+    assert!(matches!(
+        f.artifacts.open("anvil", "1.5.1").await,
+        Err(ArtifactError::ObjectMissing { .. })
+    ));
+    let again = f
+        .artifacts
+        .push(
+            "anvil",
+            "1.5.1",
+            std::io::Cursor::new(data.clone()),
+            Some(&first.sha256),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, PushOutcome::Restored(first.clone()));
+    assert_eq!(again.as_str(), "restored");
+    assert_eq!(std::fs::read(&blob).unwrap(), data, "the object is back");
+    let (record, served, _) = f.read_all("anvil", "1.5.1").await;
+    assert_eq!(record, first, "the catalog row did not change");
+    assert_eq!(served, data);
+    assert_eq!(f.files(), vec![format!("blobs/sha256/{}", first.sha256)]);
+    assert_eq!(f.pushed_events().await, 1, "no second artifact.pushed");
+
+    // A truncated object is replaced as well.
+    std::fs::write(&blob, b"short").unwrap();
+    let repaired = f
+        .artifacts
+        .push("anvil", "1.5.1", std::io::Cursor::new(data.clone()), None)
+        .await
+        .unwrap();
+    assert!(repaired.restored(), "{repaired:?}");
+    assert_eq!(std::fs::read(&blob).unwrap(), data);
+
+    // With the object in place, a push changes nothing.
+    let idle = f
+        .artifacts
+        .push("anvil", "1.5.1", std::io::Cursor::new(data.clone()), None)
+        .await
+        .unwrap();
+    assert_eq!(idle, PushOutcome::Existing(first));
+    assert_eq!(f.files().len(), 1, "no temporary object left behind");
 }
 
 #[tokio::test]
@@ -516,12 +573,20 @@ async fn damaged_objects_are_reported_when_opened() {
         f.artifacts.open("anvil", "1").await,
         Err(ArtifactError::Corrupt(_))
     ));
-    // Gone: refused up front.
+    // Gone: refused up front, naming what is missing.
     std::fs::remove_file(f.blob_path(&rec.sha256)).unwrap();
-    assert!(matches!(
-        f.artifacts.open("anvil", "1").await,
-        Err(ArtifactError::Corrupt(_))
-    ));
+    let missing = f.artifacts.open("anvil", "1").await.err().unwrap();
+    assert!(
+        matches!(&missing, ArtifactError::ObjectMissing { sha256, .. } if *sha256 == rec.sha256),
+        "{missing:?}"
+    );
+    assert_eq!(
+        missing.to_string(),
+        format!(
+            "artifact object anvil 1 (sha256 {}) missing in the artifact store",
+            rec.sha256
+        )
+    );
     assert!(matches!(
         f.artifacts.open("anvil", "2").await,
         Err(ArtifactError::NotFound { .. })

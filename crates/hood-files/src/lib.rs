@@ -81,6 +81,13 @@ pub fn create_private_dirs(path: &Path) -> io::Result<()> {
     }
 }
 
+/// Moves a file written by this crate into place (same file system),
+/// replacing `to`, and makes the move durable.
+pub fn move_into_place(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)?;
+    sync_parent(to)
+}
+
 /// Overwrites a file with zeros, syncs, removes it and syncs its directory.
 /// A missing file is fine; a symlink or other non-file is only unlinked
 /// (never followed).
@@ -294,6 +301,18 @@ mod tests {
         wipe(&link).unwrap();
         assert!(!link.exists());
         assert_eq!(fs::read(&target).unwrap(), b"keep me");
+    }
+
+    #[test]
+    fn a_pending_file_moves_into_place() {
+        let d = tempfile::tempdir().unwrap();
+        let (pending, target) = (d.path().join("k.pending"), d.path().join("k"));
+        write_private(&target, b"old").unwrap();
+        write_private(&pending, b"new").unwrap();
+        move_into_place(&pending, &target).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        assert!(!pending.exists());
+        assert_eq!(mode(&target), 0o600);
     }
 
     #[test]

@@ -296,12 +296,10 @@ impl AgentGateway for GatewayService {
         let artifact = source
             .open(&req.name, &req.version)
             .await
-            .map_err(|e| match e {
-                ArtifactSourceError::NotFound => Status::not_found("artifact not found"),
-                other => internal("open artifact", other),
-            })?;
+            .map_err(|e| artifact_status(host.id, e))?;
         tracing::info!(host_id = %host.id, name = %req.name, version = %req.version, size = artifact.size, "serving artifact");
         let (tx, rx) = mpsc::channel(8);
+        let host_id = host.id;
         tokio::spawn(async move {
             let mut header = Some((artifact.sha256, artifact.size));
             let mut body = artifact.body;
@@ -310,7 +308,7 @@ impl AgentGateway for GatewayService {
                 let bytes = match item {
                     Ok(bytes) => bytes,
                     Err(e) => {
-                        let _ = tx.send(Err(internal("read artifact", e))).await;
+                        let _ = tx.send(Err(artifact_status(host_id, e))).await;
                         return;
                     }
                 };
@@ -372,6 +370,43 @@ impl AgentGateway for GatewayService {
                 tracing::warn!(host_id = %host.id, node_id = %node, "refused a node key: node is not placed on this host");
                 Err(Status::not_found("no such node on this host"))
             }
+        }
+    }
+}
+
+/// What an agent is told when an artifact cannot be served: what is wrong
+/// and, for what an operator must fix, how. Store details stay in the log.
+fn artifact_status(host: hood_domain::HostId, err: ArtifactSourceError) -> Status {
+    match err {
+        ArtifactSourceError::NotFound {
+            ref name,
+            ref version,
+        } => {
+            tracing::warn!(host_id = %host, artifact = %name, version = %version, "artifact asked for is not in the catalog");
+            Status::not_found(format!(
+                "{err}; push it with `hood artifact push {name} {version} FILE`"
+            ))
+        }
+        ArtifactSourceError::ObjectMissing {
+            ref name,
+            ref version,
+            ref sha256,
+        } => {
+            tracing::error!(host_id = %host, artifact = %name, version = %version, %sha256, "artifact object missing in the artifact store");
+            Status::not_found(format!(
+                "{err}; push it again with `hood artifact push {name} {version} FILE` to restore it"
+            ))
+        }
+        ArtifactSourceError::Damaged {
+            ref name,
+            ref version,
+        } => {
+            tracing::error!(host_id = %host, artifact = %name, version = %version, "artifact damaged in the artifact store");
+            Status::data_loss(err.to_string())
+        }
+        ArtifactSourceError::Unavailable(detail) => {
+            tracing::error!(host_id = %host, error = %detail, "artifact store unavailable");
+            Status::unavailable("artifact store unavailable (see the agent gateway's log)")
         }
     }
 }

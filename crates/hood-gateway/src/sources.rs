@@ -7,13 +7,29 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use hood_domain::{HostId, NodeId};
 
-/// Why an artifact could not be served.
+/// Why an artifact could not be served. The first three are permanent
+/// until an operator acts (the agent is told exactly what is wrong); only
+/// [`Unavailable`](Self::Unavailable) is worth retrying as such.
 #[derive(Debug, thiserror::Error)]
 pub enum ArtifactSourceError {
-    #[error("artifact not found")]
-    NotFound,
-    #[error("artifact source failed: {0}")]
-    Other(String),
+    /// The catalog has no such name and version.
+    #[error("artifact {name} {version} is not in the artifact catalog")]
+    NotFound { name: String, version: String },
+    /// The catalog has it, the object store does not: pushing the artifact
+    /// again restores it.
+    #[error("artifact object {name} {version} (sha256 {sha256}) missing in the artifact store")]
+    ObjectMissing {
+        name: String,
+        version: String,
+        sha256: String,
+    },
+    /// The stored bytes do not match the catalog (size or checksum).
+    #[error("artifact {name} {version} is damaged in the artifact store")]
+    Damaged { name: String, version: String },
+    /// The artifact store failed (disk, network, permissions); the detail
+    /// is logged by the gateway, not sent to agents.
+    #[error("artifact store unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// An open artifact: what it must hash to and weigh, and its bytes.

@@ -1010,27 +1010,49 @@ async fn renewal_yields_a_new_certificate_that_works(env: &mut Env) {
     env.stop().await;
 }
 
-/// Serves fixed artifacts; `liar` declares a checksum its bytes do not have.
+/// Serves fixed artifacts; `liar` declares a checksum its bytes do not
+/// have, `gone` has lost its object, `down` sits in a store that fails, and
+/// `rotten` turns out damaged mid-stream.
 struct Artifacts;
 
 #[async_trait]
 impl ArtifactSource for Artifacts {
-    async fn open(
-        &self,
-        name: &str,
-        _version: &str,
-    ) -> Result<ArtifactStream, ArtifactSourceError> {
+    async fn open(&self, name: &str, version: &str) -> Result<ArtifactStream, ArtifactSourceError> {
         let body: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
         let sha = hex::encode(sha2::Sha256::digest(&body));
         let sha256 = match name {
-            "good" => sha,
+            "good" | "rotten" => sha,
             "liar" => hex::encode(sha2::Sha256::digest(b"something else")),
-            _ => return Err(ArtifactSourceError::NotFound),
+            "gone" => {
+                return Err(ArtifactSourceError::ObjectMissing {
+                    name: name.into(),
+                    version: version.into(),
+                    sha256: sha,
+                })
+            }
+            "down" => {
+                return Err(ArtifactSourceError::Unavailable(
+                    "disk /srv/secret-path failed".into(),
+                ))
+            }
+            _ => {
+                return Err(ArtifactSourceError::NotFound {
+                    name: name.into(),
+                    version: version.into(),
+                })
+            }
         };
-        let chunks: Vec<Result<Bytes, ArtifactSourceError>> = body
+        let mut chunks: Vec<Result<Bytes, ArtifactSourceError>> = body
             .chunks(100_000)
             .map(|c| Ok(Bytes::copy_from_slice(c)))
             .collect();
+        if name == "rotten" {
+            chunks.truncate(2);
+            chunks.push(Err(ArtifactSourceError::Damaged {
+                name: name.into(),
+                version: version.into(),
+            }));
+        }
         Ok(ArtifactStream {
             sha256,
             size: body.len() as u64,
@@ -1103,15 +1125,63 @@ async fn artifacts_are_verified_and_node_keys_scoped(env: &mut Env) {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(cached, vec![sha], "nothing but verified artifacts is kept");
+    assert_eq!(
+        cached,
+        vec![sha.clone()],
+        "nothing but verified artifacts is kept"
+    );
+    // What the gateway cannot serve, the agent reports in the gateway's
+    // words: the artifact, its checksum, what to do.
     let missing = handle.fetch_artifact("nope", "1", None).await.unwrap_err();
-    assert!(matches!(
-        missing,
-        AgentError::Rpc {
-            code: tonic::Code::NotFound,
-            ..
+    assert_eq!(
+        missing.to_string(),
+        "artifact nope 1 is not in the artifact catalog; push it with `hood artifact push nope 1 FILE`"
+    );
+    let gone = handle
+        .fetch_artifact("gone", "1.5.1", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&gone, AgentError::ArtifactNotServed { name, .. } if name == "gone"),
+        "{gone:?}"
+    );
+    assert_eq!(
+        gone.to_string(),
+        format!(
+            "artifact object gone 1.5.1 (sha256 {sha}) missing in the artifact store; \
+             push it again with `hood artifact push gone 1.5.1 FILE` to restore it"
+        )
+    );
+    let rotten = handle
+        .fetch_artifact("rotten", "1", None)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        rotten.to_string(),
+        "artifact rotten 1 is damaged in the artifact store"
+    );
+    // A failing store is worth a retry, and says which part failed without
+    // its internals.
+    let down = handle.fetch_artifact("down", "1", None).await.unwrap_err();
+    match &down {
+        AgentError::Rpc { code, message } => {
+            assert_eq!(*code, tonic::Code::Unavailable);
+            assert_eq!(
+                message,
+                "artifact store unavailable (see the agent gateway's log)"
+            );
         }
-    ));
+        other => panic!("{other:?}"),
+    }
+    let cached: Vec<_> = std::fs::read_dir(handle.artifact_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        cached.len(),
+        1,
+        "failed downloads leave nothing: {cached:?}"
+    );
 
     let key = handle.node_key(mine).await.unwrap();
     assert_eq!(key.expose(), &[7u8; 32]);

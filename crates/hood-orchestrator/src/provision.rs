@@ -7,7 +7,7 @@ use crate::plan::{required_artifacts, workload_plan, ArtifactDigests};
 use crate::services::{permanent, retryable, Ctx, Services};
 use crate::steps::{
     host_id_for, load_node, note, now, poll_until, retire_host_record, run_command,
-    run_command_with, store_err, update_node,
+    run_command_with, store_err, update_node, warn,
 };
 use crate::workflows::PROVISION_NODE;
 use hood_domain::lifecycle::{HostState, NodeState, SyncStatus};
@@ -292,7 +292,7 @@ pub(crate) async fn start_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
     let keys = s.store.get_node_keys(node.id).await.map_err(store_err)?;
     let plan = workload_plan(chain, &node, &digests, keys.as_ref()).map_err(permanent)?;
     let payload = serde_json::to_value(&plan).map_err(permanent)?;
-    let out = run_command_with(
+    let out = match run_command_with(
         &ctx,
         host_id,
         kinds::START_WORKLOAD,
@@ -303,7 +303,16 @@ pub(crate) async fn start_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
         &format!("start-{}-{}", node.id, ctx.attempt),
         true,
     )
-    .await?;
+    .await
+    {
+        Ok(out) => out,
+        Err(e) => {
+            // Say why while retrying (an artifact missing from the store is
+            // fixed by pushing it again, which a retry then picks up).
+            warn(&ctx, &node, &start_failure_note(ctx.attempt, &e)).await;
+            return Err(e);
+        }
+    };
     let started: WorkloadStarted = serde_json::from_value(out.clone())
         .map_err(|e| permanent(format!("agent answered start_workload oddly: {e}")))?;
     let version = plan.processes.first().map(|p| p.artifact.version.clone());
@@ -320,6 +329,23 @@ pub(crate) async fn start_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
     )
     .await?;
     StepOutcome::done(out)
+}
+
+/// The node event for a failed attempt of `start_node`.
+fn start_failure_note(attempt: u32, error: &StepError) -> String {
+    let max = START_POLICY.max_attempts;
+    if error.is_retryable() && START_POLICY.retries_after(attempt) {
+        format!(
+            "start attempt {attempt} of {max} failed, retrying in {}s: {}",
+            START_POLICY.backoff(attempt).as_secs(),
+            error.message()
+        )
+    } else {
+        format!(
+            "start attempt {attempt} of {max} failed: {}",
+            error.message()
+        )
+    }
 }
 
 pub(crate) async fn remove_workload(ctx: Ctx) -> Result<(), StepError> {
@@ -411,4 +437,33 @@ pub(crate) async fn mark_healthy(ctx: Ctx) -> Result<StepOutcome, StepError> {
     )
     .await?;
     StepOutcome::done(json!({ "state": node.state.as_str() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_failures_say_whether_and_when_they_are_retried() {
+        let missing = StepError::retryable(
+            "agent start_workload failed: fetching artifact: artifact object a 1 (sha256 ab) missing in the artifact store",
+        );
+        assert_eq!(
+            start_failure_note(1, &missing),
+            "start attempt 1 of 5 failed, retrying in 2s: agent start_workload failed: fetching artifact: \
+             artifact object a 1 (sha256 ab) missing in the artifact store"
+        );
+        assert!(start_failure_note(2, &missing)
+            .starts_with("start attempt 2 of 5 failed, retrying in 4s: "));
+        assert_eq!(
+            start_failure_note(5, &missing),
+            "start attempt 5 of 5 failed: agent start_workload failed: fetching artifact: \
+             artifact object a 1 (sha256 ab) missing in the artifact store"
+        );
+        let permanent = StepError::permanent("agent answered start_workload oddly");
+        assert_eq!(
+            start_failure_note(1, &permanent),
+            "start attempt 1 of 5 failed: agent answered start_workload oddly"
+        );
+    }
 }

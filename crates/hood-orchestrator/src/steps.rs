@@ -73,13 +73,23 @@ pub(crate) async fn update_node(ctx: &Ctx, change: NodeChange) -> Result<Node, S
 
 /// Records a milestone in the node's history (best effort).
 pub(crate) async fn note(ctx: &Ctx, node: &Node, message: &str) {
+    record_event(ctx, node, "progress", message).await;
+}
+
+/// Records a setback the workflow is retrying, so the node's history says
+/// why it is not progressing while it waits (best effort).
+pub(crate) async fn warn(ctx: &Ctx, node: &Node, message: &str) {
+    record_event(ctx, node, "warning", message).await;
+}
+
+async fn record_event(ctx: &Ctx, node: &Node, kind: &str, message: &str) {
     if let Err(e) = ctx
         .app
         .store
-        .append_node_event(node.id, "progress", message, now())
+        .append_node_event(node.id, kind, message, now())
         .await
     {
-        tracing::warn!(node_id = %node.id, error = %e, "could not record node progress");
+        tracing::warn!(node_id = %node.id, kind, error = %e, "could not record a node event");
     }
 }
 

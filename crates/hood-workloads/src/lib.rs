@@ -478,7 +478,9 @@ impl CommandHandler for WorkloadHandler {
 }
 
 /// Downloads an artifact, retrying transport failures (a gateway restart
-/// mid-stream) a few times; a checksum mismatch is final at once.
+/// mid-stream) a few times; a checksum mismatch, or an artifact the gateway
+/// says it cannot serve (missing object, not in the catalog), is final at
+/// once, with the gateway's reason as the command's failure.
 async fn fetch_with_retry(
     ctx: &CommandContext,
     artifact: &hood_domain::workload::ArtifactRef,
@@ -492,9 +494,10 @@ async fn fetch_with_retry(
             .await
         {
             Ok(path) => return Ok(path),
-            Err(e @ hood_agent::AgentError::ArtifactMismatch { .. }) => {
-                return Err(err("fetching artifact", e))
-            }
+            Err(
+                e @ (hood_agent::AgentError::ArtifactMismatch { .. }
+                | hood_agent::AgentError::ArtifactNotServed { .. }),
+            ) => return Err(err("fetching artifact", e)),
             Err(e) if attempt >= 5 => return Err(err("fetching artifact", e)),
             Err(e) => {
                 tracing::warn!(artifact = %artifact.name, attempt, error = %e, "artifact download failed; retrying");

@@ -98,9 +98,7 @@ pub async fn start(
     sink: UsageSink,
 ) -> Result<EdgeHandle> {
     let config = args.config()?;
-    let listener = tokio::net::TcpListener::bind(args.edge_addr)
-        .await
-        .with_context(|| format!("binding the edge to {}", args.edge_addr))?;
+    let listener = crate::listen::bind(args.edge_addr, crate::listen::EDGE).await?;
     let chains: BTreeSet<String> = chains.iter().map(|c| c.name.clone()).collect();
     let deps = EdgeDeps {
         usage: match sink {

@@ -24,19 +24,47 @@ pub struct GatewayArtifacts(pub Arc<ArtifactStore>);
 #[async_trait::async_trait]
 impl ArtifactSource for GatewayArtifacts {
     async fn open(&self, name: &str, version: &str) -> Result<ArtifactStream, ArtifactSourceError> {
-        match self.0.open_parts(name, version).await {
-            Ok((sha256, size, body)) => Ok(ArtifactStream {
-                sha256,
-                size,
-                body: body
-                    .map_err(|e| ArtifactSourceError::Other(e.to_string()))
-                    .boxed(),
-            }),
-            Err(ArtifactError::NotFound { .. } | ArtifactError::Invalid(_)) => {
-                Err(ArtifactSourceError::NotFound)
+        let (name, version) = (name.to_owned(), version.to_owned());
+        match self.0.open_parts(&name, &version).await {
+            Ok((sha256, size, body)) => {
+                let body = body.map_err(move |e| source_error(&name, &version, e));
+                Ok(ArtifactStream {
+                    sha256,
+                    size,
+                    body: body.boxed(),
+                })
             }
-            Err(e) => Err(ArtifactSourceError::Other(e.to_string())),
+            Err(e) => Err(source_error(&name, &version, e)),
         }
+    }
+}
+
+/// The artifact store's error as the gateway reports it to agents.
+fn source_error(name: &str, version: &str, e: ArtifactError) -> ArtifactSourceError {
+    match e {
+        ArtifactError::NotFound { .. } | ArtifactError::Invalid(_) => {
+            ArtifactSourceError::NotFound {
+                name: name.to_owned(),
+                version: version.to_owned(),
+            }
+        }
+        ArtifactError::ObjectMissing {
+            name,
+            version,
+            sha256,
+        } => ArtifactSourceError::ObjectMissing {
+            name,
+            version,
+            sha256,
+        },
+        ArtifactError::Corrupt(detail) => {
+            tracing::error!(artifact = %name, version = %version, %detail, "artifact damaged");
+            ArtifactSourceError::Damaged {
+                name: name.to_owned(),
+                version: version.to_owned(),
+            }
+        }
+        other => ArtifactSourceError::Unavailable(other.to_string()),
     }
 }
 
@@ -44,9 +72,11 @@ impl ArtifactSource for GatewayArtifacts {
 pub struct FleetOptions {
     /// Sandboxes of the `local` provider (shared by orchestrator replicas).
     pub hosts_dir: PathBuf,
-    pub artifacts: StoreLocation,
-    /// Serve the agent gateway here (`agent-gateway` role).
-    pub gateway_listen: Option<SocketAddr>,
+    /// The artifact store (none for a process that neither pushes nor
+    /// serves artifacts, such as a health replica).
+    pub artifacts: Option<StoreLocation>,
+    /// Serve the agent gateway on this listener (`agent-gateway` role).
+    pub gateway: Option<TcpListener>,
     /// The gateway URL handed to new hosts (default: the one served here).
     pub gateway_url: Option<String>,
     /// Run a saga worker (`orchestrator` role).
@@ -55,7 +85,7 @@ pub struct FleetOptions {
 
 /// The running fleet roles of one process.
 pub struct FleetRoles {
-    pub artifacts: Arc<ArtifactStore>,
+    pub artifacts: Option<Arc<ArtifactStore>>,
     pub orchestrator: Orchestrator,
     pub gateway_url: String,
     gateway: Option<(Gateway, TcpListener)>,
@@ -63,14 +93,14 @@ pub struct FleetRoles {
 }
 
 impl FleetRoles {
-    /// Everything of embedded mode: gateway on `gateway_addr`, the `local`
+    /// Everything of embedded mode: gateway on `gateway`, the `local`
     /// provider with sandboxes under `home/hosts`, artifacts under `home`.
     pub async fn embedded(
         store: Arc<dyn Store>,
         master: &MasterKey,
         chains: Arc<ChainCatalog>,
         home: &Path,
-        gateway_addr: SocketAddr,
+        gateway: TcpListener,
     ) -> Result<Self> {
         Self::start(
             store,
@@ -78,8 +108,8 @@ impl FleetRoles {
             chains,
             FleetOptions {
                 hosts_dir: home.join("hosts"),
-                artifacts: StoreLocation::embedded(home),
-                gateway_listen: Some(gateway_addr),
+                artifacts: Some(StoreLocation::embedded(home)),
+                gateway: Some(gateway),
                 gateway_url: None,
                 run_worker: true,
             },
@@ -99,37 +129,42 @@ impl FleetRoles {
                 .await
                 .context("loading the internal CA")?,
         );
-        let artifacts = Arc::new(
-            ArtifactStore::from_location(&opts.artifacts, store.clone())
-                .context("opening the artifact store")?,
-        );
-        if let Err(e) = artifacts
-            .sweep_uploads(std::time::Duration::from_secs(86_400))
-            .await
-        {
-            tracing::warn!(error = %e, "could not sweep abandoned uploads");
-        }
+        let artifacts = match &opts.artifacts {
+            Some(location) => {
+                let artifacts = Arc::new(
+                    ArtifactStore::from_location(location, store.clone())
+                        .context("opening the artifact store")?,
+                );
+                if let Err(e) = artifacts
+                    .sweep_uploads(std::time::Duration::from_secs(86_400))
+                    .await
+                {
+                    tracing::warn!(error = %e, "could not sweep abandoned uploads");
+                }
+                Some(artifacts)
+            }
+            None => None,
+        };
         let fleet = Fleet::new(store.clone());
         let mut gateway = None;
         let mut gateway_url = opts.gateway_url.clone();
-        if let Some(addr) = opts.gateway_listen {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("binding the agent gateway on {addr}"))?;
+        if let Some(listener) = opts.gateway {
             let local = listener.local_addr()?;
             gateway_url.get_or_insert_with(|| format!("https://{local}"));
-            let g = Gateway::new(
+            let mut g = Gateway::new(
                 fleet.clone(),
                 ca.clone(),
                 GatewayConfig {
-                    server_names: vec![local.ip().to_string()],
+                    server_names: gateway_server_names(local, gateway_url.as_deref()),
                     heartbeat_interval: heartbeat_interval(),
                     ..GatewayConfig::default()
                 },
             )
             .context("starting the agent gateway")?
-            .with_artifacts(Arc::new(GatewayArtifacts(artifacts.clone())))
             .with_node_keys(Arc::new(NodeKeys::new(store.clone(), master.clone())));
+            if let Some(artifacts) = &artifacts {
+                g = g.with_artifacts(Arc::new(GatewayArtifacts(artifacts.clone())));
+            }
             gateway = Some((g, listener));
         }
         let gateway_url = gateway_url.unwrap_or_else(|| "https://127.0.0.1:9090".into());
@@ -190,6 +225,24 @@ impl FleetRoles {
     }
 }
 
+/// Names the gateway's server certificate is valid for: the host agents
+/// are told to dial (`HOOD_GATEWAY_URL`) and the address it listens on,
+/// unless that is a wildcard (`0.0.0.0` is not what agents dial).
+fn gateway_server_names(local: SocketAddr, gateway_url: Option<&str>) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Some(host) = gateway_url
+        .and_then(|u| reqwest::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+    {
+        names.push(host);
+    }
+    let ip = local.ip().to_string();
+    if (!local.ip().is_unspecified() || names.is_empty()) && !names.contains(&ip) {
+        names.push(ip);
+    }
+    names
+}
+
 /// Agents' heartbeat period, told to them at session start
 /// (`HOOD_HEARTBEAT_INTERVAL_MS`, default 15 s; tests shorten it).
 fn heartbeat_interval() -> std::time::Duration {
@@ -199,4 +252,40 @@ fn heartbeat_interval() -> std::time::Duration {
         .map_or(std::time::Duration::from_secs(15), |ms| {
             std::time::Duration::from_millis(ms.max(100))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_gateway_certificate_names_the_address_agents_dial() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            gateway_server_names(addr("127.0.0.1:9090"), None),
+            vec!["127.0.0.1"]
+        );
+        assert_eq!(
+            gateway_server_names(addr("127.0.0.1:9090"), Some("https://127.0.0.1:9090")),
+            vec!["127.0.0.1"]
+        );
+        // Listening everywhere, dialled at the machine's address.
+        assert_eq!(
+            gateway_server_names(addr("0.0.0.0:9090"), Some("https://10.0.0.5:9090")),
+            vec!["10.0.0.5"]
+        );
+        assert_eq!(
+            gateway_server_names(addr("0.0.0.0:9090"), Some("https://gw.example.net:9090")),
+            vec!["gw.example.net"]
+        );
+        assert_eq!(
+            gateway_server_names(addr("[::]:9090"), Some("https://[fd00::5]:9090")),
+            vec!["fd00::5"]
+        );
+        assert_eq!(
+            gateway_server_names(addr("10.0.0.5:9090"), Some("https://gw.example.net:9090")),
+            vec!["gw.example.net", "10.0.0.5"]
+        );
+    }
 }

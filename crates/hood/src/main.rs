@@ -8,6 +8,7 @@ mod cli;
 mod edge;
 mod fleet;
 mod health;
+mod listen;
 mod server;
 
 use anyhow::Result;
@@ -50,6 +51,35 @@ enum RoleArg {
     Edge,
 }
 
+impl RoleArg {
+    /// The HTTP API this role serves, if it has one.
+    fn http_role(self) -> Option<HttpRole> {
+        match self {
+            RoleArg::Api => Some(HttpRole::Api),
+            RoleArg::Auth => Some(HttpRole::Auth),
+            RoleArg::Orchestrator | RoleArg::AgentGateway | RoleArg::Health | RoleArg::Edge => None,
+        }
+    }
+}
+
+/// Where `hood serve` listens for HTTP: `--listen` when given; otherwise
+/// the design's port of the HTTP API it serves (api 8080, auth alone 8081),
+/// so one api and one auth process on a machine do not collide; and
+/// nowhere for roles without an HTTP API (their own ports: agent-gateway
+/// 9090, edge 8545), so orchestrator and health replicas need no address.
+fn serve_listen(roles: &[RoleArg], listen: Option<SocketAddr>) -> Option<SocketAddr> {
+    let loopback = |port| SocketAddr::from(([127, 0, 0, 1], port));
+    listen.or_else(|| {
+        if roles.contains(&RoleArg::Api) {
+            Some(loopback(8080))
+        } else if roles.contains(&RoleArg::Auth) {
+            Some(loopback(8081))
+        } else {
+            None
+        }
+    })
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Runs every role in one process (embedded: SQLite under $HOOD_HOME).
@@ -75,7 +105,11 @@ enum Command {
         /// Roles to serve (repeat or comma-separate).
         #[arg(long = "role", value_enum, value_delimiter = ',', required = true)]
         roles: Vec<RoleArg>,
-        /// Listen address (default: 8080 for api, 8081 for auth alone).
+        /// HTTP listen address. Default: 127.0.0.1:8080 with the api role,
+        /// 127.0.0.1:8081 for auth without api. Roles without an HTTP API
+        /// (agent-gateway, orchestrator, health, edge) open no HTTP listener
+        /// unless given one here, for /healthz, /readyz and /metrics.
+        /// Several replicas on one machine each need their own address.
         #[arg(long, env = "HOOD_LISTEN")]
         listen: Option<SocketAddr>,
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -184,23 +218,8 @@ async fn run(cli: Cli) -> Result<()> {
             fleet.orchestrator = roles.contains(&RoleArg::Orchestrator);
             fleet.agent_gateway = roles.contains(&RoleArg::AgentGateway);
             fleet.health = roles.contains(&RoleArg::Health);
-            let roles: Vec<HttpRole> = roles
-                .iter()
-                .filter_map(|r| match r {
-                    RoleArg::Api => Some(HttpRole::Api),
-                    RoleArg::Auth => Some(HttpRole::Auth),
-                    RoleArg::Orchestrator
-                    | RoleArg::AgentGateway
-                    | RoleArg::Health
-                    | RoleArg::Edge => None,
-                })
-                .collect();
-            let port = if roles == [HttpRole::Auth] {
-                8081
-            } else {
-                8080
-            };
-            let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], port)));
+            let listen = serve_listen(&roles, listen);
+            let roles: Vec<HttpRole> = roles.iter().filter_map(|r| r.http_role()).collect();
             server::serve(opts, roles, listen, &database_url, fleet, health, edge).await
         }
         Command::Migrate { database_url } => server::migrate(&database_url).await,
@@ -249,5 +268,95 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// Every address one `hood serve` process binds: HTTP, gateway, edge.
+    fn bound(args: &[&str]) -> Vec<SocketAddr> {
+        let mut argv = vec!["hood", "serve", "--database-url", "postgres://x/y"];
+        argv.extend_from_slice(args);
+        let Command::Serve {
+            roles,
+            listen,
+            fleet,
+            edge,
+            ..
+        } = Cli::try_parse_from(&argv).unwrap().command
+        else {
+            panic!("not serve")
+        };
+        let mut out: Vec<SocketAddr> = serve_listen(&roles, listen).into_iter().collect();
+        if roles.contains(&RoleArg::AgentGateway) {
+            out.push(fleet.gateway_listen);
+        }
+        if roles.contains(&RoleArg::Edge) {
+            out.push(edge.edge_addr);
+        }
+        out
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn each_role_has_its_own_default_address() {
+        assert_eq!(bound(&["--role", "api"]), vec![addr("127.0.0.1:8080")]);
+        assert_eq!(bound(&["--role", "api,auth"]), vec![addr("127.0.0.1:8080")]);
+        assert_eq!(bound(&["--role", "auth"]), vec![addr("127.0.0.1:8081")]);
+        assert_eq!(
+            bound(&["--role", "agent-gateway"]),
+            vec![addr("127.0.0.1:9090")]
+        );
+        assert_eq!(bound(&["--role", "edge"]), vec![addr("127.0.0.1:8545")]);
+        assert_eq!(bound(&["--role", "orchestrator"]), vec![]);
+        assert_eq!(bound(&["--role", "health"]), vec![]);
+        assert_eq!(bound(&["--role", "orchestrator,health"]), vec![]);
+    }
+
+    #[test]
+    fn the_readme_sequence_binds_no_address_twice() {
+        // One replica of every role on its defaults, the second replicas
+        // with the addresses the README gives them.
+        let processes: &[&[&str]] = &[
+            &["--role", "api,auth"],
+            &["--role", "api,auth", "--listen", "127.0.0.1:8082"],
+            &["--role", "agent-gateway"],
+            &["--role", "orchestrator"],
+            &["--role", "orchestrator"],
+            &["--role", "health"],
+            &["--role", "health"],
+            &["--role", "edge"],
+            &["--role", "edge", "--edge-addr", "127.0.0.1:8546"],
+        ];
+        let mut seen = BTreeSet::new();
+        for args in processes {
+            for a in bound(args) {
+                assert!(seen.insert(a), "{a} bound twice ({args:?})");
+            }
+        }
+        assert_eq!(seen.len(), 5);
+    }
+
+    #[test]
+    fn an_explicit_listen_address_wins_and_gives_any_role_one() {
+        assert_eq!(
+            bound(&["--role", "api", "--listen", "127.0.0.1:9999"]),
+            vec![addr("127.0.0.1:9999")]
+        );
+        assert_eq!(
+            bound(&["--role", "orchestrator", "--listen", "127.0.0.1:9100"]),
+            vec![addr("127.0.0.1:9100")]
+        );
+        assert_eq!(
+            bound(&["--role", "edge", "--listen", "127.0.0.1:9101"]),
+            vec![addr("127.0.0.1:9101"), addr("127.0.0.1:8545")]
+        );
     }
 }

@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
 
 /// Settings shared by `up` and `serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -74,12 +73,13 @@ pub async fn up(
         .with_plans(edge_args.config()?.plans);
     let report =
         bootstrap_admin(store.as_ref(), &opts.home, opts.admin_password.as_deref()).await?;
+    let gateway_listener = crate::listen::bind(gateway_addr, crate::listen::UP_GATEWAY).await?;
     let mut fleet = crate::fleet::FleetRoles::embedded(
         store.clone(),
         &master,
         state.chains.clone(),
         &opts.home,
-        gateway_addr,
+        gateway_listener,
     )
     .await?;
     let state = state
@@ -105,8 +105,8 @@ pub async fn up(
     )
     .await?;
 
-    let api_listener = bind(api_addr).await?;
-    let auth_listener = bind(auth_addr).await?;
+    let api_listener = crate::listen::bind(api_addr, crate::listen::UP_API).await?;
+    let auth_listener = crate::listen::bind(auth_addr, crate::listen::UP_AUTH).await?;
     let api_url = format!("http://{}", api_listener.local_addr()?);
     let auth_url = format!("http://{}", auth_listener.local_addr()?);
     // These lines are the interface for scripts and tests: keep them stable.
@@ -138,8 +138,10 @@ pub async fn up(
 
     let shutdown = shutdown_signal();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let api = hood_api::router(state.clone(), &[HttpRole::Api, HttpRole::Auth])
-        .layer(axum::Extension(fleet.artifacts.clone()));
+    let mut api = hood_api::router(state.clone(), &[HttpRole::Api, HttpRole::Auth]);
+    if let Some(artifacts) = &fleet.artifacts {
+        api = api.layer(axum::Extension(artifacts.clone()));
+    }
     let auth = hood_api::router(state, &[HttpRole::Auth]);
     let mut rx3 = stop_tx.subscribe();
     let gateway_task = fleet.spawn_gateway(async move {
@@ -184,15 +186,22 @@ pub async fn up(
 }
 
 /// `hood serve`: the given roles against a shared PostgreSQL database.
+/// `listen`: the HTTP listener, if this process has one.
 pub async fn serve(
     opts: ServerOpts,
     roles: Vec<HttpRole>,
-    listen: SocketAddr,
+    listen: Option<SocketAddr>,
     database_url: &str,
     fleet_args: FleetArgs,
     health_args: crate::health::HealthArgs,
     edge_args: crate::edge::EdgeArgs,
 ) -> Result<()> {
+    let artifact_store = cluster_artifact_store(&roles, &fleet_args)?;
+    // Bound first, so a taken address fails before anything else starts.
+    let listener = match listen {
+        Some(addr) => Some(crate::listen::bind(addr, crate::listen::SERVE_HTTP).await?),
+        None => None,
+    };
     let store = hood_store::connect(database_url)
         .await
         .with_context(|| format!("connecting to {}", redact_url(database_url)))?;
@@ -231,11 +240,13 @@ pub async fn serve(
             .hosts_dir
             .clone()
             .unwrap_or_else(|| opts.home.join("hosts"));
-        let artifacts = match &fleet_args.artifact_store {
-            Some(url) => {
-                hood_artifacts::StoreLocation::parse(url).context("HOOD_ARTIFACT_STORE")?
-            }
-            None => hood_artifacts::StoreLocation::embedded(&opts.home),
+        let gateway = if fleet_args.agent_gateway {
+            Some(
+                crate::listen::bind(fleet_args.gateway_listen, crate::listen::SERVE_GATEWAY)
+                    .await?,
+            )
+        } else {
+            None
         };
         let f = crate::fleet::FleetRoles::start(
             store.clone(),
@@ -243,10 +254,8 @@ pub async fn serve(
             state.chains.clone(),
             crate::fleet::FleetOptions {
                 hosts_dir,
-                artifacts,
-                gateway_listen: fleet_args
-                    .agent_gateway
-                    .then_some(fleet_args.gateway_listen),
+                artifacts: artifact_store,
+                gateway,
                 gateway_url: fleet_args.gateway_url.clone(),
                 run_worker: fleet_args.orchestrator,
             },
@@ -311,7 +320,6 @@ pub async fn serve(
             edge = Some(handle);
         }
     }
-    let listener = bind(listen).await?;
     let mut names: Vec<&str> = roles
         .iter()
         .map(|r| match r {
@@ -333,22 +341,36 @@ pub async fn serve(
         names.push("edge");
         println!("edge: http://{}", e.addr);
     }
-    println!(
-        "serving roles {} on http://{}",
-        names.join(","),
-        listener.local_addr()?
-    );
+    // This line is the interface for scripts and tests: keep it stable.
+    match &listener {
+        Some(l) => println!(
+            "serving roles {} on http://{}",
+            names.join(","),
+            l.local_addr()?
+        ),
+        None => println!(
+            "serving roles {} (no HTTP listener: --listen ADDR serves /healthz, /readyz and /metrics)",
+            names.join(",")
+        ),
+    }
     let mut router = hood_api::router(state, &roles);
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut gateway_task = None;
     if let Some(f) = fleet.as_mut() {
-        router = router.layer(axum::Extension(f.artifacts.clone()));
+        if let Some(artifacts) = &f.artifacts {
+            router = router.layer(axum::Extension(artifacts.clone()));
+        }
         let mut rx = stop_tx.subscribe();
         gateway_task = f.spawn_gateway(async move {
             let _ = rx.recv().await;
         });
     }
-    hood_api::serve(listener, router, shutdown_signal(), Duration::from_secs(10)).await?;
+    match listener {
+        Some(l) => {
+            hood_api::serve(l, router, shutdown_signal(), Duration::from_secs(10)).await?;
+        }
+        None => shutdown_signal().await,
+    }
     let _ = stop_tx.send(());
     if let Some(task) = gateway_task {
         task.await
@@ -391,6 +413,8 @@ pub struct FleetArgs {
     #[arg(long, env = "HOOD_HOSTS_DIR")]
     pub hosts_dir: Option<PathBuf>,
     /// Artifact store URL: `file:///PATH` or `s3://BUCKET/PREFIX?endpoint=…`.
+    /// Required by the api, agent-gateway and orchestrator roles, the same
+    /// on every replica.
     #[arg(long, env = "HOOD_ARTIFACT_STORE")]
     pub artifact_store: Option<String>,
     #[arg(skip)]
@@ -401,6 +425,44 @@ pub struct FleetArgs {
     pub health: bool,
     #[arg(skip)]
     pub edge: bool,
+}
+
+/// The shared artifact store of a cluster process: required, and never a
+/// silent local default, for the roles that push, serve or start the
+/// download of artifacts (api, agent-gateway, orchestrator), so a replica
+/// started before `HOOD_ARTIFACT_STORE` was set cannot store a push where
+/// the gateway will never look. `None` for processes that need none.
+fn cluster_artifact_store(
+    roles: &[HttpRole],
+    fleet: &FleetArgs,
+) -> Result<Option<hood_artifacts::StoreLocation>> {
+    let mut needing = Vec::new();
+    if roles.contains(&HttpRole::Api) {
+        needing.push("api");
+    }
+    if fleet.agent_gateway {
+        needing.push("agent-gateway");
+    }
+    if fleet.orchestrator {
+        needing.push("orchestrator");
+    }
+    match &fleet.artifact_store {
+        Some(url) => hood_artifacts::StoreLocation::parse(url)
+            .map(Some)
+            .context("HOOD_ARTIFACT_STORE"),
+        None if needing.is_empty() => Ok(None),
+        None => bail!(
+            "the {} role{} in cluster mode need{} the shared artifact store: set \
+             HOOD_ARTIFACT_STORE (or --artifact-store) to the same URL on every api, \
+             agent-gateway and orchestrator replica (file:///PATH for a directory they all \
+             reach, or s3://BUCKET/PREFIX?endpoint=…), so that what `hood artifact push` \
+             stores is what hosts download. There is no default in cluster mode; `hood up` \
+             keeps $HOOD_HOME/artifacts",
+            needing.join(" and "),
+            if needing.len() == 1 { "" } else { "s" },
+            if needing.len() == 1 { "s" } else { "" },
+        ),
+    }
 }
 
 /// `hood migrate`: applies the schema as its own step.
@@ -478,12 +540,6 @@ async fn build_state(
         Arc::new(chains),
         &config,
     ))
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

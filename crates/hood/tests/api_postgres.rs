@@ -17,14 +17,16 @@ async fn api_suite_on_postgres_with_two_replicas() {
         return;
     };
     let master = MasterKey::generate();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let artifacts = format!("file://{}", dir.path().join("artifacts").display());
     let env = |home: &std::path::Path| {
         vec![
             ("DATABASE_URL", db.url.clone()),
             ("HOOD_MASTER_KEY", master.to_base64()),
             ("HOOD_HOME", home.display().to_string()),
+            ("HOOD_ARTIFACT_STORE", artifacts.clone()),
         ]
     };
-    let dir = tempfile::tempdir().expect("tempdir");
     let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
 
     // A server refuses an unmigrated schema instead of creating it.

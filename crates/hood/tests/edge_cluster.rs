@@ -79,6 +79,10 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
             ("DATABASE_URL", db.url.clone()),
             ("HOOD_MASTER_KEY", master.to_base64()),
             ("HOOD_HOME", dir.path().join(name).display().to_string()),
+            (
+                "HOOD_ARTIFACT_STORE",
+                format!("file://{}", dir.path().join("artifacts").display()),
+            ),
             ("HOOD_EDGE_UPSTREAMS", format!("ethereum-anvil={upstream}")),
             ("HOOD_EDGE_PLANS", "loadtest=1000000000".to_owned()),
             ("HOOD_REDIS_URL", redis.clone()),

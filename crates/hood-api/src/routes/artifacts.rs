@@ -75,6 +75,17 @@ impl From<&ArtifactRecord> for ArtifactView {
     }
 }
 
+/// The answer to a push: the artifact and what the push did.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PushedArtifactView {
+    #[serde(flatten)]
+    pub artifact: ArtifactView,
+    /// `created` (new artifact), `existing` (already stored, nothing
+    /// changed) or `restored` (the catalog had it but the object store had
+    /// lost its bytes: they were stored again).
+    pub outcome: String,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -109,6 +120,7 @@ impl From<ArtifactError> for ApiError {
             e @ ArtifactError::Source(_) => ApiError::BadRequest(e.to_string()),
             ArtifactError::Store(s) => ApiError::from(s),
             other @ (ArtifactError::Object(_)
+            | ArtifactError::ObjectMissing { .. }
             | ArtifactError::Corrupt(_)
             | ArtifactError::Config(_)) => ApiError::Internal(other.to_string()),
         }
@@ -186,8 +198,8 @@ pub async fn get_artifact(
     ),
     request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "The artifact's bytes, streamed"),
     responses(
-        (status = 201, body = ArtifactView, description = "Stored"),
-        (status = 200, body = ArtifactView, description = "Already stored with the same content: nothing changed"),
+        (status = 201, body = PushedArtifactView, description = "Stored (`outcome`: `created`)"),
+        (status = 200, body = PushedArtifactView, description = "Already recorded with the same content: nothing changed (`existing`), or its missing object stored again (`restored`)"),
         (status = 400, description = "Invalid name, version, checksum or media type; an empty body; or the body does not match X-Hood-Sha256"),
         (status = 409, description = "Taken by other content (artifacts are immutable), or the content differs from the checksum a chain profile pins"),
         (status = 413, description = "The body is larger than the artifact store's limit"),
@@ -197,7 +209,9 @@ pub async fn get_artifact(
 /// Pushes an artifact: the raw request body is streamed to the object
 /// store while it is hashed, checked against `X-Hood-Sha256` and against
 /// the checksum a chain profile pins for this name and version, then
-/// recorded. Re-pushing identical content is a no-op (200).
+/// recorded. Re-pushing identical content is a no-op (200, `existing`)
+/// unless the object store lost the bytes: then they are stored again
+/// (200, `restored`).
 pub async fn push_artifact(
     State(state): State<AppState>,
     caller: Caller,
@@ -259,10 +273,13 @@ pub async fn push_artifact(
     let record = outcome.record();
     tracing::info!(
         artifact = %record.name, version = %record.version, sha256 = %record.sha256,
-        size = record.size, created = outcome.created(), user_id = %caller.user_id,
+        size = record.size, outcome = outcome.as_str(), user_id = %caller.user_id,
         "artifact push"
     );
-    let view = Json(ArtifactView::from(record));
+    let view = Json(PushedArtifactView {
+        artifact: ArtifactView::from(record),
+        outcome: outcome.as_str().to_owned(),
+    });
     if outcome.created() {
         let mut resp = (StatusCode::CREATED, view).into_response();
         let location = format!("/api/v1/artifacts/{}/{}", record.name, record.version);
@@ -563,6 +580,14 @@ mod tests {
                 ArtifactError::Corrupt("disk".into()),
                 StatusCode::INTERNAL_SERVER_ERROR,
             ),
+            (
+                ArtifactError::ObjectMissing {
+                    name: "a".into(),
+                    version: "1".into(),
+                    sha256: "b".into(),
+                },
+                StatusCode::INTERNAL_SERVER_ERROR,
+            ),
         ];
         for (e, status) in cases {
             assert_eq!(ApiError::from(e).status(), status);
@@ -598,6 +623,7 @@ mod tests {
         assert_eq!(v["version"], "1.5.1");
         assert!(v["created_by"].is_string());
         assert!(v.get("object_key").is_none(), "internal");
+        assert_eq!(v["outcome"], "created");
 
         // Same content again, announced: 200, nothing changes.
         let (status, _, again) = api
@@ -608,6 +634,11 @@ mod tests {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{again}");
+        assert_eq!(again["outcome"], "existing");
+        let mut v = v;
+        v.as_object_mut().unwrap().remove("outcome");
+        let mut again = again;
+        again.as_object_mut().unwrap().remove("outcome");
         assert_eq!(again, v);
 
         let (status, _, shown) = api
@@ -667,6 +698,32 @@ mod tests {
             )
             .await;
         assert_eq!(shown["sha256"], sha.as_str());
+    }
+
+    #[tokio::test]
+    async fn a_push_restores_an_object_the_store_lost_and_says_so() {
+        let api = api(true).await;
+        let uri = "/api/v1/artifacts/tool/2.0";
+        let body = data(70_000, 9);
+        let (status, _, v) = api.put(uri, body.clone(), &[]).await;
+        assert_eq!(status, StatusCode::CREATED, "{v}");
+        let blob = api
+            ._dir
+            .path()
+            .join("artifacts/blobs/sha256")
+            .join(v["sha256"].as_str().unwrap());
+        std::fs::remove_file(&blob).unwrap();
+
+        let (status, _, again) = api.put(uri, body.clone(), &[]).await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        assert_eq!(again["outcome"], "restored");
+        assert_eq!(
+            again["created_at"], v["created_at"],
+            "the row is the old one"
+        );
+        assert_eq!(std::fs::read(&blob).unwrap(), body);
+        let (_, _, idle) = api.put(uri, body, &[]).await;
+        assert_eq!(idle["outcome"], "existing");
     }
 
     #[tokio::test]

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 const ARTIFACT_COLUMNS: &[&str] = &["name", "version", "sha256", "size", "created_at"];
+/// A push's answer: the artifact and what the push did.
+const PUSH_COLUMNS: &[&str] = &["name", "version", "sha256", "size", "outcome"];
 
 /// The npm package Foundry ships anvil for Linux x86-64 in.
 const ANVIL_NPM_PACKAGE: &str = "@foundry-rs/anvil-linux-amd64";
@@ -66,7 +68,7 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: ArtifactCmd) -> Result
             sha256,
         } => {
             let v = push(opts, &name, &version, &file, sha256.as_deref()).await?;
-            print(format, &v, ARTIFACT_COLUMNS);
+            print(format, &v, PUSH_COLUMNS);
         }
         ArtifactCmd::List { name } => {
             let mut client = Client::new(opts)?;
@@ -102,7 +104,7 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: ArtifactCmd) -> Result
         }
         ArtifactCmd::ImportAnvil { version, name, npm } => {
             let v = import_anvil(opts, &version, name.as_deref(), &npm).await?;
-            print(format, &v, ARTIFACT_COLUMNS);
+            print(format, &v, PUSH_COLUMNS);
         }
     }
     Ok(())
@@ -141,13 +143,31 @@ async fn push(
         file.display()
     );
     let mut client = Client::new(opts)?;
-    client
+    let answer: Value = client
         .put_file(
             &format!("/api/v1/artifacts/{name}/{version}"),
             file,
             &[("X-Hood-Sha256", actual.as_str())],
         )
-        .await
+        .await?;
+    if let Some(note) = push_note(name, version, &answer) {
+        eprintln!("{note}");
+    }
+    Ok(answer)
+}
+
+/// What to tell the operator about a push that stored nothing new.
+fn push_note(name: &str, version: &str, answer: &Value) -> Option<String> {
+    match answer.get("outcome").and_then(Value::as_str)? {
+        "existing" => Some(format!(
+            "{name} {version} is already stored with this content: nothing changed"
+        )),
+        "restored" => Some(format!(
+            "{name} {version} was in the catalog but its object was missing from the artifact \
+             store: stored it again"
+        )),
+        _ => None,
+    }
 }
 
 /// What the chain catalog says about an npm-sourced anvil version.
@@ -324,6 +344,21 @@ mod tests {
         assert!(pin.integrity.unwrap().starts_with("sha512-"));
         assert!(catalog_pin("1.7.1").unwrap().is_some(), "upgrade target");
         assert!(catalog_pin("0.0.1").unwrap().is_none());
+    }
+
+    #[test]
+    fn pushes_that_store_nothing_new_say_so() {
+        let note =
+            |outcome: &str| push_note("anvil", "1", &serde_json::json!({ "outcome": outcome }));
+        assert_eq!(note("created"), None);
+        assert_eq!(
+            note("existing").unwrap(),
+            "anvil 1 is already stored with this content: nothing changed"
+        );
+        assert!(note("restored")
+            .unwrap()
+            .contains("its object was missing from the artifact store: stored it again"));
+        assert_eq!(push_note("anvil", "1", &serde_json::json!({})), None);
     }
 
     #[test]

@@ -80,6 +80,9 @@ impl HoodProcess {
             if let Some(rest) = line.strip_prefix("serving roles ") {
                 if let Some((_, url)) = rest.split_once(" on ") {
                     urls.push(("serving".into(), url.trim().to_owned()));
+                } else if rest.contains("(no HTTP listener") {
+                    // Roles without an HTTP API started without --listen.
+                    urls.push(("serving".into(), String::new()));
                 }
             } else if let Some((label, url)) = line.split_once(':') {
                 let url = url.trim();
