@@ -20,17 +20,20 @@
 //! commands enqueued by another process.
 
 mod authority;
+mod config;
 mod error;
 mod fleet;
 mod server;
 mod service;
 mod session;
+mod shared;
 mod sources;
 
 pub use authority::{certificate_record, load_or_create_ca, CaStoreError};
+pub use config::GatewayConfig;
 pub use error::GatewayError;
 pub use fleet::{CommandOutcome, Fleet, ENROLLMENT_TOKEN_PREFIX};
-pub use server::{Gateway, GatewayConfig};
+pub use server::Gateway;
 pub use sources::{
     ArtifactSource, ArtifactSourceError, ArtifactStream, DataKey, NodeKeyError, NodeKeySource,
 };

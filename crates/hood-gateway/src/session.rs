@@ -3,7 +3,7 @@
 
 use crate::fleet::SessionSlot;
 use crate::now;
-use crate::service::{internal, is_expected, Shared};
+use crate::shared::{internal, is_expected, Shared};
 use hood_agent_proto::v1::agent_message::Body as Up;
 use hood_agent_proto::v1::gateway_message::Body as Down;
 use hood_agent_proto::v1::{
