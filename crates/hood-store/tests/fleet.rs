@@ -22,21 +22,7 @@ use uuid::Uuid;
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 
 fn host(org: Option<OrgId>) -> Host {
-    Host {
-        id: HostId::from_uuid(Uuid::now_v7()),
-        org_id: org,
-        provider: "local".into(),
-        region: "local".into(),
-        state: HostState::Requested,
-        address: None,
-        provider_ref: serde_json::json!({}),
-        hostname: None,
-        agent_version: None,
-        last_seen_at: None,
-        connected_at: None,
-        created_at: T0,
-        updated_at: T0,
-    }
+    support::host(org, T0)
 }
 
 /// A host already waiting for its agent.

@@ -8,11 +8,10 @@
 #[macro_use]
 mod support;
 
-use hood_domain::lifecycle::HostState;
 use hood_domain::retention::{RetentionCutoffs, RetentionPolicy};
 use hood_domain::rpc::{Granularity, UsageEvent, UsageStatus};
-use hood_domain::{HostId, OrgId, RpcKeyId, Timestamp};
-use hood_store::fleet::{AgentEventRecord, Host};
+use hood_domain::{OrgId, RpcKeyId, Timestamp};
+use hood_store::fleet::AgentEventRecord;
 use hood_store::usage::UsageQuery;
 use hood_store::workflow::NewWorkflow;
 use hood_store::Store;
@@ -120,21 +119,7 @@ async fn old_records_go_and_the_rest_stays(db: &Harness) {
     workflow(db, store, "recent", None, "completed", recent).await;
 
     // Agent events: one old, one recent.
-    let host = Host {
-        id: HostId::from_uuid(Uuid::now_v7()),
-        org_id: None,
-        provider: "local".into(),
-        region: "local".into(),
-        state: HostState::Requested,
-        address: None,
-        provider_ref: serde_json::json!({}),
-        hostname: None,
-        agent_version: None,
-        last_seen_at: None,
-        connected_at: None,
-        created_at: old,
-        updated_at: old,
-    };
+    let host = support::host(None, old);
     store.create_host(&host).await.unwrap();
     for at in [old, recent] {
         store

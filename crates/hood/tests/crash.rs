@@ -25,6 +25,45 @@ impl Rng {
     }
 }
 
+/// `hood up` in a fresh home with a fixed gateway address (agents find it
+/// again after a restart) and anvil in its artifact store.
+struct Installation {
+    _dir: tempfile::TempDir,
+    home: std::path::PathBuf,
+    _guard: KillUnder,
+    gateway: String,
+    hood: common::HoodProcess,
+    key: String,
+}
+
+impl Installation {
+    fn with_anvil(anvil: &std::path::Path) -> Self {
+        let (_dir, home) = temp_home();
+        let _guard = KillUnder(home.clone());
+        let gateway = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().to_string()
+        };
+        let hood = hood_up_with_gateway(&home, &gateway);
+        let key = read_admin_key(&home);
+        push_anvil(
+            anvil,
+            &[
+                ("HOOD_SERVER", hood.url("api")),
+                ("HOOD_TOKEN", key.clone()),
+            ],
+        );
+        Self {
+            _dir,
+            home,
+            _guard,
+            gateway,
+            hood,
+            key,
+        }
+    }
+}
+
 async fn node_state(http: &reqwest::Client, api: &str, key: &str, id: &str) -> Value {
     http.get(format!("{api}/api/v1/nodes/{id}"))
         .bearer_auth(key)
@@ -95,22 +134,15 @@ async fn provisioning_and_termination_survive_sigkill_at_random_moments() {
         });
     eprintln!("crash test seed {seed} ({runs} runs); replay with HOOD_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
-    let (_dir, home) = temp_home();
-    let _guard = KillUnder(home.clone());
-    let gateway = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let Installation {
+        _dir,
+        home,
+        _guard,
+        gateway,
+        mut hood,
+        key,
+    } = Installation::with_anvil(&anvil);
     let http = reqwest::Client::new();
-    let mut hood = hood_up_with_gateway(&home, &gateway);
-    let key = read_admin_key(&home);
-    push_anvil(
-        &anvil,
-        &[
-            ("HOOD_SERVER", hood.url("api")),
-            ("HOOD_TOKEN", key.clone()),
-        ],
-    );
 
     for run in 0..runs {
         // -- provisioning, killed at a random moment --
@@ -223,22 +255,15 @@ async fn node_creation_killed_mid_request_leaves_no_node_without_its_workflow() 
     let Some(anvil) = hood_testkit::anvil_bin("node creation crash test") else {
         return;
     };
-    let (_dir, home) = temp_home();
-    let _guard = KillUnder(home.clone());
-    let gateway = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+    let Installation {
+        _dir,
+        home,
+        _guard,
+        gateway,
+        mut hood,
+        key,
+    } = Installation::with_anvil(&anvil);
     let http = reqwest::Client::new();
-    let mut hood = hood_up_with_gateway(&home, &gateway);
-    let key = read_admin_key(&home);
-    push_anvil(
-        &anvil,
-        &[
-            ("HOOD_SERVER", hood.url("api")),
-            ("HOOD_TOKEN", key.clone()),
-        ],
-    );
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut answered = Vec::new();
     for round in 0..3 {

@@ -99,52 +99,42 @@ impl RetentionStore for SqlStore {
     ) -> StoreResult<PruneReport> {
         let batch = batch.max(1);
         let mut report = PruneReport::default();
-        if let Some(before) = cutoffs.usage_events_before {
-            report.usage_events = self
-                .delete_in_batches(
-                    "DELETE FROM usage_events WHERE request_id IN \
-                     (SELECT request_id FROM usage_events WHERE at < $1 LIMIT $2)",
-                    before,
-                    batch,
-                    max_batches,
-                )
-                .await?;
-        }
-        if let Some(before) = cutoffs.step_executions_before {
-            report.step_executions = self
-                .delete_in_batches(
-                    "DELETE FROM workflow_step_executions WHERE seq IN \
-                     (SELECT seq FROM workflow_step_executions WHERE at < $1 LIMIT $2)",
-                    before,
-                    batch,
-                    max_batches,
-                )
-                .await?;
-        }
         if let Some(before) = cutoffs.finished_workflows_before {
             report.finished_workflows = self.prune_workflows(before, batch, max_batches).await?;
         }
-        if let Some(before) = cutoffs.agent_events_before {
-            report.agent_events = self
-                .delete_in_batches(
-                    "DELETE FROM agent_events WHERE seq IN \
-                     (SELECT seq FROM agent_events WHERE at < $1 LIMIT $2)",
-                    before,
-                    batch,
-                    max_batches,
-                )
-                .await?;
-        }
-        if let Some(before) = cutoffs.published_outbox_before {
-            report.published_outbox = self
-                .delete_in_batches(
-                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox \
-                     WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)",
-                    before,
-                    batch,
-                    max_batches,
-                )
-                .await?;
+        // One batch delete per kind of append-only record.
+        let kinds: [(Option<Timestamp>, &str, &mut u64); 4] = [
+            (
+                cutoffs.usage_events_before,
+                "DELETE FROM usage_events WHERE request_id IN \
+                 (SELECT request_id FROM usage_events WHERE at < $1 LIMIT $2)",
+                &mut report.usage_events,
+            ),
+            (
+                cutoffs.step_executions_before,
+                "DELETE FROM workflow_step_executions WHERE seq IN \
+                 (SELECT seq FROM workflow_step_executions WHERE at < $1 LIMIT $2)",
+                &mut report.step_executions,
+            ),
+            (
+                cutoffs.agent_events_before,
+                "DELETE FROM agent_events WHERE seq IN \
+                 (SELECT seq FROM agent_events WHERE at < $1 LIMIT $2)",
+                &mut report.agent_events,
+            ),
+            (
+                cutoffs.published_outbox_before,
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox \
+                 WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)",
+                &mut report.published_outbox,
+            ),
+        ];
+        for (before, sql, deleted) in kinds {
+            if let Some(before) = before {
+                *deleted = self
+                    .delete_in_batches(sql, before, batch, max_batches)
+                    .await?;
+            }
         }
         Ok(report)
     }

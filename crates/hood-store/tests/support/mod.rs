@@ -6,6 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+use hood_domain::lifecycle::HostState;
+use hood_domain::{HostId, OrgId, Timestamp};
+use hood_store::fleet::Host;
 use hood_store::{Backend, Store};
 use hood_testkit::PgDatabase;
 use std::sync::Arc;
@@ -138,4 +141,23 @@ macro_rules! conformance {
             )*
         }
     };
+}
+
+/// A just-requested host of `org` (or the platform's), not yet stored.
+pub fn host(org: Option<OrgId>, at: Timestamp) -> Host {
+    Host {
+        id: HostId::from_uuid(uuid::Uuid::now_v7()),
+        org_id: org,
+        provider: "local".into(),
+        region: "local".into(),
+        state: HostState::Requested,
+        address: None,
+        provider_ref: serde_json::json!({}),
+        hostname: None,
+        agent_version: None,
+        last_seen_at: None,
+        connected_at: None,
+        created_at: at,
+        updated_at: at,
+    }
 }
