@@ -37,7 +37,8 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use hood_domain::validate::FieldError;
 use hood_domain::UserId;
-use hood_store::{Store, StoreError};
+use hood_store::artifact::ArtifactCatalog;
+use hood_store::StoreError;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -218,7 +219,7 @@ impl PushRequest {
 #[derive(Clone)]
 pub struct ArtifactStore {
     objects: Arc<dyn ObjectStore>,
-    catalog: Arc<dyn Store>,
+    catalog: Arc<dyn ArtifactCatalog>,
     location: String,
     max_size: u64,
 }
@@ -235,13 +236,13 @@ impl fmt::Debug for ArtifactStore {
 impl ArtifactStore {
     /// Opens the store at `location` (a `file://` or `s3://` URL) with
     /// `catalog` for the metadata.
-    pub fn connect(location: &str, catalog: Arc<dyn Store>) -> ArtifactResult<Self> {
+    pub fn connect(location: &str, catalog: Arc<dyn ArtifactCatalog>) -> ArtifactResult<Self> {
         Self::from_location(&StoreLocation::parse(location)?, catalog)
     }
 
     pub fn from_location(
         location: &StoreLocation,
-        catalog: Arc<dyn Store>,
+        catalog: Arc<dyn ArtifactCatalog>,
     ) -> ArtifactResult<Self> {
         let objects = location.open()?;
         tracing::info!(location = %location, "artifact store opened");
@@ -256,7 +257,7 @@ impl ArtifactStore {
     /// is what logs call it.
     pub fn with_object_store(
         objects: Arc<dyn ObjectStore>,
-        catalog: Arc<dyn Store>,
+        catalog: Arc<dyn ArtifactCatalog>,
         location: impl Into<String>,
     ) -> Self {
         Self {

@@ -7,8 +7,8 @@ use base64::Engine as _;
 use hood_domain::lifecycle::{CommandState, HostState};
 use hood_domain::machine::StateMachine as _;
 use hood_domain::{CommandId, HostId};
+use hood_store::fleet::FleetStore;
 use hood_store::fleet::{AgentCommand, EnrollmentToken};
-use hood_store::Store;
 use rand::RngCore as _;
 use sha2::{Digest as _, Sha256};
 use std::collections::HashMap;
@@ -66,7 +66,7 @@ pub(crate) struct SessionSlot {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
+    store: Arc<dyn FleetStore>,
     sessions: Mutex<HashMap<HostId, Arc<SessionSlot>>>,
     /// Poked (`notify_waiters`) whenever a command reaches an outcome here.
     command_changed: Notify,
@@ -110,7 +110,7 @@ fn validate_kind(kind: &str) -> GatewayResult<()> {
 }
 
 impl Fleet {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn FleetStore>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -128,7 +128,7 @@ impl Fleet {
         self
     }
 
-    pub fn store(&self) -> &Arc<dyn Store> {
+    pub fn store(&self) -> &Arc<dyn FleetStore> {
         &self.inner.store
     }
 
