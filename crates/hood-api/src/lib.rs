@@ -94,10 +94,18 @@ async fn refuse_announced_large_bodies(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|len| len > BODY_LIMIT_BYTES as u64) {
-        return ApiError::PayloadTooLarge {
+        let mut refused = ApiError::PayloadTooLarge {
             limit: BODY_LIMIT_BYTES,
         }
         .into_response();
+        // The body is left unread, so this connection cannot carry another
+        // request: say so, or a client reuses it and its next request
+        // meets a closed socket.
+        refused.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return refused;
     }
     next.run(req).await
 }

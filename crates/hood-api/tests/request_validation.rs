@@ -59,6 +59,8 @@ async fn api() -> Api {
 struct Answer {
     status: StatusCode,
     content_type: String,
+    /// The `Connection` header, if any.
+    connection: Option<String>,
     body: Value,
 }
 
@@ -91,6 +93,10 @@ impl Api {
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
+        let connection = resp
+            .headers()
+            .get(header::CONNECTION)
+            .map(|v| v.to_str().unwrap().to_owned());
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
             .await
             .unwrap();
@@ -98,6 +104,7 @@ impl Api {
         Answer {
             status,
             content_type,
+            connection,
             body,
         }
     }
@@ -218,9 +225,10 @@ async fn body_errors_are_problem_json() {
     // Over the limit, announced: refused before the handler, as problem
     // JSON (it used to be tower-http's plain-text answer).
     let big = vec![b' '; BODY_LIMIT_BYTES + 1];
-    api.send(post("application/json", big))
-        .await
-        .problem(StatusCode::PAYLOAD_TOO_LARGE);
+    let refused = api.send(post("application/json", big)).await;
+    refused.problem(StatusCode::PAYLOAD_TOO_LARGE);
+    // The body was never read: the connection cannot be reused.
+    assert_eq!(refused.connection.as_deref(), Some("close"));
     api.send(post("text/plain", b"{}".to_vec()))
         .await
         .problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);

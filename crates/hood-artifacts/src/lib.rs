@@ -591,15 +591,16 @@ impl ArtifactStore {
     /// run while pushes are in progress as long as `older_than` exceeds the
     /// longest upload.
     pub async fn sweep_uploads(&self, older_than: Duration) -> ArtifactResult<usize> {
-        let cutoff = hood_clock::to_system_time(hood_clock::now())
-            .checked_sub(older_than)
-            .unwrap_or(std::time::UNIX_EPOCH);
+        let now = hood_clock::now().millis();
+        let older_than = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
         let prefix = ObjectPath::from(TMP_PREFIX);
         let mut listing = self.objects.list(Some(&prefix));
         let mut removed = 0;
         while let Some(meta) = listing.next().await {
             let meta = meta?;
-            if std::time::SystemTime::from(meta.last_modified) < cutoff {
+            // Ages in whole milliseconds, the clock's precision.
+            let age = now.saturating_sub(meta.last_modified.timestamp_millis());
+            if age >= older_than {
                 match self.objects.delete(&meta.location).await {
                     Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
                     Err(e) => return Err(e.into()),

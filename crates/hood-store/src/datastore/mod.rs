@@ -40,6 +40,19 @@ pub struct SqlStore {
     /// The database's clock as this process reads it (see
     /// [`crate::clock`]).
     clock: Arc<AlignedClock>,
+    /// Keeps `clock` aligned (PostgreSQL); stops with the last clone of the
+    /// store, so a dropped store leaves no task holding its connections.
+    _alignment: Option<Arc<AbortOnDrop>>,
+}
+
+/// Aborts a background task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// How often a PostgreSQL store re-measures its offset to the server's
@@ -55,28 +68,29 @@ impl SqlStore {
     /// and every 10 s after (replicas judge leases by it); SQLite is
     /// embedded, its clock is this machine's.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let store = Self {
+        let mut store = Self {
             pool: Pool::open(url).await?,
             clock: AlignedClock::over(hood_clock::system()),
+            _alignment: None,
         };
         if store.pool.backend() == crate::Backend::Postgres {
             crate::clock::align_clock(&store, &store.clock).await?;
-            let weak = Arc::downgrade(&store.clock);
+            let clock = Arc::clone(&store.clock);
             let pool = store.pool.clone();
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(CLOCK_ALIGNMENT_EVERY).await;
-                    // Ends with the last handle on the clock.
-                    let Some(clock) = weak.upgrade() else { return };
                     let sent = clock.local_now();
                     match read_database_now(&pool).await {
                         Ok(now) => clock.align(now, sent),
-                        Err(e) => {
-                            tracing::warn!(error = %e, "reading the database clock failed; keeping the last offset")
-                        }
+                        Err(e) => tracing::warn!(
+                            error = %e,
+                            "reading the database clock failed; keeping the last offset"
+                        ),
                     }
                 }
             });
+            store._alignment = Some(Arc::new(AbortOnDrop(task.abort_handle())));
         }
         Ok(store)
     }
