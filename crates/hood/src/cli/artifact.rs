@@ -3,14 +3,15 @@
 //! `ethereum-anvil` chain) from its npm package in one line.
 
 use super::client::{Client, ConnectOpts};
-use super::output::{print, Format};
+use super::columns;
+use super::output::{list, show, Format};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use hood_api::routes::artifacts::ArtifactView;
+use hood_api::views::Page;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-
-const ARTIFACT_COLUMNS: &[&str] = &["name", "version", "sha256", "size", "created_at"];
 
 /// The npm package Foundry ships anvil for Linux x86-64 in.
 const ANVIL_NPM_PACKAGE: &str = "@foundry-rs/anvil-linux-amd64";
@@ -65,8 +66,8 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: ArtifactCmd) -> Result
             file,
             sha256,
         } => {
-            let v = push(opts, &name, &version, &file, sha256.as_deref()).await?;
-            print(format, &v, ARTIFACT_COLUMNS);
+            let pushed = push(opts, &name, &version, &file, sha256.as_deref()).await?;
+            show(format, &pushed, columns::ARTIFACT)?;
         }
         ArtifactCmd::List { name } => {
             let mut client = Client::new(opts)?;
@@ -77,32 +78,20 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: ArtifactCmd) -> Result
                 }
                 None => "/api/v1/artifacts".to_owned(),
             };
-            let v: Value = client.get(&path).await?;
-            print(format, &v, ARTIFACT_COLUMNS);
+            let artifacts: Page<ArtifactView> = client.get(&path).await?;
+            list(format, &artifacts, columns::ARTIFACT)?;
         }
         ArtifactCmd::Show { name, version } => {
             check_name_version(&name, &version)?;
             let mut client = Client::new(opts)?;
-            let v: Value = client
+            let artifact: ArtifactView = client
                 .get(&format!("/api/v1/artifacts/{name}/{version}"))
                 .await?;
-            print(
-                format,
-                &v,
-                &[
-                    "name",
-                    "version",
-                    "sha256",
-                    "size",
-                    "content_type",
-                    "created_at",
-                    "created_by",
-                ],
-            );
+            show(format, &artifact, columns::ARTIFACT_DETAIL)?;
         }
         ArtifactCmd::ImportAnvil { version, name, npm } => {
-            let v = import_anvil(opts, &version, name.as_deref(), &npm).await?;
-            print(format, &v, ARTIFACT_COLUMNS);
+            let pushed = import_anvil(opts, &version, name.as_deref(), &npm).await?;
+            show(format, &pushed, columns::ARTIFACT)?;
         }
     }
     Ok(())
@@ -122,7 +111,7 @@ async fn push(
     version: &str,
     file: &Path,
     sha256: Option<&str>,
-) -> Result<Value> {
+) -> Result<ArtifactView> {
     check_name_version(name, version)?;
     let (actual, size) = hood_artifacts::sha256_file(file)
         .await
@@ -209,7 +198,7 @@ async fn import_anvil(
     version: &str,
     name: Option<&str>,
     npm: &Path,
-) -> Result<Value> {
+) -> Result<ArtifactView> {
     hood_artifacts::names::version(version)?;
     let pin = catalog_pin(version)?;
     let artifact = name
