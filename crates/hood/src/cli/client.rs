@@ -1,5 +1,7 @@
-//! The CLI's HTTP client: finds the server and credentials, turns problem
-//! JSON into plain error messages, refreshes an expired session once.
+//! The CLI's HTTP client: finds the server and credentials, sends the API's
+//! request types, decodes answers into its view types (a mismatch is a plain
+//! error), turns problem JSON into plain error messages, refreshes an
+//! expired session once.
 
 use anyhow::{anyhow, bail, Context, Result};
 use hood_api::problem::Problem;
