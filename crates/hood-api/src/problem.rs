@@ -6,21 +6,21 @@ use hood_app::AppError;
 use hood_domain::validate::FieldError;
 use hood_ports::PortError;
 use hood_store::StoreError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// One invalid field of a request.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct InvalidParam {
     pub name: String,
     pub reason: String,
 }
 
 /// RFC 9457 problem details.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Problem {
     /// A URI naming the problem type (`about:blank` when the status says it all).
     #[serde(rename = "type")]
@@ -29,7 +29,11 @@ pub struct Problem {
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty", rename = "invalid-params")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        rename = "invalid-params"
+    )]
     pub invalid_params: Vec<InvalidParam>,
 }
 

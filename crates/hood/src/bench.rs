@@ -2,11 +2,11 @@
 //! anchor measured in the same run on the same machine.
 
 use anyhow::{bail, Context, Result};
+use hood_api::routes::nodes::{CreateNodeRequest, NodeAccepted, NodeView};
 use hood_domain::identity::Organization;
 use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
 use hood_domain::node::Node;
 use hood_domain::{NodeId, OrgId};
-use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -192,18 +192,28 @@ async fn provision(
     let mut times = Vec::new();
     for i in 0..runs {
         let started = Instant::now();
-        let accepted: Value = client
-            .post("/api/v1/nodes", &json!({"chain": "ethereum-anvil", "name": format!("bench-{}-{i}", &Uuid::new_v4().simple().to_string()[..6])}))
-            .await?;
-        let id = accepted["node"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
+        let request = CreateNodeRequest {
+            chain: "ethereum-anvil".into(),
+            node_type: None,
+            name: Some(format!(
+                "bench-{}-{i}",
+                &Uuid::new_v4().simple().to_string()[..6]
+            )),
+            provider: None,
+            region: None,
+        };
+        let accepted: NodeAccepted = client.post("/api/v1/nodes", &request).await?;
+        let id = accepted.node.id;
         loop {
-            let node: Value = client.get(&format!("/api/v1/nodes/{id}")).await?;
-            match node["state"].as_str() {
-                Some("healthy") => break,
-                Some("failed") => bail!("node {id} failed: {}", node["failure_reason"]),
+            let node: NodeView = client.get(&format!("/api/v1/nodes/{id}")).await?;
+            match node.state.as_str() {
+                "healthy" => break,
+                "failed" => bail!(
+                    "node {id} failed: {}",
+                    node.failure_reason
+                        .as_deref()
+                        .unwrap_or("no reason recorded")
+                ),
                 _ => {}
             }
             if started.elapsed() > Duration::from_secs(120) {
@@ -212,7 +222,13 @@ async fn provision(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         times.push(started.elapsed());
-        client.delete(&format!("/api/v1/nodes/{id}")).await?;
+        let _terminating: NodeAccepted = client
+            .call(
+                reqwest::Method::DELETE,
+                &format!("/api/v1/nodes/{id}"),
+                None::<&()>,
+            )
+            .await?;
         eprintln!("run {}: {:.0} ms", i + 1, ms(times[i]));
     }
     times.sort();

@@ -1,11 +1,13 @@
-//! The CLI against a real `hood up`: org → user → login → key flows, table
-//! and JSON output, plain errors with non-zero exits, offline chain lint.
+//! The CLI against a real `hood up`: org → user → login → key flows, a
+//! managed node from create to delete with its host, workflow, events, logs
+//! and uptime, table and JSON output, plain errors with non-zero exits
+//! (an answer the CLI cannot read included), offline chain lint.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
 
 mod common;
 
-use common::{hood_cli, hood_up, temp_home};
+use common::{hood_cli, hood_up, push_anvil, temp_home, KillUnder};
 use serde_json::Value;
 
 struct Cli {
@@ -82,6 +84,36 @@ fn cli_drives_identity_flows_end_to_end() {
     );
     let users = admin.json(&["user", "list", "--org", &acme]);
     assert_eq!(users["items"][0]["email"], "ops@acme.test");
+    let shown = admin.json(&["org", "show", &acme]);
+    assert_eq!(shown["name"], "Acme Corp");
+
+    // A user's whole life through the CLI: create, show, update, delete.
+    let temp = admin.json(&[
+        "user",
+        "create",
+        "temp@acme.test",
+        "--org",
+        &acme,
+        "--name",
+        "Temp",
+    ]);
+    let temp_id = temp["id"].as_str().expect("id").to_owned();
+    assert_eq!(temp["role"], "viewer", "the default role");
+    let table = admin.run(&["user", "show", &temp_id, "--org", &acme]);
+    assert!(
+        table.starts_with("ID") && table.contains("temp@acme.test") && table.contains("Temp"),
+        "{table}"
+    );
+    let updated = admin.json(&[
+        "user", "update", &temp_id, "--org", &acme, "--role", "operator", "--name", "Temp Ops",
+    ]);
+    assert_eq!(updated["role"], "operator");
+    assert_eq!(updated["display_name"], "Temp Ops");
+    assert_eq!(updated["email"], "temp@acme.test", "unchanged");
+    let out = admin.run(&["user", "delete", &temp_id, "--org", &acme]);
+    assert!(out.contains("deleted"), "{out}");
+    let err = admin.fails(&["user", "show", &temp_id, "--org", &acme]);
+    assert!(err.contains("not found") && err.contains("404"), "{err}");
 
     // Bad input: a plain message and a non-zero exit.
     let err = admin.fails(&["org", "create", "Not A Slug"]);
@@ -132,6 +164,12 @@ fn cli_drives_identity_flows_end_to_end() {
         ],
     };
     assert_eq!(with_key.json(&["whoami"])["credential"], "api_key");
+    let shown = ops.json(&["key", "show", &key_id]);
+    assert_eq!(shown["name"], "deployer");
+    assert!(
+        shown.get("token").is_none(),
+        "the secret is shown once only"
+    );
     let keys = ops.json(&["key", "list"]);
     assert!(keys["items"]
         .as_array()
@@ -148,6 +186,11 @@ fn cli_drives_identity_flows_end_to_end() {
 
     let chains = ops.run(&["chain", "list"]);
     assert!(chains.contains("ethereum-anvil"), "{chains}");
+    let anvil = ops.json(&["chain", "show", "ethereum-anvil"]);
+    assert_eq!(anvil["family"], "evm");
+    assert!(anvil["node_types"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty()));
 
     ops.run(&["logout"]);
     assert!(!config.exists(), "logout removes the saved session");
@@ -197,5 +240,181 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         } else {
             std::fs::copy(entry.path(), target).expect("copy");
         }
+    }
+}
+
+/// A managed node through the CLI alone: the artifact it needs, create
+/// (followed until healthy), the operator's views of it, delete (followed
+/// until terminated).
+#[test]
+fn cli_drives_a_node_from_create_to_delete() {
+    let Some(anvil) = hood_testkit::anvil_bin("cli_drives_a_node_from_create_to_delete") else {
+        return;
+    };
+    let (dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(&home, &[]);
+    let cli = Cli {
+        env: vec![
+            ("HOOD_SERVER", hood.url("api")),
+            ("HOOD_HOME", home.display().to_string()),
+            (
+                "HOOD_CONFIG",
+                dir.path().join("cli.json").display().to_string(),
+            ),
+        ],
+    };
+    push_anvil(&anvil, &cli.env);
+    let artifacts = cli.json(&["artifact", "list"]);
+    assert_eq!(artifacts["items"][0]["name"], "anvil-linux-amd64");
+    let sha256 = artifacts["items"][0]["sha256"].as_str().expect("sha256");
+    let shown = cli.run(&["artifact", "show", "anvil-linux-amd64", "1.5.1"]);
+    assert!(
+        shown.contains("CONTENT_TYPE") && shown.contains(sha256),
+        "{shown}"
+    );
+
+    let node = cli.json(&[
+        "node",
+        "create",
+        "--chain",
+        "ethereum-anvil",
+        "--name",
+        "cli-1",
+        "--timeout",
+        "120",
+    ]);
+    assert_eq!(node["state"], "healthy", "{node}");
+    let id = node["id"].as_str().expect("id").to_owned();
+    let host_id = node["host_id"]
+        .as_str()
+        .expect("placed on a host")
+        .to_owned();
+
+    let table = cli.run(&["node", "list"]);
+    let row = table
+        .lines()
+        .find(|l| l.contains("cli-1"))
+        .unwrap_or_else(|| panic!("cli-1 listed: {table}"));
+    assert!(
+        row.contains(&id) && row.contains("healthy") && row.contains("http://"),
+        "{table}"
+    );
+    let shown = cli.json(&["node", "show", &id]);
+    assert_eq!(shown["sync_status"], "synced");
+    let events = cli.json(&["node", "events", &id]);
+    let transitions: Vec<&str> = events["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["to_state"].as_str())
+        .collect();
+    assert_eq!(transitions, ["provisioning", "syncing", "healthy"]);
+    assert!(cli.run(&["node", "events", &id]).starts_with("SEQ"));
+    let logs = cli.run(&["node", "logs", &id, "--lines", "20"]);
+    assert!(
+        !logs.is_empty() && logs.lines().all(|l| l.starts_with("anvil | ")),
+        "{logs}"
+    );
+    let uptime = cli.run(&["node", "uptime", &id]);
+    assert!(
+        uptime.starts_with(&format!("node {id}: uptime over 24h: ")),
+        "{uptime}"
+    );
+
+    let hosts = cli.json(&["host", "list"]);
+    assert!(
+        hosts["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .any(|h| h["id"] == host_id.as_str()),
+        "{hosts}"
+    );
+    let host = cli.run(&["host", "show", &host_id]);
+    assert!(host.contains("ready") && host.contains("true"), "{host}");
+    let workflow_id = format!("provision-node-{id}");
+    let workflows = cli.json(&["workflow", "list", "--name", "provision-node"]);
+    assert_eq!(workflows["items"][0]["id"], workflow_id.as_str());
+    let workflow = cli.run(&["workflow", "show", &workflow_id]);
+    assert!(
+        workflow.contains("completed")
+            && workflow.contains("INDEX")
+            && workflow.contains("mark_healthy"),
+        "{workflow}"
+    );
+    let err = cli.fails(&["workflow", "retry", &workflow_id]);
+    assert!(err.contains(&workflow_id) && err.contains("409"), "{err}");
+
+    let gone = cli.json(&["node", "delete", &id, "--timeout", "120"]);
+    assert_eq!(gone["state"], "terminated", "{gone}");
+    assert_eq!(cli.json(&["node", "show", &id])["state"], "terminated");
+}
+
+/// A server whose answer does not fit the view the CLI expects: a plain
+/// error naming the field, a non-zero exit, no panic.
+#[test]
+fn an_answer_the_cli_cannot_read_is_a_plain_error() {
+    let server = AnswerServer::start(|path| match path {
+        // `user` lacks most of its fields (a server of another version).
+        "/api/v1/me" => {
+            r#"{"user": {"email": "a@b.c"}, "org": {}, "credential": "api_key", "permissions": []}"#
+        }
+        // `id` is not a UUID.
+        _ => r#"{"items": [{"id": 7}]}"#,
+    });
+    let cli = Cli {
+        env: vec![
+            ("HOOD_SERVER", server.url.clone()),
+            ("HOOD_TOKEN", "hood_x_y".into()),
+        ],
+    };
+    let err = cli.fails(&["whoami"]);
+    assert!(
+        err.contains("unexpected answer from the server: at `user`: missing field `id`"),
+        "{err}"
+    );
+    assert!(err.contains("is the CLI older than the server?"), "{err}");
+    let err = cli.fails(&["-o", "json", "node", "list"]);
+    assert!(
+        err.contains("unexpected answer from the server: at `items[0].id`"),
+        "{err}"
+    );
+}
+
+/// A one-thread HTTP server answering every request with `200` and the
+/// JSON `answer` picks by path.
+struct AnswerServer {
+    url: String,
+}
+
+impl AnswerServer {
+    fn start(answer: fn(&str) -> &'static str) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                // Skip the headers; the CLI's GETs carry no body.
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = request_line.split_whitespace().nth(1).unwrap_or("/");
+                let body = answer(path);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        Self { url }
     }
 }

@@ -108,7 +108,7 @@ pub struct CreatedRpcKey {
     pub key: String,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRpcKeyRequest {
     #[schema(schema_with = crate::schemas::display_name)]
@@ -131,7 +131,7 @@ pub struct CreateRpcKeyRequest {
 
 /// Any subset of the key's fields; a list given replaces the stored one
 /// (an empty list lifts that restriction).
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRpcKeyRequest {
     #[schema(schema_with = crate::schemas::optional_display_name)]
@@ -146,7 +146,8 @@ pub struct UpdateRpcKeyRequest {
 }
 
 impl UpdateRpcKeyRequest {
-    fn is_empty(&self) -> bool {
+    /// True when the request would change nothing.
+    pub fn is_empty(&self) -> bool {
         self.name.is_none()
             && self.plan.is_none()
             && self.chains.is_none()

@@ -136,7 +136,7 @@ pub struct WorkflowQuery {
     pub limit: Option<i64>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AbandonRequest {
     /// Why the operator gives up (kept in the journal).

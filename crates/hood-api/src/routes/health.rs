@@ -271,7 +271,7 @@ impl From<&NotificationChannel> for ChannelView {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChannelRequest {
     /// Unique per organization.

@@ -116,7 +116,7 @@ impl From<&Accepted> for NodeAccepted {
     }
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNodeRequest {
     /// Chain profile, e.g. `ethereum-anvil`.
@@ -133,6 +133,10 @@ pub struct CreateNodeRequest {
     #[schema(schema_with = crate::schemas::optional_slug)]
     pub region: Option<String>,
 }
+
+/// The answer of `GET /api/v1/nodes/{node_id}/logs`: the last lines of each
+/// process, by process name.
+pub type NodeLogsView = std::collections::BTreeMap<String, Vec<String>>;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

@@ -3,16 +3,15 @@
 //! `ethereum-anvil` chain) from its npm package in one line.
 
 use super::client::{Client, ConnectOpts};
-use super::output::{print, Format};
+use super::columns;
+use super::output::{list, show, Format};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use hood_api::routes::artifacts::{ArtifactView, PushedArtifactView};
+use hood_api::views::Page;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-
-const ARTIFACT_COLUMNS: &[&str] = &["name", "version", "sha256", "size", "created_at"];
-/// A push's answer: the artifact and what the push did.
-const PUSH_COLUMNS: &[&str] = &["name", "version", "sha256", "size", "outcome"];
 
 /// The npm package Foundry ships anvil for Linux x86-64 in.
 const ANVIL_NPM_PACKAGE: &str = "@foundry-rs/anvil-linux-amd64";
@@ -67,8 +66,8 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: ArtifactCmd) -> Result
             file,
             sha256,
         } => {
-            let v = push(opts, &name, &version, &file, sha256.as_deref()).await?;
-            print(format, &v, PUSH_COLUMNS);
+            let pushed = push(opts, &name, &version, &file, sha256.as_deref()).await?;
+            show(format, &pushed, columns::PUSHED)?;
         }
         ArtifactCmd::List { name } => {
             let mut client = Client::new(opts)?;
@@ -79,32 +78,20 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: ArtifactCmd) -> Result
                 }
                 None => "/api/v1/artifacts".to_owned(),
             };
-            let v: Value = client.get(&path).await?;
-            print(format, &v, ARTIFACT_COLUMNS);
+            let artifacts: Page<ArtifactView> = client.get(&path).await?;
+            list(format, &artifacts, columns::ARTIFACT)?;
         }
         ArtifactCmd::Show { name, version } => {
             check_name_version(&name, &version)?;
             let mut client = Client::new(opts)?;
-            let v: Value = client
+            let artifact: ArtifactView = client
                 .get(&format!("/api/v1/artifacts/{name}/{version}"))
                 .await?;
-            print(
-                format,
-                &v,
-                &[
-                    "name",
-                    "version",
-                    "sha256",
-                    "size",
-                    "content_type",
-                    "created_at",
-                    "created_by",
-                ],
-            );
+            show(format, &artifact, columns::ARTIFACT_DETAIL)?;
         }
         ArtifactCmd::ImportAnvil { version, name, npm } => {
-            let v = import_anvil(opts, &version, name.as_deref(), &npm).await?;
-            print(format, &v, PUSH_COLUMNS);
+            let pushed = import_anvil(opts, &version, name.as_deref(), &npm).await?;
+            show(format, &pushed, columns::PUSHED)?;
         }
     }
     Ok(())
@@ -124,7 +111,7 @@ async fn push(
     version: &str,
     file: &Path,
     sha256: Option<&str>,
-) -> Result<Value> {
+) -> Result<PushedArtifactView> {
     check_name_version(name, version)?;
     let (actual, size) = hood_artifacts::sha256_file(file)
         .await
@@ -143,7 +130,7 @@ async fn push(
         file.display()
     );
     let mut client = Client::new(opts)?;
-    let answer: Value = client
+    let answer: PushedArtifactView = client
         .put_file(
             &format!("/api/v1/artifacts/{name}/{version}"),
             file,
@@ -157,8 +144,8 @@ async fn push(
 }
 
 /// What to tell the operator about a push that stored nothing new.
-fn push_note(name: &str, version: &str, answer: &Value) -> Option<String> {
-    match answer.get("outcome").and_then(Value::as_str)? {
+fn push_note(name: &str, version: &str, answer: &PushedArtifactView) -> Option<String> {
+    match answer.outcome.as_str() {
         "existing" => Some(format!(
             "{name} {version} is already stored with this content: nothing changed"
         )),
@@ -229,7 +216,7 @@ async fn import_anvil(
     version: &str,
     name: Option<&str>,
     npm: &Path,
-) -> Result<Value> {
+) -> Result<PushedArtifactView> {
     hood_artifacts::names::version(version)?;
     let pin = catalog_pin(version)?;
     let artifact = name
@@ -348,8 +335,19 @@ mod tests {
 
     #[test]
     fn pushes_that_store_nothing_new_say_so() {
-        let note =
-            |outcome: &str| push_note("anvil", "1", &serde_json::json!({ "outcome": outcome }));
+        let answer = |outcome: &str| PushedArtifactView {
+            artifact: ArtifactView {
+                name: "anvil".into(),
+                version: "1".into(),
+                sha256: "a".repeat(64),
+                size: 1,
+                content_type: "application/octet-stream".into(),
+                created_at: "2026-01-01T00:00:00Z".into(),
+                created_by: None,
+            },
+            outcome: outcome.into(),
+        };
+        let note = |outcome: &str| push_note("anvil", "1", &answer(outcome));
         assert_eq!(note("created"), None);
         assert_eq!(
             note("existing").unwrap(),
@@ -358,7 +356,7 @@ mod tests {
         assert!(note("restored")
             .unwrap()
             .contains("its object was missing from the artifact store: stored it again"));
-        assert_eq!(push_note("anvil", "1", &serde_json::json!({})), None);
+        assert_eq!(note("something new"), None);
     }
 
     #[test]

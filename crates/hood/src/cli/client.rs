@@ -1,7 +1,11 @@
-//! The CLI's HTTP client: finds the server and credentials, turns problem
-//! JSON into plain error messages, refreshes an expired session once.
+//! The CLI's HTTP client: finds the server and credentials, sends the API's
+//! request types, decodes answers into its view types (a mismatch is a plain
+//! error), turns problem JSON into plain error messages, refreshes an
+//! expired session once.
 
 use anyhow::{anyhow, bail, Context, Result};
+use hood_api::problem::Problem;
+use hood_api::views::{RefreshRequest, TokenPair};
 use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -137,23 +141,25 @@ impl Client {
         }
     }
 
-    /// Sends a request; on 401 with a saved session, refreshes once and retries.
+    /// Sends a request and returns the body of its 2xx answer; a problem
+    /// answer becomes an error carrying its detail. On 401 with a saved
+    /// session, refreshes once and retries.
     pub async fn send<B: Serialize>(
         &mut self,
         method: Method,
         path: &str,
         body: Option<&B>,
-    ) -> Result<Option<serde_json::Value>> {
-        let (status, value) = self.send_once(method.clone(), path, body).await?;
+    ) -> Result<Vec<u8>> {
+        let (status, answer) = self.send_once(method.clone(), path, body).await?;
         if status == StatusCode::UNAUTHORIZED {
             if let Credential::Session { refresh, .. } = self.credential.clone() {
                 if self.refresh_session(&refresh).await.is_ok() {
-                    let (status, value) = self.send_once(method, path, body).await?;
-                    return finish(status, value);
+                    let (status, answer) = self.send_once(method, path, body).await?;
+                    return finish(status, answer);
                 }
             }
         }
-        finish(status, value)
+        finish(status, answer)
     }
 
     async fn send_once<B: Serialize>(
@@ -161,7 +167,7 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<&B>,
-    ) -> Result<(StatusCode, Option<serde_json::Value>)> {
+    ) -> Result<(StatusCode, Vec<u8>)> {
         let url = format!("{}{}", self.server, path);
         let mut req = self.http.request(method, &url);
         if let Some(token) = self.bearer() {
@@ -175,24 +181,18 @@ impl Client {
             .await
             .map_err(|e| anyhow!("cannot reach Hood at {}: {}", self.server, root_cause(&e)))?;
         let status = resp.status();
-        let bytes = resp.bytes().await.context("reading the response")?;
-        let value = if bytes.is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::from_slice(&bytes)
-                    .map_err(|_| anyhow!("server answered {status} with a non-JSON body"))?,
-            )
-        };
-        Ok((status, value))
+        let answer = resp.bytes().await.context("reading the response")?;
+        Ok((status, answer.to_vec()))
     }
 
     async fn refresh_session(&mut self, refresh: &str) -> Result<()> {
-        let body = serde_json::json!({ "refresh_token": refresh });
-        let (status, value) = self
+        let body = RefreshRequest {
+            refresh_token: refresh.to_owned(),
+        };
+        let (status, answer) = self
             .send_once(Method::POST, "/api/v1/auth/refresh", Some(&body))
             .await?;
-        let pair: TokenPair = serde_json::from_value(finish(status, value)?.unwrap_or_default())?;
+        let pair: TokenPair = decode(&finish(status, answer)?)?;
         self.save_session(&pair)?;
         Ok(())
     }
@@ -212,9 +212,19 @@ impl Client {
         Ok(())
     }
 
+    /// Sends a request and decodes its answer as `T`, the view type the
+    /// server serializes for it.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        decode(&self.send(method, path, body).await?)
+    }
+
     pub async fn get<T: DeserializeOwned>(&mut self, path: &str) -> Result<T> {
-        let v = self.send::<()>(Method::GET, path, None).await?;
-        Ok(serde_json::from_value(v.unwrap_or_default())?)
+        self.call(Method::GET, path, None::<&()>).await
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(
@@ -222,8 +232,7 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T> {
-        let v = self.send(Method::POST, path, Some(body)).await?;
-        Ok(serde_json::from_value(v.unwrap_or_default())?)
+        self.call(Method::POST, path, Some(body)).await
     }
 
     pub async fn patch<B: Serialize, T: DeserializeOwned>(
@@ -231,12 +240,12 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T> {
-        let v = self.send(Method::PATCH, path, Some(body)).await?;
-        Ok(serde_json::from_value(v.unwrap_or_default())?)
+        self.call(Method::PATCH, path, Some(body)).await
     }
 
+    /// DELETE of a resource that answers `204 No Content`.
     pub async fn delete(&mut self, path: &str) -> Result<()> {
-        self.send::<()>(Method::DELETE, path, None).await?;
+        self.send(Method::DELETE, path, None::<&()>).await?;
         Ok(())
     }
 
@@ -280,15 +289,7 @@ impl Client {
                 .await
                 .map_err(|e| anyhow!("cannot reach Hood at {}: {}", self.server, root_cause(&e)))?;
             let status = resp.status();
-            let bytes = resp.bytes().await.context("reading the response")?;
-            let value: Option<serde_json::Value> = if bytes.is_empty() {
-                None
-            } else {
-                Some(
-                    serde_json::from_slice(&bytes)
-                        .map_err(|_| anyhow!("server answered {status} with a non-JSON body"))?,
-                )
-            };
+            let answer = resp.bytes().await.context("reading the response")?;
             if status == StatusCode::UNAUTHORIZED && !refreshed {
                 if let Credential::Session { refresh, .. } = self.credential.clone() {
                     refreshed = true;
@@ -297,32 +298,42 @@ impl Client {
                     }
                 }
             }
-            let v = finish(status, value)?;
-            return Ok(serde_json::from_value(v.unwrap_or_default())?);
+            return decode(&finish(status, answer.to_vec())?);
         }
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-pub struct TokenPair {
-    pub access_token: String,
-    pub refresh_token: String,
-    pub expires_in: i64,
+/// Reads the body of a 2xx answer as `T`, the view type the server
+/// serializes. A body that does not fit (a field missing, renamed or of
+/// another type) is a plain error naming where it differs: the CLI and
+/// the server disagree about the API, which a newer server explains.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut reader)
+        .map_err(|e| unexpected_answer(&e.path().to_string(), e.inner()))?;
+    // Trailing bytes after the value are as wrong as a missing field.
+    reader.end().map_err(|e| unexpected_answer(".", &e))?;
+    Ok(value)
 }
 
-/// Maps non-2xx answers to an error carrying the problem's detail.
-fn finish(
-    status: StatusCode,
-    value: Option<serde_json::Value>,
-) -> Result<Option<serde_json::Value>> {
+fn unexpected_answer(path: &str, cause: &serde_json::Error) -> anyhow::Error {
+    let at = if path == "." {
+        String::new()
+    } else {
+        format!("at `{path}`: ")
+    };
+    anyhow!("unexpected answer from the server: {at}{cause} (is the CLI older than the server?)")
+}
+
+/// Passes a 2xx answer's body on; maps any other to an error carrying the
+/// problem's detail (or its title).
+fn finish(status: StatusCode, answer: Vec<u8>) -> Result<Vec<u8>> {
     if status.is_success() {
-        return Ok(value);
+        return Ok(answer);
     }
-    let detail = value.as_ref().and_then(|v| {
-        let detail = v.get("detail").and_then(|d| d.as_str());
-        let title = v.get("title").and_then(|d| d.as_str());
-        detail.or(title).map(str::to_owned)
-    });
+    let detail = serde_json::from_slice::<Problem>(&answer)
+        .ok()
+        .map(|p| p.detail.unwrap_or(p.title));
     match (status, detail) {
         (StatusCode::UNAUTHORIZED, Some(d)) => {
             bail!("not authenticated: {d} (try `hood login` or --token)")
@@ -338,4 +349,111 @@ fn root_cause(e: &dyn std::error::Error) -> String {
         inner = next;
     }
     inner.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hood_api::routes::nodes::NodeAccepted;
+    use hood_api::views::{OrgView, Page};
+
+    const ACCEPTED: &str = r#"{
+        "node": {
+            "id": "0190a8a2-0000-7000-8000-000000000001",
+            "org_id": "0190a8a2-0000-7000-8000-000000000002",
+            "name": "devnet-1", "chain": "ethereum-anvil", "node_type": "dev",
+            "provider": "local", "region": "local", "state": "provisioning",
+            "sync_status": "unknown", "app_health": "unknown", "host_id": null,
+            "rpc_endpoint": null, "head_height": null, "binary_version": null,
+            "failure_reason": null,
+            "created_at": "2025-01-01T00:00:00Z", "updated_at": "2025-01-01T00:00:00Z"
+        },
+        "workflow_id": "provision-node-0190a8a2-0000-7000-8000-000000000001"
+    }"#;
+
+    fn message(e: anyhow::Error) -> String {
+        format!("{e:#}")
+    }
+
+    #[test]
+    fn an_answer_decodes_into_the_view_the_server_serializes() {
+        let accepted: NodeAccepted = decode(ACCEPTED.as_bytes()).expect("decodes");
+        assert_eq!(
+            accepted.node.id.to_string(),
+            "0190a8a2-0000-7000-8000-000000000001"
+        );
+        assert_eq!(accepted.node.state, "provisioning");
+        assert_eq!(
+            accepted.workflow_id,
+            format!("provision-node-{}", accepted.node.id)
+        );
+    }
+
+    #[test]
+    fn a_missing_field_is_a_clear_error_naming_where() {
+        let renamed = ACCEPTED.replace(
+            "\"id\": \"0190a8a2-0000-7000-8000-000000000001\"",
+            "\"node_id\": \"x\"",
+        );
+        let err = message(decode::<NodeAccepted>(renamed.as_bytes()).expect_err("no id"));
+        assert!(
+            err.starts_with("unexpected answer from the server: at `node`: missing field `id`"),
+            "{err}"
+        );
+        assert!(
+            err.ends_with("(is the CLI older than the server?)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_field_of_another_type_is_a_clear_error() {
+        let body = br#"{"items": [{"id": 7, "slug": "acme", "name": "Acme", "created_at": "x"}]}"#;
+        let err = message(decode::<Page<OrgView>>(body).expect_err("id is no uuid"));
+        assert!(
+            err.starts_with("unexpected answer from the server: at `items[0].id`: invalid type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_empty_or_trailing_body_is_a_clear_error() {
+        let err = message(decode::<OrgView>(b"").expect_err("empty"));
+        assert!(
+            err.starts_with("unexpected answer from the server: EOF"),
+            "{err}"
+        );
+        let body = br#"{"id": "0190a8a2-0000-7000-8000-000000000002", "slug": "a", "name": "A", "created_at": "x"} trailing"#;
+        let err = message(decode::<OrgView>(body).expect_err("trailing bytes"));
+        assert!(
+            err.starts_with("unexpected answer from the server: trailing characters"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn problem_answers_become_their_detail() {
+        let problem = br#"{"type": "about:blank", "title": "Conflict", "status": 409, "detail": "node name already exists"}"#;
+        let err = finish(StatusCode::CONFLICT, problem.to_vec()).expect_err("409");
+        assert_eq!(err.to_string(), "node name already exists (HTTP 409)");
+
+        let untitled =
+            br#"{"type": "about:blank", "title": "Internal Server Error", "status": 500}"#;
+        let err = finish(StatusCode::INTERNAL_SERVER_ERROR, untitled.to_vec()).expect_err("500");
+        assert_eq!(err.to_string(), "Internal Server Error (HTTP 500)");
+
+        let unauthenticated = br#"{"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": "API key revoked"}"#;
+        let err = finish(StatusCode::UNAUTHORIZED, unauthenticated.to_vec()).expect_err("401");
+        assert_eq!(
+            err.to_string(),
+            "not authenticated: API key revoked (try `hood login` or --token)"
+        );
+
+        let proxy = b"<html>bad gateway</html>";
+        let err = finish(StatusCode::BAD_GATEWAY, proxy.to_vec()).expect_err("502");
+        assert_eq!(err.to_string(), "server answered HTTP 502");
+
+        let ok = finish(StatusCode::OK, b"{}".to_vec()).expect("2xx passes");
+        assert_eq!(ok, b"{}");
+    }
 }

@@ -1,34 +1,14 @@
 //! `hood rpc-key …` and `hood usage`.
 
 use super::client::{Client, ConnectOpts};
-use super::output::{print, Format};
+use super::columns;
+use super::output::{list, show, table, Format};
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::{json, Map, Value};
-
-const RPC_KEY_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "prefix",
-    "plan",
-    "chains",
-    "allowed_methods",
-    "denied_methods",
-    "ip_allow",
-    "origin_allow",
-    "revoked_at",
-];
-const PLAN_COLUMNS: &[&str] = &["name", "cu_per_minute", "burst_cu"];
-const USAGE_COLUMNS: &[&str] = &[
-    "bucket_start",
-    "key_id",
-    "chain",
-    "method",
-    "requests",
-    "compute_units",
-    "errors",
-    "avg_latency_us",
-];
+use hood_api::routes::edge::{
+    CreateRpcKeyRequest, CreatedRpcKey, RpcKeyView, RpcPlanView, UpdateRpcKeyRequest, UsageView,
+};
+use hood_api::views::Page;
 
 /// Scope flags shared by `create` and `update`. Lists are comma-separated
 /// or repeated; on `update`, an empty value (`--chains ''`) lifts that
@@ -53,25 +33,56 @@ pub struct ScopeArgs {
 }
 
 impl ScopeArgs {
-    /// The given lists as request fields, empty entries dropped.
-    fn into_fields(self, body: &mut Map<String, Value>) {
-        let lists = [
-            ("chains", self.chains),
-            ("allowed_methods", self.allow_methods),
-            ("denied_methods", self.deny_methods),
-            ("ip_allow", self.ip_allow),
-            ("origin_allow", self.origin_allow),
-        ];
-        for (field, list) in lists {
-            if let Some(list) = list {
-                let list: Vec<String> = list
-                    .into_iter()
+    /// The same flags with each list's entries trimmed and empty entries
+    /// dropped, so `--chains ''` is an empty list.
+    fn cleaned(self) -> Self {
+        let clean = |list: Option<Vec<String>>| {
+            list.map(|l| {
+                l.into_iter()
                     .map(|s| s.trim().to_owned())
                     .filter(|s| !s.is_empty())
-                    .collect();
-                body.insert(field.into(), json!(list));
-            }
+                    .collect()
+            })
+        };
+        Self {
+            chains: clean(self.chains),
+            allow_methods: clean(self.allow_methods),
+            deny_methods: clean(self.deny_methods),
+            ip_allow: clean(self.ip_allow),
+            origin_allow: clean(self.origin_allow),
         }
+    }
+}
+
+/// A create request: lists not given are empty (no restriction).
+fn create_request(name: String, plan: String, scope: ScopeArgs) -> CreateRpcKeyRequest {
+    let scope = scope.cleaned();
+    CreateRpcKeyRequest {
+        name,
+        plan,
+        chains: scope.chains.unwrap_or_default(),
+        allowed_methods: scope.allow_methods.unwrap_or_default(),
+        denied_methods: scope.deny_methods.unwrap_or_default(),
+        ip_allow: scope.ip_allow.unwrap_or_default(),
+        origin_allow: scope.origin_allow.unwrap_or_default(),
+    }
+}
+
+/// An update request: only what is given changes.
+fn update_request(
+    name: Option<String>,
+    plan: Option<String>,
+    scope: ScopeArgs,
+) -> UpdateRpcKeyRequest {
+    let scope = scope.cleaned();
+    UpdateRpcKeyRequest {
+        name,
+        plan,
+        chains: scope.chains,
+        allowed_methods: scope.allow_methods,
+        denied_methods: scope.deny_methods,
+        ip_allow: scope.ip_allow,
+        origin_allow: scope.origin_allow,
     }
 }
 
@@ -173,29 +184,23 @@ pub async fn rpc_key(opts: &ConnectOpts, format: Format, cmd: RpcKeyCmd) -> Resu
     let mut client = Client::new(opts)?;
     match cmd {
         RpcKeyCmd::Create { name, plan, scope } => {
-            let mut body = Map::new();
-            body.insert("name".into(), json!(name));
-            body.insert("plan".into(), json!(plan));
-            scope.into_fields(&mut body);
-            let v: Value = client
-                .post("/api/v1/rpc-keys", &Value::Object(body))
-                .await?;
+            let request = create_request(name, plan, scope);
+            let created: CreatedRpcKey = client.post("/api/v1/rpc-keys", &request).await?;
             match format {
-                Format::Json => print(format, &v, &[]),
+                Format::Json => super::output::json(&created)?,
                 Format::Table => {
-                    print(format, &v, RPC_KEY_COLUMNS);
-                    let key = v.get("key").and_then(Value::as_str).unwrap_or_default();
-                    println!("\nRPC key (shown once, store it now):\n{key}");
+                    show(format, &created.view, columns::RPC_KEY)?;
+                    println!("\nRPC key (shown once, store it now):\n{}", created.key);
                 }
             }
         }
         RpcKeyCmd::List => {
-            let v: Value = client.get("/api/v1/rpc-keys").await?;
-            print(format, &v, RPC_KEY_COLUMNS);
+            let keys: Page<RpcKeyView> = client.get("/api/v1/rpc-keys").await?;
+            list(format, &keys, columns::RPC_KEY)?;
         }
         RpcKeyCmd::Show { id } => {
-            let v: Value = client.get(&format!("/api/v1/rpc-keys/{id}")).await?;
-            print(format, &v, RPC_KEY_COLUMNS);
+            let key: RpcKeyView = client.get(&format!("/api/v1/rpc-keys/{id}")).await?;
+            show(format, &key, columns::RPC_KEY)?;
         }
         RpcKeyCmd::Update {
             id,
@@ -203,34 +208,27 @@ pub async fn rpc_key(opts: &ConnectOpts, format: Format, cmd: RpcKeyCmd) -> Resu
             plan,
             scope,
         } => {
-            let mut body = Map::new();
-            if let Some(n) = name {
-                body.insert("name".into(), json!(n));
-            }
-            if let Some(p) = plan {
-                body.insert("plan".into(), json!(p));
-            }
-            scope.into_fields(&mut body);
-            if body.is_empty() {
+            let request = update_request(name, plan, scope);
+            if request.is_empty() {
                 anyhow::bail!(
                     "nothing to change: give --name, --plan, --chains, --allow-methods, --deny-methods, --ip-allow or --origin-allow"
                 );
             }
-            let v: Value = client
-                .patch(&format!("/api/v1/rpc-keys/{id}"), &Value::Object(body))
+            let key: RpcKeyView = client
+                .patch(&format!("/api/v1/rpc-keys/{id}"), &request)
                 .await?;
-            print(format, &v, RPC_KEY_COLUMNS);
+            show(format, &key, columns::RPC_KEY)?;
         }
         RpcKeyCmd::Revoke { id } => {
             client.delete(&format!("/api/v1/rpc-keys/{id}")).await?;
             match format {
-                Format::Json => print(format, &json!({ "revoked": id }), &[]),
+                Format::Json => super::output::json(&serde_json::json!({ "revoked": id }))?,
                 Format::Table => println!("RPC key {id} revoked"),
             }
         }
         RpcKeyCmd::Plans => {
-            let v: Value = client.get("/api/v1/rpc-plans").await?;
-            print(format, &v, PLAN_COLUMNS);
+            let plans: Page<RpcPlanView> = client.get("/api/v1/rpc-plans").await?;
+            list(format, &plans, columns::RPC_PLAN)?;
         }
     }
     Ok(())
@@ -238,36 +236,31 @@ pub async fn rpc_key(opts: &ConnectOpts, format: Format, cmd: RpcKeyCmd) -> Resu
 
 pub async fn usage(opts: &ConnectOpts, format: Format, args: UsageArgs) -> Result<()> {
     let mut client = Client::new(opts)?;
-    let v: Value = client.get(&usage_path(&args)).await?;
+    let usage: UsageView = client.get(&usage_path(&args)).await?;
     match format {
-        Format::Json => print(format, &v, &[]),
+        Format::Json => super::output::json(&usage),
         Format::Table => {
-            let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
-            println!(
-                "usage from {} to {} by {}",
-                text("from"),
-                text("to"),
-                text("granularity")
-            );
-            let rows = v.get("rows").cloned().unwrap_or(json!([]));
-            if rows.as_array().is_some_and(|r| !r.is_empty()) {
-                println!();
-                print(format, &json!({ "items": rows }), USAGE_COLUMNS);
-            }
-            let total = |k: &str| {
-                v.pointer(&format!("/totals/{k}"))
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0)
-            };
-            println!(
-                "\ntotal: {} requests, {} compute units, {} errors",
-                total("requests"),
-                total("compute_units"),
-                total("errors")
-            );
+            print!("{}", usage_table(&usage));
+            Ok(())
         }
     }
-    Ok(())
+}
+
+/// `hood usage` as text: the window, the rows (if any), the totals.
+fn usage_table(usage: &UsageView) -> String {
+    let mut out = format!(
+        "usage from {} to {} by {}\n",
+        usage.from, usage.to, usage.granularity
+    );
+    if !usage.rows.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&usage.rows, columns::USAGE_ROW));
+    }
+    out.push_str(&format!(
+        "\ntotal: {} requests, {} compute units, {} errors\n",
+        usage.totals.requests, usage.totals.compute_units, usage.totals.errors
+    ));
+    out
 }
 
 #[cfg(test)]
@@ -289,20 +282,82 @@ mod tests {
         );
     }
 
-    #[test]
-    fn scope_flags_become_lists_and_empty_clears() {
-        let scope = ScopeArgs {
-            chains: Some(vec!["ethereum".into(), " solana ".into()]),
+    fn scope(chains: Option<Vec<&str>>, deny: Option<Vec<&str>>) -> ScopeArgs {
+        let owned = |l: Option<Vec<&str>>| l.map(|l| l.into_iter().map(str::to_owned).collect());
+        ScopeArgs {
+            chains: owned(chains),
             allow_methods: None,
-            deny_methods: Some(vec![String::new()]),
+            deny_methods: owned(deny),
             ip_allow: None,
             origin_allow: None,
-        };
-        let mut body = Map::new();
-        scope.into_fields(&mut body);
-        assert_eq!(
-            Value::Object(body),
-            json!({"chains": ["ethereum", "solana"], "denied_methods": []})
+        }
+    }
+
+    #[test]
+    fn scope_flags_become_lists_and_empty_clears() {
+        let request = update_request(
+            None,
+            None,
+            scope(Some(vec!["ethereum", " solana "]), Some(vec![""])),
         );
+        assert_eq!(
+            request.chains,
+            Some(vec!["ethereum".to_owned(), "solana".to_owned()])
+        );
+        assert_eq!(request.denied_methods, Some(vec![]), "'' lifts the list");
+        assert_eq!(request.allowed_methods, None, "not given: unchanged");
+        assert!(!request.is_empty());
+        assert!(update_request(None, None, scope(None, None)).is_empty());
+    }
+
+    #[test]
+    fn a_create_request_leaves_lists_not_given_empty() {
+        let request = create_request(
+            "k".into(),
+            "free".into(),
+            scope(None, Some(vec!["debug_*", "trace_*"])),
+        );
+        let body = serde_json::to_value(&request).expect("serializable");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "name": "k", "plan": "free", "chains": [], "allowed_methods": [],
+                "denied_methods": ["debug_*", "trace_*"], "ip_allow": [], "origin_allow": []
+            })
+        );
+    }
+
+    #[test]
+    fn usage_table_shows_window_rows_and_totals() {
+        let usage: UsageView = serde_json::from_value(serde_json::json!({
+            "from": "2025-01-01T00:00:00Z", "to": "2025-01-02T00:00:00Z", "granularity": "day",
+            "rows": [{
+                "bucket_start": "2025-01-01T00:00:00Z", "key_id": "00000000-0000-0000-0000-000000000001",
+                "chain": "ethereum", "method": "eth_call", "requests": 12, "compute_units": 312,
+                "errors": 1, "avg_latency_us": 950
+            }],
+            "totals": {"requests": 12, "compute_units": 312, "errors": 1}
+        }))
+        .expect("a usage view");
+        let text = usage_table(&usage);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "usage from 2025-01-01T00:00:00Z to 2025-01-02T00:00:00Z by day"
+        );
+        assert!(lines[2].starts_with("BUCKET_START"), "{text}");
+        assert!(
+            lines[3].contains("eth_call") && lines[3].contains("312"),
+            "{text}"
+        );
+        assert_eq!(
+            lines.last().copied(),
+            Some("total: 12 requests, 312 compute units, 1 errors")
+        );
+        let empty = UsageView {
+            rows: vec![],
+            ..usage
+        };
+        assert!(!usage_table(&empty).contains("BUCKET_START"));
     }
 }

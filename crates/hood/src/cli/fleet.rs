@@ -1,30 +1,13 @@
 //! `hood host …` and `hood workflow …`.
 
 use super::client::{Client, ConnectOpts};
-use super::output::{print, Format};
+use super::columns;
+use super::output::{list, show, table, Format};
 use anyhow::Result;
 use clap::Subcommand;
-use serde_json::{json, Value};
-
-const HOST_COLUMNS: &[&str] = &[
-    "id",
-    "provider",
-    "region",
-    "state",
-    "connected",
-    "address",
-    "last_seen_at",
-];
-const WORKFLOW_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "version",
-    "state",
-    "waiting_for",
-    "error",
-    "updated_at",
-];
-const STEP_COLUMNS: &[&str] = &["index", "name", "state", "attempt", "error", "undo_error"];
+use hood_api::routes::fleet::{AbandonRequest, HostView, WorkflowView};
+use hood_api::views::Page;
+use reqwest::Method;
 
 #[derive(Debug, Subcommand)]
 pub enum HostCmd {
@@ -56,12 +39,16 @@ pub enum WorkflowCmd {
 
 pub async fn host(opts: &ConnectOpts, format: Format, cmd: HostCmd) -> Result<()> {
     let mut client = Client::new(opts)?;
-    let v: Value = match cmd {
-        HostCmd::List => client.get("/api/v1/hosts").await?,
-        HostCmd::Show { id } => client.get(&format!("/api/v1/hosts/{id}")).await?,
-    };
-    print(format, &v, HOST_COLUMNS);
-    Ok(())
+    match cmd {
+        HostCmd::List => {
+            let hosts: Page<HostView> = client.get("/api/v1/hosts").await?;
+            list(format, &hosts, columns::HOST)
+        }
+        HostCmd::Show { id } => {
+            let host: HostView = client.get(&format!("/api/v1/hosts/{id}")).await?;
+            show(format, &host, columns::HOST)
+        }
+    }
 }
 
 fn query(state: Option<String>, name: Option<String>) -> String {
@@ -81,33 +68,85 @@ fn query(state: Option<String>, name: Option<String>) -> String {
 
 pub async fn workflow(opts: &ConnectOpts, format: Format, cmd: WorkflowCmd) -> Result<()> {
     let mut client = Client::new(opts)?;
-    let v: Value = match cmd {
+    let workflow: WorkflowView = match cmd {
         WorkflowCmd::List { state, name } => {
-            client
+            let workflows: Page<WorkflowView> = client
                 .get(&format!("/api/v1/workflows{}", query(state, name)))
-                .await?
+                .await?;
+            return list(format, &workflows, columns::WORKFLOW);
         }
         WorkflowCmd::Show { id } => client.get(&format!("/api/v1/workflows/{id}")).await?,
         WorkflowCmd::Retry { id } => {
             client
-                .post(&format!("/api/v1/workflows/{id}/retry"), &json!({}))
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/workflows/{id}/retry"),
+                    None::<&()>,
+                )
                 .await?
         }
         WorkflowCmd::Abandon { id, reason } => {
             client
                 .post(
                     &format!("/api/v1/workflows/{id}/abandon"),
-                    &json!({ "reason": reason }),
+                    &AbandonRequest { reason },
                 )
                 .await?
         }
     };
-    print(format, &v, WORKFLOW_COLUMNS);
-    if format == Format::Table {
-        if let Some(steps) = v.get("steps") {
-            println!();
-            print(format, &json!({ "items": steps }), STEP_COLUMNS);
+    match format {
+        Format::Json => super::output::json(&workflow),
+        Format::Table => {
+            print!("{}", workflow_text(&workflow));
+            Ok(())
         }
     }
-    Ok(())
+}
+
+/// One workflow as text: its row, then its step journal when present.
+fn workflow_text(workflow: &WorkflowView) -> String {
+    let mut out = table(std::slice::from_ref(workflow), columns::WORKFLOW);
+    if let Some(steps) = &workflow.steps {
+        out.push('\n');
+        out.push_str(&table(steps, columns::STEP));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn workflow(steps: Option<serde_json::Value>) -> WorkflowView {
+        let mut answer = json!({"id": "provision-node-x", "name": "provision-node", "version": 1,
+            "state": "stuck", "error": "undo failed", "waiting_for": null, "parent_id": null,
+            "attempts": 2, "input": {}, "created_at": "2025-01-01T00:00:00Z",
+            "updated_at": "2025-01-01T00:00:00Z"});
+        if let Some(steps) = steps {
+            answer["steps"] = steps;
+        }
+        serde_json::from_value(answer).expect("a workflow view")
+    }
+
+    #[test]
+    fn a_workflow_shows_its_steps_when_it_has_them() {
+        let text = workflow_text(&workflow(Some(json!([{"index": 0, "name": "create_host",
+            "state": "undo_failed", "attempt": 1, "error": null, "undo_error": "host busy",
+            "started_at": null, "finished_at": null}]))));
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("ID") && lines[1].contains("stuck"),
+            "{text}"
+        );
+        assert_eq!(lines[2], "");
+        assert!(lines[3].starts_with("INDEX"), "{text}");
+        assert!(
+            lines[4].contains("create_host") && lines[4].contains("host busy"),
+            "{text}"
+        );
+
+        let text = workflow_text(&workflow(None));
+        assert_eq!(text.lines().count(), 2, "no steps, no step table: {text}");
+    }
 }

@@ -1,43 +1,17 @@
 //! `hood incident …`, `hood channel …` and `hood node uptime`.
 
 use super::client::{Client, ConnectOpts};
-use super::output::{print, Format};
+use super::columns;
+use super::output::{list, show, table, Format};
 use anyhow::{bail, Result};
 use clap::{Subcommand, ValueEnum};
-use serde_json::{json, Map, Value};
-
-const INCIDENT_COLUMNS: &[&str] = &[
-    "id",
-    "category",
-    "severity",
-    "state",
-    "node_id",
-    "chain",
-    "title",
-    "escalation_level",
-    "opened_at",
-    "acknowledged_by",
-    "resolved_at",
-];
-const DELIVERY_COLUMNS: &[&str] = &[
-    "id",
-    "channel_id",
-    "event",
-    "escalation_level",
-    "state",
-    "attempts",
-    "last_error",
-    "created_at",
-    "delivered_at",
-];
-const CHANNEL_COLUMNS: &[&str] = &["id", "name", "kind", "enabled", "created_at"];
-const UPTIME_BUCKET_COLUMNS: &[&str] = &[
-    "hour_start_ms",
-    "up_ms",
-    "syncing_ms",
-    "down_ms",
-    "maintenance_ms",
-];
+use hood_api::routes::health::{
+    ChannelTestResult, ChannelView, CreateChannelRequest, DeliveryView, IncidentView, UptimeView,
+};
+use hood_api::views::Page;
+use hood_notify::{ChannelConfig, SmtpTls};
+use reqwest::Method;
+use serde::Serialize;
 
 #[derive(Debug, Subcommand)]
 pub enum IncidentCmd {
@@ -151,8 +125,19 @@ fn need(value: Option<String>, flag: &str, kind: &str) -> Result<String> {
     }
 }
 
-/// The `config` object of a create request, from the flags of its kind.
-fn channel_config(cmd: ChannelCmd) -> Result<(String, Value)> {
+impl From<SmtpTlsArg> for SmtpTls {
+    fn from(arg: SmtpTlsArg) -> Self {
+        match arg {
+            SmtpTlsArg::None => SmtpTls::None,
+            SmtpTlsArg::Opportunistic => SmtpTls::Opportunistic,
+            SmtpTlsArg::Starttls => SmtpTls::Starttls,
+            SmtpTlsArg::Implicit => SmtpTls::Implicit,
+        }
+    }
+}
+
+/// The create request, from the flags of the channel's kind.
+fn channel_request(cmd: ChannelCmd) -> Result<CreateChannelRequest> {
     let ChannelCmd::Create {
         name,
         kind,
@@ -174,64 +159,37 @@ fn channel_config(cmd: ChannelCmd) -> Result<(String, Value)> {
         bail!("not a create command");
     };
     let config = match kind {
-        ChannelKind::Webhook => json!({
-            "kind": "webhook",
-            "url": need(url, "url", "webhook")?,
-            "secret": need(secret, "secret", "webhook")?,
-        }),
-        ChannelKind::Slack => json!({
-            "kind": "slack",
-            "webhook_url": need(webhook_url, "webhook-url", "slack")?,
-        }),
-        ChannelKind::Telegram => {
-            let mut c = Map::new();
-            c.insert("kind".into(), json!("telegram"));
-            c.insert(
-                "bot_token".into(),
-                json!(need(bot_token, "bot-token", "telegram")?),
-            );
-            c.insert(
-                "chat_id".into(),
-                json!(need(chat_id, "chat-id", "telegram")?),
-            );
-            if let Some(b) = api_base {
-                c.insert("api_base".into(), json!(b));
-            }
-            Value::Object(c)
-        }
+        ChannelKind::Webhook => ChannelConfig::Webhook {
+            url: need(url, "url", "webhook")?,
+            secret: need(secret, "secret", "webhook")?,
+        },
+        ChannelKind::Slack => ChannelConfig::Slack {
+            webhook_url: need(webhook_url, "webhook-url", "slack")?,
+        },
+        ChannelKind::Telegram => ChannelConfig::Telegram {
+            bot_token: need(bot_token, "bot-token", "telegram")?,
+            chat_id: need(chat_id, "chat-id", "telegram")?,
+            api_base,
+        },
         ChannelKind::Email => {
-            let Some(port) = smtp_port else {
+            let Some(smtp_port) = smtp_port else {
                 bail!("--smtp-port is required for an email channel");
             };
             if to.is_empty() {
                 bail!("--to is required for an email channel");
             }
-            let mut c = Map::new();
-            c.insert("kind".into(), json!("email"));
-            c.insert(
-                "smtp_host".into(),
-                json!(need(smtp_host, "smtp-host", "email")?),
-            );
-            c.insert("smtp_port".into(), json!(port));
-            let tls = match smtp_tls {
-                Some(SmtpTlsArg::Implicit) => "implicit",
-                Some(SmtpTlsArg::Starttls) => "starttls",
-                Some(SmtpTlsArg::Opportunistic) => "opportunistic",
-                Some(SmtpTlsArg::None) | None => "none",
-            };
-            c.insert("tls".into(), json!(tls));
-            c.insert("from".into(), json!(need(from, "from", "email")?));
-            c.insert("to".into(), json!(to));
-            if let Some(u) = smtp_username {
-                c.insert("username".into(), json!(u));
+            ChannelConfig::Email {
+                smtp_host: need(smtp_host, "smtp-host", "email")?,
+                smtp_port,
+                tls: smtp_tls.map_or(SmtpTls::None, SmtpTls::from),
+                from: need(from, "from", "email")?,
+                to,
+                username: smtp_username,
+                password: smtp_password,
             }
-            if let Some(p) = smtp_password {
-                c.insert("password".into(), json!(p));
-            }
-            Value::Object(c)
         }
     };
-    Ok((name, config))
+    Ok(CreateChannelRequest { name, config })
 }
 
 fn incident_query(
@@ -260,6 +218,14 @@ fn incident_query(
     }
 }
 
+/// `hood incident show -o json`: the incident with its notification log.
+#[derive(Serialize)]
+struct IncidentWithDeliveries {
+    #[serde(flatten)]
+    incident: IncidentView,
+    deliveries: Vec<DeliveryView>,
+}
+
 pub async fn incident(opts: &ConnectOpts, format: Format, cmd: IncidentCmd) -> Result<()> {
     let mut client = Client::new(opts)?;
     match cmd {
@@ -269,89 +235,75 @@ pub async fn incident(opts: &ConnectOpts, format: Format, cmd: IncidentCmd) -> R
             state,
             limit,
         } => {
-            let v: Value = client
+            let incidents: Page<IncidentView> = client
                 .get(&format!(
                     "/api/v1/incidents{}",
                     incident_query(active, node, state, limit)
                 ))
                 .await?;
-            print(format, &v, INCIDENT_COLUMNS);
+            list(format, &incidents, columns::INCIDENT)
         }
         IncidentCmd::Show { id } => {
-            let v: Value = client.get(&format!("/api/v1/incidents/{id}")).await?;
-            let deliveries: Value = client
+            let incident: IncidentView = client.get(&format!("/api/v1/incidents/{id}")).await?;
+            let deliveries: Page<DeliveryView> = client
                 .get(&format!("/api/v1/incidents/{id}/deliveries"))
                 .await?;
             match format {
-                Format::Json => {
-                    let mut out = v;
-                    if let Some(o) = out.as_object_mut() {
-                        o.insert(
-                            "deliveries".into(),
-                            deliveries.get("items").cloned().unwrap_or(json!([])),
-                        );
-                    }
-                    print(format, &out, &[]);
-                }
+                Format::Json => super::output::json(&IncidentWithDeliveries {
+                    incident,
+                    deliveries: deliveries.items,
+                }),
                 Format::Table => {
-                    print(format, &v, INCIDENT_COLUMNS);
-                    if let Some(detail) = v.get("detail").and_then(Value::as_str) {
-                        if !detail.is_empty() {
-                            println!("\n{detail}");
-                        }
+                    show(format, &incident, columns::INCIDENT)?;
+                    if !incident.detail.is_empty() {
+                        println!("\n{}", incident.detail);
                     }
-                    let empty = deliveries
-                        .get("items")
-                        .and_then(Value::as_array)
-                        .is_none_or(Vec::is_empty);
-                    if !empty {
+                    if !deliveries.items.is_empty() {
                         println!();
-                        print(format, &deliveries, DELIVERY_COLUMNS);
+                        list(format, &deliveries, columns::DELIVERY)?;
                     }
+                    Ok(())
                 }
             }
         }
         IncidentCmd::Ack { id } => {
-            let v: Value = client
-                .post(&format!("/api/v1/incidents/{id}/ack"), &json!({}))
+            let incident: IncidentView = client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/incidents/{id}/ack"),
+                    None::<&()>,
+                )
                 .await?;
-            print(format, &v, INCIDENT_COLUMNS);
+            show(format, &incident, columns::INCIDENT)
         }
     }
-    Ok(())
 }
 
 pub async fn channel(opts: &ConnectOpts, format: Format, cmd: ChannelCmd) -> Result<()> {
     let mut client = Client::new(opts)?;
     match cmd {
         create @ ChannelCmd::Create { .. } => {
-            let (name, config) = channel_config(create)?;
-            let v: Value = client
-                .post(
-                    "/api/v1/notification-channels",
-                    &json!({ "name": name, "config": config }),
-                )
+            let request = channel_request(create)?;
+            let channel: ChannelView = client
+                .post("/api/v1/notification-channels", &request)
                 .await?;
-            print(format, &v, CHANNEL_COLUMNS);
+            show(format, &channel, columns::CHANNEL)
         }
         ChannelCmd::List => {
-            let v: Value = client.get("/api/v1/notification-channels").await?;
-            print(format, &v, CHANNEL_COLUMNS);
+            let channels: Page<ChannelView> = client.get("/api/v1/notification-channels").await?;
+            list(format, &channels, columns::CHANNEL)
         }
         ChannelCmd::Show { id } => {
-            let v: Value = client
+            let channel: ChannelView = client
                 .get(&format!("/api/v1/notification-channels/{id}"))
                 .await?;
             match format {
-                Format::Json => print(format, &v, &[]),
+                Format::Json => super::output::json(&channel),
                 Format::Table => {
-                    print(format, &v, CHANNEL_COLUMNS);
-                    if let Some(config) = v.get("config") {
-                        println!(
-                            "\n{}",
-                            serde_json::to_string_pretty(config).unwrap_or_default()
-                        );
-                    }
+                    show(format, &channel, columns::CHANNEL)?;
+                    // The redacted configuration: its shape depends on the kind.
+                    println!();
+                    super::output::json(&channel.config)
                 }
             }
         }
@@ -360,24 +312,30 @@ pub async fn channel(opts: &ConnectOpts, format: Format, cmd: ChannelCmd) -> Res
                 .delete(&format!("/api/v1/notification-channels/{id}"))
                 .await?;
             match format {
-                Format::Json => print(format, &json!({ "deleted": id }), &[]),
-                Format::Table => println!("notification channel {id} deleted"),
+                Format::Json => super::output::json(&serde_json::json!({ "deleted": id })),
+                Format::Table => {
+                    println!("notification channel {id} deleted");
+                    Ok(())
+                }
             }
         }
         ChannelCmd::Test { id } => {
-            let v: Value = client
-                .post(
+            let result: ChannelTestResult = client
+                .call(
+                    Method::POST,
                     &format!("/api/v1/notification-channels/{id}/test"),
-                    &json!({}),
+                    None::<&()>,
                 )
                 .await?;
             match format {
-                Format::Json => print(format, &v, &[]),
-                Format::Table => println!("test notification delivered on channel {id}"),
+                Format::Json => super::output::json(&result),
+                Format::Table => {
+                    println!("test notification delivered on channel {id}");
+                    Ok(())
+                }
             }
         }
     }
-    Ok(())
 }
 
 /// `hood node uptime ID [--window 24h]`.
@@ -388,35 +346,40 @@ pub async fn node_uptime(
     window: String,
 ) -> Result<()> {
     let mut client = Client::new(opts)?;
-    let v: Value = client
+    let uptime: UptimeView = client
         .get(&format!("/api/v1/nodes/{id}/uptime?window={window}"))
         .await?;
     match format {
-        Format::Json => print(format, &v, &[]),
+        Format::Json => super::output::json(&uptime),
         Format::Table => {
-            let percent = v.get("uptime_percent").and_then(Value::as_f64).map_or_else(
-                || "n/a (nothing counted yet)".to_owned(),
-                |p| format!("{p}%"),
-            );
-            println!("node {id}: uptime over {window}: {percent}");
-            let ms = |k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
-            println!(
-                "up {} s, syncing {} s, down {} s, maintenance {} s (syncing counts as {}, maintenance {})",
-                ms("up_ms") / 1000,
-                ms("syncing_ms") / 1000,
-                ms("down_ms") / 1000,
-                ms("maintenance_ms") / 1000,
-                v.get("syncing_counts_as").and_then(Value::as_str).unwrap_or("up"),
-                v.get("maintenance").and_then(Value::as_str).unwrap_or("excluded"),
-            );
-            let buckets = v.get("buckets").cloned().unwrap_or(json!([]));
-            if buckets.as_array().is_some_and(|b| !b.is_empty()) {
-                println!();
-                print(format, &json!({ "items": buckets }), UPTIME_BUCKET_COLUMNS);
-            }
+            print!("{}", uptime_text(&id, &window, &uptime));
+            Ok(())
         }
     }
-    Ok(())
+}
+
+/// `hood node uptime` as text: the percentage, the time per class, and
+/// the hours.
+fn uptime_text(id: &str, window: &str, uptime: &UptimeView) -> String {
+    let percent = uptime.uptime_percent.map_or_else(
+        || "n/a (nothing counted yet)".to_owned(),
+        |p| format!("{p}%"),
+    );
+    let mut out = format!("node {id}: uptime over {window}: {percent}\n");
+    out.push_str(&format!(
+        "up {} s, syncing {} s, down {} s, maintenance {} s (syncing counts as {}, maintenance {})\n",
+        uptime.up_ms / 1000,
+        uptime.syncing_ms / 1000,
+        uptime.down_ms / 1000,
+        uptime.maintenance_ms / 1000,
+        uptime.syncing_counts_as,
+        uptime.maintenance,
+    ));
+    if !uptime.buckets.is_empty() {
+        out.push('\n');
+        out.push_str(&table(&uptime.buckets, columns::UPTIME_BUCKET));
+    }
+    out
 }
 
 /// `hood node …`: the node commands plus `uptime`.
@@ -437,5 +400,152 @@ pub async fn node(opts: &ConnectOpts, format: Format, cmd: NodeCommand) -> Resul
     match cmd {
         NodeCommand::Base(cmd) => super::node::run(opts, format, cmd).await,
         NodeCommand::Uptime { id, window } => node_uptime(opts, format, id, window).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn create(kind: ChannelKind) -> ChannelCmd {
+        ChannelCmd::Create {
+            name: "ops".into(),
+            kind,
+            url: None,
+            secret: None,
+            webhook_url: None,
+            bot_token: None,
+            chat_id: None,
+            api_base: None,
+            smtp_host: None,
+            smtp_port: None,
+            smtp_tls: None,
+            from: None,
+            to: vec![],
+            smtp_username: None,
+            smtp_password: None,
+        }
+    }
+
+    fn body(cmd: ChannelCmd) -> serde_json::Value {
+        serde_json::to_value(channel_request(cmd).expect("a request")).expect("serializable")
+    }
+
+    #[test]
+    fn channel_flags_become_the_typed_config_of_their_kind() {
+        let mut webhook = create(ChannelKind::Webhook);
+        if let ChannelCmd::Create { url, secret, .. } = &mut webhook {
+            *url = Some("https://hooks.example.com/x".into());
+            *secret = Some("a-signing-secret-of-length".into());
+        }
+        assert_eq!(
+            body(webhook),
+            json!({"name": "ops", "config": {"kind": "webhook",
+                "url": "https://hooks.example.com/x", "secret": "a-signing-secret-of-length"}})
+        );
+
+        let mut email = create(ChannelKind::Email);
+        if let ChannelCmd::Create {
+            smtp_host,
+            smtp_port,
+            smtp_tls,
+            from,
+            to,
+            ..
+        } = &mut email
+        {
+            *smtp_host = Some("smtp.example.com".into());
+            *smtp_port = Some(587);
+            *smtp_tls = Some(SmtpTlsArg::Starttls);
+            *from = Some("hood@example.com".into());
+            *to = vec!["ops@example.com".into()];
+        }
+        assert_eq!(
+            body(email),
+            json!({"name": "ops", "config": {"kind": "email", "smtp_host": "smtp.example.com",
+                "smtp_port": 587, "tls": "starttls", "from": "hood@example.com",
+                "to": ["ops@example.com"]}})
+        );
+
+        let mut telegram = create(ChannelKind::Telegram);
+        if let ChannelCmd::Create {
+            bot_token, chat_id, ..
+        } = &mut telegram
+        {
+            *bot_token = Some("123:abc".into());
+            *chat_id = Some("@ops".into());
+        }
+        assert_eq!(
+            body(telegram),
+            json!({"name": "ops", "config": {"kind": "telegram", "bot_token": "123:abc",
+                "chat_id": "@ops"}})
+        );
+    }
+
+    #[test]
+    fn a_missing_flag_of_the_kind_is_named() {
+        let err = channel_request(create(ChannelKind::Slack)).expect_err("no url");
+        assert_eq!(
+            err.to_string(),
+            "--webhook-url is required for a slack channel"
+        );
+        let err = channel_request(create(ChannelKind::Email)).expect_err("no port");
+        assert_eq!(
+            err.to_string(),
+            "--smtp-port is required for an email channel"
+        );
+    }
+
+    #[test]
+    fn uptime_text_shows_percent_classes_and_hours() {
+        let uptime: UptimeView = serde_json::from_value(json!({
+            "node_id": "n", "from_ms": 0, "to_ms": 3_600_000, "up_ms": 3_000_000,
+            "syncing_ms": 600_000, "down_ms": 0, "maintenance_ms": 0, "ratio": 1.0,
+            "uptime_percent": 100.0, "syncing_counts_as": "up", "maintenance": "excluded",
+            "buckets": [{"hour_start_ms": 0, "up_ms": 3_000_000, "syncing_ms": 600_000,
+                "down_ms": 0, "maintenance_ms": 0}]
+        }))
+        .expect("an uptime view");
+        let text = uptime_text("n", "24h", &uptime);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "node n: uptime over 24h: 100%");
+        assert_eq!(
+            lines[1],
+            "up 3000 s, syncing 600 s, down 0 s, maintenance 0 s (syncing counts as up, maintenance excluded)"
+        );
+        assert!(lines[3].starts_with("HOUR_START_MS"), "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
+
+        let nothing = UptimeView {
+            uptime_percent: None,
+            buckets: vec![],
+            ..uptime
+        };
+        let text = uptime_text("n", "7d", &nothing);
+        assert!(text.starts_with("node n: uptime over 7d: n/a (nothing counted yet)\n"));
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+
+    #[test]
+    fn incident_json_carries_its_deliveries() {
+        let incident: IncidentView = serde_json::from_value(json!({
+            "id": "0190a8a2-0000-7000-8000-000000000001", "category": "node_down",
+            "severity": "critical", "state": "open", "node_id": null, "chain": null,
+            "title": "down", "detail": "", "root_id": null, "escalation_level": 0,
+            "opened_at": "2025-01-01T00:00:00Z", "acknowledged_at": null,
+            "acknowledged_by": null, "resolved_at": null
+        }))
+        .expect("an incident view");
+        let out = serde_json::to_value(IncidentWithDeliveries {
+            incident,
+            deliveries: vec![],
+        })
+        .expect("serializable");
+        assert_eq!(
+            out["title"], "down",
+            "the incident's fields stay at the top"
+        );
+        assert_eq!(out["deliveries"], json!([]));
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod artifact;
 pub mod client;
+pub mod columns;
 pub mod edge;
 pub mod fleet;
 pub mod health;
@@ -10,31 +11,14 @@ pub mod output;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use client::{Client, ConnectOpts, TokenPair};
-use output::{print, Format};
-use serde_json::{json, Value};
+use client::{Client, ConnectOpts};
+use hood_api::routes::chains::ChainView;
+use hood_api::views::{
+    ApiKeyView, CreateApiKeyRequest, CreateOrgRequest, CreateUserRequest, CreatedApiKey,
+    LoginRequest, MeView, OrgView, Page, TokenPair, UpdateUserRequest, UserView,
+};
+use output::{list, show, Format};
 use std::io::BufRead;
-
-const ORG_COLUMNS: &[&str] = &["id", "slug", "name", "created_at"];
-const USER_COLUMNS: &[&str] = &[
-    "id",
-    "email",
-    "display_name",
-    "role",
-    "disabled",
-    "created_at",
-];
-const KEY_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "prefix",
-    "role",
-    "scopes",
-    "expires_at",
-    "revoked_at",
-    "last_used_at",
-];
-const CHAIN_COLUMNS: &[&str] = &["name", "display_name", "family", "network"];
 
 #[derive(Debug, Subcommand)]
 pub enum OrgCmd {
@@ -152,11 +136,8 @@ async fn my_org(client: &mut Client, org: Option<String>) -> Result<String> {
     match org {
         Some(o) => Ok(o),
         None => {
-            let me: Value = client.get("/api/v1/me").await?;
-            me.pointer("/org/id")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .context("server did not say which org you are in")
+            let me: MeView = client.get("/api/v1/me").await?;
+            Ok(me.org.id.to_string())
         }
     }
 }
@@ -167,12 +148,11 @@ pub async fn login(opts: &ConnectOpts, email: String, password_stdin: bool) -> R
         _ => read_password_stdin()?,
     };
     let mut client = Client::without_credentials(opts)?;
-    let pair: TokenPair = client
-        .post(
-            "/api/v1/auth/login",
-            &json!({ "email": email, "password": password }),
-        )
-        .await?;
+    let request = LoginRequest {
+        email: email.clone(),
+        password,
+    };
+    let pair: TokenPair = client.post("/api/v1/auth/login", &request).await?;
     client.save_session(&pair)?;
     println!(
         "logged in to {} as {email}; session saved in {}",
@@ -186,7 +166,7 @@ pub async fn logout(opts: &ConnectOpts) -> Result<()> {
     let mut client = Client::new(opts)?;
     // The server-side revocation is best effort; the local session goes regardless.
     let revoked = client
-        .send::<()>(reqwest::Method::POST, "/api/v1/auth/logout", None)
+        .send(reqwest::Method::POST, "/api/v1/auth/logout", None::<&()>)
         .await;
     let path = client.config_path().to_owned();
     if path.exists() {
@@ -201,43 +181,38 @@ pub async fn logout(opts: &ConnectOpts) -> Result<()> {
 
 pub async fn whoami(opts: &ConnectOpts, format: Format) -> Result<()> {
     let mut client = Client::new(opts)?;
-    let me: Value = client.get("/api/v1/me").await?;
-    print(
-        format,
-        &me,
-        &[
-            "user.email",
-            "user.role",
-            "org.slug",
-            "credential",
-            "permissions",
-        ],
-    );
-    Ok(())
+    let me: MeView = client.get("/api/v1/me").await?;
+    show(format, &me, columns::ME)
 }
 
 pub async fn org(opts: &ConnectOpts, format: Format, cmd: OrgCmd) -> Result<()> {
     let mut client = Client::new(opts)?;
-    let v: Value = match cmd {
-        OrgCmd::List => client.get("/api/v1/orgs").await?,
+    match cmd {
+        OrgCmd::List => {
+            let orgs: Page<OrgView> = client.get("/api/v1/orgs").await?;
+            list(format, &orgs, columns::ORG)
+        }
         OrgCmd::Create { slug, name } => {
             let name = name.unwrap_or_else(|| slug.clone());
-            client
-                .post("/api/v1/orgs", &json!({ "slug": slug, "name": name }))
-                .await?
+            let created: OrgView = client
+                .post("/api/v1/orgs", &CreateOrgRequest { slug, name })
+                .await?;
+            show(format, &created, columns::ORG)
         }
-        OrgCmd::Show { id } => client.get(&format!("/api/v1/orgs/{id}")).await?,
-    };
-    print(format, &v, ORG_COLUMNS);
-    Ok(())
+        OrgCmd::Show { id } => {
+            let org: OrgView = client.get(&format!("/api/v1/orgs/{id}")).await?;
+            show(format, &org, columns::ORG)
+        }
+    }
 }
 
 pub async fn user(opts: &ConnectOpts, format: Format, cmd: UserCmd) -> Result<()> {
     let mut client = Client::new(opts)?;
-    let v: Value = match cmd {
+    let user: UserView = match cmd {
         UserCmd::List { org } => {
             let org = my_org(&mut client, org).await?;
-            client.get(&format!("/api/v1/orgs/{org}/users")).await?
+            let users: Page<UserView> = client.get(&format!("/api/v1/orgs/{org}/users")).await?;
+            return list(format, &users, columns::USER);
         }
         UserCmd::Create {
             email,
@@ -252,11 +227,14 @@ pub async fn user(opts: &ConnectOpts, format: Format, cmd: UserCmd) -> Result<()
             } else {
                 None
             };
+            let request = CreateUserRequest {
+                email,
+                display_name: name,
+                role,
+                password,
+            };
             client
-                .post(
-                    &format!("/api/v1/orgs/{org}/users"),
-                    &json!({ "email": email, "role": role, "display_name": name, "password": password }),
-                )
+                .post(&format!("/api/v1/orgs/{org}/users"), &request)
                 .await?
         }
         UserCmd::Show { id, org } => {
@@ -274,24 +252,19 @@ pub async fn user(opts: &ConnectOpts, format: Format, cmd: UserCmd) -> Result<()
             password_stdin,
         } => {
             let org = my_org(&mut client, org).await?;
-            let mut body = serde_json::Map::new();
-            if let Some(r) = role {
-                body.insert("role".into(), json!(r));
-            }
-            if let Some(n) = name {
-                body.insert("display_name".into(), json!(n));
-            }
-            if let Some(d) = disabled {
-                body.insert("disabled".into(), json!(d));
-            }
-            if password_stdin {
-                body.insert("password".into(), json!(read_password_stdin()?));
-            }
+            let password = if password_stdin {
+                Some(read_password_stdin()?)
+            } else {
+                None
+            };
+            let request = UpdateUserRequest {
+                display_name: name,
+                role,
+                disabled,
+                password,
+            };
             client
-                .patch(
-                    &format!("/api/v1/orgs/{org}/users/{id}"),
-                    &Value::Object(body),
-                )
+                .patch(&format!("/api/v1/orgs/{org}/users/{id}"), &request)
                 .await?
         }
         UserCmd::Delete { id, org } => {
@@ -303,16 +276,15 @@ pub async fn user(opts: &ConnectOpts, format: Format, cmd: UserCmd) -> Result<()
             return Ok(());
         }
     };
-    print(format, &v, USER_COLUMNS);
-    Ok(())
+    show(format, &user, columns::USER)
 }
 
 pub async fn key(opts: &ConnectOpts, format: Format, cmd: KeyCmd) -> Result<()> {
     let mut client = Client::new(opts)?;
     match cmd {
         KeyCmd::List => {
-            let v: Value = client.get("/api/v1/api-keys").await?;
-            print(format, &v, KEY_COLUMNS);
+            let keys: Page<ApiKeyView> = client.get("/api/v1/api-keys").await?;
+            list(format, &keys, columns::API_KEY)?;
         }
         KeyCmd::Create {
             name,
@@ -320,24 +292,24 @@ pub async fn key(opts: &ConnectOpts, format: Format, cmd: KeyCmd) -> Result<()> 
             scopes,
             expires_in_days,
         } => {
-            let v: Value = client
-                .post(
-                    "/api/v1/api-keys",
-                    &json!({ "name": name, "role": role, "scopes": scopes, "expires_in_days": expires_in_days }),
-                )
-                .await?;
+            let request = CreateApiKeyRequest {
+                name,
+                role,
+                scopes,
+                expires_in_days,
+            };
+            let created: CreatedApiKey = client.post("/api/v1/api-keys", &request).await?;
             match format {
-                Format::Json => print(format, &v, &[]),
+                Format::Json => output::json(&created)?,
                 Format::Table => {
-                    print(format, v.get("key").unwrap_or(&Value::Null), KEY_COLUMNS);
-                    let token = v.get("token").and_then(Value::as_str).unwrap_or_default();
-                    println!("\nsecret (shown once, store it now):\n{token}");
+                    show(format, &created.key, columns::API_KEY)?;
+                    println!("\nsecret (shown once, store it now):\n{}", created.token);
                 }
             }
         }
         KeyCmd::Show { id } => {
-            let v: Value = client.get(&format!("/api/v1/api-keys/{id}")).await?;
-            print(format, &v, KEY_COLUMNS);
+            let key: ApiKeyView = client.get(&format!("/api/v1/api-keys/{id}")).await?;
+            show(format, &key, columns::API_KEY)?;
         }
         KeyCmd::Revoke { id } => {
             client.delete(&format!("/api/v1/api-keys/{id}")).await?;
@@ -364,20 +336,15 @@ pub async fn chain(opts: &ConnectOpts, format: Format, cmd: ChainCmd) -> Result<
         }
         ChainCmd::List => {
             let mut client = Client::new(opts)?;
-            let v: Value = client.get("/api/v1/chains").await?;
-            print(format, &v, CHAIN_COLUMNS);
-            Ok(())
+            let chains: Page<ChainView> = client.get("/api/v1/chains").await?;
+            list(format, &chains, columns::CHAIN)
         }
         ChainCmd::Show { name } => {
             let mut client = Client::new(opts)?;
-            let v: Value = client.get(&format!("/api/v1/chains/{name}")).await?;
-            match format {
-                Format::Json => print(format, &v, &[]),
-                Format::Table => {
-                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default())
-                }
-            }
-            Ok(())
+            let chain: ChainView = client.get(&format!("/api/v1/chains/{name}")).await?;
+            // The whole profile is nested (node types, binaries): JSON
+            // reads better than a table in both formats.
+            output::json(&chain)
         }
     }
 }

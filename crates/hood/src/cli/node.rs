@@ -1,24 +1,17 @@
 //! `hood node …`: managed nodes.
 
 use super::client::{Client, ConnectOpts};
-use super::output::{print, Format};
+use super::columns;
+use super::output::{list, show, Format};
 use anyhow::{bail, Result};
 use clap::Subcommand;
-use serde_json::{json, Value};
+use hood_api::routes::nodes::{
+    CreateNodeRequest, NodeAccepted, NodeEventView, NodeLogsView, NodeView,
+};
+use hood_api::views::Page;
+use reqwest::Method;
 use std::io::Write;
 use std::time::{Duration, Instant};
-
-const NODE_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "chain",
-    "node_type",
-    "state",
-    "sync_status",
-    "rpc_endpoint",
-    "created_at",
-];
-const EVENT_COLUMNS: &[&str] = &["seq", "at", "kind", "from_state", "to_state", "message"];
 
 #[derive(Debug, Subcommand)]
 pub enum NodeCmd {
@@ -77,24 +70,19 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
             no_wait,
             timeout,
         } => {
-            let body = json!({"chain": chain, "node_type": node_type, "name": name, "provider": provider, "region": region});
-            let accepted: Value = client.post("/api/v1/nodes", &body).await?;
-            let id = accepted["node"]["id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
+            let request = CreateNodeRequest {
+                chain,
+                node_type,
+                name,
+                provider,
+                region,
+            };
+            let accepted: NodeAccepted = client.post("/api/v1/nodes", &request).await?;
             if no_wait {
-                print(
-                    format,
-                    &accepted,
-                    &["node.id", "node.name", "node.state", "workflow_id"],
-                );
-                return Ok(());
+                return show(format, &accepted, columns::NODE_ACCEPTED);
             }
-            eprintln!(
-                "node {id} requested (workflow {})",
-                accepted["workflow_id"].as_str().unwrap_or("?")
-            );
+            let id = accepted.node.id.to_string();
+            eprintln!("node {id} requested (workflow {})", accepted.workflow_id);
             let node = follow(
                 &mut client,
                 &id,
@@ -104,29 +92,26 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
                 timeout,
             )
             .await?;
-            print(format, &node, NODE_COLUMNS);
-            Ok(())
+            show(format, &node, columns::NODE)
         }
         NodeCmd::List => {
-            let v: Value = client.get("/api/v1/nodes").await?;
-            print(format, &v, NODE_COLUMNS);
-            Ok(())
+            let nodes: Page<NodeView> = client.get("/api/v1/nodes").await?;
+            list(format, &nodes, columns::NODE)
         }
         NodeCmd::Show { id } => {
-            let v: Value = client.get(&format!("/api/v1/nodes/{id}")).await?;
-            print(format, &v, NODE_COLUMNS);
-            Ok(())
+            let node: NodeView = client.get(&format!("/api/v1/nodes/{id}")).await?;
+            show(format, &node, columns::NODE)
         }
         NodeCmd::Logs { id, lines } => {
-            let v: Value = client
+            let logs: NodeLogsView = client
                 .get(&format!("/api/v1/nodes/{id}/logs?lines={lines}"))
                 .await?;
             match format {
-                Format::Json => print(format, &v, &[]),
+                Format::Json => super::output::json(&logs)?,
                 Format::Table => {
-                    for (process, lines) in v.as_object().into_iter().flatten() {
-                        for line in lines.as_array().into_iter().flatten() {
-                            println!("{process} | {}", line.as_str().unwrap_or_default());
+                    for (process, lines) in &logs {
+                        for line in lines {
+                            println!("{process} | {line}");
                         }
                     }
                 }
@@ -134,9 +119,9 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
             Ok(())
         }
         NodeCmd::Events { id } => {
-            let v: Value = client.get(&format!("/api/v1/nodes/{id}/events")).await?;
-            print(format, &v, EVENT_COLUMNS);
-            Ok(())
+            let events: Page<NodeEventView> =
+                client.get(&format!("/api/v1/nodes/{id}/events")).await?;
+            list(format, &events, columns::NODE_EVENT)
         }
         NodeCmd::Delete {
             id,
@@ -144,25 +129,15 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
             timeout,
         } => {
             // Follow only what happens from now on.
-            let history: Value = client
+            let history: Page<NodeEventView> = client
                 .get(&format!("/api/v1/nodes/{id}/events?limit=1000"))
                 .await?;
-            let seen = history["items"]
-                .as_array()
-                .and_then(|a| a.last())
-                .and_then(|e| e["seq"].as_i64())
-                .unwrap_or(0);
-            let accepted: Value = client
-                .send(
-                    reqwest::Method::DELETE,
-                    &format!("/api/v1/nodes/{id}"),
-                    None::<&()>,
-                )
-                .await?
-                .unwrap_or_default();
+            let seen = history.items.last().map_or(0, |e| e.seq);
+            let accepted: NodeAccepted = client
+                .call(Method::DELETE, &format!("/api/v1/nodes/{id}"), None::<&()>)
+                .await?;
             if no_wait {
-                print(format, &accepted, &["node.id", "node.state", "workflow_id"]);
-                return Ok(());
+                return show(format, &accepted, columns::NODE_ACCEPTED);
             }
             let node = follow(
                 &mut client,
@@ -173,8 +148,7 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
                 timeout,
             )
             .await?;
-            print(format, &node, NODE_COLUMNS);
-            Ok(())
+            show(format, &node, columns::NODE)
         }
     }
 }
@@ -188,35 +162,37 @@ async fn follow(
     done: &[&str],
     fail: &[&str],
     timeout: u64,
-) -> Result<Value> {
+) -> Result<NodeView> {
     let started = Instant::now();
     loop {
-        let events: Value = client
+        let events: Page<NodeEventView> = client
             .get(&format!("/api/v1/nodes/{id}/events?after={after}"))
             .await?;
-        for e in events["items"].as_array().into_iter().flatten() {
-            after = after.max(e["seq"].as_i64().unwrap_or(after));
+        for e in &events.items {
+            after = after.max(e.seq);
             let secs = started.elapsed().as_secs();
-            let msg = e["message"].as_str().unwrap_or_default();
-            match (e["from_state"].as_str(), e["to_state"].as_str()) {
-                (Some(from), Some(to)) => eprintln!("[{secs:>3}s] {from} -> {to}  {msg}"),
-                _ => eprintln!("[{secs:>3}s] {msg}"),
+            match (&e.from_state, &e.to_state) {
+                (Some(from), Some(to)) => eprintln!("[{secs:>3}s] {from} -> {to}  {}", e.message),
+                _ => eprintln!("[{secs:>3}s] {}", e.message),
             }
         }
         let _ = std::io::stderr().flush();
-        let node: Value = client.get(&format!("/api/v1/nodes/{id}")).await?;
-        let state = node["state"].as_str().unwrap_or_default().to_owned();
-        if done.contains(&state.as_str()) {
+        let node: NodeView = client.get(&format!("/api/v1/nodes/{id}")).await?;
+        if done.contains(&node.state.as_str()) {
             return Ok(node);
         }
-        if fail.contains(&state.as_str()) {
-            let reason = node["failure_reason"]
-                .as_str()
+        if fail.contains(&node.state.as_str()) {
+            let reason = node
+                .failure_reason
+                .as_deref()
                 .unwrap_or("no reason recorded");
-            bail!("node {id} is {state}: {reason}");
+            bail!("node {id} is {}: {reason}", node.state);
         }
         if started.elapsed() > Duration::from_secs(timeout) {
-            bail!("node {id} is still {state} after {timeout} s (it keeps going; check `hood node show {id}`)");
+            bail!(
+                "node {id} is still {} after {timeout} s (it keeps going; check `hood node show {id}`)",
+                node.state
+            );
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
