@@ -64,8 +64,10 @@ id_type!(/// A subscription.
     SubscriptionId);
 id_type!(/// An allocation of host capacity.
     AllocationId);
-id_type!(/// A ledger transfer.
+id_type!(/// A ledger transfer (chosen by the client: idempotent).
     TransferId);
+id_type!(/// A ledger account.
+    AccountId);
 id_type!(/// An outbox event.
     EventId);
 id_type!(/// A notification channel of an organization.

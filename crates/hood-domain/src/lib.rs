@@ -14,6 +14,7 @@ pub mod host;
 pub mod identity;
 pub mod ids;
 pub mod incident;
+pub mod ledger;
 pub mod lifecycle;
 pub mod machine;
 pub mod net;
