@@ -8,7 +8,7 @@
 //!                       (the limit flags only), org[16] (zeros: none),
 //!                       user_data_128[16], user_data_64 u64,
 //!                       user_data_32 u32, timestamp u64
-//! transfer (139 bytes): 0x02, id[16], debit[16], credit[16], amount u64,
+//! transfer (121 bytes): 0x02, id[16], debit[16], credit[16], amount u64,
 //!                       pending_id[16] (zeros: none), user_data_128[16],
 //!                       user_data_64 u64, user_data_32 u32, timeout u32,
 //!                       ledger u32, code u16, flags u16, timestamp u64
@@ -45,7 +45,7 @@ pub fn account_bytes(a: &Account) -> Vec<u8> {
 
 /// The bytes of a transfer's leaf.
 pub fn transfer_bytes(t: &Transfer) -> Vec<u8> {
-    let mut out = Vec::with_capacity(139);
+    let mut out = Vec::with_capacity(121);
     out.push(TRANSFER_LEAF);
     out.extend_from_slice(t.id.as_uuid().as_bytes());
     out.extend_from_slice(t.debit_account_id.as_uuid().as_bytes());

@@ -112,7 +112,9 @@ impl<'s> Batch<'s> {
     fn commit(&mut self) {
         let chain = std::mem::take(&mut self.chain);
         self.changes.accounts_created.extend(chain.accounts_created);
-        self.changes.transfers_created.extend(chain.transfers_created);
+        self.changes
+            .transfers_created
+            .extend(chain.transfers_created);
         self.changes.accounts_updated.extend(chain.accounts_updated);
         self.changes.pending_changed.extend(chain.pending_changed);
         self.undo.clear();
@@ -254,21 +256,24 @@ fn create_account(b: &mut Batch<'_>, a: &NewAccount) -> Result<AR, AR> {
         return Err(AR::LedgerNotFound);
     }
     let timestamp = b.tick();
-    b.put_account(Account {
-        id: a.id,
-        ledger: a.ledger,
-        code: a.code,
-        flags: a.flags.without(AccountFlags::LINKED),
-        org_id: a.org_id,
-        user_data_128: a.user_data_128,
-        user_data_64: a.user_data_64,
-        user_data_32: a.user_data_32,
-        debits_pending: 0,
-        debits_posted: 0,
-        credits_pending: 0,
-        credits_posted: 0,
-        timestamp,
-    }, true);
+    b.put_account(
+        Account {
+            id: a.id,
+            ledger: a.ledger,
+            code: a.code,
+            flags: a.flags.without(AccountFlags::LINKED),
+            org_id: a.org_id,
+            user_data_128: a.user_data_128,
+            user_data_64: a.user_data_64,
+            user_data_32: a.user_data_32,
+            debits_pending: 0,
+            debits_posted: 0,
+            credits_pending: 0,
+            credits_posted: 0,
+            timestamp,
+        },
+        true,
+    );
     Ok(AR::Ok)
 }
 
@@ -391,8 +396,8 @@ fn create_transfer(b: &mut Batch<'_>, t: &NewTransfer) -> Result<TR, TR> {
 /// that differs.
 fn transfer_exists(e: &Transfer, t: &NewTransfer) -> TR {
     let settles = t.flags.settles_pending();
-    let balancing = t.flags.has(TransferFlags::BALANCING_DEBIT)
-        || t.flags.has(TransferFlags::BALANCING_CREDIT);
+    let balancing =
+        t.flags.has(TransferFlags::BALANCING_DEBIT) || t.flags.has(TransferFlags::BALANCING_CREDIT);
     let amount_left_open = t.amount == 0 && (settles || balancing);
     if e.flags != t.flags {
         TR::ExistsWithDifferentFlags
@@ -402,7 +407,10 @@ fn transfer_exists(e: &Transfer, t: &NewTransfer) -> TR {
         TR::ExistsWithDifferentTimeout
     } else if t.debit_account_id.is_some_and(|d| d != e.debit_account_id) {
         TR::ExistsWithDifferentDebitAccountId
-    } else if t.credit_account_id.is_some_and(|c| c != e.credit_account_id) {
+    } else if t
+        .credit_account_id
+        .is_some_and(|c| c != e.credit_account_id)
+    {
         TR::ExistsWithDifferentCreditAccountId
     } else if !amount_left_open && !balancing && e.amount != t.amount {
         // A balancing amount is a bound and a left-open one the ledger's
@@ -482,12 +490,16 @@ fn single_phase(b: &mut Batch<'_>, t: &NewTransfer) -> Result<TR, TR> {
     };
     let debit_total = add(debits_pending, debits_posted).ok_or(TR::OverflowsDebits)?;
     let credit_total = add(credits_pending, credits_posted).ok_or(TR::OverflowsCredits)?;
-    if debit.flags.has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+    if debit
+        .flags
+        .has(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
         && debit_total > debit.credits_posted
     {
         return Err(TR::ExceedsCredits);
     }
-    if credit.flags.has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+    if credit
+        .flags
+        .has(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
         && credit_total > credit.debits_posted
     {
         return Err(TR::ExceedsDebits);
@@ -552,7 +564,9 @@ fn settle_pending(b: &mut Batch<'_>, t: &NewTransfer) -> Result<TR, TR> {
     if t.debit_account_id.is_some_and(|d| d != p.debit_account_id) {
         return Err(TR::PendingTransferHasDifferentDebitAccountId);
     }
-    if t.credit_account_id.is_some_and(|c| c != p.credit_account_id) {
+    if t.credit_account_id
+        .is_some_and(|c| c != p.credit_account_id)
+    {
         return Err(TR::PendingTransferHasDifferentCreditAccountId);
     }
     if t.ledger != 0 && t.ledger != p.ledger {
