@@ -677,6 +677,12 @@ macro_rules! fetchers {
             self
         }
 
+        /// See [`Query::persistent`].
+        pub(crate) fn persistent(mut self, persistent: bool) -> Self {
+            self.query = self.query.persistent(persistent);
+            self
+        }
+
         /// Exactly one row (`RowNotFound` when there is none).
         pub(crate) async fn fetch_one<'e>(
             self,
@@ -750,12 +756,6 @@ where
     (T,): PortableRow,
 {
     fetchers!(query_scalar_with, T);
-
-    /// See [`Query::persistent`].
-    pub(crate) fn persistent(mut self, persistent: bool) -> Self {
-        self.query = self.query.persistent(persistent);
-        self
-    }
 }
 
 #[cfg(test)]

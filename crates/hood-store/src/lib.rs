@@ -37,6 +37,7 @@ pub mod health;
 pub mod identity;
 pub mod incident;
 pub mod lease;
+pub mod ledger;
 pub mod migrate;
 pub mod node;
 pub mod notification;
@@ -123,6 +124,7 @@ pub trait Store:
     + usage::UsageStore
     + edge::EdgeStore
     + retention::RetentionStore
+    + ledger::LedgerStore
     + Send
     + Sync
     + 'static

@@ -82,6 +82,11 @@ pub const SQLITE: &[Migration] = &[
         name: "retention",
         sql: include_str!("../migrations/sqlite/0008_retention.sql"),
     },
+    Migration {
+        version: 9,
+        name: "ledger",
+        sql: include_str!("../migrations/sqlite/0009_ledger.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -125,6 +130,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 8,
         name: "retention",
         sql: include_str!("../migrations/postgres/0008_retention.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "ledger",
+        sql: include_str!("../migrations/postgres/0009_ledger.sql"),
     },
 ];
 

@@ -13,7 +13,9 @@
 //! * [`smtp::SmtpSink`]: a real SMTP server (aiosmtpd) recording what it
 //!   receives; [`smtp::smtpd_python`] finds its interpreter, with the same
 //!   loud skip.
+//! * [`ledger`]: ledger accounts and transfers named by small numbers.
 
+pub mod ledger;
 pub mod smtp;
 
 use sqlx::{Connection, PgConnection};

@@ -90,10 +90,11 @@ impl Settings {
     }
 }
 
+/// `eth_chainId`: stable, unlike the head, which anvil moves every second.
 async fn rpc(http: &reqwest::Client, url: &str) -> Option<Value> {
     let r = http
         .post(url)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}))
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}))
         .send()
         .await
         .ok()?;

@@ -16,7 +16,7 @@ pub const AMOUNT_MAX: Amount = i64::MAX as u64;
 /// increasing across all accounts and transfers.
 pub type LedgerTimestamp = u64;
 
-const NANOS_PER_SECOND: u64 = 1_000_000_000;
+pub const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
 /// One asset: a currency at a fixed scale (USD in micro-dollars, scale 6)
 /// or compute-unit credits (scale 0). Accounts and transfers name it by

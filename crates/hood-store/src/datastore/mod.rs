@@ -21,6 +21,7 @@ mod health;
 mod identity;
 mod incident;
 mod lease;
+mod ledger;
 mod node;
 mod notification;
 mod outbox;

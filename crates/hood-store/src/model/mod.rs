@@ -19,6 +19,7 @@ pub(crate) mod fleet;
 pub(crate) mod health;
 pub(crate) mod identity;
 pub(crate) mod incident;
+pub(crate) mod ledger;
 pub(crate) mod node;
 pub(crate) mod notification;
 pub(crate) mod outbox;
