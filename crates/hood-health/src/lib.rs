@@ -12,7 +12,6 @@ mod cleanup;
 mod config;
 mod evaluator;
 mod incidents;
-mod leader;
 mod notify;
 mod observe;
 mod service;
@@ -20,7 +19,7 @@ mod uptime;
 
 pub use config::{DeliveryPolicy, HealthConfig};
 pub use evaluator::{CycleReport, Evaluator};
-pub use leader::{LeaderElector, LeaderHandle};
+pub use hood_leader::{LeaderElector, LeaderHandle};
 pub use notify::{channel_aad, NotificationDispatcher, NOTIFY_CONSUMER};
 pub use service::{HealthDeps, HealthService, HealthServiceHandle};
 pub use uptime::{materialize_uptime, uptime_report, UptimeReport};

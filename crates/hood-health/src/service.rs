@@ -4,7 +4,6 @@
 use crate::cleanup::{cleanup_once, CleanupPolicy};
 use crate::config::HealthConfig;
 use crate::evaluator::{CycleReport, Evaluator};
-use crate::leader::{LeaderElector, LeaderHandle};
 use crate::notify::NotificationDispatcher;
 use crate::uptime::materialize_uptime;
 use crate::NodeRecovery;
@@ -12,6 +11,7 @@ use hood_bus::EventBus;
 use hood_chains::ChainCatalog;
 use hood_clock::Clock;
 use hood_identity::master_key::MasterKey;
+use hood_leader::{LeaderElector, LeaderHandle};
 use hood_notify::Notifier;
 use hood_store::{Store, StoreError};
 use std::sync::Arc;

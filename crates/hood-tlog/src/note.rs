@@ -162,6 +162,18 @@ pub struct NoteVerifier {
 }
 
 impl NoteVerifier {
+    /// The verifier of `name`'s raw Ed25519 public key.
+    pub fn new(name: &str, public: &[u8; 32]) -> Result<Self, TlogError> {
+        check_name(name)?;
+        let key = VerifyingKey::from_bytes(public)
+            .map_err(|_| TlogError::MalformedKey("not an Ed25519 point".into()))?;
+        Ok(Self {
+            name: name.to_owned(),
+            key,
+            hash: key_hash(name, public),
+        })
+    }
+
     /// Parses `<name>+<hex key hash>+<base64(0x01 ‖ public key)>`.
     pub fn parse(encoded: &str) -> Result<Self, TlogError> {
         let bad = |why: &str| TlogError::MalformedKey(format!("verifier key: {why}"));
