@@ -56,7 +56,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::nodes::router())
             .merge(routes::fleet::router())
             .merge(routes::health::router())
-            .merge(routes::edge::router());
+            .merge(routes::edge::router())
+            .merge(routes::ledger::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.

@@ -20,7 +20,7 @@
 //! the document.
 
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
-use crate::routes::{artifacts, chains, edge, fleet, health, identity, nodes, ops};
+use crate::routes::{artifacts, chains, edge, fleet, health, identity, ledger, nodes, ops};
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
@@ -48,6 +48,9 @@ use utoipa::{Modify, OpenApi};
         health::node_uptime,
         edge::create_rpc_key, edge::list_rpc_keys, edge::get_rpc_key, edge::update_rpc_key, edge::revoke_rpc_key,
         edge::list_rpc_plans, edge::usage,
+        ledger::list_ledgers, ledger::create_accounts, ledger::list_accounts, ledger::get_account,
+        ledger::create_transfers, ledger::list_transfers, ledger::get_transfer, ledger::transfer_proof,
+        ledger::list_checkpoints, ledger::create_checkpoint, ledger::public_key, ledger::consistency,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -57,6 +60,9 @@ use utoipa::{Modify, OpenApi};
         health::CreateChannelRequest, health::ChannelTestResult, health::UptimeView, health::UptimeBucketView,
         edge::RpcKeyView, edge::CreatedRpcKey, edge::CreateRpcKeyRequest, edge::UpdateRpcKeyRequest,
         edge::RpcPlanView, edge::UsageView, edge::UsageRowView, edge::UsageTotals,
+        ledger::LedgerView, ledger::NewAccountRequest, ledger::CreateAccountsRequest, ledger::ItemResult, ledger::BatchResults,
+        ledger::NewTransferRequest, ledger::CreateTransfersRequest, ledger::TransferView, ledger::CheckpointView, ledger::PublicKeyView,
+        hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),
     modifiers(&BearerAuth, &ErrorResponses, &CreatedLinks),

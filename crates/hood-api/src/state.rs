@@ -2,7 +2,7 @@
 
 use crate::limiter::KeyedLimiter;
 use crate::metrics::Metrics;
-use hood_app::NodeService;
+use hood_app::{LedgerService, NodeService};
 use hood_chains::ChainCatalog;
 use hood_domain::rpc::PlanCatalog;
 use hood_identity::master_key::MasterKey;
@@ -42,6 +42,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The node use cases.
     pub nodes: NodeService,
+    /// The ledger's use cases, in processes that run it (they hold the
+    /// checkpoint key, so need the master key).
+    pub ledger: Option<LedgerService>,
     /// The installation master key, in processes that seal secrets at rest
     /// (notification channel configurations).
     pub master: Option<MasterKey>,
@@ -70,6 +73,12 @@ impl AppState {
         self
     }
 
+    /// Serves the ledger's routes with these use cases.
+    pub fn with_ledger(mut self, ledger: LedgerService) -> Self {
+        self.ledger = Some(ledger);
+        self
+    }
+
     /// Attaches the master key that seals notification channel secrets.
     pub fn with_master_key(mut self, master: MasterKey) -> Self {
         self.master = Some(master);
@@ -93,6 +102,7 @@ impl AppState {
             login_limiter: Arc::new(KeyedLimiter::per_minute(config.login_attempts_per_minute)),
             metrics: Arc::new(Metrics::default()),
             nodes,
+            ledger: None,
             master: None,
             notify: NotifierConfig::default(),
         }

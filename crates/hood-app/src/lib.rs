@@ -14,7 +14,9 @@
 //! its datastore.
 
 pub mod error;
+pub mod ledger;
 pub mod nodes;
 
 pub use error::{AppError, AppResult};
+pub use ledger::{LedgerService, Viewer};
 pub use nodes::{CreateNode, NodeAccepted, NodeService};

@@ -72,6 +72,16 @@ pub fn schemathesis_bin(test: &str) -> Option<PathBuf> {
     required_file(SCHEMATHESIS_ENV, test)
 }
 
+/// The environment variable naming a Python interpreter with PyNaCl.
+pub const PYNACL_ENV: &str = "HOOD_TEST_PYNACL_PYTHON";
+
+/// A Python with PyNaCl (libsodium's Ed25519; installed from PyPI into a
+/// cached virtualenv by `scripts/test`): a signature checker no one here
+/// wrote. A loud skip when absent; a failure under CI.
+pub fn pynacl_python(test: &str) -> Option<PathBuf> {
+    required_file(PYNACL_ENV, test)
+}
+
 /// The file `var` names, with the loud-skip rule of [`required_env`] for an
 /// unset variable and for one naming no file.
 fn required_file(var: &str, test: &str) -> Option<PathBuf> {

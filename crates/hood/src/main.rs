@@ -8,6 +8,7 @@ mod cli;
 mod edge;
 mod fleet;
 mod health;
+mod ledger;
 mod listen;
 mod server;
 
@@ -177,6 +178,9 @@ enum Command {
     /// Artifacts (node binaries) in the control plane's store.
     #[command(subcommand)]
     Artifact(cli::artifact::ArtifactCmd),
+    /// The ledger: accounts, transfers, signed checkpoints, proofs, the audit.
+    #[command(subcommand)]
+    Ledger(cli::ledger::LedgerCmd),
 }
 
 fn init_logging(server: bool) {
@@ -243,6 +247,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Host(cmd) => cli::fleet::host(c, f, cmd).await,
         Command::Bench(cmd) => bench::run(c, cmd).await,
         Command::Workflow(cmd) => cli::fleet::workflow(c, f, cmd).await,
+        Command::Ledger(cmd) => cli::ledger::run(c, f, cmd).await,
     }
 }
 

@@ -38,6 +38,8 @@ pub struct ServerOpts {
     /// Password of the first administrator (only read on the first start).
     #[arg(long, env = "HOOD_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    #[command(flatten)]
+    pub ledger: crate::ledger::LedgerArgs,
 }
 
 /// `hood up`: every role in one process on SQLite under `$HOOD_HOME`.
@@ -82,9 +84,20 @@ pub async fn up(
         gateway_listener,
     )
     .await?;
+    let ledger = crate::ledger::LedgerRole::start(
+        &opts.ledger,
+        store.clone(),
+        &master,
+        fleet
+            .artifacts
+            .as_ref()
+            .map(|a| Arc::clone(a.object_store())),
+    )
+    .await?;
     let state = state
         .with_node_operations(Arc::new(fleet.orchestrator.clone()))
         .with_master_key(master.clone())
+        .with_ledger(ledger.service.clone())
         .with_notifier_config(health_args.notifier_config()?);
     let bus = health_args.bus.connect().await?;
     let health = crate::health::HealthRole::start(
@@ -180,6 +193,7 @@ pub async fn up(
     let usage_written = edge.shutdown().await;
     tracing::info!(usage_written, "edge stopped");
     health.shutdown().await;
+    ledger.shutdown().await;
     fleet.shutdown().await;
     println!("hood stopped");
     Ok(())
@@ -263,6 +277,19 @@ pub async fn serve(
         .await?;
         state = state.with_node_operations(Arc::new(f.orchestrator.clone()));
         fleet = Some(f);
+    }
+    // The api role serves the ledger and runs its upkeep (leader-gated
+    // across replicas).
+    let mut ledger = None;
+    if roles.contains(&HttpRole::Api) {
+        let objects = fleet
+            .as_ref()
+            .and_then(|f| f.artifacts.as_ref())
+            .map(|a| Arc::clone(a.object_store()));
+        let role =
+            crate::ledger::LedgerRole::start(&opts.ledger, store.clone(), &master, objects).await?;
+        state = state.with_ledger(role.service.clone());
+        ledger = Some(role);
     }
     let mut health = None;
     if let (true, Some(f)) = (fleet_args.health, fleet.as_ref()) {
@@ -392,6 +419,9 @@ pub async fn serve(
     }
     if let Some(h) = health {
         h.shutdown().await;
+    }
+    if let Some(l) = ledger {
+        l.shutdown().await;
     }
     if let Some(f) = fleet.as_mut() {
         f.shutdown().await;

@@ -6,5 +6,6 @@ pub mod edge;
 pub mod fleet;
 pub mod health;
 pub mod identity;
+pub mod ledger;
 pub mod nodes;
 pub mod ops;

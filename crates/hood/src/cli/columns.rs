@@ -7,8 +7,10 @@ use hood_api::routes::chains::ChainView;
 use hood_api::routes::edge::{RpcKeyView, RpcPlanView, UsageRowView};
 use hood_api::routes::fleet::{HostView, StepView, WorkflowView};
 use hood_api::routes::health::{ChannelView, DeliveryView, IncidentView, UptimeBucketView};
+use hood_api::routes::ledger::CheckpointView;
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
+use hood_ledger::wire::{AccountRecord, TransferRecord};
 
 pub const ME: &[Column<MeView>] = &[
     Column::new("EMAIL", |m| m.user.email.clone()),
@@ -527,3 +529,34 @@ mod tests {
         );
     }
 }
+
+pub const LEDGER_ACCOUNT: &[Column<AccountRecord>] = &[
+    Column::new("ID", |a| a.id.to_string()),
+    Column::new("LEDGER", |a| a.ledger.to_string()),
+    Column::new("CODE", |a| a.code.to_string()),
+    Column::new("FLAGS", |a| a.flags.to_string()),
+    Column::new("ORG", |a| or_dash(&a.org_id)),
+    Column::new("DEBITS_PENDING", |a| a.debits_pending.clone()),
+    Column::new("DEBITS_POSTED", |a| a.debits_posted.clone()),
+    Column::new("CREDITS_PENDING", |a| a.credits_pending.clone()),
+    Column::new("CREDITS_POSTED", |a| a.credits_posted.clone()),
+    Column::new("TIMESTAMP", |a| a.timestamp.clone()),
+];
+
+pub const LEDGER_TRANSFER: &[Column<TransferRecord>] = &[
+    Column::new("ID", |t| t.id.to_string()),
+    Column::new("DEBIT", |t| t.debit_account_id.to_string()),
+    Column::new("CREDIT", |t| t.credit_account_id.to_string()),
+    Column::new("AMOUNT", |t| t.amount.clone()),
+    Column::new("LEDGER", |t| t.ledger.to_string()),
+    Column::new("CODE", |t| t.code.to_string()),
+    Column::new("FLAGS", |t| t.flags.to_string()),
+    Column::new("PENDING_ID", |t| or_dash(&t.pending_id)),
+    Column::new("TIMESTAMP", |t| t.timestamp.clone()),
+];
+
+pub const LEDGER_CHECKPOINT: &[Column<CheckpointView>] = &[
+    Column::new("TREE_SIZE", |c| c.tree_size.to_string()),
+    Column::new("ROOT", |c| c.root_hash.clone()),
+    Column::new("CREATED_AT", |c| c.created_at.clone()),
+];
