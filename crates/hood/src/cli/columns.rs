@@ -211,6 +211,37 @@ pub const ARTIFACT_DETAIL: &[Column<ArtifactView>] = &[
     Column::new("CREATED_BY", |a| or_dash(&a.created_by)),
 ];
 
+pub const LEDGER_ACCOUNT: &[Column<AccountRecord>] = &[
+    Column::new("ID", |a| a.id.to_string()),
+    Column::new("LEDGER", |a| a.ledger.to_string()),
+    Column::new("CODE", |a| a.code.to_string()),
+    Column::new("FLAGS", |a| a.flags.to_string()),
+    Column::new("ORG", |a| or_dash(&a.org_id)),
+    Column::new("DEBITS_PENDING", |a| a.debits_pending.clone()),
+    Column::new("DEBITS_POSTED", |a| a.debits_posted.clone()),
+    Column::new("CREDITS_PENDING", |a| a.credits_pending.clone()),
+    Column::new("CREDITS_POSTED", |a| a.credits_posted.clone()),
+    Column::new("TIMESTAMP", |a| a.timestamp.clone()),
+];
+
+pub const LEDGER_TRANSFER: &[Column<TransferRecord>] = &[
+    Column::new("ID", |t| t.id.to_string()),
+    Column::new("DEBIT", |t| t.debit_account_id.to_string()),
+    Column::new("CREDIT", |t| t.credit_account_id.to_string()),
+    Column::new("AMOUNT", |t| t.amount.clone()),
+    Column::new("LEDGER", |t| t.ledger.to_string()),
+    Column::new("CODE", |t| t.code.to_string()),
+    Column::new("FLAGS", |t| t.flags.to_string()),
+    Column::new("PENDING_ID", |t| or_dash(&t.pending_id)),
+    Column::new("TIMESTAMP", |t| t.timestamp.clone()),
+];
+
+pub const LEDGER_CHECKPOINT: &[Column<CheckpointView>] = &[
+    Column::new("TREE_SIZE", |c| c.tree_size.to_string()),
+    Column::new("ROOT", |c| c.root_hash.clone()),
+    Column::new("CREATED_AT", |c| c.created_at.clone()),
+];
+
 #[cfg(test)]
 mod tests {
     //! Each view's columns print what the untyped CLI printed for the same
@@ -529,34 +560,3 @@ mod tests {
         );
     }
 }
-
-pub const LEDGER_ACCOUNT: &[Column<AccountRecord>] = &[
-    Column::new("ID", |a| a.id.to_string()),
-    Column::new("LEDGER", |a| a.ledger.to_string()),
-    Column::new("CODE", |a| a.code.to_string()),
-    Column::new("FLAGS", |a| a.flags.to_string()),
-    Column::new("ORG", |a| or_dash(&a.org_id)),
-    Column::new("DEBITS_PENDING", |a| a.debits_pending.clone()),
-    Column::new("DEBITS_POSTED", |a| a.debits_posted.clone()),
-    Column::new("CREDITS_PENDING", |a| a.credits_pending.clone()),
-    Column::new("CREDITS_POSTED", |a| a.credits_posted.clone()),
-    Column::new("TIMESTAMP", |a| a.timestamp.clone()),
-];
-
-pub const LEDGER_TRANSFER: &[Column<TransferRecord>] = &[
-    Column::new("ID", |t| t.id.to_string()),
-    Column::new("DEBIT", |t| t.debit_account_id.to_string()),
-    Column::new("CREDIT", |t| t.credit_account_id.to_string()),
-    Column::new("AMOUNT", |t| t.amount.clone()),
-    Column::new("LEDGER", |t| t.ledger.to_string()),
-    Column::new("CODE", |t| t.code.to_string()),
-    Column::new("FLAGS", |t| t.flags.to_string()),
-    Column::new("PENDING_ID", |t| or_dash(&t.pending_id)),
-    Column::new("TIMESTAMP", |t| t.timestamp.clone()),
-];
-
-pub const LEDGER_CHECKPOINT: &[Column<CheckpointView>] = &[
-    Column::new("TREE_SIZE", |c| c.tree_size.to_string()),
-    Column::new("ROOT", |c| c.root_hash.clone()),
-    Column::new("CREATED_AT", |c| c.created_at.clone()),
-];
