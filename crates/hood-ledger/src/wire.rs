@@ -28,24 +28,35 @@ pub fn parse_decimal<T: std::str::FromStr>(field: &str, s: &str) -> Result<T, St
 pub struct AccountRecord {
     #[schema(value_type = String, format = Uuid)]
     pub id: AccountId,
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub ledger: u32,
+    #[schema(value_type = i32, minimum = 0, maximum = 65535)]
     pub code: u16,
     /// TigerBeetle's account flag bits: 2 `debits_must_not_exceed_credits`,
     /// 4 `credits_must_not_exceed_debits`, 32 `closed`.
+    #[schema(value_type = i32, minimum = 0, maximum = 65535)]
     pub flags: u16,
     /// The organization whose account it is (none: the platform's).
     #[schema(value_type = Option<String>, format = Uuid)]
     pub org_id: Option<OrgId>,
     /// Decimal string of a u128.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,38})$")]
     pub user_data_128: String,
     /// Decimal string of a u64.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,19})$")]
     pub user_data_64: String,
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub user_data_32: u32,
+    #[schema(pattern = "^(0|[1-9][0-9]{0,18})$")]
     pub debits_pending: String,
+    #[schema(pattern = "^(0|[1-9][0-9]{0,18})$")]
     pub debits_posted: String,
+    #[schema(pattern = "^(0|[1-9][0-9]{0,18})$")]
     pub credits_pending: String,
+    #[schema(pattern = "^(0|[1-9][0-9]{0,18})$")]
     pub credits_posted: String,
     /// When the ledger created it: nanoseconds since the Unix epoch.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,18})$")]
     pub timestamp: String,
 }
 
@@ -100,22 +111,31 @@ pub struct TransferRecord {
     #[schema(value_type = String, format = Uuid)]
     pub credit_account_id: AccountId,
     /// Minor units, as a decimal string.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,18})$")]
     pub amount: String,
     #[schema(value_type = Option<String>, format = Uuid)]
     pub pending_id: Option<TransferId>,
+    #[schema(pattern = "^(0|[1-9][0-9]{0,38})$")]
     pub user_data_128: String,
+    #[schema(pattern = "^(0|[1-9][0-9]{0,19})$")]
     pub user_data_64: String,
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub user_data_32: u32,
     /// Seconds a pending transfer may wait (0: never expires).
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub timeout: u32,
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub ledger: u32,
+    #[schema(value_type = i32, minimum = 0, maximum = 65535)]
     pub code: u16,
     /// TigerBeetle's transfer flag bits: 1 `linked`, 2 `pending`, 4
     /// `post_pending_transfer`, 8 `void_pending_transfer`, 16
     /// `balancing_debit`, 32 `balancing_credit`, 64 `closing_debit`, 128
     /// `closing_credit`.
+    #[schema(value_type = i32, minimum = 0, maximum = 65535)]
     pub flags: u16,
     /// Nanoseconds since the Unix epoch, assigned by the ledger.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,18})$")]
     pub timestamp: String,
 }
 

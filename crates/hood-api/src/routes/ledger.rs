@@ -86,8 +86,21 @@ fn position(field: &'static str, v: Option<u64>) -> ApiResult<Option<u64>> {
     }
 }
 
+/// A page size within the documented 1 to 1,000 (default 100).
+fn page_limit(v: Option<i64>) -> ApiResult<i64> {
+    match v {
+        None => Ok(hood_app::ledger::DEFAULT_PAGE),
+        Some(n) if (1..=hood_app::ledger::MAX_PAGE).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::Validation(vec![FieldError::new(
+            "limit",
+            format!("between 1 and {}, not {n}", hood_app::ledger::MAX_PAGE),
+        )])),
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LedgerView {
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub id: u32,
     /// Asset code: `USD`, `CU`.
     pub asset: String,
@@ -128,18 +141,24 @@ pub async fn list_ledgers(
 #[serde(deny_unknown_fields)]
 pub struct NewAccountRequest {
     pub id: Uuid,
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub ledger: u32,
+    #[schema(value_type = i32, minimum = 0, maximum = 65535)]
     pub code: u16,
     /// Account flag bits: 1 `linked`, 2 `debits_must_not_exceed_credits`,
     /// 4 `credits_must_not_exceed_debits`, 32 `closed`.
     #[serde(default)]
+    #[schema(value_type = i32, minimum = 0, maximum = 65535)]
     pub flags: u16,
     /// The organization whose account it is (omit for a platform account).
     pub org_id: Option<Uuid>,
     /// Decimal string of a u128.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,37})$")]
     pub user_data_128: Option<String>,
     /// Decimal string of a u64.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,18})$")]
     pub user_data_64: Option<String>,
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub user_data_32: Option<u32>,
 }
 
@@ -246,6 +265,7 @@ pub async fn create_accounts(
 #[serde(deny_unknown_fields)]
 pub struct AccountsQuery {
     /// Only accounts of this ledger.
+    #[param(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub ledger: Option<u32>,
     /// Cursor: only accounts created after this timestamp (ns; the last
     /// item's `timestamp` of the previous page).
@@ -270,12 +290,7 @@ pub async fn list_accounts(
     caller.require(Permission::ReadBilling)?;
     let after = position("after", q.after)?;
     let accounts = service(&state)?
-        .list_accounts(
-            viewer(&caller),
-            q.ledger,
-            after,
-            q.limit.unwrap_or(hood_app::ledger::DEFAULT_PAGE),
-        )
+        .list_accounts(viewer(&caller), q.ledger, after, page_limit(q.limit)?)
         .await?;
     Ok(Json(Page {
         items: accounts.iter().map(AccountRecord::from).collect(),
@@ -311,25 +326,33 @@ pub struct NewTransferRequest {
     pub debit_account_id: Option<Uuid>,
     pub credit_account_id: Option<Uuid>,
     /// Minor units, as a decimal string (at most 9223372036854775807).
+    #[schema(pattern = "^(0|[1-9][0-9]{0,18})$")]
     pub amount: String,
     pub pending_id: Option<Uuid>,
     /// Decimal string of a u128 (e.g. an invoice number).
+    #[schema(pattern = "^(0|[1-9][0-9]{0,37})$")]
     pub user_data_128: Option<String>,
     /// Decimal string of a u64.
+    #[schema(pattern = "^(0|[1-9][0-9]{0,18})$")]
     pub user_data_64: Option<String>,
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     pub user_data_32: Option<u32>,
     /// Seconds a pending transfer may wait before it expires (0: never).
     #[serde(default)]
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub timeout: u32,
     #[serde(default)]
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     pub ledger: u32,
     #[serde(default)]
+    #[schema(value_type = i32, minimum = 0, maximum = 65535)]
     pub code: u16,
     /// Transfer flag bits: 1 `linked`, 2 `pending`, 4
     /// `post_pending_transfer`, 8 `void_pending_transfer`, 16
     /// `balancing_debit`, 32 `balancing_credit`, 64 `closing_debit`, 128
     /// `closing_credit`.
     #[serde(default)]
+    #[schema(value_type = i32, minimum = 0, maximum = 65535)]
     pub flags: u16,
 }
 
@@ -437,7 +460,7 @@ pub async fn list_transfers(
             viewer(&caller),
             q.account_id.map(AccountId::from_uuid),
             after,
-            q.limit.unwrap_or(hood_app::ledger::DEFAULT_PAGE),
+            page_limit(q.limit)?,
         )
         .await?;
     Ok(Json(Page {
@@ -546,9 +569,7 @@ pub async fn list_checkpoints(
     Query(q): Query<CheckpointsQuery>,
 ) -> ApiResult<Json<Page<CheckpointView>>> {
     caller.require(Permission::ReadBilling)?;
-    let checkpoints = service(&state)?
-        .checkpoints(q.limit.unwrap_or(hood_app::ledger::DEFAULT_PAGE))
-        .await?;
+    let checkpoints = service(&state)?.checkpoints(page_limit(q.limit)?).await?;
     Ok(Json(Page {
         items: checkpoints.iter().map(CheckpointView::from).collect(),
     }))
