@@ -119,10 +119,12 @@ impl Upkeep {
             Duration::from_secs(5),
         )
         .spawn();
-        let leading = leader.watch();
+        let mut leading = leader.watch();
         let clock = Arc::clone(log.clock());
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
+            // Run at once on taking the lease, not a tick later.
+            let mut elector_gone = false;
             loop {
                 let leads = leading
                     .borrow()
@@ -135,6 +137,9 @@ impl Upkeep {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(config.tick) => {}
+                    changed = leading.changed(), if !elector_gone => {
+                        elector_gone = changed.is_err();
+                    }
                     _ = stopped.changed() => break,
                 }
             }

@@ -307,6 +307,25 @@ async fn the_ledger_end_to_end_through_the_api_and_the_cli() {
         out.starts_with("ok: 6 leaves (3 accounts, 3 transfers)"),
         "{out}"
     );
+    // The upkeep exported the day before `hood up` started (nothing was
+    // logged then): its directory audits clean with the public key.
+    let exports = home.join("artifacts/ledger/exports");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !exports.join("public-key").is_file() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = cli_ok(
+        &[
+            "ledger",
+            "verify",
+            "--export",
+            exports.to_str().unwrap(),
+            "--public-key",
+            &vkey,
+        ],
+        &local,
+    );
+    assert!(out.starts_with("ok: 0 leaves"), "{out}");
     let db = format!("sqlite://{}", home.join("hood.db").display());
     let pool = sqlx::SqlitePool::connect(&db).await.unwrap();
     sqlx::query("UPDATE ledger_transfers SET amount = 1 WHERE id = ?")
