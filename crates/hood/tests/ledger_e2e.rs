@@ -300,6 +300,11 @@ async fn the_ledger_end_to_end_through_the_api_and_the_cli() {
 
     // Stopped, the embedded database audits clean; an edited amount fails
     // the audit, naming the transfer.
+    let exports = home.join("artifacts/ledger/exports");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !exports.join("public-key").is_file() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     hood.stop("-TERM");
     let local = vec![("HOOD_HOME", home.display().to_string())];
     let out = cli_ok(&["ledger", "verify"], &local);
@@ -309,11 +314,6 @@ async fn the_ledger_end_to_end_through_the_api_and_the_cli() {
     );
     // The upkeep exported the day before `hood up` started (nothing was
     // logged then): its directory audits clean with the public key.
-    let exports = home.join("artifacts/ledger/exports");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !exports.join("public-key").is_file() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     let out = cli_ok(
         &[
             "ledger",
