@@ -278,6 +278,63 @@ mod tests {
         assert_eq!(with_database("nonsense", "x"), None);
     }
 
+    /// With the benchmark-only switch off, ledger writes record the same
+    /// balances and leaf indexes but no leaf, and a default store on
+    /// another database keeps its log.
+    #[tokio::test]
+    async fn the_log_off_switch_skips_leaves_but_not_records() {
+        use crate::ledger::LedgerStore;
+        use hood_domain::ledger::CreateTransferResult;
+        use hood_testkit::ledger::{account, ledgers, tid, transfer, USD};
+
+        async fn write(store: &SqlStore) {
+            crate::Store::migrate(store).await.expect("migrate");
+            for l in ledgers() {
+                store
+                    .ensure_ledger(&l, hood_clock::now())
+                    .await
+                    .expect("ledger");
+            }
+            let accounts = [account(1, USD, 0), account(2, USD, 0)];
+            let r = store
+                .create_accounts(&accounts, 10)
+                .await
+                .expect("accounts");
+            assert!(r.iter().all(|r| r.is_ok()));
+            let r = store
+                .create_transfers(&[transfer(1, 1, 2, 5), transfer(2, 2, 1, 2)], 20)
+                .await
+                .expect("transfers");
+            assert_eq!(r, [CreateTransferResult::Ok, CreateTransferResult::Ok]);
+            let a = store
+                .get_account(hood_testkit::ledger::aid(1))
+                .await
+                .expect("get");
+            assert_eq!(a.map(|a| (a.debits_posted, a.credits_posted)), Some((5, 2)));
+            let leaf = store
+                .leaf_index(crate::ledger::LeafKind::Transfer, &tid(2).to_string())
+                .await
+                .expect("leaf index");
+            assert_eq!(leaf, Some(3));
+        }
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let off_url = format!("sqlite://{}/off.db", dir.path().display());
+        let off = crate::connect_with(&off_url, crate::ConnectOptions { ledger_log: false })
+            .await
+            .expect("open");
+        write(&off).await;
+        assert!(off.log_entries(0, 10).await.expect("entries").is_empty());
+
+        let on_url = format!("sqlite://{}/on.db", dir.path().display());
+        let on = crate::connect_with(&on_url, crate::ConnectOptions::default())
+            .await
+            .expect("open");
+        write(&on).await;
+        assert_eq!(on.log_entries(0, 10).await.expect("entries").len(), 4);
+        assert_eq!(on.ledger_head().await.expect("head").tree_size, 4);
+    }
+
     #[tokio::test]
     async fn bare_inserts_fill_and_drop_the_scratch_table() {
         let dir = tempfile::tempdir().expect("tempdir");

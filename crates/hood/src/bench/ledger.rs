@@ -15,11 +15,12 @@
 //! multi-row insert of `--batch` rows per transaction: the same number of
 //! rows, as wide as a transfer, into a scratch table of the same database.
 //!
-//! Then `batched/many` again on two fresh scratch databases beside the first
-//! (removed afterwards): one with the log kept, one with the
-//! benchmark-only `ConnectOptions { ledger_log: false }`; the hashing share
-//! is `1 - off_time / on_time`.
+//! Then `batched/many` again on fresh scratch databases beside the first
+//! (removed afterwards), alternately with the log kept and with the
+//! benchmark-only `ConnectOptions { ledger_log: false }`, `--hashing-rounds`
+//! times; the hashing share is `1 - off_time / on_time` of the medians.
 
+use super::percentile;
 use anyhow::{bail, Context, Result};
 use hood_domain::ledger::{
     AccountFlags, CreateTransferResult, Ledger, NewAccount, NewTransfer, TransferFlags,
@@ -56,6 +57,10 @@ pub struct LedgerBenchArgs {
     /// Accounts of the `many` runs (besides the hot pair).
     #[arg(long, default_value_t = 10_000)]
     pub accounts: usize,
+    /// Rounds of the hashing comparison (log on, then off, each on a fresh
+    /// database); their medians are compared.
+    #[arg(long, default_value_t = 3)]
+    pub hashing_rounds: usize,
 }
 
 /// Which accounts a run's transfers move between.
@@ -236,6 +241,7 @@ pub(super) async fn run(args: LedgerBenchArgs) -> Result<()> {
         ("--single-transfers", args.single_transfers, 1),
         ("--batch", args.batch, 1),
         ("--accounts", args.accounts, 2),
+        ("--hashing-rounds", args.hashing_rounds, 1),
     ] {
         if value < least {
             bail!("{name} must be at least {least}");
@@ -280,15 +286,30 @@ pub(super) async fn run(args: LedgerBenchArgs) -> Result<()> {
     }
     drop(store);
 
-    eprintln!("hashing: batched/many on two fresh scratch databases, log kept and log off…");
-    let on = batched_many_on_scratch(&args, true)
-        .await
-        .context("batched/many with the log")?;
-    let off = batched_many_on_scratch(&args, false)
-        .await
-        .context("batched/many without the log")?;
+    // On and off alternate, each round on two fresh databases, so a
+    // passing load on the machine hits both alike; the medians are compared.
+    let rounds = args.hashing_rounds;
+    let (mut ons, mut offs) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
+    for round in 1..=rounds {
+        let on = batched_many_on_scratch(&args, true)
+            .await
+            .context("batched/many with the log")?;
+        let off = batched_many_on_scratch(&args, false)
+            .await
+            .context("batched/many without the log")?;
+        eprintln!(
+            "  hashing round {round}/{rounds}: on {:.3} s, off {:.3} s",
+            on.as_secs_f64(),
+            off.as_secs_f64()
+        );
+        ons.push(on);
+        offs.push(off);
+    }
+    ons.sort();
+    offs.sort();
+    let (on, off) = (percentile(&ons, 50.0), percentile(&offs, 50.0));
     println!(
-        "hashing: on {:.1} transfers/s ({:.3} s), off {:.1} transfers/s ({:.3} s): batched/many, {batched} transfers, each on a fresh database",
+        "hashing: on {:.1} transfers/s ({:.3} s), off {:.1} transfers/s ({:.3} s): batched/many, {batched} transfers, medians of {rounds} rounds, each run on a fresh database",
         per_sec(batched, on),
         on.as_secs_f64(),
         per_sec(batched, off),
