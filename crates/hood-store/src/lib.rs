@@ -30,6 +30,7 @@ use async_trait::async_trait;
 use std::sync::Arc;
 
 pub mod artifact;
+pub mod bench;
 pub mod clock;
 pub mod edge;
 pub mod fleet;
@@ -146,6 +147,32 @@ pub trait Store:
 /// `Arc<dyn …>` they need (`Arc<dyn Store>` for wiring, or narrow traits).
 pub async fn connect(url: &str) -> StoreResult<Arc<SqlStore>> {
     Ok(Arc::new(SqlStore::connect(url).await?))
+}
+
+/// How [`connect_with`] opens a store. The default is what every Hood
+/// process uses; the fields exist for benchmarks only and are never read
+/// from configuration or the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// **Benchmark-only switch**, default `true`. `false` makes ledger
+    /// writes skip the Merkle log: no leaf hashing, no `ledger_leaves`,
+    /// `ledger_tree_nodes` or head-frontier writes (records still get leaf
+    /// indexes and the head its size and clock). It exists so `hood bench
+    /// ledger` can measure what proof upkeep costs; a database written
+    /// with it off has no valid log and must be thrown away.
+    pub ledger_log: bool,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self { ledger_log: true }
+    }
+}
+
+/// [`connect`] with [`ConnectOptions`] (benchmarks only; everything else
+/// calls [`connect`], which takes the defaults).
+pub async fn connect_with(url: &str, options: ConnectOptions) -> StoreResult<Arc<SqlStore>> {
+    Ok(Arc::new(SqlStore::connect_with(url, options).await?))
 }
 
 /// Masks the password of a database URL for logs and errors.

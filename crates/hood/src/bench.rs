@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 mod edge;
 mod health;
+mod ledger;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCmd {
@@ -45,6 +46,10 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 5)]
         cycles: usize,
     },
+    /// Ledger transfers/s (single and batched, a hot pair and many
+    /// accounts), anchored on the store's bare insert rate; and the share of
+    /// the Merkle log's upkeep (log on vs off).
+    Ledger(ledger::LedgerBenchArgs),
     /// Time from `POST /nodes` to `healthy` for ethereum-anvil nodes on a
     /// running Hood, anchored on starting the same anvil binary directly.
     Provision {
@@ -83,6 +88,7 @@ pub async fn run(connect: &crate::cli::client::ConnectOpts, cmd: BenchCmd) -> Re
         } => health::run(&database_url, nodes, cycles).await,
         BenchCmd::Provision { runs, anvil } => provision(connect, runs, anvil).await,
         BenchCmd::Edge(args) => edge::run(args).await,
+        BenchCmd::Ledger(args) => ledger::run(args).await,
     }
 }
 

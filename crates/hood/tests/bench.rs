@@ -1,5 +1,6 @@
 //! `hood bench …` run as the real binary: the health benchmark on a small
-//! SQLite fleet, and plain errors on bad input.
+//! SQLite fleet, the ledger benchmark on a small SQLite ledger, and plain
+//! errors on bad input.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
 
@@ -21,6 +22,126 @@ fn number_after(out: &str, line: &str, prefix: &str) -> usize {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no number after `{prefix}` in {l}"))
+}
+
+/// The decimal number (possibly signed) after `prefix` on the line that
+/// starts with `line`.
+fn figure_after(out: &str, line: &str, prefix: &str) -> f64 {
+    let l = out
+        .lines()
+        .find(|l| l.starts_with(line))
+        .unwrap_or_else(|| panic!("no `{line}` line in:\n{out}"));
+    let rest = &l[l
+        .find(prefix)
+        .unwrap_or_else(|| panic!("no `{prefix}` in {l}"))
+        + prefix.len()..];
+    let number: String = rest
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-'))
+        .collect();
+    number
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after `{prefix}` in {l}"))
+}
+
+#[test]
+fn bench_ledger_measures_a_small_sqlite_ledger() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/ledger.db", dir.path().display());
+    let (ok, out, err) = hood_cli(
+        &[
+            "bench",
+            "ledger",
+            "--database-url",
+            &url,
+            "--transfers",
+            "600",
+            "--single-transfers",
+            "40",
+            "--batch",
+            "200",
+            "--accounts",
+            "300",
+        ],
+        &[],
+        None,
+    );
+    assert!(ok, "hood bench ledger failed:\n{out}\n{err}");
+    for run in [
+        "single/hot:",
+        "single/many:",
+        "batched/hot:",
+        "batched/many:",
+    ] {
+        let rate = figure_after(&out, run, run);
+        let anchor = figure_after(&out, run, "anchor ");
+        let ratio = figure_after(&out, run, "ratio ");
+        assert!(rate > 0.0 && anchor > 0.0 && ratio > 0.0, "{run}\n{out}");
+        assert!(
+            (ratio - rate / anchor).abs() < 0.01 * ratio.max(0.01),
+            "{run} ratio is rate / anchor:\n{out}"
+        );
+    }
+    assert!(out.contains("(40 transfers, one per call)"), "{out}");
+    assert!(out.contains("(600 transfers, 200 per call)"), "{out}");
+    let on = figure_after(&out, "hashing:", "on ");
+    let off = figure_after(&out, "hashing:", "off ");
+    assert!(on > 0.0 && off > 0.0, "{out}");
+    // Noise on so small a run can make the log look free (or better than
+    // free); the figure is still a share below 1.
+    let share = figure_after(&out, "hashing share", "= 1 - off_time/on_time =");
+    assert!(share.is_finite() && share < 1.0, "{out}");
+    // The scratch databases of the hashing runs are gone.
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("hood-bench-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // The same database again is not fresh: refused plainly.
+    let (ok, _, err) = hood_cli(
+        &[
+            "bench",
+            "ledger",
+            "--database-url",
+            &url,
+            "--transfers",
+            "10",
+        ],
+        &[],
+        None,
+    );
+    assert!(!ok, "a used database should be refused");
+    assert!(err.contains("not fresh"), "{err}");
+}
+
+#[test]
+fn bench_ledger_refuses_bad_input_plainly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/b.db", dir.path().display());
+    for (args, says) in [
+        (
+            vec!["bench", "ledger", "--database-url", &url, "--batch", "0"],
+            "--batch must be at least 1",
+        ),
+        (
+            vec!["bench", "ledger", "--database-url", &url, "--accounts", "1"],
+            "--accounts must be at least 2",
+        ),
+        (
+            vec!["bench", "ledger", "--database-url", "mysql://u:secret@h/db"],
+            "unsupported --database-url",
+        ),
+    ] {
+        let (ok, _, err) = hood_cli(&args, &[], None);
+        assert!(!ok, "{args:?} should fail");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "no panic: {err}");
+        assert!(!err.contains("secret"), "password redacted: {err}");
+    }
 }
 
 #[test]

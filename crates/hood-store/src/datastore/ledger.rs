@@ -39,16 +39,27 @@ fn u64_of(column: &str, v: i64) -> StoreResult<u64> {
 }
 
 /// The head row, locked until the transaction ends: every writer takes it
-/// first, so commits (and leaf indexes) follow one order.
-async fn lock_head(tx: &mut Tx<'_>, backend: Backend) -> StoreResult<(Frontier, u64)> {
+/// first, so commits (and leaf indexes) follow one order. Returns the log
+/// ready for this batch's leaves (see [`LogAppend`]) and the ledger's clock.
+async fn lock_head(
+    tx: &mut Tx<'_>,
+    backend: Backend,
+    log: LogMode,
+) -> StoreResult<(LogAppend, u64)> {
     let head = query_as::<HeadRow>(format!(
         "SELECT tree_size, last_timestamp, frontier FROM ledger_head WHERE id = 1{}",
         backend.for_update()
     ))
     .fetch_one(tx)
     .await?;
+    let append = match log {
+        LogMode::Kept => LogAppend::new(decode_frontier(&head)?),
+        LogMode::Skipped => {
+            LogAppend::counting_only(u64_of("ledger_head.tree_size", head.tree_size)?)
+        }
+    };
     Ok((
-        decode_frontier(&head)?,
+        append,
         u64_of("ledger_head.last_timestamp", head.last_timestamp)?,
     ))
 }
@@ -133,10 +144,23 @@ async fn load_transfers(
     Ok(())
 }
 
+/// Whether a store keeps the Merkle log (always, but in a benchmark store
+/// opened with [`crate::ConnectOptions::ledger_log`] off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogMode {
+    Kept,
+    /// Benchmark only: records get leaf indexes, but no leaf, tree node or
+    /// frontier is computed or written (the head's frontier goes stale, so
+    /// such a database has no usable log).
+    Skipped,
+}
+
 /// Appends leaves to the log: their hashes, the perfect subtrees they
 /// complete, and the new head.
 struct LogAppend {
-    frontier: Frontier,
+    /// `None`: the log is skipped (benchmark only); leaves are only counted.
+    frontier: Option<Frontier>,
+    size: u64,
     leaves: Vec<(u64, LeafKind, String, Hash)>,
     nodes: Vec<(NodeId, Hash)>,
 }
@@ -144,22 +168,41 @@ struct LogAppend {
 impl LogAppend {
     fn new(frontier: Frontier) -> Self {
         Self {
-            frontier,
+            size: frontier.size(),
+            frontier: Some(frontier),
             leaves: Vec::new(),
             nodes: Vec::new(),
         }
     }
 
-    /// Appends one record; returns its leaf index.
-    fn push(&mut self, kind: LeafKind, id: String, bytes: &[u8]) -> StoreResult<u64> {
-        let index = self.frontier.size();
-        let hash = hood_tlog::leaf_hash(bytes);
-        let completed = self
-            .frontier
-            .append(hash)
-            .map_err(|e| StoreError::Corrupt(format!("ledger log: {e}")))?;
-        self.nodes.extend(completed);
-        self.leaves.push((index, kind, id, hash));
+    /// A log that only numbers its leaves (see [`LogMode::Skipped`]).
+    fn counting_only(size: u64) -> Self {
+        Self {
+            frontier: None,
+            size,
+            leaves: Vec::new(),
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Appends one record, whose canonical bytes `bytes` returns (not
+    /// called when the log is skipped); returns its leaf index.
+    fn push(
+        &mut self,
+        kind: LeafKind,
+        id: String,
+        bytes: impl FnOnce() -> Vec<u8>,
+    ) -> StoreResult<u64> {
+        let index = self.size;
+        if let Some(frontier) = &mut self.frontier {
+            let hash = hood_tlog::leaf_hash(&bytes());
+            let completed = frontier
+                .append(hash)
+                .map_err(|e| StoreError::Corrupt(format!("ledger log: {e}")))?;
+            self.nodes.extend(completed);
+            self.leaves.push((index, kind, id, hash));
+        }
+        self.size += 1;
         Ok(index)
     }
 
@@ -169,6 +212,14 @@ impl LogAppend {
         backend: Backend,
         last_timestamp: u64,
     ) -> StoreResult<()> {
+        let Some(frontier) = self.frontier else {
+            query("UPDATE ledger_head SET tree_size = $1, last_timestamp = $2 WHERE id = 1")
+                .bind(amount(self.size))
+                .bind(amount(last_timestamp))
+                .execute(tx)
+                .await?;
+            return Ok(());
+        };
         for chunk in self.leaves.chunks(backend.rows_per_statement(4)) {
             let sql = format!(
                 "INSERT INTO ledger_leaves (leaf_index, kind, ref_id, hash) VALUES {}",
@@ -199,9 +250,9 @@ impl LogAppend {
             q.execute(&mut *tx).await?;
         }
         query("UPDATE ledger_head SET tree_size = $1, last_timestamp = $2, frontier = $3 WHERE id = 1")
-            .bind(amount(self.frontier.size()))
+            .bind(amount(frontier.size()))
             .bind(amount(last_timestamp))
-            .bind(encode_frontier(&self.frontier))
+            .bind(encode_frontier(&frontier))
             .execute(tx)
             .await?;
         Ok(())
@@ -256,9 +307,8 @@ async fn write_changes(
     backend: Backend,
     state: &LedgerState,
     changes: &Changes,
-    frontier: Frontier,
+    mut log: LogAppend,
 ) -> StoreResult<()> {
-    let mut log = LogAppend::new(frontier);
     // New accounts, in log order.
     let mut created_accounts = Vec::with_capacity(changes.accounts_created.len());
     for id in &changes.accounts_created {
@@ -266,11 +316,9 @@ async fn write_changes(
             .accounts
             .get(id)
             .ok_or_else(|| StoreError::Corrupt(format!("created account {id} vanished")))?;
-        let leaf = log.push(
-            LeafKind::Account,
-            id.to_string(),
-            &encoding::account_bytes(a),
-        )?;
+        let leaf = log.push(LeafKind::Account, id.to_string(), || {
+            encoding::account_bytes(a)
+        })?;
         created_accounts.push((a, leaf));
     }
     for chunk in created_accounts.chunks(backend.rows_per_statement(ACCOUNT_WIDTH)) {
@@ -293,11 +341,9 @@ async fn write_changes(
             .transfers
             .get(id)
             .ok_or_else(|| StoreError::Corrupt(format!("created transfer {id} vanished")))?;
-        let leaf = log.push(
-            LeafKind::Transfer,
-            id.to_string(),
-            &encoding::transfer_bytes(t),
-        )?;
+        let leaf = log.push(LeafKind::Transfer, id.to_string(), || {
+            encoding::transfer_bytes(t)
+        })?;
         created_transfers.push((t, leaf, state.pending.get(id).copied()));
     }
     for chunk in created_transfers.chunks(backend.rows_per_statement(TRANSFER_WIDTH)) {
@@ -405,7 +451,7 @@ impl LedgerStore for SqlStore {
     ) -> StoreResult<Vec<CreateAccountResult>> {
         let backend = self.pool.backend();
         let mut tx = self.pool.begin_write().await?;
-        let (frontier, last_timestamp) = lock_head(&mut tx, backend).await?;
+        let (log, last_timestamp) = lock_head(&mut tx, backend, self.ledger_log).await?;
         let mut state = LedgerState {
             ledgers: ledger_ids(&mut tx).await?,
             last_timestamp,
@@ -417,7 +463,7 @@ impl LedgerStore for SqlStore {
         if changes.is_empty() {
             tx.rollback().await?;
         } else {
-            write_changes(&mut tx, backend, &state, &changes, frontier).await?;
+            write_changes(&mut tx, backend, &state, &changes, log).await?;
             tx.commit().await?;
         }
         Ok(results)
@@ -430,7 +476,7 @@ impl LedgerStore for SqlStore {
     ) -> StoreResult<Vec<CreateTransferResult>> {
         let backend = self.pool.backend();
         let mut tx = self.pool.begin_write().await?;
-        let (frontier, last_timestamp) = lock_head(&mut tx, backend).await?;
+        let (log, last_timestamp) = lock_head(&mut tx, backend, self.ledger_log).await?;
         let mut state = LedgerState {
             ledgers: ledger_ids(&mut tx).await?,
             last_timestamp,
@@ -456,7 +502,7 @@ impl LedgerStore for SqlStore {
         if changes.is_empty() {
             tx.rollback().await?;
         } else {
-            write_changes(&mut tx, backend, &state, &changes, frontier).await?;
+            write_changes(&mut tx, backend, &state, &changes, log).await?;
             tx.commit().await?;
         }
         Ok(results)
@@ -469,7 +515,7 @@ impl LedgerStore for SqlStore {
     ) -> StoreResult<usize> {
         let backend = self.pool.backend();
         let mut tx = self.pool.begin_write().await?;
-        let (frontier, last_timestamp) = lock_head(&mut tx, backend).await?;
+        let (log, last_timestamp) = lock_head(&mut tx, backend, self.ledger_log).await?;
         let due: Vec<String> = query_scalar::<String>(
             "SELECT id FROM ledger_transfers WHERE pending_status = 'pending' \
              AND expires_at IS NOT NULL AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2",
@@ -498,7 +544,7 @@ impl LedgerStore for SqlStore {
             .collect();
         load_accounts(&mut tx, backend, &accounts, &mut state).await?;
         let (voids, changes) = ledger::expire_pending(&mut state, &ids, now);
-        write_changes(&mut tx, backend, &state, &changes, frontier).await?;
+        write_changes(&mut tx, backend, &state, &changes, log).await?;
         tx.commit().await?;
         Ok(voids.len())
     }

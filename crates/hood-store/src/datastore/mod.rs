@@ -44,6 +44,9 @@ pub struct SqlStore {
     /// Keeps `clock` aligned (PostgreSQL); stops with the last clone of the
     /// store, so a dropped store leaves no task holding its connections.
     _alignment: Option<Arc<AbortOnDrop>>,
+    /// Whether ledger writes keep the Merkle log: always, but in a
+    /// benchmark store (see [`crate::ConnectOptions::ledger_log`]).
+    ledger_log: ledger::LogMode,
 }
 
 /// Aborts a background task when dropped.
@@ -69,10 +72,21 @@ impl SqlStore {
     /// and every 10 s after (replicas judge leases by it); SQLite is
     /// embedded, its clock is this machine's.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with(url, crate::ConnectOptions::default()).await
+    }
+
+    /// [`Self::connect`] with options; only benchmarks pass other than the
+    /// default (see [`crate::ConnectOptions`]).
+    pub async fn connect_with(url: &str, options: crate::ConnectOptions) -> StoreResult<Self> {
         let mut store = Self {
             pool: Pool::open(url).await?,
             clock: AlignedClock::over(hood_clock::system()),
             _alignment: None,
+            ledger_log: if options.ledger_log {
+                ledger::LogMode::Kept
+            } else {
+                ledger::LogMode::Skipped
+            },
         };
         if store.pool.backend() == crate::Backend::Postgres {
             crate::clock::align_clock(&store, &store.clock).await?;
@@ -94,6 +108,14 @@ impl SqlStore {
             store._alignment = Some(Arc::new(AbortOnDrop(task.abort_handle())));
         }
         Ok(store)
+    }
+}
+
+impl SqlStore {
+    /// The store's pool, for crate modules outside `datastore/` (the
+    /// benchmark anchors in `crate::bench`).
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
     }
 }
 
