@@ -28,6 +28,14 @@ use std::collections::{BTreeSet, HashMap};
 /// Ids per `IN (…)` list: well below both dialects' bind limits.
 const ID_CHUNK: usize = 1_000;
 
+/// Whether a statement built for `rows` rows is worth a prepared-statement
+/// cache entry: the one- and two-row shapes of single transfers recur on
+/// every call (an unprepared statement costs PostgreSQL an extra round
+/// trip), the many shapes of large batches would only evict others.
+fn cacheable(rows: usize) -> bool {
+    rows <= 2
+}
+
 fn hash32(column: &str, bytes: &[u8]) -> StoreResult<Hash> {
     bytes
         .try_into()
@@ -105,7 +113,7 @@ async fn load_accounts(
             numbered_placeholders(1, chunk.len()),
             backend.for_update()
         );
-        let mut q = query_as::<AccountRow>(sql).persistent(false);
+        let mut q = query_as::<AccountRow>(sql).persistent(cacheable(chunk.len()));
         for id in chunk {
             q = q.bind(id.as_str());
         }
@@ -129,7 +137,7 @@ async fn load_transfers(
             "SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN ({})",
             numbered_placeholders(1, chunk.len())
         );
-        let mut q = query_as::<TransferRow>(sql).persistent(false);
+        let mut q = query_as::<TransferRow>(sql).persistent(cacheable(chunk.len()));
         for id in chunk {
             q = q.bind(id.as_str());
         }
@@ -225,7 +233,7 @@ impl LogAppend {
                 "INSERT INTO ledger_leaves (leaf_index, kind, ref_id, hash) VALUES {}",
                 backend.values_list(chunk.len(), 4)
             );
-            let mut q = query(sql).persistent(false);
+            let mut q = query(sql).persistent(cacheable(chunk.len()));
             for (index, kind, id, hash) in chunk {
                 q = q
                     .bind(amount(*index))
@@ -240,7 +248,7 @@ impl LogAppend {
                 "INSERT INTO ledger_tree_nodes (level, idx, hash) VALUES {}",
                 backend.values_list(chunk.len(), 3)
             );
-            let mut q = query(sql).persistent(false);
+            let mut q = query(sql).persistent(cacheable(chunk.len()));
             for (node, hash) in chunk {
                 q = q
                     .bind(i64::from(node.level()))
@@ -326,7 +334,7 @@ async fn write_changes(
             "INSERT INTO ledger_accounts ({ACCOUNT_COLUMNS}) VALUES {}",
             backend.values_list(chunk.len(), ACCOUNT_WIDTH)
         );
-        let mut q = query(sql).persistent(false);
+        let mut q = query(sql).persistent(cacheable(chunk.len()));
         for (a, leaf) in chunk {
             q = bind_account(q, a, *leaf);
         }
@@ -351,7 +359,7 @@ async fn write_changes(
             "INSERT INTO ledger_transfers ({TRANSFER_COLUMNS}) VALUES {}",
             backend.values_list(chunk.len(), TRANSFER_WIDTH)
         );
-        let mut q = query(sql).persistent(false);
+        let mut q = query(sql).persistent(cacheable(chunk.len()));
         for (t, leaf, status) in chunk {
             q = bind_transfer(q, t, *leaf, *status);
         }
@@ -374,7 +382,7 @@ async fn write_changes(
              FROM v WHERE ledger_accounts.id = v.id",
             backend.values_list(chunk.len(), 6)
         );
-        let mut q = query(sql).persistent(false);
+        let mut q = query(sql).persistent(cacheable(chunk.len()));
         for a in chunk {
             q = q
                 .bind(a.id.to_string())
@@ -400,7 +408,7 @@ async fn write_changes(
              FROM v WHERE ledger_transfers.id = v.id",
             backend.values_list(chunk.len(), 2)
         );
-        let mut q = query(sql).persistent(false);
+        let mut q = query(sql).persistent(cacheable(chunk.len()));
         for (id, status) in chunk {
             q = q.bind(id.to_string()).bind(status.as_str());
         }
