@@ -4,9 +4,9 @@
 //! `ledger/exports/<YYYY-MM-DD>/`. A copy of the prefix is what
 //! `hood ledger verify --export DIR` audits.
 
+use crate::error::{LedgerError, LedgerResult};
 use crate::log::LedgerLog;
 use crate::verify::{leaf_record, EXPORT_CHECKPOINT, EXPORT_LEAVES, EXPORT_PUBLIC_KEY};
-use crate::{LedgerError, LedgerResult};
 use bytes::Bytes;
 use hood_domain::ledger::NANOS_PER_SECOND;
 use hood_store::ledger::LogRecord;

@@ -13,40 +13,15 @@
 //! The ledger's rules live in `hood_domain::ledger`; its tables and
 //! transactions in `hood-store`; the tree's arithmetic in `hood-tlog`.
 
+pub mod error;
 pub mod export;
 pub mod log;
 pub mod upkeep;
 pub mod verify;
 pub mod wire;
 
+pub use error::{LedgerError, LedgerResult};
 pub use export::Exporter;
 pub use log::{LedgerLog, DEFAULT_ORIGIN};
 pub use upkeep::{Upkeep, UpkeepConfig};
 pub use verify::{verify_export, verify_proof, verify_store, VerifyReport};
-
-use hood_store::StoreError;
-use hood_tlog::TlogError;
-
-#[derive(Debug, thiserror::Error)]
-pub enum LedgerError {
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    /// The request cannot be answered as asked (a size past the log's end).
-    #[error("{0}")]
-    Invalid(String),
-    /// An audit found the ledger or a proof wrong; the message names where.
-    #[error("{0}")]
-    Verification(String),
-    /// The checkpoint key is missing, sealed under another master key, or
-    /// damaged.
-    #[error("ledger signing key: {0}")]
-    Key(String),
-    #[error("ledger export: {0}")]
-    Export(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Log(#[from] TlogError),
-}
-
-pub type LedgerResult<T> = Result<T, LedgerError>;

@@ -1,8 +1,8 @@
 //! The ledger's log as a service: its signing key, signed checkpoints, and
 //! the proofs a customer checks them with.
 
+use crate::error::{LedgerError, LedgerResult};
 use crate::wire::{hex_hash, ConsistencyProof, InclusionProof, TransferRecord};
-use crate::{LedgerError, LedgerResult};
 use hood_clock::Clock;
 use hood_domain::ledger::encoding;
 use hood_domain::TransferId;

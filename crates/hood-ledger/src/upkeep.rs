@@ -5,9 +5,9 @@
 //! derived from its hold; a checkpoint is keyed by its size; an export by
 //! its day), so a replica that loses the lease mid-step does no harm.
 
+use crate::error::LedgerResult;
 use crate::export::Exporter;
 use crate::log::LedgerLog;
-use crate::LedgerResult;
 use hood_domain::ledger::LedgerTimestamp;
 use hood_leader::{LeaderElector, LeaderHandle};
 use hood_store::lease::LeaderLeaseStore;

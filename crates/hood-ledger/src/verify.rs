@@ -9,8 +9,8 @@
 //! that every account's balances equal the replay of its transfers (with
 //! Σ debits = Σ credits per ledger).
 
+use crate::error::{LedgerError, LedgerResult};
 use crate::wire::{parse_hash, InclusionProof, LeafRecord, Record, TransferRecord};
-use crate::{LedgerError, LedgerResult};
 use hood_domain::ledger::{encoding, replay, Account, Transfer};
 use hood_domain::{AccountId, TransferId};
 use hood_store::ledger::{AccountQuery, LedgerStore, LogRecord, StoredCheckpoint, TransferQuery};

@@ -1,7 +1,7 @@
 //! The right edge of a growing tree: all an appender needs.
 
+use crate::error::TlogError;
 use crate::hash::{empty_root, fold_right, node_hash, Hash, NodeId};
-use crate::TlogError;
 
 /// The hashes of the perfect subtrees that tile a tree of `size` leaves,
 /// largest first: one per set bit of `size`. Appending a leaf completes

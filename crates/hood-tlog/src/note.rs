@@ -6,8 +6,8 @@
 //! key)`, 0x01 naming Ed25519. A verifier key is written
 //! `<name>+<hex key hash>+<base64(0x01 ‖ public key)>`.
 
+use crate::error::TlogError;
 use crate::hash::{Hash, HASH_LEN};
-use crate::TlogError;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};

@@ -5,8 +5,8 @@
 //! query: a [`ProofPlan`] names, for each proof element, the stored perfect
 //! subtrees that tile it; [`ProofPlan::assemble`] folds their hashes.
 
+use crate::error::TlogError;
 use crate::hash::{fold_right, largest_power_of_two_below, node_hash, Hash, NodeId};
-use crate::TlogError;
 use std::collections::BTreeSet;
 
 /// The stored nodes behind each element of a proof.
@@ -174,7 +174,7 @@ pub fn verify_consistency(
         if first == second && first_root != second_root {
             return Err(TlogError::BadProof("same size, different roots"));
         }
-        if first == 0 && *first_root != crate::empty_root() {
+        if first == 0 && *first_root != crate::hash::empty_root() {
             return Err(TlogError::BadProof("an empty tree has the empty root"));
         }
         return Ok(());
