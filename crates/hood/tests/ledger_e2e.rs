@@ -149,6 +149,51 @@ async fn the_ledger_end_to_end_through_the_api_and_the_cli() {
         "340282366920938463463374607431768211455"
     );
 
+    // The CLI sends batch files: an item recorded before answers `exists`
+    // (success); a refused item makes it exit non-zero, naming the result.
+    let admin_env = vec![
+        ("HOOD_SERVER", hood.url("api")),
+        ("HOOD_HOME", home.display().to_string()),
+        (
+            "HOOD_CONFIG",
+            dir.path().join("cli.json").display().to_string(),
+        ),
+        ("HOOD_TOKEN", admin.clone()),
+    ];
+    let batch = dir.path().join("batch.json");
+    std::fs::write(
+        &batch,
+        json!({"items": [{"id": t(1), "debit_account_id": CASH, "credit_account_id": GLOBEX, "amount": "5000000", "ledger": 1, "code": 1, "user_data_128": "340282366920938463463374607431768211455"}]}).to_string(),
+    )
+    .unwrap();
+    let out = cli_ok(
+        &[
+            "ledger",
+            "create-transfers",
+            "--file",
+            batch.to_str().unwrap(),
+        ],
+        &admin_env,
+    );
+    assert!(out.contains("exists"), "{out}");
+    std::fs::write(
+        &batch,
+        json!({"items": [{"id": t(5), "debit_account_id": GLOBEX, "credit_account_id": REVENUE, "amount": "99999999999", "ledger": 1, "code": 2}]}).to_string(),
+    )
+    .unwrap();
+    let (ok, out, err) = hood_cli(
+        &[
+            "ledger",
+            "create-transfers",
+            "--file",
+            batch.to_str().unwrap(),
+        ],
+        &admin_env,
+        None,
+    );
+    assert!(!ok && out.contains("exceeds_credits"), "{out} {err}");
+    assert!(err.contains("1 of 1 items refused"), "{err}");
+
     // A signed checkpoint, then another after one more transfer.
     let first = api
         .post("/api/v1/ledger/checkpoints", &admin, json!({}))

@@ -7,7 +7,7 @@ use hood_api::routes::chains::ChainView;
 use hood_api::routes::edge::{RpcKeyView, RpcPlanView, UsageRowView};
 use hood_api::routes::fleet::{HostView, StepView, WorkflowView};
 use hood_api::routes::health::{ChannelView, DeliveryView, IncidentView, UptimeBucketView};
-use hood_api::routes::ledger::CheckpointView;
+use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
 use hood_ledger::wire::{AccountRecord, TransferRecord};
@@ -234,6 +234,12 @@ pub const LEDGER_TRANSFER: &[Column<TransferRecord>] = &[
     Column::new("FLAGS", |t| t.flags.to_string()),
     Column::new("PENDING_ID", |t| or_dash(&t.pending_id)),
     Column::new("TIMESTAMP", |t| t.timestamp.clone()),
+];
+
+pub const LEDGER_RESULT: &[Column<ItemResult>] = &[
+    Column::new("INDEX", |r| r.index.to_string()),
+    Column::new("ID", |r| r.id.to_string()),
+    Column::new("RESULT", |r| r.result.clone()),
 ];
 
 pub const LEDGER_CHECKPOINT: &[Column<CheckpointView>] = &[

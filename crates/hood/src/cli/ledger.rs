@@ -7,7 +7,9 @@ use super::columns;
 use super::output::{json, list, show, Format};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use hood_api::routes::ledger::{CheckpointView, PublicKeyView};
+use hood_api::routes::ledger::{
+    BatchResults, CheckpointView, CreateAccountsRequest, CreateTransfersRequest, PublicKeyView,
+};
 use hood_api::views::Page;
 use hood_ledger::wire::{AccountRecord, InclusionProof, TransferRecord};
 use hood_store::Store as _;
@@ -38,6 +40,22 @@ pub enum LedgerCmd {
         after: Option<u64>,
         #[arg(long, default_value_t = 100)]
         limit: i64,
+    },
+    /// Creates accounts from a JSON batch file (`{"items": [...]}` as the API
+    /// takes it; platform admins). Prints each item's result; exits non-zero
+    /// if any item was refused.
+    CreateAccounts {
+        /// The batch (`-` reads standard input).
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Creates transfers from a JSON batch file (`{"items": [...]}`,
+    /// amounts as decimal strings; platform admins). Prints each item's
+    /// result; exits non-zero if any item was refused.
+    CreateTransfers {
+        /// The batch (`-` reads standard input).
+        #[arg(long)]
+        file: PathBuf,
     },
     /// The newest signed checkpoint (`--sign`: sign one of the log as it is now).
     Checkpoint {
@@ -145,6 +163,16 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: LedgerCmd) -> Result<(
                 .await?;
             list(format, &page, columns::LEDGER_TRANSFER)
         }
+        LedgerCmd::CreateAccounts { file } => {
+            let batch: CreateAccountsRequest = read_batch(&file)?;
+            let answer: BatchResults = client.post("/api/v1/ledger/accounts", &batch).await?;
+            batch_outcome(format, &answer)
+        }
+        LedgerCmd::CreateTransfers { file } => {
+            let batch: CreateTransfersRequest = read_batch(&file)?;
+            let answer: BatchResults = client.post("/api/v1/ledger/transfers", &batch).await?;
+            batch_outcome(format, &answer)
+        }
         LedgerCmd::Checkpoint { sign } => {
             let checkpoint: CheckpointView = if sign {
                 client
@@ -205,6 +233,42 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: LedgerCmd) -> Result<(
         }
         LedgerCmd::Verify { .. } | LedgerCmd::VerifyProof { .. } => Ok(()),
     }
+}
+
+/// A batch file as the API takes it (`-`: standard input).
+fn read_batch<T: serde::de::DeserializeOwned>(file: &std::path::Path) -> Result<T> {
+    let text = if file == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading the batch from stdin")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{} is not a batch: want {{\"items\": [...]}} with the API's fields",
+            file.display()
+        )
+    })
+}
+
+/// Prints each item's result; an error if any item was refused (`exists`
+/// counts as done: the same item was recorded before).
+fn batch_outcome(format: Format, answer: &BatchResults) -> Result<()> {
+    match format {
+        Format::Json => json(answer)?,
+        Format::Table => print!(
+            "{}",
+            super::output::table(&answer.results, columns::LEDGER_RESULT)
+        ),
+    }
+    let refused = answer
+        .results
+        .iter()
+        .filter(|r| r.result != "ok" && r.result != "exists")
+        .count();
+    if refused > 0 {
+        bail!("{refused} of {} items refused", answer.results.len());
+    }
+    Ok(())
 }
 
 async fn verify(
