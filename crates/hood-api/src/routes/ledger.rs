@@ -186,29 +186,38 @@ pub struct BatchResults {
     pub results: Vec<ItemResult>,
 }
 
-fn user_data(
+/// One result per item, in batch order.
+fn batch_results<'r>(
+    ids: impl Iterator<Item = Uuid>,
+    results: impl Iterator<Item = &'r str>,
+) -> BatchResults {
+    BatchResults {
+        results: ids
+            .zip(results)
+            .enumerate()
+            .map(|(index, (id, result))| ItemResult {
+                index,
+                id,
+                result: result.into(),
+            })
+            .collect(),
+    }
+}
+
+/// An optional decimal field of item `item` (absent: 0); a bad one is
+/// added to `errors`.
+fn decimal_or_zero<T: std::str::FromStr + Default>(
     item: usize,
     field: &'static str,
     v: Option<&str>,
     errors: &mut Vec<FieldError>,
-) -> u128 {
-    match v.map(|s| parse_decimal::<u128>(field, s)) {
-        None => 0,
+) -> T {
+    match v.map(|s| parse_decimal::<T>(field, s)) {
+        None => T::default(),
         Some(Ok(v)) => v,
         Some(Err(e)) => {
             errors.push(FieldError::new("items", format!("item {item}: {e}")));
-            0
-        }
-    }
-}
-
-fn user_data_64(item: usize, v: Option<&str>, errors: &mut Vec<FieldError>) -> u64 {
-    match v.map(|s| parse_decimal::<u64>("user_data_64", s)) {
-        None => 0,
-        Some(Ok(v)) => v,
-        Some(Err(e)) => {
-            errors.push(FieldError::new("items", format!("item {item}: {e}")));
-            0
+            T::default()
         }
     }
 }
@@ -237,8 +246,18 @@ pub async fn create_accounts(
             code: a.code,
             flags: AccountFlags(a.flags),
             org_id: a.org_id.map(OrgId::from_uuid),
-            user_data_128: user_data(i, "user_data_128", a.user_data_128.as_deref(), &mut errors),
-            user_data_64: user_data_64(i, a.user_data_64.as_deref(), &mut errors),
+            user_data_128: decimal_or_zero(
+                i,
+                "user_data_128",
+                a.user_data_128.as_deref(),
+                &mut errors,
+            ),
+            user_data_64: decimal_or_zero(
+                i,
+                "user_data_64",
+                a.user_data_64.as_deref(),
+                &mut errors,
+            ),
             user_data_32: a.user_data_32.unwrap_or(0),
         })
         .collect();
@@ -246,18 +265,10 @@ pub async fn create_accounts(
         return Err(ApiError::Validation(errors));
     }
     let results = service(&state)?.create_accounts(&batch).await?;
-    Ok(Json(BatchResults {
-        results: results
-            .iter()
-            .zip(&batch)
-            .enumerate()
-            .map(|(index, (r, a))| ItemResult {
-                index,
-                id: *a.id.as_uuid(),
-                result: r.as_str().into(),
-            })
-            .collect(),
-    }))
+    Ok(Json(batch_results(
+        batch.iter().map(|a| *a.id.as_uuid()),
+        results.iter().map(|r| r.as_str()),
+    )))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -395,13 +406,18 @@ pub async fn create_transfers(
                 credit_account_id: t.credit_account_id.map(AccountId::from_uuid),
                 amount,
                 pending_id: t.pending_id.map(TransferId::from_uuid),
-                user_data_128: user_data(
+                user_data_128: decimal_or_zero(
                     i,
                     "user_data_128",
                     t.user_data_128.as_deref(),
                     &mut errors,
                 ),
-                user_data_64: user_data_64(i, t.user_data_64.as_deref(), &mut errors),
+                user_data_64: decimal_or_zero(
+                    i,
+                    "user_data_64",
+                    t.user_data_64.as_deref(),
+                    &mut errors,
+                ),
                 user_data_32: t.user_data_32.unwrap_or(0),
                 timeout: t.timeout,
                 ledger: t.ledger,
@@ -414,18 +430,10 @@ pub async fn create_transfers(
         return Err(ApiError::Validation(errors));
     }
     let results = service(&state)?.create_transfers(&batch).await?;
-    Ok(Json(BatchResults {
-        results: results
-            .iter()
-            .zip(&batch)
-            .enumerate()
-            .map(|(index, (r, t))| ItemResult {
-                index,
-                id: *t.id.as_uuid(),
-                result: r.as_str().into(),
-            })
-            .collect(),
-    }))
+    Ok(Json(batch_results(
+        batch.iter().map(|t| *t.id.as_uuid()),
+        results.iter().map(|r| r.as_str()),
+    )))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

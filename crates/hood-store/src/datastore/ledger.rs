@@ -4,7 +4,9 @@
 //! row's lock.
 
 use super::SqlStore;
-use crate::db::{numbered_placeholders, query, query_as, query_scalar, Backend, Tx};
+use crate::db::{
+    numbered_placeholders, query, query_as, query_scalar, Backend, PortableRow, QueryAs, Tx,
+};
 use crate::ledger::{
     AccountQuery, LeafKind, LedgerHead, LedgerSigningKey, LedgerStore, LogEntry, LogRecord,
     StoredCheckpoint, TransferQuery,
@@ -99,6 +101,23 @@ async fn ledger_ids(tx: &mut Tx<'_>) -> StoreResult<BTreeSet<u32>> {
         .collect()
 }
 
+/// `{select} WHERE id IN (…){suffix}` for one chunk of ids; prepared when
+/// the chunk is as small as a single transfer's.
+fn rows_with_ids<'q, R: PortableRow>(
+    select: &str,
+    chunk: &'q [String],
+    suffix: &str,
+) -> QueryAs<'q, R> {
+    let sql = format!(
+        "{select} WHERE id IN ({}){suffix}",
+        numbered_placeholders(1, chunk.len())
+    );
+    chunk.iter().fold(
+        query_as::<R>(sql).persistent(cacheable(chunk.len())),
+        |q, id| q.bind(id.as_str()),
+    )
+}
+
 /// Loads accounts by id into `state`, locking them in id order.
 async fn load_accounts(
     tx: &mut Tx<'_>,
@@ -108,15 +127,11 @@ async fn load_accounts(
 ) -> StoreResult<()> {
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     for chunk in ids.chunks(ID_CHUNK) {
-        let sql = format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id IN ({}) ORDER BY id{}",
-            numbered_placeholders(1, chunk.len()),
-            backend.for_update()
+        let q = rows_with_ids::<AccountRow>(
+            &format!("SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts"),
+            chunk,
+            &format!(" ORDER BY id{}", backend.for_update()),
         );
-        let mut q = query_as::<AccountRow>(sql).persistent(cacheable(chunk.len()));
-        for id in chunk {
-            q = q.bind(id.as_str());
-        }
         for row in q.fetch_all(&mut *tx).await? {
             let a = Account::try_from(row)?;
             state.accounts.insert(a.id, a);
@@ -133,14 +148,11 @@ async fn load_transfers(
 ) -> StoreResult<()> {
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     for chunk in ids.chunks(ID_CHUNK) {
-        let sql = format!(
-            "SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN ({})",
-            numbered_placeholders(1, chunk.len())
+        let q = rows_with_ids::<TransferRow>(
+            &format!("SELECT {TRANSFER_COLUMNS} FROM ledger_transfers"),
+            chunk,
+            "",
         );
-        let mut q = query_as::<TransferRow>(sql).persistent(cacheable(chunk.len()));
-        for id in chunk {
-            q = q.bind(id.as_str());
-        }
         for row in q.fetch_all(&mut *tx).await? {
             let t = TransferWithStatus::try_from(row)?;
             if let Some(s) = t.status {
@@ -906,14 +918,11 @@ impl LedgerStore for SqlStore {
         // Each record with the leaf index its own row claims.
         let mut accounts: HashMap<String, (Account, i64)> = HashMap::new();
         for chunk in account_ids.chunks(ID_CHUNK) {
-            let sql = format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts WHERE id IN ({})",
-                numbered_placeholders(1, chunk.len())
+            let q = rows_with_ids::<AccountRow>(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM ledger_accounts"),
+                chunk,
+                "",
             );
-            let mut q = query_as::<AccountRow>(sql).persistent(false);
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
             for row in q.fetch_all(&self.pool).await? {
                 let leaf = row.leaf_index;
                 let a = Account::try_from(row)?;
@@ -922,14 +931,11 @@ impl LedgerStore for SqlStore {
         }
         let mut transfers: HashMap<String, (Transfer, i64)> = HashMap::new();
         for chunk in transfer_ids.chunks(ID_CHUNK) {
-            let sql = format!(
-                "SELECT {TRANSFER_COLUMNS} FROM ledger_transfers WHERE id IN ({})",
-                numbered_placeholders(1, chunk.len())
+            let q = rows_with_ids::<TransferRow>(
+                &format!("SELECT {TRANSFER_COLUMNS} FROM ledger_transfers"),
+                chunk,
+                "",
             );
-            let mut q = query_as::<TransferRow>(sql).persistent(false);
-            for id in chunk {
-                q = q.bind(id.as_str());
-            }
             for row in q.fetch_all(&self.pool).await? {
                 let leaf = row.leaf_index;
                 let t = Transfer::try_from(row)?;
