@@ -6,7 +6,7 @@ use hood_domain::identity::{ApiKey, Organization, Role, SigningKey, User};
 use hood_domain::{ApiKeyId, OrgId, UserId};
 use hood_identity::api_keys::generate_api_key;
 use hood_identity::master_key::MasterKey;
-use hood_identity::password::hash_password;
+use hood_identity::password::{generate_password, hash_password};
 use hood_identity::tokens::generate_signing_key;
 use hood_store::{Store, StoreError};
 use std::path::{Path, PathBuf};
@@ -49,14 +49,21 @@ pub struct BootstrapReport {
     pub org_slug: String,
     /// Where the admin API key was written (mode 0600).
     pub key_file: PathBuf,
+    /// Where the generated console password was written (mode 0600), when
+    /// none was given.
+    pub password_file: Option<PathBuf>,
 }
 
 /// Name of the admin key file inside `$HOOD_HOME`.
 pub const ADMIN_KEY_FILE: &str = "admin.key";
+/// Name of the file holding the first administrator's generated password
+/// (for the console) inside `$HOOD_HOME`.
+pub const ADMIN_PASSWORD_FILE: &str = "admin.password";
 
 /// On an installation without users, creates the `hood` operators org, the
 /// platform administrator `admin@hood.local` (password from
-/// `admin_password` if given) and an admin API key written to
+/// `admin_password` if given, else generated and written to
+/// `home/admin.password`) and an admin API key written to
 /// `home/admin.key`. Returns `None` when the installation already has users
 /// (or another replica won the race).
 ///
@@ -80,7 +87,9 @@ pub async fn bootstrap_admin(
         name: "Hood operators".into(),
         created_at: now,
     };
-    let password_hash = admin_password.map(hash_password).transpose()?;
+    let generated_password = admin_password.is_none().then(generate_password);
+    let password = admin_password.or(generated_password.as_deref());
+    let password_hash = password.map(hash_password).transpose()?;
     let admin = User {
         id: UserId::from_uuid(Uuid::now_v7()),
         org_id: org.id,
@@ -115,15 +124,31 @@ pub async fn bootstrap_admin(
     };
     hood_files::write_private(&pending, format!("{}\n", generated.token).as_bytes())
         .map_err(io(&pending))?;
+    let password_file = home.join(ADMIN_PASSWORD_FILE);
+    let pending_password = home.join(format!("{ADMIN_PASSWORD_FILE}.{}.pending", Uuid::now_v7()));
+    if let Some(p) = &generated_password {
+        hood_files::write_private(&pending_password, format!("{p}\n").as_bytes())
+            .map_err(io(&pending_password))?;
+    }
+    let forget = || {
+        let _ = hood_files::wipe(&pending);
+        let _ = hood_files::wipe(&pending_password);
+    };
     match store.bootstrap(&org, &admin, &key).await {
-        Ok(true) => hood_files::move_into_place(&pending, &key_file).map_err(io(&key_file))?,
+        Ok(true) => {
+            hood_files::move_into_place(&pending, &key_file).map_err(io(&key_file))?;
+            if generated_password.is_some() {
+                hood_files::move_into_place(&pending_password, &password_file)
+                    .map_err(io(&password_file))?;
+            }
+        }
         Ok(false) => {
-            // Another replica bootstrapped first; our key was never stored.
-            let _ = hood_files::wipe(&pending);
+            // Another replica bootstrapped first; our secrets were never stored.
+            forget();
             return Ok(None);
         }
         Err(e) => {
-            let _ = hood_files::wipe(&pending);
+            forget();
             return Err(e.into());
         }
     }
@@ -132,6 +157,7 @@ pub async fn bootstrap_admin(
         email: admin.email,
         org_slug: org.slug,
         key_file,
+        password_file: generated_password.map(|_| password_file),
     }))
 }
 

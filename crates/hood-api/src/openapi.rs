@@ -43,6 +43,7 @@ use utoipa::{Modify, OpenApi};
         fleet::list_hosts, fleet::get_host, fleet::list_workflows, fleet::get_workflow, fleet::retry_workflow, fleet::abandon_workflow,
         nodes::node_logs,
         nodes::create_node, nodes::list_nodes, nodes::get_node, nodes::node_events, nodes::delete_node,
+        nodes::get_status_page, nodes::set_status_page, nodes::node_sync,
         health::list_incidents, health::get_incident, health::ack_incident, health::incident_deliveries,
         health::create_channel, health::list_channels, health::get_channel, health::delete_channel, health::test_channel,
         health::node_uptime,
@@ -55,7 +56,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
         ops::Liveness, ops::Readiness, chains::ChainView, chains::NodeTypeView, chains::ResourcesView, chains::BinaryView,
-        artifacts::ArtifactView, artifacts::PushedArtifactView, fleet::HostView, fleet::WorkflowView, fleet::StepView, fleet::AbandonRequest, nodes::NodeView, nodes::NodeEventView, nodes::NodeAccepted, nodes::CreateNodeRequest,
+        artifacts::ArtifactView, artifacts::PushedArtifactView, fleet::HostView, fleet::WorkflowView, fleet::StepView, fleet::AbandonRequest, nodes::NodeView, nodes::NodeEventView, nodes::NodeAccepted, nodes::CreateNodeRequest, nodes::StatusPageVisibility, nodes::NodeSyncView,
         health::IncidentView, health::DeliveryView, health::DeliveryAttemptView, health::ChannelView,
         health::CreateChannelRequest, health::ChannelTestResult, health::UptimeView, health::UptimeBucketView,
         edge::RpcKeyView, edge::CreatedRpcKey, edge::CreateRpcKeyRequest, edge::UpdateRpcKeyRequest,

@@ -29,6 +29,15 @@ fn hasher() -> Result<Argon2<'static>, IdentityError> {
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
+/// A random password for a user nobody chose one for (the first
+/// administrator): 144 bits, URL-safe base64, 24 characters.
+pub fn generate_password() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 18];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// Hashes `password` into a PHC string (argon2id, random 128-bit salt).
 pub fn hash_password(password: &str) -> Result<String, IdentityError> {
     let mut salt_bytes = [0u8; 16];
@@ -73,6 +82,14 @@ pub fn burn_verify_time(password: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generated_passwords_are_long_and_distinct() {
+        let a = generate_password();
+        assert_eq!(a.len(), 24);
+        assert_ne!(a, generate_password());
+        assert!(verify_password(&a, &hash_password(&a).unwrap()));
+    }
 
     #[test]
     fn dummy_hash_is_well_formed_with_current_parameters() {

@@ -127,6 +127,11 @@ pub trait HealthStore: Send + Sync {
     async fn health_snapshot(&self) -> StoreResult<Vec<HealthSnapshot>>;
     async fn chain_heads(&self) -> StoreResult<BTreeMap<String, ChainHeadTrack>>;
     async fn unresolved_incidents(&self) -> StoreResult<Vec<Incident>>;
+    /// The agent's latest report of one node on its current host (its
+    /// processes folded into one, as in the snapshot); `None` when the
+    /// node runs nowhere or has not been reported yet. The node row keeps
+    /// its head only with each state change; this is the head of now.
+    async fn node_report(&self, node: NodeId) -> StoreResult<Option<WorkloadReport>>;
     /// Applies one cycle's writes in one transaction, fenced by `lease`.
     async fn apply_health(
         &self,

@@ -44,6 +44,7 @@ pub mod node;
 pub mod notification;
 pub mod outbox;
 pub mod retention;
+pub mod status_page;
 pub mod uptime;
 pub mod usage;
 pub mod workflow;
@@ -126,6 +127,7 @@ pub trait Store:
     + edge::EdgeStore
     + retention::RetentionStore
     + ledger::LedgerStore
+    + status_page::StatusPageStore
     + Send
     + Sync
     + 'static

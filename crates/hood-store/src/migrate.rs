@@ -87,6 +87,11 @@ pub const SQLITE: &[Migration] = &[
         name: "ledger",
         sql: include_str!("../migrations/sqlite/0009_ledger.sql"),
     },
+    Migration {
+        version: 10,
+        name: "status_page",
+        sql: include_str!("../migrations/sqlite/0010_status_page.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -135,6 +140,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 9,
         name: "ledger",
         sql: include_str!("../migrations/postgres/0009_ledger.sql"),
+    },
+    Migration {
+        version: 10,
+        name: "status_page",
+        sql: include_str!("../migrations/postgres/0010_status_page.sql"),
     },
 ];
 

@@ -82,6 +82,49 @@ pub fn pynacl_python(test: &str) -> Option<PathBuf> {
     required_file(PYNACL_ENV, test)
 }
 
+/// The environment variable naming Debian's Chromium for browser tests.
+pub const CHROMIUM_ENV: &str = "HOOD_TEST_CHROMIUM_BIN";
+
+/// Debian's `chromium` (installed by `.ci/run`, or by `scripts/test` when
+/// it may), driven by Playwright in the console's browser tests. A loud
+/// skip when absent; a failure under CI.
+pub fn chromium_bin(test: &str) -> Option<PathBuf> {
+    required_file(CHROMIUM_ENV, test)
+}
+
+/// The environment variable naming the browser tests' directory, with
+/// Playwright installed from its lockfile (`tests/browser`).
+pub const BROWSER_TESTS_ENV: &str = "HOOD_TEST_BROWSER_DIR";
+
+/// The browser tests' directory with `node_modules/playwright-core`
+/// installed (`npm ci` by `scripts/test`). A loud skip when absent; a
+/// failure under CI.
+pub fn browser_tests_dir(test: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(required_env(
+        BROWSER_TESTS_ENV,
+        test,
+        "run the tests through scripts/test",
+    )?);
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        return Some(dir);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{} has no node_modules/playwright-core in CI (test {test})",
+        dir.display()
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED {test}: {} has no node_modules/playwright-core (run scripts/test) ***",
+        dir.display()
+    );
+    None
+}
+
 /// The file `var` names, with the loud-skip rule of [`required_env`] for an
 /// unset variable and for one naming no file.
 fn required_file(var: &str, test: &str) -> Option<PathBuf> {

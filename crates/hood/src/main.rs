@@ -5,6 +5,7 @@ mod agent;
 mod bench;
 mod bus;
 mod cli;
+mod console;
 mod edge;
 mod fleet;
 mod health;

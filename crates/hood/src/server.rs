@@ -40,6 +40,8 @@ pub struct ServerOpts {
     pub admin_password: Option<String>,
     #[command(flatten)]
     pub ledger: crate::ledger::LedgerArgs,
+    #[command(flatten)]
+    pub console: crate::console::ConsoleArgs,
 }
 
 /// `hood up`: every role in one process on SQLite under `$HOOD_HOME`.
@@ -100,6 +102,7 @@ pub async fn up(
         .with_ledger(ledger.service.clone())
         .with_notifier_config(health_args.notifier_config()?);
     let bus = health_args.bus.connect().await?;
+    let console_bus = bus.clone();
     let health = crate::health::HealthRole::start(
         &health_args,
         store.clone(),
@@ -132,6 +135,8 @@ pub async fn up(
     println!("agent gateway: {}", fleet.gateway_url);
     println!("edge: http://{}", edge.addr);
     println!("openapi: {api_url}/openapi.json");
+    println!("console: {api_url}/console");
+    println!("status page: {api_url}/status");
     if let Some(r) = &report {
         println!(
             "admin: {} (org `{}`), API key written to {}",
@@ -139,6 +144,9 @@ pub async fn up(
             r.org_slug,
             r.key_file.display()
         );
+        if let Some(file) = &r.password_file {
+            println!("console password of {}: in {}", r.email, file.display());
+        }
     } else {
         println!(
             "admin key: {}",
@@ -151,7 +159,15 @@ pub async fn up(
 
     let shutdown = shutdown_signal();
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
-    let mut api = hood_api::router(state.clone(), &[HttpRole::Api, HttpRole::Auth]);
+    let console = hood_console::Console::new(
+        state.clone(),
+        Some(console_bus),
+        opts.console.config(Some(format!("http://{}", edge.addr))),
+    );
+    let mut api = hood_console::router(console).merge(hood_api::router(
+        state.clone(),
+        &[HttpRole::Api, HttpRole::Auth],
+    ));
     if let Some(artifacts) = &fleet.artifacts {
         api = api.layer(axum::Extension(artifacts.clone()));
     }
@@ -239,6 +255,9 @@ pub async fn serve(
                 r.org_slug,
                 r.key_file.display()
             );
+            if let Some(file) = &r.password_file {
+                println!("console password of {}: in {}", r.email, file.display());
+            }
         }
     }
     // The api role starts node workflows; the orchestrator runs them; the
@@ -380,7 +399,17 @@ pub async fn serve(
             names.join(",")
         ),
     }
-    let mut router = hood_api::router(state, &roles);
+    let mut router = hood_api::router(state.clone(), &roles);
+    if roles.contains(&HttpRole::Api) {
+        // The console's live updates watch the bus when there is one.
+        let bus = match health_args.bus.nats_url {
+            Some(_) => Some(health_args.bus.connect().await?),
+            None => None,
+        };
+        let local_edge = edge.as_ref().map(|e| format!("http://{}", e.addr));
+        let console = hood_console::Console::new(state, bus, opts.console.config(local_edge));
+        router = hood_console::router(console).merge(router);
+    }
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let mut gateway_task = None;
     if let Some(f) = fleet.as_mut() {

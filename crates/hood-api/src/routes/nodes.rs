@@ -2,7 +2,7 @@
 //! delete (202 + TerminateNode).
 
 use crate::auth::Caller;
-use crate::clock::rfc3339;
+use crate::clock::{now, rfc3339};
 use crate::extract::{Json, PathId, Query};
 use crate::problem::ApiResult;
 use crate::state::AppState;
@@ -15,6 +15,7 @@ use axum::Router;
 use hood_app::nodes::{CreateNode, NodeAccepted as Accepted};
 use hood_domain::identity::Permission;
 use hood_domain::node::{Node, NodeEvent};
+use hood_domain::workload::WorkloadObservation;
 use hood_domain::NodeId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -26,6 +27,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/nodes/{node_id}", get(get_node).delete(delete_node))
         .route("/api/v1/nodes/{node_id}/events", get(node_events))
         .route("/api/v1/nodes/{node_id}/logs", get(node_logs))
+        .route("/api/v1/nodes/{node_id}/sync", get(node_sync))
+        .route(
+            "/api/v1/nodes/{node_id}/status-page",
+            get(get_status_page).put(set_status_page),
+        )
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -265,4 +271,89 @@ pub async fn delete_node(
     caller.require(Permission::Operate)?;
     let accepted = state.nodes.terminate(caller.org_id, id).await?;
     Ok((StatusCode::ACCEPTED, Json(NodeAccepted::from(&accepted))))
+}
+
+/// Whether a node is shown on the public status page (`/status`, and its
+/// badge at `/status/badges/{node_id}.svg`).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPageVisibility {
+    pub public: bool,
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes/{node_id}/status-page", tag = "nodes", params(("node_id" = Uuid, Path)),
+    responses((status = 200, body = StatusPageVisibility)), security(("bearer" = ["read"])))]
+/// Whether the node is on the public status page.
+pub async fn get_status_page(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<NodeId>,
+) -> ApiResult<Json<StatusPageVisibility>> {
+    caller.require(Permission::Read)?;
+    state.nodes.get(caller.org_id, id).await?;
+    let public = state.store.is_node_public(id).await?;
+    Ok(Json(StatusPageVisibility { public }))
+}
+
+#[utoipa::path(put, path = "/api/v1/nodes/{node_id}/status-page", tag = "nodes", params(("node_id" = Uuid, Path)),
+    request_body = StatusPageVisibility,
+    responses((status = 200, body = StatusPageVisibility)), security(("bearer" = ["read", "operate"])))]
+/// Shows the node on the public status page (its state, 90-day uptime and
+/// badge, readable without a login), or hides it again.
+pub async fn set_status_page(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<NodeId>,
+    Json(req): Json<StatusPageVisibility>,
+) -> ApiResult<Json<StatusPageVisibility>> {
+    caller.require(Permission::Read)?;
+    // Existence first: another organization's node is 404, not 403.
+    state.nodes.get(caller.org_id, id).await?;
+    caller.require(Permission::Operate)?;
+    state
+        .store
+        .set_node_public(caller.org_id, id, req.public, now())
+        .await?;
+    Ok(Json(StatusPageVisibility { public: req.public }))
+}
+
+/// The node's sync as its agent last reported it (each heartbeat), fresher
+/// than the node's `head_height`, which is recorded with state changes.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeSyncView {
+    /// Local head height (`None`: no report yet, or the probe failed).
+    pub head_height: Option<i64>,
+    /// The node says it is catching up.
+    pub syncing: Option<bool>,
+    /// When the sync probe ran (RFC 3339).
+    pub observed_at: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes/{node_id}/sync", tag = "nodes", params(("node_id" = Uuid, Path)),
+    responses((status = 200, body = NodeSyncView)), security(("bearer" = ["read"])))]
+/// The node's head and sync state from its agent's latest heartbeat.
+pub async fn node_sync(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<NodeId>,
+) -> ApiResult<Json<NodeSyncView>> {
+    caller.require(Permission::Read)?;
+    state.nodes.get(caller.org_id, id).await?;
+    let report = state.store.node_report(id).await?;
+    let sample = report
+        .and_then(|r| serde_json::from_value::<WorkloadObservation>(r.observation).ok())
+        .and_then(|o| o.sync)
+        .filter(|s| s.error.is_none());
+    Ok(Json(match sample {
+        Some(s) => NodeSyncView {
+            head_height: s.head,
+            syncing: s.syncing,
+            observed_at: Some(rfc3339(hood_domain::Timestamp::from_millis(s.at_ms))),
+        },
+        None => NodeSyncView {
+            head_height: None,
+            syncing: None,
+            observed_at: None,
+        },
+    }))
 }

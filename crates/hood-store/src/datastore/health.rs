@@ -120,6 +120,21 @@ async fn upsert_chain_head(
 
 #[async_trait]
 impl HealthStore for SqlStore {
+    async fn node_report(&self, node: NodeId) -> StoreResult<Option<WorkloadReport>> {
+        let reports = query_as::<HostWorkloadRow>(
+            "SELECT w.host_id, w.workload_id, w.state, w.updated_at, w.observation \
+             FROM host_workloads w \
+             WHERE w.host_id = (SELECT n.host_id FROM nodes n WHERE n.id = $1)",
+        )
+        .bind(node.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        let id = node.to_string();
+        Ok(aggregate_workloads(reports)
+            .into_iter()
+            .find_map(|((_, n), report)| (n == id).then_some(report)))
+    }
+
     async fn health_snapshot(&self) -> StoreResult<Vec<HealthSnapshot>> {
         let rows = query_as::<SnapshotRow>(format!(
             "SELECT {} FROM nodes n \

@@ -27,6 +27,7 @@ mod notification;
 mod outbox;
 mod retention;
 mod schema;
+mod status_page;
 mod uptime;
 mod usage;
 mod workflow;

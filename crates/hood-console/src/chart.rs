@@ -1,0 +1,261 @@
+//! Charts as SVG, drawn on the server: no chart library, no script, and
+//! readable in light and dark (colours come from the stylesheet through
+//! class names; the SVG sets none). Every bar carries a `<title>` with its
+//! exact numbers, and the chart an accessible label.
+
+use std::fmt::Write;
+
+/// `2026-12-03` (or `2026-12-03 14:00` with the hour) in UTC.
+pub(crate) fn utc_label(ms: i64, with_hour: bool) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+        return ms.to_string();
+    };
+    if with_hour {
+        format!(
+            "{:04}-{:02}-{:02} {:02}:00",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour()
+        )
+    } else {
+        format!("{:04}-{:02}-{:02}", t.year(), u8::from(t.month()), t.day())
+    }
+}
+
+/// Escapes text for SVG content and attribute values.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One column of a stacked bar chart: its label and one value per series.
+#[derive(Debug, Clone)]
+pub(crate) struct Column {
+    pub label: String,
+    pub values: Vec<i64>,
+}
+
+/// A stacked bar chart: `series` names the stacks (class `s0`, `s1`, …),
+/// `columns` in order. `unit` follows numbers in the titles.
+pub(crate) fn stacked_bars(
+    label: &str,
+    series: &[String],
+    columns: &[Column],
+    unit: &str,
+    test_id: &str,
+) -> String {
+    const WIDTH: f64 = 720.0;
+    const HEIGHT: f64 = 180.0;
+    const AXIS: f64 = 18.0;
+    let max = columns
+        .iter()
+        .map(|c| c.values.iter().map(|v| (*v).max(0)).sum::<i64>())
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let n = columns.len().max(1) as f64;
+    let slot = WIDTH / n;
+    let bar = (slot * 0.8).max(1.0);
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" viewBox="0 0 {WIDTH} {total}" role="img" aria-label="{label}" data-testid="{test_id}" preserveAspectRatio="none">"#,
+        total = HEIGHT + AXIS,
+        label = escape(label),
+        test_id = escape(test_id),
+    );
+    let _ = write!(
+        svg,
+        r#"<line class="axis" x1="0" y1="{HEIGHT}" x2="{WIDTH}" y2="{HEIGHT}"/>"#
+    );
+    for (i, column) in columns.iter().enumerate() {
+        let x = i as f64 * slot + (slot - bar) / 2.0;
+        let mut y = HEIGHT;
+        let total: i64 = column.values.iter().map(|v| (*v).max(0)).sum();
+        let mut title = format!("{}: {total} {unit}", column.label);
+        for (s, v) in column.values.iter().enumerate() {
+            if *v > 0 {
+                let _ = write!(
+                    title,
+                    ", {} {v}",
+                    series.get(s).map(String::as_str).unwrap_or("")
+                );
+            }
+        }
+        let _ = write!(
+            svg,
+            r#"<g class="col" data-total="{total}"><title>{}</title>"#,
+            escape(&title)
+        );
+        for (s, v) in column.values.iter().enumerate() {
+            if *v <= 0 {
+                continue;
+            }
+            let h = (*v as f64 / max as f64) * (HEIGHT - 4.0);
+            y -= h;
+            let _ = write!(
+                svg,
+                r#"<rect class="s{}" x="{x:.2}" y="{y:.2}" width="{bar:.2}" height="{h:.2}"/>"#,
+                s % 8
+            );
+        }
+        // A transparent full-height target, so thin bars still show their
+        // title on hover.
+        let _ = write!(
+            svg,
+            r#"<rect class="hit" x="{x:.2}" y="0" width="{bar:.2}" height="{HEIGHT}"/></g>"#
+        );
+    }
+    if let (Some(first), Some(last)) = (columns.first(), columns.last()) {
+        let _ = write!(
+            svg,
+            r#"<text class="tick" x="0" y="{y}">{}</text><text class="tick end" x="{WIDTH}" y="{y}" text-anchor="end">{}</text>"#,
+            escape(&first.label),
+            escape(&last.label),
+            y = HEIGHT + AXIS - 4.0,
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// One day of a status strip: its label and the share of time up (`None`:
+/// no data, e.g. before the node existed).
+#[derive(Debug, Clone)]
+pub(crate) struct Day {
+    pub label: String,
+    pub ratio: Option<f64>,
+}
+
+/// The class of a day by its uptime: full, partial outage, major outage.
+pub(crate) fn day_class(ratio: Option<f64>) -> &'static str {
+    match ratio {
+        None => "none",
+        Some(r) if r >= 0.999 => "up",
+        Some(r) if r >= 0.95 => "partial",
+        Some(_) => "down",
+    }
+}
+
+/// Ninety thin bars, one per day, coloured by uptime (Gatus' and
+/// Statuspage's strip).
+pub(crate) fn uptime_strip(label: &str, days: &[Day]) -> String {
+    let slot = 8.0;
+    let width = slot * days.len().max(1) as f64;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="strip" viewBox="0 0 {width} 34" role="img" aria-label="{}" preserveAspectRatio="none">"#,
+        escape(label)
+    );
+    for (i, day) in days.iter().enumerate() {
+        let title = match day.ratio {
+            Some(r) => format!("{}: {:.3} % up", day.label, r * 100.0),
+            None => format!("{}: no data", day.label),
+        };
+        let _ = write!(
+            svg,
+            r#"<rect class="day {}" x="{:.1}" y="0" width="6" height="34" rx="1.5"><title>{}</title></rect>"#,
+            day_class(day.ratio),
+            i as f64 * slot,
+            escape(&title)
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A two-part badge (`label | message`), coloured by `tone` (`up`,
+/// `partial`, `down`, `none`).
+pub(crate) fn badge(label: &str, message: &str, tone: &str) -> String {
+    // Verdana 11px averages about 6.5 px per character.
+    let w = |t: &str| 10.0 + 6.5 * t.chars().count() as f64;
+    let (lw, mw) = (w(label), w(message));
+    let total = lw + mw;
+    let fill = match tone {
+        "up" => "#2da44e",
+        "partial" => "#bf8700",
+        "down" => "#cf222e",
+        _ => "#6e7781",
+    };
+    format!(
+        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{total:.0}" height="20" role="img" aria-label="{label}: {message}"><title>{label}: {message}</title><rect width="{lw:.0}" height="20" fill="#555"/><rect x="{lw:.0}" width="{mw:.0}" height="20" fill="{fill}"/><g fill="#fff" font-family="Verdana,DejaVu Sans,sans-serif" font-size="11"><text x="{lx:.1}" y="14">{label}</text><text x="{mx:.1}" y="14">{message}</text></g></svg>"##,
+        label = escape(label),
+        message = escape(message),
+        lx = 5.0,
+        mx = lw + 5.0,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_carry_their_numbers_and_escape_labels() {
+        let svg = stacked_bars(
+            "calls <by> chain",
+            &["eth".into(), "base".into()],
+            &[
+                Column {
+                    label: "10:00".into(),
+                    values: vec![3, 1],
+                },
+                Column {
+                    label: "11:00".into(),
+                    values: vec![0, 0],
+                },
+            ],
+            "calls",
+            "usage",
+        );
+        assert!(svg.contains(r#"aria-label="calls &lt;by&gt; chain""#));
+        assert!(svg.contains(r#"data-total="4""#));
+        assert!(svg.contains("10:00: 4 calls, eth 3, base 1"));
+        assert!(svg.contains(r#"data-total="0""#));
+        assert_eq!(svg.matches(r#"class="s0""#).count(), 1);
+        assert!(!svg.contains("<by>"));
+    }
+
+    #[test]
+    fn days_are_classed_by_uptime() {
+        assert_eq!(day_class(None), "none");
+        assert_eq!(day_class(Some(1.0)), "up");
+        assert_eq!(day_class(Some(0.97)), "partial");
+        assert_eq!(day_class(Some(0.5)), "down");
+        let svg = uptime_strip(
+            "x",
+            &[
+                Day {
+                    label: "d1".into(),
+                    ratio: Some(0.5),
+                },
+                Day {
+                    label: "d2".into(),
+                    ratio: None,
+                },
+            ],
+        );
+        assert!(svg.contains("d1: 50.000 % up"));
+        assert!(svg.contains("d2: no data"));
+    }
+
+    #[test]
+    fn badge_escapes() {
+        let svg = badge("a&b", "<down>", "down");
+        assert!(svg.contains("a&amp;b: &lt;down&gt;"));
+        assert!(svg.contains("#cf222e"));
+    }
+}
