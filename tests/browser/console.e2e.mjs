@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
+import { createServer } from "node:http";
 import { createInterface } from "node:readline";
 import { chromium } from "playwright-core";
 
@@ -255,6 +256,30 @@ try {
   await page.waitForSelector("[data-testid=revoked]");
   await until("the edge to refuse the revoked key", 15000, async () => (await rpc(key)).status === 401);
   await shot(page, "08-rpc-keys");
+
+  say("the customer adds a webhook channel and sends it a test");
+  const received = [];
+  const hook = createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => { body += c; });
+    req.on("end", () => { received.push({ headers: req.headers, body }); res.end("ok"); });
+  });
+  await new Promise((r) => hook.listen(0, "127.0.0.1", r));
+  await page.goto(`${API}/console/channels`);
+  await page.fill("#ch-name", "ops-hook");
+  await page.selectOption("#ch-kind", "webhook");
+  assert.equal(await page.isVisible("#ch-slack-webhook_url"), false, "only the chosen kind's fields show");
+  await page.fill("#ch-webhook-url", `http://127.0.0.1:${hook.address().port}/hook`);
+  await page.fill("#ch-webhook-secret", "a-signing-secret-for-tests");
+  await page.click("button:has-text('Add channel')");
+  await page.waitForSelector("text=Channel ops-hook added.");
+  assert.ok(!(await page.content()).includes("a-signing-secret-for-tests"), "the secret is never shown");
+  await page.click("button:has-text('Send a test')");
+  await page.waitForSelector("text=Test message delivered.");
+  assert.equal(received.length, 1);
+  assert.match(JSON.stringify(received[0].headers), /signature/i);
+  await shot(page, "08b-channels");
+  hook.close();
 
   say("the node's host dies: the node goes down and the incident appears live");
   await page.goto(nodeUrl);

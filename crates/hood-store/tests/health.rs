@@ -855,6 +855,54 @@ async fn health_snapshot_joins_host_and_workload_and_skips_finished_nodes(db: &H
         (l.host_state, l.host_last_seen, l.workload.clone()),
         (None, None, None)
     );
+    // One node's report alone reads the same as in the snapshot.
+    assert_eq!(store.node_report(placed.id).await.unwrap(), p.workload);
+    assert_eq!(store.node_report(neighbour.id).await.unwrap(), None);
+    assert_eq!(store.node_report(loose.id).await.unwrap(), None, "runs nowhere");
+}
+
+async fn status_page_lists_only_what_an_organization_made_public(db: &Harness) {
+    let store = db.migrated().await;
+    let acme = org(store, "acme").await;
+    let globex = org(store, "globex").await;
+    let shown = create_node(store, &acme, "shown").await;
+    let hidden = create_node(store, &acme, "hidden").await;
+    assert!(store.public_nodes().await.unwrap().is_empty());
+
+    store
+        .set_node_public(acme.id, shown.id, true, T0.plus_secs(1))
+        .await
+        .unwrap();
+    // Showing twice keeps the first time.
+    store
+        .set_node_public(acme.id, shown.id, true, T0.plus_secs(9))
+        .await
+        .unwrap();
+    let public = store.public_nodes().await.unwrap();
+    assert_eq!(public.len(), 1);
+    assert_eq!(
+        (public[0].node_id, public[0].org_id, public[0].made_public_at),
+        (shown.id, acme.id, T0.plus_secs(1))
+    );
+    assert!(store.is_node_public(shown.id).await.unwrap());
+    assert!(!store.is_node_public(hidden.id).await.unwrap());
+
+    // Another organization can neither show nor hide acme's node.
+    for public in [true, false] {
+        let err = store
+            .set_node_public(globex.id, shown.id, public, T0.plus_secs(2))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound("node")), "{err:?}");
+    }
+    assert!(store.is_node_public(shown.id).await.unwrap());
+
+    store
+        .set_node_public(acme.id, shown.id, false, T0.plus_secs(3))
+        .await
+        .unwrap();
+    assert!(!store.is_node_public(shown.id).await.unwrap());
+    assert!(store.public_nodes().await.unwrap().is_empty());
 }
 
 // -- 5. incidents --
@@ -2237,4 +2285,5 @@ conformance!(
     node_state_log_reads_start_state_and_changes,
     uptime_buckets_are_fenced_upserted_and_ranged,
     expired_unused_enrollment_tokens_are_deleted,
+    status_page_lists_only_what_an_organization_made_public,
 );
