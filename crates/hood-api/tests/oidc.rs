@@ -4,8 +4,6 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
 
-use axum::routing::get;
-use axum::{Json, Router};
 use hood_api::state::{ApiConfig, AppState};
 use hood_api::{bootstrap, router, HttpRole};
 use hood_chains::ChainCatalog;
@@ -14,67 +12,14 @@ use hood_domain::{OrgId, UserId};
 use hood_identity::master_key::MasterKey;
 use hood_identity::oidc::{OidcConfig, OidcVerifier};
 use hood_identity::tokens::{TokenConfig, TokenIssuer};
-use jsonwebtoken::{encode, EncodingKey, Header};
-use rsa::pkcs1::EncodeRsaPrivateKey;
-use rsa::traits::PublicKeyParts;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-fn b64url(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-struct Issuer {
-    url: String,
-    key: EncodingKey,
-}
-
-async fn start_issuer() -> Issuer {
-    let mut rng = rand_core_rng();
-    let private = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("rsa");
-    let public = private.to_public_key();
-    let jwk = json!({
-        "kty": "RSA", "kid": "test-kid", "use": "sig", "alg": "RS256",
-        "n": b64url(&public.n().to_bytes_be()), "e": b64url(&public.e().to_bytes_be()),
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let discovery = json!({ "issuer": url, "jwks_uri": format!("{url}/jwks") });
-    let app = Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            get(move || async move { Json(discovery) }),
-        )
-        .route(
-            "/jwks",
-            get(move || async move { Json(json!({ "keys": [jwk] })) }),
-        );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let der = private.to_pkcs1_der().expect("der"); // ring wants PKCS#1
-    Issuer {
-        url,
-        key: EncodingKey::from_rsa_der(der.as_bytes()),
-    }
-}
-
-fn rand_core_rng() -> rsa::rand_core::OsRng {
-    rsa::rand_core::OsRng
-}
-
-impl Issuer {
-    fn token(&self, claims: Value) -> String {
-        let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
-        header.kid = Some("test-kid".into());
-        encode(&header, &claims, &self.key).expect("sign")
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn external_oidc_tokens_map_to_users_by_verified_email() {
-    let issuer = start_issuer().await;
+    let issuer = hood_testkit::oidc::TestIssuer::start("sso@acme.test").await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store: Arc<dyn hood_store::Store> = hood_store::connect(&hood_testkit::sqlite_url(&dir))
         .await

@@ -17,6 +17,7 @@ mod backend;
 mod chart;
 mod layout;
 mod live;
+mod oidc;
 mod pages;
 mod session;
 mod status;
@@ -35,6 +36,8 @@ use hood_store::Store;
 use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use oidc::OidcLogin;
+
 /// Settings of the console.
 #[derive(Debug, Clone, Default)]
 pub struct ConsoleConfig {
@@ -44,6 +47,11 @@ pub struct ConsoleConfig {
     pub secure_cookies: bool,
     /// The edge's public URL, shown beside RPC keys (`None`: not shown).
     pub edge_url: Option<String>,
+    /// Sign-in through this OpenID Connect issuer, beside passwords.
+    pub oidc: Option<OidcLogin>,
+    /// The console's public base URL (`https://hood.example`), for the
+    /// OIDC redirect URI; `None`: taken from each request's `Host`.
+    pub public_url: Option<String>,
 }
 
 /// What every console handler shares. Cheap to clone.
@@ -59,6 +67,7 @@ struct Inner {
     config: ConsoleConfig,
     rotations: tokio::sync::Mutex<session::Rotations>,
     status: status::Cache,
+    oidc: Option<oidc::OidcClient>,
 }
 
 impl Console {
@@ -71,6 +80,7 @@ impl Console {
                 store: state.store.clone(),
                 backend: Backend::new(state),
                 bus,
+                oidc: config.oidc.clone().map(oidc::OidcClient::new),
                 config,
                 rotations: tokio::sync::Mutex::new(session::Rotations::default()),
                 status: status::Cache::default(),
@@ -96,6 +106,10 @@ impl Console {
 
     pub(crate) fn rotations(&self) -> &tokio::sync::Mutex<session::Rotations> {
         &self.inner.rotations
+    }
+
+    pub(crate) fn oidc(&self) -> Option<&oidc::OidcClient> {
+        self.inner.oidc.as_ref()
     }
 
     pub(crate) fn status_cache(&self) -> &status::Cache {
@@ -177,6 +191,8 @@ pub fn router(console: Console) -> Router {
             "/console/login",
             get(pages::auth::login_form).post(pages::auth::login),
         )
+        .route("/console/login/oidc", get(oidc::start))
+        .route("/console/login/oidc/callback", get(oidc::callback))
         .merge(signed_in)
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),

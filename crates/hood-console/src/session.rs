@@ -69,8 +69,22 @@ pub(crate) fn secure(console: &Console, headers: &HeaderMap) -> bool {
 
 /// A `Set-Cookie` value with the console's attributes; `max_age` 0 clears.
 pub(crate) fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
-    let mut text =
-        format!("{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}");
+    cookie_header(name, value, max_age_secs, secure, "Strict", "/console")
+}
+
+/// A `Set-Cookie` value, `HttpOnly` always: `SameSite=Lax` is only for the
+/// OIDC flow's cookie, which must survive the provider's redirect back.
+pub(crate) fn cookie_header(
+    name: &str,
+    value: &str,
+    max_age_secs: i64,
+    secure: bool,
+    same_site: &str,
+    path: &str,
+) -> HeaderValue {
+    let mut text = format!(
+        "{name}={value}; Path={path}; HttpOnly; SameSite={same_site}; Max-Age={max_age_secs}"
+    );
     if secure {
         text.push_str("; Secure");
     }

@@ -858,7 +858,11 @@ async fn health_snapshot_joins_host_and_workload_and_skips_finished_nodes(db: &H
     // One node's report alone reads the same as in the snapshot.
     assert_eq!(store.node_report(placed.id).await.unwrap(), p.workload);
     assert_eq!(store.node_report(neighbour.id).await.unwrap(), None);
-    assert_eq!(store.node_report(loose.id).await.unwrap(), None, "runs nowhere");
+    assert_eq!(
+        store.node_report(loose.id).await.unwrap(),
+        None,
+        "runs nowhere"
+    );
 }
 
 async fn status_page_lists_only_what_an_organization_made_public(db: &Harness) {
@@ -881,7 +885,11 @@ async fn status_page_lists_only_what_an_organization_made_public(db: &Harness) {
     let public = store.public_nodes().await.unwrap();
     assert_eq!(public.len(), 1);
     assert_eq!(
-        (public[0].node_id, public[0].org_id, public[0].made_public_at),
+        (
+            public[0].node_id,
+            public[0].org_id,
+            public[0].made_public_at
+        ),
         (shown.id, acme.id, T0.plus_secs(1))
     );
     assert!(store.is_node_public(shown.id).await.unwrap());

@@ -16,6 +16,7 @@
 //! * [`ledger`]: ledger accounts and transfers named by small numbers.
 
 pub mod ledger;
+pub mod oidc;
 pub mod smtp;
 
 use sqlx::{Connection, PgConnection};

@@ -162,7 +162,12 @@ pub async fn up(
     let console = hood_console::Console::new(
         state.clone(),
         Some(console_bus),
-        opts.console.config(Some(format!("http://{}", edge.addr))),
+        opts.console.config(
+            Some(format!("http://{}", edge.addr)),
+            opts.oidc_issuer
+                .as_deref()
+                .map(|i| (i, opts.oidc_audience.as_str())),
+        ),
     );
     let mut api = hood_console::router(console).merge(hood_api::router(
         state.clone(),
@@ -407,7 +412,11 @@ pub async fn serve(
             None => None,
         };
         let local_edge = edge.as_ref().map(|e| format!("http://{}", e.addr));
-        let console = hood_console::Console::new(state, bus, opts.console.config(local_edge));
+        let oidc = opts
+            .oidc_issuer
+            .as_deref()
+            .map(|i| (i, opts.oidc_audience.as_str()));
+        let console = hood_console::Console::new(state, bus, opts.console.config(local_edge, oidc));
         router = hood_console::router(console).merge(router);
     }
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);

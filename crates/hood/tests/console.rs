@@ -414,3 +414,144 @@ async fn console_security() {
         .await;
     assert_eq!(r.status, 404);
 }
+
+/// Sign-in through the configured OpenID Connect issuer: the code flow
+/// with PKCE against a provider on loopback, the state bound to the
+/// browser, the user found by verified e-mail.
+#[tokio::test(flavor = "multi_thread")]
+async fn console_sign_in_through_oidc() {
+    let issuer = hood_testkit::oidc::TestIssuer::start("sso@acme.test").await;
+    let (_dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let mut env = admin_env();
+    env.push(("HOOD_OIDC_ISSUER", issuer.url.clone()));
+    env.push(("HOOD_OIDC_AUDIENCE", "hood-console".into()));
+    let hood = hood_up(&home, &env);
+    let base = hood.url("api");
+    let api = Api::new(base.clone());
+    let admin_key = read_admin_key(&home);
+    let r = api
+        .post(
+            "/api/v1/orgs",
+            &admin_key,
+            json!({"slug": "acme", "name": "Acme"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let org = r.body["id"].as_str().unwrap().to_owned();
+    let r = api
+        .post(
+            &format!("/api/v1/orgs/{org}/users"),
+            &admin_key,
+            json!({"email": "sso@acme.test", "role": "operator", "display_name": "Single Sign-On"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+
+    let client = browser();
+    let login = client
+        .get(format!("{base}/console/login?next=/console/nodes"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let provider = issuer.url.trim_start_matches("http://");
+    assert!(
+        login.contains(&format!("Sign in with {provider}")),
+        "{login}"
+    );
+
+    // Off to the provider, with PKCE and a state and nonce; the flow's
+    // cookie must survive the way back (Lax), and nothing else is Lax.
+    let start = client
+        .get(format!("{base}/console/login/oidc?next=%2Fconsole%2Fnodes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 303);
+    let flow_cookie = set_cookie_values(&start)
+        .into_iter()
+        .find(|c| c.starts_with("hood_oidc="))
+        .expect("the flow cookie");
+    assert!(flow_cookie.contains("HttpOnly") && flow_cookie.contains("SameSite=Lax"));
+    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        authorize.starts_with(&format!("{}/authorize?", issuer.url)),
+        "{authorize}"
+    );
+    for part in [
+        "code_challenge_method=S256",
+        "client_id=hood-console",
+        "scope=openid",
+        "nonce=",
+        "state=",
+    ] {
+        assert!(authorize.contains(part), "{part} in {authorize}");
+    }
+    let back = client.get(&authorize).send().await.unwrap();
+    assert_eq!(back.status(), 303);
+    let callback = back.headers()["location"].to_str().unwrap().to_owned();
+    assert!(callback.starts_with(&format!("{base}/console/login/oidc/callback?code=")));
+
+    // A callback whose state this browser did not start is refused.
+    let forged = regex::Regex::new(r"state=[^&]+")
+        .unwrap()
+        .replace(&callback, "state=forged")
+        .into_owned();
+    let r = client.get(&forged).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
+    let done = client.get(&callback).send().await.unwrap();
+    assert_eq!(done.status(), 200);
+    let cookies = set_cookie_values(&done);
+    let access = cookies
+        .iter()
+        .find(|c| c.starts_with("hood_access=") && !c.starts_with("hood_access=;"))
+        .expect("a session cookie");
+    assert!(
+        access.contains("HttpOnly") && access.contains("SameSite=Strict"),
+        "{access}"
+    );
+    let page = done.text().await.unwrap();
+    assert!(
+        page.contains(r#"http-equiv="refresh" content="0;url=/console/nodes""#),
+        "{page}"
+    );
+    let nodes = client
+        .get(format!("{base}/console/nodes"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nodes.status(), 200);
+    let nodes = nodes.text().await.unwrap();
+    assert!(
+        nodes.contains("Single Sign-On") && nodes.contains("Acme"),
+        "{nodes}"
+    );
+
+    // The code and the flow are spent: the same callback again is refused.
+    let r = client.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+
+    // A provider identity no Hood user has is refused after the exchange.
+    issuer.sign_in_as("stranger@acme.test");
+    let stranger = browser();
+    let start = stranger
+        .get(format!("{base}/console/login/oidc"))
+        .send()
+        .await
+        .unwrap();
+    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+    let back = stranger.get(&authorize).send().await.unwrap();
+    let callback = back.headers()["location"].to_str().unwrap().to_owned();
+    let r = stranger.get(&callback).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let r = stranger
+        .get(format!("{base}/console"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "not signed in");
+}

@@ -26,7 +26,7 @@ pub(crate) struct LoginQuery {
 
 /// Only a console path is a place to go after signing in (never another
 /// site: `//host` and `/\host` are refused).
-fn safe_next(next: Option<&str>) -> &str {
+pub(crate) fn safe_next(next: Option<&str>) -> &str {
     match next {
         Some(n)
             if n.starts_with("/console")
@@ -41,7 +41,15 @@ fn safe_next(next: Option<&str>) -> &str {
     }
 }
 
-fn form(csrf: &str, next: &str, email: &str, error: Option<&str>, status: StatusCode) -> Response {
+/// The sign-in page. `provider`: the OIDC issuer's name, when configured.
+fn form(
+    csrf: &str,
+    next: &str,
+    email: &str,
+    error: Option<&str>,
+    status: StatusCode,
+    provider: Option<String>,
+) -> Response {
     html_response(
         status,
         bare(
@@ -60,6 +68,12 @@ fn form(csrf: &str, next: &str, email: &str, error: Option<&str>, status: Status
                         input #password type="password" name="password" autocomplete="current-password" required;
                         button.primary type="submit" { "Sign in" }
                     }
+                    @if let Some(provider) = &provider {
+                        p.or { "or" }
+                        a.button.wide href=(format!("/console/login/oidc?next={}", super::q(next))) data-testid="oidc-sign-in" {
+                            "Sign in with " (provider)
+                        }
+                    }
                     p.muted.small {
                         "Public status: " a href="/status" { "/status" }
                     }
@@ -70,15 +84,18 @@ fn form(csrf: &str, next: &str, email: &str, error: Option<&str>, status: Status
 }
 
 pub(crate) async fn login_form(
+    State(console): State<Console>,
     Extension(csrf): Extension<CsrfToken>,
     Query(q): Query<LoginQuery>,
 ) -> Response {
+    let provider = console.oidc().map(|o| o.label());
     form(
         &csrf.0,
         safe_next(q.next.as_deref()),
         "",
         None,
         StatusCode::OK,
+        provider,
     )
 }
 
@@ -139,7 +156,8 @@ pub(crate) async fn login(
                 .get(CSRF_COOKIE)
                 .cloned()
                 .unwrap_or(csrf.0);
-            form(&token, &next, &email, Some(&message), status)
+            let provider = console.oidc().map(|o| o.label());
+            form(&token, &next, &email, Some(&message), status, provider)
         }
     }
 }
