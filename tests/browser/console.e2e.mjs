@@ -328,6 +328,16 @@ try {
   assert.match(await badge.text(), /acme-devnet/);
   await shot(statusPage, "11-status");
 
+  say("the customer deletes the node and watches it terminate");
+  await page.goto(nodeUrl);
+  await page.waitForSelector("#live-status[data-state=live]", { timeout: 10000 });
+  await page.click("button:has-text('Delete node')");
+  await page.waitForSelector("text=The node is being terminated.");
+  await until("the node terminated, live on its page", 60000, async () =>
+    (await page.locator("#timeline li[data-to=terminated]").count()) > 0);
+  assert.equal((await page.textContent("[data-testid=node-state]")).trim(), "terminated");
+  await shot(page, "11b-node-terminated");
+
   say("phone width and dark mode");
   await page.setViewportSize({ width: 390, height: 844 });
   await page.goto(nodeUrl);

@@ -191,11 +191,31 @@ mod tests {
             secret,
             &stored.secret_hash
         ));
-        let names: Vec<String> = std::fs::read_dir(&home)
+        // So does the password file: the generated password is the stored
+        // administrator's.
+        assert_eq!(
+            won[0].password_file.as_deref(),
+            Some(home.join(ADMIN_PASSWORD_FILE).as_path())
+        );
+        let password = std::fs::read_to_string(home.join(ADMIN_PASSWORD_FILE)).unwrap();
+        let admin = store
+            .find_user_by_email("admin@hood.local")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(hood_identity::password::verify_password(
+            password.trim(),
+            admin.password_hash.as_deref().unwrap()
+        ));
+        let mut names: Vec<String> = std::fs::read_dir(&home)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names, vec![ADMIN_KEY_FILE.to_owned()]);
+        names.sort();
+        assert_eq!(
+            names,
+            vec![ADMIN_KEY_FILE.to_owned(), ADMIN_PASSWORD_FILE.to_owned()]
+        );
         assert!(bootstrap_admin(store.as_ref(), &home, None)
             .await
             .unwrap()

@@ -47,6 +47,37 @@ pub(crate) struct Column {
     pub values: Vec<i64>,
 }
 
+/// One column per `step_ms` of `[from_ms, to_ms)`, so an empty bucket is
+/// drawn as an empty column and a bar's place says when it was. `values`:
+/// the buckets that have data, by start. At most `MAX_COLUMNS`.
+pub(crate) fn timeline_columns(
+    from_ms: i64,
+    to_ms: i64,
+    step_ms: i64,
+    series: usize,
+    values: &std::collections::BTreeMap<i64, Vec<i64>>,
+) -> Vec<Column> {
+    const MAX_COLUMNS: i64 = 1000;
+    if to_ms <= from_ms {
+        return Vec::new();
+    }
+    let step = step_ms.max(1);
+    let first = from_ms.div_euclid(step) * step;
+    let count = ((to_ms - first + step - 1) / step).clamp(0, MAX_COLUMNS);
+    (0..count)
+        .map(|i| {
+            let start = first + i * step;
+            Column {
+                label: utc_label(start, step < 86_400_000),
+                values: values
+                    .get(&start)
+                    .cloned()
+                    .unwrap_or_else(|| vec![0; series]),
+            }
+        })
+        .collect()
+}
+
 /// A stacked bar chart: `series` names the stacks (class `s0`, `s1`, …),
 /// `columns` in order. `unit` follows numbers in the titles.
 pub(crate) fn stacked_bars(
@@ -227,6 +258,24 @@ mod tests {
         assert!(svg.contains(r#"data-total="0""#));
         assert_eq!(svg.matches(r#"class="s0""#).count(), 1);
         assert!(!svg.contains("<by>"));
+    }
+
+    #[test]
+    fn timelines_have_a_column_per_step() {
+        let hour = 3_600_000;
+        let mut values = std::collections::BTreeMap::new();
+        values.insert(2 * hour, vec![5]);
+        let cols = timeline_columns(hour + 1, 4 * hour, hour, 1, &values);
+        assert_eq!(cols.len(), 3, "hours 1, 2 and 3");
+        assert_eq!(cols[0].values, vec![0]);
+        assert_eq!(cols[1].values, vec![5]);
+        assert_eq!(cols[1].label, "1970-01-01 02:00");
+        let day = 24 * hour;
+        assert_eq!(
+            timeline_columns(0, 3 * day, day, 2, &values)[0].label,
+            "1970-01-01"
+        );
+        assert!(timeline_columns(5, 5, hour, 1, &values).is_empty());
     }
 
     #[test]

@@ -179,18 +179,25 @@ fn form_urlencoded_field(body: &[u8], name: &str) -> Option<String> {
         .map(|(_, v)| v)
 }
 
-/// `exp` of a JWT, read without verification: only to decide when to
-/// rotate (the API verifies every use).
-fn token_expiry(token: &str) -> Option<i64> {
-    #[derive(Deserialize)]
-    struct Claims {
-        exp: i64,
-    }
+/// The claims the console reads from a JWT, without verification: only
+/// to decide when to rotate and which session to forget (the API verifies
+/// every use).
+#[derive(Deserialize)]
+struct Claims {
+    exp: i64,
+    sid: Option<String>,
+}
+
+fn claims(token: &str) -> Option<Claims> {
     let payload = token.split('.').nth(1)?;
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload)
         .ok()?;
-    serde_json::from_slice::<Claims>(&bytes).ok().map(|c| c.exp)
+    serde_json::from_slice::<Claims>(&bytes).ok()
+}
+
+fn token_expiry(token: &str) -> Option<i64> {
+    claims(token).map(|c| c.exp)
 }
 
 /// Rotations of the last few seconds, by the refresh token's hash.
@@ -200,6 +207,19 @@ pub(crate) struct Rotations {
 }
 
 impl Console {
+    /// Forgets the rotations of the session `token` belongs to (at sign
+    /// out): a stale refresh cookie must not find its successor here.
+    pub(crate) async fn forget_rotations(&self, token: &str) {
+        let Some(sid) = claims(token).and_then(|c| c.sid) else {
+            return;
+        };
+        self.rotations()
+            .lock()
+            .await
+            .recent
+            .retain(|_, (_, pair)| pair.session_id.to_string() != sid);
+    }
+
     /// Exchanges a refresh token for a new pair, once: a second request
     /// with the same token within [`ROTATION_GRACE`] gets the same answer.
     async fn rotate(&self, refresh: &str, peer: SocketAddr) -> Result<Arc<TokenPair>, Failure> {

@@ -167,6 +167,9 @@ pub(crate) async fn logout(
     Extension(session): Extension<Session>,
     headers: HeaderMap,
 ) -> Response {
+    if let Some(token) = &session.caller.token {
+        console.forget_rotations(token).await;
+    }
     if let Err(f) = console
         .backend()
         .act(&session.caller, Method::POST, "/api/v1/auth/logout")

@@ -3,7 +3,7 @@
 //! visibility, delete).
 
 use super::{back_with_error, segment, FormData};
-use crate::chart::{stacked_bars, Column};
+use crate::chart::{stacked_bars, timeline_columns};
 use crate::layout::{
     action_button, csrf_input, empty_row, optional_when, page, sortable_head, state_badge,
     table_filter, trusted, when, Nav,
@@ -23,6 +23,7 @@ use hood_api::routes::nodes::{
 use hood_api::views::Page;
 use maud::{html, Markup};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// One state change of a node's timeline; live updates send the same.
 pub(crate) fn transition_item(e: &NodeEventView) -> Markup {
@@ -136,35 +137,34 @@ pub(crate) struct DetailQuery {
 
 const WINDOWS: [(&str, &str); 3] = [("24h", "24 hours"), ("7d", "7 days"), ("30d", "30 days")];
 
-/// Hourly uptime as stacked bars (up, syncing, maintenance, down), grouped
-/// into days beyond a day's window so the bars stay readable.
+/// Uptime as stacked bars (up, syncing, maintenance, down) in seconds: one
+/// column per hour over a day's window, per UTC day beyond, every column
+/// of the window drawn (a node's hours before it existed are empty).
 fn uptime_chart(u: &UptimeView) -> String {
-    let per_column: usize = if u.buckets.len() > 48 { 24 } else { 1 };
-    let mut columns: Vec<Column> = Vec::new();
-    for chunk in u.buckets.chunks(per_column) {
-        let Some(first) = chunk.first() else { continue };
-        let label = crate::chart::utc_label(first.hour_start_ms, per_column == 1);
-        let mut values = vec![0i64; 4];
-        for b in chunk {
-            values[0] += b.up_ms;
-            values[1] += b.syncing_ms;
-            values[2] += b.maintenance_ms;
-            values[3] += b.down_ms;
-        }
-        columns.push(Column {
-            label,
-            values: values.into_iter().map(|ms| ms / 1000).collect(),
-        });
+    let hour = 3_600_000;
+    let step = if u.to_ms - u.from_ms > 2 * 24 * hour {
+        24 * hour
+    } else {
+        hour
+    };
+    let mut values: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for b in &u.buckets {
+        let start = b.hour_start_ms.div_euclid(step) * step;
+        let v = values.entry(start).or_insert_with(|| vec![0; 4]);
+        v[0] += b.up_ms / 1000;
+        v[1] += b.syncing_ms / 1000;
+        v[2] += b.maintenance_ms / 1000;
+        v[3] += b.down_ms / 1000;
     }
     stacked_bars(
-        "Uptime by hour: up, syncing, maintenance, down",
+        "Uptime: up, syncing, maintenance, down",
         &[
             "up".into(),
             "syncing".into(),
             "maintenance".into(),
             "down".into(),
         ],
-        &columns,
+        &timeline_columns(u.from_ms, u.to_ms, step, 4, &values),
         "seconds",
         "uptime-chart",
     )

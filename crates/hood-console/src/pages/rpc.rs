@@ -2,7 +2,7 @@
 //! secret shown exactly once; revoke) and usage charts.
 
 use super::{back_with_error, q, segment, FormData};
-use crate::chart::{stacked_bars, Column};
+use crate::chart::{stacked_bars, timeline_columns};
 use crate::layout::{
     action_button, csrf_input, empty_row, page, sortable_head, table_filter, trusted, when, Nav,
 };
@@ -230,10 +230,11 @@ fn chart_by(
     if other {
         series.push("other".into());
     }
-    let mut buckets: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    let mut buckets: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
     for r in &usage.rows {
+        let start = ms_of(&r.bucket_start);
         let values = buckets
-            .entry(r.bucket_start.as_str())
+            .entry(start)
             .or_insert_with(|| vec![0; series.len()]);
         let name = series_of(r);
         let i = series
@@ -244,17 +245,29 @@ fn chart_by(
             *v += r.requests;
         }
     }
-    let columns: Vec<Column> = buckets
-        .into_iter()
-        .map(|(start, values)| Column {
-            label: start.get(..16).unwrap_or(start).replace('T', " "),
-            values,
-        })
-        .collect();
+    let step = if usage.granularity == "day" {
+        86_400_000
+    } else {
+        3_600_000
+    };
+    let columns = timeline_columns(
+        ms_of(&usage.from),
+        ms_of(&usage.to),
+        step,
+        series.len(),
+        &buckets,
+    );
     (
         stacked_bars(label, &series, &columns, "calls", test_id),
         series,
     )
+}
+
+/// Milliseconds of an instant the API wrote (RFC 3339).
+fn ms_of(rfc3339: &str) -> i64 {
+    hood_api::clock::parse_rfc3339(rfc3339)
+        .map(|t| t.millis())
+        .unwrap_or_default()
 }
 
 fn legend(series: &[String]) -> Markup {

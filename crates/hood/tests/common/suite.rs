@@ -196,6 +196,24 @@ pub async fn run(t: &Target) {
         assert!(r.body["paths"].get(p).is_some(), "openapi documents {p}");
     }
 
+    // -- the web console, on every replica: `/` leads to its sign-in page,
+    // which carries the Content-Security-Policy --
+    for _ in 0..t.urls.len() {
+        let r = t.raw(Method::GET, "/", None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "/ leads to the console");
+        assert!(
+            r.content_type.starts_with("text/html"),
+            "{}",
+            r.content_type
+        );
+        let csp = r
+            .headers
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(csp.contains("script-src 'self'"), "{csp}");
+    }
+
     // -- authentication basics --
     let r = t.call(Method::GET, "/api/v1/me", None, None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
