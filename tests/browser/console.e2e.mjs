@@ -204,6 +204,9 @@ try {
   await page.waitForSelector("#live-status[data-state=live]", { timeout: 10000 });
   await until("the node healthy", 120000, async () =>
     (await page.textContent("[data-testid=node-state]")).trim() === "healthy");
+  await until("its endpoint and host, live", 20000, async () =>
+    (await page.textContent("[data-node-field=rpc_endpoint]")).startsWith("http://")
+    && /^[0-9a-f-]{36}$/.test((await page.textContent("[data-node-field=host_id]")).trim()));
 
   say("the head rises on the node's page without reloading");
   const requests = [];

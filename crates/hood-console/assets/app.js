@@ -142,6 +142,10 @@
       el.innerHTML = data.state_html;
     });
     $$(`[data-node-sync="${data.id}"]`).forEach((el) => { el.textContent = data.sync_status; });
+    $$(`[data-node="${data.id}"][data-node-field]`).forEach((el) => {
+      const value = data[el.getAttribute("data-node-field")];
+      el.textContent = value === null || value === undefined ? "—" : String(value);
+    });
     // The recorded head lags the live one: it never overwrites it.
     $$(`[data-node-head="${data.id}"]:not([data-live-head])`).forEach((el) => {
       el.textContent = data.head_height === null ? "—" : String(data.head_height);

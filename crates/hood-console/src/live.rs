@@ -96,7 +96,8 @@ pub(crate) async fn stream(
 /// What the viewer last saw: nodes by id, incidents by id.
 #[derive(Default)]
 struct Seen {
-    nodes: HashMap<String, (String, String, Option<i64>)>,
+    /// Each node's fields as last sent.
+    nodes: HashMap<String, serde_json::Value>,
     incidents: HashMap<String, (String, Option<String>)>,
     /// The live head of the page's node.
     head: Option<i64>,
@@ -165,25 +166,23 @@ fn ms(rfc3339: Option<&str>) -> i64 {
 }
 
 async fn push_node(tx: &mpsc::Sender<Event>, seen: &mut Seen, n: &NodeView) -> Result<(), Stop> {
-    let now = (n.state.clone(), n.sync_status.clone(), n.head_height);
+    let now = serde_json::json!({
+        "id": n.id,
+        "state": n.state,
+        "sync_status": n.sync_status,
+        "app_health": n.app_health,
+        "head_height": n.head_height,
+        "host_id": n.host_id,
+        "rpc_endpoint": n.rpc_endpoint,
+        "binary_version": n.binary_version,
+    });
     if seen.nodes.get(&n.id.to_string()) == Some(&now) {
         return Ok(());
     }
-    seen.nodes.insert(n.id.to_string(), now);
-    send(
-        tx,
-        event(
-            "node",
-            serde_json::json!({
-                "id": n.id,
-                "state": n.state,
-                "state_html": state_badge(&n.state).into_string(),
-                "sync_status": n.sync_status,
-                "head_height": n.head_height,
-            }),
-        ),
-    )
-    .await
+    seen.nodes.insert(n.id.to_string(), now.clone());
+    let mut data = now;
+    data["state_html"] = state_badge(&n.state).into_string().into();
+    send(tx, event("node", data)).await
 }
 
 /// Re-reads what the stream covers and pushes what changed. The first

@@ -219,10 +219,10 @@ pub(crate) async fn detail(
                 div { dt { "Sync" } dd data-node-sync=(node.id) { (node.sync_status) } }
                 div { dt { "Head" } dd.num data-node-head=(node.id) data-testid="node-head" { (head.map(|h| h.to_string()).unwrap_or_else(|| "—".into())) } }
                 div { dt { "Chain" } dd { (node.chain) " · " (node.node_type) } }
-                div { dt { "RPC endpoint" } dd { @if let Some(e) = &node.rpc_endpoint { code { (e) } } @else { span.muted { "—" } } } }
-                div { dt { "Host" } dd { (node.host_id.map(|h| h.to_string()).unwrap_or_else(|| "—".into())) } }
-                div { dt { "Version" } dd { (node.binary_version.as_deref().unwrap_or("—")) } }
-                div { dt { "Health" } dd { (node.app_health) } }
+                div { dt { "RPC endpoint" } dd { code data-node-field="rpc_endpoint" data-node=(node.id) { (node.rpc_endpoint.as_deref().unwrap_or("—")) } } }
+                div { dt { "Host" } dd data-node-field="host_id" data-node=(node.id) { (node.host_id.map(|h| h.to_string()).unwrap_or_else(|| "—".into())) } }
+                div { dt { "Version" } dd data-node-field="binary_version" data-node=(node.id) { (node.binary_version.as_deref().unwrap_or("—")) } }
+                div { dt { "Health" } dd data-node-field="app_health" data-node=(node.id) { (node.app_health) } }
                 div { dt { "Created" } dd { (when(&node.created_at)) } }
             }
             @if let Some(reason) = &node.failure_reason {
