@@ -270,6 +270,56 @@ async fn console_security() {
         .await;
     assert_ne!(node.body["state"], "terminating", "{}", node.text);
 
+    // A viewer of Globex sees no creation forms, and a forged creation is
+    // refused by the API's rule (the console has none of its own).
+    let bob_token = api.login("bob@globex.test", PASSWORD).await;
+    let me = api.get("/api/v1/me", &bob_token).await;
+    let globex = me.body["org"]["id"].as_str().unwrap().to_owned();
+    api.user(&bob_token, &globex, "viewer@globex.test", "viewer")
+        .await;
+    let viewer = browser();
+    let viewer_csrf = console_sign_in(&viewer, &base, "viewer@globex.test", PASSWORD).await;
+    let page = viewer
+        .get(format!("{base}/console/rpc-keys"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !page.contains("Create an RPC key"),
+        "a viewer is offered no creation"
+    );
+    let r = viewer
+        .post(format!("{base}/console/rpc-keys"))
+        .form(&[
+            ("_csrf", viewer_csrf.as_str()),
+            ("name", "sneaky"),
+            ("plan", "free"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "back to the form, with the API's reason");
+    let page = viewer
+        .get(format!(
+            "{base}{}",
+            r.headers()["location"].to_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("manage_keys"),
+        "the API's refusal is shown: {page}"
+    );
+    let keys = api.get("/api/v1/rpc-keys", &bob_token).await;
+    assert!(!keys.text.contains("sneaky"), "{}", keys.text);
+
     // The administrator signs in; a form posted without the CSRF token, or
     // with a wrong one, is refused and creates nothing.
     let admin = browser();
@@ -403,7 +453,6 @@ async fn console_security() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Bob cannot make A's node private (the API's rule, through its route).
-    let bob_token = api.login("bob@globex.test", PASSWORD).await;
     let r = api
         .call(
             reqwest::Method::PUT,
