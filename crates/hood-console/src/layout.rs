@@ -20,6 +20,8 @@ pub(crate) enum Nav {
     Channels,
     ApiKeys,
     Orgs,
+    /// The signed-in user's own page (reached from their name).
+    Account,
 }
 
 /// A section, the permission it needs (the API's), and where it lives.
@@ -97,7 +99,7 @@ pub(crate) fn page(
                         }
                     }
                     div.who {
-                        span title=(me.user.email) { (me.user.display_name) " · " (me.org.name) " · " (me.user.role) }
+                        a href="/console/account" title=(me.user.email) aria-current=[(nav == Nav::Account).then_some("page")] { (me.user.display_name) } span { " · " (me.org.name) " · " (me.user.role) }
                         form method="post" action="/console/logout" {
                             (csrf_input(session))
                             button.link type="submit" { "Sign out" }

@@ -180,6 +180,10 @@ pub fn router(console: Console) -> Router {
             get(pages::channels::list).post(pages::channels::create),
         )
         .route("/console/channels/{id}/test", post(pages::channels::test))
+        .route(
+            "/console/account",
+            get(pages::identity::account).post(pages::identity::update_account),
+        )
         .route("/console/live", get(live::stream))
         .route("/console/logout", post(pages::auth::logout))
         .layer(axum::middleware::from_fn_with_state(

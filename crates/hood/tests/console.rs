@@ -270,9 +270,55 @@ async fn console_security() {
         .await;
     assert_ne!(node.body["state"], "terminating", "{}", node.text);
 
+    // Bob changes his own password on his account page (mismatched
+    // confirmations are refused first).
+    let r = bob
+        .post(format!("{base}/console/account"))
+        .form(&[
+            ("_csrf", bob_csrf.as_str()),
+            ("password", "a brand new password"),
+            ("confirm", "a different password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = bob
+        .post(format!("{base}/console/account"))
+        .form(&[
+            ("_csrf", bob_csrf.as_str()),
+            ("display_name", "Bob of Globex"),
+            ("password", "a brand new password"),
+            ("confirm", "a brand new password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let page = bob
+        .get(format!("{base}/console/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Saved.") && page.contains("Bob of Globex"),
+        "{page}"
+    );
+    let relogin = api
+        .http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": "bob@globex.test", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(relogin.status(), 401, "the old password no longer works");
+    let bob_token = api.login("bob@globex.test", "a brand new password").await;
+
     // A viewer of Globex sees no creation forms, and a forged creation is
     // refused by the API's rule (the console has none of its own).
-    let bob_token = api.login("bob@globex.test", PASSWORD).await;
     let me = api.get("/api/v1/me", &bob_token).await;
     let globex = me.body["org"]["id"].as_str().unwrap().to_owned();
     api.user(&bob_token, &globex, "viewer@globex.test", "viewer")

@@ -383,3 +383,94 @@ pub(crate) async fn revoke_api_key(
         Err(f) => back_with_error(&console, &headers, "/console/api-keys", &f),
     }
 }
+
+/// The signed-in user's own name and password (the API lets anyone change
+/// their own).
+pub(crate) async fn account(Extension(session): Extension<Session>) -> Response {
+    let me = &session.me;
+    let content = html! {
+        section.card {
+            dl.facts {
+                div { dt { "E-mail" } dd { (me.user.email) } }
+                div { dt { "Organization" } dd { (me.org.name) } }
+                div { dt { "Role" } dd { (me.user.role) @if me.user.platform_admin { " · platform admin" } } }
+                div { dt { "Signed in with" } dd { (me.credential) } }
+            }
+        }
+        section.card {
+            h2 { "Change your name or password" }
+            form method="post" action="/console/account" data-busy="Saving…" {
+                (csrf_input(&session))
+                div.fields {
+                    div {
+                        label for="account-name" { "Display name" }
+                        input #account-name name="display_name" value=(me.user.display_name) maxlength="200";
+                    }
+                    div {
+                        label for="account-password" { "New password" }
+                        input #account-password type="password" name="password" autocomplete="new-password" minlength="12";
+                    }
+                    div {
+                        label for="account-confirm" { "New password again" }
+                        input #account-confirm type="password" name="confirm" autocomplete="new-password" minlength="12";
+                    }
+                }
+                button.primary type="submit" { "Save" }
+            }
+        }
+    };
+    page(&session, Nav::Account, "Your account", None, content)
+}
+
+pub(crate) async fn update_account(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+    form: FormData,
+) -> Response {
+    let refuse = |message: &str| {
+        redirect_with(
+            &console,
+            &headers,
+            "/console/account",
+            Flash {
+                message: message.into(),
+                error: true,
+                ..Flash::default()
+            },
+        )
+    };
+    let mut body = serde_json::Map::new();
+    if let Some(name) = form
+        .get("display_name")
+        .filter(|n| *n != session.me.user.display_name)
+    {
+        body.insert("display_name".into(), name.into());
+    }
+    if let Some(password) = form.get("password") {
+        if form.get("confirm").as_deref() != Some(password.as_str()) {
+            return refuse("The two passwords differ.");
+        }
+        body.insert("password".into(), password.into());
+    }
+    if body.is_empty() {
+        return refuse("Nothing to change.");
+    }
+    let path = format!(
+        "/api/v1/orgs/{}/users/{}",
+        session.me.org.id, session.me.user.id
+    );
+    match console
+        .backend()
+        .call::<_, UserView>(&session.caller, Method::PATCH, &path, &body)
+        .await
+    {
+        Ok(_) => redirect_with(
+            &console,
+            &headers,
+            "/console/account",
+            Flash::info("Saved."),
+        ),
+        Err(f) => back_with_error(&console, &headers, "/console/account", &f),
+    }
+}
