@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod artifact;
 pub mod backoff;
+pub mod billing;
 pub mod event;
 pub mod gcra;
 pub mod health;

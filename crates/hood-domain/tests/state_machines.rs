@@ -241,6 +241,7 @@ machine_tests! {
     workflow => WorkflowState,
     workflow_step => StepState,
     incident => IncidentState,
+    subscription => SubscriptionState,
 }
 
 /// Machine names are distinct: they label errors and events.
@@ -255,6 +256,7 @@ fn machine_names_are_unique() {
         WorkflowState::NAME,
         StepState::NAME,
         IncidentState::NAME,
+        SubscriptionState::NAME,
     ];
     for (i, n) in names.iter().enumerate() {
         assert!(!names[..i].contains(n), "{n}");

@@ -11,16 +11,19 @@
 //! - [`host`]: [`HostState`] (design §4);
 //! - [`command`]: [`CommandState`] for durable agent commands (design §4);
 //! - [`workflow`]: [`WorkflowState`] and [`StepState`] for sagas (design §3);
-//! - [`incident`]: [`IncidentState`] (design §6).
+//! - [`incident`]: [`IncidentState`] (design §6);
+//! - [`subscription`]: [`SubscriptionState`] (design §8).
 
 pub mod command;
 pub mod host;
 pub mod incident;
 pub mod node;
+pub mod subscription;
 pub mod workflow;
 
 pub use command::CommandState;
 pub use host::HostState;
 pub use incident::IncidentState;
 pub use node::{ApplicationHealth, NodeState, SyncStatus};
+pub use subscription::SubscriptionState;
 pub use workflow::{StepState, WorkflowState};
