@@ -57,7 +57,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::fleet::router())
             .merge(routes::health::router())
             .merge(routes::edge::router())
-            .merge(routes::ledger::router());
+            .merge(routes::ledger::router())
+            .merge(routes::billing::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.
@@ -65,7 +66,9 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(axum::middleware::from_fn(refuse_announced_large_bodies));
     if roles.contains(&HttpRole::Api) {
-        app = app.merge(routes::artifacts::router());
+        app = app
+            .merge(routes::artifacts::router())
+            .merge(routes::billing::ingest_router());
     }
     let metrics = state.metrics.clone();
     app.fallback(not_found)

@@ -20,7 +20,9 @@
 //! the document.
 
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
-use crate::routes::{artifacts, chains, edge, fleet, health, identity, ledger, nodes, ops};
+use crate::routes::{
+    artifacts, billing, chains, edge, fleet, health, identity, ledger, nodes, ops,
+};
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn, PathItem};
@@ -52,6 +54,7 @@ use utoipa::{Modify, OpenApi};
         ledger::list_ledgers, ledger::create_accounts, ledger::list_accounts, ledger::get_account,
         ledger::create_transfers, ledger::list_transfers, ledger::get_transfer, ledger::transfer_proof,
         ledger::list_checkpoints, ledger::create_checkpoint, ledger::public_key, ledger::consistency,
+        billing::ingest, billing::readings,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -63,6 +66,7 @@ use utoipa::{Modify, OpenApi};
         edge::RpcPlanView, edge::UsageView, edge::UsageRowView, edge::UsageTotals,
         ledger::LedgerView, ledger::NewAccountRequest, ledger::CreateAccountsRequest, ledger::ItemResult, ledger::BatchResults,
         ledger::NewTransferRequest, ledger::CreateTransfersRequest, ledger::TransferView, ledger::CheckpointView, ledger::PublicKeyView,
+        billing::MeterEventInput, billing::MeterEventBatch, billing::MeterIngestView, billing::ReadingView, billing::MeterReadingsView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

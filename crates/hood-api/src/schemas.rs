@@ -184,6 +184,20 @@ pub fn instant() -> Schema {
     pattern(INSTANT_PATTERN).into()
 }
 
+/// An instant, or `null`.
+pub fn optional_instant() -> Schema {
+    or_null(pattern(INSTANT_PATTERN))
+}
+
+/// A meter's aggregation (`sum | count | max | latest`).
+pub fn aggregation() -> Schema {
+    string_enum(
+        hood_domain::billing::Aggregation::ALL
+            .iter()
+            .map(|a| a.as_str()),
+    )
+}
+
 /// Text with something besides white space.
 pub fn reason() -> Schema {
     pattern("\\S").into()

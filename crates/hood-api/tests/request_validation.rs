@@ -266,3 +266,103 @@ async fn operational_answers_have_their_documented_media_types() {
     let ready = api.get("/readyz").await;
     assert_eq!(ready.body["database"], "sqlite");
 }
+
+impl Api {
+    async fn post_json(&self, uri: &str, token: &str, body: Value) -> Answer {
+        self.send(
+            Request::post(uri)
+                .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+    }
+}
+
+/// Meter events: a batch is stored once whatever the retries, readings
+/// aggregate and group them, and bad input is refused before anything is
+/// stored.
+#[tokio::test]
+async fn meter_events_are_ingested_once_and_read_aggregated() {
+    use serde_json::json;
+    let api = api().await;
+    let event = |id: &str, gpu: &str, quantity: u64, at: &str| json!({"id": id, "meter": "gpu_minutes", "dimensions": {"gpu": gpu}, "quantity": quantity, "at": at});
+    let batch = json!({"events": [
+        event("e1", "a100", 30, "2026-01-01T00:00:00Z"),
+        event("e2", "a100", 12, "2026-01-01T01:00:00Z"),
+        event("e3", "h100", 5, "2026-01-01T02:00:00Z"),
+        event("e1", "a100", 999, "2026-01-01T00:00:00Z"),
+    ]});
+    let first = api
+        .post_json("/api/v1/meter-events", &api.admin, batch.clone())
+        .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body, json!({"accepted": 3, "duplicates": 1}));
+    let retry = api
+        .post_json("/api/v1/meter-events", &api.admin, batch)
+        .await;
+    assert_eq!(retry.body, json!({"accepted": 0, "duplicates": 4}));
+
+    let window = "from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z";
+    let api = &api;
+    let read = |q: String| async move {
+        api.get(&format!("/api/v1/meters/gpu_minutes/readings?{q}"))
+            .await
+    };
+    let sum = read(format!("{window}&group_by=gpu")).await;
+    assert_eq!(sum.status, StatusCode::OK, "{}", sum.body);
+    assert_eq!(
+        sum.body["readings"],
+        json!([
+            {"dimensions": {"gpu": "a100"}, "quantity": 42},
+            {"dimensions": {"gpu": "h100"}, "quantity": 5},
+        ])
+    );
+    let latest = read(format!("{window}&aggregation=latest")).await;
+    assert_eq!(
+        latest.body["readings"],
+        json!([{"dimensions": {}, "quantity": 5}])
+    );
+    let count = read(format!("{window}&aggregation=count")).await;
+    assert_eq!(count.body["readings"][0]["quantity"], 3);
+    let outside = read("from=2026-02-01T00:00:00Z&to=2026-03-01T00:00:00Z".into()).await;
+    assert_eq!(outside.body["readings"], json!([]));
+
+    // Refused whole, naming the field; nothing of the batch is stored.
+    let bad = api
+        .post_json(
+            "/api/v1/meter-events",
+            &api.admin,
+            json!({"events": [event("ok-1", "a100", 1, "2026-01-01T00:00:00Z"), event("has space", "a100", 1, "2026-01-01T00:00:00Z")]}),
+        )
+        .await;
+    bad.names(StatusCode::BAD_REQUEST, "events");
+    assert_eq!(
+        read(format!("{window}&aggregation=count")).await.body["readings"][0]["quantity"],
+        3
+    );
+    api.post_json("/api/v1/meter-events", &api.admin, json!({"events": []}))
+        .await
+        .names(StatusCode::BAD_REQUEST, "events");
+    api.post_json(
+        "/api/v1/meter-events",
+        &api.admin,
+        json!({"events": [{"id": "x", "meter": "m", "quantity": 1, "at": "yesterday"}]}),
+    )
+    .await
+    .names(StatusCode::BAD_REQUEST, "events");
+    read(format!("{window}&aggregation=avg"))
+        .await
+        .names(StatusCode::BAD_REQUEST, "aggregation");
+    read("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z".into())
+        .await
+        .names(StatusCode::BAD_REQUEST, "to");
+    api.post_json(
+        "/api/v1/meter-events",
+        &api.admin,
+        json!({"org_id": "0195a3a2-5b1c-7d2e-8f00-aabbccddeeff", "events": [event("y", "a100", 1, "2026-01-01T00:00:00Z")]}),
+    )
+    .await
+    .names(StatusCode::BAD_REQUEST, "org_id");
+}

@@ -62,6 +62,10 @@ id_type!(/// An incident.
     IncidentId);
 id_type!(/// A subscription.
     SubscriptionId);
+id_type!(/// An invoice.
+    InvoiceId);
+id_type!(/// A payment received (or attempted) for an invoice.
+    PaymentId);
 id_type!(/// An allocation of host capacity.
     AllocationId);
 id_type!(/// A ledger transfer (chosen by the client: idempotent).

@@ -31,6 +31,7 @@ use std::sync::Arc;
 
 pub mod artifact;
 pub mod bench;
+pub mod billing;
 pub mod clock;
 pub mod edge;
 pub mod fleet;
@@ -39,6 +40,7 @@ pub mod identity;
 pub mod incident;
 pub mod lease;
 pub mod ledger;
+pub mod meter;
 pub mod migrate;
 pub mod node;
 pub mod notification;
@@ -128,6 +130,8 @@ pub trait Store:
     + retention::RetentionStore
     + ledger::LedgerStore
     + status_page::StatusPageStore
+    + meter::MeterStore
+    + billing::BillingStore
     + Send
     + Sync
     + 'static

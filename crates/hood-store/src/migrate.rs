@@ -92,6 +92,16 @@ pub const SQLITE: &[Migration] = &[
         name: "status_page",
         sql: include_str!("../migrations/sqlite/0010_status_page.sql"),
     },
+    Migration {
+        version: 11,
+        name: "meter_events",
+        sql: include_str!("../migrations/sqlite/0011_meter_events.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "billing",
+        sql: include_str!("../migrations/sqlite/0012_billing.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -145,6 +155,16 @@ pub const POSTGRES: &[Migration] = &[
         version: 10,
         name: "status_page",
         sql: include_str!("../migrations/postgres/0010_status_page.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "meter_events",
+        sql: include_str!("../migrations/postgres/0011_meter_events.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "billing",
+        sql: include_str!("../migrations/postgres/0012_billing.sql"),
     },
 ];
 

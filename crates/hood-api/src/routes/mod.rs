@@ -1,6 +1,7 @@
 //! Route groups. Each role serves a subset; `hood up` serves them all.
 
 pub mod artifacts;
+pub mod billing;
 pub mod chains;
 pub mod edge;
 pub mod fleet;

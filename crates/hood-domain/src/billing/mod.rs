@@ -1,16 +1,25 @@
-//! Billing's pure rules (design §8): money in minor units and exact
+//! Billing's pure rules (design §8): meter events and their aggregation
+//! ([`meter`]), money in minor units and exact
 //! prices ([`price`]), monthly periods anchored to a contract's start
-//! ([`period`]), and rating a period's meter readings under a contract
+//! ([`period`]), the meters Hood measures itself ([`builtin`]), the
+//! ledger's accounts, ids and units for billing ([`posting`]), and rating a period's meter readings under a contract
 //! and a rate card version into invoice lines ([`rating`]). The billing
 //! role (meters, invoices, payments, credits) builds on these; the
 //! subscription lifecycle is [`crate::lifecycle::SubscriptionState`].
 
+pub mod builtin;
+pub mod meter;
 pub mod period;
+pub mod posting;
 pub mod price;
 pub mod rating;
+pub mod records;
 
+pub use meter::{aggregate, Aggregation, MeterEvent, MeterEventError};
 pub use period::{monthly_period, Period, PeriodError};
 pub use price::{Currency, Price, PriceError, Priced, Rate, Tier, TierCharge};
 pub use rating::{
-    rate_period, ContractTerms, Line, LineSource, PriceRule, RateCard, Rated, RatingError, Reading,
+    adjustment, rate_period, ContractTerms, Line, LineSource, MeterDefinition, PriceRule, RateCard,
+    Rated, RatingError, Reading,
 };
+pub use records::{Invoice, Payment, PaymentState, Subscription, DEFAULT_GRACE_MS};

@@ -13,6 +13,8 @@
 //!   the readings in their order (callers sort them, so the same readings
 //!   always rate the same).
 
+use super::meter::Aggregation;
+use super::period::Period;
 use super::price::{Currency, Price, PriceError, Priced};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -35,6 +37,8 @@ pub enum RatingError {
     CurrencyMismatch { contract: Currency, card: Currency },
     #[error("the invoice total does not fit in 64-bit minor units")]
     Overflow,
+    #[error("meter `{0}` is defined but no rule prices it")]
+    UnpricedMeter(String),
 }
 
 /// How a contract charges (design §8; seed 002 §12).
@@ -79,9 +83,62 @@ pub struct RateCard {
     pub version: u32,
     pub currency: Currency,
     pub rules: Vec<PriceRule>,
+    /// How each ingested meter the rules name is read (the built-in
+    /// meters, [`super::builtin`], need no definition). A meter without
+    /// one is summed over all its events.
+    #[serde(default)]
+    pub meters: BTreeMap<String, MeterDefinition>,
+}
+
+/// How an ingested meter's events become readings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterDefinition {
+    pub aggregation: Aggregation,
+    /// The dimensions readings are grouped by (and priced on).
+    #[serde(default)]
+    pub group_by: Vec<String>,
+}
+
+impl Default for MeterDefinition {
+    fn default() -> Self {
+        Self {
+            aggregation: Aggregation::Sum,
+            group_by: Vec::new(),
+        }
+    }
 }
 
 impl RateCard {
+    /// The meters its rules price, each once, in name order.
+    pub fn meters_priced(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.rules.iter().map(|r| r.meter.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
+    /// How `meter` is read under this card.
+    pub fn meter_definition(&self, meter: &str) -> MeterDefinition {
+        self.meters.get(meter).cloned().unwrap_or_default()
+    }
+
+    /// Checks every rule's price and that each definition names a meter a
+    /// rule prices.
+    pub fn validate(&self) -> Result<(), RatingError> {
+        for (rule, r) in self.rules.iter().enumerate() {
+            r.price.validate().map_err(|source| RatingError::Price {
+                version: self.version,
+                rule,
+                source,
+            })?;
+        }
+        let priced = self.meters_priced();
+        if let Some(name) = self.meters.keys().find(|m| !priced.contains(&m.as_str())) {
+            return Err(RatingError::UnpricedMeter(name.clone()));
+        }
+        Ok(())
+    }
+
     /// The index of the most specific rule that prices `reading`.
     pub fn rule_for(&self, reading: &Reading) -> Option<usize> {
         let mut best: Option<(usize, usize)> = None;
@@ -117,6 +174,15 @@ pub enum LineSource {
         reading: Reading,
         rule: usize,
         priced: Priced,
+    },
+    /// Usage of an earlier, already invoiced period that arrived after it
+    /// closed: what those readings cost now (`readings`) beyond what was
+    /// billed for it (`billed`), under that period's terms and rate card.
+    /// The earlier invoice stays as issued.
+    Adjustment {
+        period: Period,
+        billed: Vec<Reading>,
+        readings: Vec<Reading>,
     },
 }
 
@@ -211,6 +277,35 @@ pub fn rate_period(
     })
 }
 
+/// The adjustment line for a closed `period` whose readings grew from
+/// `billed` to `readings` after it was invoiced: the difference of the two
+/// ratings under the period's own terms and card (the fee cancels out).
+/// `None` when the period would not cost more: an invoice is never lowered
+/// by a later one (a lower amount is a credit note's business).
+pub fn adjustment(
+    terms: &ContractTerms,
+    currency: &Currency,
+    card: &RateCard,
+    period: Period,
+    billed: &[Reading],
+    readings: &[Reading],
+) -> Result<Option<Line>, RatingError> {
+    if billed == readings {
+        return Ok(None);
+    }
+    let before = rate_period(terms, currency, card, billed)?.total_minor;
+    let after = rate_period(terms, currency, card, readings)?.total_minor;
+    Ok((after > before).then(|| Line {
+        source: LineSource::Adjustment {
+            period,
+            billed: billed.to_vec(),
+            readings: readings.to_vec(),
+        },
+        rate_card_version: card.version,
+        amount_minor: after - before,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::price::{Rate, Tier};
@@ -242,6 +337,7 @@ mod tests {
         RateCard {
             version: 3,
             currency: usd(),
+            meters: BTreeMap::new(),
             rules: vec![
                 PriceRule {
                     meter: "rpc_cu".into(),
@@ -337,6 +433,60 @@ mod tests {
     }
 
     #[test]
+    fn late_usage_is_billed_at_the_margin_and_never_lowers() {
+        let terms = ContractTerms::Hybrid {
+            fee_minor: 4_900,
+            included: [("rpc_cu".to_owned(), 1_000_000)].into_iter().collect(),
+        };
+        let period = Period {
+            start: time::macros::date!(2026 - 01 - 01),
+            end: time::macros::date!(2026 - 02 - 01),
+        };
+        let eth = [("chain", "ethereum"), ("method_class", "read")];
+        let billed = [reading("rpc_cu", &eth, 900_000)];
+        // 200,000 late units: 100,000 still inside the allowance, 100,000
+        // beyond it at 2 cents per 10,000.
+        let now = [reading("rpc_cu", &eth, 1_100_000)];
+        let line = adjustment(&terms, &usd(), &card(), period, &billed, &now)
+            .unwrap()
+            .expect("more usage costs more");
+        assert_eq!(line.amount_minor, 20);
+        assert!(matches!(line.source, LineSource::Adjustment { period: p, .. } if p == period));
+        assert_eq!(
+            adjustment(&terms, &usd(), &card(), period, &billed, &billed).unwrap(),
+            None
+        );
+        assert_eq!(
+            adjustment(&terms, &usd(), &card(), period, &now, &billed).unwrap(),
+            None,
+            "a later invoice never lowers an earlier one"
+        );
+    }
+
+    #[test]
+    fn a_card_validates_its_prices_and_meter_definitions() {
+        let mut c = card();
+        assert_eq!(c.validate(), Ok(()));
+        c.meters.insert(
+            "storage_bytes".into(),
+            MeterDefinition {
+                aggregation: Aggregation::Latest,
+                group_by: vec![],
+            },
+        );
+        assert_eq!(
+            c.validate(),
+            Err(RatingError::UnpricedMeter("storage_bytes".into()))
+        );
+        let mut c = card();
+        c.rules[0].price.tiers.clear();
+        assert!(matches!(
+            c.validate(),
+            Err(RatingError::Price { rule: 0, .. })
+        ));
+    }
+
+    #[test]
     fn fixed_ignores_usage_and_metered_has_no_fee() {
         let readings = [reading("rpc_cu", &[("chain", "base")], 10_000)];
         let fixed = rate_period(
@@ -388,7 +538,7 @@ mod tests {
             prop_assert_eq!(sum, rated.total_minor);
             let included: u64 = rated.lines.iter().filter_map(|l| match &l.source {
                 LineSource::Usage { priced, .. } => Some(priced.included),
-                LineSource::Fee => None,
+                LineSource::Fee | LineSource::Adjustment { .. } => None,
             }).sum();
             let total_quantity: u64 = quantities.iter().sum();
             prop_assert_eq!(included, allowance.min(total_quantity));

@@ -12,11 +12,13 @@
 //! - [`command`]: [`CommandState`] for durable agent commands (design §4);
 //! - [`workflow`]: [`WorkflowState`] and [`StepState`] for sagas (design §3);
 //! - [`incident`]: [`IncidentState`] (design §6);
-//! - [`subscription`]: [`SubscriptionState`] (design §8).
+//! - [`subscription`]: [`SubscriptionState`] and [`invoice`]: [`InvoiceState`]
+//!   (design §8).
 
 pub mod command;
 pub mod host;
 pub mod incident;
+pub mod invoice;
 pub mod node;
 pub mod subscription;
 pub mod workflow;
@@ -24,6 +26,7 @@ pub mod workflow;
 pub use command::CommandState;
 pub use host::HostState;
 pub use incident::IncidentState;
+pub use invoice::InvoiceState;
 pub use node::{ApplicationHealth, NodeState, SyncStatus};
 pub use subscription::SubscriptionState;
 pub use workflow::{StepState, WorkflowState};

@@ -79,6 +79,21 @@ pub(crate) fn parse_role(column: &str, value: &str) -> Result<Role, StoreError> 
         .map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
+/// A calendar day as stored: `YYYY-MM-DD`.
+pub(crate) fn format_date(day: time::Date) -> String {
+    let (y, m, d) = (day.year(), u8::from(day.month()), day.day());
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Parses a `YYYY-MM-DD` column.
+pub(crate) fn parse_date(column: &str, value: &str) -> Result<time::Date, StoreError> {
+    time::Date::parse(
+        value,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|e| StoreError::Corrupt(format!("{column}: `{value}` is not a date: {e}")))
+}
+
 /// Parses a JSON text column.
 pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
     column: &str,
@@ -152,6 +167,12 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
         "name",
     ),
     ("rpc_keys_prefix_key", "rpc_keys.prefix", "prefix"),
+    ("rate_cards_pkey", "rate_cards.version", "rate card version"),
+    (
+        "subscriptions_live_org_idx",
+        "subscriptions.org_id",
+        "live subscription",
+    ),
     ("rpc_keys_pkey", "rpc_keys.id", "id"),
 ];
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod artifact;
+mod billing;
 mod edge;
 mod fleet;
 mod health;
@@ -22,6 +23,7 @@ mod identity;
 mod incident;
 mod lease;
 mod ledger;
+mod meter;
 mod node;
 mod notification;
 mod outbox;
