@@ -13,10 +13,12 @@
 //! Modelled on omicron's `nexus/src/app`, between its HTTP entry points and
 //! its datastore.
 
+pub mod billing;
 pub mod error;
 pub mod ledger;
 pub mod nodes;
 
+pub use billing::{BillingService, BillingStores, CreateSubscription};
 pub use error::{AppError, AppResult};
 pub use ledger::{LedgerService, Viewer};
 pub use nodes::{CreateNode, NodeAccepted, NodeService};

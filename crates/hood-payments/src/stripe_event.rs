@@ -37,6 +37,22 @@ pub enum EventKind {
     Other(String),
 }
 
+impl EventKind {
+    /// Stripe's name of the event type.
+    pub fn type_name(&self) -> &str {
+        match self {
+            EventKind::CheckoutSessionCompleted(_) => "checkout.session.completed",
+            EventKind::CheckoutSessionAsyncPaymentSucceeded(_) => {
+                "checkout.session.async_payment_succeeded"
+            }
+            EventKind::InvoicePaid(_) => "invoice.paid",
+            EventKind::PaymentFailed(_) => "payment_intent.payment_failed",
+            EventKind::ChargeRefunded(_) => "charge.refunded",
+            EventKind::Other(name) => name,
+        }
+    }
+}
+
 /// A Checkout Session's `payment_status`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentStatus {

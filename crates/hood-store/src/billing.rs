@@ -112,6 +112,8 @@ pub trait BillingStore: Send + Sync {
     async fn payments_to_post(&self, limit: i64) -> StoreResult<Vec<Payment>>;
     async fn mark_payment_posted(&self, id: PaymentId, at: Timestamp) -> StoreResult<()>;
 
+    /// Whether a Stripe event id was recorded as handled.
+    async fn stripe_event_seen(&self, id: &str) -> StoreResult<bool>;
     /// Records a Stripe event id; `false` when it was handled before.
     async fn record_stripe_event(
         &self,

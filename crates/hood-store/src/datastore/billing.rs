@@ -641,6 +641,14 @@ impl BillingStore for SqlStore {
         Ok(())
     }
 
+    async fn stripe_event_seen(&self, id: &str) -> StoreResult<bool> {
+        let found: Option<(String,)> = query_as("SELECT id FROM stripe_events WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(found.is_some())
+    }
+
     async fn record_stripe_event(
         &self,
         id: &str,

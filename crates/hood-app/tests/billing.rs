@@ -1,0 +1,486 @@
+//! Billing's use cases on a real store and ledger, SQLite and PostgreSQL:
+//! a HYBRID contract's period closed from stored usage, node state and
+//! ingested events into one invoice whose lines trace to those readings;
+//! late usage billed as an adjustment on the next invoice; payments,
+//! local and through Stripe's webhook, posted to the ledger exactly once;
+//! the ledger verifies at the end.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use hood_app::billing::payments::INVOICE_METADATA_KEY;
+use hood_app::billing::{StripeWebhookConfig, WebhookOutcome};
+use hood_app::{AppError, BillingService, BillingStores, CreateSubscription, LedgerService};
+use hood_clock::{Clock, ManualClock};
+use hood_domain::billing::builtin::{NODE_SECONDS, RPC_COMPUTE_UNITS};
+use hood_domain::billing::posting::account_id;
+use hood_domain::billing::{
+    Aggregation, ContractTerms, LineSource, MeterDefinition, MeterEvent, Price, PriceRule, Rate,
+    RateCard,
+};
+use hood_domain::identity::Organization;
+use hood_domain::ledger::AccountCode;
+use hood_domain::lifecycle::{
+    ApplicationHealth, InvoiceState, NodeState, SubscriptionState, SyncStatus,
+};
+use hood_domain::node::Node;
+use hood_domain::rpc::{UsageEvent, UsageStatus};
+use hood_domain::{NodeId, OrgId, RpcKeyId, Timestamp};
+use hood_identity::master_key::MasterKey;
+use hood_ledger::LedgerLog;
+use hood_payments::stripe_signature;
+use hood_store::node::NodeChange;
+use hood_store::Store;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use time::macros::date;
+use uuid::Uuid;
+
+const WEBHOOK_SECRET: &str = "whsec_test_billing";
+/// 2026-01-01T00:00:00Z.
+const JAN_1: i64 = 1_767_225_600_000;
+const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
+
+struct Env {
+    store: Arc<dyn Store>,
+    billing: BillingService,
+    clock: Arc<ManualClock>,
+    org: OrgId,
+    key: RpcKeyId,
+    _guard: Box<dyn std::any::Any>,
+}
+
+async fn env_on(store: Arc<dyn Store>, guard: Box<dyn std::any::Any>) -> Env {
+    store.migrate().await.unwrap();
+    for ledger in hood_testkit::ledger::ledgers() {
+        store.ensure_ledger(&ledger, Timestamp(1)).await.unwrap();
+    }
+    let log = LedgerLog::open(store.clone(), &MasterKey::generate(), "billing.test")
+        .await
+        .unwrap();
+    let org = Organization {
+        id: OrgId::from_uuid(Uuid::now_v7()),
+        slug: "acme".into(),
+        name: "Acme".into(),
+        created_at: Timestamp(JAN_1),
+    };
+    store.create_org(&org).await.unwrap();
+    let clock = ManualClock::at(Timestamp(JAN_1));
+    let billing = BillingService::new(
+        BillingStores {
+            billing: store.clone(),
+            meters: store.clone(),
+            usage: store.clone(),
+            uptime: store.clone(),
+            nodes: store.clone(),
+        },
+        LedgerService::new(log),
+        clock.clone(),
+    )
+    .with_stripe_webhook(StripeWebhookConfig::new(WEBHOOK_SECRET.into()));
+    Env {
+        store,
+        billing,
+        clock,
+        org: org.id,
+        key: RpcKeyId::from_uuid(Uuid::now_v7()),
+        _guard: guard,
+    }
+}
+
+async fn sqlite() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = hood_store::connect(&hood_testkit::sqlite_url(&dir))
+        .await
+        .unwrap();
+    env_on(store, Box::new(dir)).await
+}
+
+async fn postgres(test: &str) -> Option<Env> {
+    let db = hood_testkit::PgDatabase::create(test).await?;
+    let store = hood_store::connect(&db.url).await.unwrap();
+    Some(env_on(store, Box::new(db)).await)
+}
+
+fn flat(amount_minor: u64, per: u64) -> Price {
+    Price::flat(Rate { amount_minor, per })
+}
+
+fn rule(meter: &str, matches: &[(&str, &str)], price: Price) -> PriceRule {
+    PriceRule {
+        meter: meter.into(),
+        matches: matches
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        price,
+    }
+}
+
+/// Reads at 2 cents per 10,000 CU, traces at 10; anvil node-hours at 5
+/// cents; GPU minutes at 1 cent.
+fn card() -> RateCard {
+    RateCard {
+        version: 0,
+        currency: "USD".parse().unwrap(),
+        rules: vec![
+            rule(RPC_COMPUTE_UNITS, &[], flat(2, 10_000)),
+            rule(
+                RPC_COMPUTE_UNITS,
+                &[("method_class", "trace")],
+                flat(10, 10_000),
+            ),
+            rule(NODE_SECONDS, &[], flat(5, 3_600)),
+            rule("gpu.minutes", &[], flat(1, 1)),
+        ],
+        meters: BTreeMap::from([(
+            "gpu.minutes".to_owned(),
+            MeterDefinition {
+                aggregation: Aggregation::Sum,
+                group_by: vec!["sku".into()],
+            },
+        )]),
+    }
+}
+
+fn usage(env: &Env, id: &str, method: &str, cu: u32, at: i64) -> UsageEvent {
+    UsageEvent {
+        request_id: id.into(),
+        org_id: env.org,
+        key_id: env.key,
+        chain: "ethereum-anvil".into(),
+        method: method.into(),
+        compute_units: cu,
+        status: UsageStatus::Ok,
+        http_status: 200,
+        latency_us: 100,
+        at: Timestamp(at),
+    }
+}
+
+/// A node created at `created`, healthy from `healthy_at` on.
+async fn node(env: &Env, created: i64, healthy_at: i64) -> NodeId {
+    let n = Node {
+        id: NodeId::from_uuid(Uuid::now_v7()),
+        org_id: env.org,
+        name: format!("n-{}", Uuid::now_v7().simple()),
+        chain: "ethereum-anvil".into(),
+        node_type: "dev".into(),
+        provider: "local".into(),
+        region: "local".into(),
+        state: NodeState::Provisioning,
+        sync_status: SyncStatus::Unknown,
+        app_health: ApplicationHealth::Unknown,
+        host_id: None,
+        rpc_endpoint: None,
+        head_height: None,
+        binary_version: None,
+        failure_reason: None,
+        version: 1,
+        created_at: Timestamp(created),
+        updated_at: Timestamp(created),
+    };
+    env.store.create_node(&n).await.unwrap();
+    let change = NodeChange {
+        state: Some(NodeState::Healthy),
+        message: "synced".into(),
+        ..NodeChange::default()
+    };
+    env.store
+        .update_node(n.id, 1, &change, Timestamp(healthy_at))
+        .await
+        .unwrap();
+    n.id
+}
+
+fn hybrid() -> CreateSubscription {
+    CreateSubscription {
+        terms: ContractTerms::Hybrid {
+            fee_minor: 4_900,
+            included: BTreeMap::from([(RPC_COMPUTE_UNITS.to_owned(), 1_000_000)]),
+        },
+        currency: "USD".parse().unwrap(),
+        start_date: date!(2026 - 01 - 01),
+        rate_card_version: None,
+        grace_ms: None,
+        budget_minor: None,
+        pending_payment: false,
+    }
+}
+
+fn signed(payload: &serde_json::Value, at_secs: i64) -> (Vec<u8>, String) {
+    let body = serde_json::to_vec(payload).unwrap();
+    let header = stripe_signature::sign(&body, WEBHOOK_SECRET, at_secs);
+    (body, header)
+}
+
+fn checkout_completed(event: &str, session: &str, invoice: &str, amount: u64) -> serde_json::Value {
+    json!({
+        "id": event,
+        "object": "event",
+        "type": "checkout.session.completed",
+        "created": 1_770_000_000,
+        "data": {"object": {
+            "id": session,
+            "object": "checkout.session",
+            "payment_status": "paid",
+            "amount_total": amount,
+            "currency": "usd",
+            "client_reference_id": invoice,
+            "metadata": {INVOICE_METADATA_KEY: invoice},
+            "payment_intent": "pi_test_1",
+        }},
+    })
+}
+
+async fn a_period_closes_into_one_traceable_invoice_and_is_paid_once(env: Env) {
+    let b = &env.billing;
+    let card = b.create_rate_card(card()).await.unwrap();
+    assert_eq!(card.card.version, 1, "the first version is 1");
+    let sub = b.create_subscription(env.org, hybrid()).await.unwrap();
+    assert_eq!(sub.state, SubscriptionState::Active);
+    assert!(matches!(
+        b.create_subscription(env.org, hybrid()).await,
+        Err(AppError::Conflict(_))
+    ));
+
+    // January: 1,200,000 read CU (200,000 beyond the allowance) and 50,000
+    // trace CU; one node healthy for 100 hours; 30 GPU minutes. December's
+    // and February's usage is not January's.
+    let events = vec![
+        usage(&env, "r1", "eth_call", 700_000, JAN_1 + DAY),
+        usage(&env, "r2", "eth_blockNumber", 500_000, JAN_1 + 10 * DAY),
+        usage(&env, "t1", "trace_block", 50_000, JAN_1 + 20 * DAY),
+        usage(&env, "old", "eth_call", 999_999, JAN_1 - 1),
+        usage(&env, "next", "eth_call", 999_999, JAN_1 + 31 * DAY),
+    ];
+    env.store.record_usage(&events).await.unwrap();
+    node(&env, JAN_1 + 5 * DAY, JAN_1 + 5 * DAY + HOUR).await;
+    let n = env.store.list_nodes(Some(env.org)).await.unwrap();
+    // Healthy from day 5 + 1 h; terminating 100 hours later.
+    let stop = NodeChange {
+        state: Some(NodeState::Terminating),
+        message: "bye".into(),
+        ..NodeChange::default()
+    };
+    env.store
+        .update_node(
+            n[0].id,
+            n[0].version,
+            &stop,
+            Timestamp(JAN_1 + 5 * DAY + 101 * HOUR),
+        )
+        .await
+        .unwrap();
+    let gpu = MeterEvent {
+        id: "g1".into(),
+        meter: "gpu.minutes".into(),
+        dimensions: BTreeMap::from([("sku".to_owned(), "h200.1g".to_owned())]),
+        quantity: 30,
+        at: Timestamp(JAN_1 + 3 * DAY),
+    };
+    env.store
+        .insert_meter_events(env.org, &[gpu], Timestamp(JAN_1))
+        .await
+        .unwrap();
+
+    // Before the period ends nothing closes.
+    env.clock.set(Timestamp(JAN_1 + 30 * DAY));
+    assert!(b.close_periods(None, None).await.unwrap().issued.is_empty());
+
+    env.clock.set(Timestamp(JAN_1 + 31 * DAY + 5_000));
+    let report = b.close_periods(None, None).await.unwrap();
+    assert_eq!(report.issued.len(), 1, "{report:?}");
+    assert!(report.failed.is_empty());
+    let inv = &report.issued[0];
+    assert_eq!(inv.state, InvoiceState::Issued);
+    assert_eq!(inv.number.as_deref(), Some("2026-000001"));
+    assert_eq!(inv.period.start, date!(2026 - 01 - 01));
+    assert_eq!(inv.period.end, date!(2026 - 02 - 01));
+    // The readings are the stored usage exactly.
+    let cu: u64 = inv
+        .readings
+        .iter()
+        .filter(|r| r.meter == RPC_COMPUTE_UNITS)
+        .map(|r| r.quantity)
+        .sum();
+    assert_eq!(cu, 1_250_000);
+    let node_seconds: u64 = inv
+        .readings
+        .iter()
+        .filter(|r| r.meter == NODE_SECONDS)
+        .map(|r| r.quantity)
+        .sum();
+    assert_eq!(node_seconds, 100 * 3_600);
+    // Fee 49.00; reads: 1,000,000 included, 200,000 × 2/10,000 = 0.40;
+    // traces: the allowance went to the reads first (readings in order:
+    // read before trace) → 50,000 × 10/10,000 = 0.50; node 100 h × 0.05 =
+    // 5.00; GPU 30 × 0.01 = 0.30.
+    let amounts: Vec<u64> = inv.lines.iter().map(|l| l.amount_minor).collect();
+    assert_eq!(inv.total_minor, amounts.iter().sum::<u64>(), "lines add up");
+    assert_eq!(
+        inv.total_minor,
+        4_900 + 40 + 50 + 500 + 30,
+        "{:#?}",
+        inv.lines
+    );
+    assert!(inv.lines.iter().all(|l| l.rate_card_version == 1));
+    assert!(
+        b.rate_card(1).await.unwrap().used_at.is_some(),
+        "card 1 is now immutable"
+    );
+
+    // Closing again issues nothing; the ledger holds the receivable.
+    assert!(b.close_periods(None, None).await.unwrap().issued.is_empty());
+    let receivable = account_id(AccountCode::Receivable, 1, Some(env.org));
+    let acc = env.store.get_account(receivable).await.unwrap().unwrap();
+    assert_eq!(
+        acc.debits_posted,
+        inv.total_minor * 10_000,
+        "cents → micro-dollars"
+    );
+
+    // A late January event and February's own usage: February's invoice
+    // bills the late reads at the margin, as an adjustment line.
+    env.store
+        .record_usage(&[usage(&env, "late", "eth_call", 100_000, JAN_1 + 15 * DAY)])
+        .await
+        .unwrap();
+    env.clock.set(Timestamp(JAN_1 + 59 * DAY + 1));
+    let report = b.close_periods(None, None).await.unwrap();
+    assert_eq!(report.issued.len(), 1);
+    let feb = &report.issued[0];
+    assert_eq!(feb.number.as_deref(), Some("2026-000002"));
+    let adjustments: Vec<_> = feb
+        .lines
+        .iter()
+        .filter(|l| matches!(l.source, LineSource::Adjustment { .. }))
+        .collect();
+    assert_eq!(adjustments.len(), 1, "{:#?}", feb.lines);
+    assert_eq!(adjustments[0].amount_minor, 20, "100,000 × 2/10,000");
+    let jan = b.invoice(Some(env.org), inv.id).await.unwrap();
+    assert_eq!(
+        (&jan.lines, jan.total_minor, &jan.readings, &jan.number),
+        (&inv.lines, inv.total_minor, &inv.readings, &inv.number),
+        "the issued January invoice is unchanged"
+    );
+    assert!(jan.posted_at.is_some(), "posted to the ledger at issue");
+
+    // Paid locally, twice with the same bank reference: one payment.
+    let p1 = b
+        .record_local_payment(inv.id, "BANK-1", None)
+        .await
+        .unwrap();
+    let p2 = b
+        .record_local_payment(inv.id, "BANK-1", None)
+        .await
+        .unwrap();
+    assert_eq!(p1.id, p2.id);
+    assert_eq!(
+        b.invoice(None, inv.id).await.unwrap().state,
+        InvoiceState::Paid
+    );
+
+    // February through Stripe's webhook.
+    let now = env.clock.now().secs();
+    let payload = checkout_completed("evt_1", "cs_test_feb", &feb.id.to_string(), feb.total_minor);
+    let (body, header) = signed(&payload, now);
+    let out = b.stripe_webhook(&body, &header).await.unwrap();
+    assert!(matches!(out, WebhookOutcome::Handled { .. }), "{out:?}");
+    assert_eq!(
+        b.invoice(None, feb.id).await.unwrap().state,
+        InvoiceState::Paid
+    );
+    // Replayed: nothing changes.
+    assert!(matches!(
+        b.stripe_webhook(&body, &header).await.unwrap(),
+        WebhookOutcome::Duplicate { .. }
+    ));
+    // Stale (beyond 300 s) and wrongly signed deliveries are refused.
+    let other = checkout_completed("evt_2", "cs_test_other", &feb.id.to_string(), 1);
+    let (body2, stale) = signed(&other, now - 301);
+    assert!(matches!(
+        b.stripe_webhook(&body2, &stale).await,
+        Err(AppError::Invalid(_))
+    ));
+    let forged = stripe_signature::sign(&body2, "whsec_wrong", now);
+    assert!(matches!(
+        b.stripe_webhook(&body2, &forged).await,
+        Err(AppError::Invalid(_))
+    ));
+    assert_eq!(b.invoice_payments(None, feb.id).await.unwrap().len(), 1);
+
+    // Everything is posted; the receivable is settled; the ledger verifies.
+    assert_eq!(
+        b.post_pending(100).await.unwrap(),
+        0,
+        "posted as it happened"
+    );
+    let acc = env.store.get_account(receivable).await.unwrap().unwrap();
+    assert_eq!(
+        acc.debits_posted,
+        (inv.total_minor + feb.total_minor) * 10_000
+    );
+    assert_eq!(acc.credits_posted, acc.debits_posted, "both invoices paid");
+    hood_ledger::verify::verify_store(env.store.as_ref(), None)
+        .await
+        .unwrap();
+}
+
+async fn a_failed_payment_starts_grace_and_a_payment_ends_it(env: Env) {
+    let b = &env.billing;
+    b.create_rate_card(card()).await.unwrap();
+    let mut req = hybrid();
+    req.terms = ContractTerms::Fixed { fee_minor: 1_000 };
+    let sub = b.create_subscription(env.org, req).await.unwrap();
+    env.clock.set(Timestamp(JAN_1 + 31 * DAY));
+    let inv = b.close_periods(None, None).await.unwrap().issued.remove(0);
+    assert_eq!(inv.total_minor, 1_000);
+
+    let failed = json!({
+        "id": "evt_fail",
+        "type": "payment_intent.payment_failed",
+        "created": 1_770_000_000,
+        "data": {"object": {
+            "id": "pi_1",
+            "amount": 1_000,
+            "currency": "usd",
+            "metadata": {INVOICE_METADATA_KEY: inv.id.to_string()},
+            "last_payment_error": {"message": "Your card was declined."},
+        }},
+    });
+    let (body, header) = signed(&failed, env.clock.now().secs());
+    b.stripe_webhook(&body, &header).await.unwrap();
+    let s = b.subscription(Some(env.org), sub.id).await.unwrap();
+    assert_eq!(s.state, SubscriptionState::Grace);
+    assert_eq!(s.grace_until, Some(env.clock.now().plus_millis(72 * HOUR)));
+    assert!(s.reason.unwrap().contains("declined"));
+
+    b.record_local_payment(inv.id, "BANK-7", None)
+        .await
+        .unwrap();
+    let s = b.subscription(Some(env.org), sub.id).await.unwrap();
+    assert_eq!(s.state, SubscriptionState::Active, "payment ends grace");
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            use super::*;
+            $(#[tokio::test] async fn $name() { super::$name(sqlite().await).await; })*
+        }
+        mod postgres_backend {
+            use super::*;
+            $(#[tokio::test] async fn $name() {
+                let Some(env) = postgres(stringify!($name)).await else { return };
+                super::$name(env).await;
+            })*
+        }
+    };
+}
+
+both!(
+    a_period_closes_into_one_traceable_invoice_and_is_paid_once,
+    a_failed_payment_starts_grace_and_a_payment_ends_it,
+);
