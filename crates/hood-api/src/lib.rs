@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod clock;
 pub mod extract;
+pub mod invoice_page;
 pub mod limiter;
 pub mod metrics;
 pub mod openapi;
@@ -58,7 +59,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::health::router())
             .merge(routes::edge::router())
             .merge(routes::ledger::router())
-            .merge(routes::billing::router());
+            .merge(routes::billing::router())
+            .merge(routes::invoicing::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.
@@ -68,7 +70,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
     if roles.contains(&HttpRole::Api) {
         app = app
             .merge(routes::artifacts::router())
-            .merge(routes::billing::ingest_router());
+            .merge(routes::billing::ingest_router())
+            .merge(routes::invoicing::webhook_router());
     }
     let metrics = state.metrics.clone();
     app.fallback(not_found)

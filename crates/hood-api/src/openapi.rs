@@ -21,7 +21,7 @@
 
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
-    artifacts, billing, chains, edge, fleet, health, identity, ledger, nodes, ops,
+    artifacts, billing, chains, edge, fleet, health, identity, invoicing, ledger, nodes, ops,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -55,6 +55,11 @@ use utoipa::{Modify, OpenApi};
         ledger::create_transfers, ledger::list_transfers, ledger::get_transfer, ledger::transfer_proof,
         ledger::list_checkpoints, ledger::create_checkpoint, ledger::public_key, ledger::consistency,
         billing::ingest, billing::readings,
+        invoicing::create_rate_card, invoicing::list_rate_cards, invoicing::get_rate_card,
+        invoicing::create_subscription, invoicing::list_subscriptions, invoicing::get_subscription,
+        invoicing::cancel_subscription, invoicing::close_period, invoicing::list_invoices,
+        invoicing::get_invoice, invoicing::print_invoice, invoicing::record_payment,
+        invoicing::checkout, invoicing::stripe_webhook,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -67,6 +72,13 @@ use utoipa::{Modify, OpenApi};
         ledger::LedgerView, ledger::NewAccountRequest, ledger::CreateAccountsRequest, ledger::ItemResult, ledger::BatchResults,
         ledger::NewTransferRequest, ledger::CreateTransfersRequest, ledger::TransferView, ledger::CheckpointView, ledger::PublicKeyView,
         billing::MeterEventInput, billing::MeterEventBatch, billing::MeterIngestView, billing::ReadingView, billing::MeterReadingsView,
+        invoicing::RateInput, invoicing::TierInput, invoicing::PriceInput, invoicing::PriceRuleInput,
+        invoicing::MeterDefinitionInput, invoicing::RateCardInput, invoicing::RateCardView,
+        invoicing::TermsInput, invoicing::SubscriptionInput, invoicing::SubscriptionView,
+        invoicing::CancelInput, invoicing::ClosePeriodInput, invoicing::CloseFailureView,
+        invoicing::CloseReportView, invoicing::LineView, invoicing::ReadingLineView,
+        invoicing::PaymentView, invoicing::InvoiceView, invoicing::PaymentInput,
+        invoicing::CheckoutInput, invoicing::CheckoutView, invoicing::WebhookView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

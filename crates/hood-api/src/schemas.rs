@@ -198,6 +198,11 @@ pub fn aggregation() -> Schema {
     )
 }
 
+/// A contract's kind (`fixed | metered | hybrid`).
+pub fn contract_kind() -> Schema {
+    string_enum(["fixed", "metered", "hybrid"].into_iter())
+}
+
 /// Text with something besides white space.
 pub fn reason() -> Schema {
     pattern("\\S").into()

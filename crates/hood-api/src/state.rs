@@ -2,7 +2,7 @@
 
 use crate::limiter::KeyedLimiter;
 use crate::metrics::Metrics;
-use hood_app::{LedgerService, NodeService};
+use hood_app::{BillingService, LedgerService, NodeService};
 use hood_chains::ChainCatalog;
 use hood_domain::rpc::PlanCatalog;
 use hood_identity::master_key::MasterKey;
@@ -45,6 +45,8 @@ pub struct AppState {
     /// The ledger's use cases, in processes that run it (they hold the
     /// checkpoint key, so need the master key).
     pub ledger: Option<LedgerService>,
+    /// Billing's use cases, in processes that run the ledger.
+    pub billing: Option<BillingService>,
     /// The installation master key, in processes that seal secrets at rest
     /// (notification channel configurations).
     pub master: Option<MasterKey>,
@@ -74,6 +76,11 @@ impl AppState {
     }
 
     /// Serves the ledger's routes with these use cases.
+    pub fn with_billing(mut self, billing: BillingService) -> Self {
+        self.billing = Some(billing);
+        self
+    }
+
     pub fn with_ledger(mut self, ledger: LedgerService) -> Self {
         self.ledger = Some(ledger);
         self
@@ -103,6 +110,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             nodes,
             ledger: None,
+            billing: None,
             master: None,
             notify: NotifierConfig::default(),
         }

@@ -43,6 +43,25 @@ pub fn default_ledgers() -> [Ledger; 2] {
     ]
 }
 
+/// The ledger's use cases without its upkeep, for roles that post to it
+/// (billing) in a process that does not run the ledger's upkeep.
+pub async fn open_service(
+    args: &LedgerArgs,
+    store: Arc<dyn Store>,
+    master: &MasterKey,
+) -> Result<LedgerService> {
+    for ledger in default_ledgers() {
+        store
+            .ensure_ledger(&ledger, hood_clock::now())
+            .await
+            .with_context(|| format!("configuring the {} ledger", ledger.asset))?;
+    }
+    let log = LedgerLog::open(store, master, &args.ledger_origin)
+        .await
+        .context("opening the ledger's checkpoint key")?;
+    Ok(LedgerService::new(log))
+}
+
 /// The running ledger: its use cases and its upkeep.
 pub struct LedgerRole {
     pub service: LedgerService,

@@ -3,6 +3,7 @@
 
 mod agent;
 mod bench;
+mod billing;
 mod bus;
 mod cli;
 mod console;
@@ -51,6 +52,9 @@ enum RoleArg {
     /// The public JSON-RPC edge (HOOD_EDGE_ADDR, default 8545); replicas
     /// share keys, revocations and usage through the bus.
     Edge,
+    /// Period close, invoices and ledger postings (leader-elected; several
+    /// replicas stand by for each other).
+    Billing,
 }
 
 impl RoleArg {
@@ -59,7 +63,11 @@ impl RoleArg {
         match self {
             RoleArg::Api => Some(HttpRole::Api),
             RoleArg::Auth => Some(HttpRole::Auth),
-            RoleArg::Orchestrator | RoleArg::AgentGateway | RoleArg::Health | RoleArg::Edge => None,
+            RoleArg::Orchestrator
+            | RoleArg::AgentGateway
+            | RoleArg::Health
+            | RoleArg::Edge
+            | RoleArg::Billing => None,
         }
     }
 }
@@ -223,6 +231,7 @@ async fn run(cli: Cli) -> Result<()> {
             fleet.orchestrator = roles.contains(&RoleArg::Orchestrator);
             fleet.agent_gateway = roles.contains(&RoleArg::AgentGateway);
             fleet.health = roles.contains(&RoleArg::Health);
+            fleet.billing = roles.contains(&RoleArg::Billing);
             let listen = serve_listen(&roles, listen);
             let roles: Vec<HttpRole> = roles.iter().filter_map(|r| r.http_role()).collect();
             server::serve(opts, roles, listen, &database_url, fleet, health, edge).await

@@ -42,6 +42,8 @@ pub struct ServerOpts {
     pub ledger: crate::ledger::LedgerArgs,
     #[command(flatten)]
     pub console: crate::console::ConsoleArgs,
+    #[command(flatten)]
+    pub billing: crate::billing::BillingArgs,
 }
 
 /// `hood up`: every role in one process on SQLite under `$HOOD_HOME`.
@@ -96,10 +98,15 @@ pub async fn up(
             .map(|a| Arc::clone(a.object_store())),
     )
     .await?;
+    let billing =
+        crate::billing::service(&opts.billing, store.clone(), ledger.service.clone())?;
+    let billing_runner =
+        crate::billing::start_runner(&opts.billing, billing.clone(), store.clone());
     let state = state
         .with_node_operations(Arc::new(fleet.orchestrator.clone()))
         .with_master_key(master.clone())
         .with_ledger(ledger.service.clone())
+        .with_billing(billing)
         .with_notifier_config(health_args.notifier_config()?);
     let bus = health_args.bus.connect().await?;
     let console_bus = bus.clone();
@@ -214,6 +221,7 @@ pub async fn up(
     let usage_written = edge.shutdown().await;
     tracing::info!(usage_written, "edge stopped");
     health.shutdown().await;
+    billing_runner.shutdown().await;
     ledger.shutdown().await;
     fleet.shutdown().await;
     println!("hood stopped");
@@ -312,8 +320,27 @@ pub async fn serve(
             .map(|a| Arc::clone(a.object_store()));
         let role =
             crate::ledger::LedgerRole::start(&opts.ledger, store.clone(), &master, objects).await?;
-        state = state.with_ledger(role.service.clone());
+        state = state.with_ledger(role.service.clone()).with_billing(
+            crate::billing::service(&opts.billing, store.clone(), role.service.clone())?,
+        );
         ledger = Some(role);
+    }
+    // The billing role: its own ledger handle when the api role does not
+    // run here (no upkeep: that is the api role's).
+    let mut billing_runner = None;
+    if fleet_args.billing {
+        let billing = match &state.billing {
+            Some(b) => b.clone(),
+            None => {
+                let service = crate::ledger::open_service(&opts.ledger, store.clone(), &master).await?;
+                crate::billing::service(&opts.billing, store.clone(), service)?
+            }
+        };
+        billing_runner = Some(crate::billing::start_runner(
+            &opts.billing,
+            billing,
+            store.clone(),
+        ));
     }
     let mut health = None;
     if let (true, Some(f)) = (fleet_args.health, fleet.as_ref()) {
@@ -383,6 +410,9 @@ pub async fn serve(
     }
     if health.is_some() {
         names.push("health");
+    }
+    if billing_runner.is_some() {
+        names.push("billing");
     }
     if let Some(f) = fleet.as_ref().filter(|_| fleet_args.agent_gateway) {
         names.push("agent-gateway");
@@ -458,6 +488,9 @@ pub async fn serve(
     if let Some(h) = health {
         h.shutdown().await;
     }
+    if let Some(b) = billing_runner {
+        b.shutdown().await;
+    }
     if let Some(l) = ledger {
         l.shutdown().await;
     }
@@ -493,6 +526,8 @@ pub struct FleetArgs {
     pub health: bool,
     #[arg(skip)]
     pub edge: bool,
+    #[arg(skip)]
+    pub billing: bool,
 }
 
 /// The shared artifact store of a cluster process: required, and never a

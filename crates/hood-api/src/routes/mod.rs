@@ -7,6 +7,7 @@ pub mod edge;
 pub mod fleet;
 pub mod health;
 pub mod identity;
+pub mod invoicing;
 pub mod ledger;
 pub mod nodes;
 pub mod ops;

@@ -11,6 +11,7 @@
 
 pub mod close;
 pub mod payments;
+pub mod runner;
 
 use crate::error::{AppError, AppResult};
 use crate::ledger::LedgerService;
@@ -37,6 +38,7 @@ use uuid::Uuid;
 
 pub use close::CloseReport;
 pub use payments::{StripeWebhookConfig, WebhookOutcome};
+pub use runner::BillingRunner;
 
 /// Invoices per page when the caller does not say, and at most.
 pub const DEFAULT_PAGE: i64 = 100;

@@ -1,0 +1,95 @@
+//! The billing role's loop: while this replica leads (a lease, fenced on
+//! every invoice write), close the periods that ended and post to the
+//! ledger whatever it has not confirmed yet.
+
+use super::BillingService;
+use hood_leader::{LeaderElector, LeaderHandle};
+use hood_store::lease::LeaderLeaseStore;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The lease the billing replicas compete for.
+pub const BILLING_LEASE: &str = "billing";
+/// Records posted per pass.
+const POST_BATCH: i64 = 500;
+
+/// One pass: close, then post.
+pub async fn billing_once(
+    billing: &BillingService,
+    lease: &hood_store::lease::Lease,
+) -> crate::AppResult<()> {
+    let report = billing.close_periods(None, Some(lease)).await?;
+    if !report.issued.is_empty() || !report.failed.is_empty() {
+        tracing::info!(
+            issued = report.issued.len(),
+            failed = report.failed.len(),
+            "billing period close"
+        );
+    }
+    let posted = billing.post_pending(POST_BATCH).await?;
+    if posted > 0 {
+        tracing::info!(posted, "billing records posted to the ledger");
+    }
+    Ok(())
+}
+
+/// The running loop.
+pub struct BillingRunner {
+    leader: LeaderHandle,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl BillingRunner {
+    /// Competes for the billing lease as `holder`; runs a pass every
+    /// `interval` while leading (and at once on taking the lease).
+    pub fn spawn(
+        billing: BillingService,
+        leases: Arc<dyn LeaderLeaseStore>,
+        holder: &str,
+        interval: Duration,
+    ) -> Self {
+        let clock = Arc::clone(billing.clock());
+        let leader = LeaderElector::new(
+            leases,
+            Arc::clone(&clock),
+            BILLING_LEASE,
+            holder,
+            Duration::from_secs(15),
+            Duration::from_secs(5),
+        )
+        .spawn();
+        let mut leading = leader.watch();
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut elector_gone = false;
+            loop {
+                let lease = leading
+                    .borrow()
+                    .clone()
+                    .filter(|l| l.expires_at > clock.now());
+                if let Some(lease) = lease {
+                    if let Err(e) = billing_once(&billing, &lease).await {
+                        tracing::warn!(error = %e, "billing pass failed; retrying next tick");
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(interval) => {}
+                    changed = leading.changed(), if !elector_gone => {
+                        elector_gone = changed.is_err();
+                    }
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+        Self { leader, stop, task }
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+        self.leader.shutdown().await;
+    }
+}
