@@ -44,4 +44,13 @@ pub trait UsageStore: Send + Sync {
     async fn usage_rollups(&self, q: &UsageQuery) -> StoreResult<Vec<UsageRollup>>;
     /// Raw events stored for one key.
     async fn count_usage_events(&self, key: RpcKeyId) -> StoreResult<i64>;
+    /// Raw events of an organization with `from <= at < to`: how many and
+    /// their compute units, straight from the events (not the rollups), for
+    /// audits that check one against the other.
+    async fn usage_event_totals(
+        &self,
+        org: OrgId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<(i64, i64)>;
 }

@@ -432,7 +432,43 @@ async fn payments_settle_their_invoice_once_per_reference(db: &Harness) {
         .unwrap());
 }
 
+async fn usage_event_totals_count_the_raw_events_of_a_window(db: &Harness) {
+    use hood_domain::rpc::{UsageEvent, UsageStatus};
+    let store = db.migrated().await;
+    let acme = org(store, "acme").await;
+    let key = hood_domain::RpcKeyId::from_uuid(Uuid::now_v7());
+    let event = |id: &str, cu: u32, at: i64| UsageEvent {
+        request_id: id.into(),
+        org_id: acme.id,
+        key_id: key,
+        chain: "ethereum-anvil".into(),
+        method: "eth_call".into(),
+        compute_units: cu,
+        status: UsageStatus::Ok,
+        http_status: 200,
+        latency_us: 5,
+        at: T0.plus_secs(at),
+    };
+    store
+        .record_usage(&[event("a", 10, 0), event("b", 20, 59), event("c", 40, 60)])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .usage_event_totals(acme.id, T0, T0.plus_secs(60))
+            .await
+            .unwrap(),
+        (2, 30)
+    );
+    assert_eq!(
+        store.usage_event_totals(acme.id, T0, T0).await.unwrap(),
+        (0, 0),
+        "an empty window sums to zero, not NULL"
+    );
+}
+
 conformance!(
+    usage_event_totals_count_the_raw_events_of_a_window,
     meter_events_are_deduplicated_per_organization,
     meter_events_are_read_by_meter_and_half_open_period,
     rate_cards_are_versioned_and_subscriptions_one_live_per_org,

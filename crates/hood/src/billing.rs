@@ -37,8 +37,14 @@ impl std::fmt::Debug for BillingArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BillingArgs")
             .field("billing_interval_ms", &self.billing_interval_ms)
-            .field("stripe_secret_key", &self.stripe_secret_key.as_ref().map(|_| "<set>"))
-            .field("stripe_webhook_secret", &self.stripe_webhook_secret.as_ref().map(|_| "<set>"))
+            .field(
+                "stripe_secret_key",
+                &self.stripe_secret_key.as_ref().map(|_| "<set>"),
+            )
+            .field(
+                "stripe_webhook_secret",
+                &self.stripe_webhook_secret.as_ref().map(|_| "<set>"),
+            )
             .field("stripe_api_base", &self.stripe_api_base)
             .finish()
     }
@@ -78,7 +84,11 @@ pub fn service(
 }
 
 /// Starts the billing role's loop.
-pub fn start_runner(args: &BillingArgs, billing: BillingService, store: Arc<dyn Store>) -> BillingRunner {
+pub fn start_runner(
+    args: &BillingArgs,
+    billing: BillingService,
+    store: Arc<dyn Store>,
+) -> BillingRunner {
     let holder = format!("{}-{}", std::process::id(), uuid::Uuid::new_v4().simple());
     BillingRunner::spawn(
         billing,

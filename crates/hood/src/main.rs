@@ -190,6 +190,15 @@ enum Command {
     /// The ledger: accounts, transfers, signed checkpoints, proofs, the audit.
     #[command(subcommand)]
     Ledger(cli::ledger::LedgerCmd),
+    /// Billing: period close and the price book.
+    #[command(subcommand)]
+    Billing(cli::billing::BillingCmd),
+    /// Subscriptions: organizations' contracts.
+    #[command(subcommand)]
+    Subscription(cli::billing::SubscriptionCmd),
+    /// Invoices and their payments.
+    #[command(subcommand)]
+    Invoice(cli::billing::InvoiceCmd),
 }
 
 fn init_logging(server: bool) {
@@ -258,6 +267,9 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench(cmd) => bench::run(c, cmd).await,
         Command::Workflow(cmd) => cli::fleet::workflow(c, f, cmd).await,
         Command::Ledger(cmd) => cli::ledger::run(c, f, cmd).await,
+        Command::Billing(cmd) => cli::billing::billing(c, f, cmd).await,
+        Command::Subscription(cmd) => cli::billing::subscription(c, f, cmd).await,
+        Command::Invoice(cmd) => cli::billing::invoice(c, f, cmd).await,
     }
 }
 

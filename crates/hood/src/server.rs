@@ -98,8 +98,7 @@ pub async fn up(
             .map(|a| Arc::clone(a.object_store())),
     )
     .await?;
-    let billing =
-        crate::billing::service(&opts.billing, store.clone(), ledger.service.clone())?;
+    let billing = crate::billing::service(&opts.billing, store.clone(), ledger.service.clone())?;
     let billing_runner =
         crate::billing::start_runner(&opts.billing, billing.clone(), store.clone());
     let state = state
@@ -320,9 +319,13 @@ pub async fn serve(
             .map(|a| Arc::clone(a.object_store()));
         let role =
             crate::ledger::LedgerRole::start(&opts.ledger, store.clone(), &master, objects).await?;
-        state = state.with_ledger(role.service.clone()).with_billing(
-            crate::billing::service(&opts.billing, store.clone(), role.service.clone())?,
-        );
+        state = state
+            .with_ledger(role.service.clone())
+            .with_billing(crate::billing::service(
+                &opts.billing,
+                store.clone(),
+                role.service.clone(),
+            )?);
         ledger = Some(role);
     }
     // The billing role: its own ledger handle when the api role does not
@@ -332,7 +335,8 @@ pub async fn serve(
         let billing = match &state.billing {
             Some(b) => b.clone(),
             None => {
-                let service = crate::ledger::open_service(&opts.ledger, store.clone(), &master).await?;
+                let service =
+                    crate::ledger::open_service(&opts.ledger, store.clone(), &master).await?;
                 crate::billing::service(&opts.billing, store.clone(), service)?
             }
         };

@@ -50,7 +50,10 @@ pub fn router() -> Router<AppState> {
             get(list_subscriptions).post(create_subscription),
         )
         .route("/api/v1/subscriptions/{id}", get(get_subscription))
-        .route("/api/v1/subscriptions/{id}/cancel", post(cancel_subscription))
+        .route(
+            "/api/v1/subscriptions/{id}/cancel",
+            post(cancel_subscription),
+        )
         .route("/api/v1/invoices", get(list_invoices))
         .route("/api/v1/invoices/{id}", get(get_invoice))
         .route("/api/v1/invoices/{id}/print", get(print_invoice))
@@ -331,8 +334,9 @@ pub struct TermsInput {
 impl TermsInput {
     fn to_domain(&self) -> ApiResult<ContractTerms> {
         let fee = || {
-            self.fee_minor
-                .ok_or_else(|| invalid("terms", format!("a {} contract needs fee_minor", self.kind)))
+            self.fee_minor.ok_or_else(|| {
+                invalid("terms", format!("a {} contract needs fee_minor", self.kind))
+            })
         };
         Ok(match self.kind.as_str() {
             "fixed" => ContractTerms::Fixed { fee_minor: fee()? },
@@ -437,8 +441,11 @@ impl From<&Subscription> for SubscriptionView {
 }
 
 fn parse_date(field: &'static str, raw: &str) -> ApiResult<time::Date> {
-    time::Date::parse(raw, time::macros::format_description!("[year]-[month]-[day]"))
-        .map_err(|_| invalid(field, "must be a date, YYYY-MM-DD"))
+    time::Date::parse(
+        raw,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .map_err(|_| invalid(field, "must be a date, YYYY-MM-DD"))
 }
 
 #[utoipa::path(post, path = "/api/v1/subscriptions", tag = "billing", request_body = SubscriptionInput,

@@ -9,7 +9,7 @@ use crate::usage::{UsageQuery, UsageRollup, UsageStore};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use hood_domain::rpc::{Granularity, UsageEvent};
-use hood_domain::RpcKeyId;
+use hood_domain::{OrgId, RpcKeyId, Timestamp};
 use std::collections::BTreeMap;
 
 const USAGE_EVENT_COLUMNS: &str = "request_id, org_id, key_id, chain, method, compute_units, \
@@ -163,5 +163,23 @@ impl UsageStore for SqlStore {
                 .fetch_one(&self.pool)
                 .await?,
         )
+    }
+
+    async fn usage_event_totals(
+        &self,
+        org: OrgId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<(i64, i64)> {
+        let (n, cu): (i64, i64) = query_as(
+            "SELECT count(*) AS n, CAST(COALESCE(SUM(compute_units), 0) AS BIGINT) AS cu FROM usage_events \
+             WHERE org_id = $1 AND at >= $2 AND at < $3",
+        )
+        .bind(org.to_string())
+        .bind(from.millis())
+        .bind(to.millis())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((n, cu))
     }
 }

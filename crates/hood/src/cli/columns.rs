@@ -7,6 +7,9 @@ use hood_api::routes::chains::ChainView;
 use hood_api::routes::edge::{RpcKeyView, RpcPlanView, UsageRowView};
 use hood_api::routes::fleet::{HostView, StepView, WorkflowView};
 use hood_api::routes::health::{ChannelView, DeliveryView, IncidentView, UptimeBucketView};
+use hood_api::routes::invoicing::{
+    InvoiceView, LineView, PaymentView, RateCardView, SubscriptionView,
+};
 use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
@@ -246,6 +249,51 @@ pub const LEDGER_CHECKPOINT: &[Column<CheckpointView>] = &[
     Column::new("TREE_SIZE", |c| c.tree_size.to_string()),
     Column::new("ROOT", |c| c.root_hash.clone()),
     Column::new("CREATED_AT", |c| c.created_at.clone()),
+];
+
+pub const RATE_CARD: &[Column<RateCardView>] = &[
+    Column::new("VERSION", |c| c.version.to_string()),
+    Column::new("CURRENCY", |c| c.currency.clone()),
+    Column::new("RULES", |c| c.rules.len().to_string()),
+    Column::new("CREATED_AT", |c| c.created_at.clone()),
+    Column::new("USED_AT", |c| or_dash(&c.used_at)),
+];
+
+pub const SUBSCRIPTION: &[Column<SubscriptionView>] = &[
+    Column::new("ID", |s| s.id.to_string()),
+    Column::new("ORG", |s| s.org_id.to_string()),
+    Column::new("KIND", |s| s.terms.kind.clone()),
+    Column::new("STATE", |s| s.state.clone()),
+    Column::new("START", |s| s.start_date.clone()),
+    Column::new("CARD", |s| s.rate_card_version.to_string()),
+    Column::new("BILLED_THROUGH", |s| or_dash(&s.billed_through)),
+];
+
+pub const INVOICE: &[Column<InvoiceView>] = &[
+    Column::new("ID", |i| i.id.to_string()),
+    Column::new("NUMBER", |i| or_dash(&i.number)),
+    Column::new("STATE", |i| i.state.clone()),
+    Column::new("PERIOD", |i| {
+        format!("{}..{}", i.period_start, i.period_end)
+    }),
+    Column::new("TOTAL_MINOR", |i| i.total_minor.to_string()),
+    Column::new("CURRENCY", |i| i.currency.clone()),
+];
+
+pub const INVOICE_LINE: &[Column<LineView>] = &[
+    Column::new("KIND", |l| l.kind.clone()),
+    Column::new("DESCRIPTION", |l| l.description.clone()),
+    Column::new("QUANTITY", |l| or_dash(&l.quantity)),
+    Column::new("INCLUDED", |l| or_dash(&l.included)),
+    Column::new("AMOUNT_MINOR", |l| l.amount_minor.to_string()),
+];
+
+pub const PAYMENT: &[Column<PaymentView>] = &[
+    Column::new("ID", |p| p.id.to_string()),
+    Column::new("PROVIDER", |p| p.provider.clone()),
+    Column::new("REFERENCE", |p| p.reference.clone()),
+    Column::new("AMOUNT_MINOR", |p| p.amount_minor.to_string()),
+    Column::new("STATE", |p| p.state.clone()),
 ];
 
 #[cfg(test)]

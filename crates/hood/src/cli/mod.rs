@@ -1,6 +1,7 @@
 //! The CLI subcommands that talk to a Hood server.
 
 pub mod artifact;
+pub mod billing;
 pub mod client;
 pub mod columns;
 pub mod edge;

@@ -1,0 +1,313 @@
+//! `hood billing …`, `hood subscription …`, `hood invoice …`: the price
+//! book, contracts, period close, invoices and payments through the API.
+
+use super::client::{Client, ConnectOpts};
+use super::columns;
+use super::output::{json, table, Format};
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use hood_api::routes::invoicing::{
+    CancelInput, ClosePeriodInput, CloseReportView, InvoiceView, PaymentInput, PaymentView,
+    RateCardInput, RateCardView, SubscriptionInput, SubscriptionView, TermsInput,
+};
+use reqwest::Method;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use uuid::Uuid;
+
+#[derive(Debug, Subcommand)]
+pub enum BillingCmd {
+    /// Closes every period that has ended and has no invoice (platform
+    /// admins; the billing role does this by itself). Safe to repeat.
+    ClosePeriod {
+        /// Close as of this instant (RFC 3339 or Unix ms) instead of now.
+        #[arg(long)]
+        as_of: Option<String>,
+    },
+    /// The price book.
+    #[command(subcommand)]
+    RateCard(RateCardCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RateCardCmd {
+    /// Adds a version from a JSON file (`-`: standard input) shaped as the
+    /// API takes it (`{"currency": "USD", "rules": [...]}`).
+    Create {
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Every version, newest first.
+    List,
+    Show {
+        version: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionCmd {
+    /// Puts an organization on a contract (platform admins).
+    Create {
+        /// fixed | metered | hybrid
+        #[arg(long)]
+        kind: String,
+        /// The fee per period in minor units (fixed, hybrid).
+        #[arg(long)]
+        fee_minor: Option<u64>,
+        /// Units the fee includes, `meter=units` (hybrid; repeatable).
+        #[arg(long = "include", value_name = "METER=UNITS")]
+        included: Vec<String>,
+        #[arg(long, default_value = "USD")]
+        currency: String,
+        /// The contract's start, YYYY-MM-DD (periods are anchored to it).
+        #[arg(long)]
+        start_date: String,
+        /// Default: your organization.
+        #[arg(long)]
+        org: Option<Uuid>,
+        /// Default: the newest rate card.
+        #[arg(long)]
+        rate_card: Option<u32>,
+        /// Grace after a failed payment, hours (default 72).
+        #[arg(long)]
+        grace_hours: Option<u32>,
+        /// Monthly budget, minor units.
+        #[arg(long)]
+        budget_minor: Option<u64>,
+        /// Wait for the first payment before the subscription is active.
+        #[arg(long)]
+        pending_payment: bool,
+    },
+    List,
+    Show {
+        id: Uuid,
+    },
+    Cancel {
+        id: Uuid,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvoiceCmd {
+    /// Invoices, newest period first.
+    List {
+        #[arg(long)]
+        subscription: Option<Uuid>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// One invoice: its lines, the readings they came from, payments.
+    Show {
+        id: Uuid,
+        /// Print the printable HTML page instead.
+        #[arg(long)]
+        html: bool,
+    },
+    /// Records a payment received outside a provider (a bank transfer;
+    /// platform admins). The same reference twice is one payment.
+    Pay {
+        id: Uuid,
+        #[arg(long)]
+        reference: String,
+        /// Default: the invoice's total.
+        #[arg(long)]
+        amount_minor: Option<u64>,
+    },
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(file: &std::path::Path) -> Result<T> {
+    let text = if file == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading standard input")?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a rate card as the API takes it", file.display()))
+}
+
+fn print_rows<T: serde::Serialize>(
+    format: Format,
+    rows: &[T],
+    cols: &[super::output::Column<T>],
+) -> Result<()> {
+    match format {
+        Format::Json => json(&rows),
+        Format::Table => {
+            print!("{}", table(rows, cols));
+            Ok(())
+        }
+    }
+}
+
+pub async fn billing(opts: &ConnectOpts, format: Format, cmd: BillingCmd) -> Result<()> {
+    let mut client = Client::new(opts)?;
+    match cmd {
+        BillingCmd::ClosePeriod { as_of } => {
+            let report: CloseReportView = client
+                .post("/api/v1/billing/close-period", &ClosePeriodInput { as_of })
+                .await?;
+            match format {
+                Format::Json => json(&report)?,
+                Format::Table => {
+                    print!("{}", table(&report.issued, columns::INVOICE));
+                    println!(
+                        "issued {}, already invoiced {}, failed {}",
+                        report.issued.len(),
+                        report.existing,
+                        report.failed.len()
+                    );
+                    for f in &report.failed {
+                        println!("failed: subscription {}: {}", f.subscription_id, f.reason);
+                    }
+                }
+            }
+            if report.failed.is_empty() {
+                Ok(())
+            } else {
+                anyhow::bail!(
+                    "{} subscription(s) could not be closed",
+                    report.failed.len()
+                )
+            }
+        }
+        BillingCmd::RateCard(RateCardCmd::Create { file }) => {
+            let input: RateCardInput = read_json(&file)?;
+            let card: RateCardView = client.post("/api/v1/billing/rate-cards", &input).await?;
+            print_rows(format, &[card], columns::RATE_CARD)
+        }
+        BillingCmd::RateCard(RateCardCmd::List) => {
+            let cards: Vec<RateCardView> = client.get("/api/v1/billing/rate-cards").await?;
+            print_rows(format, &cards, columns::RATE_CARD)
+        }
+        BillingCmd::RateCard(RateCardCmd::Show { version }) => {
+            let card: RateCardView = client
+                .get(&format!("/api/v1/billing/rate-cards/{version}"))
+                .await?;
+            json(&card)
+        }
+    }
+}
+
+pub async fn subscription(opts: &ConnectOpts, format: Format, cmd: SubscriptionCmd) -> Result<()> {
+    let mut client = Client::new(opts)?;
+    match cmd {
+        SubscriptionCmd::Create {
+            kind,
+            fee_minor,
+            included,
+            currency,
+            start_date,
+            org,
+            rate_card,
+            grace_hours,
+            budget_minor,
+            pending_payment,
+        } => {
+            let mut units = BTreeMap::new();
+            for pair in included {
+                let (meter, n) = pair
+                    .split_once('=')
+                    .with_context(|| format!("--include {pair}: want METER=UNITS"))?;
+                let n: u64 = n
+                    .parse()
+                    .with_context(|| format!("--include {pair}: UNITS is not a whole number"))?;
+                units.insert(meter.to_owned(), n);
+            }
+            let input = SubscriptionInput {
+                org_id: org,
+                terms: TermsInput {
+                    kind,
+                    fee_minor,
+                    included: units,
+                },
+                currency,
+                start_date,
+                rate_card_version: rate_card,
+                grace_hours,
+                budget_minor,
+                pending_payment,
+            };
+            let sub: SubscriptionView = client.post("/api/v1/subscriptions", &input).await?;
+            print_rows(format, &[sub], columns::SUBSCRIPTION)
+        }
+        SubscriptionCmd::List => {
+            let subs: Vec<SubscriptionView> = client.get("/api/v1/subscriptions").await?;
+            print_rows(format, &subs, columns::SUBSCRIPTION)
+        }
+        SubscriptionCmd::Show { id } => {
+            let sub: SubscriptionView = client.get(&format!("/api/v1/subscriptions/{id}")).await?;
+            print_rows(format, &[sub], columns::SUBSCRIPTION)
+        }
+        SubscriptionCmd::Cancel { id, reason } => {
+            let sub: SubscriptionView = client
+                .post(
+                    &format!("/api/v1/subscriptions/{id}/cancel"),
+                    &CancelInput { reason },
+                )
+                .await?;
+            print_rows(format, &[sub], columns::SUBSCRIPTION)
+        }
+    }
+}
+
+pub async fn invoice(opts: &ConnectOpts, format: Format, cmd: InvoiceCmd) -> Result<()> {
+    let mut client = Client::new(opts)?;
+    match cmd {
+        InvoiceCmd::List {
+            subscription,
+            limit,
+        } => {
+            let mut path = format!("/api/v1/invoices?limit={limit}");
+            if let Some(s) = subscription {
+                path.push_str(&format!("&subscription_id={s}"));
+            }
+            let invoices: Vec<InvoiceView> = client.get(&path).await?;
+            print_rows(format, &invoices, columns::INVOICE)
+        }
+        InvoiceCmd::Show { id, html: true } => {
+            let page = client
+                .send(
+                    Method::GET,
+                    &format!("/api/v1/invoices/{id}/print"),
+                    None::<&()>,
+                )
+                .await?;
+            print!("{}", String::from_utf8_lossy(&page));
+            Ok(())
+        }
+        InvoiceCmd::Show { id, html: false } => {
+            let inv: InvoiceView = client.get(&format!("/api/v1/invoices/{id}")).await?;
+            match format {
+                Format::Json => json(&inv),
+                Format::Table => {
+                    print!("{}", table(std::slice::from_ref(&inv), columns::INVOICE));
+                    println!();
+                    print!("{}", table(&inv.lines, columns::INVOICE_LINE));
+                    if !inv.payments.is_empty() {
+                        println!();
+                        print!("{}", table(&inv.payments, columns::PAYMENT));
+                    }
+                    Ok(())
+                }
+            }
+        }
+        InvoiceCmd::Pay {
+            id,
+            reference,
+            amount_minor,
+        } => {
+            let p: PaymentView = client
+                .post(
+                    &format!("/api/v1/invoices/{id}/payments"),
+                    &PaymentInput {
+                        reference,
+                        amount_minor,
+                    },
+                )
+                .await?;
+            print_rows(format, &[p], columns::PAYMENT)
+        }
+    }
+}
