@@ -200,7 +200,7 @@ pub fn aggregation() -> Schema {
 
 /// A contract's kind (`fixed | metered | hybrid`).
 pub fn contract_kind() -> Schema {
-    string_enum(["fixed", "metered", "hybrid"].into_iter())
+    string_enum(["fixed", "metered", "hybrid"])
 }
 
 /// Text with something besides white space.

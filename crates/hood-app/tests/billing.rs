@@ -78,7 +78,13 @@ async fn env_on(store: Arc<dyn Store>, guard: Box<dyn std::any::Any>) -> Env {
         LedgerService::new(log),
         clock.clone(),
     )
-    .with_stripe_webhook(StripeWebhookConfig::new(WEBHOOK_SECRET.into()));
+    .with_stripe_webhook(StripeWebhookConfig::new(WEBHOOK_SECRET.into()))
+    .with_node_service(hood_app::NodeService::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        Arc::new(hood_chains::ChainCatalog::builtin().unwrap()),
+    ));
     Env {
         store,
         billing,
@@ -464,6 +470,54 @@ async fn a_failed_payment_starts_grace_and_a_payment_ends_it(env: Env) {
     assert_eq!(s.state, SubscriptionState::Active, "payment ends grace");
 }
 
+async fn unpaid_invoices_lead_to_grace_then_expiry_and_node_termination(env: Env) {
+    let b = &env.billing;
+    b.create_rate_card(card()).await.unwrap();
+    let mut req = hybrid();
+    req.terms = ContractTerms::Fixed { fee_minor: 1_000 };
+    req.grace_ms = Some(24 * HOUR);
+    let sub = b.create_subscription(env.org, req).await.unwrap();
+    let node_id = node(&env, JAN_1 + DAY, JAN_1 + DAY + HOUR).await;
+    env.clock.set(Timestamp(JAN_1 + 31 * DAY));
+    let inv = b.close_periods(None, None).await.unwrap().issued.remove(0);
+
+    // Within the payment terms nothing happens.
+    env.clock.set(Timestamp(JAN_1 + 44 * DAY));
+    assert_eq!(b.dunning().await.unwrap(), Default::default());
+    // Unpaid past 14 days: grace.
+    env.clock.set(Timestamp(JAN_1 + 45 * DAY + 1));
+    let r = b.dunning().await.unwrap();
+    assert_eq!(r.entered_grace, 1);
+    let s = b.subscription(None, sub.id).await.unwrap();
+    assert_eq!(s.state, SubscriptionState::Grace);
+    assert!(s.reason.unwrap().contains(inv.number.as_deref().unwrap()));
+    // A day of grace later: expired, and the node's termination is asked
+    // for (its workflow wipes keys on the host and in the store).
+    env.clock.set(Timestamp(JAN_1 + 46 * DAY + 2));
+    let r = b.dunning().await.unwrap();
+    assert_eq!((r.expired, r.nodes_terminated), (1, 1));
+    assert_eq!(
+        b.subscription(None, sub.id).await.unwrap().state,
+        SubscriptionState::Expired
+    );
+    let run = env
+        .store
+        .get_workflow(&hood_domain::node_workflows::terminate_id(node_id))
+        .await
+        .unwrap();
+    assert!(run.is_some(), "terminate-node workflow written");
+    // Idempotent: another pass changes nothing.
+    assert_eq!(b.dunning().await.unwrap(), Default::default());
+    // A paid invoice of an expired subscription does not revive it.
+    b.record_local_payment(inv.id, "LATE-1", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.subscription(None, sub.id).await.unwrap().state,
+        SubscriptionState::Expired
+    );
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -483,4 +537,5 @@ macro_rules! both {
 both!(
     a_period_closes_into_one_traceable_invoice_and_is_paid_once,
     a_failed_payment_starts_grace_and_a_payment_ends_it,
+    unpaid_invoices_lead_to_grace_then_expiry_and_node_termination,
 );

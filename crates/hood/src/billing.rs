@@ -20,6 +20,10 @@ pub struct BillingArgs {
     /// ledger), ms.
     #[arg(long, env = "HOOD_BILLING_INTERVAL_MS", default_value_t = 60_000)]
     pub billing_interval_ms: u64,
+    /// Days an issued invoice may stay unpaid before its subscription
+    /// enters grace.
+    #[arg(long, env = "HOOD_BILLING_PAYMENT_TERMS_DAYS", default_value_t = 14)]
+    pub billing_payment_terms_days: u32,
     /// Stripe secret key (`sk_…`): enables checkouts.
     #[arg(long, env = "HOOD_STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_secret_key: Option<String>,
@@ -37,6 +41,10 @@ impl std::fmt::Debug for BillingArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BillingArgs")
             .field("billing_interval_ms", &self.billing_interval_ms)
+            .field(
+                "billing_payment_terms_days",
+                &self.billing_payment_terms_days,
+            )
             .field(
                 "stripe_secret_key",
                 &self.stripe_secret_key.as_ref().map(|_| "<set>"),
@@ -67,7 +75,8 @@ pub fn service(
         },
         ledger,
         clock,
-    );
+    )
+    .with_payment_terms_ms(i64::from(args.billing_payment_terms_days) * 86_400_000);
     if let Some(key) = args.stripe_secret_key.as_deref().filter(|k| !k.is_empty()) {
         let provider = StripeProvider::new(args.stripe_api_base.clone(), key)
             .context("configuring Stripe (HOOD_STRIPE_SECRET_KEY, HOOD_STRIPE_API_BASE)")?;

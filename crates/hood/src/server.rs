@@ -98,15 +98,16 @@ pub async fn up(
             .map(|a| Arc::clone(a.object_store())),
     )
     .await?;
-    let billing = crate::billing::service(&opts.billing, store.clone(), ledger.service.clone())?;
-    let billing_runner =
-        crate::billing::start_runner(&opts.billing, billing.clone(), store.clone());
     let state = state
         .with_node_operations(Arc::new(fleet.orchestrator.clone()))
         .with_master_key(master.clone())
         .with_ledger(ledger.service.clone())
-        .with_billing(billing)
         .with_notifier_config(health_args.notifier_config()?);
+    let billing = crate::billing::service(&opts.billing, store.clone(), ledger.service.clone())?
+        .with_node_service(state.nodes.clone());
+    let billing_runner =
+        crate::billing::start_runner(&opts.billing, billing.clone(), store.clone());
+    let state = state.with_billing(billing);
     let bus = health_args.bus.connect().await?;
     let console_bus = bus.clone();
     let health = crate::health::HealthRole::start(
@@ -319,13 +320,11 @@ pub async fn serve(
             .map(|a| Arc::clone(a.object_store()));
         let role =
             crate::ledger::LedgerRole::start(&opts.ledger, store.clone(), &master, objects).await?;
+        let billing = crate::billing::service(&opts.billing, store.clone(), role.service.clone())?
+            .with_node_service(state.nodes.clone());
         state = state
             .with_ledger(role.service.clone())
-            .with_billing(crate::billing::service(
-                &opts.billing,
-                store.clone(),
-                role.service.clone(),
-            )?);
+            .with_billing(billing);
         ledger = Some(role);
     }
     // The billing role: its own ledger handle when the api role does not
@@ -338,6 +337,7 @@ pub async fn serve(
                 let service =
                     crate::ledger::open_service(&opts.ledger, store.clone(), &master).await?;
                 crate::billing::service(&opts.billing, store.clone(), service)?
+                    .with_node_service(state.nodes.clone())
             }
         };
         billing_runner = Some(crate::billing::start_runner(

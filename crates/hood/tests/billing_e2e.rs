@@ -415,3 +415,175 @@ async fn a_hybrid_period_is_invoiced_from_stored_usage_and_paid_through_stripe()
     );
     assert_eq!(acc.credits_posted, acc.debits_posted, "and paid once");
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expiry_terminates_the_node_and_deletes_its_key_material() {
+    let Some(anvil) = hood_testkit::anvil_bin("billing_expiry") else {
+        return;
+    };
+    let Some(python) = stripe_python() else {
+        return;
+    };
+    let (dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(
+        &home,
+        &[
+            ("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into()),
+            ("HOOD_STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET.into()),
+            ("HOOD_BILLING_INTERVAL_MS", "300".into()),
+        ],
+    );
+    let api = hood.url("api");
+    let admin = read_admin_key(&home);
+    let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", admin.clone())];
+    let cli = |args: &[&str]| {
+        let (ok, out, err) = hood_cli(args, &env, None);
+        assert!(ok, "hood {args:?}: {out} {err}");
+        out
+    };
+    push_anvil(&anvil, &env);
+    let http = reqwest::Client::new();
+    let card = dir.path().join("card.json");
+    std::fs::write(
+        &card,
+        json!({"currency": "USD", "rules": [
+            {"meter": NODE_SECONDS, "price": {"tiers": [{"rate": {"amount_minor": 5, "per": 3600}}]}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    cli(&[
+        "billing",
+        "rate-card",
+        "create",
+        "--file",
+        card.to_str().unwrap(),
+    ]);
+    let today = hood_api::clock::rfc3339(now())[..10].to_owned();
+    // No grace at all: the first failed payment expires the contract.
+    let sub: Value = serde_json::from_str(&cli(&[
+        "-o",
+        "json",
+        "subscription",
+        "create",
+        "--kind",
+        "fixed",
+        "--fee-minor",
+        "1000",
+        "--start-date",
+        &today,
+        "--grace-hours",
+        "0",
+    ]))
+    .unwrap();
+    let sub_id = sub[0]["id"].as_str().unwrap().to_owned();
+
+    let r = http
+        .post(format!("{api}/api/v1/nodes"))
+        .bearer_auth(&admin)
+        .json(&json!({"chain": "ethereum-anvil", "name": "doomed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let node: Value = r.json().await.unwrap();
+    let node_id: hood_domain::NodeId = node["node"]["id"].as_str().unwrap().parse().unwrap();
+    let node_url = format!("{api}/api/v1/nodes/{node_id}");
+    let healthy = wait_for("healthy", Duration::from_secs(60), async || {
+        let n = get_json(&http, &node_url, &admin).await;
+        assert_ne!(n["state"], "failed", "{n}");
+        (n["state"] == "healthy").then_some(n)
+    })
+    .await;
+    let host = healthy["host_id"].as_str().unwrap().to_owned();
+    let sandbox = home.join("hosts").join("hosts").join(&host);
+    assert!(
+        !files_under(&sandbox).is_empty(),
+        "the host holds the node's files"
+    );
+    let store: std::sync::Arc<dyn hood_store::Store> =
+        hood_store::connect(&format!("sqlite://{}", home.join("hood.db").display()))
+            .await
+            .unwrap();
+    assert!(store.get_node_keys(node_id).await.unwrap().is_some());
+
+    // An invoice, and a failed payment of it.
+    let day_start = now().millis() - now().millis().rem_euclid(DAY_MS);
+    let as_of = hood_api::clock::rfc3339(Timestamp::from_millis(day_start + 32 * DAY_MS));
+    let report: Value = serde_json::from_str(&cli(&[
+        "-o",
+        "json",
+        "billing",
+        "close-period",
+        "--as-of",
+        &as_of,
+    ]))
+    .unwrap();
+    let invoice_id = report["issued"][0]["id"].as_str().unwrap().to_owned();
+    let failed = serde_json::to_vec(&json!({
+        "id": "evt_expiry_1",
+        "type": "payment_intent.payment_failed",
+        "created": now().secs(),
+        "data": {"object": {
+            "id": "pi_expiry_1",
+            "amount": 1000,
+            "currency": "usd",
+            "metadata": {"hood_invoice_id": invoice_id},
+            "last_payment_error": {"message": "Your card has insufficient funds."},
+        }},
+    }))
+    .unwrap();
+    let signature = stripe_sign(&python, &failed, now().secs(), WEBHOOK_SECRET);
+    let r = http
+        .post(format!("{api}/api/v1/payments/stripe/webhook"))
+        .header("stripe-signature", signature)
+        .body(failed)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The billing loop expires the subscription and terminates the node.
+    let sub_url = format!("{api}/api/v1/subscriptions/{sub_id}");
+    let expired = wait_for("expired", Duration::from_secs(20), async || {
+        let s = get_json(&http, &sub_url, &admin).await;
+        (s["state"] == "expired").then_some(s)
+    })
+    .await;
+    assert!(
+        expired["reason"].as_str().unwrap().contains("grace"),
+        "{expired}"
+    );
+    wait_for("terminated", Duration::from_secs(60), async || {
+        let n = get_json(&http, &node_url, &admin).await;
+        (n["state"] == "terminated").then_some(n)
+    })
+    .await;
+    assert!(
+        store.get_node_keys(node_id).await.unwrap().is_none(),
+        "key material deleted from the store"
+    );
+    assert!(
+        files_under(&sandbox).is_empty(),
+        "nothing of the node is left on the host: {:?}",
+        files_under(&sandbox)
+    );
+}

@@ -10,6 +10,7 @@
 //! a crash between the two loses nothing and a retry charges nothing twice.
 
 pub mod close;
+pub mod dunning;
 pub mod payments;
 pub mod runner;
 
@@ -77,6 +78,10 @@ pub struct BillingService {
     clock: Arc<dyn Clock>,
     provider: Option<Arc<dyn PaymentProvider>>,
     webhook: Option<StripeWebhookConfig>,
+    /// How long an issued invoice may stay unpaid.
+    payment_terms_ms: i64,
+    /// Terminates an expired subscription's nodes.
+    node_service: Option<crate::NodeService>,
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
@@ -91,7 +96,21 @@ impl BillingService {
             clock,
             provider: None,
             webhook: None,
+            payment_terms_ms: dunning::DEFAULT_PAYMENT_TERMS_MS,
+            node_service: None,
         }
+    }
+
+    /// Sets how long an issued invoice may stay unpaid before grace.
+    pub fn with_payment_terms_ms(mut self, ms: i64) -> Self {
+        self.payment_terms_ms = ms.max(0);
+        self
+    }
+
+    /// Lets dunning terminate an expired subscription's nodes.
+    pub fn with_node_service(mut self, nodes: crate::NodeService) -> Self {
+        self.node_service = Some(nodes);
+        self
     }
 
     /// Attaches the payment provider checkouts go through (Stripe).

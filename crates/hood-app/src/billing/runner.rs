@@ -28,6 +28,10 @@ pub async fn billing_once(
             "billing period close"
         );
     }
+    let dunning = billing.dunning().await?;
+    if dunning != super::dunning::DunningReport::default() {
+        tracing::info!(?dunning, "billing dunning");
+    }
     let posted = billing.post_pending(POST_BATCH).await?;
     if posted > 0 {
         tracing::info!(posted, "billing records posted to the ledger");
