@@ -20,6 +20,10 @@ pub struct BillingArgs {
     /// ledger), ms.
     #[arg(long, env = "HOOD_BILLING_INTERVAL_MS", default_value_t = 60_000)]
     pub billing_interval_ms: u64,
+    /// How long the billing leader's lease lasts without renewal, ms: how
+    /// soon a standby (or a restarted process) takes over after a crash.
+    #[arg(long, env = "HOOD_BILLING_LEASE_TTL_MS", default_value_t = 15_000)]
+    pub billing_lease_ttl_ms: u64,
     /// Days an issued invoice may stay unpaid before its subscription
     /// enters grace.
     #[arg(long, env = "HOOD_BILLING_PAYMENT_TERMS_DAYS", default_value_t = 14)]
@@ -104,5 +108,6 @@ pub fn start_runner(
         store,
         &holder,
         Duration::from_millis(args.billing_interval_ms.max(100)),
+        Duration::from_millis(args.billing_lease_ttl_ms.max(300)),
     )
 }

@@ -9,21 +9,11 @@
 mod common;
 
 use common::{
-    hood_up_with_gateway, processes_under, push_anvil, read_admin_key, temp_home, KillUnder,
+    hood_up_with_gateway, processes_under, push_anvil, read_admin_key, seed_from_env, temp_home,
+    KillUnder, Rng,
 };
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-/// xorshift64*: enough randomness for kill timings, reproducible by seed.
-struct Rng(u64);
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
 
 /// `hood up` in a fresh home with a fixed gateway address (agents find it
 /// again after a restart) and anvil in its artifact store.
@@ -122,17 +112,8 @@ async fn provisioning_and_termination_survive_sigkill_at_random_moments() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
-    let seed = std::env::var("HOOD_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-                | 1
-        });
-    eprintln!("crash test seed {seed} ({runs} runs); replay with HOOD_CRASH_SEED={seed}");
+    let seed = seed_from_env("HOOD_CRASH_SEED");
+    eprintln!("crash test: {runs} runs");
     let mut rng = Rng(seed);
     let Installation {
         _dir,

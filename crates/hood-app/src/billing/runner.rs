@@ -47,13 +47,15 @@ pub struct BillingRunner {
 }
 
 impl BillingRunner {
-    /// Competes for the billing lease as `holder`; runs a pass every
-    /// `interval` while leading (and at once on taking the lease).
+    /// Competes for the billing lease (held for `lease_ttl`, renewed every
+    /// third of it) as `holder`; runs a pass every `interval` while leading
+    /// (and at once on taking the lease).
     pub fn spawn(
         billing: BillingService,
         leases: Arc<dyn LeaderLeaseStore>,
         holder: &str,
         interval: Duration,
+        lease_ttl: Duration,
     ) -> Self {
         let clock = Arc::clone(billing.clock());
         let leader = LeaderElector::new(
@@ -61,8 +63,8 @@ impl BillingRunner {
             Arc::clone(&clock),
             BILLING_LEASE,
             holder,
-            Duration::from_secs(15),
-            Duration::from_secs(5),
+            lease_ttl,
+            lease_ttl / 3,
         )
         .spawn();
         let mut leading = leader.watch();

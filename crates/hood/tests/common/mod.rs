@@ -279,3 +279,26 @@ pub fn now() -> hood_domain::Timestamp {
             .as_millis() as i64,
     )
 }
+
+/// xorshift64*: enough randomness for kill timings, reproducible by seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
+    }
+}
+
+/// A seed from `var` (to replay a failure), else from the clock; printed
+/// so a failure can be replayed.
+pub fn seed_from_env(var: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| now().millis() as u64 | 1);
+    eprintln!("{var}={seed}");
+    seed
+}
