@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
+mod billing;
 mod edge;
 mod health;
 mod ledger;
@@ -50,6 +51,9 @@ pub enum BenchCmd {
     /// accounts), anchored on the store's bare insert rate; and the share of
     /// the Merkle log's upkeep (log on vs off).
     Ledger(ledger::LedgerBenchArgs),
+    /// Meter-event ingest over HTTP (events/s) and period close for many
+    /// organizations, anchored on the store's bare insert rate.
+    Billing(billing::BillingBenchArgs),
     /// Time from `POST /nodes` to `healthy` for ethereum-anvil nodes on a
     /// running Hood, anchored on starting the same anvil binary directly.
     Provision {
@@ -89,6 +93,7 @@ pub async fn run(connect: &crate::cli::client::ConnectOpts, cmd: BenchCmd) -> Re
         BenchCmd::Provision { runs, anvil } => provision(connect, runs, anvil).await,
         BenchCmd::Edge(args) => edge::run(args).await,
         BenchCmd::Ledger(args) => ledger::run(args).await,
+        BenchCmd::Billing(args) => billing::run(args).await,
     }
 }
 

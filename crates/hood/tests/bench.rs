@@ -272,3 +272,43 @@ fn bench_edge_refuses_bad_input() {
     assert!(!ok);
     assert!(err.contains("at least 1"), "{err}");
 }
+
+#[test]
+fn bench_billing_measures_ingest_and_close_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/billing.db", dir.path().display());
+    let (ok, out, err) = hood_cli(
+        &[
+            "bench",
+            "billing",
+            "--database-url",
+            &url,
+            "--events",
+            "3000",
+            "--batch",
+            "500",
+            "--orgs",
+            "30",
+        ],
+        &[],
+        None,
+    );
+    assert!(ok, "hood bench billing failed:\n{out}\n{err}");
+    for line in ["ingest/http:", "ingest/store:", "anchor/bare-insert:"] {
+        let rate = number_after(&out, line, ": ");
+        assert!(rate > 0, "{line} {rate} in\n{out}");
+    }
+    assert!(out.contains("close: 30 organizations"), "{out}");
+    assert!(number_after(&out, "close:", "s (") > 0, "{out}");
+
+    // The same database again is not fresh: refused plainly.
+    let (ok, _, err) = hood_cli(&["bench", "billing", "--database-url", &url], &[], None);
+    assert!(!ok);
+    assert!(err.contains("not fresh"), "{err}");
+    let (ok, _, err) = hood_cli(
+        &["bench", "billing", "--database-url", &url, "--batch", "0"],
+        &[],
+        None,
+    );
+    assert!(!ok && err.contains("--batch must be 1 to 1000"), "{err}");
+}

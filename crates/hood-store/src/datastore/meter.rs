@@ -9,6 +9,9 @@ use async_trait::async_trait;
 use hood_domain::billing::MeterEvent;
 use hood_domain::{OrgId, Timestamp};
 
+/// Columns one meter event binds.
+const METER_EVENT_WIDTH: usize = 7;
+
 #[derive(sqlx::FromRow)]
 struct MeterEventRow {
     id: String,
@@ -40,37 +43,51 @@ impl MeterStore for SqlStore {
         events: &[MeterEvent],
         now: Timestamp,
     ) -> StoreResult<IngestOutcome> {
-        let mut outcome = IngestOutcome::default();
-        let mut tx = self.pool.begin_write().await?;
+        if events.is_empty() {
+            return Ok(IngestOutcome::default());
+        }
+        // Callers validate events first (`MeterEvent::validate`); an event
+        // that slipped through is refused whole, never clamped.
+        let mut rows = Vec::with_capacity(events.len());
         for e in events {
-            // Callers validate events first (`MeterEvent::validate`); an
-            // event that slipped through is refused whole, never clamped.
             let quantity = i64::try_from(e.quantity).map_err(|_| {
                 StoreError::Corrupt(format!("meter event {}: quantity out of range", e.id))
             })?;
             let dimensions = serde_json::to_string(&e.dimensions)
                 .map_err(|err| StoreError::Corrupt(format!("meter event {}: {err}", e.id)))?;
-            let stored = query(
+            rows.push((e, quantity, dimensions));
+        }
+        let backend = self.pool.backend();
+        let org = org.to_string();
+        let mut accepted = 0u64;
+        let mut tx = self.pool.begin_write().await?;
+        // Multi-row statements; a repeated id (stored before, or earlier in
+        // the batch) is skipped by the primary key, so the first copy wins.
+        for chunk in rows.chunks(backend.rows_per_statement(METER_EVENT_WIDTH)) {
+            let sql = format!(
                 "INSERT INTO meter_events (org_id, id, meter, dimensions, quantity, at, received_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (org_id, id) DO NOTHING",
-            )
-            .bind(org.to_string())
-            .bind(&e.id)
-            .bind(&e.meter)
-            .bind(dimensions)
-            .bind(quantity)
-            .bind(e.at.millis())
-            .bind(now.millis())
-            .execute(&mut tx)
-            .await?;
-            if stored == 1 {
-                outcome.accepted += 1;
-            } else {
-                outcome.duplicates += 1;
+                 VALUES {} ON CONFLICT (org_id, id) DO NOTHING",
+                backend.values_list(chunk.len(), METER_EVENT_WIDTH)
+            );
+            // One-off text: keep it out of the prepared-statement cache.
+            let mut q = query(sql).persistent(false);
+            for (e, quantity, dimensions) in chunk {
+                q = q
+                    .bind(org.as_str())
+                    .bind(e.id.as_str())
+                    .bind(e.meter.as_str())
+                    .bind(dimensions.as_str())
+                    .bind(*quantity)
+                    .bind(e.at.millis())
+                    .bind(now.millis());
             }
+            accepted += q.execute(&mut tx).await?;
         }
         tx.commit().await?;
-        Ok(outcome)
+        Ok(IngestOutcome {
+            accepted,
+            duplicates: events.len() as u64 - accepted,
+        })
     }
 
     async fn meter_events(
