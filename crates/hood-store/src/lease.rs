@@ -30,4 +30,7 @@ pub trait LeaderLeaseStore: Send + Sync {
     /// Gives the lease up at once (graceful shutdown) so a standby need not
     /// wait for it to expire.
     async fn release_leader_lease(&self, lease: &Lease) -> StoreResult<()>;
+    /// The lease `name` as stored (held or expired), for operators and
+    /// tests asking who leads.
+    async fn leader_lease(&self, name: &str) -> StoreResult<Option<Lease>>;
 }

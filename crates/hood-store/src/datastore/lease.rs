@@ -124,4 +124,19 @@ impl LeaderLeaseStore for SqlStore {
         .await?;
         Ok(())
     }
+
+    async fn leader_lease(&self, name: &str) -> StoreResult<Option<Lease>> {
+        let row = query_as::<LeaseRow>(
+            "SELECT holder, generation, expires_at FROM leader_leases WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| Lease {
+            name: name.to_owned(),
+            holder: r.holder,
+            generation: r.generation,
+            expires_at: Timestamp::from_millis(r.expires_at),
+        }))
+    }
 }
