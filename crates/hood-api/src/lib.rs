@@ -60,7 +60,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::edge::router())
             .merge(routes::ledger::router())
             .merge(routes::billing::router())
-            .merge(routes::invoicing::router());
+            .merge(routes::invoicing::router())
+            .merge(routes::credits::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.

@@ -21,7 +21,8 @@
 
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
-    artifacts, billing, chains, edge, fleet, health, identity, invoicing, ledger, nodes, ops,
+    artifacts, billing, chains, credits, edge, fleet, health, identity, invoicing, ledger, nodes,
+    ops,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -60,6 +61,7 @@ use utoipa::{Modify, OpenApi};
         invoicing::cancel_subscription, invoicing::close_period, invoicing::list_invoices,
         invoicing::get_invoice, invoicing::print_invoice, invoicing::record_payment,
         invoicing::checkout, invoicing::stripe_webhook,
+        credits::get_credits, credits::enable_credits, credits::top_up, credits::checkout,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -79,6 +81,8 @@ use utoipa::{Modify, OpenApi};
         invoicing::CloseReportView, invoicing::LineView, invoicing::ReadingLineView,
         invoicing::PaymentView, invoicing::InvoiceView, invoicing::PaymentInput,
         invoicing::CheckoutInput, invoicing::CheckoutView, invoicing::WebhookView,
+        credits::CreditsViewBody, credits::EnableCreditsInput, credits::TopUpInput,
+        credits::CreditsCheckoutInput,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

@@ -8,10 +8,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use hood_app::billing::payments::INVOICE_METADATA_KEY;
-use hood_app::billing::{StripeWebhookConfig, WebhookOutcome};
+use hood_app::billing::{EnableCredits, StripeWebhookConfig, WebhookOutcome};
 use hood_app::{AppError, BillingService, BillingStores, CreateSubscription, LedgerService};
 use hood_clock::{Clock, ManualClock};
 use hood_domain::billing::builtin::{NODE_SECONDS, RPC_COMPUTE_UNITS};
+use hood_domain::billing::credits::CreditState;
 use hood_domain::billing::posting::account_id;
 use hood_domain::billing::{
     Aggregation, ContractTerms, LineSource, MeterDefinition, MeterEvent, Price, PriceRule, Rate,
@@ -74,6 +75,7 @@ async fn env_on(store: Arc<dyn Store>, guard: Box<dyn std::any::Any>) -> Env {
             usage: store.clone(),
             uptime: store.clone(),
             nodes: store.clone(),
+            credits: store.clone(),
         },
         LedgerService::new(log),
         clock.clone(),
@@ -518,6 +520,104 @@ async fn unpaid_invoices_lead_to_grace_then_expiry_and_node_termination(env: Env
     );
 }
 
+async fn prepaid_credits_stop_at_zero_and_a_top_up_restores_service(env: Env) {
+    let b = &env.billing;
+    b.create_rate_card(card()).await.unwrap();
+    let credits_account = account_id(AccountCode::PrepaidCredits, 1, Some(env.org));
+    let balance = async || {
+        let a = env
+            .store
+            .get_account(credits_account)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            a.debits_posted + a.debits_pending <= a.credits_posted,
+            "never below zero: {a:?}"
+        );
+        a
+    };
+    let stopped = async || {
+        env.store
+            .credit_stops()
+            .await
+            .unwrap()
+            .iter()
+            .any(|(o, _)| *o == env.org)
+    };
+    // No credits: cut off from the start.
+    let acc = b
+        .enable_credits(
+            env.org,
+            EnableCredits {
+                window_ms: Some(60_000),
+                low_balance_minor: vec![5],
+                ..EnableCredits::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(acc.state, CreditState::Stopped);
+    assert!(stopped().await);
+    assert!(matches!(
+        b.enable_credits(env.org, EnableCredits::default()).await,
+        Err(AppError::Conflict(_))
+    ));
+
+    // One cent (10,000 micro-dollars) lifts the stop at once.
+    b.top_up(env.org, "local", "T-1", 1).await.unwrap();
+    let view = b.credits(env.org).await.unwrap();
+    assert_eq!(view.account.state, CreditState::Active);
+    assert_eq!(view.available_units, 10_000 - 1, "one unit held");
+    assert!(!stopped().await);
+    // The same reference again adds nothing.
+    b.top_up(env.org, "local", "T-1", 1).await.unwrap();
+    assert_eq!(balance().await.credits_posted, 10_000);
+
+    // A window of 3,000 CU costs 6,000 micro-dollars (2 per CU); what is
+    // left (4,000) cannot hold the next window: cut off.
+    let t0 = acc.accrued_through.millis();
+    env.store
+        .record_usage(&[usage(&env, "w1", "eth_call", 3_000, t0 + 1_000)])
+        .await
+        .unwrap();
+    env.clock.set(Timestamp(t0 + 60_000));
+    let r = b.accrue_credits().await.unwrap();
+    assert_eq!((r.windows, r.stopped), (1, 1));
+    let a = balance().await;
+    assert_eq!(a.debits_posted, 6_000);
+    assert_eq!(a.debits_pending, 0);
+    let view = b.credits(env.org).await.unwrap();
+    assert_eq!(view.account.state, CreditState::Stopped);
+    assert!(view.account.reason.unwrap().contains("exhausted"));
+    assert!(stopped().await);
+    // Below the 5-cent threshold: warned once.
+    assert_eq!(view.account.warned_below, Some(5));
+
+    // Usage already in flight when it stopped takes what is left, never
+    // more: the balance ends at zero, not below.
+    env.store
+        .record_usage(&[usage(&env, "w2", "eth_call", 5_000, t0 + 61_000)])
+        .await
+        .unwrap();
+    env.clock.set(Timestamp(t0 + 120_000));
+    b.accrue_credits().await.unwrap();
+    let a = balance().await;
+    assert_eq!(a.debits_posted, a.credits_posted, "exactly zero left");
+    // Nothing new to charge: a second pass changes nothing.
+    assert_eq!(b.accrue_credits().await.unwrap().windows, 0);
+
+    // A top-up restores service at once.
+    b.top_up(env.org, "local", "T-2", 100).await.unwrap();
+    let view = b.credits(env.org).await.unwrap();
+    assert_eq!(view.account.state, CreditState::Active);
+    assert!(!stopped().await);
+    assert_eq!(view.account.warned_below, None, "warnings start over");
+    hood_ledger::verify::verify_store(env.store.as_ref(), None)
+        .await
+        .unwrap();
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -538,4 +638,5 @@ both!(
     a_period_closes_into_one_traceable_invoice_and_is_paid_once,
     a_failed_payment_starts_grace_and_a_payment_ends_it,
     unpaid_invoices_lead_to_grace_then_expiry_and_node_termination,
+    prepaid_credits_stop_at_zero_and_a_top_up_restores_service,
 );

@@ -132,7 +132,22 @@ impl Edge {
     /// unverified key has no account to meter against.
     pub(crate) async fn authenticate(&self, token: &str) -> Result<Arc<RpcKey>, Response> {
         match self.keys.verify(token).await {
-            Ok(KeyCheck::Valid(key)) => Ok(key),
+            Ok(KeyCheck::Valid(key)) => match self.stops.reason(key.org_id) {
+                None => Ok(key),
+                Some(reason) => Err({
+                    self.metrics.rejected_key();
+                    reply(
+                        StatusCode::PAYMENT_REQUIRED,
+                        jsonrpc::error_response(
+                            &Value::Null,
+                            jsonrpc::PAYMENT_REQUIRED,
+                            &reason,
+                            None,
+                        ),
+                        None,
+                    )
+                }),
+            },
             Ok(KeyCheck::Unknown) => Err({
                 self.metrics.rejected_key();
                 reply(

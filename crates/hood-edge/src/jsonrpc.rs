@@ -16,6 +16,8 @@ pub const METHOD_NOT_ALLOWED: i64 = -32004;
 pub const LIMIT_EXCEEDED: i64 = -32005;
 /// Not authorized: unknown/revoked key, chain/IP/origin not allowed.
 pub const UNAUTHORIZED: i64 = -32001;
+/// The key's organization is cut off: its prepaid credits ran out.
+pub const PAYMENT_REQUIRED: i64 = -32003;
 /// An upstream failed after the call was sent.
 pub const UPSTREAM_ERROR: i64 = -32603;
 

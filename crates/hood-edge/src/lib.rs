@@ -37,6 +37,7 @@ mod reply;
 mod server;
 mod settings;
 mod state;
+pub mod stops;
 pub mod upstream;
 mod ws;
 
@@ -64,6 +65,9 @@ pub struct EdgeConfig {
     pub meter: meter::MeterConfig,
     /// Backstop resync of the key cache from the store.
     pub key_resync_every: Duration,
+    /// How often the set of organizations cut off for want of credits is
+    /// re-read.
+    pub credit_stops_every: Duration,
     /// How long an unknown key prefix is remembered.
     pub unknown_key_ttl: Duration,
     /// How long shutdown waits for in-flight requests (and open
@@ -90,6 +94,7 @@ impl Default for EdgeConfig {
             pools: upstream::PoolConfig::default(),
             meter: meter::MeterConfig::default(),
             key_resync_every: Duration::from_secs(10),
+            credit_stops_every: Duration::from_secs(2),
             unknown_key_ttl: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(10),
             cache_entries: 10_000,
@@ -194,8 +199,13 @@ pub async fn start(
     )
     .map_err(|e| EdgeError::Tls(e.to_string()))?;
     let sessions = ws.sessions.clone();
+    let stops = Arc::new(stops::CreditStops::default());
+    if let Err(e) = stops.refresh(deps.store.as_ref()).await {
+        tracing::warn!(error = %e, "reading credit stops failed");
+    }
     let edge = Arc::new(state::Edge {
         keys: keys.clone(),
+        stops: stops.clone(),
         pools: pools.clone(),
         limiter: deps.limiter.clone(),
         meter,
@@ -251,6 +261,19 @@ pub async fn start(
                 match keys.resync(since.plus_millis(-2_000)).await {
                     Ok(_) => since = started,
                     Err(e) => tracing::warn!(error = %e, "key resync failed"),
+                }
+            }
+        }));
+    }
+    // Organizations cut off for want of credits.
+    {
+        let store = deps.store.clone();
+        let every = config.credit_stops_every;
+        loops.push(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(e) = stops.refresh(store.as_ref()).await {
+                    tracing::warn!(error = %e, "reading credit stops failed");
                 }
             }
         }));

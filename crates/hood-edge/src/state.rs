@@ -19,6 +19,8 @@ pub const DEFAULT_FINALITY_DEPTH: u64 = 64;
 /// The shared state of the request handlers.
 pub struct Edge {
     pub keys: Arc<KeyCache>,
+    /// Organizations cut off for want of prepaid credits.
+    pub stops: Arc<crate::stops::CreditStops>,
     pub pools: Arc<Pools>,
     pub limiter: Arc<dyn Limiter>,
     pub meter: Meter,

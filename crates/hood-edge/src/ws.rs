@@ -803,6 +803,10 @@ impl Session {
         match self.edge.keys.verify_fresh(&self.token, max_age).await {
             Ok(KeyCheck::Valid(key)) => {
                 self.verify_failing_since = None;
+                if let Some(reason) = self.edge.stops.reason(key.org_id) {
+                    tracing::info!("organization cut off; closing the websocket");
+                    return Err(End::close(close_code::POLICY, &reason));
+                }
                 if let Err(r) =
                     self.edge
                         .admit_connection(&key, &self.chain, self.peer, self.origin.as_deref())

@@ -33,6 +33,7 @@ pub mod artifact;
 pub mod bench;
 pub mod billing;
 pub mod clock;
+pub mod credits;
 pub mod edge;
 pub mod fleet;
 pub mod health;
@@ -132,6 +133,7 @@ pub trait Store:
     + status_page::StatusPageStore
     + meter::MeterStore
     + billing::BillingStore
+    + credits::CreditStore
     + Send
     + Sync
     + 'static

@@ -102,6 +102,11 @@ pub const SQLITE: &[Migration] = &[
         name: "billing",
         sql: include_str!("../migrations/sqlite/0012_billing.sql"),
     },
+    Migration {
+        version: 13,
+        name: "credits",
+        sql: include_str!("../migrations/sqlite/0013_credits.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -165,6 +170,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 12,
         name: "billing",
         sql: include_str!("../migrations/postgres/0012_billing.sql"),
+    },
+    Migration {
+        version: 13,
+        name: "credits",
+        sql: include_str!("../migrations/postgres/0013_credits.sql"),
     },
 ];
 

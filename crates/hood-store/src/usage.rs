@@ -44,6 +44,15 @@ pub trait UsageStore: Send + Sync {
     async fn usage_rollups(&self, q: &UsageQuery) -> StoreResult<Vec<UsageRollup>>;
     /// Raw events stored for one key.
     async fn count_usage_events(&self, key: RpcKeyId) -> StoreResult<i64>;
+    /// Compute units of an organization's raw events with `from <= at <
+    /// to`, per key, chain and method (the per-window accrual of prepaid
+    /// credits: finer than the hourly rollups).
+    async fn usage_event_units(
+        &self,
+        org: OrgId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<(RpcKeyId, String, String, i64)>>;
     /// Raw events of an organization with `from <= at < to`: how many and
     /// their compute units, straight from the events (not the rollups), for
     /// audits that check one against the other.

@@ -3,7 +3,7 @@
 //! from the environment, and the leader-gated loop of the `billing` role.
 
 use anyhow::{Context, Result};
-use hood_app::billing::{BillingRunner, StripeWebhookConfig};
+use hood_app::billing::{BillingRunner, RunnerTiming, StripeWebhookConfig};
 use hood_app::{BillingService, BillingStores, LedgerService};
 use hood_payments::StripeProvider;
 use hood_store::Store;
@@ -20,6 +20,10 @@ pub struct BillingArgs {
     /// ledger), ms.
     #[arg(long, env = "HOOD_BILLING_INTERVAL_MS", default_value_t = 60_000)]
     pub billing_interval_ms: u64,
+    /// How often prepaid credits are accrued (each organization's windows
+    /// that ended are charged), ms.
+    #[arg(long, env = "HOOD_CREDITS_TICK_MS", default_value_t = 5_000)]
+    pub credits_tick_ms: u64,
     /// How long the billing leader's lease lasts without renewal, ms: how
     /// soon a standby (or a restarted process) takes over after a crash.
     #[arg(long, env = "HOOD_BILLING_LEASE_TTL_MS", default_value_t = 15_000)]
@@ -75,7 +79,8 @@ pub fn service(
             meters: store.clone(),
             usage: store.clone(),
             uptime: store.clone(),
-            nodes: store,
+            nodes: store.clone(),
+            credits: store,
         },
         ledger,
         clock,
@@ -107,7 +112,10 @@ pub fn start_runner(
         billing,
         store,
         &holder,
-        Duration::from_millis(args.billing_interval_ms.max(100)),
-        Duration::from_millis(args.billing_lease_ttl_ms.max(300)),
+        RunnerTiming {
+            interval: Duration::from_millis(args.billing_interval_ms.max(100)),
+            credits_tick: Duration::from_millis(args.credits_tick_ms.max(100)),
+            lease_ttl: Duration::from_millis(args.billing_lease_ttl_ms.max(300)),
+        },
     )
 }

@@ -199,6 +199,9 @@ enum Command {
     /// Invoices and their payments.
     #[command(subcommand)]
     Invoice(cli::billing::InvoiceCmd),
+    /// Prepaid credits: balance, cut-off, top-ups.
+    #[command(subcommand)]
+    Credits(cli::billing::CreditsCmd),
 }
 
 fn init_logging(server: bool) {
@@ -270,6 +273,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Billing(cmd) => cli::billing::billing(c, f, cmd).await,
         Command::Subscription(cmd) => cli::billing::subscription(c, f, cmd).await,
         Command::Invoice(cmd) => cli::billing::invoice(c, f, cmd).await,
+        Command::Credits(cmd) => cli::billing::credits(c, f, cmd).await,
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod artifacts;
 pub mod billing;
 pub mod chains;
+pub mod credits;
 pub mod edge;
 pub mod fleet;
 pub mod health;

@@ -46,6 +46,14 @@ pub struct CloseReport {
     pub failed: Vec<(SubscriptionId, String)>,
 }
 
+/// Where compute units are read from: the daily rollups (a period of
+/// whole days) or the raw events (any window, e.g. a credit minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UnitsFrom {
+    DailyRollups,
+    Events,
+}
+
 /// Midnight UTC starting `day`.
 pub(crate) fn day_start(day: Date) -> Timestamp {
     Timestamp::from_millis(day.midnight().assume_utc().unix_timestamp() * 1000)
@@ -248,32 +256,67 @@ impl BillingService {
         card: &RateCard,
         period: Period,
     ) -> AppResult<Vec<Reading>> {
-        let (from, to) = (day_start(period.start), day_start(period.end));
+        self.readings_between(
+            org,
+            card,
+            day_start(period.start),
+            day_start(period.end),
+            UnitsFrom::DailyRollups,
+        )
+        .await
+    }
+
+    /// Every reading the card prices for `org` in `[from, to)`.
+    pub(crate) async fn readings_between(
+        &self,
+        org: OrgId,
+        card: &RateCard,
+        from: Timestamp,
+        to: Timestamp,
+        units: UnitsFrom,
+    ) -> AppResult<Vec<Reading>> {
         let mut readings = Vec::new();
         for meter in card.meters_priced() {
             match meter {
                 RPC_COMPUTE_UNITS => {
-                    let rows = self
-                        .stores
-                        .usage
-                        .usage_rollups(&UsageQuery {
-                            org_id: org,
-                            key_id: None,
-                            chain: None,
-                            from,
-                            to,
-                            granularity: Granularity::Day,
-                        })
-                        .await?;
-                    let keys: Vec<String> = rows.iter().map(|r| r.key_id.to_string()).collect();
-                    readings.extend(compute_unit_readings(rows.iter().zip(&keys).map(
-                        |(r, key)| {
-                            (
-                                key.as_str(),
-                                r.chain.as_str(),
-                                r.method.as_str(),
-                                u64::try_from(r.compute_units).unwrap_or(0),
-                            )
+                    let rows: Vec<(String, String, String, u64)> = match units {
+                        UnitsFrom::DailyRollups => self
+                            .stores
+                            .usage
+                            .usage_rollups(&UsageQuery {
+                                org_id: org,
+                                key_id: None,
+                                chain: None,
+                                from,
+                                to,
+                                granularity: Granularity::Day,
+                            })
+                            .await?
+                            .into_iter()
+                            .map(|r| {
+                                let cu = u64::try_from(r.compute_units).unwrap_or(0);
+                                (r.key_id.to_string(), r.chain, r.method, cu)
+                            })
+                            .collect(),
+                        UnitsFrom::Events => self
+                            .stores
+                            .usage
+                            .usage_event_units(org, from, to)
+                            .await?
+                            .into_iter()
+                            .map(|(key, chain, method, cu)| {
+                                (
+                                    key.to_string(),
+                                    chain,
+                                    method,
+                                    u64::try_from(cu).unwrap_or(0),
+                                )
+                            })
+                            .collect(),
+                    };
+                    readings.extend(compute_unit_readings(rows.iter().map(
+                        |(key, chain, method, cu)| {
+                            (key.as_str(), chain.as_str(), method.as_str(), *cu)
                         },
                     )));
                 }

@@ -10,6 +10,7 @@
 //! a crash between the two loses nothing and a retry charges nothing twice.
 
 pub mod close;
+pub mod credits;
 pub mod dunning;
 pub mod payments;
 pub mod runner;
@@ -28,6 +29,7 @@ use hood_domain::validate::FieldError;
 use hood_domain::{InvoiceId, OrgId, SubscriptionId};
 use hood_payments::PaymentProvider;
 use hood_store::billing::{BillingStore, InvoiceQuery, StoredRateCard};
+use hood_store::credits::CreditStore;
 use hood_store::meter::MeterStore;
 use hood_store::node::NodeStore;
 use hood_store::uptime::UptimeStore;
@@ -38,8 +40,9 @@ use time::Date;
 use uuid::Uuid;
 
 pub use close::CloseReport;
+pub use credits::{CreditsView, EnableCredits};
 pub use payments::{StripeWebhookConfig, WebhookOutcome};
-pub use runner::BillingRunner;
+pub use runner::{BillingRunner, RunnerTiming};
 
 /// Invoices per page when the caller does not say, and at most.
 pub const DEFAULT_PAGE: i64 = 100;
@@ -53,6 +56,7 @@ pub struct BillingStores {
     pub usage: Arc<dyn UsageStore>,
     pub uptime: Arc<dyn UptimeStore>,
     pub nodes: Arc<dyn NodeStore>,
+    pub credits: Arc<dyn CreditStore>,
 }
 
 /// A new subscription.

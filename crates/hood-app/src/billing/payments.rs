@@ -302,6 +302,14 @@ impl BillingService {
         if session.payment_status == PaymentStatus::Unpaid {
             return Ok(false);
         }
+        if let Some(org) = session.metadata.get(super::credits::CREDITS_METADATA_KEY) {
+            let org: OrgId = org
+                .parse()
+                .map_err(|_| super::invalid("body", "the credits organization is not an id"))?;
+            self.top_up(org, "stripe", &session.session_id, session.amount_total)
+                .await?;
+            return Ok(true);
+        }
         let inv = match &session.client_reference_id {
             Some(id) => {
                 let id: InvoiceId = id.parse().map_err(|_| {
@@ -452,28 +460,31 @@ impl BillingService {
         Ok(())
     }
 
-    /// Posts a payment (cash ← receivable) and, if refunded, its reversal;
-    /// then marks it posted.
+    /// Posts a payment (cash ← the receivable it pays, or ← prepaid
+    /// credits for a top-up) and, if refunded, its reversal; then marks it
+    /// posted.
     pub(crate) async fn post_payment(&self, p: &Payment) -> AppResult<()> {
         if p.state == PaymentState::Failed {
             return Ok(());
         }
         let (ledger, amount) = self.units(p.amount_minor, &p.currency).await?;
-        let receivable = account_id(AccountCode::Receivable, ledger, Some(p.org_id));
+        let (paid, code) = match p.invoice_id {
+            Some(_) => (
+                account_id(AccountCode::Receivable, ledger, Some(p.org_id)),
+                transfer_code::PAYMENT,
+            ),
+            None => (
+                account_id(AccountCode::PrepaidCredits, ledger, Some(p.org_id)),
+                transfer_code::CREDIT_TOP_UP,
+            ),
+        };
         let cash = account_id(AccountCode::Cash, ledger, None);
-        self.transfer(
-            payment_transfer_id(p.id),
-            cash,
-            receivable,
-            amount,
-            ledger,
-            transfer_code::PAYMENT,
-        )
-        .await?;
+        self.transfer(payment_transfer_id(p.id), cash, paid, amount, ledger, code)
+            .await?;
         if p.state == PaymentState::Refunded {
             self.transfer(
                 refund_transfer_id(p.id),
-                receivable,
+                paid,
                 cash,
                 amount,
                 ledger,

@@ -1,6 +1,7 @@
 //! The billing role's loop: while this replica leads (a lease, fenced on
-//! every invoice write), close the periods that ended and post to the
-//! ledger whatever it has not confirmed yet.
+//! every invoice write), charge prepaid credits every tick, and every
+//! interval close the periods that ended, chase unpaid invoices and post
+//! to the ledger whatever it has not confirmed yet.
 
 use super::BillingService;
 use hood_leader::{LeaderElector, LeaderHandle};
@@ -39,6 +40,16 @@ pub async fn billing_once(
     Ok(())
 }
 
+/// How often the loop works, and how long its lease lasts.
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerTiming {
+    /// Period close, dunning, ledger postings.
+    pub interval: Duration,
+    /// Prepaid credit accrual.
+    pub credits_tick: Duration,
+    pub lease_ttl: Duration,
+}
+
 /// The running loop.
 pub struct BillingRunner {
     leader: LeaderHandle,
@@ -47,16 +58,21 @@ pub struct BillingRunner {
 }
 
 impl BillingRunner {
-    /// Competes for the billing lease (held for `lease_ttl`, renewed every
-    /// third of it) as `holder`; runs a pass every `interval` while leading
-    /// (and at once on taking the lease).
+    /// Competes for the billing lease (held for `timing.lease_ttl`,
+    /// renewed every third of it) as `holder`; while leading, accrues
+    /// credits every `timing.credits_tick` and runs a full pass every
+    /// `timing.interval` (and at once on taking the lease).
     pub fn spawn(
         billing: BillingService,
         leases: Arc<dyn LeaderLeaseStore>,
         holder: &str,
-        interval: Duration,
-        lease_ttl: Duration,
+        timing: RunnerTiming,
     ) -> Self {
+        let RunnerTiming {
+            interval,
+            credits_tick,
+            lease_ttl,
+        } = timing;
         let clock = Arc::clone(billing.clock());
         let leader = LeaderElector::new(
             leases,
@@ -71,18 +87,35 @@ impl BillingRunner {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let mut elector_gone = false;
+            let mut last_full: Option<std::time::Instant> = None;
             loop {
                 let lease = leading
                     .borrow()
                     .clone()
                     .filter(|l| l.expires_at > clock.now());
                 if let Some(lease) = lease {
-                    if let Err(e) = billing_once(&billing, &lease).await {
-                        tracing::warn!(error = %e, "billing pass failed; retrying next tick");
+                    match billing.accrue_credits().await {
+                        Ok(r) if r.stopped + r.resumed > 0 => {
+                            tracing::info!(
+                                stopped = r.stopped,
+                                resumed = r.resumed,
+                                "credit accrual"
+                            );
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "credit accrual failed"),
                     }
+                    if last_full.is_none_or(|t| t.elapsed() >= interval) {
+                        last_full = Some(std::time::Instant::now());
+                        if let Err(e) = billing_once(&billing, &lease).await {
+                            tracing::warn!(error = %e, "billing pass failed; retrying next tick");
+                        }
+                    }
+                } else {
+                    last_full = None;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(interval) => {}
+                    _ = tokio::time::sleep(interval.min(credits_tick)) => {}
                     changed = leading.changed(), if !elector_gone => {
                         elector_gone = changed.is_err();
                     }

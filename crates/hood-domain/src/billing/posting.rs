@@ -28,6 +28,11 @@ pub mod transfer_code {
     pub const REFUND: u16 = 103;
     /// A voided invoice: revenue ← the customer's receivable.
     pub const VOID: u16 = 104;
+    /// A credit top-up: cash ← the customer's prepaid credits.
+    pub const CREDIT_TOP_UP: u16 = 105;
+    /// Usage paid from prepaid credits (holds, their settlement, excess):
+    /// the customer's prepaid credits ← revenue.
+    pub const CREDIT_USAGE: u16 = 106;
 }
 
 fn derive(parts: &[&str]) -> Uuid {

@@ -169,6 +169,11 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("rpc_keys_prefix_key", "rpc_keys.prefix", "prefix"),
     ("rate_cards_pkey", "rate_cards.version", "rate card version"),
     (
+        "credit_accounts_pkey",
+        "credit_accounts.org_id",
+        "credit account",
+    ),
+    (
         "subscriptions_live_org_idx",
         "subscriptions.org_id",
         "live subscription",

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 mod artifact;
 mod billing;
+mod credits;
 mod edge;
 mod fleet;
 mod health;

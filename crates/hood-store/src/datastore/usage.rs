@@ -165,6 +165,32 @@ impl UsageStore for SqlStore {
         )
     }
 
+    async fn usage_event_units(
+        &self,
+        org: OrgId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<(RpcKeyId, String, String, i64)>> {
+        let rows: Vec<(String, String, String, i64)> = query_as(
+            "SELECT key_id, chain, method, CAST(SUM(compute_units) AS BIGINT) AS cu \
+             FROM usage_events WHERE org_id = $1 AND at >= $2 AND at < $3 \
+             GROUP BY key_id, chain, method ORDER BY key_id, chain, method",
+        )
+        .bind(org.to_string())
+        .bind(from.millis())
+        .bind(to.millis())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(key, chain, method, cu)| {
+                let key = key.parse().map_err(|_| {
+                    StoreError::Corrupt(format!("usage_events.key_id `{key}` is not an id"))
+                })?;
+                Ok((key, chain, method, cu))
+            })
+            .collect()
+    }
+
     async fn usage_event_totals(
         &self,
         org: OrgId,

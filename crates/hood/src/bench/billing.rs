@@ -231,6 +231,7 @@ pub async fn run(args: BillingBenchArgs) -> Result<()> {
             usage: dyn_store.clone(),
             uptime: dyn_store.clone(),
             nodes: dyn_store.clone(),
+            credits: dyn_store.clone(),
         },
         LedgerService::new(log),
         hood_clock::system(),

@@ -6,6 +6,7 @@ use super::columns;
 use super::output::{json, table, Format};
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use hood_api::routes::credits::{CreditsViewBody, EnableCreditsInput, TopUpInput};
 use hood_api::routes::invoicing::{
     CancelInput, ClosePeriodInput, CloseReportView, InvoiceView, PaymentInput, PaymentView,
     RateCardInput, RateCardView, SubscriptionInput, SubscriptionView, TermsInput,
@@ -115,6 +116,88 @@ pub enum InvoiceCmd {
         #[arg(long)]
         amount_minor: Option<u64>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CreditsCmd {
+    /// Balance, hold, and whether (and why) the organization is cut off.
+    Show {
+        /// Another organization's (platform admins).
+        #[arg(long)]
+        org: Option<Uuid>,
+    },
+    /// Runs an organization on prepaid credits (platform admins).
+    Enable {
+        #[arg(long)]
+        org: Option<Uuid>,
+        #[arg(long)]
+        rate_card: Option<u32>,
+        /// Accrual window, seconds (default 60).
+        #[arg(long)]
+        window_seconds: Option<i64>,
+        /// Warn below this balance, minor units (repeatable).
+        #[arg(long = "low-balance")]
+        low_balance_minor: Vec<u64>,
+    },
+    /// Records a top-up paid outside a provider (platform admins). The same
+    /// reference twice is one top-up.
+    TopUp {
+        #[arg(long)]
+        org: Option<Uuid>,
+        #[arg(long)]
+        amount_minor: u64,
+        #[arg(long)]
+        reference: String,
+    },
+}
+
+pub async fn credits(opts: &ConnectOpts, format: Format, cmd: CreditsCmd) -> Result<()> {
+    let mut client = Client::new(opts)?;
+    let view: CreditsViewBody = match cmd {
+        CreditsCmd::Show { org } => {
+            let path = match org {
+                Some(o) => format!("/api/v1/credits?org_id={o}"),
+                None => "/api/v1/credits".to_owned(),
+            };
+            client.get(&path).await?
+        }
+        CreditsCmd::Enable {
+            org,
+            rate_card,
+            window_seconds,
+            low_balance_minor,
+        } => {
+            client
+                .post(
+                    "/api/v1/credits",
+                    &EnableCreditsInput {
+                        org_id: org,
+                        rate_card_version: rate_card,
+                        window_seconds,
+                        low_balance_minor,
+                    },
+                )
+                .await?
+        }
+        CreditsCmd::TopUp {
+            org,
+            amount_minor,
+            reference,
+        } => {
+            let p: PaymentView = client
+                .post(
+                    "/api/v1/credits/top-ups",
+                    &TopUpInput {
+                        org_id: org,
+                        amount_minor,
+                        reference,
+                    },
+                )
+                .await?;
+            return print_rows(format, &[p], columns::PAYMENT);
+        }
+    };
+    print_rows(format, &[view], columns::CREDITS)
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(file: &std::path::Path) -> Result<T> {

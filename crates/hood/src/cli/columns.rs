@@ -4,6 +4,7 @@
 use super::output::{joined, or_dash, Column};
 use hood_api::routes::artifacts::{ArtifactView, PushedArtifactView};
 use hood_api::routes::chains::ChainView;
+use hood_api::routes::credits::CreditsViewBody;
 use hood_api::routes::edge::{RpcKeyView, RpcPlanView, UsageRowView};
 use hood_api::routes::fleet::{HostView, StepView, WorkflowView};
 use hood_api::routes::health::{ChannelView, DeliveryView, IncidentView, UptimeBucketView};
@@ -286,6 +287,15 @@ pub const INVOICE_LINE: &[Column<LineView>] = &[
     Column::new("QUANTITY", |l| or_dash(&l.quantity)),
     Column::new("INCLUDED", |l| or_dash(&l.included)),
     Column::new("AMOUNT_MINOR", |l| l.amount_minor.to_string()),
+];
+
+pub const CREDITS: &[Column<CreditsViewBody>] = &[
+    Column::new("ORG", |c| c.org_id.to_string()),
+    Column::new("STATE", |c| c.state.clone()),
+    Column::new("AVAILABLE_MINOR", |c| c.available_minor.to_string()),
+    Column::new("CURRENCY", |c| c.currency.clone()),
+    Column::new("HELD_UNITS", |c| c.held_units.to_string()),
+    Column::new("REASON", |c| or_dash(&c.reason)),
 ];
 
 pub const PAYMENT: &[Column<PaymentView>] = &[

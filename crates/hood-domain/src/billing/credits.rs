@@ -1,0 +1,241 @@
+//! Prepaid credits (seed 004: per-minute accrual, force-release; design
+//! §8): an organization's balance lives on a ledger account flagged
+//! `debits_must_not_exceed_credits`, so it can never go below zero.
+//!
+//! Each accrual window (a minute by default) works ahead: a *hold* (a
+//! pending transfer with a timeout) reserves what the next window is
+//! expected to cost; at the window's end the hold is posted with what the
+//! window actually cost (voided when it cost nothing), and any excess is
+//! taken with a balancing debit, which takes at most what is left. When
+//! the next hold cannot be placed, the organization is cut off: its RPC
+//! keys answer 402 until a top-up lets a hold be placed again.
+//!
+//! Window prices come from the rate card's rules, first tier, without
+//! included units (prepaid usage is paid from the first unit), computed in
+//! the ledger's units (micro-dollars for USD) and rounded half up once per
+//! reading, so sub-cent usage is charged, not lost to rounding.
+
+use super::posting::minor_exponent;
+use super::rating::{RateCard, RatingError, Reading};
+use crate::{OrgId, Timestamp, TransferId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Default accrual window.
+pub const DEFAULT_WINDOW_MS: i64 = 60_000;
+/// A hold outlives its window by this many windows before the ledger
+/// voids it by itself (a billing role that stopped does not keep money
+/// reserved for ever).
+pub const HOLD_WINDOWS: i64 = 3;
+
+/// Whether an organization on credits may spend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CreditState {
+    Active,
+    /// Cut off: the next hold could not be placed.
+    Stopped,
+}
+
+impl CreditState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CreditState::Active => "active",
+            CreditState::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(CreditState::Active),
+            "stopped" => Some(CreditState::Stopped),
+            _ => None,
+        }
+    }
+}
+
+/// The hold reserving the current window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub transfer_id: TransferId,
+    /// Ledger units reserved.
+    pub amount: u64,
+    /// The end of the window it reserves.
+    pub window_end: Timestamp,
+}
+
+/// An organization running on prepaid credits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreditAccount {
+    pub org_id: OrgId,
+    pub rate_card_version: u32,
+    pub window_ms: i64,
+    /// Balances (minor units) below which the organization is warned, once
+    /// per crossing.
+    pub low_balance_minor: Vec<u64>,
+    pub state: CreditState,
+    /// Why it is stopped.
+    pub reason: Option<String>,
+    pub state_since: Timestamp,
+    /// Every window before this instant has been charged.
+    pub accrued_through: Timestamp,
+    pub hold: Option<Hold>,
+    /// The lowest threshold already warned about (reset by a top-up).
+    pub warned_below: Option<u64>,
+    pub created_at: Timestamp,
+    pub version: i64,
+}
+
+fn derive(parts: &[&str]) -> TransferId {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x6372_6564_6974_732d_6964_732d_7631_0001);
+    TransferId::from_uuid(Uuid::new_v5(&NAMESPACE, parts.join("/").as_bytes()))
+}
+
+/// The hold for the window of `org` ending at `window_end`.
+pub fn hold_id(org: OrgId, window_end: Timestamp) -> TransferId {
+    derive(&["hold", &org.to_string(), &window_end.millis().to_string()])
+}
+
+/// The transfer that settles (posts or voids) a hold.
+pub fn settle_id(hold: TransferId) -> TransferId {
+    derive(&["settle", &hold.to_string()])
+}
+
+/// The balancing debit of what a window cost beyond its hold.
+pub fn excess_id(org: OrgId, window_end: Timestamp) -> TransferId {
+    derive(&["excess", &org.to_string(), &window_end.millis().to_string()])
+}
+
+/// What `readings` of one window cost, in units of a ledger of `scale`:
+/// each reading at its rule's first-tier rate, rounded half up once.
+pub fn window_charge(card: &RateCard, readings: &[Reading], scale: u8) -> Result<u64, RatingError> {
+    let shift = scale.saturating_sub(minor_exponent(&card.currency));
+    let factor = 10u128.pow(u32::from(shift));
+    let mut total: u128 = 0;
+    for reading in readings {
+        let Some(rule) = card.rule_for(reading) else {
+            return Err(RatingError::NoPrice {
+                version: card.version,
+                meter: reading.meter.clone(),
+                dimensions: reading.dimensions.clone(),
+            });
+        };
+        let Some(tier) = card.rules[rule].price.tiers.first() else {
+            continue;
+        };
+        let per = u128::from(tier.rate.per.max(1));
+        let exact = u128::from(reading.quantity) * u128::from(tier.rate.amount_minor) * factor;
+        total += (exact + per / 2) / per;
+    }
+    u64::try_from(total)
+        .ok()
+        .filter(|t| *t <= crate::ledger::AMOUNT_MAX)
+        .ok_or(RatingError::Overflow)
+}
+
+/// The hold for the next window: what this one cost, at least one unit
+/// (an account with nothing left cannot hold even that, so it is cut off).
+pub fn next_hold_amount(last_window: u64) -> u64 {
+    last_window.max(1)
+}
+
+/// The lowest threshold that `balance_minor` is now under and that was not
+/// warned about yet.
+pub fn threshold_crossed(
+    thresholds: &[u64],
+    warned_below: Option<u64>,
+    balance_minor: u64,
+) -> Option<u64> {
+    thresholds
+        .iter()
+        .copied()
+        .filter(|t| balance_minor < *t && warned_below.is_none_or(|w| *t < w))
+        .min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::price::{Price, Rate};
+    use crate::billing::rating::PriceRule;
+    use std::collections::BTreeMap;
+
+    fn card() -> RateCard {
+        RateCard {
+            version: 1,
+            currency: "USD".parse().unwrap(),
+            rules: vec![
+                PriceRule {
+                    meter: "rpc.compute_units".into(),
+                    matches: BTreeMap::new(),
+                    price: Price::flat(Rate {
+                        amount_minor: 2,
+                        per: 10_000,
+                    }),
+                },
+                PriceRule {
+                    meter: "node.seconds".into(),
+                    matches: BTreeMap::new(),
+                    price: Price::flat(Rate {
+                        amount_minor: 5,
+                        per: 3_600,
+                    }),
+                },
+            ],
+            meters: BTreeMap::new(),
+        }
+    }
+
+    fn r(meter: &str, quantity: u64) -> Reading {
+        Reading {
+            meter: meter.into(),
+            dimensions: BTreeMap::new(),
+            quantity,
+        }
+    }
+
+    #[test]
+    fn sub_cent_usage_is_charged_in_ledger_units() {
+        // 1,000 CU at 2 cents per 10,000 = 0.2 cents = 2,000 micro-dollars;
+        // a minute of a node at 5 cents an hour = 833.33… → 833.
+        let c = window_charge(&card(), &[r("rpc.compute_units", 1_000)], 6).unwrap();
+        assert_eq!(c, 2_000);
+        let n = window_charge(&card(), &[r("node.seconds", 60)], 6).unwrap();
+        assert_eq!(n, 833);
+        // In cents it would have rounded to nothing.
+        assert_eq!(
+            window_charge(&card(), &[r("rpc.compute_units", 1_000)], 2).unwrap(),
+            0
+        );
+        assert!(window_charge(&card(), &[r("gpu.minutes", 1)], 6).is_err());
+    }
+
+    #[test]
+    fn ids_are_stable_per_window() {
+        let org = OrgId::from_uuid(Uuid::from_u128(1));
+        let t = Timestamp::from_millis(60_000);
+        assert_eq!(hold_id(org, t), hold_id(org, t));
+        assert_ne!(hold_id(org, t), hold_id(org, t.plus_millis(60_000)));
+        assert_ne!(hold_id(org, t), excess_id(org, t));
+        assert_ne!(settle_id(hold_id(org, t)), hold_id(org, t));
+    }
+
+    #[test]
+    fn thresholds_warn_once_per_crossing() {
+        let t = [1_000, 500, 100];
+        assert_eq!(threshold_crossed(&t, None, 2_000), None);
+        assert_eq!(threshold_crossed(&t, None, 900), Some(1_000));
+        assert_eq!(
+            threshold_crossed(&t, Some(1_000), 800),
+            None,
+            "already warned"
+        );
+        assert_eq!(
+            threshold_crossed(&t, Some(1_000), 50),
+            Some(100),
+            "the lowest crossed"
+        );
+        assert_eq!(next_hold_amount(0), 1);
+        assert_eq!(next_hold_amount(42), 42);
+    }
+}
