@@ -587,3 +587,217 @@ async fn expiry_terminates_the_node_and_deletes_its_key_material() {
         files_under(&sandbox)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prepaid_credits_cut_off_live_traffic_at_zero_and_a_top_up_restores_it() {
+    let Some(anvil) = hood_testkit::anvil_bin("billing_credits") else {
+        return;
+    };
+    let (dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(
+        &home,
+        &[
+            ("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into()),
+            ("HOOD_CREDITS_TICK_MS", "300".into()),
+        ],
+    );
+    let api = hood.url("api");
+    let edge = hood.url("edge");
+    let admin = read_admin_key(&home);
+    let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", admin.clone())];
+    let cli = |args: &[&str]| {
+        let (ok, out, err) = hood_cli(args, &env, None);
+        assert!(ok, "hood {args:?}: {out} {err}");
+        out
+    };
+    push_anvil(&anvil, &env);
+    let http = reqwest::Client::new();
+    // A cent per compute unit: eth_blockNumber (10 CU) costs 10 cents.
+    let card = dir.path().join("card.json");
+    std::fs::write(
+        &card,
+        json!({"currency": "USD", "rules": [
+            {"meter": RPC_COMPUTE_UNITS, "price": {"tiers": [{"rate": {"amount_minor": 1, "per": 1}}]}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    cli(&[
+        "billing",
+        "rate-card",
+        "create",
+        "--file",
+        card.to_str().unwrap(),
+    ]);
+    let r = http
+        .post(format!("{api}/api/v1/nodes"))
+        .bearer_auth(&admin)
+        .json(&json!({"chain": "ethereum-anvil", "name": "paid"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let node: Value = r.json().await.unwrap();
+    let node_url = format!(
+        "{api}/api/v1/nodes/{}",
+        node["node"]["id"].as_str().unwrap()
+    );
+    wait_for("healthy", Duration::from_secs(60), async || {
+        let n = get_json(&http, &node_url, &admin).await;
+        assert_ne!(n["state"], "failed", "{n}");
+        (n["state"] == "healthy").then_some(n)
+    })
+    .await;
+    let created: Value = serde_json::from_str(&cli(&[
+        "-o",
+        "json",
+        "rpc-key",
+        "create",
+        "--name",
+        "prepaid",
+        "--plan",
+        "free",
+        "--chains",
+        "ethereum-anvil",
+    ]))
+    .unwrap();
+    let token = created["key"].as_str().unwrap().to_owned();
+    let rpc_url = format!("{edge}/ethereum-anvil/v1/{token}");
+    let call = || {
+        let http = http.clone();
+        let rpc_url = rpc_url.clone();
+        async move {
+            let r = http
+                .post(rpc_url)
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+
+    // On credits with nothing in them: cut off from the start (402).
+    let enabled: Value = serde_json::from_str(&cli(&[
+        "-o",
+        "json",
+        "credits",
+        "enable",
+        "--window-seconds",
+        "2",
+    ]))
+    .unwrap();
+    assert_eq!(enabled[0]["state"], "stopped", "{enabled}");
+    let refused = wait_for("402 without credits", Duration::from_secs(10), async || {
+        let (status, body) = call().await;
+        (status == 402).then_some(body)
+    })
+    .await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("credits"),
+        "the JSON-RPC error names the reason: {refused}"
+    );
+
+    // A dollar of credits: served again within seconds.
+    cli(&[
+        "credits",
+        "top-up",
+        "--amount-minor",
+        "100",
+        "--reference",
+        "bank-1",
+    ]);
+    wait_for(
+        "served after the top-up",
+        Duration::from_secs(10),
+        async || {
+            let (status, _) = call().await;
+            (status == 200).then_some(Value::Null)
+        },
+    )
+    .await;
+
+    // Live traffic spends it; the cut-off follows within a minute of the
+    // balance running out.
+    let started = std::time::Instant::now();
+    let mut exhausted_at = None;
+    let cut_at = loop {
+        assert!(started.elapsed() < Duration::from_secs(90), "never cut off");
+        let (status, _) = call().await;
+        if status == 402 {
+            break std::time::Instant::now();
+        }
+        assert_eq!(status, 200);
+        if exhausted_at.is_none() {
+            let c = get_json(&http, &format!("{api}/api/v1/credits"), &admin).await;
+            if c["available_minor"] == 0 || c["state"] == "stopped" {
+                exhausted_at = Some(std::time::Instant::now());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let exhausted_at = exhausted_at.unwrap_or(cut_at);
+    assert!(
+        cut_at.duration_since(exhausted_at) < Duration::from_secs(60),
+        "cut off {:?} after the balance ran out",
+        cut_at.duration_since(exhausted_at)
+    );
+    let c = get_json(&http, &format!("{api}/api/v1/credits"), &admin).await;
+    assert_eq!(c["state"], "stopped", "{c}");
+    assert!(c["reason"].as_str().unwrap().contains("exhausted"), "{c}");
+
+    // A top-up restores service within seconds.
+    cli(&[
+        "credits",
+        "top-up",
+        "--amount-minor",
+        "500",
+        "--reference",
+        "bank-2",
+    ]);
+    let restored = std::time::Instant::now();
+    wait_for(
+        "served after the second top-up",
+        Duration::from_secs(10),
+        async || {
+            let (status, _) = call().await;
+            (status == 200).then_some(Value::Null)
+        },
+    )
+    .await;
+    eprintln!("service restored {:?} after the top-up", restored.elapsed());
+
+    // The balance never went below zero in the ledger, which verifies.
+    hood.stop("-TERM");
+    let store: std::sync::Arc<dyn hood_store::Store> =
+        hood_store::connect(&format!("sqlite://{}", home.join("hood.db").display()))
+            .await
+            .unwrap();
+    let org: OrgId = enabled[0]["org_id"].as_str().unwrap().parse().unwrap();
+    let credits = hood_domain::billing::posting::account_id(
+        hood_domain::ledger::AccountCode::PrepaidCredits,
+        1,
+        Some(org),
+    );
+    let a = store.get_account(credits).await.unwrap().unwrap();
+    assert_eq!(a.credits_posted, 600 * 10_000, "six dollars topped up");
+    assert!(
+        a.debits_posted + a.debits_pending <= a.credits_posted,
+        "{a:?}"
+    );
+    assert!(
+        a.debits_posted >= 100 * 10_000,
+        "the first dollar was spent: {a:?}"
+    );
+    let (ok, out, err) = hood_cli(
+        &["ledger", "verify"],
+        &[("HOOD_HOME", home.display().to_string())],
+        None,
+    );
+    assert!(ok && out.starts_with("ok:"), "{out} {err}");
+}
