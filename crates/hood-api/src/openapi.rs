@@ -60,7 +60,7 @@ use utoipa::{Modify, OpenApi};
         invoicing::create_subscription, invoicing::list_subscriptions, invoicing::get_subscription,
         invoicing::cancel_subscription, invoicing::close_period, invoicing::list_invoices,
         invoicing::get_invoice, invoicing::print_invoice, invoicing::record_payment,
-        invoicing::checkout, invoicing::stripe_webhook,
+        invoicing::checkout, invoicing::stripe_webhook, invoicing::reconciliation,
         credits::get_credits, credits::enable_credits, credits::top_up, credits::checkout,
     ),
     components(schemas(
@@ -81,6 +81,7 @@ use utoipa::{Modify, OpenApi};
         invoicing::CloseReportView, invoicing::LineView, invoicing::ReadingLineView,
         invoicing::PaymentView, invoicing::InvoiceView, invoicing::PaymentInput,
         invoicing::CheckoutInput, invoicing::CheckoutView, invoicing::WebhookView,
+        invoicing::ReconciliationItemView, invoicing::ReconciliationView,
         credits::CreditsViewBody, credits::EnableCreditsInput, credits::TopUpInput,
         credits::CreditsCheckoutInput,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,

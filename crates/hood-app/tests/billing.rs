@@ -618,6 +618,81 @@ async fn prepaid_credits_stop_at_zero_and_a_top_up_restores_service(env: Env) {
         .unwrap();
 }
 
+async fn reconciliation_matches_everything_and_itemizes_each_difference(env: Env) {
+    let b = &env.billing;
+    b.create_rate_card(card()).await.unwrap();
+    let mut req = hybrid();
+    req.terms = ContractTerms::Fixed { fee_minor: 1_000 };
+    b.create_subscription(env.org, req).await.unwrap();
+    env.clock.set(Timestamp(JAN_1 + 59 * DAY + 1));
+    let issued = b.close_periods(None, None).await.unwrap().issued;
+    assert_eq!(issued.len(), 2);
+    b.record_local_payment(issued[0].id, "BANK-1", None)
+        .await
+        .unwrap();
+
+    // Everything agrees: all money matched, nothing to explain.
+    let r = b.reconcile(None, None).await.unwrap();
+    assert_eq!((r.invoices, r.payments), (2, 1));
+    assert_eq!(r.invoiced_minor, 2_000);
+    assert_eq!(r.matched_minor, 2_000, "{:#?}", r.items);
+    assert!(r.items.is_empty(), "{:#?}", r.items);
+
+    // Paid twice (another bank reference): an overpayment item.
+    b.record_local_payment(issued[0].id, "BANK-2", None)
+        .await
+        .unwrap();
+    // A payment billing stored but never posted.
+    let unposted = hood_domain::billing::Payment {
+        id: hood_domain::PaymentId::from_uuid(Uuid::now_v7()),
+        invoice_id: Some(issued[1].id),
+        org_id: env.org,
+        provider: "local".into(),
+        reference: "BANK-3".into(),
+        amount_minor: 1_000,
+        currency: "USD".parse().unwrap(),
+        state: hood_domain::billing::PaymentState::Succeeded,
+        detail: None,
+        created_at: env.clock.now(),
+        updated_at: env.clock.now(),
+        posted_at: None,
+    };
+    env.store.record_payment(&unposted).await.unwrap();
+    // A billing transfer no record explains.
+    let orphan = hood_domain::ledger::NewTransfer {
+        id: hood_domain::TransferId::from_uuid(Uuid::now_v7()),
+        debit_account_id: Some(account_id(AccountCode::Receivable, 1, Some(env.org))),
+        credit_account_id: Some(account_id(AccountCode::Revenue, 1, None)),
+        amount: 5,
+        pending_id: None,
+        user_data_128: 0,
+        user_data_64: 0,
+        user_data_32: 0,
+        timeout: 0,
+        ledger: 1,
+        code: hood_domain::billing::posting::transfer_code::INVOICE,
+        flags: Default::default(),
+    };
+    env.store
+        .create_transfers(&[orphan.clone()], 1)
+        .await
+        .unwrap();
+    let r = b.reconcile(None, None).await.unwrap();
+    let kinds: BTreeMap<&str, u64> = r.items.iter().map(|i| (i.kind, i.amount_minor)).collect();
+    assert_eq!(kinds.get("overpaid"), Some(&1_000), "{:#?}", r.items);
+    assert_eq!(kinds.get("not_posted"), Some(&1_000), "{:#?}", r.items);
+    assert!(kinds.contains_key("orphan_transfer"), "{:#?}", r.items);
+    assert!(r.items.iter().all(|i| !i.reason.is_empty()));
+    // Once posted (the loop's retry), the unposted payment is matched.
+    b.post_pending(100).await.unwrap();
+    let r = b.reconcile(None, None).await.unwrap();
+    assert!(
+        !r.items.iter().any(|i| i.kind == "not_posted"),
+        "{:#?}",
+        r.items
+    );
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -639,4 +714,5 @@ both!(
     a_failed_payment_starts_grace_and_a_payment_ends_it,
     unpaid_invoices_lead_to_grace_then_expiry_and_node_termination,
     prepaid_credits_stop_at_zero_and_a_top_up_restores_service,
+    reconciliation_matches_everything_and_itemizes_each_difference,
 );

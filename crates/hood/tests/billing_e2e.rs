@@ -386,6 +386,12 @@ async fn a_hybrid_period_is_invoiced_from_stored_usage_and_paid_through_stripe()
     .await;
     assert_eq!(after["payments"].as_array().unwrap().len(), 1, "{after}");
 
+    // Reconciled: the invoice, its Stripe payment and the ledger agree.
+    let rec: Value = serde_json::from_str(&cli(&["-o", "json", "billing", "reconcile"])).unwrap();
+    assert_eq!(rec["items"].as_array().unwrap().len(), 0, "{rec}");
+    assert_eq!(rec["matched_minor"], rec["invoiced_minor"], "{rec}");
+    assert_eq!(rec["invoiced_minor"].as_u64(), Some(total));
+
     // The printable page names the invoice; the CLI lists it.
     let out = cli(&["invoice", "show", &invoice_id, "--html"]);
     assert!(out.contains(invoice["number"].as_str().unwrap()), "{out}");

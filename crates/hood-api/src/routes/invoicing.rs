@@ -45,6 +45,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/billing/rate-cards/{version}", get(get_rate_card))
         .route("/api/v1/billing/close-period", post(close_period))
+        .route("/api/v1/billing/reconciliation", get(reconciliation))
         .route(
             "/api/v1/subscriptions",
             get(list_subscriptions).post(create_subscription),
@@ -629,6 +630,85 @@ pub async fn close_period(
         .map_err(|e| ApiError::Validation(vec![e]))?;
     let report = service(&state)?.close_periods(as_of, None).await?;
     Ok(Json(CloseReportView::from(&report)))
+}
+
+// --- reconciliation -------------------------------------------------------------
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ReconciliationQuery {
+    /// Invoices of periods starting on or after this day (YYYY-MM-DD).
+    #[param(format = Date)]
+    pub from: Option<String>,
+    /// …and before this day.
+    #[param(format = Date)]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReconciliationItemView {
+    /// not_posted | missing_transfer | transfer_differs | underpaid |
+    /// overpaid | paid_void_invoice | orphan_transfer
+    pub kind: String,
+    pub reference: String,
+    pub org_id: Option<Uuid>,
+    pub amount_minor: u64,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReconciliationView {
+    pub invoices: usize,
+    pub payments: usize,
+    pub invoiced_minor: u64,
+    pub paid_minor: u64,
+    /// Money whose invoice, payments and ledger transfers agree.
+    pub matched_minor: u64,
+    /// Money an item explains.
+    pub itemized_minor: u64,
+    pub items: Vec<ReconciliationItemView>,
+}
+
+#[utoipa::path(get, path = "/api/v1/billing/reconciliation", tag = "billing", params(ReconciliationQuery),
+    responses((status = 200, body = ReconciliationView),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Billing does not run in this process")),
+    security(("bearer" = ["read_billing", "platform_admin"])))]
+/// Invoices and provider payments against the ledger: what agrees, and an
+/// item with its reason for every difference (operators).
+pub async fn reconciliation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ReconciliationQuery>,
+) -> ApiResult<Json<ReconciliationView>> {
+    caller.require(Permission::ReadBilling)?;
+    caller.require_platform_admin()?;
+    let from = q
+        .from
+        .as_deref()
+        .map(|d| parse_date("from", d))
+        .transpose()?;
+    let to = q.to.as_deref().map(|d| parse_date("to", d)).transpose()?;
+    let r = service(&state)?.reconcile(from, to).await?;
+    Ok(Json(ReconciliationView {
+        invoices: r.invoices,
+        payments: r.payments,
+        invoiced_minor: r.invoiced_minor,
+        paid_minor: r.paid_minor,
+        matched_minor: r.matched_minor,
+        itemized_minor: r.itemized_minor,
+        items: r
+            .items
+            .into_iter()
+            .map(|i| ReconciliationItemView {
+                kind: i.kind.to_owned(),
+                reference: i.reference,
+                org_id: i.org_id.map(|o| *o.as_uuid()),
+                amount_minor: i.amount_minor,
+                reason: i.reason,
+            })
+            .collect(),
+    }))
 }
 
 // --- invoices -----------------------------------------------------------------

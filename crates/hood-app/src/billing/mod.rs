@@ -13,6 +13,7 @@ pub mod close;
 pub mod credits;
 pub mod dunning;
 pub mod payments;
+pub mod reconcile;
 pub mod runner;
 
 use crate::error::{AppError, AppResult};
@@ -42,6 +43,7 @@ use uuid::Uuid;
 pub use close::CloseReport;
 pub use credits::{CreditsView, EnableCredits};
 pub use payments::{StripeWebhookConfig, WebhookOutcome};
+pub use reconcile::{Reconciliation, ReconciliationItem};
 pub use runner::{BillingRunner, RunnerTiming};
 
 /// Invoices per page when the caller does not say, and at most.

@@ -417,7 +417,11 @@ impl BillingService {
         }
     }
 
-    async fn units(&self, amount_minor: u64, currency: &Currency) -> AppResult<(u32, u64)> {
+    pub(crate) async fn units(
+        &self,
+        amount_minor: u64,
+        currency: &Currency,
+    ) -> AppResult<(u32, u64)> {
         let ledger = self.ledger_of(currency).await?;
         let amount = ledger_amount(amount_minor, currency, ledger.scale).ok_or_else(|| {
             AppError::Internal(format!(

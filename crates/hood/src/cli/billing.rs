@@ -9,7 +9,8 @@ use clap::Subcommand;
 use hood_api::routes::credits::{CreditsViewBody, EnableCreditsInput, TopUpInput};
 use hood_api::routes::invoicing::{
     CancelInput, ClosePeriodInput, CloseReportView, InvoiceView, PaymentInput, PaymentView,
-    RateCardInput, RateCardView, SubscriptionInput, SubscriptionView, TermsInput,
+    RateCardInput, RateCardView, ReconciliationView, SubscriptionInput, SubscriptionView,
+    TermsInput,
 };
 use reqwest::Method;
 use std::collections::BTreeMap;
@@ -28,6 +29,16 @@ pub enum BillingCmd {
     /// The price book.
     #[command(subcommand)]
     RateCard(RateCardCmd),
+    /// Invoices and provider payments against the ledger: what agrees and
+    /// every difference with its reason (platform admins).
+    Reconcile {
+        /// Periods starting on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        from: Option<String>,
+        /// …and before this day.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -253,6 +264,31 @@ pub async fn billing(opts: &ConnectOpts, format: Format, cmd: BillingCmd) -> Res
                     "{} subscription(s) could not be closed",
                     report.failed.len()
                 )
+            }
+        }
+        BillingCmd::Reconcile { from, to } => {
+            let mut q = Vec::new();
+            q.extend(from.map(|f| format!("from={f}")));
+            q.extend(to.map(|t| format!("to={t}")));
+            let r: ReconciliationView = client
+                .get(&format!("/api/v1/billing/reconciliation?{}", q.join("&")))
+                .await?;
+            match format {
+                Format::Json => json(&r),
+                Format::Table => {
+                    println!(
+                        "{} invoices ({} minor units), {} payments ({}): {} matched, {} in {} items",
+                        r.invoices,
+                        r.invoiced_minor,
+                        r.payments,
+                        r.paid_minor,
+                        r.matched_minor,
+                        r.itemized_minor,
+                        r.items.len()
+                    );
+                    print!("{}", table(&r.items, columns::RECONCILIATION_ITEM));
+                    Ok(())
+                }
             }
         }
         BillingCmd::RateCard(RateCardCmd::Create { file }) => {

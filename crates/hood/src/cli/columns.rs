@@ -9,7 +9,7 @@ use hood_api::routes::edge::{RpcKeyView, RpcPlanView, UsageRowView};
 use hood_api::routes::fleet::{HostView, StepView, WorkflowView};
 use hood_api::routes::health::{ChannelView, DeliveryView, IncidentView, UptimeBucketView};
 use hood_api::routes::invoicing::{
-    InvoiceView, LineView, PaymentView, RateCardView, SubscriptionView,
+    InvoiceView, LineView, PaymentView, RateCardView, ReconciliationItemView, SubscriptionView,
 };
 use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
@@ -287,6 +287,13 @@ pub const INVOICE_LINE: &[Column<LineView>] = &[
     Column::new("QUANTITY", |l| or_dash(&l.quantity)),
     Column::new("INCLUDED", |l| or_dash(&l.included)),
     Column::new("AMOUNT_MINOR", |l| l.amount_minor.to_string()),
+];
+
+pub const RECONCILIATION_ITEM: &[Column<ReconciliationItemView>] = &[
+    Column::new("KIND", |i| i.kind.clone()),
+    Column::new("REFERENCE", |i| i.reference.clone()),
+    Column::new("AMOUNT_MINOR", |i| i.amount_minor.to_string()),
+    Column::new("REASON", |i| i.reason.clone()),
 ];
 
 pub const CREDITS: &[Column<CreditsViewBody>] = &[
