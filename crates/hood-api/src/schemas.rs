@@ -29,7 +29,7 @@ pub const ARTIFACT_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$";
 /// An artifact version (`hood_artifacts::names::version`).
 pub const ARTIFACT_VERSION_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$";
 /// Every instant `parse_instant` accepts: Unix milliseconds or RFC 3339.
-pub const INSTANT_PATTERN: &str = "^(-?[0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))$";
+pub const INSTANT_PATTERN: &str = "^(-?[0-9]+|[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2}))$";
 /// A display name (`hood_domain::validate::display_name`): no control
 /// character, something besides white space; 1–200 characters (the schema's
 /// length bounds).

@@ -67,9 +67,22 @@ async fn the_api_answers_as_its_openapi_document_says() {
     // The server's log (refused pushes, invalid input…) goes to a file,
     // shown only when the run fails.
     let log = dir.path().join("hood.log");
+    // Payments configured against a local fake of Stripe's API, so the
+    // checkout and webhook operations answer as they do in production.
+    let stripe = hood_payments::fake::FakeStripe::start()
+        .await
+        .expect("fake Stripe");
     let hood = HoodProcess::start_logged(
         UP_ARGS,
-        &[("HOOD_HOME", home.display().to_string())],
+        &[
+            ("HOOD_HOME", home.display().to_string()),
+            (
+                "HOOD_STRIPE_SECRET_KEY",
+                hood_payments::fake::TEST_SECRET_KEY.to_owned(),
+            ),
+            ("HOOD_STRIPE_API_BASE", stripe.base_url().to_owned()),
+            ("HOOD_STRIPE_WEBHOOK_SECRET", "whsec_fuzz".to_owned()),
+        ],
         UP_LABELS,
         Some(&log),
     );

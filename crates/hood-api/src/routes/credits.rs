@@ -107,6 +107,7 @@ pub struct CreditsQuery {
 
 #[utoipa::path(get, path = "/api/v1/credits", tag = "billing", params(CreditsQuery),
     responses((status = 200, body = CreditsViewBody),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "The organization does not run on credits"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "Billing does not run in this process")),
     security(("bearer" = ["read_billing"])))]
 /// The organization's prepaid credits: balance, hold, and whether (and
@@ -191,6 +192,7 @@ pub struct TopUpInput {
 
 #[utoipa::path(post, path = "/api/v1/credits/top-ups", tag = "billing", request_body = TopUpInput,
     responses((status = 200, body = PaymentView, description = "Recorded (or recorded before under this reference); a cut-off organization resumes at once"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "The organization does not run on credits"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "Billing does not run in this process")),
     security(("bearer" = ["manage_billing", "platform_admin"])))]
 /// Records a top-up paid outside a provider (operators).
@@ -224,6 +226,7 @@ pub struct CreditsCheckoutInput {
 
 #[utoipa::path(post, path = "/api/v1/credits/checkout", tag = "billing", request_body = CreditsCheckoutInput,
     responses((status = 200, body = CheckoutView),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "The organization does not run on credits"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "The provider refused"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "No payment provider is configured, or it is unreachable")),
     security(("bearer" = ["manage_billing"])))]

@@ -84,7 +84,15 @@ impl BillingService {
     /// Runs `org` on prepaid credits from now on.
     pub async fn enable_credits(&self, org: OrgId, req: EnableCredits) -> AppResult<CreditAccount> {
         let card = match req.rate_card_version {
-            Some(v) => self.rate_card(v).await?.card,
+            Some(v) => {
+                self.store()
+                    .get_rate_card(v)
+                    .await?
+                    .ok_or_else(|| {
+                        super::invalid("rate_card_version", format!("no rate card version {v}"))
+                    })?
+                    .card
+            }
             None => {
                 self.rate_cards()
                     .await?

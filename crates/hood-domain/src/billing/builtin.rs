@@ -11,7 +11,7 @@
 //!   floored (the customer never pays for a partial second). Price it per
 //!   node-hour with a rate "`x` per 3,600".
 
-use super::rating::Reading;
+use super::meter::Reading;
 use crate::lifecycle::NodeState;
 use std::collections::BTreeMap;
 

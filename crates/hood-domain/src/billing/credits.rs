@@ -15,8 +15,9 @@
 //! the ledger's units (micro-dollars for USD) and rounded half up once per
 //! reading, so sub-cent usage is charged, not lost to rounding.
 
+use super::meter::Reading;
 use super::posting::minor_exponent;
-use super::rating::{RateCard, RatingError, Reading};
+use super::rating::{RateCard, RatingError};
 use crate::{OrgId, Timestamp, TransferId};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;

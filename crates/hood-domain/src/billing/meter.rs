@@ -7,7 +7,6 @@
 //! same id twice is the same event (the store keeps the first). A meter's
 //! readings for a period group its events by the dimensions asked for.
 
-use super::rating::Reading;
 use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -53,6 +52,14 @@ impl Aggregation {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.as_str() == s)
     }
+}
+
+/// One meter's quantity for one combination of dimensions in a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reading {
+    pub meter: String,
+    pub dimensions: BTreeMap<String, String>,
+    pub quantity: u64,
 }
 
 /// One metered event.

@@ -17,11 +17,11 @@ pub mod price;
 pub mod rating;
 pub mod records;
 
-pub use meter::{aggregate, Aggregation, MeterEvent, MeterEventError};
+pub use meter::{aggregate, Aggregation, MeterEvent, MeterEventError, Reading};
 pub use period::{monthly_period, Period, PeriodError};
 pub use price::{Currency, Price, PriceError, Priced, Rate, Tier, TierCharge};
 pub use rating::{
     adjustment, rate_period, ContractTerms, Line, LineSource, MeterDefinition, PriceRule, RateCard,
-    Rated, RatingError, Reading,
+    Rated, RatingError,
 };
 pub use records::{Invoice, Payment, PaymentState, Subscription, DEFAULT_GRACE_MS};

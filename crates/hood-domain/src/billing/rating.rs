@@ -13,7 +13,7 @@
 //!   the readings in their order (callers sort them, so the same readings
 //!   always rate the same).
 
-use super::meter::Aggregation;
+use super::meter::{Aggregation, Reading};
 use super::period::Period;
 use super::price::{Currency, Price, PriceError, Priced};
 use serde::{Deserialize, Serialize};
@@ -56,14 +56,6 @@ pub enum ContractTerms {
         #[serde(default)]
         included: BTreeMap<String, u64>,
     },
-}
-
-/// One meter's quantity for one combination of dimensions in a period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reading {
-    pub meter: String,
-    pub dimensions: BTreeMap<String, String>,
-    pub quantity: u64,
 }
 
 /// One rule of a rate card.

@@ -1,8 +1,9 @@
 //! Billing's records: subscriptions, invoices and payments as stored.
 
+use super::meter::Reading;
 use super::period::Period;
 use super::price::Currency;
-use super::rating::{ContractTerms, Line, Reading};
+use super::rating::{ContractTerms, Line};
 use crate::lifecycle::{InvoiceState, SubscriptionState};
 use crate::{InvoiceId, OrgId, PaymentId, SubscriptionId, Timestamp};
 use serde::{Deserialize, Serialize};
