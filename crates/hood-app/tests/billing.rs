@@ -674,7 +674,7 @@ async fn reconciliation_matches_everything_and_itemizes_each_difference(env: Env
         flags: Default::default(),
     };
     env.store
-        .create_transfers(&[orphan.clone()], 1)
+        .create_transfers(std::slice::from_ref(&orphan), 1)
         .await
         .unwrap();
     let r = b.reconcile(None, None).await.unwrap();

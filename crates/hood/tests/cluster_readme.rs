@@ -2,7 +2,8 @@
 //!
 //! * The whole sequence: the shared settings first, `hood migrate`, two api
 //!   replicas (started together, sharing one `$HOOD_HOME`), an agent
-//!   gateway, two orchestrators, two health replicas and two edges on
+//!   gateway, two orchestrators, two health and two billing replicas and
+//!   two edges on
 //!   PostgreSQL + NATS; then `hood artifact push` (what `import-anvil` does
 //!   after npm), `hood node create`, `hood node list`, an RPC key from the
 //!   API and a call through each edge replica; then `hood node delete`.
@@ -139,6 +140,10 @@ async fn the_readme_cluster_sequence_serves_rpc_through_both_edges() {
     let _health = [
         s.serve(&["--role", "health"], &["serving"]),
         s.serve(&["--role", "health"], &["serving"]),
+    ];
+    let _billing = [
+        s.serve(&["--role", "billing"], &["serving"]),
+        s.serve(&["--role", "billing"], &["serving"]),
     ];
     let _edges = [
         s.serve(
