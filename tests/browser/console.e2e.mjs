@@ -8,20 +8,16 @@
 // Exits non-zero, naming the failed step, when anything is not as it must be.
 
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
 import { createServer } from "node:http";
 import { createInterface } from "node:readline";
-import { chromium } from "playwright-core";
+import { API, launch, problems, reportFailure, say, shot, signIn, until, watchPage } from "./lib.mjs";
 
-const API = process.env.HOOD_API;
 const EDGE = process.env.HOOD_EDGE;
 const ADMIN_EMAIL = process.env.HOOD_ADMIN_EMAIL;
 const ADMIN_PASSWORD = process.env.HOOD_ADMIN_PASSWORD;
-const SHOTS = process.env.HOOD_SCREENSHOTS;
 const CUSTOMER_EMAIL = "ops@acme.test";
 const CUSTOMER_PASSWORD = "acme-customer-password-1";
 const CHAIN = "ethereum-anvil";
-mkdirSync(SHOTS, { recursive: true });
 
 const stdin = createInterface({ input: process.stdin });
 const answers = stdin[Symbol.asyncIterator]();
@@ -29,55 +25,6 @@ async function ask(line) {
   process.stdout.write(`@@hood ${line}\n`);
   const { value } = await answers.next();
   assert.equal(value, "ok", `the harness refused: ${line}`);
-}
-
-let step = "start";
-function say(text) {
-  step = text;
-  process.stdout.write(`step: ${text}\n`);
-}
-
-const problems = [];
-function watchPage(page, who) {
-  // No inline script may run, and none may be refused either: a CSP
-  // report means a page tried.
-  page.on("console", (m) => {
-    if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(`${who}: ${m.text()}`);
-  });
-  page.on("pageerror", (e) => problems.push(`${who}: page error ${e.message}`));
-  page.on("dialog", async (d) => {
-    if (d.type() === "alert") problems.push(`${who}: an alert ran: ${d.message()}`);
-    await d.accept();
-  });
-}
-
-async function shot(page, name) {
-  await page.screenshot({ path: `${SHOTS}/${name}.png`, fullPage: true });
-}
-
-async function until(what, timeoutMs, check) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      last = await check();
-      if (last) return last;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what} (last: ${last})`);
-}
-
-async function signIn(page, email, password) {
-  await page.goto(`${API}/`);
-  await page.waitForURL(/\/console\/login/);
-  await page.fill("#email", email);
-  await page.fill("#password", password);
-  await page.click("button:has-text('Sign in')");
-  await page.waitForURL(`${API}/console`);
-  assert.equal(await page.textContent("h1"), "Overview");
 }
 
 async function secretShown(page) {
@@ -95,14 +42,7 @@ async function rpc(key, method = "eth_blockNumber") {
   return { status: r.status, body: await r.json().catch(() => null) };
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.HOOD_CHROMIUM,
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const browser = await launch();
 
 try {
   // -- the administrator ------------------------------------------------
@@ -363,23 +303,7 @@ try {
   say("done");
   process.stdout.write("@@hood passed\n");
 } catch (e) {
-  process.stderr.write(`FAILED at step "${step}": ${e.stack || e}\n`);
-  for (const context of browser.contexts()) {
-    for (const [i, p] of context.pages().entries()) {
-      try {
-        await p.screenshot({ path: `${SHOTS}/failure-${i}.png`, fullPage: true });
-        const facts = await p.evaluate(() => ({
-          url: location.href,
-          live: (document.querySelector("#live-status") || {}).textContent,
-          states: window.__hoodStates,
-          state: (document.querySelector("[data-testid=node-state]") || {}).textContent,
-        }));
-        process.stderr.write(`page ${i}: ${JSON.stringify(facts)}\n`);
-      } catch (_) { /* the page may be gone */ }
-    }
-  }
-  if (problems.length) process.stderr.write(`also: ${problems.join("\n")}\n`);
-  process.exitCode = 1;
+  await reportFailure(browser, e);
 } finally {
   await browser.close();
   stdin.close();

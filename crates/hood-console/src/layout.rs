@@ -18,6 +18,7 @@ pub(crate) enum Nav {
     RpcKeys,
     Usage,
     Channels,
+    Billing,
     ApiKeys,
     Orgs,
     /// The signed-in user's own page (reached from their name).
@@ -36,6 +37,12 @@ const SECTIONS: &[(Nav, &str, &str, Option<&str>)] = &[
     ),
     (Nav::RpcKeys, "RPC keys", "/console/rpc-keys", Some("read")),
     (Nav::Usage, "Usage", "/console/usage", Some("read")),
+    (
+        Nav::Billing,
+        "Billing",
+        "/console/billing",
+        Some("read_billing"),
+    ),
     (
         Nav::Channels,
         "Notifications",

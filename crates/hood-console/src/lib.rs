@@ -175,6 +175,8 @@ pub fn router(console: Console) -> Router {
             post(pages::rpc::revoke_key),
         )
         .route("/console/usage", get(pages::rpc::usage))
+        .route("/console/billing", get(pages::billing::overview))
+        .route("/console/invoices/{id}", get(pages::billing::invoice))
         .route(
             "/console/channels",
             get(pages::channels::list).post(pages::channels::create),

@@ -650,3 +650,163 @@ async fn console_sign_in_through_oidc() {
         .unwrap();
     assert_eq!(r.status(), 303, "not signed in");
 }
+
+/// Runs a browser script of `tests/browser` against `api`; `true` when it
+/// reported `@@hood passed`.
+fn run_browser_script(
+    script: &str,
+    browser_dir: &Path,
+    chromium: &Path,
+    shots: &Path,
+    env: &[(&str, String)],
+) -> bool {
+    let mut cmd = Command::new("node");
+    cmd.arg(browser_dir.join(script))
+        .current_dir(browser_dir)
+        .env("HOOD_CHROMIUM", chromium)
+        .env("HOOD_SCREENSHOTS", shots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("node runs the browser test");
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    let started = Instant::now();
+    let mut passed = false;
+    for line in out.lines().map_while(Result::ok) {
+        eprintln!("[browser {:>5.1}s] {line}", started.elapsed().as_secs_f64());
+        passed |= line == "@@hood passed";
+    }
+    child.wait().expect("browser test exit").success() && passed
+}
+
+#[test]
+fn console_billing_pages_in_chromium() {
+    let test = "console_billing_pages_in_chromium";
+    let Some(chromium) = hood_testkit::chromium_bin(test) else {
+        return;
+    };
+    let Some(browser_dir) = hood_testkit::browser_tests_dir(test) else {
+        return;
+    };
+    let (dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(&home, &admin_env());
+    let api = hood.url("api");
+    let env = vec![
+        ("HOOD_SERVER", api.clone()),
+        ("HOOD_TOKEN", read_admin_key(&home)),
+    ];
+    let cli = |args: &[&str]| {
+        let (ok, out, err) = common::hood_cli(args, &env, None);
+        assert!(ok, "hood {args:?}: {out} {err}");
+        out
+    };
+    let card = dir.path().join("card.json");
+    std::fs::write(
+        &card,
+        json!({"currency": "USD", "rules": [
+            {"meter": "gpu.minutes", "price": {"tiers": [{"rate": {"amount_minor": 1, "per": 1}}]}},
+            {"meter": "rpc.compute_units", "price": {"tiers": [{"rate": {"amount_minor": 2, "per": 10000}}]}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    cli(&[
+        "billing",
+        "rate-card",
+        "create",
+        "--file",
+        card.to_str().unwrap(),
+    ]);
+    let today = &hood_api::clock::rfc3339(common::now())[..10];
+    cli(&[
+        "subscription",
+        "create",
+        "--kind",
+        "hybrid",
+        "--fee-minor",
+        "4900",
+        "--start-date",
+        today,
+    ]);
+    // Usage of an ingested meter, through the API as a producer sends it.
+    let (ok, out, err) = common::hood_cli(&["-o", "json", "credits", "show"], &env, None);
+    assert!(!ok, "not on credits yet: {out}");
+    assert!(err.contains("not found") || err.contains("404"), "{err}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{api}/api/v1/meter-events"))
+            .bearer_auth(read_admin_key(&home))
+            .json(&json!({"events": [
+                {"id": "gpu-1", "meter": "gpu.minutes", "quantity": 30},
+                {"id": "gpu-2", "meter": "gpu.minutes", "quantity": 12}
+            ]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    });
+    let day_start = common::now().millis() - common::now().millis().rem_euclid(86_400_000);
+    let as_of = hood_api::clock::rfc3339(hood_domain::Timestamp::from_millis(
+        day_start + 32 * 86_400_000,
+    ));
+    let report: serde_json::Value = serde_json::from_str(&cli(&[
+        "-o",
+        "json",
+        "billing",
+        "close-period",
+        "--as-of",
+        &as_of,
+    ]))
+    .unwrap();
+    let invoice = &report["issued"][0];
+    let (id, number) = (
+        invoice["id"].as_str().unwrap().to_owned(),
+        invoice["number"].as_str().unwrap().to_owned(),
+    );
+    let total = invoice["total_minor"].as_u64().unwrap();
+    assert_eq!(total, 4_900 + 42, "the fee and 42 GPU minutes");
+    cli(&["invoice", "pay", &id, "--reference", "BANK-CONSOLE"]);
+    cli(&["credits", "enable", "--window-seconds", "60"]);
+    cli(&[
+        "credits",
+        "top-up",
+        "--amount-minor",
+        "500",
+        "--reference",
+        "console-1",
+    ]);
+    cli(&[
+        "credits",
+        "top-up",
+        "--amount-minor",
+        "300",
+        "--reference",
+        "console-2",
+    ]);
+
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-billing-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let passed = run_browser_script(
+        "billing.e2e.mjs",
+        &browser_dir,
+        &chromium,
+        &shots,
+        &[
+            ("HOOD_API", api.clone()),
+            ("HOOD_ADMIN_EMAIL", ADMIN_EMAIL.into()),
+            ("HOOD_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+            ("HOOD_INVOICE_NUMBER", number),
+            (
+                "HOOD_INVOICE_TOTAL",
+                format!("{}.{:02} USD", total / 100, total % 100),
+            ),
+        ],
+    );
+    eprintln!("screenshots: {}", shots.display());
+    assert!(passed, "the billing browser test failed");
+    assert!(shots.join("21-invoice.png").is_file());
+}

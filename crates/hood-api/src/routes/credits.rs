@@ -53,6 +53,9 @@ fn org_of(caller: &Caller, asked: Option<Uuid>) -> ApiResult<OrgId> {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CreditsViewBody {
     pub org_id: Uuid,
+    /// The ledger account holding the balance: its transfers are the
+    /// balance's history (`GET /api/v1/ledger/transfers?account_id=…`).
+    pub ledger_account_id: Uuid,
     /// active | stopped
     pub state: String,
     /// Why the organization is cut off.
@@ -80,6 +83,7 @@ impl From<&CreditsView> for CreditsViewBody {
         let a = &v.account;
         Self {
             org_id: *a.org_id.as_uuid(),
+            ledger_account_id: *v.ledger_account.as_uuid(),
             state: a.state.as_str().to_owned(),
             reason: a.reason.clone(),
             state_since: rfc3339(a.state_since),

@@ -39,6 +39,9 @@ pub struct EnableCredits {
 #[derive(Debug, Clone)]
 pub struct CreditsView {
     pub account: CreditAccount,
+    /// The ledger account holding the balance (its transfers are the
+    /// balance's history).
+    pub ledger_account: AccountId,
     pub currency: Currency,
     /// What may still be spent: credits minus posted and held debits, in
     /// the ledger's units (micro-dollars for USD)…
@@ -175,6 +178,7 @@ impl BillingService {
             books.scale.saturating_sub(minor_exponent(&card.currency)),
         ));
         Ok(CreditsView {
+            ledger_account: books.credits,
             available_minor: available_units / unit,
             available_units,
             held_units: ledger_account.debits_pending,

@@ -4,6 +4,7 @@
 //! status (another organization's node is a 404 here as there).
 
 pub(crate) mod auth;
+pub(crate) mod billing;
 pub(crate) mod channels;
 pub(crate) mod fleet;
 pub(crate) mod identity;
