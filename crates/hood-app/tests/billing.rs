@@ -593,6 +593,13 @@ async fn prepaid_credits_stop_at_zero_and_a_top_up_restores_service(env: Env) {
     assert!(stopped().await);
     // Below the 5-cent threshold: warned once.
     assert_eq!(view.account.warned_below, Some(5));
+    assert_eq!(
+        open_alerts(&env).await,
+        vec![
+            "Prepaid credits exhausted".to_owned(),
+            "Prepaid credits running low".to_owned()
+        ]
+    );
 
     // Usage already in flight when it stopped takes what is left, never
     // more: the balance ends at zero, not below.
@@ -613,6 +620,11 @@ async fn prepaid_credits_stop_at_zero_and_a_top_up_restores_service(env: Env) {
     assert_eq!(view.account.state, CreditState::Active);
     assert!(!stopped().await);
     assert_eq!(view.account.warned_below, None, "warnings start over");
+    assert!(
+        open_alerts(&env).await.is_empty(),
+        "{:?}",
+        open_alerts(&env).await
+    );
     hood_ledger::verify::verify_store(env.store.as_ref(), None)
         .await
         .unwrap();
@@ -691,6 +703,28 @@ async fn reconciliation_matches_everything_and_itemizes_each_difference(env: Env
         "{:#?}",
         r.items
     );
+}
+
+/// Titles of the organization's unresolved billing incidents, sorted.
+async fn open_alerts(env: &Env) -> Vec<String> {
+    let mut titles: Vec<String> = env
+        .store
+        .list_incidents(
+            env.org,
+            &hood_store::incident::IncidentFilter {
+                active: true,
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|i| i.category == hood_domain::health::IncidentCategory::Billing)
+        .map(|i| i.title)
+        .collect();
+    titles.sort();
+    titles
 }
 
 macro_rules! both {

@@ -217,6 +217,10 @@ pub enum IncidentCategory {
     AppCritical,
     HostUnreachable,
     ChainHalted,
+    /// Money: a subscription in grace or expired, prepaid credits low or
+    /// exhausted. Raised and cleared by billing, never by health
+    /// evaluation.
+    Billing,
 }
 
 impl IncidentCategory {
@@ -226,6 +230,7 @@ impl IncidentCategory {
         Self::AppCritical,
         Self::HostUnreachable,
         Self::ChainHalted,
+        Self::Billing,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -235,6 +240,7 @@ impl IncidentCategory {
             Self::AppCritical => "app_critical",
             Self::HostUnreachable => "host_unreachable",
             Self::ChainHalted => "chain_halted",
+            Self::Billing => "billing",
         }
     }
 
@@ -248,8 +254,14 @@ impl IncidentCategory {
             Self::NodeDown | Self::ChainHalted | Self::AppCritical | Self::HostUnreachable => {
                 Severity::Critical
             }
-            Self::NodeLagging => Severity::Warning,
+            Self::NodeLagging | Self::Billing => Severity::Warning,
         }
+    }
+
+    /// Whether health evaluation judges (opens, resolves) incidents of
+    /// this category.
+    pub const fn judged_by_health(self) -> bool {
+        !matches!(self, Self::Billing)
     }
 
     /// Per-node categories that a chain-wide root incident mutes.

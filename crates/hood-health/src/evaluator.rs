@@ -127,7 +127,15 @@ impl Evaluator {
     pub async fn run_cycle(&self, lease: &Lease) -> Result<CycleReport, StoreError> {
         let started = Instant::now();
         let snapshot = self.store.health_snapshot().await?;
-        let unresolved = self.store.unresolved_incidents().await?;
+        // Incidents other parts of Hood raise and clear (billing's) are
+        // not health's to resolve.
+        let unresolved: Vec<_> = self
+            .store
+            .unresolved_incidents()
+            .await?
+            .into_iter()
+            .filter(|i| i.category.judged_by_health())
+            .collect();
         let heads = self.store.chain_heads().await?;
         let references = if self.reference_rpc.is_empty() {
             BTreeMap::new()

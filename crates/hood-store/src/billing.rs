@@ -112,6 +112,20 @@ pub trait BillingStore: Send + Sync {
     async fn payments_to_post(&self, limit: i64) -> StoreResult<Vec<Payment>>;
     async fn mark_payment_posted(&self, id: PaymentId, at: Timestamp) -> StoreResult<()>;
 
+    /// Opens a `billing` incident of `org` under the de-duplication `key`
+    /// unless one is unresolved (outbox `incident.opened`: the
+    /// organization's channels are notified). Returns whether it opened.
+    async fn raise_billing_alert(
+        &self,
+        org: OrgId,
+        key: &str,
+        title: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Resolves the unresolved `billing` incident of `key`, if any.
+    async fn clear_billing_alert(&self, org: OrgId, key: &str, now: Timestamp)
+        -> StoreResult<bool>;
     /// Whether a Stripe event id was recorded as handled.
     async fn stripe_event_seen(&self, id: &str) -> StoreResult<bool>;
     /// Records a Stripe event id; `false` when it was handled before.

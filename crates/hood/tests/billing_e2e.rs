@@ -606,6 +606,9 @@ async fn prepaid_credits_cut_off_live_traffic_at_zero_and_a_top_up_restores_it()
         &[
             ("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into()),
             ("HOOD_CREDITS_TICK_MS", "300".into()),
+            ("HOOD_NOTIFY_BACKOFF_MS", "200".into()),
+            // The webhook receiver listens on loopback.
+            ("HOOD_NOTIFY_ALLOW_NETWORKS", "127.0.0.0/8".into()),
         ],
     );
     let api = hood.url("api");
@@ -685,6 +688,19 @@ async fn prepaid_credits_cut_off_live_traffic_at_zero_and_a_top_up_restores_it()
         }
     };
 
+    // The organization's channel: a webhook on this machine.
+    let (hook, received) = common::health::webhook_receiver().await;
+    let r = http
+        .post(format!("{api}/api/v1/notification-channels"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "billing-hook", "config": {
+            "kind": "webhook", "url": hook, "secret": common::health::SECRET
+        }}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
     // On credits with nothing in them: cut off from the start (402).
     let enabled: Value = serde_json::from_str(&cli(&[
         "-o",
@@ -756,6 +772,21 @@ async fn prepaid_credits_cut_off_live_traffic_at_zero_and_a_top_up_restores_it()
     let c = get_json(&http, &format!("{api}/api/v1/credits"), &admin).await;
     assert_eq!(c["state"], "stopped", "{c}");
     assert!(c["reason"].as_str().unwrap().contains("exhausted"), "{c}");
+    // The channel heard of it, signed.
+    wait_for(
+        "the cut-off notified",
+        Duration::from_secs(20),
+        async || {
+            let got = received.lock().unwrap().clone();
+            got.iter()
+                .find(|r| r.body.to_string().contains("Prepaid credits exhausted"))
+                .map(|r| {
+                    assert!(r.signature_ok, "signed with the channel's secret");
+                    Value::Null
+                })
+        },
+    )
+    .await;
 
     // A top-up restores service within seconds.
     cli(&[

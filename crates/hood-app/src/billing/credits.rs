@@ -66,6 +66,14 @@ pub struct AccrualReport {
 /// Metadata key naming the organization a Stripe checkout tops up.
 pub const CREDITS_METADATA_KEY: &str = "hood_credits_org_id";
 
+fn exhausted_key(org: OrgId) -> String {
+    format!("billing:credits-exhausted:{org}")
+}
+
+fn low_balance_key(org: OrgId) -> String {
+    format!("billing:credits-low:{org}")
+}
+
 struct Books {
     ledger: u32,
     scale: u8,
@@ -290,7 +298,9 @@ impl BillingService {
     /// success it is active again (and the warnings start over).
     async fn resume_credits(&self, org: OrgId) -> AppResult<bool> {
         let mut account = self.credit_account(org).await?;
-        account.warned_below = None;
+        if account.warned_below.take().is_some() {
+            self.clear_alert(org, &low_balance_key(org)).await;
+        }
         if account.state == CreditState::Active && account.hold.is_some() {
             account.version += 1;
             self.stores.credits.update_credit_account(&account).await?;
@@ -467,6 +477,8 @@ impl BillingService {
                     account.reason = None;
                     account.state_since = now;
                     tracing::info!(org = %account.org_id, "credits resumed");
+                    self.clear_alert(account.org_id, &exhausted_key(account.org_id))
+                        .await;
                     return Ok(true);
                 }
                 Ok(false)
@@ -481,6 +493,13 @@ impl BillingService {
                     ));
                     account.state_since = now;
                     tracing::warn!(org = %account.org_id, "credits exhausted: organization cut off");
+                    self.alert(
+                        account.org_id,
+                        &exhausted_key(account.org_id),
+                        "Prepaid credits exhausted",
+                        account.reason.as_deref().unwrap_or_default(),
+                    )
+                    .await;
                 }
                 Ok(false)
             }
@@ -520,6 +539,16 @@ impl BillingService {
                 "prepaid credits below a low-balance threshold"
             );
             account.warned_below = Some(t);
+            self.alert(
+                account.org_id,
+                &low_balance_key(account.org_id),
+                "Prepaid credits running low",
+                &format!(
+                    "The balance is {} minor units of {currency}, below the warning at {t}.",
+                    balance_minor
+                ),
+            )
+            .await;
         }
         Ok(())
     }

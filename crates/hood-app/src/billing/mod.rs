@@ -344,12 +344,73 @@ impl BillingService {
             s.version += 1;
             if self.store().update_subscription(&s).await? {
                 tracing::info!(subscription = %id, state = %to, "subscription moved");
+                self.announce_subscription(&s).await;
                 return Ok(s);
             }
         }
         Err(AppError::Conflict(
             "the subscription keeps changing; try again".into(),
         ))
+    }
+
+    /// Tells the organization's channels (a `billing` incident, raised or
+    /// cleared) where its subscription now stands. Best effort: billing
+    /// goes on if the alert cannot be written, and says so in the log.
+    async fn announce_subscription(&self, s: &Subscription) {
+        let grace = format!("billing:grace:{}", s.id);
+        let reason = s.reason.clone().unwrap_or_default();
+        match s.state {
+            SubscriptionState::Grace => {
+                let until = s
+                    .grace_until
+                    .map(|t| {
+                        format!(
+                            " Service continues until {} (Unix ms) unless paid.",
+                            t.millis()
+                        )
+                    })
+                    .unwrap_or_default();
+                self.alert(
+                    s.org_id,
+                    &grace,
+                    "Subscription in grace",
+                    &format!("{reason}.{until}"),
+                )
+                .await;
+            }
+            SubscriptionState::Expired => {
+                self.clear_alert(s.org_id, &grace).await;
+                self.alert(
+                    s.org_id,
+                    &format!("billing:expired:{}", s.id),
+                    "Subscription expired",
+                    &format!("{reason}: the organization's nodes are being terminated."),
+                )
+                .await;
+            }
+            SubscriptionState::Active | SubscriptionState::Cancelled => {
+                self.clear_alert(s.org_id, &grace).await;
+            }
+            SubscriptionState::PendingPayment => {}
+        }
+    }
+
+    pub(crate) async fn alert(&self, org: OrgId, key: &str, title: &str, detail: &str) {
+        let now = self.clock.now();
+        if let Err(e) = self
+            .store()
+            .raise_billing_alert(org, key, title, detail, now)
+            .await
+        {
+            tracing::warn!(org = %org, key, error = %e, "billing alert not written");
+        }
+    }
+
+    pub(crate) async fn clear_alert(&self, org: OrgId, key: &str) {
+        let now = self.clock.now();
+        if let Err(e) = self.store().clear_billing_alert(org, key, now).await {
+            tracing::warn!(org = %org, key, error = %e, "billing alert not cleared");
+        }
     }
 
     /// Ends a subscription by choice; its last period is still invoiced.

@@ -1,18 +1,22 @@
 //! [`BillingStore`] for [`SqlStore`].
 
+use super::incident::{insert_incident_on, update_incident_on};
 use super::lease::check_fence;
 use super::SqlStore;
 use crate::billing::{BillingStore, InvoiceQuery, IssueOutcome, PaymentOutcome, StoredRateCard};
 use crate::codec::{format_date, parse_date, parse_json, parse_state, write_error};
 use crate::db::{query, query_as, Tx};
+use crate::health::IncidentChange;
+use crate::incident::Incident;
 use crate::lease::Lease;
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use hood_domain::billing::posting::invoice_number;
 use hood_domain::billing::{Invoice, Payment, PaymentState, Period, RateCard, Subscription};
-use hood_domain::lifecycle::InvoiceState;
+use hood_domain::health::IncidentCategory;
+use hood_domain::lifecycle::{IncidentState, InvoiceState};
 use hood_domain::machine::StateMachine;
-use hood_domain::{InvoiceId, OrgId, PaymentId, SubscriptionId, Timestamp};
+use hood_domain::{IncidentId, InvoiceId, OrgId, PaymentId, SubscriptionId, Timestamp};
 use time::Date;
 
 fn to_i64(what: &str, v: u64) -> StoreResult<i64> {
@@ -639,6 +643,71 @@ impl BillingStore for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn raise_billing_alert(
+        &self,
+        org: OrgId,
+        key: &str,
+        title: &str,
+        detail: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let incident = Incident {
+            id: IncidentId::from_uuid(uuid::Uuid::now_v7()),
+            org_id: org,
+            dedupe_key: key.to_owned(),
+            category: IncidentCategory::Billing,
+            severity: IncidentCategory::Billing.severity(),
+            state: IncidentState::Open,
+            node_id: None,
+            chain: None,
+            title: title.to_owned(),
+            detail: detail.to_owned(),
+            root_id: None,
+            escalation_level: 0,
+            escalated_at: None,
+            clear_cycles: 0,
+            opened_at: now,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            resolved_at: None,
+            updated_at: now,
+        };
+        let mut tx = self.pool.begin_write().await?;
+        let opened = insert_incident_on(&mut tx, &incident).await?;
+        tx.commit().await?;
+        Ok(opened)
+    }
+
+    async fn clear_billing_alert(
+        &self,
+        org: OrgId,
+        key: &str,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin_write().await?;
+        let open: Option<(String, String)> = query_as(
+            "SELECT id, state FROM incidents WHERE org_id = $1 AND dedupe_key = $2 \
+             AND category = 'billing' AND state <> 'resolved'",
+        )
+        .bind(org.to_string())
+        .bind(key)
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some((id, state)) = open else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let id: IncidentId = parse_id("incidents.id", &id)?;
+        let state: IncidentState = parse_state("incidents.state", &state)?;
+        let change = IncidentChange {
+            state: Some(IncidentState::Resolved),
+            ..IncidentChange::default()
+        };
+        let resolved = update_incident_on(&mut tx, id, state, &change, now).await?;
+        tx.commit().await?;
+        Ok(resolved)
     }
 
     async fn stripe_event_seen(&self, id: &str) -> StoreResult<bool> {
