@@ -230,6 +230,64 @@ pub(crate) fn badge(label: &str, message: &str, tone: &str) -> String {
     )
 }
 
+/// A step line of a balance over time (`points`: instant in ms, value),
+/// drawn as the balance stays flat between changes. The value is in the
+/// units `unit` names.
+pub(crate) fn balance_line(
+    label: &str,
+    points: &[(i64, i64)],
+    unit: &str,
+    test_id: &str,
+) -> String {
+    const WIDTH: f64 = 720.0;
+    const HEIGHT: f64 = 160.0;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}" data-testid="{test_id}" data-points="{n}" preserveAspectRatio="none">"#,
+        label = escape(label),
+        test_id = escape(test_id),
+        n = points.len(),
+    );
+    let _ = write!(
+        svg,
+        r#"<line class="axis" x1="0" y1="{HEIGHT}" x2="{WIDTH}" y2="{HEIGHT}"/>"#
+    );
+    if let (Some(first), Some(last)) = (points.first(), points.last()) {
+        let span = (last.0 - first.0).max(1) as f64;
+        let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
+        let x = |t: i64| (t - first.0) as f64 / span * WIDTH;
+        let y = |v: i64| HEIGHT - (v.max(0) as f64 / max) * (HEIGHT - 8.0);
+        let mut path = String::new();
+        let mut previous: Option<i64> = None;
+        for (t, v) in points {
+            match previous {
+                None => {
+                    let _ = write!(path, "M{:.1},{:.1}", x(*t), y(*v));
+                }
+                Some(p) => {
+                    let _ = write!(
+                        path,
+                        " L{:.1},{:.1} L{:.1},{:.1}",
+                        x(*t),
+                        y(p),
+                        x(*t),
+                        y(*v)
+                    );
+                }
+            }
+            previous = Some(*v);
+        }
+        let _ = write!(
+            svg,
+            r#"<path class="s0 line" d="{path}"><title>{} {unit} now</title></path>"#,
+            last.1
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,62 +365,4 @@ mod tests {
         assert!(svg.contains("a&amp;b: &lt;down&gt;"));
         assert!(svg.contains("#cf222e"));
     }
-}
-
-/// A step line of a balance over time (`points`: instant in ms, value),
-/// drawn as the balance stays flat between changes. The value is in the
-/// units `unit` names.
-pub(crate) fn balance_line(
-    label: &str,
-    points: &[(i64, i64)],
-    unit: &str,
-    test_id: &str,
-) -> String {
-    const WIDTH: f64 = 720.0;
-    const HEIGHT: f64 = 160.0;
-    let mut svg = String::new();
-    let _ = write!(
-        svg,
-        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}" data-testid="{test_id}" data-points="{n}" preserveAspectRatio="none">"#,
-        label = escape(label),
-        test_id = escape(test_id),
-        n = points.len(),
-    );
-    let _ = write!(
-        svg,
-        r#"<line class="axis" x1="0" y1="{HEIGHT}" x2="{WIDTH}" y2="{HEIGHT}"/>"#
-    );
-    if let (Some(first), Some(last)) = (points.first(), points.last()) {
-        let span = (last.0 - first.0).max(1) as f64;
-        let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(1) as f64;
-        let x = |t: i64| (t - first.0) as f64 / span * WIDTH;
-        let y = |v: i64| HEIGHT - (v.max(0) as f64 / max) * (HEIGHT - 8.0);
-        let mut path = String::new();
-        let mut previous: Option<i64> = None;
-        for (t, v) in points {
-            match previous {
-                None => {
-                    let _ = write!(path, "M{:.1},{:.1}", x(*t), y(*v));
-                }
-                Some(p) => {
-                    let _ = write!(
-                        path,
-                        " L{:.1},{:.1} L{:.1},{:.1}",
-                        x(*t),
-                        y(p),
-                        x(*t),
-                        y(*v)
-                    );
-                }
-            }
-            previous = Some(*v);
-        }
-        let _ = write!(
-            svg,
-            r#"<path class="s0 line" d="{path}"><title>{} {unit} now</title></path>"#,
-            last.1
-        );
-    }
-    svg.push_str("</svg>");
-    svg
 }
