@@ -5,7 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,27 +13,7 @@ use hood_payments::fake::{FakeStripe, TEST_SECRET_KEY};
 use hood_payments::stripe_signature::{self, SignatureError};
 use hood_payments::{CheckoutRequest, EventKind, PaymentProvider, StripeProvider};
 
-const ENV: &str = "HOOD_TEST_STRIPE_PYTHON";
 const SECRET: &str = "whsec_hood_compat_test_secret";
-
-/// The interpreter, or a loud skip; under CI (`CI` set) a missing one is a
-/// failure, as for the repository's other external tools.
-fn stripe_python(test: &str) -> Option<PathBuf> {
-    match std::env::var_os(ENV) {
-        Some(path) if Path::new(&path).is_file() => Some(PathBuf::from(path)),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{ENV} must name the stripe virtualenv's python in CI (test {test})"
-            );
-            eprintln!(
-                "\n*** SKIPPED: {ENV} is not set (or names no file); test {test} did not run. \
-                 Run the tests through scripts/test ***\n"
-            );
-            None
-        }
-    }
-}
 
 /// Runs the helper script; (exit success, stdout, stderr).
 fn run(python: &Path, payload: &[u8], args: &[&str]) -> (bool, String, String) {
@@ -68,7 +48,7 @@ const PAYLOAD: &str = r#"{"id":"evt_1Compat","object":"event","type":"invoice.pa
 
 #[test]
 fn stripes_signatures_verify_with_ours() {
-    let Some(python) = stripe_python("stripes_signatures_verify_with_ours") else {
+    let Some(python) = hood_testkit::stripe_python("stripes_signatures_verify_with_ours") else {
         return;
     };
     let t = 1_750_000_000i64;
@@ -115,7 +95,7 @@ fn stripes_signatures_verify_with_ours() {
 
 #[test]
 fn our_signatures_verify_with_stripes() {
-    let Some(python) = stripe_python("our_signatures_verify_with_stripes") else {
+    let Some(python) = hood_testkit::stripe_python("our_signatures_verify_with_stripes") else {
         return;
     };
     let header = stripe_signature::sign(PAYLOAD.as_bytes(), SECRET, now());
@@ -138,7 +118,9 @@ fn our_signatures_verify_with_stripes() {
 
 #[tokio::test]
 async fn the_fakes_event_passes_stripes_construct_event() {
-    let Some(python) = stripe_python("the_fakes_event_passes_stripes_construct_event") else {
+    let Some(python) =
+        hood_testkit::stripe_python("the_fakes_event_passes_stripes_construct_event")
+    else {
         return;
     };
     let fake = FakeStripe::start().await.unwrap();

@@ -83,6 +83,17 @@ pub fn pynacl_python(test: &str) -> Option<PathBuf> {
     required_file(PYNACL_ENV, test)
 }
 
+/// The environment variable naming a Python interpreter with Stripe's
+/// library.
+pub const STRIPE_PYTHON_ENV: &str = "HOOD_TEST_STRIPE_PYTHON";
+
+/// A Python with Stripe's own `stripe` package (installed from PyPI into a
+/// cached virtualenv by `scripts/test`): webhook signatures no one here
+/// wrote. A loud skip when absent; a failure under CI.
+pub fn stripe_python(test: &str) -> Option<PathBuf> {
+    required_file(STRIPE_PYTHON_ENV, test)
+}
+
 /// The environment variable naming Debian's Chromium for browser tests.
 pub const CHROMIUM_ENV: &str = "HOOD_TEST_CHROMIUM_BIN";
 

@@ -48,22 +48,6 @@ fn stripe_sign(python: &Path, payload: &[u8], t: i64, secret: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn stripe_python() -> Option<PathBuf> {
-    match std::env::var_os("HOOD_TEST_STRIPE_PYTHON") {
-        Some(p) if Path::new(&p).is_file() => Some(PathBuf::from(p)),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "HOOD_TEST_STRIPE_PYTHON must be set in CI"
-            );
-            eprintln!(
-                "\n*** SKIPPED: HOOD_TEST_STRIPE_PYTHON is not set; run through scripts/test ***\n"
-            );
-            None
-        }
-    }
-}
-
 fn checkout_event(event: &str, session: &str, invoice: &str, amount: u64) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "id": event,
@@ -88,7 +72,7 @@ async fn a_hybrid_period_is_invoiced_from_stored_usage_and_paid_through_stripe()
     let Some(anvil) = hood_testkit::anvil_bin("billing_end_to_end") else {
         return;
     };
-    let Some(python) = stripe_python() else {
+    let Some(python) = hood_testkit::stripe_python("billing_e2e") else {
         return;
     };
     let (dir, home) = temp_home();
@@ -444,7 +428,7 @@ async fn expiry_terminates_the_node_and_deletes_its_key_material() {
     let Some(anvil) = hood_testkit::anvil_bin("billing_expiry") else {
         return;
     };
-    let Some(python) = stripe_python() else {
+    let Some(python) = hood_testkit::stripe_python("billing_e2e") else {
         return;
     };
     let (dir, home) = temp_home();

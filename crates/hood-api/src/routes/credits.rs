@@ -6,7 +6,7 @@ use crate::auth::Caller;
 use crate::clock::rfc3339;
 use crate::extract::{Json, Query};
 use crate::problem::{ApiError, ApiResult, Problem};
-use crate::routes::invoicing::{CheckoutView, PaymentView};
+use crate::routes::invoicing::{check_url, invalid, service, CheckoutView, PaymentView};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,9 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use hood_app::billing::{CreditsView, EnableCredits};
-use hood_app::BillingService;
 use hood_domain::identity::Permission;
-use hood_domain::validate::FieldError;
 use hood_domain::OrgId;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -27,17 +25,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/credits", get(get_credits).post(enable_credits))
         .route("/api/v1/credits/top-ups", post(top_up))
         .route("/api/v1/credits/checkout", post(checkout))
-}
-
-fn service(state: &AppState) -> ApiResult<&BillingService> {
-    state
-        .billing
-        .as_ref()
-        .ok_or_else(|| ApiError::Unavailable("billing does not run in this process".into()))
-}
-
-fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::Validation(vec![FieldError::new(field, message)])
 }
 
 /// The organization asked about: the caller's, or any for the platform.
@@ -242,17 +229,8 @@ pub async fn checkout(
     Json(input): Json<CreditsCheckoutInput>,
 ) -> ApiResult<Json<CheckoutView>> {
     caller.require(Permission::ManageBilling)?;
-    for (field, url) in [
-        ("success_url", &input.success_url),
-        ("cancel_url", &input.cancel_url),
-    ] {
-        let ok = (url.starts_with("https://") || url.starts_with("http://"))
-            && url.len() <= 2048
-            && !url.chars().any(char::is_whitespace);
-        if !ok {
-            return Err(invalid(field, "must be an http(s) URL"));
-        }
-    }
+    check_url("success_url", &input.success_url)?;
+    check_url("cancel_url", &input.cancel_url)?;
     let key = input.request_key.trim();
     if key.is_empty() || key.len() > 100 {
         return Err(invalid("request_key", "1 to 100 characters"));

@@ -71,7 +71,7 @@ pub fn webhook_router() -> Router<AppState> {
     )
 }
 
-fn service(state: &AppState) -> ApiResult<&BillingService> {
+pub(crate) fn service(state: &AppState) -> ApiResult<&BillingService> {
     state
         .billing
         .as_ref()
@@ -83,7 +83,7 @@ fn scope(caller: &Caller) -> Option<OrgId> {
     (!caller.platform_admin).then_some(caller.org_id)
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
     ApiError::Validation(vec![FieldError::new(field, message)])
 }
 
@@ -1026,7 +1026,8 @@ pub struct CheckoutView {
     pub status: String,
 }
 
-fn check_url(field: &'static str, raw: &str) -> ApiResult<()> {
+/// A redirect target for a hosted checkout: an http(s) URL.
+pub(crate) fn check_url(field: &'static str, raw: &str) -> ApiResult<()> {
     let ok = (raw.starts_with("https://") || raw.starts_with("http://"))
         && raw.len() <= 2048
         && !raw.chars().any(char::is_whitespace);

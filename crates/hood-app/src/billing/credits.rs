@@ -285,13 +285,10 @@ impl BillingService {
             success_url,
             cancel_url,
         };
-        provider.create_checkout(&request).await.map_err(|e| {
-            if e.is_retryable() {
-                AppError::Unavailable(e.to_string())
-            } else {
-                AppError::Conflict(e.to_string())
-            }
-        })
+        provider
+            .create_checkout(&request)
+            .await
+            .map_err(super::provider_error)
     }
 
     /// Places the current window's hold for a stopped organization; on

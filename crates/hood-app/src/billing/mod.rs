@@ -90,6 +90,16 @@ pub struct BillingService {
     node_service: Option<crate::NodeService>,
 }
 
+/// A provider's refusal as the caller sees it: worth a retry later (503)
+/// or not (409).
+pub(crate) fn provider_error(e: hood_payments::PaymentError) -> AppError {
+    if e.is_retryable() {
+        AppError::Unavailable(e.to_string())
+    } else {
+        AppError::Conflict(e.to_string())
+    }
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> AppError {
     AppError::Invalid(vec![FieldError::new(field, message)])
 }

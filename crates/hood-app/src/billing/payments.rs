@@ -190,13 +190,10 @@ impl BillingService {
             success_url,
             cancel_url,
         };
-        provider.create_checkout(&request).await.map_err(|e| {
-            if e.is_retryable() {
-                AppError::Unavailable(e.to_string())
-            } else {
-                AppError::Conflict(e.to_string())
-            }
-        })
+        provider
+            .create_checkout(&request)
+            .await
+            .map_err(super::provider_error)
     }
 
     /// Handles one Stripe webhook delivery: `payload` exactly as received,

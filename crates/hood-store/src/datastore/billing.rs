@@ -12,7 +12,9 @@ use crate::lease::Lease;
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use hood_domain::billing::posting::invoice_number;
-use hood_domain::billing::{Invoice, Payment, PaymentState, Period, RateCard, Subscription};
+use hood_domain::billing::{
+    Currency, Invoice, Payment, PaymentState, Period, RateCard, Subscription,
+};
 use hood_domain::health::IncidentCategory;
 use hood_domain::lifecycle::{IncidentState, InvoiceState};
 use hood_domain::machine::StateMachine;
@@ -38,6 +40,11 @@ fn json(what: &str, v: &impl serde::Serialize) -> StoreResult<String> {
 fn parse_id<T: std::str::FromStr>(column: &str, v: &str) -> StoreResult<T> {
     v.parse()
         .map_err(|_| StoreError::Corrupt(format!("{column}: `{v}` is not an id")))
+}
+
+fn parse_currency(v: &str) -> StoreResult<Currency> {
+    v.parse()
+        .map_err(|e| StoreError::Corrupt(format!("currency: {e}")))
 }
 
 #[derive(sqlx::FromRow)]
@@ -88,10 +95,7 @@ impl TryFrom<SubscriptionRow> for Subscription {
             id: parse_id("id", &r.id)?,
             org_id: parse_id("org_id", &r.org_id)?,
             terms: parse_json("terms", &r.terms)?,
-            currency: r
-                .currency
-                .parse()
-                .map_err(|e| StoreError::Corrupt(format!("currency: {e}")))?,
+            currency: parse_currency(&r.currency)?,
             start_date: parse_date("start_date", &r.start_date)?,
             rate_card_version: to_u32("rate_card_version", r.rate_card_version)?,
             grace_ms: r.grace_ms,
@@ -151,10 +155,7 @@ impl TryFrom<InvoiceRow> for Invoice {
             },
             state: parse_state("state", &r.state)?,
             number: r.number,
-            currency: r
-                .currency
-                .parse()
-                .map_err(|e| StoreError::Corrupt(format!("currency: {e}")))?,
+            currency: parse_currency(&r.currency)?,
             total_minor: to_u64("total_minor", r.total_minor)?,
             rate_card_version: to_u32("rate_card_version", r.rate_card_version)?,
             lines: parse_json("lines", &r.lines)?,
@@ -200,10 +201,7 @@ impl TryFrom<PaymentRow> for Payment {
             provider: r.provider,
             reference: r.reference,
             amount_minor: to_u64("amount_minor", r.amount_minor)?,
-            currency: r
-                .currency
-                .parse()
-                .map_err(|e| StoreError::Corrupt(format!("currency: {e}")))?,
+            currency: parse_currency(&r.currency)?,
             state: PaymentState::parse(&r.state).ok_or_else(|| {
                 StoreError::Corrupt(format!("state: unknown payment state `{}`", r.state))
             })?,
