@@ -61,7 +61,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::ledger::router())
             .merge(routes::billing::router())
             .merge(routes::invoicing::router())
-            .merge(routes::credits::router());
+            .merge(routes::credits::router())
+            .merge(routes::budgets::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.

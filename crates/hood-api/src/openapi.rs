@@ -21,8 +21,8 @@
 
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
-    artifacts, billing, chains, credits, edge, fleet, health, identity, invoicing, ledger, nodes,
-    ops,
+    artifacts, billing, budgets, chains, credits, edge, fleet, health, identity, invoicing, ledger,
+    nodes, ops,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -62,6 +62,7 @@ use utoipa::{Modify, OpenApi};
         invoicing::get_invoice, invoicing::print_invoice, invoicing::record_payment,
         invoicing::checkout, invoicing::stripe_webhook, invoicing::reconciliation,
         credits::get_credits, credits::enable_credits, credits::top_up, credits::checkout,
+        budgets::get_budget, budgets::set_budget,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -84,6 +85,7 @@ use utoipa::{Modify, OpenApi};
         invoicing::ReconciliationItemView, invoicing::ReconciliationView,
         credits::CreditsViewBody, credits::EnableCreditsInput, credits::TopUpInput,
         credits::CreditsCheckoutInput,
+        budgets::BudgetInput, budgets::BudgetMeasurement, budgets::BudgetView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

@@ -5,9 +5,11 @@ use crate::error::{AppError, AppResult};
 use hood_chains::{ArtifactSource, Binary, Chain, ChainCatalog};
 use hood_clock::Clock;
 use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
+use hood_domain::machine::StateMachine;
 use hood_domain::node::{Node, NodeEvent};
 use hood_domain::node_workflows::{
-    provision_id, signals, terminate_id, NodeWorkflowInput, PROVISION_NODE, TERMINATE_NODE,
+    provision_id, resume_id, signals, suspend_id, terminate_id, NodeWorkflowInput,
+    PROVISION_NODE, RESUME_NODE, SUSPEND_NODE, TERMINATE_NODE,
 };
 use hood_domain::validate::{self, FieldError};
 use hood_domain::{NodeId, OrgId};
@@ -256,6 +258,47 @@ impl NodeService {
             node,
             workflow_id: run.id,
         })
+    }
+
+    /// Stops a serving node of an organization that cannot pay (keeping its
+    /// host, data and keys). Returns the workflow asked, or `None` when the
+    /// node is not in a state that can be suspended (already suspended,
+    /// owned by another workflow, or leaving). Asking again while the node
+    /// is unchanged finds the same run.
+    pub async fn suspend(&self, org: OrgId, id: NodeId) -> AppResult<Option<String>> {
+        let node = self.get(org, id).await?;
+        if !node.state.can_transition_to(NodeState::Suspended) {
+            return Ok(None);
+        }
+        self.start_node_workflow(&node, SUSPEND_NODE, suspend_id(node.id, node.version))
+            .await
+            .map(Some)
+    }
+
+    /// Starts a suspended node again; `None` when it is not suspended.
+    pub async fn resume(&self, org: OrgId, id: NodeId) -> AppResult<Option<String>> {
+        let node = self.get(org, id).await?;
+        if node.state != NodeState::Suspended {
+            return Ok(None);
+        }
+        self.start_node_workflow(&node, RESUME_NODE, resume_id(node.id, node.version))
+            .await
+            .map(Some)
+    }
+
+    async fn start_node_workflow(
+        &self,
+        node: &Node,
+        definition: hood_domain::node_workflows::Definition,
+        run_id: String,
+    ) -> AppResult<String> {
+        let workflow = node_workflow(definition, run_id, node.id, self.clock.now())?;
+        let (run, created) = self.workflows.create_workflow(&workflow).await?;
+        if created {
+            tracing::info!(node_id = %node.id, workflow_id = %run.id, "node workflow requested");
+            self.wake();
+        }
+        Ok(run.id)
     }
 
     /// The tail of a running node's process logs, from its agent.

@@ -213,6 +213,7 @@ fn hybrid() -> CreateSubscription {
         rate_card_version: None,
         grace_ms: None,
         budget_minor: None,
+        budget_hard_cap: false,
         pending_payment: false,
     }
 }
@@ -539,7 +540,7 @@ async fn prepaid_credits_stop_at_zero_and_a_top_up_restores_service(env: Env) {
     };
     let stopped = async || {
         env.store
-            .credit_stops()
+            .spending_stops()
             .await
             .unwrap()
             .iter()
@@ -625,6 +626,171 @@ async fn prepaid_credits_stop_at_zero_and_a_top_up_restores_service(env: Env) {
         "{:?}",
         open_alerts(&env).await
     );
+    hood_ledger::verify::verify_store(env.store.as_ref(), None)
+        .await
+        .unwrap();
+}
+
+/// A budget warns at 50, 80 and 100 % of the period's cost so far (one
+/// open alert, replaced as it climbs); under a hard cap, 100 % stops the
+/// organization's metered spending until the budget is raised.
+async fn a_budget_alerts_as_it_fills_and_its_hard_cap_stops_spending(env: Env) {
+    let b = &env.billing;
+    b.create_rate_card(card()).await.unwrap();
+    let mut req = hybrid();
+    req.terms = ContractTerms::Metered;
+    req.budget_minor = Some(100);
+    req.budget_hard_cap = true;
+    let sub = b.create_subscription(env.org, req).await.unwrap();
+    assert!(sub.budget_hard_cap);
+    let stops = async || env.store.spending_stops().await.unwrap();
+    env.clock.set(Timestamp(JAN_1 + 2 * DAY));
+    // Reads cost 2 cents per 10,000 CU.
+    let spend = async |id: &str, cu: u32, at: i64| {
+        env.store
+            .record_usage(&[usage(&env, id, "eth_call", cu, at)])
+            .await
+            .unwrap();
+    };
+    spend("b1", 240_000, JAN_1 + HOUR).await; // 48 cents
+    let r = b.check_budgets().await.unwrap();
+    assert_eq!((r.measured, r.alerts), (1, 0));
+    let status = b.budget(Some(env.org), sub.id).await.unwrap().unwrap();
+    assert_eq!((status.spent_minor, status.alerted_percent), (48, None));
+    assert!(open_alerts(&env).await.is_empty());
+
+    spend("b2", 10_000, JAN_1 + 2 * HOUR).await; // 50 cents: half
+    assert_eq!(b.check_budgets().await.unwrap().alerts, 1);
+    assert_eq!(open_alerts(&env).await, vec!["Budget 50 % reached".to_owned()]);
+    assert_eq!(b.check_budgets().await.unwrap().alerts, 0, "told once");
+
+    spend("b3", 200_000, JAN_1 + 3 * HOUR).await; // 90 cents
+    b.check_budgets().await.unwrap();
+    assert_eq!(open_alerts(&env).await, vec!["Budget 80 % reached".to_owned()]);
+    assert!(stops().await.is_empty());
+
+    spend("b4", 50_000, JAN_1 + 4 * HOUR).await; // 100 cents: capped
+    let r = b.check_budgets().await.unwrap();
+    assert_eq!((r.alerts, r.capped), (1, 1));
+    assert_eq!(open_alerts(&env).await, vec!["Budget 100 % reached".to_owned()]);
+    let stopped = stops().await;
+    assert_eq!(stopped.len(), 1);
+    assert_eq!(stopped[0].0, env.org);
+    assert!(stopped[0].1.contains("budget"), "{}", stopped[0].1);
+
+    // Another tenant cannot touch it; a hard cap needs a budget.
+    let other = OrgId::from_uuid(Uuid::now_v7());
+    assert!(matches!(
+        b.set_budget(Some(other), sub.id, Some(1), false).await,
+        Err(AppError::NotFound(_))
+    ));
+    assert!(matches!(
+        b.set_budget(None, sub.id, None, true).await,
+        Err(AppError::Invalid(_))
+    ));
+    // Raised tenfold: the cap lifts and the alert resolves.
+    b.set_budget(Some(env.org), sub.id, Some(1_000), true)
+        .await
+        .unwrap();
+    let r = b.check_budgets().await.unwrap();
+    assert_eq!(r.lifted, 1);
+    assert!(stops().await.is_empty());
+    assert!(open_alerts(&env).await.is_empty());
+    let status = b.budget(None, sub.id).await.unwrap().unwrap();
+    assert_eq!((status.spent_minor, status.capped), (100, false));
+
+    // Capped again at a small budget; removing the budget lifts it too.
+    b.set_budget(None, sub.id, Some(10), true).await.unwrap();
+    b.check_budgets().await.unwrap();
+    assert_eq!(stops().await.len(), 1);
+    b.set_budget(None, sub.id, None, false).await.unwrap();
+    assert_eq!(b.check_budgets().await.unwrap().lifted, 1);
+    assert!(stops().await.is_empty());
+}
+
+/// A cut-off organization's node is suspended (its process stopped by the
+/// `suspend-node` workflow), started again after a top-up, and terminated
+/// when a later cut-off outlasts the grace.
+async fn a_cut_off_suspends_nodes_a_top_up_resumes_them_and_grace_terminates_them(env: Env) {
+    use hood_domain::node_workflows::{resume_id, suspend_id, terminate_id};
+    let b = &env.billing;
+    b.create_rate_card(card()).await.unwrap();
+    let node_id = node(&env, JAN_1, JAN_1).await;
+    let current = async || env.store.get_node(None, node_id).await.unwrap().unwrap();
+    // The orchestrator's part, done by hand: the workflow moves the node.
+    let move_to = async |state: NodeState| {
+        let n = current().await;
+        let change = NodeChange {
+            state: Some(state),
+            message: "by the workflow".into(),
+            ..NodeChange::default()
+        };
+        env.store
+            .update_node(n.id, n.version, &change, env.clock.now())
+            .await
+            .unwrap()
+    };
+    let run = async |id: String| env.store.get_workflow(&id).await.unwrap();
+
+    let acc = b
+        .enable_credits(
+            env.org,
+            EnableCredits {
+                window_ms: Some(60_000),
+                ..EnableCredits::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(acc.state, CreditState::Stopped);
+    // Not at once (the edge refuses RPC first)…
+    let healthy = current().await;
+    assert_eq!(b.accrue_credits().await.unwrap().nodes_suspended, 0);
+    // …but soon after, the pass asks for the serving node's suspension,
+    // once per node version.
+    env.clock.set(Timestamp(
+        JAN_1 + hood_app::billing::credits::SUSPEND_NODES_AFTER_MS,
+    ));
+    let r = b.accrue_credits().await.unwrap();
+    assert_eq!(r.nodes_suspended, 1);
+    let suspend = run(suspend_id(node_id, healthy.version)).await.unwrap();
+    assert_eq!(suspend.name, "suspend-node");
+    b.accrue_credits().await.unwrap();
+    let suspended = move_to(NodeState::Suspended).await;
+    // Suspended: nothing more to ask.
+    assert_eq!(b.accrue_credits().await.unwrap().nodes_suspended, 0);
+    assert!(run(resume_id(node_id, suspended.version)).await.is_none());
+
+    // A top-up asks for its start at once.
+    b.top_up(env.org, "local", "T-1", 1).await.unwrap();
+    let resume = run(resume_id(node_id, suspended.version)).await.unwrap();
+    assert_eq!(resume.name, "resume-node");
+    move_to(NodeState::Syncing).await;
+    move_to(NodeState::Healthy).await;
+    assert_eq!(b.accrue_credits().await.unwrap().nodes_resumed, 0);
+
+    // Spent beyond the balance: cut off again, suspended again.
+    let t0 = b.credits(env.org).await.unwrap().account.accrued_through.millis();
+    env.store
+        .record_usage(&[usage(&env, "w1", "eth_call", 9_000, t0 + 1_000)])
+        .await
+        .unwrap();
+    env.clock.set(Timestamp(t0 + 60_000));
+    let r = b.accrue_credits().await.unwrap();
+    assert_eq!((r.stopped, r.nodes_suspended), (1, 0));
+    env.clock.set(Timestamp(
+        t0 + 60_000 + hood_app::billing::credits::SUSPEND_NODES_AFTER_MS,
+    ));
+    assert_eq!(b.accrue_credits().await.unwrap().nodes_suspended, 1);
+    move_to(NodeState::Suspended).await;
+    assert!(run(terminate_id(node_id)).await.is_none());
+    // Still cut off when the grace (72 h by default) runs out: terminated,
+    // which deletes its keys and backups.
+    env.clock
+        .set(Timestamp(t0 + 60_000 + hood_domain::billing::DEFAULT_GRACE_MS));
+    let r = b.accrue_credits().await.unwrap();
+    assert_eq!(r.nodes_terminated, 1);
+    assert!(run(terminate_id(node_id)).await.is_some());
     hood_ledger::verify::verify_store(env.store.as_ref(), None)
         .await
         .unwrap();
@@ -748,5 +914,7 @@ both!(
     a_failed_payment_starts_grace_and_a_payment_ends_it,
     unpaid_invoices_lead_to_grace_then_expiry_and_node_termination,
     prepaid_credits_stop_at_zero_and_a_top_up_restores_service,
+    a_cut_off_suspends_nodes_a_top_up_resumes_them_and_grace_terminates_them,
+    a_budget_alerts_as_it_fills_and_its_hard_cap_stops_spending,
     reconciliation_matches_everything_and_itemizes_each_difference,
 );

@@ -71,13 +71,14 @@ pub(crate) struct Cache {
 }
 
 /// A chain's verdict from its nodes' states: any node down is an outage;
-/// anything but healthy (or maintenance) is degraded.
+/// anything but healthy (or maintenance, or suspended for non-payment) is
+/// degraded.
 pub(crate) fn verdict<'a>(states: impl IntoIterator<Item = &'a str>) -> &'static str {
     let mut verdict = "operational";
     for s in states {
         match s {
             "down" | "failed" => return "outage",
-            "healthy" | "maintenance" | "terminated" => {}
+            "healthy" | "maintenance" | "suspended" | "terminated" => {}
             _ => verdict = "degraded",
         }
     }

@@ -341,7 +341,8 @@ pub enum UptimeClass {
     Down,
     /// Deliberate: excluded from the ratio.
     Maintenance,
-    /// Not in service yet or any more (provisioning, terminating, gone).
+    /// Not in service yet or any more (provisioning, suspended for
+    /// non-payment, terminating, gone).
     NotCounted,
 }
 
@@ -352,6 +353,7 @@ pub const fn uptime_class(state: NodeState) -> UptimeClass {
         NodeState::Down | NodeState::Migrating => UptimeClass::Down,
         NodeState::Maintenance => UptimeClass::Maintenance,
         NodeState::Provisioning
+        | NodeState::Suspended
         | NodeState::Terminating
         | NodeState::Terminated
         | NodeState::Failed => UptimeClass::NotCounted,
@@ -624,6 +626,7 @@ mod tests {
             NodeState::Provisioning,
             NodeState::Migrating,
             NodeState::Maintenance,
+            NodeState::Suspended,
             NodeState::Terminating,
         ] {
             assert_eq!(

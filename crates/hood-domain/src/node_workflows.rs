@@ -16,6 +16,8 @@ pub type Definition = (&'static str, i64);
 pub const PROVISION_NODE: Definition = ("provision-node", 1);
 pub const TERMINATE_NODE: Definition = ("terminate-node", 1);
 pub const MIGRATE_NODE: Definition = ("migrate-node", 1);
+pub const SUSPEND_NODE: Definition = ("suspend-node", 1);
+pub const RESUME_NODE: Definition = ("resume-node", 1);
 
 /// Signals every workflow understands (the saga engine handles them
 /// between steps).
@@ -53,6 +55,17 @@ pub fn migrate_id(node: NodeId, version: i64) -> String {
     format!("migrate-node-{node}-{version}")
 }
 
+/// One suspension per node version: asking again while the node has not
+/// changed finds the same run.
+pub fn suspend_id(node: NodeId, version: i64) -> String {
+    format!("suspend-node-{node}-{version}")
+}
+
+/// One resumption per node version (the version of the suspended node).
+pub fn resume_id(node: NodeId, version: i64) -> String {
+    format!("resume-node-{node}-{version}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +78,8 @@ mod tests {
             terminate_id(node),
             migrate_id(node, 3),
             migrate_id(node, 4),
+            suspend_id(node, 3),
+            resume_id(node, 3),
         ];
         for (i, a) in ids.iter().enumerate() {
             assert!(a.contains(&node.to_string()));

@@ -199,7 +199,7 @@ pub async fn start(
     )
     .map_err(|e| EdgeError::Tls(e.to_string()))?;
     let sessions = ws.sessions.clone();
-    let stops = Arc::new(stops::CreditStops::default());
+    let stops = Arc::new(stops::SpendingStops::default());
     if let Err(e) = stops.refresh(deps.store.as_ref()).await {
         tracing::warn!(error = %e, "reading credit stops failed");
     }

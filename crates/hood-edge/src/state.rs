@@ -20,7 +20,7 @@ pub const DEFAULT_FINALITY_DEPTH: u64 = 64;
 pub struct Edge {
     pub keys: Arc<KeyCache>,
     /// Organizations cut off for want of prepaid credits.
-    pub stops: Arc<crate::stops::CreditStops>,
+    pub stops: Arc<crate::stops::SpendingStops>,
     pub pools: Arc<Pools>,
     pub limiter: Arc<dyn Limiter>,
     pub meter: Meter,

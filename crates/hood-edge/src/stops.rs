@@ -1,6 +1,7 @@
-//! Organizations cut off for want of prepaid credits (billing's decision,
-//! read from the store every few seconds): their keys answer 402 until a
-//! top-up lifts the stop. Polling keeps the edge free of billing's events;
+//! Organizations whose spending is stopped (billing's decision, read from
+//! the store every few seconds): prepaid credits exhausted, or a monthly
+//! budget reached under a hard cap. Their keys answer 402 until a top-up,
+//! a raised budget or the next period lifts the stop. Polling keeps the edge free of billing's events;
 //! the cut-off promise (within a minute of the balance running out) has
 //! room for a refresh every couple of seconds.
 
@@ -11,11 +12,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 #[derive(Default)]
-pub struct CreditStops {
+pub struct SpendingStops {
     stops: RwLock<HashMap<OrgId, Arc<str>>>,
 }
 
-impl CreditStops {
+impl SpendingStops {
     /// Why `org` is cut off, if it is.
     pub fn reason(&self, org: OrgId) -> Option<Arc<str>> {
         self.stops
@@ -28,7 +29,7 @@ impl CreditStops {
     /// Replaces the set with the store's.
     pub async fn refresh(&self, store: &dyn CreditStore) -> Result<usize, StoreError> {
         let fresh: HashMap<OrgId, Arc<str>> = store
-            .credit_stops()
+            .spending_stops()
             .await?
             .into_iter()
             .map(|(org, reason)| (org, Arc::from(reason)))

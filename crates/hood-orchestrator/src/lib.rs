@@ -1,9 +1,11 @@
 //! The orchestrator role.
 //!
 //! Node lifecycles run as durable sagas (`hood-saga`): `provision-node`,
-//! `migrate-node` and `terminate-node`. Each step is idempotent (ids derived from the workflow
-//! id, create-if-absent everywhere), so a crash at any point resumes from
-//! the journal without duplicating a host or a process.
+//! `migrate-node`, `terminate-node`, and `suspend-node` / `resume-node`
+//! (billing stops an unpaid node and starts it again after a top-up). Each
+//! step is idempotent (ids derived from the workflow id, create-if-absent
+//! everywhere), so a crash at any point resumes from the journal without
+//! duplicating a host or a process.
 
 mod keys;
 mod migrate;
@@ -12,6 +14,7 @@ mod plan;
 mod provision;
 mod services;
 mod steps;
+mod suspend;
 mod terminate;
 
 pub use keys::NodeKeys;
@@ -23,6 +26,7 @@ pub use services::{Services, Timings};
 /// where the use cases that start the runs read them too).
 pub mod workflows {
     pub use hood_domain::node_workflows::{
-        migrate_id, provision_id, terminate_id, MIGRATE_NODE, PROVISION_NODE, TERMINATE_NODE,
+        migrate_id, provision_id, resume_id, suspend_id, terminate_id, MIGRATE_NODE,
+        PROVISION_NODE, RESUME_NODE, SUSPEND_NODE, TERMINATE_NODE,
     };
 }

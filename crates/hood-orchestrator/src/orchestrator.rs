@@ -23,7 +23,9 @@ impl Orchestrator {
         let registry = Registry::new()
             .with(crate::provision::workflow())?
             .with(crate::terminate::workflow())?
-            .with(crate::migrate::workflow())?;
+            .with(crate::migrate::workflow())?
+            .with(crate::suspend::suspend_workflow())?
+            .with(crate::suspend::resume_workflow())?;
         Ok(Self {
             engine: Engine::new(store, registry, Arc::new(services)),
         })

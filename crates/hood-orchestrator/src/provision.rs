@@ -268,9 +268,25 @@ async fn wipe_keys(ctx: Ctx) -> Result<(), StepError> {
 }
 
 pub(crate) async fn start_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
-    let node = load_node(&ctx).await?;
-    let s = &ctx.app;
     let host_id = host_id_for(&ctx.workflow_id);
+    let input: crate::services::NodeInput = ctx.input_as()?;
+    // Keyed by attempt: a crash re-run (same attempt) finds its command; a
+    // retry after a failure (a gateway restart mid-download) sends a new
+    // one. Starting is idempotent on the agent.
+    let key = format!("start-{}-{}", input.node_id, ctx.attempt);
+    start_on(&ctx, host_id, &key).await
+}
+
+/// Starts the node's workload on `host_id` from its chain's plan and hands
+/// the node to the health machine as `syncing`. `command_key` names the
+/// agent command (unique per host and attempt).
+pub(crate) async fn start_on(
+    ctx: &Ctx,
+    host_id: hood_domain::HostId,
+    command_key: &str,
+) -> Result<StepOutcome, StepError> {
+    let node = load_node(ctx).await?;
+    let s = &ctx.app;
     let chain = s
         .chains
         .get(&node.chain)
@@ -293,14 +309,11 @@ pub(crate) async fn start_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
     let plan = workload_plan(chain, &node, &digests, keys.as_ref()).map_err(permanent)?;
     let payload = serde_json::to_value(&plan).map_err(permanent)?;
     let out = match run_command_with(
-        &ctx,
+        ctx,
         host_id,
         kinds::START_WORKLOAD,
         payload,
-        // Keyed by attempt: a crash re-run (same attempt) finds its command;
-        // a retry after a failure (a gateway restart mid-download) sends a
-        // new one. Starting is idempotent on the agent.
-        &format!("start-{}-{}", node.id, ctx.attempt),
+        command_key,
         true,
     )
     .await
@@ -309,7 +322,7 @@ pub(crate) async fn start_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
         Err(e) => {
             // Say why while retrying (an artifact missing from the store is
             // fixed by pushing it again, which a retry then picks up).
-            warn(&ctx, &node, &start_failure_note(ctx.attempt, &e)).await;
+            warn(ctx, &node, &start_failure_note(ctx.attempt, &e)).await;
             return Err(e);
         }
     };
@@ -317,7 +330,7 @@ pub(crate) async fn start_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
         .map_err(|e| permanent(format!("agent answered start_workload oddly: {e}")))?;
     let version = plan.processes.first().map(|p| p.artifact.version.clone());
     update_node(
-        &ctx,
+        ctx,
         NodeChange {
             state: Some(NodeState::Syncing),
             sync_status: Some(SyncStatus::Syncing),

@@ -10,6 +10,7 @@
 use crate::lease::Lease;
 use crate::StoreResult;
 use async_trait::async_trait;
+use hood_domain::billing::budget::BudgetStatus;
 use hood_domain::billing::{Invoice, Payment, RateCard, Subscription};
 use hood_domain::lifecycle::InvoiceState;
 use hood_domain::{InvoiceId, OrgId, PaymentId, SubscriptionId, Timestamp};
@@ -126,6 +127,20 @@ pub trait BillingStore: Send + Sync {
     /// Resolves the unresolved `billing` incident of `key`, if any.
     async fn clear_billing_alert(&self, org: OrgId, key: &str, now: Timestamp)
         -> StoreResult<bool>;
+    /// Writes the latest budget measurement of a subscription (replacing
+    /// the previous one).
+    async fn put_budget_status(
+        &self,
+        subscription: SubscriptionId,
+        org: OrgId,
+        status: &BudgetStatus,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// The latest budget measurement of a subscription.
+    async fn get_budget_status(
+        &self,
+        subscription: SubscriptionId,
+    ) -> StoreResult<Option<BudgetStatus>>;
     /// Whether a Stripe event id was recorded as handled.
     async fn stripe_event_seen(&self, id: &str) -> StoreResult<bool>;
     /// Records a Stripe event id; `false` when it was handled before.

@@ -15,6 +15,8 @@ pub trait CreditStore: Send + Sync {
     /// Writes `account` if its stored version is still `version - 1`;
     /// `false` when another writer moved it first.
     async fn update_credit_account(&self, account: &CreditAccount) -> StoreResult<bool>;
-    /// Organizations cut off, with why: what the edge refuses with 402.
-    async fn credit_stops(&self) -> StoreResult<Vec<(OrgId, String)>>;
+    /// Organizations whose spending is stopped, with why: prepaid credits
+    /// exhausted, or a subscription's budget reached under a hard cap.
+    /// What the edge refuses with 402.
+    async fn spending_stops(&self) -> StoreResult<Vec<(OrgId, String)>>;
 }

@@ -107,6 +107,11 @@ pub const SQLITE: &[Migration] = &[
         name: "credits",
         sql: include_str!("../migrations/sqlite/0013_credits.sql"),
     },
+    Migration {
+        version: 14,
+        name: "budgets",
+        sql: include_str!("../migrations/sqlite/0014_budgets.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -175,6 +180,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 13,
         name: "credits",
         sql: include_str!("../migrations/postgres/0013_credits.sql"),
+    },
+    Migration {
+        version: 14,
+        name: "budgets",
+        sql: include_str!("../migrations/postgres/0014_budgets.sql"),
     },
 ];
 

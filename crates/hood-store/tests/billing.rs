@@ -159,6 +159,7 @@ fn subscription(org: OrgId) -> Subscription {
         rate_card_version: 1,
         grace_ms: DEFAULT_GRACE_MS,
         budget_minor: Some(10_000),
+        budget_hard_cap: true,
         state: SubscriptionState::Active,
         state_since: T0,
         grace_until: None,

@@ -32,6 +32,11 @@ pub struct BillingArgs {
     /// enters grace.
     #[arg(long, env = "HOOD_BILLING_PAYMENT_TERMS_DAYS", default_value_t = 14)]
     pub billing_payment_terms_days: u32,
+    /// How long an organization cut off for exhausted prepaid credits keeps
+    /// its suspended nodes before they are terminated (keys and backups
+    /// deleted), ms. Default 72 h.
+    #[arg(long, env = "HOOD_CREDITS_GRACE_MS", default_value_t = hood_domain::billing::DEFAULT_GRACE_MS)]
+    pub credits_grace_ms: i64,
     /// Stripe secret key (`sk_…`): enables checkouts.
     #[arg(long, env = "HOOD_STRIPE_SECRET_KEY", hide_env_values = true)]
     pub stripe_secret_key: Option<String>,
@@ -53,6 +58,7 @@ impl std::fmt::Debug for BillingArgs {
                 "billing_payment_terms_days",
                 &self.billing_payment_terms_days,
             )
+            .field("credits_grace_ms", &self.credits_grace_ms)
             .field(
                 "stripe_secret_key",
                 &self.stripe_secret_key.as_ref().map(|_| "<set>"),
@@ -85,7 +91,8 @@ pub fn service(
         ledger,
         clock,
     )
-    .with_payment_terms_ms(i64::from(args.billing_payment_terms_days) * 86_400_000);
+    .with_payment_terms_ms(i64::from(args.billing_payment_terms_days) * 86_400_000)
+    .with_credits_grace_ms(args.credits_grace_ms);
     if let Some(key) = args.stripe_secret_key.as_deref().filter(|k| !k.is_empty()) {
         let provider = StripeProvider::new(args.stripe_api_base.clone(), key)
             .context("configuring Stripe (HOOD_STRIPE_SECRET_KEY, HOOD_STRIPE_API_BASE)")?;

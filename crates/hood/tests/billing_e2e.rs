@@ -200,6 +200,49 @@ async fn a_hybrid_period_is_invoiced_from_stored_usage_and_paid_through_stripe()
         answered += 1;
     }
 
+    // A budget under what the period already costs (the fee alone is
+    // 49.00), with a hard cap: the billing role measures it and the edge
+    // refuses with 402 naming the budget; raised, the key serves again.
+    let sub_id = sub["id"].as_str().unwrap();
+    let budget: Value = serde_json::from_str(&cli(&[
+        "-o", "json", "subscription", "budget", sub_id, "--set-minor", "1000", "--hard-cap",
+    ]))
+    .unwrap();
+    assert_eq!(budget[0]["budget_minor"], 1000, "{budget}");
+    assert_eq!(budget[0]["hard_cap"], true, "{budget}");
+    let call = async || {
+        let r = http
+            .post(&rpc_url)
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let refused = wait_for("402 at the budget", Duration::from_secs(20), async || {
+        let (status, body) = call().await;
+        (status == 402).then_some(body)
+    })
+    .await;
+    assert!(
+        refused["error"]["message"].as_str().unwrap().contains("budget"),
+        "{refused}"
+    );
+    let shown: Value =
+        serde_json::from_str(&cli(&["-o", "json", "subscription", "budget", sub_id])).unwrap();
+    let current = &shown[0]["current"];
+    assert_eq!(current["capped"], true, "{shown}");
+    assert_eq!(current["alerted_percent"], 100, "{shown}");
+    assert!(current["spent_minor"].as_u64().unwrap() >= 4_900, "{shown}");
+    cli(&[
+        "subscription", "budget", sub_id, "--set-minor", "100000000", "--hard-cap",
+    ]);
+    wait_for("served under the raised budget", Duration::from_secs(20), async || {
+        let (status, _) = call().await;
+        (status == 200).then_some(Value::Null)
+    })
+    .await;
+
     // The node ends; its billable time is then fixed by its state log.
     let r = http
         .delete(&node_url)
@@ -636,12 +679,31 @@ async fn prepaid_credits_cut_off_live_traffic_at_zero_and_a_top_up_restores_it()
         "{api}/api/v1/nodes/{}",
         node["node"]["id"].as_str().unwrap()
     );
-    wait_for("healthy", Duration::from_secs(60), async || {
-        let n = get_json(&http, &node_url, &admin).await;
-        assert_ne!(n["state"], "failed", "{n}");
-        (n["state"] == "healthy").then_some(n)
-    })
-    .await;
+    let node_in = async |state: &str, within: u64| {
+        wait_for(
+            &format!("node {state}"),
+            Duration::from_secs(within),
+            async || {
+                let n = get_json(&http, &node_url, &admin).await;
+                assert_ne!(n["state"], "failed", "{n}");
+                (n["state"] == state).then_some(n)
+            },
+        )
+        .await
+    };
+    let healthy = node_in("healthy", 60).await;
+    // The node's own endpoint on the host, past the edge: whether its
+    // process runs.
+    let direct = healthy["rpc_endpoint"].as_str().unwrap().to_owned();
+    let process_answers = async || {
+        http.post(&direct)
+            .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    };
+    assert!(process_answers().await);
     let created: Value = serde_json::from_str(&cli(&[
         "-o",
         "json",
@@ -708,6 +770,12 @@ async fn prepaid_credits_cut_off_live_traffic_at_zero_and_a_top_up_restores_it()
             .contains("credits"),
         "the JSON-RPC error names the reason: {refused}"
     );
+    // …and its node is stopped: suspended, its process gone from the host.
+    node_in("suspended", 60).await;
+    wait_for("the process stopped", Duration::from_secs(30), async || {
+        (!process_answers().await).then_some(Value::Null)
+    })
+    .await;
 
     // A dollar of credits: served again within seconds.
     cli(&[
@@ -718,6 +786,9 @@ async fn prepaid_credits_cut_off_live_traffic_at_zero_and_a_top_up_restores_it()
         "--reference",
         "bank-1",
     ]);
+    // The node starts again (on the same host, with its data and keys).
+    node_in("healthy", 60).await;
+    assert!(process_answers().await);
     wait_for(
         "served after the top-up",
         Duration::from_secs(10),
@@ -756,6 +827,8 @@ async fn prepaid_credits_cut_off_live_traffic_at_zero_and_a_top_up_restores_it()
     let c = get_json(&http, &format!("{api}/api/v1/credits"), &admin).await;
     assert_eq!(c["state"], "stopped", "{c}");
     assert!(c["reason"].as_str().unwrap().contains("exhausted"), "{c}");
+    // Cut off again: the node is stopped again, within the minute.
+    node_in("suspended", 60).await;
     // The channel heard of it, signed.
     wait_for(
         "the cut-off notified",
@@ -784,7 +857,7 @@ async fn prepaid_credits_cut_off_live_traffic_at_zero_and_a_top_up_restores_it()
     let restored = std::time::Instant::now();
     wait_for(
         "served after the second top-up",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         async || {
             let (status, _) = call().await;
             (status == 200).then_some(Value::Null)
@@ -792,6 +865,7 @@ async fn prepaid_credits_cut_off_live_traffic_at_zero_and_a_top_up_restores_it()
     )
     .await;
     eprintln!("service restored {:?} after the top-up", restored.elapsed());
+    node_in("healthy", 60).await;
 
     // The balance never went below zero in the ledger, which verifies.
     hood.stop("-TERM");

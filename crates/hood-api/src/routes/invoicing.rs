@@ -79,7 +79,7 @@ pub(crate) fn service(state: &AppState) -> ApiResult<&BillingService> {
 }
 
 /// The organization a caller reads: its own, or any for the platform.
-fn scope(caller: &Caller) -> Option<OrgId> {
+pub(crate) fn scope(caller: &Caller) -> Option<OrgId> {
     (!caller.platform_admin).then_some(caller.org_id)
 }
 
@@ -391,8 +391,11 @@ pub struct SubscriptionInput {
     /// Hours of grace after a failed payment (default 72).
     #[schema(maximum = 8760)]
     pub grace_hours: Option<u32>,
-    /// Optional monthly budget, minor units.
+    /// Optional monthly budget, minor units: alerts at 50, 80 and 100 %.
     pub budget_minor: Option<u64>,
+    /// Refuse metered spending once the budget is reached (needs a budget).
+    #[serde(default)]
+    pub budget_hard_cap: bool,
     /// Wait for the first payment before the subscription is active.
     #[serde(default)]
     pub pending_payment: bool,
@@ -408,6 +411,7 @@ pub struct SubscriptionView {
     pub rate_card_version: u32,
     pub grace_hours: f64,
     pub budget_minor: Option<u64>,
+    pub budget_hard_cap: bool,
     /// pending_payment | active | grace | expired | cancelled
     pub state: String,
     pub state_since: String,
@@ -431,6 +435,7 @@ impl From<&Subscription> for SubscriptionView {
             #[allow(clippy::cast_precision_loss)]
             grace_hours: s.grace_ms as f64 / 3_600_000.0,
             budget_minor: s.budget_minor,
+            budget_hard_cap: s.budget_hard_cap,
             state: s.state.to_string(),
             state_since: rfc3339(s.state_since),
             grace_until: s.grace_until.map(rfc3339),
@@ -489,6 +494,7 @@ pub async fn create_subscription(
                 rate_card_version: input.rate_card_version,
                 grace_ms: input.grace_hours.map(|h| i64::from(h) * 3_600_000),
                 budget_minor: input.budget_minor,
+                budget_hard_cap: input.budget_hard_cap,
                 pending_payment: input.pending_payment,
             },
         )
@@ -515,7 +521,7 @@ pub async fn list_subscriptions(
     Ok(Json(subs.iter().map(SubscriptionView::from).collect()))
 }
 
-fn parse_uuid(field: &'static str, raw: &str) -> ApiResult<Uuid> {
+pub(crate) fn parse_uuid(field: &'static str, raw: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(raw).map_err(|_| invalid(field, "must be a UUID"))
 }
 

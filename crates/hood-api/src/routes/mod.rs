@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod billing;
+pub mod budgets;
 pub mod chains;
 pub mod credits;
 pub mod edge;

@@ -59,9 +59,20 @@ pub struct CreditsView {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AccrualReport {
     pub windows: usize,
+    /// Organizations cut off / resumed by this pass.
     pub stopped: usize,
     pub resumed: usize,
+    /// Nodes asked to suspend, resume, terminate (grace ran out).
+    pub nodes_suspended: usize,
+    pub nodes_resumed: usize,
+    pub nodes_terminated: usize,
 }
+
+/// How long an organization is cut off before its nodes are stopped: the
+/// edge (refreshing its stops every 2 s) refuses RPC first, so callers see
+/// 402 with the reason rather than a node gone away, and a top-up right
+/// after the cut-off restarts nothing.
+pub const SUSPEND_NODES_AFTER_MS: i64 = 10_000;
 
 /// Metadata key naming the organization a Stripe checkout tops up.
 pub const CREDITS_METADATA_KEY: &str = "hood_credits_org_id";
@@ -249,6 +260,9 @@ impl BillingService {
         // in the ledger before a hold can use it.
         self.post_payment(&stored).await?;
         self.resume_credits(org).await?;
+        let account = self.credit_account(org).await?;
+        self.enforce_on_nodes(&account, &mut AccrualReport::default())
+            .await?;
         Ok(stored)
     }
 
@@ -317,18 +331,26 @@ impl BillingService {
         let mut report = AccrualReport::default();
         for account in self.stores.credits.list_credit_accounts().await? {
             let org = account.org_id;
-            if let Err(e) = self.accrue_account(account, &mut report).await {
-                tracing::warn!(org = %org, error = %e, "credit accrual failed; retrying next pass");
+            let account = match self.accrue_account(account, &mut report).await {
+                Ok(account) => account,
+                Err(e) => {
+                    tracing::warn!(org = %org, error = %e, "credit accrual failed; retrying next pass");
+                    continue;
+                }
+            };
+            if let Err(e) = self.enforce_on_nodes(&account, &mut report).await {
+                tracing::warn!(org = %org, error = %e, "suspending or resuming nodes failed; retrying next pass");
             }
         }
         Ok(report)
     }
 
+    /// Charges the account's ended windows; returns it as it now stands.
     async fn accrue_account(
         &self,
         mut account: CreditAccount,
         report: &mut AccrualReport,
-    ) -> AppResult<()> {
+    ) -> AppResult<CreditAccount> {
         let card = self.rate_card(account.rate_card_version).await?.card;
         let books = self.books(account.org_id, &card).await?;
         let now = self.clock.now();
@@ -360,7 +382,51 @@ impl BillingService {
             account.version += 1;
             if !self.stores.credits.update_credit_account(&account).await? {
                 // Changed meanwhile (a top-up): the next pass goes on.
-                return Ok(());
+                return self.credit_account(account.org_id).await;
+            }
+        }
+        Ok(account)
+    }
+
+    /// Brings the organization's nodes in line with its credits: a cut-off
+    /// organization's serving nodes are suspended, and terminated once the
+    /// grace ran out; an active one's suspended nodes are started again.
+    /// Asked on every pass, so a request lost to a crash or a race with a
+    /// workflow is asked again (each request finds its run by id).
+    async fn enforce_on_nodes(
+        &self,
+        account: &CreditAccount,
+        report: &mut AccrualReport,
+    ) -> AppResult<()> {
+        let Some(service) = &self.node_service else {
+            return Ok(());
+        };
+        let org = account.org_id;
+        if account.state == CreditState::Stopped
+            && account.state_since.plus_millis(self.credits_grace_ms) <= self.clock.now()
+        {
+            let n = self.terminate_nodes_of(org).await?;
+            if n > 0 {
+                tracing::warn!(org = %org, nodes = n, "credits grace ran out: terminating nodes");
+            }
+            report.nodes_terminated += n;
+            return Ok(());
+        }
+        if account.state == CreditState::Stopped
+            && account.state_since.plus_millis(SUSPEND_NODES_AFTER_MS) > self.clock.now()
+        {
+            return Ok(());
+        }
+        for node in self.stores.nodes.list_nodes(Some(org)).await? {
+            let asked = match account.state {
+                CreditState::Stopped => service.suspend(org, node.id).await?,
+                CreditState::Active => service.resume(org, node.id).await?,
+            };
+            if asked.is_some() {
+                match account.state {
+                    CreditState::Stopped => report.nodes_suspended += 1,
+                    CreditState::Active => report.nodes_resumed += 1,
+                }
             }
         }
         Ok(())

@@ -77,27 +77,24 @@ impl BillingService {
             .await?;
             report.expired += 1;
             tracing::warn!(subscription = %sub.id, org = %sub.org_id, "subscription expired");
-            report.nodes_terminated += self.terminate_nodes_of(&sub).await?;
+            report.nodes_terminated += self.terminate_nodes_of(sub.org_id).await?;
         }
         Ok(report)
     }
 
     /// Terminates the organization's live nodes (idempotent: a node whose
     /// termination is under way is asked again, which changes nothing).
-    async fn terminate_nodes_of(
-        &self,
-        sub: &hood_domain::billing::Subscription,
-    ) -> AppResult<usize> {
+    pub(super) async fn terminate_nodes_of(&self, org: hood_domain::OrgId) -> AppResult<usize> {
         let Some(nodes) = &self.node_service else {
-            tracing::warn!(subscription = %sub.id, "no node service here: nodes left running");
+            tracing::warn!(org = %org, "no node service here: nodes left running");
             return Ok(0);
         };
         let mut terminated = 0;
-        for node in self.stores.nodes.list_nodes(Some(sub.org_id)).await? {
+        for node in self.stores.nodes.list_nodes(Some(org)).await? {
             if node.state.is_terminal() || node.state == NodeState::Terminating {
                 continue;
             }
-            nodes.terminate(sub.org_id, node.id).await?;
+            nodes.terminate(org, node.id).await?;
             terminated += 1;
         }
         Ok(terminated)

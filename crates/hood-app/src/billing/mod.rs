@@ -9,6 +9,7 @@
 //! and again from the billing role's loop until the ledger confirms it, so
 //! a crash between the two loses nothing and a retry charges nothing twice.
 
+pub mod budget;
 pub mod close;
 pub mod credits;
 pub mod dunning;
@@ -40,6 +41,7 @@ use std::sync::Arc;
 use time::Date;
 use uuid::Uuid;
 
+pub use budget::BudgetReport;
 pub use close::CloseReport;
 pub use credits::{CreditsView, EnableCredits};
 pub use payments::{StripeWebhookConfig, WebhookOutcome};
@@ -71,7 +73,10 @@ pub struct CreateSubscription {
     pub rate_card_version: Option<u32>,
     /// Default [`DEFAULT_GRACE_MS`].
     pub grace_ms: Option<i64>,
+    /// Monthly budget (alerts at 50, 80, 100 %)…
     pub budget_minor: Option<u64>,
+    /// …and stop metered spending when it is reached.
+    pub budget_hard_cap: bool,
     /// Start waiting for the first payment instead of active.
     pub pending_payment: bool,
 }
@@ -86,7 +91,11 @@ pub struct BillingService {
     webhook: Option<StripeWebhookConfig>,
     /// How long an issued invoice may stay unpaid.
     payment_terms_ms: i64,
-    /// Terminates an expired subscription's nodes.
+    /// How long an organization cut off for exhausted credits keeps its
+    /// (suspended) nodes before they are terminated.
+    credits_grace_ms: i64,
+    /// Terminates an expired subscription's nodes, suspends and resumes
+    /// the nodes of an organization on credits.
     node_service: Option<crate::NodeService>,
 }
 
@@ -113,6 +122,7 @@ impl BillingService {
             provider: None,
             webhook: None,
             payment_terms_ms: dunning::DEFAULT_PAYMENT_TERMS_MS,
+            credits_grace_ms: hood_domain::billing::DEFAULT_GRACE_MS,
             node_service: None,
         }
     }
@@ -123,7 +133,15 @@ impl BillingService {
         self
     }
 
-    /// Lets dunning terminate an expired subscription's nodes.
+    /// Sets how long a cut-off organization's nodes stay suspended before
+    /// they are terminated.
+    pub fn with_credits_grace_ms(mut self, ms: i64) -> Self {
+        self.credits_grace_ms = ms.max(0);
+        self
+    }
+
+    /// Lets dunning terminate an expired subscription's nodes, and credits
+    /// suspend and resume an organization's nodes.
     pub fn with_node_service(mut self, nodes: crate::NodeService) -> Self {
         self.node_service = Some(nodes);
         self
@@ -277,6 +295,12 @@ impl BillingService {
         if grace_ms < 0 {
             return Err(invalid("grace_hours", "grace cannot be negative"));
         }
+        if req.budget_hard_cap && req.budget_minor.is_none() {
+            return Err(invalid(
+                "budget_hard_cap",
+                "a hard cap needs a budget (budget_minor)",
+            ));
+        }
         let ledger = self.ledger_of(&req.currency).await?;
         self.ensure_accounts(ledger.id, org).await?;
         let now = self.clock.now();
@@ -294,6 +318,7 @@ impl BillingService {
             rate_card_version: card.card.version,
             grace_ms,
             budget_minor: req.budget_minor,
+            budget_hard_cap: req.budget_hard_cap,
             state,
             state_since: now,
             grace_until: None,
@@ -421,6 +446,36 @@ impl BillingService {
         if let Err(e) = self.store().clear_billing_alert(org, key, now).await {
             tracing::warn!(org = %org, key, error = %e, "billing alert not cleared");
         }
+    }
+
+    /// Sets (or removes, with `None`) a subscription's monthly budget; the
+    /// next budget pass measures against it (a raised budget lifts a cap).
+    pub async fn set_budget(
+        &self,
+        org: Option<OrgId>,
+        id: SubscriptionId,
+        budget_minor: Option<u64>,
+        hard_cap: bool,
+    ) -> AppResult<Subscription> {
+        if hard_cap && budget_minor.is_none() {
+            return Err(invalid(
+                "budget_hard_cap",
+                "a hard cap needs a budget (budget_minor)",
+            ));
+        }
+        for _ in 0..5 {
+            let mut s = self.subscription(org, id).await?;
+            s.budget_minor = budget_minor;
+            s.budget_hard_cap = hard_cap;
+            s.version += 1;
+            if self.store().update_subscription(&s).await? {
+                tracing::info!(subscription = %id, ?budget_minor, hard_cap, "subscription budget set");
+                return Ok(s);
+            }
+        }
+        Err(AppError::Conflict(
+            "the subscription kept changing; try again".into(),
+        ))
     }
 
     /// Ends a subscription by choice; its last period is still invoiced.

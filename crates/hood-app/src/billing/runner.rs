@@ -37,13 +37,17 @@ pub async fn billing_once(
     if posted > 0 {
         tracing::info!(posted, "billing records posted to the ledger");
     }
+    let budgets = billing.check_budgets().await?;
+    if budgets.alerts + budgets.capped + budgets.lifted > 0 {
+        tracing::info!(?budgets, "billing budgets");
+    }
     Ok(())
 }
 
 /// How often the loop works, and how long its lease lasts.
 #[derive(Debug, Clone, Copy)]
 pub struct RunnerTiming {
-    /// Period close, dunning, ledger postings.
+    /// Period close, dunning, ledger postings, budgets.
     pub interval: Duration,
     /// Prepaid credit accrual.
     pub credits_tick: Duration,

@@ -3,11 +3,13 @@
 //! prices ([`price`]), monthly periods anchored to a contract's start
 //! ([`period`]), the meters Hood measures itself ([`builtin`]), the
 //! ledger's accounts, ids and units for billing ([`posting`]), prepaid
-//! credits accrued per window as ledger holds ([`credits`]), and rating a period's meter readings under a contract
+//! credits accrued per window as ledger holds ([`credits`]), monthly
+//! budgets with alerts and a hard cap ([`budget`]), and rating a period's meter readings under a contract
 //! and a rate card version into invoice lines ([`rating`]). The billing
 //! role (meters, invoices, payments, credits) builds on these; the
 //! subscription lifecycle is [`crate::lifecycle::SubscriptionState`].
 
+pub mod budget;
 pub mod builtin;
 pub mod credits;
 pub mod meter;

@@ -24,8 +24,12 @@ pub struct Subscription {
     pub start_date: Date,
     pub rate_card_version: u32,
     pub grace_ms: i64,
-    /// An optional monthly budget in minor units.
+    /// An optional monthly budget in minor units: alerts at 50, 80 and
+    /// 100 % of it (see [`super::budget`])…
     pub budget_minor: Option<u64>,
+    /// …and, when set, metered spending (RPC) refused once it is reached,
+    /// until the next period.
+    pub budget_hard_cap: bool,
     pub state: SubscriptionState,
     pub state_since: Timestamp,
     /// When grace runs out (set while `grace`).

@@ -36,6 +36,11 @@ state_machine! {
         /// Deliberately out of service for an upgrade or operator work;
         /// excluded from heartbeat judgement and from uptime.
         Maintenance = "maintenance",
+        /// Stopped because its organization cannot pay (prepaid credits
+        /// exhausted): the process is stopped, host, data and keys are kept.
+        /// Not judged by heartbeats, not billable, not counted for uptime;
+        /// a top-up resumes it, the end of the grace terminates it.
+        Suspended = "suspended",
         /// The terminate workflow is stopping the node and deleting its host,
         /// keys and backups (user delete or subscription expiry).
         Terminating = "terminating",
@@ -53,13 +58,13 @@ state_machine! {
         // straight to healthy. A provisioning node that never reports fails
         // its workflow (compensated) rather than going `down`: it was never up.
         Provisioning => [Syncing, Healthy, Failed, Terminating],
-        Syncing => [Healthy, Degraded, Down, Migrating, Maintenance, Terminating],
+        Syncing => [Healthy, Degraded, Down, Migrating, Maintenance, Suspended, Terminating],
         // healthy -> syncing: fell behind the head and is catching up.
-        Healthy => [Syncing, Degraded, Down, Migrating, Maintenance, Terminating],
-        Degraded => [Healthy, Syncing, Down, Migrating, Maintenance, Terminating],
+        Healthy => [Syncing, Degraded, Down, Migrating, Maintenance, Suspended, Terminating],
+        Degraded => [Healthy, Syncing, Down, Migrating, Maintenance, Suspended, Terminating],
         // Recovered on its own (agent back): the first observation decides
         // which of healthy / syncing / degraded.
-        Down => [Healthy, Syncing, Degraded, Migrating, Maintenance, Terminating],
+        Down => [Healthy, Syncing, Degraded, Migrating, Maintenance, Suspended, Terminating],
         // Success hands the node back to the health machine as syncing (or
         // healthy if already at head); a compensated failure leaves it down
         // (retried after the cooldown); an unrecoverable one fails it.
@@ -69,6 +74,10 @@ state_machine! {
         // (seed 001: "workflow marks node failed/rolled_back"). No direct
         // maintenance -> migrating: a node leaves maintenance first.
         Maintenance => [Healthy, Syncing, Degraded, Down, Failed, Terminating],
+        // Resumed: started again and handed back to the health machine as
+        // syncing; the host died meanwhile: down (then migration, which
+        // starts it on a new host).
+        Suspended => [Syncing, Down, Terminating],
         Terminating => [Terminated, Failed],
         Terminated => [],
         Failed => [],
@@ -192,6 +201,17 @@ mod tests {
         }
         // Maintenance is left before migrating.
         assert!(!Maintenance.can_transition_to(Migrating));
+        // A suspended node is left alone by the heartbeat evaluator, comes
+        // back only through a start (syncing), and every serving state can
+        // be suspended.
+        assert!(!Suspended.is_heartbeat_evaluated());
+        assert!(Suspended.can_transition_to(Syncing));
+        assert!(!Suspended.can_transition_to(Healthy));
+        for &s in NodeState::ALL {
+            if s.is_heartbeat_evaluated() || s == Down {
+                assert!(s.can_transition_to(Suspended), "{s}");
+            }
+        }
     }
 
     #[test]

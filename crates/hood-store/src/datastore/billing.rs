@@ -11,6 +11,7 @@ use crate::incident::Incident;
 use crate::lease::Lease;
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
+use hood_domain::billing::budget::BudgetStatus;
 use hood_domain::billing::posting::invoice_number;
 use hood_domain::billing::{
     Currency, Invoice, Payment, PaymentState, Period, RateCard, Subscription,
@@ -67,7 +68,7 @@ impl TryFrom<RateCardRow> for StoredRateCard {
 
 const SUBSCRIPTION_COLUMNS: &str = "id, org_id, terms, currency, start_date, rate_card_version, \
      grace_ms, budget_minor, state, state_since, grace_until, reason, billed_through, created_at, \
-     version";
+     version, budget_hard_cap";
 
 #[derive(sqlx::FromRow)]
 struct SubscriptionRow {
@@ -86,6 +87,7 @@ struct SubscriptionRow {
     billed_through: Option<String>,
     created_at: i64,
     version: i64,
+    budget_hard_cap: bool,
 }
 
 impl TryFrom<SubscriptionRow> for Subscription {
@@ -103,6 +105,7 @@ impl TryFrom<SubscriptionRow> for Subscription {
                 .budget_minor
                 .map(|b| to_u64("budget_minor", b))
                 .transpose()?,
+            budget_hard_cap: r.budget_hard_cap,
             state: parse_state("state", &r.state)?,
             state_since: Timestamp::from_millis(r.state_since),
             grace_until: r.grace_until.map(Timestamp::from_millis),
@@ -288,7 +291,7 @@ impl BillingStore for SqlStore {
     async fn insert_subscription(&self, s: &Subscription) -> StoreResult<()> {
         query(format!(
             "INSERT INTO subscriptions ({SUBSCRIPTION_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(s.id.to_string())
         .bind(s.org_id.to_string())
@@ -309,9 +312,10 @@ impl BillingStore for SqlStore {
         .bind(s.billed_through.map(format_date))
         .bind(s.created_at.millis())
         .bind(s.version)
+        .bind(s.budget_hard_cap)
         .execute(&self.pool)
         .await
-        .map_err(|e| write_error(e, "rate card"))?;
+        .map_err(|e| write_error(e, "subscription"))?;
         Ok(())
     }
 
@@ -357,7 +361,7 @@ impl BillingStore for SqlStore {
         let changed = query(
             "UPDATE subscriptions SET terms = $1, rate_card_version = $2, grace_ms = $3, \
              budget_minor = $4, state = $5, state_since = $6, grace_until = $7, reason = $8, \
-             version = $9 WHERE id = $10 AND version = $11",
+             version = $9, budget_hard_cap = $12 WHERE id = $10 AND version = $11",
         )
         .bind(json("terms", &s.terms)?)
         .bind(i64::from(s.rate_card_version))
@@ -374,9 +378,10 @@ impl BillingStore for SqlStore {
         .bind(s.version)
         .bind(s.id.to_string())
         .bind(s.version - 1)
+        .bind(s.budget_hard_cap)
         .execute(&self.pool)
         .await
-        .map_err(|e| write_error(e, "rate card"))?;
+        .map_err(|e| write_error(e, "subscription"))?;
         Ok(changed == 1)
     }
 
@@ -706,6 +711,65 @@ impl BillingStore for SqlStore {
         let resolved = update_incident_on(&mut tx, id, state, &change, now).await?;
         tx.commit().await?;
         Ok(resolved)
+    }
+
+    async fn put_budget_status(
+        &self,
+        subscription: SubscriptionId,
+        org: OrgId,
+        status: &BudgetStatus,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        query(
+            "INSERT INTO subscription_budgets (subscription_id, org_id, period_start, period_end, \
+             budget_minor, spent_minor, alerted_percent, capped, measured_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (subscription_id) DO UPDATE SET period_start = excluded.period_start, \
+             period_end = excluded.period_end, budget_minor = excluded.budget_minor, \
+             spent_minor = excluded.spent_minor, alerted_percent = excluded.alerted_percent, \
+             capped = excluded.capped, measured_at = excluded.measured_at",
+        )
+        .bind(subscription.to_string())
+        .bind(org.to_string())
+        .bind(format_date(status.period.start))
+        .bind(format_date(status.period.end))
+        .bind(to_i64("budget_minor", status.budget_minor)?)
+        .bind(to_i64("spent_minor", status.spent_minor)?)
+        .bind(status.alerted_percent.map(i64::from))
+        .bind(status.capped)
+        .bind(now.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| write_error(e, "subscription budget"))?;
+        Ok(())
+    }
+
+    async fn get_budget_status(
+        &self,
+        subscription: SubscriptionId,
+    ) -> StoreResult<Option<BudgetStatus>> {
+        let row: Option<(String, String, i64, i64, Option<i64>, bool)> = query_as(
+            "SELECT period_start, period_end, budget_minor, spent_minor, alerted_percent, capped \
+             FROM subscription_budgets WHERE subscription_id = $1",
+        )
+        .bind(subscription.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(start, end, budget, spent, alerted, capped)| {
+            Ok(BudgetStatus {
+                period: Period {
+                    start: parse_date("period_start", &start)?,
+                    end: parse_date("period_end", &end)?,
+                },
+                budget_minor: to_u64("budget_minor", budget)?,
+                spent_minor: to_u64("spent_minor", spent)?,
+                alerted_percent: alerted
+                    .map(|a| u8::try_from(a).map_err(|_| StoreError::Corrupt("alerted_percent".into())))
+                    .transpose()?,
+                capped,
+            })
+        })
+        .transpose()
     }
 
     async fn stripe_event_seen(&self, id: &str) -> StoreResult<bool> {

@@ -150,19 +150,25 @@ impl CreditStore for SqlStore {
         Ok(changed == 1)
     }
 
-    async fn credit_stops(&self) -> StoreResult<Vec<(OrgId, String)>> {
-        let rows: Vec<(String, Option<String>)> = query_as(
-            "SELECT org_id, reason FROM credit_accounts WHERE state = 'stopped' ORDER BY org_id",
+    async fn spending_stops(&self) -> StoreResult<Vec<(OrgId, String)>> {
+        let rows: Vec<(String, Option<String>, i64)> = query_as(
+            "SELECT org_id, reason, CAST(0 AS BIGINT) FROM credit_accounts WHERE state = 'stopped' \
+             UNION ALL \
+             SELECT org_id, 'the monthly budget of ' || budget_minor || ' minor units is reached \
+             (hard cap); raise it or wait for the next period', CAST(1 AS BIGINT) \
+             FROM subscription_budgets WHERE capped ORDER BY 1, 3",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|(org, reason)| {
-                Ok((
-                    org.parse().map_err(|_| corrupt("org_id"))?,
-                    reason.unwrap_or_else(|| "prepaid credits exhausted".into()),
-                ))
-            })
-            .collect()
+        let mut stops: Vec<(OrgId, String)> = Vec::with_capacity(rows.len());
+        for (org, reason, _) in rows {
+            let org: OrgId = org.parse().map_err(|_| corrupt("org_id"))?;
+            // Credits first (the order above): one reason per organization.
+            if stops.last().is_some_and(|(o, _)| *o == org) {
+                continue;
+            }
+            stops.push((org, reason.unwrap_or_else(|| "prepaid credits exhausted".into())));
+        }
+        Ok(stops)
     }
 }

@@ -275,6 +275,7 @@ pub async fn run(args: BillingBenchArgs) -> Result<()> {
                     rate_card_version: None,
                     grace_ms: None,
                     budget_minor: None,
+                    budget_hard_cap: false,
                     pending_payment: false,
                 },
             )

@@ -6,6 +6,7 @@ use super::columns;
 use super::output::{json, table, Format};
 use anyhow::{Context, Result};
 use clap::Subcommand;
+use hood_api::routes::budgets::{BudgetInput, BudgetView};
 use hood_api::routes::credits::{CreditsViewBody, EnableCreditsInput, TopUpInput};
 use hood_api::routes::invoicing::{
     CancelInput, ClosePeriodInput, CloseReportView, InvoiceView, PaymentInput, PaymentView,
@@ -83,14 +84,32 @@ pub enum SubscriptionCmd {
         /// Grace after a failed payment, hours (default 72).
         #[arg(long)]
         grace_hours: Option<u32>,
-        /// Monthly budget, minor units.
+        /// Monthly budget, minor units (alerts at 50, 80 and 100 %).
         #[arg(long)]
         budget_minor: Option<u64>,
+        /// Refuse RPC once the budget is reached, until the next period.
+        #[arg(long, requires = "budget_minor")]
+        budget_hard_cap: bool,
         /// Wait for the first payment before the subscription is active.
         #[arg(long)]
         pending_payment: bool,
     },
     List,
+    /// Shows a subscription's budget and how much of it the current period
+    /// has used; with `--set-minor`, `--hard-cap` or `--remove`, changes it
+    /// first.
+    Budget {
+        id: Uuid,
+        /// The new monthly budget, minor units.
+        #[arg(long, conflicts_with = "remove")]
+        set_minor: Option<u64>,
+        /// Refuse RPC once the budget is reached (with `--set-minor`).
+        #[arg(long, requires = "set_minor")]
+        hard_cap: bool,
+        /// Removes the budget (and its cap).
+        #[arg(long)]
+        remove: bool,
+    },
     Show {
         id: Uuid,
     },
@@ -322,6 +341,7 @@ pub async fn subscription(opts: &ConnectOpts, format: Format, cmd: SubscriptionC
             rate_card,
             grace_hours,
             budget_minor,
+            budget_hard_cap,
             pending_payment,
         } => {
             let mut units = BTreeMap::new();
@@ -346,6 +366,7 @@ pub async fn subscription(opts: &ConnectOpts, format: Format, cmd: SubscriptionC
                 rate_card_version: rate_card,
                 grace_hours,
                 budget_minor,
+                budget_hard_cap,
                 pending_payment,
             };
             let sub: SubscriptionView = client.post("/api/v1/subscriptions", &input).await?;
@@ -354,6 +375,24 @@ pub async fn subscription(opts: &ConnectOpts, format: Format, cmd: SubscriptionC
         SubscriptionCmd::List => {
             let subs: Vec<SubscriptionView> = client.get("/api/v1/subscriptions").await?;
             print_rows(format, &subs, columns::SUBSCRIPTION)
+        }
+        SubscriptionCmd::Budget {
+            id,
+            set_minor,
+            hard_cap,
+            remove,
+        } => {
+            let path = format!("/api/v1/subscriptions/{id}/budget");
+            let view: BudgetView = if set_minor.is_some() || remove {
+                let input = BudgetInput {
+                    budget_minor: set_minor,
+                    hard_cap,
+                };
+                client.call(Method::PUT, &path, Some(&input)).await?
+            } else {
+                client.get(&path).await?
+            };
+            print_rows(format, &[view], columns::BUDGET)
         }
         SubscriptionCmd::Show { id } => {
             let sub: SubscriptionView = client.get(&format!("/api/v1/subscriptions/{id}")).await?;

@@ -4,6 +4,7 @@
 use super::output::{joined, or_dash, Column};
 use hood_api::routes::artifacts::{ArtifactView, PushedArtifactView};
 use hood_api::routes::chains::ChainView;
+use hood_api::routes::budgets::BudgetView;
 use hood_api::routes::credits::CreditsViewBody;
 use hood_api::routes::edge::{RpcKeyView, RpcPlanView, UsageRowView};
 use hood_api::routes::fleet::{HostView, StepView, WorkflowView};
@@ -268,6 +269,35 @@ pub const SUBSCRIPTION: &[Column<SubscriptionView>] = &[
     Column::new("START", |s| s.start_date.clone()),
     Column::new("CARD", |s| s.rate_card_version.to_string()),
     Column::new("BILLED_THROUGH", |s| or_dash(&s.billed_through)),
+];
+
+pub const BUDGET: &[Column<BudgetView>] = &[
+    Column::new("SUBSCRIPTION", |b| b.subscription_id.to_string()),
+    Column::new("BUDGET", |b| {
+        b.budget_minor
+            .map_or_else(|| "-".into(), |m| format!("{m} {}", b.currency))
+    }),
+    Column::new("HARD_CAP", |b| b.hard_cap.to_string()),
+    Column::new("PERIOD", |b| {
+        b.current.as_ref().map_or_else(
+            || "-".into(),
+            |c| format!("{}..{}", c.period_start, c.period_end),
+        )
+    }),
+    Column::new("SPENT", |b| {
+        b.current
+            .as_ref()
+            .map_or_else(|| "-".into(), |c| c.spent_minor.to_string())
+    }),
+    Column::new("ALERTED", |b| {
+        b.current
+            .as_ref()
+            .and_then(|c| c.alerted_percent)
+            .map_or_else(|| "-".into(), |p| format!("{p} %"))
+    }),
+    Column::new("CAPPED", |b| {
+        b.current.as_ref().is_some_and(|c| c.capped).to_string()
+    }),
 ];
 
 pub const INVOICE: &[Column<InvoiceView>] = &[
