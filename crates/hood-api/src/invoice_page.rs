@@ -2,7 +2,7 @@
 //! no script, nothing fetched), every value escaped.
 
 use hood_domain::billing::posting::minor_exponent;
-use hood_domain::billing::{Currency, Invoice, LineSource, Payment};
+use hood_domain::billing::{CreditNote, Currency, Invoice, LineSource, Payment};
 use std::fmt::Write;
 
 /// Escapes text for HTML element content and attribute values.
@@ -38,7 +38,12 @@ pub fn money(minor: u64, currency: &Currency) -> String {
 }
 
 /// The page.
-pub fn render(invoice: &Invoice, payments: &[Payment], org_name: Option<&str>) -> String {
+pub fn render(
+    invoice: &Invoice,
+    payments: &[Payment],
+    credit_notes: &[CreditNote],
+    org_name: Option<&str>,
+) -> String {
     let number = invoice.number.as_deref().unwrap_or("draft");
     let mut html = String::new();
     // `write!` to a String cannot fail.
@@ -100,6 +105,35 @@ pub fn render(invoice: &Invoice, payments: &[Payment], org_name: Option<&str>) -
         "</tbody><tfoot><tr><th colspan=\"2\">Total</th><th class=\"amount\">{}</th></tr></tfoot></table>",
         money(invoice.total_minor, &invoice.currency)
     );
+    if let Some(reason) = &invoice.void_reason {
+        let _ = write!(
+            html,
+            "<p><strong>Void</strong>: {}. Nothing is owed on this invoice.</p>",
+            esc(reason)
+        );
+    }
+    if !credit_notes.is_empty() {
+        html.push_str("<h2>Credit notes</h2><ul>");
+        let mut credited = 0u64;
+        for n in credit_notes {
+            credited += n.amount_minor;
+            let _ = write!(
+                html,
+                "<li>{}: {} ({})</li>",
+                esc(&n.number),
+                money(n.amount_minor, &n.currency),
+                esc(&n.reason)
+            );
+        }
+        let _ = write!(
+            html,
+            "</ul><p>Amount due after credit notes: <strong>{}</strong></p>",
+            money(
+                hood_domain::billing::amount_due(invoice.total_minor, credited),
+                &invoice.currency
+            )
+        );
+    }
     if !payments.is_empty() {
         html.push_str("<h2>Payments</h2><ul>");
         for p in payments {

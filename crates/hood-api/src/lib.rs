@@ -62,7 +62,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::billing::router())
             .merge(routes::invoicing::router())
             .merge(routes::credits::router())
-            .merge(routes::budgets::router());
+            .merge(routes::budgets::router())
+            .merge(routes::corrections::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.

@@ -21,8 +21,8 @@
 
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
-    artifacts, billing, budgets, chains, credits, edge, fleet, health, identity, invoicing, ledger,
-    nodes, ops,
+    artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health, identity,
+    invoicing, ledger, nodes, ops,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -60,9 +60,10 @@ use utoipa::{Modify, OpenApi};
         invoicing::create_subscription, invoicing::list_subscriptions, invoicing::get_subscription,
         invoicing::cancel_subscription, invoicing::close_period, invoicing::list_invoices,
         invoicing::get_invoice, invoicing::print_invoice, invoicing::record_payment,
-        invoicing::checkout, invoicing::stripe_webhook, invoicing::reconciliation,
+        invoicing::checkout, invoicing::get_checkout, invoicing::stripe_webhook, invoicing::reconciliation,
         credits::get_credits, credits::enable_credits, credits::top_up, credits::checkout,
         budgets::get_budget, budgets::set_budget,
+        corrections::void_invoice, corrections::credit_invoice, corrections::list_credit_notes,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -86,6 +87,7 @@ use utoipa::{Modify, OpenApi};
         credits::CreditsViewBody, credits::EnableCreditsInput, credits::TopUpInput,
         credits::CreditsCheckoutInput,
         budgets::BudgetInput, budgets::BudgetMeasurement, budgets::BudgetView,
+        corrections::VoidInput, corrections::CreditNoteInput, invoicing::CreditNoteView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

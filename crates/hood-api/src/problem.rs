@@ -168,6 +168,7 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(what) => ApiError::Conflict(format!("{what} already exists")),
             StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::Correction(c) => ApiError::Conflict(c.to_string()),
             StoreError::SchemaOutOfDate { .. } | StoreError::SchemaTooNew { .. } => {
                 ApiError::Unavailable(e.to_string())
             }

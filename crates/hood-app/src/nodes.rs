@@ -8,8 +8,8 @@ use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
 use hood_domain::machine::StateMachine;
 use hood_domain::node::{Node, NodeEvent};
 use hood_domain::node_workflows::{
-    provision_id, resume_id, signals, suspend_id, terminate_id, NodeWorkflowInput,
-    PROVISION_NODE, RESUME_NODE, SUSPEND_NODE, TERMINATE_NODE,
+    provision_id, resume_id, signals, suspend_id, terminate_id, NodeWorkflowInput, PROVISION_NODE,
+    RESUME_NODE, SUSPEND_NODE, TERMINATE_NODE,
 };
 use hood_domain::validate::{self, FieldError};
 use hood_domain::{NodeId, OrgId};

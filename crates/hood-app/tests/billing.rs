@@ -631,6 +631,202 @@ async fn prepaid_credits_stop_at_zero_and_a_top_up_restores_service(env: Env) {
         .unwrap();
 }
 
+/// Corrections keep every number and every unit: a void keeps its number
+/// and reverses its transfer; credit notes never exceed an invoice, are
+/// idempotent per request key, lower what is due, settle an invoice they
+/// cover, and reconcile; two concurrent notes cannot both overdraw it.
+async fn voids_and_credit_notes_correct_invoices_without_losing_a_unit(env: Env) {
+    let b = &env.billing;
+    b.create_rate_card(card()).await.unwrap();
+    let mut req = hybrid();
+    req.terms = ContractTerms::Fixed { fee_minor: 1_000 };
+    b.create_subscription(env.org, req).await.unwrap();
+    let mut month = 0;
+    let mut next_invoice = async || {
+        month += 1;
+        env.clock.set(Timestamp(JAN_1 + (31 * month + 1) * DAY));
+        let mut issued = b.close_periods(None, None).await.unwrap().issued;
+        assert_eq!(issued.len(), 1);
+        issued.remove(0)
+    };
+    fn conflict<T>(r: Result<T, AppError>) -> bool {
+        matches!(r, Err(AppError::Conflict(_)))
+    }
+
+    // Void: the number stays, the transfer is reversed.
+    let a = next_invoice().await;
+    assert!(matches!(
+        b.void_invoice(a.id, "  ").await,
+        Err(AppError::Invalid(_))
+    ));
+    let voided = b.void_invoice(a.id, "wrong contract").await.unwrap();
+    assert_eq!(voided.state, InvoiceState::Void);
+    assert_eq!(voided.number, a.number);
+    assert_eq!(voided.void_reason.as_deref(), Some("wrong contract"));
+    assert!(voided.posted_at.is_some(), "the reversal is posted");
+    assert!(conflict(b.void_invoice(a.id, "again").await));
+    assert!(conflict(b.credit_invoice(a.id, 1, "x", None).await));
+
+    // Credit notes on an issued invoice lower what is due.
+    let bi = next_invoice().await;
+    let n1 = b
+        .credit_invoice(bi.id, 300, "outage credit", Some("k1"))
+        .await
+        .unwrap();
+    assert_eq!(n1.number, "CN-2026-000001");
+    let again = b
+        .credit_invoice(bi.id, 300, "outage credit", Some("k1"))
+        .await
+        .unwrap();
+    assert_eq!(again, n1, "the same request finds its note");
+    assert!(conflict(
+        b.credit_invoice(bi.id, 701, "too much", None).await
+    ));
+    assert_eq!(b.amount_due(&bi).await.unwrap(), 700);
+    // Paying without an amount pays what is due.
+    let paid = b.record_local_payment(bi.id, "BANK-B", None).await.unwrap();
+    assert_eq!(paid.amount_minor, 700);
+    let r = b.reconcile(None, None).await.unwrap();
+    assert!(r.items.is_empty(), "{:#?}", r.items);
+    assert_eq!(r.credited_minor, 300);
+    // Credited after payment: money to give back, and reconciliation says so.
+    b.credit_invoice(bi.id, 700, "refund the rest", None)
+        .await
+        .unwrap();
+    let r = b.reconcile(None, None).await.unwrap();
+    assert_eq!(r.items.len(), 1, "{:#?}", r.items);
+    assert_eq!(
+        (r.items[0].kind, r.items[0].amount_minor),
+        ("overpaid", 700)
+    );
+
+    // Credited in full while unpaid: settled, nothing due.
+    let c = next_invoice().await;
+    b.credit_invoice(c.id, 1_000, "goodwill", None)
+        .await
+        .unwrap();
+    let c = b.invoice(None, c.id).await.unwrap();
+    assert_eq!(c.state, InvoiceState::Paid);
+    assert_eq!(b.amount_due(&c).await.unwrap(), 0);
+
+    // Two notes at once on one invoice: never more than it in all.
+    let d = next_invoice().await;
+    let (x, y) = tokio::join!(
+        b.credit_invoice(d.id, 600, "first", None),
+        b.credit_invoice(d.id, 600, "second", None)
+    );
+    assert_eq!(
+        usize::from(x.is_ok()) + usize::from(y.is_ok()),
+        1,
+        "{x:?} {y:?}"
+    );
+    let notes = b.credit_notes(Some(env.org), None).await.unwrap();
+    let numbers: Vec<&str> = notes.iter().map(|n| n.number.as_str()).collect();
+    assert_eq!(
+        numbers,
+        vec![
+            "CN-2026-000004",
+            "CN-2026-000003",
+            "CN-2026-000002",
+            "CN-2026-000001"
+        ],
+        "numbered without gaps, newest first"
+    );
+    assert!(b
+        .credit_notes(Some(OrgId::from_uuid(Uuid::now_v7())), None)
+        .await
+        .unwrap()
+        .is_empty());
+    hood_ledger::verify::verify_store(env.store.as_ref(), None)
+        .await
+        .unwrap();
+}
+
+/// The payment provider down: the checkout is kept (`pending`) and sent
+/// again with backoff under the same idempotency key until it opens; one
+/// session, never two. A refusal fails it for good.
+async fn a_checkout_waits_out_a_provider_outage(env: Env) {
+    use hood_app::billing::checkouts::CHECKOUT_BACKOFF;
+    use hood_store::billing::CheckoutState;
+    let stripe = hood_payments::fake::FakeStripe::start().await.unwrap();
+    let provider = hood_payments::StripeProvider::new(stripe.base_url(), "sk_test_1").unwrap();
+    let b = env.billing.clone().with_provider(Arc::new(provider));
+    b.create_rate_card(card()).await.unwrap();
+    let mut req = hybrid();
+    req.terms = ContractTerms::Fixed { fee_minor: 1_000 };
+    b.create_subscription(env.org, req).await.unwrap();
+    env.clock.set(Timestamp(JAN_1 + 32 * DAY));
+    let inv = b.close_periods(None, None).await.unwrap().issued.remove(0);
+    let open = async || {
+        b.checkout(
+            Some(env.org),
+            inv.id,
+            "https://example.test/ok".into(),
+            "https://example.test/no".into(),
+        )
+        .await
+    };
+
+    // Down for the first two attempts.
+    stripe.fail_next(2, 503);
+    let c = open().await.unwrap();
+    assert_eq!(c.state, CheckoutState::Pending);
+    assert_eq!(c.attempts, 1);
+    assert!(c.last_error.as_deref().unwrap().contains("unavailable"));
+    let first_wait = CHECKOUT_BACKOFF.delay(1).as_millis() as i64;
+    assert_eq!(
+        c.next_attempt_at,
+        Some(env.clock.now().plus_millis(first_wait))
+    );
+    // Not due yet: the loop leaves it alone.
+    assert_eq!(b.retry_checkouts(10).await.unwrap(), 0);
+    assert_eq!(stripe.requests().len(), 1);
+    // Due: still down, waits longer.
+    env.clock.set(c.next_attempt_at.unwrap());
+    assert_eq!(b.retry_checkouts(10).await.unwrap(), 0);
+    let c = b
+        .checkout_status(Some(env.org), &c.idempotency_key)
+        .await
+        .unwrap();
+    assert_eq!(c.attempts, 2);
+    let second_wait = CHECKOUT_BACKOFF.delay(2).as_millis() as i64;
+    assert!(second_wait > first_wait);
+    assert_eq!(
+        c.next_attempt_at,
+        Some(env.clock.now().plus_millis(second_wait))
+    );
+    // Back: opened by the loop.
+    env.clock.set(c.next_attempt_at.unwrap());
+    assert_eq!(b.retry_checkouts(10).await.unwrap(), 1);
+    let c = b.checkout_status(None, &c.idempotency_key).await.unwrap();
+    assert_eq!(c.state, CheckoutState::Open);
+    let session = c.session_id.clone().unwrap();
+    assert!(stripe.session(&session).is_some());
+    assert!(c.url.unwrap().starts_with("http"));
+    // Asked again: the same session, no new provider call.
+    let calls = stripe.requests().len();
+    let again = open().await.unwrap();
+    assert_eq!(again.session_id.as_deref(), Some(session.as_str()));
+    assert_eq!(stripe.requests().len(), calls);
+    // Another tenant does not see it.
+    assert!(matches!(
+        b.checkout_status(Some(OrgId::from_uuid(Uuid::now_v7())), &c.idempotency_key)
+            .await,
+        Err(AppError::NotFound(_))
+    ));
+
+    // A refusal (4xx) is final: failed, and said so.
+    b.credit_invoice(inv.id, 1, "changes the amount due", None)
+        .await
+        .unwrap();
+    stripe.fail_next(1, 400);
+    assert!(matches!(open().await, Err(AppError::Conflict(_))));
+    assert!(
+        matches!(open().await, Err(AppError::Conflict(_))),
+        "stays failed"
+    );
+}
+
 /// A budget warns at 50, 80 and 100 % of the period's cost so far (one
 /// open alert, replaced as it climbs); under a hard cap, 100 % stops the
 /// organization's metered spending until the budget is raised.
@@ -661,18 +857,27 @@ async fn a_budget_alerts_as_it_fills_and_its_hard_cap_stops_spending(env: Env) {
 
     spend("b2", 10_000, JAN_1 + 2 * HOUR).await; // 50 cents: half
     assert_eq!(b.check_budgets().await.unwrap().alerts, 1);
-    assert_eq!(open_alerts(&env).await, vec!["Budget 50 % reached".to_owned()]);
+    assert_eq!(
+        open_alerts(&env).await,
+        vec!["Budget 50 % reached".to_owned()]
+    );
     assert_eq!(b.check_budgets().await.unwrap().alerts, 0, "told once");
 
     spend("b3", 200_000, JAN_1 + 3 * HOUR).await; // 90 cents
     b.check_budgets().await.unwrap();
-    assert_eq!(open_alerts(&env).await, vec!["Budget 80 % reached".to_owned()]);
+    assert_eq!(
+        open_alerts(&env).await,
+        vec!["Budget 80 % reached".to_owned()]
+    );
     assert!(stops().await.is_empty());
 
     spend("b4", 50_000, JAN_1 + 4 * HOUR).await; // 100 cents: capped
     let r = b.check_budgets().await.unwrap();
     assert_eq!((r.alerts, r.capped), (1, 1));
-    assert_eq!(open_alerts(&env).await, vec!["Budget 100 % reached".to_owned()]);
+    assert_eq!(
+        open_alerts(&env).await,
+        vec!["Budget 100 % reached".to_owned()]
+    );
     let stopped = stops().await;
     assert_eq!(stopped.len(), 1);
     assert_eq!(stopped[0].0, env.org);
@@ -770,7 +975,13 @@ async fn a_cut_off_suspends_nodes_a_top_up_resumes_them_and_grace_terminates_the
     assert_eq!(b.accrue_credits().await.unwrap().nodes_resumed, 0);
 
     // Spent beyond the balance: cut off again, suspended again.
-    let t0 = b.credits(env.org).await.unwrap().account.accrued_through.millis();
+    let t0 = b
+        .credits(env.org)
+        .await
+        .unwrap()
+        .account
+        .accrued_through
+        .millis();
     env.store
         .record_usage(&[usage(&env, "w1", "eth_call", 9_000, t0 + 1_000)])
         .await
@@ -786,8 +997,9 @@ async fn a_cut_off_suspends_nodes_a_top_up_resumes_them_and_grace_terminates_the
     assert!(run(terminate_id(node_id)).await.is_none());
     // Still cut off when the grace (72 h by default) runs out: terminated,
     // which deletes its keys and backups.
-    env.clock
-        .set(Timestamp(t0 + 60_000 + hood_domain::billing::DEFAULT_GRACE_MS));
+    env.clock.set(Timestamp(
+        t0 + 60_000 + hood_domain::billing::DEFAULT_GRACE_MS,
+    ));
     let r = b.accrue_credits().await.unwrap();
     assert_eq!(r.nodes_terminated, 1);
     assert!(run(terminate_id(node_id)).await.is_some());
@@ -916,5 +1128,7 @@ both!(
     prepaid_credits_stop_at_zero_and_a_top_up_restores_service,
     a_cut_off_suspends_nodes_a_top_up_resumes_them_and_grace_terminates_them,
     a_budget_alerts_as_it_fills_and_its_hard_cap_stops_spending,
+    voids_and_credit_notes_correct_invoices_without_losing_a_unit,
+    a_checkout_waits_out_a_provider_outage,
     reconciliation_matches_everything_and_itemizes_each_difference,
 );

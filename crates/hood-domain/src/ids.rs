@@ -66,6 +66,8 @@ id_type!(/// An invoice.
     InvoiceId);
 id_type!(/// A payment received (or attempted) for an invoice.
     PaymentId);
+id_type!(/// A credit note: a correction of an issued invoice.
+    CreditNoteId);
 id_type!(/// An allocation of host capacity.
     AllocationId);
 id_type!(/// A ledger transfer (chosen by the client: idempotent).

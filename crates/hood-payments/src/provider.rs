@@ -9,10 +9,10 @@ use std::fmt;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What billing wants paid through a hosted checkout page.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckoutRequest {
     /// Same key, same request: the provider answers the first session again.
     pub idempotency_key: String,

@@ -11,9 +11,9 @@ use crate::lease::Lease;
 use crate::StoreResult;
 use async_trait::async_trait;
 use hood_domain::billing::budget::BudgetStatus;
-use hood_domain::billing::{Invoice, Payment, RateCard, Subscription};
+use hood_domain::billing::{CreditNote, Invoice, Payment, RateCard, Subscription};
 use hood_domain::lifecycle::InvoiceState;
-use hood_domain::{InvoiceId, OrgId, PaymentId, SubscriptionId, Timestamp};
+use hood_domain::{CreditNoteId, InvoiceId, OrgId, PaymentId, SubscriptionId, Timestamp};
 use time::Date;
 
 /// A rate card as stored.
@@ -41,6 +41,64 @@ pub struct InvoiceQuery {
     pub subscription_id: Option<SubscriptionId>,
     pub state: Option<InvoiceState>,
     pub limit: i64,
+}
+
+/// A credit note asked for: the store numbers it and checks it against
+/// the invoice in the transaction that stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCreditNote {
+    pub id: CreditNoteId,
+    pub invoice_id: InvoiceId,
+    pub amount_minor: u64,
+    pub reason: String,
+    pub created_at: Timestamp,
+}
+
+/// Where a hosted checkout stands with the payment provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckoutState {
+    /// Not taken by the provider yet (it was down): retried with backoff.
+    Pending,
+    /// The provider made the session: send the customer to its URL.
+    Open,
+    /// The provider refused it, or stayed down past the retry window.
+    Failed,
+}
+
+impl CheckoutState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CheckoutState::Pending => "pending",
+            CheckoutState::Open => "open",
+            CheckoutState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Open, Self::Failed]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
+}
+
+/// A hosted checkout asked of the payment provider.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checkout {
+    /// The provider's idempotency key: the same request is the same row.
+    pub idempotency_key: String,
+    pub org_id: OrgId,
+    /// `None`: a credit top-up.
+    pub invoice_id: Option<InvoiceId>,
+    /// The provider request, sent again as it was.
+    pub request: serde_json::Value,
+    pub state: CheckoutState,
+    pub attempts: u32,
+    pub next_attempt_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+    pub session_id: Option<String>,
+    pub url: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// What recording a payment did.
@@ -127,6 +185,39 @@ pub trait BillingStore: Send + Sync {
     /// Resolves the unresolved `billing` incident of `key`, if any.
     async fn clear_billing_alert(&self, org: OrgId, key: &str, now: Timestamp)
         -> StoreResult<bool>;
+    /// Voids an issued, unpaid, uncredited invoice (its number stays) and
+    /// un-posts it, so the poster writes the reversal. `NotFound` for an
+    /// unknown invoice; `Correction` naming the rule it breaks.
+    async fn void_invoice(
+        &self,
+        id: InvoiceId,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<Invoice>;
+    /// Stores a credit note: checked against the invoice's total and its
+    /// earlier notes, numbered from its year's counter, in one transaction
+    /// (concurrent notes cannot together exceed the invoice). A note whose
+    /// id exists is returned as it is (a retried request). An issued
+    /// invoice credited in full is settled (`paid`).
+    async fn issue_credit_note(&self, note: &NewCreditNote) -> StoreResult<CreditNote>;
+    /// Credit notes, newest first.
+    async fn list_credit_notes(
+        &self,
+        org: Option<OrgId>,
+        invoice: Option<InvoiceId>,
+    ) -> StoreResult<Vec<CreditNote>>;
+    async fn credit_notes_to_post(&self, limit: i64) -> StoreResult<Vec<CreditNote>>;
+    async fn mark_credit_note_posted(&self, id: CreditNoteId, at: Timestamp) -> StoreResult<()>;
+
+    /// Stores a checkout unless its key exists; returns the stored one
+    /// (the new row, or the earlier request's).
+    async fn create_checkout(&self, c: &Checkout) -> StoreResult<Checkout>;
+    /// Writes a checkout's state, attempts and session.
+    async fn update_checkout(&self, c: &Checkout) -> StoreResult<()>;
+    async fn get_checkout(&self, key: &str) -> StoreResult<Option<Checkout>>;
+    /// Pending checkouts whose next attempt is due by `now`, oldest first.
+    async fn due_checkouts(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<Checkout>>;
+
     /// Writes the latest budget measurement of a subscription (replacing
     /// the previous one).
     async fn put_budget_status(

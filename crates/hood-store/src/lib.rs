@@ -90,6 +90,9 @@ pub enum StoreError {
     /// A lifecycle change its state machine does not allow.
     #[error(transparent)]
     InvalidTransition(#[from] hood_domain::machine::InvalidTransition),
+    /// A correction of an invoice its rules do not allow.
+    #[error(transparent)]
+    Correction(#[from] hood_domain::billing::CorrectionError),
 }
 
 /// A column that does not decode into its row struct's type is corrupt

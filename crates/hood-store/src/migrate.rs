@@ -112,6 +112,16 @@ pub const SQLITE: &[Migration] = &[
         name: "budgets",
         sql: include_str!("../migrations/sqlite/0014_budgets.sql"),
     },
+    Migration {
+        version: 15,
+        name: "credit_notes",
+        sql: include_str!("../migrations/sqlite/0015_credit_notes.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "checkouts",
+        sql: include_str!("../migrations/sqlite/0016_checkouts.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -185,6 +195,16 @@ pub const POSTGRES: &[Migration] = &[
         version: 14,
         name: "budgets",
         sql: include_str!("../migrations/postgres/0014_budgets.sql"),
+    },
+    Migration {
+        version: 15,
+        name: "credit_notes",
+        sql: include_str!("../migrations/postgres/0015_credit_notes.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "checkouts",
+        sql: include_str!("../migrations/postgres/0016_checkouts.sql"),
     },
 ];
 

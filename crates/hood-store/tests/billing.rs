@@ -187,6 +187,7 @@ fn draft(s: &Subscription, period: Period, total: u64) -> Invoice {
         issued_at: Some(T0),
         paid_at: None,
         voided_at: None,
+        void_reason: None,
         posted_at: None,
     }
 }

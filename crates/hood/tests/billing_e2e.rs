@@ -205,7 +205,14 @@ async fn a_hybrid_period_is_invoiced_from_stored_usage_and_paid_through_stripe()
     // refuses with 402 naming the budget; raised, the key serves again.
     let sub_id = sub["id"].as_str().unwrap();
     let budget: Value = serde_json::from_str(&cli(&[
-        "-o", "json", "subscription", "budget", sub_id, "--set-minor", "1000", "--hard-cap",
+        "-o",
+        "json",
+        "subscription",
+        "budget",
+        sub_id,
+        "--set-minor",
+        "1000",
+        "--hard-cap",
     ]))
     .unwrap();
     assert_eq!(budget[0]["budget_minor"], 1000, "{budget}");
@@ -217,7 +224,10 @@ async fn a_hybrid_period_is_invoiced_from_stored_usage_and_paid_through_stripe()
             .send()
             .await
             .unwrap();
-        (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+        (
+            r.status().as_u16(),
+            r.json::<Value>().await.unwrap_or(Value::Null),
+        )
     };
     let refused = wait_for("402 at the budget", Duration::from_secs(20), async || {
         let (status, body) = call().await;
@@ -225,7 +235,10 @@ async fn a_hybrid_period_is_invoiced_from_stored_usage_and_paid_through_stripe()
     })
     .await;
     assert!(
-        refused["error"]["message"].as_str().unwrap().contains("budget"),
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("budget"),
         "{refused}"
     );
     let shown: Value =
@@ -235,12 +248,21 @@ async fn a_hybrid_period_is_invoiced_from_stored_usage_and_paid_through_stripe()
     assert_eq!(current["alerted_percent"], 100, "{shown}");
     assert!(current["spent_minor"].as_u64().unwrap() >= 4_900, "{shown}");
     cli(&[
-        "subscription", "budget", sub_id, "--set-minor", "100000000", "--hard-cap",
+        "subscription",
+        "budget",
+        sub_id,
+        "--set-minor",
+        "100000000",
+        "--hard-cap",
     ]);
-    wait_for("served under the raised budget", Duration::from_secs(20), async || {
-        let (status, _) = call().await;
-        (status == 200).then_some(Value::Null)
-    })
+    wait_for(
+        "served under the raised budget",
+        Duration::from_secs(20),
+        async || {
+            let (status, _) = call().await;
+            (status == 200).then_some(Value::Null)
+        },
+    )
     .await;
 
     // The node ends; its billable time is then fixed by its state log.
@@ -425,6 +447,75 @@ async fn a_hybrid_period_is_invoiced_from_stored_usage_and_paid_through_stripe()
     let out = cli(&["invoice", "list"]);
     assert!(out.contains("paid"), "{out}");
 
+    // A correction after payment is a credit note, numbered in its own
+    // series and posted; reconciliation then names the money to give back.
+    let note: Value = serde_json::from_str(&cli(&[
+        "-o",
+        "json",
+        "invoice",
+        "credit",
+        &invoice_id,
+        "--amount-minor",
+        "100",
+        "--reason",
+        "SLA credit",
+        "--request-key",
+        "sla-1",
+    ]))
+    .unwrap();
+    assert!(
+        note[0]["number"].as_str().unwrap().starts_with("CN-"),
+        "{note}"
+    );
+    assert!(note[0]["posted_at"].is_string(), "{note}");
+    // The same request again is the same note.
+    let again: Value = serde_json::from_str(&cli(&[
+        "-o",
+        "json",
+        "invoice",
+        "credit",
+        &invoice_id,
+        "--amount-minor",
+        "100",
+        "--reason",
+        "SLA credit",
+        "--request-key",
+        "sla-1",
+    ]))
+    .unwrap();
+    assert_eq!(again[0]["id"], note[0]["id"]);
+    // A paid invoice cannot be voided: a plain message, a non-zero exit.
+    let (ok, _, err) = hood_cli(
+        &["invoice", "void", &invoice_id, "--reason", "oops"],
+        &env,
+        None,
+    );
+    assert!(!ok && err.contains("credit note"), "{err}");
+    let shown = get_json(
+        &http,
+        &format!("{api}/api/v1/invoices/{invoice_id}"),
+        &admin,
+    )
+    .await;
+    assert_eq!(
+        shown["amount_due_minor"].as_u64(),
+        Some(total - 100),
+        "{shown}"
+    );
+    assert_eq!(
+        shown["credit_notes"].as_array().unwrap().len(),
+        1,
+        "{shown}"
+    );
+    let rec: Value = serde_json::from_str(&cli(&["-o", "json", "billing", "reconcile"])).unwrap();
+    let items = rec["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{rec}");
+    assert_eq!(
+        (items[0]["kind"].as_str(), items[0]["amount_minor"].as_u64()),
+        (Some("overpaid"), Some(100))
+    );
+    assert_eq!(rec["credited_minor"], 100, "{rec}");
+
     // Stopped, the ledger audits clean: the invoice and its payment are
     // transfers in the verified log.
     hood.stop("-TERM");
@@ -446,7 +537,11 @@ async fn a_hybrid_period_is_invoiced_from_stored_usage_and_paid_through_stripe()
         total * 10_000,
         "invoiced, in micro-dollars"
     );
-    assert_eq!(acc.credits_posted, acc.debits_posted, "and paid once");
+    assert_eq!(
+        acc.credits_posted,
+        acc.debits_posted + 100 * 10_000,
+        "paid once, and credited 1.00 (owed back to the customer)"
+    );
 }
 
 /// Every file under `dir`, recursively.

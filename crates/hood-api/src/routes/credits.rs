@@ -6,7 +6,9 @@ use crate::auth::Caller;
 use crate::clock::rfc3339;
 use crate::extract::{Json, Query};
 use crate::problem::{ApiError, ApiResult, Problem};
-use crate::routes::invoicing::{check_url, invalid, service, CheckoutView, PaymentView};
+use crate::routes::invoicing::{
+    check_url, checkout_response, invalid, service, CheckoutView, PaymentView,
+};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -216,7 +218,8 @@ pub struct CreditsCheckoutInput {
 }
 
 #[utoipa::path(post, path = "/api/v1/credits/checkout", tag = "billing", request_body = CreditsCheckoutInput,
-    responses((status = 200, body = CheckoutView),
+    responses((status = 200, body = CheckoutView, description = "Open: send the customer to its URL"),
+        (status = 202, body = CheckoutView, description = "The provider is down: kept and retried (follow it at /api/v1/checkouts/{key})"),
         (status = 404, body = Problem, content_type = "application/problem+json", description = "The organization does not run on credits"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "The provider refused"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "No payment provider is configured, or it is unreachable")),
@@ -227,7 +230,7 @@ pub async fn checkout(
     State(state): State<AppState>,
     caller: Caller,
     Json(input): Json<CreditsCheckoutInput>,
-) -> ApiResult<Json<CheckoutView>> {
+) -> ApiResult<Response> {
     caller.require(Permission::ManageBilling)?;
     check_url("success_url", &input.success_url)?;
     check_url("cancel_url", &input.cancel_url)?;
@@ -235,7 +238,7 @@ pub async fn checkout(
     if key.is_empty() || key.len() > 100 {
         return Err(invalid("request_key", "1 to 100 characters"));
     }
-    let session = service(&state)?
+    let c = service(&state)?
         .credits_checkout(
             caller.org_id,
             input.amount_minor,
@@ -244,9 +247,5 @@ pub async fn checkout(
             input.cancel_url,
         )
         .await?;
-    Ok(Json(CheckoutView {
-        id: session.id,
-        url: session.url,
-        status: session.status,
-    }))
+    Ok(checkout_response(&c))
 }

@@ -22,13 +22,13 @@ use axum::Router;
 use hood_app::billing::{CloseReport, WebhookOutcome};
 use hood_app::{BillingService, CreateSubscription};
 use hood_domain::billing::{
-    Aggregation, ContractTerms, Invoice, Line, LineSource, MeterDefinition, Payment, Price,
-    PriceRule, Rate, RateCard, Reading, Subscription, Tier,
+    Aggregation, ContractTerms, CreditNote, Invoice, Line, LineSource, MeterDefinition, Payment,
+    Price, PriceRule, Rate, RateCard, Reading, Subscription, Tier,
 };
 use hood_domain::identity::Permission;
 use hood_domain::validate::FieldError;
 use hood_domain::{InvoiceId, OrgId, SubscriptionId};
-use hood_store::billing::StoredRateCard;
+use hood_store::billing::{Checkout, CheckoutState, StoredRateCard};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
@@ -60,6 +60,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/invoices/{id}/print", get(print_invoice))
         .route("/api/v1/invoices/{id}/payments", post(record_payment))
         .route("/api/v1/invoices/{id}/checkout", post(checkout))
+        .route("/api/v1/checkouts/{key}", get(get_checkout))
 }
 
 /// The webhook route: no bearer token (Stripe signs the body), its own
@@ -668,6 +669,8 @@ pub struct ReconciliationView {
     pub invoices: usize,
     pub payments: usize,
     pub invoiced_minor: u64,
+    /// Taken back by credit notes.
+    pub credited_minor: u64,
     pub paid_minor: u64,
     /// Money whose invoice, payments and ledger transfers agree.
     pub matched_minor: u64,
@@ -700,6 +703,7 @@ pub async fn reconciliation(
         invoices: r.invoices,
         payments: r.payments,
         invoiced_minor: r.invoiced_minor,
+        credited_minor: r.credited_minor,
         paid_minor: r.paid_minor,
         matched_minor: r.matched_minor,
         itemized_minor: r.itemized_minor,
@@ -857,11 +861,62 @@ pub struct InvoiceView {
     pub paid_at: Option<String>,
     /// When the ledger confirmed the invoice's transfer.
     pub posted_at: Option<String>,
+    pub voided_at: Option<String>,
+    pub void_reason: Option<String>,
     pub payments: Vec<PaymentView>,
+    /// Its corrections (on `GET /api/v1/invoices/{id}`; absent in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_notes: Option<Vec<CreditNoteView>>,
+    /// What is still owed: the total less its credit notes (on
+    /// `GET /api/v1/invoices/{id}`; absent in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount_due_minor: Option<u64>,
+}
+
+/// A credit note: part or all of an issued invoice taken back.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreditNoteView {
+    pub id: Uuid,
+    /// `CN-YYYY-NNNNNN`, without gaps per year.
+    pub number: String,
+    pub invoice_id: Uuid,
+    pub org_id: Uuid,
+    pub currency: String,
+    pub amount_minor: u64,
+    pub reason: String,
+    pub created_at: String,
+    /// When the ledger confirmed its transfer (revenue → receivable).
+    pub posted_at: Option<String>,
+}
+
+impl From<&CreditNote> for CreditNoteView {
+    fn from(n: &CreditNote) -> Self {
+        Self {
+            id: *n.id.as_uuid(),
+            number: n.number.clone(),
+            invoice_id: *n.invoice_id.as_uuid(),
+            org_id: *n.org_id.as_uuid(),
+            currency: n.currency.to_string(),
+            amount_minor: n.amount_minor,
+            reason: n.reason.clone(),
+            created_at: rfc3339(n.created_at),
+            posted_at: n.posted_at.map(rfc3339),
+        }
+    }
 }
 
 impl InvoiceView {
-    fn of(i: &Invoice, payments: &[Payment]) -> Self {
+    /// With its credit notes and what is due.
+    pub(crate) fn detailed(i: &Invoice, payments: &[Payment], notes: &[CreditNote]) -> Self {
+        let credited: u64 = notes.iter().map(|n| n.amount_minor).sum();
+        Self {
+            credit_notes: Some(notes.iter().map(CreditNoteView::from).collect()),
+            amount_due_minor: Some(hood_domain::billing::amount_due(i.total_minor, credited)),
+            ..Self::of(i, payments)
+        }
+    }
+
+    pub(crate) fn of(i: &Invoice, payments: &[Payment]) -> Self {
         Self {
             id: *i.id.as_uuid(),
             number: i.number.clone(),
@@ -886,7 +941,11 @@ impl InvoiceView {
             issued_at: i.issued_at.map(rfc3339),
             paid_at: i.paid_at.map(rfc3339),
             posted_at: i.posted_at.map(rfc3339),
+            voided_at: i.voided_at.map(rfc3339),
+            void_reason: i.void_reason.clone(),
             payments: payments.iter().map(PaymentView::from).collect(),
+            credit_notes: None,
+            amount_due_minor: None,
         }
     }
 }
@@ -933,13 +992,14 @@ async fn invoice_with_payments(
     state: &AppState,
     caller: &Caller,
     id: &str,
-) -> ApiResult<(Invoice, Vec<Payment>)> {
+) -> ApiResult<(Invoice, Vec<Payment>, Vec<CreditNote>)> {
     caller.require(Permission::ReadBilling)?;
     let id = InvoiceId::from_uuid(parse_uuid("id", id)?);
     let billing = service(state)?;
     let invoice = billing.invoice(scope(caller), id).await?;
     let payments = billing.invoice_payments(scope(caller), id).await?;
-    Ok((invoice, payments))
+    let notes = billing.credit_notes(scope(caller), Some(id)).await?;
+    Ok((invoice, payments, notes))
 }
 
 #[utoipa::path(get, path = "/api/v1/invoices/{id}", tag = "billing", params(("id" = Uuid, Path)),
@@ -953,8 +1013,8 @@ pub async fn get_invoice(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<InvoiceView>> {
-    let (invoice, payments) = invoice_with_payments(&state, &caller, &id).await?;
-    Ok(Json(InvoiceView::of(&invoice, &payments)))
+    let (invoice, payments, notes) = invoice_with_payments(&state, &caller, &id).await?;
+    Ok(Json(InvoiceView::detailed(&invoice, &payments, &notes)))
 }
 
 #[utoipa::path(get, path = "/api/v1/invoices/{id}/print", tag = "billing", params(("id" = Uuid, Path)),
@@ -967,11 +1027,12 @@ pub async fn print_invoice(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let (invoice, payments) = invoice_with_payments(&state, &caller, &id).await?;
+    let (invoice, payments, notes) = invoice_with_payments(&state, &caller, &id).await?;
     let org = state.store.get_org(invoice.org_id).await?;
     let mut page = Html(crate::invoice_page::render(
         &invoice,
         &payments,
+        &notes,
         org.as_ref().map(|o| o.name.as_str()),
     ))
     .into_response();
@@ -988,7 +1049,7 @@ pub struct PaymentInput {
     /// The bank's (or other) reference: one payment per reference.
     #[schema(min_length = 1, max_length = 200)]
     pub reference: String,
-    /// Default: the invoice's total.
+    /// Default: what is due (the total less credit notes).
     pub amount_minor: Option<u64>,
 }
 
@@ -1024,12 +1085,69 @@ pub struct CheckoutInput {
     pub cancel_url: String,
 }
 
+/// A hosted checkout. When the payment provider is down the request is
+/// kept (`pending`, answered with 202) and the billing role sends it again
+/// with backoff; follow it at `GET /api/v1/checkouts/{key}`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct CheckoutView {
-    pub id: String,
-    /// The hosted page to send the customer to.
-    pub url: String,
-    pub status: String,
+    /// The request's idempotency key.
+    pub key: String,
+    /// open | pending | failed
+    pub state: String,
+    /// The provider's session id, once open.
+    pub id: Option<String>,
+    /// The hosted page to send the customer to, once open.
+    pub url: Option<String>,
+    pub attempts: u32,
+    /// When a pending checkout is tried again.
+    pub next_attempt_at: Option<String>,
+    /// Why the last attempt did not open it.
+    pub last_error: Option<String>,
+}
+
+impl From<&Checkout> for CheckoutView {
+    fn from(c: &Checkout) -> Self {
+        Self {
+            key: c.idempotency_key.clone(),
+            state: c.state.as_str().to_owned(),
+            id: c.session_id.clone(),
+            url: c.url.clone(),
+            attempts: c.attempts,
+            next_attempt_at: c.next_attempt_at.map(rfc3339),
+            last_error: c.last_error.clone(),
+        }
+    }
+}
+
+/// 200 with an open checkout, 202 with one waiting for the provider.
+pub(crate) fn checkout_response(c: &Checkout) -> Response {
+    let status = match c.state {
+        CheckoutState::Pending => axum::http::StatusCode::ACCEPTED,
+        _ => axum::http::StatusCode::OK,
+    };
+    (status, Json(CheckoutView::from(c))).into_response()
+}
+
+#[utoipa::path(get, path = "/api/v1/checkouts/{key}", tag = "billing",
+    params(("key" = String, Path, description = "The checkout's idempotency key")),
+    responses((status = 200, body = CheckoutView),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Billing does not run in this process")),
+    security(("bearer" = ["read_billing"])))]
+/// A checkout as it stands: open with its URL, or still waiting for the
+/// payment provider.
+pub async fn get_checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<Json<CheckoutView>> {
+    caller.require(Permission::ReadBilling)?;
+    if key.is_empty() || key.len() > 300 {
+        return Err(invalid("key", "1 to 300 characters"));
+    }
+    let c = service(&state)?
+        .checkout_status(scope(&caller), &key)
+        .await?;
+    Ok(Json(CheckoutView::from(&c)))
 }
 
 /// A redirect target for a hosted checkout: an http(s) URL.
@@ -1046,9 +1164,10 @@ pub(crate) fn check_url(field: &'static str, raw: &str) -> ApiResult<()> {
 
 #[utoipa::path(post, path = "/api/v1/invoices/{id}/checkout", tag = "billing",
     params(("id" = Uuid, Path)), request_body = CheckoutInput,
-    responses((status = 200, body = CheckoutView),
+    responses((status = 200, body = CheckoutView, description = "Open: send the customer to its URL"),
+        (status = 202, body = CheckoutView, description = "The provider is down: kept and retried (follow it at /api/v1/checkouts/{key})"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "The invoice is not payable, or the provider refused"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "No payment provider is configured, or it is unreachable")),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "No payment provider is configured")),
     security(("bearer" = ["manage_billing"])))]
 /// Opens a hosted checkout (Stripe) for an issued invoice; asking again
 /// answers the same session.
@@ -1057,19 +1176,15 @@ pub async fn checkout(
     caller: Caller,
     Path(id): Path<String>,
     Json(input): Json<CheckoutInput>,
-) -> ApiResult<Json<CheckoutView>> {
+) -> ApiResult<Response> {
     caller.require(Permission::ManageBilling)?;
     let id = InvoiceId::from_uuid(parse_uuid("id", &id)?);
     check_url("success_url", &input.success_url)?;
     check_url("cancel_url", &input.cancel_url)?;
-    let session = service(&state)?
+    let c = service(&state)?
         .checkout(scope(&caller), id, input.success_url, input.cancel_url)
         .await?;
-    Ok(Json(CheckoutView {
-        id: session.id,
-        url: session.url,
-        status: session.status,
-    }))
+    Ok(checkout_response(&c))
 }
 
 // --- Stripe webhook -------------------------------------------------------------

@@ -4,6 +4,7 @@ pub mod artifacts;
 pub mod billing;
 pub mod budgets;
 pub mod chains;
+pub mod corrections;
 pub mod credits;
 pub mod edge;
 pub mod fleet;

@@ -78,8 +78,13 @@ impl BillingService {
         let spent = rate_period(&sub.terms, &sub.currency, &card, &readings)
             .map_err(|e| AppError::Conflict(e.to_string()))?
             .total_minor;
-        let (alert, status) =
-            next_status(previous.as_ref(), period, budget, spent, sub.budget_hard_cap);
+        let (alert, status) = next_status(
+            previous.as_ref(),
+            period,
+            budget,
+            spent,
+            sub.budget_hard_cap,
+        );
         self.store()
             .put_budget_status(sub.id, sub.org_id, &status, now)
             .await?;

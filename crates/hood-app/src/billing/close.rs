@@ -188,6 +188,7 @@ impl BillingService {
             issued_at: Some(now),
             paid_at: None,
             voided_at: None,
+            void_reason: None,
             posted_at: None,
         })
     }

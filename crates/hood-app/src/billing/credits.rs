@@ -275,12 +275,7 @@ impl BillingService {
         request_key: &str,
         success_url: String,
         cancel_url: String,
-    ) -> AppResult<hood_payments::CheckoutSession> {
-        let provider = self.provider.as_ref().ok_or_else(|| {
-            AppError::Unavailable(
-                "no payment provider is configured (set HOOD_STRIPE_SECRET_KEY)".into(),
-            )
-        })?;
+    ) -> AppResult<hood_store::billing::Checkout> {
         if amount_minor == 0 {
             return Err(super::invalid("amount_minor", "a top-up is at least 1"));
         }
@@ -299,10 +294,7 @@ impl BillingService {
             success_url,
             cancel_url,
         };
-        provider
-            .create_checkout(&request)
-            .await
-            .map_err(super::provider_error)
+        self.open_checkout(org, None, &request).await
     }
 
     /// Places the current window's hold for a stopped organization; on

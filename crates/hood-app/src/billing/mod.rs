@@ -10,7 +10,9 @@
 //! a crash between the two loses nothing and a retry charges nothing twice.
 
 pub mod budget;
+pub mod checkouts;
 pub mod close;
+pub mod corrections;
 pub mod credits;
 pub mod dunning;
 pub mod payments;

@@ -20,10 +20,8 @@ use hood_domain::ledger::{AccountCode, NewTransfer, TransferFlags};
 use hood_domain::lifecycle::{InvoiceState, SubscriptionState};
 use hood_domain::{AccountId, InvoiceId, OrgId, TransferId};
 use hood_payments::stripe_signature::{self, DEFAULT_TOLERANCE_SECS};
-use hood_payments::{
-    CheckoutRequest, CheckoutSession, CheckoutSessionEvent, EventKind, PaymentStatus,
-};
-use hood_store::billing::PaymentOutcome;
+use hood_payments::{CheckoutRequest, CheckoutSessionEvent, EventKind, PaymentStatus};
+use hood_store::billing::{Checkout, PaymentOutcome};
 use std::collections::BTreeMap;
 
 /// How Stripe's webhooks are checked.
@@ -88,7 +86,10 @@ impl BillingService {
                 inv.state
             )));
         }
-        let amount = amount_minor.unwrap_or(inv.total_minor);
+        let amount = match amount_minor {
+            Some(a) => a,
+            None => self.amount_due(&inv).await?,
+        };
         self.settle("local", reference, &inv, amount, &inv.currency.clone())
             .await
     }
@@ -162,12 +163,7 @@ impl BillingService {
         invoice: InvoiceId,
         success_url: String,
         cancel_url: String,
-    ) -> AppResult<CheckoutSession> {
-        let provider = self.provider.as_ref().ok_or_else(|| {
-            AppError::Unavailable(
-                "no payment provider is configured (set HOOD_STRIPE_SECRET_KEY)".into(),
-            )
-        })?;
+    ) -> AppResult<Checkout> {
         let inv = self.invoice(org, invoice).await?;
         if inv.state != InvoiceState::Issued {
             return Err(AppError::Conflict(format!(
@@ -175,9 +171,13 @@ impl BillingService {
                 inv.state
             )));
         }
+        // What is owed after credit notes; a note changes the amount, so it
+        // is part of the idempotency key (Stripe refuses a key reused with
+        // other parameters).
+        let due = self.amount_due(&inv).await?;
         let request = CheckoutRequest {
-            idempotency_key: format!("hood-invoice-{}", inv.id),
-            amount_minor: inv.total_minor,
+            idempotency_key: format!("hood-invoice-{}-{due}", inv.id),
+            amount_minor: due,
             currency: inv.currency.to_string(),
             description: format!(
                 "Invoice {} ({} to {})",
@@ -190,10 +190,7 @@ impl BillingService {
             success_url,
             cancel_url,
         };
-        provider
-            .create_checkout(&request)
-            .await
-            .map_err(super::provider_error)
+        self.open_checkout(inv.org_id, Some(inv.id), &request).await
     }
 
     /// Handles one Stripe webhook delivery: `payload` exactly as received,
@@ -378,7 +375,7 @@ impl BillingService {
 
     // --- ledger postings --------------------------------------------------
 
-    async fn transfer(
+    pub(crate) async fn transfer(
         &self,
         id: TransferId,
         debit: AccountId,
@@ -509,6 +506,10 @@ impl BillingService {
         }
         for p in self.store().payments_to_post(limit).await? {
             self.post_payment(&p).await?;
+            posted += 1;
+        }
+        for note in self.store().credit_notes_to_post(limit).await? {
+            self.post_credit_note(&note).await?;
             posted += 1;
         }
         Ok(posted)

@@ -8,9 +8,11 @@
 //! - its ledger transfer exists (`not_posted` while billing has not posted
 //!   it yet, `missing_transfer` if billing thinks it did) with the right
 //!   amount and accounts (`transfer_differs`);
-//! - a paid invoice's succeeded payments add up to its total
-//!   (`underpaid`, `overpaid`); a payment for a void invoice is
-//!   `paid_void_invoice`;
+//! - so do a void invoice's reversal, each credit note's transfer and each
+//!   refund's reversal;
+//! - a paid invoice's succeeded payments add up to what is due (its total
+//!   less its credit notes: `underpaid`, `overpaid`); a payment for a void
+//!   invoice is `paid_void_invoice`;
 //! - a billing transfer of the ledger that no invoice or payment explains
 //!   (`orphan_transfer`).
 
@@ -18,9 +20,10 @@ use super::BillingService;
 use crate::error::AppResult;
 use crate::ledger::Viewer;
 use hood_domain::billing::posting::{
-    account_id, invoice_transfer_id, payment_transfer_id, transfer_code,
+    account_id, credit_note_transfer_id, invoice_transfer_id, payment_transfer_id,
+    refund_transfer_id, transfer_code, void_transfer_id,
 };
-use hood_domain::billing::{Invoice, Payment, PaymentState};
+use hood_domain::billing::{amount_due, Invoice, Payment, PaymentState};
 use hood_domain::ledger::{AccountCode, Transfer};
 use hood_domain::lifecycle::InvoiceState;
 use hood_domain::{AccountId, OrgId, TransferId};
@@ -45,8 +48,10 @@ pub struct ReconciliationItem {
 pub struct Reconciliation {
     pub invoices: usize,
     pub payments: usize,
-    /// Minor units invoiced, and paid through providers.
+    /// Minor units invoiced, credited back by credit notes, and paid
+    /// through providers.
     pub invoiced_minor: u64,
+    pub credited_minor: u64,
     pub paid_minor: u64,
     /// Minor units whose invoice, payment and ledger agree.
     pub matched_minor: u64,
@@ -101,6 +106,46 @@ impl BillingService {
                     inv.total_minor,
                 ),
             );
+            let receivable = account_id(AccountCode::Receivable, ledger, Some(inv.org_id));
+            let revenue = account_id(AccountCode::Revenue, ledger, None);
+            let mut ok = ok;
+            if inv.state == InvoiceState::Void {
+                let id = void_transfer_id(inv.id);
+                seen.insert(id);
+                ok &= self.check_transfer(
+                    &mut r,
+                    &ledger_transfers,
+                    id,
+                    inv.posted_at.is_some(),
+                    (revenue, receivable, amount),
+                    (
+                        format!("void of invoice {}", inv.number.as_deref().unwrap_or("")),
+                        inv.org_id,
+                        inv.total_minor,
+                    ),
+                );
+            }
+            let mut credited = 0u64;
+            for note in self.store().list_credit_notes(None, Some(inv.id)).await? {
+                credited += note.amount_minor;
+                let (_, note_amount) = self.units(note.amount_minor, &note.currency).await?;
+                let id = credit_note_transfer_id(note.id);
+                seen.insert(id);
+                ok &= self.check_transfer(
+                    &mut r,
+                    &ledger_transfers,
+                    id,
+                    note.posted_at.is_some(),
+                    (revenue, receivable, note_amount),
+                    (
+                        format!("credit note {}", note.number),
+                        inv.org_id,
+                        note.amount_minor,
+                    ),
+                );
+            }
+            r.credited_minor += credited;
+            let due = amount_due(inv.total_minor, credited);
             let payments = self.store().list_payments(None, Some(inv.id)).await?;
             let paid: u64 = payments
                 .iter()
@@ -113,23 +158,20 @@ impl BillingService {
             }
             let number = inv.number.clone().unwrap_or_default();
             match inv.state {
-                InvoiceState::Paid if paid < inv.total_minor => r.items.push(ReconciliationItem {
+                InvoiceState::Paid if paid < due => r.items.push(ReconciliationItem {
                     kind: "underpaid",
                     reference: format!("invoice {number}"),
                     org_id: Some(inv.org_id),
-                    amount_minor: inv.total_minor - paid,
-                    reason: format!(
-                        "marked paid, but payments add up to {paid} of {}",
-                        inv.total_minor
-                    ),
+                    amount_minor: due - paid,
+                    reason: format!("marked paid, but payments add up to {paid} of the {due} due"),
                 }),
-                InvoiceState::Paid | InvoiceState::Issued if paid > inv.total_minor => {
+                InvoiceState::Paid | InvoiceState::Issued if paid > due => {
                     r.items.push(ReconciliationItem {
                         kind: "overpaid",
                         reference: format!("invoice {number}"),
                         org_id: Some(inv.org_id),
-                        amount_minor: paid - inv.total_minor,
-                        reason: format!("payments add up to {paid}, the total is {}: refund or credit the difference", inv.total_minor),
+                        amount_minor: paid - due,
+                        reason: format!("payments add up to {paid}, {due} is due (after credit notes): refund the difference"),
                     });
                 }
                 InvoiceState::Void if paid > 0 => r.items.push(ReconciliationItem {
@@ -142,8 +184,8 @@ impl BillingService {
                 _ => {}
             }
             let consistent = match inv.state {
-                InvoiceState::Paid => paid == inv.total_minor,
-                InvoiceState::Issued => paid <= inv.total_minor,
+                InvoiceState::Paid => paid == due,
+                InvoiceState::Issued => paid <= due,
                 InvoiceState::Void => paid == 0,
                 InvoiceState::Draft => true,
             };
@@ -160,10 +202,9 @@ impl BillingService {
         }
         // What the ledger holds that nothing here explains.
         for t in ledger_transfers.values() {
-            let billing_code = matches!(
-                t.code,
-                transfer_code::INVOICE | transfer_code::PAYMENT | transfer_code::CREDIT_TOP_UP
-            );
+            // Credit usage (holds and their settlement) is the accrual's,
+            // explained by the credits account, not by a record here.
+            let billing_code = t.code != transfer_code::CREDIT_USAGE;
             if billing_code && !seen.contains(&t.id) && from.is_none() && to.is_none() {
                 r.items.push(ReconciliationItem {
                     kind: "orphan_transfer",
@@ -212,6 +253,23 @@ impl BillingService {
                 p.amount_minor,
             ),
         );
+        let mut ok = ok;
+        if p.state == PaymentState::Refunded {
+            let id = refund_transfer_id(p.id);
+            seen.insert(id);
+            ok &= self.check_transfer(
+                r,
+                transfers,
+                id,
+                p.posted_at.is_some(),
+                (paid, account_id(AccountCode::Cash, ledger, None), amount),
+                (
+                    format!("refund of payment {} {}", p.provider, p.reference),
+                    p.org_id,
+                    p.amount_minor,
+                ),
+            );
+        }
         if ok && p.invoice_id.is_none() {
             r.matched_minor += p.amount_minor;
         }
@@ -282,7 +340,7 @@ impl BillingService {
             after = Some(last.timestamp);
             let full = page.len() as i64 == crate::ledger::MAX_PAGE;
             for t in page {
-                if (transfer_code::INVOICE..=transfer_code::CREDIT_USAGE).contains(&t.code) {
+                if (transfer_code::INVOICE..=transfer_code::CREDIT_NOTE).contains(&t.code) {
                     out.insert(t.id, t);
                 }
             }

@@ -37,6 +37,10 @@ pub async fn billing_once(
     if posted > 0 {
         tracing::info!(posted, "billing records posted to the ledger");
     }
+    let opened = billing.retry_checkouts(POST_BATCH).await?;
+    if opened > 0 {
+        tracing::info!(opened, "queued checkouts opened");
+    }
     let budgets = billing.check_budgets().await?;
     if budgets.alerts + budgets.capped + budgets.lifted > 0 {
         tracing::info!(?budgets, "billing budgets");
@@ -47,7 +51,7 @@ pub async fn billing_once(
 /// How often the loop works, and how long its lease lasts.
 #[derive(Debug, Clone, Copy)]
 pub struct RunnerTiming {
-    /// Period close, dunning, ledger postings, budgets.
+    /// Period close, dunning, ledger postings, queued checkouts, budgets.
     pub interval: Duration,
     /// Prepaid credit accrual.
     pub credits_tick: Duration,

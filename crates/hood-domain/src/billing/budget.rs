@@ -132,6 +132,9 @@ mod tests {
         assert_eq!(a, Some(50));
         // Raised only to 50 % of the new budget: 50 % counts as told.
         let (a, half) = next_status(Some(&hard), p, 2_000, 1_000, true);
-        assert_eq!((a, half.alerted_percent, half.capped), (None, Some(50), false));
+        assert_eq!(
+            (a, half.alerted_percent, half.capped),
+            (None, Some(50), false)
+        );
     }
 }

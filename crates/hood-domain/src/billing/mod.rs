@@ -26,4 +26,7 @@ pub use rating::{
     adjustment, rate_period, ContractTerms, Line, LineSource, MeterDefinition, PriceRule, RateCard,
     Rated, RatingError,
 };
-pub use records::{Invoice, Payment, PaymentState, Subscription, DEFAULT_GRACE_MS};
+pub use records::{
+    amount_due, check_credit, check_void, CorrectionError, CreditNote, Invoice, Payment,
+    PaymentState, Subscription, DEFAULT_GRACE_MS,
+};

@@ -9,7 +9,7 @@
 //! so every replica finds the same accounts without a lookup table.
 
 use crate::ledger::AccountCode;
-use crate::{AccountId, InvoiceId, OrgId, PaymentId, TransferId};
+use crate::{AccountId, CreditNoteId, InvoiceId, OrgId, PaymentId, TransferId};
 use uuid::Uuid;
 
 use super::price::Currency;
@@ -33,6 +33,9 @@ pub mod transfer_code {
     /// Usage paid from prepaid credits (holds, their settlement, excess):
     /// the customer's prepaid credits ← revenue.
     pub const CREDIT_USAGE: u16 = 106;
+    /// A credit note: revenue ← the customer's receivable (part of an
+    /// invoice taken back).
+    pub const CREDIT_NOTE: u16 = 107;
 }
 
 fn derive(parts: &[&str]) -> Uuid {
@@ -60,6 +63,17 @@ pub fn invoice_transfer_id(invoice: InvoiceId) -> TransferId {
 /// The transfer that reverses a voided invoice.
 pub fn void_transfer_id(invoice: InvoiceId) -> TransferId {
     TransferId::from_uuid(derive(&["void", &invoice.to_string()]))
+}
+
+/// The transfer of a credit note.
+pub fn credit_note_transfer_id(note: CreditNoteId) -> TransferId {
+    TransferId::from_uuid(derive(&["credit-note", &note.to_string()]))
+}
+
+/// The credit note a request for `invoice` under the caller's `key` makes:
+/// the same request again finds it.
+pub fn credit_note_id(invoice: InvoiceId, key: &str) -> CreditNoteId {
+    CreditNoteId::from_uuid(derive(&["credit-note-request", &invoice.to_string(), key]))
 }
 
 /// The transfer of a received payment.
@@ -107,6 +121,12 @@ pub fn invoice_number(year: i32, seq: u64) -> String {
     format!("{year}-{seq:06}")
 }
 
+/// A credit note's number: `CN-YYYY-NNNNNN`, its own series without gaps
+/// per year (never confused with an invoice's).
+pub fn credit_note_number(year: i32, seq: u64) -> String {
+    format!("CN-{year}-{seq:06}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,6 +146,17 @@ mod tests {
         let inv = InvoiceId::from_uuid(Uuid::from_u128(9));
         assert_eq!(invoice_transfer_id(inv), invoice_transfer_id(inv));
         assert_ne!(invoice_transfer_id(inv), void_transfer_id(inv));
+        let note = credit_note_id(inv, "k1");
+        assert_eq!(note, credit_note_id(inv, "k1"));
+        assert_ne!(note, credit_note_id(inv, "k2"));
+        assert_ne!(
+            note,
+            credit_note_id(InvoiceId::from_uuid(Uuid::from_u128(10)), "k1")
+        );
+        assert_ne!(
+            credit_note_transfer_id(note).as_uuid(),
+            invoice_transfer_id(inv).as_uuid()
+        );
         assert_eq!(payment_id("stripe", "cs_1"), payment_id("stripe", "cs_1"));
         assert_ne!(payment_id("stripe", "cs_1"), payment_id("local", "cs_1"));
     }
@@ -149,6 +180,7 @@ mod tests {
     #[test]
     fn numbers_sort_within_a_year() {
         assert_eq!(invoice_number(2026, 42), "2026-000042");
+        assert_eq!(credit_note_number(2026, 42), "CN-2026-000042");
         assert!(invoice_number(2026, 9) < invoice_number(2026, 10));
     }
 }

@@ -3,7 +3,10 @@
 use super::incident::{insert_incident_on, update_incident_on};
 use super::lease::check_fence;
 use super::SqlStore;
-use crate::billing::{BillingStore, InvoiceQuery, IssueOutcome, PaymentOutcome, StoredRateCard};
+use crate::billing::{
+    BillingStore, Checkout, InvoiceQuery, IssueOutcome, NewCreditNote, PaymentOutcome,
+    StoredRateCard,
+};
 use crate::codec::{format_date, parse_date, parse_json, parse_state, write_error};
 use crate::db::{query, query_as, Tx};
 use crate::health::IncidentChange;
@@ -14,19 +17,21 @@ use async_trait::async_trait;
 use hood_domain::billing::budget::BudgetStatus;
 use hood_domain::billing::posting::invoice_number;
 use hood_domain::billing::{
-    Currency, Invoice, Payment, PaymentState, Period, RateCard, Subscription,
+    CreditNote, Currency, Invoice, Payment, PaymentState, Period, RateCard, Subscription,
 };
 use hood_domain::health::IncidentCategory;
 use hood_domain::lifecycle::{IncidentState, InvoiceState};
 use hood_domain::machine::StateMachine;
-use hood_domain::{IncidentId, InvoiceId, OrgId, PaymentId, SubscriptionId, Timestamp};
+use hood_domain::{
+    CreditNoteId, IncidentId, InvoiceId, OrgId, PaymentId, SubscriptionId, Timestamp,
+};
 use time::Date;
 
-fn to_i64(what: &str, v: u64) -> StoreResult<i64> {
+pub(super) fn to_i64(what: &str, v: u64) -> StoreResult<i64> {
     i64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} out of range")))
 }
 
-fn to_u64(what: &str, v: i64) -> StoreResult<u64> {
+pub(super) fn to_u64(what: &str, v: i64) -> StoreResult<u64> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{what} {v} is negative")))
 }
 
@@ -38,12 +43,12 @@ fn json(what: &str, v: &impl serde::Serialize) -> StoreResult<String> {
     serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn parse_id<T: std::str::FromStr>(column: &str, v: &str) -> StoreResult<T> {
+pub(super) fn parse_id<T: std::str::FromStr>(column: &str, v: &str) -> StoreResult<T> {
     v.parse()
         .map_err(|_| StoreError::Corrupt(format!("{column}: `{v}` is not an id")))
 }
 
-fn parse_currency(v: &str) -> StoreResult<Currency> {
+pub(super) fn parse_currency(v: &str) -> StoreResult<Currency> {
     v.parse()
         .map_err(|e| StoreError::Corrupt(format!("currency: {e}")))
 }
@@ -120,12 +125,13 @@ impl TryFrom<SubscriptionRow> for Subscription {
     }
 }
 
-const INVOICE_COLUMNS: &str = "id, subscription_id, org_id, period_start, period_end, state, \
+pub(super) const INVOICE_COLUMNS: &str =
+    "id, subscription_id, org_id, period_start, period_end, state, \
      number, currency, total_minor, rate_card_version, lines, readings, created_at, issued_at, \
-     paid_at, voided_at, posted_at";
+     paid_at, voided_at, posted_at, void_reason";
 
 #[derive(sqlx::FromRow)]
-struct InvoiceRow {
+pub(super) struct InvoiceRow {
     id: String,
     subscription_id: String,
     org_id: String,
@@ -143,6 +149,7 @@ struct InvoiceRow {
     paid_at: Option<i64>,
     voided_at: Option<i64>,
     posted_at: Option<i64>,
+    void_reason: Option<String>,
 }
 
 impl TryFrom<InvoiceRow> for Invoice {
@@ -167,6 +174,7 @@ impl TryFrom<InvoiceRow> for Invoice {
             issued_at: r.issued_at.map(Timestamp::from_millis),
             paid_at: r.paid_at.map(Timestamp::from_millis),
             voided_at: r.voided_at.map(Timestamp::from_millis),
+            void_reason: r.void_reason,
             posted_at: r.posted_at.map(Timestamp::from_millis),
         })
     }
@@ -430,7 +438,7 @@ impl BillingStore for SqlStore {
         stored.issued_at = Some(issued_at);
         query(format!(
             "INSERT INTO invoices ({INVOICE_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         ))
         .bind(stored.id.to_string())
         .bind(stored.subscription_id.to_string())
@@ -449,6 +457,7 @@ impl BillingStore for SqlStore {
         .bind(stored.paid_at.map(Timestamp::millis))
         .bind(stored.voided_at.map(Timestamp::millis))
         .bind(stored.posted_at.map(Timestamp::millis))
+        .bind(stored.void_reason.clone())
         .execute(&mut tx)
         .await
         .map_err(|e| write_error(e, "subscription or rate card"))?;
@@ -713,6 +722,51 @@ impl BillingStore for SqlStore {
         Ok(resolved)
     }
 
+    async fn void_invoice(
+        &self,
+        id: InvoiceId,
+        reason: &str,
+        now: Timestamp,
+    ) -> StoreResult<Invoice> {
+        self.void_invoice_impl(id, reason, now).await
+    }
+
+    async fn issue_credit_note(&self, note: &NewCreditNote) -> StoreResult<CreditNote> {
+        self.issue_credit_note_impl(note).await
+    }
+
+    async fn list_credit_notes(
+        &self,
+        org: Option<OrgId>,
+        invoice: Option<InvoiceId>,
+    ) -> StoreResult<Vec<CreditNote>> {
+        self.list_credit_notes_impl(org, invoice).await
+    }
+
+    async fn credit_notes_to_post(&self, limit: i64) -> StoreResult<Vec<CreditNote>> {
+        self.credit_notes_to_post_impl(limit).await
+    }
+
+    async fn mark_credit_note_posted(&self, id: CreditNoteId, at: Timestamp) -> StoreResult<()> {
+        self.mark_credit_note_posted_impl(id, at).await
+    }
+
+    async fn create_checkout(&self, c: &Checkout) -> StoreResult<Checkout> {
+        self.create_checkout_impl(c).await
+    }
+
+    async fn update_checkout(&self, c: &Checkout) -> StoreResult<()> {
+        self.update_checkout_impl(c).await
+    }
+
+    async fn get_checkout(&self, key: &str) -> StoreResult<Option<Checkout>> {
+        self.get_checkout_impl(key).await
+    }
+
+    async fn due_checkouts(&self, now: Timestamp, limit: i64) -> StoreResult<Vec<Checkout>> {
+        self.due_checkouts_impl(now, limit).await
+    }
+
     async fn put_budget_status(
         &self,
         subscription: SubscriptionId,
@@ -764,7 +818,9 @@ impl BillingStore for SqlStore {
                 budget_minor: to_u64("budget_minor", budget)?,
                 spent_minor: to_u64("spent_minor", spent)?,
                 alerted_percent: alerted
-                    .map(|a| u8::try_from(a).map_err(|_| StoreError::Corrupt("alerted_percent".into())))
+                    .map(|a| {
+                        u8::try_from(a).map_err(|_| StoreError::Corrupt("alerted_percent".into()))
+                    })
                     .transpose()?,
                 capped,
             })

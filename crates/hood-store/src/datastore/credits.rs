@@ -167,7 +167,10 @@ impl CreditStore for SqlStore {
             if stops.last().is_some_and(|(o, _)| *o == org) {
                 continue;
             }
-            stops.push((org, reason.unwrap_or_else(|| "prepaid credits exhausted".into())));
+            stops.push((
+                org,
+                reason.unwrap_or_else(|| "prepaid credits exhausted".into()),
+            ));
         }
         Ok(stops)
     }

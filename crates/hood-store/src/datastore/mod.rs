@@ -16,6 +16,8 @@ use std::time::Duration;
 
 mod artifact;
 mod billing;
+mod checkouts;
+mod corrections;
 mod credits;
 mod edge;
 mod fleet;

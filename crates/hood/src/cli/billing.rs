@@ -7,11 +7,12 @@ use super::output::{json, table, Format};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use hood_api::routes::budgets::{BudgetInput, BudgetView};
+use hood_api::routes::corrections::{CreditNoteInput, VoidInput};
 use hood_api::routes::credits::{CreditsViewBody, EnableCreditsInput, TopUpInput};
 use hood_api::routes::invoicing::{
-    CancelInput, ClosePeriodInput, CloseReportView, InvoiceView, PaymentInput, PaymentView,
-    RateCardInput, RateCardView, ReconciliationView, SubscriptionInput, SubscriptionView,
-    TermsInput,
+    CancelInput, ClosePeriodInput, CloseReportView, CreditNoteView, InvoiceView, PaymentInput,
+    PaymentView, RateCardInput, RateCardView, ReconciliationView, SubscriptionInput,
+    SubscriptionView, TermsInput,
 };
 use reqwest::Method;
 use std::collections::BTreeMap;
@@ -142,9 +143,33 @@ pub enum InvoiceCmd {
         id: Uuid,
         #[arg(long)]
         reference: String,
-        /// Default: the invoice's total.
+        /// Default: what is due (the total less credit notes).
         #[arg(long)]
         amount_minor: Option<u64>,
+    },
+    /// Voids an issued invoice nobody has paid or credited (platform
+    /// admins); its number stays taken and its ledger transfer is reversed.
+    Void {
+        id: Uuid,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Issues a credit note on an issued or paid invoice (platform admins):
+    /// `CN-YYYY-NNNNNN`, never more than the invoice in all.
+    Credit {
+        id: Uuid,
+        #[arg(long)]
+        amount_minor: u64,
+        #[arg(long)]
+        reason: String,
+        /// Your key for this request: repeated, it finds the note it made.
+        #[arg(long)]
+        request_key: Option<String>,
+    },
+    /// Credit notes, newest first.
+    CreditNotes {
+        #[arg(long)]
+        invoice: Option<Uuid>,
     },
 }
 
@@ -447,9 +472,48 @@ pub async fn invoice(opts: &ConnectOpts, format: Format, cmd: InvoiceCmd) -> Res
                         println!();
                         print!("{}", table(&inv.payments, columns::PAYMENT));
                     }
+                    if let Some(notes) = inv.credit_notes.as_ref().filter(|n| !n.is_empty()) {
+                        println!();
+                        print!("{}", table(notes, columns::CREDIT_NOTE));
+                    }
                     Ok(())
                 }
             }
+        }
+        InvoiceCmd::Void { id, reason } => {
+            let inv: InvoiceView = client
+                .post(
+                    &format!("/api/v1/invoices/{id}/void"),
+                    &VoidInput { reason },
+                )
+                .await?;
+            print_rows(format, &[inv], columns::INVOICE)
+        }
+        InvoiceCmd::Credit {
+            id,
+            amount_minor,
+            reason,
+            request_key,
+        } => {
+            let note: CreditNoteView = client
+                .post(
+                    &format!("/api/v1/invoices/{id}/credit-notes"),
+                    &CreditNoteInput {
+                        amount_minor,
+                        reason,
+                        request_key,
+                    },
+                )
+                .await?;
+            print_rows(format, &[note], columns::CREDIT_NOTE)
+        }
+        InvoiceCmd::CreditNotes { invoice } => {
+            let path = match invoice {
+                Some(i) => format!("/api/v1/credit-notes?invoice_id={i}"),
+                None => "/api/v1/credit-notes".to_owned(),
+            };
+            let notes: Vec<CreditNoteView> = client.get(&path).await?;
+            print_rows(format, &notes, columns::CREDIT_NOTE)
         }
         InvoiceCmd::Pay {
             id,

@@ -3,14 +3,15 @@
 
 use super::output::{joined, or_dash, Column};
 use hood_api::routes::artifacts::{ArtifactView, PushedArtifactView};
-use hood_api::routes::chains::ChainView;
 use hood_api::routes::budgets::BudgetView;
+use hood_api::routes::chains::ChainView;
 use hood_api::routes::credits::CreditsViewBody;
 use hood_api::routes::edge::{RpcKeyView, RpcPlanView, UsageRowView};
 use hood_api::routes::fleet::{HostView, StepView, WorkflowView};
 use hood_api::routes::health::{ChannelView, DeliveryView, IncidentView, UptimeBucketView};
 use hood_api::routes::invoicing::{
-    InvoiceView, LineView, PaymentView, RateCardView, ReconciliationItemView, SubscriptionView,
+    CreditNoteView, InvoiceView, LineView, PaymentView, RateCardView, ReconciliationItemView,
+    SubscriptionView,
 };
 use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
@@ -298,6 +299,14 @@ pub const BUDGET: &[Column<BudgetView>] = &[
     Column::new("CAPPED", |b| {
         b.current.as_ref().is_some_and(|c| c.capped).to_string()
     }),
+];
+
+pub const CREDIT_NOTE: &[Column<CreditNoteView>] = &[
+    Column::new("NUMBER", |n| n.number.clone()),
+    Column::new("INVOICE", |n| n.invoice_id.to_string()),
+    Column::new("AMOUNT", |n| format!("{} {}", n.amount_minor, n.currency)),
+    Column::new("REASON", |n| n.reason.clone()),
+    Column::new("POSTED", |n| or_dash(&n.posted_at)),
 ];
 
 pub const INVOICE: &[Column<InvoiceView>] = &[
