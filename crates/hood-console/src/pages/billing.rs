@@ -205,6 +205,28 @@ pub(crate) async fn invoice(
                 @if inv.readings.is_empty() { (empty_row(3, "No metered usage in this period.")) }
             }
         }
+        @if let Some(reason) = &inv.void_reason {
+            div.flash.error { p { strong { "Void: " } (reason) ". Nothing is owed on this invoice." } }
+        }
+        @if let Some(notes) = inv.credit_notes.as_ref().filter(|n| !n.is_empty()) {
+            h2 { "Credit notes" }
+            table #invoice-credit-notes.data {
+                thead { tr { th { "Number" } th { "Reason" } th.num { "Amount" } th { "At" } } }
+                tbody {
+                    @for n in notes {
+                        tr {
+                            td { (n.number) }
+                            td { (n.reason) }
+                            td.num { (amount(n.amount_minor, &n.currency)) }
+                            td { (when(&n.created_at)) }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(due) = inv.amount_due_minor.filter(|d| *d != inv.total_minor) {
+            p { "Amount due after credit notes: " strong data-testid="invoice-due" { (amount(due, &inv.currency)) } }
+        }
         h2 { "Payments" }
         table #invoice-payments.data {
             thead { tr { th { "Provider" } th { "Reference" } th { "State" } th.num { "Amount" } th { "At" } } }
