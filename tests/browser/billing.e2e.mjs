@@ -2,9 +2,11 @@
 // organization has a HYBRID subscription with an issued invoice and runs
 // on prepaid credits (set up by crates/hood/tests/console.rs through the
 // CLI); the page lists them, the invoice shows its lines, readings and
-// payment, and the credits panel shows the balance and its burn-down.
+// payment and its credit note, and the credits panel shows the balance and
+// its burn-down.
 // Environment: HOOD_API, HOOD_ADMIN_EMAIL, HOOD_ADMIN_PASSWORD,
-// HOOD_CHROMIUM, HOOD_SCREENSHOTS, HOOD_INVOICE_NUMBER, HOOD_INVOICE_TOTAL.
+// HOOD_CHROMIUM, HOOD_SCREENSHOTS, HOOD_INVOICE_NUMBER, HOOD_INVOICE_TOTAL,
+// HOOD_INVOICE_DUE.
 
 import assert from "node:assert/strict";
 import { API, launch, problems, reportFailure, say, shot, signIn, watchPage } from "./lib.mjs";
@@ -44,6 +46,14 @@ try {
     process.env.HOOD_INVOICE_TOTAL,
   );
   assert.match(await page.textContent("#invoice-payments tbody"), /BANK-CONSOLE/);
+  say("its credit note, and what is due after it");
+  const note = page.locator("#invoice-credit-notes tbody tr");
+  assert.equal(await note.count(), 1);
+  assert.match(await note.textContent(), /CN-\d{4}-\d{6}.*GPU minutes waived/s);
+  assert.equal(
+    (await page.textContent("[data-testid=invoice-due]")).trim(),
+    process.env.HOOD_INVOICE_DUE,
+  );
   await shot(page, "21-invoice");
 
   say("another organization's invoice is not there");

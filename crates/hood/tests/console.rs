@@ -770,6 +770,16 @@ fn console_billing_pages_in_chromium() {
     let total = invoice["total_minor"].as_u64().unwrap();
     assert_eq!(total, 4_900 + 42, "the fee and 42 GPU minutes");
     cli(&["invoice", "pay", &id, "--reference", "BANK-CONSOLE"]);
+    cli(&[
+        "invoice",
+        "credit",
+        &id,
+        "--amount-minor",
+        "42",
+        "--reason",
+        "GPU minutes waived",
+    ]);
+    let due = total - 42;
     cli(&["credits", "enable", "--window-seconds", "60"]);
     cli(&[
         "credits",
@@ -803,6 +813,10 @@ fn console_billing_pages_in_chromium() {
             (
                 "HOOD_INVOICE_TOTAL",
                 format!("{}.{:02} USD", total / 100, total % 100),
+            ),
+            (
+                "HOOD_INVOICE_DUE",
+                format!("{}.{:02} USD", due / 100, due % 100),
             ),
         ],
     );
