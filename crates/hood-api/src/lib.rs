@@ -63,7 +63,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::invoicing::router())
             .merge(routes::credits::router())
             .merge(routes::budgets::router())
-            .merge(routes::corrections::router());
+            .merge(routes::corrections::router())
+            .merge(routes::keys::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.

@@ -22,7 +22,7 @@
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
     artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health, identity,
-    invoicing, ledger, nodes, ops,
+    invoicing, keys, ledger, nodes, ops,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -64,6 +64,7 @@ use utoipa::{Modify, OpenApi};
         credits::get_credits, credits::enable_credits, credits::top_up, credits::checkout,
         budgets::get_budget, budgets::set_budget,
         corrections::void_invoice, corrections::credit_invoice, corrections::list_credit_notes,
+        keys::export_keys,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -88,6 +89,7 @@ use utoipa::{Modify, OpenApi};
         credits::CreditsCheckoutInput,
         budgets::BudgetInput, budgets::BudgetMeasurement, budgets::BudgetView,
         corrections::VoidInput, corrections::CreditNoteInput, invoicing::CreditNoteView,
+        keys::KeyExportRequest, keys::KeyExportView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

@@ -21,4 +21,4 @@ pub mod nodes;
 pub use billing::{BillingService, BillingStores, CreateSubscription};
 pub use error::{AppError, AppResult};
 pub use ledger::{LedgerService, Viewer};
-pub use nodes::{CreateNode, NodeAccepted, NodeService};
+pub use nodes::{CreateNode, KeyExport, NodeAccepted, NodeService};

@@ -1,6 +1,9 @@
 //! Managed nodes: create, read, terminate, and what operators ask of a
 //! running node.
 
+mod keys;
+pub use keys::KeyExport;
+
 use crate::error::{AppError, AppResult};
 use hood_chains::{ArtifactSource, Binary, Chain, ChainCatalog};
 use hood_clock::Clock;

@@ -202,6 +202,10 @@ enum Command {
     /// Prepaid credits: balance, cut-off, top-ups.
     #[command(subcommand)]
     Credits(cli::billing::CreditsCmd),
+    /// X25519 key pairs for key export, and opening what was sealed to them
+    /// (local: nothing is sent).
+    #[command(subcommand)]
+    Keys(cli::keys::KeysCmd),
 }
 
 fn init_logging(server: bool) {
@@ -274,6 +278,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Subscription(cmd) => cli::billing::subscription(c, f, cmd).await,
         Command::Invoice(cmd) => cli::billing::invoice(c, f, cmd).await,
         Command::Credits(cmd) => cli::billing::credits(c, f, cmd).await,
+        Command::Keys(cmd) => cli::keys::run(cmd),
     }
 }
 

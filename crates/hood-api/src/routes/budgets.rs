@@ -102,7 +102,6 @@ pub async fn get_budget(
     params(("id" = Uuid, Path)), request_body = BudgetInput,
     responses((status = 200, body = BudgetView),
         (status = 404, body = Problem, content_type = "application/problem+json", description = "No such subscription"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "A hard cap without a budget"),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "Billing does not run in this process")),
     security(("bearer" = ["manage_billing"])))]
 /// Sets the organization's monthly budget (the next billing pass measures

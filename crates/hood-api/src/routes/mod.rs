@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod health;
 pub mod identity;
 pub mod invoicing;
+pub mod keys;
 pub mod ledger;
 pub mod nodes;
 pub mod ops;

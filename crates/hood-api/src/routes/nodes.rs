@@ -43,7 +43,7 @@ pub struct NodeView {
     pub node_type: String,
     pub provider: String,
     pub region: String,
-    /// provisioning | syncing | healthy | degraded | down | migrating | maintenance | terminating | terminated | failed
+    /// provisioning | syncing | healthy | degraded | down | migrating | maintenance | suspended | terminating | terminated | failed
     pub state: String,
     /// unknown | syncing | synced | lagging
     pub sync_status: String,

@@ -13,6 +13,7 @@ use hood_api::routes::invoicing::{
     CreditNoteView, InvoiceView, LineView, PaymentView, RateCardView, ReconciliationItemView,
     SubscriptionView,
 };
+use hood_api::routes::keys::KeyExportView;
 use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
@@ -299,6 +300,13 @@ pub const BUDGET: &[Column<BudgetView>] = &[
     Column::new("CAPPED", |b| {
         b.current.as_ref().is_some_and(|c| c.capped).to_string()
     }),
+];
+
+pub const KEY_EXPORT: &[Column<KeyExportView>] = &[
+    Column::new("NODE", |k| k.node_id.to_string()),
+    Column::new("KIND", |k| k.kind.clone()),
+    Column::new("FINGERPRINT", |k| k.fingerprint.clone()),
+    Column::new("SEALED", |k| k.sealed.clone()),
 ];
 
 pub const CREDIT_NOTE: &[Column<CreditNoteView>] = &[

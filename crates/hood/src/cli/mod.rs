@@ -7,6 +7,7 @@ pub mod columns;
 pub mod edge;
 pub mod fleet;
 pub mod health;
+pub mod keys;
 pub mod ledger;
 pub mod node;
 pub mod output;

@@ -5,6 +5,7 @@ use super::columns;
 use super::output::{list, show, Format};
 use anyhow::{bail, Result};
 use clap::Subcommand;
+use hood_api::routes::keys::{KeyExportRequest, KeyExportView};
 use hood_api::routes::nodes::{
     CreateNodeRequest, NodeAccepted, NodeEventView, NodeLogsView, NodeView,
 };
@@ -41,6 +42,15 @@ pub enum NodeCmd {
     /// The node's history.
     Events {
         id: String,
+    },
+    /// Exports the node's key material sealed to your X25519 public key
+    /// (organization admins; recorded in the node's events). Open it with
+    /// `hood keys open`.
+    ExportKeys {
+        id: String,
+        /// Your public key: a file with its base64 (`hood keys generate`).
+        #[arg(long)]
+        public_key: std::path::PathBuf,
     },
     /// The tail of the node's process logs (from its agent).
     Logs {
@@ -101,6 +111,16 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
         NodeCmd::Show { id } => {
             let node: NodeView = client.get(&format!("/api/v1/nodes/{id}")).await?;
             show(format, &node, columns::NODE)
+        }
+        NodeCmd::ExportKeys { id, public_key } => {
+            let public_key = super::keys::read_key_file(&public_key)?;
+            let export: KeyExportView = client
+                .post(
+                    &format!("/api/v1/nodes/{id}/key-export"),
+                    &KeyExportRequest { public_key },
+                )
+                .await?;
+            show(format, &export, columns::KEY_EXPORT)
         }
         NodeCmd::Logs { id, lines } => {
             let logs: NodeLogsView = client
