@@ -92,6 +92,10 @@ pub(crate) static FILES: &[(&str, &str)] = &[
         include_str!("../../../chains/upgrades/ethereum-anvil/anvil-1.5.1-to-1.7.1.yaml"),
     ),
     (
+        "upgrades/ethereum-anvil/anvil-1.7.1-to-1.5.1.yaml",
+        include_str!("../../../chains/upgrades/ethereum-anvil/anvil-1.7.1-to-1.5.1.yaml"),
+    ),
+    (
         "upgrades/ethereum/reth-1.9.1-to-1.9.3.yaml",
         include_str!("../../../chains/upgrades/ethereum/reth-1.9.1-to-1.9.3.yaml"),
     ),

@@ -434,7 +434,13 @@ fn build_chain(name: &str, rc: &RawChain, report: &mut LintReport) -> Option<Cha
             continue;
         };
         let mut l = FileLint { report, file: path };
-        validate::check_upgrade(&mut l, &u, profile.as_ref(), runtime.as_ref());
+        validate::check_upgrade(
+            &mut l,
+            &u,
+            profile.as_ref(),
+            runtime.as_ref(),
+            observation.as_ref(),
+        );
         upgrades.insert(id.clone(), u);
     }
 

@@ -55,7 +55,10 @@ pub use runtime::{
     SystemStats,
 };
 pub use template::{render, BUILTIN_VARIABLES, PATH_ROOTS};
-pub use upgrade::{ActionKind, Compensation, RolloutPolicy, Upgrade, UpgradeAction, UpgradeTarget};
+pub use upgrade::{
+    ActionKind, Compensation, RolloutPolicy, StateCompatibility, Upgrade, UpgradeAction,
+    UpgradeCheck, UpgradeTarget,
+};
 pub use validate::is_sha256;
 
 /// Shorthand for [`ChainCatalog::lint_dir`].

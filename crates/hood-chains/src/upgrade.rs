@@ -21,18 +21,43 @@ pub struct Upgrade {
     /// Node types this applies to; empty means all.
     #[serde(default)]
     pub node_types: Vec<String>,
-    /// Whether the new version reads the old data directory as is. When
-    /// false, the rollout refuses to run without an operator-approved resync.
-    #[serde(default = "default_true")]
-    pub state_compatible: bool,
+    /// Whether the old version still reads the data directory once the new
+    /// one has written it: `compatible` (a revert swaps the binary back) or
+    /// `forward_only` (a revert restores the snapshot taken before the first
+    /// start, so the manifest must take one).
+    pub state: StateCompatibility,
+    /// CEL over the node's observations (the chain's collectors, `sync`,
+    /// `node`), each true for the node to be upgraded…
+    #[serde(default)]
+    pub pre_checks: Vec<UpgradeCheck>,
+    /// …and after it, for the upgrade to count as done (else it reverts).
+    #[serde(default)]
+    pub post_checks: Vec<UpgradeCheck>,
     /// Actions in execution order; compensations run in reverse on failure.
     pub actions: Vec<UpgradeAction>,
     /// How nodes are batched.
     pub rollout: RolloutPolicy,
 }
 
-fn default_true() -> bool {
-    true
+/// What a revert can rely on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateCompatibility {
+    /// Data written by the new version opens with the old one.
+    Compatible,
+    /// It may not: rollback is data-aware (restore the snapshot).
+    ForwardOnly,
+}
+
+/// A named CEL condition over a node's observations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpgradeCheck {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// True when the check passes.
+    pub expression: String,
 }
 
 /// The artifact an upgrade installs; same rules as a profile binary.
@@ -104,6 +129,9 @@ pub enum ActionKind {
     WaitHealthy,
     /// Check that the running binary reports the target version.
     VerifyVersion,
+    /// Copy the data directory aside (while stopped), so a revert can put
+    /// it back: required by a `forward_only` upgrade before its first start.
+    SnapshotData,
 }
 
 /// Undo operations.
@@ -122,6 +150,8 @@ pub enum Compensation {
     RestoreBinary,
     /// Put the previous arguments back.
     RestoreConfig,
+    /// Put the data directory back as the snapshot has it.
+    RestoreSnapshot,
 }
 
 /// Rollout batching across the fleet.

@@ -10,7 +10,7 @@ use crate::profile::{ArtifactSource, Profile, Verify};
 use crate::recipe::{Recipe, StepAction};
 use crate::runtime::{Port, Runtime, RuntimeAdapter, Source};
 use crate::template::{self, TemplateVars, PATH_ROOTS};
-use crate::upgrade::{ActionKind, Compensation, Upgrade};
+use crate::upgrade::{ActionKind, Compensation, StateCompatibility, Upgrade};
 
 /// DNS-label shape: chain names appear in `{chain}.{domain}` edge hosts.
 pub(crate) fn is_chain_name(s: &str) -> bool {
@@ -816,6 +816,7 @@ fn allowed_compensations(kind: ActionKind) -> &'static [Compensation] {
         ActionKind::MigrateConfig => &[Compensation::RestoreConfig],
         ActionKind::Start => &[Compensation::None, Compensation::Stop],
         ActionKind::WaitHealthy | ActionKind::VerifyVersion => &[Compensation::None],
+        ActionKind::SnapshotData => &[Compensation::RestoreSnapshot],
     }
 }
 
@@ -834,12 +835,28 @@ fn comp_names(c: &[Compensation]) -> String {
         .join(", ")
 }
 
-/// An upgrade manifest, with the chain's profile and runtime when they parsed.
+/// What a CEL check over a node's observations may read: the chain's
+/// collectors (when its observation.yaml parsed) and the reserved `sync`
+/// and `node`.
+fn observation_variables(observation: Option<&Observation>) -> BTreeSet<String> {
+    let mut known: BTreeSet<String> = RESERVED_POLICY_VARIABLES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(o) = observation {
+        known.extend(o.collectors.iter().map(|c| c.name.clone()));
+    }
+    known
+}
+
+/// An upgrade manifest, with the chain's profile, runtime and observation
+/// when they parsed.
 pub(crate) fn check_upgrade(
     l: &mut FileLint,
     u: &Upgrade,
     profile: Option<&Profile>,
     runtime: Option<&Runtime>,
+    observation: Option<&Observation>,
 ) {
     check_nonempty(l, "description", &u.description);
     if let Some(p) = profile {
@@ -1018,6 +1035,56 @@ pub(crate) fn check_upgrade(
             l.problem(
                 index("actions", i),
                 "`verify_version` must come after a `start`",
+            );
+        }
+    }
+    let snapshots = positions(ActionKind::SnapshotData);
+    for &i in &snapshots {
+        let after_stop = first_stop.is_some_and(|s| s < i);
+        let before_start = starts.first().is_some_and(|&s| s > i);
+        if !(after_stop && before_start) {
+            l.problem(
+                index("actions", i),
+                "`snapshot_data` must run while the node is stopped, before its first `start`",
+            );
+        }
+    }
+    if u.state == StateCompatibility::ForwardOnly && snapshots.is_empty() {
+        l.problem(
+            "state",
+            "a `forward_only` upgrade needs a `snapshot_data` action before its first `start`: \
+             a revert restores the data, not only the binary",
+        );
+    }
+    if snapshots.len() > 1 {
+        l.problem("actions", "at most one `snapshot_data` action");
+    }
+    let known = observation_variables(observation);
+    for (group, checks) in [
+        ("pre_checks", &u.pre_checks),
+        ("post_checks", &u.post_checks),
+    ] {
+        let mut seen = BTreeSet::new();
+        for (i, c) in checks.iter().enumerate() {
+            let base = index(group, i);
+            if !is_ident(&c.name) {
+                l.problem(
+                    join(&base, "name"),
+                    format!("check name `{}` {IDENT_RULE}", c.name),
+                );
+            }
+            if !seen.insert(&c.name) {
+                l.problem(
+                    join(&base, "name"),
+                    format!("check `{}` is declared twice", c.name),
+                );
+            }
+            check_expr(
+                l,
+                &join(&base, "expression"),
+                &c.expression,
+                &known,
+                "collector",
             );
         }
     }

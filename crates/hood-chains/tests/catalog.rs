@@ -202,7 +202,31 @@ fn anvil_runs_the_real_npm_binary_as_a_process() {
     assert_eq!(up.from_version, "1.5.1");
     assert_eq!(up.to.version, "1.7.1");
     assert_eq!(up.to.verify, Verify::AtPush);
-    assert_eq!(anvil.summary().upgrades, ["anvil-1.5.1-to-1.7.1"]);
+    assert_eq!(up.state, hood_chains::StateCompatibility::Compatible);
+    assert!(!up.pre_checks.is_empty() && !up.post_checks.is_empty());
+    // And back, data-aware: a snapshot before the first start.
+    let down = anvil
+        .upgrade("anvil-1.7.1-to-1.5.1")
+        .expect("anvil downgrade");
+    assert_eq!(
+        (down.from_version.as_str(), down.to.version.as_str()),
+        ("1.7.1", "1.5.1")
+    );
+    assert_eq!(down.state, hood_chains::StateCompatibility::ForwardOnly);
+    let kinds: Vec<_> = down.actions.iter().map(|a| a.action).collect();
+    let snapshot = kinds
+        .iter()
+        .position(|k| *k == hood_chains::ActionKind::SnapshotData)
+        .expect("a snapshot");
+    let start = kinds
+        .iter()
+        .position(|k| *k == hood_chains::ActionKind::Start)
+        .expect("a start");
+    assert!(snapshot < start);
+    assert_eq!(
+        anvil.summary().upgrades,
+        ["anvil-1.5.1-to-1.7.1", "anvil-1.7.1-to-1.5.1"]
+    );
 }
 
 #[test]

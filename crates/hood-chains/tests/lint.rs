@@ -70,6 +70,7 @@ const ANVIL_PROFILE: &str = "ethereum-anvil/profile.yaml";
 const ANVIL_RUNTIME: &str = "ethereum-anvil/runtime.yaml";
 const ANVIL_OBS: &str = "ethereum-anvil/observation.yaml";
 const ANVIL_UPGRADE: &str = "upgrades/ethereum-anvil/anvil-1.5.1-to-1.7.1.yaml";
+const ANVIL_DOWNGRADE: &str = "upgrades/ethereum-anvil/anvil-1.7.1-to-1.5.1.yaml";
 const ETH_PROFILE: &str = "ethereum/profile.yaml";
 const PLACEHOLDER: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -533,6 +534,97 @@ fn cases() -> Vec<Case> {
             file: ANVIL_UPGRADE,
             field: "to.version",
             message: "equals from_version",
+        },
+        Case {
+            name: "forward_only without a snapshot",
+            apply: |f| {
+                edit(
+                    f,
+                    ANVIL_DOWNGRADE,
+                    "  - action: snapshot_data\n    timeout_s: 120\n    compensation: restore_snapshot\n",
+                    "",
+                )
+            },
+            file: ANVIL_DOWNGRADE,
+            field: "state",
+            message: "needs a `snapshot_data` action",
+        },
+        Case {
+            name: "snapshot after the start",
+            apply: |f| {
+                edit(
+                    f,
+                    ANVIL_DOWNGRADE,
+                    "  - action: wait_healthy\n",
+                    "  - action: snapshot_data\n    compensation: restore_snapshot\n  - action: wait_healthy\n",
+                )
+            },
+            file: ANVIL_DOWNGRADE,
+            field: "actions[5]",
+            message: "before its first `start`",
+        },
+        Case {
+            name: "snapshot without its compensation",
+            apply: |f| {
+                edit(
+                    f,
+                    ANVIL_DOWNGRADE,
+                    "    compensation: restore_snapshot\n",
+                    "",
+                )
+            },
+            file: ANVIL_DOWNGRADE,
+            field: "actions[2].compensation",
+            message: "needs compensation `restore_snapshot`",
+        },
+        Case {
+            name: "state compatibility misspelled",
+            apply: |f| edit(f, ANVIL_UPGRADE, "state: compatible", "state: backwards"),
+            file: ANVIL_UPGRADE,
+            field: "state",
+            message: "unknown variant `backwards`",
+        },
+        Case {
+            name: "post-check over an unknown collector",
+            apply: |f| {
+                edit(
+                    f,
+                    ANVIL_UPGRADE,
+                    "expression: hex_to_int(chain_id.result) == 31337",
+                    "expression: hex_to_int(net_version.result) == 31337",
+                )
+            },
+            file: ANVIL_UPGRADE,
+            field: "post_checks[0].expression",
+            message: "unknown collector `net_version`",
+        },
+        Case {
+            name: "pre-check that does not parse",
+            apply: |f| {
+                edit(
+                    f,
+                    ANVIL_UPGRADE,
+                    "expression: has(block_number.result)",
+                    "expression: has(block_number.result",
+                )
+            },
+            file: ANVIL_UPGRADE,
+            field: "pre_checks[0].expression",
+            message: "invalid CEL expression",
+        },
+        Case {
+            name: "a check declared twice",
+            apply: |f| {
+                edit(
+                    f,
+                    ANVIL_UPGRADE,
+                    "  - name: right_chain\n",
+                    "  - name: mining\n",
+                )
+            },
+            file: ANVIL_UPGRADE,
+            field: "post_checks[1].name",
+            message: "declared twice",
         },
         Case {
             name: "info policy changing application health",
