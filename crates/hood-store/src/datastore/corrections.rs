@@ -118,7 +118,12 @@ impl SqlStore {
         let mut tx = self.pool.begin_write().await?;
         let mut inv = lock_invoice(&mut tx, id).await?;
         let credited = credited(&mut tx, id).await?;
-        check_void(inv.state, credited)?;
+        // Refused: roll back now (a dropped transaction would hold the
+        // invoice's row lock until its connection is next used).
+        if let Err(e) = check_void(inv.state, credited) {
+            tx.rollback().await?;
+            return Err(e.into());
+        }
         inv.state = inv.state.transition(InvoiceState::Void)?;
         inv.voided_at = Some(now);
         inv.void_reason = Some(reason.to_owned());
@@ -150,7 +155,10 @@ impl SqlStore {
             return Ok(existing);
         }
         let credited = credited(&mut tx, inv.id).await?;
-        check_credit(inv.state, inv.total_minor, credited, note.amount_minor)?;
+        if let Err(e) = check_credit(inv.state, inv.total_minor, credited, note.amount_minor) {
+            tx.rollback().await?;
+            return Err(e.into());
+        }
         let year = time::OffsetDateTime::from_unix_timestamp(note.created_at.secs())
             .map_err(|e| StoreError::Corrupt(format!("created_at: {e}")))?
             .year();

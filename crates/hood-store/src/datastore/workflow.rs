@@ -882,7 +882,16 @@ impl WorkflowStore for SqlStore {
             tx.rollback().await?;
             return Err(StoreError::NotFound("workflow"));
         };
-        let to = wf.state.transition(WorkflowState::Compensating)?;
+        // Refused: roll back now. A dropped transaction rolls back only when
+        // its connection is next used, and until then keeps the row locked
+        // (a claim with SKIP LOCKED would pass it over).
+        let to = match wf.state.transition(WorkflowState::Compensating) {
+            Ok(to) => to,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e.into());
+            }
+        };
         StepState::UndoFailed.transition(StepState::Compensating)?;
         query(
             "UPDATE workflow_steps SET state = $2, undo_attempt = 1, updated_at = $3 \
@@ -910,7 +919,13 @@ impl WorkflowStore for SqlStore {
             tx.rollback().await?;
             return Err(StoreError::NotFound("workflow"));
         };
-        let to = wf.state.transition(WorkflowState::Abandoned)?;
+        let to = match wf.state.transition(WorkflowState::Abandoned) {
+            Ok(to) => to,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e.into());
+            }
+        };
         let error = match &wf.error {
             Some(e) => format!("{e} (abandoned by operator: {reason})"),
             None => format!("abandoned by operator: {reason}"),
