@@ -23,6 +23,7 @@ pub mod node;
 pub mod node_workflows;
 pub mod notification;
 pub mod retention;
+pub mod rollout;
 pub mod rpc;
 pub mod time;
 pub mod usage;

@@ -13,13 +13,15 @@
 //! - [`workflow`]: [`WorkflowState`] and [`StepState`] for sagas (design §3);
 //! - [`incident`]: [`IncidentState`] (design §6);
 //! - [`subscription`]: [`SubscriptionState`] and [`invoice`]: [`InvoiceState`]
-//!   (design §8).
+//!   (design §8);
+//! - [`rollout`]: [`RolloutState`] and [`RolloutNodeState`] (design §5).
 
 pub mod command;
 pub mod host;
 pub mod incident;
 pub mod invoice;
 pub mod node;
+pub mod rollout;
 pub mod subscription;
 pub mod workflow;
 
@@ -28,5 +30,6 @@ pub use host::HostState;
 pub use incident::IncidentState;
 pub use invoice::InvoiceState;
 pub use node::{ApplicationHealth, NodeState, SyncStatus};
+pub use rollout::{RolloutNodeState, RolloutState};
 pub use subscription::SubscriptionState;
 pub use workflow::{StepState, WorkflowState};
