@@ -22,7 +22,7 @@
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
     artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health, identity,
-    invoicing, keys, ledger, nodes, ops,
+    invoicing, keys, ledger, nodes, ops, rollouts,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -65,6 +65,9 @@ use utoipa::{Modify, OpenApi};
         budgets::get_budget, budgets::set_budget,
         corrections::void_invoice, corrections::credit_invoice, corrections::list_credit_notes,
         keys::export_keys,
+        rollouts::create_rollout, rollouts::list_rollouts, rollouts::get_rollout,
+        rollouts::start_rollout, rollouts::pause_rollout, rollouts::resume_rollout,
+        rollouts::abort_rollout, rollouts::approve_rollout,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -90,6 +93,8 @@ use utoipa::{Modify, OpenApi};
         budgets::BudgetInput, budgets::BudgetMeasurement, budgets::BudgetView,
         corrections::VoidInput, corrections::CreditNoteInput, invoicing::CreditNoteView,
         keys::KeyExportRequest, keys::KeyExportView,
+        rollouts::CreateRolloutRequest, rollouts::RolloutView, rollouts::RolloutNodeView,
+        rollouts::RolloutPolicyView, rollouts::RolloutProgressView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

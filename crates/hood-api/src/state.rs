@@ -2,7 +2,7 @@
 
 use crate::limiter::KeyedLimiter;
 use crate::metrics::Metrics;
-use hood_app::{BillingService, LedgerService, NodeService};
+use hood_app::{BillingService, LedgerService, NodeService, RolloutService};
 use hood_chains::ChainCatalog;
 use hood_domain::rpc::PlanCatalog;
 use hood_identity::master_key::MasterKey;
@@ -42,6 +42,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The node use cases.
     pub nodes: NodeService,
+    /// The rollout use cases.
+    pub rollouts: RolloutService,
     /// The ledger's use cases, in processes that run it (they hold the
     /// checkpoint key, so need the master key).
     pub ledger: Option<LedgerService>,
@@ -58,7 +60,8 @@ pub struct AppState {
 impl AppState {
     /// Attaches the orchestrator's operations to the node use cases.
     pub fn with_node_operations(mut self, operations: Arc<dyn NodeOperations>) -> Self {
-        self.nodes = self.nodes.with_operations(operations);
+        self.nodes = self.nodes.with_operations(operations.clone());
+        self.rollouts = self.rollouts.with_operations(operations);
         self
     }
 
@@ -100,6 +103,13 @@ impl AppState {
         config: &ApiConfig,
     ) -> Self {
         let nodes = NodeService::new(store.clone(), store.clone(), store.clone(), chains.clone());
+        let rollouts = RolloutService::new(
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            store.clone(),
+            chains.clone(),
+        );
         Self {
             store,
             tokens,
@@ -109,6 +119,7 @@ impl AppState {
             login_limiter: Arc::new(KeyedLimiter::per_minute(config.login_attempts_per_minute)),
             metrics: Arc::new(Metrics::default()),
             nodes,
+            rollouts,
             ledger: None,
             billing: None,
             master: None,

@@ -17,8 +17,10 @@ pub mod billing;
 pub mod error;
 pub mod ledger;
 pub mod nodes;
+pub mod rollouts;
 
 pub use billing::{BillingService, BillingStores, CreateSubscription};
 pub use error::{AppError, AppResult};
 pub use ledger::{LedgerService, Viewer};
 pub use nodes::{CreateNode, KeyExport, NodeAccepted, NodeService};
+pub use rollouts::{CreateRollout, RolloutDetail, RolloutService};

@@ -82,3 +82,5 @@ id_type!(/// One notification of one incident event to one channel.
     DeliveryId);
 id_type!(/// An RPC key of the edge (the id, never the secret).
     RpcKeyId);
+id_type!(/// A rollout: a fleet moved to another version in batches.
+    RolloutId);

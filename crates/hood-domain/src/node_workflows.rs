@@ -6,7 +6,8 @@
 //! them by these ids. A run's id is derived from what it is about, so
 //! asking twice finds the same run instead of starting a second.
 
-use crate::NodeId;
+use crate::rollout::SoftwareTarget;
+use crate::{NodeId, RolloutId};
 use serde::{Deserialize, Serialize};
 
 /// `(name, version)` of a workflow definition. A journaled run of a version
@@ -18,6 +19,8 @@ pub const TERMINATE_NODE: Definition = ("terminate-node", 1);
 pub const MIGRATE_NODE: Definition = ("migrate-node", 1);
 pub const SUSPEND_NODE: Definition = ("suspend-node", 1);
 pub const RESUME_NODE: Definition = ("resume-node", 1);
+pub const UPGRADE_NODE: Definition = ("upgrade-node", 1);
+pub const ROLLOUT: Definition = ("rollout", 1);
 
 /// Signals every workflow understands (the saga engine handles them
 /// between steps).
@@ -64,6 +67,41 @@ pub fn suspend_id(node: NodeId, version: i64) -> String {
 /// One resumption per node version (the version of the suspended node).
 pub fn resume_id(node: NodeId, version: i64) -> String {
     format!("resume-node-{node}-{version}")
+}
+
+/// The one run of a rollout.
+pub fn rollout_workflow_id(rollout: RolloutId) -> String {
+    format!("rollout-{rollout}")
+}
+
+/// The one upgrade of `node` by `rollout`: a replay of the rollout finds
+/// it instead of upgrading the node a second time.
+pub fn upgrade_id(rollout: RolloutId, node: NodeId) -> String {
+    format!("upgrade-node-{rollout}-{node}")
+}
+
+/// The one revert of `node` by `rollout` (back to its previous version).
+pub fn revert_id(rollout: RolloutId, node: NodeId) -> String {
+    format!("revert-node-{rollout}-{node}")
+}
+
+/// The input of `upgrade-node`: one node moved to `target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeNodeInput {
+    pub node_id: NodeId,
+    pub target: SoftwareTarget,
+    /// The snapshot to put back instead of taking one: a revert of a
+    /// `forward_only` upgrade restores the data its upgrade snapshotted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_snapshot: Option<String>,
+    /// How long the new version has to serve and reach its old head.
+    pub verify_timeout_s: u32,
+}
+
+/// The input of `rollout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutInput {
+    pub rollout_id: RolloutId,
 }
 
 #[cfg(test)]

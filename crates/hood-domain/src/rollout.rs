@@ -4,9 +4,96 @@
 //! same inputs always give the same answer, so a replay after a crash
 //! decides what the first run decided.
 
-use crate::lifecycle::rollout::RolloutNodeState;
-use crate::NodeId;
+use crate::lifecycle::rollout::{RolloutNodeState, RolloutState};
+use crate::{NodeId, RolloutId, Timestamp};
 use serde::{Deserialize, Serialize};
+
+/// A version of one of a chain's binaries a node runs: what an upgrade
+/// installs and what a node is pinned to afterwards (its profile's version
+/// until then).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SoftwareTarget {
+    /// Profile binary (`anvil`, `reth`, …).
+    pub binary: String,
+    /// Artifact name in the artifact store.
+    pub artifact: String,
+    pub version: String,
+    /// Whether the data written by this version may not open with the one
+    /// before (a revert then restores the snapshot taken before it).
+    #[serde(default)]
+    pub forward_only: bool,
+}
+
+/// A node's binary pinned to a version other than its profile's (what an
+/// upgrade installed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinnedBinary {
+    pub binary: String,
+    pub artifact: String,
+    pub version: String,
+}
+
+/// A rollout as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: RolloutId,
+    /// The manifest it came from (`chains/upgrades/{chain}/{id}.yaml`), or
+    /// `None` for an explicit binary and version.
+    pub upgrade_id: Option<String>,
+    pub chain: String,
+    /// Targets were the chain's nodes of this type (all types when `None`).
+    pub node_type: Option<String>,
+    /// Version the targets run now (per the manifest or the profile).
+    pub from_version: String,
+    pub target: SoftwareTarget,
+    pub policy: RolloutPolicy,
+    /// Seconds an upgraded node must stay healthy before it counts.
+    pub soak_s: u32,
+    pub verify_timeout_s: u32,
+    pub state: RolloutState,
+    /// Batches an operator approved (the first needs none).
+    pub approved_through: u32,
+    /// Why it reverted, failed or was aborted.
+    pub error: Option<String>,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One target node of a rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutNode {
+    pub rollout_id: RolloutId,
+    pub node_id: NodeId,
+    /// Batch index (0 is the canary when there is one) and place in it.
+    pub batch: u32,
+    pub position: u32,
+    pub state: RolloutNodeState,
+    /// The version it ran when targeted: what a revert puts back.
+    pub from_version: String,
+    /// Healthy until then and it counts as upgraded.
+    pub soak_until: Option<Timestamp>,
+    pub error: Option<String>,
+    pub updated_at: Timestamp,
+}
+
+/// The batches of stored rollout nodes, in order (for [`next_step`]).
+pub fn batches_of(nodes: &[RolloutNode]) -> (Vec<Vec<NodeId>>, Vec<Vec<RolloutNodeState>>) {
+    let mut sorted: Vec<&RolloutNode> = nodes.iter().collect();
+    sorted.sort_by_key(|n| (n.batch, n.position));
+    let mut batches: Vec<Vec<NodeId>> = Vec::new();
+    let mut states: Vec<Vec<RolloutNodeState>> = Vec::new();
+    for n in sorted {
+        let i = usize::try_from(n.batch).unwrap_or(usize::MAX);
+        while batches.len() <= i {
+            batches.push(Vec::new());
+            states.push(Vec::new());
+        }
+        batches[i].push(n.node_id);
+        states[i].push(n.state);
+    }
+    (batches, states)
+}
 
 /// How large the batches after the canary are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -134,8 +221,11 @@ pub fn next_step(
         {
             return NextStep::Wait;
         }
-        if batch_states.iter().all(|s| *s == S::Waiting) {
-            if i > 0 && policy.require_approval && approved_through < i {
+        // A batch partly started (a crash between starting its nodes'
+        // upgrades) is started again: starting is idempotent per node.
+        if batch_states.contains(&S::Waiting) {
+            let untouched = batch_states.iter().all(|s| *s == S::Waiting);
+            if untouched && i > 0 && policy.require_approval && approved_through < i {
                 return NextStep::AwaitApproval(i);
             }
             return NextStep::StartBatch(i);
@@ -249,6 +339,11 @@ mod tests {
         assert_eq!(
             next_step(&b, &st(&[Upgraded], &[Upgraded, Upgraded]), &p, 1),
             NextStep::Complete
+        );
+        // A batch a crash left half started is finished starting.
+        assert_eq!(
+            next_step(&b, &st(&[Upgraded], &[Upgraded, Waiting]), &p, 1),
+            NextStep::StartBatch(1)
         );
     }
 

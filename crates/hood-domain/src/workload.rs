@@ -20,6 +20,10 @@ pub mod kinds {
     pub const PROBE_SYNC: &str = "probe_sync";
     /// Last lines of a process's log.
     pub const TAIL_LOGS: &str = "tail_logs";
+    /// Copy a stopped node's data directory aside under a name.
+    pub const SNAPSHOT_DATA: &str = "snapshot_data";
+    /// Replace a stopped node's data directory with a named copy.
+    pub const RESTORE_DATA: &str = "restore_data";
 }
 
 /// An artifact to fetch from the control plane's store.
@@ -216,6 +220,23 @@ pub struct WorkloadRef {
     /// `tail_logs`: how many lines; `remove_workload`: ignored.
     #[serde(default)]
     pub lines: Option<u32>,
+}
+
+/// `snapshot_data` and `restore_data`: a node's data directory copied
+/// aside (before a `forward_only` upgrade) and put back (its revert).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataSnapshotRef {
+    pub workload_id: String,
+    /// A name of letters, digits, `-` and `_`.
+    pub snapshot: String,
+}
+
+/// What `snapshot_data` and `restore_data` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataSnapshotDone {
+    pub snapshot: String,
+    pub files: u64,
+    pub bytes: u64,
 }
 
 /// The agent's answer to `probe_sync`.

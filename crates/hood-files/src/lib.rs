@@ -88,6 +88,34 @@ pub fn move_into_place(from: &Path, to: &Path) -> io::Result<()> {
     sync_parent(to)
 }
 
+/// Copies the directory tree `from` to `to` (which must not exist):
+/// regular files with their modes, directories and symlinks as links.
+/// Returns the number of files and bytes copied. Not atomic: copy to a
+/// temporary name and [`move_into_place`] it.
+pub fn copy_tree(from: &Path, to: &Path) -> io::Result<(u64, u64)> {
+    let mut files = 0;
+    let mut bytes = 0;
+    fs::create_dir(to)?;
+    fs::set_permissions(to, fs::metadata(from)?.permissions())?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            let (f, b) = copy_tree(&entry.path(), &target)?;
+            files += f;
+            bytes += b;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
+        } else if kind.is_file() {
+            bytes += fs::copy(entry.path(), &target)?;
+            fs::File::open(&target)?.sync_all()?;
+            files += 1;
+        }
+    }
+    Ok((files, bytes))
+}
+
 /// Overwrites a file with zeros, syncs, removes it and syncs its directory.
 /// A missing file is fine; a symlink or other non-file is only unlinked
 /// (never followed).
@@ -214,6 +242,27 @@ fn sync_parent(path: &Path) -> io::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn copy_tree_copies_files_modes_and_nesting() {
+        let dir = tempfile::tempdir().unwrap();
+        let from = dir.path().join("data");
+        fs::create_dir_all(from.join("db/sub")).unwrap();
+        write_atomic(&from.join("state.json"), b"{\"block\":42}", 0o640).unwrap();
+        write_atomic(&from.join("db/sub/000001.log"), &[7u8; 5000], 0o600).unwrap();
+        std::os::unix::fs::symlink("state.json", from.join("latest")).unwrap();
+        let to = dir.path().join("copy");
+        assert_eq!(copy_tree(&from, &to).unwrap(), (2, 5000 + 12));
+        assert_eq!(fs::read(to.join("state.json")).unwrap(), b"{\"block\":42}");
+        assert_eq!(fs::read(to.join("db/sub/000001.log")).unwrap(), [7u8; 5000]);
+        assert_eq!(mode(&to.join("state.json")), 0o640);
+        assert_eq!(
+            fs::read_link(to.join("latest")).unwrap(),
+            Path::new("state.json")
+        );
+        // The target must not exist: a half-finished copy is never merged.
+        assert!(copy_tree(&from, &to).is_err());
+    }
 
     fn mode(p: &Path) -> u32 {
         fs::metadata(p).unwrap().permissions().mode() & 0o777

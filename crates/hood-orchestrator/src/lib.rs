@@ -1,8 +1,10 @@
 //! The orchestrator role.
 //!
 //! Node lifecycles run as durable sagas (`hood-saga`): `provision-node`,
-//! `migrate-node`, `terminate-node`, and `suspend-node` / `resume-node`
-//! (billing stops an unpaid node and starts it again after a top-up). Each
+//! `migrate-node`, `terminate-node`, `suspend-node` / `resume-node`
+//! (billing stops an unpaid node and starts it again after a top-up),
+//! `upgrade-node` (one node to another version, compensated in reverse)
+//! and `rollout` (a fleet in health-gated batches of `upgrade-node`). Each
 //! step is idempotent (ids derived from the workflow id, create-if-absent
 //! everywhere), so a crash at any point resumes from the journal without
 //! duplicating a host or a process.
@@ -12,10 +14,12 @@ mod migrate;
 mod orchestrator;
 mod plan;
 mod provision;
+mod rollout;
 mod services;
 mod steps;
 mod suspend;
 mod terminate;
+mod upgrade;
 
 pub use keys::NodeKeys;
 pub use orchestrator::Orchestrator;
@@ -26,7 +30,8 @@ pub use services::{Services, Timings};
 /// where the use cases that start the runs read them too).
 pub mod workflows {
     pub use hood_domain::node_workflows::{
-        migrate_id, provision_id, resume_id, suspend_id, terminate_id, MIGRATE_NODE,
-        PROVISION_NODE, RESUME_NODE, SUSPEND_NODE, TERMINATE_NODE,
+        migrate_id, provision_id, resume_id, rollout_workflow_id, suspend_id, terminate_id,
+        upgrade_id, MIGRATE_NODE, PROVISION_NODE, RESUME_NODE, ROLLOUT, SUSPEND_NODE,
+        TERMINATE_NODE, UPGRADE_NODE,
     };
 }

@@ -25,7 +25,9 @@ impl Orchestrator {
             .with(crate::terminate::workflow())?
             .with(crate::migrate::workflow())?
             .with(crate::suspend::suspend_workflow())?
-            .with(crate::suspend::resume_workflow())?;
+            .with(crate::suspend::resume_workflow())?
+            .with(crate::upgrade::workflow())?
+            .with(crate::rollout::workflow())?;
         Ok(Self {
             engine: Engine::new(store, registry, Arc::new(services)),
         })

@@ -1,8 +1,9 @@
 //! Builds the agent's `start_workload` plan from a chain profile.
 
 use base64::Engine as _;
-use hood_chains::{Chain, Source};
+use hood_chains::{Binary, Chain, Source};
 use hood_domain::node::{Node, NodeKeyMaterial};
+use hood_domain::rollout::PinnedBinary;
 use hood_domain::workload::{
     ArtifactRef, CollectorPlan, CollectorSource, FilePlan, KeyPlan, ProcessPlan, SyncProbe,
     WorkloadPlan,
@@ -23,13 +24,26 @@ pub enum PlanError {
 /// The artifacts a plan needs: (artifact name, version) → sha256.
 pub type ArtifactDigests = BTreeMap<(String, String), String>;
 
-/// Which (artifact, version) pairs the chain's processes need.
-pub fn required_artifacts(chain: &Chain) -> Vec<(String, String)> {
-    chain
+/// Which (artifact, version) pairs the chain's processes need on a node
+/// pinned to `pins` (an upgrade's versions replace the profile's).
+pub fn required_artifacts(chain: &Chain, pins: &[PinnedBinary]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = chain
         .required_binaries()
         .into_iter()
-        .map(|b| (b.artifact.clone(), b.version.clone()))
-        .collect()
+        .map(|b| artifact_of(b, pins))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The (artifact, version) a node runs for `binary`: its pin, or the
+/// profile's.
+fn artifact_of(binary: &Binary, pins: &[PinnedBinary]) -> (String, String) {
+    match pins.iter().find(|p| p.binary == binary.name) {
+        Some(p) => (p.artifact.clone(), p.version.clone()),
+        None => (binary.artifact.clone(), binary.version.clone()),
+    }
 }
 
 /// The plan for `node` on a host: processes with the recipe's extra args and
@@ -38,6 +52,7 @@ pub fn required_artifacts(chain: &Chain) -> Vec<(String, String)> {
 pub fn workload_plan(
     chain: &Chain,
     node: &Node,
+    pins: &[PinnedBinary],
     digests: &ArtifactDigests,
     keys: Option<&NodeKeyMaterial>,
 ) -> Result<WorkloadPlan, PlanError> {
@@ -53,11 +68,12 @@ pub fn workload_plan(
                 process: p.name.clone(),
                 binary: p.binary.clone(),
             })?;
+        let (artifact, version) = artifact_of(binary, pins);
         let sha256 = digests
-            .get(&(binary.artifact.clone(), binary.version.clone()))
+            .get(&(artifact.clone(), version.clone()))
             .ok_or_else(|| PlanError::MissingArtifact {
-                name: binary.artifact.clone(),
-                version: binary.version.clone(),
+                name: artifact.clone(),
+                version: version.clone(),
             })?;
         let mut args = p.args.clone();
         let mut env = p.env.clone();
@@ -68,8 +84,8 @@ pub fn workload_plan(
         processes.push(ProcessPlan {
             name: p.name.clone(),
             artifact: ArtifactRef {
-                name: binary.artifact.clone(),
-                version: binary.version.clone(),
+                name: artifact,
+                version,
                 sha256: sha256.clone(),
                 entrypoint: binary.entrypoint.clone(),
             },

@@ -285,14 +285,47 @@ pub(crate) async fn start_on(
     host_id: hood_domain::HostId,
     command_key: &str,
 ) -> Result<StepOutcome, StepError> {
+    let started = start_plan(ctx, host_id, command_key).await?;
+    update_node(
+        ctx,
+        NodeChange {
+            state: Some(NodeState::Syncing),
+            sync_status: Some(SyncStatus::Syncing),
+            rpc_endpoint: Some(started.endpoint),
+            binary_version: Some(started.version),
+            message: "node started; waiting until synced".into(),
+            ..Default::default()
+        },
+    )
+    .await?;
+    StepOutcome::done(started.output)
+}
+
+/// What the agent answered to `start_workload`.
+pub(crate) struct PlanStarted {
+    /// The agent's answer, journaled as the step's output.
+    pub output: serde_json::Value,
+    pub endpoint: Option<String>,
+    /// Version of the node's first process.
+    pub version: Option<String>,
+}
+
+/// Sends the node's plan (its chain's processes at the versions the node
+/// is pinned to) to the agent on `host_id`; leaves the node's state alone.
+pub(crate) async fn start_plan(
+    ctx: &Ctx,
+    host_id: hood_domain::HostId,
+    command_key: &str,
+) -> Result<PlanStarted, StepError> {
     let node = load_node(ctx).await?;
     let s = &ctx.app;
     let chain = s
         .chains
         .get(&node.chain)
         .ok_or_else(|| permanent(format!("chain `{}` is not in the catalog", node.chain)))?;
+    let pins = s.store.node_binaries(node.id).await.map_err(store_err)?;
     let mut digests = ArtifactDigests::new();
-    for (name, version) in required_artifacts(chain) {
+    for (name, version) in required_artifacts(chain, &pins) {
         let record = s
             .store
             .get_artifact(&name, &version)
@@ -306,7 +339,7 @@ pub(crate) async fn start_on(
         digests.insert((name, version), record.sha256);
     }
     let keys = s.store.get_node_keys(node.id).await.map_err(store_err)?;
-    let plan = workload_plan(chain, &node, &digests, keys.as_ref()).map_err(permanent)?;
+    let plan = workload_plan(chain, &node, &pins, &digests, keys.as_ref()).map_err(permanent)?;
     let payload = serde_json::to_value(&plan).map_err(permanent)?;
     let out = match run_command_with(
         ctx,
@@ -328,20 +361,11 @@ pub(crate) async fn start_on(
     };
     let started: WorkloadStarted = serde_json::from_value(out.clone())
         .map_err(|e| permanent(format!("agent answered start_workload oddly: {e}")))?;
-    let version = plan.processes.first().map(|p| p.artifact.version.clone());
-    update_node(
-        ctx,
-        NodeChange {
-            state: Some(NodeState::Syncing),
-            sync_status: Some(SyncStatus::Syncing),
-            rpc_endpoint: Some(started.rpc_endpoint.clone()),
-            binary_version: Some(version),
-            message: "node started; waiting until synced".into(),
-            ..Default::default()
-        },
-    )
-    .await?;
-    StepOutcome::done(out)
+    Ok(PlanStarted {
+        output: out,
+        endpoint: started.rpc_endpoint,
+        version: plan.processes.first().map(|p| p.artifact.version.clone()),
+    })
 }
 
 /// The node event for a failed attempt of `start_node`.

@@ -18,6 +18,8 @@ pub struct Timings {
     pub command_ttl: Duration,
     /// How long one step waits on a command before yielding (it retries).
     pub command_wait: Duration,
+    /// How often a rollout looks at its nodes.
+    pub rollout_poll: Duration,
 }
 
 impl Default for Timings {
@@ -26,6 +28,7 @@ impl Default for Timings {
             enrollment_ttl: Duration::from_secs(30 * 60),
             command_ttl: Duration::from_secs(10 * 60),
             command_wait: Duration::from_secs(30),
+            rollout_poll: Duration::from_secs(2),
         }
     }
 }

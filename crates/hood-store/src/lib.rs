@@ -47,6 +47,7 @@ pub mod node;
 pub mod notification;
 pub mod outbox;
 pub mod retention;
+pub mod rollout;
 pub mod status_page;
 pub mod uptime;
 pub mod usage;
@@ -137,6 +138,7 @@ pub trait Store:
     + meter::MeterStore
     + billing::BillingStore
     + credits::CreditStore
+    + rollout::RolloutStore
     + Send
     + Sync
     + 'static

@@ -122,6 +122,11 @@ pub const SQLITE: &[Migration] = &[
         name: "checkouts",
         sql: include_str!("../migrations/sqlite/0016_checkouts.sql"),
     },
+    Migration {
+        version: 17,
+        name: "rollouts",
+        sql: include_str!("../migrations/sqlite/0017_rollouts.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -205,6 +210,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 16,
         name: "checkouts",
         sql: include_str!("../migrations/postgres/0016_checkouts.sql"),
+    },
+    Migration {
+        version: 17,
+        name: "rollouts",
+        sql: include_str!("../migrations/postgres/0017_rollouts.sql"),
     },
 ];
 

@@ -63,6 +63,15 @@ pub fn anvil_bin(test: &str) -> Option<PathBuf> {
     required_file(ANVIL_ENV, test)
 }
 
+/// The environment variable naming the anvil binary the rollout tests
+/// upgrade to (1.7.1; `scripts/test` installs it beside 1.5.1).
+pub const ANVIL_NEXT_ENV: &str = "HOOD_TEST_ANVIL_NEXT_BIN";
+
+/// The newer anvil, or a loud skip notice when absent (a failure under CI).
+pub fn anvil_next_bin(test: &str) -> Option<PathBuf> {
+    required_file(ANVIL_NEXT_ENV, test)
+}
+
 /// The environment variable naming the schemathesis CLI (`st`) for tests.
 pub const SCHEMATHESIS_ENV: &str = "HOOD_TEST_SCHEMATHESIS_BIN";
 

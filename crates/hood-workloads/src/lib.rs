@@ -1,5 +1,6 @@
 //! The agent's workload commands (`start_workload`, `stop_workload`,
-//! `remove_workload`, `probe_sync`, `tail_logs`).
+//! `remove_workload`, `probe_sync`, `tail_logs`, `snapshot_data`,
+//! `restore_data`).
 //!
 //! A node's workload is a set of processes sharing one node directory:
 //! `{root}/nodes/{node_id}/{data,config,secrets}`. Key material is opened in
@@ -16,7 +17,10 @@ pub mod observe;
 use async_trait::async_trait;
 use base64::Engine as _;
 use hood_agent::{CommandContext, CommandError, CommandHandler, Workload};
-use hood_domain::workload::{kinds, SyncReport, WorkloadPlan, WorkloadRef, WorkloadStarted};
+use hood_domain::workload::{
+    kinds, DataSnapshotDone, DataSnapshotRef, SyncReport, WorkloadPlan, WorkloadRef,
+    WorkloadStarted,
+};
 use hood_domain::NodeId;
 use hood_runtime::{
     RestartPolicy, StopSignal, WorkloadId, WorkloadRuntime, WorkloadSpec, WorkloadState,
@@ -206,9 +210,10 @@ impl WorkloadHandler {
                 .map_err(|e| err("creating node directories", e))?;
         }
         set_mode(&dir.join("secrets"), 0o700)?;
-        // Same plan again (redelivery, agent restart): keep the ports.
+        // Same ports asked (redelivery, agent restart, an upgrade to
+        // another version): keep them, so the node's endpoint stays.
         let ports = match self.load_record(&node) {
-            Some(r) if r.plan == plan => r.ports,
+            Some(r) if r.plan.ports == plan.ports => r.ports,
             _ => allocate_ports(self.advertise, &plan.ports)?,
         };
         write_json(
@@ -260,7 +265,9 @@ impl WorkloadHandler {
             let cached = fetch_with_retry(ctx, &p.artifact).await?;
             let bin_dir = dir.join("bin");
             std::fs::create_dir_all(&bin_dir).map_err(|e| err("creating bin dir", e))?;
-            let exe = bin_dir.join(&p.name);
+            // One file per version: a new version is a new executable
+            // (the runtime restarts on it), the old one stays for a revert.
+            let exe = bin_dir.join(executable_name(&p.name, &p.artifact.version));
             install_executable(&cached, &exe)?;
             let spec = WorkloadSpec {
                 id: Self::process_id(&node, &p.name)?,
@@ -388,6 +395,171 @@ impl WorkloadHandler {
     }
 }
 
+impl WorkloadHandler {
+    /// Fails unless none of the node's processes runs: a copy of a data
+    /// directory being written is not a snapshot.
+    async fn ensure_stopped(&self, node: &str) -> Result<(), CommandError> {
+        let Some(record) = self.load_record(node) else {
+            return Err(CommandError(format!("no workload {node} on this host")));
+        };
+        let list = self
+            .runtime
+            .list()
+            .await
+            .map_err(|e| err("listing processes", e))?;
+        for p in &record.plan.processes {
+            let id = Self::process_id(node, &p.name)?;
+            let running = list.iter().any(|s| {
+                s.id == id
+                    && matches!(
+                        s.state,
+                        WorkloadState::Starting
+                            | WorkloadState::Running
+                            | WorkloadState::Restarting
+                    )
+            });
+            if running {
+                return Err(CommandError(format!(
+                    "process {} of node {node} is running: stop the node first",
+                    p.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies the stopped node's data directory to
+    /// `snapshots/{name}`. Done once: asking again answers from the copy.
+    async fn snapshot_data(&self, r: &DataSnapshotRef) -> Result<DataSnapshotDone, CommandError> {
+        check_snapshot_name(&r.snapshot)?;
+        let dir = self.node_dir(&r.workload_id);
+        let target = dir.join("snapshots").join(&r.snapshot);
+        if target.is_dir() {
+            let (files, bytes) = tree_size(&target).map_err(|e| err("reading snapshot", e))?;
+            return Ok(DataSnapshotDone {
+                snapshot: r.snapshot.clone(),
+                files,
+                bytes,
+            });
+        }
+        self.ensure_stopped(&r.workload_id).await?;
+        let tmp = dir
+            .join("snapshots")
+            .join(format!("{}.partial", r.snapshot));
+        let data = dir.join("data");
+        let (files, bytes) = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(tmp.parent().unwrap_or(&tmp))?;
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp)?;
+            }
+            let copied = hood_files::copy_tree(&data, &tmp)?;
+            hood_files::move_into_place(&tmp, &target)?;
+            Ok::<_, std::io::Error>(copied)
+        })
+        .await
+        .map_err(|e| err("snapshot task", e))?
+        .map_err(|e| err("copying the data directory", e))?;
+        tracing::info!(workload = %r.workload_id, snapshot = %r.snapshot, files, bytes, "data directory snapshotted");
+        Ok(DataSnapshotDone {
+            snapshot: r.snapshot.clone(),
+            files,
+            bytes,
+        })
+    }
+
+    /// Replaces the stopped node's data directory with `snapshots/{name}`
+    /// (kept: restoring twice gives the same data).
+    async fn restore_data(&self, r: &DataSnapshotRef) -> Result<DataSnapshotDone, CommandError> {
+        check_snapshot_name(&r.snapshot)?;
+        let dir = self.node_dir(&r.workload_id);
+        let source = dir.join("snapshots").join(&r.snapshot);
+        if !source.is_dir() {
+            return Err(CommandError(format!(
+                "node {} has no snapshot `{}`",
+                r.workload_id, r.snapshot
+            )));
+        }
+        self.ensure_stopped(&r.workload_id).await?;
+        let (files, bytes) = tokio::task::spawn_blocking(move || {
+            let data = dir.join("data");
+            let incoming = dir.join("data.restoring");
+            let outgoing = dir.join("data.replaced");
+            for leftover in [&incoming, &outgoing] {
+                if leftover.exists() {
+                    std::fs::remove_dir_all(leftover)?;
+                }
+            }
+            let copied = hood_files::copy_tree(&source, &incoming)?;
+            if data.exists() {
+                std::fs::rename(&data, &outgoing)?;
+            }
+            hood_files::move_into_place(&incoming, &data)?;
+            if outgoing.exists() {
+                std::fs::remove_dir_all(&outgoing)?;
+            }
+            Ok::<_, std::io::Error>(copied)
+        })
+        .await
+        .map_err(|e| err("restore task", e))?
+        .map_err(|e| err("restoring the data directory", e))?;
+        tracing::info!(workload = %r.workload_id, snapshot = %r.snapshot, files, bytes, "data directory restored");
+        Ok(DataSnapshotDone {
+            snapshot: r.snapshot.clone(),
+            files,
+            bytes,
+        })
+    }
+}
+
+fn check_snapshot_name(name: &str) -> Result<(), CommandError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(CommandError(format!(
+            "snapshot name `{name}` must be 1 to 128 letters, digits, `-` or `_`"
+        )))
+    }
+}
+
+/// Files and bytes under a directory.
+fn tree_size(dir: &Path) -> std::io::Result<(u64, u64)> {
+    let mut files = 0;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            let (f, b) = tree_size(&entry.path())?;
+            files += f;
+            bytes += b;
+        } else if kind.is_file() {
+            files += 1;
+            bytes += entry.metadata()?.len();
+        }
+    }
+    Ok((files, bytes))
+}
+
+/// The installed executable of a process at a version.
+fn executable_name(process: &str, version: &str) -> String {
+    let version: String = version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{process}-{version}")
+}
+
 #[async_trait]
 impl CommandHandler for WorkloadHandler {
     async fn handle(
@@ -430,6 +602,16 @@ impl CommandHandler for WorkloadHandler {
                     out.insert(p.name.clone(), serde_json::json!(tail));
                 }
                 Ok(serde_json::Value::Object(out))
+            }
+            kinds::SNAPSHOT_DATA | kinds::RESTORE_DATA => {
+                let r: DataSnapshotRef =
+                    serde_json::from_value(payload.clone()).map_err(|e| err("payload", e))?;
+                let done = if kind == kinds::SNAPSHOT_DATA {
+                    self.snapshot_data(&r).await?
+                } else {
+                    self.restore_data(&r).await?
+                };
+                serde_json::to_value(done).map_err(|e| err("result", e))
             }
             "ping" => Ok(serde_json::json!({"pong": true})),
             other => Err(CommandError(format!("unknown command kind `{other}`"))),

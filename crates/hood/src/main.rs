@@ -202,6 +202,10 @@ enum Command {
     /// Prepaid credits: balance, cut-off, top-ups.
     #[command(subcommand)]
     Credits(cli::billing::CreditsCmd),
+    /// Rollouts: a chain's nodes upgraded in health-gated batches, reverted
+    /// automatically when the failure budget is spent.
+    #[command(subcommand)]
+    Rollout(cli::rollout::RolloutCmd),
     /// X25519 key pairs for key export, and opening what was sealed to them
     /// (local: nothing is sent).
     #[command(subcommand)]
@@ -279,6 +283,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Invoice(cmd) => cli::billing::invoice(c, f, cmd).await,
         Command::Credits(cmd) => cli::billing::credits(c, f, cmd).await,
         Command::Keys(cmd) => cli::keys::run(cmd),
+        Command::Rollout(cmd) => cli::rollout::run(c, f, cmd).await,
     }
 }
 

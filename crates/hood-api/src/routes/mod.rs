@@ -15,3 +15,4 @@ pub mod keys;
 pub mod ledger;
 pub mod nodes;
 pub mod ops;
+pub mod rollouts;

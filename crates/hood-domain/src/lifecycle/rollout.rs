@@ -76,8 +76,9 @@ state_machine! {
     transitions: {
         Waiting => [Upgrading, Skipped],
         Upgrading => [Soaking, Failed],
-        // Unhealthy during the soak: a failure like any other.
-        Soaking => [Upgraded, Failed],
+        // Unhealthy during the soak: a failure like any other. A rollout
+        // that reverts takes back a soaking node too.
+        Soaking => [Upgraded, Failed, Reverting],
         Upgraded => [Reverting],
         Failed => [Reverting],
         Reverting => [Reverted, Failed],

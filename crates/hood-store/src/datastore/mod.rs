@@ -31,6 +31,7 @@ mod node;
 mod notification;
 mod outbox;
 mod retention;
+mod rollout;
 mod schema;
 mod status_page;
 mod uptime;

@@ -16,6 +16,7 @@ use hood_api::routes::invoicing::{
 use hood_api::routes::keys::KeyExportView;
 use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
+use hood_api::routes::rollouts::{RolloutNodeView, RolloutView};
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
 use hood_ledger::wire::{AccountRecord, TransferRecord};
 
@@ -358,6 +359,35 @@ pub const PAYMENT: &[Column<PaymentView>] = &[
     Column::new("REFERENCE", |p| p.reference.clone()),
     Column::new("AMOUNT_MINOR", |p| p.amount_minor.to_string()),
     Column::new("STATE", |p| p.state.clone()),
+];
+
+pub const ROLLOUT: &[Column<RolloutView>] = &[
+    Column::new("ID", |r| r.id.to_string()),
+    Column::new("CHAIN", |r| r.chain.clone()),
+    Column::new("UPGRADE", |r| or_dash(&r.upgrade_id)),
+    Column::new("FROM", |r| r.from_version.clone()),
+    Column::new("TO", |r| r.to_version.clone()),
+    Column::new("STATE", |r| r.state.clone()),
+    Column::new("DONE", |r| {
+        format!("{}/{}", r.progress.upgraded, r.progress.total)
+    }),
+    Column::new("FAILED", |r| r.progress.failed.to_string()),
+    Column::new("ERROR", |r| or_dash(&r.error)),
+    Column::new("CREATED_AT", |r| r.created_at.clone()),
+];
+
+pub const ROLLOUT_NODE: &[Column<RolloutNodeView>] = &[
+    Column::new("BATCH", |n| n.batch.to_string()),
+    Column::new("NODE", |n| {
+        n.name.clone().unwrap_or_else(|| n.node_id.to_string())
+    }),
+    Column::new("STATE", |n| n.state.clone()),
+    Column::new("VERSION", |n| or_dash(&n.version)),
+    Column::new("NODE_STATE", |n| or_dash(&n.node_state)),
+    Column::new("HEAD", |n| {
+        n.head_height.map_or_else(|| "-".into(), |h| h.to_string())
+    }),
+    Column::new("ERROR", |n| or_dash(&n.error)),
 ];
 
 #[cfg(test)]

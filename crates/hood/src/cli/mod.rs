@@ -11,6 +11,7 @@ pub mod keys;
 pub mod ledger;
 pub mod node;
 pub mod output;
+pub mod rollout;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;

@@ -1,0 +1,477 @@
+//! Rollouts end to end on `hood up` with real anvil binaries: six nodes on
+//! 1.5.1 move to 1.7.1 through the shipped manifest in a canary and
+//! batches of `max_unavailable` 2, paused and resumed midway, every node
+//! ending on 1.7.1 (as anvil itself reports) with its chain continuing
+//! from where it was; a version that cannot start stops the rollout after
+//! its canary, whose `forward_only` upgrade restores its data snapshot and
+//! old binary, leaving every other node untouched.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
+
+mod common;
+
+use common::health::{get_json, wait_for};
+use common::{hood_cli, hood_up, push_anvil, read_admin_key, temp_home, KillUnder};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn push(env: &[(&str, String)], version: &str, path: &Path) {
+    let (ok, out, err) = hood_cli(
+        &[
+            "artifact",
+            "push",
+            "anvil-linux-amd64",
+            version,
+            path.to_str().unwrap(),
+        ],
+        env,
+        None,
+    );
+    assert!(ok, "artifact push {version}: {out} {err}");
+}
+
+async fn rpc(http: &reqwest::Client, endpoint: &str, method: &str) -> Value {
+    let r: Value = http
+        .post(endpoint)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["result"].clone()
+}
+
+async fn head_of(http: &reqwest::Client, endpoint: &str) -> i64 {
+    let hex = rpc(http, endpoint, "eth_blockNumber").await;
+    i64::from_str_radix(hex.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+/// Creates `n` anvil nodes and waits until all are healthy; returns them.
+async fn healthy_nodes(http: &reqwest::Client, api: &str, admin: &str, n: usize) -> Vec<Value> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let r = http
+            .post(format!("{api}/api/v1/nodes"))
+            .bearer_auth(admin)
+            .json(&json!({"chain": "ethereum-anvil", "name": format!("n{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let v: Value = r.json().await.unwrap();
+        ids.push(v["node"]["id"].as_str().unwrap().to_owned());
+    }
+    let mut nodes = Vec::new();
+    for id in ids {
+        let url = format!("{api}/api/v1/nodes/{id}");
+        nodes.push(
+            wait_for("node healthy", Duration::from_secs(120), async || {
+                let n = get_json(http, &url, admin).await;
+                assert_ne!(n["state"], "failed", "{n}");
+                (n["state"] == "healthy" && n["rpc_endpoint"].is_string()).then_some(n)
+            })
+            .await,
+        );
+    }
+    nodes
+}
+
+async fn rollout(http: &reqwest::Client, api: &str, admin: &str, id: &str) -> Value {
+    get_json(http, &format!("{api}/api/v1/rollouts/{id}"), admin).await
+}
+
+async fn wait_rollout(
+    http: &reqwest::Client,
+    api: &str,
+    admin: &str,
+    id: &str,
+    state: &str,
+    within: Duration,
+) -> Value {
+    wait_for(state, within, async || {
+        let r = rollout(http, api, admin, id).await;
+        let s = r["state"].as_str().unwrap().to_owned();
+        let ended = ["completed", "reverted", "aborted", "failed"].contains(&s.as_str());
+        assert!(
+            s == state || !ended,
+            "rollout ended {s}, not {state}: {r:#}"
+        );
+        (s == state).then_some(r)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_nodes_roll_to_1_7_1_in_batches_with_a_pause() {
+    let Some(anvil) = hood_testkit::anvil_bin("rollout") else {
+        return;
+    };
+    let Some(anvil_next) = hood_testkit::anvil_next_bin("rollout") else {
+        return;
+    };
+    let (_dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(&home, &[("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into())]);
+    let api = hood.url("api");
+    let admin = read_admin_key(&home);
+    let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", admin.clone())];
+    push_anvil(&anvil, &env);
+    let http = reqwest::Client::new();
+    let nodes = healthy_nodes(&http, &api, &admin, 6).await;
+
+    // Refused before anything is stored: the target is not in the store.
+    let (ok, _, err) = hood_cli(
+        &[
+            "rollout",
+            "create",
+            "--chain",
+            "ethereum-anvil",
+            "--upgrade",
+            "anvil-1.5.1-to-1.7.1",
+        ],
+        &env,
+        None,
+    );
+    assert!(!ok && err.contains("hood artifact"), "{err}");
+    push(&env, "1.7.1", &anvil_next);
+
+    let mut heads = Vec::new();
+    for n in &nodes {
+        heads.push(head_of(&http, n["rpc_endpoint"].as_str().unwrap()).await);
+    }
+    let (ok, out, err) = hood_cli(
+        &[
+            "rollout",
+            "create",
+            "--chain",
+            "ethereum-anvil",
+            "--upgrade",
+            "anvil-1.5.1-to-1.7.1",
+            "--canary",
+            "1",
+            "--batch-size",
+            "2",
+            "--max-unavailable",
+            "2",
+            "--soak",
+            "2",
+            "--verify-timeout",
+            "60",
+            "-o",
+            "json",
+        ],
+        &env,
+        None,
+    );
+    assert!(ok, "{out} {err}");
+    let planned: Value = serde_json::from_str(&out).unwrap();
+    let id = planned["id"].as_str().unwrap().to_owned();
+    assert_eq!(planned["state"], "pending");
+    let batches: Vec<u64> = planned["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["batch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        batches,
+        [0, 1, 1, 2, 2, 3],
+        "a canary, then batches of at most 2"
+    );
+
+    let started = Instant::now();
+    let (ok, out, err) = hood_cli(&["rollout", "start", &id.clone()], &env, None);
+    assert!(ok, "{out} {err}");
+    // Pause once the canary is done; the next batch may be in flight, but
+    // nothing after it starts while paused.
+    wait_for("canary upgraded", Duration::from_secs(120), async || {
+        let r = rollout(&http, &api, &admin, &id).await;
+        (r["progress"]["upgraded"].as_u64() >= Some(1)).then_some(r)
+    })
+    .await;
+    let (ok, out, err) = hood_cli(&["rollout", "pause", &id.clone()], &env, None);
+    assert!(ok, "{out} {err}");
+    let paused = rollout(&http, &api, &admin, &id).await;
+    assert_eq!(paused["state"], "paused", "{paused:#}");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let still = rollout(&http, &api, &admin, &id).await;
+    assert_eq!(still["state"], "paused");
+    let touched = |r: &Value| {
+        r["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["state"] != "waiting")
+            .count()
+    };
+    assert_eq!(
+        touched(&still),
+        touched(&paused),
+        "no batch starts while paused: {still:#}"
+    );
+    assert!(touched(&still) < 6, "{still:#}");
+    let (ok, out, err) = hood_cli(&["rollout", "resume", &id.clone()], &env, None);
+    assert!(ok, "{out} {err}");
+    // The CLI follows it to the end (exit 0 only when completed).
+    let (ok, out, err) = hood_cli(&["rollout", "show", &id.clone(), "--watch"], &env, None);
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("completed") && out.contains("6/6"), "{out}");
+    let done = rollout(&http, &api, &admin, &id).await;
+    let elapsed = started.elapsed();
+    eprintln!(
+        "six-node rollout (20 s of it paused): {:.1} s",
+        elapsed.as_secs_f64()
+    );
+    assert_eq!(done["progress"]["upgraded"], 6, "{done:#}");
+
+    for (n, before) in nodes.iter().zip(heads) {
+        let url = format!("{api}/api/v1/nodes/{}", n["id"].as_str().unwrap());
+        let now = get_json(&http, &url, &admin).await;
+        assert_eq!(now["binary_version"], "1.7.1", "{now}");
+        assert_eq!(now["rpc_endpoint"], n["rpc_endpoint"], "the endpoint stays");
+        let endpoint = now["rpc_endpoint"].as_str().unwrap();
+        let version = rpc(&http, endpoint, "web3_clientVersion").await;
+        assert!(
+            version.as_str().unwrap().contains("1.7.1"),
+            "anvil itself reports the new version: {version}"
+        );
+        let head = head_of(&http, endpoint).await;
+        assert!(
+            head >= before,
+            "{}: head {head} went back from {before}",
+            n["name"]
+        );
+    }
+    // Each node was upgraded once.
+    let workflows: Value = get_json(
+        &http,
+        &format!("{api}/api/v1/workflows?name=upgrade-node"),
+        &admin,
+    )
+    .await;
+    assert_eq!(workflows["items"].as_array().unwrap().len(), 6);
+    drop(hood);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_cannot_start_reverts_the_canary_with_its_data() {
+    let Some(anvil) = hood_testkit::anvil_bin("rollout") else {
+        return;
+    };
+    let (dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(&home, &[("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into())]);
+    let api = hood.url("api");
+    let admin = read_admin_key(&home);
+    let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", admin.clone())];
+    push_anvil(&anvil, &env);
+    // A release that exits at once.
+    let broken = dir.path().join("anvil-broken");
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\necho 'cannot open the database' >&2\nexit 3\n",
+    )
+    .unwrap();
+    push(&env, "9.9.9", &broken);
+    let http = reqwest::Client::new();
+    let nodes = healthy_nodes(&http, &api, &admin, 3).await;
+    // Let the chains grow a little so a restore has something to keep.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut heads = Vec::new();
+    for n in &nodes {
+        heads.push(head_of(&http, n["rpc_endpoint"].as_str().unwrap()).await);
+    }
+    let r = http
+        .post(format!("{api}/api/v1/rollouts"))
+        .bearer_auth(&admin)
+        .json(
+            &json!({"chain": "ethereum-anvil", "version": "9.9.9", "forward_only": true,
+            "canary": 1, "batch_size": 2, "soak_s": 1, "verify_timeout_s": 8, "start": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let created: Value = r.json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let canary = created["nodes"][0]["node_id"].as_str().unwrap().to_owned();
+
+    let ended = wait_rollout(
+        &http,
+        &api,
+        &admin,
+        &id,
+        "reverted",
+        Duration::from_secs(180),
+    )
+    .await;
+    assert!(
+        ended["error"].as_str().unwrap().contains("failure budget"),
+        "{ended:#}"
+    );
+    let states: Vec<&str> = ended["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["reverted", "skipped", "skipped"], "{ended:#}");
+
+    for (n, before) in nodes.iter().zip(heads) {
+        let node_id = n["id"].as_str().unwrap();
+        let url = format!("{api}/api/v1/nodes/{node_id}");
+        let now = wait_for("healthy again", Duration::from_secs(60), async || {
+            let v = get_json(&http, &url, &admin).await;
+            (v["state"] == "healthy").then_some(v)
+        })
+        .await;
+        assert_eq!(now["binary_version"], "1.5.1", "{now}");
+        let endpoint = now["rpc_endpoint"].as_str().unwrap();
+        let version = rpc(&http, endpoint, "web3_clientVersion").await;
+        assert!(version.as_str().unwrap().contains("1.5.1"), "{version}");
+        let head = head_of(&http, endpoint).await;
+        assert!(head >= before, "chain state intact: head {head} < {before}");
+        let events = get_json(&http, &format!("{url}/events"), &admin).await;
+        let text = events.to_string();
+        if node_id == canary {
+            assert!(text.contains("snapshotted"), "{text}");
+            assert!(text.contains("restored from snapshot"), "{text}");
+            assert!(text.contains("upgrade rolled back"), "{text}");
+        } else {
+            assert!(!text.contains("upgrading"), "untouched: {text}");
+        }
+    }
+    drop(hood);
+}
+
+/// SIGKILL of `hood up` at random moments of rollouts that move three
+/// nodes up to 1.7.1 and back down to 1.5.1 (the `forward_only` manifest,
+/// so snapshots are taken on the way down), run after run: each rollout
+/// still completes, every node ends on one version, healthy, with its
+/// chain not gone back, and no node is upgraded twice by one rollout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollouts_survive_sigkill_at_random_moments() {
+    let Some(anvil) = hood_testkit::anvil_bin("rollout crash") else {
+        return;
+    };
+    let Some(anvil_next) = hood_testkit::anvil_next_bin("rollout crash") else {
+        return;
+    };
+    let runs: u64 = std::env::var("HOOD_ROLLOUT_CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let seed = common::seed_from_env("HOOD_ROLLOUT_CRASH_SEED");
+    let mut rng = common::Rng(seed);
+    let (_dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let gateway = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut hood = common::hood_up_with_gateway(&home, &gateway);
+    let admin = read_admin_key(&home);
+    let env = |api: &str| {
+        vec![
+            ("HOOD_SERVER", api.to_owned()),
+            ("HOOD_TOKEN", admin.clone()),
+        ]
+    };
+    push_anvil(&anvil, &env(&hood.url("api")));
+    push(&env(&hood.url("api")), "1.7.1", &anvil_next);
+    let http = reqwest::Client::new();
+    let nodes = healthy_nodes(&http, &hood.url("api"), &admin, 3).await;
+    let mut heads: Vec<i64> = vec![0; nodes.len()];
+    for run in 0..runs {
+        let (upgrade, to) = if run % 2 == 0 {
+            ("anvil-1.5.1-to-1.7.1", "1.7.1")
+        } else {
+            ("anvil-1.7.1-to-1.5.1", "1.5.1")
+        };
+        let api = hood.url("api");
+        let r = http
+            .post(format!("{api}/api/v1/rollouts"))
+            .bearer_auth(&admin)
+            .json(
+                &json!({"chain": "ethereum-anvil", "upgrade_id": upgrade, "canary": 1,
+                "batch_size": 2, "soak_s": 1, "verify_timeout_s": 60, "start": true}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let delay = rng.below(8_000);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        drop(hood); // SIGKILL
+        hood = common::hood_up_with_gateway(&home, &gateway);
+        let api = hood.url("api");
+        let ctx = format!("run {run} ({upgrade}, killed after {delay} ms, seed {seed})");
+        let done = wait_rollout(
+            &http,
+            &api,
+            &admin,
+            &id,
+            "completed",
+            Duration::from_secs(240),
+        )
+        .await;
+        assert_eq!(done["progress"]["upgraded"], 3, "{ctx}: {done:#}");
+        for (i, n) in nodes.iter().enumerate() {
+            let url = format!("{api}/api/v1/nodes/{}", n["id"].as_str().unwrap());
+            let now = wait_for("healthy", Duration::from_secs(60), async || {
+                let v = get_json(&http, &url, &admin).await;
+                (v["state"] == "healthy").then_some(v)
+            })
+            .await;
+            assert_eq!(now["binary_version"], to, "{ctx}: {now}");
+            let endpoint = now["rpc_endpoint"].as_str().unwrap();
+            let version = rpc(&http, endpoint, "web3_clientVersion").await;
+            assert!(version.as_str().unwrap().contains(to), "{ctx}: {version}");
+            let head = head_of(&http, endpoint).await;
+            assert!(head >= heads[i], "{ctx}: head {head} < {}", heads[i]);
+            heads[i] = head;
+            // One upgrade of this node by this rollout.
+            let events = get_json(&http, &format!("{url}/events"), &admin).await;
+            let from = if to == "1.7.1" { "1.5.1" } else { "1.7.1" };
+            let started = events
+                .as_array()
+                .or_else(|| events["items"].as_array())
+                .unwrap()
+                .iter()
+                .filter(|e| {
+                    e["message"]
+                        .as_str()
+                        .is_some_and(|m| m == format!("upgrading anvil {from} → {to}"))
+                })
+                .count() as u64;
+            assert_eq!(
+                started,
+                run / 2 + 1,
+                "{ctx}: upgrades of node {i}: {events}"
+            );
+        }
+    }
+    let runs_of_upgrade: Value = get_json(
+        &http,
+        &format!(
+            "{}/api/v1/workflows?name=upgrade-node&limit=1000",
+            hood.url("api")
+        ),
+        &admin,
+    )
+    .await;
+    let all = runs_of_upgrade["items"].as_array().unwrap();
+    assert_eq!(
+        all.len() as u64,
+        runs * 3,
+        "one upgrade per node per rollout"
+    );
+    assert!(all.iter().all(|w| w["state"] == "completed"), "{all:?}");
+}
