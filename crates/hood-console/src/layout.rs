@@ -13,6 +13,7 @@ pub(crate) enum Nav {
     Nodes,
     Incidents,
     Workflows,
+    Rollouts,
     Hosts,
     Chains,
     RpcKeys,
@@ -24,6 +25,9 @@ pub(crate) enum Nav {
     /// The signed-in user's own page (reached from their name).
     Account,
 }
+
+/// Not a permission: sections only platform administrators see.
+const PLATFORM_ADMIN: &str = "platform_admin";
 
 /// A section, the permission it needs (the API's), and where it lives.
 const SECTIONS: &[(Nav, &str, &str, Option<&str>)] = &[
@@ -54,6 +58,12 @@ const SECTIONS: &[(Nav, &str, &str, Option<&str>)] = &[
         "Workflows",
         "/console/workflows",
         Some("read"),
+    ),
+    (
+        Nav::Rollouts,
+        "Rollouts",
+        "/console/rollouts",
+        Some(PLATFORM_ADMIN),
     ),
     (Nav::Hosts, "Hosts", "/console/hosts", Some("read")),
     (Nav::Chains, "Chains", "/console/chains", Some("read")),
@@ -97,7 +107,7 @@ pub(crate) fn page(
                     nav aria-label="Sections" {
                         ul {
                             @for (section, label, href, needs) in SECTIONS {
-                                @if needs.is_none_or(|p| session.can(p)) {
+                                @if needs.is_none_or(|p| if p == PLATFORM_ADMIN { session.platform_admin() } else { session.can(p) }) {
                                     li {
                                         a href=(href) aria-current=[(*section == nav).then_some("page")] { (label) }
                                     }

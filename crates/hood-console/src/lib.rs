@@ -147,6 +147,9 @@ pub fn router(console: Console) -> Router {
             "/console/workflows/{id}/abandon",
             post(pages::workflows::abandon),
         )
+        .route("/console/rollouts", get(pages::rollouts::list))
+        .route("/console/rollouts/{id}", get(pages::rollouts::detail))
+        .route("/console/rollouts/{id}/{verb}", post(pages::rollouts::act))
         .route("/console/hosts", get(pages::fleet::hosts))
         .route("/console/chains", get(pages::fleet::chains))
         .route(

@@ -20,7 +20,9 @@ mod common;
 
 use common::health::fast_health_env;
 use common::http::{second_org, Api, PASSWORD};
-use common::{hood_up, processes_under, push_anvil, read_admin_key, temp_home, KillUnder};
+use common::{
+    hood_up, processes_under, push_anvil, read_admin_key, run_browser_script, temp_home, KillUnder,
+};
 use serde_json::json;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -649,36 +651,6 @@ async fn console_sign_in_through_oidc() {
         .await
         .unwrap();
     assert_eq!(r.status(), 303, "not signed in");
-}
-
-/// Runs a browser script of `tests/browser` against `api`; `true` when it
-/// reported `@@hood passed`.
-fn run_browser_script(
-    script: &str,
-    browser_dir: &Path,
-    chromium: &Path,
-    shots: &Path,
-    env: &[(&str, String)],
-) -> bool {
-    let mut cmd = Command::new("node");
-    cmd.arg(browser_dir.join(script))
-        .current_dir(browser_dir)
-        .env("HOOD_CHROMIUM", chromium)
-        .env("HOOD_SCREENSHOTS", shots)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("node runs the browser test");
-    let out = BufReader::new(child.stdout.take().expect("stdout"));
-    let started = Instant::now();
-    let mut passed = false;
-    for line in out.lines().map_while(Result::ok) {
-        eprintln!("[browser {:>5.1}s] {line}", started.elapsed().as_secs_f64());
-        passed |= line == "@@hood passed";
-    }
-    child.wait().expect("browser test exit").success() && passed
 }
 
 #[test]

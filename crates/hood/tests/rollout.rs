@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+const ADMIN_PASSWORD: &str = "rollout-admin-password";
+
 fn push(env: &[(&str, String)], version: &str, path: &Path) {
     let (ok, out, err) = hood_cli(
         &[
@@ -112,9 +114,18 @@ async fn six_nodes_roll_to_1_7_1_in_batches_with_a_pause() {
     let Some(anvil_next) = hood_testkit::anvil_next_bin("rollout") else {
         return;
     };
+    // The console's rollout pages are checked in Chromium on the way.
+    let browser = hood_testkit::chromium_bin("rollout console")
+        .zip(hood_testkit::browser_tests_dir("rollout console"));
     let (_dir, home) = temp_home();
     let _guard = KillUnder(home.clone());
-    let hood = hood_up(&home, &[("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into())]);
+    let hood = hood_up(
+        &home,
+        &[
+            ("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into()),
+            ("HOOD_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+        ],
+    );
     let api = hood.url("api");
     let admin = read_admin_key(&home);
     let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", admin.clone())];
@@ -213,6 +224,27 @@ async fn six_nodes_roll_to_1_7_1_in_batches_with_a_pause() {
         "no batch starts while paused: {still:#}"
     );
     assert!(touched(&still) < 6, "{still:#}");
+    if let Some((chromium, dir)) = &browser {
+        // The paused rollout in the console, resumed from its page.
+        let shots =
+            std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("rollout-screenshots");
+        let _ = std::fs::remove_dir_all(&shots);
+        std::fs::create_dir_all(&shots).unwrap();
+        let passed = common::run_browser_script(
+            "rollouts.e2e.mjs",
+            dir,
+            chromium,
+            &shots,
+            &[
+                ("HOOD_API", api.clone()),
+                ("HOOD_ADMIN_EMAIL", "admin@hood.local".into()),
+                ("HOOD_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+                ("HOOD_ROLLOUT_ID", id.clone()),
+            ],
+        );
+        assert!(passed, "the rollout pages' browser test failed");
+    }
+    // Resuming is idempotent: the console may have resumed it already.
     let (ok, out, err) = hood_cli(&["rollout", "resume", &id.clone()], &env, None);
     assert!(ok, "{out} {err}");
     // The CLI follows it to the end (exit 0 only when completed).

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub fn hood_bin() -> &'static str {
     env!("CARGO_BIN_EXE_hood")
@@ -301,4 +301,34 @@ pub fn seed_from_env(var: &str) -> u64 {
         .unwrap_or_else(|| now().millis() as u64 | 1);
     eprintln!("{var}={seed}");
     seed
+}
+
+/// Runs a browser script of `tests/browser` against `api`; `true` when it
+/// reported `@@hood passed`.
+pub fn run_browser_script(
+    script: &str,
+    browser_dir: &Path,
+    chromium: &Path,
+    shots: &Path,
+    env: &[(&str, String)],
+) -> bool {
+    let mut cmd = Command::new("node");
+    cmd.arg(browser_dir.join(script))
+        .current_dir(browser_dir)
+        .env("HOOD_CHROMIUM", chromium)
+        .env("HOOD_SCREENSHOTS", shots)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("node runs the browser test");
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    let started = Instant::now();
+    let mut passed = false;
+    for line in out.lines().map_while(Result::ok) {
+        eprintln!("[browser {:>5.1}s] {line}", started.elapsed().as_secs_f64());
+        passed |= line == "@@hood passed";
+    }
+    child.wait().expect("browser test exit").success() && passed
 }
