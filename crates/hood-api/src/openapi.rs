@@ -46,7 +46,7 @@ use utoipa::{Modify, OpenApi};
         fleet::list_hosts, fleet::get_host, fleet::list_workflows, fleet::get_workflow, fleet::retry_workflow, fleet::abandon_workflow,
         nodes::node_logs,
         nodes::create_node, nodes::list_nodes, nodes::get_node, nodes::node_events, nodes::delete_node,
-        nodes::get_status_page, nodes::set_status_page, nodes::node_sync,
+        nodes::get_status_page, nodes::set_status_page, nodes::node_sync, nodes::reconfigure_node,
         health::list_incidents, health::get_incident, health::ack_incident, health::incident_deliveries,
         health::create_channel, health::list_channels, health::get_channel, health::delete_channel, health::test_channel,
         health::node_uptime,

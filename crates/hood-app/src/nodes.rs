@@ -11,8 +11,8 @@ use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
 use hood_domain::machine::StateMachine;
 use hood_domain::node::{Node, NodeEvent};
 use hood_domain::node_workflows::{
-    provision_id, resume_id, signals, suspend_id, terminate_id, NodeWorkflowInput, PROVISION_NODE,
-    RESUME_NODE, SUSPEND_NODE, TERMINATE_NODE,
+    provision_id, reconfigure_id, resume_id, signals, suspend_id, terminate_id, NodeWorkflowInput,
+    PROVISION_NODE, RECONFIGURE_NODE, RESUME_NODE, SUSPEND_NODE, TERMINATE_NODE,
 };
 use hood_domain::validate::{self, FieldError};
 use hood_domain::{NodeId, OrgId};
@@ -260,6 +260,34 @@ impl NodeService {
         Ok(NodeAccepted {
             node,
             workflow_id: run.id,
+        })
+    }
+
+    /// Starts the node's processes again from its chain's current recipe
+    /// (`reconfigure-node`). 409 unless it serves; asking again before the
+    /// node changed finds the same run.
+    pub async fn reconfigure(&self, org: OrgId, id: NodeId) -> AppResult<NodeAccepted> {
+        let node = self.get(org, id).await?;
+        let serving = matches!(
+            node.state,
+            NodeState::Healthy | NodeState::Degraded | NodeState::Syncing
+        );
+        if !serving || node.host_id.is_none() {
+            return Err(AppError::Conflict(format!(
+                "node is {}: only a serving node is reconfigured",
+                node.state.as_str()
+            )));
+        }
+        let run = self
+            .start_node_workflow(
+                &node,
+                RECONFIGURE_NODE,
+                reconfigure_id(node.id, node.version),
+            )
+            .await?;
+        Ok(NodeAccepted {
+            node,
+            workflow_id: run,
         })
     }
 

@@ -51,8 +51,8 @@ pub use recipe::{
 };
 pub use runtime::{
     Exposure, Health, HttpGet, JsonRpcCall, LagThresholds, Port, Process, PrometheusScrape,
-    Protocol, Reference, RpcAuth, Runtime, RuntimeAdapter, Source, StopSignal, SyncSpec, SyncUnit,
-    SystemStats,
+    Protocol, Reference, RpcAuth, Runtime, RuntimeAdapter, Source, StopSignal, SyncNetwork,
+    SyncSpec, SyncUnit, SystemStats,
 };
 pub use template::{render, BUILTIN_VARIABLES, PATH_ROOTS};
 pub use upgrade::{

@@ -227,6 +227,21 @@ pub struct SyncSpec {
     pub reference: Option<Reference>,
     /// Lag thresholds in `unit`s.
     pub lag: LagThresholds,
+    /// Whether the chain's nodes follow one network (their heads are
+    /// compared: the best is every node's target) or each runs a chain of
+    /// its own (a devnet: a node restored from an older snapshot is not
+    /// behind anyone).
+    #[serde(default)]
+    pub network: SyncNetwork,
+}
+
+/// See [`SyncSpec::network`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncNetwork {
+    #[default]
+    Shared,
+    Isolated,
 }
 
 /// Reference endpoint probes (the URL is operator configuration, so these

@@ -307,3 +307,20 @@ fn solana_cosmos_and_bitcoin_use_their_own_sync_signals() {
     assert!(is_sha256(bitcoind.sha256.as_deref().unwrap_or_default()));
     assert!(is_sha256(PLACEHOLDER_SHA256));
 }
+
+#[test]
+fn only_the_devnet_runs_a_network_of_its_own() {
+    let catalog = builtin();
+    for chain in catalog.iter() {
+        let expected = if chain.profile.name == "ethereum-anvil" {
+            hood_chains::SyncNetwork::Isolated
+        } else {
+            hood_chains::SyncNetwork::Shared
+        };
+        assert_eq!(
+            chain.runtime.sync.network, expected,
+            "{}",
+            chain.profile.name
+        );
+    }
+}

@@ -21,6 +21,7 @@ pub const SUSPEND_NODE: Definition = ("suspend-node", 1);
 pub const RESUME_NODE: Definition = ("resume-node", 1);
 pub const UPGRADE_NODE: Definition = ("upgrade-node", 1);
 pub const ROLLOUT: Definition = ("rollout", 1);
+pub const RECONFIGURE_NODE: Definition = ("reconfigure-node", 1);
 
 /// Signals every workflow understands (the saga engine handles them
 /// between steps).
@@ -67,6 +68,12 @@ pub fn suspend_id(node: NodeId, version: i64) -> String {
 /// One resumption per node version (the version of the suspended node).
 pub fn resume_id(node: NodeId, version: i64) -> String {
     format!("resume-node-{node}-{version}")
+}
+
+/// One reconfiguration per node version: asking again before it changed
+/// finds the same run.
+pub fn reconfigure_id(node: NodeId, version: i64) -> String {
+    format!("reconfigure-node-{node}-{version}")
 }
 
 /// The one run of a rollout.
@@ -118,6 +125,7 @@ mod tests {
             migrate_id(node, 4),
             suspend_id(node, 3),
             resume_id(node, 3),
+            reconfigure_id(node, 3),
         ];
         for (i, a) in ids.iter().enumerate() {
             assert!(a.contains(&node.to_string()));

@@ -7,7 +7,7 @@ use crate::incidents::{reconcile, Condition};
 use crate::observe::{judge_application, parse, Observed};
 use crate::NodeRecovery;
 use hood_chains::policy::CompiledPolicies;
-use hood_chains::ChainCatalog;
+use hood_chains::{ChainCatalog, SyncNetwork};
 use hood_clock::Clock;
 use hood_domain::health::{
     best_head, chain_halted, evaluate_heartbeat, evaluate_sync, incident_key, migration_due,
@@ -19,7 +19,7 @@ use hood_store::health::HealthStore;
 use hood_store::health::{HealthSnapshot, HealthWrite, Lease, NodeHealth};
 use hood_store::node::NodeChange;
 use hood_store::StoreError;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,9 @@ pub struct Evaluator {
     clock: Arc<dyn Clock>,
     rules: HealthRules,
     policies: HashMap<String, CompiledPolicies>,
+    /// Chains whose nodes each run their own network (devnets): their
+    /// heads are never compared.
+    isolated: HashSet<String>,
     recovery: Option<Arc<dyn NodeRecovery>>,
     reference_rpc: BTreeMap<String, String>,
     http: reqwest::Client,
@@ -74,11 +77,17 @@ impl Evaluator {
                 }
             }
         }
+        let isolated = chains
+            .iter()
+            .filter(|c| c.runtime.sync.network == SyncNetwork::Isolated)
+            .map(|c| c.profile.name.clone())
+            .collect();
         Self {
             store,
             clock: hood_clock::system(),
             rules,
             policies,
+            isolated,
             recovery,
             reference_rpc,
             http: reqwest::Client::builder()
@@ -225,6 +234,9 @@ impl Evaluator {
         // Best head per chain, among nodes whose reports are current.
         let mut chain_heads: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
         for (s, o) in snapshot.iter().zip(&observed) {
+            if self.isolated.contains(&s.node.chain) {
+                continue;
+            }
             if let (true, Some(h)) = (fresh(s), o.sync.head) {
                 chain_heads
                     .entry(s.node.chain.as_str())

@@ -4,7 +4,8 @@
 //! `migrate-node`, `terminate-node`, `suspend-node` / `resume-node`
 //! (billing stops an unpaid node and starts it again after a top-up),
 //! `upgrade-node` (one node to another version, compensated in reverse)
-//! and `rollout` (a fleet in health-gated batches of `upgrade-node`). Each
+//! `rollout` (a fleet in health-gated batches of `upgrade-node`) and
+//! `reconfigure-node` (a node restarted on its recipe's current settings). Each
 //! step is idempotent (ids derived from the workflow id, create-if-absent
 //! everywhere), so a crash at any point resumes from the journal without
 //! duplicating a host or a process.
@@ -14,6 +15,7 @@ mod migrate;
 mod orchestrator;
 mod plan;
 mod provision;
+mod reconfigure;
 mod rollout;
 mod services;
 mod steps;
@@ -30,8 +32,8 @@ pub use services::{Services, Timings};
 /// where the use cases that start the runs read them too).
 pub mod workflows {
     pub use hood_domain::node_workflows::{
-        migrate_id, provision_id, resume_id, rollout_workflow_id, suspend_id, terminate_id,
-        upgrade_id, MIGRATE_NODE, PROVISION_NODE, RESUME_NODE, ROLLOUT, SUSPEND_NODE,
-        TERMINATE_NODE, UPGRADE_NODE,
+        migrate_id, provision_id, reconfigure_id, resume_id, rollout_workflow_id, suspend_id,
+        terminate_id, upgrade_id, MIGRATE_NODE, PROVISION_NODE, RECONFIGURE_NODE, RESUME_NODE,
+        ROLLOUT, SUSPEND_NODE, TERMINATE_NODE, UPGRADE_NODE,
     };
 }

@@ -27,7 +27,8 @@ impl Orchestrator {
             .with(crate::suspend::suspend_workflow())?
             .with(crate::suspend::resume_workflow())?
             .with(crate::upgrade::workflow())?
-            .with(crate::rollout::workflow())?;
+            .with(crate::rollout::workflow())?
+            .with(crate::reconfigure::workflow())?;
         Ok(Self {
             engine: Engine::new(store, registry, Arc::new(services)),
         })

@@ -57,7 +57,7 @@ pub(crate) fn workflow() -> Workflow<Services> {
 
 /// Between probes of a new version that is not serving yet; the step's
 /// own deadline (`verify_timeout_s`) is what fails it.
-const VERIFY_POLICY: RetryPolicy = RetryPolicy {
+pub(crate) const VERIFY_POLICY: RetryPolicy = RetryPolicy {
     max_attempts: 10_000,
     initial: Duration::from_secs(1),
     multiplier: 1.0,
@@ -171,7 +171,7 @@ async fn prepare(ctx: Ctx) -> Result<StepOutcome, StepError> {
 
 /// Hands the node back to the health role, which judges it from its
 /// observations again.
-async fn leave_maintenance(ctx: Ctx) -> Result<(), StepError> {
+pub(crate) async fn leave_maintenance(ctx: Ctx) -> Result<(), StepError> {
     let node = load_node(&ctx).await?;
     if node.state != NodeState::Maintenance {
         return Ok(());
@@ -180,7 +180,7 @@ async fn leave_maintenance(ctx: Ctx) -> Result<(), StepError> {
         &ctx,
         NodeChange {
             state: Some(NodeState::Syncing),
-            message: "upgrade rolled back; the node runs its previous version".into(),
+            message: format!("{} rolled back; the node runs as before", ctx.workflow_name),
             ..Default::default()
         },
     )
@@ -189,7 +189,7 @@ async fn leave_maintenance(ctx: Ctx) -> Result<(), StepError> {
 }
 
 fn workload(ctx: &Ctx) -> Result<serde_json::Value, StepError> {
-    let input: UpgradeNodeInput = ctx.input_as()?;
+    let input: crate::services::NodeInput = ctx.input_as()?;
     serde_json::to_value(WorkloadRef {
         workload_id: input.node_id.to_string(),
         lines: None,
@@ -407,9 +407,32 @@ async fn verify(ctx: Ctx) -> Result<StepOutcome, StepError> {
     } else {
         p.head
     };
-    let host = host_of(&p)?;
+    let what = format!("{} {}", input.target.binary, input.target.version);
+    let deadline = Deadline {
+        at_ms: deadline,
+        timeout_s: input.verify_timeout_s,
+    };
+    verify_serving(&ctx, host_of(&p)?, floor, deadline, &what).await
+}
+
+/// When a verification gives up.
+pub(crate) struct Deadline {
+    pub at_ms: i64,
+    pub timeout_s: u32,
+}
+
+/// One probe of the node: `Done({head})` once it is synced at or past
+/// `floor`; else retryable until `deadline`, then permanent (the
+/// compensation runs).
+pub(crate) async fn verify_serving(
+    ctx: &Ctx,
+    host: hood_domain::HostId,
+    floor: Option<i64>,
+    deadline: Deadline,
+    what: &str,
+) -> Result<StepOutcome, StepError> {
     let key = format!("{}-probe-{}", ctx.workflow_id, ctx.attempt);
-    let last = match run_command(&ctx, host, kinds::PROBE_SYNC, workload(&ctx)?, &key)
+    let last = match run_command(ctx, host, kinds::PROBE_SYNC, workload(ctx)?, &key)
         .await
         .and_then(|out| {
             serde_json::from_value::<SyncReport>(out)
@@ -424,10 +447,10 @@ async fn verify(ctx: Ctx) -> Result<StepOutcome, StepError> {
         ),
         Err(e) => e.message().to_owned(),
     };
-    if now().millis() >= deadline {
+    if now().millis() >= deadline.at_ms {
         return Err(permanent(format!(
-            "{} {} did not serve within {} s: {last}",
-            input.target.binary, input.target.version, input.verify_timeout_s
+            "{what} did not serve within {} s: {last}",
+            deadline.timeout_s
         )));
     }
     Err(retryable(last))

@@ -25,12 +25,18 @@ use hood_domain::NodeId;
 use hood_runtime::{
     RestartPolicy, StopSignal, WorkloadId, WorkloadRuntime, WorkloadSpec, WorkloadState,
 };
+use sha2::Digest as _;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
+
+/// Set in every node process's environment: the SHA-256 of the node's
+/// rendered files, so that a recipe's new file restarts the processes
+/// that read it (their spec changed) and an unchanged one does not.
+pub const CONFIG_DIGEST_ENV: &str = "HOOD_CONFIG_SHA256";
 
 /// What the handler remembers of a started node (persisted next to it, so
 /// an agent restart keeps the same ports).
@@ -226,11 +232,23 @@ impl WorkloadHandler {
         let vars = self.vars(&plan, &ports);
         let render = |t: &str| hood_chains::render(t, &vars).map_err(|e| err("template", e));
 
+        // What the processes read besides their arguments: a change of it
+        // is a change of their spec, so the runtime restarts them on it.
+        let mut config = sha2::Sha256::new();
         for f in &plan.files {
             let path = PathBuf::from(render(&f.path)?);
             ensure_inside(&dir, &path)?;
             write_file(&path, f.content.as_bytes(), parse_mode(&f.mode)?)?;
+            for part in [
+                path.as_os_str().as_encoded_bytes(),
+                f.mode.as_bytes(),
+                f.content.as_bytes(),
+            ] {
+                config.update((part.len() as u64).to_le_bytes());
+                config.update(part);
+            }
         }
+        let config_digest = hex::encode(config.finalize());
         if !plan.keys.is_empty() {
             let node_id: NodeId = plan.node_id.parse().map_err(|e| err("node id", e))?;
             let dek = ctx
@@ -277,6 +295,10 @@ impl WorkloadHandler {
                     .env
                     .iter()
                     .map(|(k, v)| Ok((k.clone(), render(v)?)))
+                    .chain(std::iter::once(Ok((
+                        CONFIG_DIGEST_ENV.to_owned(),
+                        config_digest.clone(),
+                    ))))
                     .collect::<Result<_, CommandError>>()?,
                 working_dir: Some(dir.join("data")),
                 files: vec![],

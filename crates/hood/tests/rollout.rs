@@ -371,7 +371,7 @@ async fn a_version_that_cannot_start_reverts_the_canary_with_its_data() {
         if node_id == canary {
             assert!(text.contains("snapshotted"), "{text}");
             assert!(text.contains("restored from snapshot"), "{text}");
-            assert!(text.contains("upgrade rolled back"), "{text}");
+            assert!(text.contains("upgrade-node rolled back"), "{text}");
         } else {
             assert!(!text.contains("upgrading"), "untouched: {text}");
         }
@@ -506,4 +506,160 @@ async fn rollouts_survive_sigkill_at_random_moments() {
         "one upgrade per node per rollout"
     );
     assert!(all.iter().all(|w| w["state"] == "completed"), "{all:?}");
+}
+
+/// Copies a directory tree (the repository's chain catalog, to edit).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// An operator edits a node type's recipe and restarts the control plane;
+/// `hood node reconfigure` restarts the node on the new arguments (anvil
+/// serves twelve dev accounts, not ten) without losing its chain, and a
+/// second reconfigure with nothing changed leaves its process alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipe_change_is_applied_by_reconfigure() {
+    let Some(anvil) = hood_testkit::anvil_bin("reconfigure") else {
+        return;
+    };
+    let (dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let chains = dir.path().join("chains");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../chains"),
+        &chains,
+    );
+    let gateway = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let up = || {
+        let mut args = common::UP_ARGS.to_vec();
+        args[6] = gateway.as_str();
+        common::HoodProcess::start(
+            &args,
+            &[
+                ("HOOD_HOME", home.display().to_string()),
+                ("HOOD_CHAINS_DIR", chains.display().to_string()),
+                ("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into()),
+            ],
+            common::UP_LABELS,
+        )
+    };
+    let hood = up();
+    let admin = read_admin_key(&home);
+    let env = |api: &str| {
+        vec![
+            ("HOOD_SERVER", api.to_owned()),
+            ("HOOD_TOKEN", admin.clone()),
+        ]
+    };
+    push_anvil(&anvil, &env(&hood.url("api")));
+    let http = reqwest::Client::new();
+    let node = healthy_nodes(&http, &hood.url("api"), &admin, 1)
+        .await
+        .remove(0);
+    let id = node["id"].as_str().unwrap().to_owned();
+    let endpoint = node["rpc_endpoint"].as_str().unwrap().to_owned();
+    let accounts = async || {
+        rpc(&http, &endpoint, "eth_accounts")
+            .await
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(accounts().await, 10, "the recipe's ten dev accounts");
+
+    // The operator's change, read by the control plane at its next start.
+    drop(hood);
+    let recipe = chains.join("recipes/ethereum-anvil/dev.yaml");
+    let text = std::fs::read_to_string(&recipe).unwrap();
+    let text = text.replacen(
+        "    - --accounts\n    - \"10\"",
+        "    - --accounts\n    - \"12\"",
+        1,
+    );
+    assert!(
+        text.contains("\"12\""),
+        "the recipe's layout changed: {text}"
+    );
+    std::fs::write(&recipe, text).unwrap();
+    let hood = up();
+    let api = hood.url("api");
+    let url = format!("{api}/api/v1/nodes/{id}");
+    wait_for(
+        "healthy after the restart",
+        Duration::from_secs(60),
+        async || {
+            let v = get_json(&http, &url, &admin).await;
+            (v["state"] == "healthy").then_some(v)
+        },
+    )
+    .await;
+    let before = head_of(&http, &endpoint).await;
+
+    let (ok, out, err) = hood_cli(
+        &["node", "reconfigure", &id, "-o", "json"],
+        &env(&api),
+        None,
+    );
+    assert!(ok, "{out} {err}");
+    let after: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(after["state"], "healthy", "{after}");
+    assert_eq!(
+        after["rpc_endpoint"].as_str(),
+        Some(endpoint.as_str()),
+        "the endpoint stays"
+    );
+    assert_eq!(
+        accounts().await,
+        12,
+        "anvil runs with the recipe's new arguments"
+    );
+    assert!(
+        head_of(&http, &endpoint).await >= before,
+        "the chain continues"
+    );
+    let events = get_json(&http, &format!("{url}/events"), &admin)
+        .await
+        .to_string();
+    assert!(events.contains("applying its recipe"), "{events}");
+
+    // Nothing changed: the process is not restarted.
+    let pids = || {
+        common::processes_under(&home)
+            .into_iter()
+            .filter(|(_, c)| c.contains("/bin/anvil"))
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>()
+    };
+    let running = pids();
+    assert_eq!(running.len(), 1);
+    let (ok, out, err) = hood_cli(&["node", "reconfigure", &id], &env(&api), None);
+    assert!(ok, "{out} {err}");
+    assert_eq!(
+        pids(),
+        running,
+        "an unchanged recipe leaves the process alone"
+    );
+    // Not serving: refused with the reason.
+    let r = http
+        .post(format!(
+            "{api}/api/v1/nodes/00000000-0000-4000-8000-000000000000/reconfigure"
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    drop(hood);
 }

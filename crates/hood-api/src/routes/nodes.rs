@@ -4,13 +4,13 @@
 use crate::auth::Caller;
 use crate::clock::{now, rfc3339};
 use crate::extract::{Json, PathId, Query};
-use crate::problem::ApiResult;
+use crate::problem::{ApiResult, Problem};
 use crate::state::AppState;
 use crate::views::Page;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use hood_app::nodes::{CreateNode, NodeAccepted as Accepted};
 use hood_domain::identity::Permission;
@@ -26,6 +26,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/nodes", get(list_nodes).post(create_node))
         .route("/api/v1/nodes/{node_id}", get(get_node).delete(delete_node))
         .route("/api/v1/nodes/{node_id}/events", get(node_events))
+        .route(
+            "/api/v1/nodes/{node_id}/reconfigure",
+            post(reconfigure_node),
+        )
         .route("/api/v1/nodes/{node_id}/logs", get(node_logs))
         .route("/api/v1/nodes/{node_id}/sync", get(node_sync))
         .route(
@@ -270,6 +274,24 @@ pub async fn delete_node(
     state.nodes.get(caller.org_id, id).await?;
     caller.require(Permission::Operate)?;
     let accepted = state.nodes.terminate(caller.org_id, id).await?;
+    Ok((StatusCode::ACCEPTED, Json(NodeAccepted::from(&accepted))))
+}
+
+#[utoipa::path(post, path = "/api/v1/nodes/{node_id}/reconfigure", tag = "nodes", params(("node_id" = Uuid, Path)),
+    responses((status = 202, body = NodeAccepted, description = "The reconfigure workflow runs"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The node is not serving")),
+    security(("bearer" = ["read", "operate"])))]
+/// Starts the node's processes again from its chain's current recipe
+/// (arguments, environment, files), in `maintenance` meanwhile.
+pub async fn reconfigure_node(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<NodeId>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(Permission::Read)?;
+    state.nodes.get(caller.org_id, id).await?;
+    caller.require(Permission::Operate)?;
+    let accepted = state.nodes.reconfigure(caller.org_id, id).await?;
     Ok((StatusCode::ACCEPTED, Json(NodeAccepted::from(&accepted))))
 }
 

@@ -5,6 +5,7 @@ use super::columns;
 use super::output::{list, show, Format};
 use anyhow::{bail, Result};
 use clap::Subcommand;
+use hood_api::routes::fleet::WorkflowView;
 use hood_api::routes::keys::{KeyExportRequest, KeyExportView};
 use hood_api::routes::nodes::{
     CreateNodeRequest, NodeAccepted, NodeEventView, NodeLogsView, NodeView,
@@ -57,6 +58,16 @@ pub enum NodeCmd {
         id: String,
         #[arg(long, default_value_t = 100)]
         lines: u32,
+    },
+    /// Restarts the node's processes from its chain's current recipe
+    /// (arguments, environment, files) and, unless --no-wait, follows it
+    /// until it serves again.
+    Reconfigure {
+        id: String,
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// Terminates a node and, unless --no-wait, follows it until it is gone.
     Delete {
@@ -142,6 +153,57 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
             let events: Page<NodeEventView> =
                 client.get(&format!("/api/v1/nodes/{id}/events")).await?;
             list(format, &events, columns::NODE_EVENT)
+        }
+        NodeCmd::Reconfigure {
+            id,
+            no_wait,
+            timeout,
+        } => {
+            let history: Page<NodeEventView> = client
+                .get(&format!("/api/v1/nodes/{id}/events?limit=1000"))
+                .await?;
+            let mut seen = history.items.last().map_or(0, |e| e.seq);
+            let accepted: NodeAccepted = client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/nodes/{id}/reconfigure"),
+                    None::<&()>,
+                )
+                .await?;
+            if no_wait {
+                return show(format, &accepted, columns::NODE_ACCEPTED);
+            }
+            let started = Instant::now();
+            loop {
+                let events: Page<NodeEventView> = client
+                    .get(&format!("/api/v1/nodes/{id}/events?after={seen}"))
+                    .await?;
+                for e in &events.items {
+                    seen = seen.max(e.seq);
+                    eprintln!("[{:>3}s] {}", started.elapsed().as_secs(), e.message);
+                }
+                let run: WorkflowView = client
+                    .get(&format!("/api/v1/workflows/{}", accepted.workflow_id))
+                    .await?;
+                match run.state.as_str() {
+                    "completed" => break,
+                    "failed" | "stuck" | "abandoned" => bail!(
+                        "reconfiguring node {id} {}: {}",
+                        run.state,
+                        run.error.as_deref().unwrap_or("no error recorded")
+                    ),
+                    _ => {}
+                }
+                if started.elapsed() > Duration::from_secs(timeout) {
+                    bail!(
+                        "node {id} was not reconfigured within {timeout} s (workflow {})",
+                        run.id
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            let node: NodeView = client.get(&format!("/api/v1/nodes/{id}")).await?;
+            show(format, &node, columns::NODE)
         }
         NodeCmd::Delete {
             id,
