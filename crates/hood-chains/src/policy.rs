@@ -125,20 +125,9 @@ impl CompiledPolicies {
                 })
             })
             .collect::<Result<_, PolicyError>>()?;
-        let collectors = obs
-            .collectors
-            .iter()
-            .map(|c| {
-                let shape = match c.source {
-                    Source::JsonRpc(_) => Shape::JsonRpc,
-                    _ => Shape::Flat,
-                };
-                (c.name.clone(), shape)
-            })
-            .collect();
         Ok(Self {
             policies,
-            collectors,
+            collectors: shapes(obs),
         })
     }
 
@@ -156,38 +145,11 @@ impl CompiledPolicies {
     /// evaluation error is reported in the result and does not fire: a
     /// missing sample must not raise an incident on its own.
     pub fn evaluate(&self, input: &PolicyInput) -> Vec<PolicyResult> {
-        let mut ctx = Context::default();
-        ctx.add_function("hex_to_int", hex_to_int);
-        for (name, shape) in &self.collectors {
-            let value = input
-                .samples
-                .get(name)
-                .map(|s| collector_value(*shape, s))
-                .unwrap_or_else(empty_map);
-            ctx.add_variable_from_value(name.as_str(), value);
-        }
-        ctx.add_variable_from_value("sync", object_or_empty(&input.sync));
-        ctx.add_variable_from_value("node", object_or_empty(&input.node));
-
+        let ctx = context(&self.collectors, input);
         self.policies
             .iter()
             .map(|p| {
-                // The interpreter is young; a panic in it must cost one
-                // policy's verdict, not the health evaluator.
-                let outcome =
-                    std::panic::catch_unwind(AssertUnwindSafe(|| p.program.execute(&ctx)));
-                let (firing, error) = match outcome {
-                    Ok(Ok(Value::Bool(b))) => (b, None),
-                    Ok(Ok(other)) => (
-                        false,
-                        Some(format!(
-                            "expression returned {}, not a bool",
-                            other.type_of()
-                        )),
-                    ),
-                    Ok(Err(e)) => (false, Some(e.to_string())),
-                    Err(_) => (false, Some("the CEL interpreter failed".to_string())),
-                };
+                let (firing, error) = run(&p.program, &ctx);
                 PolicyResult {
                     name: p.name.clone(),
                     firing,
@@ -195,6 +157,136 @@ impl CompiledPolicies {
                     severity: p.severity,
                     application_health: p.application_health,
                     for_s: p.for_s,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The CEL shape of each of a chain's collectors.
+fn shapes(obs: &Observation) -> BTreeMap<String, Shape> {
+    obs.collectors
+        .iter()
+        .map(|c| {
+            let shape = match c.source {
+                Source::JsonRpc(_) => Shape::JsonRpc,
+                _ => Shape::Flat,
+            };
+            (c.name.clone(), shape)
+        })
+        .collect()
+}
+
+/// The variables of one evaluation: each collector's sample (an empty map
+/// when it has none), `sync` and `node`.
+fn context(collectors: &BTreeMap<String, Shape>, input: &PolicyInput) -> Context<'static> {
+    let mut ctx = Context::default();
+    ctx.add_function("hex_to_int", hex_to_int);
+    for (name, shape) in collectors {
+        let value = input
+            .samples
+            .get(name)
+            .map(|s| collector_value(*shape, s))
+            .unwrap_or_else(empty_map);
+        ctx.add_variable_from_value(name.as_str(), value);
+    }
+    ctx.add_variable_from_value("sync", object_or_empty(&input.sync));
+    ctx.add_variable_from_value("node", object_or_empty(&input.node));
+    ctx
+}
+
+/// Runs a boolean expression: (its value, why it could not be evaluated).
+fn run(program: &Program, ctx: &Context) -> (bool, Option<String>) {
+    // The interpreter is young; a panic in it must cost one verdict, not
+    // the caller.
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| program.execute(ctx)));
+    match outcome {
+        Ok(Ok(Value::Bool(b))) => (b, None),
+        Ok(Ok(other)) => (
+            false,
+            Some(format!(
+                "expression returned {}, not a bool",
+                other.type_of()
+            )),
+        ),
+        Ok(Err(e)) => (false, Some(e.to_string())),
+        Err(_) => (false, Some("the CEL interpreter failed".to_string())),
+    }
+}
+
+/// The `sync` variable of policies and checks: the node's sync status,
+/// heads, lag, how long its head has not moved and its peers (absent
+/// values are `null`).
+pub fn sync_view(
+    status: &str,
+    head: Option<i64>,
+    target: Option<i64>,
+    reference: Option<i64>,
+    head_age_s: Option<i64>,
+    peers: Option<i64>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "status": status,
+        "head": head,
+        "target": target,
+        "reference_head": reference,
+        "lag": head.zip(target).map(|(h, b)| b - h),
+        "head_age_s": head_age_s,
+        "peers": peers,
+    })
+}
+
+/// Named conditions over the same variables as policies (an upgrade
+/// manifest's pre- and post-checks), parsed once.
+#[derive(Debug)]
+pub struct CompiledChecks {
+    checks: Vec<(String, Program)>,
+    collectors: BTreeMap<String, Shape>,
+}
+
+/// One check's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub name: String,
+    pub passed: bool,
+    /// Why the expression could not be evaluated (then it did not pass).
+    pub error: Option<String>,
+}
+
+impl CompiledChecks {
+    /// Parses every check against the chain's collectors.
+    pub fn compile(
+        checks: &[crate::upgrade::UpgradeCheck],
+        obs: &Observation,
+    ) -> Result<Self, PolicyError> {
+        let checks = checks
+            .iter()
+            .map(|c| {
+                parse(&c.expression)
+                    .map(|p| (c.name.clone(), p))
+                    .map_err(|message| PolicyError::Syntax {
+                        policy: c.name.clone(),
+                        message,
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            checks,
+            collectors: shapes(obs),
+        })
+    }
+
+    /// Every check's verdict, in declaration order.
+    pub fn evaluate(&self, input: &PolicyInput) -> Vec<CheckResult> {
+        let ctx = context(&self.collectors, input);
+        self.checks
+            .iter()
+            .map(|(name, program)| {
+                let (passed, error) = run(program, &ctx);
+                CheckResult {
+                    name: name.clone(),
+                    passed,
+                    error,
                 }
             })
             .collect()
@@ -400,6 +492,50 @@ mod tests {
             sync,
             node: json!({"node_type": "dev", "uptime_s": 100}),
         }
+    }
+
+    #[test]
+    fn upgrade_checks_read_collectors_and_the_sync_view() {
+        let catalog = ChainCatalog::builtin().expect("builtin catalog");
+        let chain = catalog.get("ethereum-anvil").unwrap();
+        let upgrade = chain.upgrade("anvil-1.5.1-to-1.7.1").unwrap();
+        let post = CompiledChecks::compile(&upgrade.post_checks, &chain.observation).unwrap();
+        let pre = CompiledChecks::compile(&upgrade.pre_checks, &chain.observation).unwrap();
+        let sync = |age: i64| sync_view("synced", Some(9), None, None, Some(age), None);
+        let good = input(
+            json!({"chain_id": {"result": "0x7a69", "at_ms": 1},
+                   "block_number": {"result": "0x9", "at_ms": 1}}),
+            sync(2),
+        );
+        let passed = |r: &[CheckResult]| r.iter().map(|c| c.passed).collect::<Vec<_>>();
+        assert_eq!(passed(&post.evaluate(&good)), [true, true]);
+        assert_eq!(passed(&pre.evaluate(&good)), [true, true]);
+        // Another chain, and a head that stopped: both fail, by name.
+        let wrong = input(
+            json!({"chain_id": {"result": "0x1", "at_ms": 1}}),
+            sync(600),
+        );
+        let r = post.evaluate(&wrong);
+        assert_eq!(passed(&r), [false, false]);
+        assert_eq!(r[0].name, "right_chain");
+        // No sample yet: an evaluation error, which never passes.
+        let r = post.evaluate(&input(json!({}), sync(1)));
+        assert!(!r[0].passed && r[0].error.is_some(), "{r:?}");
+        // Not CEL: refused at compile, naming the check.
+        let bad = [crate::upgrade::UpgradeCheck {
+            name: "broken".into(),
+            description: None,
+            expression: "a ==".into(),
+        }];
+        assert!(matches!(
+            CompiledChecks::compile(&bad, &chain.observation),
+            Err(PolicyError::Syntax { policy, .. }) if policy == "broken"
+        ));
+        assert_eq!(sync(5)["lag"], serde_json::Value::Null);
+        assert_eq!(
+            sync_view("synced", Some(7), Some(10), None, None, None)["lag"],
+            3
+        );
     }
 
     #[test]

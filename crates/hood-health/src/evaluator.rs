@@ -315,15 +315,14 @@ impl Evaluator {
                 }
             }
             let head_age_s = health.head_changed_at.map(|t| (now_ms - t.millis()) / 1000);
-            let sync_json = serde_json::json!({
-                "status": sync.as_str(),
-                "head": o.sync.head,
-                "target": best,
-                "reference_head": references.get(&node.chain),
-                "lag": o.sync.head.zip(best).map(|(h, b)| b - h),
-                "head_age_s": head_age_s,
-                "peers": o.peers,
-            });
+            let sync_json = hood_chains::policy::sync_view(
+                sync.as_str(),
+                o.sync.head,
+                best,
+                references.get(&node.chain).copied(),
+                head_age_s,
+                o.peers,
+            );
             let node_json = serde_json::json!({
                 "node_type": node.node_type,
                 "uptime_s": (now_ms - node.created_at.millis()) / 1000,

@@ -3,11 +3,11 @@
 
 use crate::auth::Caller;
 use crate::clock::rfc3339;
-use crate::extract::{Json, PathId};
+use crate::extract::{Json, PathId, Query};
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 use crate::views::Page;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
