@@ -29,6 +29,7 @@ mod error;
 mod handle;
 mod handler;
 mod session;
+mod snapshots;
 mod stored_identity;
 
 pub use channel::gateway_channel;
@@ -36,6 +37,7 @@ pub use config::{AgentConfig, TOKEN_ENV};
 pub use error::AgentError;
 pub use handle::{AgentHandle, DataKey};
 pub use handler::{BuiltinHandler, CommandContext, CommandError, CommandHandler, Workload};
+pub use snapshots::GatewayChunks;
 pub use stored_identity::StoredIdentity;
 
 use hood_domain::HostId;

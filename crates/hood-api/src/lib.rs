@@ -65,7 +65,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::budgets::router())
             .merge(routes::corrections::router())
             .merge(routes::keys::router())
-            .merge(routes::rollouts::router());
+            .merge(routes::rollouts::router())
+            .merge(routes::snapshots::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.

@@ -22,7 +22,7 @@
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
     artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health, identity,
-    invoicing, keys, ledger, nodes, ops, rollouts,
+    invoicing, keys, ledger, nodes, ops, rollouts, snapshots,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -68,6 +68,7 @@ use utoipa::{Modify, OpenApi};
         rollouts::create_rollout, rollouts::list_rollouts, rollouts::get_rollout,
         rollouts::start_rollout, rollouts::pause_rollout, rollouts::resume_rollout,
         rollouts::abort_rollout, rollouts::approve_rollout,
+        snapshots::take_snapshot, snapshots::list_snapshots, snapshots::restore_snapshot,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -95,6 +96,8 @@ use utoipa::{Modify, OpenApi};
         keys::KeyExportRequest, keys::KeyExportView,
         rollouts::CreateRolloutRequest, rollouts::RolloutView, rollouts::RolloutNodeView,
         rollouts::RolloutPolicyView, rollouts::RolloutProgressView,
+        snapshots::SnapshotView, snapshots::TakeSnapshotRequest, snapshots::SnapshotAccepted,
+        snapshots::RestoreRequest,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

@@ -2,7 +2,7 @@
 
 use crate::limiter::KeyedLimiter;
 use crate::metrics::Metrics;
-use hood_app::{BillingService, LedgerService, NodeService, RolloutService};
+use hood_app::{BillingService, LedgerService, NodeService, RolloutService, SnapshotService};
 use hood_chains::ChainCatalog;
 use hood_domain::rpc::PlanCatalog;
 use hood_identity::master_key::MasterKey;
@@ -44,6 +44,8 @@ pub struct AppState {
     pub nodes: NodeService,
     /// The rollout use cases.
     pub rollouts: RolloutService,
+    /// The node snapshot use cases.
+    pub snapshots: SnapshotService,
     /// The ledger's use cases, in processes that run it (they hold the
     /// checkpoint key, so need the master key).
     pub ledger: Option<LedgerService>,
@@ -61,6 +63,8 @@ impl AppState {
     /// Attaches the orchestrator's operations to the node use cases.
     pub fn with_node_operations(mut self, operations: Arc<dyn NodeOperations>) -> Self {
         self.nodes = self.nodes.with_operations(operations.clone());
+        self.snapshots =
+            SnapshotService::new(self.nodes.clone(), self.store.clone(), self.store.clone());
         self.rollouts = self.rollouts.with_operations(operations);
         self
     }
@@ -110,6 +114,7 @@ impl AppState {
             store.clone(),
             chains.clone(),
         );
+        let snapshots = SnapshotService::new(nodes.clone(), store.clone(), store.clone());
         Self {
             store,
             tokens,
@@ -120,6 +125,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             nodes,
             rollouts,
+            snapshots,
             ledger: None,
             billing: None,
             master: None,

@@ -18,9 +18,11 @@ pub mod error;
 pub mod ledger;
 pub mod nodes;
 pub mod rollouts;
+pub mod snapshots;
 
 pub use billing::{BillingService, BillingStores, CreateSubscription};
 pub use error::{AppError, AppResult};
 pub use ledger::{LedgerService, Viewer};
 pub use nodes::{CreateNode, KeyExport, NodeAccepted, NodeService};
 pub use rollouts::{CreateRollout, RolloutDetail, RolloutService};
+pub use snapshots::{SnapshotAccepted, SnapshotService};

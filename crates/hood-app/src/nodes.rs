@@ -92,6 +92,11 @@ impl NodeService {
         self
     }
 
+    /// Now, by the service's clock.
+    pub(crate) fn now(&self) -> hood_domain::Timestamp {
+        self.clock.now()
+    }
+
     /// The orchestrator's operations, or 503 in a process without one.
     pub fn operations(&self) -> AppResult<&dyn NodeOperations> {
         self.operations.as_deref().ok_or_else(|| {
@@ -371,7 +376,7 @@ impl NodeService {
         Ok(())
     }
 
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         if let Some(ops) = &self.operations {
             ops.workflows_due();
         }
@@ -402,6 +407,16 @@ fn node_workflow(
 ) -> AppResult<NewWorkflow> {
     let input = serde_json::to_value(NodeWorkflowInput { node_id: node })
         .map_err(|e| AppError::Internal(format!("encoding workflow input: {e}")))?;
+    workflow_with_input(definition, id, input, now)
+}
+
+/// A workflow run to create, with its input.
+pub(crate) fn workflow_with_input(
+    definition: (&str, i64),
+    id: String,
+    input: serde_json::Value,
+    now: hood_domain::Timestamp,
+) -> AppResult<NewWorkflow> {
     Ok(NewWorkflow {
         id,
         name: definition.0.into(),

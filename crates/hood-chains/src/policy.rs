@@ -60,6 +60,27 @@ pub struct PolicyInput {
     pub node: serde_json::Value,
 }
 
+impl PolicyInput {
+    /// The variables of one evaluation: the agent's samples as reported,
+    /// the node's sync view ([`sync_view`]) and the node ([`node_view`]).
+    pub fn from_observation(
+        report: &hood_domain::workload::WorkloadObservation,
+        sync: serde_json::Value,
+        node: serde_json::Value,
+    ) -> Self {
+        let samples = report
+            .samples
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+            .collect();
+        Self {
+            samples,
+            sync,
+            node,
+        }
+    }
+}
+
 /// One policy's verdict in one round.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyResult {
@@ -234,6 +255,11 @@ pub fn sync_view(
         "head_age_s": head_age_s,
         "peers": peers,
     })
+}
+
+/// The `node` variable of policies and checks.
+pub fn node_view(node_type: &str, uptime_s: i64) -> serde_json::Value {
+    serde_json::json!({ "node_type": node_type, "uptime_s": uptime_s })
 }
 
 /// Named conditions over the same variables as policies (an upgrade

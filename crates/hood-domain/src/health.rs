@@ -114,6 +114,23 @@ pub struct SyncObservation {
     pub head: Option<i64>,
 }
 
+impl SyncObservation {
+    /// The agent's sync sample as an observation, with the peers it
+    /// counted; a failed or missing sample observed nothing.
+    pub fn of(sample: Option<&crate::workload::SyncSample>) -> (Self, Option<i64>) {
+        match sample {
+            Some(s) if s.error.is_none() => (
+                Self {
+                    syncing: s.syncing,
+                    head: s.head,
+                },
+                s.peers,
+            ),
+            _ => (Self::default(), None),
+        }
+    }
+}
+
 /// Sync status from an observation: catching up is `syncing`; a node
 /// that says it is synced but trails the best head by more than the
 /// tolerance is `lagging`; no observation is `unknown`.

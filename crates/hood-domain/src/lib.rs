@@ -25,6 +25,7 @@ pub mod notification;
 pub mod retention;
 pub mod rollout;
 pub mod rpc;
+pub mod snapshot;
 pub mod time;
 pub mod usage;
 pub mod validate;

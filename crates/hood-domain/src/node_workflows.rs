@@ -16,12 +16,17 @@ pub type Definition = (&'static str, i64);
 
 pub const PROVISION_NODE: Definition = ("provision-node", 1);
 pub const TERMINATE_NODE: Definition = ("terminate-node", 1);
-pub const MIGRATE_NODE: Definition = ("migrate-node", 1);
+/// v2 restores the node's latest snapshot on the new host before the
+/// first start (warm migration); v1 runs still finish as they began.
+pub const MIGRATE_NODE: Definition = ("migrate-node", 2);
+pub const MIGRATE_NODE_V1: Definition = ("migrate-node", 1);
 pub const SUSPEND_NODE: Definition = ("suspend-node", 1);
 pub const RESUME_NODE: Definition = ("resume-node", 1);
 pub const UPGRADE_NODE: Definition = ("upgrade-node", 1);
 pub const ROLLOUT: Definition = ("rollout", 1);
 pub const RECONFIGURE_NODE: Definition = ("reconfigure-node", 1);
+pub const SNAPSHOT_NODE: Definition = ("snapshot-node", 1);
+pub const RESTORE_NODE: Definition = ("restore-node", 1);
 
 /// Signals every workflow understands (the saga engine handles them
 /// between steps).
@@ -76,6 +81,27 @@ pub fn reconfigure_id(node: NodeId, version: i64) -> String {
     format!("reconfigure-node-{node}-{version}")
 }
 
+/// One run per snapshot (names are unique per node).
+pub fn snapshot_id(node: NodeId, name: &str) -> String {
+    format!("snapshot-node-{node}-{name}")
+}
+
+/// One restore per snapshot and node version.
+pub fn restore_id(node: NodeId, name: &str, version: i64) -> String {
+    format!("restore-node-{node}-{name}-{version}")
+}
+
+/// The input of `snapshot-node` and `restore-node`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotNodeInput {
+    pub node_id: NodeId,
+    /// The snapshot to take or to restore.
+    pub name: String,
+    /// Why it is taken (`manual`, `scheduled`); ignored by a restore.
+    #[serde(default)]
+    pub reason: String,
+}
+
 /// The one run of a rollout.
 pub fn rollout_workflow_id(rollout: RolloutId) -> String {
     format!("rollout-{rollout}")
@@ -103,6 +129,12 @@ pub struct UpgradeNodeInput {
     pub restore_snapshot: Option<String>,
     /// How long the new version has to serve and reach its old head.
     pub verify_timeout_s: u32,
+    /// The manifest (`chains/upgrades/{chain}/{id}.yaml`) whose pre- and
+    /// post-checks gate this upgrade; `None` for an explicit version and
+    /// for a revert (going back is never held up by the way forward's
+    /// checks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_id: Option<String>,
 }
 
 /// The input of `rollout`.

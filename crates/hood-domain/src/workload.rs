@@ -24,6 +24,29 @@ pub mod kinds {
     pub const SNAPSHOT_DATA: &str = "snapshot_data";
     /// Replace a stopped node's data directory with a named copy.
     pub const RESTORE_DATA: &str = "restore_data";
+    /// Sample every collector and the sync probe of a workload once, now,
+    /// and answer the fresh [`WorkloadObservation`] (an upgrade's checks).
+    pub const OBSERVE_WORKLOAD: &str = "observe_workload";
+    /// Pack a stopped node's data directory into a local archive of
+    /// checksummed chunks ([`DataSnapshotRef`] → [`PackedSnapshot`]).
+    pub const PACK_SNAPSHOT: &str = "pack_snapshot";
+    /// Send a packed archive's chunks the control plane lacks, then its
+    /// manifest ([`DataSnapshotRef`] → [`UploadedSnapshot`]); resumable.
+    pub const UPLOAD_SNAPSHOT: &str = "upload_snapshot";
+    /// Replace a node's data directory (stopped, or not started on this
+    /// host yet) with a snapshot from the control plane
+    /// ([`DataSnapshotRef`] → [`RestoredSnapshot`]).
+    pub const RESTORE_SNAPSHOT: &str = "restore_snapshot";
+}
+
+/// A snapshot name: 1 to 128 letters, digits, `-` and `_` (it becomes a
+/// file and an object name).
+pub fn valid_snapshot_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// An artifact to fetch from the control plane's store.
@@ -213,7 +236,8 @@ pub struct WorkloadStarted {
     pub rpc_endpoint: Option<String>,
 }
 
-/// `stop_workload`, `remove_workload`, `probe_sync`, `tail_logs`.
+/// `stop_workload`, `remove_workload`, `probe_sync`, `tail_logs`,
+/// `observe_workload`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkloadRef {
     pub workload_id: String,
@@ -237,6 +261,35 @@ pub struct DataSnapshotDone {
     pub snapshot: String,
     pub files: u64,
     pub bytes: u64,
+}
+
+/// What `pack_snapshot` wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackedSnapshot {
+    pub snapshot: String,
+    pub files: u64,
+    pub raw_bytes: u64,
+    pub compressed_bytes: u64,
+    pub chunks: u32,
+}
+
+/// What `upload_snapshot` sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadedSnapshot {
+    pub snapshot: String,
+    /// Chunks sent by this command…
+    pub sent: u32,
+    /// …and those the control plane held already (an earlier attempt).
+    pub skipped: u32,
+    pub bytes_sent: u64,
+}
+
+/// What `restore_snapshot` put in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredSnapshot {
+    pub snapshot: String,
+    pub files: u64,
+    pub raw_bytes: u64,
 }
 
 /// The agent's answer to `probe_sync`.

@@ -36,6 +36,7 @@ pub use fleet::{CommandOutcome, Fleet, ENROLLMENT_TOKEN_PREFIX};
 pub use server::Gateway;
 pub use sources::{
     ArtifactSource, ArtifactSourceError, ArtifactStream, DataKey, NodeKeyError, NodeKeySource,
+    SnapshotSource, SnapshotSourceError,
 };
 
 pub(crate) use hood_clock::now;

@@ -6,7 +6,7 @@ use crate::fleet::Fleet;
 use crate::now;
 use crate::service::GatewayService;
 use crate::shared::Shared;
-use crate::sources::{ArtifactSource, NodeKeySource};
+use crate::sources::{ArtifactSource, NodeKeySource, SnapshotSource};
 use hood_agent_proto::v1::agent_gateway_server::AgentGatewayServer;
 use hood_pki::Ca;
 use std::future::Future;
@@ -27,6 +27,7 @@ pub struct Gateway {
     tls: Arc<rustls::ServerConfig>,
     artifacts: Option<Arc<dyn ArtifactSource>>,
     node_keys: Option<Arc<dyn NodeKeySource>>,
+    snapshots: Option<Arc<dyn SnapshotSource>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -51,6 +52,7 @@ impl Gateway {
             tls,
             artifacts: None,
             node_keys: None,
+            snapshots: None,
         })
     }
 
@@ -63,6 +65,13 @@ impl Gateway {
     /// Serves `FetchNodeKey` from `source` (without one it is unavailable).
     pub fn with_node_keys(mut self, source: Arc<dyn NodeKeySource>) -> Self {
         self.node_keys = Some(source);
+        self
+    }
+
+    /// Serves the snapshot calls from `source` (without one they are
+    /// unavailable).
+    pub fn with_snapshots(mut self, source: Arc<dyn SnapshotSource>) -> Self {
+        self.snapshots = Some(source);
         self
     }
 
@@ -92,6 +101,7 @@ impl Gateway {
             config: self.config.clone(),
             artifacts: self.artifacts.clone(),
             node_keys: self.node_keys.clone(),
+            snapshots: self.snapshots.clone(),
             stop: stop_rx.clone(),
         });
         let (conn_tx, conn_rx) = mpsc::channel::<Result<TlsStream<TcpStream>, std::io::Error>>(64);

@@ -11,6 +11,8 @@ use hood_agent_proto::v1::agent_gateway_server::AgentGateway;
 use hood_agent_proto::v1::{
     AgentMessage, ArtifactChunk, EnrollRequest, EnrollResponse, FetchArtifactRequest,
     FetchNodeKeyRequest, FetchNodeKeyResponse, GatewayMessage, RenewRequest, RenewResponse,
+    SnapshotAck, SnapshotChunk, SnapshotChunkEntry, SnapshotChunkList, SnapshotChunkRef,
+    SnapshotManifest, SnapshotRef,
 };
 use hood_domain::lifecycle::HostState;
 use hood_domain::NodeId;
@@ -35,6 +37,39 @@ pub(crate) struct GatewayService {
 impl GatewayService {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
+    }
+
+    /// The caller's view of one of its nodes' snapshots: authenticated,
+    /// the node placed on the calling host, the name well-formed.
+    async fn snapshot_store<T>(
+        &self,
+        request: &Request<T>,
+        snapshot: Option<&SnapshotRef>,
+    ) -> Result<Arc<dyn hood_snapshot::ChunkStore>, Status> {
+        let (_, host) = self.shared.authenticate(request).await?;
+        let r = snapshot.ok_or_else(|| Status::invalid_argument("snapshot is required"))?;
+        let node: NodeId = r
+            .node_id
+            .parse()
+            .map_err(|_| Status::invalid_argument("node_id is not a node id"))?;
+        if !hood_domain::workload::valid_snapshot_name(&r.name) {
+            return Err(Status::invalid_argument(
+                "a snapshot name is 1-128 letters, digits, `-` and `_`",
+            ));
+        }
+        let source = self
+            .shared
+            .snapshots
+            .clone()
+            .ok_or_else(|| Status::unimplemented("this gateway keeps no snapshots"))?;
+        match source.open(host.id, node, &r.name).await {
+            Ok(Some(store)) => Ok(store),
+            Ok(None) => {
+                tracing::warn!(host_id = %host.id, node_id = %node, "refused a snapshot call: node is not placed on this host");
+                Err(Status::not_found("no such node on this host"))
+            }
+            Err(e) => Err(internal("snapshot source", e)),
+        }
     }
 
     /// Answers an enrollment retry by the key that spent the token: a new
@@ -293,6 +328,129 @@ impl AgentGateway for GatewayService {
                 Err(Status::not_found("no such node on this host"))
             }
         }
+    }
+
+    async fn list_snapshot_chunks(
+        &self,
+        request: Request<SnapshotRef>,
+    ) -> Result<Response<SnapshotChunkList>, Status> {
+        let store = self
+            .snapshot_store(&request, Some(request.get_ref()))
+            .await?;
+        let present = store.present().await.map_err(snapshot_status)?;
+        Ok(Response::new(SnapshotChunkList {
+            chunks: present
+                .into_iter()
+                .map(|(index, sha256)| SnapshotChunkEntry { index, sha256 })
+                .collect(),
+        }))
+    }
+
+    async fn put_snapshot_chunk(
+        &self,
+        request: Request<SnapshotChunk>,
+    ) -> Result<Response<SnapshotAck>, Status> {
+        let chunk_ref = request
+            .get_ref()
+            .chunk
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("chunk is required"))?;
+        let store = self
+            .snapshot_store(&request, chunk_ref.snapshot.as_ref())
+            .await?;
+        let data = request.into_inner().data;
+        let chunk = hood_snapshot::Chunk {
+            index: chunk_ref.index,
+            size: data.len() as u64,
+            sha256: chunk_ref.sha256,
+        };
+        // What is stored under a checksum is what hashes to it.
+        if hood_snapshot::sha256_hex(&data) != chunk.sha256 || chunk_ref.size != chunk.size {
+            return Err(Status::data_loss(format!(
+                "chunk {} does not match its SHA-256 or size",
+                chunk.index
+            )));
+        }
+        store.put(&chunk, data).await.map_err(snapshot_status)?;
+        Ok(Response::new(SnapshotAck {}))
+    }
+
+    async fn get_snapshot_chunk(
+        &self,
+        request: Request<SnapshotChunkRef>,
+    ) -> Result<Response<SnapshotChunk>, Status> {
+        let store = self
+            .snapshot_store(&request, request.get_ref().snapshot.as_ref())
+            .await?;
+        let r = request.into_inner();
+        let chunk = hood_snapshot::Chunk {
+            index: r.index,
+            size: r.size,
+            sha256: r.sha256.clone(),
+        };
+        let data = store.get(&chunk).await.map_err(snapshot_status)?;
+        Ok(Response::new(SnapshotChunk {
+            chunk: Some(r),
+            data,
+        }))
+    }
+
+    async fn put_snapshot_manifest(
+        &self,
+        request: Request<SnapshotManifest>,
+    ) -> Result<Response<SnapshotAck>, Status> {
+        let store = self
+            .snapshot_store(&request, request.get_ref().snapshot.as_ref())
+            .await?;
+        let manifest: hood_snapshot::Manifest =
+            serde_json::from_str(&request.get_ref().manifest_json)
+                .map_err(|e| Status::invalid_argument(format!("manifest: {e}")))?;
+        let present = store.present().await.map_err(snapshot_status)?;
+        if let Some(missing) = manifest
+            .chunks
+            .iter()
+            .find(|c| present.get(&c.index) != Some(&c.sha256))
+        {
+            return Err(Status::failed_precondition(format!(
+                "chunk {} is not stored yet",
+                missing.index
+            )));
+        }
+        store
+            .put_manifest(&manifest)
+            .await
+            .map_err(snapshot_status)?;
+        Ok(Response::new(SnapshotAck {}))
+    }
+
+    async fn get_snapshot_manifest(
+        &self,
+        request: Request<SnapshotRef>,
+    ) -> Result<Response<SnapshotManifest>, Status> {
+        let store = self
+            .snapshot_store(&request, Some(request.get_ref()))
+            .await?;
+        let manifest = store
+            .manifest()
+            .await
+            .map_err(snapshot_status)?
+            .ok_or_else(|| Status::not_found("the snapshot is not complete"))?;
+        let manifest_json =
+            serde_json::to_string(&manifest).map_err(|e| internal("manifest", e))?;
+        Ok(Response::new(SnapshotManifest {
+            snapshot: Some(request.into_inner()),
+            manifest_json,
+        }))
+    }
+}
+
+/// A chunk store failure: missing objects are "not found", the rest is
+/// retryable and logged here.
+fn snapshot_status(err: hood_snapshot::SnapshotError) -> Status {
+    match err {
+        hood_snapshot::SnapshotError::Missing(_) => Status::not_found(err.to_string()),
+        hood_snapshot::SnapshotError::Manifest(m) => Status::invalid_argument(m),
+        other => internal("snapshot store", other),
     }
 }
 

@@ -5,7 +5,7 @@
 use crate::config::GatewayConfig;
 use crate::fleet::Fleet;
 use crate::now;
-use crate::sources::{ArtifactSource, NodeKeySource};
+use crate::sources::{ArtifactSource, NodeKeySource, SnapshotSource};
 use hood_domain::machine::StateMachine as _;
 use hood_pki::{Ca, PeerIdentity};
 use hood_store::fleet::Host;
@@ -21,6 +21,7 @@ pub(crate) struct Shared {
     pub config: GatewayConfig,
     pub artifacts: Option<Arc<dyn ArtifactSource>>,
     pub node_keys: Option<Arc<dyn NodeKeySource>>,
+    pub snapshots: Option<Arc<dyn SnapshotSource>>,
     /// Becomes true when the server shuts down; sessions end on it.
     pub stop: watch::Receiver<bool>,
 }

@@ -98,3 +98,24 @@ pub trait NodeKeySource: Send + Sync + 'static {
     /// whether the node exists.
     async fn data_key(&self, host: HostId, node: NodeId) -> Result<Option<DataKey>, NodeKeyError>;
 }
+
+/// Why a node's snapshot could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotSourceError {
+    #[error("snapshot source failed: {0}")]
+    Other(String),
+}
+
+/// The control plane's snapshot storage, as the gateway sees it.
+#[async_trait]
+pub trait SnapshotSource: Send + Sync + 'static {
+    /// The chunk store of snapshot `name` of `node`, only if the node is
+    /// placed on `host`; `Ok(None)` otherwise (reported as "not found", so
+    /// no other host learns whether the node exists).
+    async fn open(
+        &self,
+        host: HostId,
+        node: NodeId,
+        name: &str,
+    ) -> Result<Option<std::sync::Arc<dyn hood_snapshot::ChunkStore>>, SnapshotSourceError>;
+}

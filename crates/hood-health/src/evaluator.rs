@@ -323,10 +323,10 @@ impl Evaluator {
                 head_age_s,
                 o.peers,
             );
-            let node_json = serde_json::json!({
-                "node_type": node.node_type,
-                "uptime_s": (now_ms - node.created_at.millis()) / 1000,
-            });
+            let node_json = hood_chains::policy::node_view(
+                &node.node_type,
+                (now_ms - node.created_at.millis()) / 1000,
+            );
             let app = if beat.missed {
                 hood_domain::lifecycle::ApplicationHealth::Unknown
             } else {

@@ -22,16 +22,7 @@ pub(crate) fn parse(observation: &serde_json::Value) -> Observed {
     let Ok(report) = serde_json::from_value::<WorkloadObservation>(observation.clone()) else {
         return Observed::default();
     };
-    let (sync, peers) = match &report.sync {
-        Some(s) if s.error.is_none() => (
-            SyncObservation {
-                syncing: s.syncing,
-                head: s.head,
-            },
-            s.peers,
-        ),
-        _ => (SyncObservation::default(), None),
-    };
+    let (sync, peers) = SyncObservation::of(report.sync.as_ref());
     Observed {
         sync,
         peers,
@@ -57,16 +48,7 @@ pub(crate) fn judge_application(
     let Some(policies) = policies else {
         return ApplicationHealth::Ok;
     };
-    let samples = report
-        .samples
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
-        .collect();
-    let input = PolicyInput {
-        samples,
-        sync: sync_json,
-        node: node_json,
-    };
+    let input = PolicyInput::from_observation(report, sync_json, node_json);
     let results = policies.evaluate(&input);
     let mut still = BTreeMap::new();
     for r in &results {

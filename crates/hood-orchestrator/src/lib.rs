@@ -4,12 +4,15 @@
 //! `migrate-node`, `terminate-node`, `suspend-node` / `resume-node`
 //! (billing stops an unpaid node and starts it again after a top-up),
 //! `upgrade-node` (one node to another version, compensated in reverse)
-//! `rollout` (a fleet in health-gated batches of `upgrade-node`) and
-//! `reconfigure-node` (a node restarted on its recipe's current settings). Each
+//! `rollout` (a fleet in health-gated batches of `upgrade-node`),
+//! `reconfigure-node` (a node restarted on its recipe's current settings),
+//! `snapshot-node` and `restore-node` (its data directory to and from the
+//! object store). Each
 //! step is idempotent (ids derived from the workflow id, create-if-absent
 //! everywhere), so a crash at any point resumes from the journal without
 //! duplicating a host or a process.
 
+mod checks;
 mod keys;
 mod migrate;
 mod orchestrator;
@@ -18,6 +21,7 @@ mod provision;
 mod reconfigure;
 mod rollout;
 mod services;
+mod snapshots;
 mod steps;
 mod suspend;
 mod terminate;
@@ -27,13 +31,15 @@ pub use keys::NodeKeys;
 pub use orchestrator::Orchestrator;
 pub use plan::{required_artifacts, workload_plan, PlanError};
 pub use services::{Services, Timings};
+pub use snapshots::NodeSnapshots;
 
 /// Workflow names, versions and run ids (the contracts live in the domain,
 /// where the use cases that start the runs read them too).
 pub mod workflows {
     pub use hood_domain::node_workflows::{
-        migrate_id, provision_id, reconfigure_id, resume_id, rollout_workflow_id, suspend_id,
-        terminate_id, upgrade_id, MIGRATE_NODE, PROVISION_NODE, RECONFIGURE_NODE, RESUME_NODE,
-        ROLLOUT, SUSPEND_NODE, TERMINATE_NODE, UPGRADE_NODE,
+        migrate_id, provision_id, reconfigure_id, restore_id, resume_id, rollout_workflow_id,
+        snapshot_id, suspend_id, terminate_id, upgrade_id, MIGRATE_NODE, MIGRATE_NODE_V1,
+        PROVISION_NODE, RECONFIGURE_NODE, RESTORE_NODE, RESUME_NODE, ROLLOUT, SNAPSHOT_NODE,
+        SUSPEND_NODE, TERMINATE_NODE, UPGRADE_NODE,
     };
 }

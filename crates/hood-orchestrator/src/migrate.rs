@@ -1,5 +1,7 @@
-//! `migrate-node` v1: a node whose host died comes back on a new host with
-//! the same key material. down → migrating → new host → agent → start (the
+//! `migrate-node` v2: a node whose host died comes back on a new host with
+//! the same key material and its latest snapshot's data (warm migration:
+//! it continues from that height instead of from zero). down → migrating
+//! → new host → agent → restore → start (the
 //! gateway releases the node's data key only to the host the node is now
 //! placed on) → synced → healthy → retire the old host.
 //!
@@ -16,10 +18,11 @@ use crate::provision::{
     wait_synced, START_POLICY, SYNC_POLICY,
 };
 use crate::services::{permanent, retryable, Ctx, Services};
+use crate::snapshots::restore_latest;
 use crate::steps::{
     host_id_for, load_node, note, retire_host_record, run_command, store_err, update_node,
 };
-use crate::workflows::MIGRATE_NODE;
+use crate::workflows::{MIGRATE_NODE, MIGRATE_NODE_V1};
 use hood_domain::lifecycle::{HostState, NodeState};
 use hood_domain::machine::StateMachine;
 use hood_domain::workload::{kinds, WorkloadRef};
@@ -29,22 +32,35 @@ use hood_store::node::NodeChange;
 use serde_json::json;
 
 pub(crate) fn workflow() -> Workflow<Services> {
-    Workflow::new(MIGRATE_NODE.0, MIGRATE_NODE.1)
+    steps(MIGRATE_NODE, true)
+}
+
+/// v1, without the restore: a run journaled before warm migration existed
+/// finishes as it began.
+pub(crate) fn workflow_v1() -> Workflow<Services> {
+    steps(MIGRATE_NODE_V1, false)
+}
+
+fn steps(definition: (&str, i64), warm: bool) -> Workflow<Services> {
+    let mut wf = Workflow::new(definition.0, definition.1)
         .step(Step::new("begin", begin).undo(back_down))
         .step(
             Step::new("create_host", create_host)
                 .undo(delete_host)
                 .retry(RetryPolicy::INFRASTRUCTURE),
         )
-        .step(Step::new("wait_for_agent", wait_for_agent).retry(RetryPolicy::WAIT_FOR_AGENT))
-        .step(
-            Step::new("start_node", start_node)
-                .undo(remove_workload)
-                .retry(START_POLICY),
-        )
-        .step(Step::new("wait_synced", wait_synced).retry(SYNC_POLICY))
-        .step(Step::new("mark_healthy", mark_healthy))
-        .step(Step::new("retire_old_host", retire_old_host).retry(RetryPolicy::INFRASTRUCTURE))
+        .step(Step::new("wait_for_agent", wait_for_agent).retry(RetryPolicy::WAIT_FOR_AGENT));
+    if warm {
+        wf = wf.step(Step::new("restore_data", restore_latest).retry(RetryPolicy::DEFAULT));
+    }
+    wf.step(
+        Step::new("start_node", start_node)
+            .undo(remove_workload)
+            .retry(START_POLICY),
+    )
+    .step(Step::new("wait_synced", wait_synced).retry(SYNC_POLICY))
+    .step(Step::new("mark_healthy", mark_healthy))
+    .step(Step::new("retire_old_host", retire_old_host).retry(RetryPolicy::INFRASTRUCTURE))
 }
 
 fn old_host(ctx: &Ctx) -> Option<HostId> {

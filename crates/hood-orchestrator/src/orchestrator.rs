@@ -24,6 +24,9 @@ impl Orchestrator {
             .with(crate::provision::workflow())?
             .with(crate::terminate::workflow())?
             .with(crate::migrate::workflow())?
+            .with(crate::migrate::workflow_v1())?
+            .with(crate::snapshots::snapshot_workflow())?
+            .with(crate::snapshots::restore_workflow())?
             .with(crate::suspend::suspend_workflow())?
             .with(crate::suspend::resume_workflow())?
             .with(crate::upgrade::workflow())?

@@ -177,6 +177,11 @@ fn upgrade_spec(
         target: target.clone(),
         restore_snapshot,
         verify_timeout_s: rollout.verify_timeout_s,
+        upgrade_id: if revert {
+            None
+        } else {
+            rollout.upgrade_id.clone()
+        },
     };
     let id = if revert {
         revert_id(rollout.id, node.node_id)

@@ -45,6 +45,9 @@ pub struct Services {
     /// The internal CA certificate new agents must trust.
     pub ca_pem: String,
     pub timings: Timings,
+    /// Node snapshots in the object store; `None` when no object store is
+    /// configured (snapshots are refused, migrations start empty).
+    pub snapshots: Option<crate::snapshots::NodeSnapshots>,
 }
 
 /// Input of the node workflows.

@@ -1,4 +1,4 @@
-//! `terminate-node` v1: stop the node, wipe its keys, delete its host,
+//! `terminate-node` v1: stop the node, wipe its keys and snapshots, delete its host,
 //! `terminated`. Every step tolerates what is already gone, so the
 //! workflow also cleans up after a half-finished provisioning.
 
@@ -20,7 +20,7 @@ pub(crate) fn workflow() -> Workflow<Services> {
     Workflow::new(TERMINATE_NODE.0, TERMINATE_NODE.1)
         .step(Step::new("begin", begin).retry(RetryPolicy::WAIT_FOR_AGENT))
         .step(Step::new("stop_node", stop_node).retry(RetryPolicy::DEFAULT))
-        .step(Step::new("wipe_keys", wipe_keys))
+        .step(Step::new("wipe_keys", wipe_keys).retry(RetryPolicy::DEFAULT))
         .step(Step::new("delete_hosts", delete_hosts).retry(RetryPolicy::INFRASTRUCTURE))
         .step(Step::new("finish", finish))
 }
@@ -95,6 +95,8 @@ async fn stop_node(ctx: Ctx) -> Result<StepOutcome, StepError> {
     StepOutcome::done(json!({ "stopped": true }))
 }
 
+/// Wipes the node's key material and deletes its snapshots: they hold its
+/// data, and the keys it wrote there.
 async fn wipe_keys(ctx: Ctx) -> Result<StepOutcome, StepError> {
     let node = load_node(&ctx).await?;
     ctx.app
@@ -102,7 +104,14 @@ async fn wipe_keys(ctx: Ctx) -> Result<StepOutcome, StepError> {
         .wipe_node_keys(node.id)
         .await
         .map_err(store_err)?;
-    StepOutcome::done(json!({ "wiped": true }))
+    let snapshots = match &ctx.app.snapshots {
+        Some(s) => s.delete_all(node.id).await.map_err(retryable)?,
+        None => 0,
+    };
+    if snapshots > 0 {
+        note(&ctx, &node, &format!("{snapshots} snapshot(s) deleted")).await;
+    }
+    StepOutcome::done(json!({ "wiped": true, "snapshots_deleted": snapshots }))
 }
 
 /// Deletes every host that still carries this node: the current one and

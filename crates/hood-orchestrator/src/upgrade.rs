@@ -5,14 +5,21 @@
 //!
 //! | step       | action                                    | compensation              |
 //! |------------|-------------------------------------------|---------------------------|
-//! | `prepare`  | check it serves; `maintenance`            | back to `syncing`         |
+//! | `prepare`  | it serves, its pre-checks hold;           | back to `syncing`         |
+//! |            | `maintenance`                             |                           |
 //! | `stop`     | stop its processes (state flushed)        | start the previous version|
 //! | `snapshot` | copy the data aside (`forward_only`), or  | restore that copy         |
 //! |            | put a snapshot back (a revert)            |                           |
 //! | `pin`      | pin the node to the new version           | pin the previous one      |
 //! | `start`    | fetch, verify, install and start it       | stop it                   |
-//! | `verify`   | synced, at or past its old head, in time  |                           |
+//! | `verify`   | synced, at or past its old head, its      |                           |
+//! |            | post-checks hold, in time                 |                           |
 //! | `finish`   | `healthy`                                 |                           |
+//!
+//! The checks are the manifest's (`upgrade_id` of the input): CEL over a
+//! fresh round of the node's collectors ([`crate::checks`]). A pre-check
+//! that does not hold within [`PREPARE_POLICY`] leaves the node untouched;
+//! a post-check that does not hold by the verify deadline reverts it.
 //!
 //! A revert is the same workflow towards the previous version; for a
 //! `forward_only` upgrade it restores the snapshot the upgrade took
@@ -21,6 +28,7 @@
 //! node twice. Agent commands are keyed by the run's id: redelivery after
 //! a crash finds the command instead of repeating it.
 
+use crate::checks::{run_checks, Stage};
 use crate::provision::{start_plan, START_POLICY};
 use crate::services::{permanent, retryable, Ctx, Services};
 use crate::steps::{load_node, note, now, run_command, store_err, update_node};
@@ -38,7 +46,11 @@ use std::time::Duration;
 
 pub(crate) fn workflow() -> Workflow<Services> {
     Workflow::new(UPGRADE_NODE.0, UPGRADE_NODE.1)
-        .step(Step::new("prepare", prepare).undo(leave_maintenance))
+        .step(
+            Step::new("prepare", prepare)
+                .retry(PREPARE_POLICY)
+                .undo(leave_maintenance),
+        )
         .step(
             Step::new("stop", stop)
                 .retry(RetryPolicy::DEFAULT)
@@ -59,6 +71,16 @@ pub(crate) fn workflow() -> Workflow<Services> {
 /// own deadline (`verify_timeout_s`) is what fails it.
 pub(crate) const VERIFY_POLICY: RetryPolicy = RetryPolicy {
     max_attempts: 10_000,
+    initial: Duration::from_secs(1),
+    multiplier: 1.0,
+    max: Duration::from_secs(1),
+};
+
+/// Between evaluations of pre-checks that do not hold yet (a collector
+/// whose first sample failed, a head that has not moved since the last
+/// look): thirty, a second apart, then the upgrade fails untouched.
+pub(crate) const PREPARE_POLICY: RetryPolicy = RetryPolicy {
+    max_attempts: 30,
     initial: Duration::from_secs(1),
     multiplier: 1.0,
     max: Duration::from_secs(1),
@@ -147,6 +169,13 @@ async fn prepare(ctx: Ctx) -> Result<StepOutcome, StepError> {
                 node.id,
                 node.state.as_str()
             )));
+        }
+        let host = node
+            .host_id
+            .ok_or_else(|| permanent("the node runs on no host".to_string()))?;
+        if let Some(upgrade) = &input.upgrade_id {
+            let passed = run_checks(&ctx, host, upgrade, Stage::Pre).await?;
+            tracing::info!(node = %node.id, %upgrade, %passed, "pre-checks hold");
         }
         update_node(
             &ctx,
@@ -412,7 +441,21 @@ async fn verify(ctx: Ctx) -> Result<StepOutcome, StepError> {
         at_ms: deadline,
         timeout_s: input.verify_timeout_s,
     };
-    verify_serving(&ctx, host_of(&p)?, floor, deadline, &what).await
+    let host = host_of(&p)?;
+    let at_ms = deadline.at_ms;
+    let serving = verify_serving(&ctx, host, floor, deadline, &what).await?;
+    let Some(upgrade) = &input.upgrade_id else {
+        return Ok(serving);
+    };
+    match run_checks(&ctx, host, upgrade, Stage::Post).await {
+        Ok(_) => Ok(serving),
+        Err(e) if e.is_retryable() && now().millis() >= at_ms => Err(permanent(format!(
+            "{what} serves but not as it should within {} s: {}",
+            input.verify_timeout_s,
+            e.message()
+        ))),
+        Err(e) => Err(e),
+    }
 }
 
 /// When a verification gives up.

@@ -132,6 +132,10 @@ pub trait HealthStore: Send + Sync {
     /// node runs nowhere or has not been reported yet. The node row keeps
     /// its head only with each state change; this is the head of now.
     async fn node_report(&self, node: NodeId) -> StoreResult<Option<WorkloadReport>>;
+    /// One node's snapshot, as [`HealthStore::health_snapshot`] has it
+    /// (whatever its state); `None` when there is no such node. What an
+    /// upgrade's checks read besides the agent's fresh samples.
+    async fn node_snapshot(&self, node: NodeId) -> StoreResult<Option<HealthSnapshot>>;
     /// Applies one cycle's writes in one transaction, fenced by `lease`.
     async fn apply_health(
         &self,

@@ -48,6 +48,7 @@ pub mod notification;
 pub mod outbox;
 pub mod retention;
 pub mod rollout;
+pub mod snapshot;
 pub mod status_page;
 pub mod uptime;
 pub mod usage;
@@ -139,6 +140,7 @@ pub trait Store:
     + billing::BillingStore
     + credits::CreditStore
     + rollout::RolloutStore
+    + snapshot::SnapshotStore
     + Send
     + Sync
     + 'static

@@ -127,6 +127,11 @@ pub const SQLITE: &[Migration] = &[
         name: "rollouts",
         sql: include_str!("../migrations/sqlite/0017_rollouts.sql"),
     },
+    Migration {
+        version: 18,
+        name: "node_snapshots",
+        sql: include_str!("../migrations/sqlite/0018_node_snapshots.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -215,6 +220,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 17,
         name: "rollouts",
         sql: include_str!("../migrations/postgres/0017_rollouts.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "node_snapshots",
+        sql: include_str!("../migrations/postgres/0018_node_snapshots.sql"),
     },
 ];
 

@@ -863,6 +863,25 @@ async fn health_snapshot_joins_host_and_workload_and_skips_finished_nodes(db: &H
         None,
         "runs nowhere"
     );
+    // One node's snapshot reads the same as in the whole snapshot, whatever
+    // its state; an unknown node has none.
+    assert_eq!(
+        store.node_snapshot(placed.id).await.unwrap().as_ref(),
+        Some(p)
+    );
+    assert_eq!(
+        store.node_snapshot(loose.id).await.unwrap().as_ref(),
+        Some(l)
+    );
+    let f = store.node_snapshot(failed.id).await.unwrap().unwrap();
+    assert_eq!(f.node.state, NodeState::Failed);
+    assert_eq!(
+        store
+            .node_snapshot(NodeId::from_uuid(uuid::Uuid::from_u128(9)))
+            .await
+            .unwrap(),
+        None
+    );
 }
 
 async fn status_page_lists_only_what_an_organization_made_public(db: &Harness) {

@@ -1,6 +1,6 @@
 //! The agent's workload commands (`start_workload`, `stop_workload`,
-//! `remove_workload`, `probe_sync`, `tail_logs`, `snapshot_data`,
-//! `restore_data`).
+//! `remove_workload`, `probe_sync`, `observe_workload`, `tail_logs`, `snapshot_data`,
+//! `restore_data`, `pack_snapshot`, `upload_snapshot`, `restore_snapshot`).
 //!
 //! A node's workload is a set of processes sharing one node directory:
 //! `{root}/nodes/{node_id}/{data,config,secrets}`. Key material is opened in
@@ -13,6 +13,7 @@
 //! [`WorkloadObservation`](hood_domain::workload::WorkloadObservation).
 
 pub mod observe;
+mod snapshots;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -534,12 +535,7 @@ impl WorkloadHandler {
 }
 
 fn check_snapshot_name(name: &str) -> Result<(), CommandError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if ok {
+    if hood_domain::workload::valid_snapshot_name(name) {
         Ok(())
     } else {
         Err(CommandError(format!(
@@ -590,6 +586,16 @@ impl CommandHandler for WorkloadHandler {
         payload: serde_json::Value,
         ctx: &CommandContext,
     ) -> Result<serde_json::Value, CommandError> {
+        let snapshot_ref = || {
+            serde_json::from_value::<DataSnapshotRef>(payload.clone())
+                .map_err(|e| err("payload", e))
+        };
+        // An upload only reads its own archive and may take minutes: the
+        // host's other commands do not wait for it.
+        if kind == kinds::UPLOAD_SNAPSHOT {
+            let done = self.upload_snapshot(&snapshot_ref()?, ctx).await?;
+            return serde_json::to_value(done).map_err(|e| err("result", e));
+        }
         let _guard = self.lock.lock().await;
         let workload_ref = || {
             serde_json::from_value::<WorkloadRef>(payload.clone()).map_err(|e| err("payload", e))
@@ -633,6 +639,22 @@ impl CommandHandler for WorkloadHandler {
                 } else {
                     self.restore_data(&r).await?
                 };
+                serde_json::to_value(done).map_err(|e| err("result", e))
+            }
+            kinds::OBSERVE_WORKLOAD => {
+                let id = workload_ref()?.workload_id;
+                let fresh =
+                    self.observer.sample_now(&id).await.ok_or_else(|| {
+                        CommandError(format!("workload {id} is not observed here"))
+                    })?;
+                serde_json::to_value(fresh).map_err(|e| err("result", e))
+            }
+            kinds::PACK_SNAPSHOT => {
+                let done = self.pack_snapshot(&snapshot_ref()?).await?;
+                serde_json::to_value(done).map_err(|e| err("result", e))
+            }
+            kinds::RESTORE_SNAPSHOT => {
+                let done = self.restore_snapshot(&snapshot_ref()?, ctx).await?;
                 serde_json::to_value(done).map_err(|e| err("result", e))
             }
             "ping" => Ok(serde_json::json!({"pong": true})),

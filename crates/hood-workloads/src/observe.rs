@@ -201,6 +201,49 @@ impl Observer {
     }
 }
 
+impl Observer {
+    /// Samples every collector and the sync probe of a watched workload
+    /// once, now, concurrently; records the samples as the latest and
+    /// returns them. `None` when the workload is not watched. What an
+    /// upgrade's checks read: the background schedule may be a minute
+    /// behind a process that just started.
+    pub async fn sample_now(&self, workload_id: &str) -> Option<WorkloadObservation> {
+        let (target, latest) = {
+            let watches = lock(&self.watches);
+            let w = watches.get(workload_id)?;
+            (w.target.clone(), w.latest.clone())
+        };
+        let at_ms = now_ms();
+        let sync = async {
+            match &target.sync {
+                Some(probe) => Some(sample_sync(&target, probe, &self.http).await),
+                None => None,
+            }
+        };
+        let collectors = futures::future::join_all(target.collectors.iter().map(|c| async {
+            let mut cpu = CpuTimes::default();
+            (
+                c.name.clone(),
+                sample_collector(&target, c, &self.http, &mut cpu).await,
+            )
+        }));
+        let (sync, samples) = futures::future::join(sync, collectors).await;
+        let fresh = WorkloadObservation {
+            at_ms,
+            sync,
+            samples: samples.into_iter().collect(),
+        };
+        store(&latest, |o| {
+            if let Some(s) = &fresh.sync {
+                o.sync = Some(s.clone());
+            }
+            o.samples
+                .extend(fresh.samples.iter().map(|(k, v)| (k.clone(), v.clone())));
+        });
+        Some(fresh)
+    }
+}
+
 impl Drop for Observer {
     fn drop(&mut self) {
         for w in lock(&self.watches).values() {
@@ -275,33 +318,42 @@ async fn collector_loop(
     latest: &Mutex<WorkloadObservation>,
 ) {
     let mut tick = ticker(Duration::from_secs(u64::from(c.interval_s.max(1))));
-    let timeout = Duration::from_secs(u64::from(c.timeout_s.max(1)));
     let mut cpu = CpuTimes::default();
     loop {
         tick.tick().await;
-        let at_ms = now_ms();
-        let outcome =
-            tokio::time::timeout(timeout, sample_source(target, c, http, timeout, &mut cpu))
-                .await
-                .unwrap_or_else(|_| Err(format!("timed out after {}s", timeout.as_secs())));
-        let sample = match outcome {
-            Ok(result) => Sample {
-                at_ms,
-                result: Some(result),
-                error: None,
-            },
-            Err(error) => {
-                tracing::debug!(workload = %target.workload_id, collector = %c.name, %error, "collector sample failed");
-                Sample {
-                    at_ms,
-                    result: None,
-                    error: Some(error),
-                }
-            }
-        };
+        let sample = sample_collector(target, c, http, &mut cpu).await;
         store(latest, |o| {
             o.samples.insert(c.name.clone(), sample);
         });
+    }
+}
+
+/// One sample of one collector, within its timeout.
+async fn sample_collector(
+    target: &Target,
+    c: &CollectorPlan,
+    http: &reqwest::Client,
+    cpu: &mut CpuTimes,
+) -> Sample {
+    let timeout = Duration::from_secs(u64::from(c.timeout_s.max(1)));
+    let at_ms = now_ms();
+    let outcome = tokio::time::timeout(timeout, sample_source(target, c, http, timeout, cpu))
+        .await
+        .unwrap_or_else(|_| Err(format!("timed out after {}s", timeout.as_secs())));
+    match outcome {
+        Ok(result) => Sample {
+            at_ms,
+            result: Some(result),
+            error: None,
+        },
+        Err(error) => {
+            tracing::debug!(workload = %target.workload_id, collector = %c.name, %error, "collector sample failed");
+            Sample {
+                at_ms,
+                result: None,
+                error: Some(error),
+            }
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod billing;
 mod edge;
 mod health;
 mod ledger;
+mod snapshot;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCmd {
@@ -54,6 +55,9 @@ pub enum BenchCmd {
     /// Meter-event ingest over HTTP (events/s) and period close for many
     /// organizations, anchored on the store's bare insert rate.
     Billing(billing::BillingBenchArgs),
+    /// Snapshot and restore throughput of a data directory through the
+    /// object store, anchored on `tar | zstd` of the same directory.
+    Snapshot(snapshot::SnapshotBenchArgs),
     /// Time from `POST /nodes` to `healthy` for ethereum-anvil nodes on a
     /// running Hood, anchored on starting the same anvil binary directly.
     Provision {
@@ -94,6 +98,7 @@ pub async fn run(connect: &crate::cli::client::ConnectOpts, cmd: BenchCmd) -> Re
         BenchCmd::Edge(args) => edge::run(args).await,
         BenchCmd::Ledger(args) => ledger::run(args).await,
         BenchCmd::Billing(args) => billing::run(args).await,
+        BenchCmd::Snapshot(args) => snapshot::run(args).await,
     }
 }
 

@@ -9,7 +9,7 @@ use hood_gateway::{
     ArtifactSource, ArtifactSourceError, ArtifactStream, Fleet, Gateway, GatewayConfig,
 };
 use hood_identity::master_key::MasterKey;
-use hood_orchestrator::{NodeKeys, Orchestrator, Services, Timings};
+use hood_orchestrator::{NodeKeys, NodeSnapshots, Orchestrator, Services, Timings};
 use hood_provider::{LocalProvider, LocalProviderConfig, ProviderRegistry};
 use hood_saga::{WorkerConfig, WorkerHandle};
 use hood_store::Store;
@@ -145,6 +145,16 @@ impl FleetRoles {
             }
             None => None,
         };
+        // Snapshots share the artifact store's bucket, under `snapshots/`.
+        let snapshots = match &opts.artifacts {
+            Some(location) => Some(NodeSnapshots::new(
+                store.clone(),
+                location
+                    .open()
+                    .context("opening the object store for snapshots")?,
+            )),
+            None => None,
+        };
         let fleet = Fleet::new(store.clone());
         let mut gateway = None;
         let mut gateway_url = opts.gateway_url.clone();
@@ -165,6 +175,9 @@ impl FleetRoles {
             if let Some(artifacts) = &artifacts {
                 g = g.with_artifacts(Arc::new(GatewayArtifacts(artifacts.clone())));
             }
+            if let Some(snapshots) = &snapshots {
+                g = g.with_snapshots(Arc::new(snapshots.clone()));
+            }
             gateway = Some((g, listener));
         }
         let gateway_url = gateway_url.unwrap_or_else(|| "https://127.0.0.1:9090".into());
@@ -182,6 +195,7 @@ impl FleetRoles {
             gateway_url: gateway_url.clone(),
             ca_pem: ca.cert_pem().to_owned(),
             timings: Timings::default(),
+            snapshots,
         })?;
         let worker = if opts.run_worker {
             if store.backend() == hood_store::Backend::Sqlite {

@@ -663,3 +663,119 @@ async fn a_recipe_change_is_applied_by_reconfigure() {
     assert_eq!(r.status(), 404);
     drop(hood);
 }
+
+/// A manifest's checks gate its upgrade: a pre-check that does not hold
+/// leaves the node untouched (never in maintenance, still 1.5.1); a
+/// post-check that does not hold once 1.7.1 serves reverts it to 1.5.1.
+/// Both rollouts end `reverted` naming the check. (The shipped manifest's
+/// checks, which hold, are exercised by the six-node rollout.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifests_checks_gate_the_upgrade() {
+    let Some(anvil) = hood_testkit::anvil_bin("upgrade checks") else {
+        return;
+    };
+    let Some(anvil_next) = hood_testkit::anvil_next_bin("upgrade checks") else {
+        return;
+    };
+    let (dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let chains = dir.path().join("chains");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../chains"),
+        &chains,
+    );
+    let upgrades = chains.join("upgrades/ethereum-anvil");
+    let shipped = std::fs::read_to_string(upgrades.join("anvil-1.5.1-to-1.7.1.yaml")).unwrap();
+    let variant = |name: &str, from: &str, to: &str| {
+        assert!(shipped.contains(from), "the manifest's layout changed");
+        std::fs::write(
+            upgrades.join(format!("{name}.yaml")),
+            shipped.replacen(from, to, 1),
+        )
+        .unwrap();
+    };
+    // A day-old node only: ours is a minute old.
+    variant(
+        "too-young",
+        "    expression: has(block_number.result)",
+        "    expression: node.uptime_s > 86400",
+    );
+    // Serving another chain than anvil's: 1.7.1 serves 31337.
+    variant(
+        "wrong-chain",
+        "    expression: hex_to_int(chain_id.result) == 31337",
+        "    expression: hex_to_int(chain_id.result) == 1",
+    );
+    let hood = hood_up(
+        &home,
+        &[
+            ("HOOD_CHAINS_DIR", chains.display().to_string()),
+            ("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into()),
+        ],
+    );
+    let api = hood.url("api");
+    let admin = read_admin_key(&home);
+    let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", admin.clone())];
+    push_anvil(&anvil, &env);
+    push(&env, "1.7.1", &anvil_next);
+    let http = reqwest::Client::new();
+    let node = healthy_nodes(&http, &api, &admin, 1).await.remove(0);
+    let node_id = node["id"].as_str().unwrap().to_owned();
+    let url = format!("{api}/api/v1/nodes/{node_id}");
+
+    let roll = async |upgrade: &str| {
+        let r = http
+            .post(format!("{api}/api/v1/rollouts"))
+            .bearer_auth(&admin)
+            .json(
+                &json!({"chain": "ethereum-anvil", "upgrade_id": upgrade, "canary": 1,
+                "soak_s": 1, "verify_timeout_s": 15, "start": true}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        let id = r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let ended = wait_rollout(
+            &http,
+            &api,
+            &admin,
+            &id,
+            "reverted",
+            Duration::from_secs(180),
+        )
+        .await;
+        let now = wait_for("healthy again", Duration::from_secs(60), async || {
+            let v = get_json(&http, &url, &admin).await;
+            (v["state"] == "healthy").then_some(v)
+        })
+        .await;
+        assert_eq!(now["binary_version"], "1.5.1", "{now}");
+        let endpoint = now["rpc_endpoint"].as_str().unwrap();
+        let version = rpc(&http, endpoint, "web3_clientVersion").await;
+        assert!(version.as_str().unwrap().contains("1.5.1"), "{version}");
+        let events = get_json(&http, &format!("{url}/events"), &admin)
+            .await
+            .to_string();
+        (ended.to_string(), events)
+    };
+
+    let (ended, events) = roll("too-young").await;
+    assert!(
+        ended.contains("pre-check `serving` of too-young does not hold"),
+        "{ended}"
+    );
+    assert!(!events.contains("upgrading"), "untouched: {events}");
+
+    let (ended, events) = roll("wrong-chain").await;
+    assert!(
+        ended.contains("post-check `right_chain` of wrong-chain does not hold"),
+        "{ended}"
+    );
+    assert!(events.contains("upgrading anvil 1.5.1 → 1.7.1"), "{events}");
+    assert!(events.contains("upgrade-node rolled back"), "{events}");
+    drop(hood);
+}

@@ -16,3 +16,4 @@ pub mod ledger;
 pub mod nodes;
 pub mod ops;
 pub mod rollouts;
+pub mod snapshots;

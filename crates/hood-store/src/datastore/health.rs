@@ -135,6 +135,22 @@ impl HealthStore for SqlStore {
             .find_map(|((_, n), report)| (n == id).then_some(report)))
     }
 
+    async fn node_snapshot(&self, node: NodeId) -> StoreResult<Option<HealthSnapshot>> {
+        let row = query_as::<SnapshotRow>(format!(
+            "SELECT {} FROM nodes n \
+             LEFT JOIN node_health h ON h.node_id = n.id \
+             LEFT JOIN hosts ho ON ho.id = n.host_id \
+             WHERE n.id = $1",
+            snapshot_columns()
+        ))
+        .bind(node.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let report = self.node_report(node).await?;
+        row.into_snapshot(|_| report).map(Some)
+    }
+
     async fn health_snapshot(&self) -> StoreResult<Vec<HealthSnapshot>> {
         let rows = query_as::<SnapshotRow>(format!(
             "SELECT {} FROM nodes n \

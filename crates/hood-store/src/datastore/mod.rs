@@ -33,6 +33,7 @@ mod outbox;
 mod retention;
 mod rollout;
 mod schema;
+mod snapshot;
 mod status_page;
 mod uptime;
 mod usage;

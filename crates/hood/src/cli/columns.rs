@@ -17,6 +17,7 @@ use hood_api::routes::keys::KeyExportView;
 use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
 use hood_api::routes::rollouts::{RolloutNodeView, RolloutView};
+use hood_api::routes::snapshots::{SnapshotAccepted, SnapshotView};
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
 use hood_ledger::wire::{AccountRecord, TransferRecord};
 
@@ -388,6 +389,32 @@ pub const ROLLOUT_NODE: &[Column<RolloutNodeView>] = &[
         n.head_height.map_or_else(|| "-".into(), |h| h.to_string())
     }),
     Column::new("ERROR", |n| or_dash(&n.error)),
+];
+
+pub const SNAPSHOT: &[Column<SnapshotView>] = &[
+    Column::new("NAME", |s| s.name.clone()),
+    Column::new("STATE", |s| s.state.clone()),
+    Column::new("REASON", |s| s.reason.clone()),
+    Column::new("HEAD", |s| {
+        s.head_height.map_or_else(|| "-".into(), |h| h.to_string())
+    }),
+    Column::new("RAW_MIB", |s| {
+        format!("{:.1}", s.raw_bytes as f64 / 1_048_576.0)
+    }),
+    Column::new("STORED_MIB", |s| {
+        format!("{:.1}", s.compressed_bytes as f64 / 1_048_576.0)
+    }),
+    Column::new("CHUNKS", |s| {
+        format!("{}/{}", s.chunks_done, s.chunks_total)
+    }),
+    Column::new("CREATED", |s| s.created_at.clone()),
+    Column::new("ERROR", |s| or_dash(&s.error)),
+];
+
+pub const SNAPSHOT_ACCEPTED: &[Column<SnapshotAccepted>] = &[
+    Column::new("NODE", |a| a.node_id.to_string()),
+    Column::new("SNAPSHOT", |a| a.name.clone()),
+    Column::new("WORKFLOW_ID", |a| a.workflow_id.clone()),
 ];
 
 #[cfg(test)]

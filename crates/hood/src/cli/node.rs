@@ -10,6 +10,9 @@ use hood_api::routes::keys::{KeyExportRequest, KeyExportView};
 use hood_api::routes::nodes::{
     CreateNodeRequest, NodeAccepted, NodeEventView, NodeLogsView, NodeView,
 };
+use hood_api::routes::snapshots::{
+    RestoreRequest, SnapshotAccepted, SnapshotView, TakeSnapshotRequest,
+};
 use hood_api::views::Page;
 use reqwest::Method;
 use std::io::Write;
@@ -67,6 +70,32 @@ pub enum NodeCmd {
         #[arg(long)]
         no_wait: bool,
         #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Takes a snapshot of the node's data into the object store (the node
+    /// stops while it is packed) and, unless --no-wait, follows the upload.
+    Snapshot {
+        id: String,
+        /// Unique per node; default `manual-{unix ms}`.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+    },
+    /// The node's snapshots, newest first, with their upload progress.
+    Snapshots {
+        id: String,
+    },
+    /// Replaces the node's data directory with one of its snapshots and,
+    /// unless --no-wait, follows it until the node serves again.
+    Restore {
+        id: String,
+        snapshot: String,
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, default_value_t = 1800)]
         timeout: u64,
     },
     /// Terminates a node and, unless --no-wait, follows it until it is gone.
@@ -159,10 +188,7 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
             no_wait,
             timeout,
         } => {
-            let history: Page<NodeEventView> = client
-                .get(&format!("/api/v1/nodes/{id}/events?limit=1000"))
-                .await?;
-            let mut seen = history.items.last().map_or(0, |e| e.seq);
+            let seen = last_event(&mut client, &id).await?;
             let accepted: NodeAccepted = client
                 .call(
                     Method::POST,
@@ -173,35 +199,82 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
             if no_wait {
                 return show(format, &accepted, columns::NODE_ACCEPTED);
             }
-            let started = Instant::now();
-            loop {
-                let events: Page<NodeEventView> = client
-                    .get(&format!("/api/v1/nodes/{id}/events?after={seen}"))
-                    .await?;
-                for e in &events.items {
-                    seen = seen.max(e.seq);
-                    eprintln!("[{:>3}s] {}", started.elapsed().as_secs(), e.message);
-                }
-                let run: WorkflowView = client
-                    .get(&format!("/api/v1/workflows/{}", accepted.workflow_id))
-                    .await?;
-                match run.state.as_str() {
-                    "completed" => break,
-                    "failed" | "stuck" | "abandoned" => bail!(
-                        "reconfiguring node {id} {}: {}",
-                        run.state,
-                        run.error.as_deref().unwrap_or("no error recorded")
-                    ),
-                    _ => {}
-                }
-                if started.elapsed() > Duration::from_secs(timeout) {
-                    bail!(
-                        "node {id} was not reconfigured within {timeout} s (workflow {})",
-                        run.id
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+            follow_run(
+                &mut client,
+                &id,
+                &accepted.workflow_id,
+                seen,
+                timeout,
+                "reconfiguring",
+            )
+            .await?;
+            let node: NodeView = client.get(&format!("/api/v1/nodes/{id}")).await?;
+            show(format, &node, columns::NODE)
+        }
+        NodeCmd::Snapshot {
+            id,
+            name,
+            no_wait,
+            timeout,
+        } => {
+            let seen = last_event(&mut client, &id).await?;
+            let accepted: SnapshotAccepted = client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/nodes/{id}/snapshots"),
+                    Some(&TakeSnapshotRequest { name }),
+                )
+                .await?;
+            if no_wait {
+                return show(format, &accepted, columns::SNAPSHOT_ACCEPTED);
             }
+            follow_run(
+                &mut client,
+                &id,
+                &accepted.workflow_id,
+                seen,
+                timeout,
+                "snapshotting",
+            )
+            .await?;
+            let all: Page<SnapshotView> =
+                client.get(&format!("/api/v1/nodes/{id}/snapshots")).await?;
+            match all.items.into_iter().find(|s| s.name == accepted.name) {
+                Some(s) => show(format, &s, columns::SNAPSHOT),
+                None => bail!("snapshot {} is gone", accepted.name),
+            }
+        }
+        NodeCmd::Snapshots { id } => {
+            let all: Page<SnapshotView> =
+                client.get(&format!("/api/v1/nodes/{id}/snapshots")).await?;
+            list(format, &all, columns::SNAPSHOT)
+        }
+        NodeCmd::Restore {
+            id,
+            snapshot,
+            no_wait,
+            timeout,
+        } => {
+            let seen = last_event(&mut client, &id).await?;
+            let accepted: NodeAccepted = client
+                .call(
+                    Method::POST,
+                    &format!("/api/v1/nodes/{id}/restore"),
+                    Some(&RestoreRequest { snapshot }),
+                )
+                .await?;
+            if no_wait {
+                return show(format, &accepted, columns::NODE_ACCEPTED);
+            }
+            follow_run(
+                &mut client,
+                &id,
+                &accepted.workflow_id,
+                seen,
+                timeout,
+                "restoring",
+            )
+            .await?;
             let node: NodeView = client.get(&format!("/api/v1/nodes/{id}")).await?;
             show(format, &node, columns::NODE)
         }
@@ -275,6 +348,52 @@ async fn follow(
                 "node {id} is still {} after {timeout} s (it keeps going; check `hood node show {id}`)",
                 node.state
             );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The sequence number of the node's latest event: what to follow after.
+async fn last_event(client: &mut Client, id: &str) -> Result<i64> {
+    let history: Page<NodeEventView> = client
+        .get(&format!("/api/v1/nodes/{id}/events?limit=1000"))
+        .await?;
+    Ok(history.items.last().map_or(0, |e| e.seq))
+}
+
+/// Prints the node's events as its workflow runs, until the run ends:
+/// `Ok` when it completed, the run's error otherwise.
+async fn follow_run(
+    client: &mut Client,
+    id: &str,
+    workflow_id: &str,
+    mut seen: i64,
+    timeout: u64,
+    doing: &str,
+) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let events: Page<NodeEventView> = client
+            .get(&format!("/api/v1/nodes/{id}/events?after={seen}"))
+            .await?;
+        for e in &events.items {
+            seen = seen.max(e.seq);
+            eprintln!("[{:>3}s] {}", started.elapsed().as_secs(), e.message);
+        }
+        let run: WorkflowView = client
+            .get(&format!("/api/v1/workflows/{workflow_id}"))
+            .await?;
+        match run.state.as_str() {
+            "completed" => return Ok(()),
+            "failed" | "stuck" | "abandoned" => bail!(
+                "{doing} node {id} {}: {}",
+                run.state,
+                run.error.as_deref().unwrap_or("no error recorded")
+            ),
+            _ => {}
+        }
+        if started.elapsed() > Duration::from_secs(timeout) {
+            bail!("{doing} node {id} did not end within {timeout} s (workflow {workflow_id})");
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

@@ -1,0 +1,185 @@
+//! Node snapshots end to end on `hood up` with a real anvil: `hood node
+//! snapshot` stores the node's data directory in the object store (tar,
+//! zstd, checksummed chunks under `artifacts/snapshots/{node}/{name}/`);
+//! the node's host is killed and the node migrates warm: the new host
+//! restores the snapshot, so the chain continues at or past the snapshot's
+//! height instead of from zero; `hood node restore` takes the node back to
+//! the snapshot; terminating the node deletes its snapshots.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
+
+mod common;
+
+use common::health::{create_healthy_node, fast_health_env, get_json, wait_for};
+use common::{
+    hood_cli, hood_up, processes_under, push_anvil, read_admin_key, temp_home, KillUnder,
+};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// Regular files under `dir` (0 when it is gone).
+fn files_under(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap().path())
+        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+        .sum()
+}
+
+async fn head_of(http: &reqwest::Client, endpoint: &str) -> i64 {
+    let r: Value = http
+        .post(endpoint)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    i64::from_str_radix(r["result"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_survives_the_host_and_restores_the_node() {
+    let Some(anvil) = hood_testkit::anvil_bin("snapshots") else {
+        return;
+    };
+    let (_dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(&home, &fast_health_env());
+    let api = hood.url("api");
+    let key = read_admin_key(&home);
+    let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", key.clone())];
+    push_anvil(&anvil, &env);
+    let http = reqwest::Client::new();
+    let (id, node) =
+        create_healthy_node(&http, &api, &key, "keeper", Duration::from_secs(90)).await;
+    let node_url = format!("{api}/api/v1/nodes/{id}");
+    let endpoint = node["rpc_endpoint"].as_str().unwrap().to_owned();
+    // A chain worth keeping.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    // Refused with the reason, nothing stored.
+    let r = http
+        .post(format!("{node_url}/snapshots"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "no/slashes"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "{}", r.text().await.unwrap());
+    let r = http
+        .post(format!("{node_url}/restore"))
+        .bearer_auth(&key)
+        .json(&json!({"snapshot": "never-taken"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    let taken_at = Instant::now();
+    let (ok, out, err) = hood_cli(
+        &[
+            "node",
+            "snapshot",
+            &id,
+            "--name",
+            "before-crash",
+            "-o",
+            "json",
+        ],
+        &env,
+        None,
+    );
+    assert!(ok, "{out} {err}");
+    eprintln!("snapshot taken in {:?}", taken_at.elapsed());
+    let snap: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(snap["state"], "complete", "{snap}");
+    let height = snap["head_height"].as_i64().expect("the head when taken");
+    assert!(height > 0, "{snap}");
+    let chunks = snap["chunks_total"].as_i64().unwrap();
+    assert!(chunks >= 1, "{snap}");
+    assert_eq!(snap["chunks_done"].as_i64(), Some(chunks), "{snap}");
+    assert!(snap["raw_bytes"].as_i64().unwrap() > 0, "{snap}");
+    let objects = home.join(format!("artifacts/snapshots/{id}/before-crash"));
+    assert!(objects.join("manifest.json").is_file());
+    assert_eq!(
+        std::fs::read_dir(objects.join("chunks")).unwrap().count() as i64,
+        chunks
+    );
+    let (ok, out, err) = hood_cli(&["node", "snapshots", &id], &env, None);
+    assert!(
+        ok && out.contains("before-crash") && out.contains("complete"),
+        "{out} {err}"
+    );
+    // The node serves again, past the snapshot.
+    let now = get_json(&http, &node_url, &key).await;
+    assert_eq!(now["state"], "healthy", "{now}");
+    assert!(head_of(&http, &endpoint).await >= height);
+
+    // The host dies; the node migrates warm.
+    let old_host = now["host_id"].as_str().unwrap().to_owned();
+    let sandbox = home.join("hosts").join("hosts").join(&old_host);
+    for (pid, _) in processes_under(&sandbox) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+    }
+    let moved = wait_for(
+        "healthy on a new host",
+        Duration::from_secs(120),
+        async || {
+            let n = get_json(&http, &node_url, &key).await;
+            assert_ne!(n["state"], "failed", "{n}");
+            (n["state"] == "healthy" && n["host_id"].as_str() != Some(&old_host)).then_some(n)
+        },
+    )
+    .await;
+    let endpoint = moved["rpc_endpoint"].as_str().unwrap().to_owned();
+    let migrated_head = head_of(&http, &endpoint).await;
+    assert!(
+        migrated_head >= height,
+        "the chain continues from the snapshot: head {migrated_head} < {height}"
+    );
+    let events = get_json(&http, &format!("{node_url}/events"), &key)
+        .await
+        .to_string();
+    assert!(
+        events.contains("from snapshot before-crash"),
+        "the new host restored the snapshot: {events}"
+    );
+
+    // Back to the snapshot on purpose: the head goes back towards it.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before_restore = head_of(&http, &endpoint).await;
+    let (ok, out, err) = hood_cli(
+        &["node", "restore", &id, "before-crash", "-o", "json"],
+        &env,
+        None,
+    );
+    assert!(ok, "{out} {err}");
+    let restored: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(restored["state"], "healthy", "{restored}");
+    let after_restore = head_of(&http, restored["rpc_endpoint"].as_str().unwrap()).await;
+    assert!(
+        after_restore >= height && after_restore < before_restore,
+        "restored to {height}: head {after_restore}, was {before_restore}"
+    );
+    // An incomplete or unknown snapshot is not restored.
+    let (ok, _, err) = hood_cli(&["node", "restore", &id, "nope"], &env, None);
+    assert!(!ok && err.contains("snapshot"), "{err}");
+
+    // Terminated for good: its snapshots go with it.
+    let (ok, out, err) = hood_cli(&["node", "delete", &id], &env, None);
+    assert!(ok, "{out} {err}");
+    assert_eq!(
+        files_under(&home.join(format!("artifacts/snapshots/{id}"))),
+        0,
+        "snapshot objects deleted"
+    );
+    let list = get_json(&http, &format!("{node_url}/snapshots"), &key).await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
+    drop(hood);
+}
