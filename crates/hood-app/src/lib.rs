@@ -25,4 +25,4 @@ pub use error::{AppError, AppResult};
 pub use ledger::{LedgerService, Viewer};
 pub use nodes::{CreateNode, KeyExport, NodeAccepted, NodeService};
 pub use rollouts::{CreateRollout, RolloutDetail, RolloutService};
-pub use snapshots::{SnapshotAccepted, SnapshotService};
+pub use snapshots::{BackupSchedule, ScheduleReport, SnapshotAccepted, SnapshotService};

@@ -5,6 +5,7 @@
 use crate::error::{AppError, AppResult};
 use crate::nodes::{workflow_with_input, NodeAccepted, NodeService};
 use hood_domain::lifecycle::NodeState;
+use hood_domain::machine::StateMachine;
 use hood_domain::node_workflows::{
     restore_id, snapshot_id, SnapshotNodeInput, RESTORE_NODE, SNAPSHOT_NODE,
 };
@@ -22,6 +23,35 @@ pub struct SnapshotAccepted {
     pub node_id: NodeId,
     pub name: String,
     pub workflow_id: String,
+}
+
+/// Scheduled backups: a snapshot of every healthy node each `every_s`,
+/// the newest `keep` of them kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupSchedule {
+    pub every_s: i64,
+    pub keep: i64,
+}
+
+/// What one pass of the schedule did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduleReport {
+    /// Snapshots started (one per node still without this slot's).
+    pub started: usize,
+    /// Scheduled snapshots deleted by retention.
+    pub deleted: usize,
+    /// Nodes whose snapshot or deletion failed (logged; next pass retries).
+    pub failed: usize,
+}
+
+/// The reason of scheduled snapshots, and the prefix of their names.
+pub const SCHEDULED: &str = "scheduled";
+
+/// The name of the scheduled snapshot of the slot `now_s` falls in: every
+/// replica, and every pass within the slot, names the same snapshot.
+pub fn scheduled_name(now_s: i64, every_s: i64) -> String {
+    let every = every_s.max(1);
+    format!("{SCHEDULED}-{}", now_s - now_s.rem_euclid(every))
 }
 
 /// The snapshot use cases.
@@ -59,7 +89,7 @@ impl SnapshotService {
 
     /// Takes a snapshot of a serving node (`snapshot-node`): named `name`,
     /// or `manual-{unix ms}`. 409 unless the node serves or when the name
-    /// is taken; the same name asked again while its run exists finds it.
+    /// is taken; the same name asked again while its run works finds it.
     pub async fn take(
         &self,
         org: OrgId,
@@ -76,16 +106,21 @@ impl SnapshotService {
                 "must be 1 to 128 letters, digits, `-` or `_`",
             )]));
         }
-        if !serving(node.state) || node.host_id.is_none() {
+        if !serving(node.state) {
             return Err(AppError::Conflict(format!(
                 "node is {}: only a serving node is snapshotted",
                 node.state.as_str()
             )));
         }
         let run_id = snapshot_id(node.id, &name);
-        if self.snapshots.get_snapshot(node.id, &name).await?.is_some()
-            && self.workflows.get_workflow(&run_id).await?.is_none()
-        {
+        // Asked again while its run works: that run. Once it ended (or
+        // without one), the name is taken.
+        let running = self
+            .workflows
+            .get_workflow(&run_id)
+            .await?
+            .is_some_and(|run| !run.state.is_terminal());
+        if !running && self.snapshots.get_snapshot(node.id, &name).await?.is_some() {
             return Err(AppError::Conflict(format!(
                 "node {} already has a snapshot named `{name}`",
                 node.id
@@ -107,6 +142,47 @@ impl SnapshotService {
             name,
             workflow_id: run.id,
         })
+    }
+
+    /// One pass of the backup schedule: starts this slot's snapshot of
+    /// every healthy node that lacks it, then deletes scheduled snapshots
+    /// beyond the newest `keep` per node (and failed ones older than a
+    /// day). Idempotent: replicas and repeated passes start nothing twice.
+    pub async fn run_schedule(&self, schedule: BackupSchedule) -> AppResult<ScheduleReport> {
+        let now = self.nodes.now();
+        let name = scheduled_name(now.millis() / 1000, schedule.every_s);
+        let mut report = ScheduleReport::default();
+        for (org, node) in self.snapshots.healthy_nodes_without_snapshot(&name).await? {
+            match self.take(org, node, Some(name.clone()), SCHEDULED).await {
+                Ok(_) => report.started += 1,
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(node_id = %node, snapshot = %name, error = %e, "scheduled snapshot not started");
+                }
+            }
+        }
+        let day_ago = now.plus_millis(-86_400_000);
+        let expired = self
+            .snapshots
+            .expired_snapshots(SCHEDULED, schedule.keep.max(1), day_ago)
+            .await?;
+        if expired.is_empty() {
+            return Ok(report);
+        }
+        let operations = self.nodes.operations()?;
+        for s in expired {
+            match operations.delete_snapshot(s.node_id, &s.name).await {
+                Ok(()) => {
+                    report.deleted += 1;
+                    tracing::info!(node_id = %s.node_id, snapshot = %s.name, "scheduled snapshot deleted by retention");
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    tracing::warn!(node_id = %s.node_id, snapshot = %s.name, error = %e, "scheduled snapshot not deleted");
+                }
+            }
+        }
+        Ok(report)
     }
 
     /// A node's snapshots, newest first.
@@ -131,7 +207,7 @@ impl SnapshotService {
                 snapshot.state.as_str()
             )));
         }
-        if !serving(node.state) || node.host_id.is_none() {
+        if !serving(node.state) {
             return Err(AppError::Conflict(format!(
                 "node is {}: only a serving node is restored",
                 node.state.as_str()
@@ -157,5 +233,23 @@ impl SnapshotService {
             node,
             workflow_id: run.id,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_names_one_snapshot() {
+        assert_eq!(scheduled_name(3_600, 3_600), "scheduled-3600");
+        assert_eq!(scheduled_name(7_199, 3_600), "scheduled-3600");
+        assert_eq!(scheduled_name(7_200, 3_600), "scheduled-7200");
+        assert_eq!(
+            scheduled_name(5, 0),
+            "scheduled-5",
+            "a zero period is one second"
+        );
+        assert!(valid_snapshot_name(&scheduled_name(1_767_225_600, 86_400)));
     }
 }

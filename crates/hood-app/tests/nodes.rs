@@ -41,6 +41,9 @@ impl NodeOperations for Orchestrator {
     async fn node_logs(&self, _: &Node, _: u32) -> Result<serde_json::Value, PortError> {
         Err(PortError::Unavailable("no agent".into()))
     }
+    async fn delete_snapshot(&self, _: hood_domain::NodeId, _: &str) -> Result<(), PortError> {
+        Err(PortError::Unavailable("no object store".into()))
+    }
 }
 
 struct Env {

@@ -129,6 +129,14 @@ pub fn router(console: Console) -> Router {
         .route("/console/nodes/{id}", get(pages::nodes::detail))
         .route("/console/nodes/{id}/delete", post(pages::nodes::delete))
         .route(
+            "/console/nodes/{id}/snapshots",
+            post(pages::nodes::take_snapshot),
+        )
+        .route(
+            "/console/nodes/{id}/restore",
+            post(pages::nodes::restore_snapshot),
+        )
+        .route(
             "/console/nodes/{id}/status-page",
             post(pages::nodes::set_public),
         )

@@ -134,6 +134,19 @@ impl NodeOperations for Orchestrator {
             )),
         }
     }
+
+    async fn delete_snapshot(&self, node: NodeId, name: &str) -> Result<(), PortError> {
+        let snapshots = self
+            .engine
+            .app()
+            .snapshots
+            .as_ref()
+            .ok_or_else(|| PortError::Unavailable("no object store is configured".into()))?;
+        snapshots
+            .delete(node, name)
+            .await
+            .map_err(PortError::Unavailable)
+    }
 }
 
 fn port_error(e: SagaError) -> PortError {

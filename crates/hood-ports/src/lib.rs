@@ -44,6 +44,8 @@ pub trait NodeOperations: Send + Sync {
     /// The last `lines` log lines of each process of a running node, by
     /// process name (asks the node's agent).
     async fn node_logs(&self, node: &Node, lines: u32) -> Result<serde_json::Value, PortError>;
+    /// Deletes one snapshot of a node: its objects, then its record.
+    async fn delete_snapshot(&self, node: NodeId, name: &str) -> Result<(), PortError>;
 }
 
 /// What the health role asks of the orchestrator: the health role decides,

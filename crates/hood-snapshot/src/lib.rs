@@ -203,7 +203,11 @@ pub fn pack(dir: &Path, archive: &Path, chunk_size: u64) -> Result<Manifest, Sna
     };
     let packing = io_err(format!("packing {}", dir.display()));
     let run = || -> io::Result<(BufWriter<File>, Vec<Chunk>)> {
-        let encoder = zstd::stream::Encoder::new(chunking, ZSTD_LEVEL)?;
+        let mut encoder = zstd::stream::Encoder::new(chunking, ZSTD_LEVEL)?;
+        // Compression on worker threads while this one reads and tars: the
+        // directory is read once, and no core waits for the other.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        encoder.multithread(u32::try_from(workers).unwrap_or(1))?;
         let mut tar = tar::Builder::new(encoder);
         tar.follow_symlinks(false);
         tar.append_dir_all(".", dir)?;

@@ -4,7 +4,7 @@
 use crate::StoreResult;
 use async_trait::async_trait;
 use hood_domain::snapshot::NodeSnapshot;
-use hood_domain::{NodeId, Timestamp};
+use hood_domain::{NodeId, OrgId, Timestamp};
 
 #[async_trait]
 pub trait SnapshotStore: Send + Sync {
@@ -28,6 +28,10 @@ pub trait SnapshotStore: Send + Sync {
     async fn latest_complete_snapshot(&self, node: NodeId) -> StoreResult<Option<NodeSnapshot>>;
     /// Forgets one snapshot (its objects are deleted first).
     async fn delete_snapshot(&self, node: NodeId, name: &str) -> StoreResult<()>;
+    /// Healthy nodes (organization, node) without a snapshot named `name`:
+    /// what a scheduled backup of that name still has to take.
+    async fn healthy_nodes_without_snapshot(&self, name: &str)
+        -> StoreResult<Vec<(OrgId, NodeId)>>;
     /// Complete snapshots of `reason` beyond the newest `keep` of each node,
     /// and failed ones older than `before`: what retention deletes.
     async fn expired_snapshots(

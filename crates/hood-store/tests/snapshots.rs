@@ -180,7 +180,44 @@ async fn retention_keeps_the_newest_of_each_node(db: &Harness) {
     );
 }
 
+async fn the_schedule_finds_healthy_nodes_without_its_snapshot(db: &Harness) {
+    let store = db.migrated().await;
+    let n = nodes(store, 3).await;
+    let healthy = hood_store::node::NodeChange {
+        state: Some(NodeState::Healthy),
+        message: "test".into(),
+        ..Default::default()
+    };
+    store.update_node(n[0], 0, &healthy, T0).await.unwrap();
+    store.update_node(n[1], 0, &healthy, T0).await.unwrap();
+    // n[2] is still provisioning: not backed up.
+    store
+        .create_snapshot(&snapshot(n[1], "scheduled-1", "scheduled", 1))
+        .await
+        .unwrap();
+    let due = store
+        .healthy_nodes_without_snapshot("scheduled-1")
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].1, n[0]);
+    let node = store.get_node(None, n[0]).await.unwrap().unwrap();
+    assert_eq!(due[0].0, node.org_id);
+    let mut all: Vec<NodeId> = store
+        .healthy_nodes_without_snapshot("scheduled-2")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    all.sort_by_key(ToString::to_string);
+    let mut want = vec![n[0], n[1]];
+    want.sort_by_key(ToString::to_string);
+    assert_eq!(all, want);
+}
+
 conformance!(
     a_snapshot_goes_from_uploading_to_complete,
     retention_keeps_the_newest_of_each_node,
+    the_schedule_finds_healthy_nodes_without_its_snapshot,
 );

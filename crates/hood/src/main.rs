@@ -2,6 +2,7 @@
 //! Thin by design: parse arguments, set up logging, call into the crates.
 
 mod agent;
+mod backups;
 mod bench;
 mod billing;
 mod bus;

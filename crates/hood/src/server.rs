@@ -44,6 +44,8 @@ pub struct ServerOpts {
     pub console: crate::console::ConsoleArgs,
     #[command(flatten)]
     pub billing: crate::billing::BillingArgs,
+    #[command(flatten)]
+    pub backups: crate::backups::BackupArgs,
 }
 
 /// `hood up`: every role in one process on SQLite under `$HOOD_HOME`.
@@ -107,6 +109,7 @@ pub async fn up(
         .with_node_service(state.nodes.clone());
     let billing_runner =
         crate::billing::start_runner(&opts.billing, billing.clone(), store.clone());
+    let _backups = crate::backups::start(&opts.backups, state.snapshots.clone());
     let state = state.with_billing(billing);
     let bus = health_args.bus.connect().await?;
     let console_bus = bus.clone();
@@ -276,6 +279,7 @@ pub async fn serve(
     // The api role starts node workflows; the orchestrator runs them; the
     // gateway talks to agents. Any of them needs the fleet services.
     let mut fleet = None;
+    let mut _backups = None;
     let mut state = state;
     if roles.contains(&HttpRole::Api)
         || fleet_args.orchestrator
@@ -308,6 +312,9 @@ pub async fn serve(
         )
         .await?;
         state = state.with_node_operations(Arc::new(f.orchestrator.clone()));
+        if fleet_args.orchestrator {
+            _backups = crate::backups::start(&opts.backups, state.snapshots.clone());
+        }
         fleet = Some(f);
     }
     // The api role serves the ledger and runs its upkeep (leader-gated

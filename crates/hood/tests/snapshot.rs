@@ -4,7 +4,8 @@
 //! the node's host is killed and the node migrates warm: the new host
 //! restores the snapshot, so the chain continues at or past the snapshot's
 //! height instead of from zero; `hood node restore` takes the node back to
-//! the snapshot; terminating the node deletes its snapshots.
+//! the snapshot; the node's console page lists its snapshots and takes one
+//! (Chromium); terminating the node deletes its snapshots.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
 
@@ -28,6 +29,8 @@ fn files_under(dir: &std::path::Path) -> usize {
         .sum()
 }
 
+const ADMIN_PASSWORD: &str = "snapshot-admin-password";
+
 async fn head_of(http: &reqwest::Client, endpoint: &str) -> i64 {
     let r: Value = http
         .post(endpoint)
@@ -46,9 +49,13 @@ async fn a_snapshot_survives_the_host_and_restores_the_node() {
     let Some(anvil) = hood_testkit::anvil_bin("snapshots") else {
         return;
     };
+    let browser = hood_testkit::chromium_bin("snapshot console")
+        .zip(hood_testkit::browser_tests_dir("snapshot console"));
     let (_dir, home) = temp_home();
     let _guard = KillUnder(home.clone());
-    let hood = hood_up(&home, &fast_health_env());
+    let mut env = fast_health_env();
+    env.push(("HOOD_ADMIN_PASSWORD", ADMIN_PASSWORD.into()));
+    let hood = hood_up(&home, &env);
     let api = hood.url("api");
     let key = read_admin_key(&home);
     let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", key.clone())];
@@ -170,6 +177,29 @@ async fn a_snapshot_survives_the_host_and_restores_the_node() {
     // An incomplete or unknown snapshot is not restored.
     let (ok, _, err) = hood_cli(&["node", "restore", &id, "nope"], &env, None);
     assert!(!ok && err.contains("snapshot"), "{err}");
+
+    // The node's console page: the snapshots, and one taken from there.
+    if let Some((chromium, dir)) = &browser {
+        let shots =
+            std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("snapshot-screenshots");
+        let _ = std::fs::remove_dir_all(&shots);
+        std::fs::create_dir_all(&shots).unwrap();
+        let passed = common::run_browser_script(
+            "snapshots.e2e.mjs",
+            dir,
+            chromium,
+            &shots,
+            &[
+                ("HOOD_API", api.clone()),
+                ("HOOD_ADMIN_EMAIL", "admin@hood.local".into()),
+                ("HOOD_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+                ("HOOD_NODE_ID", id.clone()),
+            ],
+        );
+        assert!(passed, "the node page's snapshot browser test failed");
+        let list = get_json(&http, &format!("{node_url}/snapshots"), &key).await;
+        assert!(list.to_string().contains("from-console"), "{list}");
+    }
 
     // Terminated for good: its snapshots go with it.
     let (ok, out, err) = hood_cli(&["node", "delete", &id], &env, None);

@@ -1,6 +1,6 @@
 //! Nodes: the list (with creation), one node's page (state timeline,
 //! events, live head and log tail, uptime, endpoint, status-page
-//! visibility, delete).
+//! visibility, snapshots taken and restored, delete).
 
 use super::{back_with_error, segment, FormData};
 use crate::chart::{stacked_bars, timeline_columns};
@@ -19,6 +19,9 @@ use hood_api::routes::chains::ChainView;
 use hood_api::routes::health::{IncidentView, UptimeView};
 use hood_api::routes::nodes::{
     NodeAccepted, NodeEventView, NodeSyncView, NodeView, StatusPageVisibility,
+};
+use hood_api::routes::snapshots::{
+    RestoreRequest, SnapshotAccepted, SnapshotView, TakeSnapshotRequest,
 };
 use hood_api::views::Page;
 use maud::{html, Markup};
@@ -199,13 +202,15 @@ pub(crate) async fn detail(
         format!("/api/v1/incidents?node_id={id}&limit=50"),
         format!("/api/v1/nodes/{id}/status-page"),
         format!("/api/v1/nodes/{id}/sync"),
+        format!("/api/v1/nodes/{id}/snapshots"),
     ];
-    let (events, uptime, incidents, public, sync) = tokio::join!(
+    let (events, uptime, incidents, public, sync, snapshots) = tokio::join!(
         api.get::<Page<NodeEventView>>(who, &paths[0]),
         api.get::<UptimeView>(who, &paths[1]),
         api.get::<Page<IncidentView>>(who, &paths[2]),
         api.get::<StatusPageVisibility>(who, &paths[3]),
         api.get::<NodeSyncView>(who, &paths[4]),
+        api.get::<Page<SnapshotView>>(who, &paths[5]),
     );
     let head = sync.ok().and_then(|s| s.head_height).or(node.head_height);
     let events = events.map(|p| p.items).unwrap_or_default();
@@ -279,6 +284,7 @@ pub(crate) async fn detail(
                 }
             }
         }
+        (snapshot_section(&session, &node, running, snapshots.map(|p| p.items)))
         section.card {
             h2 { "Log tail" }
             p.small.muted { "The last lines of the node's processes, streamed while this page is open." }
@@ -382,5 +388,169 @@ pub(crate) async fn set_public(
             }),
         ),
         Err(f) => back_with_error(&console, &headers, &to, &f),
+    }
+}
+
+/// Bytes in the largest binary unit that keeps a digit before the point.
+fn size(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes.max(0) as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The node's snapshots with their upload progress; operators take one
+/// (optionally named) and restore a complete one.
+fn snapshot_section(
+    session: &Session,
+    node: &NodeView,
+    running: bool,
+    snapshots: Result<Vec<SnapshotView>, crate::backend::Failure>,
+) -> Markup {
+    let operate = session.can("operate") && running;
+    html! {
+        section.card #snapshots {
+            h2 { "Snapshots" }
+            p.small.muted { "The node's data directory in the object store: compressed, in checksummed chunks. "
+                "Taking one stops the node while its data is packed; a migration restores the latest." }
+            @if operate {
+                form.inline method="post" action=(format!("/console/nodes/{}/snapshots", node.id)) {
+                    (csrf_input(session))
+                    label { "Name " input type="text" name="name" pattern="[A-Za-z0-9_-]{1,128}" placeholder="manual-…" maxlength="128"; }
+                    " "
+                    button type="submit" data-testid="take-snapshot" { "Take snapshot" }
+                }
+            }
+            @match &snapshots {
+                Ok(items) => {
+                    table #snapshot-list.data {
+                        (sortable_head(&["Name", "State", "Head", "Data", "Stored", "Chunks", "Taken", ""]))
+                        tbody {
+                            @for s in items {
+                                tr data-snapshot=(s.name) {
+                                    td { (s.name) @if s.reason == "scheduled" { " " span.muted { "(scheduled)" } } }
+                                    td { (state_badge(&s.state)) @if let Some(e) = &s.error { " " span.muted { (e) } } }
+                                    td.num { (s.head_height.map(|h| h.to_string()).unwrap_or_else(|| "—".into())) }
+                                    td.num { (size(s.raw_bytes)) }
+                                    td.num { (size(s.compressed_bytes)) }
+                                    td.num {
+                                        progress value=(s.chunks_done) max=(s.chunks_total.max(1)) aria-label="chunks stored" {}
+                                        " " (s.chunks_done) "/" (s.chunks_total)
+                                    }
+                                    td { (when(&s.created_at)) }
+                                    td {
+                                        @if operate && s.state == "complete" {
+                                            form.inline method="post" action=(format!("/console/nodes/{}/restore", node.id))
+                                                data-confirm=(format!("Replace this node's data with snapshot {}?", s.name)) {
+                                                (csrf_input(session))
+                                                input type="hidden" name="snapshot" value=(s.name);
+                                                button type="submit" { "Restore" }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            @if items.is_empty() { (empty_row(8, "No snapshots yet.")) }
+                        }
+                    }
+                }
+                Err(f) => p.muted { (f.message()) },
+            }
+        }
+    }
+}
+
+pub(crate) async fn take_snapshot(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormData,
+) -> Response {
+    let id = match segment(&id) {
+        Ok(id) => id.to_owned(),
+        Err(r) => return r.into_response(),
+    };
+    let name = form.get("name");
+    let to = format!("/console/nodes/{id}");
+    match console
+        .backend()
+        .call::<_, SnapshotAccepted>(
+            &session.caller,
+            Method::POST,
+            &format!("/api/v1/nodes/{id}/snapshots"),
+            &TakeSnapshotRequest { name },
+        )
+        .await
+    {
+        Ok(a) => redirect_with(
+            &console,
+            &headers,
+            &to,
+            Flash::info(format!(
+                "Snapshot {} is being taken: the node stops while its data is packed.",
+                a.name
+            )),
+        ),
+        Err(f) => back_with_error(&console, &headers, &to, &f),
+    }
+}
+
+pub(crate) async fn restore_snapshot(
+    State(console): State<Console>,
+    Extension(session): Extension<Session>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    form: FormData,
+) -> Response {
+    let id = match segment(&id) {
+        Ok(id) => id.to_owned(),
+        Err(r) => return r.into_response(),
+    };
+    let snapshot = form.get("snapshot").unwrap_or_default();
+    let to = format!("/console/nodes/{id}");
+    match console
+        .backend()
+        .call::<_, NodeAccepted>(
+            &session.caller,
+            Method::POST,
+            &format!("/api/v1/nodes/{id}/restore"),
+            &RestoreRequest {
+                snapshot: snapshot.clone(),
+            },
+        )
+        .await
+    {
+        Ok(_) => redirect_with(
+            &console,
+            &headers,
+            &to,
+            Flash::info(format!(
+                "The node is being restored from snapshot {snapshot}."
+            )),
+        ),
+        Err(f) => back_with_error(&console, &headers, &to, &f),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size;
+
+    #[test]
+    fn sizes_read_in_the_unit_that_fits() {
+        assert_eq!(size(0), "0 B");
+        assert_eq!(size(1_023), "1023 B");
+        assert_eq!(size(1_536), "1.5 KiB");
+        assert_eq!(size(3 * 1_048_576), "3.0 MiB");
+        assert_eq!(size(5 * 1_073_741_824), "5.0 GiB");
     }
 }

@@ -8,7 +8,7 @@ use crate::snapshot::SnapshotStore;
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use hood_domain::snapshot::{NodeSnapshot, SnapshotState};
-use hood_domain::{NodeId, Timestamp};
+use hood_domain::{NodeId, OrgId, Timestamp};
 
 const COLUMNS: &str = "node_id, name, state, reason, head_height, files, raw_bytes, \
      compressed_bytes, chunks_total, chunks_done, error, created_at, completed_at";
@@ -167,6 +167,23 @@ impl SnapshotStore for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn healthy_nodes_without_snapshot(
+        &self,
+        name: &str,
+    ) -> StoreResult<Vec<(OrgId, NodeId)>> {
+        let rows: Vec<(String, String)> = query_as(
+            "SELECT n.org_id, n.id FROM nodes n WHERE n.state = 'healthy' \
+             AND NOT EXISTS (SELECT 1 FROM node_snapshots s \
+             WHERE s.node_id = n.id AND s.name = $1) ORDER BY n.id",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(org, node)| Ok((parse_id("org_id", &org)?, parse_id("id", &node)?)))
+            .collect()
     }
 
     async fn expired_snapshots(
