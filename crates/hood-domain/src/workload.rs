@@ -282,6 +282,9 @@ pub struct UploadedSnapshot {
     /// …and those the control plane held already (an earlier attempt).
     pub skipped: u32,
     pub bytes_sent: u64,
+    /// Times the upload was interrupted and resumed by this command.
+    #[serde(default)]
+    pub interruptions: u32,
 }
 
 /// What `restore_snapshot` put in place.

@@ -21,6 +21,7 @@ mod provision;
 mod reconfigure;
 mod rollout;
 mod services;
+mod snapshot_store;
 mod snapshots;
 mod steps;
 mod suspend;
@@ -31,7 +32,7 @@ pub use keys::NodeKeys;
 pub use orchestrator::Orchestrator;
 pub use plan::{required_artifacts, workload_plan, PlanError};
 pub use services::{Services, Timings};
-pub use snapshots::NodeSnapshots;
+pub use snapshot_store::NodeSnapshots;
 
 /// Workflow names, versions and run ids (the contracts live in the domain,
 /// where the use cases that start the runs read them too).

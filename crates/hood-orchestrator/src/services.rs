@@ -47,7 +47,7 @@ pub struct Services {
     pub timings: Timings,
     /// Node snapshots in the object store; `None` when no object store is
     /// configured (snapshots are refused, migrations start empty).
-    pub snapshots: Option<crate::snapshots::NodeSnapshots>,
+    pub snapshots: Option<crate::snapshot_store::NodeSnapshots>,
 }
 
 /// Input of the node workflows.

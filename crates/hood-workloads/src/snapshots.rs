@@ -11,12 +11,20 @@
 
 use crate::{check_snapshot_name, err, WorkloadHandler};
 use hood_agent::{CommandContext, CommandError};
+use hood_domain::backoff::Backoff;
 use hood_domain::workload::{DataSnapshotRef, PackedSnapshot, RestoredSnapshot, UploadedSnapshot};
-use hood_snapshot::{ChunkStore, Manifest, Progress, DEFAULT_CHUNK_SIZE};
+use hood_snapshot::{ChunkStore, Manifest, Progress, SnapshotError, DEFAULT_CHUNK_SIZE};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Reports progress at most every this many percent, and at the end.
 const PROGRESS_STEP: u32 = 5;
+
+/// Between attempts of an upload the control plane stopped answering
+/// (a restart, a network blip): each attempt sends only what it lacks.
+const UPLOAD_RETRY: Backoff = Backoff::doubling(Duration::from_secs(1), Duration::from_secs(15));
+/// Attempts before the command fails (about five minutes of waiting).
+const UPLOAD_ATTEMPTS: u32 = 25;
 
 fn percent(p: Progress) -> u32 {
     if p.bytes_total == 0 {
@@ -113,6 +121,7 @@ impl WorkloadHandler {
                     sent: 0,
                     skipped: u32::try_from(m.chunks.len()).unwrap_or(u32::MAX),
                     bytes_sent: 0,
+                    interruptions: 0,
                 }),
                 Ok(None) => Err(CommandError(format!(
                     "snapshot `{}` of node {} was never packed here",
@@ -121,21 +130,38 @@ impl WorkloadHandler {
                 Err(e) => Err(err("asking for the snapshot's manifest", e)),
             };
         };
-        let report = hood_snapshot::upload(&archive, &manifest, &remote, reporter(ctx, "upload"))
-            .await
-            .map_err(|e| err("uploading the snapshot", e))?;
+        let mut failures = 0;
+        let report = loop {
+            match hood_snapshot::upload(&archive, &manifest, &remote, reporter(ctx, "upload")).await
+            {
+                Ok(r) => break r,
+                // The store's side failed: wait, then send what it lacks.
+                Err(e @ (SnapshotError::Store(_) | SnapshotError::Missing(_)))
+                    if failures + 1 < UPLOAD_ATTEMPTS =>
+                {
+                    let wait = UPLOAD_RETRY.delay(failures);
+                    failures += 1;
+                    tracing::warn!(workload = %r.workload_id, snapshot = %r.snapshot, error = %e,
+                        retry_in_ms = wait.as_millis() as u64, "snapshot upload interrupted; resuming");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(err("uploading the snapshot", e)),
+            }
+        };
+
         for done in [&archive, &manifest_path] {
             if let Err(e) = std::fs::remove_file(done) {
                 tracing::warn!(path = %done.display(), error = %e, "could not remove an uploaded archive");
             }
         }
         tracing::info!(workload = %r.workload_id, snapshot = %r.snapshot,
-            sent = report.sent, skipped = report.skipped, "snapshot uploaded");
+            sent = report.sent, skipped = report.skipped, interruptions = failures, "snapshot uploaded");
         Ok(UploadedSnapshot {
             snapshot: r.snapshot.clone(),
             sent: report.sent,
             skipped: report.skipped,
             bytes_sent: report.bytes_sent,
+            interruptions: failures,
         })
     }
 

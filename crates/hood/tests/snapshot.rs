@@ -30,6 +30,8 @@ fn files_under(dir: &std::path::Path) -> usize {
 }
 
 const ADMIN_PASSWORD: &str = "snapshot-admin-password";
+/// Bytes of incompressible data the resumed upload carries.
+const BALLAST: usize = 320 << 20;
 
 async fn head_of(http: &reqwest::Client, endpoint: &str) -> i64 {
     let r: Value = http
@@ -211,5 +213,152 @@ async fn a_snapshot_survives_the_host_and_restores_the_node() {
     );
     let list = get_json(&http, &format!("{node_url}/snapshots"), &key).await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
+    drop(hood);
+}
+
+/// The control plane is SIGKILLed while a snapshot of a node with 320 MiB
+/// of data uploads; started again, the snapshot completes, and the upload
+/// sent only the chunks the object store did not hold yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_cut_by_a_control_plane_crash_resumes() {
+    let Some(anvil) = hood_testkit::anvil_bin("snapshot resume") else {
+        return;
+    };
+    let (_dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let gateway = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let up = || {
+        let mut args = common::UP_ARGS.to_vec();
+        args[6] = gateway.as_str();
+        let mut env = fast_health_env();
+        env.push(("HOOD_HOME", home.display().to_string()));
+        common::HoodProcess::start(&args, &env, common::UP_LABELS)
+    };
+    let hood = up();
+    let key = read_admin_key(&home);
+    push_anvil(
+        &anvil,
+        &[
+            ("HOOD_SERVER", hood.url("api")),
+            ("HOOD_TOKEN", key.clone()),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let (id, node) = create_healthy_node(
+        &http,
+        &hood.url("api"),
+        &key,
+        "big",
+        Duration::from_secs(90),
+    )
+    .await;
+    // Ballast that does not compress: 160 chunks.
+    let host = node["host_id"].as_str().unwrap();
+    let data = home.join(format!(
+        "hosts/hosts/{host}/agent/workloads/nodes/{id}/data"
+    ));
+    assert!(data.is_dir(), "{}", data.display());
+    let mut ballast = vec![0u8; BALLAST];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for b in &mut ballast {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 24) as u8;
+    }
+    std::fs::write(data.join("ballast.bin"), &ballast).unwrap();
+    drop(ballast);
+
+    let api = hood.url("api");
+    let r = http
+        .post(format!("{api}/api/v1/nodes/{id}/snapshots"))
+        .bearer_auth(&key)
+        .json(&json!({"name": "big"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    // Cut it once some chunks are stored and most are not.
+    let list = format!("{api}/api/v1/nodes/{id}/snapshots");
+    let started = Instant::now();
+    let at_kill = loop {
+        let v = get_json(&http, &list, &key).await;
+        let s = &v["items"][0];
+        let (done, total) = (
+            s["chunks_done"].as_i64().unwrap_or(0),
+            s["chunks_total"].as_i64().unwrap_or(0),
+        );
+        assert!(done < total || total == 0, "finished before the cut: {s}");
+        if done >= 4 {
+            break done;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no upload: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    drop(hood); // SIGKILL
+    let hood = up();
+    let api = hood.url("api");
+    let list = format!("{api}/api/v1/nodes/{id}/snapshots");
+    let done = wait_for(
+        "the snapshot completes",
+        Duration::from_secs(240),
+        async || {
+            let v = get_json(&http, &list, &key).await;
+            let s = v["items"][0].clone();
+            assert_ne!(s["state"], "failed", "{s}");
+            (s["state"] == "complete").then_some(s)
+        },
+    )
+    .await;
+    let total = done["chunks_total"].as_i64().unwrap();
+    assert!(total >= 160, "{done}");
+    let events = get_json(&http, &format!("{api}/api/v1/nodes/{id}/events"), &key)
+        .await
+        .to_string();
+    let stored = events
+        .split("snapshot big stored")
+        .nth(1)
+        .expect("the snapshot's event");
+    let number_before = |what: &str| -> i64 {
+        let at = stored.find(what).expect(what);
+        stored[..at]
+            .trim_end()
+            .rsplit(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (sent, skipped) = (
+        number_before(" chunks sent"),
+        number_before(" already stored"),
+    );
+    eprintln!(
+        "killed with {at_kill} of {total} chunks stored; then {sent} sent, {skipped} skipped"
+    );
+    assert!(
+        skipped >= at_kill,
+        "what was stored before the crash is not sent again: {stored}"
+    );
+    assert_eq!(sent + skipped, total, "{stored}");
+    // And it restores: the ballast comes back byte for byte.
+    let (ok, out, err) = hood_cli(
+        &["node", "restore", &id, "big"],
+        &[("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", key.clone())],
+        None,
+    );
+    assert!(ok, "{out} {err}");
+    let node = get_json(&http, &format!("{api}/api/v1/nodes/{id}"), &key).await;
+    let host = node["host_id"].as_str().unwrap();
+    let restored = home.join(format!(
+        "hosts/hosts/{host}/agent/workloads/nodes/{id}/data/ballast.bin"
+    ));
+    assert_eq!(std::fs::metadata(&restored).unwrap().len(), BALLAST as u64);
     drop(hood);
 }
