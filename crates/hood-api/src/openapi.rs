@@ -73,7 +73,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
         ops::Liveness, ops::Readiness, chains::ChainView, chains::NodeTypeView, chains::ResourcesView, chains::BinaryView,
-        artifacts::ArtifactView, artifacts::PushedArtifactView, fleet::HostView, fleet::WorkflowView, fleet::StepView, fleet::AbandonRequest, nodes::NodeView, nodes::NodeEventView, nodes::NodeAccepted, nodes::CreateNodeRequest, nodes::StatusPageVisibility, nodes::NodeSyncView,
+        artifacts::ArtifactView, artifacts::PushedArtifactView, fleet::HostView, fleet::WorkflowView, fleet::StepView, fleet::AbandonRequest, nodes::NodeView, nodes::NodeEventView, nodes::NodeAccepted, nodes::CreateNodeRequest, nodes::SnapshotSeedRequest, nodes::StatusPageVisibility, nodes::NodeSyncView,
         health::IncidentView, health::DeliveryView, health::DeliveryAttemptView, health::ChannelView,
         health::CreateChannelRequest, health::ChannelTestResult, health::UptimeView, health::UptimeBucketView,
         edge::RpcKeyView, edge::CreatedRpcKey, edge::CreateRpcKeyRequest, edge::UpdateRpcKeyRequest,

@@ -106,7 +106,8 @@ impl AppState {
         chains: Arc<ChainCatalog>,
         config: &ApiConfig,
     ) -> Self {
-        let nodes = NodeService::new(store.clone(), store.clone(), store.clone(), chains.clone());
+        let nodes = NodeService::new(store.clone(), store.clone(), store.clone(), chains.clone())
+            .with_snapshot_store(store.clone());
         let rollouts = RolloutService::new(
             store.clone(),
             store.clone(),

@@ -12,13 +12,16 @@ use hood_domain::machine::StateMachine;
 use hood_domain::node::{Node, NodeEvent};
 use hood_domain::node_workflows::{
     provision_id, reconfigure_id, resume_id, signals, suspend_id, terminate_id, NodeWorkflowInput,
-    PROVISION_NODE, RECONFIGURE_NODE, RESUME_NODE, SUSPEND_NODE, TERMINATE_NODE,
+    ProvisionInput, SnapshotSeed, PROVISION_NODE, RECONFIGURE_NODE, RESUME_NODE, SUSPEND_NODE,
+    TERMINATE_NODE,
 };
+use hood_domain::snapshot::SnapshotState;
 use hood_domain::validate::{self, FieldError};
 use hood_domain::{NodeId, OrgId};
 use hood_ports::NodeOperations;
 use hood_store::artifact::ArtifactCatalog;
 use hood_store::node::NodeStore;
+use hood_store::snapshot::SnapshotStore;
 use hood_store::workflow::{NewSignal, NewWorkflow, WorkflowStore};
 use hood_store::StoreError;
 use std::sync::Arc;
@@ -41,6 +44,9 @@ pub struct CreateNode {
     pub provider: Option<String>,
     /// Provider region; default `local`.
     pub region: Option<String>,
+    /// A complete snapshot of another node of the organization, same chain,
+    /// the new node's data starts from.
+    pub from_snapshot: Option<SnapshotSeed>,
 }
 
 /// A node request that was accepted: the node as it is now and the
@@ -60,6 +66,8 @@ pub struct NodeService {
     chains: Arc<ChainCatalog>,
     /// The orchestrator, in processes that reach one.
     operations: Option<Arc<dyn NodeOperations>>,
+    /// Snapshots, to check what a new node is seeded from.
+    snapshots: Option<Arc<dyn SnapshotStore>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -76,6 +84,7 @@ impl NodeService {
             artifacts,
             chains,
             operations: None,
+            snapshots: None,
             clock: hood_clock::system(),
         }
     }
@@ -84,6 +93,12 @@ impl NodeService {
     /// operator actions and logs.
     pub fn with_operations(mut self, operations: Arc<dyn NodeOperations>) -> Self {
         self.operations = Some(operations);
+        self
+    }
+
+    /// Lets new nodes be seeded from snapshots (checked against `store`).
+    pub fn with_snapshot_store(mut self, store: Arc<dyn SnapshotStore>) -> Self {
+        self.snapshots = Some(store);
         self
     }
 
@@ -165,6 +180,11 @@ impl NodeService {
         if let Err(e) = validate::slug("region", &region) {
             errors.push(e);
         }
+        if let Some(seed) = &req.from_snapshot {
+            if let Err(e) = self.check_seed(org, &req.chain, seed).await? {
+                errors.push(e);
+            }
+        }
         let (Some(chain), Some(node_type), true) = (chain, node_type, errors.is_empty()) else {
             return Err(AppError::Invalid(errors));
         };
@@ -191,7 +211,12 @@ impl NodeService {
             created_at: now,
             updated_at: now,
         };
-        let workflow = node_workflow(PROVISION_NODE, provision_id(node.id), node.id, now)?;
+        let input = serde_json::to_value(ProvisionInput {
+            node_id: node.id,
+            seed: req.from_snapshot.clone(),
+        })
+        .map_err(|e| AppError::Internal(format!("encoding workflow input: {e}")))?;
+        let workflow = workflow_with_input(PROVISION_NODE, provision_id(node.id), input, now)?;
         let started = self
             .nodes
             .create_node_with_workflow(&node, &workflow)
@@ -202,6 +227,43 @@ impl NodeService {
             node,
             workflow_id: started.id,
         })
+    }
+
+    /// Why `seed` cannot seed a new `chain` node of `org`, if it cannot: a
+    /// complete snapshot of a node of the same organization and chain.
+    async fn check_seed(
+        &self,
+        org: OrgId,
+        chain: &str,
+        seed: &SnapshotSeed,
+    ) -> AppResult<Result<(), FieldError>> {
+        let refuse = |why: String| Ok(Err(FieldError::new("from_snapshot", why)));
+        let Some(snapshots) = &self.snapshots else {
+            return Err(AppError::Unavailable(
+                "this process cannot seed nodes from snapshots".into(),
+            ));
+        };
+        let Some(source) = self.nodes.get_node(Some(org), seed.node_id).await? else {
+            return refuse(format!("no node {} in this organization", seed.node_id));
+        };
+        if source.chain != chain {
+            return refuse(format!(
+                "a snapshot of a `{}` node cannot seed a `{chain}` node",
+                source.chain
+            ));
+        }
+        match snapshots.get_snapshot(source.id, &seed.snapshot).await? {
+            Some(s) if s.state == SnapshotState::Complete => Ok(Ok(())),
+            Some(s) => refuse(format!(
+                "snapshot `{}` is {}, not complete",
+                seed.snapshot,
+                s.state.as_str()
+            )),
+            None => refuse(format!(
+                "node {} has no snapshot `{}`",
+                source.id, seed.snapshot
+            )),
+        }
     }
 
     /// The organization's nodes, oldest first.

@@ -186,6 +186,7 @@ async fn refuses_early_what_it_can_know(env: Env) {
                 name: Some("Not A Slug".into()),
                 provider: Some("hetzner".into()),
                 region: None,
+                from_snapshot: None,
             },
         )
         .await

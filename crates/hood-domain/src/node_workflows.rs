@@ -14,7 +14,10 @@ use serde::{Deserialize, Serialize};
 /// the binary does not know is refused, never mis-replayed.
 pub type Definition = (&'static str, i64);
 
-pub const PROVISION_NODE: Definition = ("provision-node", 1);
+/// v2 can seed the new node's data from a snapshot before its first start;
+/// v1 runs still finish as they began.
+pub const PROVISION_NODE: Definition = ("provision-node", 2);
+pub const PROVISION_NODE_V1: Definition = ("provision-node", 1);
 pub const TERMINATE_NODE: Definition = ("terminate-node", 1);
 /// v2 restores the node's latest snapshot on the new host before the
 /// first start (warm migration); v1 runs still finish as they began.
@@ -47,6 +50,22 @@ pub mod signals {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeWorkflowInput {
     pub node_id: NodeId,
+}
+
+/// A complete snapshot of another node (same organization and chain) a new
+/// node starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSeed {
+    pub node_id: NodeId,
+    pub snapshot: String,
+}
+
+/// The input of `provision-node`: the node, and what its data starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionInput {
+    pub node_id: NodeId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<SnapshotSeed>,
 }
 
 /// The one provisioning run of a node.

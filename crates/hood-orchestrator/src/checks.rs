@@ -100,11 +100,18 @@ pub(crate) async fn run_checks(
     let status = evaluate_sync(sync, best, &HealthRules::default());
     let now_ms = ctx.now.millis();
     let health = snapshot.and_then(|s| s.health);
-    // A head the evaluator has not seen yet moved just now.
+    // A head the evaluator has not seen yet moved just now; a node the
+    // evaluator has not judged yet (it just started serving) is as fresh
+    // as its last change.
+    let since_change = (now_ms - node.updated_at.millis()) / 1000;
     let head_age_s = match (&health, sync.head) {
+        (_, None) => None,
         (Some(h), Some(head)) if h.last_head != Some(head) => Some(0),
-        (Some(h), _) => h.head_changed_at.map(|t| (now_ms - t.millis()) / 1000),
-        (None, _) => None,
+        (Some(h), Some(_)) => Some(
+            h.head_changed_at
+                .map_or(since_change, |t| (now_ms - t.millis()) / 1000),
+        ),
+        (None, Some(_)) => Some(since_change),
     };
     let input = PolicyInput::from_observation(
         &observed,

@@ -22,6 +22,7 @@ impl Orchestrator {
         let store = Arc::clone(&services.store);
         let registry = Registry::new()
             .with(crate::provision::workflow())?
+            .with(crate::provision::workflow_v1())?
             .with(crate::terminate::workflow())?
             .with(crate::migrate::workflow())?
             .with(crate::migrate::workflow_v1())?

@@ -9,7 +9,7 @@ use crate::steps::{
     host_id_for, load_node, note, now, poll_until, retire_host_record, run_command,
     run_command_with, store_err, update_node, warn,
 };
-use crate::workflows::PROVISION_NODE;
+use crate::workflows::{PROVISION_NODE, PROVISION_NODE_V1};
 use hood_domain::lifecycle::{HostState, NodeState, SyncStatus};
 use hood_domain::machine::StateMachine;
 use hood_domain::node::NodeKeyMaterial;
@@ -40,7 +40,17 @@ pub(crate) const START_POLICY: RetryPolicy = RetryPolicy {
 };
 
 pub(crate) fn workflow() -> Workflow<Services> {
-    Workflow::new(PROVISION_NODE.0, PROVISION_NODE.1)
+    steps(PROVISION_NODE, true)
+}
+
+/// v1, without the seed: a run journaled before seeding existed finishes
+/// as it began.
+pub(crate) fn workflow_v1() -> Workflow<Services> {
+    steps(PROVISION_NODE_V1, false)
+}
+
+fn steps(definition: (&str, i64), seeded: bool) -> Workflow<Services> {
+    let mut wf = Workflow::new(definition.0, definition.1)
         .step(Step::new("accept", accept).undo(mark_failed))
         .step(
             Step::new("create_host", create_host)
@@ -48,14 +58,19 @@ pub(crate) fn workflow() -> Workflow<Services> {
                 .retry(RetryPolicy::INFRASTRUCTURE),
         )
         .step(Step::new("wait_for_agent", wait_for_agent).retry(RetryPolicy::WAIT_FOR_AGENT))
-        .step(Step::new("generate_keys", generate_keys).undo(wipe_keys))
-        .step(
-            Step::new("start_node", start_node)
-                .undo(remove_workload)
-                .retry(START_POLICY),
-        )
-        .step(Step::new("wait_synced", wait_synced).retry(SYNC_POLICY))
-        .step(Step::new("mark_healthy", mark_healthy))
+        .step(Step::new("generate_keys", generate_keys).undo(wipe_keys));
+    if seeded {
+        wf = wf.step(
+            Step::new("seed_data", crate::seed::seed_from_snapshot).retry(RetryPolicy::DEFAULT),
+        );
+    }
+    wf.step(
+        Step::new("start_node", start_node)
+            .undo(remove_workload)
+            .retry(START_POLICY),
+    )
+    .step(Step::new("wait_synced", wait_synced).retry(SYNC_POLICY))
+    .step(Step::new("mark_healthy", mark_healthy))
 }
 
 /// Checks the request still makes sense (the node exists and is provisioning).

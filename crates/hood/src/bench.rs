@@ -217,6 +217,7 @@ async fn provision(
             )),
             provider: None,
             region: None,
+            from_snapshot: None,
         };
         let accepted: NodeAccepted = client.post("/api/v1/nodes", &request).await?;
         let id = accepted.node.id;

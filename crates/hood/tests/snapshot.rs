@@ -5,7 +5,8 @@
 //! restores the snapshot, so the chain continues at or past the snapshot's
 //! height instead of from zero; `hood node restore` takes the node back to
 //! the snapshot; the node's console page lists its snapshots and takes one
-//! (Chromium); terminating the node deletes its snapshots.
+//! (Chromium); a new node starts from the snapshot; terminating the node
+//! deletes its snapshots (the new node keeps its copy).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
 
@@ -203,6 +204,55 @@ async fn a_snapshot_survives_the_host_and_restores_the_node() {
         assert!(list.to_string().contains("from-console"), "{list}");
     }
 
+    // A new node starts from the snapshot: its chain is at or past it.
+    let seed = format!("{id}/before-crash");
+    let (ok, _, err) = hood_cli(
+        &[
+            "node",
+            "create",
+            "--chain",
+            "ethereum-anvil",
+            "--from-snapshot",
+            &format!("{id}/nope"),
+        ],
+        &env,
+        None,
+    );
+    assert!(!ok && err.contains("has no snapshot `nope`"), "{err}");
+    let (ok, out, err) = hood_cli(
+        &[
+            "node",
+            "create",
+            "--chain",
+            "ethereum-anvil",
+            "--name",
+            "seeded",
+            "--from-snapshot",
+            &seed,
+            "-o",
+            "json",
+        ],
+        &env,
+        None,
+    );
+    assert!(ok, "{out} {err}");
+    let seeded: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(seeded["state"], "healthy", "{seeded}");
+    let seeded_id = seeded["id"].as_str().unwrap().to_owned();
+    let seeded_head = head_of(&http, seeded["rpc_endpoint"].as_str().unwrap()).await;
+    assert!(seeded_head >= height, "seeded at {seeded_head} < {height}");
+    let events = get_json(
+        &http,
+        &format!("{api}/api/v1/nodes/{seeded_id}/events"),
+        &key,
+    )
+    .await
+    .to_string();
+    assert!(
+        events.contains("data seeded from snapshot before-crash"),
+        "{events}"
+    );
+
     // Terminated for good: its snapshots go with it.
     let (ok, out, err) = hood_cli(&["node", "delete", &id], &env, None);
     assert!(ok, "{out} {err}");
@@ -213,6 +263,12 @@ async fn a_snapshot_survives_the_host_and_restores_the_node() {
     );
     let list = get_json(&http, &format!("{node_url}/snapshots"), &key).await;
     assert_eq!(list["items"].as_array().map(Vec::len), Some(0), "{list}");
+    // The seeded node keeps its own copy.
+    assert!(home
+        .join(format!(
+            "artifacts/snapshots/{seeded_id}/before-crash/manifest.json"
+        ))
+        .is_file());
     drop(hood);
 }
 

@@ -15,6 +15,7 @@ use axum::Router;
 use hood_app::nodes::{CreateNode, NodeAccepted as Accepted};
 use hood_domain::identity::Permission;
 use hood_domain::node::{Node, NodeEvent};
+use hood_domain::node_workflows::SnapshotSeed;
 use hood_domain::workload::WorkloadObservation;
 use hood_domain::NodeId;
 use serde::{Deserialize, Serialize};
@@ -142,6 +143,18 @@ pub struct CreateNodeRequest {
     /// Provider region; default `local`.
     #[schema(schema_with = crate::schemas::optional_slug)]
     pub region: Option<String>,
+    /// Start from a complete snapshot of another node of the organization,
+    /// same chain (its data is restored before the first start).
+    pub from_snapshot: Option<SnapshotSeedRequest>,
+}
+
+/// A snapshot a new node starts from.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotSeedRequest {
+    pub node_id: Uuid,
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,128}$")]
+    pub snapshot: String,
 }
 
 /// The answer of `GET /api/v1/nodes/{node_id}/logs`: the last lines of each
@@ -205,6 +218,10 @@ pub async fn create_node(
         name: req.name,
         provider: req.provider,
         region: req.region,
+        from_snapshot: req.from_snapshot.map(|s| SnapshotSeed {
+            node_id: NodeId::from_uuid(s.node_id),
+            snapshot: s.snapshot,
+        }),
     };
     let accepted = state.nodes.create(caller.org_id, request).await?;
     Ok((StatusCode::ACCEPTED, Json(NodeAccepted::from(&accepted))))

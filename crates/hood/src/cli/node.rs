@@ -8,7 +8,7 @@ use clap::Subcommand;
 use hood_api::routes::fleet::WorkflowView;
 use hood_api::routes::keys::{KeyExportRequest, KeyExportView};
 use hood_api::routes::nodes::{
-    CreateNodeRequest, NodeAccepted, NodeEventView, NodeLogsView, NodeView,
+    CreateNodeRequest, NodeAccepted, NodeEventView, NodeLogsView, NodeView, SnapshotSeedRequest,
 };
 use hood_api::routes::snapshots::{
     RestoreRequest, SnapshotAccepted, SnapshotView, TakeSnapshotRequest,
@@ -33,6 +33,9 @@ pub enum NodeCmd {
         provider: Option<String>,
         #[arg(long)]
         region: Option<String>,
+        /// Start from another node's complete snapshot: NODE_ID/SNAPSHOT.
+        #[arg(long)]
+        from_snapshot: Option<String>,
         #[arg(long)]
         no_wait: bool,
         /// Give up waiting after this many seconds.
@@ -117,15 +120,31 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
             name,
             provider,
             region,
+            from_snapshot,
             no_wait,
             timeout,
         } => {
+            let from_snapshot = match from_snapshot {
+                Some(s) => {
+                    let (node, snapshot) = s.split_once('/').ok_or_else(|| {
+                        anyhow::anyhow!("--from-snapshot takes NODE_ID/SNAPSHOT, not `{s}`")
+                    })?;
+                    Some(SnapshotSeedRequest {
+                        node_id: node
+                            .parse()
+                            .map_err(|_| anyhow::anyhow!("`{node}` is not a node id"))?,
+                        snapshot: snapshot.to_owned(),
+                    })
+                }
+                None => None,
+            };
             let request = CreateNodeRequest {
                 chain,
                 node_type,
                 name,
                 provider,
                 region,
+                from_snapshot,
             };
             let accepted: NodeAccepted = client.post("/api/v1/nodes", &request).await?;
             if no_wait {
