@@ -170,6 +170,7 @@ async fn anvil_node_is_provisioned_serves_rpc_and_is_deleted_without_leftovers()
             "create_host",
             "wait_for_agent",
             "generate_keys",
+            "seed_data",
             "start_node",
             "wait_synced",
             "mark_healthy"
