@@ -47,6 +47,7 @@ use utoipa::{Modify, OpenApi};
         nodes::node_logs,
         nodes::create_node, nodes::list_nodes, nodes::get_node, nodes::node_events, nodes::delete_node,
         nodes::get_status_page, nodes::set_status_page, nodes::node_sync, nodes::reconfigure_node,
+        nodes::get_node_labels, nodes::set_node_labels,
         health::list_incidents, health::get_incident, health::ack_incident, health::incident_deliveries,
         health::create_channel, health::list_channels, health::get_channel, health::delete_channel, health::test_channel,
         health::node_uptime,

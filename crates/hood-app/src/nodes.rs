@@ -7,6 +7,7 @@ pub use keys::KeyExport;
 use crate::error::{AppError, AppResult};
 use hood_chains::{ArtifactSource, Binary, Chain, ChainCatalog};
 use hood_clock::Clock;
+use hood_domain::label::{self, Labels, Selector};
 use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
 use hood_domain::machine::StateMachine;
 use hood_domain::node::{Node, NodeEvent};
@@ -47,6 +48,8 @@ pub struct CreateNode {
     /// A complete snapshot of another node of the organization, same chain,
     /// the new node's data starts from.
     pub from_snapshot: Option<SnapshotSeed>,
+    /// The new node's labels.
+    pub labels: Labels,
 }
 
 /// A node request that was accepted: the node as it is now and the
@@ -180,6 +183,9 @@ impl NodeService {
         if let Err(e) = validate::slug("region", &region) {
             errors.push(e);
         }
+        if let Err(e) = label::validate(&req.labels) {
+            errors.push(FieldError::new("labels", e));
+        }
         if let Some(seed) = &req.from_snapshot {
             if let Err(e) = self.check_seed(org, &req.chain, seed).await? {
                 errors.push(e);
@@ -221,6 +227,11 @@ impl NodeService {
             .nodes
             .create_node_with_workflow(&node, &workflow)
             .await?;
+        if !req.labels.is_empty() {
+            // After the node exists (labels reference it); a failure here
+            // leaves an unlabelled node, which `labels` can fix.
+            self.nodes.set_node_labels(node.id, &req.labels).await?;
+        }
         self.wake();
         tracing::info!(node_id = %node.id, chain = %node.chain, workflow_id = %started.id, "node requested");
         Ok(NodeAccepted {
@@ -269,6 +280,72 @@ impl NodeService {
     /// The organization's nodes, oldest first.
     pub async fn list(&self, org: OrgId) -> AppResult<Vec<Node>> {
         Ok(self.nodes.list_nodes(Some(org)).await?)
+    }
+
+    /// The organization's nodes with their labels, oldest first; only
+    /// those whose labels match `selector` when one is given.
+    pub async fn list_labelled(
+        &self,
+        org: OrgId,
+        selector: Option<&str>,
+    ) -> AppResult<Vec<(Node, Labels)>> {
+        let selector = parse_selector(selector)?;
+        let mut labels = self.nodes.labels_by_node(Some(org)).await?;
+        Ok(self
+            .nodes
+            .list_nodes(Some(org))
+            .await?
+            .into_iter()
+            .map(|n| {
+                let l = labels.remove(&n.id).unwrap_or_default();
+                (n, l)
+            })
+            .filter(|(_, l)| selector.matches(l))
+            .collect())
+    }
+
+    /// A node's labels.
+    pub async fn labels(&self, org: OrgId, id: NodeId) -> AppResult<Labels> {
+        let node = self.get(org, id).await?;
+        Ok(self.nodes.node_labels(node.id).await?)
+    }
+
+    /// Replaces a node's labels; the change is in the node's history.
+    pub async fn set_labels(
+        &self,
+        org: OrgId,
+        id: NodeId,
+        labels: Labels,
+        actor: &str,
+    ) -> AppResult<Labels> {
+        label::validate(&labels)
+            .map_err(|e| AppError::Invalid(vec![FieldError::new("labels", e)]))?;
+        let node = self.get(org, id).await?;
+        let before = self.nodes.node_labels(node.id).await?;
+        if before == labels {
+            return Ok(labels);
+        }
+        self.nodes.set_node_labels(node.id, &labels).await?;
+        let shown = |l: &Labels| {
+            l.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        self.nodes
+            .append_node_event(
+                node.id,
+                "labels",
+                &format!(
+                    "labels set by {actor}: {{{}}} (were {{{}}})",
+                    shown(&labels),
+                    shown(&before)
+                ),
+                self.clock.now(),
+            )
+            .await?;
+        tracing::info!(node_id = %node.id, labels = labels.len(), "node labels set");
+        Ok(labels)
     }
 
     /// One node of the organization (another organization's is 404).
@@ -446,6 +523,15 @@ impl NodeService {
 }
 
 /// The CLI command that puts a binary's artifact into the store.
+/// A selector given by an operator (none: every node).
+pub(crate) fn parse_selector(selector: Option<&str>) -> AppResult<Selector> {
+    selector
+        .map(Selector::parse)
+        .transpose()
+        .map_err(|e| AppError::Invalid(vec![FieldError::new("selector", e)]))
+        .map(Option::unwrap_or_default)
+}
+
 pub fn push_command(binary: &Binary) -> String {
     match &binary.source {
         Some(ArtifactSource::Npm(npm)) if npm.package == "@foundry-rs/anvil-linux-amd64" => {

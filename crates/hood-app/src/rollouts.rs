@@ -7,15 +7,17 @@
 //! the stored rollout; its workflow honours the change on its next pass.
 
 use crate::error::{AppError, AppResult};
-use crate::nodes::push_command;
+use crate::nodes::{parse_selector, push_command};
 use hood_chains::{Chain, ChainCatalog, StateCompatibility};
 use hood_clock::Clock;
+use hood_domain::label::{Labels, Selector};
 use hood_domain::lifecycle::rollout::{RolloutNodeState, RolloutState};
 use hood_domain::lifecycle::NodeState;
 use hood_domain::machine::StateMachine;
 use hood_domain::node_workflows::{rollout_workflow_id, RolloutInput, ROLLOUT};
 use hood_domain::rollout::{
-    plan_batches, BatchSize, PlanError, Rollout, RolloutNode, RolloutPolicy, SoftwareTarget,
+    plan_batches, BatchSize, PlanError, Rollout, RolloutKind, RolloutNode, RolloutPolicy,
+    SoftwareTarget,
 };
 use hood_domain::validate::FieldError;
 use hood_domain::{NodeId, RolloutId};
@@ -24,6 +26,7 @@ use hood_store::artifact::ArtifactCatalog;
 use hood_store::node::NodeStore;
 use hood_store::rollout::RolloutStore;
 use hood_store::workflow::{NewWorkflow, WorkflowStore};
+use std::collections::HashMap;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -38,6 +41,9 @@ pub const DEFAULT_VERIFY_TIMEOUT_S: u32 = 120;
 #[derive(Debug, Clone, Default)]
 pub struct CreateRollout {
     pub chain: String,
+    /// `upgrade` (a version) or `reconfigure` (the chain's current recipe
+    /// applied to every target, through `reconfigure-node`).
+    pub kind: RolloutKind,
     pub upgrade_id: Option<String>,
     pub binary: Option<String>,
     pub version: Option<String>,
@@ -46,6 +52,8 @@ pub struct CreateRollout {
     /// Target only these nodes (else every serving node of the chain on
     /// the version the rollout moves from).
     pub nodes: Vec<NodeId>,
+    /// Target only nodes whose labels match ([`hood_domain::label::Selector`]).
+    pub selector: Option<String>,
     pub canary: Option<u32>,
     pub batch_size: Option<u32>,
     pub batch_percent: Option<u8>,
@@ -137,6 +145,32 @@ impl RolloutService {
             failure_budget: 0,
             require_approval: false,
         };
+        if req.kind == RolloutKind::Reconfigure {
+            if req.upgrade_id.is_some() || req.version.is_some() || req.binary.is_some() {
+                return Err(invalid(
+                    "kind",
+                    "a reconfigure rollout applies the chain's current recipe: \
+                     give no upgrade_id, binary or version",
+                ));
+            }
+            // The binary the nodes run is unchanged; recorded for display.
+            let binary = chain
+                .profile
+                .binaries
+                .first()
+                .ok_or_else(|| invalid("chain", "the chain declares no binary"))?;
+            return Ok(Resolved {
+                from_version: binary.version.clone(),
+                target: SoftwareTarget {
+                    binary: binary.name.clone(),
+                    artifact: binary.artifact.clone(),
+                    version: binary.version.clone(),
+                    forward_only: false,
+                },
+                node_types: vec![],
+                policy: default_policy,
+            });
+        }
         if let Some(id) = &req.upgrade_id {
             if req.version.is_some() || req.binary.is_some() {
                 return Err(invalid(
@@ -252,17 +286,19 @@ impl RolloutService {
             resolved.node_types = vec![t.clone()];
         }
         let target = &resolved.target;
-        if target.version == resolved.from_version {
+        let upgrade = req.kind == RolloutKind::Upgrade;
+        if upgrade && target.version == resolved.from_version {
             return Err(invalid(
                 "version",
                 format!("the nodes already run {}", target.version),
             ));
         }
-        if self
-            .artifacts
-            .get_artifact(&target.artifact, &target.version)
-            .await?
-            .is_none()
+        if upgrade
+            && self
+                .artifacts
+                .get_artifact(&target.artifact, &target.version)
+                .await?
+                .is_none()
         {
             let hint = chain
                 .profile
@@ -281,14 +317,27 @@ impl RolloutService {
                 target.artifact, target.version
             )));
         }
-        let targets = self.targets(chain, &resolved, &req.nodes).await?;
-        let batches = plan_batches(&targets, &resolved.policy).map_err(plan_error)?;
+        let selector = parse_selector(req.selector.as_deref())?;
+        let targets = self.targets(chain, &resolved, &req, &selector).await?;
+        let ids: Vec<NodeId> = targets.iter().map(|(id, _)| *id).collect();
+        let running: HashMap<NodeId, String> = targets.into_iter().collect();
+        let batches: Vec<Vec<(NodeId, String)>> = plan_batches(&ids, &resolved.policy)
+            .map_err(plan_error)?
+            .into_iter()
+            .map(|b| {
+                b.into_iter()
+                    .map(|id| (id, running.get(&id).cloned().unwrap_or_default()))
+                    .collect()
+            })
+            .collect();
         let now = self.clock.now();
         let rollout = Rollout {
             id: RolloutId::from_uuid(Uuid::now_v7()),
             upgrade_id: req.upgrade_id.clone(),
+            kind: req.kind,
             chain: chain.name.clone(),
             node_type: resolved.node_types.first().cloned(),
+            selector: (!selector.is_empty()).then(|| selector.to_string()),
             from_version: resolved.from_version.clone(),
             target: resolved.target.clone(),
             policy: resolved.policy,
@@ -306,14 +355,14 @@ impl RolloutService {
         };
         let mut nodes = Vec::new();
         for (b, batch) in batches.iter().enumerate() {
-            for (i, node) in batch.iter().enumerate() {
+            for (i, (node, running)) in batch.iter().enumerate() {
                 nodes.push(RolloutNode {
                     rollout_id: rollout.id,
                     node_id: *node,
                     batch: u32::try_from(b).unwrap_or(u32::MAX),
                     position: u32::try_from(i).unwrap_or(u32::MAX),
                     state: RolloutNodeState::Waiting,
-                    from_version: resolved.from_version.clone(),
+                    from_version: running.clone(),
                     soak_until: None,
                     error: None,
                     updated_at: now,
@@ -328,21 +377,32 @@ impl RolloutService {
         Ok(RolloutDetail { rollout, nodes })
     }
 
-    /// Serving nodes of the chain (and type) on the version the rollout
-    /// moves from, by id; refused if one is in another live rollout.
+    /// Serving nodes of the chain (its type, its selector, the nodes
+    /// named) on the version the rollout moves from (any version for a
+    /// reconfigure), by id, with the version each runs; refused if one is
+    /// in another live rollout.
     async fn targets(
         &self,
         chain: &Chain,
         resolved: &Resolved,
-        only: &[NodeId],
-    ) -> AppResult<Vec<NodeId>> {
+        req: &CreateRollout,
+        selector: &Selector,
+    ) -> AppResult<Vec<(NodeId, String)>> {
+        let only = &req.nodes;
         let mut out = Vec::new();
         let mut nodes = self.nodes.list_nodes(None).await?;
         nodes.sort_by_key(|n| n.id);
+        let labels = if selector.is_empty() {
+            HashMap::new()
+        } else {
+            self.nodes.labels_by_node(None).await?
+        };
+        let none = Labels::new();
         for n in nodes {
             if n.chain != chain.name
                 || (!only.is_empty() && !only.contains(&n.id))
                 || (!resolved.node_types.is_empty() && !resolved.node_types.contains(&n.node_type))
+                || !selector.matches(labels.get(&n.id).unwrap_or(&none))
                 || !matches!(
                     n.state,
                     NodeState::Healthy | NodeState::Degraded | NodeState::Syncing
@@ -366,7 +426,7 @@ impl RolloutService {
                     .map(|b| b.version.clone())
                     .unwrap_or_default()
             });
-            if current != resolved.from_version {
+            if req.kind == RolloutKind::Upgrade && current != resolved.from_version {
                 continue;
             }
             if let Some(other) = self.rollouts.live_rollouts_of_node(n.id).await?.first() {
@@ -375,16 +435,19 @@ impl RolloutService {
                     n.name, n.id
                 )));
             }
-            out.push(n.id);
+            out.push((n.id, current));
         }
-        if let Some(missing) = only.iter().find(|id| !out.contains(id)) {
-            return Err(invalid(
-                "nodes",
-                format!(
+        if let Some(missing) = only.iter().find(|id| !out.iter().any(|(n, _)| n == *id)) {
+            let why = match req.kind {
+                RolloutKind::Upgrade => format!(
                     "node {missing} is not a serving {} node on {} {}",
                     chain.name, resolved.target.binary, resolved.from_version
                 ),
-            ));
+                RolloutKind::Reconfigure => {
+                    format!("node {missing} is not a serving {} node", chain.name)
+                }
+            };
+            return Err(invalid("nodes", why));
         }
         Ok(out)
     }

@@ -187,6 +187,7 @@ async fn refuses_early_what_it_can_know(env: Env) {
                 provider: Some("hetzner".into()),
                 region: None,
                 from_snapshot: None,
+                labels: [("Bad Key".to_owned(), "v".to_owned())].into(),
             },
         )
         .await
@@ -197,7 +198,7 @@ async fn refuses_early_what_it_can_know(env: Env) {
     let mut names: Vec<&str> = fields.iter().map(|f| f.field).collect();
     names.sort_unstable();
     names.dedup();
-    assert_eq!(names, ["name", "node_type", "provider"]);
+    assert_eq!(names, ["labels", "name", "node_type", "provider"]);
     let err = env
         .service
         .create(

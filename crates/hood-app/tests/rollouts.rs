@@ -7,11 +7,12 @@
 use hood_app::{AppError, CreateRollout, RolloutService};
 use hood_chains::ChainCatalog;
 use hood_domain::identity::Organization;
+use hood_domain::label::Labels;
 use hood_domain::lifecycle::rollout::RolloutState;
 use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
 use hood_domain::node::Node;
 use hood_domain::node_workflows::{rollout_workflow_id, ROLLOUT};
-use hood_domain::rollout::PinnedBinary;
+use hood_domain::rollout::{PinnedBinary, RolloutKind};
 use hood_domain::{NodeId, OrgId, Timestamp};
 use hood_store::artifact::ArtifactRecord;
 use hood_store::node::NodeChange;
@@ -105,13 +106,22 @@ async fn node(env: &Env, name: &str, state: NodeState) -> NodeId {
         updated_at: T0,
     };
     env.store.create_node(&n).await.unwrap();
-    if state != NodeState::Provisioning {
+    // A node reaches any serving state through healthy.
+    let path: &[NodeState] = match state {
+        NodeState::Provisioning => &[],
+        NodeState::Healthy => &[NodeState::Healthy],
+        _ => &[NodeState::Healthy, state],
+    };
+    for (version, to) in path.iter().enumerate() {
         let change = NodeChange {
-            state: Some(state),
+            state: Some(*to),
             message: "test".into(),
             ..Default::default()
         };
-        env.store.update_node(n.id, 0, &change, T0).await.unwrap();
+        env.store
+            .update_node(n.id, version as i64, &change, T0)
+            .await
+            .unwrap();
     }
     n.id
 }
@@ -367,6 +377,140 @@ async fn operators_start_pause_resume_approve_and_abort(env: Env) {
     ));
 }
 
+async fn labels(env: &Env, node: NodeId, pairs: &[(&str, &str)]) {
+    let l: Labels = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    env.store.set_node_labels(node, &l).await.unwrap();
+}
+
+async fn a_selector_narrows_the_targets(env: Env) {
+    let eu1 = node(&env, "eu1", NodeState::Healthy).await;
+    let eu2 = node(&env, "eu2", NodeState::Healthy).await;
+    let eu_canary = node(&env, "eu3", NodeState::Healthy).await;
+    let us = node(&env, "us1", NodeState::Healthy).await;
+    node(&env, "bare", NodeState::Healthy).await;
+    labels(&env, eu1, &[("region", "eu")]).await;
+    labels(&env, eu2, &[("region", "eu"), ("tier", "main")]).await;
+    labels(&env, eu_canary, &[("region", "eu"), ("tier", "canary")]).await;
+    labels(&env, us, &[("region", "us")]).await;
+    artifact(env.store.as_ref(), "1.7.1").await;
+    let d = env
+        .service
+        .create(
+            CreateRollout {
+                selector: Some("region=eu, tier!=canary".into()),
+                ..by_manifest()
+            },
+            "user x",
+        )
+        .await
+        .unwrap();
+    let mut want = vec![eu1, eu2];
+    want.sort();
+    let mut got: Vec<NodeId> = d.nodes.iter().map(|n| n.node_id).collect();
+    got.sort();
+    assert_eq!(got, want, "eu nodes outside the canary tier, nothing else");
+    assert_eq!(
+        d.rollout.selector.as_deref(),
+        Some("region=eu,tier!=canary"),
+        "stored as parsed"
+    );
+    env.service.abort(d.rollout.id).await.unwrap();
+    // A selector nothing matches plans nothing; a bad one says why.
+    assert!(env
+        .service
+        .create(
+            CreateRollout {
+                selector: Some("region=ap".into()),
+                ..by_manifest()
+            },
+            "user x",
+        )
+        .await
+        .is_err());
+    assert_eq!(
+        invalid_field(
+            env.service
+                .create(
+                    CreateRollout {
+                        selector: Some("region in eu".into()),
+                        ..by_manifest()
+                    },
+                    "user x"
+                )
+                .await
+        ),
+        "selector"
+    );
+}
+
+async fn a_recipe_rolls_out_to_every_serving_node(env: Env) {
+    let a = node(&env, "a", NodeState::Healthy).await;
+    let b = node(&env, "b", NodeState::Degraded).await;
+    let pinned = node(&env, "pinned", NodeState::Healthy).await;
+    node(&env, "young", NodeState::Provisioning).await;
+    env.store
+        .pin_node_binary(
+            pinned,
+            &PinnedBinary {
+                binary: "anvil".into(),
+                artifact: "anvil-linux-amd64".into(),
+                version: "1.7.1".into(),
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    // No artifact needed: nothing is installed.
+    let d = env
+        .service
+        .create(
+            CreateRollout {
+                chain: "ethereum-anvil".into(),
+                kind: RolloutKind::Reconfigure,
+                batch_size: Some(2),
+                ..CreateRollout::default()
+            },
+            "user x",
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.rollout.kind, RolloutKind::Reconfigure);
+    let mut got: Vec<(NodeId, String)> = d
+        .nodes
+        .iter()
+        .map(|n| (n.node_id, n.from_version.clone()))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (a, "1.5.1".to_owned()),
+        (b, "1.5.1".to_owned()),
+        (pinned, "1.7.1".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(got, want, "every serving node, whatever its version");
+    env.service.abort(d.rollout.id).await.unwrap();
+    // A version with a reconfigure is a contradiction.
+    assert_eq!(
+        invalid_field(
+            env.service
+                .create(
+                    CreateRollout {
+                        chain: "ethereum-anvil".into(),
+                        kind: RolloutKind::Reconfigure,
+                        version: Some("1.7.1".into()),
+                        ..CreateRollout::default()
+                    },
+                    "user x"
+                )
+                .await
+        ),
+        "kind"
+    );
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -388,4 +532,6 @@ macro_rules! both_backends {
 both_backends!(
     targets_and_batches_are_planned_and_refusals_store_nothing,
     operators_start_pause_resume_approve_and_abort,
+    a_selector_narrows_the_targets,
+    a_recipe_rolls_out_to_every_serving_node,
 );

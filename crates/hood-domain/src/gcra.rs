@@ -184,6 +184,22 @@ pub fn check(quota: &Quota, stored_tat_ns: Option<i64>, now_ms: i64, cost: u64) 
     }
 }
 
+/// Gives back `cost` units a [`check`] admitted but that were not used
+/// (the call never reached an upstream): the TAT moves back by
+/// `cost·T`, never before `now` (a bucket is never fuller than full).
+/// Returns the TAT to store, or `None` when nothing is stored (no state is
+/// no debt) or nothing changes.
+pub fn refund(quota: &Quota, stored_tat_ns: Option<i64>, now_ms: i64, cost: u64) -> Option<i64> {
+    let stored = i128::from(stored_tat_ns?);
+    let now = i128::from(now_ms) * NANOS_PER_MS;
+    if !quota.is_valid() || cost == 0 || stored <= now {
+        return None;
+    }
+    let t = i128::try_from(quota.emission_interval_ns()).unwrap_or(i128::MAX);
+    let back = stored.saturating_sub(i128::from(cost).saturating_mul(t));
+    Some(clamp_i64(max(back, now)))
+}
+
 /// The instant (Unix ms) from which a stored TAT no longer affects any
 /// decision: from then on `check` behaves exactly as for a fresh key, so the
 /// state may be deleted (use it as a cache/Redis expiry).
@@ -327,6 +343,28 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_refund_gives_back_what_was_taken_and_no_more() {
+        let q = Quota::per_second(10).with_burst(5);
+        let now = 1_000;
+        let (tat, _) = run(&q, None, &[(now, 3)]);
+        let Some(tat) = tat else {
+            panic!("3 of 5 pass");
+        };
+        // 3 back: the bucket is full again, as if nothing happened.
+        let back = refund(&q, Some(tat), now, 3);
+        assert_eq!(back, Some(now * 1_000_000));
+        assert_eq!(check(&q, back, now, 5), check(&q, None, now, 5));
+        // More than was taken still stops at full.
+        assert_eq!(refund(&q, Some(tat), now, 50), Some(now * 1_000_000));
+        // Part of it: 1 unit (100 ms) back.
+        assert_eq!(refund(&q, Some(tat), now, 1), Some(tat - 100_000_000));
+        // Nothing stored, nothing owed, or already full: no write.
+        assert_eq!(refund(&q, None, now, 1), None);
+        assert_eq!(refund(&q, Some(tat), now, 0), None);
+        assert_eq!(refund(&q, Some(tat), now + 1_000, 1), None);
+    }
+
     fn quota() -> impl Strategy<Value = Quota> {
         (1u64..=1_000, 1u64..=120_000, 1u64..=64).prop_map(|(per_period, period_ms, burst)| Quota {
             per_period,
@@ -374,6 +412,22 @@ mod tests {
             if fresh {
                 prop_assert_eq!(admitted, q.burst);
             }
+        }
+
+        #[test]
+        fn a_refunded_charge_leaves_no_trace(
+            q in quota(),
+            now in 0i64..1_000_000_000,
+            offset in -10_000i64..10_000,
+            cost in 1u64..=64,
+            next in 0u64..=64,
+        ) {
+            let before = Some((now + offset) * 1_000_000);
+            let Decision::Allow { tat_ns, .. } = check(&q, before, now, cost) else {
+                return Ok(());
+            };
+            let after = refund(&q, Some(tat_ns), now, cost);
+            prop_assert_eq!(check(&q, after, now, next), check(&q, before, now, next));
         }
 
         #[test]

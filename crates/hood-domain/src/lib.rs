@@ -15,6 +15,7 @@ pub mod host;
 pub mod identity;
 pub mod ids;
 pub mod incident;
+pub mod label;
 pub mod ledger;
 pub mod lifecycle;
 pub mod machine;

@@ -20,8 +20,10 @@ pub const PROVISION_NODE: Definition = ("provision-node", 2);
 pub const PROVISION_NODE_V1: Definition = ("provision-node", 1);
 pub const TERMINATE_NODE: Definition = ("terminate-node", 1);
 /// v2 restores the node's latest snapshot on the new host before the
-/// first start (warm migration); v1 runs still finish as they began.
-pub const MIGRATE_NODE: Definition = ("migrate-node", 2);
+/// first start (warm migration); v3 first pulls the data from the old host
+/// when it still answers. Runs of v1 and v2 still finish as they began.
+pub const MIGRATE_NODE: Definition = ("migrate-node", 3);
+pub const MIGRATE_NODE_V2: Definition = ("migrate-node", 2);
 pub const MIGRATE_NODE_V1: Definition = ("migrate-node", 1);
 pub const SUSPEND_NODE: Definition = ("suspend-node", 1);
 pub const RESUME_NODE: Definition = ("resume-node", 1);
@@ -130,6 +132,11 @@ pub fn rollout_workflow_id(rollout: RolloutId) -> String {
 /// it instead of upgrading the node a second time.
 pub fn upgrade_id(rollout: RolloutId, node: NodeId) -> String {
     format!("upgrade-node-{rollout}-{node}")
+}
+
+/// The one `reconfigure-node` run of `node` by a reconfigure `rollout`.
+pub fn rollout_reconfigure_id(rollout: RolloutId, node: NodeId) -> String {
+    format!("reconfigure-node-{rollout}-{node}")
 }
 
 /// The one revert of `node` by `rollout` (back to its previous version).

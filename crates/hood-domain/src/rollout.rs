@@ -33,6 +33,37 @@ pub struct PinnedBinary {
     pub version: String,
 }
 
+/// What a rollout changes on each node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutKind {
+    /// Another version of a binary (`upgrade-node` per node; reverted when
+    /// the failure budget is spent).
+    #[default]
+    Upgrade,
+    /// The chain's current recipe applied (`reconfigure-node` per node).
+    /// Not reverted: the catalog holds only the current recipe, so a spent
+    /// budget stops the rollout as failed with the rest untouched.
+    Reconfigure,
+}
+
+impl RolloutKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Upgrade => "upgrade",
+            Self::Reconfigure => "reconfigure",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "upgrade" => Some(Self::Upgrade),
+            "reconfigure" => Some(Self::Reconfigure),
+            _ => None,
+        }
+    }
+}
+
 /// A rollout as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rollout {
@@ -40,9 +71,13 @@ pub struct Rollout {
     /// The manifest it came from (`chains/upgrades/{chain}/{id}.yaml`), or
     /// `None` for an explicit binary and version.
     pub upgrade_id: Option<String>,
+    pub kind: RolloutKind,
     pub chain: String,
     /// Targets were the chain's nodes of this type (all types when `None`).
     pub node_type: Option<String>,
+    /// Targets were the nodes whose labels match this selector
+    /// ([`crate::label::Selector`]; all when `None`).
+    pub selector: Option<String>,
     /// Version the targets run now (per the manifest or the profile).
     pub from_version: String,
     pub target: SoftwareTarget,

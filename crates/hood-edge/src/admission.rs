@@ -260,6 +260,21 @@ impl Edge {
         }
     }
 
+    /// The limit bucket of a key on a chain: `"{key_id}:{chain}"`.
+    pub(crate) fn bucket(key: &RpcKey, chain: &str) -> String {
+        format!("{}:{chain}", key.id)
+    }
+
+    /// Gives `cost` back to the bucket: calls admitted but never sent (no
+    /// upstream) neither bill nor spend the key's limit.
+    pub(crate) async fn refund(&self, bucket: &str, cost: u64, plan: &Plan) {
+        if cost > 0 {
+            self.limiter
+                .refund(bucket, cost, &plan.quota(), now_ms())
+                .await;
+        }
+    }
+
     /// The admission of one call: method scope, then its price against the
     /// key × chain bucket (`bucket` = `"{key_id}:{chain}"`). `retry_after`
     /// accumulates the longest wait of the calls refused so far in the same

@@ -136,6 +136,9 @@ async fn handle(
     let mut upstream_status = StatusCode::OK;
     if slots.iter().any(|s| s.pending_call().is_some()) {
         let forwarded = forward(&request, &body, &slots).await;
+        if let Err(ForwardError::NoUpstream(_)) = &forwarded {
+            refund_pending(&request, plan, &slots).await;
+        }
         if let Some(response) = pass_through(&request, &slots, &forwarded) {
             return response;
         }
@@ -163,7 +166,7 @@ async fn admit_calls(request: &Request<'_>, plan: &Plan, items: Vec<Item>) -> Ad
     let Request {
         edge, key, chain, ..
     } = *request;
-    let bucket = format!("{}:{chain}", key.id);
+    let bucket = Edge::bucket(key, chain);
     let mut retry_after_ms = None;
     let mut slots = Vec::with_capacity(items.len());
     for item in items {
@@ -241,6 +244,20 @@ async fn forward(
         .pools
         .forward(request.chain, out_body, may_resend)
         .await
+}
+
+/// The limit budget the pending calls took goes back: they reached no
+/// upstream (and are billed nothing, see [`fail_pending`]).
+async fn refund_pending(request: &Request<'_>, plan: &Plan, slots: &[Slot]) {
+    let Request {
+        edge, key, chain, ..
+    } = *request;
+    let cost: u64 = slots
+        .iter()
+        .filter_map(Slot::pending_call)
+        .map(|c| u64::from(edge.pricing.price(&c.method)))
+        .sum();
+    edge.refund(&Edge::bucket(key, chain), cost, plan).await;
 }
 
 /// Just enough of an upstream answer to meter it.

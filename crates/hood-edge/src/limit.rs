@@ -23,6 +23,10 @@ pub trait Limiter: Send + Sync {
         quota: &Quota,
         now_ms: i64,
     ) -> Result<Decision, LimitError>;
+    /// Gives back `cost` units an admission took but did not use (the call
+    /// found no upstream). Best effort: a refund that cannot be stored only
+    /// leaves the bucket as charged.
+    async fn refund(&self, bucket: &str, cost: u64, quota: &Quota, now_ms: i64);
     /// `"local"` or `"redis"`.
     fn kind(&self) -> &'static str;
 }
@@ -71,6 +75,18 @@ impl LocalLimiter {
         }
         decision
     }
+
+    /// [`Limiter::refund`], synchronously.
+    pub fn give_back(&self, bucket: &str, cost: u64, quota: &Quota, now_ms: i64) {
+        let shard = &self.shards[(self.hasher.hash_one(bucket) as usize) % SHARDS];
+        // As in `decide`: a poisoned shard's map is intact.
+        let mut tats = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tat) = tats.get_mut(bucket) {
+            if let Some(back) = gcra::refund(quota, Some(*tat), now_ms, cost) {
+                *tat = back;
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -83,6 +99,10 @@ impl Limiter for LocalLimiter {
         now_ms: i64,
     ) -> Result<Decision, LimitError> {
         Ok(self.decide(bucket, cost, quota, now_ms))
+    }
+
+    async fn refund(&self, bucket: &str, cost: u64, quota: &Quota, now_ms: i64) {
+        self.give_back(bucket, cost, quota, now_ms);
     }
 
     fn kind(&self) -> &'static str {
@@ -195,6 +215,42 @@ impl RedisLimiter {
             "rate limit bucket too contended",
         )))
     }
+
+    /// The refund as a compare-and-set, like an admission.
+    async fn give_back(
+        &self,
+        key: &str,
+        cost: u64,
+        quota: &Quota,
+        now_ms: i64,
+    ) -> Result<(), redis::RedisError> {
+        let lock = self.bucket_lock(key);
+        let _serialized = lock.lock().await;
+        let mut conn = self.conn.clone();
+        for _ in 0..CAS_ATTEMPTS {
+            let current: Option<String> = redis::cmd("GET").arg(key).query_async(&mut conn).await?;
+            let stored = current.as_deref().and_then(|v| v.parse::<i64>().ok());
+            let Some(back) = gcra::refund(quota, stored, now_ms, cost) else {
+                return Ok(());
+            };
+            let expire_at = gcra::idle_at_ms(back).max(now_ms + 1);
+            let won: i64 = self
+                .cas
+                .key(key)
+                .arg(current.unwrap_or_default())
+                .arg(back)
+                .arg(expire_at)
+                .invoke_async(&mut conn)
+                .await?;
+            if won == 1 {
+                return Ok(());
+            }
+        }
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "rate limit bucket too contended",
+        )))
+    }
 }
 
 /// Error texts of the redis client may quote the URL; never show its password.
@@ -223,6 +279,16 @@ impl Limiter for RedisLimiter {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Ok(self.fallback.decide(bucket, cost, quota, now_ms))
             }
+        }
+    }
+
+    async fn refund(&self, bucket: &str, cost: u64, quota: &Quota, now_ms: i64) {
+        // The local fallback may have admitted it; it only changes a
+        // bucket it holds.
+        self.fallback.give_back(bucket, cost, quota, now_ms);
+        let key = format!("{}:{bucket}", self.prefix);
+        if let Err(e) = self.give_back(&key, cost, quota, now_ms).await {
+            tracing::warn!(error = %e, "shared rate limiter unavailable; refund dropped");
         }
     }
 

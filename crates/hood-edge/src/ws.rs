@@ -173,7 +173,7 @@ async fn connect(
     let guard = edge.ws.sessions.enter();
     let max = edge.ws.max_message_bytes;
     let session = Session {
-        bucket: format!("{}:{chain}", key.id),
+        bucket: Edge::bucket(&key, &chain),
         edge,
         chain,
         token,

@@ -481,3 +481,35 @@ async fn host_routing_and_network_scopes() {
     );
     fx.edge.shutdown().await;
 }
+
+/// A call that finds no upstream is neither billed nor counted against the
+/// key's limit: the budget it took goes back. On the free plan (1,000 CU a
+/// minute, `eth_getBalance` 19 CU) a hundred such calls in a row, and
+/// batches of them, never meet the limit; without the refund the 53rd
+/// would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_that_find_no_upstream_give_their_budget_back() {
+    let fx = fixture(&[], |_| {}).await;
+    let (_, token) = fx.key("free").await;
+    let url = fx.url(&token);
+    for i in 0..100 {
+        let (status, body) = post(
+            &url,
+            call(i, "eth_getBalance", json!(["0x0", "latest"])).to_string(),
+        )
+        .await;
+        assert_eq!(status, 503, "call {i}: {body}");
+        assert_eq!(body["error"]["code"], -32002, "call {i}: {body}");
+    }
+    for b in 0..5 {
+        let batch: Vec<Value> = (0..10)
+            .map(|i| call(i, "eth_getBalance", json!(["0x0", "latest"])))
+            .collect();
+        let (status, body) = post(&url, Value::Array(batch).to_string()).await;
+        assert_eq!(status, 200, "batch {b}: {body}");
+        for answer in body.as_array().unwrap() {
+            assert_eq!(answer["error"]["code"], -32002, "batch {b}: {body}");
+        }
+    }
+    fx.edge.shutdown().await;
+}

@@ -65,6 +65,29 @@ async fn replicas_share_one_budget() {
         a.acquire("key:chain", 5_000, &quota, now).await.unwrap(),
         Decision::TooLarge
     );
+    // A refund on one replica is budget for the other: a bucket emptied
+    // at `now` admits 20 CU more only once 20 CU come back.
+    assert!(a
+        .acquire("key:refund", 1_000, &quota, now)
+        .await
+        .unwrap()
+        .is_allowed());
+    assert!(!b
+        .acquire("key:refund", 20, &quota, now)
+        .await
+        .unwrap()
+        .is_allowed());
+    a.refund("key:refund", 20, &quota, now).await;
+    assert!(b
+        .acquire("key:refund", 20, &quota, now)
+        .await
+        .unwrap()
+        .is_allowed());
+    assert!(!a
+        .acquire("key:refund", 10, &quota, now)
+        .await
+        .unwrap()
+        .is_allowed());
 
     // Clean up this test's keys.
     let client = redis::Client::open(url.as_str()).unwrap();
@@ -74,7 +97,7 @@ async fn replicas_share_one_budget() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(keys.len(), 2);
+    assert_eq!(keys.len(), 3);
     let _: () = redis::cmd("DEL")
         .arg(&keys)
         .query_async(&mut conn)

@@ -41,7 +41,7 @@ pub mod workflows {
     pub use hood_domain::node_workflows::{
         migrate_id, provision_id, reconfigure_id, restore_id, resume_id, rollout_workflow_id,
         snapshot_id, suspend_id, terminate_id, upgrade_id, MIGRATE_NODE, MIGRATE_NODE_V1,
-        PROVISION_NODE, PROVISION_NODE_V1, RECONFIGURE_NODE, RESTORE_NODE, RESUME_NODE, ROLLOUT,
-        SNAPSHOT_NODE, SUSPEND_NODE, TERMINATE_NODE, UPGRADE_NODE,
+        MIGRATE_NODE_V2, PROVISION_NODE, PROVISION_NODE_V1, RECONFIGURE_NODE, RESTORE_NODE,
+        RESUME_NODE, ROLLOUT, SNAPSHOT_NODE, SUSPEND_NODE, TERMINATE_NODE, UPGRADE_NODE,
     };
 }

@@ -1,6 +1,7 @@
-//! `migrate-node` v2: a node whose host died comes back on a new host with
-//! the same key material and its latest snapshot's data (warm migration:
-//! it continues from that height instead of from zero). down → migrating
+//! `migrate-node` v3: a node whose host died comes back on a new host with
+//! the same key material and its data (warm migration: it continues from
+//! where it was instead of from zero): pulled from the old host when that
+//! host still answers, else its latest snapshot. down → migrating → pull
 //! → new host → agent → restore → start (the
 //! gateway releases the node's data key only to the host the node is now
 //! placed on) → synced → healthy → retire the old host.
@@ -18,11 +19,11 @@ use crate::provision::{
     wait_synced, START_POLICY, SYNC_POLICY,
 };
 use crate::services::{permanent, retryable, Ctx, Services};
-use crate::snapshots::restore_latest;
+use crate::snapshots::{pull_from_old_host, restore_latest, PULL_POLICY};
 use crate::steps::{
     host_id_for, load_node, note, retire_host_record, run_command, store_err, update_node,
 };
-use crate::workflows::{MIGRATE_NODE, MIGRATE_NODE_V1};
+use crate::workflows::{MIGRATE_NODE, MIGRATE_NODE_V1, MIGRATE_NODE_V2};
 use hood_domain::lifecycle::{HostState, NodeState};
 use hood_domain::machine::StateMachine;
 use hood_domain::workload::{kinds, WorkloadRef};
@@ -32,25 +33,48 @@ use hood_store::node::NodeChange;
 use serde_json::json;
 
 pub(crate) fn workflow() -> Workflow<Services> {
-    steps(MIGRATE_NODE, true)
+    steps(MIGRATE_NODE, Warmth::PullThenRestore)
+}
+
+/// v2, restoring the latest snapshot without trying the old host first: a
+/// run journaled before the pull existed finishes as it began.
+pub(crate) fn workflow_v2() -> Workflow<Services> {
+    steps(MIGRATE_NODE_V2, Warmth::Restore)
 }
 
 /// v1, without the restore: a run journaled before warm migration existed
 /// finishes as it began.
 pub(crate) fn workflow_v1() -> Workflow<Services> {
-    steps(MIGRATE_NODE_V1, false)
+    steps(MIGRATE_NODE_V1, Warmth::Cold)
 }
 
-fn steps(definition: (&str, i64), warm: bool) -> Workflow<Services> {
-    let mut wf = Workflow::new(definition.0, definition.1)
-        .step(Step::new("begin", begin).undo(back_down))
+/// Where a migrated node's data comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Warmth {
+    /// Nowhere: it starts empty and syncs.
+    Cold,
+    /// The latest complete snapshot.
+    Restore,
+    /// The old host when it still answers, else the latest snapshot.
+    PullThenRestore,
+}
+
+fn steps(definition: (&str, i64), warmth: Warmth) -> Workflow<Services> {
+    let mut wf =
+        Workflow::new(definition.0, definition.1).step(Step::new("begin", begin).undo(back_down));
+    if warmth == Warmth::PullThenRestore {
+        // Before the new host: the node is still placed on the old one,
+        // which is what lets that host upload its data.
+        wf = wf.step(Step::new("pull_data", pull_data).retry(PULL_POLICY));
+    }
+    wf = wf
         .step(
             Step::new("create_host", create_host)
                 .undo(delete_host)
                 .retry(RetryPolicy::INFRASTRUCTURE),
         )
         .step(Step::new("wait_for_agent", wait_for_agent).retry(RetryPolicy::WAIT_FOR_AGENT));
-    if warm {
+    if warmth != Warmth::Cold {
         wf = wf.step(Step::new("restore_data", restore_latest).retry(RetryPolicy::DEFAULT));
     }
     wf.step(
@@ -97,6 +121,11 @@ async fn begin(ctx: Ctx) -> Result<StepOutcome, StepError> {
     }
     let old = node.host_id.filter(|h| *h != new_host);
     StepOutcome::done(json!({ "old_host": old.map(|h| h.to_string()) }))
+}
+
+async fn pull_data(ctx: Ctx) -> Result<StepOutcome, StepError> {
+    let old = old_host(&ctx);
+    pull_from_old_host(&ctx, old).await
 }
 
 /// Compensation: back on the old host's record, `down`, for a later try.

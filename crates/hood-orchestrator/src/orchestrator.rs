@@ -25,6 +25,7 @@ impl Orchestrator {
             .with(crate::provision::workflow_v1())?
             .with(crate::terminate::workflow())?
             .with(crate::migrate::workflow())?
+            .with(crate::migrate::workflow_v2())?
             .with(crate::migrate::workflow_v1())?
             .with(crate::snapshots::snapshot_workflow())?
             .with(crate::snapshots::restore_workflow())?

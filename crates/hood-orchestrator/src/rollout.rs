@@ -1,5 +1,7 @@
 //! `rollout` v1: a fleet moved to another version in batches (design §5,
-//! the seed's RolloutWorkflow). One step, `drive`, runs again every poll
+//! the seed's RolloutWorkflow), or its chain's current recipe applied in
+//! batches (`reconfigure-node` per node; a spent budget stops it as failed,
+//! since there is no previous recipe to go back to). One step, `drive`, runs again every poll
 //! interval: it reads the rollout and its nodes, folds in what their
 //! `upgrade-node` runs did, asks the domain ([`next_step`]) what comes
 //! next, does it, and sleeps. Every decision is taken from stored state,
@@ -13,12 +15,17 @@
 
 use crate::services::{permanent, retryable, Ctx, Services};
 use crate::steps::{now, store_err};
-use crate::workflows::{ROLLOUT, UPGRADE_NODE};
+use crate::workflows::{RECONFIGURE_NODE, ROLLOUT, UPGRADE_NODE};
 use hood_domain::lifecycle::rollout::{RolloutNodeState as N, RolloutState as R};
 use hood_domain::lifecycle::{NodeState, WorkflowState};
 use hood_domain::machine::StateMachine;
-use hood_domain::node_workflows::{revert_id, upgrade_id, RolloutInput, UpgradeNodeInput};
-use hood_domain::rollout::{batches_of, next_step, NextStep, Rollout, RolloutNode, SoftwareTarget};
+use hood_domain::node_workflows::{
+    revert_id, rollout_reconfigure_id, upgrade_id, NodeWorkflowInput, RolloutInput,
+    UpgradeNodeInput,
+};
+use hood_domain::rollout::{
+    batches_of, next_step, NextStep, Rollout, RolloutKind, RolloutNode, SoftwareTarget,
+};
 use hood_saga::{ChildSpec, RetryPolicy, Step, StepError, StepOutcome, Workflow};
 use serde_json::json;
 
@@ -64,6 +71,18 @@ async fn drive(ctx: Ctx) -> Result<StepOutcome, StepError> {
         usize::try_from(rollout.approved_through).unwrap_or(usize::MAX),
     );
     match step {
+        NextStep::Revert(_) if rollout.kind == RolloutKind::Reconfigure => {
+            let failed = nodes.iter().filter(|n| n.state == N::Failed).count();
+            let why = format!(
+                "{failed} node(s) failed to apply the recipe, more than the failure budget of {}: \
+                 stopped (a recipe change is not reverted; fix the recipe and roll it out again)",
+                rollout.policy.failure_budget
+            );
+            skip_waiting(&ctx, &mut nodes).await?;
+            let live = [R::Running, R::Paused, R::AwaitingApproval];
+            set_state(&ctx, &mut rollout, &live, R::Failed, Some(&why)).await?;
+            finished(&rollout)
+        }
         NextStep::Revert(_) => {
             let failed = nodes.iter().filter(|n| n.state == N::Failed).count();
             let why = format!(
@@ -103,7 +122,12 @@ async fn drive(ctx: Ctx) -> Result<StepOutcome, StepError> {
             {
                 // Started first, recorded second: a crash between the two
                 // starts it again, which finds the same run.
-                let spec = upgrade_spec(&rollout, n, &rollout.target, None, false)?;
+                let spec = match rollout.kind {
+                    RolloutKind::Upgrade => {
+                        upgrade_spec(&rollout, n, &rollout.target, None, false)?
+                    }
+                    RolloutKind::Reconfigure => reconfigure_spec(&rollout, n)?,
+                };
                 ctx.start_child(spec).await?;
                 move_node(&ctx, n, N::Upgrading, None).await?;
             }
@@ -196,6 +220,26 @@ fn upgrade_spec(
     ))
 }
 
+fn reconfigure_spec(rollout: &Rollout, node: &RolloutNode) -> Result<ChildSpec, StepError> {
+    let input = NodeWorkflowInput {
+        node_id: node.node_id,
+    };
+    Ok(ChildSpec::new(
+        rollout_reconfigure_id(rollout.id, node.node_id),
+        RECONFIGURE_NODE.0,
+        RECONFIGURE_NODE.1,
+        serde_json::to_value(input).map_err(permanent)?,
+    ))
+}
+
+/// The run that moves `node` forward: its upgrade, or its reconfiguration.
+fn forward_id(rollout: &Rollout, node: &RolloutNode) -> String {
+    match rollout.kind {
+        RolloutKind::Upgrade => upgrade_id(rollout.id, node.node_id),
+        RolloutKind::Reconfigure => rollout_reconfigure_id(rollout.id, node.node_id),
+    }
+}
+
 /// Folds the outcome of each node's upgrade (or revert) run, and the
 /// node's health while it soaks, into its rollout state.
 async fn follow_children(
@@ -206,7 +250,7 @@ async fn follow_children(
     let runs = ctx.runs();
     for n in nodes.iter_mut() {
         let child = match n.state {
-            N::Upgrading => upgrade_id(rollout.id, n.node_id),
+            N::Upgrading => forward_id(rollout, n),
             N::Reverting => revert_id(rollout.id, n.node_id),
             N::Soaking => {
                 soak(ctx, rollout, n).await?;

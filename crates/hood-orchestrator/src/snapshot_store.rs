@@ -11,7 +11,7 @@ use hood_domain::{HostId, NodeId};
 use hood_gateway::{SnapshotSource, SnapshotSourceError};
 use hood_snapshot::{Chunk, ChunkStore, Manifest, ObjectChunks, SnapshotError};
 use hood_store::Store;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -55,35 +55,10 @@ impl NodeSnapshots {
     /// node's prefix under the same name: a new node seeded from it keeps
     /// it even when the source node is gone.
     pub async fn copy(&self, from: NodeId, name: &str, to: NodeId) -> Result<(), String> {
-        let source = snapshot_prefix(from, name);
-        let target = snapshot_prefix(to, name);
-        let mut paths = self.list(&source).await?;
-        // The manifest last: the copy is complete only once it is there.
-        paths.sort_by_key(|p| p.as_ref().ends_with("manifest.json"));
-        for path in paths {
-            let rel = path
-                .as_ref()
-                .strip_prefix(source.as_str())
-                .unwrap_or(path.as_ref())
-                .to_owned();
-            let to_path = object_store::path::Path::from(format!("{target}{rel}"));
-            self.objects
-                .copy(&path, &to_path)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Ok(())
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<object_store::path::Path>, String> {
-        use futures::StreamExt;
-        let prefix = object_store::path::Path::from(prefix);
-        let mut out = Vec::new();
-        let mut listing = self.objects.list(Some(&prefix));
-        while let Some(meta) = listing.next().await {
-            out.push(meta.map_err(|e| e.to_string())?.location);
-        }
-        Ok(out)
+        self.chunks(from, name)
+            .copy_to(&self.chunks(to, name))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Deletes every snapshot of a node (objects first, then records):

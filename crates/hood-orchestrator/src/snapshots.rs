@@ -10,7 +10,9 @@
 //! * `restore-node` v1: `maintenance`; stop; replace the data directory
 //!   with a complete snapshot; start; verify; `healthy`.
 //! * `migrate-node` v2 restores the latest complete snapshot on the new
-//!   host before its first start ([`restore_latest`]).
+//!   host before its first start ([`restore_latest`]); v3 first pulls the
+//!   node's data from its old host when that host still answers
+//!   ([`pull_from_old_host`]).
 
 use crate::provision::{start_plan, START_POLICY};
 use crate::services::{permanent, retryable, Ctx, Services};
@@ -19,6 +21,7 @@ use crate::steps::{load_node, note, run_command, store_err, update_node};
 use crate::upgrade::{leave_maintenance, verify_serving, Deadline, VERIFY_POLICY};
 use crate::workflows::{RESTORE_NODE, SNAPSHOT_NODE};
 use hood_domain::lifecycle::{NodeState, SyncStatus};
+use hood_domain::node::Node;
 use hood_domain::node_workflows::SnapshotNodeInput;
 use hood_domain::snapshot::{NodeSnapshot, SnapshotState};
 use hood_domain::workload::{
@@ -173,22 +176,13 @@ pub(crate) fn snapshot_workflow() -> Workflow<Services> {
         .step(Step::new("complete", complete).retry(RetryPolicy::DEFAULT))
 }
 
-/// Records the snapshot (`uploading`); a replay finds it.
-async fn record(ctx: Ctx) -> Result<StepOutcome, StepError> {
-    let input = input(&ctx)?;
-    snapshots(&ctx)?;
-    if !hood_domain::workload::valid_snapshot_name(&input.name) {
-        return Err(permanent(format!(
-            "`{}` is not a snapshot name (1-128 letters, digits, `-`, `_`)",
-            input.name
-        )));
-    }
-    let node = load_node(&ctx).await?;
+/// A new snapshot's record, `uploading` (a replay finds the one stored).
+async fn create_record(ctx: &Ctx, node: NodeId, name: &str, reason: &str) -> Result<(), StepError> {
     let snapshot = NodeSnapshot {
-        node_id: node.id,
-        name: input.name.clone(),
+        node_id: node,
+        name: name.to_owned(),
         state: SnapshotState::Uploading,
-        reason: input.reason.clone(),
+        reason: reason.to_owned(),
         head_height: None,
         files: 0,
         raw_bytes: 0,
@@ -204,6 +198,21 @@ async fn record(ctx: Ctx) -> Result<StepOutcome, StepError> {
         .create_snapshot(&snapshot)
         .await
         .map_err(store_err)?;
+    Ok(())
+}
+
+/// Records the snapshot (`uploading`); a replay finds it.
+async fn record(ctx: Ctx) -> Result<StepOutcome, StepError> {
+    let input = input(&ctx)?;
+    snapshots(&ctx)?;
+    if !hood_domain::workload::valid_snapshot_name(&input.name) {
+        return Err(permanent(format!(
+            "`{}` is not a snapshot name (1-128 letters, digits, `-`, `_`)",
+            input.name
+        )));
+    }
+    let node = load_node(&ctx).await?;
+    create_record(&ctx, node.id, &input.name, &input.reason).await?;
     StepOutcome::done(json!({ "name": input.name }))
 }
 
@@ -211,24 +220,31 @@ async fn record(ctx: Ctx) -> Result<StepOutcome, StepError> {
 /// objects are deleted.
 async fn give_up(ctx: Ctx) -> Result<(), StepError> {
     let input = input(&ctx)?;
+    discard(
+        &ctx,
+        input.node_id,
+        &input.name,
+        "the snapshot run failed; see its workflow",
+    )
+    .await
+}
+
+/// A snapshot that will not complete: `failed` with `why`, its objects
+/// deleted.
+async fn discard(ctx: &Ctx, node: NodeId, name: &str, why: &str) -> Result<(), StepError> {
     let s = &ctx.app;
-    let Some(mut snapshot) = s
-        .store
-        .get_snapshot(input.node_id, &input.name)
-        .await
-        .map_err(store_err)?
-    else {
+    let Some(mut snapshot) = s.store.get_snapshot(node, name).await.map_err(store_err)? else {
         return Ok(());
     };
     if let Some(snapshots) = &s.snapshots {
         snapshots
-            .chunks(input.node_id, &input.name)
+            .chunks(node, name)
             .delete()
             .await
             .map_err(retryable)?;
     }
     snapshot.state = SnapshotState::Failed;
-    snapshot.error = Some("the snapshot run failed; see its workflow".into());
+    snapshot.error = Some(why.to_owned());
     s.store.update_snapshot(&snapshot).await.map_err(store_err)
 }
 
@@ -278,23 +294,7 @@ async fn pack(ctx: Ctx) -> Result<StepOutcome, StepError> {
     .await;
     let started_at = start_again(&ctx, host, &format!("snapshot {} packed", input.name)).await?;
     let packed: PackedSnapshot = serde_json::from_value(packed?).map_err(permanent)?;
-    let s = &ctx.app;
-    if let Some(mut snapshot) = s
-        .store
-        .get_snapshot(node, &input.name)
-        .await
-        .map_err(store_err)?
-    {
-        snapshot.head_height = head;
-        snapshot.files = i64::try_from(packed.files).unwrap_or(i64::MAX);
-        snapshot.raw_bytes = i64::try_from(packed.raw_bytes).unwrap_or(i64::MAX);
-        snapshot.compressed_bytes = i64::try_from(packed.compressed_bytes).unwrap_or(i64::MAX);
-        snapshot.chunks_total = i64::from(packed.chunks);
-        s.store
-            .update_snapshot(&snapshot)
-            .await
-            .map_err(store_err)?;
-    }
+    record_packed(&ctx, node, &input.name, head, &packed).await?;
     StepOutcome::done(json!({ "started_at": started_at, "head": head, "packed": packed }))
 }
 
@@ -330,17 +330,34 @@ async fn upload(ctx: Ctx) -> Result<StepOutcome, StepError> {
 
 async fn complete(ctx: Ctx) -> Result<StepOutcome, StepError> {
     let input = input(&ctx)?;
+    let uploaded = ctx
+        .output_of("upload")
+        .and_then(|v| serde_json::from_value::<UploadedSnapshot>(v.clone()).ok());
+    let node = load_node(&ctx).await?;
+    let snapshot = mark_complete(&ctx, &node, &input.name, uploaded.as_ref(), "stored").await?;
+    StepOutcome::done(json!({ "name": input.name, "head": snapshot.head_height }))
+}
+
+/// Records an uploaded snapshot `complete` once its manifest is in the
+/// object store (what makes it restorable), with a note in the node's
+/// history saying what the upload did (`what`: how it came to be).
+async fn mark_complete(
+    ctx: &Ctx,
+    node: &Node,
+    name: &str,
+    uploaded: Option<&UploadedSnapshot>,
+    what: &str,
+) -> Result<NodeSnapshot, StepError> {
     let s = &ctx.app;
-    // The manifest in the object store is what makes it restorable.
-    let manifest = snapshots(&ctx)?
-        .chunks(input.node_id, &input.name)
+    let manifest = snapshots(ctx)?
+        .chunks(node.id, name)
         .manifest()
         .await
         .map_err(retryable)?
         .ok_or_else(|| permanent("the upload ended without a manifest"))?;
     let mut snapshot = s
         .store
-        .get_snapshot(input.node_id, &input.name)
+        .get_snapshot(node.id, name)
         .await
         .map_err(store_err)?
         .ok_or_else(|| permanent("the snapshot's record is gone"))?;
@@ -353,23 +370,18 @@ async fn complete(ctx: Ctx) -> Result<StepOutcome, StepError> {
             .update_snapshot(&snapshot)
             .await
             .map_err(store_err)?;
-        let node = load_node(&ctx).await?;
         // What the upload did: a resumed one sent only what was missing.
-        let sent = ctx
-            .output_of("upload")
-            .and_then(|v| serde_json::from_value::<UploadedSnapshot>(v.clone()).ok())
-            .map_or_else(String::new, |u| {
-                format!(
-                    "; {} chunks sent, {} already stored, {} interruptions",
-                    u.sent, u.skipped, u.interruptions
-                )
-            });
+        let sent = uploaded.map_or_else(String::new, |u| {
+            format!(
+                "; {} chunks sent, {} already stored, {} interruptions",
+                u.sent, u.skipped, u.interruptions
+            )
+        });
         note(
-            &ctx,
-            &node,
+            ctx,
+            node,
             &format!(
-                "snapshot {} stored ({} chunks, {} bytes compressed, head {}{sent})",
-                input.name,
+                "snapshot {name} {what} ({} chunks, {} bytes compressed, head {}{sent})",
                 snapshot.chunks_total,
                 snapshot.compressed_bytes,
                 snapshot
@@ -379,7 +391,30 @@ async fn complete(ctx: Ctx) -> Result<StepOutcome, StepError> {
         )
         .await;
     }
-    StepOutcome::done(json!({ "name": input.name, "head": snapshot.head_height }))
+    Ok(snapshot)
+}
+
+/// Stats of a local pack into the snapshot's record.
+async fn record_packed(
+    ctx: &Ctx,
+    node: NodeId,
+    name: &str,
+    head: Option<i64>,
+    packed: &PackedSnapshot,
+) -> Result<(), StepError> {
+    let s = &ctx.app;
+    if let Some(mut snapshot) = s.store.get_snapshot(node, name).await.map_err(store_err)? {
+        snapshot.head_height = head;
+        snapshot.files = i64::try_from(packed.files).unwrap_or(i64::MAX);
+        snapshot.raw_bytes = i64::try_from(packed.raw_bytes).unwrap_or(i64::MAX);
+        snapshot.compressed_bytes = i64::try_from(packed.compressed_bytes).unwrap_or(i64::MAX);
+        snapshot.chunks_total = i64::from(packed.chunks);
+        s.store
+            .update_snapshot(&snapshot)
+            .await
+            .map_err(store_err)?;
+    }
+    Ok(())
 }
 
 // ---- restore-node ----
@@ -523,4 +558,114 @@ pub(crate) async fn restore_latest(ctx: Ctx) -> Result<StepOutcome, StepError> {
     )
     .await;
     StepOutcome::done(json!({ "restored": latest.name, "head": latest.head_height }))
+}
+
+/// How long a migration keeps trying to pull a node's data from its old
+/// host before it gives up on it and restores the latest snapshot: the node
+/// is down meanwhile.
+const PULL_DEADLINE_MS: i64 = 10 * 60 * 1000;
+
+/// Between looks at a pull under way (each look waits on the same keyed
+/// commands); a pull gives up by itself at [`PULL_DEADLINE_MS`], well
+/// before these attempts run out.
+pub(crate) const PULL_POLICY: RetryPolicy = RetryPolicy {
+    max_attempts: 10_000,
+    initial: Duration::from_secs(1),
+    multiplier: 2.0,
+    max: Duration::from_secs(5),
+};
+
+/// Warm migration's first choice (`migrate-node` v3): when the old host's
+/// agent still answers — the node is down because its process does not
+/// run there, not because the host is gone — the node's data is packed
+/// there and uploaded as snapshot `{run id}` (reason `migration`), newer
+/// than any other, so the restore that follows takes it. The node stays
+/// placed on the old host until then, which is what lets that host upload
+/// it. An unreachable host, a failed pull or one past its deadline falls
+/// back to the latest earlier snapshot (the pulled one is then `failed`).
+pub(crate) async fn pull_from_old_host(
+    ctx: &Ctx,
+    old: Option<HostId>,
+) -> Result<StepOutcome, StepError> {
+    let skipped = |why: &str| StepOutcome::done(json!({ "pulled": null, "why": why }));
+    let (Some(old), Some(_)) = (old, &ctx.app.snapshots) else {
+        return skipped("no old host or no object store");
+    };
+    let node = load_node(ctx).await?;
+    let name = ctx.workflow_id.clone();
+    let s = &ctx.app;
+    let started_at = match s
+        .store
+        .get_snapshot(node.id, &name)
+        .await
+        .map_err(store_err)?
+    {
+        Some(done) if done.state == SnapshotState::Complete => {
+            return StepOutcome::done(json!({ "pulled": name }));
+        }
+        Some(failed) if failed.state == SnapshotState::Failed => {
+            return skipped("the pull failed");
+        }
+        Some(under_way) => under_way.created_at,
+        None => {
+            if !s.fleet.host_connected(old).await.map_err(retryable)? {
+                note(
+                    ctx,
+                    &node,
+                    &format!("old host {old} is unreachable: restoring the latest snapshot"),
+                )
+                .await;
+                return skipped("the old host is unreachable");
+            }
+            create_record(ctx, node.id, &name, "migration").await?;
+            ctx.now
+        }
+    };
+    match pull(ctx, old, &node, &name).await {
+        Ok(uploaded) => {
+            let what = format!("pulled from old host {old}");
+            let snapshot = mark_complete(ctx, &node, &name, Some(&uploaded), &what).await?;
+            StepOutcome::done(json!({ "pulled": name, "head": snapshot.head_height }))
+        }
+        Err(e) if e.is_retryable() && ctx.now.millis() < started_at.millis() + PULL_DEADLINE_MS => {
+            Err(e)
+        }
+        Err(e) => {
+            let why = format!("pulling from old host {old} failed: {}", e.message());
+            discard(ctx, node.id, &name, &why).await?;
+            crate::steps::warn(ctx, &node, &format!("{why}; restoring the latest snapshot")).await;
+            skipped(&why)
+        }
+    }
+}
+
+/// Stop (a process that still runs there would keep writing), pack and
+/// upload on the old host, each command keyed by the run so a look again
+/// waits on the same one.
+async fn pull(
+    ctx: &Ctx,
+    old: HostId,
+    node: &Node,
+    name: &str,
+) -> Result<UploadedSnapshot, StepError> {
+    let key = |what: &str| format!("{}-pull-{what}", ctx.workflow_id);
+    let data = serde_json::to_value(DataSnapshotRef {
+        workload_id: node.id.to_string(),
+        snapshot: name.to_owned(),
+    })
+    .map_err(permanent)?;
+    run_command(
+        ctx,
+        old,
+        kinds::STOP_WORKLOAD,
+        workload_ref(node.id)?,
+        &key("stop"),
+    )
+    .await?;
+    let packed = run_command(ctx, old, kinds::PACK_SNAPSHOT, data.clone(), &key("pack")).await?;
+    let packed: PackedSnapshot = serde_json::from_value(packed).map_err(permanent)?;
+    // The head it last reported: about where its data stands.
+    record_packed(ctx, node.id, name, node.head_height, &packed).await?;
+    let out = run_command(ctx, old, kinds::UPLOAD_SNAPSHOT, data, &key("upload")).await?;
+    serde_json::from_value(out).map_err(permanent)
 }

@@ -46,6 +46,27 @@ impl ObjectChunks {
         self.prefix.clone().join("manifest.json")
     }
 
+    /// Copies every object of this snapshot (chunks first, the manifest
+    /// last, so the copy is complete only once the manifest is there) to
+    /// `to`, in the same object store.
+    pub async fn copy_to(&self, to: &ObjectChunks) -> Result<(), SnapshotError> {
+        let mut paths = self.list(&self.prefix).await?;
+        paths.sort_by_key(|p| p.as_ref().ends_with("manifest.json"));
+        for path in paths {
+            let rel: Vec<_> = path
+                .prefix_match(&self.prefix)
+                .into_iter()
+                .flatten()
+                .collect();
+            let mut target = to.prefix.clone();
+            for part in rel {
+                target = target.join(part.as_ref());
+            }
+            self.store.copy(&path, &target).await.map_err(store_err)?;
+        }
+        Ok(())
+    }
+
     /// Every object under `under`.
     async fn list(&self, under: &ObjectPath) -> Result<Vec<ObjectPath>, SnapshotError> {
         let mut out = Vec::new();

@@ -124,8 +124,16 @@ async fn a_directory_survives_the_round_trip() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
+    // A copy under another prefix restores the same, and outlives the
+    // original.
+    let copy = ObjectChunks::new(objects(&tmp.path().join("objects")), "snapshots/n2/s1");
+    store.copy_to(&copy).await.unwrap();
+    assert_eq!(copy.manifest().await.unwrap().as_ref(), Some(&manifest));
     store.delete().await.unwrap();
     assert!(store.present().await.unwrap().is_empty());
+    let elsewhere = tmp.path().join("from-copy");
+    restore(&copy, &manifest, &elsewhere, |_| {}).await.unwrap();
+    assert_eq!(tree(&elsewhere), before);
     assert_eq!(store.manifest().await.unwrap(), None);
 }
 

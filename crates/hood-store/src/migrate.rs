@@ -132,6 +132,11 @@ pub const SQLITE: &[Migration] = &[
         name: "node_snapshots",
         sql: include_str!("../migrations/sqlite/0018_node_snapshots.sql"),
     },
+    Migration {
+        version: 19,
+        name: "node_labels",
+        sql: include_str!("../migrations/sqlite/0019_node_labels.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -225,6 +230,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 18,
         name: "node_snapshots",
         sql: include_str!("../migrations/postgres/0018_node_snapshots.sql"),
+    },
+    Migration {
+        version: 19,
+        name: "node_labels",
+        sql: include_str!("../migrations/postgres/0019_node_labels.sql"),
     },
 ];
 

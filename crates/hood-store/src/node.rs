@@ -2,10 +2,12 @@
 
 use crate::StoreResult;
 use async_trait::async_trait;
+use hood_domain::label::Labels;
 use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
 use hood_domain::node::{Node, NodeEvent, NodeKeyMaterial};
 use hood_domain::workflow::{NewWorkflow, WorkflowRecord};
 use hood_domain::{HostId, NodeId, OrgId, Timestamp};
+use std::collections::HashMap;
 
 /// A change to a node, applied only if the node is still at the version the
 /// caller read (optimistic locking). Fields left `None` are unchanged.
@@ -83,4 +85,11 @@ pub trait NodeStore: Send + Sync {
     async fn get_node_keys(&self, id: NodeId) -> StoreResult<Option<NodeKeyMaterial>>;
     /// Destroys a node's key material (terminate). Idempotent.
     async fn wipe_node_keys(&self, id: NodeId) -> StoreResult<()>;
+
+    /// Replaces a node's labels, all of them at once.
+    async fn set_node_labels(&self, id: NodeId, labels: &Labels) -> StoreResult<()>;
+    /// One node's labels (empty when it has none).
+    async fn node_labels(&self, id: NodeId) -> StoreResult<Labels>;
+    /// The labels of every labelled node, of one organization or of all.
+    async fn labels_by_node(&self, org: Option<OrgId>) -> StoreResult<HashMap<NodeId, Labels>>;
 }

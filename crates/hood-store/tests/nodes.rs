@@ -6,6 +6,7 @@
 mod support;
 
 use hood_domain::identity::Organization;
+use hood_domain::label::Labels;
 use hood_domain::lifecycle::WorkflowState;
 use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
 use hood_domain::node::{Node, NodeKeyMaterial};
@@ -261,6 +262,45 @@ async fn node_keys_are_stored_once_and_wiped(db: &Harness) {
     assert_eq!(store.get_node_keys(n.id).await.unwrap(), None);
 }
 
+async fn labels_are_replaced_whole_and_read_per_org(db: &Harness) {
+    let store = db.migrated().await;
+    let acme = org(store, "acme").await;
+    let globex = org(store, "globex").await;
+    let (a, b, g) = (node(&acme, "a"), node(&acme, "b"), node(&globex, "g"));
+    for n in [&a, &b, &g] {
+        store.create_node(n).await.unwrap();
+    }
+    let labels = |pairs: &[(&str, &str)]| -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    assert!(store.node_labels(a.id).await.unwrap().is_empty());
+    store
+        .set_node_labels(a.id, &labels(&[("region", "eu"), ("tier", "canary")]))
+        .await
+        .unwrap();
+    // A second set replaces: `tier` is gone, `env` is new.
+    let now = labels(&[("region", "us"), ("env", "prod")]);
+    store.set_node_labels(a.id, &now).await.unwrap();
+    assert_eq!(store.node_labels(a.id).await.unwrap(), now);
+    store
+        .set_node_labels(g.id, &labels(&[("region", "eu")]))
+        .await
+        .unwrap();
+    let acme_labels = store.labels_by_node(Some(acme.id)).await.unwrap();
+    assert_eq!(acme_labels.len(), 1, "b has none, g is globex's");
+    assert_eq!(acme_labels[&a.id], now);
+    assert_eq!(store.labels_by_node(None).await.unwrap().len(), 2);
+    store.set_node_labels(a.id, &Labels::new()).await.unwrap();
+    assert!(store.node_labels(a.id).await.unwrap().is_empty());
+    // Labels of a node that does not exist are refused, not stored.
+    let ghost = NodeId::from_uuid(Uuid::now_v7());
+    assert!(store.set_node_labels(ghost, &now).await.is_err());
+    assert!(store.node_labels(ghost).await.unwrap().is_empty());
+}
+
 fn provision(n: &Node) -> NewWorkflow {
     NewWorkflow {
         id: format!("provision-node-{}", n.id),
@@ -447,6 +487,7 @@ conformance!(
     node_updates_are_versioned_and_checked,
     concurrent_updates_of_one_version_have_one_winner,
     node_keys_are_stored_once_and_wiped,
+    labels_are_replaced_whole_and_read_per_org,
     a_node_and_its_workflow_are_created_together,
     a_node_name_conflict_stores_no_workflow,
     a_workflow_conflict_stores_no_node,

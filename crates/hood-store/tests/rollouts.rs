@@ -5,14 +5,11 @@
 #[macro_use]
 mod support;
 
-use hood_domain::identity::Organization;
 use hood_domain::lifecycle::rollout::{RolloutNodeState, RolloutState};
-use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
-use hood_domain::node::Node;
 use hood_domain::rollout::{
-    BatchSize, PinnedBinary, Rollout, RolloutNode, RolloutPolicy, SoftwareTarget,
+    BatchSize, PinnedBinary, Rollout, RolloutKind, RolloutNode, RolloutPolicy, SoftwareTarget,
 };
-use hood_domain::{NodeId, OrgId, RolloutId, Timestamp};
+use hood_domain::{NodeId, RolloutId, Timestamp};
 use hood_store::{Store, StoreError};
 use support::Harness;
 use uuid::Uuid;
@@ -20,47 +17,17 @@ use uuid::Uuid;
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 
 async fn nodes(store: &dyn Store, n: usize) -> Vec<NodeId> {
-    let org = Organization {
-        id: OrgId::from_uuid(Uuid::now_v7()),
-        slug: "acme".into(),
-        name: "acme".into(),
-        created_at: T0,
-    };
-    store.create_org(&org).await.unwrap();
-    let mut out = vec![];
-    for i in 0..n {
-        let node = Node {
-            id: NodeId::from_uuid(Uuid::now_v7()),
-            org_id: org.id,
-            name: format!("n{i}"),
-            chain: "ethereum-anvil".into(),
-            node_type: "dev".into(),
-            provider: "local".into(),
-            region: "local".into(),
-            state: NodeState::Provisioning,
-            sync_status: SyncStatus::Unknown,
-            app_health: ApplicationHealth::Unknown,
-            host_id: None,
-            rpc_endpoint: None,
-            head_height: None,
-            binary_version: None,
-            failure_reason: None,
-            version: 0,
-            created_at: T0,
-            updated_at: T0,
-        };
-        store.create_node(&node).await.unwrap();
-        out.push(node.id);
-    }
-    out
+    support::anvil_nodes(store, n, T0).await
 }
 
 fn rollout(created_at: Timestamp) -> Rollout {
     Rollout {
         id: RolloutId::from_uuid(Uuid::now_v7()),
         upgrade_id: Some("anvil-1.5.1-to-1.7.1".into()),
+        kind: RolloutKind::Upgrade,
         chain: "ethereum-anvil".into(),
         node_type: Some("dev".into()),
+        selector: Some("region=eu,tier!=canary".into()),
         from_version: "1.5.1".into(),
         target: SoftwareTarget {
             binary: "anvil".into(),
@@ -125,8 +92,14 @@ async fn a_rollout_round_trips_with_its_batches(db: &Harness) {
             .unwrap(),
         None
     );
-    let newer = rollout(Timestamp(T0.0 + 1000));
+    let newer = Rollout {
+        kind: RolloutKind::Reconfigure,
+        selector: None,
+        ..rollout(Timestamp(T0.0 + 1000))
+    };
     store.create_rollout(&newer, &[]).await.unwrap();
+    let (got, _) = store.get_rollout(newer.id).await.unwrap().unwrap();
+    assert_eq!(got, newer, "kind and selector round-trip");
     let listed: Vec<RolloutId> = store
         .list_rollouts(10)
         .await

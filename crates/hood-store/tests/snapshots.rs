@@ -6,51 +6,16 @@
 #[macro_use]
 mod support;
 
-use hood_domain::identity::Organization;
-use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
-use hood_domain::node::Node;
+use hood_domain::lifecycle::NodeState;
 use hood_domain::snapshot::{NodeSnapshot, SnapshotState};
-use hood_domain::{NodeId, OrgId, Timestamp};
+use hood_domain::{NodeId, Timestamp};
 use hood_store::{Store, StoreError};
 use support::Harness;
-use uuid::Uuid;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
 
 async fn nodes(store: &dyn Store, n: usize) -> Vec<NodeId> {
-    let org = Organization {
-        id: OrgId::from_uuid(Uuid::now_v7()),
-        slug: "acme".into(),
-        name: "acme".into(),
-        created_at: T0,
-    };
-    store.create_org(&org).await.unwrap();
-    let mut out = vec![];
-    for i in 0..n {
-        let node = Node {
-            id: NodeId::from_uuid(Uuid::now_v7()),
-            org_id: org.id,
-            name: format!("n{i}"),
-            chain: "ethereum-anvil".into(),
-            node_type: "dev".into(),
-            provider: "local".into(),
-            region: "local".into(),
-            state: NodeState::Provisioning,
-            sync_status: SyncStatus::Unknown,
-            app_health: ApplicationHealth::Unknown,
-            host_id: None,
-            rpc_endpoint: None,
-            head_height: None,
-            binary_version: None,
-            failure_reason: None,
-            version: 0,
-            created_at: T0,
-            updated_at: T0,
-        };
-        store.create_node(&node).await.unwrap();
-        out.push(node.id);
-    }
-    out
+    support::anvil_nodes(store, n, T0).await
 }
 
 fn snapshot(node: NodeId, name: &str, reason: &str, at_s: i64) -> NodeSnapshot {

@@ -218,6 +218,7 @@ async fn provision(
             provider: None,
             region: None,
             from_snapshot: None,
+            labels: Default::default(),
         };
         let accepted: NodeAccepted = client.post("/api/v1/nodes", &request).await?;
         let id = accepted.node.id;

@@ -123,11 +123,20 @@ async fn sigkill_during_period_close_leaves_one_invoice_per_period() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let delay = rng.below(150);
-        tokio::time::sleep(Duration::from_millis(delay)).await;
+        // A random point inside what is left (up to a third of it), so
+        // the kill lands mid-close however fast this machine closes.
+        let left = (ORGS * PERIODS).saturating_sub(before) as u64;
+        let target = before + 1 + rng.below((left / 3).max(1)) as usize;
+        let started = std::time::Instant::now();
+        while count().await < target && started.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         hood.stop("-KILL");
         let issued = count().await;
-        eprintln!("run {run}: SIGKILL {delay} ms into the close, {before} → {issued} invoices");
+        eprintln!(
+            "run {run}: SIGKILL {:?} into the close (aimed at {target}), {before} → {issued} invoices",
+            started.elapsed()
+        );
         if issued < ORGS * PERIODS {
             mid_close += 1;
         }

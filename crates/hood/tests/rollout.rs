@@ -522,12 +522,28 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// An operator edits a node type's recipe and restarts the control plane;
-/// `hood node reconfigure` restarts the node on the new arguments (anvil
-/// serves twelve dev accounts, not ten) without losing its chain, and a
-/// second reconfigure with nothing changed leaves its process alone.
+/// The anvil process of each node, by node id (its data directory names
+/// the node).
+fn anvil_pids(home: &Path, ids: &[String]) -> Vec<Option<u32>> {
+    let procs = common::processes_under(home);
+    ids.iter()
+        .map(|id| {
+            procs
+                .iter()
+                .find(|(_, c)| c.contains("/bin/anvil") && c.contains(id.as_str()))
+                .map(|(p, _)| *p)
+        })
+        .collect()
+}
+
+/// An operator labels nodes, edits a node type's recipe and restarts the
+/// control plane; `hood node reconfigure` restarts one node on the new
+/// arguments (anvil serves twelve dev accounts, not ten) without losing
+/// its chain, and a reconfigure rollout selected by label applies the
+/// recipe to the other labelled node only: the unlabelled node keeps ten
+/// accounts, and the node already on the new recipe keeps its process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_recipe_change_is_applied_by_reconfigure() {
+async fn a_recipe_change_is_applied_by_reconfigure_and_by_a_labelled_rollout() {
     let Some(anvil) = hood_testkit::anvil_bin("reconfigure") else {
         return;
     };
@@ -565,19 +581,61 @@ async fn a_recipe_change_is_applied_by_reconfigure() {
     };
     push_anvil(&anvil, &env(&hood.url("api")));
     let http = reqwest::Client::new();
-    let node = healthy_nodes(&http, &hood.url("api"), &admin, 1)
-        .await
-        .remove(0);
-    let id = node["id"].as_str().unwrap().to_owned();
-    let endpoint = node["rpc_endpoint"].as_str().unwrap().to_owned();
-    let accounts = async || {
-        rpc(&http, &endpoint, "eth_accounts")
+    let nodes = healthy_nodes(&http, &hood.url("api"), &admin, 3).await;
+    let ids: Vec<String> = nodes
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_owned())
+        .collect();
+    let endpoints: Vec<String> = nodes
+        .iter()
+        .map(|n| n["rpc_endpoint"].as_str().unwrap().to_owned())
+        .collect();
+    let accounts = async |i: usize| {
+        rpc(&http, &endpoints[i], "eth_accounts")
             .await
             .as_array()
             .unwrap()
             .len()
     };
-    assert_eq!(accounts().await, 10, "the recipe's ten dev accounts");
+    for i in 0..3 {
+        assert_eq!(accounts(i).await, 10, "the recipe's ten dev accounts");
+    }
+
+    // Labels through the CLI: set, add, remove; a bad key is refused.
+    let label = |id: &str, changes: &[&str]| {
+        let mut args = vec!["node", "label", id];
+        args.extend_from_slice(changes);
+        hood_cli(&args, &env(&hood.url("api")), None)
+    };
+    for (id, changes) in [
+        (&ids[0], &["tier=main"][..]),
+        (&ids[1], &["tier=main", "region=eu"]),
+        (&ids[2], &["tier=edge"]),
+        (&ids[1], &["region-"]),
+    ] {
+        let (ok, out, err) = label(id, changes);
+        assert!(ok, "{out} {err}");
+    }
+    let (ok, out, _) = label(&ids[1], &[]);
+    assert!(ok);
+    assert_eq!(out.trim(), "tier=main", "region was removed");
+    let (ok, _, err) = label(&ids[2], &["Tier=x"]);
+    assert!(!ok && err.contains("label key `Tier`"), "{err}");
+    let (ok, out, err) = hood_cli(
+        &["node", "list", "--selector", "tier in (main)", "-o", "json"],
+        &env(&hood.url("api")),
+        None,
+    );
+    assert!(ok, "{out} {err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    let mut names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["n0", "n1"], "{listed}");
 
     // The operator's change, read by the control plane at its next start.
     drop(hood);
@@ -595,20 +653,22 @@ async fn a_recipe_change_is_applied_by_reconfigure() {
     std::fs::write(&recipe, text).unwrap();
     let hood = up();
     let api = hood.url("api");
-    let url = format!("{api}/api/v1/nodes/{id}");
-    wait_for(
-        "healthy after the restart",
-        Duration::from_secs(60),
-        async || {
-            let v = get_json(&http, &url, &admin).await;
-            (v["state"] == "healthy").then_some(v)
-        },
-    )
-    .await;
-    let before = head_of(&http, &endpoint).await;
+    for id in &ids {
+        let url = format!("{api}/api/v1/nodes/{id}");
+        wait_for(
+            "healthy after the restart",
+            Duration::from_secs(60),
+            async || {
+                let v = get_json(&http, &url, &admin).await;
+                (v["state"] == "healthy").then_some(v)
+            },
+        )
+        .await;
+    }
+    let before = head_of(&http, &endpoints[0]).await;
 
     let (ok, out, err) = hood_cli(
-        &["node", "reconfigure", &id, "-o", "json"],
+        &["node", "reconfigure", &ids[0], "-o", "json"],
         &env(&api),
         None,
     );
@@ -617,40 +677,83 @@ async fn a_recipe_change_is_applied_by_reconfigure() {
     assert_eq!(after["state"], "healthy", "{after}");
     assert_eq!(
         after["rpc_endpoint"].as_str(),
-        Some(endpoint.as_str()),
+        Some(endpoints[0].as_str()),
         "the endpoint stays"
     );
+    assert_eq!(after["labels"], json!({"tier": "main"}), "{after}");
     assert_eq!(
-        accounts().await,
+        accounts(0).await,
         12,
         "anvil runs with the recipe's new arguments"
     );
     assert!(
-        head_of(&http, &endpoint).await >= before,
+        head_of(&http, &endpoints[0]).await >= before,
         "the chain continues"
     );
-    let events = get_json(&http, &format!("{url}/events"), &admin)
-        .await
-        .to_string();
+    let events = get_json(
+        &http,
+        &format!("{api}/api/v1/nodes/{}/events", ids[0]),
+        &admin,
+    )
+    .await
+    .to_string();
     assert!(events.contains("applying its recipe"), "{events}");
+    assert!(events.contains("labels set by"), "{events}");
 
     // Nothing changed: the process is not restarted.
-    let pids = || {
-        common::processes_under(&home)
-            .into_iter()
-            .filter(|(_, c)| c.contains("/bin/anvil"))
-            .map(|(p, _)| p)
-            .collect::<Vec<_>>()
-    };
-    let running = pids();
-    assert_eq!(running.len(), 1);
-    let (ok, out, err) = hood_cli(&["node", "reconfigure", &id], &env(&api), None);
+    let running = anvil_pids(&home, &ids);
+    assert!(running.iter().all(Option::is_some), "{running:?}");
+    let (ok, out, err) = hood_cli(&["node", "reconfigure", &ids[0]], &env(&api), None);
     assert!(ok, "{out} {err}");
     assert_eq!(
-        pids(),
-        running,
+        anvil_pids(&home, &ids)[0],
+        running[0],
         "an unchanged recipe leaves the process alone"
     );
+
+    // The rest of the `tier=main` nodes, by a rollout.
+    let (ok, out, err) = hood_cli(
+        &[
+            "rollout",
+            "create",
+            "--chain",
+            "ethereum-anvil",
+            "--reconfigure",
+            "--selector",
+            "tier=main",
+            "--canary",
+            "1",
+            "--batch-size",
+            "1",
+            "--soak",
+            "2",
+            "--start",
+            "--watch",
+            "-o",
+            "json",
+        ],
+        &env(&api),
+        None,
+    );
+    assert!(ok, "the rollout completes: {out} {err}");
+    let last: Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["state"], "completed", "{last:#}");
+    assert_eq!(last["kind"], "reconfigure");
+    assert_eq!(last["selector"], "tier=main");
+    let mut targeted: Vec<&str> = last["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    targeted.sort_unstable();
+    assert_eq!(targeted, ["n0", "n1"], "{last:#}");
+    assert_eq!(accounts(1).await, 12, "the selected node took the recipe");
+    assert_eq!(accounts(2).await, 10, "the unselected node did not");
+    let now = anvil_pids(&home, &ids);
+    assert_eq!(now[0], running[0], "n0 already ran the recipe: left alone");
+    assert_ne!(now[1], running[1], "n1 was restarted on the recipe");
+    assert_eq!(now[2], running[2], "n2 was not touched");
     // Not serving: refused with the reason.
     let r = http
         .post(format!(

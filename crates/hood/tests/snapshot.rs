@@ -418,3 +418,120 @@ async fn an_upload_cut_by_a_control_plane_crash_resumes() {
     assert_eq!(std::fs::metadata(&restored).unwrap().len(), BALLAST as u64);
     drop(hood);
 }
+
+async fn rpc(http: &reqwest::Client, endpoint: &str, method: &str, params: Value) -> Value {
+    let r: Value = http
+        .post(endpoint)
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(r.get("error").is_none(), "{method}: {r}");
+    r["result"].clone()
+}
+
+/// Warm migration from a live host: a node with no snapshot at all loses
+/// its process (SIGKILL, and its port taken so every restart fails) while
+/// its host's agent keeps answering. The node goes down and migrates; the
+/// migration pulls the data directory from the old host, so the new host's
+/// chain holds a transfer made before the crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_migration_pulls_the_data_from_a_live_old_host() {
+    let Some(anvil) = hood_testkit::anvil_bin("migration pull") else {
+        return;
+    };
+    let (_dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(&home, &fast_health_env());
+    let api = hood.url("api");
+    let key = read_admin_key(&home);
+    let env = vec![("HOOD_SERVER", api.clone()), ("HOOD_TOKEN", key.clone())];
+    push_anvil(&anvil, &env);
+    let http = reqwest::Client::new();
+    let (id, node) =
+        create_healthy_node(&http, &api, &key, "puller", Duration::from_secs(90)).await;
+    let node_url = format!("{api}/api/v1/nodes/{id}");
+    let endpoint = node["rpc_endpoint"].as_str().unwrap().to_owned();
+    let old_host = node["host_id"].as_str().unwrap().to_owned();
+
+    // A transfer only this node's data holds.
+    let to = "0x00000000000000000000000000000000000d00d1";
+    let value = "0xde0b6b3a7640000"; // 1 ether
+    let from = rpc(&http, &endpoint, "eth_accounts", json!([])).await[0].clone();
+    rpc(
+        &http,
+        &endpoint,
+        "eth_sendTransaction",
+        json!([{"from": from, "to": to, "value": value}]),
+    )
+    .await;
+    wait_for("the transfer mined", Duration::from_secs(10), async || {
+        let b = rpc(&http, &endpoint, "eth_getBalance", json!([to, "latest"])).await;
+        (b == value).then_some(b)
+    })
+    .await;
+    // anvil writes its state every 10 s (--state-interval): the transfer is
+    // on disk after the next write.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+
+    // The process dies; its port stays taken so no restart can serve: the
+    // agent gives up, the host keeps answering.
+    let addr: std::net::SocketAddr = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let sandbox = home.join("hosts").join("hosts").join(&old_host);
+    let anvils: Vec<u32> = processes_under(&sandbox)
+        .into_iter()
+        .filter(|(_, cmd)| cmd.contains("--state-interval"))
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(anvils.len(), 1, "one anvil on the host");
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &anvils[0].to_string()])
+        .status();
+    let started = Instant::now();
+    let squatter = loop {
+        if let Ok(l) = std::net::TcpListener::bind(addr) {
+            break l;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{addr} stays taken"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    let moved = wait_for(
+        "healthy on a new host",
+        Duration::from_secs(180),
+        async || {
+            let n = get_json(&http, &node_url, &key).await;
+            assert_ne!(n["state"], "failed", "{n}");
+            (n["state"] == "healthy" && n["host_id"].as_str() != Some(&old_host)).then_some(n)
+        },
+    )
+    .await;
+    drop(squatter);
+    let events = get_json(&http, &format!("{node_url}/events"), &key)
+        .await
+        .to_string();
+    assert!(
+        events.contains(&format!("pulled from old host {old_host}")),
+        "the migration pulled the data: {events}"
+    );
+    let endpoint = moved["rpc_endpoint"].as_str().unwrap().to_owned();
+    let balance = rpc(&http, &endpoint, "eth_getBalance", json!([to, "latest"])).await;
+    assert_eq!(balance, value, "the new host's chain holds the transfer");
+    // The pulled data is kept as the node's snapshot, reason `migration`.
+    let list = get_json(&http, &format!("{node_url}/snapshots"), &key).await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(items[0]["state"], "complete", "{list}");
+    assert_eq!(items[0]["reason"], "migration", "{list}");
+    drop(hood);
+}

@@ -14,11 +14,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use hood_app::nodes::{CreateNode, NodeAccepted as Accepted};
 use hood_domain::identity::Permission;
+use hood_domain::label::Labels;
 use hood_domain::node::{Node, NodeEvent};
 use hood_domain::node_workflows::SnapshotSeed;
 use hood_domain::workload::WorkloadObservation;
 use hood_domain::NodeId;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -27,6 +29,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/nodes", get(list_nodes).post(create_node))
         .route("/api/v1/nodes/{node_id}", get(get_node).delete(delete_node))
         .route("/api/v1/nodes/{node_id}/events", get(node_events))
+        .route(
+            "/api/v1/nodes/{node_id}/labels",
+            get(get_node_labels).put(set_node_labels),
+        )
         .route(
             "/api/v1/nodes/{node_id}/reconfigure",
             post(reconfigure_node),
@@ -60,8 +66,21 @@ pub struct NodeView {
     pub head_height: Option<i64>,
     pub binary_version: Option<String>,
     pub failure_reason: Option<String>,
+    /// The operator's labels (`region=eu`), what rollouts and listings
+    /// select by.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
     pub created_at: String,
     pub updated_at: String,
+}
+
+impl NodeView {
+    pub fn labelled(node: &Node, labels: Labels) -> Self {
+        Self {
+            labels,
+            ..Self::from(node)
+        }
+    }
 }
 
 impl From<&Node> for NodeView {
@@ -82,6 +101,7 @@ impl From<&Node> for NodeView {
             head_height: n.head_height,
             binary_version: n.binary_version.clone(),
             failure_reason: n.failure_reason.clone(),
+            labels: BTreeMap::new(),
             created_at: rfc3339(n.created_at),
             updated_at: rfc3339(n.updated_at),
         }
@@ -146,6 +166,26 @@ pub struct CreateNodeRequest {
     /// Start from a complete snapshot of another node of the organization,
     /// same chain (its data is restored before the first start).
     pub from_snapshot: Option<SnapshotSeedRequest>,
+    /// Labels: keys of lowercase letters, digits, `-_./` (at most 63
+    /// characters), values of letters, digits, `-_.`.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A node's labels, replaced whole by `PUT`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeLabels {
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct NodeListQuery {
+    /// Only nodes whose labels match, e.g. `region=eu,tier!=canary`,
+    /// `zone in (a,b)`, `drain`, `!drain`.
+    pub selector: Option<String>,
 }
 
 /// A snapshot a new node starts from.
@@ -222,22 +262,34 @@ pub async fn create_node(
             node_id: NodeId::from_uuid(s.node_id),
             snapshot: s.snapshot,
         }),
+        labels: req.labels.clone(),
     };
     let accepted = state.nodes.create(caller.org_id, request).await?;
-    Ok((StatusCode::ACCEPTED, Json(NodeAccepted::from(&accepted))))
+    let mut view = NodeAccepted::from(&accepted);
+    view.node.labels = req.labels;
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
-#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes",
-    responses((status = 200, body = Page<NodeView>)), security(("bearer" = ["read"])))]
-/// The organization's nodes.
+#[utoipa::path(get, path = "/api/v1/nodes", tag = "nodes", params(NodeListQuery),
+    responses((status = 200, body = Page<NodeView>),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "The selector does not parse")),
+    security(("bearer" = ["read"])))]
+/// The organization's nodes, with their labels; `selector` filters by them.
 pub async fn list_nodes(
     State(state): State<AppState>,
     caller: Caller,
+    Query(q): Query<NodeListQuery>,
 ) -> ApiResult<Json<Page<NodeView>>> {
     caller.require(Permission::Read)?;
-    let nodes = state.nodes.list(caller.org_id).await?;
+    let nodes = state
+        .nodes
+        .list_labelled(caller.org_id, q.selector.as_deref())
+        .await?;
     Ok(Json(Page {
-        items: nodes.iter().map(NodeView::from).collect(),
+        items: nodes
+            .into_iter()
+            .map(|(n, l)| NodeView::labelled(&n, l))
+            .collect(),
     }))
 }
 
@@ -250,7 +302,47 @@ pub async fn get_node(
 ) -> ApiResult<Json<NodeView>> {
     caller.require(Permission::Read)?;
     let node = state.nodes.get(caller.org_id, id).await?;
-    Ok(Json(NodeView::from(&node)))
+    let labels = state.nodes.labels(caller.org_id, id).await?;
+    Ok(Json(NodeView::labelled(&node, labels)))
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes/{node_id}/labels", tag = "nodes", params(("node_id" = Uuid, Path)),
+    responses((status = 200, body = NodeLabels)), security(("bearer" = ["read"])))]
+/// The node's labels.
+pub async fn get_node_labels(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<NodeId>,
+) -> ApiResult<Json<NodeLabels>> {
+    caller.require(Permission::Read)?;
+    let labels = state.nodes.labels(caller.org_id, id).await?;
+    Ok(Json(NodeLabels { labels }))
+}
+
+#[utoipa::path(put, path = "/api/v1/nodes/{node_id}/labels", tag = "nodes", params(("node_id" = Uuid, Path)),
+    request_body = NodeLabels,
+    responses((status = 200, body = NodeLabels),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "A key or value is not a valid label")),
+    security(("bearer" = ["operate"])))]
+/// Replaces the node's labels (all of them; send the whole set). The change
+/// is recorded in the node's history.
+pub async fn set_node_labels(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<NodeId>,
+    Json(req): Json<NodeLabels>,
+) -> ApiResult<Json<NodeLabels>> {
+    caller.require(Permission::Operate)?;
+    let labels = state
+        .nodes
+        .set_labels(
+            caller.org_id,
+            id,
+            req.labels,
+            &format!("user {}", caller.user_id),
+        )
+        .await?;
+    Ok(Json(NodeLabels { labels }))
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes/{node_id}/events", tag = "nodes", params(("node_id" = Uuid, Path), EventsQuery),

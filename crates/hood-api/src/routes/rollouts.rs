@@ -1,5 +1,6 @@
-//! Rollouts: a chain's nodes moved to another version in health-gated
-//! batches (platform administrators: a rollout spans organizations).
+//! Rollouts: a chain's nodes moved to another version, or onto their
+//! chain's current recipe, in health-gated batches (platform
+//! administrators: a rollout spans organizations).
 
 use crate::auth::Caller;
 use crate::clock::rfc3339;
@@ -14,7 +15,7 @@ use axum::Router;
 use hood_app::{CreateRollout, RolloutDetail};
 use hood_domain::identity::Permission;
 use hood_domain::lifecycle::rollout::RolloutNodeState;
-use hood_domain::rollout::BatchSize;
+use hood_domain::rollout::{BatchSize, RolloutKind};
 use hood_domain::{NodeId, RolloutId};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -41,6 +42,10 @@ pub fn router() -> Router<AppState> {
 pub struct CreateRolloutRequest {
     /// Chain profile whose nodes are upgraded.
     pub chain: String,
+    /// `upgrade` (default: another version) or `reconfigure` (the chain's
+    /// current recipe applied to each target; give no version).
+    #[serde(default)]
+    pub kind: RolloutKindView,
     /// `chains/upgrades/{chain}/{upgrade_id}.yaml`.
     #[serde(default)]
     pub upgrade_id: Option<String>,
@@ -60,6 +65,9 @@ pub struct CreateRolloutRequest {
     /// Only these nodes.
     #[serde(default)]
     pub nodes: Vec<Uuid>,
+    /// Only nodes whose labels match, e.g. `region=eu,tier!=canary`.
+    #[serde(default)]
+    pub selector: Option<String>,
     /// Nodes in the first batch (0: no canary).
     #[serde(default)]
     #[schema(minimum = 0)]
@@ -92,6 +100,33 @@ pub struct CreateRolloutRequest {
     /// Start at once (else `POST …/start`).
     #[serde(default)]
     pub start: bool,
+}
+
+/// What a rollout changes on each node.
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutKindView {
+    #[default]
+    Upgrade,
+    Reconfigure,
+}
+
+impl From<RolloutKindView> for RolloutKind {
+    fn from(k: RolloutKindView) -> Self {
+        match k {
+            RolloutKindView::Upgrade => RolloutKind::Upgrade,
+            RolloutKindView::Reconfigure => RolloutKind::Reconfigure,
+        }
+    }
+}
+
+impl From<RolloutKind> for RolloutKindView {
+    fn from(k: RolloutKind) -> Self {
+        match k {
+            RolloutKind::Upgrade => RolloutKindView::Upgrade,
+            RolloutKind::Reconfigure => RolloutKindView::Reconfigure,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -141,9 +176,12 @@ pub struct RolloutNodeView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct RolloutView {
     pub id: Uuid,
+    pub kind: RolloutKindView,
     pub upgrade_id: Option<String>,
     pub chain: String,
     pub node_type: Option<String>,
+    /// The label selector its targets were chosen by.
+    pub selector: Option<String>,
     pub binary: String,
     pub from_version: String,
     pub to_version: String,
@@ -191,9 +229,11 @@ fn summary(
     };
     RolloutView {
         id: *r.id.as_uuid(),
+        kind: r.kind.into(),
         upgrade_id: r.upgrade_id.clone(),
         chain: r.chain.clone(),
         node_type: r.node_type.clone(),
+        selector: r.selector.clone(),
         binary: r.target.binary.clone(),
         from_version: r.from_version.clone(),
         to_version: r.target.version.clone(),
@@ -263,11 +303,13 @@ pub async fn create_rollout(
     }
     let create = CreateRollout {
         chain: req.chain,
+        kind: req.kind.into(),
         upgrade_id: req.upgrade_id,
         binary: req.binary,
         version: req.version,
         node_type: req.node_type,
         nodes: req.nodes.into_iter().map(NodeId::from_uuid).collect(),
+        selector: req.selector,
         canary: req.canary,
         batch_size: req.batch_size,
         batch_percent: req.batch_percent,

@@ -36,7 +36,8 @@ pub struct SnapshotView {
     pub name: String,
     /// uploading | complete | failed
     pub state: String,
-    /// Why it was taken: manual | scheduled
+    /// Why it was taken: manual | scheduled | migration (pulled from the
+    /// old host)
     pub reason: String,
     /// The node's head height when it was taken.
     pub head_height: Option<i64>,

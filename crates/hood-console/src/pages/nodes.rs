@@ -224,6 +224,10 @@ pub(crate) async fn detail(
                 div { dt { "Sync" } dd data-node-sync=(node.id) { (node.sync_status) } }
                 div { dt { "Head" } dd.num data-node-head=(node.id) data-testid="node-head" { (head.map(|h| h.to_string()).unwrap_or_else(|| "—".into())) } }
                 div { dt { "Chain" } dd { (node.chain) " · " (node.node_type) } }
+                div { dt { "Labels" } dd data-testid="node-labels" {
+                    @if node.labels.is_empty() { "—" }
+                    @for (k, v) in &node.labels { code.label { (k) "=" (v) } " " }
+                } }
                 div { dt { "RPC endpoint" } dd { code data-node-field="rpc_endpoint" data-node=(node.id) { (node.rpc_endpoint.as_deref().unwrap_or("—")) } } }
                 div { dt { "Host" } dd data-node-field="host_id" data-node=(node.id) { (node.host_id.map(|h| h.to_string()).unwrap_or_else(|| "—".into())) } }
                 div { dt { "Version" } dd data-node-field="binary_version" data-node=(node.id) { (node.binary_version.as_deref().unwrap_or("—")) } }

@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use hood_api::routes::rollouts::RolloutView;
+use hood_api::routes::rollouts::{RolloutKindView, RolloutView};
 use hood_api::views::Page;
 use maud::{html, Markup};
 
@@ -45,7 +45,7 @@ pub(crate) async fn list(
             tbody {
                 @for r in &rollouts {
                     tr {
-                        td { a href=(format!("/console/rollouts/{}", r.id)) { code { (r.upgrade_id.as_deref().unwrap_or("explicit version")) } } }
+                        td { a href=(format!("/console/rollouts/{}", r.id)) { code { (what(r)) } } }
                         td { (r.chain) }
                         td { (r.from_version) }
                         td { (r.to_version) }
@@ -93,9 +93,14 @@ pub(crate) async fn detail(
     let content = html! {
         section.card {
             dl.facts {
-                div { dt { "Upgrade" } dd { (r.upgrade_id.as_deref().unwrap_or("explicit version")) } }
+                div { dt { "Change" } dd { (what(&r)) } }
                 div { dt { "Chain" } dd { (r.chain) } }
-                div { dt { "Binary" } dd { (r.binary) " " (r.from_version) " → " (r.to_version) @if r.forward_only { " (forward only: data snapshotted)" } } }
+                @if let Some(selector) = &r.selector {
+                    div { dt { "Selector" } dd { code { (selector) } } }
+                }
+                @if matches!(r.kind, RolloutKindView::Upgrade) {
+                    div { dt { "Binary" } dd { (r.binary) " " (r.from_version) " → " (r.to_version) @if r.forward_only { " (forward only: data snapshotted)" } } }
+                }
                 div { dt { "State" } dd data-testid="rollout-state" { (state_badge(&r.state)) } }
                 div { dt { "Progress" } dd { (progress(&r)) } }
                 div { dt { "Batches" } dd { "canary " (r.policy.canary) ", then " (batch) ", at most " (r.policy.max_unavailable) " unavailable" } }
@@ -136,7 +141,10 @@ pub(crate) async fn detail(
             }
         }
     };
-    let title = format!("Rollout to {} {}", r.binary, r.to_version);
+    let title = match r.kind {
+        RolloutKindView::Upgrade => format!("Rollout to {} {}", r.binary, r.to_version),
+        RolloutKindView::Reconfigure => format!("Recipe rollout on {}", r.chain),
+    };
     page(&session, Nav::Rollouts, &title, live.then_some(""), content)
 }
 
@@ -171,5 +179,15 @@ pub(crate) async fn act(
     {
         Ok(_) => redirect_with(&console, &headers, &to, Flash::info(said)),
         Err(f) => back_with_error(&console, &headers, &to, &f),
+    }
+}
+
+/// What the rollout changes: its manifest, an explicit version, or the
+/// chain's current recipe.
+fn what(r: &RolloutView) -> &str {
+    match (r.kind, &r.upgrade_id) {
+        (RolloutKindView::Reconfigure, _) => "current recipe",
+        (RolloutKindView::Upgrade, Some(id)) => id,
+        (RolloutKindView::Upgrade, None) => "explicit version",
     }
 }

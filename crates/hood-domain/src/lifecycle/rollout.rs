@@ -10,6 +10,8 @@
 //!   itself fails (an operator's turn).
 //! - Aborting stops before the next batch and reverts nothing: the operator
 //!   chose to keep what is done.
+//! - A rollout that cannot revert (a recipe change: the catalog holds only
+//!   the current recipe) stops as `failed` when its budget is spent.
 
 use crate::machine::state_machine;
 
@@ -32,16 +34,17 @@ state_machine! {
         Reverted = "reverted",
         /// Stopped by an operator; what was done stays. Terminal.
         Aborted = "aborted",
-        /// A revert could not finish; an operator must look. Terminal.
+        /// A revert could not finish, or a recipe rollout spent its
+        /// failure budget; an operator must look. Terminal.
         Failed = "failed",
     }
     initial: [Pending],
     terminal: [Completed, Reverted, Aborted, Failed],
     transitions: {
         Pending => [Running, Aborted],
-        Running => [Paused, AwaitingApproval, Completed, Reverting, Aborted],
-        Paused => [Running, Reverting, Aborted],
-        AwaitingApproval => [Running, Paused, Reverting, Aborted],
+        Running => [Paused, AwaitingApproval, Completed, Reverting, Aborted, Failed],
+        Paused => [Running, Reverting, Aborted, Failed],
+        AwaitingApproval => [Running, Paused, Reverting, Aborted, Failed],
         Reverting => [Reverted, Failed],
         Completed => [],
         Reverted => [],

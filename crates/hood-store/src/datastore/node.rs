@@ -1,6 +1,7 @@
 //! [`NodeStore`] for [`SqlStore`], and [`update_node_on`], the versioned
 //! node change the health cycle also applies on its own transaction.
 
+use super::billing::parse_id;
 use super::outbox::insert_event;
 use super::workflow::insert_workflow;
 use super::SqlStore;
@@ -13,11 +14,13 @@ use crate::model::{all, one};
 use crate::node::{NodeChange, NodeStore};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
+use hood_domain::label::Labels;
 use hood_domain::lifecycle::NodeState;
 use hood_domain::machine::StateMachine as _;
 use hood_domain::node::{Node, NodeEvent, NodeKeyMaterial};
 use hood_domain::workflow::{NewWorkflow, WorkflowRecord};
 use hood_domain::{NodeId, OrgId, Timestamp};
+use std::collections::HashMap;
 
 /// One entry of a node's history.
 struct HistoryEntry<'a> {
@@ -348,5 +351,50 @@ impl NodeStore for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn set_node_labels(&self, id: NodeId, labels: &Labels) -> StoreResult<()> {
+        let mut tx = self.pool.begin_write().await?;
+        query("DELETE FROM node_labels WHERE node_id = $1")
+            .bind(id.to_string())
+            .execute(&mut tx)
+            .await?;
+        for (k, v) in labels {
+            query("INSERT INTO node_labels (node_id, label_key, label_value) VALUES ($1, $2, $3)")
+                .bind(id.to_string())
+                .bind(k.as_str())
+                .bind(v.as_str())
+                .execute(&mut tx)
+                .await
+                .map_err(|e| codec::write_error(e, "node label"))?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn node_labels(&self, id: NodeId) -> StoreResult<Labels> {
+        let rows: Vec<(String, String)> =
+            query_as("SELECT label_key, label_value FROM node_labels WHERE node_id = $1")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    async fn labels_by_node(&self, org: Option<OrgId>) -> StoreResult<HashMap<NodeId, Labels>> {
+        let rows: Vec<(String, String, String)> = query_as(
+            "SELECT l.node_id, l.label_key, l.label_value FROM node_labels l \
+             JOIN nodes n ON n.id = l.node_id WHERE $1 IS NULL OR n.org_id = $1",
+        )
+        .bind(org.map(|o| o.to_string()))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: HashMap<NodeId, Labels> = HashMap::new();
+        for (node, k, v) in rows {
+            out.entry(parse_id("node_id", &node)?)
+                .or_default()
+                .insert(k, v);
+        }
+        Ok(out)
     }
 }

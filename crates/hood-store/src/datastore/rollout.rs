@@ -9,11 +9,12 @@ use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use hood_domain::lifecycle::rollout::{RolloutNodeState, RolloutState};
 use hood_domain::machine::StateMachine;
-use hood_domain::rollout::{PinnedBinary, Rollout, RolloutNode};
+use hood_domain::rollout::{PinnedBinary, Rollout, RolloutKind, RolloutNode};
 use hood_domain::{NodeId, RolloutId, Timestamp};
 
 const ROLLOUT_COLUMNS: &str = "id, upgrade_id, chain, node_type, from_version, target, policy, \
-     soak_s, verify_timeout_s, state, approved_through, error, created_by, created_at, updated_at";
+     soak_s, verify_timeout_s, state, approved_through, error, created_by, created_at, updated_at, \
+     kind, selector";
 const NODE_COLUMNS: &str = "rollout_id, node_id, batch, batch_position, state, from_version, \
      soak_until, error, updated_at";
 
@@ -34,6 +35,8 @@ struct RolloutRow {
     created_by: String,
     created_at: i64,
     updated_at: i64,
+    kind: String,
+    selector: Option<String>,
 }
 
 fn small(column: &str, v: i64) -> StoreResult<u32> {
@@ -50,8 +53,11 @@ impl TryFrom<RolloutRow> for Rollout {
         Ok(Rollout {
             id: parse_id("id", &r.id)?,
             upgrade_id: r.upgrade_id,
+            kind: RolloutKind::parse(&r.kind)
+                .ok_or_else(|| StoreError::Corrupt(format!("rollout kind `{}`", r.kind)))?,
             chain: r.chain,
             node_type: r.node_type,
+            selector: r.selector,
             from_version: r.from_version,
             target: json("target", &r.target)?,
             policy: json("policy", &r.policy)?,
@@ -113,7 +119,7 @@ fn to_json(v: &impl serde::Serialize) -> StoreResult<String> {
 async fn insert_rollout(tx: &mut Tx<'_>, r: &Rollout, nodes: &[RolloutNode]) -> StoreResult<()> {
     query(format!(
         "INSERT INTO rollouts ({ROLLOUT_COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
     ))
     .bind(r.id.to_string())
     .bind(r.upgrade_id.clone())
@@ -130,6 +136,8 @@ async fn insert_rollout(tx: &mut Tx<'_>, r: &Rollout, nodes: &[RolloutNode]) -> 
     .bind(r.created_by.as_str())
     .bind(r.created_at.millis())
     .bind(r.updated_at.millis())
+    .bind(r.kind.as_str())
+    .bind(r.selector.clone())
     .execute(&mut *tx)
     .await
     .map_err(|e| write_error(e, "rollout"))?;

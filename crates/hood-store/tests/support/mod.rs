@@ -161,3 +161,43 @@ pub fn host(org: Option<OrgId>, at: Timestamp) -> Host {
         updated_at: at,
     }
 }
+
+/// `n` anvil nodes (provisioning) of a new organization `acme`.
+pub async fn anvil_nodes(store: &dyn Store, n: usize, at: Timestamp) -> Vec<hood_domain::NodeId> {
+    use hood_domain::identity::Organization;
+    use hood_domain::lifecycle::{ApplicationHealth, NodeState, SyncStatus};
+    use hood_domain::node::Node;
+    let org = Organization {
+        id: OrgId::from_uuid(uuid::Uuid::now_v7()),
+        slug: "acme".into(),
+        name: "acme".into(),
+        created_at: at,
+    };
+    store.create_org(&org).await.unwrap();
+    let mut out = vec![];
+    for i in 0..n {
+        let node = Node {
+            id: hood_domain::NodeId::from_uuid(uuid::Uuid::now_v7()),
+            org_id: org.id,
+            name: format!("n{i}"),
+            chain: "ethereum-anvil".into(),
+            node_type: "dev".into(),
+            provider: "local".into(),
+            region: "local".into(),
+            state: NodeState::Provisioning,
+            sync_status: SyncStatus::Unknown,
+            app_health: ApplicationHealth::Unknown,
+            host_id: None,
+            rpc_endpoint: None,
+            head_height: None,
+            binary_version: None,
+            failure_reason: None,
+            version: 0,
+            created_at: at,
+            updated_at: at,
+        };
+        store.create_node(&node).await.unwrap();
+        out.push(node.id);
+    }
+    out
+}

@@ -16,7 +16,7 @@ use hood_api::routes::invoicing::{
 use hood_api::routes::keys::KeyExportView;
 use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
-use hood_api::routes::rollouts::{RolloutNodeView, RolloutView};
+use hood_api::routes::rollouts::{RolloutKindView, RolloutNodeView, RolloutView};
 use hood_api::routes::snapshots::{SnapshotAccepted, SnapshotView};
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
 use hood_ledger::wire::{AccountRecord, TransferRecord};
@@ -71,8 +71,20 @@ pub const NODE: &[Column<NodeView>] = &[
     Column::new("STATE", |n| n.state.clone()),
     Column::new("SYNC_STATUS", |n| n.sync_status.clone()),
     Column::new("RPC_ENDPOINT", |n| or_dash(&n.rpc_endpoint)),
+    Column::new("LABELS", |n| labels(&n.labels)),
     Column::new("CREATED_AT", |n| n.created_at.clone()),
 ];
+
+/// `k=v,k2=v2`, or `-` for none.
+pub fn labels(l: &std::collections::BTreeMap<String, String>) -> String {
+    if l.is_empty() {
+        return "-".into();
+    }
+    l.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 /// A node request the server accepted (`--no-wait`).
 pub const NODE_ACCEPTED: &[Column<NodeAccepted>] = &[
@@ -365,7 +377,15 @@ pub const PAYMENT: &[Column<PaymentView>] = &[
 pub const ROLLOUT: &[Column<RolloutView>] = &[
     Column::new("ID", |r| r.id.to_string()),
     Column::new("CHAIN", |r| r.chain.clone()),
+    Column::new("KIND", |r| {
+        match r.kind {
+            RolloutKindView::Upgrade => "upgrade",
+            RolloutKindView::Reconfigure => "reconfigure",
+        }
+        .to_owned()
+    }),
     Column::new("UPGRADE", |r| or_dash(&r.upgrade_id)),
+    Column::new("SELECTOR", |r| or_dash(&r.selector)),
     Column::new("FROM", |r| r.from_version.clone()),
     Column::new("TO", |r| r.to_version.clone()),
     Column::new("STATE", |r| r.state.clone()),
@@ -440,6 +460,13 @@ mod tests {
             Value::Array(a) => a
                 .iter()
                 .map(|x| x.as_str().map_or_else(|| x.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(","),
+            // Maps (labels) print as `k=v` pairs; none is `-`.
+            Value::Object(m) if m.is_empty() => "-".into(),
+            Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
                 .collect::<Vec<_>>()
                 .join(","),
             other => other.to_string(),
@@ -550,10 +577,14 @@ mod tests {
             "state",
             "sync_status",
             "rpc_endpoint",
+            "labels",
             "created_at",
         ];
         check(node(json!("http://127.0.0.1:8545")), NODE, &paths);
         check(node(Value::Null), NODE, &paths);
+        let mut labelled = node(Value::Null);
+        labelled["labels"] = json!({"region": "eu", "tier": "main"});
+        check(labelled, NODE, &paths);
         check(
             json!({"node": node(Value::Null), "workflow_id": format!("provision-node-{ID}")}),
             NODE_ACCEPTED,

@@ -8,13 +8,15 @@ use clap::Subcommand;
 use hood_api::routes::fleet::WorkflowView;
 use hood_api::routes::keys::{KeyExportRequest, KeyExportView};
 use hood_api::routes::nodes::{
-    CreateNodeRequest, NodeAccepted, NodeEventView, NodeLogsView, NodeView, SnapshotSeedRequest,
+    CreateNodeRequest, NodeAccepted, NodeEventView, NodeLabels, NodeLogsView, NodeView,
+    SnapshotSeedRequest,
 };
 use hood_api::routes::snapshots::{
     RestoreRequest, SnapshotAccepted, SnapshotView, TakeSnapshotRequest,
 };
 use hood_api::views::Page;
 use reqwest::Method;
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
@@ -36,15 +38,28 @@ pub enum NodeCmd {
         /// Start from another node's complete snapshot: NODE_ID/SNAPSHOT.
         #[arg(long)]
         from_snapshot: Option<String>,
+        /// A label, KEY=VALUE (repeat the flag).
+        #[arg(long = "label")]
+        labels: Vec<String>,
         #[arg(long)]
         no_wait: bool,
         /// Give up waiting after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
-    List,
+    List {
+        /// Only nodes whose labels match, e.g. `region=eu,tier!=canary`.
+        #[arg(long, short = 'l')]
+        selector: Option<String>,
+    },
     Show {
         id: String,
+    },
+    /// Shows the node's labels, or changes them: `KEY=VALUE` sets a label,
+    /// `KEY-` removes one; the others stay.
+    Label {
+        id: String,
+        changes: Vec<String>,
     },
     /// The node's history.
     Events {
@@ -121,9 +136,11 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
             provider,
             region,
             from_snapshot,
+            labels,
             no_wait,
             timeout,
         } => {
+            let labels = apply_label_changes(BTreeMap::new(), &labels)?;
             let from_snapshot = match from_snapshot {
                 Some(s) => {
                     let (node, snapshot) = s.split_once('/').ok_or_else(|| {
@@ -145,6 +162,7 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
                 provider,
                 region,
                 from_snapshot,
+                labels,
             };
             let accepted: NodeAccepted = client.post("/api/v1/nodes", &request).await?;
             if no_wait {
@@ -163,9 +181,35 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
             .await?;
             show(format, &node, columns::NODE)
         }
-        NodeCmd::List => {
-            let nodes: Page<NodeView> = client.get("/api/v1/nodes").await?;
+        NodeCmd::List { selector } => {
+            let path = match selector {
+                Some(s) => format!(
+                    "/api/v1/nodes?selector={}",
+                    form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                ),
+                None => "/api/v1/nodes".to_owned(),
+            };
+            let nodes: Page<NodeView> = client.get(&path).await?;
             list(format, &nodes, columns::NODE)
+        }
+        NodeCmd::Label { id, changes } => {
+            let path = format!("/api/v1/nodes/{id}/labels");
+            let mut now: NodeLabels = client.get(&path).await?;
+            if !changes.is_empty() {
+                let labels = apply_label_changes(now.labels, &changes)?;
+                now = client
+                    .call(Method::PUT, &path, Some(&NodeLabels { labels }))
+                    .await?;
+            }
+            match format {
+                Format::Json => super::output::json(&now),
+                Format::Table => {
+                    for (k, v) in &now.labels {
+                        println!("{k}={v}");
+                    }
+                    Ok(())
+                }
+            }
         }
         NodeCmd::Show { id } => {
             let node: NodeView = client.get(&format!("/api/v1/nodes/{id}")).await?;
@@ -325,6 +369,24 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
             show(format, &node, columns::NODE)
         }
     }
+}
+
+/// `KEY=VALUE` sets a label, `KEY-` removes one (the server validates
+/// keys and values).
+fn apply_label_changes(
+    mut labels: BTreeMap<String, String>,
+    changes: &[String],
+) -> Result<BTreeMap<String, String>> {
+    for c in changes {
+        if let Some((k, v)) = c.split_once('=') {
+            labels.insert(k.to_owned(), v.to_owned());
+        } else if let Some(k) = c.strip_suffix('-') {
+            labels.remove(k);
+        } else {
+            bail!("`{c}` is neither KEY=VALUE (set a label) nor KEY- (remove one)");
+        }
+    }
+    Ok(labels)
 }
 
 /// Polls the node, printing each new history entry on stderr, until it

@@ -156,6 +156,15 @@ mod tests {
             head_height: Some(7),
             binary_version: None,
             failure_reason: None,
+            labels: if endpoint.is_some() {
+                [
+                    ("region".into(), "eu".into()),
+                    ("tier".into(), "main".into()),
+                ]
+                .into()
+            } else {
+                Default::default()
+            },
             created_at: "2025-01-01T00:00:00Z".into(),
             updated_at: "2025-01-01T00:00:00Z".into(),
         }
@@ -179,6 +188,7 @@ mod tests {
                 "STATE",
                 "SYNC_STATUS",
                 "RPC_ENDPOINT",
+                "LABELS",
                 "CREATED_AT"
             ]
         );
@@ -192,6 +202,7 @@ mod tests {
                 "healthy",
                 "synced",
                 "http://127.0.0.1:8545",
+                "region=eu,tier=main",
                 "2025-01-01T00:00:00Z"
             ]
         );

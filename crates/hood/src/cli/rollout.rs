@@ -6,7 +6,7 @@ use super::columns;
 use super::output::{list, table, Format};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use hood_api::routes::rollouts::{CreateRolloutRequest, RolloutView};
+use hood_api::routes::rollouts::{CreateRolloutRequest, RolloutKindView, RolloutView};
 use hood_api::views::Page;
 use reqwest::Method;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 #[derive(Debug, Subcommand)]
 pub enum RolloutCmd {
     /// Plans a rollout (and with --start, starts it).
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// Starts a planned rollout.
     Start(ActionArgs),
     /// Starts no new batch until resumed (the batch in flight finishes).
@@ -44,6 +44,10 @@ pub struct CreateArgs {
     /// Chain profile whose nodes are upgraded.
     #[arg(long)]
     pub chain: String,
+    /// Apply the chain's current recipe to each target (`reconfigure-node`
+    /// in batches) instead of another version.
+    #[arg(long, conflicts_with_all = ["upgrade", "version", "binary", "forward_only"])]
+    pub reconfigure: bool,
     /// Upgrade manifest (`chains/upgrades/{chain}/{id}.yaml`).
     #[arg(long, conflicts_with_all = ["version", "binary"])]
     pub upgrade: Option<String>,
@@ -62,6 +66,9 @@ pub struct CreateArgs {
     /// Only these nodes (repeat the flag).
     #[arg(long = "node")]
     pub nodes: Vec<Uuid>,
+    /// Only nodes whose labels match, e.g. `region=eu,tier!=canary`.
+    #[arg(long, short = 'l')]
+    pub selector: Option<String>,
     /// Nodes in the first batch (0: no canary).
     #[arg(long)]
     pub canary: Option<u32>,
@@ -104,6 +111,12 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: RolloutCmd) -> Result<
             let watch = a.watch;
             let req = CreateRolloutRequest {
                 chain: a.chain,
+                kind: if a.reconfigure {
+                    RolloutKindView::Reconfigure
+                } else {
+                    RolloutKindView::Upgrade
+                },
+                selector: a.selector,
                 upgrade_id: a.upgrade,
                 binary: a.binary,
                 version: a.version,
@@ -234,7 +247,8 @@ mod tests {
     #[test]
     fn a_rollout_shows_a_bar_and_its_nodes() {
         let view: RolloutView = serde_json::from_value(json!({
-            "id": "0190c0de-0000-7000-8000-000000000001", "upgrade_id": "anvil-1.5.1-to-1.7.1",
+            "id": "0190c0de-0000-7000-8000-000000000001", "kind": "upgrade",
+            "upgrade_id": "anvil-1.5.1-to-1.7.1",
             "chain": "ethereum-anvil", "node_type": null, "binary": "anvil",
             "from_version": "1.5.1", "to_version": "1.7.1", "forward_only": false,
             "policy": {"canary": 1, "batch_size": 2, "max_unavailable": 2, "failure_budget": 0,
