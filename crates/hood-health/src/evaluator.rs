@@ -27,6 +27,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CycleReport {
     pub nodes: usize,
+    /// Nodes whose counters (or state) this cycle wrote: only those whose
+    /// heartbeat, head, state or policies moved.
+    pub nodes_written: usize,
     pub transitions: usize,
     pub incidents_opened: usize,
     pub incidents_updated: usize,
@@ -157,6 +160,11 @@ impl Evaluator {
         let plan = self.judge(&snapshot, &unresolved, &heads, &references, now);
         let judge_ms = elapsed_ms(judged);
 
+        let nodes_written = plan
+            .writes
+            .iter()
+            .filter(|w| matches!(w, HealthWrite::Node { .. }))
+            .count();
         let written = Instant::now();
         let applied = if plan.writes.is_empty() {
             hood_store::health::ApplyReport::default()
@@ -195,6 +203,7 @@ impl Evaluator {
         }
         Ok(CycleReport {
             nodes: snapshot.len(),
+            nodes_written,
             transitions: applied.nodes_changed,
             incidents_opened: applied.incidents_opened,
             incidents_updated: applied.incidents_updated,

@@ -368,11 +368,12 @@ pub(super) async fn run(url: &str, nodes: usize, cycles: usize) -> Result<()> {
             .with_context(|| format!("cycle {}", cycle + 1))?;
         let took = started.elapsed();
         eprintln!(
-            "  cycle {}: {:.1} ms (anchor {:.1} ms), {} nodes, {} transitions, {} incidents opened",
+            "  cycle {}: {:.1} ms (anchor {:.1} ms), {} nodes, {} written, {} transitions, {} incidents opened",
             cycle + 1,
             ms(took),
             ms(anchor),
             report.nodes,
+            report.nodes_written,
             report.transitions,
             report.incidents_opened
         );
