@@ -226,15 +226,7 @@ impl Evaluator {
     ) -> Plan {
         let rules = &self.rules;
         let now_ms = now.millis();
-        let observed: Vec<Observed> = snapshot
-            .iter()
-            .map(|s| {
-                s.workload
-                    .as_ref()
-                    .map(|w| parse(&w.observation))
-                    .unwrap_or_default()
-            })
-            .collect();
+        let observed = parse_all(snapshot);
         let fresh = |s: &HealthSnapshot| {
             s.host_last_seen
                 .is_some_and(|t| now_ms - t.millis() <= rules.heartbeat_timeout_ms)
@@ -510,6 +502,49 @@ struct Plan {
     migrate: Vec<(hood_domain::NodeId, i64, NodeHealth)>,
 }
 
+/// Fleets at least this large parse their agents' reports on every core.
+const PARALLEL_PARSE_FROM: usize = 4_096;
+
+/// Every node's report, parsed: the costliest per-node step of a cycle
+/// that needs nothing shared, so a large fleet spreads it over the cores
+/// (scoped threads; the order is the snapshot's).
+fn parse_all(snapshot: &[HealthSnapshot]) -> Vec<Observed> {
+    let reports: Vec<Option<&serde_json::Value>> = snapshot
+        .iter()
+        .map(|s| s.workload.as_ref().map(|w| &w.observation))
+        .collect();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    parse_reports(&reports, cores)
+}
+
+fn parse_reports(reports: &[Option<&serde_json::Value>], cores: usize) -> Vec<Observed> {
+    let one = |r: &Option<&serde_json::Value>| r.map(parse).unwrap_or_default();
+    if cores < 2 || reports.len() < PARALLEL_PARSE_FROM {
+        return reports.iter().map(one).collect();
+    }
+    let chunk = reports.len().div_ceil(cores);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = reports
+            .chunks(chunk)
+            .map(|part| {
+                let handle = scope.spawn(move || part.iter().map(one).collect::<Vec<_>>());
+                (part.len(), handle)
+            })
+            .collect();
+        parts
+            .into_iter()
+            // A parse never panics (a bad report is no observation); were
+            // one to, its nodes are judged unobserved, still one per node,
+            // rather than the cycle failing.
+            .flat_map(|(len, handle)| {
+                handle
+                    .join()
+                    .unwrap_or_else(|_| (0..len).map(|_| Observed::default()).collect())
+            })
+            .collect()
+    })
+}
+
 fn chain_halt_key(org: &str, chain: &str) -> String {
     incident_key(IncidentCategory::ChainHalted, &format!("{org}:{chain}"))
 }
@@ -538,4 +573,29 @@ fn describe(
 
 fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_parsed_on_several_cores_keep_the_snapshot_order() {
+        let reports: Vec<Option<serde_json::Value>> = (0..PARALLEL_PARSE_FROM as i64 + 7)
+            .map(|i| {
+                (i % 5 != 0).then(|| {
+                    serde_json::json!({"at_ms": 1, "sync": {"at_ms": 1, "syncing": false, "head": i}})
+                })
+            })
+            .collect();
+        let refs: Vec<Option<&serde_json::Value>> = reports.iter().map(Option::as_ref).collect();
+        let serial = parse_reports(&refs, 1);
+        let parallel = parse_reports(&refs, 3);
+        assert_eq!(parallel.len(), reports.len());
+        for (i, (a, b)) in serial.iter().zip(&parallel).enumerate() {
+            let expected = (i % 5 != 0).then_some(i as i64);
+            assert_eq!(a.sync.head, expected, "node {i}");
+            assert_eq!(b.sync.head, expected, "node {i}");
+        }
+    }
 }

@@ -6,6 +6,7 @@ use hood_chains::HealthOutcome;
 use hood_domain::health::SyncObservation;
 use hood_domain::lifecycle::ApplicationHealth;
 use hood_domain::workload::WorkloadObservation;
+use serde::Deserialize;
 use std::collections::BTreeMap;
 
 /// The parts of a workload report the evaluator uses.
@@ -19,7 +20,8 @@ pub(crate) struct Observed {
 /// A report the agent garbled (or an older agent's `null`) is treated as
 /// no observation, never as an error that stops the cycle.
 pub(crate) fn parse(observation: &serde_json::Value) -> Observed {
-    let Ok(report) = serde_json::from_value::<WorkloadObservation>(observation.clone()) else {
+    // Deserialized from the borrowed value: no copy of the report per node.
+    let Ok(report) = WorkloadObservation::deserialize(observation) else {
         return Observed::default();
     };
     let (sync, peers) = SyncObservation::of(report.sync.as_ref());
