@@ -112,6 +112,9 @@ pub struct SyncObservation {
     /// `eth_syncing` (or the chain's equivalent) said it is catching up.
     pub syncing: Option<bool>,
     pub head: Option<i64>,
+    /// Since when the agent has seen this head (see
+    /// [`crate::workload::SyncSample::head_since_ms`]).
+    pub head_since_ms: Option<i64>,
 }
 
 impl SyncObservation {
@@ -123,6 +126,7 @@ impl SyncObservation {
                 Self {
                     syncing: s.syncing,
                     head: s.head,
+                    head_since_ms: s.head_since_ms,
                 },
                 s.peers,
             ),
@@ -551,6 +555,7 @@ mod tests {
             SyncObservation {
                 syncing: Some(true),
                 head: Some(5),
+                head_since_ms: None,
             },
             Some(1_000),
             &rules(),
@@ -571,6 +576,7 @@ mod tests {
                 SyncObservation {
                     syncing: Some(false),
                     head: Some(head),
+                    head_since_ms: None,
                 },
                 Some(100),
                 &r,

@@ -204,12 +204,36 @@ pub struct SyncSample {
     /// Local head height.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub head: Option<i64>,
+    /// Since when (ms since epoch, the agent's clock) the agent has seen
+    /// this head: the head's age travels with the report, so the health
+    /// role need not store every block to know a head has stalled. Absent
+    /// from agents that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_since_ms: Option<i64>,
     /// Connected peers, when the probe asks for them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peers: Option<i64>,
     /// What failed in this round (no secrets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl SyncSample {
+    /// This sample, stamped with since when its head has been seen, given
+    /// the sample before it: the same head keeps the earlier stamp (or the
+    /// earlier sample's time), a new head is seen from now, no head has no
+    /// stamp (and the next head read is seen anew: a stall is then
+    /// noticed one age later, never sooner).
+    pub fn after(mut self, previous: Option<&SyncSample>) -> SyncSample {
+        self.head_since_ms = match (self.head, previous) {
+            (None, _) => None,
+            (Some(head), Some(p)) if p.head == Some(head) => {
+                Some(p.head_since_ms.unwrap_or(p.at_ms))
+            }
+            (Some(_), _) => Some(self.at_ms),
+        };
+        self
+    }
 }
 
 /// The latest value of one collector.
@@ -306,6 +330,37 @@ pub struct SyncReport {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_head_keeps_the_time_it_was_first_seen() {
+        let sample = |at_ms, head| SyncSample {
+            at_ms,
+            head,
+            ..SyncSample::default()
+        };
+        let first = sample(1_000, Some(7)).after(None);
+        assert_eq!(first.head_since_ms, Some(1_000));
+        let same = sample(2_000, Some(7)).after(Some(&first));
+        assert_eq!(same.head_since_ms, Some(1_000));
+        let again = sample(3_000, Some(7)).after(Some(&same));
+        assert_eq!(again.head_since_ms, Some(1_000), "still the first sighting");
+        let moved = sample(4_000, Some(8)).after(Some(&again));
+        assert_eq!(moved.head_since_ms, Some(4_000));
+        // An agent that predates the stamp: its last sample already had
+        // the head.
+        let old = sample(5_000, Some(8));
+        assert_eq!(
+            sample(6_000, Some(8)).after(Some(&old)).head_since_ms,
+            Some(5_000)
+        );
+        let failed = sample(7_000, None).after(Some(&moved));
+        assert_eq!(failed.head_since_ms, None);
+        // After a failed round the head is seen anew.
+        assert_eq!(
+            sample(8_000, Some(8)).after(Some(&failed)).head_since_ms,
+            Some(8_000)
+        );
+    }
 
     #[test]
     fn plans_without_observation_fields_still_parse() {

@@ -7,7 +7,9 @@
 //! * [`upstream`]: per-chain pools of healthy managed nodes and external
 //!   URLs; head tracking, breaker, retries.
 //! * [`cache`]: finality-aware answers.
-//! * [`meter`]: one usage event per answered call, written in batches.
+//! * [`spool`]: a crash-safe append-only log in segment files.
+//! * [`meter`]: one usage event per answered call, spooled before the
+//!   answer leaves, shipped in batches.
 //! * [`metrics`]: Prometheus, for this machine only.
 //! * `settings`: WebSocket settings and open-session tracking.
 //! * `state`: what every handler shares ([`EdgeConfig`] made live).
@@ -36,6 +38,7 @@ pub mod metrics;
 mod reply;
 mod server;
 mod settings;
+pub mod spool;
 mod state;
 pub mod stops;
 pub mod upstream;
@@ -122,6 +125,8 @@ pub enum EdgeError {
     Tls(String),
     #[error("edge server failed: {0}")]
     Serve(String),
+    #[error("cannot open the usage spool: {0}")]
+    Spool(#[from] spool::SpoolError),
 }
 
 /// A running edge replica.
@@ -187,7 +192,7 @@ pub async fn start(
         tracing::warn!(error = %e, "reading upstream nodes failed");
     }
     pools.probe_all().await;
-    let (meter, meter_task) = meter::spawn(deps.usage.clone(), config.meter);
+    let (meter, meter_task) = meter::spawn(deps.usage.clone(), config.meter.clone())?;
     let mut chains = deps.chains.clone();
     chains.extend(config.pools.external.keys().cloned());
     let (stop, stopped) = watch::channel(false);

@@ -309,13 +309,21 @@ impl Evaluator {
             } else {
                 evaluate_sync(o.sync, best, rules)
             };
-            if let Some(h) = o.sync.head {
-                if prev.last_head != Some(h) {
-                    health.last_head = Some(h);
-                    health.head_changed_at = Some(now);
+            // The agent says since when it has seen the head: nothing to
+            // store for it. Older agents do not, and then the head and the
+            // moment it changed are kept here (a write per moved head).
+            let head_age_s = match (o.sync.head, o.sync.head_since_ms) {
+                (Some(_), Some(since)) => Some((now_ms - since).max(0) / 1000),
+                (head, _) => {
+                    if let Some(h) = head {
+                        if prev.last_head != Some(h) {
+                            health.last_head = Some(h);
+                            health.head_changed_at = Some(now);
+                        }
+                    }
+                    health.head_changed_at.map(|t| (now_ms - t.millis()) / 1000)
                 }
-            }
-            let head_age_s = health.head_changed_at.map(|t| (now_ms - t.millis()) / 1000);
+            };
             let sync_json = hood_chains::policy::sync_view(
                 sync.as_str(),
                 o.sync.head,

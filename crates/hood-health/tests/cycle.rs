@@ -1,6 +1,7 @@
 //! The evaluation cycle on a real store (SQLite and PostgreSQL): a node
 //! whose agent reports the same thing again costs no write; one whose head
-//! moved is written, in the cycle's one fenced, set-based write.
+//! moved is written, in the cycle's one fenced, set-based write, unless
+//! its agent says since when it has seen the head (then no write at all).
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -103,8 +104,10 @@ async fn seed(store: &dyn Store) -> (HostId, Vec<NodeId>) {
     (host, nodes)
 }
 
-/// The agent reports every node running, synced, at its head (`heads[i]`).
-async fn report(store: &dyn Store, host: HostId, nodes: &[NodeId], heads: &[i64]) {
+/// The agent reports every node running, synced, at its head (`heads[i]`);
+/// `stamped`: with since when it has seen the head (agents that predate
+/// the stamp send none).
+async fn report(store: &dyn Store, host: HostId, nodes: &[NodeId], heads: &[i64], stamped: bool) {
     let at = now();
     let reports: Vec<WorkloadReport> = nodes
         .iter()
@@ -116,6 +119,7 @@ async fn report(store: &dyn Store, host: HostId, nodes: &[NodeId], heads: &[i64]
                     at_ms: at.millis(),
                     syncing: Some(false),
                     head: Some(*head),
+                    head_since_ms: stamped.then_some(at.millis()),
                     peers: None,
                     error: None,
                 }),
@@ -153,7 +157,7 @@ async fn only_what_changed_is_written(store: Arc<dyn Store>) {
         .unwrap();
 
     let mut heads = vec![100; NODES];
-    report(store.as_ref(), host, &nodes, &heads).await;
+    report(store.as_ref(), host, &nodes, &heads, false).await;
     let first = evaluator.run_cycle(&lease).await.unwrap();
     assert_eq!(first.nodes, NODES);
     assert_eq!(first.nodes_written, NODES, "first evaluation: {first:?}");
@@ -165,7 +169,7 @@ async fn only_what_changed_is_written(store: Arc<dyn Store>) {
     assert!(stored.iter().all(|(_, h)| h.is_some()), "{stored:?}");
 
     // The agent says the same again: nothing to write.
-    report(store.as_ref(), host, &nodes, &heads).await;
+    report(store.as_ref(), host, &nodes, &heads, false).await;
     let again = evaluator.run_cycle(&lease).await.unwrap();
     assert_eq!(again.nodes_written, 0, "unchanged nodes: {again:?}");
     assert_eq!(counters().await, stored, "nodes and counters as they were");
@@ -173,7 +177,7 @@ async fn only_what_changed_is_written(store: Arc<dyn Store>) {
     // Two heads moved: those two are written, and read back.
     heads[1] = 101;
     heads[3] = 105;
-    report(store.as_ref(), host, &nodes, &heads).await;
+    report(store.as_ref(), host, &nodes, &heads, false).await;
     let moved = evaluator.run_cycle(&lease).await.unwrap();
     assert_eq!(moved.nodes_written, 2, "{moved:?}");
     assert_eq!(moved.transitions, 0, "{moved:?}");
@@ -182,6 +186,19 @@ async fn only_what_changed_is_written(store: Arc<dyn Store>) {
         let health = health.unwrap();
         assert_eq!(health.last_head, Some(heads[i]), "node {i}: {health:?}");
     }
+
+    // An agent that says since when it has seen each head: moved heads
+    // are judged from the report alone and cost no write.
+    let before = counters().await;
+    for head in heads.iter_mut() {
+        *head += 1;
+    }
+    report(store.as_ref(), host, &nodes, &heads, true).await;
+    let stamped = evaluator.run_cycle(&lease).await.unwrap();
+    assert_eq!(stamped.nodes, NODES);
+    assert_eq!(stamped.nodes_written, 0, "{stamped:?}");
+    assert_eq!(stamped.transitions, 0, "{stamped:?}");
+    assert_eq!(counters().await, before);
 }
 
 #[tokio::test]

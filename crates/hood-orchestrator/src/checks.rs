@@ -106,6 +106,9 @@ pub(crate) async fn run_checks(
     let since_change = (now_ms - node.updated_at.millis()) / 1000;
     let head_age_s = match (&health, sync.head) {
         (_, None) => None,
+        (_, Some(_)) if sync.head_since_ms.is_some() => sync
+            .head_since_ms
+            .map(|since| (now_ms - since).max(0) / 1000),
         (Some(h), Some(head)) if h.last_head != Some(head) => Some(0),
         (Some(h), Some(_)) => Some(
             h.head_changed_at

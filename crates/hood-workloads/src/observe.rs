@@ -233,6 +233,10 @@ impl Observer {
             sync,
             samples: samples.into_iter().collect(),
         };
+        let fresh = WorkloadObservation {
+            sync: fresh.sync.map(|s| s.after(lock(&latest).sync.as_ref())),
+            ..fresh
+        };
         store(&latest, |o| {
             if let Some(s) = &fresh.sync {
                 o.sync = Some(s.clone());
@@ -307,7 +311,7 @@ async fn sync_loop(
     loop {
         tick.tick().await;
         let sample = sample_sync(target, probe, http).await;
-        store(latest, |o| o.sync = Some(sample));
+        store(latest, |o| o.sync = Some(sample.after(o.sync.as_ref())));
     }
 }
 
@@ -422,6 +426,8 @@ async fn sample_sync(target: &Target, probe: &SyncProbe, http: &reqwest::Client)
         at_ms,
         syncing,
         head,
+        // Stamped by `SyncSample::after` against the previous round.
+        head_since_ms: None,
         peers,
         error: (!errors.is_empty()).then(|| errors.join("; ")),
     }

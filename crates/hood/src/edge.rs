@@ -9,6 +9,7 @@ use hood_edge::{EdgeConfig, EdgeDeps, EdgeHandle};
 use hood_store::Store;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -49,10 +50,17 @@ pub struct EdgeArgs {
     /// Largest request body, bytes.
     #[arg(long, env = "HOOD_EDGE_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub edge_max_body_bytes: usize,
+    /// The usage spool: every answered call's usage event is written here
+    /// before the answer leaves and shipped from here, so a crash loses
+    /// none. One directory per edge replica (default `$HOOD_HOME/edge-spool`).
+    #[arg(long, env = "HOOD_EDGE_SPOOL_DIR")]
+    pub edge_spool_dir: Option<PathBuf>,
 }
 
 impl EdgeArgs {
-    pub fn config(&self) -> Result<EdgeConfig> {
+    /// The edge's settings; `home` is `$HOOD_HOME`, where the usage spool
+    /// lives unless `--edge-spool-dir` says otherwise.
+    pub fn config(&self, home: &Path) -> Result<EdgeConfig> {
         let mut external: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for pair in &self.edge_upstreams {
             let (chain, url) = pair.split_once('=').with_context(|| {
@@ -78,6 +86,11 @@ impl EdgeArgs {
             max_body_bytes: self.edge_max_body_bytes.max(1024),
             ..EdgeConfig::default()
         };
+        config.meter.spool_dir = Some(
+            self.edge_spool_dir
+                .clone()
+                .unwrap_or_else(|| home.join("edge-spool")),
+        );
         config.pools.external = external;
         Ok(config)
     }
@@ -92,12 +105,13 @@ pub enum UsageSink {
 /// Starts one edge replica.
 pub async fn start(
     args: &EdgeArgs,
+    home: &Path,
     store: Arc<dyn Store>,
     bus: Arc<dyn EventBus>,
     chains: &ChainCatalog,
     sink: UsageSink,
 ) -> Result<EdgeHandle> {
-    let config = args.config()?;
+    let config = args.config(home)?;
     let listener = crate::listen::bind(args.edge_addr, crate::listen::EDGE).await?;
     let chains: BTreeSet<String> = chains.iter().map(|c| c.name.clone()).collect();
     let deps = EdgeDeps {

@@ -78,7 +78,7 @@ pub async fn up(
     }
     let state = build_state(store.clone(), &master, &opts)
         .await?
-        .with_plans(edge_args.config()?.plans);
+        .with_plans(edge_args.config(&opts.home)?.plans);
     let report =
         bootstrap_admin(store.as_ref(), &opts.home, opts.admin_password.as_deref()).await?;
     let gateway_listener = crate::listen::bind(gateway_addr, crate::listen::UP_GATEWAY).await?;
@@ -124,6 +124,7 @@ pub async fn up(
     .await?;
     let edge = crate::edge::start(
         &edge_args,
+        &opts.home,
         store.clone(),
         bus,
         &state.chains,
@@ -395,6 +396,7 @@ pub async fn serve(
         if fleet_args.edge {
             let handle = crate::edge::start(
                 &edge_args,
+                &opts.home,
                 store.clone(),
                 bus.clone(),
                 &state.chains,

@@ -4,50 +4,23 @@
 //! * A key revoked in the database is refused by both replicas within 1 s
 //!   (outbox → relay → bus → every replica's key cache).
 //! * Under a load of 100,000 requests (`HOOD_EDGE_LOAD_REQUESTS`) spread
-//!   over both replicas, one replica is restarted mid-run; afterwards the
-//!   stored usage events equal the answered requests exactly.
+//!   over both replicas, one replica is SIGKILLed mid-run and started
+//!   again; afterwards every answered request is one stored usage event
+//!   (the killed replica's spool is shipped when it starts again), and
+//!   the only extras are calls whose answers the kill cut off.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
 
 mod common;
 
-use common::edge::insert_key;
+use common::edge::{fast_upstream, free_port, insert_key, settle_usage, Load};
 use common::{hood_cli, now, HoodProcess};
 use hood_domain::rpc::KeyScope;
 use hood_identity::master_key::MasterKey;
 use hood_testkit::{NatsStream, PgDatabase};
-use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// A fast local JSON-RPC upstream: answers every call with block 0x10.
-async fn upstream() -> String {
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::post(|body: axum::body::Bytes| async move {
-            let answer =
-                |call: &Value| json!({"jsonrpc": "2.0", "id": call["id"], "result": "0x10"});
-            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let out = match &v {
-                Value::Array(calls) => Value::Array(calls.iter().map(answer).collect()),
-                call => answer(call),
-            };
-            axum::Json(out)
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    format!("http://{addr}/")
-}
-
-fn free_port() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
 
 async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
     http.post(url)
@@ -71,7 +44,7 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
     };
     // Limiter keys expire on their own once idle (a minute at most).
     let redis_prefix = format!("hood-test:{}", uuid::Uuid::new_v4().simple());
-    let upstream = upstream().await;
+    let upstream = fast_upstream().await;
     let dir = tempfile::tempdir().unwrap();
     let master = MasterKey::generate();
     let env = |name: &str| {
@@ -176,113 +149,35 @@ async fn two_edge_replicas_revoke_fast_and_meter_exactly_across_a_restart() {
         100 + refilled
     );
 
-    // Load with a mid-run restart of replica 0.
-    let total: u64 = std::env::var("HOOD_EDGE_LOAD_REQUESTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
+    // Load with replica 0 SIGKILLed mid-run and started again: its usage
+    // spool still holds every call it answered.
     let (key, token) = insert_key(&store, org, "loadtest", KeyScope::default()).await;
-    let sent = Arc::new(AtomicU64::new(0));
-    let answered = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let non_200 = Arc::new(AtomicU64::new(0));
-    let body =
-        bytes_of(&json!({"jsonrpc": "2.0", "id": 7, "method": "eth_blockNumber", "params": []}));
-    let workers: Vec<_> = (0..32)
-        .map(|w| {
-            let http = http.clone();
-            let urls: Vec<String> = edge_addrs
-                .iter()
-                .map(|a| format!("http://{a}/ethereum-anvil/v1/{token}"))
-                .collect();
-            let (sent, answered, failed, non_200, body) = (
-                sent.clone(),
-                answered.clone(),
-                failed.clone(),
-                non_200.clone(),
-                body.clone(),
-            );
-            tokio::spawn(async move {
-                let mut n = w;
-                while sent.fetch_add(1, Ordering::Relaxed) < total {
-                    n += 1;
-                    let url = &urls[n % urls.len()];
-                    match http
-                        .post(url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                    {
-                        Ok(r) => {
-                            let ok = r.status() == 200;
-                            // Answered = a whole response arrived.
-                            if r.bytes().await.is_ok() {
-                                answered.fetch_add(1, Ordering::Relaxed);
-                                if !ok {
-                                    non_200.fetch_add(1, Ordering::Relaxed);
-                                }
-                            } else {
-                                failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        Err(_) => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
-            })
-        })
+    let urls = edge_addrs
+        .iter()
+        .map(|a| format!("http://{a}/ethereum-anvil/v1/{token}"))
         .collect();
-    let load_started = Instant::now();
-    while sent.load(Ordering::Relaxed) < total / 3 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let stopped = edges[0].take().unwrap().stop("-TERM");
-    assert!(stopped.success(), "replica 0 stopped cleanly: {stopped:?}");
+    let load = Load::start(urls, Load::total_from_env(), 32);
+    load.wait_until_sent(load.total / 3).await;
+    let killed = edges[0].take().unwrap().stop("-KILL");
+    assert!(!killed.success(), "replica 0 was killed: {killed:?}");
     edges[0] = Some(start_edge(0));
-    eprintln!(
-        "replica 0 restarted at {} requests",
-        sent.load(Ordering::Relaxed)
-    );
-    for w in workers {
-        w.await.unwrap();
-    }
-    let elapsed = load_started.elapsed();
-    let answered = answered.load(Ordering::Relaxed);
-    eprintln!(
-        "{answered} answered ({} not 200), {} failed in {elapsed:?} ({:.0}/s)",
-        non_200.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-        answered as f64 / elapsed.as_secs_f64()
-    );
+    eprintln!("replica 0 killed and restarted at {} requests", load.sent());
+    let (total, workers) = (load.total, load.workers as u64);
+    let answered = load.finish().await;
     assert!(answered >= total * 9 / 10, "most requests were answered");
 
-    // Every answered request, and nothing else, becomes one stored event.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let stored = store.count_usage_events(key.id).await.unwrap() as u64;
-        assert!(stored <= answered, "{stored} events for {answered} answers");
-        if stored == answered {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {stored} of {answered} usage events stored"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    // Stop both replicas (flushing) and make sure nothing more arrives.
+    // Every answered call is stored once; the only extras are calls whose
+    // answers the kill cut off on their way out.
+    let stored = settle_usage(&store, key.id, answered, workers).await;
+    eprintln!("{stored} usage events stored for {answered} answered calls");
+    // Stop both replicas (shipping what they hold) and make sure nothing
+    // more arrives.
     for e in edges.iter_mut() {
         assert!(e.take().unwrap().stop("-TERM").success());
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         store.count_usage_events(key.id).await.unwrap() as u64,
-        answered
+        stored
     );
-}
-
-fn bytes_of(v: &Value) -> axum::body::Bytes {
-    axum::body::Bytes::from(serde_json::to_vec(v).unwrap())
 }

@@ -217,9 +217,10 @@ pub async fn run(args: EdgeBenchArgs) -> Result<()> {
     // Hood's edge: real store (SQLite), key auth, GCRA limits, metering.
     let edge_rt = runtime("bench-edge", 2)?;
     let db = format!("sqlite://{}", work.path().join("edge.db").display());
+    let spool = work.path().join("edge-spool");
     let upstream_for_edge = upstream_url.clone();
     let (edge, store, key, token) = edge_rt
-        .spawn(async move { start_edge(&db, &upstream_for_edge).await })
+        .spawn(async move { start_edge(&db, &upstream_for_edge, &spool).await })
         .await
         .context("edge runtime")??;
     let edge_url = format!("http://{}/bench/v1/{token}", edge.addr);
@@ -290,6 +291,7 @@ pub async fn run(args: EdgeBenchArgs) -> Result<()> {
 async fn start_edge(
     db: &str,
     upstream: &str,
+    spool: &std::path::Path,
 ) -> Result<(
     hood_edge::EdgeHandle,
     Arc<dyn hood_store::Store>,
@@ -333,6 +335,8 @@ async fn start_edge(
         plans: PlanCatalog::from_plans(plans)?,
         ..hood_edge::EdgeConfig::default()
     };
+    // Metering as in production: every event through the crash-safe spool.
+    config.meter.spool_dir = Some(spool.to_owned());
     config
         .pools
         .external

@@ -109,6 +109,8 @@ fn observation(head: i64, at: Timestamp) -> Result<Value> {
             at_ms,
             syncing: Some(false),
             head: Some(head),
+            // Every live head moves every cycle: first seen now.
+            head_since_ms: Some(at_ms),
             peers: None,
             error: None,
         }),
