@@ -193,10 +193,9 @@ impl Meter {
             return;
         }
         let in_memory = match &shared.spool {
-            Some(spool) => match serde_json::to_vec(&event)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| spool.append(&bytes).map_err(|e| e.to_string()))
-            {
+            Some(spool) => match spool.append_with(|buf| {
+                serde_json::to_writer(&mut *buf, &event).map_err(|e| e.to_string())
+            }) {
                 Ok(records) => {
                     if records % shared.batch == 0 {
                         shared.ready.notify_one();

@@ -13,6 +13,7 @@
 //! One process owns a directory at a time (an advisory lock on `LOCK`,
 //! released by the kernel when the process dies).
 
+use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
@@ -23,6 +24,13 @@ const LOCK_FILE: &str = "LOCK";
 /// The largest record: far above any usage event (a few hundred bytes),
 /// small enough that a damaged length cannot ask for gigabytes.
 pub const MAX_RECORD: usize = 1 << 20;
+
+thread_local! {
+    /// Each serving thread's framing buffer.
+    static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+/// What a framing buffer keeps after an oversized record.
+const FRAME_KEEP: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -37,6 +45,8 @@ pub enum SpoolError {
     Busy(PathBuf),
     #[error("record of {0} bytes is larger than the spool's limit")]
     TooLarge(usize),
+    #[error("record not encoded: {0}")]
+    Encode(String),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
@@ -150,22 +160,41 @@ impl Spool {
     /// returns how many records that segment holds now. Once this returns,
     /// the record survives the death of the process.
     pub fn append(&self, record: &[u8]) -> Result<u64, SpoolError> {
-        if record.len() > MAX_RECORD {
-            return Err(SpoolError::TooLarge(record.len()));
-        }
-        let mut framed = Vec::with_capacity(record.len() + 8);
-        // Fits: MAX_RECORD is far below u32::MAX.
-        framed.extend_from_slice(&(record.len() as u32).to_le_bytes());
-        framed.extend_from_slice(&crc32fast::hash(record).to_le_bytes());
-        framed.extend_from_slice(record);
-        // A poisoned lock only means another appender panicked between
-        // whole writes; the file itself is still consistent.
-        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-        let Active { seq, file, records } = &mut *active;
-        file.write_all(&framed)
-            .map_err(|e| io(&segment_path(&self.dir, *seq))(e))?;
-        *records += 1;
-        Ok(*records)
+        self.append_with(|buf| {
+            buf.extend_from_slice(record);
+            Ok(())
+        })
+    }
+
+    /// [`Spool::append`] of the record `encode` writes into a buffer this
+    /// thread reuses: no allocation per record on the serving path.
+    pub fn append_with(
+        &self,
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+    ) -> Result<u64, SpoolError> {
+        FRAME.with_borrow_mut(|framed| {
+            framed.clear();
+            framed.extend_from_slice(&[0u8; 8]);
+            encode(framed).map_err(SpoolError::Encode)?;
+            let len = framed.len() - 8;
+            if len > MAX_RECORD {
+                framed.clear();
+                framed.shrink_to(FRAME_KEEP);
+                return Err(SpoolError::TooLarge(len));
+            }
+            let crc = crc32fast::hash(&framed[8..]);
+            // Fits: MAX_RECORD is far below u32::MAX.
+            framed[..4].copy_from_slice(&(len as u32).to_le_bytes());
+            framed[4..8].copy_from_slice(&crc.to_le_bytes());
+            // A poisoned lock only means another appender panicked between
+            // whole writes; the file itself is still consistent.
+            let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+            let Active { seq, file, records } = &mut *active;
+            file.write_all(framed)
+                .map_err(|e| io(&segment_path(&self.dir, *seq))(e))?;
+            *records += 1;
+            Ok(*records)
+        })
     }
 
     /// Closes the active segment (a new one takes the appends), syncs it to
