@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::health::{get_json, wait_for};
+use common::health::{get_json, node_head, node_rpc, wait_for};
 use common::{hood_cli, hood_up, push_anvil, read_admin_key, temp_home, KillUnder};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -31,24 +31,6 @@ fn push(env: &[(&str, String)], version: &str, path: &Path) {
         None,
     );
     assert!(ok, "artifact push {version}: {out} {err}");
-}
-
-async fn rpc(http: &reqwest::Client, endpoint: &str, method: &str) -> Value {
-    let r: Value = http
-        .post(endpoint)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    r["result"].clone()
-}
-
-async fn head_of(http: &reqwest::Client, endpoint: &str) -> i64 {
-    let hex = rpc(http, endpoint, "eth_blockNumber").await;
-    i64::from_str_radix(hex.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
 }
 
 /// Creates `n` anvil nodes and waits until all are healthy; returns them.
@@ -151,7 +133,7 @@ async fn six_nodes_roll_to_1_7_1_in_batches_with_a_pause() {
 
     let mut heads = Vec::new();
     for n in &nodes {
-        heads.push(head_of(&http, n["rpc_endpoint"].as_str().unwrap()).await);
+        heads.push(node_head(&http, n["rpc_endpoint"].as_str().unwrap()).await);
     }
     let (ok, out, err) = hood_cli(
         &[
@@ -265,12 +247,12 @@ async fn six_nodes_roll_to_1_7_1_in_batches_with_a_pause() {
         assert_eq!(now["binary_version"], "1.7.1", "{now}");
         assert_eq!(now["rpc_endpoint"], n["rpc_endpoint"], "the endpoint stays");
         let endpoint = now["rpc_endpoint"].as_str().unwrap();
-        let version = rpc(&http, endpoint, "web3_clientVersion").await;
+        let version = node_rpc(&http, endpoint, "web3_clientVersion", json!([])).await;
         assert!(
             version.as_str().unwrap().contains("1.7.1"),
             "anvil itself reports the new version: {version}"
         );
-        let head = head_of(&http, endpoint).await;
+        let head = node_head(&http, endpoint).await;
         assert!(
             head >= before,
             "{}: head {head} went back from {before}",
@@ -314,7 +296,7 @@ async fn a_version_that_cannot_start_reverts_the_canary_with_its_data() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let mut heads = Vec::new();
     for n in &nodes {
-        heads.push(head_of(&http, n["rpc_endpoint"].as_str().unwrap()).await);
+        heads.push(node_head(&http, n["rpc_endpoint"].as_str().unwrap()).await);
     }
     let r = http
         .post(format!("{api}/api/v1/rollouts"))
@@ -362,9 +344,9 @@ async fn a_version_that_cannot_start_reverts_the_canary_with_its_data() {
         .await;
         assert_eq!(now["binary_version"], "1.5.1", "{now}");
         let endpoint = now["rpc_endpoint"].as_str().unwrap();
-        let version = rpc(&http, endpoint, "web3_clientVersion").await;
+        let version = node_rpc(&http, endpoint, "web3_clientVersion", json!([])).await;
         assert!(version.as_str().unwrap().contains("1.5.1"), "{version}");
-        let head = head_of(&http, endpoint).await;
+        let head = node_head(&http, endpoint).await;
         assert!(head >= before, "chain state intact: head {head} < {before}");
         let events = get_json(&http, &format!("{url}/events"), &admin).await;
         let text = events.to_string();
@@ -464,9 +446,9 @@ async fn rollouts_survive_sigkill_at_random_moments() {
             .await;
             assert_eq!(now["binary_version"], to, "{ctx}: {now}");
             let endpoint = now["rpc_endpoint"].as_str().unwrap();
-            let version = rpc(&http, endpoint, "web3_clientVersion").await;
+            let version = node_rpc(&http, endpoint, "web3_clientVersion", json!([])).await;
             assert!(version.as_str().unwrap().contains(to), "{ctx}: {version}");
-            let head = head_of(&http, endpoint).await;
+            let head = node_head(&http, endpoint).await;
             assert!(head >= heads[i], "{ctx}: head {head} < {}", heads[i]);
             heads[i] = head;
             // One upgrade of this node by this rollout.
@@ -591,7 +573,7 @@ async fn a_recipe_change_is_applied_by_reconfigure_and_by_a_labelled_rollout() {
         .map(|n| n["rpc_endpoint"].as_str().unwrap().to_owned())
         .collect();
     let accounts = async |i: usize| {
-        rpc(&http, &endpoints[i], "eth_accounts")
+        node_rpc(&http, &endpoints[i], "eth_accounts", json!([]))
             .await
             .as_array()
             .unwrap()
@@ -665,7 +647,7 @@ async fn a_recipe_change_is_applied_by_reconfigure_and_by_a_labelled_rollout() {
         )
         .await;
     }
-    let before = head_of(&http, &endpoints[0]).await;
+    let before = node_head(&http, &endpoints[0]).await;
 
     let (ok, out, err) = hood_cli(
         &["node", "reconfigure", &ids[0], "-o", "json"],
@@ -687,7 +669,7 @@ async fn a_recipe_change_is_applied_by_reconfigure_and_by_a_labelled_rollout() {
         "anvil runs with the recipe's new arguments"
     );
     assert!(
-        head_of(&http, &endpoints[0]).await >= before,
+        node_head(&http, &endpoints[0]).await >= before,
         "the chain continues"
     );
     let events = get_json(
@@ -858,7 +840,7 @@ async fn a_manifests_checks_gate_the_upgrade() {
         .await;
         assert_eq!(now["binary_version"], "1.5.1", "{now}");
         let endpoint = now["rpc_endpoint"].as_str().unwrap();
-        let version = rpc(&http, endpoint, "web3_clientVersion").await;
+        let version = node_rpc(&http, endpoint, "web3_clientVersion", json!([])).await;
         assert!(version.as_str().unwrap().contains("1.5.1"), "{version}");
         let events = get_json(&http, &format!("{url}/events"), &admin)
             .await

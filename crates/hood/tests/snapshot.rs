@@ -12,7 +12,10 @@
 
 mod common;
 
-use common::health::{create_healthy_node, fast_health_env, get_json, wait_for};
+use common::health::{
+    create_healthy_node, fast_health_env, get_json, healthy_elsewhere, node_head, node_rpc,
+    wait_for,
+};
 use common::{
     hood_cli, hood_up, processes_under, push_anvil, read_admin_key, temp_home, KillUnder,
 };
@@ -33,19 +36,6 @@ fn files_under(dir: &std::path::Path) -> usize {
 const ADMIN_PASSWORD: &str = "snapshot-admin-password";
 /// Bytes of incompressible data the resumed upload carries.
 const BALLAST: usize = 320 << 20;
-
-async fn head_of(http: &reqwest::Client, endpoint: &str) -> i64 {
-    let r: Value = http
-        .post(endpoint)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    i64::from_str_radix(r["result"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_snapshot_survives_the_host_and_restores_the_node() {
@@ -127,7 +117,7 @@ async fn a_snapshot_survives_the_host_and_restores_the_node() {
     // The node serves again, past the snapshot.
     let now = get_json(&http, &node_url, &key).await;
     assert_eq!(now["state"], "healthy", "{now}");
-    assert!(head_of(&http, &endpoint).await >= height);
+    assert!(node_head(&http, &endpoint).await >= height);
 
     // The host dies; the node migrates warm.
     let old_host = now["host_id"].as_str().unwrap().to_owned();
@@ -137,18 +127,10 @@ async fn a_snapshot_survives_the_host_and_restores_the_node() {
             .args(["-9", &pid.to_string()])
             .status();
     }
-    let moved = wait_for(
-        "healthy on a new host",
-        Duration::from_secs(120),
-        async || {
-            let n = get_json(&http, &node_url, &key).await;
-            assert_ne!(n["state"], "failed", "{n}");
-            (n["state"] == "healthy" && n["host_id"].as_str() != Some(&old_host)).then_some(n)
-        },
-    )
-    .await;
+    let moved =
+        healthy_elsewhere(&http, &node_url, &key, &old_host, Duration::from_secs(120)).await;
     let endpoint = moved["rpc_endpoint"].as_str().unwrap().to_owned();
-    let migrated_head = head_of(&http, &endpoint).await;
+    let migrated_head = node_head(&http, &endpoint).await;
     assert!(
         migrated_head >= height,
         "the chain continues from the snapshot: head {migrated_head} < {height}"
@@ -163,7 +145,7 @@ async fn a_snapshot_survives_the_host_and_restores_the_node() {
 
     // Back to the snapshot on purpose: the head goes back towards it.
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let before_restore = head_of(&http, &endpoint).await;
+    let before_restore = node_head(&http, &endpoint).await;
     let (ok, out, err) = hood_cli(
         &["node", "restore", &id, "before-crash", "-o", "json"],
         &env,
@@ -172,7 +154,7 @@ async fn a_snapshot_survives_the_host_and_restores_the_node() {
     assert!(ok, "{out} {err}");
     let restored: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(restored["state"], "healthy", "{restored}");
-    let after_restore = head_of(&http, restored["rpc_endpoint"].as_str().unwrap()).await;
+    let after_restore = node_head(&http, restored["rpc_endpoint"].as_str().unwrap()).await;
     assert!(
         after_restore >= height && after_restore < before_restore,
         "restored to {height}: head {after_restore}, was {before_restore}"
@@ -239,7 +221,7 @@ async fn a_snapshot_survives_the_host_and_restores_the_node() {
     let seeded: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(seeded["state"], "healthy", "{seeded}");
     let seeded_id = seeded["id"].as_str().unwrap().to_owned();
-    let seeded_head = head_of(&http, seeded["rpc_endpoint"].as_str().unwrap()).await;
+    let seeded_head = node_head(&http, seeded["rpc_endpoint"].as_str().unwrap()).await;
     assert!(seeded_head >= height, "seeded at {seeded_head} < {height}");
     let events = get_json(
         &http,
@@ -419,20 +401,6 @@ async fn an_upload_cut_by_a_control_plane_crash_resumes() {
     drop(hood);
 }
 
-async fn rpc(http: &reqwest::Client, endpoint: &str, method: &str, params: Value) -> Value {
-    let r: Value = http
-        .post(endpoint)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(r.get("error").is_none(), "{method}: {r}");
-    r["result"].clone()
-}
-
 /// Warm migration from a live host: a node with no snapshot at all loses
 /// its process (SIGKILL, and its port taken so every restart fails) while
 /// its host's agent keeps answering. The node goes down and migrates; the
@@ -460,8 +428,8 @@ async fn a_migration_pulls_the_data_from_a_live_old_host() {
     // A transfer only this node's data holds.
     let to = "0x00000000000000000000000000000000000d00d1";
     let value = "0xde0b6b3a7640000"; // 1 ether
-    let from = rpc(&http, &endpoint, "eth_accounts", json!([])).await[0].clone();
-    rpc(
+    let from = node_rpc(&http, &endpoint, "eth_accounts", json!([])).await[0].clone();
+    node_rpc(
         &http,
         &endpoint,
         "eth_sendTransaction",
@@ -469,7 +437,7 @@ async fn a_migration_pulls_the_data_from_a_live_old_host() {
     )
     .await;
     wait_for("the transfer mined", Duration::from_secs(10), async || {
-        let b = rpc(&http, &endpoint, "eth_getBalance", json!([to, "latest"])).await;
+        let b = node_rpc(&http, &endpoint, "eth_getBalance", json!([to, "latest"])).await;
         (b == value).then_some(b)
     })
     .await;
@@ -506,16 +474,8 @@ async fn a_migration_pulls_the_data_from_a_live_old_host() {
         std::thread::sleep(Duration::from_millis(20));
     };
 
-    let moved = wait_for(
-        "healthy on a new host",
-        Duration::from_secs(180),
-        async || {
-            let n = get_json(&http, &node_url, &key).await;
-            assert_ne!(n["state"], "failed", "{n}");
-            (n["state"] == "healthy" && n["host_id"].as_str() != Some(&old_host)).then_some(n)
-        },
-    )
-    .await;
+    let moved =
+        healthy_elsewhere(&http, &node_url, &key, &old_host, Duration::from_secs(180)).await;
     drop(squatter);
     let events = get_json(&http, &format!("{node_url}/events"), &key)
         .await
@@ -525,7 +485,7 @@ async fn a_migration_pulls_the_data_from_a_live_old_host() {
         "the migration pulled the data: {events}"
     );
     let endpoint = moved["rpc_endpoint"].as_str().unwrap().to_owned();
-    let balance = rpc(&http, &endpoint, "eth_getBalance", json!([to, "latest"])).await;
+    let balance = node_rpc(&http, &endpoint, "eth_getBalance", json!([to, "latest"])).await;
     assert_eq!(balance, value, "the new host's chain holds the transfer");
     // The pulled data is kept as the node's snapshot, reason `migration`.
     let list = get_json(&http, &format!("{node_url}/snapshots"), &key).await;

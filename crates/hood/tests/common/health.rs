@@ -143,3 +143,51 @@ pub async fn create_healthy_node(
     .await;
     (id, node)
 }
+
+/// One JSON-RPC call to a node's endpoint; its `result` (the call must
+/// not fail).
+pub async fn node_rpc(
+    http: &reqwest::Client,
+    endpoint: &str,
+    method: &str,
+    params: Value,
+) -> Value {
+    let r: Value = http
+        .post(endpoint)
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .expect("node rpc")
+        .json()
+        .await
+        .expect("node rpc answer");
+    assert!(r.get("error").is_none(), "{method}: {r}");
+    r["result"].clone()
+}
+
+/// A node's head height (`eth_blockNumber`).
+pub async fn node_head(http: &reqwest::Client, endpoint: &str) -> i64 {
+    let hex = node_rpc(http, endpoint, "eth_blockNumber", Value::Array(vec![])).await;
+    i64::from_str_radix(
+        hex.as_str().expect("a quantity").trim_start_matches("0x"),
+        16,
+    )
+    .expect("a hex quantity")
+}
+
+/// Waits until the node at `node_url` is healthy on a host other than
+/// `old_host` (it migrated), failing if it fails; returns the node.
+pub async fn healthy_elsewhere(
+    http: &reqwest::Client,
+    node_url: &str,
+    key: &str,
+    old_host: &str,
+    within: Duration,
+) -> Value {
+    wait_for("healthy on a new host", within, async || {
+        let n = get_json(http, node_url, key).await;
+        assert_ne!(n["state"], "failed", "{n}");
+        (n["state"] == "healthy" && n["host_id"].as_str() != Some(old_host)).then_some(n)
+    })
+    .await
+}
