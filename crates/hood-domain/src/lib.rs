@@ -23,6 +23,7 @@ pub mod net;
 pub mod node;
 pub mod node_workflows;
 pub mod notification;
+pub mod placement;
 pub mod retention;
 pub mod rollout;
 pub mod rpc;
