@@ -125,7 +125,7 @@ pub enum EdgeError {
     Tls(String),
     #[error("edge server failed: {0}")]
     Serve(String),
-    #[error("cannot open the usage spool: {0}")]
+    #[error("cannot open the usage spool")]
     Spool(#[from] spool::SpoolError),
 }
 

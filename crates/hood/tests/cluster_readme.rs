@@ -3,7 +3,7 @@
 //! * The whole sequence: the shared settings first, `hood migrate`, two api
 //!   replicas (started together, sharing one `$HOOD_HOME`), an agent
 //!   gateway, two orchestrators, two health and two billing replicas and
-//!   two edges on
+//!   two edges (each with its own usage spool) on
 //!   PostgreSQL + NATS; then `hood artifact push` (what `import-anvil` does
 //!   after npm), `hood node create`, `hood node list`, an RPC key from the
 //!   API and a call through each edge replica; then `hood node delete`.
@@ -151,7 +151,14 @@ async fn the_readme_cluster_sequence_serves_rpc_through_both_edges() {
             &["serving", "edge"],
         ),
         s.serve(
-            &["--role", "edge", "--edge-addr", &edge_b],
+            &[
+                "--role",
+                "edge",
+                "--edge-addr",
+                &edge_b,
+                "--edge-spool-dir",
+                &s.home().join("edge-spool-2").display().to_string(),
+            ],
             &["serving", "edge"],
         ),
     ];

@@ -24,6 +24,10 @@ pub struct EdgeBenchArgs {
     /// The nginx binary (Debian package `nginx`).
     #[arg(long, default_value = "nginx")]
     pub nginx: PathBuf,
+    /// Meter in memory instead of through the crash-safe spool (what the
+    /// spool costs, measured against the same anchors).
+    #[arg(long)]
+    pub no_spool: bool,
 }
 
 /// What one target did.
@@ -217,17 +221,23 @@ pub async fn run(args: EdgeBenchArgs) -> Result<()> {
     // Hood's edge: real store (SQLite), key auth, GCRA limits, metering.
     let edge_rt = runtime("bench-edge", 2)?;
     let db = format!("sqlite://{}", work.path().join("edge.db").display());
-    let spool = work.path().join("edge-spool");
+    let spool = (!args.no_spool).then(|| work.path().join("edge-spool"));
     let upstream_for_edge = upstream_url.clone();
     let (edge, store, key, token) = edge_rt
-        .spawn(async move { start_edge(&db, &upstream_for_edge, &spool).await })
+        .spawn(async move { start_edge(&db, &upstream_for_edge, spool).await })
         .await
         .context("edge runtime")??;
     let edge_url = format!("http://{}/bench/v1/{token}", edge.addr);
 
     println!(
-        "hood bench edge: {} requests per target, {} connections, eth_blockNumber",
-        args.requests, args.concurrency
+        "hood bench edge: {} requests per target, {} connections, eth_blockNumber, metering {}",
+        args.requests,
+        args.concurrency,
+        if args.no_spool {
+            "in memory (--no-spool)"
+        } else {
+            "through the crash-safe spool"
+        }
     );
     let direct = measure("direct", &upstream_url, &args).await?;
     let proxied = measure("nginx", &format!("http://127.0.0.1:{nginx_port}/"), &args).await?;
@@ -291,7 +301,7 @@ pub async fn run(args: EdgeBenchArgs) -> Result<()> {
 async fn start_edge(
     db: &str,
     upstream: &str,
-    spool: &std::path::Path,
+    spool: Option<PathBuf>,
 ) -> Result<(
     hood_edge::EdgeHandle,
     Arc<dyn hood_store::Store>,
@@ -335,8 +345,9 @@ async fn start_edge(
         plans: PlanCatalog::from_plans(plans)?,
         ..hood_edge::EdgeConfig::default()
     };
-    // Metering as in production: every event through the crash-safe spool.
-    config.meter.spool_dir = Some(spool.to_owned());
+    // Metering as in production: every event through the crash-safe spool
+    // (unless --no-spool).
+    config.meter.spool_dir = spool;
     config
         .pools
         .external
