@@ -14,8 +14,10 @@
 //! - [`incident`]: [`IncidentState`] (design §6);
 //! - [`subscription`]: [`SubscriptionState`] and [`invoice`]: [`InvoiceState`]
 //!   (design §8);
-//! - [`rollout`]: [`RolloutState`] and [`RolloutNodeState`] (design §5).
+//! - [`rollout`]: [`RolloutState`] and [`RolloutNodeState`] (design §5);
+//! - [`allocation`]: [`AllocationState`] (design §11).
 
+pub mod allocation;
 pub mod command;
 pub mod host;
 pub mod incident;
@@ -25,6 +27,7 @@ pub mod rollout;
 pub mod subscription;
 pub mod workflow;
 
+pub use allocation::AllocationState;
 pub use command::CommandState;
 pub use host::HostState;
 pub use incident::IncidentState;
