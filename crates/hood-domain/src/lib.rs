@@ -27,6 +27,7 @@ pub mod placement;
 pub mod retention;
 pub mod rollout;
 pub mod rpc;
+pub mod sku;
 pub mod snapshot;
 pub mod time;
 pub mod usage;

@@ -41,6 +41,11 @@ impl Currency {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// US dollars, the currency of built-in example prices.
+    pub fn usd() -> Self {
+        Self("USD".to_owned())
+    }
 }
 
 impl std::fmt::Display for Currency {
