@@ -5,6 +5,7 @@
 //! call into. Keeping it pure is what lets it be tested exhaustively.
 
 pub mod agent;
+pub mod allocation;
 pub mod artifact;
 pub mod backoff;
 pub mod billing;

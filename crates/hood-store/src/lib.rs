@@ -29,6 +29,7 @@
 use async_trait::async_trait;
 use std::sync::Arc;
 
+pub mod allocation;
 pub mod artifact;
 pub mod bench;
 pub mod billing;
@@ -141,6 +142,7 @@ pub trait Store:
     + credits::CreditStore
     + rollout::RolloutStore
     + snapshot::SnapshotStore
+    + allocation::AllocationStore
     + Send
     + Sync
     + 'static

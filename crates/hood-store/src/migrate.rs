@@ -137,6 +137,11 @@ pub const SQLITE: &[Migration] = &[
         name: "node_labels",
         sql: include_str!("../migrations/sqlite/0019_node_labels.sql"),
     },
+    Migration {
+        version: 20,
+        name: "allocations",
+        sql: include_str!("../migrations/sqlite/0020_allocations.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -235,6 +240,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 19,
         name: "node_labels",
         sql: include_str!("../migrations/postgres/0019_node_labels.sql"),
+    },
+    Migration {
+        version: 20,
+        name: "allocations",
+        sql: include_str!("../migrations/postgres/0020_allocations.sql"),
     },
 ];
 

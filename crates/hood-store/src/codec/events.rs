@@ -255,6 +255,25 @@ pub(crate) fn incident(subject: &str, i: &Incident) -> DomainEvent {
     }
 }
 
+// -- allocations --
+
+/// An allocation's change: ids, SKU, state and placement.
+pub(crate) fn allocation(subject: &str, a: &hood_domain::allocation::Allocation) -> DomainEvent {
+    DomainEvent {
+        subject: subject.into(),
+        aggregate_type: "allocation".into(),
+        aggregate_id: a.id.to_string(),
+        payload: json!({
+            "allocation_id": a.id.to_string(),
+            "org_id": a.org_id.to_string(),
+            "host_id": a.host_id.to_string(),
+            "sku": a.sku,
+            "state": a.state.as_str(),
+            "reservation": a.reservation,
+        }),
+    }
+}
+
 // -- RPC keys --
 
 /// A key change: ids, prefix and version only, never the hash.

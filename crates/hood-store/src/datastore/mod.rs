@@ -14,6 +14,7 @@ use hood_clock::{AlignedClock, Clock};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod allocation;
 mod artifact;
 mod billing;
 mod checkouts;

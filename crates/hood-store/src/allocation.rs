@@ -1,0 +1,62 @@
+//! Allocations and host capacity: placement happens inside the write, so
+//! two concurrent requests can never both take the last free slice.
+
+use crate::StoreResult;
+use async_trait::async_trait;
+use hood_domain::allocation::{Allocation, CapacitySource, HostInventory};
+use hood_domain::placement::{HostCapacity, PlacementError, Shape};
+use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
+
+/// What creating an allocation came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    /// Placed and stored (`requested`), with its outbox event.
+    Created(Allocation),
+    /// The organization already made an allocation with this idempotency
+    /// key: that one, untouched.
+    Existing(Allocation),
+    /// No candidate host has room; why, for the last host tried.
+    NoRoom(PlacementError),
+}
+
+#[async_trait]
+pub trait AllocationStore: Send + Sync {
+    /// Records a host's capacity. A `Reported` capacity does not replace
+    /// a `Declared` one; returns whether it was stored.
+    async fn set_host_capacity(
+        &self,
+        host: HostId,
+        source: CapacitySource,
+        capacity: &HostCapacity,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+    async fn host_inventory(&self, host: HostId) -> StoreResult<Option<HostInventory>>;
+    /// Places `draft` (its id, org, SKU, key, times; host, state and
+    /// reservation are chosen here) with `shape` on the first of
+    /// `candidates` that has room, holding each host's capacity row locked
+    /// while it reads the live reservations, and stores the allocation
+    /// `requested` with an `allocation.requested` outbox event in the same
+    /// transaction.
+    async fn create_allocation(
+        &self,
+        draft: &Allocation,
+        shape: &Shape,
+        candidates: &[HostId],
+    ) -> StoreResult<Placed>;
+    async fn get_allocation(&self, org: OrgId, id: AllocationId)
+        -> StoreResult<Option<Allocation>>;
+    /// An organization's allocations, newest first.
+    async fn list_allocations(&self, org: OrgId) -> StoreResult<Vec<Allocation>>;
+    /// Allocations holding a placement on a host.
+    async fn live_allocations(&self, host: HostId) -> StoreResult<Vec<Allocation>>;
+    /// Moves an allocation from `from` to `to` (a transition of the
+    /// allocation machine) with an `allocation.{to}` outbox event; `false`
+    /// when it is no longer in `from`. Terminal states free the placement.
+    async fn transition_allocation(
+        &self,
+        id: AllocationId,
+        from: hood_domain::lifecycle::AllocationState,
+        to: hood_domain::lifecycle::AllocationState,
+        at: Timestamp,
+    ) -> StoreResult<bool>;
+}

@@ -1,0 +1,280 @@
+//! [`AllocationStore`] for [`SqlStore`].
+
+use super::billing::parse_id;
+use super::outbox::insert_event;
+use super::SqlStore;
+use crate::allocation::{AllocationStore, Placed};
+use crate::codec::{events, write_error};
+use crate::db::{query, query_as, Tx};
+use crate::{StoreError, StoreResult};
+use async_trait::async_trait;
+use hood_domain::allocation::{Allocation, CapacitySource, HostInventory};
+use hood_domain::lifecycle::AllocationState;
+use hood_domain::machine::StateMachine as _;
+use hood_domain::placement::{place, HostCapacity, PlacementError, Reservation, Shape};
+use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
+
+const COLUMNS: &str =
+    "id, org_id, host_id, sku, state, reservation, idempotency_key, created_at, updated_at";
+/// States that hold no placement (`AllocationState::holds_placement`).
+const ENDED: &str = "('released', 'failed')";
+
+#[derive(sqlx::FromRow)]
+struct AllocationRow {
+    id: String,
+    org_id: String,
+    host_id: String,
+    sku: String,
+    state: String,
+    reservation: String,
+    idempotency_key: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<AllocationRow> for Allocation {
+    type Error = StoreError;
+    fn try_from(r: AllocationRow) -> StoreResult<Self> {
+        Ok(Allocation {
+            id: parse_id("id", &r.id)?,
+            org_id: parse_id("org_id", &r.org_id)?,
+            host_id: parse_id("host_id", &r.host_id)?,
+            sku: r.sku,
+            state: AllocationState::parse(&r.state)
+                .ok_or_else(|| StoreError::Corrupt(format!("allocation state `{}`", r.state)))?,
+            reservation: serde_json::from_str(&r.reservation)
+                .map_err(|e| StoreError::Corrupt(format!("allocation reservation: {e}")))?,
+            idempotency_key: r.idempotency_key,
+            created_at: Timestamp::from_millis(r.created_at),
+            updated_at: Timestamp::from_millis(r.updated_at),
+        })
+    }
+}
+
+fn all(rows: Vec<AllocationRow>) -> StoreResult<Vec<Allocation>> {
+    rows.into_iter().map(Allocation::try_from).collect()
+}
+
+fn encode<T: serde::Serialize>(what: &str, v: &T) -> StoreResult<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+async fn by_key(tx: &mut Tx<'_>, org: OrgId, key: &str) -> StoreResult<Option<Allocation>> {
+    query_as::<AllocationRow>(format!(
+        "SELECT {COLUMNS} FROM allocations WHERE org_id = $1 AND idempotency_key = $2"
+    ))
+    .bind(org.to_string())
+    .bind(key)
+    .fetch_optional(&mut *tx)
+    .await?
+    .map(Allocation::try_from)
+    .transpose()
+}
+
+/// The host's capacity, its row locked until the transaction ends.
+async fn lock_capacity(tx: &mut Tx<'_>, host: HostId) -> StoreResult<Option<HostCapacity>> {
+    let row: Option<(String,)> = query_as(format!(
+        "SELECT capacity FROM host_capacity WHERE host_id = $1{}",
+        tx.backend().for_update()
+    ))
+    .bind(host.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    row.map(|(c,)| {
+        serde_json::from_str(&c).map_err(|e| StoreError::Corrupt(format!("host capacity: {e}")))
+    })
+    .transpose()
+}
+
+async fn live_on(tx: &mut Tx<'_>, host: HostId) -> StoreResult<Vec<Reservation>> {
+    let rows: Vec<(String,)> = query_as(format!(
+        "SELECT reservation FROM allocations WHERE host_id = $1 AND state NOT IN {ENDED}"
+    ))
+    .bind(host.to_string())
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.into_iter()
+        .map(|(r,)| {
+            serde_json::from_str(&r)
+                .map_err(|e| StoreError::Corrupt(format!("allocation reservation: {e}")))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl AllocationStore for SqlStore {
+    async fn set_host_capacity(
+        &self,
+        host: HostId,
+        source: CapacitySource,
+        capacity: &HostCapacity,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        // A report never replaces what an operator declared.
+        let guard = match source {
+            CapacitySource::Declared => "",
+            CapacitySource::Reported => " WHERE host_capacity.source <> 'declared'",
+        };
+        let done = query(format!(
+            "INSERT INTO host_capacity (host_id, source, capacity, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (host_id) DO UPDATE SET \
+             source = excluded.source, capacity = excluded.capacity, \
+             updated_at = excluded.updated_at{guard}"
+        ))
+        .bind(host.to_string())
+        .bind(source.as_str())
+        .bind(encode("host capacity", capacity)?)
+        .bind(at.millis())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| write_error(e, "host capacity"))?;
+        Ok(done == 1)
+    }
+
+    async fn host_inventory(&self, host: HostId) -> StoreResult<Option<HostInventory>> {
+        let row: Option<(String, String, i64)> =
+            query_as("SELECT source, capacity, updated_at FROM host_capacity WHERE host_id = $1")
+                .bind(host.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|(source, capacity, updated_at)| {
+            Ok(HostInventory {
+                host_id: host,
+                source: CapacitySource::parse(&source)
+                    .ok_or_else(|| StoreError::Corrupt(format!("capacity source `{source}`")))?,
+                capacity: serde_json::from_str(&capacity)
+                    .map_err(|e| StoreError::Corrupt(format!("host capacity: {e}")))?,
+                updated_at: Timestamp::from_millis(updated_at),
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_allocation(
+        &self,
+        draft: &Allocation,
+        shape: &Shape,
+        candidates: &[HostId],
+    ) -> StoreResult<Placed> {
+        let mut tx = self.pool.begin_write().await?;
+        if let Some(key) = &draft.idempotency_key {
+            if let Some(existing) = by_key(&mut tx, draft.org_id, key).await? {
+                return Ok(Placed::Existing(existing));
+            }
+        }
+        let mut refusal = PlacementError::Insufficient {
+            resource: "hosts with a known capacity",
+            wanted: 1,
+            free: 0,
+        };
+        for &host in candidates {
+            let Some(capacity) = lock_capacity(&mut tx, host).await? else {
+                continue;
+            };
+            let live = live_on(&mut tx, host).await?;
+            let reservation = match place(&capacity, &live, shape) {
+                Ok(r) => r,
+                Err(e) => {
+                    refusal = e;
+                    continue;
+                }
+            };
+            let allocation = Allocation {
+                host_id: host,
+                state: AllocationState::Requested,
+                reservation,
+                ..draft.clone()
+            };
+            query(format!(
+                "INSERT INTO allocations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+            ))
+            .bind(allocation.id.to_string())
+            .bind(allocation.org_id.to_string())
+            .bind(host.to_string())
+            .bind(&allocation.sku)
+            .bind(allocation.state.as_str())
+            .bind(encode("allocation reservation", &allocation.reservation)?)
+            .bind(allocation.idempotency_key.clone())
+            .bind(allocation.created_at.millis())
+            .bind(allocation.updated_at.millis())
+            .execute(&mut tx)
+            .await
+            .map_err(|e| write_error(e, "allocation"))?;
+            insert_event(
+                &mut tx,
+                &events::allocation("allocation.requested", &allocation),
+            )
+            .await?;
+            tx.commit().await?;
+            return Ok(Placed::Created(allocation));
+        }
+        Ok(Placed::NoRoom(refusal))
+    }
+
+    async fn get_allocation(
+        &self,
+        org: OrgId,
+        id: AllocationId,
+    ) -> StoreResult<Option<Allocation>> {
+        query_as::<AllocationRow>(format!(
+            "SELECT {COLUMNS} FROM allocations WHERE org_id = $1 AND id = $2"
+        ))
+        .bind(org.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Allocation::try_from)
+        .transpose()
+    }
+
+    async fn list_allocations(&self, org: OrgId) -> StoreResult<Vec<Allocation>> {
+        all(query_as::<AllocationRow>(format!(
+            "SELECT {COLUMNS} FROM allocations WHERE org_id = $1 ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(org.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn live_allocations(&self, host: HostId) -> StoreResult<Vec<Allocation>> {
+        all(query_as::<AllocationRow>(format!(
+            "SELECT {COLUMNS} FROM allocations WHERE host_id = $1 AND state NOT IN {ENDED} \
+             ORDER BY created_at, id"
+        ))
+        .bind(host.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn transition_allocation(
+        &self,
+        id: AllocationId,
+        from: AllocationState,
+        to: AllocationState,
+        at: Timestamp,
+    ) -> StoreResult<bool> {
+        from.transition(to)?;
+        let mut tx = self.pool.begin_write().await?;
+        let row = query_as::<AllocationRow>(format!(
+            "UPDATE allocations SET state = $3, updated_at = $4 WHERE id = $1 AND state = $2 \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(id.to_string())
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(at.millis())
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let allocation = Allocation::try_from(row)?;
+        insert_event(
+            &mut tx,
+            &events::allocation(&format!("allocation.{}", to.as_str()), &allocation),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,290 @@
+//! Allocation store conformance: placement inside the write, on SQLite and
+//! PostgreSQL. A host of declared capacity fills exactly, the next request
+//! finds no room, a released allocation's capacity is placed again, a
+//! retried request finds its allocation, and concurrent requests for the
+//! last slices never overcommit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod support;
+
+use hood_domain::allocation::{Allocation, CapacitySource};
+use hood_domain::identity::Organization;
+use hood_domain::lifecycle::AllocationState;
+use hood_domain::placement::{check, GpuShape, HostCapacity, PlacementError, Shape};
+use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
+use hood_store::allocation::Placed;
+use hood_store::{Store, StoreError};
+use support::Harness;
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+async fn org(store: &dyn Store) -> OrgId {
+    let org = Organization {
+        id: OrgId::from_uuid(uuid::Uuid::now_v7()),
+        slug: format!("org-{}", uuid::Uuid::new_v4().simple()),
+        name: "alloc".into(),
+        created_at: T0,
+    };
+    store.create_org(&org).await.unwrap();
+    org.id
+}
+
+async fn host_with(store: &dyn Store, cores: u32) -> HostId {
+    let host = support::host(None, T0);
+    store.create_host(&host).await.unwrap();
+    let capacity = HostCapacity {
+        cores,
+        memory_mib: u64::from(cores) * 4096,
+        disk_mib: u64::from(cores) * 10_240,
+        gpus: vec![],
+    };
+    assert!(store
+        .set_host_capacity(host.id, CapacitySource::Declared, &capacity, T0)
+        .await
+        .unwrap());
+    host.id
+}
+
+fn cpu(cores: u32) -> Shape {
+    Shape {
+        cores,
+        memory_mib: u64::from(cores) * 4096,
+        disk_mib: 1024,
+        gpu: GpuShape::None,
+    }
+}
+
+fn draft(org: OrgId, key: Option<&str>) -> Allocation {
+    Allocation {
+        id: AllocationId::from_uuid(uuid::Uuid::now_v7()),
+        org_id: org,
+        // Chosen by the store.
+        host_id: HostId::from_uuid(uuid::Uuid::nil()),
+        sku: "cpu.2c8g".into(),
+        state: AllocationState::Requested,
+        reservation: hood_domain::placement::Reservation {
+            cores: vec![],
+            memory_mib: 0,
+            disk_mib: 0,
+            gpus: vec![],
+        },
+        idempotency_key: key.map(str::to_owned),
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+fn created(p: Placed) -> Allocation {
+    match p {
+        Placed::Created(a) => a,
+        other => panic!("expected a new allocation, got {other:?}"),
+    }
+}
+
+async fn a_host_fills_exactly_and_released_capacity_is_placed_again(db: &Harness) {
+    let store = db.migrated().await;
+    let org = org(store).await;
+    let host = host_with(store, 8).await;
+    let mut made = vec![];
+    for _ in 0..4 {
+        made.push(created(
+            store
+                .create_allocation(&draft(org, None), &cpu(2), &[host])
+                .await
+                .unwrap(),
+        ));
+    }
+    let mut cores: Vec<u32> = made
+        .iter()
+        .flat_map(|a| a.reservation.cores.clone())
+        .collect();
+    cores.sort_unstable();
+    assert_eq!(cores, (0..8).collect::<Vec<_>>());
+    assert!(made
+        .iter()
+        .all(|a| a.host_id == host && a.state == AllocationState::Requested));
+
+    // Full: the next one finds no room and says why.
+    match store
+        .create_allocation(&draft(org, None), &cpu(2), &[host])
+        .await
+        .unwrap()
+    {
+        Placed::NoRoom(PlacementError::Insufficient { resource, free, .. }) => {
+            assert_eq!((resource, free), ("cores", 0));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.live_allocations(host).await.unwrap().len(), 4);
+
+    // Release one through the machine: its cores are placed again.
+    let freed = &made[1];
+    for (from, to) in [
+        (AllocationState::Requested, AllocationState::Releasing),
+        (AllocationState::Releasing, AllocationState::Released),
+    ] {
+        assert!(store
+            .transition_allocation(freed.id, from, to, T0.plus_secs(60))
+            .await
+            .unwrap());
+    }
+    assert!(
+        !store
+            .transition_allocation(
+                freed.id,
+                AllocationState::Releasing,
+                AllocationState::Released,
+                T0
+            )
+            .await
+            .unwrap(),
+        "a stale transition changes nothing"
+    );
+    assert!(matches!(
+        store
+            .transition_allocation(
+                freed.id,
+                AllocationState::Active,
+                AllocationState::Released,
+                T0
+            )
+            .await,
+        Err(StoreError::InvalidTransition(_))
+    ));
+    let again = created(
+        store
+            .create_allocation(&draft(org, None), &cpu(2), &[host])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(again.reservation.cores, freed.reservation.cores);
+    let stored = store.get_allocation(org, freed.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, AllocationState::Released);
+    assert_eq!(store.list_allocations(org).await.unwrap().len(), 5);
+    let live: Vec<_> = store
+        .live_allocations(host)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.reservation)
+        .collect();
+    let inventory = store.host_inventory(host).await.unwrap().unwrap();
+    assert_eq!(check(&inventory.capacity, &live), Ok(()));
+}
+
+async fn a_retried_request_finds_its_allocation(db: &Harness) {
+    let store = db.migrated().await;
+    let org = org(store).await;
+    let host = host_with(store, 4).await;
+    let first = created(
+        store
+            .create_allocation(&draft(org, Some("req-1")), &cpu(2), &[host])
+            .await
+            .unwrap(),
+    );
+    match store
+        .create_allocation(&draft(org, Some("req-1")), &cpu(2), &[host])
+        .await
+        .unwrap()
+    {
+        Placed::Existing(a) => assert_eq!(a, first),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.live_allocations(host).await.unwrap().len(), 1);
+    // Another organization's key is its own.
+    let other = org_again(store).await;
+    created(
+        store
+            .create_allocation(&draft(other, Some("req-1")), &cpu(2), &[host])
+            .await
+            .unwrap(),
+    );
+}
+
+async fn org_again(store: &dyn Store) -> OrgId {
+    org(store).await
+}
+
+async fn candidates_are_tried_in_order_and_reports_do_not_override_declarations(db: &Harness) {
+    let store = db.migrated().await;
+    let org = org(store).await;
+    let small = host_with(store, 2).await;
+    let big = host_with(store, 16).await;
+    let unknown = support::host(None, T0);
+    store.create_host(&unknown).await.unwrap();
+    let a = created(
+        store
+            .create_allocation(&draft(org, None), &cpu(4), &[unknown.id, small, big])
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        a.host_id, big,
+        "the host without capacity and the small one are skipped"
+    );
+
+    let reported = HostCapacity {
+        cores: 1,
+        memory_mib: 1,
+        disk_mib: 1,
+        gpus: vec![],
+    };
+    assert!(!store
+        .set_host_capacity(big, CapacitySource::Reported, &reported, T0.plus_secs(1))
+        .await
+        .unwrap());
+    let inventory = store.host_inventory(big).await.unwrap().unwrap();
+    assert_eq!(
+        (inventory.source, inventory.capacity.cores),
+        (CapacitySource::Declared, 16)
+    );
+    assert!(store
+        .set_host_capacity(unknown.id, CapacitySource::Reported, &reported, T0)
+        .await
+        .unwrap());
+}
+
+/// Many requests race for a host with room for a few: exactly that many
+/// are placed, and the placements never overlap.
+async fn concurrent_requests_never_overcommit(db: &Harness) {
+    db.migrated().await;
+    let store = db.reopen().await;
+    let org = org(store.as_ref()).await;
+    let host = host_with(store.as_ref(), 6).await;
+    let tasks: Vec<_> = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_allocation(&draft(org, None), &cpu(2), &[host])
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut placed = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), Placed::Created(_)) {
+            placed += 1;
+        }
+    }
+    assert_eq!(placed, 3);
+    let live: Vec<_> = store
+        .live_allocations(host)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.reservation)
+        .collect();
+    let inventory = store.host_inventory(host).await.unwrap().unwrap();
+    assert_eq!(check(&inventory.capacity, &live), Ok(()));
+}
+
+conformance!(
+    a_host_fills_exactly_and_released_capacity_is_placed_again,
+    a_retried_request_finds_its_allocation,
+    candidates_are_tried_in_order_and_reports_do_not_override_declarations,
+    concurrent_requests_never_overcommit,
+);
