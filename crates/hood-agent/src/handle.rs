@@ -54,6 +54,8 @@ struct Inner {
     uplink_rx: tokio::sync::Mutex<mpsc::Receiver<AgentMessage>>,
     node_keys: Mutex<HashMap<NodeId, Arc<DataKey>>>,
     commands: CommandLog,
+    /// The host as measured at start, sent with every `Hello`.
+    inventory: hood_agent_proto::v1::Inventory,
 }
 
 /// A cheap, cloneable handle on the agent.
@@ -87,6 +89,14 @@ impl AgentHandle {
         let identity = StoredIdentity::load(dir)?;
         let commands = CommandLog::open(&dir.join("commands"))?;
         let (uplink_tx, uplink_rx) = mpsc::channel(UPLINK_CAPACITY);
+        let inventory = crate::inventory::measure(dir);
+        tracing::info!(
+            cores = inventory.cores,
+            memory_mib = inventory.memory_mib,
+            disk_mib = inventory.disk_mib,
+            gpus = inventory.gpus.len(),
+            "host measured"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -96,12 +106,17 @@ impl AgentHandle {
                 uplink_rx: tokio::sync::Mutex::new(uplink_rx),
                 node_keys: Mutex::new(HashMap::new()),
                 commands,
+                inventory,
             }),
         })
     }
 
     pub(crate) fn config(&self) -> &AgentConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn inventory(&self) -> &hood_agent_proto::v1::Inventory {
+        &self.inner.inventory
     }
 
     pub(crate) fn commands(&self) -> &CommandLog {

@@ -176,6 +176,7 @@ async fn session_once(
         .send(up(Up::Hello(Hello {
             agent_version: config.agent_version.clone(),
             workloads: wire_workloads(handler.workloads().await),
+            inventory: Some(handle.inventory().clone()),
         })))
         .await
         .map_err(closed)?;

@@ -29,6 +29,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 /// Largest request body any endpoint accepts.
@@ -66,7 +67,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::corrections::router())
             .merge(routes::keys::router())
             .merge(routes::rollouts::router())
-            .merge(routes::snapshots::router());
+            .merge(routes::snapshots::router())
+            .merge(routes::allocations::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.
@@ -94,6 +96,10 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("handler panicked".into()).into_response()
         }))
+        // Every request carries an `x-request-id` (the client's, or a new
+        // UUID), echoed in the answer and recorded in audit rows.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }
 
 /// Refuses a body whose announced length exceeds [`BODY_LIMIT_BYTES`]

@@ -21,8 +21,8 @@
 
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
-    artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health, identity,
-    invoicing, keys, ledger, nodes, ops, rollouts, snapshots,
+    allocations, artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health,
+    identity, invoicing, keys, ledger, nodes, ops, rollouts, snapshots,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -70,6 +70,9 @@ use utoipa::{Modify, OpenApi};
         rollouts::start_rollout, rollouts::pause_rollout, rollouts::resume_rollout,
         rollouts::abort_rollout, rollouts::approve_rollout,
         snapshots::take_snapshot, snapshots::list_snapshots, snapshots::restore_snapshot,
+        allocations::list_skus, allocations::create_allocation, allocations::list_allocations,
+        allocations::get_allocation, allocations::release_allocation,
+        allocations::declare_capacity, allocations::host_capacity, allocations::list_audit,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -99,6 +102,10 @@ use utoipa::{Modify, OpenApi};
         rollouts::RolloutPolicyView, rollouts::RolloutProgressView,
         snapshots::SnapshotView, snapshots::TakeSnapshotRequest, snapshots::SnapshotAccepted,
         snapshots::RestoreRequest,
+        allocations::SkuView, allocations::GpuShapeView, allocations::GpuClaimView,
+        allocations::ReservationView, allocations::IdlePolicyView, allocations::AllocationView,
+        allocations::CreateAllocationRequest, allocations::GpuCapacityView, allocations::CapacityInput,
+        allocations::FreeView, allocations::MigFreeView, allocations::GpuInventoryView, allocations::HostCapacityView, allocations::AuditView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),
@@ -314,13 +321,14 @@ fn add_implied_errors(op: &mut Operation) {
 
 /// Operations that create a resource: (path, success status, JSON pointer
 /// to the new id in the answer, the path parameter that names it).
-const CREATES: [(&str, &str, &str, &str); 6] = [
+const CREATES: [(&str, &str, &str, &str); 7] = [
     ("/api/v1/orgs", "201", "/id", "org_id"),
     ("/api/v1/orgs/{org_id}/users", "201", "/id", "user_id"),
     ("/api/v1/api-keys", "201", "/key/id", "key_id"),
     ("/api/v1/rpc-keys", "201", "/id", "key_id"),
     ("/api/v1/notification-channels", "201", "/id", "channel_id"),
     ("/api/v1/nodes", "202", "/node/id", "node_id"),
+    ("/api/v1/allocations", "201", "/id", "allocation_id"),
 ];
 
 /// OpenAPI links from each create to the operations on what it created

@@ -2,9 +2,12 @@
 
 use crate::limiter::KeyedLimiter;
 use crate::metrics::Metrics;
-use hood_app::{BillingService, LedgerService, NodeService, RolloutService, SnapshotService};
+use hood_app::{
+    AllocationService, BillingService, LedgerService, NodeService, RolloutService, SnapshotService,
+};
 use hood_chains::ChainCatalog;
 use hood_domain::rpc::PlanCatalog;
+use hood_domain::sku::SkuCatalog;
 use hood_identity::master_key::MasterKey;
 use hood_identity::oidc::OidcVerifier;
 use hood_identity::tokens::TokenIssuer;
@@ -46,6 +49,8 @@ pub struct AppState {
     pub rollouts: RolloutService,
     /// The node snapshot use cases.
     pub snapshots: SnapshotService,
+    /// The allocation use cases (SKUs, placement, release, capacity).
+    pub allocations: AllocationService,
     /// The ledger's use cases, in processes that run it (they hold the
     /// checkpoint key, so need the master key).
     pub ledger: Option<LedgerService>,
@@ -79,6 +84,13 @@ impl AppState {
     /// policy, the public Telegram Bot API).
     pub fn with_notifier_config(mut self, notify: NotifierConfig) -> Self {
         self.notify = notify;
+        self
+    }
+
+    /// Replaces the SKUs on offer (default: [`SkuCatalog::defaults`]).
+    pub fn with_skus(mut self, skus: SkuCatalog) -> Self {
+        self.allocations =
+            AllocationService::new(self.store.clone(), self.store.clone(), Arc::new(skus));
         self
     }
 
@@ -116,7 +128,13 @@ impl AppState {
             chains.clone(),
         );
         let snapshots = SnapshotService::new(nodes.clone(), store.clone(), store.clone());
+        let allocations = AllocationService::new(
+            store.clone(),
+            store.clone(),
+            Arc::new(SkuCatalog::defaults()),
+        );
         Self {
+            allocations,
             store,
             tokens,
             oidc,

@@ -13,6 +13,7 @@
 //! Modelled on omicron's `nexus/src/app`, between its HTTP entry points and
 //! its datastore.
 
+pub mod allocations;
 pub mod billing;
 pub mod error;
 pub mod ledger;
@@ -20,6 +21,7 @@ pub mod nodes;
 pub mod rollouts;
 pub mod snapshots;
 
+pub use allocations::{AllocationAccepted, AllocationService, CreateAllocation, HostUsage};
 pub use billing::{BillingService, BillingStores, CreateSubscription};
 pub use error::{AppError, AppResult};
 pub use ledger::{LedgerService, Viewer};

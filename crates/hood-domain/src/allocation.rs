@@ -4,7 +4,9 @@
 
 use crate::lifecycle::AllocationState;
 use crate::placement::{HostCapacity, Reservation};
+use crate::validate::FieldError;
 use crate::{AllocationId, HostId, OrgId, Timestamp};
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 /// One allocation and the placement it holds.
@@ -14,6 +16,8 @@ pub struct Allocation {
     pub org_id: OrgId,
     pub host_id: HostId,
     pub sku: String,
+    /// What runs in the allocation and its limits, as asked.
+    pub spec: AllocationSpec,
     pub state: AllocationState,
     pub reservation: Reservation,
     /// The creating request's idempotency key: a retry finds this
@@ -58,4 +62,206 @@ pub struct HostInventory {
     pub source: CapacitySource,
     pub capacity: HostCapacity,
     pub updated_at: Timestamp,
+}
+
+/// What a customer asks to run in an allocation, and its limits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationSpec {
+    /// An image (from the host's image store or an OCI archive in the
+    /// artifact store); absent for a bare sandbox.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// The command run in the sandbox (argv); empty for the image's own, or
+    /// an idle shell.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
+    /// OpenSSH public keys allowed into the allocation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ssh_public_keys: Vec<String>,
+    /// Released after this many minutes, whatever it is doing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_duration_minutes: Option<u32>,
+    /// Released when it idles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle: Option<IdlePolicy>,
+}
+
+/// Release after `minutes` in a row under `utilization_floor_percent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdlePolicy {
+    pub minutes: u32,
+    pub utilization_floor_percent: u8,
+}
+
+/// Longest maximum duration accepted: 90 days.
+pub const MAX_DURATION_MINUTES: u32 = 90 * 24 * 60;
+const MAX_SSH_KEYS: usize = 32;
+const MAX_COMMAND_ARGS: usize = 256;
+const MAX_TEXT: usize = 4096;
+
+/// SSH key types the sandbox's `authorized_keys` accepts.
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+impl AllocationSpec {
+    /// Every problem with the spec, one per field.
+    pub fn validate(&self) -> Vec<FieldError> {
+        let mut errors = vec![];
+        if let Some(image) = &self.image {
+            if image.trim().is_empty() || image.len() > 512 || image.chars().any(char::is_control) {
+                errors.push(FieldError::new(
+                    "image",
+                    "must be a non-empty image reference of at most 512 characters",
+                ));
+            }
+        }
+        if self.command.len() > MAX_COMMAND_ARGS
+            || self
+                .command
+                .iter()
+                .any(|a| a.len() > MAX_TEXT || a.contains('\0'))
+        {
+            errors.push(FieldError::new(
+                "command",
+                format!(
+                    "at most {MAX_COMMAND_ARGS} arguments of at most {MAX_TEXT} bytes, without NUL"
+                ),
+            ));
+        }
+        if self.command.first().is_some_and(|a| a.is_empty()) {
+            errors.push(FieldError::new("command", "the program name is empty"));
+        }
+        if self.ssh_public_keys.len() > MAX_SSH_KEYS {
+            errors.push(FieldError::new(
+                "ssh_public_keys",
+                format!("at most {MAX_SSH_KEYS} keys"),
+            ));
+        }
+        for key in &self.ssh_public_keys {
+            if let Err(why) = ssh_public_key(key) {
+                errors.push(FieldError::new("ssh_public_keys", why));
+                break;
+            }
+        }
+        if let Some(m) = self.max_duration_minutes {
+            if m == 0 || m > MAX_DURATION_MINUTES {
+                errors.push(FieldError::new(
+                    "max_duration_minutes",
+                    format!("must be between 1 and {MAX_DURATION_MINUTES}"),
+                ));
+            }
+        }
+        if let Some(idle) = self.idle {
+            if idle.minutes == 0 || idle.minutes > MAX_DURATION_MINUTES {
+                errors.push(FieldError::new(
+                    "idle.minutes",
+                    format!("must be between 1 and {MAX_DURATION_MINUTES}"),
+                ));
+            }
+            if idle.utilization_floor_percent == 0 || idle.utilization_floor_percent > 100 {
+                errors.push(FieldError::new(
+                    "idle.utilization_floor_percent",
+                    "must be between 1 and 100",
+                ));
+            }
+        }
+        errors
+    }
+}
+
+/// An `authorized_keys` line of one key: `type base64 [comment]`, a known
+/// type, valid base64 whose first field repeats the type (the wire format).
+fn ssh_public_key(line: &str) -> Result<(), String> {
+    if line.len() > 16 * 1024 || line.contains(['\n', '\r', '\0']) {
+        return Err("each key is one line of at most 16 KiB".into());
+    }
+    let mut parts = line.split_whitespace();
+    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
+        return Err("each key is `type base64 [comment]`".into());
+    };
+    if !SSH_KEY_TYPES.contains(&kind) {
+        return Err(format!("key type `{kind}` is not supported"));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .map_err(|_| "a key's body is not base64")?;
+    // The wire format starts with the type as a length-prefixed string.
+    let named = bytes
+        .get(..4)
+        .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
+        .and_then(|n| bytes.get(4..4 + n));
+    if named != Some(kind.as_bytes()) {
+        return Err(format!("a key's body is not an `{kind}` key"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    // ssh-keygen -t ed25519 (a throwaway key).
+    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDhMBy6aRhW6WcTlFF/g+0CCY3uXYvcHl3QazywjUuJX alice@laptop";
+
+    #[test]
+    fn an_empty_spec_is_valid() {
+        assert!(AllocationSpec::default().validate().is_empty());
+    }
+
+    #[test]
+    fn openssh_keys_are_checked_by_their_wire_format() {
+        let ok = AllocationSpec {
+            ssh_public_keys: vec![ED25519.into()],
+            ..Default::default()
+        };
+        assert_eq!(ok.validate(), vec![]);
+        for bad in [
+            "ssh-ed25519",
+            "ssh-dss AAAAB3NzaC1kc3M= x",
+            "ssh-ed25519 not*base64",
+            // An RSA body under an ed25519 label.
+            "ssh-ed25519 AAAAB3NzaC1yc2EAAAADAQAB",
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5\nssh-rsa AAAA",
+        ] {
+            let spec = AllocationSpec {
+                ssh_public_keys: vec![bad.into()],
+                ..Default::default()
+            };
+            let errors = spec.validate();
+            assert_eq!(errors.len(), 1, "{bad}");
+            assert_eq!(errors[0].field, "ssh_public_keys");
+        }
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        let spec = AllocationSpec {
+            command: vec![String::new()],
+            max_duration_minutes: Some(0),
+            idle: Some(IdlePolicy {
+                minutes: 10,
+                utilization_floor_percent: 101,
+            }),
+            ..Default::default()
+        };
+        let fields: Vec<_> = spec.validate().iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "command",
+                "max_duration_minutes",
+                "idle.utilization_floor_percent"
+            ]
+        );
+    }
 }

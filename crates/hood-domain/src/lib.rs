@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod allocation;
 pub mod artifact;
+pub mod audit;
 pub mod backoff;
 pub mod billing;
 pub mod event;

@@ -318,6 +318,103 @@ pub fn check(capacity: &HostCapacity, reservations: &[Reservation]) -> Result<()
     held(capacity, reservations).map(|_| ())
 }
 
+/// The MIG profiles a GPU model offers (the tables above), by its NVML
+/// name (`NVIDIA H200`, `NVIDIA H100 80GB HBM3`); none for a model without
+/// a table here.
+pub fn mig_profiles_for(model: &str) -> &'static [MigProfile] {
+    let model = model.to_ascii_uppercase();
+    if model.contains("H200") {
+        H200_PROFILES
+    } else if model.contains("H100") {
+        H100_PROFILES
+    } else {
+        &[]
+    }
+}
+
+/// What is left of a host beside its reservations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Free {
+    /// Free core numbers, ascending.
+    pub cores: Vec<u32>,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    /// GPUs no reservation touches.
+    pub whole_gpus: Vec<u32>,
+    /// Per MIG-mode GPU, the compute slots (of [`MIG_SLOTS`]) still free.
+    pub mig_slots: Vec<FreeMig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreeMig {
+    pub gpu: u32,
+    pub free_slots: u8,
+}
+
+/// What `reservations` leave free of `capacity` (which they must
+/// [`check`] against).
+pub fn free(capacity: &HostCapacity, reservations: &[Reservation]) -> Result<Free, Violation> {
+    let h = held(capacity, reservations)?;
+    Ok(Free {
+        cores: (0..capacity.cores)
+            .filter(|c| !h.cores.contains(c))
+            .collect(),
+        memory_mib: capacity.memory_mib - h.memory_mib,
+        disk_mib: capacity.disk_mib - h.disk_mib,
+        whole_gpus: capacity
+            .gpus
+            .iter()
+            .filter(|g| !g.mig && !h.whole.contains(&g.index))
+            .map(|g| g.index)
+            .collect(),
+        mig_slots: capacity
+            .gpus
+            .iter()
+            .filter(|g| g.mig)
+            .map(|g| FreeMig {
+                gpu: g.index,
+                // Slot 7 is memory only (no compute): count the seven
+                // compute slots.
+                free_slots: (0..MIG_SLOTS - 1)
+                    .filter(|bit| h.slots.get(&g.index).copied().unwrap_or(0) & (1 << bit) == 0)
+                    .count() as u8,
+            })
+            .collect(),
+    })
+}
+
+/// Largest host a capacity may declare (sanity bounds, not policy).
+const MAX_CORES: u32 = 4096;
+const MAX_GPUS: usize = 64;
+
+impl HostCapacity {
+    /// What is wrong with a declared or reported capacity, if anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cores == 0 || self.cores > MAX_CORES {
+            return Err(format!("cores must be between 1 and {MAX_CORES}"));
+        }
+        if self.memory_mib == 0 {
+            return Err("memory_mib must be positive".into());
+        }
+        if self.gpus.len() > MAX_GPUS {
+            return Err(format!("at most {MAX_GPUS} GPUs"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for g in &self.gpus {
+            if !seen.insert(g.index) {
+                return Err(format!("GPU index {} appears twice", g.index));
+            }
+            if g.model.trim().is_empty() || g.model.len() > 128 {
+                return Err(format!(
+                    "GPU {}: a model name of 1 to 128 characters",
+                    g.index
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Places `shape` beside `reservations` (which must [`check`]): the lowest
 /// free cores, and the first GPU and legal start with room. Deterministic:
 /// the same inputs give the same answer.
@@ -462,6 +559,48 @@ mod tests {
         // Released capacity is reused: the freed cores come back.
         placed.remove(1);
         assert_eq!(place(&h, &placed, &cpu(2)).unwrap().cores, vec![2, 3]);
+    }
+
+    #[test]
+    fn free_is_what_the_reservations_leave() {
+        let h = host(8, 1, 1);
+        let mut placed = vec![place(&h, &[], &cpu(2)).unwrap()];
+        let slice = Shape {
+            gpu: GpuShape::Mig {
+                profile: "3g.71gb".into(),
+            },
+            ..cpu(1)
+        };
+        placed.push(place(&h, &placed, &slice).unwrap());
+        let f = free(&h, &placed).unwrap();
+        assert_eq!(f.cores, vec![3, 4, 5, 6, 7]);
+        assert_eq!(f.memory_mib, 8 * 4096 - 3 * 2048);
+        assert_eq!(f.disk_mib, 8 * 10_240 - 2 * 1024);
+        assert_eq!(f.whole_gpus, vec![1]);
+        assert_eq!(
+            f.mig_slots,
+            vec![FreeMig {
+                gpu: 0,
+                free_slots: 3
+            }]
+        );
+        assert_eq!(free(&h, &[]).unwrap().cores.len(), 8);
+    }
+
+    #[test]
+    fn profiles_follow_the_model() {
+        assert_eq!(mig_profiles_for("NVIDIA H200")[0].name, "1g.18gb");
+        assert_eq!(mig_profiles_for("NVIDIA H100 80GB HBM3")[5].name, "7g.80gb");
+        assert!(mig_profiles_for("NVIDIA GeForce RTX 4090").is_empty());
+    }
+
+    #[test]
+    fn a_capacity_is_validated() {
+        assert!(host(8, 1, 1).validate().is_ok());
+        assert!(host(0, 0, 0).validate().unwrap_err().contains("cores"));
+        let mut twice = host(8, 2, 0);
+        twice.gpus[1].index = 0;
+        assert!(twice.validate().unwrap_err().contains("twice"));
     }
 
     #[test]

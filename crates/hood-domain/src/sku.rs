@@ -98,8 +98,9 @@ impl SkuCatalog {
         &self.skus
     }
 
-    /// CPU slices every installation starts with (prices in USD cents per
-    /// minute, meant to be replaced by the operator's price book).
+    /// The SKUs every installation starts with: CPU slices, H200 MIG
+    /// slices and a whole H200 (prices in USD cents per minute, meant to be
+    /// replaced by the operator's price book).
     pub fn defaults() -> Self {
         let cpu = |name: &str, cores: u32, memory_gib: u64, price| Sku {
             name: name.to_owned(),
@@ -112,13 +113,41 @@ impl SkuCatalog {
             price_per_minute_minor: price,
             currency: Currency::usd(),
         };
-        Self {
-            skus: vec![
-                cpu("cpu.2c4g", 2, 4, 1),
-                cpu("cpu.4c8g", 4, 8, 2),
-                cpu("cpu.8c16g", 8, 16, 4),
-            ],
-        }
+        // H200 MIG slices: host cores, memory and disk in proportion to
+        // the slice's compute share; then the whole card.
+        let gpu = |name: String, compute: u32, gpu: GpuShape, price| Sku {
+            name,
+            shape: Shape {
+                cores: 2 * compute,
+                memory_mib: u64::from(compute) * 16 * 1024,
+                disk_mib: u64::from(compute) * 50 * 1024,
+                gpu,
+            },
+            price_per_minute_minor: price,
+            currency: Currency::usd(),
+        };
+        let mut skus = vec![
+            cpu("cpu.2c4g", 2, 4, 1),
+            cpu("cpu.4c8g", 4, 8, 2),
+            cpu("cpu.8c16g", 8, 16, 4),
+        ];
+        skus.extend(crate::placement::H200_PROFILES.iter().map(|p| {
+            gpu(
+                format!("gpu.h200.{}", p.name),
+                u32::from(p.compute),
+                GpuShape::Mig {
+                    profile: p.name.to_owned(),
+                },
+                6 * u64::from(p.compute),
+            )
+        }));
+        skus.push(gpu(
+            "gpu.h200.x1".into(),
+            8,
+            GpuShape::Whole { count: 1 },
+            50,
+        ));
+        Self { skus }
     }
 }
 

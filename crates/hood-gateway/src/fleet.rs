@@ -7,6 +7,7 @@ use base64::Engine as _;
 use hood_domain::lifecycle::{CommandState, HostState};
 use hood_domain::machine::StateMachine as _;
 use hood_domain::{CommandId, HostId};
+use hood_store::allocation::AllocationStore;
 use hood_store::fleet::FleetStore;
 use hood_store::fleet::{AgentCommand, EnrollmentToken};
 use rand::RngCore as _;
@@ -67,6 +68,8 @@ pub(crate) struct SessionSlot {
 
 struct Inner {
     store: Arc<dyn FleetStore>,
+    /// Where agents' capacity reports go, when allocations are served.
+    capacity: Option<Arc<dyn AllocationStore>>,
     sessions: Mutex<HashMap<HostId, Arc<SessionSlot>>>,
     /// Poked (`notify_waiters`) whenever a command reaches an outcome here.
     command_changed: Notify,
@@ -114,11 +117,25 @@ impl Fleet {
         Self {
             inner: Arc::new(Inner {
                 store,
+                capacity: None,
                 sessions: Mutex::new(HashMap::new()),
                 command_changed: Notify::new(),
             }),
             stale_after: DEFAULT_STALE_AFTER,
         }
+    }
+
+    /// Records the capacity each agent reports in its `Hello` (without it,
+    /// reports are ignored). Call before the fleet is shared.
+    pub fn with_capacity_store(mut self, capacity: Arc<dyn AllocationStore>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.capacity = Some(capacity);
+        }
+        self
+    }
+
+    pub(crate) fn capacity_store(&self) -> Option<&Arc<dyn AllocationStore>> {
+        self.inner.capacity.as_ref()
     }
 
     /// Overrides how long a session recorded by another process stays

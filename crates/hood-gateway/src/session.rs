@@ -9,8 +9,10 @@ use hood_agent_proto::v1::gateway_message::Body as Down;
 use hood_agent_proto::v1::{
     AgentMessage, Command, GatewayMessage, HeartbeatAck, Hello, ResultAck, Welcome, WorkloadStatus,
 };
+use hood_domain::allocation::CapacitySource;
 use hood_domain::lifecycle::HostState;
 use hood_domain::machine::StateMachine as _;
+use hood_domain::placement::{GpuCapacity, HostCapacity};
 use hood_domain::{CommandId, HostId, Timestamp};
 use hood_pki::PeerIdentity;
 use hood_store::fleet::{AgentEventRecord, CommandFinish, Host, WorkloadReport};
@@ -193,6 +195,7 @@ impl Session {
             .record_heartbeat(self.host_id, &reports(&hello.workloads, now), now)
             .await
             .map_err(|e| store_err("record workloads", e))?;
+        self.record_inventory(hello, now).await;
         let requeued = store
             .requeue_dispatched_agent_commands(self.host_id, now)
             .await
@@ -218,6 +221,46 @@ impl Session {
         }))
         .await?;
         self.deliver().await
+    }
+
+    /// Stores the capacity the agent measured (never over an operator's
+    /// declaration). A bad or failed report is logged, not fatal: the
+    /// session matters more than the inventory.
+    async fn record_inventory(&self, hello: &Hello, now: Timestamp) {
+        let (Some(inv), Some(capacity_store)) =
+            (&hello.inventory, self.shared.fleet.capacity_store())
+        else {
+            return;
+        };
+        let capacity = HostCapacity {
+            cores: inv.cores,
+            memory_mib: inv.memory_mib,
+            disk_mib: inv.disk_mib,
+            gpus: inv
+                .gpus
+                .iter()
+                .map(|g| GpuCapacity {
+                    index: g.index,
+                    model: g.model.chars().take(128).collect(),
+                    memory_mib: g.memory_mib,
+                    mig: g.mig,
+                })
+                .collect(),
+        };
+        if let Err(why) = capacity.validate() {
+            tracing::warn!(host_id = %self.host_id, %why, "agent reported an unusable capacity");
+            return;
+        }
+        match capacity_store
+            .set_host_capacity(self.host_id, CapacitySource::Reported, &capacity, now, None)
+            .await
+        {
+            Ok(stored) => tracing::debug!(host_id = %self.host_id, stored, cores = capacity.cores,
+                gpus = capacity.gpus.len(), "host capacity reported"),
+            Err(e) => {
+                tracing::warn!(host_id = %self.host_id, error = %e, "could not record capacity")
+            }
+        }
     }
 
     async fn send(&self, body: Down) -> Result<(), End> {

@@ -655,6 +655,7 @@ async fn raw_session(
         body: Some(Up::Hello(Hello {
             agent_version: "raw".into(),
             workloads: vec![],
+            inventory: None,
         })),
     })
     .await

@@ -4,6 +4,8 @@
 use crate::StoreResult;
 use async_trait::async_trait;
 use hood_domain::allocation::{Allocation, CapacitySource, HostInventory};
+use hood_domain::audit::AuditContext;
+use hood_domain::lifecycle::AllocationState;
 use hood_domain::placement::{HostCapacity, PlacementError, Shape};
 use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
 
@@ -22,26 +24,30 @@ pub enum Placed {
 #[async_trait]
 pub trait AllocationStore: Send + Sync {
     /// Records a host's capacity. A `Reported` capacity does not replace
-    /// a `Declared` one; returns whether it was stored.
+    /// a `Declared` one; returns whether it was stored. With `audit` (an
+    /// operator's declaration, not an agent's report) the change is also
+    /// an audit row.
     async fn set_host_capacity(
         &self,
         host: HostId,
         source: CapacitySource,
         capacity: &HostCapacity,
         at: Timestamp,
+        audit: Option<&AuditContext>,
     ) -> StoreResult<bool>;
     async fn host_inventory(&self, host: HostId) -> StoreResult<Option<HostInventory>>;
     /// Places `draft` (its id, org, SKU, key, times; host, state and
     /// reservation are chosen here) with `shape` on the first of
     /// `candidates` that has room, holding each host's capacity row locked
     /// while it reads the live reservations, and stores the allocation
-    /// `requested` with an `allocation.requested` outbox event in the same
-    /// transaction.
+    /// `requested` with an `allocation.requested` outbox event and an
+    /// `allocation.create` audit row in the same transaction.
     async fn create_allocation(
         &self,
         draft: &Allocation,
         shape: &Shape,
         candidates: &[HostId],
+        audit: &AuditContext,
     ) -> StoreResult<Placed>;
     async fn get_allocation(&self, org: OrgId, id: AllocationId)
         -> StoreResult<Option<Allocation>>;
@@ -49,14 +55,17 @@ pub trait AllocationStore: Send + Sync {
     async fn list_allocations(&self, org: OrgId) -> StoreResult<Vec<Allocation>>;
     /// Allocations holding a placement on a host.
     async fn live_allocations(&self, host: HostId) -> StoreResult<Vec<Allocation>>;
-    /// Moves an allocation from `from` to `to` (a transition of the
-    /// allocation machine) with an `allocation.{to}` outbox event; `false`
-    /// when it is no longer in `from`. Terminal states free the placement.
+    /// Moves an allocation along `path` (`path[0]` is the state it must be
+    /// in; each step a transition of the allocation machine) in one
+    /// transaction, with an `allocation.{state}` outbox event per step and
+    /// one `action` audit row. `None` when it is no longer in `path[0]`.
+    /// Terminal states free the placement.
     async fn transition_allocation(
         &self,
         id: AllocationId,
-        from: hood_domain::lifecycle::AllocationState,
-        to: hood_domain::lifecycle::AllocationState,
+        path: &[AllocationState],
         at: Timestamp,
-    ) -> StoreResult<bool>;
+        action: &str,
+        audit: &AuditContext,
+    ) -> StoreResult<Option<Allocation>>;
 }

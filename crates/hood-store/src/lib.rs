@@ -31,6 +31,7 @@ use std::sync::Arc;
 
 pub mod allocation;
 pub mod artifact;
+pub mod audit;
 pub mod bench;
 pub mod billing;
 pub mod clock;
@@ -143,6 +144,7 @@ pub trait Store:
     + rollout::RolloutStore
     + snapshot::SnapshotStore
     + allocation::AllocationStore
+    + audit::AuditStore
     + Send
     + Sync
     + 'static

@@ -142,6 +142,11 @@ pub const SQLITE: &[Migration] = &[
         name: "allocations",
         sql: include_str!("../migrations/sqlite/0020_allocations.sql"),
     },
+    Migration {
+        version: 21,
+        name: "audit_log",
+        sql: include_str!("../migrations/sqlite/0021_audit_log.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -245,6 +250,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 20,
         name: "allocations",
         sql: include_str!("../migrations/postgres/0020_allocations.sql"),
+    },
+    Migration {
+        version: 21,
+        name: "audit_log",
+        sql: include_str!("../migrations/postgres/0021_audit_log.sql"),
     },
 ];
 

@@ -9,16 +9,25 @@
 #[macro_use]
 mod support;
 
-use hood_domain::allocation::{Allocation, CapacitySource};
+use hood_domain::allocation::{Allocation, AllocationSpec, CapacitySource};
+use hood_domain::audit::AuditContext;
 use hood_domain::identity::Organization;
 use hood_domain::lifecycle::AllocationState;
 use hood_domain::placement::{check, GpuShape, HostCapacity, PlacementError, Shape};
 use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
 use hood_store::allocation::Placed;
+use hood_store::audit::AuditFilter;
 use hood_store::{Store, StoreError};
 use support::Harness;
 
 const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+fn ctx() -> AuditContext {
+    AuditContext {
+        actor: "user:test".into(),
+        request_id: Some("req-test".into()),
+    }
+}
 
 async fn org(store: &dyn Store) -> OrgId {
     let org = Organization {
@@ -41,7 +50,13 @@ async fn host_with(store: &dyn Store, cores: u32) -> HostId {
         gpus: vec![],
     };
     assert!(store
-        .set_host_capacity(host.id, CapacitySource::Declared, &capacity, T0)
+        .set_host_capacity(
+            host.id,
+            CapacitySource::Declared,
+            &capacity,
+            T0,
+            Some(&ctx())
+        )
         .await
         .unwrap());
     host.id
@@ -63,6 +78,10 @@ fn draft(org: OrgId, key: Option<&str>) -> Allocation {
         // Chosen by the store.
         host_id: HostId::from_uuid(uuid::Uuid::nil()),
         sku: "cpu.2c8g".into(),
+        spec: AllocationSpec {
+            command: vec!["sleep".into(), "infinity".into()],
+            ..Default::default()
+        },
         state: AllocationState::Requested,
         reservation: hood_domain::placement::Reservation {
             cores: vec![],
@@ -91,7 +110,7 @@ async fn a_host_fills_exactly_and_released_capacity_is_placed_again(db: &Harness
     for _ in 0..4 {
         made.push(created(
             store
-                .create_allocation(&draft(org, None), &cpu(2), &[host])
+                .create_allocation(&draft(org, None), &cpu(2), &[host], &ctx())
                 .await
                 .unwrap(),
         ));
@@ -108,7 +127,7 @@ async fn a_host_fills_exactly_and_released_capacity_is_placed_again(db: &Harness
 
     // Full: the next one finds no room and says why.
     match store
-        .create_allocation(&draft(org, None), &cpu(2), &[host])
+        .create_allocation(&draft(org, None), &cpu(2), &[host], &ctx())
         .await
         .unwrap()
     {
@@ -121,41 +140,91 @@ async fn a_host_fills_exactly_and_released_capacity_is_placed_again(db: &Harness
 
     // Release one through the machine: its cores are placed again.
     let freed = &made[1];
-    for (from, to) in [
-        (AllocationState::Requested, AllocationState::Releasing),
-        (AllocationState::Releasing, AllocationState::Released),
-    ] {
-        assert!(store
-            .transition_allocation(freed.id, from, to, T0.plus_secs(60))
-            .await
-            .unwrap());
-    }
-    assert!(
-        !store
-            .transition_allocation(
-                freed.id,
+    let released = store
+        .transition_allocation(
+            freed.id,
+            &[
+                AllocationState::Requested,
                 AllocationState::Releasing,
                 AllocationState::Released,
-                T0
+            ],
+            T0.plus_secs(60),
+            "allocation.release",
+            &ctx(),
+        )
+        .await
+        .unwrap()
+        .expect("released");
+    assert_eq!(released.state, AllocationState::Released);
+    assert!(
+        store
+            .transition_allocation(
+                freed.id,
+                &[AllocationState::Releasing, AllocationState::Released],
+                T0,
+                "allocation.release",
+                &ctx(),
             )
             .await
-            .unwrap(),
+            .unwrap()
+            .is_none(),
         "a stale transition changes nothing"
     );
     assert!(matches!(
         store
             .transition_allocation(
                 freed.id,
-                AllocationState::Active,
-                AllocationState::Released,
-                T0
+                &[AllocationState::Active, AllocationState::Released],
+                T0,
+                "allocation.release",
+                &ctx(),
             )
             .await,
         Err(StoreError::InvalidTransition(_))
     ));
+    // One audit row per mutation: four creations and one release, each
+    // with the request that caused it; the release keeps before and after.
+    let rows = store
+        .list_audit(&AuditFilter {
+            org_id: Some(org),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<_> = rows.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        vec![
+            "allocation.release",
+            "allocation.create",
+            "allocation.create",
+            "allocation.create",
+            "allocation.create"
+        ]
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.request_id.as_deref() == Some("req-test")));
+    assert_eq!(rows[0].before.as_ref().unwrap()["state"], "requested");
+    assert_eq!(rows[0].after.as_ref().unwrap()["state"], "released");
+    assert_eq!(rows[0].resource_id, freed.id.to_string());
+    let page = store
+        .list_audit(&AuditFilter {
+            org_id: Some(org),
+            before: Some(rows[1].id),
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        page.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![rows[2].id, rows[3].id]
+    );
     let again = created(
         store
-            .create_allocation(&draft(org, None), &cpu(2), &[host])
+            .create_allocation(&draft(org, None), &cpu(2), &[host], &ctx())
             .await
             .unwrap(),
     );
@@ -180,12 +249,12 @@ async fn a_retried_request_finds_its_allocation(db: &Harness) {
     let host = host_with(store, 4).await;
     let first = created(
         store
-            .create_allocation(&draft(org, Some("req-1")), &cpu(2), &[host])
+            .create_allocation(&draft(org, Some("req-1")), &cpu(2), &[host], &ctx())
             .await
             .unwrap(),
     );
     match store
-        .create_allocation(&draft(org, Some("req-1")), &cpu(2), &[host])
+        .create_allocation(&draft(org, Some("req-1")), &cpu(2), &[host], &ctx())
         .await
         .unwrap()
     {
@@ -197,7 +266,7 @@ async fn a_retried_request_finds_its_allocation(db: &Harness) {
     let other = org_again(store).await;
     created(
         store
-            .create_allocation(&draft(other, Some("req-1")), &cpu(2), &[host])
+            .create_allocation(&draft(other, Some("req-1")), &cpu(2), &[host], &ctx())
             .await
             .unwrap(),
     );
@@ -216,7 +285,12 @@ async fn candidates_are_tried_in_order_and_reports_do_not_override_declarations(
     store.create_host(&unknown).await.unwrap();
     let a = created(
         store
-            .create_allocation(&draft(org, None), &cpu(4), &[unknown.id, small, big])
+            .create_allocation(
+                &draft(org, None),
+                &cpu(4),
+                &[unknown.id, small, big],
+                &ctx(),
+            )
             .await
             .unwrap(),
     );
@@ -232,7 +306,13 @@ async fn candidates_are_tried_in_order_and_reports_do_not_override_declarations(
         gpus: vec![],
     };
     assert!(!store
-        .set_host_capacity(big, CapacitySource::Reported, &reported, T0.plus_secs(1))
+        .set_host_capacity(
+            big,
+            CapacitySource::Reported,
+            &reported,
+            T0.plus_secs(1),
+            None
+        )
         .await
         .unwrap());
     let inventory = store.host_inventory(big).await.unwrap().unwrap();
@@ -241,7 +321,7 @@ async fn candidates_are_tried_in_order_and_reports_do_not_override_declarations(
         (CapacitySource::Declared, 16)
     );
     assert!(store
-        .set_host_capacity(unknown.id, CapacitySource::Reported, &reported, T0)
+        .set_host_capacity(unknown.id, CapacitySource::Reported, &reported, T0, None)
         .await
         .unwrap());
 }
@@ -258,7 +338,7 @@ async fn concurrent_requests_never_overcommit(db: &Harness) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .create_allocation(&draft(org, None), &cpu(2), &[host])
+                    .create_allocation(&draft(org, None), &cpu(2), &[host], &ctx())
                     .await
                     .unwrap()
             })
@@ -282,7 +362,36 @@ async fn concurrent_requests_never_overcommit(db: &Harness) {
     assert_eq!(check(&inventory.capacity, &live), Ok(()));
 }
 
+async fn the_audit_log_is_append_only(db: &Harness) {
+    let store = db.migrated().await;
+    let org = org(store).await;
+    let host = host_with(store, 4).await;
+    created(
+        store
+            .create_allocation(&draft(org, None), &cpu(2), &[host], &ctx())
+            .await
+            .unwrap(),
+    );
+    let rows = || db.scalar("SELECT COUNT(*) FROM audit_log");
+    // The declaration and the creation.
+    assert_eq!(rows().await, Some(2));
+    for sql in [
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+    ] {
+        let refused = db.try_exec(sql).await.expect_err(sql);
+        assert!(refused.contains("append-only"), "{sql}: {refused}");
+    }
+    assert_eq!(rows().await, Some(2));
+    assert_eq!(
+        db.scalar("SELECT COUNT(*) FROM audit_log WHERE actor = 'user:test'")
+            .await,
+        Some(2)
+    );
+}
+
 conformance!(
+    the_audit_log_is_append_only,
     a_host_fills_exactly_and_released_capacity_is_placed_again,
     a_retried_request_finds_its_allocation,
     candidates_are_tried_in_order_and_reports_do_not_override_declarations,

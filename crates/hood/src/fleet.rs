@@ -155,7 +155,7 @@ impl FleetRoles {
             )),
             None => None,
         };
-        let fleet = Fleet::new(store.clone());
+        let fleet = Fleet::new(store.clone()).with_capacity_store(store.clone());
         let mut gateway = None;
         let mut gateway_url = opts.gateway_url.clone();
         if let Some(listener) = opts.gateway {

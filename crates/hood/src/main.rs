@@ -182,6 +182,11 @@ enum Command {
     /// Hosts the control plane runs nodes on.
     #[command(subcommand)]
     Host(cli::fleet::HostCmd),
+    /// Allocations: slices of hosts rented by SKU (CPU, MIG slices, whole GPUs).
+    #[command(subcommand)]
+    Alloc(cli::alloc::AllocCmd),
+    /// The audit log: one row per mutation (who, what, before and after).
+    Audit(cli::alloc::AuditArgs),
     /// Durable workflows (provision, terminate, …) and operator actions.
     #[command(subcommand)]
     Workflow(cli::fleet::WorkflowCmd),
@@ -276,6 +281,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Usage(args) => cli::edge::usage(c, f, args).await,
         Command::Artifact(cmd) => cli::artifact::run(c, f, cmd).await,
         Command::Host(cmd) => cli::fleet::host(c, f, cmd).await,
+        Command::Alloc(cmd) => cli::alloc::run(c, f, cmd).await,
+        Command::Audit(args) => cli::alloc::audit(c, f, args).await,
         Command::Bench(cmd) => bench::run(c, cmd).await,
         Command::Workflow(cmd) => cli::fleet::workflow(c, f, cmd).await,
         Command::Ledger(cmd) => cli::ledger::run(c, f, cmd).await,

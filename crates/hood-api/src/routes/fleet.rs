@@ -51,6 +51,10 @@ pub struct HostView {
     pub connected: bool,
     pub last_seen_at: Option<String>,
     pub created_at: String,
+    /// On the single-host view: its capacity, reservations and what is
+    /// free, when a capacity is known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::routes::allocations::HostCapacityView>,
 }
 
 impl From<&Host> for HostView {
@@ -67,6 +71,7 @@ impl From<&Host> for HostView {
             connected: h.connected_at.is_some(),
             last_seen_at: h.last_seen_at.map(rfc3339),
             created_at: rfc3339(h.created_at),
+            capacity: None,
         }
     }
 }
@@ -176,7 +181,14 @@ pub async fn get_host(
         .await?
         .filter(|h| caller.platform_admin || h.org_id == Some(caller.org_id))
         .ok_or(ApiError::NotFound("host"))?;
-    Ok(Json(HostView::from(&host)))
+    let mut view = HostView::from(&host);
+    view.capacity = state
+        .allocations
+        .usage(id)
+        .await?
+        .as_ref()
+        .map(crate::routes::allocations::HostCapacityView::from);
+    Ok(Json(view))
 }
 
 /// Node workflows name their node in their input; a tenant sees the

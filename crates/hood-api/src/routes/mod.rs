@@ -1,5 +1,6 @@
 //! Route groups. Each role serves a subset; `hood up` serves them all.
 
+pub mod allocations;
 pub mod artifacts;
 pub mod billing;
 pub mod budgets;

@@ -2,7 +2,8 @@
 -- its agent or declared by an operator), and each allocation with the
 -- placement it holds (cores, memory, disk, GPUs: JSON of
 -- hood_domain::placement::Reservation). Live allocations (not released,
--- not failed) are what placement reads.
+-- not failed) are what placement reads. `spec` is JSON of
+-- hood_domain::allocation::AllocationSpec (what runs, its limits).
 CREATE TABLE host_capacity (
     host_id     TEXT    NOT NULL PRIMARY KEY REFERENCES hosts (id),
     source      TEXT    NOT NULL,
@@ -15,6 +16,7 @@ CREATE TABLE allocations (
     org_id          TEXT    NOT NULL REFERENCES orgs (id),
     host_id         TEXT    NOT NULL REFERENCES hosts (id),
     sku             TEXT    NOT NULL,
+    spec            TEXT    NOT NULL,
     state           TEXT    NOT NULL,
     reservation     TEXT    NOT NULL,
     idempotency_key TEXT,

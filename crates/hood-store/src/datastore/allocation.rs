@@ -1,5 +1,6 @@
 //! [`AllocationStore`] for [`SqlStore`].
 
+use super::audit::{insert_audit, Audited};
 use super::billing::parse_id;
 use super::outbox::insert_event;
 use super::SqlStore;
@@ -9,13 +10,14 @@ use crate::db::{query, query_as, Tx};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use hood_domain::allocation::{Allocation, CapacitySource, HostInventory};
+use hood_domain::audit::AuditContext;
 use hood_domain::lifecycle::AllocationState;
 use hood_domain::machine::StateMachine as _;
 use hood_domain::placement::{place, HostCapacity, PlacementError, Reservation, Shape};
 use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
 
 const COLUMNS: &str =
-    "id, org_id, host_id, sku, state, reservation, idempotency_key, created_at, updated_at";
+    "id, org_id, host_id, sku, spec, state, reservation, idempotency_key, created_at, updated_at";
 /// States that hold no placement (`AllocationState::holds_placement`).
 const ENDED: &str = "('released', 'failed')";
 
@@ -25,6 +27,7 @@ struct AllocationRow {
     org_id: String,
     host_id: String,
     sku: String,
+    spec: String,
     state: String,
     reservation: String,
     idempotency_key: Option<String>,
@@ -40,6 +43,8 @@ impl TryFrom<AllocationRow> for Allocation {
             org_id: parse_id("org_id", &r.org_id)?,
             host_id: parse_id("host_id", &r.host_id)?,
             sku: r.sku,
+            spec: serde_json::from_str(&r.spec)
+                .map_err(|e| StoreError::Corrupt(format!("allocation spec: {e}")))?,
             state: AllocationState::parse(&r.state)
                 .ok_or_else(|| StoreError::Corrupt(format!("allocation state `{}`", r.state)))?,
             reservation: serde_json::from_str(&r.reservation)
@@ -86,6 +91,34 @@ async fn lock_capacity(tx: &mut Tx<'_>, host: HostId) -> StoreResult<Option<Host
     .transpose()
 }
 
+const INVENTORY: &str = "SELECT source, capacity, updated_at FROM host_capacity WHERE host_id = $1";
+
+fn inventory_from(
+    host: HostId,
+    (source, capacity, updated_at): (String, String, i64),
+) -> StoreResult<HostInventory> {
+    Ok(HostInventory {
+        host_id: host,
+        source: CapacitySource::parse(&source)
+            .ok_or_else(|| StoreError::Corrupt(format!("capacity source `{source}`")))?,
+        capacity: serde_json::from_str(&capacity)
+            .map_err(|e| StoreError::Corrupt(format!("host capacity: {e}")))?,
+        updated_at: Timestamp::from_millis(updated_at),
+    })
+}
+
+async fn inventory(tx: &mut Tx<'_>, host: HostId) -> StoreResult<Option<HostInventory>> {
+    let row: Option<(String, String, i64)> = query_as(INVENTORY)
+        .bind(host.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+    row.map(|r| inventory_from(host, r)).transpose()
+}
+
+fn value<T: serde::Serialize>(v: &T) -> StoreResult<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| StoreError::Corrupt(format!("audit value: {e}")))
+}
+
 async fn live_on(tx: &mut Tx<'_>, host: HostId) -> StoreResult<Vec<Reservation>> {
     let rows: Vec<(String,)> = query_as(format!(
         "SELECT reservation FROM allocations WHERE host_id = $1 AND state NOT IN {ENDED}"
@@ -109,11 +142,17 @@ impl AllocationStore for SqlStore {
         source: CapacitySource,
         capacity: &HostCapacity,
         at: Timestamp,
+        audit: Option<&AuditContext>,
     ) -> StoreResult<bool> {
         // A report never replaces what an operator declared.
         let guard = match source {
             CapacitySource::Declared => "",
             CapacitySource::Reported => " WHERE host_capacity.source <> 'declared'",
+        };
+        let mut tx = self.pool.begin_write().await?;
+        let before = match audit {
+            Some(_) => inventory(&mut tx, host).await?,
+            None => None,
         };
         let done = query(format!(
             "INSERT INTO host_capacity (host_id, source, capacity, updated_at) \
@@ -125,29 +164,41 @@ impl AllocationStore for SqlStore {
         .bind(source.as_str())
         .bind(encode("host capacity", capacity)?)
         .bind(at.millis())
-        .execute(&self.pool)
+        .execute(&mut tx)
         .await
         .map_err(|e| write_error(e, "host capacity"))?;
+        if let (Some(ctx), true) = (audit, done == 1) {
+            let after = HostInventory {
+                host_id: host,
+                source,
+                capacity: capacity.clone(),
+                updated_at: at,
+            };
+            insert_audit(
+                &mut tx,
+                ctx,
+                at,
+                Audited {
+                    org_id: None,
+                    action: "host.capacity.declare",
+                    resource_type: "host",
+                    resource_id: host.to_string(),
+                    before: before.map(|b| value(&b)).transpose()?,
+                    after: Some(value(&after)?),
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
         Ok(done == 1)
     }
 
     async fn host_inventory(&self, host: HostId) -> StoreResult<Option<HostInventory>> {
-        let row: Option<(String, String, i64)> =
-            query_as("SELECT source, capacity, updated_at FROM host_capacity WHERE host_id = $1")
-                .bind(host.to_string())
-                .fetch_optional(&self.pool)
-                .await?;
-        row.map(|(source, capacity, updated_at)| {
-            Ok(HostInventory {
-                host_id: host,
-                source: CapacitySource::parse(&source)
-                    .ok_or_else(|| StoreError::Corrupt(format!("capacity source `{source}`")))?,
-                capacity: serde_json::from_str(&capacity)
-                    .map_err(|e| StoreError::Corrupt(format!("host capacity: {e}")))?,
-                updated_at: Timestamp::from_millis(updated_at),
-            })
-        })
-        .transpose()
+        let row: Option<(String, String, i64)> = query_as(INVENTORY)
+            .bind(host.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| inventory_from(host, r)).transpose()
     }
 
     async fn create_allocation(
@@ -155,6 +206,7 @@ impl AllocationStore for SqlStore {
         draft: &Allocation,
         shape: &Shape,
         candidates: &[HostId],
+        audit: &AuditContext,
     ) -> StoreResult<Placed> {
         let mut tx = self.pool.begin_write().await?;
         if let Some(key) = &draft.idempotency_key {
@@ -186,12 +238,14 @@ impl AllocationStore for SqlStore {
                 ..draft.clone()
             };
             query(format!(
-                "INSERT INTO allocations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                "INSERT INTO allocations ({COLUMNS}) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
             ))
             .bind(allocation.id.to_string())
             .bind(allocation.org_id.to_string())
             .bind(host.to_string())
             .bind(&allocation.sku)
+            .bind(encode("allocation spec", &allocation.spec)?)
             .bind(allocation.state.as_str())
             .bind(encode("allocation reservation", &allocation.reservation)?)
             .bind(allocation.idempotency_key.clone())
@@ -203,6 +257,20 @@ impl AllocationStore for SqlStore {
             insert_event(
                 &mut tx,
                 &events::allocation("allocation.requested", &allocation),
+            )
+            .await?;
+            insert_audit(
+                &mut tx,
+                audit,
+                allocation.created_at,
+                Audited {
+                    org_id: Some(allocation.org_id),
+                    action: "allocation.create",
+                    resource_type: "allocation",
+                    resource_id: allocation.id.to_string(),
+                    before: None,
+                    after: Some(value(&allocation)?),
+                },
             )
             .await?;
             tx.commit().await?;
@@ -249,32 +317,64 @@ impl AllocationStore for SqlStore {
     async fn transition_allocation(
         &self,
         id: AllocationId,
-        from: AllocationState,
-        to: AllocationState,
+        path: &[AllocationState],
         at: Timestamp,
-    ) -> StoreResult<bool> {
-        from.transition(to)?;
+        action: &str,
+        audit: &AuditContext,
+    ) -> StoreResult<Option<Allocation>> {
+        let Some((&from, steps)) = path.split_first() else {
+            return Err(StoreError::Corrupt("an empty allocation transition".into()));
+        };
+        let mut state = from;
+        for &to in steps {
+            state.transition(to)?;
+            state = to;
+        }
         let mut tx = self.pool.begin_write().await?;
         let row = query_as::<AllocationRow>(format!(
-            "UPDATE allocations SET state = $3, updated_at = $4 WHERE id = $1 AND state = $2 \
-             RETURNING {COLUMNS}"
+            "SELECT {COLUMNS} FROM allocations WHERE id = $1 AND state = $2{}",
+            tx.backend().for_update()
         ))
         .bind(id.to_string())
         .bind(from.as_str())
-        .bind(to.as_str())
-        .bind(at.millis())
         .fetch_optional(&mut tx)
         .await?;
         let Some(row) = row else {
-            return Ok(false);
+            return Ok(None);
         };
-        let allocation = Allocation::try_from(row)?;
-        insert_event(
+        let before = Allocation::try_from(row)?;
+        query("UPDATE allocations SET state = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(state.as_str())
+            .bind(at.millis())
+            .execute(&mut tx)
+            .await
+            .map_err(|e| write_error(e, "allocation"))?;
+        let mut after = before.clone();
+        after.updated_at = at;
+        for &to in steps {
+            after.state = to;
+            insert_event(
+                &mut tx,
+                &events::allocation(&format!("allocation.{}", to.as_str()), &after),
+            )
+            .await?;
+        }
+        insert_audit(
             &mut tx,
-            &events::allocation(&format!("allocation.{}", to.as_str()), &allocation),
+            audit,
+            at,
+            Audited {
+                org_id: Some(before.org_id),
+                action,
+                resource_type: "allocation",
+                resource_id: id.to_string(),
+                before: Some(value(&before)?),
+                after: Some(value(&after)?),
+            },
         )
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(after))
     }
 }

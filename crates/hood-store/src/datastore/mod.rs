@@ -16,6 +16,7 @@ use std::time::Duration;
 
 mod allocation;
 mod artifact;
+mod audit;
 mod billing;
 mod checkouts;
 mod corrections;

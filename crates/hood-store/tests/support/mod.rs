@@ -79,6 +79,26 @@ impl Harness {
         }
     }
 
+    /// Like [`Harness::exec`], answering the database's refusal instead of
+    /// panicking on it.
+    pub async fn try_exec(&self, sql: &str) -> Result<(), String> {
+        let done = match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+                let r = sqlx::raw_sql(sql).execute(&pool).await.map(drop);
+                pool.close().await;
+                r
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+                let r = sqlx::raw_sql(sql).execute(&pool).await.map(drop);
+                pool.close().await;
+                r
+            }
+        };
+        done.map_err(|e| e.to_string())
+    }
+
     /// One nullable BIGINT column of one row.
     pub async fn scalar(&self, sql: &str) -> Option<i64> {
         match self.backend {

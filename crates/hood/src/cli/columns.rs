@@ -2,6 +2,7 @@
 //! view, so the tables follow the API's wire types.
 
 use super::output::{joined, or_dash, Column};
+use hood_api::routes::allocations::{AllocationView, AuditView, HostCapacityView, SkuView};
 use hood_api::routes::artifacts::{ArtifactView, PushedArtifactView};
 use hood_api::routes::budgets::BudgetView;
 use hood_api::routes::chains::ChainView;
@@ -435,6 +436,83 @@ pub const SNAPSHOT_ACCEPTED: &[Column<SnapshotAccepted>] = &[
     Column::new("NODE", |a| a.node_id.to_string()),
     Column::new("SNAPSHOT", |a| a.name.clone()),
     Column::new("WORKFLOW_ID", |a| a.workflow_id.clone()),
+];
+
+pub const ALLOCATION: &[Column<AllocationView>] = &[
+    Column::new("ID", |a| a.id.to_string()),
+    Column::new("SKU", |a| a.sku.clone()),
+    Column::new("STATE", |a| a.state.clone()),
+    Column::new("HOST", |a| a.host_id.to_string()),
+    Column::new("CORES", |a| {
+        a.reservation
+            .cores
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }),
+    Column::new("MEMORY_MIB", |a| a.reservation.memory_mib.to_string()),
+    Column::new("GPUS", |a| {
+        let gpus: Vec<String> = a
+            .reservation
+            .gpus
+            .iter()
+            .map(|g| match &g.profile {
+                Some(p) => format!("{}:{p}@{}", g.gpu, g.start.unwrap_or(0)),
+                None => g.gpu.to_string(),
+            })
+            .collect();
+        if gpus.is_empty() {
+            "-".into()
+        } else {
+            gpus.join(",")
+        }
+    }),
+    Column::new("CREATED_AT", |a| a.created_at.clone()),
+];
+
+pub const SKU: &[Column<SkuView>] = &[
+    Column::new("NAME", |s| s.name.clone()),
+    Column::new("CORES", |s| s.cores.to_string()),
+    Column::new("MEMORY_MIB", |s| s.memory_mib.to_string()),
+    Column::new("DISK_MIB", |s| s.disk_mib.to_string()),
+    Column::new("GPU", |s| match &s.gpu {
+        None => "-".into(),
+        Some(g) => match (&g.profile, g.count) {
+            (Some(p), _) => format!("mig {p}"),
+            (None, Some(n)) => format!("{n} whole"),
+            (None, None) => g.kind.clone(),
+        },
+    }),
+    Column::new("PRICE_PER_MINUTE", |s| {
+        format!("{} {} (minor units)", s.price_per_minute_minor, s.currency)
+    }),
+];
+
+pub const CAPACITY: &[Column<HostCapacityView>] = &[
+    Column::new("HOST", |c| c.host_id.to_string()),
+    Column::new("SOURCE", |c| c.source.clone()),
+    Column::new("CORES", |c| {
+        format!("{} ({} free)", c.cores, c.free.cores.len())
+    }),
+    Column::new("MEMORY_MIB", |c| {
+        format!("{} ({} free)", c.memory_mib, c.free.memory_mib)
+    }),
+    Column::new("DISK_MIB", |c| {
+        format!("{} ({} free)", c.disk_mib, c.free.disk_mib)
+    }),
+    Column::new("GPUS", |c| c.gpus.len().to_string()),
+    Column::new("ALLOCATIONS", |c| c.reservations.len().to_string()),
+];
+
+pub const AUDIT: &[Column<AuditView>] = &[
+    Column::new("AT", |e| e.at.clone()),
+    Column::new("ACTOR", |e| e.actor.clone()),
+    Column::new("ACTION", |e| e.action.clone()),
+    Column::new("RESOURCE", |e| {
+        format!("{}/{}", e.resource_type, e.resource_id)
+    }),
+    Column::new("REQUEST_ID", |e| or_dash(&e.request_id)),
 ];
 
 #[cfg(test)]

@@ -12,7 +12,12 @@ use reqwest::Method;
 #[derive(Debug, Subcommand)]
 pub enum HostCmd {
     List,
-    Show { id: String },
+    Show {
+        id: String,
+    },
+    /// A host's capacity, reservations and what is free; with --cores,
+    /// declares its capacity (platform administrators).
+    Capacity(super::alloc::CapacityArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -38,13 +43,15 @@ pub enum WorkflowCmd {
 }
 
 pub async fn host(opts: &ConnectOpts, format: Format, cmd: HostCmd) -> Result<()> {
-    let mut client = Client::new(opts)?;
     match cmd {
+        HostCmd::Capacity(args) => super::alloc::capacity(opts, format, args).await,
         HostCmd::List => {
+            let mut client = Client::new(opts)?;
             let hosts: Page<HostView> = client.get("/api/v1/hosts").await?;
             list(format, &hosts, columns::HOST)
         }
         HostCmd::Show { id } => {
+            let mut client = Client::new(opts)?;
             let host: HostView = client.get(&format!("/api/v1/hosts/{id}")).await?;
             show(format, &host, columns::HOST)
         }

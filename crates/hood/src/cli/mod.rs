@@ -1,5 +1,6 @@
 //! The CLI subcommands that talk to a Hood server.
 
+pub mod alloc;
 pub mod artifact;
 pub mod billing;
 pub mod client;

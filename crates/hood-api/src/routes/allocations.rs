@@ -1,0 +1,664 @@
+//! Allocations (rented slices of hosts by SKU), the SKUs on offer, host
+//! capacity declarations and the audit log.
+
+use crate::auth::Caller;
+use crate::clock::rfc3339;
+use crate::extract::{Json, PathId, Query};
+use crate::problem::{ApiError, ApiResult, Problem};
+use crate::state::AppState;
+use crate::views::Page;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, put};
+use axum::Router;
+use hood_app::{CreateAllocation, HostUsage};
+use hood_domain::allocation::{Allocation, AllocationSpec, IdlePolicy};
+use hood_domain::audit::{AuditContext, AuditEntry};
+use hood_domain::identity::Permission;
+use hood_domain::placement::{GpuCapacity, GpuClaim, GpuShape, HostCapacity, Reservation, Shape};
+use hood_domain::sku::Sku;
+use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
+use hood_store::audit::AuditFilter;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/skus", get(list_skus))
+        .route(
+            "/api/v1/allocations",
+            get(list_allocations).post(create_allocation),
+        )
+        .route(
+            "/api/v1/allocations/{allocation_id}",
+            get(get_allocation).delete(release_allocation),
+        )
+        .route(
+            "/api/v1/hosts/{host_id}/capacity",
+            put(declare_capacity).get(host_capacity),
+        )
+        .route("/api/v1/audit", get(list_audit))
+}
+
+/// The request's audit identity: who (the user, or the API key acting for
+/// it) and which request (`x-request-id`, set on every request).
+pub fn audit_context(caller: &Caller, headers: &HeaderMap) -> AuditContext {
+    let actor = match &caller.credential {
+        crate::auth::Credential::ApiKey { id, .. } => format!("key:{id}"),
+        _ => format!("user:{}", caller.user_id),
+    };
+    AuditContext {
+        actor,
+        request_id: headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+    }
+}
+
+/// A GPU requirement: none, whole cards, or one MIG slice.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GpuShapeView {
+    /// whole | mig
+    pub kind: String,
+    /// Whole GPUs.
+    pub count: Option<u32>,
+    /// The MIG profile (`1g.18gb`, `3g.71gb`, …).
+    pub profile: Option<String>,
+}
+
+/// A named shape on offer and its price.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SkuView {
+    pub name: String,
+    pub cores: u32,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    /// Absent for CPU slices.
+    pub gpu: Option<GpuShapeView>,
+    /// Minor units charged per started minute.
+    pub price_per_minute_minor: u64,
+    pub currency: String,
+}
+
+fn gpu_shape(shape: &Shape) -> Option<GpuShapeView> {
+    match &shape.gpu {
+        GpuShape::None => None,
+        GpuShape::Whole { count } => Some(GpuShapeView {
+            kind: "whole".into(),
+            count: Some(*count),
+            profile: None,
+        }),
+        GpuShape::Mig { profile } => Some(GpuShapeView {
+            kind: "mig".into(),
+            count: None,
+            profile: Some(profile.clone()),
+        }),
+    }
+}
+
+impl From<&Sku> for SkuView {
+    fn from(s: &Sku) -> Self {
+        Self {
+            name: s.name.clone(),
+            cores: s.shape.cores,
+            memory_mib: s.shape.memory_mib,
+            disk_mib: s.shape.disk_mib,
+            gpu: gpu_shape(&s.shape),
+            price_per_minute_minor: s.price_per_minute_minor,
+            currency: s.currency.to_string(),
+        }
+    }
+}
+
+/// One GPU (or MIG slice) an allocation holds.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GpuClaimView {
+    /// The GPU's index on the host.
+    pub gpu: u32,
+    /// whole | mig
+    pub kind: String,
+    pub profile: Option<String>,
+    /// The slice's first placement slot.
+    pub start: Option<u8>,
+}
+
+/// What an allocation holds on its host.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ReservationView {
+    /// Core numbers, ascending.
+    pub cores: Vec<u32>,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    pub gpus: Vec<GpuClaimView>,
+}
+
+impl From<&Reservation> for ReservationView {
+    fn from(r: &Reservation) -> Self {
+        Self {
+            cores: r.cores.clone(),
+            memory_mib: r.memory_mib,
+            disk_mib: r.disk_mib,
+            gpus: r
+                .gpus
+                .iter()
+                .map(|g| match g {
+                    GpuClaim::Whole { gpu } => GpuClaimView {
+                        gpu: *gpu,
+                        kind: "whole".into(),
+                        profile: None,
+                        start: None,
+                    },
+                    GpuClaim::Mig {
+                        gpu,
+                        profile,
+                        start,
+                    } => GpuClaimView {
+                        gpu: *gpu,
+                        kind: "mig".into(),
+                        profile: Some(profile.clone()),
+                        start: Some(*start),
+                    },
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Release after `minutes` in a row under the utilization floor.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdlePolicyView {
+    #[schema(minimum = 1, maximum = 129600)]
+    pub minutes: u32,
+    #[schema(minimum = 1, maximum = 100)]
+    pub utilization_floor_percent: u8,
+}
+
+/// An allocation.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AllocationView {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub host_id: Uuid,
+    pub sku: String,
+    /// requested | provisioning | active | releasing | released | failed
+    pub state: String,
+    pub image: Option<String>,
+    pub command: Vec<String>,
+    /// How many SSH public keys may log in (the keys themselves are not
+    /// echoed).
+    pub ssh_keys: usize,
+    pub max_duration_minutes: Option<u32>,
+    pub idle: Option<IdlePolicyView>,
+    pub reservation: ReservationView,
+    pub idempotency_key: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Allocation> for AllocationView {
+    fn from(a: &Allocation) -> Self {
+        Self {
+            id: a.id.0,
+            org_id: a.org_id.0,
+            host_id: a.host_id.0,
+            sku: a.sku.clone(),
+            state: a.state.as_str().into(),
+            image: a.spec.image.clone(),
+            command: a.spec.command.clone(),
+            ssh_keys: a.spec.ssh_public_keys.len(),
+            max_duration_minutes: a.spec.max_duration_minutes,
+            idle: a.spec.idle.map(|i| IdlePolicyView {
+                minutes: i.minutes,
+                utilization_floor_percent: i.utilization_floor_percent,
+            }),
+            reservation: ReservationView::from(&a.reservation),
+            idempotency_key: a.idempotency_key.clone(),
+            created_at: rfc3339(a.created_at),
+            updated_at: rfc3339(a.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAllocationRequest {
+    /// A SKU from `GET /api/v1/skus`.
+    #[schema(min_length = 1, max_length = 64)]
+    pub sku: String,
+    /// An image reference; absent for a bare sandbox.
+    #[schema(min_length = 1, max_length = 512)]
+    pub image: Option<String>,
+    /// The command to run (argv).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// OpenSSH public keys (`ssh-ed25519 AAAA… comment`).
+    #[serde(default)]
+    pub ssh_public_keys: Vec<String>,
+    /// Released after this many minutes (at most 90 days).
+    #[schema(minimum = 1, maximum = 129600)]
+    pub max_duration_minutes: Option<u32>,
+    pub idle: Option<IdlePolicyView>,
+    /// Retries with the same key answer the first allocation (the
+    /// `Idempotency-Key` header does the same and wins).
+    #[schema(min_length = 1, max_length = 255)]
+    pub idempotency_key: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/skus", tag = "allocations",
+    responses((status = 200, body = Page<SkuView>)), security(("bearer" = ["read"])))]
+/// The SKUs on offer, with their price per minute.
+pub async fn list_skus(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Page<SkuView>>> {
+    caller.require(Permission::Read)?;
+    Ok(Json(Page {
+        items: state.allocations.skus().iter().map(SkuView::from).collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/allocations", tag = "allocations",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key answer the first allocation")),
+    request_body = CreateAllocationRequest,
+    responses(
+        (status = 201, body = AllocationView, description = "Placed: the capacity is reserved and the allocation is `requested`"),
+        (status = 200, body = AllocationView, description = "A retry: the allocation this idempotency key made"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "No host has room for the SKU, or the idempotency key was used for another request")),
+    security(("bearer" = ["read", "operate"])))]
+/// Rents a slice of a host: reserves a placement for the SKU and records
+/// the allocation, its outbox event and its audit row in one transaction.
+pub async fn create_allocation(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<CreateAllocationRequest>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(Permission::Operate)?;
+    let header_key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::invalid("Idempotency-Key", "must be visible ASCII"))
+        })
+        .transpose()?;
+    let accepted = state
+        .allocations
+        .create(
+            caller.org_id,
+            CreateAllocation {
+                sku: body.sku,
+                spec: AllocationSpec {
+                    image: body.image,
+                    command: body.command,
+                    ssh_public_keys: body.ssh_public_keys,
+                    max_duration_minutes: body.max_duration_minutes,
+                    idle: body.idle.map(|i| IdlePolicy {
+                        minutes: i.minutes,
+                        utilization_floor_percent: i.utilization_floor_percent,
+                    }),
+                },
+                idempotency_key: header_key.or(body.idempotency_key),
+            },
+            &audit_context(&caller, &headers),
+        )
+        .await?;
+    let status = if accepted.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(AllocationView::from(&accepted.allocation))))
+}
+
+#[utoipa::path(get, path = "/api/v1/allocations", tag = "allocations",
+    responses((status = 200, body = Page<AllocationView>, description = "Newest first")),
+    security(("bearer" = ["read"])))]
+/// The organization's allocations.
+pub async fn list_allocations(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Page<AllocationView>>> {
+    caller.require(Permission::Read)?;
+    let items = state.allocations.list(caller.org_id).await?;
+    Ok(Json(Page {
+        items: items.iter().map(AllocationView::from).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/allocations/{allocation_id}", tag = "allocations",
+    params(("allocation_id" = Uuid, Path)),
+    responses((status = 200, body = AllocationView)), security(("bearer" = ["read"])))]
+pub async fn get_allocation(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<AllocationId>,
+) -> ApiResult<Json<AllocationView>> {
+    caller.require(Permission::Read)?;
+    let a = state.allocations.get(caller.org_id, id).await?;
+    Ok(Json(AllocationView::from(&a)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/allocations/{allocation_id}", tag = "allocations",
+    params(("allocation_id" = Uuid, Path)),
+    responses((status = 200, body = AllocationView, description = "`released` when nothing ran yet, else `releasing` until the host has stopped it; an ended allocation is answered as it is"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The allocation kept changing state; try again")),
+    security(("bearer" = ["read", "operate"])))]
+/// Releases an allocation.
+pub async fn release_allocation(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    PathId(id): PathId<AllocationId>,
+) -> ApiResult<Json<AllocationView>> {
+    caller.require(Permission::Read)?;
+    state.allocations.get(caller.org_id, id).await?;
+    caller.require(Permission::Operate)?;
+    let a = state
+        .allocations
+        .release(caller.org_id, id, &audit_context(&caller, &headers))
+        .await?;
+    Ok(Json(AllocationView::from(&a)))
+}
+
+/// One GPU of a host.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuCapacityView {
+    /// The GPU's index on the host (NVML's).
+    pub index: u32,
+    /// `NVIDIA H200`, …
+    #[schema(min_length = 1, max_length = 128)]
+    pub model: String,
+    pub memory_mib: u64,
+    /// In MIG mode: rented by slices, never whole.
+    #[serde(default)]
+    pub mig: bool,
+}
+
+/// What a host offers.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityInput {
+    #[schema(minimum = 1, maximum = 4096)]
+    pub cores: u32,
+    #[schema(minimum = 1)]
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    #[serde(default)]
+    pub gpus: Vec<GpuCapacityView>,
+}
+
+impl From<CapacityInput> for HostCapacity {
+    fn from(c: CapacityInput) -> Self {
+        HostCapacity {
+            cores: c.cores,
+            memory_mib: c.memory_mib,
+            disk_mib: c.disk_mib,
+            gpus: c
+                .gpus
+                .into_iter()
+                .map(|g| GpuCapacity {
+                    index: g.index,
+                    model: g.model,
+                    memory_mib: g.memory_mib,
+                    mig: g.mig,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What is left of a host.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct FreeView {
+    pub cores: Vec<u32>,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    /// Indexes of GPUs no allocation touches.
+    pub whole_gpus: Vec<u32>,
+    /// Free compute slots (of seven) per MIG-mode GPU index.
+    pub mig_slots: Vec<MigFreeView>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct MigFreeView {
+    pub gpu: u32,
+    pub free_slots: u8,
+}
+
+/// One GPU of a host, with the MIG profiles its model offers.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct GpuInventoryView {
+    pub index: u32,
+    pub model: String,
+    pub memory_mib: u64,
+    pub mig: bool,
+    /// MIG profiles of the model (`1g.18gb`, …); empty for a model without
+    /// MIG or unknown to Hood.
+    pub mig_profiles: Vec<String>,
+}
+
+/// A host's capacity, its live reservations and what is left.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HostCapacityView {
+    pub host_id: Uuid,
+    /// reported (by the agent) | declared (by an operator)
+    pub source: String,
+    pub cores: u32,
+    pub memory_mib: u64,
+    pub disk_mib: u64,
+    pub gpus: Vec<GpuInventoryView>,
+    pub reservations: Vec<ReservationView>,
+    pub free: FreeView,
+    pub updated_at: String,
+}
+
+impl From<&HostUsage> for HostCapacityView {
+    fn from(u: &HostUsage) -> Self {
+        let c = &u.inventory.capacity;
+        Self {
+            host_id: u.inventory.host_id.0,
+            source: u.inventory.source.as_str().into(),
+            cores: c.cores,
+            memory_mib: c.memory_mib,
+            disk_mib: c.disk_mib,
+            gpus: c
+                .gpus
+                .iter()
+                .map(|g| GpuInventoryView {
+                    index: g.index,
+                    model: g.model.clone(),
+                    memory_mib: g.memory_mib,
+                    mig: g.mig,
+                    mig_profiles: hood_domain::placement::mig_profiles_for(&g.model)
+                        .iter()
+                        .map(|p| p.name.to_owned())
+                        .collect(),
+                })
+                .collect(),
+            reservations: u.reservations.iter().map(ReservationView::from).collect(),
+            free: FreeView {
+                cores: u.free.cores.clone(),
+                memory_mib: u.free.memory_mib,
+                disk_mib: u.free.disk_mib,
+                whole_gpus: u.free.whole_gpus.clone(),
+                mig_slots: u
+                    .free
+                    .mig_slots
+                    .iter()
+                    .map(|m| MigFreeView {
+                        gpu: m.gpu,
+                        free_slots: m.free_slots,
+                    })
+                    .collect(),
+            },
+            updated_at: rfc3339(u.inventory.updated_at),
+        }
+    }
+}
+
+/// The host, if the caller may see it (its organization's, or any for a
+/// platform administrator).
+async fn visible_host(state: &AppState, caller: &Caller, id: HostId) -> ApiResult<()> {
+    state
+        .store
+        .get_host(id)
+        .await?
+        .filter(|h| caller.platform_admin || h.org_id == Some(caller.org_id))
+        .map(drop)
+        .ok_or(ApiError::NotFound("host"))
+}
+
+#[utoipa::path(put, path = "/api/v1/hosts/{host_id}/capacity", tag = "hosts",
+    params(("host_id" = Uuid, Path)), request_body = CapacityInput,
+    responses((status = 200, body = HostCapacityView),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The host's live allocations do not fit the new capacity")),
+    security(("bearer" = ["platform_admin"])))]
+/// Declares what a host offers (where its agent cannot measure it, e.g.
+/// without NVML); the agent's reports never replace a declaration.
+pub async fn declare_capacity(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    PathId(id): PathId<HostId>,
+    Json(body): Json<CapacityInput>,
+) -> ApiResult<Json<HostCapacityView>> {
+    caller.require_platform_admin()?;
+    let usage = state
+        .allocations
+        .declare_capacity(id, body.into(), &audit_context(&caller, &headers))
+        .await?;
+    Ok(Json(HostCapacityView::from(&usage)))
+}
+
+#[utoipa::path(get, path = "/api/v1/hosts/{host_id}/capacity", tag = "hosts",
+    params(("host_id" = Uuid, Path)),
+    responses((status = 200, body = HostCapacityView), (status = 404, body = Problem, content_type = "application/problem+json", description = "No such host, or no capacity known for it")),
+    security(("bearer" = ["read"])))]
+/// A host's capacity, its reservations and what is free.
+pub async fn host_capacity(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<HostId>,
+) -> ApiResult<Json<HostCapacityView>> {
+    caller.require(Permission::Read)?;
+    visible_host(&state, &caller, id).await?;
+    let usage = state
+        .allocations
+        .usage(id)
+        .await?
+        .ok_or(ApiError::NotFound("host capacity"))?;
+    Ok(Json(HostCapacityView::from(&usage)))
+}
+
+/// One audit row.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AuditView {
+    pub id: Uuid,
+    pub at: String,
+    pub org_id: Option<Uuid>,
+    /// `user:{id}`, `key:{id}` or `system:{role}`.
+    pub actor: String,
+    /// `allocation.create`, `allocation.release`, `host.capacity.declare`, …
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+    pub request_id: Option<String>,
+}
+
+impl From<&AuditEntry> for AuditView {
+    fn from(e: &AuditEntry) -> Self {
+        Self {
+            id: e.id,
+            at: rfc3339(e.at),
+            org_id: e.org_id.map(|o| o.0),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            resource_type: e.resource_type.clone(),
+            resource_id: e.resource_id.clone(),
+            before: e.before.clone(),
+            after: e.after.clone(),
+            request_id: e.request_id.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Platform administrators: another organization's rows.
+    pub org_id: Option<Uuid>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub resource_type: Option<String>,
+    pub resource_id: Option<String>,
+    pub request_id: Option<String>,
+    /// Rows at or after this instant (RFC 3339).
+    pub since: Option<String>,
+    /// Rows before this instant (RFC 3339).
+    pub until: Option<String>,
+    /// The next page: rows written before this row id.
+    pub before: Option<Uuid>,
+    /// At most this many, newest first (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+}
+
+fn instant(field: &'static str, v: Option<String>) -> ApiResult<Option<Timestamp>> {
+    v.map(|s| {
+        crate::clock::parse_rfc3339(&s).ok_or_else(|| {
+            ApiError::invalid(field, "an RFC 3339 instant, e.g. 2026-01-31T00:00:00Z")
+        })
+    })
+    .transpose()
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses((status = 200, body = Page<AuditView>, description = "Newest first")),
+    security(("bearer" = ["manage_users"])))]
+/// The audit log of the caller's organization: one row per mutation, with
+/// who, what, before and after, and the request.
+pub async fn list_audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Page<AuditView>>> {
+    // Organization administrators read their own; platform administrators
+    // any organization's, or the platform's own rows without a filter.
+    caller.require(Permission::ManageUsers)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let org_id = match (caller.platform_admin, q.org_id) {
+        (true, org) => org.map(OrgId::from_uuid),
+        (false, Some(org)) if org != caller.org_id.0 => return Err(ApiError::NotFound("org")),
+        (false, _) => Some(caller.org_id),
+    };
+    let rows = state
+        .store
+        .list_audit(&AuditFilter {
+            org_id,
+            actor: q.actor,
+            action: q.action,
+            resource_type: q.resource_type,
+            resource_id: q.resource_id,
+            request_id: q.request_id,
+            since: instant("since", q.since)?,
+            until: instant("until", q.until)?,
+            before: q.before,
+            limit,
+        })
+        .await?;
+    Ok(Json(Page {
+        items: rows.iter().map(AuditView::from).collect(),
+    }))
+}

@@ -1,0 +1,310 @@
+//! Allocation use cases: rent a slice of a host by SKU, see it, release it;
+//! declare what a host offers and see what is left of it (design §11, seed
+//! 004).
+//!
+//! Placement happens inside the store's write (under the host's capacity
+//! row lock), so this layer only chooses the candidate hosts and says what
+//! a refusal means.
+
+use crate::error::{AppError, AppResult};
+use hood_clock::Clock;
+use hood_domain::allocation::{Allocation, AllocationSpec, CapacitySource, HostInventory};
+use hood_domain::audit::AuditContext;
+use hood_domain::lifecycle::{AllocationState, HostState};
+use hood_domain::placement::{free, Free, HostCapacity, Reservation};
+use hood_domain::sku::{Sku, SkuCatalog};
+use hood_domain::validate::FieldError;
+use hood_domain::{AllocationId, HostId, OrgId};
+use hood_store::allocation::{AllocationStore, Placed};
+use hood_store::fleet::{FleetStore, HostFilter};
+use std::sync::Arc;
+
+/// What a customer asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateAllocation {
+    pub sku: String,
+    pub spec: AllocationSpec,
+    /// Retries with the same key find the first allocation.
+    pub idempotency_key: Option<String>,
+}
+
+/// An accepted request: the allocation, and whether this call made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocationAccepted {
+    pub allocation: Allocation,
+    pub created: bool,
+}
+
+/// A host's capacity, what its live allocations hold, and what is left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostUsage {
+    pub inventory: HostInventory,
+    pub reservations: Vec<Reservation>,
+    pub free: Free,
+}
+
+/// The allocation use cases.
+#[derive(Clone)]
+pub struct AllocationService {
+    allocations: Arc<dyn AllocationStore>,
+    fleet: Arc<dyn FleetStore>,
+    skus: Arc<SkuCatalog>,
+    clock: Arc<dyn Clock>,
+}
+
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+impl AllocationService {
+    pub fn new(
+        allocations: Arc<dyn AllocationStore>,
+        fleet: Arc<dyn FleetStore>,
+        skus: Arc<SkuCatalog>,
+    ) -> Self {
+        Self {
+            allocations,
+            fleet,
+            skus,
+            clock: hood_clock::system(),
+        }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The SKUs on offer.
+    pub fn skus(&self) -> &[Sku] {
+        self.skus.skus()
+    }
+
+    /// Reserves a placement for `req` on a ready host the organization may
+    /// use (its own, or the platform's shared hosts) and stores the
+    /// allocation `requested`, with its outbox event and audit row, in one
+    /// transaction. A retry with the same idempotency key answers the
+    /// allocation it made; the same key with another request is a conflict.
+    pub async fn create(
+        &self,
+        org: OrgId,
+        req: CreateAllocation,
+        audit: &AuditContext,
+    ) -> AppResult<AllocationAccepted> {
+        let mut errors = req.spec.validate();
+        let sku = self.skus.get(&req.sku).cloned();
+        if sku.is_none() {
+            errors.push(FieldError::new(
+                "sku",
+                format!(
+                    "unknown SKU `{}`; GET /api/v1/skus lists those on offer",
+                    req.sku
+                ),
+            ));
+        }
+        if let Some(key) = &req.idempotency_key {
+            if key.is_empty()
+                || key.len() > MAX_IDEMPOTENCY_KEY
+                || !key.bytes().all(|b| b.is_ascii_graphic())
+            {
+                errors.push(FieldError::new(
+                    "idempotency_key",
+                    format!("1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+                ));
+            }
+        }
+        let Some(sku) = sku.filter(|_| errors.is_empty()) else {
+            return Err(AppError::Invalid(errors));
+        };
+        let candidates = self.candidates(org).await?;
+        let now = self.clock.now();
+        let draft = Allocation {
+            id: AllocationId::from_uuid(uuid::Uuid::now_v7()),
+            org_id: org,
+            // Chosen by the store among the candidates.
+            host_id: HostId::from_uuid(uuid::Uuid::nil()),
+            sku: sku.name.clone(),
+            spec: req.spec.clone(),
+            state: AllocationState::Requested,
+            reservation: Reservation {
+                cores: vec![],
+                memory_mib: 0,
+                disk_mib: 0,
+                gpus: vec![],
+            },
+            idempotency_key: req.idempotency_key.clone(),
+            created_at: now,
+            updated_at: now,
+        };
+        match self
+            .allocations
+            .create_allocation(&draft, &sku.shape, &candidates, audit)
+            .await?
+        {
+            Placed::Created(allocation) => {
+                tracing::info!(allocation = %allocation.id, org = %org, sku = %sku.name,
+                    host = %allocation.host_id, "allocation placed");
+                Ok(AllocationAccepted {
+                    allocation,
+                    created: true,
+                })
+            }
+            Placed::Existing(allocation) => {
+                if allocation.sku != req.sku || allocation.spec != req.spec {
+                    return Err(AppError::Conflict(format!(
+                        "the idempotency key was used for a different request \
+                         (allocation {}); use a new key for a new allocation",
+                        allocation.id
+                    )));
+                }
+                Ok(AllocationAccepted {
+                    allocation,
+                    created: false,
+                })
+            }
+            Placed::NoRoom(why) => Err(AppError::Conflict(if candidates.is_empty() {
+                format!(
+                    "no host can take `{}`: no ready host with a known capacity is \
+                     available to this organization",
+                    sku.name
+                )
+            } else {
+                format!(
+                    "no host has room for `{}` now ({why}); release an allocation or \
+                     try again later",
+                    sku.name
+                )
+            })),
+        }
+    }
+
+    /// Ready hosts the organization may be placed on: its own first, then
+    /// the platform's shared hosts, each oldest first.
+    async fn candidates(&self, org: OrgId) -> AppResult<Vec<HostId>> {
+        let ready = self
+            .fleet
+            .list_hosts(&HostFilter {
+                state: Some(HostState::Ready),
+                ..Default::default()
+            })
+            .await?;
+        let own = ready.iter().filter(|h| h.org_id == Some(org));
+        let shared = ready.iter().filter(|h| h.org_id.is_none());
+        Ok(own.chain(shared).map(|h| h.id).collect())
+    }
+
+    pub async fn get(&self, org: OrgId, id: AllocationId) -> AppResult<Allocation> {
+        self.allocations
+            .get_allocation(org, id)
+            .await?
+            .ok_or(AppError::NotFound("allocation"))
+    }
+
+    pub async fn list(&self, org: OrgId) -> AppResult<Vec<Allocation>> {
+        Ok(self.allocations.list_allocations(org).await?)
+    }
+
+    /// Releases an allocation. One that was never dispatched to its host
+    /// (`requested`) has nothing running and is released at once; one on
+    /// its host goes `releasing` until the agent has stopped it. Releasing
+    /// an ended allocation answers it as it is.
+    pub async fn release(
+        &self,
+        org: OrgId,
+        id: AllocationId,
+        audit: &AuditContext,
+    ) -> AppResult<Allocation> {
+        // A race with the provisioning worker moves the state under us:
+        // read again and take the path from where it is now.
+        for _ in 0..4 {
+            let current = self.get(org, id).await?;
+            let path: &[AllocationState] = match current.state {
+                AllocationState::Requested => &[
+                    AllocationState::Requested,
+                    AllocationState::Releasing,
+                    AllocationState::Released,
+                ],
+                AllocationState::Provisioning => {
+                    &[AllocationState::Provisioning, AllocationState::Releasing]
+                }
+                AllocationState::Active => &[AllocationState::Active, AllocationState::Releasing],
+                AllocationState::Releasing
+                | AllocationState::Released
+                | AllocationState::Failed => return Ok(current),
+            };
+            if let Some(moved) = self
+                .allocations
+                .transition_allocation(id, path, self.clock.now(), "allocation.release", audit)
+                .await?
+            {
+                tracing::info!(allocation = %id, org = %org, state = moved.state.as_str(),
+                    "allocation released");
+                return Ok(moved);
+            }
+        }
+        Err(AppError::Conflict(
+            "the allocation is changing state; try again".into(),
+        ))
+    }
+
+    /// An operator declares what a host offers (for hosts where the agent
+    /// cannot measure it); reports never replace a declaration.
+    pub async fn declare_capacity(
+        &self,
+        host: HostId,
+        capacity: HostCapacity,
+        audit: &AuditContext,
+    ) -> AppResult<HostUsage> {
+        capacity
+            .validate()
+            .map_err(|m| AppError::Invalid(vec![FieldError::new("capacity", m)]))?;
+        self.fleet
+            .get_host(host)
+            .await?
+            .ok_or(AppError::NotFound("host"))?;
+        // Shrinking below what live allocations hold would break placement:
+        // refuse it, naming what holds the space.
+        let live = self.allocations.live_allocations(host).await?;
+        let held: Vec<Reservation> = live.iter().map(|a| a.reservation.clone()).collect();
+        if let Err(v) = hood_domain::placement::check(&capacity, &held) {
+            return Err(AppError::Conflict(format!(
+                "the host's {} live allocation(s) do not fit that capacity ({v}); \
+                 release them first",
+                live.len()
+            )));
+        }
+        self.allocations
+            .set_host_capacity(
+                host,
+                CapacitySource::Declared,
+                &capacity,
+                self.clock.now(),
+                Some(audit),
+            )
+            .await?;
+        self.usage(host)
+            .await?
+            .ok_or_else(|| AppError::Internal("the declared capacity was not stored".into()))
+    }
+
+    /// A host's capacity and what is left of it; `None` when it has none
+    /// known.
+    pub async fn usage(&self, host: HostId) -> AppResult<Option<HostUsage>> {
+        let Some(inventory) = self.allocations.host_inventory(host).await? else {
+            return Ok(None);
+        };
+        let reservations: Vec<Reservation> = self
+            .allocations
+            .live_allocations(host)
+            .await?
+            .into_iter()
+            .map(|a| a.reservation)
+            .collect();
+        let free = free(&inventory.capacity, &reservations).map_err(|v| {
+            AppError::Internal(format!("host {host}: reservations exceed capacity: {v}"))
+        })?;
+        Ok(Some(HostUsage {
+            inventory,
+            reservations,
+            free,
+        }))
+    }
+}
