@@ -37,6 +37,67 @@ pub mod kinds {
     /// host yet) with a snapshot from the control plane
     /// ([`DataSnapshotRef`] → [`RestoredSnapshot`]).
     pub const RESTORE_SNAPSHOT: &str = "restore_snapshot";
+    /// Run an allocation's sandbox ([`AllocationTask`] →
+    /// [`StartedAllocation`]); idempotent.
+    pub const START_ALLOCATION: &str = "start_allocation";
+    /// Stop an allocation's sandbox and remove it ([`AllocationRef`]);
+    /// stopping one that is not there succeeds.
+    pub const STOP_ALLOCATION: &str = "stop_allocation";
+}
+
+/// What the agent runs for an allocation: its placement on this host and
+/// its command, in a sandbox of its own (PID, mount, network, UTS and IPC
+/// namespaces; pinned to its cores; its memory limited by a cgroup where
+/// the host offers one; only its GPUs visible).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationTask {
+    pub allocation_id: crate::AllocationId,
+    /// Core numbers the sandbox is pinned to.
+    pub cores: Vec<u32>,
+    pub memory_mib: u64,
+    /// Whole GPUs by index (the sandbox's `CUDA_VISIBLE_DEVICES`; empty
+    /// hides every GPU).
+    #[serde(default)]
+    pub gpus: Vec<u32>,
+    /// argv; empty runs an idle sandbox.
+    #[serde(default)]
+    pub command: Vec<String>,
+}
+
+impl AllocationTask {
+    /// The sandbox's workload id on the host.
+    pub fn workload_id(&self) -> String {
+        allocation_workload_id(self.allocation_id)
+    }
+
+    /// The sandbox's host name: `alloc-` and the id's last 12 hex digits
+    /// (the random part of a UUIDv7).
+    pub fn hostname(&self) -> String {
+        let simple = self.allocation_id.0.simple().to_string();
+        format!("alloc-{}", &simple[simple.len() - 12..])
+    }
+}
+
+/// The workload id of an allocation's sandbox.
+pub fn allocation_workload_id(id: crate::AllocationId) -> String {
+    format!("alloc-{id}")
+}
+
+/// Names an allocation on its host (`stop_allocation`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationRef {
+    pub allocation_id: crate::AllocationId,
+}
+
+/// What `start_allocation` set up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartedAllocation {
+    pub workload_id: String,
+    pub pid: Option<u32>,
+    pub hostname: String,
+    /// Whether a memory cgroup limits the sandbox (hosts without a
+    /// writable cgroup hierarchy run it without one).
+    pub memory_limited: bool,
 }
 
 /// A snapshot name: 1 to 128 letters, digits, `-` and `_` (it becomes a

@@ -12,6 +12,7 @@
 //! everywhere), so a crash at any point resumes from the journal without
 //! duplicating a host or a process.
 
+mod allocations;
 mod checks;
 mod keys;
 mod migrate;
@@ -29,6 +30,7 @@ mod suspend;
 mod terminate;
 mod upgrade;
 
+pub use allocations::{AllocationWorker, AllocationWorkerHandle};
 pub use keys::NodeKeys;
 pub use orchestrator::Orchestrator;
 pub use plan::{required_artifacts, workload_plan, PlanError};

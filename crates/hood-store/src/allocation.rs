@@ -53,6 +53,13 @@ pub trait AllocationStore: Send + Sync {
         -> StoreResult<Option<Allocation>>;
     /// An organization's allocations, newest first.
     async fn list_allocations(&self, org: OrgId) -> StoreResult<Vec<Allocation>>;
+    /// Allocations of every organization in one of `states`, least
+    /// recently changed first (the provisioning worker's queue).
+    async fn allocations_in_states(
+        &self,
+        states: &[AllocationState],
+        limit: i64,
+    ) -> StoreResult<Vec<Allocation>>;
     /// Allocations holding a placement on a host.
     async fn live_allocations(&self, host: HostId) -> StoreResult<Vec<Allocation>>;
     /// Moves an allocation along `path` (`path[0]` is the state it must be

@@ -13,14 +13,15 @@
 //! [`WorkloadObservation`](hood_domain::workload::WorkloadObservation).
 
 pub mod observe;
+pub mod sandbox;
 mod snapshots;
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use hood_agent::{CommandContext, CommandError, CommandHandler, Workload};
 use hood_domain::workload::{
-    kinds, DataSnapshotDone, DataSnapshotRef, SyncReport, WorkloadPlan, WorkloadRef,
-    WorkloadStarted,
+    allocation_workload_id, kinds, AllocationRef, AllocationTask, DataSnapshotDone,
+    DataSnapshotRef, StartedAllocation, SyncReport, WorkloadPlan, WorkloadRef, WorkloadStarted,
 };
 use hood_domain::NodeId;
 use hood_runtime::{
@@ -578,6 +579,50 @@ fn executable_name(process: &str, version: &str) -> String {
     format!("{process}-{version}")
 }
 
+impl WorkloadHandler {
+    /// Runs an allocation's sandbox (idempotent: the runtime compares
+    /// specs).
+    async fn start_allocation(
+        &self,
+        task: &AllocationTask,
+    ) -> Result<StartedAllocation, CommandError> {
+        let workload = task.workload_id();
+        let cgroup = sandbox::memory_cgroup(sandbox::cgroup_root(), &workload, task.memory_mib);
+        let procs: Vec<PathBuf> = cgroup.iter().map(|d| d.join("cgroup.procs")).collect();
+        let spec = sandbox::spec(task, &procs)?;
+        let status = self
+            .runtime
+            .start(spec)
+            .await
+            .map_err(|e| err("starting the sandbox", e))?;
+        tracing::info!(allocation = %task.allocation_id, cores = ?task.cores,
+            memory_limited = cgroup.is_some(), "allocation sandbox started");
+        Ok(StartedAllocation {
+            workload_id: workload,
+            pid: status.pid,
+            hostname: task.hostname(),
+            memory_limited: cgroup.is_some(),
+        })
+    }
+
+    /// Stops and removes an allocation's sandbox; one that is not there is
+    /// already stopped.
+    async fn stop_allocation(
+        &self,
+        id: hood_domain::AllocationId,
+    ) -> Result<serde_json::Value, CommandError> {
+        let workload = allocation_workload_id(id);
+        let wid = WorkloadId::new(workload.clone()).map_err(|e| err("workload id", e))?;
+        self.runtime
+            .remove(&wid, true)
+            .await
+            .map_err(|e| err("removing the sandbox", e))?;
+        sandbox::remove_cgroup(sandbox::cgroup_root(), &workload);
+        tracing::info!(allocation = %id, "allocation sandbox removed");
+        Ok(serde_json::json!({ "workload_id": workload, "removed": true }))
+    }
+}
+
 #[async_trait]
 impl CommandHandler for WorkloadHandler {
     async fn handle(
@@ -656,6 +701,17 @@ impl CommandHandler for WorkloadHandler {
             kinds::RESTORE_SNAPSHOT => {
                 let done = self.restore_snapshot(&snapshot_ref()?, ctx).await?;
                 serde_json::to_value(done).map_err(|e| err("result", e))
+            }
+            kinds::START_ALLOCATION => {
+                let task: AllocationTask =
+                    serde_json::from_value(payload.clone()).map_err(|e| err("payload", e))?;
+                let started = self.start_allocation(&task).await?;
+                serde_json::to_value(started).map_err(|e| err("result", e))
+            }
+            kinds::STOP_ALLOCATION => {
+                let r: AllocationRef =
+                    serde_json::from_value(payload.clone()).map_err(|e| err("payload", e))?;
+                self.stop_allocation(r.allocation_id).await
             }
             "ping" => Ok(serde_json::json!({"pong": true})),
             other => Err(CommandError(format!("unknown command kind `{other}`"))),

@@ -90,6 +90,8 @@ pub struct FleetRoles {
     pub gateway_url: String,
     gateway: Option<(Gateway, TcpListener)>,
     worker: Option<WorkerHandle>,
+    /// The allocation provisioning worker (with the saga worker).
+    allocations: Option<hood_orchestrator::AllocationWorkerHandle>,
 }
 
 impl FleetRoles {
@@ -186,6 +188,8 @@ impl FleetRoles {
             .await
             .context("starting the local host provider")?;
         providers.register(Arc::new(local_provider))?;
+        let allocation_worker =
+            hood_orchestrator::AllocationWorker::new(store.clone(), fleet.clone());
         let orchestrator = Orchestrator::new(Services {
             store: store.clone(),
             fleet,
@@ -212,12 +216,14 @@ impl FleetRoles {
         } else {
             None
         };
+        let allocations = opts.run_worker.then(|| allocation_worker.spawn());
         Ok(Self {
             artifacts,
             orchestrator,
             gateway_url,
             gateway,
             worker,
+            allocations,
         })
     }
 
@@ -231,10 +237,14 @@ impl FleetRoles {
             .map(|(gateway, listener)| tokio::spawn(gateway.serve(listener, shutdown)))
     }
 
-    /// Stops the saga worker, letting the current step finish.
+    /// Stops the saga worker, letting the current step finish, and the
+    /// allocation worker after its pass.
     pub async fn shutdown(&mut self) {
         if let Some(w) = self.worker.take() {
             w.shutdown().await;
+        }
+        if let Some(a) = self.allocations.take() {
+            a.shutdown().await;
         }
     }
 }

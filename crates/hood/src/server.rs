@@ -38,6 +38,11 @@ pub struct ServerOpts {
     /// Password of the first administrator (only read on the first start).
     #[arg(long, env = "HOOD_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<String>,
+    /// A JSON array of SKUs to offer instead of the built-in ones, each
+    /// `{name, cores, memory_mib, disk_mib, gpu: {kind: none|whole|mig,
+    /// count|profile}, price_per_minute_minor, currency}`.
+    #[arg(long, env = "HOOD_SKU_FILE")]
+    pub sku_file: Option<PathBuf>,
     #[command(flatten)]
     pub ledger: crate::ledger::LedgerArgs,
     #[command(flatten)]
@@ -649,13 +654,26 @@ async fn build_state(
     let config = ApiConfig {
         login_attempts_per_minute: opts.login_rate_per_minute,
     };
-    Ok(AppState::new(
-        store,
-        tokens,
-        oidc,
-        Arc::new(chains),
-        &config,
-    ))
+    let state = AppState::new(store, tokens, oidc, Arc::new(chains), &config);
+    Ok(match &opts.sku_file {
+        Some(path) => state.with_skus(load_skus(path)?),
+        None => state,
+    })
+}
+
+/// The operator's SKUs: a JSON array, each checked (names, shapes, MIG
+/// profiles), names unique.
+fn load_skus(path: &Path) -> Result<hood_domain::sku::SkuCatalog> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the SKU file {}", path.display()))?;
+    let skus: Vec<hood_domain::sku::Sku> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "the SKU file {} is not a JSON array of SKUs",
+            path.display()
+        )
+    })?;
+    hood_domain::sku::SkuCatalog::new(skus)
+        .with_context(|| format!("the SKU file {} is invalid", path.display()))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

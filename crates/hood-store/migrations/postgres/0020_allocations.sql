@@ -27,3 +27,5 @@ CREATE TABLE allocations (
 CREATE INDEX allocations_live_idx ON allocations (host_id)
     WHERE state NOT IN ('released', 'failed');
 CREATE INDEX allocations_org_idx ON allocations (org_id, created_at);
+-- The provisioning worker's queue: allocations in a state it acts on.
+CREATE INDEX allocations_state_idx ON allocations (state, updated_at);

@@ -304,6 +304,27 @@ impl AllocationStore for SqlStore {
         .await?)
     }
 
+    async fn allocations_in_states(
+        &self,
+        states: &[AllocationState],
+        limit: i64,
+    ) -> StoreResult<Vec<Allocation>> {
+        if states.is_empty() {
+            return Ok(vec![]);
+        }
+        let list: Vec<String> = (0..states.len()).map(|i| format!("${}", i + 2)).collect();
+        let mut q = query_as::<AllocationRow>(format!(
+            "SELECT {COLUMNS} FROM allocations WHERE state IN ({}) \
+             ORDER BY updated_at, id LIMIT $1",
+            list.join(", ")
+        ))
+        .bind(limit);
+        for s in states {
+            q = q.bind(s.as_str());
+        }
+        all(q.fetch_all(&self.pool).await?)
+    }
+
     async fn live_allocations(&self, host: HostId) -> StoreResult<Vec<Allocation>> {
         all(query_as::<AllocationRow>(format!(
             "SELECT {COLUMNS} FROM allocations WHERE host_id = $1 AND state NOT IN {ENDED} \

@@ -175,13 +175,48 @@ pub fn processes_under(dir: &Path) -> Vec<(u32, String)> {
     out
 }
 
-/// SIGKILLs every process under `dir` when dropped, so a failing test
-/// never leaves agents or nodes behind.
+/// Pids and allocation ids of allocation sandboxes' processes working
+/// under `dir` (their command lines do not name it; their working
+/// directory and `HOOD_ALLOCATION_ID` do).
+pub fn sandboxes_under(dir: &Path) -> Vec<(u32, String)> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        if !cwd.starts_with(dir) {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if let Some(id) = environ
+            .split(|b| *b == 0)
+            .find_map(|kv| kv.strip_prefix(b"HOOD_ALLOCATION_ID="))
+        {
+            out.push((pid, String::from_utf8_lossy(id).into_owned()));
+        }
+    }
+    out
+}
+
+/// SIGKILLs every process under `dir` (and every allocation sandbox working
+/// there) when dropped, so a failing test never leaves agents, nodes or
+/// sandboxes behind.
 pub struct KillUnder(pub PathBuf);
 
 impl Drop for KillUnder {
     fn drop(&mut self) {
-        for (pid, _) in processes_under(&self.0) {
+        let sandboxes = sandboxes_under(&self.0).into_iter().map(|(pid, _)| pid);
+        let pids: Vec<u32> = processes_under(&self.0)
+            .into_iter()
+            .map(|(pid, _)| pid)
+            .chain(sandboxes)
+            .collect();
+        for pid in pids {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
         }
     }
