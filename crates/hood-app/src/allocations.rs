@@ -131,6 +131,10 @@ impl AllocationService {
                 gpus: vec![],
             },
             idempotency_key: req.idempotency_key.clone(),
+            expires_at: req
+                .spec
+                .max_duration_minutes
+                .map(|m| now.plus_millis(i64::from(m) * 60_000)),
             created_at: now,
             updated_at: now,
         };
@@ -216,19 +220,8 @@ impl AllocationService {
         // read again and take the path from where it is now.
         for _ in 0..4 {
             let current = self.get(org, id).await?;
-            let path: &[AllocationState] = match current.state {
-                AllocationState::Requested => &[
-                    AllocationState::Requested,
-                    AllocationState::Releasing,
-                    AllocationState::Released,
-                ],
-                AllocationState::Provisioning => {
-                    &[AllocationState::Provisioning, AllocationState::Releasing]
-                }
-                AllocationState::Active => &[AllocationState::Active, AllocationState::Releasing],
-                AllocationState::Releasing
-                | AllocationState::Released
-                | AllocationState::Failed => return Ok(current),
+            let Some(path) = current.state.release_path() else {
+                return Ok(current);
             };
             if let Some(moved) = self
                 .allocations

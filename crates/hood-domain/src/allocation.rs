@@ -23,6 +23,10 @@ pub struct Allocation {
     /// The creating request's idempotency key: a retry finds this
     /// allocation instead of placing a second one.
     pub idempotency_key: Option<String>,
+    /// When the maximum duration runs out: released then, whatever it is
+    /// doing.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

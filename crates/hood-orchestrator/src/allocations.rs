@@ -6,7 +6,9 @@
 //!   sandbox is asked for with `start_allocation`;
 //! * `provisioning` → `active` when the agent's result (bound to the host
 //!   by its mTLS identity) says it runs, or `failed` when it could not;
-//! * `releasing` → `released` once `stop_allocation` succeeded.
+//! * `releasing` → `released` once `stop_allocation` succeeded;
+//! * an allocation whose maximum duration ran out is released (audited as
+//!   `allocation.expire`).
 //!
 //! Every pass reads the queue from the store and every agent command has an
 //! idempotency key derived from the allocation, so a crash, a restart or a
@@ -87,6 +89,20 @@ impl AllocationWorker {
 
     /// One pass over the queue; returns how many allocations moved.
     pub async fn pass(&self) -> Result<usize, GatewayError> {
+        let mut moved = 0;
+        // Maximum durations that ran out: released like the owner would.
+        for a in self
+            .store
+            .expired_allocations(hood_clock::now(), BATCH)
+            .await?
+        {
+            if let Some(path) = a.state.release_path() {
+                if self.transition(&a, path, "allocation.expire").await? {
+                    tracing::info!(allocation = %a.id, "maximum duration reached: released");
+                    moved += 1;
+                }
+            }
+        }
         let queue = self
             .store
             .allocations_in_states(
@@ -98,7 +114,6 @@ impl AllocationWorker {
                 BATCH,
             )
             .await?;
-        let mut moved = 0;
         for a in queue {
             let step = match a.state {
                 AllocationState::Requested => self.provision(&a).await,

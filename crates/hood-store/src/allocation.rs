@@ -60,6 +60,10 @@ pub trait AllocationStore: Send + Sync {
         states: &[AllocationState],
         limit: i64,
     ) -> StoreResult<Vec<Allocation>>;
+    /// Allocations whose maximum duration ran out by `now` and that are not
+    /// on their way out yet, soonest first.
+    async fn expired_allocations(&self, now: Timestamp, limit: i64)
+        -> StoreResult<Vec<Allocation>>;
     /// Allocations holding a placement on a host.
     async fn live_allocations(&self, host: HostId) -> StoreResult<Vec<Allocation>>;
     /// Moves an allocation along `path` (`path[0]` is the state it must be

@@ -90,6 +90,7 @@ fn draft(org: OrgId, key: Option<&str>) -> Allocation {
             gpus: vec![],
         },
         idempotency_key: key.map(str::to_owned),
+        expires_at: None,
         created_at: T0,
         updated_at: T0,
     }
@@ -390,7 +391,60 @@ async fn the_audit_log_is_append_only(db: &Harness) {
     );
 }
 
+async fn maximum_durations_run_out_in_order(db: &Harness) {
+    let store = db.migrated().await;
+    let org = org(store).await;
+    let host = host_with(store, 8).await;
+    let mut soon = draft(org, None);
+    soon.expires_at = Some(T0.plus_secs(60));
+    let mut later = draft(org, None);
+    later.expires_at = Some(T0.plus_secs(120));
+    let soon = created(
+        store
+            .create_allocation(&soon, &cpu(2), &[host], &ctx())
+            .await
+            .unwrap(),
+    );
+    let later = created(
+        store
+            .create_allocation(&later, &cpu(2), &[host], &ctx())
+            .await
+            .unwrap(),
+    );
+    created(
+        store
+            .create_allocation(&draft(org, None), &cpu(2), &[host], &ctx())
+            .await
+            .unwrap(),
+    );
+    let expired = |at| store.expired_allocations(at, 10);
+    assert!(expired(T0.plus_secs(59)).await.unwrap().is_empty());
+    let ids = |v: Vec<Allocation>| v.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    assert_eq!(ids(expired(T0.plus_secs(60)).await.unwrap()), vec![soon.id]);
+    assert_eq!(
+        ids(expired(T0.plus_secs(600)).await.unwrap()),
+        vec![soon.id, later.id]
+    );
+    // On its way out: no longer expiring.
+    store
+        .transition_allocation(
+            soon.id,
+            AllocationState::Requested.release_path().unwrap(),
+            T0.plus_secs(61),
+            "allocation.expire",
+            &AuditContext::system("orchestrator"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ids(expired(T0.plus_secs(600)).await.unwrap()),
+        vec![later.id]
+    );
+}
+
 conformance!(
+    maximum_durations_run_out_in_order,
     the_audit_log_is_append_only,
     a_host_fills_exactly_and_released_capacity_is_placed_again,
     a_retried_request_finds_its_allocation,

@@ -195,6 +195,8 @@ pub struct AllocationView {
     pub idle: Option<IdlePolicyView>,
     pub reservation: ReservationView,
     pub idempotency_key: Option<String>,
+    /// When the maximum duration runs out.
+    pub expires_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -217,6 +219,7 @@ impl From<&Allocation> for AllocationView {
             }),
             reservation: ReservationView::from(&a.reservation),
             idempotency_key: a.idempotency_key.clone(),
+            expires_at: a.expires_at.map(rfc3339),
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),
         }

@@ -55,10 +55,47 @@ impl AllocationState {
     pub fn accrues(self) -> bool {
         self == AllocationState::Active
     }
+
+    /// The transitions a release takes from here: at once to `released`
+    /// when nothing was dispatched to the host yet, else to `releasing`
+    /// until the agent has stopped it; `None` when it is already on its
+    /// way out or ended.
+    pub fn release_path(self) -> Option<&'static [AllocationState]> {
+        use AllocationState::*;
+        match self {
+            Requested => Some(&[Requested, Releasing, Released]),
+            Provisioning => Some(&[Provisioning, Releasing]),
+            Active => Some(&[Active, Releasing]),
+            Releasing | Released | Failed => None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_release_path_is_made_of_legal_transitions() {
+        for state in AllocationState::ALL {
+            let Some(path) = state.release_path() else {
+                assert!(matches!(
+                    state,
+                    AllocationState::Releasing
+                        | AllocationState::Released
+                        | AllocationState::Failed
+                ));
+                continue;
+            };
+            assert_eq!(path[0], *state);
+            for pair in path.windows(2) {
+                assert!(pair[0].transition(pair[1]).is_ok(), "{pair:?}");
+            }
+            assert!(matches!(
+                path.last(),
+                Some(AllocationState::Releasing | AllocationState::Released)
+            ));
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -20,6 +20,7 @@ CREATE TABLE allocations (
     state           TEXT    NOT NULL,
     reservation     TEXT    NOT NULL,
     idempotency_key TEXT,
+    expires_at      BIGINT,
     created_at      BIGINT  NOT NULL,
     updated_at      BIGINT  NOT NULL,
     UNIQUE (org_id, idempotency_key)
@@ -29,3 +30,6 @@ CREATE INDEX allocations_live_idx ON allocations (host_id)
 CREATE INDEX allocations_org_idx ON allocations (org_id, created_at);
 -- The provisioning worker's queue: allocations in a state it acts on.
 CREATE INDEX allocations_state_idx ON allocations (state, updated_at);
+-- Allocations whose maximum duration runs out.
+CREATE INDEX allocations_expiry_idx ON allocations (expires_at)
+    WHERE expires_at IS NOT NULL AND state NOT IN ('releasing', 'released', 'failed');

@@ -16,8 +16,8 @@ use hood_domain::machine::StateMachine as _;
 use hood_domain::placement::{place, HostCapacity, PlacementError, Reservation, Shape};
 use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
 
-const COLUMNS: &str =
-    "id, org_id, host_id, sku, spec, state, reservation, idempotency_key, created_at, updated_at";
+const COLUMNS: &str = "id, org_id, host_id, sku, spec, state, reservation, idempotency_key, \
+                       expires_at, created_at, updated_at";
 /// States that hold no placement (`AllocationState::holds_placement`).
 const ENDED: &str = "('released', 'failed')";
 
@@ -31,6 +31,7 @@ struct AllocationRow {
     state: String,
     reservation: String,
     idempotency_key: Option<String>,
+    expires_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -50,6 +51,7 @@ impl TryFrom<AllocationRow> for Allocation {
             reservation: serde_json::from_str(&r.reservation)
                 .map_err(|e| StoreError::Corrupt(format!("allocation reservation: {e}")))?,
             idempotency_key: r.idempotency_key,
+            expires_at: r.expires_at.map(Timestamp::from_millis),
             created_at: Timestamp::from_millis(r.created_at),
             updated_at: Timestamp::from_millis(r.updated_at),
         })
@@ -239,7 +241,7 @@ impl AllocationStore for SqlStore {
             };
             query(format!(
                 "INSERT INTO allocations ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
             ))
             .bind(allocation.id.to_string())
             .bind(allocation.org_id.to_string())
@@ -249,6 +251,7 @@ impl AllocationStore for SqlStore {
             .bind(allocation.state.as_str())
             .bind(encode("allocation reservation", &allocation.reservation)?)
             .bind(allocation.idempotency_key.clone())
+            .bind(allocation.expires_at.map(Timestamp::millis))
             .bind(allocation.created_at.millis())
             .bind(allocation.updated_at.millis())
             .execute(&mut tx)
@@ -323,6 +326,22 @@ impl AllocationStore for SqlStore {
             q = q.bind(s.as_str());
         }
         all(q.fetch_all(&self.pool).await?)
+    }
+
+    async fn expired_allocations(
+        &self,
+        now: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<Allocation>> {
+        all(query_as::<AllocationRow>(format!(
+            "SELECT {COLUMNS} FROM allocations WHERE expires_at IS NOT NULL \
+             AND state NOT IN ('releasing', 'released', 'failed') AND expires_at <= $1 \
+             ORDER BY expires_at, id LIMIT $2"
+        ))
+        .bind(now.millis())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn live_allocations(&self, host: HostId) -> StoreResult<Vec<Allocation>> {

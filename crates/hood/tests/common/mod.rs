@@ -210,14 +210,22 @@ pub struct KillUnder(pub PathBuf);
 
 impl Drop for KillUnder {
     fn drop(&mut self) {
-        let sandboxes = sandboxes_under(&self.0).into_iter().map(|(pid, _)| pid);
+        let sandboxes = sandboxes_under(&self.0);
         let pids: Vec<u32> = processes_under(&self.0)
             .into_iter()
             .map(|(pid, _)| pid)
-            .chain(sandboxes)
+            .chain(sandboxes.iter().map(|(pid, _)| *pid))
             .collect();
         for pid in pids {
             let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        // The killed sandboxes' memory cgroups, once their processes are
+        // gone (a cgroup with members cannot be removed).
+        std::thread::sleep(Duration::from_millis(200));
+        for (_, allocation) in sandboxes {
+            for dir in ["/sys/fs/cgroup/memory/hood", "/sys/fs/cgroup/hood"] {
+                let _ = std::fs::remove_dir(Path::new(dir).join(format!("alloc-{allocation}")));
+            }
         }
     }
 }
