@@ -216,6 +216,16 @@ impl AllocationService {
         id: AllocationId,
         audit: &AuditContext,
     ) -> AppResult<Allocation> {
+        self.release_as(org, id, "allocation.release", audit).await
+    }
+
+    async fn release_as(
+        &self,
+        org: OrgId,
+        id: AllocationId,
+        action: &str,
+        audit: &AuditContext,
+    ) -> AppResult<Allocation> {
         // A race with the provisioning worker moves the state under us:
         // read again and take the path from where it is now.
         for _ in 0..4 {
@@ -225,7 +235,7 @@ impl AllocationService {
             };
             if let Some(moved) = self
                 .allocations
-                .transition_allocation(id, path, self.clock.now(), "allocation.release", audit)
+                .transition_allocation(id, path, self.clock.now(), action, audit)
                 .await?
             {
                 tracing::info!(allocation = %id, org = %org, state = moved.state.as_str(),
@@ -236,6 +246,23 @@ impl AllocationService {
         Err(AppError::Conflict(
             "the allocation is changing state; try again".into(),
         ))
+    }
+
+    /// An operator releases any organization's allocation; the reason is
+    /// in `audit`.
+    pub async fn force_release(
+        &self,
+        id: AllocationId,
+        audit: &AuditContext,
+    ) -> AppResult<Allocation> {
+        let org = self
+            .allocations
+            .find_allocation(id)
+            .await?
+            .ok_or(AppError::NotFound("allocation"))?
+            .org_id;
+        self.release_as(org, id, "allocation.force_release", audit)
+            .await
     }
 
     /// An operator declares what a host offers (for hosts where the agent

@@ -14,6 +14,8 @@ pub struct AuditContext {
     pub actor: String,
     /// The HTTP request's `x-request-id`, when a request caused it.
     pub request_id: Option<String>,
+    /// Why, when the actor gave a reason (an operator's force-release).
+    pub reason: Option<String>,
 }
 
 impl AuditContext {
@@ -22,6 +24,7 @@ impl AuditContext {
         Self {
             actor: format!("system:{role}"),
             request_id: None,
+            reason: None,
         }
     }
 }
@@ -46,4 +49,5 @@ pub struct AuditEntry {
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
     pub request_id: Option<String>,
+    pub reason: Option<String>,
 }

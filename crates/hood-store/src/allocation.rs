@@ -51,6 +51,8 @@ pub trait AllocationStore: Send + Sync {
     ) -> StoreResult<Placed>;
     async fn get_allocation(&self, org: OrgId, id: AllocationId)
         -> StoreResult<Option<Allocation>>;
+    /// Any organization's allocation (operators' force-release).
+    async fn find_allocation(&self, id: AllocationId) -> StoreResult<Option<Allocation>>;
     /// An organization's allocations, newest first.
     async fn list_allocations(&self, org: OrgId) -> StoreResult<Vec<Allocation>>;
     /// Allocations of every organization in one of `states`, least

@@ -26,6 +26,7 @@ fn ctx() -> AuditContext {
     AuditContext {
         actor: "user:test".into(),
         request_id: Some("req-test".into()),
+        reason: None,
     }
 }
 

@@ -367,8 +367,49 @@ async fn cpu_slices_fill_a_declared_host_exactly_and_run_in_sandboxes() {
         assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     }
 
-    // One audit row per mutation: n + 2 creations by the user, 2 releases,
-    // one declaration; the orchestrator's own moves are rows too.
+    // A platform administrator force-releases any allocation, with a
+    // reason; another organization's administrator may not.
+    let r = api
+        .post(
+            &format!("/api/v1/allocations/{}/force-release", ids[1]),
+            &bob,
+            json!({"reason": "mine now"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let (ok, out, err) = hood_cli(
+        &[
+            "--output",
+            "json",
+            "alloc",
+            "force-release",
+            &ids[1],
+            "--reason",
+            "host maintenance",
+        ],
+        &env,
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    wait_alloc(&api, &key, &ids[1], "released").await;
+    let forced = api
+        .get(
+            &format!(
+                "/api/v1/audit?action=allocation.force_release&resource_id={}",
+                ids[1]
+            ),
+            &key,
+        )
+        .await;
+    assert_eq!(
+        forced.body["items"][0]["reason"], "host maintenance",
+        "{}",
+        forced.text
+    );
+
+    // One audit row per mutation: n + 2 creations by the user, 2 releases
+    // and a force-release, one declaration; the orchestrator's own moves
+    // are rows too.
     let (ok, out, err) = hood_cli(
         &["--output", "json", "audit", "--limit", "1000"],
         &env,
@@ -386,7 +427,8 @@ async fn cpu_slices_fill_a_declared_host_exactly_and_run_in_sandboxes() {
     };
     assert_eq!(count("allocation.create"), n + 2, "{out}");
     assert_eq!(count("allocation.release"), 2, "{out}");
-    assert_eq!(count("allocation.released"), 2, "{out}");
+    assert_eq!(count("allocation.force_release"), 1, "{out}");
+    assert_eq!(count("allocation.released"), 3, "{out}");
     assert!(count("allocation.activate") > n, "{out}");
     let system = rows["items"]
         .as_array()

@@ -10,7 +10,7 @@ use crate::views::Page;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::Router;
 use hood_app::{CreateAllocation, HostUsage};
 use hood_domain::allocation::{Allocation, AllocationSpec, IdlePolicy};
@@ -39,6 +39,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/hosts/{host_id}/capacity",
             put(declare_capacity).get(host_capacity),
         )
+        .route(
+            "/api/v1/allocations/{allocation_id}/force-release",
+            post(force_release),
+        )
         .route("/api/v1/audit", get(list_audit))
 }
 
@@ -55,6 +59,7 @@ pub fn audit_context(caller: &Caller, headers: &HeaderMap) -> AuditContext {
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        reason: None,
     }
 }
 
@@ -368,6 +373,39 @@ pub async fn release_allocation(
     Ok(Json(AllocationView::from(&a)))
 }
 
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForceReleaseRequest {
+    /// Why (kept in the audit log).
+    #[schema(schema_with = crate::schemas::reason)]
+    pub reason: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/allocations/{allocation_id}/force-release", tag = "allocations",
+    params(("allocation_id" = Uuid, Path)), request_body = ForceReleaseRequest,
+    responses((status = 200, body = AllocationView, description = "Releasing (or released, or already ended)"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The allocation kept changing state; try again")),
+    security(("bearer" = ["platform_admin"])))]
+/// Releases any organization's allocation, with a reason kept in the audit
+/// log (platform administrators).
+pub async fn force_release(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    PathId(id): PathId<AllocationId>,
+    Json(body): Json<ForceReleaseRequest>,
+) -> ApiResult<Json<AllocationView>> {
+    caller.require_platform_admin()?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.len() > 500 {
+        return Err(ApiError::invalid("reason", "1 to 500 characters"));
+    }
+    let mut audit = audit_context(&caller, &headers);
+    audit.reason = Some(reason.to_owned());
+    let a = state.allocations.force_release(id, &audit).await?;
+    Ok(Json(AllocationView::from(&a)))
+}
+
 /// One GPU of a host.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -574,6 +612,8 @@ pub struct AuditView {
     pub before: Option<serde_json::Value>,
     pub after: Option<serde_json::Value>,
     pub request_id: Option<String>,
+    /// Why, when the actor gave a reason.
+    pub reason: Option<String>,
 }
 
 impl From<&AuditEntry> for AuditView {
@@ -589,6 +629,7 @@ impl From<&AuditEntry> for AuditView {
             before: e.before.clone(),
             after: e.after.clone(),
             request_id: e.request_id.clone(),
+            reason: e.reason.clone(),
         }
     }
 }

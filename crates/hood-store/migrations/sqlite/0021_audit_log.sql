@@ -11,7 +11,9 @@ CREATE TABLE audit_log (
     resource_id   TEXT    NOT NULL,
     before        TEXT,
     after         TEXT,
-    request_id    TEXT
+    request_id    TEXT,
+    -- Why, when the actor gave a reason (an operator's force-release).
+    reason        TEXT
 );
 CREATE INDEX audit_log_org_idx ON audit_log (org_id, at);
 CREATE INDEX audit_log_resource_idx ON audit_log (resource_type, resource_id, at);

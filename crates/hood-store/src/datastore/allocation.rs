@@ -298,6 +298,15 @@ impl AllocationStore for SqlStore {
         .transpose()
     }
 
+    async fn find_allocation(&self, id: AllocationId) -> StoreResult<Option<Allocation>> {
+        query_as::<AllocationRow>(format!("SELECT {COLUMNS} FROM allocations WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(Allocation::try_from)
+            .transpose()
+    }
+
     async fn list_allocations(&self, org: OrgId) -> StoreResult<Vec<Allocation>> {
         all(query_as::<AllocationRow>(format!(
             "SELECT {COLUMNS} FROM allocations WHERE org_id = $1 ORDER BY created_at DESC, id DESC"

@@ -29,7 +29,8 @@ pub(crate) async fn insert_audit(
     let json = |v: Option<serde_json::Value>| v.map(|v| v.to_string());
     query(
         "INSERT INTO audit_log (id, at, org_id, actor, action, resource_type, resource_id, \
-         before, after, request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         before, after, request_id, reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(at.millis())
@@ -41,6 +42,7 @@ pub(crate) async fn insert_audit(
     .bind(json(change.before))
     .bind(json(change.after))
     .bind(ctx.request_id.clone())
+    .bind(ctx.reason.clone())
     .execute(&mut *tx)
     .await
     .map_err(|e| write_error(e, "audit row"))?;
@@ -59,6 +61,7 @@ struct AuditRow {
     before: Option<String>,
     after: Option<String>,
     request_id: Option<String>,
+    reason: Option<String>,
 }
 
 impl TryFrom<AuditRow> for AuditEntry {
@@ -88,6 +91,7 @@ impl TryFrom<AuditRow> for AuditEntry {
             before: json("before", r.before)?,
             after: json("after", r.after)?,
             request_id: r.request_id,
+            reason: r.reason,
         })
     }
 }
@@ -97,7 +101,7 @@ impl AuditStore for SqlStore {
     async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>> {
         let mut sql = String::from(
             "SELECT id, at, org_id, actor, action, resource_type, resource_id, before, after, \
-             request_id FROM audit_log WHERE 1 = 1",
+             request_id, reason FROM audit_log WHERE 1 = 1",
         );
         let mut texts: Vec<String> = vec![];
         // `condition` is a column and an operator; the value is bound.

@@ -7,8 +7,8 @@ use super::output::{list, show, Format};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use hood_api::routes::allocations::{
-    AllocationView, AuditView, CapacityInput, CreateAllocationRequest, GpuCapacityView,
-    HostCapacityView, IdlePolicyView, SkuView,
+    AllocationView, AuditView, CapacityInput, CreateAllocationRequest, ForceReleaseRequest,
+    GpuCapacityView, HostCapacityView, IdlePolicyView, SkuView,
 };
 use hood_api::views::Page;
 use reqwest::Method;
@@ -27,6 +27,13 @@ pub enum AllocCmd {
     /// Releases an allocation (stops what runs in it, frees its capacity).
     Release {
         id: Uuid,
+    },
+    /// Releases any organization's allocation (platform administrators).
+    ForceRelease {
+        id: Uuid,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
     },
     /// The SKUs on offer and their price per minute.
     Skus,
@@ -106,6 +113,15 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: AllocCmd) -> Result<()
                     Method::DELETE,
                     &format!("/api/v1/allocations/{id}"),
                     None::<&()>,
+                )
+                .await?;
+            show(format, &a, columns::ALLOCATION)
+        }
+        AllocCmd::ForceRelease { id, reason } => {
+            let a: AllocationView = client
+                .post(
+                    &format!("/api/v1/allocations/{id}/force-release"),
+                    &ForceReleaseRequest { reason },
                 )
                 .await?;
             show(format, &a, columns::ALLOCATION)
