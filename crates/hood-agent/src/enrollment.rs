@@ -107,6 +107,7 @@ pub(crate) async fn enroll_if_needed(handle: &AgentHandle) -> Result<HostId, Age
         serial: peer.serial,
         obtained_at_ms: now_ms(),
         not_after_ms: response.not_after_unix_ms,
+        task_key: (!response.task_public_key.is_empty()).then_some(response.task_public_key),
     };
     identity.save(&config.data_dir)?;
     let _ = std::fs::remove_file(&pending);
@@ -143,6 +144,8 @@ pub(crate) async fn renew(handle: &AgentHandle) -> Result<(), AgentError> {
         serial: peer.serial,
         obtained_at_ms: now_ms(),
         not_after_ms: response.not_after_unix_ms,
+        // Renewal changes the certificate, never the pinned task key.
+        task_key: current.task_key.clone(),
     };
     renewed.save(&handle.config().data_dir)?;
     tracing::info!(host_id = %renewed.host_id, old_serial = %current.serial, serial = %renewed.serial, "renewed certificate");

@@ -123,6 +123,12 @@ impl AgentHandle {
         &self.inner.commands
     }
 
+    /// This agent's host and the task key it pinned at enrollment (`None`
+    /// before enrollment).
+    pub fn task_trust(&self) -> Option<(HostId, Option<String>)> {
+        self.identity().map(|i| (i.host_id, i.task_key))
+    }
+
     pub(crate) fn identity(&self) -> Option<StoredIdentity> {
         self.inner
             .identity

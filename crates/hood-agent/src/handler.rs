@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use hood_agent_proto::v1::agent_message::Body as Up;
 use hood_agent_proto::v1::CommandProgress;
 use hood_domain::CommandId;
+use hood_identity::tasks::{SignedTask, TaskRefusal, TaskVerifier};
 
 /// A failed command; the message goes back to the control plane verbatim,
 /// so it must not contain secrets.
@@ -47,6 +48,33 @@ pub struct CommandContext {
 }
 
 impl CommandContext {
+    /// The parameters of a signed task kind, once their signature verifies
+    /// against the task key this agent pinned at enrollment and they name
+    /// this host and `kind` and have not expired. Nothing may run
+    /// otherwise: whoever can write the command queue without the control
+    /// plane's key cannot make this host run anything.
+    pub fn verified<T: serde::de::DeserializeOwned>(
+        &self,
+        payload: serde_json::Value,
+        kind: &str,
+    ) -> Result<T, CommandError> {
+        let refused = |why: TaskRefusal| {
+            tracing::warn!(kind, command_id = %self.command_id, reason = %why, "refused a task");
+            CommandError(format!("refused: {why}"))
+        };
+        let (host, key) = self
+            .agent
+            .task_trust()
+            .ok_or_else(|| CommandError("this agent is not enrolled".into()))?;
+        let key = key.ok_or(TaskRefusal::NoKey).map_err(refused)?;
+        let verifier = TaskVerifier::from_base64(&key).map_err(refused)?;
+        let signed: SignedTask =
+            serde_json::from_value(payload).map_err(|_| refused(TaskRefusal::Unsigned))?;
+        verifier
+            .verify(&signed, host, kind, hood_clock::now())
+            .map_err(refused)
+    }
+
     /// Reports progress of a long-running command (best effort).
     pub fn progress(&self, percent: u32, message: &str) {
         self.agent.send_up(Up::Progress(CommandProgress {

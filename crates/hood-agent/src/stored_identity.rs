@@ -22,6 +22,11 @@ pub struct StoredIdentity {
     /// scheduled from here, not from `not_before`, which the CA back-dates.
     pub obtained_at_ms: i64,
     pub not_after_ms: i64,
+    /// The control plane's task-signing key (base64 Ed25519), pinned at
+    /// enrollment; absent for an agent enrolled by a control plane that
+    /// signed nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_key: Option<String>,
 }
 
 impl std::fmt::Debug for StoredIdentity {

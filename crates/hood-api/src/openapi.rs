@@ -72,6 +72,7 @@ use utoipa::{Modify, OpenApi};
         snapshots::take_snapshot, snapshots::list_snapshots, snapshots::restore_snapshot,
         allocations::list_skus, allocations::create_allocation, allocations::list_allocations,
         allocations::get_allocation, allocations::release_allocation, allocations::force_release,
+        allocations::allocation_logs,
         allocations::declare_capacity, allocations::host_capacity, allocations::list_audit,
     ),
     components(schemas(
@@ -104,6 +105,7 @@ use utoipa::{Modify, OpenApi};
         snapshots::RestoreRequest,
         allocations::SkuView, allocations::GpuShapeView, allocations::GpuClaimView,
         allocations::ReservationView, allocations::IdlePolicyView, allocations::AllocationView,
+        allocations::AllocationLogsView,
         allocations::CreateAllocationRequest, allocations::ForceReleaseRequest, allocations::GpuCapacityView, allocations::CapacityInput,
         allocations::FreeView, allocations::MigFreeView, allocations::GpuInventoryView, allocations::HostCapacityView, allocations::AuditView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,

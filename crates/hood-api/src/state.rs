@@ -12,7 +12,7 @@ use hood_identity::master_key::MasterKey;
 use hood_identity::oidc::OidcVerifier;
 use hood_identity::tokens::TokenIssuer;
 use hood_notify::NotifierConfig;
-use hood_ports::NodeOperations;
+use hood_ports::{AllocationOperations, NodeOperations};
 use hood_store::Store;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -74,6 +74,12 @@ impl AppState {
         self
     }
 
+    /// Attaches the orchestrator's operations to the allocation use cases.
+    pub fn with_allocation_operations(mut self, operations: Arc<dyn AllocationOperations>) -> Self {
+        self.allocations = self.allocations.with_operations(operations);
+        self
+    }
+
     /// Replaces the RPC key plans (default: [`PlanCatalog::defaults`]).
     pub fn with_plans(mut self, plans: PlanCatalog) -> Self {
         self.plans = Arc::new(plans);
@@ -89,8 +95,7 @@ impl AppState {
 
     /// Replaces the SKUs on offer (default: [`SkuCatalog::defaults`]).
     pub fn with_skus(mut self, skus: SkuCatalog) -> Self {
-        self.allocations =
-            AllocationService::new(self.store.clone(), self.store.clone(), Arc::new(skus));
+        self.allocations = self.allocations.with_skus(Arc::new(skus));
         self
     }
 

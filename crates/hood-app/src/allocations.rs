@@ -14,7 +14,9 @@ use hood_domain::lifecycle::{AllocationState, HostState};
 use hood_domain::placement::{free, Free, HostCapacity, Reservation};
 use hood_domain::sku::{Sku, SkuCatalog};
 use hood_domain::validate::FieldError;
+use hood_domain::workload::AllocationLogs;
 use hood_domain::{AllocationId, HostId, OrgId};
+use hood_ports::AllocationOperations;
 use hood_store::allocation::{AllocationStore, Placed};
 use hood_store::fleet::{FleetStore, HostFilter};
 use std::sync::Arc;
@@ -50,6 +52,9 @@ pub struct AllocationService {
     fleet: Arc<dyn FleetStore>,
     skus: Arc<SkuCatalog>,
     clock: Arc<dyn Clock>,
+    /// The orchestrator, where this process runs it (logs come from the
+    /// allocation's agent through it).
+    operations: Option<Arc<dyn AllocationOperations>>,
 }
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -65,7 +70,19 @@ impl AllocationService {
             fleet,
             skus,
             clock: hood_clock::system(),
+            operations: None,
         }
+    }
+
+    pub fn with_operations(mut self, operations: Arc<dyn AllocationOperations>) -> Self {
+        self.operations = Some(operations);
+        self
+    }
+
+    /// The same use cases with other SKUs on offer.
+    pub fn with_skus(mut self, skus: Arc<SkuCatalog>) -> Self {
+        self.skus = skus;
+        self
     }
 
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -135,6 +152,7 @@ impl AllocationService {
                 .spec
                 .max_duration_minutes
                 .map(|m| now.plus_millis(i64::from(m) * 60_000)),
+            error: None,
             created_at: now,
             updated_at: now,
         };
@@ -202,6 +220,37 @@ impl AllocationService {
             .ok_or(AppError::NotFound("allocation"))
     }
 
+    /// The last `lines` lines the allocation's sandbox wrote, from its
+    /// host's agent. Its output is kept until it is released.
+    pub async fn logs(
+        &self,
+        org: OrgId,
+        id: AllocationId,
+        lines: u32,
+    ) -> AppResult<AllocationLogs> {
+        if !(1..=10_000).contains(&lines) {
+            return Err(AppError::Invalid(vec![FieldError::new(
+                "lines",
+                "must be between 1 and 10000",
+            )]));
+        }
+        let allocation = self.get(org, id).await?;
+        if !matches!(
+            allocation.state,
+            AllocationState::Provisioning | AllocationState::Active
+        ) {
+            return Err(AppError::Conflict(format!(
+                "the allocation is {}: only a provisioning or active allocation has a sandbox \
+                 to read",
+                allocation.state.as_str()
+            )));
+        }
+        let operations = self.operations.as_deref().ok_or_else(|| {
+            AppError::Unavailable("this process does not run the orchestrator".into())
+        })?;
+        Ok(operations.allocation_logs(&allocation, lines).await?)
+    }
+
     pub async fn list(&self, org: OrgId) -> AppResult<Vec<Allocation>> {
         Ok(self.allocations.list_allocations(org).await?)
     }
@@ -235,7 +284,7 @@ impl AllocationService {
             };
             if let Some(moved) = self
                 .allocations
-                .transition_allocation(id, path, self.clock.now(), action, audit)
+                .transition_allocation(id, path, self.clock.now(), action, None, audit)
                 .await?
             {
                 tracing::info!(allocation = %id, org = %org, state = moved.state.as_str(),

@@ -27,6 +27,10 @@ pub struct Allocation {
     /// doing.
     #[serde(default)]
     pub expires_at: Option<Timestamp>,
+    /// Why it ended other than by request: the sandbox's command exited,
+    /// or it could not start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

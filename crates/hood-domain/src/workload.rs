@@ -43,6 +43,9 @@ pub mod kinds {
     /// Stop an allocation's sandbox and remove it ([`AllocationRef`]);
     /// stopping one that is not there succeeds.
     pub const STOP_ALLOCATION: &str = "stop_allocation";
+    /// The last lines an allocation's sandbox wrote
+    /// ([`AllocationLogsRequest`] → [`AllocationLogs`]).
+    pub const TAIL_ALLOCATION_LOGS: &str = "tail_allocation_logs";
 }
 
 /// What the agent runs for an allocation: its placement on this host and
@@ -87,6 +90,21 @@ pub fn allocation_workload_id(id: crate::AllocationId) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationRef {
     pub allocation_id: crate::AllocationId,
+}
+
+/// Asks for the last `lines` lines of an allocation's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationLogsRequest {
+    pub allocation_id: crate::AllocationId,
+    pub lines: u32,
+}
+
+/// The last lines an allocation's sandbox wrote (stdout and stderr, in
+/// order), oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationLogs {
+    pub allocation_id: crate::AllocationId,
+    pub lines: Vec<String>,
 }
 
 /// What `start_allocation` set up.

@@ -26,6 +26,9 @@ pub struct GatewayConfig {
     /// A session whose first message (`Hello`) has not arrived by then is
     /// closed.
     pub hello_timeout: Duration,
+    /// The key that signs task parameters (base64 Ed25519), handed to
+    /// agents at enrollment for them to pin.
+    pub task_public_key: Option<String>,
 }
 
 impl Default for GatewayConfig {
@@ -39,6 +42,7 @@ impl Default for GatewayConfig {
             expiry_sweep: Duration::from_secs(2),
             handshake_timeout: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(30),
+            task_public_key: None,
         }
     }
 }

@@ -107,6 +107,12 @@ impl GatewayService {
             certificate_pem: issued.cert_pem,
             ca_certificate_pem: self.shared.ca.cert_pem().to_owned(),
             not_after_unix_ms: issued.not_after.millis(),
+            task_public_key: self
+                .shared
+                .config
+                .task_public_key
+                .clone()
+                .unwrap_or_default(),
         }))
     }
 }
@@ -187,6 +193,12 @@ impl AgentGateway for GatewayService {
                     certificate_pem: issued.cert_pem,
                     ca_certificate_pem: self.shared.ca.cert_pem().to_owned(),
                     not_after_unix_ms: issued.not_after.millis(),
+                    task_public_key: self
+                        .shared
+                        .config
+                        .task_public_key
+                        .clone()
+                        .unwrap_or_default(),
                 }))
             }
             EnrollOutcome::TokenRejected => Err(rejected()),

@@ -19,6 +19,7 @@ use hood_gateway::{
     ArtifactSource, ArtifactSourceError, ArtifactStream, CommandOutcome, DataKey, Fleet, Gateway,
     GatewayConfig, NodeKeyError, NodeKeySource,
 };
+use hood_identity::tasks::TaskSigner;
 use hood_pki::{Ca, HostKey, PeerIdentity};
 use hood_store::fleet::Host;
 use hood_store::Store;
@@ -50,6 +51,8 @@ struct Env {
     running: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     artifacts: Option<Arc<dyn ArtifactSource>>,
     node_keys: Option<Arc<dyn NodeKeySource>>,
+    /// Signs tasks; agents pin its public key at enrollment.
+    signer: TaskSigner,
     _guard: Guard,
 }
 
@@ -96,12 +99,17 @@ impl Env {
                 .await
                 .unwrap(),
         );
+        let signer = TaskSigner::from_master(&master);
         Env {
             fleet: Fleet::new(store.clone()),
             store,
             url,
             ca,
-            config: test_config(),
+            config: GatewayConfig {
+                task_public_key: Some(signer.public_key_base64()),
+                ..test_config()
+            },
+            signer,
             addr: None,
             running: None,
             artifacts: None,
@@ -307,6 +315,10 @@ impl CommandHandler for Counting {
         ctx.progress(50, "half way");
         match kind {
             "fail" => Err("asked to fail".into()),
+            "signed" => {
+                let task: serde_json::Value = ctx.verified(payload, kind)?;
+                Ok(serde_json::json!({ "ran": kind, "task": task }))
+            }
             _ => Ok(serde_json::json!({ "ran": kind, "payload": payload })),
         }
     }
@@ -507,6 +519,88 @@ async fn enroll_session_and_command_round_trip(env: &mut Env) {
         async move { !fleet.host_connected(host).await.unwrap() }
     })
     .await;
+    env.stop().await;
+}
+
+/// Signed task kinds run only with a signature from the key the agent
+/// pinned at enrollment, for its host and kind, before they expire.
+async fn signed_tasks_run_only_when_they_verify(env: &mut Env) {
+    env.start().await;
+    let host = env.enrolling_host().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = env.agent_config(dir.path(), host).await;
+    let agent = Agent::new(config).unwrap();
+    let running = spawn_agent(agent, Arc::new(Counting::default()));
+    connected(env, host).await;
+    let pinned: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("agent/identity.json")).unwrap())
+            .unwrap();
+    assert_eq!(pinned["task_key"], env.signer.public_key_base64().as_str());
+
+    let later = now().plus_secs(600);
+    let run = |payload: serde_json::Value| {
+        let fleet = env.fleet.clone();
+        async move {
+            let id = fleet
+                .enqueue_command(host, "signed", payload, None, Duration::from_secs(30))
+                .await
+                .unwrap();
+            fleet
+                .wait_command(id, Duration::from_secs(10))
+                .await
+                .unwrap()
+        }
+    };
+    let task = serde_json::json!({"command": ["true"]});
+    let good = env.signer.sign(host, "signed", later, &task).unwrap();
+    assert_eq!(
+        run(serde_json::to_value(&good).unwrap()).await,
+        CommandOutcome::Succeeded(serde_json::json!({"ran": "signed", "task": task}))
+    );
+    let refused = |outcome: CommandOutcome, why: &str| match outcome {
+        CommandOutcome::Failed(m) => assert!(m.contains(why), "{m}"),
+        other => panic!("ran: {other:?}"),
+    };
+    // Unsigned, tampered, for another host, kind or key, or expired: none
+    // of them runs.
+    refused(run(task.clone()).await, "not signed");
+    let mut tampered = good.clone();
+    tampered.body = tampered.body.replace("true", "evil");
+    refused(
+        run(serde_json::to_value(&tampered).unwrap()).await,
+        "does not verify",
+    );
+    let elsewhere = env
+        .signer
+        .sign(
+            HostId::from_uuid(uuid::Uuid::now_v7()),
+            "signed",
+            later,
+            &task,
+        )
+        .unwrap();
+    refused(
+        run(serde_json::to_value(&elsewhere).unwrap()).await,
+        "is for host",
+    );
+    let other_kind = env.signer.sign(host, "other", later, &task).unwrap();
+    refused(
+        run(serde_json::to_value(&other_kind).unwrap()).await,
+        "not this command",
+    );
+    let forged = TaskSigner::from_master(&hood_identity::master_key::MasterKey::generate())
+        .sign(host, "signed", later, &task)
+        .unwrap();
+    refused(
+        run(serde_json::to_value(&forged).unwrap()).await,
+        "does not verify",
+    );
+    let stale = env
+        .signer
+        .sign(host, "signed", now().plus_secs(-1), &task)
+        .unwrap();
+    refused(run(serde_json::to_value(&stale).unwrap()).await, "expired");
+    stop_agent(running).await;
     env.stop().await;
 }
 
@@ -1226,6 +1320,7 @@ macro_rules! both {
 
 both!(
     enroll_session_and_command_round_trip,
+    signed_tasks_run_only_when_they_verify,
     enrollment_token_is_single_use,
     lost_enrollment_answer_is_reissued_to_the_same_key_only,
     calls_without_a_certificate_are_refused,

@@ -14,6 +14,7 @@ pub mod master_key;
 pub mod oidc;
 pub mod password;
 pub mod sealed_box;
+pub mod tasks;
 pub mod tokens;
 
 pub use errors::{IdentityError, TokenError};

@@ -99,6 +99,18 @@ impl MasterKey {
         Ok((key, true))
     }
 
+    /// A 32-byte key for one purpose (HMAC-SHA256 keyed by the master key
+    /// over `label`): keys of different labels are unrelated, and none
+    /// reveals the master key.
+    pub fn derive(&self, label: &[u8]) -> [u8; KEY_LEN] {
+        use hmac::Mac as _;
+        // HMAC takes keys of any length: this cannot fail.
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        mac.update(label);
+        mac.finalize().into_bytes().into()
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0))
     }

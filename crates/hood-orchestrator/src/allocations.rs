@@ -8,7 +8,15 @@
 //!   by its mTLS identity) says it runs, or `failed` when it could not;
 //! * `releasing` → `released` once `stop_allocation` succeeded;
 //! * an allocation whose maximum duration ran out is released (audited as
-//!   `allocation.expire`).
+//!   `allocation.expire`);
+//! * an active allocation whose sandbox ended on its own (its host's
+//!   workload report says `stopped` or `failed`) is released with the
+//!   reason kept on the record (audited as `allocation.exit`), so its
+//!   placement is free again and nothing bills for a sandbox that is gone.
+//!
+//! Tasks are signed with the installation's task key (derived from the
+//! master key): the agent runs them only when the signature verifies
+//! against the key it pinned at enrollment and the task names its host.
 //!
 //! Every pass reads the queue from the store and every agent command has an
 //! idempotency key derived from the allocation, so a crash, a restart or a
@@ -18,22 +26,34 @@
 use hood_domain::allocation::Allocation;
 use hood_domain::audit::AuditContext;
 use hood_domain::lifecycle::AllocationState;
-use hood_domain::workload::{kinds, AllocationRef, AllocationTask};
+use hood_domain::workload::{allocation_workload_id, kinds, AllocationRef, AllocationTask};
+use hood_domain::HostId;
 use hood_gateway::{CommandOutcome, Fleet, GatewayError};
+use hood_identity::tasks::TaskSigner;
 use hood_store::allocation::AllocationStore;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
 /// How long an agent command for an allocation may wait for its agent.
 const COMMAND_TTL: Duration = Duration::from_secs(600);
+/// How far an agent's clock may run ahead of the control plane's before
+/// it refuses a fresh task as expired.
+const CLOCK_MARGIN: Duration = Duration::from_secs(300);
 const BATCH: i64 = 200;
+/// Active allocations checked for an ended sandbox per sweep.
+const REAP_BATCH: i64 = 1_000;
+/// Sweeps for ended sandboxes every this many passes (they read every
+/// active allocation's host reports, so not every half second).
+const REAP_EVERY: u64 = 4;
 
 /// The worker; cheap to clone.
 #[derive(Clone)]
 pub struct AllocationWorker {
     store: Arc<dyn AllocationStore>,
     fleet: Fleet,
+    signer: TaskSigner,
     interval: Duration,
 }
 
@@ -56,10 +76,11 @@ fn audit() -> AuditContext {
 }
 
 impl AllocationWorker {
-    pub fn new(store: Arc<dyn AllocationStore>, fleet: Fleet) -> Self {
+    pub fn new(store: Arc<dyn AllocationStore>, fleet: Fleet, signer: TaskSigner) -> Self {
         Self {
             store,
             fleet,
+            signer,
             interval: Duration::from_millis(500),
         }
     }
@@ -74,9 +95,14 @@ impl AllocationWorker {
         let stop = Arc::new(Notify::new());
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
-            loop {
+            for n in 0u64.. {
                 if let Err(e) = self.pass().await {
                     tracing::warn!(error = %e, "allocation pass failed; retrying");
+                }
+                if n % REAP_EVERY == 0 {
+                    if let Err(e) = self.reap_exited().await {
+                        tracing::warn!(error = %e, "sweep for ended sandboxes failed; retrying");
+                    }
                 }
                 tokio::select! {
                     () = stopped.notified() => return,
@@ -97,7 +123,7 @@ impl AllocationWorker {
             .await?
         {
             if let Some(path) = a.state.release_path() {
-                if self.transition(&a, path, "allocation.expire").await? {
+                if self.transition(&a, path, "allocation.expire", None).await? {
                     tracing::info!(allocation = %a.id, "maximum duration reached: released");
                     moved += 1;
                 }
@@ -133,21 +159,84 @@ impl AllocationWorker {
         Ok(moved)
     }
 
+    /// Releases active allocations whose sandbox ended on its own, as its
+    /// host last reported; returns how many. A host that reports nothing
+    /// about a sandbox (not connected yet, say) proves nothing: only an
+    /// explicit `stopped` or `failed` counts.
+    pub async fn reap_exited(&self) -> Result<usize, GatewayError> {
+        let active = self
+            .store
+            .allocations_in_states(&[AllocationState::Active], REAP_BATCH)
+            .await?;
+        let mut by_host: BTreeMap<HostId, Vec<Allocation>> = BTreeMap::new();
+        for a in active {
+            by_host.entry(a.host_id).or_default().push(a);
+        }
+        let mut reaped = 0;
+        for (host, allocations) in by_host {
+            let reports: HashMap<String, String> = self
+                .fleet
+                .store()
+                .list_host_workloads(host)
+                .await?
+                .into_iter()
+                .map(|r| (r.workload_id, r.state))
+                .collect();
+            for a in allocations {
+                let Some(state) = reports.get(&allocation_workload_id(a.id)) else {
+                    continue;
+                };
+                if state != "stopped" && state != "failed" {
+                    continue;
+                }
+                let why = format!("the sandbox's command ended on its own ({state})");
+                let Some(path) = a.state.release_path() else {
+                    continue;
+                };
+                if self
+                    .transition(&a, path, "allocation.exit", Some(&why))
+                    .await?
+                {
+                    tracing::info!(allocation = %a.id, host = %host, state = %state,
+                        "the sandbox ended on its own: released");
+                    reaped += 1;
+                }
+            }
+        }
+        Ok(reaped)
+    }
+
     async fn transition(
         &self,
         a: &Allocation,
         path: &[AllocationState],
         action: &str,
+        error: Option<&str>,
     ) -> Result<bool, GatewayError> {
         let moved = self
             .store
-            .transition_allocation(a.id, path, hood_clock::now(), action, &audit())
+            .transition_allocation(a.id, path, hood_clock::now(), action, error, &audit())
             .await?;
         if let Some(m) = &moved {
             tracing::info!(allocation = %a.id, host = %a.host_id, state = m.state.as_str(),
                 "allocation moved");
         }
         Ok(moved.is_some())
+    }
+
+    /// `task` signed for `kind` on the allocation's host, valid as long as
+    /// the command may wait plus a margin for the agent's clock.
+    fn signed<T: serde::Serialize>(
+        &self,
+        a: &Allocation,
+        kind: &str,
+        task: &T,
+    ) -> Result<serde_json::Value, GatewayError> {
+        let until = hood_clock::now().plus_millis((COMMAND_TTL + CLOCK_MARGIN).as_millis() as i64);
+        self.signer
+            .sign(a.host_id, kind, until, task)
+            .and_then(serde_json::to_value)
+            .map_err(|e| GatewayError::Invalid(format!("{kind} task: {e}")))
     }
 
     async fn provision(&self, a: &Allocation) -> Result<bool, GatewayError> {
@@ -157,6 +246,7 @@ impl AllocationWorker {
                 a,
                 &[AllocationState::Requested, AllocationState::Provisioning],
                 "allocation.provision",
+                None,
             )
             .await?
         {
@@ -183,8 +273,7 @@ impl AllocationWorker {
                 .collect(),
             command: a.spec.command.clone(),
         };
-        let payload = serde_json::to_value(&task)
-            .map_err(|e| GatewayError::Invalid(format!("allocation task: {e}")))?;
+        let payload = self.signed(a, kinds::START_ALLOCATION, &task)?;
         let command = match self
             .fleet
             .enqueue_command(
@@ -206,6 +295,7 @@ impl AllocationWorker {
                         a,
                         &[AllocationState::Provisioning, AllocationState::Failed],
                         "allocation.fail",
+                        Some("the allocation's host is gone"),
                     )
                     .await;
             }
@@ -217,6 +307,7 @@ impl AllocationWorker {
                     a,
                     &[AllocationState::Provisioning, AllocationState::Active],
                     "allocation.activate",
+                    None,
                 )
                 .await
             }
@@ -238,6 +329,7 @@ impl AllocationWorker {
                 a,
                 &[AllocationState::Provisioning, AllocationState::Failed],
                 "allocation.fail",
+                Some(why),
             )
             .await?;
         if moved {
@@ -247,10 +339,13 @@ impl AllocationWorker {
     }
 
     async fn enqueue_stop(&self, a: &Allocation) -> Result<hood_domain::CommandId, GatewayError> {
-        let payload = serde_json::to_value(AllocationRef {
-            allocation_id: a.id,
-        })
-        .map_err(|e| GatewayError::Invalid(format!("allocation ref: {e}")))?;
+        let payload = self.signed(
+            a,
+            kinds::STOP_ALLOCATION,
+            &AllocationRef {
+                allocation_id: a.id,
+            },
+        )?;
         self.fleet
             .enqueue_command(
                 a.host_id,
@@ -269,13 +364,16 @@ impl AllocationWorker {
             Ok(id) => id,
             // The host is gone, and its sandboxes with it.
             Err(GatewayError::HostState { .. }) => {
-                return self.transition(a, &released, "allocation.released").await;
+                return self
+                    .transition(a, &released, "allocation.released", None)
+                    .await;
             }
             Err(e) => return Err(e),
         };
         match self.fleet.wait_command(command, Duration::ZERO).await? {
             CommandOutcome::Succeeded(_) => {
-                self.transition(a, &released, "allocation.released").await
+                self.transition(a, &released, "allocation.released", None)
+                    .await
             }
             CommandOutcome::Failed(why) => {
                 tracing::error!(allocation = %a.id, host = %a.host_id, why,

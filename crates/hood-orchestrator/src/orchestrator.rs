@@ -4,9 +4,11 @@
 use crate::services::{NodeInput, Services};
 use crate::workflows::{migrate_id, MIGRATE_NODE};
 use async_trait::async_trait;
+use hood_domain::allocation::Allocation;
 use hood_domain::node::Node;
-use hood_domain::NodeId;
-use hood_ports::{NodeOperations, NodeRecovery, PortError};
+use hood_domain::workload::{kinds, AllocationLogs, AllocationLogsRequest};
+use hood_domain::{HostId, NodeId};
+use hood_ports::{AllocationOperations, NodeOperations, NodeRecovery, PortError};
 use hood_saga::{Engine, Registry, SagaError, StartWorkflow};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,6 +86,57 @@ impl NodeRecovery for Orchestrator {
     }
 }
 
+impl Orchestrator {
+    /// Asks a host's agent for something read-only and waits briefly for
+    /// the answer (logs): an agent that does not answer is `Unavailable`,
+    /// one that refuses is a `Conflict` carrying its reason.
+    async fn ask_agent(
+        &self,
+        host: HostId,
+        kind: &str,
+        payload: serde_json::Value,
+    ) -> Result<serde_json::Value, PortError> {
+        let fleet = &self.engine.app().fleet;
+        let id = fleet
+            .enqueue_command(host, kind, payload, None, Duration::from_secs(30))
+            .await
+            .map_err(|e| PortError::Unavailable(e.to_string()))?;
+        match fleet
+            .wait_command(id, Duration::from_secs(10))
+            .await
+            .map_err(|e| PortError::Unavailable(e.to_string()))?
+        {
+            hood_gateway::CommandOutcome::Succeeded(v) => Ok(v),
+            hood_gateway::CommandOutcome::Failed(e) => {
+                Err(PortError::Conflict(format!("the agent could not: {e}")))
+            }
+            _ => Err(PortError::Unavailable(
+                "the host's agent did not answer in time".into(),
+            )),
+        }
+    }
+}
+
+#[async_trait]
+impl AllocationOperations for Orchestrator {
+    async fn allocation_logs(
+        &self,
+        allocation: &Allocation,
+        lines: u32,
+    ) -> Result<AllocationLogs, PortError> {
+        let payload = serde_json::to_value(AllocationLogsRequest {
+            allocation_id: allocation.id,
+            lines,
+        })
+        .map_err(|e| PortError::Internal(e.to_string()))?;
+        let answer = self
+            .ask_agent(allocation.host_id, kinds::TAIL_ALLOCATION_LOGS, payload)
+            .await?;
+        serde_json::from_value(answer)
+            .map_err(|e| PortError::Internal(format!("the agent's logs answer: {e}")))
+    }
+}
+
 #[async_trait]
 impl NodeOperations for Orchestrator {
     fn providers(&self) -> Vec<String> {
@@ -110,31 +163,9 @@ impl NodeOperations for Orchestrator {
         let host = node
             .host_id
             .ok_or_else(|| PortError::Conflict("node runs on no host".into()))?;
-        let fleet = &self.engine.app().fleet;
         let payload = serde_json::json!({ "workload_id": node.id.to_string(), "lines": lines });
-        let id = fleet
-            .enqueue_command(
-                host,
-                hood_domain::workload::kinds::TAIL_LOGS,
-                payload,
-                None,
-                Duration::from_secs(30),
-            )
+        self.ask_agent(host, hood_domain::workload::kinds::TAIL_LOGS, payload)
             .await
-            .map_err(|e| PortError::Unavailable(e.to_string()))?;
-        match fleet
-            .wait_command(id, Duration::from_secs(10))
-            .await
-            .map_err(|e| PortError::Unavailable(e.to_string()))?
-        {
-            hood_gateway::CommandOutcome::Succeeded(v) => Ok(v),
-            hood_gateway::CommandOutcome::Failed(e) => Err(PortError::Conflict(format!(
-                "agent could not read logs: {e}"
-            ))),
-            _ => Err(PortError::Unavailable(
-                "the node's agent did not answer in time".into(),
-            )),
-        }
     }
 
     async fn delete_snapshot(&self, node: NodeId, name: &str) -> Result<(), PortError> {

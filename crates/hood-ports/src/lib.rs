@@ -6,7 +6,9 @@
 //! orchestrator never depends on them (ARCHITECTURE.md's layer order).
 
 use async_trait::async_trait;
+use hood_domain::allocation::Allocation;
 use hood_domain::node::Node;
+use hood_domain::workload::AllocationLogs;
 use hood_domain::{HostId, NodeId};
 
 /// Why a port could not do what was asked. The variants map to the answer a
@@ -46,6 +48,18 @@ pub trait NodeOperations: Send + Sync {
     async fn node_logs(&self, node: &Node, lines: u32) -> Result<serde_json::Value, PortError>;
     /// Deletes one snapshot of a node: its objects, then its record.
     async fn delete_snapshot(&self, node: NodeId, name: &str) -> Result<(), PortError>;
+}
+
+/// What the allocation use cases ask of the orchestrator.
+#[async_trait]
+pub trait AllocationOperations: Send + Sync {
+    /// The last `lines` lines an allocation's sandbox wrote (asks its
+    /// host's agent).
+    async fn allocation_logs(
+        &self,
+        allocation: &Allocation,
+        lines: u32,
+    ) -> Result<AllocationLogs, PortError>;
 }
 
 /// What the health role asks of the orchestrator: the health role decides,

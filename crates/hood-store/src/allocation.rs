@@ -72,13 +72,15 @@ pub trait AllocationStore: Send + Sync {
     /// in; each step a transition of the allocation machine) in one
     /// transaction, with an `allocation.{state}` outbox event per step and
     /// one `action` audit row. `None` when it is no longer in `path[0]`.
-    /// Terminal states free the placement.
+    /// Terminal states free the placement. `error` (why it ended other
+    /// than by request) is kept on the record.
     async fn transition_allocation(
         &self,
         id: AllocationId,
         path: &[AllocationState],
         at: Timestamp,
         action: &str,
+        error: Option<&str>,
         audit: &AuditContext,
     ) -> StoreResult<Option<Allocation>>;
 }

@@ -147,6 +147,11 @@ pub const SQLITE: &[Migration] = &[
         name: "audit_log",
         sql: include_str!("../migrations/sqlite/0021_audit_log.sql"),
     },
+    Migration {
+        version: 22,
+        name: "allocation_error",
+        sql: include_str!("../migrations/sqlite/0022_allocation_error.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -255,6 +260,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 21,
         name: "audit_log",
         sql: include_str!("../migrations/postgres/0021_audit_log.sql"),
+    },
+    Migration {
+        version: 22,
+        name: "allocation_error",
+        sql: include_str!("../migrations/postgres/0022_allocation_error.sql"),
     },
 ];
 

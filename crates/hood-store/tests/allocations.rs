@@ -92,6 +92,7 @@ fn draft(org: OrgId, key: Option<&str>) -> Allocation {
         },
         idempotency_key: key.map(str::to_owned),
         expires_at: None,
+        error: None,
         created_at: T0,
         updated_at: T0,
     }
@@ -151,13 +152,21 @@ async fn a_host_fills_exactly_and_released_capacity_is_placed_again(db: &Harness
                 AllocationState::Released,
             ],
             T0.plus_secs(60),
-            "allocation.release",
+            "allocation.exit",
+            Some("the command exited with status 3"),
             &ctx(),
         )
         .await
         .unwrap()
         .expect("released");
     assert_eq!(released.state, AllocationState::Released);
+    // Why it ended is kept on the record.
+    let stored = store.get_allocation(org, freed.id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.error.as_deref(),
+        Some("the command exited with status 3")
+    );
+    assert_eq!(stored, released);
     assert!(
         store
             .transition_allocation(
@@ -165,6 +174,7 @@ async fn a_host_fills_exactly_and_released_capacity_is_placed_again(db: &Harness
                 &[AllocationState::Releasing, AllocationState::Released],
                 T0,
                 "allocation.release",
+                None,
                 &ctx(),
             )
             .await
@@ -179,6 +189,7 @@ async fn a_host_fills_exactly_and_released_capacity_is_placed_again(db: &Harness
                 &[AllocationState::Active, AllocationState::Released],
                 T0,
                 "allocation.release",
+                None,
                 &ctx(),
             )
             .await,
@@ -198,7 +209,7 @@ async fn a_host_fills_exactly_and_released_capacity_is_placed_again(db: &Harness
     assert_eq!(
         actions,
         vec![
-            "allocation.release",
+            "allocation.exit",
             "allocation.create",
             "allocation.create",
             "allocation.create",
@@ -210,6 +221,10 @@ async fn a_host_fills_exactly_and_released_capacity_is_placed_again(db: &Harness
         .all(|r| r.request_id.as_deref() == Some("req-test")));
     assert_eq!(rows[0].before.as_ref().unwrap()["state"], "requested");
     assert_eq!(rows[0].after.as_ref().unwrap()["state"], "released");
+    assert_eq!(
+        rows[0].after.as_ref().unwrap()["error"],
+        "the command exited with status 3"
+    );
     assert_eq!(rows[0].resource_id, freed.id.to_string());
     let page = store
         .list_audit(&AuditFilter {
@@ -433,6 +448,7 @@ async fn maximum_durations_run_out_in_order(db: &Harness) {
             AllocationState::Requested.release_path().unwrap(),
             T0.plus_secs(61),
             "allocation.expire",
+            None,
             &AuditContext::system("orchestrator"),
         )
         .await

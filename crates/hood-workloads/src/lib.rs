@@ -20,8 +20,9 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use hood_agent::{CommandContext, CommandError, CommandHandler, Workload};
 use hood_domain::workload::{
-    allocation_workload_id, kinds, AllocationRef, AllocationTask, DataSnapshotDone,
-    DataSnapshotRef, StartedAllocation, SyncReport, WorkloadPlan, WorkloadRef, WorkloadStarted,
+    allocation_workload_id, kinds, AllocationLogs, AllocationLogsRequest, AllocationRef,
+    AllocationTask, DataSnapshotDone, DataSnapshotRef, StartedAllocation, SyncReport, WorkloadPlan,
+    WorkloadRef, WorkloadStarted,
 };
 use hood_domain::NodeId;
 use hood_runtime::{
@@ -605,6 +606,25 @@ impl WorkloadHandler {
         })
     }
 
+    /// The tail of an allocation sandbox's output (kept after it ended,
+    /// until the sandbox is removed at release).
+    async fn allocation_logs(
+        &self,
+        r: &AllocationLogsRequest,
+    ) -> Result<AllocationLogs, CommandError> {
+        let wid = WorkloadId::new(allocation_workload_id(r.allocation_id))
+            .map_err(|e| err("workload id", e))?;
+        let lines = self
+            .runtime
+            .tail_logs(&wid, r.lines.clamp(1, 10_000) as usize)
+            .await
+            .map_err(|e| err("reading the sandbox's logs", e))?;
+        Ok(AllocationLogs {
+            allocation_id: r.allocation_id,
+            lines,
+        })
+    }
+
     /// Stops and removes an allocation's sandbox; one that is not there is
     /// already stopped.
     async fn stop_allocation(
@@ -703,15 +723,19 @@ impl CommandHandler for WorkloadHandler {
                 serde_json::to_value(done).map_err(|e| err("result", e))
             }
             kinds::START_ALLOCATION => {
-                let task: AllocationTask =
-                    serde_json::from_value(payload.clone()).map_err(|e| err("payload", e))?;
+                let task: AllocationTask = ctx.verified(payload, kind)?;
                 let started = self.start_allocation(&task).await?;
                 serde_json::to_value(started).map_err(|e| err("result", e))
             }
             kinds::STOP_ALLOCATION => {
-                let r: AllocationRef =
-                    serde_json::from_value(payload.clone()).map_err(|e| err("payload", e))?;
+                let r: AllocationRef = ctx.verified(payload, kind)?;
                 self.stop_allocation(r.allocation_id).await
+            }
+            kinds::TAIL_ALLOCATION_LOGS => {
+                let r: AllocationLogsRequest =
+                    serde_json::from_value(payload.clone()).map_err(|e| err("payload", e))?;
+                let logs = self.allocation_logs(&r).await?;
+                serde_json::to_value(logs).map_err(|e| err("result", e))
             }
             "ping" => Ok(serde_json::json!({"pong": true})),
             other => Err(CommandError(format!("unknown command kind `{other}`"))),

@@ -9,6 +9,7 @@ use hood_gateway::{
     ArtifactSource, ArtifactSourceError, ArtifactStream, Fleet, Gateway, GatewayConfig,
 };
 use hood_identity::master_key::MasterKey;
+use hood_identity::tasks::TaskSigner;
 use hood_orchestrator::{NodeKeys, NodeSnapshots, Orchestrator, Services, Timings};
 use hood_provider::{LocalProvider, LocalProviderConfig, ProviderRegistry};
 use hood_saga::{WorkerConfig, WorkerHandle};
@@ -158,6 +159,9 @@ impl FleetRoles {
             None => None,
         };
         let fleet = Fleet::new(store.clone()).with_capacity_store(store.clone());
+        // Agents pin its public half at enrollment and run only tasks it
+        // signed.
+        let task_signer = TaskSigner::from_master(master);
         let mut gateway = None;
         let mut gateway_url = opts.gateway_url.clone();
         if let Some(listener) = opts.gateway {
@@ -169,6 +173,7 @@ impl FleetRoles {
                 GatewayConfig {
                     server_names: gateway_server_names(local, gateway_url.as_deref()),
                     heartbeat_interval: heartbeat_interval(),
+                    task_public_key: Some(task_signer.public_key_base64()),
                     ..GatewayConfig::default()
                 },
             )
@@ -189,7 +194,7 @@ impl FleetRoles {
             .context("starting the local host provider")?;
         providers.register(Arc::new(local_provider))?;
         let allocation_worker =
-            hood_orchestrator::AllocationWorker::new(store.clone(), fleet.clone());
+            hood_orchestrator::AllocationWorker::new(store.clone(), fleet.clone(), task_signer);
         let orchestrator = Orchestrator::new(Services {
             store: store.clone(),
             fleet,

@@ -107,6 +107,7 @@ pub async fn up(
     .await?;
     let state = state
         .with_node_operations(Arc::new(fleet.orchestrator.clone()))
+        .with_allocation_operations(Arc::new(fleet.orchestrator.clone()))
         .with_master_key(master.clone())
         .with_ledger(ledger.service.clone())
         .with_notifier_config(health_args.notifier_config()?);
@@ -317,7 +318,9 @@ pub async fn serve(
             },
         )
         .await?;
-        state = state.with_node_operations(Arc::new(f.orchestrator.clone()));
+        state = state
+            .with_node_operations(Arc::new(f.orchestrator.clone()))
+            .with_allocation_operations(Arc::new(f.orchestrator.clone()));
         if fleet_args.orchestrator {
             _backups = crate::backups::start(&opts.backups, state.snapshots.clone());
         }

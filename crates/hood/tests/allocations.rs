@@ -233,6 +233,37 @@ async fn cpu_slices_fill_a_declared_host_exactly_and_run_in_sandboxes() {
     let running: BTreeSet<String> = sandboxes_under(&home).into_iter().map(|(_, a)| a).collect();
     assert_eq!(running, ids.iter().cloned().collect::<BTreeSet<_>>());
 
+    // Its output through the API, from the host's agent: the CLI prints
+    // the lines, JSON keeps them as a list.
+    let (ok, out, err) = hood_cli(&["alloc", "logs", &ids[0], "--lines", "10"], &env, None);
+    let hostname = format!("host=alloc-{}", &ids[0].replace('-', "")[20..]);
+    assert!(ok && out.contains(&hostname), "{out}{err}");
+    let logs = api
+        .get(
+            &format!("/api/v1/allocations/{}/logs?lines=1", ids[0]),
+            &key,
+        )
+        .await;
+    assert_eq!(logs.status, StatusCode::OK, "{}", logs.text);
+    assert_eq!(
+        logs.body["lines"].as_array().unwrap().len(),
+        1,
+        "{}",
+        logs.text
+    );
+    assert!(
+        logs.body["lines"][0].as_str().unwrap().starts_with("init="),
+        "{}",
+        logs.text
+    );
+    let r = api
+        .get(
+            &format!("/api/v1/allocations/{}/logs?lines=0", ids[0]),
+            &key,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+
     // The next is refused with a clear 409, through the API and the CLI.
     let r = api
         .post("/api/v1/allocations", &key, json!({"sku": "cpu.1c"}))
@@ -407,9 +438,45 @@ async fn cpu_slices_fill_a_declared_host_exactly_and_run_in_sandboxes() {
         forced.text
     );
 
-    // One audit row per mutation: n + 2 creations by the user, 2 releases
+    // A command that ends on its own ends its allocation: released (the
+    // slice is free again), with the reason on the record and in the
+    // audit log; its sandbox is cleaned up and its logs are gone with it.
+    let r = api
+        .post(
+            "/api/v1/allocations",
+            &key,
+            json!({"sku": "cpu.1c", "command": ["sh", "-c", "echo bye; exit 3"]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let short = r.body["id"].as_str().unwrap().to_owned();
+    let ended = wait_alloc(&api, &key, &short, "released").await;
+    assert!(
+        ended["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ended on its own")),
+        "{ended}"
+    );
+    let r = api
+        .get(
+            &format!("/api/v1/audit?action=allocation.exit&resource_id={short}"),
+            &key,
+        )
+        .await;
+    assert_eq!(
+        r.body["items"][0]["actor"], "system:orchestrator",
+        "{}",
+        r.text
+    );
+    let r = api
+        .get(&format!("/api/v1/allocations/{short}/logs"), &key)
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(!sandboxes_under(&home).iter().any(|(_, a)| a == &short));
+
+    // One audit row per mutation: n + 3 creations by the user, 2 releases
     // and a force-release, one declaration; the orchestrator's own moves
-    // are rows too.
+    // (one exit among them) are rows too.
     let (ok, out, err) = hood_cli(
         &["--output", "json", "audit", "--limit", "1000"],
         &env,
@@ -425,10 +492,11 @@ async fn cpu_slices_fill_a_declared_host_exactly_and_run_in_sandboxes() {
             .filter(|r| r["action"] == action)
             .count() as u64
     };
-    assert_eq!(count("allocation.create"), n + 2, "{out}");
+    assert_eq!(count("allocation.create"), n + 3, "{out}");
     assert_eq!(count("allocation.release"), 2, "{out}");
     assert_eq!(count("allocation.force_release"), 1, "{out}");
-    assert_eq!(count("allocation.released"), 3, "{out}");
+    assert_eq!(count("allocation.exit"), 1, "{out}");
+    assert_eq!(count("allocation.released"), 4, "{out}");
     assert!(count("allocation.activate") > n, "{out}");
     let system = rows["items"]
         .as_array()

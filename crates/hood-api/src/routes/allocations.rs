@@ -43,6 +43,10 @@ pub fn router() -> Router<AppState> {
             "/api/v1/allocations/{allocation_id}/force-release",
             post(force_release),
         )
+        .route(
+            "/api/v1/allocations/{allocation_id}/logs",
+            get(allocation_logs),
+        )
         .route("/api/v1/audit", get(list_audit))
 }
 
@@ -202,6 +206,9 @@ pub struct AllocationView {
     pub idempotency_key: Option<String>,
     /// When the maximum duration runs out.
     pub expires_at: Option<String>,
+    /// Why it ended other than by request (its command exited, its sandbox
+    /// could not start).
+    pub error: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -225,6 +232,7 @@ impl From<&Allocation> for AllocationView {
             reservation: ReservationView::from(&a.reservation),
             idempotency_key: a.idempotency_key.clone(),
             expires_at: a.expires_at.map(rfc3339),
+            error: a.error.clone(),
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),
         }
@@ -349,6 +357,49 @@ pub async fn get_allocation(
     caller.require(Permission::Read)?;
     let a = state.allocations.get(caller.org_id, id).await?;
     Ok(Json(AllocationView::from(&a)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationLogsQuery {
+    /// How many of the last lines (default 100).
+    #[param(minimum = 1, maximum = 10000)]
+    pub lines: Option<u32>,
+}
+
+/// The last lines an allocation's sandbox wrote.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AllocationLogsView {
+    pub allocation_id: Uuid,
+    /// stdout and stderr, oldest first.
+    pub lines: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/allocations/{allocation_id}/logs", tag = "allocations",
+    params(("allocation_id" = Uuid, Path), AllocationLogsQuery),
+    responses((status = 200, body = AllocationLogsView),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "`lines` out of range"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such allocation in the organization"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The allocation has no sandbox (not yet placed on its host, or ended), or its agent could not read the output"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "No orchestrator in this process, or the host's agent did not answer")),
+    security(("bearer" = ["read"])))]
+/// The tail of the allocation's output, fetched from its host's agent.
+pub async fn allocation_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<AllocationId>,
+    Query(q): Query<AllocationLogsQuery>,
+) -> ApiResult<Json<AllocationLogsView>> {
+    caller.require(Permission::Read)?;
+    let logs = state
+        .allocations
+        .logs(caller.org_id, id, q.lines.unwrap_or(100))
+        .await?;
+    Ok(Json(AllocationLogsView {
+        allocation_id: logs.allocation_id.0,
+        lines: logs.lines,
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/allocations/{allocation_id}", tag = "allocations",

@@ -17,7 +17,7 @@ use hood_domain::placement::{place, HostCapacity, PlacementError, Reservation, S
 use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
 
 const COLUMNS: &str = "id, org_id, host_id, sku, spec, state, reservation, idempotency_key, \
-                       expires_at, created_at, updated_at";
+                       expires_at, error, created_at, updated_at";
 /// States that hold no placement (`AllocationState::holds_placement`).
 const ENDED: &str = "('released', 'failed')";
 
@@ -32,6 +32,7 @@ struct AllocationRow {
     reservation: String,
     idempotency_key: Option<String>,
     expires_at: Option<i64>,
+    error: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -52,6 +53,7 @@ impl TryFrom<AllocationRow> for Allocation {
                 .map_err(|e| StoreError::Corrupt(format!("allocation reservation: {e}")))?,
             idempotency_key: r.idempotency_key,
             expires_at: r.expires_at.map(Timestamp::from_millis),
+            error: r.error,
             created_at: Timestamp::from_millis(r.created_at),
             updated_at: Timestamp::from_millis(r.updated_at),
         })
@@ -241,7 +243,7 @@ impl AllocationStore for SqlStore {
             };
             query(format!(
                 "INSERT INTO allocations ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             ))
             .bind(allocation.id.to_string())
             .bind(allocation.org_id.to_string())
@@ -252,6 +254,7 @@ impl AllocationStore for SqlStore {
             .bind(encode("allocation reservation", &allocation.reservation)?)
             .bind(allocation.idempotency_key.clone())
             .bind(allocation.expires_at.map(Timestamp::millis))
+            .bind(allocation.error.clone())
             .bind(allocation.created_at.millis())
             .bind(allocation.updated_at.millis())
             .execute(&mut tx)
@@ -369,6 +372,7 @@ impl AllocationStore for SqlStore {
         path: &[AllocationState],
         at: Timestamp,
         action: &str,
+        error: Option<&str>,
         audit: &AuditContext,
     ) -> StoreResult<Option<Allocation>> {
         let Some((&from, steps)) = path.split_first() else {
@@ -392,15 +396,22 @@ impl AllocationStore for SqlStore {
             return Ok(None);
         };
         let before = Allocation::try_from(row)?;
-        query("UPDATE allocations SET state = $2, updated_at = $3 WHERE id = $1")
-            .bind(id.to_string())
-            .bind(state.as_str())
-            .bind(at.millis())
-            .execute(&mut tx)
-            .await
-            .map_err(|e| write_error(e, "allocation"))?;
+        query(
+            "UPDATE allocations SET state = $2, updated_at = $3, error = COALESCE($4, error) \
+             WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(state.as_str())
+        .bind(at.millis())
+        .bind(error)
+        .execute(&mut tx)
+        .await
+        .map_err(|e| write_error(e, "allocation"))?;
         let mut after = before.clone();
         after.updated_at = at;
+        if let Some(e) = error {
+            after.error = Some(e.to_owned());
+        }
         for &to in steps {
             after.state = to;
             insert_event(

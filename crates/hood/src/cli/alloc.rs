@@ -7,8 +7,8 @@ use super::output::{list, show, Format};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use hood_api::routes::allocations::{
-    AllocationView, AuditView, CapacityInput, CreateAllocationRequest, ForceReleaseRequest,
-    GpuCapacityView, HostCapacityView, IdlePolicyView, SkuView,
+    AllocationLogsView, AllocationView, AuditView, CapacityInput, CreateAllocationRequest,
+    ForceReleaseRequest, GpuCapacityView, HostCapacityView, IdlePolicyView, SkuView,
 };
 use hood_api::views::Page;
 use reqwest::Method;
@@ -34,6 +34,12 @@ pub enum AllocCmd {
         /// Why (kept in the audit log).
         #[arg(long)]
         reason: String,
+    },
+    /// The last lines the allocation's command wrote (stdout and stderr).
+    Logs {
+        id: Uuid,
+        #[arg(long, default_value_t = 100)]
+        lines: u32,
     },
     /// The SKUs on offer and their price per minute.
     Skus,
@@ -125,6 +131,20 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: AllocCmd) -> Result<()
                 )
                 .await?;
             show(format, &a, columns::ALLOCATION)
+        }
+        AllocCmd::Logs { id, lines } => {
+            let logs: AllocationLogsView = client
+                .get(&format!("/api/v1/allocations/{id}/logs?lines={lines}"))
+                .await?;
+            match format {
+                Format::Json => super::output::json(&logs)?,
+                Format::Table => {
+                    for line in &logs.lines {
+                        println!("{line}");
+                    }
+                }
+            }
+            Ok(())
         }
         AllocCmd::Skus => {
             let page: Page<SkuView> = client.get("/api/v1/skus").await?;

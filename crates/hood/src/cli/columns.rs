@@ -469,6 +469,7 @@ pub const ALLOCATION: &[Column<AllocationView>] = &[
         }
     }),
     Column::new("CREATED_AT", |a| a.created_at.clone()),
+    Column::new("ERROR", |a| a.error.clone().unwrap_or_else(|| "-".into())),
 ];
 
 pub const SKU: &[Column<SkuView>] = &[

@@ -1,0 +1,3 @@
+-- Why an allocation ended other than by request (its command exited, its
+-- sandbox could not start).
+ALTER TABLE allocations ADD COLUMN error TEXT;
