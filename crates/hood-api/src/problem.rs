@@ -56,6 +56,8 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    PaymentRequired(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
@@ -81,6 +83,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -184,6 +187,7 @@ impl From<AppError> for ApiError {
             AppError::NotFound(what) => ApiError::NotFound(what),
             AppError::Conflict(m) => ApiError::Conflict(m),
             AppError::Unavailable(m) => ApiError::Unavailable(m),
+            AppError::PaymentRequired(m) => ApiError::PaymentRequired(m),
             AppError::Store(e) => e.into(),
             AppError::Internal(m) => ApiError::Internal(m),
         }

@@ -101,6 +101,9 @@ impl AppState {
 
     /// Serves the ledger's routes with these use cases.
     pub fn with_billing(mut self, billing: BillingService) -> Self {
+        self.allocations = self
+            .allocations
+            .with_prepaid_gate(Arc::new(billing.clone()));
         self.billing = Some(billing);
         self
     }

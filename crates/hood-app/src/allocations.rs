@@ -10,12 +10,14 @@ use crate::error::{AppError, AppResult};
 use hood_clock::Clock;
 use hood_domain::allocation::{Allocation, AllocationSpec, CapacitySource, HostInventory};
 use hood_domain::audit::AuditContext;
+use hood_domain::billing::credits::ActiveSpan;
+use hood_domain::billing::Currency;
 use hood_domain::lifecycle::{AllocationState, HostState};
 use hood_domain::placement::{free, Free, HostCapacity, Reservation};
 use hood_domain::sku::{Sku, SkuCatalog};
 use hood_domain::validate::FieldError;
 use hood_domain::workload::AllocationLogs;
-use hood_domain::{AllocationId, HostId, OrgId};
+use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
 use hood_ports::AllocationOperations;
 use hood_store::allocation::{AllocationStore, Placed};
 use hood_store::fleet::{FleetStore, HostFilter};
@@ -55,6 +57,22 @@ pub struct AllocationService {
     /// The orchestrator, where this process runs it (logs come from the
     /// allocation's agent through it).
     operations: Option<Arc<dyn AllocationOperations>>,
+    /// Prepaid credits: an organization that cannot pay a first minute
+    /// may not allocate.
+    prepaid: Option<Arc<dyn PrepaidGate>>,
+}
+
+/// What an allocation's first minute needs from billing: nothing when the
+/// organization is not on prepaid credits, else a balance that covers it
+/// (402 otherwise). Billing implements it; the binary wires the two.
+#[async_trait::async_trait]
+pub trait PrepaidGate: Send + Sync {
+    async fn require_prepaid_minute(
+        &self,
+        org: OrgId,
+        per_minute_minor: u64,
+        currency: &Currency,
+    ) -> AppResult<()>;
 }
 
 const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -71,7 +89,15 @@ impl AllocationService {
             skus,
             clock: hood_clock::system(),
             operations: None,
+            prepaid: None,
         }
+    }
+
+    /// Refuses new allocations to organizations on prepaid credits that
+    /// cannot pay their first minute.
+    pub fn with_prepaid_gate(mut self, gate: Arc<dyn PrepaidGate>) -> Self {
+        self.prepaid = Some(gate);
+        self
     }
 
     pub fn with_operations(mut self, operations: Arc<dyn AllocationOperations>) -> Self {
@@ -131,6 +157,10 @@ impl AllocationService {
         let Some(sku) = sku.filter(|_| errors.is_empty()) else {
             return Err(AppError::Invalid(errors));
         };
+        if let Some(gate) = &self.prepaid {
+            gate.require_prepaid_minute(org, sku.price_per_minute_minor, &sku.currency)
+                .await?;
+        }
         let candidates = self.candidates(org).await?;
         let now = self.clock.now();
         let draft = Allocation {
@@ -139,6 +169,8 @@ impl AllocationService {
             // Chosen by the store among the candidates.
             host_id: HostId::from_uuid(uuid::Uuid::nil()),
             sku: sku.name.clone(),
+            price_per_minute_minor: sku.price_per_minute_minor,
+            currency: sku.currency.clone(),
             spec: req.spec.clone(),
             state: AllocationState::Requested,
             reservation: Reservation {
@@ -153,6 +185,8 @@ impl AllocationService {
                 .max_duration_minutes
                 .map(|m| now.plus_millis(i64::from(m) * 60_000)),
             error: None,
+            active_since: None,
+            active_until: None,
             created_at: now,
             updated_at: now,
         };
@@ -218,6 +252,63 @@ impl AllocationService {
             .get_allocation(org, id)
             .await?
             .ok_or(AppError::NotFound("allocation"))
+    }
+
+    /// What the organization's allocations were active for in `[from,
+    /// to)`, each at its price (prepaid credits' accrual).
+    pub async fn active_spans(
+        &self,
+        org: OrgId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> AppResult<Vec<(Currency, ActiveSpan)>> {
+        Ok(self
+            .allocations
+            .allocations_active_between(org, from, to)
+            .await?
+            .into_iter()
+            .filter_map(|a| {
+                Some((
+                    a.currency,
+                    ActiveSpan {
+                        price_per_minute_minor: a.price_per_minute_minor,
+                        from: a.active_since?,
+                        until: a.active_until,
+                    },
+                ))
+            })
+            .collect())
+    }
+
+    /// Releases every allocation of an organization whose prepaid credits
+    /// ran out (audited as `allocation.credits_exhausted` by
+    /// `system:billing`); returns how many it moved.
+    pub async fn release_for_credits(&self, org: OrgId, reason: &str) -> AppResult<usize> {
+        let audit = AuditContext::system("billing").with_reason(reason);
+        let mut released = 0;
+        for a in self.allocations.org_live_allocations(org).await? {
+            let Some(path) = a.state.release_path() else {
+                continue;
+            };
+            if self
+                .allocations
+                .transition_allocation(
+                    a.id,
+                    path,
+                    self.clock.now(),
+                    "allocation.credits_exhausted",
+                    Some(reason),
+                    &audit,
+                )
+                .await?
+                .is_some()
+            {
+                tracing::warn!(allocation = %a.id, org = %org, reason,
+                    "prepaid credits exhausted: allocation released");
+                released += 1;
+            }
+        }
+        Ok(released)
     }
 
     /// The last `lines` lines the allocation's sandbox wrote, from its

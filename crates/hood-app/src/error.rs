@@ -20,6 +20,9 @@ pub enum AppError {
     /// A part of Hood the request needs is not running or not answering.
     #[error("{0}")]
     Unavailable(String),
+    /// The organization must pay first (prepaid credits exhausted).
+    #[error("{0}")]
+    PaymentRequired(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A port failed in a way the caller cannot fix.

@@ -1084,6 +1084,207 @@ async fn reconciliation_matches_everything_and_itemizes_each_difference(env: Env
 }
 
 /// Titles of the organization's unresolved billing incidents, sorted.
+/// Allocations on prepaid credits: each active minute is charged at the
+/// allocation's price, pro rata; the next window's hold covers what the
+/// running allocations will cost in it, so when the balance cannot, the
+/// organization is cut off and its allocations are released in that same
+/// pass; the balance never goes below zero, and a cut-off organization
+/// cannot allocate (402).
+async fn allocations_accrue_by_the_minute_and_are_released_when_credits_run_out(env: Env) {
+    use hood_app::allocations::{AllocationService, CreateAllocation};
+    use hood_domain::allocation::{AllocationSpec, CapacitySource};
+    use hood_domain::audit::AuditContext;
+    use hood_domain::lifecycle::{AllocationState, HostState};
+    use hood_domain::placement::{GpuShape, HostCapacity, Shape};
+    use hood_domain::sku::{Sku, SkuCatalog};
+
+    let t0 = JAN_1;
+    let at = |ms: i64| Timestamp(t0 + ms);
+    // A ready platform host with two cores to rent.
+    let host = hood_store::fleet::Host {
+        id: hood_domain::HostId::from_uuid(Uuid::now_v7()),
+        org_id: None,
+        provider: "local".into(),
+        region: "local".into(),
+        state: HostState::Requested,
+        address: None,
+        provider_ref: json!({}),
+        hostname: None,
+        agent_version: None,
+        last_seen_at: None,
+        connected_at: None,
+        created_at: at(0),
+        updated_at: at(0),
+    };
+    env.store.create_host(&host).await.unwrap();
+    for state in [
+        HostState::Provisioning,
+        HostState::Enrolling,
+        HostState::Ready,
+    ] {
+        env.store
+            .transition_host(host.id, state, at(0))
+            .await
+            .unwrap();
+    }
+    let capacity = HostCapacity {
+        cores: 2,
+        memory_mib: 2048,
+        disk_mib: 10_240,
+        gpus: vec![],
+    };
+    env.store
+        .set_host_capacity(host.id, CapacitySource::Declared, &capacity, at(0), None)
+        .await
+        .unwrap();
+    // One core at 3 cents a minute: 30,000 micro-dollars.
+    let skus = SkuCatalog::new(vec![Sku {
+        name: "cpu.1c".into(),
+        shape: Shape {
+            cores: 1,
+            memory_mib: 512,
+            disk_mib: 1024,
+            gpu: GpuShape::None,
+        },
+        price_per_minute_minor: 3,
+        currency: "USD".parse().unwrap(),
+    }])
+    .unwrap();
+    let allocations = AllocationService::new(env.store.clone(), env.store.clone(), Arc::new(skus))
+        .with_clock(env.clock.clone());
+    let b = env
+        .billing
+        .clone()
+        .with_allocation_service(allocations.clone());
+    let allocations = allocations.with_prepaid_gate(Arc::new(b.clone()));
+    let user = AuditContext {
+        actor: "user:test".into(),
+        request_id: None,
+        reason: None,
+    };
+    let ask = || CreateAllocation {
+        sku: "cpu.1c".into(),
+        spec: AllocationSpec::default(),
+        idempotency_key: None,
+    };
+    b.create_rate_card(card()).await.unwrap();
+    let acc = b
+        .enable_credits(
+            env.org,
+            EnableCredits {
+                window_ms: Some(60_000),
+                ..EnableCredits::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(acc.state, CreditState::Stopped);
+    // No credits: no allocation.
+    let refused = allocations.create(env.org, ask(), &user).await;
+    assert!(
+        matches!(&refused, Err(AppError::PaymentRequired(m)) if m.contains("exhausted")),
+        "{refused:?}"
+    );
+
+    // Ten cents: 100,000 units.
+    b.top_up(env.org, "local", "T-1", 10).await.unwrap();
+    let made = allocations
+        .create(env.org, ask(), &user)
+        .await
+        .unwrap()
+        .allocation;
+    // The worker's moves: active from 20 s into the first window.
+    let worker = AuditContext::system("orchestrator");
+    for (path, ms) in [
+        (
+            &[AllocationState::Requested, AllocationState::Provisioning][..],
+            10_000,
+        ),
+        (
+            &[AllocationState::Provisioning, AllocationState::Active][..],
+            20_000,
+        ),
+    ] {
+        env.store
+            .transition_allocation(made.id, path, at(ms), "allocation.step", None, &worker)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let credits_account = account_id(AccountCode::PrepaidCredits, 1, Some(env.org));
+    let balance = async || {
+        let a = env
+            .store
+            .get_account(credits_account)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            a.debits_posted + a.debits_pending <= a.credits_posted,
+            "never below zero: {a:?}"
+        );
+        (a.debits_posted, a.debits_pending)
+    };
+
+    // 40 active seconds in the first window: 20,000; the next window holds
+    // a whole running minute.
+    env.clock.set(at(60_000));
+    let r = b.accrue_credits().await.unwrap();
+    assert_eq!((r.windows, r.stopped, r.allocations_released), (1, 0, 0));
+    assert_eq!(balance().await, (20_000, 30_000));
+    // A whole minute: 30,000; 50,000 spent, 30,000 held, 20,000 free.
+    env.clock.set(at(120_000));
+    b.accrue_credits().await.unwrap();
+    assert_eq!(balance().await, (50_000, 30_000));
+    // The third minute is paid from its hold; the fourth cannot be held:
+    // cut off, and the allocation released in the same pass.
+    env.clock.set(at(180_000));
+    let r = b.accrue_credits().await.unwrap();
+    assert_eq!((r.stopped, r.allocations_released), (1, 1));
+    assert_eq!(balance().await, (80_000, 0));
+    let released = allocations.get(env.org, made.id).await.unwrap();
+    assert_eq!(released.state, AllocationState::Releasing);
+    assert_eq!(released.active_until, Some(at(180_000)), "billing stopped");
+    assert!(
+        released
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("exhausted")),
+        "{released:?}"
+    );
+    let audit = env
+        .store
+        .list_audit(&hood_store::audit::AuditFilter {
+            action: Some("allocation.credits_exhausted".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "system:billing");
+    assert!(matches!(
+        allocations.create(env.org, ask(), &user).await,
+        Err(AppError::PaymentRequired(_))
+    ));
+    // Nothing more is charged for it. The 20,000 left are enough to hold
+    // an idle window again (the organization may spend them on RPC), not
+    // for an allocation's first minute.
+    env.clock.set(at(240_000));
+    b.accrue_credits().await.unwrap();
+    assert_eq!(balance().await, (80_000, 1));
+    let refused = allocations.create(env.org, ask(), &user).await;
+    assert!(
+        matches!(&refused, Err(AppError::PaymentRequired(m)) if m.contains("first minute")),
+        "{refused:?}"
+    );
+    b.top_up(env.org, "local", "T-2", 2).await.unwrap();
+    allocations.create(env.org, ask(), &user).await.unwrap();
+    hood_ledger::verify::verify_store(env.store.as_ref(), None)
+        .await
+        .unwrap();
+}
+
 async fn open_alerts(env: &Env) -> Vec<String> {
     let mut titles: Vec<String> = env
         .store
@@ -1122,6 +1323,7 @@ macro_rules! both {
 }
 
 both!(
+    allocations_accrue_by_the_minute_and_are_released_when_credits_run_out,
     a_period_closes_into_one_traceable_invoice_and_is_paid_once,
     a_failed_payment_starts_grace_and_a_payment_ends_it,
     unpaid_invoices_lead_to_grace_then_expiry_and_node_termination,

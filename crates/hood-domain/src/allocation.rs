@@ -2,6 +2,7 @@
 //! lifecycle is [`crate::lifecycle::AllocationState`], where it lands is
 //! [`crate::placement`], what it costs is [`crate::sku`].
 
+use crate::billing::Currency;
 use crate::lifecycle::AllocationState;
 use crate::placement::{HostCapacity, Reservation};
 use crate::validate::FieldError;
@@ -16,6 +17,10 @@ pub struct Allocation {
     pub org_id: OrgId,
     pub host_id: HostId,
     pub sku: String,
+    /// The SKU's price when it was made: what each active minute costs
+    /// for its whole life, whatever the catalog says later.
+    pub price_per_minute_minor: u64,
+    pub currency: Currency,
     /// What runs in the allocation and its limits, as asked.
     pub spec: AllocationSpec,
     pub state: AllocationState,
@@ -31,6 +36,12 @@ pub struct Allocation {
     /// or it could not start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// When it became `active` (billing starts)…
+    #[serde(default)]
+    pub active_since: Option<Timestamp>,
+    /// …and when it left `active` (billing stops).
+    #[serde(default)]
+    pub active_until: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

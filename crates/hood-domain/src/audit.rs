@@ -27,6 +27,12 @@ impl AuditContext {
             reason: None,
         }
     }
+
+    /// The same context, giving `reason`.
+    pub fn with_reason(mut self, reason: &str) -> Self {
+        self.reason = Some(reason.to_owned());
+        self
+    }
 }
 
 /// One row of the audit log.

@@ -68,6 +68,17 @@ pub trait AllocationStore: Send + Sync {
         -> StoreResult<Vec<Allocation>>;
     /// Allocations holding a placement on a host.
     async fn live_allocations(&self, host: HostId) -> StoreResult<Vec<Allocation>>;
+    /// An organization's allocations that hold a placement (what a cut-off
+    /// releases).
+    async fn org_live_allocations(&self, org: OrgId) -> StoreResult<Vec<Allocation>>;
+    /// An organization's allocations that were `active` at some time in
+    /// `[from, to)` (what prepaid credits charge for that window).
+    async fn allocations_active_between(
+        &self,
+        org: OrgId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<Allocation>>;
     /// Moves an allocation along `path` (`path[0]` is the state it must be
     /// in; each step a transition of the allocation machine) in one
     /// transaction, with an `allocation.{state}` outbox event per step and

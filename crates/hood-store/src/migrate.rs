@@ -149,8 +149,8 @@ pub const SQLITE: &[Migration] = &[
     },
     Migration {
         version: 22,
-        name: "allocation_error",
-        sql: include_str!("../migrations/sqlite/0022_allocation_error.sql"),
+        name: "allocation_activity",
+        sql: include_str!("../migrations/sqlite/0022_allocation_activity.sql"),
     },
 ];
 
@@ -263,8 +263,8 @@ pub const POSTGRES: &[Migration] = &[
     },
     Migration {
         version: 22,
-        name: "allocation_error",
-        sql: include_str!("../migrations/postgres/0022_allocation_error.sql"),
+        name: "allocation_activity",
+        sql: include_str!("../migrations/postgres/0022_allocation_activity.sql"),
     },
 ];
 

@@ -79,6 +79,8 @@ fn draft(org: OrgId, key: Option<&str>) -> Allocation {
         // Chosen by the store.
         host_id: HostId::from_uuid(uuid::Uuid::nil()),
         sku: "cpu.2c8g".into(),
+        price_per_minute_minor: 2,
+        currency: hood_domain::billing::Currency::usd(),
         spec: AllocationSpec {
             command: vec!["sleep".into(), "infinity".into()],
             ..Default::default()
@@ -93,6 +95,8 @@ fn draft(org: OrgId, key: Option<&str>) -> Allocation {
         idempotency_key: key.map(str::to_owned),
         expires_at: None,
         error: None,
+        active_since: None,
+        active_until: None,
         created_at: T0,
         updated_at: T0,
     }
@@ -460,7 +464,89 @@ async fn maximum_durations_run_out_in_order(db: &Harness) {
     );
 }
 
+/// Entering `active` starts billing's clock and leaving it stops it; a
+/// window finds exactly the allocations active at some time in it.
+async fn active_spans_are_recorded_and_found_by_window(db: &Harness) {
+    let store = db.migrated().await;
+    let org = org(store).await;
+    let host = host_with(store, 8).await;
+    let audit = AuditContext::system("orchestrator");
+    let step = |id, path: &'static [AllocationState], at: Timestamp| {
+        let audit = audit.clone();
+        async move {
+            store
+                .transition_allocation(id, path, at, "allocation.step", None, &audit)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    use AllocationState::*;
+    let mut made = vec![];
+    for _ in 0..3 {
+        made.push(created(
+            store
+                .create_allocation(&draft(org, None), &cpu(1), &[host], &ctx())
+                .await
+                .unwrap(),
+        ));
+    }
+    // a: active 10 s – 70 s; b: active from 30 s on; c: never active.
+    let (a, b, c) = (made[0].id, made[1].id, made[2].id);
+    for id in [a, b] {
+        step(id, &[Requested, Provisioning], T0).await;
+    }
+    let on = step(a, &[Provisioning, Active], T0.plus_secs(10)).await;
+    assert_eq!(on.active_since, Some(T0.plus_secs(10)));
+    assert_eq!(on.active_until, None);
+    step(b, &[Provisioning, Active], T0.plus_secs(30)).await;
+    let off = step(a, &[Active, Releasing], T0.plus_secs(70)).await;
+    assert_eq!(off.active_since, Some(T0.plus_secs(10)), "kept");
+    assert_eq!(off.active_until, Some(T0.plus_secs(70)));
+    // Releasing → released keeps the span as it was.
+    let gone = step(a, &[Releasing, Released], T0.plus_secs(80)).await;
+    assert_eq!(gone.active_until, Some(T0.plus_secs(70)));
+    step(c, &[Requested, Releasing, Released], T0.plus_secs(5)).await;
+
+    let window = |from: i64, to: i64| async move {
+        let mut ids: Vec<_> = store
+            .allocations_active_between(org, T0.plus_secs(from), T0.plus_secs(to))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|x| x.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<AllocationId>| {
+        v.sort();
+        v
+    };
+    assert_eq!(window(0, 10).await, vec![]);
+    assert_eq!(window(0, 11).await, vec![a]);
+    assert_eq!(window(0, 60).await, sorted(vec![a, b]));
+    assert_eq!(window(70, 130).await, vec![b], "a ended at 70 s");
+    assert_eq!(window(1000, 2000).await, vec![b], "b still runs");
+    // Another organization's window is empty; live ones are b only.
+    let other = org_again(store).await;
+    assert!(store
+        .allocations_active_between(other, T0, T0.plus_secs(1000))
+        .await
+        .unwrap()
+        .is_empty());
+    let live: Vec<_> = store
+        .org_live_allocations(org)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(live, vec![b]);
+}
+
 conformance!(
+    active_spans_are_recorded_and_found_by_window,
     maximum_durations_run_out_in_order,
     the_audit_log_is_append_only,
     a_host_fills_exactly_and_released_capacity_is_placed_again,

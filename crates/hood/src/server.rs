@@ -112,7 +112,8 @@ pub async fn up(
         .with_ledger(ledger.service.clone())
         .with_notifier_config(health_args.notifier_config()?);
     let billing = crate::billing::service(&opts.billing, store.clone(), ledger.service.clone())?
-        .with_node_service(state.nodes.clone());
+        .with_node_service(state.nodes.clone())
+        .with_allocation_service(state.allocations.clone());
     let billing_runner =
         crate::billing::start_runner(&opts.billing, billing.clone(), store.clone());
     let _backups = crate::backups::start(&opts.backups, state.snapshots.clone());
@@ -337,7 +338,8 @@ pub async fn serve(
         let role =
             crate::ledger::LedgerRole::start(&opts.ledger, store.clone(), &master, objects).await?;
         let billing = crate::billing::service(&opts.billing, store.clone(), role.service.clone())?
-            .with_node_service(state.nodes.clone());
+            .with_node_service(state.nodes.clone())
+            .with_allocation_service(state.allocations.clone());
         state = state
             .with_ledger(role.service.clone())
             .with_billing(billing);
@@ -354,6 +356,7 @@ pub async fn serve(
                     crate::ledger::open_service(&opts.ledger, store.clone(), &master).await?;
                 crate::billing::service(&opts.billing, store.clone(), service)?
                     .with_node_service(state.nodes.clone())
+                    .with_allocation_service(state.allocations.clone())
             }
         };
         billing_runner = Some(crate::billing::start_runner(

@@ -891,3 +891,179 @@ async fn sigkill_during_allocation_and_release_leaves_every_reservation_matching
     }
     drop(hood);
 }
+
+/// Prepaid credits on `hood up`: a running allocation of an organization
+/// whose credits are exhausted is released by the billing role within a
+/// tick, its sandbox stopped; a balance that cannot pay a first minute is
+/// refused (402, problem JSON); a running allocation is charged per
+/// minute, and when the balance cannot hold its next minute it is
+/// released, the balance never below zero.
+#[tokio::test(flavor = "multi_thread")]
+async fn prepaid_allocations_stop_when_credits_run_out() {
+    let Some(anvil) = hood_testkit::anvil_bin("allocations_prepaid") else {
+        return;
+    };
+    let (dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    // A pricey core: 60 cents a minute, 10,000 micro-dollars a second.
+    let skus = dir.path().join("skus.json");
+    std::fs::write(
+        &skus,
+        json!([{"name": "cpu.pricey", "cores": 1, "memory_mib": 256, "disk_mib": 1024,
+                "gpu": {"kind": "none"}, "price_per_minute_minor": 60, "currency": "USD"}])
+        .to_string(),
+    )
+    .unwrap();
+    let hood = hood_up(
+        &home,
+        &[
+            ("HOOD_SKU_FILE", skus.display().to_string()),
+            ("HOOD_CREDITS_TICK_MS", "300".into()),
+        ],
+    );
+    let base = hood.url("api");
+    let key = read_admin_key(&home);
+    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
+    let cli = |args: &[&str]| {
+        let (ok, out, err) = hood_cli(args, &env, None);
+        assert!(ok, "hood {args:?}: {out} {err}");
+        out
+    };
+    push_anvil(&anvil, &env);
+    let api = Api::new(base.clone());
+    let host = a_ready_host(&api, &key).await;
+    cli(&[
+        "host",
+        "capacity",
+        &host,
+        "--cores",
+        &cores_here().to_string(),
+        "--memory-mib",
+        &(256 * cores_here()).to_string(),
+        "--disk-mib",
+        "204800",
+    ]);
+    let card = dir.path().join("card.json");
+    std::fs::write(
+        &card,
+        json!({"currency": "USD", "rules": [
+            {"meter": "rpc_compute_units", "price": {"tiers": [{"rate": {"amount_minor": 1, "per": 1}}]}}
+        ]})
+        .to_string(),
+    )
+    .unwrap();
+    cli(&[
+        "billing",
+        "rate-card",
+        "create",
+        "--file",
+        card.to_str().unwrap(),
+    ]);
+
+    // Running before the organization went prepaid; credits enabled with
+    // nothing in them cut it off, and the billing role releases it.
+    let r = api
+        .post("/api/v1/allocations", &key, json!({"sku": "cpu.pricey"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let before = r.body["id"].as_str().unwrap().to_owned();
+    wait_alloc(&api, &key, &before, "active").await;
+    assert!(sandboxes_under(&home).iter().any(|(_, a)| a == &before));
+    cli(&["credits", "enable", "--window-seconds", "2"]);
+    let ended = wait_alloc(&api, &key, &before, "released").await;
+    assert!(
+        ended["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exhausted")),
+        "{ended}"
+    );
+    assert!(ended["active_until"].is_string(), "{ended}");
+    assert!(!sandboxes_under(&home).iter().any(|(_, a)| a == &before));
+    let r = api
+        .get(
+            &format!("/api/v1/audit?action=allocation.credits_exhausted&resource_id={before}"),
+            &key,
+        )
+        .await;
+    assert_eq!(r.body["items"][0]["actor"], "system:billing", "{}", r.text);
+
+    // Cut off: 402 with a reason. Fifty cents cannot pay a first minute
+    // of sixty: still 402.
+    let refused = api
+        .post("/api/v1/allocations", &key, json!({"sku": "cpu.pricey"}))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("exhausted"), "{}", refused.text);
+    cli(&[
+        "credits",
+        "top-up",
+        "--amount-minor",
+        "50",
+        "--reference",
+        "t-1",
+    ]);
+    let refused = api
+        .post("/api/v1/allocations", &key, json!({"sku": "cpu.pricey"}))
+        .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYMENT_REQUIRED,
+        "{}",
+        refused.text
+    );
+    assert!(refused.text.contains("first minute"), "{}", refused.text);
+    let (ok, _, err) = hood_cli(&["alloc", "create", "cpu.pricey"], &env, None);
+    assert!(!ok && err.contains("first minute"), "{err}");
+
+    // Thirty cents more: 80 cents, a first minute and 20 s more. It runs,
+    // is charged by the second, and is released when the next window
+    // cannot be held.
+    cli(&[
+        "credits",
+        "top-up",
+        "--amount-minor",
+        "30",
+        "--reference",
+        "t-2",
+    ]);
+    let r = api
+        .post("/api/v1/allocations", &key, json!({"sku": "cpu.pricey"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let paid = r.body["id"].as_str().unwrap().to_owned();
+    wait_alloc(&api, &key, &paid, "active").await;
+    let started = Instant::now();
+    let ended = loop {
+        let a = api
+            .get(&format!("/api/v1/allocations/{paid}"), &key)
+            .await
+            .body;
+        if a["state"] == "released" {
+            break a;
+        }
+        assert!(started.elapsed() < Duration::from_secs(150), "{a}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let ran = started.elapsed();
+    assert!(
+        ran > Duration::from_secs(50) && ran < Duration::from_secs(100),
+        "80 cents at 60 a minute ran {ran:?}"
+    );
+    assert!(
+        ended["error"].as_str().unwrap().contains("exhausted"),
+        "{ended}"
+    );
+    assert!(!sandboxes_under(&home).iter().any(|(_, a)| a == &paid));
+    let credits = api.get("/api/v1/credits", &key).await;
+    assert_eq!(credits.body["state"], "stopped", "{}", credits.text);
+    let spent = credits.body["spent_units"].as_u64().unwrap();
+    assert!(
+        spent <= 800_000 && spent > 700_000,
+        "spent {spent} of 800,000: never more than was paid in"
+    );
+}

@@ -209,6 +209,12 @@ pub struct AllocationView {
     /// Why it ended other than by request (its command exited, its sandbox
     /// could not start).
     pub error: Option<String>,
+    /// What each active minute costs (the SKU's price when it was made).
+    pub price_per_minute_minor: u64,
+    pub currency: String,
+    /// When it became active and stopped being active: the billed span.
+    pub active_since: Option<String>,
+    pub active_until: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -233,6 +239,10 @@ impl From<&Allocation> for AllocationView {
             idempotency_key: a.idempotency_key.clone(),
             expires_at: a.expires_at.map(rfc3339),
             error: a.error.clone(),
+            price_per_minute_minor: a.price_per_minute_minor,
+            currency: a.currency.to_string(),
+            active_since: a.active_since.map(rfc3339),
+            active_until: a.active_until.map(rfc3339),
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),
         }

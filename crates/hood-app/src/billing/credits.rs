@@ -11,8 +11,8 @@ use super::BillingService;
 use crate::error::{AppError, AppResult};
 use crate::ledger::Viewer;
 use hood_domain::billing::credits::{
-    excess_id, hold_id, next_hold_amount, settle_id, threshold_crossed, window_charge,
-    CreditAccount, CreditState, Hold, DEFAULT_WINDOW_MS, HOLD_WINDOWS,
+    allocation_charge, excess_id, hold_id, next_hold_amount, settle_id, threshold_crossed,
+    window_charge, ActiveSpan, CreditAccount, CreditState, Hold, DEFAULT_WINDOW_MS, HOLD_WINDOWS,
 };
 use hood_domain::billing::posting::{account_id, minor_exponent, payment_id, transfer_code};
 use hood_domain::billing::{Currency, Payment, PaymentState, RateCard};
@@ -66,6 +66,8 @@ pub struct AccrualReport {
     pub nodes_suspended: usize,
     pub nodes_resumed: usize,
     pub nodes_terminated: usize,
+    /// Allocations released because their organization was cut off.
+    pub allocations_released: usize,
 }
 
 /// How long an organization is cut off before its nodes are stopped: the
@@ -266,6 +268,45 @@ impl BillingService {
         Ok(stored)
     }
 
+    /// Nothing when `org` is not on prepaid credits; else 402 unless it is
+    /// active and what is left covers one minute at `per_minute_minor`
+    /// (what the running allocations need is already held).
+    pub async fn require_prepaid_minute(
+        &self,
+        org: OrgId,
+        per_minute_minor: u64,
+        currency: &Currency,
+    ) -> AppResult<()> {
+        if self.stores.credits.get_credit_account(org).await?.is_none() {
+            return Ok(());
+        }
+        let view = self.credits(org).await?;
+        if view.account.state == CreditState::Stopped {
+            return Err(AppError::PaymentRequired(format!(
+                "the organization's prepaid credits are exhausted ({}); top up first",
+                view.account.reason.as_deref().unwrap_or("no credit left")
+            )));
+        }
+        if view.currency != *currency {
+            return Err(AppError::Conflict(format!(
+                "this is priced in {currency} but the organization's credits are in {}",
+                view.currency
+            )));
+        }
+        let unit = 10u64.pow(u32::from(
+            view.ledger_scale.saturating_sub(minor_exponent(currency)),
+        ));
+        let minute = per_minute_minor.saturating_mul(unit);
+        if view.available_units < minute {
+            return Err(AppError::PaymentRequired(format!(
+                "a first minute costs {per_minute_minor} minor units of {currency}; {} are \
+                 left in prepaid credits: top up first",
+                view.available_minor
+            )));
+        }
+        Ok(())
+    }
+
     /// Opens a hosted checkout (Stripe) that tops up `org`'s credits when
     /// paid; `request_key` makes a retry answer the same session.
     pub async fn credits_checkout(
@@ -330,6 +371,9 @@ impl BillingService {
                     continue;
                 }
             };
+            if let Err(e) = self.enforce_on_allocations(&account, &mut report).await {
+                tracing::warn!(org = %org, error = %e, "releasing allocations failed; retrying next pass");
+            }
             if let Err(e) = self.enforce_on_nodes(&account, &mut report).await {
                 tracing::warn!(org = %org, error = %e, "suspending or resuming nodes failed; retrying next pass");
             }
@@ -355,12 +399,19 @@ impl BillingService {
             let readings = self
                 .readings_between(account.org_id, &card, t0, t1, UnitsFrom::Events)
                 .await?;
-            let charge = window_charge(&card, &readings, books.scale)
+            let usage = window_charge(&card, &readings, books.scale)
                 .map_err(|e| AppError::Conflict(e.to_string()))?;
+            let (minutes, run_rate) = self
+                .allocation_charges(&account, &card.currency, books.scale, t0, t1)
+                .await?;
+            let charge = usage.saturating_add(minutes);
             self.settle_window(&account, &books, t1, charge).await?;
             let was = account.state;
             let next_end = t1.plus_millis(account.window_ms);
-            self.place_hold(&mut account, &books, next_end, charge)
+            // The next window holds at least what the allocations running
+            // now will cost in it: an organization that cannot cover their
+            // next minute is cut off now, not a window later.
+            self.place_hold(&mut account, &books, next_end, charge.max(run_rate))
                 .await?;
             match (was, account.state) {
                 (CreditState::Active, CreditState::Stopped) => report.stopped += 1,
@@ -378,6 +429,66 @@ impl BillingService {
             }
         }
         Ok(account)
+    }
+
+    /// What the organization's allocations cost in `[t0, t1)`, and what
+    /// those still active at `t1` will cost over a whole window (the run
+    /// rate the next hold must cover), in ledger units.
+    async fn allocation_charges(
+        &self,
+        account: &CreditAccount,
+        currency: &Currency,
+        scale: u8,
+        t0: Timestamp,
+        t1: Timestamp,
+    ) -> AppResult<(u64, u64)> {
+        let Some(allocations) = &self.allocation_service else {
+            return Ok((0, 0));
+        };
+        let spans = allocations.active_spans(account.org_id, t0, t1).await?;
+        if let Some((other, _)) = spans.iter().find(|(c, _)| c != currency) {
+            return Err(AppError::Conflict(format!(
+                "an allocation is priced in {other} but the organization's credits are in \
+                 {currency}"
+            )));
+        }
+        let exponent = minor_exponent(currency);
+        let spans: Vec<ActiveSpan> = spans.into_iter().map(|(_, s)| s).collect();
+        let charged = allocation_charge(&spans, t0, t1, scale, exponent)
+            .map_err(|e| AppError::Conflict(e.to_string()))?;
+        let next_end = t1.plus_millis(account.window_ms);
+        let running: Vec<ActiveSpan> = spans
+            .iter()
+            .filter(|s| s.until.is_none())
+            .map(|s| ActiveSpan { from: t1, ..*s })
+            .collect();
+        let run_rate = allocation_charge(&running, t1, next_end, scale, exponent)
+            .map_err(|e| AppError::Conflict(e.to_string()))?;
+        Ok((charged, run_rate))
+    }
+
+    /// A cut-off organization's allocations are released at once: they
+    /// stop running within the billing pass that found the credits short,
+    /// so the balance never pays for a minute it could not hold.
+    async fn enforce_on_allocations(
+        &self,
+        account: &CreditAccount,
+        report: &mut AccrualReport,
+    ) -> AppResult<()> {
+        let Some(allocations) = &self.allocation_service else {
+            return Ok(());
+        };
+        if account.state != CreditState::Stopped {
+            return Ok(());
+        }
+        let reason = account
+            .reason
+            .clone()
+            .unwrap_or_else(|| "prepaid credits exhausted".into());
+        report.allocations_released += allocations
+            .release_for_credits(account.org_id, &reason)
+            .await?;
+        Ok(())
     }
 
     /// Brings the organization's nodes in line with its credits: a cut-off
@@ -606,5 +717,17 @@ impl BillingService {
             .await;
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::allocations::PrepaidGate for BillingService {
+    async fn require_prepaid_minute(
+        &self,
+        org: OrgId,
+        per_minute_minor: u64,
+        currency: &Currency,
+    ) -> AppResult<()> {
+        BillingService::require_prepaid_minute(self, org, per_minute_minor, currency).await
     }
 }

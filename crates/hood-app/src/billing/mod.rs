@@ -99,6 +99,9 @@ pub struct BillingService {
     /// Terminates an expired subscription's nodes, suspends and resumes
     /// the nodes of an organization on credits.
     node_service: Option<crate::NodeService>,
+    /// Allocations charged per minute from prepaid credits, and released
+    /// when they run out.
+    allocation_service: Option<crate::AllocationService>,
 }
 
 /// A provider's refusal as the caller sees it: worth a retry later (503)
@@ -126,6 +129,7 @@ impl BillingService {
             payment_terms_ms: dunning::DEFAULT_PAYMENT_TERMS_MS,
             credits_grace_ms: hood_domain::billing::DEFAULT_GRACE_MS,
             node_service: None,
+            allocation_service: None,
         }
     }
 
@@ -146,6 +150,13 @@ impl BillingService {
     /// suspend and resume an organization's nodes.
     pub fn with_node_service(mut self, nodes: crate::NodeService) -> Self {
         self.node_service = Some(nodes);
+        self
+    }
+
+    /// Charges allocations' active minutes to prepaid credits and releases
+    /// them when an organization is cut off.
+    pub fn with_allocation_service(mut self, allocations: crate::AllocationService) -> Self {
+        self.allocation_service = Some(allocations);
         self
     }
 

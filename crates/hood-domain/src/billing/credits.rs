@@ -134,6 +134,53 @@ pub fn window_charge(card: &RateCard, readings: &[Reading], scale: u8) -> Result
         .ok_or(RatingError::Overflow)
 }
 
+/// One allocation's billable time: active from `from` until `until`
+/// (still active when `None`), at its SKU's price per minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveSpan {
+    pub price_per_minute_minor: u64,
+    pub from: Timestamp,
+    pub until: Option<Timestamp>,
+}
+
+impl ActiveSpan {
+    /// How many milliseconds of `[t0, t1)` it was active.
+    pub fn overlap_ms(&self, t0: Timestamp, t1: Timestamp) -> i64 {
+        let start = self.from.max(t0);
+        let end = self.until.map_or(t1, |u| u.min(t1));
+        (end.millis() - start.millis()).max(0)
+    }
+}
+
+/// What allocations' active time in `[t0, t1)` costs, in units of a
+/// ledger of `scale` for a currency with `minor_exponent` decimals: each
+/// span's price per minute pro rata to the millisecond, summed exactly and
+/// rounded half up once, so a minute split across windows costs the
+/// minute (to one unit).
+pub fn allocation_charge(
+    spans: &[ActiveSpan],
+    t0: Timestamp,
+    t1: Timestamp,
+    scale: u8,
+    minor_exponent: u8,
+) -> Result<u64, RatingError> {
+    let factor = 10u128.pow(u32::from(scale.saturating_sub(minor_exponent)));
+    let mut exact: u128 = 0;
+    for span in spans {
+        // overlap_ms is never negative.
+        let ms = u128::try_from(span.overlap_ms(t0, t1)).unwrap_or(0);
+        exact = u128::from(span.price_per_minute_minor)
+            .checked_mul(factor)
+            .and_then(|x| x.checked_mul(ms))
+            .and_then(|x| x.checked_add(exact))
+            .ok_or(RatingError::Overflow)?;
+    }
+    u64::try_from((exact + 30_000) / 60_000)
+        .ok()
+        .filter(|t| *t <= crate::ledger::AMOUNT_MAX)
+        .ok_or(RatingError::Overflow)
+}
+
 /// The hold for the next window: what this one cost, at least one unit
 /// (an account with nothing left cannot hold even that, so it is cut off).
 pub fn next_hold_amount(last_window: u64) -> u64 {
@@ -157,6 +204,49 @@ pub fn threshold_crossed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn span(price: u64, from: i64, until: Option<i64>) -> ActiveSpan {
+        ActiveSpan {
+            price_per_minute_minor: price,
+            from: Timestamp(from),
+            until: until.map(Timestamp),
+        }
+    }
+
+    #[test]
+    fn allocation_minutes_are_charged_pro_rata_and_add_up_across_windows() {
+        // 3 cents a minute on a micro-dollar ledger (scale 6, cents 2):
+        // 30,000 units a minute.
+        let running = [span(3, 0, None)];
+        let charge = |spans: &[ActiveSpan], t0, t1| {
+            allocation_charge(spans, Timestamp(t0), Timestamp(t1), 6, 2).unwrap()
+        };
+        assert_eq!(charge(&running, 0, 60_000), 30_000);
+        // Active for 20 s of the window: a third.
+        assert_eq!(charge(&[span(3, 40_000, None)], 0, 60_000), 10_000);
+        assert_eq!(charge(&[span(3, 0, Some(20_000))], 0, 60_000), 10_000);
+        // Not active in the window at all.
+        assert_eq!(charge(&[span(3, 0, Some(60_000))], 60_000, 120_000), 0);
+        assert_eq!(charge(&[span(3, 120_000, None)], 60_000, 120_000), 0);
+        // Two allocations add; windows of any length add up to the whole.
+        let two = [span(3, 0, None), span(1, 7_000, Some(100_000))];
+        let whole = charge(&two, 0, 180_000);
+        let parts: u64 = [(0, 33_333), (33_333, 100_001), (100_001, 180_000)]
+            .iter()
+            .map(|&(a, b)| charge(&two, a, b))
+            .sum();
+        assert!(whole.abs_diff(parts) <= 2, "{whole} vs {parts}");
+        assert_eq!(whole, 90_000 + 15_500);
+    }
+
+    #[test]
+    fn allocation_charges_never_overflow_silently() {
+        let huge = [span(u64::MAX, 0, None)];
+        assert_eq!(
+            allocation_charge(&huge, Timestamp(0), Timestamp(i64::MAX), 18, 0),
+            Err(RatingError::Overflow)
+        );
+    }
     use crate::billing::price::{Price, Rate};
     use crate::billing::rating::PriceRule;
     use std::collections::BTreeMap;

@@ -16,8 +16,8 @@ use hood_domain::machine::StateMachine as _;
 use hood_domain::placement::{place, HostCapacity, PlacementError, Reservation, Shape};
 use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
 
-const COLUMNS: &str = "id, org_id, host_id, sku, spec, state, reservation, idempotency_key, \
-                       expires_at, error, created_at, updated_at";
+const COLUMNS: &str = "id, org_id, host_id, sku, price_per_minute_minor, currency, spec, state, reservation, idempotency_key, \
+                       expires_at, error, active_since, active_until, created_at, updated_at";
 /// States that hold no placement (`AllocationState::holds_placement`).
 const ENDED: &str = "('released', 'failed')";
 
@@ -27,12 +27,16 @@ struct AllocationRow {
     org_id: String,
     host_id: String,
     sku: String,
+    price_per_minute_minor: i64,
+    currency: String,
     spec: String,
     state: String,
     reservation: String,
     idempotency_key: Option<String>,
     expires_at: Option<i64>,
     error: Option<String>,
+    active_since: Option<i64>,
+    active_until: Option<i64>,
     created_at: i64,
     updated_at: i64,
 }
@@ -45,6 +49,12 @@ impl TryFrom<AllocationRow> for Allocation {
             org_id: parse_id("org_id", &r.org_id)?,
             host_id: parse_id("host_id", &r.host_id)?,
             sku: r.sku,
+            price_per_minute_minor: u64::try_from(r.price_per_minute_minor).map_err(|_| {
+                StoreError::Corrupt(format!("allocation price {}", r.price_per_minute_minor))
+            })?,
+            currency: r.currency.parse().map_err(|_| {
+                StoreError::Corrupt(format!("allocation currency `{}`", r.currency))
+            })?,
             spec: serde_json::from_str(&r.spec)
                 .map_err(|e| StoreError::Corrupt(format!("allocation spec: {e}")))?,
             state: AllocationState::parse(&r.state)
@@ -54,6 +64,8 @@ impl TryFrom<AllocationRow> for Allocation {
             idempotency_key: r.idempotency_key,
             expires_at: r.expires_at.map(Timestamp::from_millis),
             error: r.error,
+            active_since: r.active_since.map(Timestamp::from_millis),
+            active_until: r.active_until.map(Timestamp::from_millis),
             created_at: Timestamp::from_millis(r.created_at),
             updated_at: Timestamp::from_millis(r.updated_at),
         })
@@ -243,18 +255,25 @@ impl AllocationStore for SqlStore {
             };
             query(format!(
                 "INSERT INTO allocations ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
             ))
             .bind(allocation.id.to_string())
             .bind(allocation.org_id.to_string())
             .bind(host.to_string())
             .bind(&allocation.sku)
+            .bind(
+                i64::try_from(allocation.price_per_minute_minor)
+                    .map_err(|_| StoreError::Corrupt("an allocation price beyond i64".into()))?,
+            )
+            .bind(allocation.currency.as_str())
             .bind(encode("allocation spec", &allocation.spec)?)
             .bind(allocation.state.as_str())
             .bind(encode("allocation reservation", &allocation.reservation)?)
             .bind(allocation.idempotency_key.clone())
             .bind(allocation.expires_at.map(Timestamp::millis))
             .bind(allocation.error.clone())
+            .bind(allocation.active_since.map(Timestamp::millis))
+            .bind(allocation.active_until.map(Timestamp::millis))
             .bind(allocation.created_at.millis())
             .bind(allocation.updated_at.millis())
             .execute(&mut tx)
@@ -366,6 +385,34 @@ impl AllocationStore for SqlStore {
         .await?)
     }
 
+    async fn org_live_allocations(&self, org: OrgId) -> StoreResult<Vec<Allocation>> {
+        all(query_as::<AllocationRow>(format!(
+            "SELECT {COLUMNS} FROM allocations WHERE org_id = $1 AND state NOT IN {ENDED} \
+             ORDER BY created_at, id"
+        ))
+        .bind(org.to_string())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn allocations_active_between(
+        &self,
+        org: OrgId,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> StoreResult<Vec<Allocation>> {
+        all(query_as::<AllocationRow>(format!(
+            "SELECT {COLUMNS} FROM allocations WHERE org_id = $1 AND active_since IS NOT NULL \
+             AND active_since < $3 AND (active_until IS NULL OR active_until > $2) \
+             ORDER BY active_since, id"
+        ))
+        .bind(org.to_string())
+        .bind(from.millis())
+        .bind(to.millis())
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn transition_allocation(
         &self,
         id: AllocationId,
@@ -396,22 +443,33 @@ impl AllocationStore for SqlStore {
             return Ok(None);
         };
         let before = Allocation::try_from(row)?;
-        query(
-            "UPDATE allocations SET state = $2, updated_at = $3, error = COALESCE($4, error) \
-             WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .bind(state.as_str())
-        .bind(at.millis())
-        .bind(error)
-        .execute(&mut tx)
-        .await
-        .map_err(|e| write_error(e, "allocation"))?;
         let mut after = before.clone();
         after.updated_at = at;
         if let Some(e) = error {
             after.error = Some(e.to_owned());
         }
+        // Billing's clock: entering `active` starts it, leaving stops it.
+        for &to in steps {
+            if to.accrues() && after.active_since.is_none() {
+                after.active_since = Some(at);
+            } else if !to.accrues() && after.active_since.is_some() && after.active_until.is_none()
+            {
+                after.active_until = Some(at);
+            }
+        }
+        query(
+            "UPDATE allocations SET state = $2, updated_at = $3, error = $4, active_since = $5, \
+             active_until = $6 WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .bind(state.as_str())
+        .bind(at.millis())
+        .bind(after.error.clone())
+        .bind(after.active_since.map(Timestamp::millis))
+        .bind(after.active_until.map(Timestamp::millis))
+        .execute(&mut tx)
+        .await
+        .map_err(|e| write_error(e, "allocation"))?;
         for &to in steps {
             after.state = to;
             insert_event(
