@@ -46,6 +46,9 @@ pub mod kinds {
     /// The last lines an allocation's sandbox wrote
     /// ([`AllocationLogsRequest`] → [`AllocationLogs`]).
     pub const TAIL_ALLOCATION_LOGS: &str = "tail_allocation_logs";
+    /// Extend the leases of allocations running on the host
+    /// ([`AllocationLeases`]); signed.
+    pub const RENEW_ALLOCATION_LEASES: &str = "renew_allocation_leases";
 }
 
 /// What the agent runs for an allocation: its placement on this host and
@@ -65,6 +68,11 @@ pub struct AllocationTask {
     /// argv; empty runs an idle sandbox.
     #[serde(default)]
     pub command: Vec<String>,
+    /// Unix ms until which the sandbox may run unless the control plane
+    /// renews the lease: a host cut off from it stops the sandbox then.
+    /// `None`: no lease.
+    #[serde(default)]
+    pub lease_until_ms: Option<i64>,
 }
 
 impl AllocationTask {
@@ -90,6 +98,19 @@ pub fn allocation_workload_id(id: crate::AllocationId) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationRef {
     pub allocation_id: crate::AllocationId,
+}
+
+/// One allocation's lease, until Unix ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationLease {
+    pub allocation_id: crate::AllocationId,
+    pub until_ms: i64,
+}
+
+/// The leases a host's allocations are renewed to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationLeases {
+    pub leases: Vec<AllocationLease>,
 }
 
 /// Asks for the last `lines` lines of an allocation's output.

@@ -14,6 +14,11 @@
 //!   reason kept on the record (audited as `allocation.exit`), so its
 //!   placement is free again and nothing bills for a sandbox that is gone.
 //!
+//! Every sandbox runs under a lease (granted with `start_allocation`,
+//! renewed for each host's provisioning and active allocations every third
+//! of its length): a host cut off from the control plane stops its
+//! sandboxes when their leases run out.
+//!
 //! Tasks are signed with the installation's task key (derived from the
 //! master key): the agent runs them only when the signature verifies
 //! against the key it pinned at enrollment and the task names its host.
@@ -26,7 +31,9 @@
 use hood_domain::allocation::Allocation;
 use hood_domain::audit::AuditContext;
 use hood_domain::lifecycle::AllocationState;
-use hood_domain::workload::{allocation_workload_id, kinds, AllocationRef, AllocationTask};
+use hood_domain::workload::{
+    allocation_workload_id, kinds, AllocationLease, AllocationLeases, AllocationRef, AllocationTask,
+};
 use hood_domain::HostId;
 use hood_gateway::{CommandOutcome, Fleet, GatewayError};
 use hood_identity::tasks::TaskSigner;
@@ -55,7 +62,11 @@ pub struct AllocationWorker {
     fleet: Fleet,
     signer: TaskSigner,
     interval: Duration,
+    lease: Duration,
 }
+
+/// How long a sandbox runs without renewal by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(180);
 
 /// A running worker: stop it with [`AllocationWorkerHandle::shutdown`].
 pub struct AllocationWorkerHandle {
@@ -82,7 +93,19 @@ impl AllocationWorker {
             fleet,
             signer,
             interval: Duration::from_millis(500),
+            lease: DEFAULT_LEASE,
         }
+    }
+
+    /// How long a sandbox may run without word from the control plane
+    /// (renewed every third of it).
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_secs(1));
+        self
+    }
+
+    fn lease_until(&self) -> i64 {
+        hood_clock::now().millis() + i64::try_from(self.lease.as_millis()).unwrap_or(i64::MAX / 2)
     }
 
     pub fn with_interval(mut self, interval: Duration) -> Self {
@@ -95,7 +118,14 @@ impl AllocationWorker {
         let stop = Arc::new(Notify::new());
         let stopped = stop.clone();
         let task = tokio::spawn(async move {
+            let mut renewed_at: Option<tokio::time::Instant> = None;
             for n in 0u64.. {
+                if renewed_at.is_none_or(|at| at.elapsed() >= self.lease / 3) {
+                    renewed_at = Some(tokio::time::Instant::now());
+                    if let Err(e) = self.renew_leases().await {
+                        tracing::warn!(error = %e, "renewing allocation leases failed; retrying");
+                    }
+                }
                 if let Err(e) = self.pass().await {
                     tracing::warn!(error = %e, "allocation pass failed; retrying");
                 }
@@ -157,6 +187,61 @@ impl AllocationWorker {
             }
         }
         Ok(moved)
+    }
+
+    /// Renews the leases of every provisioning and active allocation, one
+    /// signed command per host; returns how many hosts were asked. A
+    /// renewal nobody delivers expires (a third of the lease) instead of
+    /// piling up for a host that is away.
+    pub async fn renew_leases(&self) -> Result<usize, GatewayError> {
+        let live = self
+            .store
+            .allocations_in_states(
+                &[AllocationState::Provisioning, AllocationState::Active],
+                REAP_BATCH,
+            )
+            .await?;
+        let mut by_host: BTreeMap<HostId, Vec<AllocationLease>> = BTreeMap::new();
+        let until_ms = self.lease_until();
+        for a in &live {
+            by_host.entry(a.host_id).or_default().push(AllocationLease {
+                allocation_id: a.id,
+                until_ms,
+            });
+        }
+        let mut asked = 0;
+        for (host, leases) in by_host {
+            let payload = self
+                .signer
+                .sign(
+                    host,
+                    kinds::RENEW_ALLOCATION_LEASES,
+                    hood_clock::now().plus_millis(
+                        i64::try_from((self.lease / 3 + CLOCK_MARGIN).as_millis())
+                            .unwrap_or(i64::MAX / 2),
+                    ),
+                    &AllocationLeases { leases },
+                )
+                .and_then(serde_json::to_value)
+                .map_err(|e| GatewayError::Invalid(format!("lease renewal: {e}")))?;
+            match self
+                .fleet
+                .enqueue_command(
+                    host,
+                    kinds::RENEW_ALLOCATION_LEASES,
+                    payload,
+                    None,
+                    (self.lease / 3).max(Duration::from_secs(1)),
+                )
+                .await
+            {
+                Ok(_) => asked += 1,
+                // A host that is gone runs nothing to renew.
+                Err(GatewayError::HostState { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(asked)
     }
 
     /// Releases active allocations whose sandbox ended on its own, as its
@@ -272,6 +357,7 @@ impl AllocationWorker {
                 })
                 .collect(),
             command: a.spec.command.clone(),
+            lease_until_ms: Some(self.lease_until()),
         };
         let payload = self.signed(a, kinds::START_ALLOCATION, &task)?;
         let command = match self

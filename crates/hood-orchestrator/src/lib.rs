@@ -30,7 +30,9 @@ mod suspend;
 mod terminate;
 mod upgrade;
 
-pub use allocations::{AllocationWorker, AllocationWorkerHandle};
+pub use allocations::{
+    AllocationWorker, AllocationWorkerHandle, DEFAULT_LEASE as DEFAULT_ALLOCATION_LEASE,
+};
 pub use keys::NodeKeys;
 pub use orchestrator::Orchestrator;
 pub use plan::{required_artifacts, workload_plan, PlanError};

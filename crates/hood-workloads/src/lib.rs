@@ -12,6 +12,7 @@
 //! its chain's collectors in the background; heartbeats report the latest
 //! [`WorkloadObservation`](hood_domain::workload::WorkloadObservation).
 
+pub mod leases;
 pub mod observe;
 pub mod sandbox;
 mod snapshots;
@@ -20,9 +21,9 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use hood_agent::{CommandContext, CommandError, CommandHandler, Workload};
 use hood_domain::workload::{
-    allocation_workload_id, kinds, AllocationLogs, AllocationLogsRequest, AllocationRef,
-    AllocationTask, DataSnapshotDone, DataSnapshotRef, StartedAllocation, SyncReport, WorkloadPlan,
-    WorkloadRef, WorkloadStarted,
+    allocation_workload_id, kinds, AllocationLeases, AllocationLogs, AllocationLogsRequest,
+    AllocationRef, AllocationTask, DataSnapshotDone, DataSnapshotRef, StartedAllocation,
+    SyncReport, WorkloadPlan, WorkloadRef, WorkloadStarted,
 };
 use hood_domain::NodeId;
 use hood_runtime::{
@@ -60,6 +61,9 @@ pub struct WorkloadHandler {
     lock: Mutex<()>,
     /// Background sampling of running workloads.
     observer: observe::Observer,
+    /// How long each allocation sandbox may run without word from the
+    /// control plane.
+    leases: leases::Leases,
 }
 
 fn err(context: &str, e: impl std::fmt::Display) -> CommandError {
@@ -72,9 +76,11 @@ impl WorkloadHandler {
             .timeout(Duration::from_secs(5))
             .build()
             .unwrap_or_default();
+        let root: PathBuf = root.into();
         Self {
             runtime,
-            root: root.into(),
+            leases: leases::Leases::load(root.join("allocation-leases.json")),
+            root,
             advertise: IpAddr::V4(Ipv4Addr::LOCALHOST),
             observer: observe::Observer::new(http.clone()),
             http,
@@ -588,6 +594,14 @@ impl WorkloadHandler {
         task: &AllocationTask,
     ) -> Result<StartedAllocation, CommandError> {
         let workload = task.workload_id();
+        if let Some(until) = task.lease_until_ms {
+            if until <= hood_clock::now().millis() {
+                return Err(CommandError(
+                    "the allocation's lease ran out before it could start".into(),
+                ));
+            }
+            self.leases.extend(&workload, until);
+        }
         let cgroup = sandbox::memory_cgroup(sandbox::cgroup_root(), &workload, task.memory_mib);
         let procs: Vec<PathBuf> = cgroup.iter().map(|d| d.join("cgroup.procs")).collect();
         let spec = sandbox::spec(task, &procs)?;
@@ -603,6 +617,53 @@ impl WorkloadHandler {
             pid: status.pid,
             hostname: task.hostname(),
             memory_limited: cgroup.is_some(),
+        })
+    }
+
+    /// Extends the leases of the allocations this host runs; returns how
+    /// many it knew.
+    fn renew_leases(&self, leases: &AllocationLeases) -> usize {
+        leases
+            .leases
+            .iter()
+            .filter(|l| {
+                self.leases
+                    .renew(&allocation_workload_id(l.allocation_id), l.until_ms)
+            })
+            .count()
+    }
+
+    /// Stops every allocation sandbox whose lease ran out (kept, with its
+    /// output, until the control plane releases it); returns their
+    /// workload ids.
+    pub async fn enforce_leases(&self) -> Vec<String> {
+        let expired = self.leases.take_expired(hood_clock::now().millis());
+        for workload in &expired {
+            let Ok(id) = WorkloadId::new(workload.clone()) else {
+                continue;
+            };
+            tracing::warn!(workload = %workload,
+                "the allocation's lease ran out without renewal: stopping its sandbox");
+            if let Err(e) = self.runtime.stop(&id, None).await {
+                tracing::warn!(workload = %workload, error = %e,
+                    "could not stop a sandbox whose lease ran out");
+            }
+        }
+        expired
+    }
+
+    /// Enforces leases every `every` until the handler is dropped by
+    /// everyone else (the agent stopping).
+    pub fn spawn_lease_enforcer(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(handler) = weak.upgrade() else {
+                    return;
+                };
+                handler.enforce_leases().await;
+            }
         })
     }
 
@@ -638,6 +699,7 @@ impl WorkloadHandler {
             .await
             .map_err(|e| err("removing the sandbox", e))?;
         sandbox::remove_cgroup(sandbox::cgroup_root(), &workload);
+        self.leases.forget(&workload);
         tracing::info!(allocation = %id, "allocation sandbox removed");
         Ok(serde_json::json!({ "workload_id": workload, "removed": true }))
     }
@@ -730,6 +792,11 @@ impl CommandHandler for WorkloadHandler {
             kinds::STOP_ALLOCATION => {
                 let r: AllocationRef = ctx.verified(payload, kind)?;
                 self.stop_allocation(r.allocation_id).await
+            }
+            kinds::RENEW_ALLOCATION_LEASES => {
+                let leases: AllocationLeases = ctx.verified(payload, kind)?;
+                let renewed = self.renew_leases(&leases);
+                Ok(serde_json::json!({ "renewed": renewed }))
             }
             kinds::TAIL_ALLOCATION_LOGS => {
                 let r: AllocationLogsRequest =
@@ -1009,6 +1076,53 @@ mod tests {
         fn subscribe(&self) -> tokio::sync::broadcast::Receiver<hood_runtime::RuntimeEvent> {
             self.events.subscribe()
         }
+    }
+
+    #[tokio::test]
+    async fn a_sandbox_whose_lease_runs_out_is_stopped_and_renewals_keep_it_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = hood_domain::AllocationId::from_uuid(uuid::Uuid::now_v7());
+        let lapsed = hood_domain::AllocationId::from_uuid(uuid::Uuid::now_v7());
+        let (kept_w, lapsed_w) = (allocation_workload_id(kept), allocation_workload_id(lapsed));
+        let runtime = Arc::new(FakeRuntime::new(&[&kept_w, &lapsed_w]));
+        let handler = Arc::new(WorkloadHandler::new(runtime.clone(), dir.path()));
+        let now = hood_clock::now().millis();
+        handler.leases.extend(&kept_w, now + 150);
+        handler.leases.extend(&lapsed_w, now + 150);
+        // Only the kept one is renewed; a renewal for a sandbox this host
+        // does not run grants nothing.
+        let renewed = handler.renew_leases(&AllocationLeases {
+            leases: vec![
+                hood_domain::workload::AllocationLease {
+                    allocation_id: kept,
+                    until_ms: now + 60_000,
+                },
+                hood_domain::workload::AllocationLease {
+                    allocation_id: hood_domain::AllocationId::from_uuid(uuid::Uuid::now_v7()),
+                    until_ms: now + 60_000,
+                },
+            ],
+        });
+        assert_eq!(renewed, 1);
+        assert!(handler.enforce_leases().await.is_empty(), "not yet");
+        let enforcer = handler.spawn_lease_enforcer(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let state = |w: &str| {
+            runtime
+                .list
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|s| s.id.as_str() == w)
+                .map(|s| s.state)
+        };
+        assert_eq!(state(&lapsed_w), Some(WorkloadState::Stopped));
+        assert_eq!(state(&kept_w), Some(WorkloadState::Running));
+        // Kept on disk: a restarted agent still enforces the kept lease.
+        let again = WorkloadHandler::new(runtime.clone(), dir.path());
+        assert_eq!(again.leases.until(&kept_w), Some(now + 60_000));
+        assert_eq!(again.leases.until(&lapsed_w), None);
+        enforcer.abort();
     }
 
     fn plan(node: &str, observed: bool) -> WorkloadPlan {

@@ -168,6 +168,7 @@ mod tests {
             memory_mib: 512,
             gpus: vec![],
             command: command.iter().map(|s| (*s).to_owned()).collect(),
+            lease_until_ms: None,
         }
     }
 

@@ -54,6 +54,9 @@ pub async fn run(opts: AgentOpts) -> Result<()> {
         WorkloadHandler::new(runtime.clone(), opts.data_dir.join("workloads"))
             .with_advertise(opts.address),
     );
+    // Allocation sandboxes stop when their lease runs out, whether or not
+    // the control plane can be reached.
+    let _leases = handler.spawn_lease_enforcer(Duration::from_secs(1));
     agent
         .run(handler, crate::server::shutdown_signal())
         .await

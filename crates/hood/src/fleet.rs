@@ -194,7 +194,8 @@ impl FleetRoles {
             .context("starting the local host provider")?;
         providers.register(Arc::new(local_provider))?;
         let allocation_worker =
-            hood_orchestrator::AllocationWorker::new(store.clone(), fleet.clone(), task_signer);
+            hood_orchestrator::AllocationWorker::new(store.clone(), fleet.clone(), task_signer)
+                .with_lease(allocation_lease());
         let orchestrator = Orchestrator::new(Services {
             store: store.clone(),
             fleet,
@@ -274,6 +275,17 @@ fn gateway_server_names(local: SocketAddr, gateway_url: Option<&str>) -> Vec<Str
 
 /// Agents' heartbeat period, told to them at session start
 /// (`HOOD_HEARTBEAT_INTERVAL_MS`, default 15 s; tests shorten it).
+/// How long an allocation's sandbox runs on a host without renewal
+/// (`HOOD_ALLOCATION_LEASE_MS`; default 3 minutes).
+fn allocation_lease() -> std::time::Duration {
+    std::env::var("HOOD_ALLOCATION_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(hood_orchestrator::DEFAULT_ALLOCATION_LEASE, |ms| {
+            std::time::Duration::from_millis(ms.max(1_000))
+        })
+}
+
 fn heartbeat_interval() -> std::time::Duration {
     std::env::var("HOOD_HEARTBEAT_INTERVAL_MS")
         .ok()

@@ -1067,3 +1067,87 @@ async fn prepaid_allocations_stop_when_credits_run_out() {
         "spent {spent} of 800,000: never more than was paid in"
     );
 }
+
+/// A host cut off from the control plane stops its sandboxes when their
+/// leases run out: with a 3 s lease, a connected host's sandbox outlives
+/// many leases (renewed), but once `hood up` is frozen (SIGSTOP; the
+/// host's agent keeps running) the sandbox is stopped within the lease;
+/// thawed, the control plane sees it ended and releases the allocation.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_cut_off_from_the_control_plane_stops_sandboxes_when_their_leases_run_out() {
+    let Some(anvil) = hood_testkit::anvil_bin("allocations_lease") else {
+        return;
+    };
+    let (dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(
+        &home,
+        &[
+            sku_file(dir.path()),
+            ("HOOD_ALLOCATION_LEASE_MS", "3000".into()),
+        ],
+    );
+    let base = hood.url("api");
+    let key = read_admin_key(&home);
+    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
+    push_anvil(&anvil, &env);
+    let api = Api::new(base.clone());
+    let host = a_ready_host(&api, &key).await;
+    let (ok, out, err) = hood_cli(
+        &[
+            "host",
+            "capacity",
+            &host,
+            "--cores",
+            &cores_here().to_string(),
+            "--memory-mib",
+            &(256 * cores_here()).to_string(),
+            "--disk-mib",
+            "204800",
+        ],
+        &env,
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let r = api
+        .post("/api/v1/allocations", &key, json!({"sku": "cpu.1c"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    wait_alloc(&api, &key, &id, "active").await;
+    let running = || sandboxes_under(&home).iter().any(|(_, a)| a == &id);
+    // Connected: renewed, it outlives three leases.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert!(running(), "a renewed lease keeps the sandbox running");
+
+    // Cut off: the control plane is frozen, the agent is not.
+    let pid = hood.pid().to_string();
+    let signal = |s: &str| {
+        assert!(std::process::Command::new("kill")
+            .args([s, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let frozen = Instant::now();
+    while running() {
+        if frozen.elapsed() > Duration::from_secs(15) {
+            signal("-CONT");
+            panic!("the sandbox outlived its lease by far");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stopped_after = frozen.elapsed();
+    signal("-CONT");
+    assert!(
+        stopped_after <= Duration::from_secs(6),
+        "stopped {stopped_after:?} after the cut-off (lease 3 s, renewed every 1 s)"
+    );
+    // Back in touch: the host reports the sandbox ended; it is released.
+    let ended = wait_alloc(&api, &key, &id, "released").await;
+    assert!(
+        ended["error"].as_str().is_some_and(|e| e.contains("ended")),
+        "{ended}"
+    );
+}

@@ -293,7 +293,8 @@ pub async fn list_skus(
     responses(
         (status = 201, body = AllocationView, description = "Placed: the capacity is reserved and the allocation is `requested`"),
         (status = 200, body = AllocationView, description = "A retry: the allocation this idempotency key made"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "No host has room for the SKU, or the idempotency key was used for another request")),
+        (status = 402, body = Problem, content_type = "application/problem+json", description = "The organization runs on prepaid credits and they cannot pay the allocation's first minute (or it is cut off)"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "No host has room for the SKU, the idempotency key was used for another request, or the SKU's currency is not the credits'")),
     security(("bearer" = ["read", "operate"])))]
 /// Rents a slice of a host: reserves a placement for the SKU and records
 /// the allocation, its outbox event and its audit row in one transaction.
