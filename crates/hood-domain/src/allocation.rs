@@ -114,6 +114,36 @@ pub struct IdlePolicy {
     pub utilization_floor_percent: u8,
 }
 
+impl IdlePolicy {
+    /// Since when the allocation has been under the floor, given the last
+    /// `since` and a fresh measurement of `cores_used` (CPU seconds per
+    /// second) on its `cores`: kept while under, started when it falls
+    /// under, gone when it is busy again. Without a measurement nothing
+    /// changes.
+    pub fn under_floor_since(
+        &self,
+        since: Option<Timestamp>,
+        cores_used: Option<f64>,
+        cores: usize,
+        now: Timestamp,
+    ) -> Option<Timestamp> {
+        let Some(used) = cores_used else {
+            return since;
+        };
+        let percent = used / cores.max(1) as f64 * 100.0;
+        if percent < f64::from(self.utilization_floor_percent) {
+            Some(since.unwrap_or(now))
+        } else {
+            None
+        }
+    }
+
+    /// Whether it has idled long enough to be released.
+    pub fn ran_out(&self, since: Option<Timestamp>, now: Timestamp) -> bool {
+        since.is_some_and(|s| now.millis() - s.millis() >= i64::from(self.minutes) * 60_000)
+    }
+}
+
 /// Longest maximum duration accepted: 90 days.
 pub const MAX_DURATION_MINUTES: u32 = 90 * 24 * 60;
 const MAX_SSH_KEYS: usize = 32;
@@ -228,6 +258,27 @@ fn ssh_public_key(line: &str) -> Result<(), String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn idling_under_the_floor_for_the_policy_s_minutes_runs_out() {
+        let policy = IdlePolicy {
+            minutes: 2,
+            utilization_floor_percent: 10,
+        };
+        let t = |s: i64| Timestamp(s * 1000);
+        // Two cores, 0.1 of a core used: 5 %, under 10 %.
+        let since = policy.under_floor_since(None, Some(0.1), 2, t(0));
+        assert_eq!(since, Some(t(0)));
+        // Still under: the first instant is kept; no measurement keeps it.
+        let since = policy.under_floor_since(since, Some(0.0), 2, t(60));
+        let since = policy.under_floor_since(since, None, 2, t(90));
+        assert_eq!(since, Some(t(0)));
+        assert!(!policy.ran_out(since, t(119)));
+        assert!(policy.ran_out(since, t(120)));
+        // Busy (a whole core of two: 50 %) resets it.
+        assert_eq!(policy.under_floor_since(since, Some(1.0), 2, t(100)), None);
+        assert!(!policy.ran_out(None, t(10_000)));
+    }
 
     // ssh-keygen -t ed25519 (a throwaway key).
     const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDhMBy6aRhW6WcTlFF/g+0CCY3uXYvcHl3QazywjUuJX alice@laptop";

@@ -28,13 +28,14 @@
 //! second orchestrator replica repeats nothing: the transitions are
 //! compare-and-set and a command enqueued twice is one command.
 
+use hood_domain::agent::WorkloadReport;
 use hood_domain::allocation::Allocation;
 use hood_domain::audit::AuditContext;
 use hood_domain::lifecycle::AllocationState;
 use hood_domain::workload::{
     allocation_workload_id, kinds, AllocationLease, AllocationLeases, AllocationRef, AllocationTask,
 };
-use hood_domain::HostId;
+use hood_domain::{HostId, Timestamp};
 use hood_gateway::{CommandOutcome, Fleet, GatewayError};
 use hood_identity::tasks::TaskSigner;
 use hood_store::allocation::AllocationStore;
@@ -49,6 +50,8 @@ const COMMAND_TTL: Duration = Duration::from_secs(600);
 /// it refuses a fresh task as expired.
 const CLOCK_MARGIN: Duration = Duration::from_secs(300);
 const BATCH: i64 = 200;
+/// How many times a release asks the agent to stop a sandbox.
+const STOP_ATTEMPTS: u32 = 10;
 /// Active allocations checked for an ended sandbox per sweep.
 const REAP_BATCH: i64 = 1_000;
 /// Sweeps for ended sandboxes every this many passes (they read every
@@ -63,6 +66,10 @@ pub struct AllocationWorker {
     signer: TaskSigner,
     interval: Duration,
     lease: Duration,
+    /// Since when each allocation with an idle policy has been under its
+    /// floor (in memory: a restart only restarts the idle clock, which
+    /// errs on the customer's side).
+    idle_since: Arc<std::sync::Mutex<HashMap<hood_domain::AllocationId, Timestamp>>>,
 }
 
 /// How long a sandbox runs without renewal by default.
@@ -94,6 +101,7 @@ impl AllocationWorker {
             signer,
             interval: Duration::from_millis(500),
             lease: DEFAULT_LEASE,
+            idle_since: Arc::default(),
         }
     }
 
@@ -258,20 +266,27 @@ impl AllocationWorker {
             by_host.entry(a.host_id).or_default().push(a);
         }
         let mut reaped = 0;
+        let now = hood_clock::now();
+        let mut still_active = std::collections::HashSet::new();
         for (host, allocations) in by_host {
-            let reports: HashMap<String, String> = self
+            let reports: HashMap<String, WorkloadReport> = self
                 .fleet
                 .store()
                 .list_host_workloads(host)
                 .await?
                 .into_iter()
-                .map(|r| (r.workload_id, r.state))
+                .map(|r| (r.workload_id.clone(), r))
                 .collect();
             for a in allocations {
-                let Some(state) = reports.get(&allocation_workload_id(a.id)) else {
+                still_active.insert(a.id);
+                let Some(report) = reports.get(&allocation_workload_id(a.id)) else {
                     continue;
                 };
+                let state = &report.state;
                 if state != "stopped" && state != "failed" {
+                    if self.idled_out(&a, report, now).await? {
+                        reaped += 1;
+                    }
                     continue;
                 }
                 let why = format!("the sandbox's command ended on its own ({state})");
@@ -288,7 +303,61 @@ impl AllocationWorker {
                 }
             }
         }
+        self.idle_map().retain(|id, _| still_active.contains(id));
         Ok(reaped)
+    }
+
+    fn idle_map(&self) -> std::sync::MutexGuard<'_, HashMap<hood_domain::AllocationId, Timestamp>> {
+        self.idle_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies the allocation's idle policy to its host's latest report:
+    /// released (audited as `allocation.idle`) once it has been under its
+    /// utilization floor for the policy's minutes.
+    async fn idled_out(
+        &self,
+        a: &Allocation,
+        report: &WorkloadReport,
+        now: Timestamp,
+    ) -> Result<bool, GatewayError> {
+        let Some(policy) = a.spec.idle else {
+            return Ok(false);
+        };
+        let used = report.observation["cpu_cores_used"].as_f64();
+        let since = {
+            let mut map = self.idle_map();
+            let since = policy.under_floor_since(
+                map.get(&a.id).copied(),
+                used,
+                a.reservation.cores.len(),
+                now,
+            );
+            match since {
+                Some(s) => map.insert(a.id, s),
+                None => map.remove(&a.id),
+            };
+            since
+        };
+        if !policy.ran_out(since, now) {
+            return Ok(false);
+        }
+        let Some(path) = a.state.release_path() else {
+            return Ok(false);
+        };
+        let why = format!(
+            "idle: under {}% CPU for {} minute(s)",
+            policy.utilization_floor_percent, policy.minutes
+        );
+        let moved = self
+            .transition(a, path, "allocation.idle", Some(&why))
+            .await?;
+        if moved {
+            tracing::info!(allocation = %a.id, "idle policy ran out: released");
+            self.idle_map().remove(&a.id);
+        }
+        Ok(moved)
     }
 
     async fn transition(
@@ -419,12 +488,16 @@ impl AllocationWorker {
             )
             .await?;
         if moved {
-            self.enqueue_stop(a).await?;
+            self.enqueue_stop(a, 0).await?;
         }
         Ok(moved)
     }
 
-    async fn enqueue_stop(&self, a: &Allocation) -> Result<hood_domain::CommandId, GatewayError> {
+    async fn enqueue_stop(
+        &self,
+        a: &Allocation,
+        attempt: u32,
+    ) -> Result<hood_domain::CommandId, GatewayError> {
         let payload = self.signed(
             a,
             kinds::STOP_ALLOCATION,
@@ -437,7 +510,10 @@ impl AllocationWorker {
                 a.host_id,
                 kinds::STOP_ALLOCATION,
                 payload,
-                Some(&format!("alloc-stop-{}", a.id)),
+                Some(&match attempt {
+                    0 => format!("alloc-stop-{}", a.id),
+                    n => format!("alloc-stop-{}-{n}", a.id),
+                }),
                 COMMAND_TTL,
             )
             .await
@@ -446,32 +522,39 @@ impl AllocationWorker {
     /// (Re-)asks the agent to stop the sandbox; `released` once it has.
     async fn settle_stop(&self, a: &Allocation) -> Result<bool, GatewayError> {
         let released = [AllocationState::Releasing, AllocationState::Released];
-        let command = match self.enqueue_stop(a).await {
-            Ok(id) => id,
-            // The host is gone, and its sandboxes with it.
-            Err(GatewayError::HostState { .. }) => {
-                return self
-                    .transition(a, &released, "allocation.released", None)
-                    .await;
+        // Each attempt has its own key: a stop that failed or expired is
+        // asked again with the next, up to STOP_ATTEMPTS.
+        for attempt in 0..STOP_ATTEMPTS {
+            let command = match self.enqueue_stop(a, attempt).await {
+                Ok(id) => id,
+                // The host is gone, and its sandboxes with it.
+                Err(GatewayError::HostState { .. }) => {
+                    return self
+                        .transition(a, &released, "allocation.released", None)
+                        .await;
+                }
+                Err(e) => return Err(e),
+            };
+            match self.fleet.wait_command(command, Duration::ZERO).await? {
+                CommandOutcome::Succeeded(_) => {
+                    return self
+                        .transition(a, &released, "allocation.released", None)
+                        .await;
+                }
+                CommandOutcome::Pending(_) => return Ok(false),
+                CommandOutcome::Failed(why) => {
+                    tracing::warn!(allocation = %a.id, host = %a.host_id, attempt, why,
+                        "the agent could not stop the sandbox; asking again");
+                }
+                CommandOutcome::Expired { .. } => {
+                    tracing::warn!(allocation = %a.id, host = %a.host_id, attempt,
+                        "the agent did not stop the sandbox in time; asking again");
+                }
             }
-            Err(e) => return Err(e),
-        };
-        match self.fleet.wait_command(command, Duration::ZERO).await? {
-            CommandOutcome::Succeeded(_) => {
-                self.transition(a, &released, "allocation.released", None)
-                    .await
-            }
-            CommandOutcome::Failed(why) => {
-                tracing::error!(allocation = %a.id, host = %a.host_id, why,
-                    "the agent could not stop the sandbox; the allocation stays releasing");
-                Ok(false)
-            }
-            CommandOutcome::Expired { .. } => {
-                tracing::error!(allocation = %a.id, host = %a.host_id,
-                    "the agent did not stop the sandbox in time; the allocation stays releasing");
-                Ok(false)
-            }
-            CommandOutcome::Pending(_) => Ok(false),
         }
+        tracing::error!(allocation = %a.id, host = %a.host_id,
+            "every attempt to stop the sandbox failed; the allocation stays releasing \
+             (its lease still stops the sandbox on the host)");
+        Ok(false)
     }
 }

@@ -30,6 +30,9 @@ pub struct ProcStat {
     pub state: char,
     /// Start time in clock ticks after boot: with the pid, a unique identity.
     pub start_ticks: u64,
+    /// CPU time in clock ticks: its own (user and system) and that of the
+    /// children it reaped.
+    pub cpu_ticks: u64,
 }
 
 impl ProcStat {
@@ -82,7 +85,27 @@ fn parse_stat(pid: i32, text: &str) -> Option<ProcStat> {
         ppid: f.get(1)?.parse().ok()?,
         pgrp: f.get(2)?.parse().ok()?,
         start_ticks: f.get(19)?.parse().ok()?,
+        cpu_ticks: f
+            .get(11..15)?
+            .iter()
+            .map(|t| t.parse::<u64>().ok())
+            .sum::<Option<u64>>()?,
     })
+}
+
+/// Clock ticks per second in `/proc` (`USER_HZ`: 100 on every Linux
+/// architecture Hood runs on).
+pub const TICKS_PER_SECOND: u64 = 100;
+
+/// CPU time of the process tree under `root` (itself included), in clock
+/// ticks: each live process's own time and what it reaped, so a child
+/// that exited counts once, in its parent.
+pub fn tree_cpu_ticks(root: i32) -> u64 {
+    std::iter::once(root)
+        .chain(descendants(root))
+        .filter_map(read_stat)
+        .map(|s| s.cpu_ticks)
+        .sum()
 }
 
 /// Every pid currently listed in `/proc`.
@@ -292,12 +315,31 @@ mod tests {
 
     #[test]
     fn parses_stat_with_odd_command_names() {
-        let line = "1234 (we ird) name)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 987654 1000 10";
+        let line = "1234 (we ird) name)) S 1 1234 1234 0 -1 4194560 100 0 0 0 7 3 2 1 20 0 1 0 987654 1000 10";
         let st = parse_stat(1234, line).unwrap();
         assert_eq!(st.ppid, 1);
         assert_eq!(st.pgrp, 1234);
         assert_eq!(st.state, 'S');
         assert_eq!(st.start_ticks, 987654);
+        assert_eq!(st.cpu_ticks, 7 + 3 + 2 + 1, "user, system and reaped");
+    }
+
+    #[test]
+    fn a_busy_tree_accumulates_cpu_time() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sh -c 'while :; do :; done' & wait"])
+            .spawn()
+            .unwrap();
+        let pid = i32::try_from(child.id()).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        let ticks = tree_cpu_ticks(pid);
+        for p in descendants(pid) {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        // The grandchild spins: most of the 0.6 s is CPU time.
+        assert!(ticks >= 20, "{ticks} ticks");
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct WorkloadHandler {
     /// How long each allocation sandbox may run without word from the
     /// control plane.
     leases: leases::Leases,
+    /// CPU used by each running sandbox, for the idle policy.
+    cpu: sandbox::CpuMeter,
 }
 
 fn err(context: &str, e: impl std::fmt::Display) -> CommandError {
@@ -80,6 +82,7 @@ impl WorkloadHandler {
         Self {
             runtime,
             leases: leases::Leases::load(root.join("allocation-leases.json")),
+            cpu: sandbox::CpuMeter::default(),
             root,
             advertise: IpAddr::V4(Ipv4Addr::LOCALHOST),
             observer: observe::Observer::new(http.clone()),
@@ -814,10 +817,25 @@ impl CommandHandler for WorkloadHandler {
             return vec![];
         };
         self.resume_observation(&list).await;
+        // Allocation sandboxes report the cores they used since the last
+        // report (the control plane's idle policy reads it).
+        let running: std::collections::HashSet<String> = list
+            .iter()
+            .filter(|s| s.state == WorkloadState::Running)
+            .map(|s| s.id.to_string())
+            .collect();
+        self.cpu.retain(&running);
         // Only copies of the latest samples: sampling runs in the background.
         let mut observations: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         list.into_iter()
             .map(|s| {
+                if s.id.as_str().starts_with("alloc-") {
+                    let used = s
+                        .pid
+                        .filter(|_| s.state == WorkloadState::Running)
+                        .and_then(|pid| self.cpu.sample(s.id.as_str(), pid));
+                    return (s, serde_json::json!({ "cpu_cores_used": used }));
+                }
                 let observation = match self.observer.workload_of(s.id.as_str()) {
                     Some(w) => observations
                         .entry(w)

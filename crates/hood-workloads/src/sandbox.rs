@@ -102,6 +102,47 @@ pub fn spec(task: &AllocationTask, cgroup_procs: &[PathBuf]) -> Result<WorkloadS
     Ok(spec)
 }
 
+/// How much CPU each sandbox used between two reports: the CPU time of
+/// its process tree (what exited counts in its reaper) over the wall time
+/// between samples, in cores. What the control plane's idle policy reads.
+#[derive(Default)]
+pub struct CpuMeter {
+    last: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, u64)>>,
+}
+
+impl CpuMeter {
+    /// Cores used by `workload` (whose supervised process is `pid`) since
+    /// the last sample; `None` on the first sample or when the samples are
+    /// too close to tell.
+    pub fn sample(&self, workload: &str, pid: u32) -> Option<f64> {
+        let ticks = hood_runtime::proc::tree_cpu_ticks(i32::try_from(pid).ok()?);
+        let now = std::time::Instant::now();
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let previous = last.insert(workload.to_owned(), (now, ticks));
+        let (at, before) = previous?;
+        let wall = now.duration_since(at).as_secs_f64();
+        if wall < 0.2 {
+            // Keep the older sample as the base of the next.
+            last.insert(workload.to_owned(), (at, before));
+            return None;
+        }
+        let seconds =
+            ticks.saturating_sub(before) as f64 / hood_runtime::proc::TICKS_PER_SECOND as f64;
+        Some(seconds / wall)
+    }
+
+    /// Forgets sandboxes that are no longer running.
+    pub fn retain(&self, running: &std::collections::HashSet<String>) {
+        self.last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|w, _| running.contains(w));
+    }
+}
+
 /// Where cgroup hierarchies are mounted.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 

@@ -48,6 +48,76 @@ fn cores_here() -> u64 {
     std::thread::available_parallelism().unwrap().get() as u64
 }
 
+/// `hood up` (with `env`) and a ready host whose capacity is declared:
+/// this machine's cores, 256 MiB each.
+struct Rig {
+    dir: tempfile::TempDir,
+    home: std::path::PathBuf,
+    hood: common::HoodProcess,
+    api: Api,
+    key: String,
+    env: Vec<(&'static str, String)>,
+    _guard: KillUnder,
+}
+
+impl Rig {
+    /// `None` (and a loud skip) without anvil.
+    async fn start(
+        test: &str,
+        env: impl FnOnce(&Path) -> Vec<(&'static str, String)>,
+    ) -> Option<Rig> {
+        let anvil = hood_testkit::anvil_bin(test)?;
+        let (dir, home) = temp_home();
+        let guard = KillUnder(home.clone());
+        let hood = hood_up(&home, &env(dir.path()));
+        let base = hood.url("api");
+        let key = read_admin_key(&home);
+        let cli_env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
+        push_anvil(&anvil, &cli_env);
+        let api = Api::new(base);
+        let host = a_ready_host(&api, &key).await;
+        let rig = Rig {
+            dir,
+            home,
+            hood,
+            api,
+            key,
+            env: cli_env,
+            _guard: guard,
+        };
+        rig.cli(&[
+            "host",
+            "capacity",
+            &host,
+            "--cores",
+            &cores_here().to_string(),
+            "--memory-mib",
+            &(256 * cores_here()).to_string(),
+            "--disk-mib",
+            "204800",
+        ]);
+        Some(rig)
+    }
+
+    /// Runs the CLI; it must succeed.
+    fn cli(&self, args: &[&str]) -> String {
+        let (ok, out, err) = hood_cli(args, &self.env, None);
+        assert!(ok, "hood {args:?}: {out} {err}");
+        out
+    }
+
+    /// Creates an allocation; answers its id.
+    async fn allocate(&self, body: Value) -> String {
+        let r = self.api.post("/api/v1/allocations", &self.key, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["id"].as_str().unwrap().to_owned()
+    }
+
+    fn sandbox_runs(&self, id: &str) -> bool {
+        sandboxes_under(&self.home).iter().any(|(_, a)| a == id)
+    }
+}
+
 /// Provisions a node and returns the host it landed on, once ready.
 async fn a_ready_host(api: &Api, key: &str) -> String {
     let r = api
@@ -73,6 +143,10 @@ async fn a_ready_host(api: &Api, key: &str) -> String {
 
 /// Waits until the allocation is in `state`.
 async fn wait_alloc(api: &Api, key: &str, id: &str, state: &str) -> Value {
+    wait_alloc_within(api, key, id, state, Duration::from_secs(30)).await
+}
+
+async fn wait_alloc_within(api: &Api, key: &str, id: &str, state: &str, within: Duration) -> Value {
     let started = Instant::now();
     loop {
         let a = api
@@ -82,10 +156,7 @@ async fn wait_alloc(api: &Api, key: &str, id: &str, state: &str) -> Value {
         if a["state"] == state {
             return a;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "allocation not {state}: {a}"
-        );
+        assert!(started.elapsed() < within, "allocation not {state}: {a}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -900,50 +971,27 @@ async fn sigkill_during_allocation_and_release_leaves_every_reservation_matching
 /// released, the balance never below zero.
 #[tokio::test(flavor = "multi_thread")]
 async fn prepaid_allocations_stop_when_credits_run_out() {
-    let Some(anvil) = hood_testkit::anvil_bin("allocations_prepaid") else {
-        return;
-    };
-    let (dir, home) = temp_home();
-    let _guard = KillUnder(home.clone());
-    // A pricey core: 60 cents a minute, 10,000 micro-dollars a second.
-    let skus = dir.path().join("skus.json");
-    std::fs::write(
-        &skus,
-        json!([{"name": "cpu.pricey", "cores": 1, "memory_mib": 256, "disk_mib": 1024,
-                "gpu": {"kind": "none"}, "price_per_minute_minor": 60, "currency": "USD"}])
-        .to_string(),
-    )
-    .unwrap();
-    let hood = hood_up(
-        &home,
-        &[
+    let Some(rig) = Rig::start("allocations_prepaid", |dir| {
+        // A pricey core: 60 cents a minute, 10,000 micro-dollars a second.
+        let skus = dir.join("skus.json");
+        std::fs::write(
+            &skus,
+            json!([{"name": "cpu.pricey", "cores": 1, "memory_mib": 256, "disk_mib": 1024,
+                    "gpu": {"kind": "none"}, "price_per_minute_minor": 60, "currency": "USD"}])
+            .to_string(),
+        )
+        .unwrap();
+        vec![
             ("HOOD_SKU_FILE", skus.display().to_string()),
             ("HOOD_CREDITS_TICK_MS", "300".into()),
-        ],
-    );
-    let base = hood.url("api");
-    let key = read_admin_key(&home);
-    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
-    let cli = |args: &[&str]| {
-        let (ok, out, err) = hood_cli(args, &env, None);
-        assert!(ok, "hood {args:?}: {out} {err}");
-        out
+        ]
+    })
+    .await
+    else {
+        return;
     };
-    push_anvil(&anvil, &env);
-    let api = Api::new(base.clone());
-    let host = a_ready_host(&api, &key).await;
-    cli(&[
-        "host",
-        "capacity",
-        &host,
-        "--cores",
-        &cores_here().to_string(),
-        "--memory-mib",
-        &(256 * cores_here()).to_string(),
-        "--disk-mib",
-        "204800",
-    ]);
-    let card = dir.path().join("card.json");
+    let (api, key) = (&rig.api, rig.key.as_str());
+    let card = rig.dir.path().join("card.json");
     std::fs::write(
         &card,
         json!({"currency": "USD", "rules": [
@@ -952,25 +1000,22 @@ async fn prepaid_allocations_stop_when_credits_run_out() {
         .to_string(),
     )
     .unwrap();
-    cli(&[
+    rig.cli(&[
         "billing",
         "rate-card",
         "create",
         "--file",
         card.to_str().unwrap(),
     ]);
+    let pricey = || json!({"sku": "cpu.pricey"});
 
     // Running before the organization went prepaid; credits enabled with
     // nothing in them cut it off, and the billing role releases it.
-    let r = api
-        .post("/api/v1/allocations", &key, json!({"sku": "cpu.pricey"}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let before = r.body["id"].as_str().unwrap().to_owned();
-    wait_alloc(&api, &key, &before, "active").await;
-    assert!(sandboxes_under(&home).iter().any(|(_, a)| a == &before));
-    cli(&["credits", "enable", "--window-seconds", "2"]);
-    let ended = wait_alloc(&api, &key, &before, "released").await;
+    let before = rig.allocate(pricey()).await;
+    wait_alloc(api, key, &before, "active").await;
+    assert!(rig.sandbox_runs(&before));
+    rig.cli(&["credits", "enable", "--window-seconds", "2"]);
+    let ended = wait_alloc(api, key, &before, "released").await;
     assert!(
         ended["error"]
             .as_str()
@@ -978,20 +1023,18 @@ async fn prepaid_allocations_stop_when_credits_run_out() {
         "{ended}"
     );
     assert!(ended["active_until"].is_string(), "{ended}");
-    assert!(!sandboxes_under(&home).iter().any(|(_, a)| a == &before));
+    assert!(!rig.sandbox_runs(&before));
     let r = api
         .get(
             &format!("/api/v1/audit?action=allocation.credits_exhausted&resource_id={before}"),
-            &key,
+            key,
         )
         .await;
     assert_eq!(r.body["items"][0]["actor"], "system:billing", "{}", r.text);
 
     // Cut off: 402 with a reason. Fifty cents cannot pay a first minute
     // of sixty: still 402.
-    let refused = api
-        .post("/api/v1/allocations", &key, json!({"sku": "cpu.pricey"}))
-        .await;
+    let refused = api.post("/api/v1/allocations", key, pricey()).await;
     assert_eq!(
         refused.status,
         StatusCode::PAYMENT_REQUIRED,
@@ -999,7 +1042,7 @@ async fn prepaid_allocations_stop_when_credits_run_out() {
         refused.text
     );
     assert!(refused.text.contains("exhausted"), "{}", refused.text);
-    cli(&[
+    rig.cli(&[
         "credits",
         "top-up",
         "--amount-minor",
@@ -1007,9 +1050,7 @@ async fn prepaid_allocations_stop_when_credits_run_out() {
         "--reference",
         "t-1",
     ]);
-    let refused = api
-        .post("/api/v1/allocations", &key, json!({"sku": "cpu.pricey"}))
-        .await;
+    let refused = api.post("/api/v1/allocations", key, pricey()).await;
     assert_eq!(
         refused.status,
         StatusCode::PAYMENT_REQUIRED,
@@ -1017,13 +1058,13 @@ async fn prepaid_allocations_stop_when_credits_run_out() {
         refused.text
     );
     assert!(refused.text.contains("first minute"), "{}", refused.text);
-    let (ok, _, err) = hood_cli(&["alloc", "create", "cpu.pricey"], &env, None);
+    let (ok, _, err) = hood_cli(&["alloc", "create", "cpu.pricey"], &rig.env, None);
     assert!(!ok && err.contains("first minute"), "{err}");
 
     // Thirty cents more: 80 cents, a first minute and 20 s more. It runs,
     // is charged by the second, and is released when the next window
     // cannot be held.
-    cli(&[
+    rig.cli(&[
         "credits",
         "top-up",
         "--amount-minor",
@@ -1031,24 +1072,10 @@ async fn prepaid_allocations_stop_when_credits_run_out() {
         "--reference",
         "t-2",
     ]);
-    let r = api
-        .post("/api/v1/allocations", &key, json!({"sku": "cpu.pricey"}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let paid = r.body["id"].as_str().unwrap().to_owned();
-    wait_alloc(&api, &key, &paid, "active").await;
+    let paid = rig.allocate(pricey()).await;
+    wait_alloc(api, key, &paid, "active").await;
     let started = Instant::now();
-    let ended = loop {
-        let a = api
-            .get(&format!("/api/v1/allocations/{paid}"), &key)
-            .await
-            .body;
-        if a["state"] == "released" {
-            break a;
-        }
-        assert!(started.elapsed() < Duration::from_secs(150), "{a}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    let ended = wait_alloc_within(api, key, &paid, "released", Duration::from_secs(150)).await;
     let ran = started.elapsed();
     assert!(
         ran > Duration::from_secs(50) && ran < Duration::from_secs(100),
@@ -1058,8 +1085,8 @@ async fn prepaid_allocations_stop_when_credits_run_out() {
         ended["error"].as_str().unwrap().contains("exhausted"),
         "{ended}"
     );
-    assert!(!sandboxes_under(&home).iter().any(|(_, a)| a == &paid));
-    let credits = api.get("/api/v1/credits", &key).await;
+    assert!(!rig.sandbox_runs(&paid));
+    let credits = api.get("/api/v1/credits", key).await;
     assert_eq!(credits.body["state"], "stopped", "{}", credits.text);
     let spent = credits.body["spent_units"].as_u64().unwrap();
     assert!(
@@ -1075,53 +1102,24 @@ async fn prepaid_allocations_stop_when_credits_run_out() {
 /// thawed, the control plane sees it ended and releases the allocation.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_host_cut_off_from_the_control_plane_stops_sandboxes_when_their_leases_run_out() {
-    let Some(anvil) = hood_testkit::anvil_bin("allocations_lease") else {
+    let Some(rig) = Rig::start("allocations_lease", |dir| {
+        vec![sku_file(dir), ("HOOD_ALLOCATION_LEASE_MS", "3000".into())]
+    })
+    .await
+    else {
         return;
     };
-    let (dir, home) = temp_home();
-    let _guard = KillUnder(home.clone());
-    let hood = hood_up(
-        &home,
-        &[
-            sku_file(dir.path()),
-            ("HOOD_ALLOCATION_LEASE_MS", "3000".into()),
-        ],
-    );
-    let base = hood.url("api");
-    let key = read_admin_key(&home);
-    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
-    push_anvil(&anvil, &env);
-    let api = Api::new(base.clone());
-    let host = a_ready_host(&api, &key).await;
-    let (ok, out, err) = hood_cli(
-        &[
-            "host",
-            "capacity",
-            &host,
-            "--cores",
-            &cores_here().to_string(),
-            "--memory-mib",
-            &(256 * cores_here()).to_string(),
-            "--disk-mib",
-            "204800",
-        ],
-        &env,
-        None,
-    );
-    assert!(ok, "{out}{err}");
-    let r = api
-        .post("/api/v1/allocations", &key, json!({"sku": "cpu.1c"}))
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let id = r.body["id"].as_str().unwrap().to_owned();
-    wait_alloc(&api, &key, &id, "active").await;
-    let running = || sandboxes_under(&home).iter().any(|(_, a)| a == &id);
+    let id = rig.allocate(json!({"sku": "cpu.1c"})).await;
+    wait_alloc(&rig.api, &rig.key, &id, "active").await;
     // Connected: renewed, it outlives three leases.
     tokio::time::sleep(Duration::from_secs(9)).await;
-    assert!(running(), "a renewed lease keeps the sandbox running");
+    assert!(
+        rig.sandbox_runs(&id),
+        "a renewed lease keeps the sandbox running"
+    );
 
     // Cut off: the control plane is frozen, the agent is not.
-    let pid = hood.pid().to_string();
+    let pid = rig.hood.pid().to_string();
     let signal = |s: &str| {
         assert!(std::process::Command::new("kill")
             .args([s, &pid])
@@ -1131,7 +1129,7 @@ async fn a_host_cut_off_from_the_control_plane_stops_sandboxes_when_their_leases
     };
     signal("-STOP");
     let frozen = Instant::now();
-    while running() {
+    while rig.sandbox_runs(&id) {
         if frozen.elapsed() > Duration::from_secs(15) {
             signal("-CONT");
             panic!("the sandbox outlived its lease by far");
@@ -1145,9 +1143,65 @@ async fn a_host_cut_off_from_the_control_plane_stops_sandboxes_when_their_leases
         "stopped {stopped_after:?} after the cut-off (lease 3 s, renewed every 1 s)"
     );
     // Back in touch: the host reports the sandbox ended; it is released.
-    let ended = wait_alloc(&api, &key, &id, "released").await;
+    let ended = wait_alloc(&rig.api, &rig.key, &id, "released").await;
     assert!(
         ended["error"].as_str().is_some_and(|e| e.contains("ended")),
         "{ended}"
     );
+}
+
+/// The idle policy: an allocation under its utilization floor for the
+/// policy's minutes is released (audited as `allocation.idle`); a busy one
+/// with the same policy keeps running.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_allocations_are_released_and_busy_ones_kept() {
+    let Some(rig) = Rig::start("allocations_idle", |dir| {
+        vec![sku_file(dir), ("HOOD_HEARTBEAT_INTERVAL_MS", "1000".into())]
+    })
+    .await
+    else {
+        return;
+    };
+    let (api, key) = (&rig.api, rig.key.as_str());
+    let policy = json!({"minutes": 1, "utilization_floor_percent": 5});
+    let idle = rig.allocate(json!({"sku": "cpu.1c", "idle": policy})).await;
+    let busy = rig
+        .allocate(json!({"sku": "cpu.1c", "idle": policy,
+                         "command": ["sh", "-c", "while :; do :; done"]}))
+        .await;
+    wait_alloc(api, key, &idle, "active").await;
+    wait_alloc(api, key, &busy, "active").await;
+    let started = Instant::now();
+    let ended = wait_alloc_within(api, key, &idle, "released", Duration::from_secs(120)).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(55),
+        "released after {:?}, before its idle minute",
+        started.elapsed()
+    );
+    assert!(
+        ended["error"].as_str().is_some_and(|e| e.contains("idle")),
+        "{ended}"
+    );
+    assert!(!rig.sandbox_runs(&idle));
+    let r = api
+        .get(
+            &format!("/api/v1/audit?action=allocation.idle&resource_id={idle}"),
+            key,
+        )
+        .await;
+    assert_eq!(
+        r.body["items"][0]["actor"], "system:orchestrator",
+        "{}",
+        r.text
+    );
+    // The busy one ran the same minute and more, over its floor: kept.
+    let b = api
+        .get(&format!("/api/v1/allocations/{busy}"), key)
+        .await
+        .body;
+    assert_eq!(b["state"], "active", "{b}");
+    assert!(rig.sandbox_runs(&busy));
+    api.delete(&format!("/api/v1/allocations/{busy}"), key)
+        .await;
+    wait_alloc(api, key, &busy, "released").await;
 }
