@@ -73,6 +73,7 @@ use utoipa::{Modify, OpenApi};
         allocations::list_skus, allocations::create_allocation, allocations::list_allocations,
         allocations::get_allocation, allocations::release_allocation, allocations::force_release,
         allocations::allocation_logs,
+        allocations::follow_allocation_logs,
         allocations::declare_capacity, allocations::host_capacity, allocations::list_audit,
     ),
     components(schemas(

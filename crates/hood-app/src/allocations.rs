@@ -16,7 +16,7 @@ use hood_domain::lifecycle::{AllocationState, HostState};
 use hood_domain::placement::{free, Free, HostCapacity, Reservation};
 use hood_domain::sku::{Sku, SkuCatalog};
 use hood_domain::validate::FieldError;
-use hood_domain::workload::AllocationLogs;
+use hood_domain::workload::{AllocationLogs, LogCursor};
 use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
 use hood_ports::AllocationOperations;
 use hood_store::allocation::{AllocationStore, Placed};
@@ -319,6 +319,18 @@ impl AllocationService {
         id: AllocationId,
         lines: u32,
     ) -> AppResult<AllocationLogs> {
+        self.follow_logs(org, id, lines, None).await
+    }
+
+    /// Like [`Self::logs`]; with `after` (a cursor an earlier answer gave)
+    /// the lines written since. A follower asks again and again.
+    pub async fn follow_logs(
+        &self,
+        org: OrgId,
+        id: AllocationId,
+        lines: u32,
+        after: Option<LogCursor>,
+    ) -> AppResult<AllocationLogs> {
         if !(1..=10_000).contains(&lines) {
             return Err(AppError::Invalid(vec![FieldError::new(
                 "lines",
@@ -339,7 +351,9 @@ impl AllocationService {
         let operations = self.operations.as_deref().ok_or_else(|| {
             AppError::Unavailable("this process does not run the orchestrator".into())
         })?;
-        Ok(operations.allocation_logs(&allocation, lines).await?)
+        Ok(operations
+            .allocation_logs(&allocation, lines, after)
+            .await?)
     }
 
     pub async fn list(&self, org: OrgId) -> AppResult<Vec<Allocation>> {

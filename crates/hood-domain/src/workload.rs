@@ -113,11 +113,23 @@ pub struct AllocationLeases {
     pub leases: Vec<AllocationLease>,
 }
 
-/// Asks for the last `lines` lines of an allocation's output.
+/// Where a follower of a log has read up to: the live log file it read
+/// (its inode: a rotation is noticed) and the byte offset just after the
+/// last whole line it got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogCursor {
+    pub file: u64,
+    pub offset: u64,
+}
+
+/// Asks for an allocation's output: the last `lines` lines, or with
+/// `after` the lines written since that cursor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationLogsRequest {
     pub allocation_id: crate::AllocationId,
     pub lines: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<LogCursor>,
 }
 
 /// The last lines an allocation's sandbox wrote (stdout and stderr, in
@@ -126,6 +138,10 @@ pub struct AllocationLogsRequest {
 pub struct AllocationLogs {
     pub allocation_id: crate::AllocationId,
     pub lines: Vec<String>,
+    /// Where to go on from to follow the log (absent when the host's
+    /// runtime cannot follow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<LogCursor>,
 }
 
 /// What `start_allocation` set up.

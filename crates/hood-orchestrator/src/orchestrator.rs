@@ -6,7 +6,7 @@ use crate::workflows::{migrate_id, MIGRATE_NODE};
 use async_trait::async_trait;
 use hood_domain::allocation::Allocation;
 use hood_domain::node::Node;
-use hood_domain::workload::{kinds, AllocationLogs, AllocationLogsRequest};
+use hood_domain::workload::{kinds, AllocationLogs, AllocationLogsRequest, LogCursor};
 use hood_domain::{HostId, NodeId};
 use hood_ports::{AllocationOperations, NodeOperations, NodeRecovery, PortError};
 use hood_saga::{Engine, Registry, SagaError, StartWorkflow};
@@ -123,10 +123,12 @@ impl AllocationOperations for Orchestrator {
         &self,
         allocation: &Allocation,
         lines: u32,
+        after: Option<LogCursor>,
     ) -> Result<AllocationLogs, PortError> {
         let payload = serde_json::to_value(AllocationLogsRequest {
             allocation_id: allocation.id,
             lines,
+            after,
         })
         .map_err(|e| PortError::Internal(e.to_string()))?;
         let answer = self

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use hood_domain::allocation::Allocation;
 use hood_domain::node::Node;
-use hood_domain::workload::AllocationLogs;
+use hood_domain::workload::{AllocationLogs, LogCursor};
 use hood_domain::{HostId, NodeId};
 
 /// Why a port could not do what was asked. The variants map to the answer a
@@ -53,12 +53,13 @@ pub trait NodeOperations: Send + Sync {
 /// What the allocation use cases ask of the orchestrator.
 #[async_trait]
 pub trait AllocationOperations: Send + Sync {
-    /// The last `lines` lines an allocation's sandbox wrote (asks its
-    /// host's agent).
+    /// The last `lines` lines an allocation's sandbox wrote, or with
+    /// `after` those written since (asks its host's agent).
     async fn allocation_logs(
         &self,
         allocation: &Allocation,
         lines: u32,
+        after: Option<LogCursor>,
     ) -> Result<AllocationLogs, PortError>;
 }
 

@@ -14,6 +14,7 @@
 
 pub mod files;
 mod logs;
+pub use logs::LogCursor;
 pub mod proc;
 mod process;
 mod spec;
@@ -87,6 +88,22 @@ pub trait WorkloadRuntime: Send + Sync {
     /// The last `lines` lines of the workload's output (stdout and stderr
     /// interleaved by line, across rotated files), oldest first.
     async fn tail_logs(&self, id: &WorkloadId, lines: usize) -> Result<Vec<String>>;
+
+    /// Follows the workload's output: without `after`, the last
+    /// `tail_lines` lines; with it, the whole lines written since; and the
+    /// cursor to go on from. Runtimes that cannot follow say so.
+    async fn follow_logs(
+        &self,
+        id: &WorkloadId,
+        after: Option<LogCursor>,
+        tail_lines: usize,
+    ) -> Result<(Vec<String>, LogCursor)> {
+        let _ = (after, tail_lines);
+        Err(RuntimeError::Io {
+            context: format!("following the logs of {id}"),
+            source: std::io::Error::from(std::io::ErrorKind::Unsupported),
+        })
+    }
 
     /// The host directory where the workload's files and data live, for the
     /// agent to render paths into configs and args.

@@ -11,6 +11,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+pub use hood_domain::workload::LogCursor;
+
 /// Name of the live log file inside a workload's `logs/` directory.
 pub const LOG_FILE: &str = "output.log";
 
@@ -130,13 +132,19 @@ fn rotated_path(dir: &Path, n: u32) -> PathBuf {
 /// first. Reads backwards from the end in blocks, so the cost is
 /// proportional to the lines returned, not the log size.
 pub(crate) fn tail(dir: &Path, keep: u32, n: usize) -> io::Result<Vec<String>> {
+    tail_until(dir, keep, n, None)
+}
+
+/// [`tail`] of the log as it was when the live file ended at `live_end`.
+fn tail_until(dir: &Path, keep: u32, n: usize, live_end: Option<u64>) -> io::Result<Vec<String>> {
     let mut out: VecDeque<String> = VecDeque::new();
     for i in 0..=keep {
         if out.len() >= n {
             break;
         }
         let path = rotated_path(dir, i);
-        let lines = match tail_file(&path, n - out.len()) {
+        let end = if i == 0 { live_end } else { None };
+        let lines = match tail_file(&path, n - out.len(), end) {
             Ok(l) => l,
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
@@ -148,13 +156,14 @@ pub(crate) fn tail(dir: &Path, keep: u32, n: usize) -> io::Result<Vec<String>> {
     Ok(out.into())
 }
 
-fn tail_file(path: &Path, n: usize) -> io::Result<Vec<String>> {
+fn tail_file(path: &Path, n: usize, end: Option<u64>) -> io::Result<Vec<String>> {
     const BLOCK: u64 = 64 * 1024;
     if n == 0 {
         return Ok(Vec::new());
     }
     let mut f = File::open(path)?;
     let len = f.seek(SeekFrom::End(0))?;
+    let len = end.map_or(len, |e| e.min(len));
     let mut pos = len;
     // Blocks read so far, newest first.
     let mut blocks: Vec<Vec<u8>> = Vec::new();
@@ -193,6 +202,113 @@ fn tail_file(path: &Path, n: usize) -> io::Result<Vec<String>> {
         .iter()
         .map(|l| String::from_utf8_lossy(l).into_owned())
         .collect())
+}
+
+/// Most bytes one follow step reads: a follower catches up in steps.
+const FOLLOW_STEP: u64 = 1024 * 1024;
+
+/// The file's identity (inode) and length; `None` when it does not exist.
+fn identity(path: &Path) -> io::Result<Option<(u64, u64)>> {
+    use std::os::unix::fs::MetadataExt as _;
+    match fs::metadata(path) {
+        Ok(m) => Ok(Some((m.ino(), m.len()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Just after the last newline at or before `len` (0 when none in the
+/// last [`MAX_LINE`] bytes: lines are never longer).
+fn last_line_end(path: &Path, len: u64) -> io::Result<u64> {
+    let start = len.saturating_sub(MAX_LINE as u64 + 1);
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    f.take(len - start).read_to_end(&mut buf)?;
+    Ok(buf
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(start, |i| start + i as u64 + 1))
+}
+
+/// Whole lines of `path` from `offset` (at most [`FOLLOW_STEP`] bytes) and
+/// the offset after the last of them.
+fn lines_from(path: &Path, offset: u64, out: &mut Vec<String>) -> io::Result<u64> {
+    let mut f = File::open(path)?;
+    f.seek(SeekFrom::Start(offset))?;
+    let mut buf = Vec::new();
+    f.take(FOLLOW_STEP).read_to_end(&mut buf)?;
+    let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+        return Ok(offset);
+    };
+    out.extend(
+        buf[..end]
+            .split(|b| *b == b'\n')
+            .map(|l| String::from_utf8_lossy(l).into_owned()),
+    );
+    Ok(offset + end as u64 + 1)
+}
+
+/// Follows the log: without `after`, the last `tail_lines` lines and a
+/// cursor at the end of the live file; with it, the whole lines written
+/// since, across one rotation (a follower asks often; should the file it
+/// read have been rotated away entirely, it goes on at the new file's
+/// start, saying so).
+pub(crate) fn follow(
+    dir: &Path,
+    keep: u32,
+    after: Option<LogCursor>,
+    tail_lines: usize,
+) -> io::Result<(Vec<String>, LogCursor)> {
+    let live = rotated_path(dir, 0);
+    let Some((file, len)) = identity(&live)? else {
+        return Ok((vec![], after.unwrap_or(LogCursor { file: 0, offset: 0 })));
+    };
+    let Some(cursor) = after else {
+        // The tail and the cursor from the same instant, at a line's end:
+        // what is written meanwhile comes with the next read, once.
+        let offset = last_line_end(&live, len)?;
+        let lines = tail_until(dir, keep, tail_lines, Some(offset))?;
+        return Ok((lines, LogCursor { file, offset }));
+    };
+    let mut lines = vec![];
+    if cursor.file == file {
+        // Truncated under us (never by Hood's writer): from the start.
+        let from = if cursor.offset > len {
+            0
+        } else {
+            cursor.offset
+        };
+        let offset = lines_from(&live, from, &mut lines)?;
+        return Ok((lines, LogCursor { file, offset }));
+    }
+    // Rotated since: finish the file the cursor was in, then the new one.
+    let rotated = (1..=keep).map(|n| rotated_path(dir, n)).find(|p| {
+        identity(p)
+            .ok()
+            .flatten()
+            .is_some_and(|(ino, _)| ino == cursor.file)
+    });
+    match rotated {
+        Some(old) => {
+            let end = lines_from(&old, cursor.offset, &mut lines)?;
+            let (_, old_len) = identity(&old)?.unwrap_or((0, 0));
+            if end < old_len {
+                // Still catching up in the old file.
+                return Ok((
+                    lines,
+                    LogCursor {
+                        file: cursor.file,
+                        offset: end,
+                    },
+                ));
+            }
+        }
+        None if cursor.file != 0 => lines.push("[… earlier lines rotated away …]".into()),
+        None => {}
+    }
+    let offset = lines_from(&live, 0, &mut lines)?;
+    Ok((lines, LogCursor { file, offset }))
 }
 
 #[cfg(test)]
@@ -236,5 +352,82 @@ mod tests {
         assert_eq!(got.last().unwrap(), "line 029999");
         let got = tail(d.path(), 2, 3).unwrap();
         assert_eq!(got, vec!["line 029997", "line 029998", "line 029999"]);
+    }
+
+    #[test]
+    fn a_follow_starts_at_a_line_end() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join(LOG_FILE), "a\nb\nhal").unwrap();
+        let (lines, cursor) = follow(d.path(), 1, None, 10).unwrap();
+        assert_eq!(lines, vec!["a", "b"], "the partial line comes later");
+        assert_eq!(cursor.offset, 4);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(d.path().join(LOG_FILE))
+            .unwrap();
+        f.write_all(b"f\n").unwrap();
+        assert_eq!(
+            follow(d.path(), 1, Some(cursor), 0).unwrap().0,
+            vec!["half"]
+        );
+        // Nothing yet: an empty log and a cursor at its start.
+        let e = tempfile::tempdir().unwrap();
+        let (lines, cursor) = follow(e.path(), 1, None, 10).unwrap();
+        assert!(lines.is_empty());
+        fs::write(e.path().join(LOG_FILE), "first\n").unwrap();
+        assert_eq!(
+            follow(e.path(), 1, Some(cursor), 0).unwrap().0,
+            vec!["first"]
+        );
+    }
+
+    #[test]
+    fn a_follower_gets_every_line_once_across_rotations() {
+        let d = tempfile::tempdir().unwrap();
+        let mut w = LogWriter::new(
+            d.path().to_path_buf(),
+            LogLimits {
+                max_bytes: 1_000,
+                keep: 2,
+            },
+        );
+        for i in 0..5 {
+            w.write_line(format!("line {i:04}").as_bytes()).unwrap();
+        }
+        let (tail, mut cursor) = follow(d.path(), 2, None, 3).unwrap();
+        assert_eq!(tail, vec!["line 0002", "line 0003", "line 0004"]);
+        let mut seen: Vec<String> = vec![];
+        // Written in bursts that rotate the 1 kB file between reads.
+        for burst in 0..20 {
+            for i in 0..30 {
+                w.write_line(format!("line {:04}", 5 + burst * 30 + i).as_bytes())
+                    .unwrap();
+            }
+            loop {
+                let (lines, next) = follow(d.path(), 2, Some(cursor), 0).unwrap();
+                let done = lines.is_empty() && next == cursor;
+                seen.extend(lines);
+                cursor = next;
+                if done {
+                    break;
+                }
+            }
+        }
+        let expected: Vec<String> = (5..605).map(|i| format!("line {i:04}")).collect();
+        assert_eq!(seen, expected);
+        // A partial line waits for its newline.
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(d.path().join(LOG_FILE))
+            .unwrap();
+        f.write_all(b"half").unwrap();
+        let (lines, same) = follow(d.path(), 2, Some(cursor), 0).unwrap();
+        assert!(lines.is_empty());
+        assert_eq!(same, cursor);
+        f.write_all(b" done\n").unwrap();
+        assert_eq!(
+            follow(d.path(), 2, Some(cursor), 0).unwrap().0,
+            vec!["half done"]
+        );
     }
 }

@@ -19,6 +19,7 @@
 //!
 //! [`recover`]: ProcessRuntime::recover
 
+use crate::logs::LogCursor;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::io;
@@ -501,6 +502,23 @@ impl WorkloadRuntime for ProcessRuntime {
             .await
             .map_err(|e| io_err("reading logs")(io::Error::other(e)))?
             .map_err(io_err("reading logs"))
+    }
+
+    async fn follow_logs(
+        &self,
+        id: &WorkloadId,
+        after: Option<LogCursor>,
+        tail_lines: usize,
+    ) -> Result<(Vec<String>, LogCursor)> {
+        if self.slot(id).is_none() {
+            return Err(RuntimeError::NotFound(id.clone()));
+        }
+        let dir = self.workload_dir(id).join(LOG_DIR);
+        let keep = self.inner.limits.keep;
+        tokio::task::spawn_blocking(move || logs::follow(&dir, keep, after, tail_lines))
+            .await
+            .map_err(|e| io_err("following logs")(io::Error::other(e)))?
+            .map_err(io_err("following logs"))
     }
 
     fn data_dir(&self, id: &WorkloadId) -> PathBuf {

@@ -678,15 +678,25 @@ impl WorkloadHandler {
     ) -> Result<AllocationLogs, CommandError> {
         let wid = WorkloadId::new(allocation_workload_id(r.allocation_id))
             .map_err(|e| err("workload id", e))?;
-        let lines = self
-            .runtime
-            .tail_logs(&wid, r.lines.clamp(1, 10_000) as usize)
-            .await
-            .map_err(|e| err("reading the sandbox's logs", e))?;
-        Ok(AllocationLogs {
-            allocation_id: r.allocation_id,
-            lines,
-        })
+        let tail = r.lines.clamp(1, 10_000) as usize;
+        match self.runtime.follow_logs(&wid, r.after, tail).await {
+            Ok((lines, cursor)) => Ok(AllocationLogs {
+                allocation_id: r.allocation_id,
+                lines,
+                cursor: Some(cursor),
+            }),
+            // A runtime that cannot follow still tells the tail.
+            Err(_) if r.after.is_none() => Ok(AllocationLogs {
+                allocation_id: r.allocation_id,
+                lines: self
+                    .runtime
+                    .tail_logs(&wid, tail)
+                    .await
+                    .map_err(|e| err("reading the sandbox's logs", e))?,
+                cursor: None,
+            }),
+            Err(e) => Err(err("following the sandbox's logs", e)),
+        }
     }
 
     /// Stops and removes an allocation's sandbox; one that is not there is

@@ -1205,3 +1205,110 @@ async fn idle_allocations_are_released_and_busy_ones_kept() {
         .await;
     wait_alloc(api, key, &busy, "released").await;
 }
+
+/// An allocation's output followed live over server-sent events, through
+/// the API and `hood alloc logs --follow`: every line once, in order, as
+/// it is written; the stream ends when the allocation is released.
+#[tokio::test(flavor = "multi_thread")]
+async fn allocation_logs_are_followed_live_until_release() {
+    let Some(rig) = Rig::start("allocations_follow", |dir| vec![sku_file(dir)]).await else {
+        return;
+    };
+    let script = "i=0; while [ $i -lt 60 ]; do i=$((i+1)); echo line-$i; sleep 0.1; done; \
+                  exec sleep 3600";
+    let id = rig
+        .allocate(json!({"sku": "cpu.1c", "command": ["sh", "-c", script]}))
+        .await;
+    wait_alloc(&rig.api, &rig.key, &id, "active").await;
+    let cli = {
+        let env = rig.env.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            hood_cli(
+                &["alloc", "logs", &id, "--follow", "--lines", "1000"],
+                &env,
+                None,
+            )
+        })
+    };
+
+    let mut resp = rig
+        .api
+        .http
+        .get(format!(
+            "{}/api/v1/allocations/{id}/logs/follow?lines=1",
+            rig.hood.url("api")
+        ))
+        .bearer_auth(&rig.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut pending = String::new();
+    let mut lines: Vec<String> = vec![];
+    let mut ended = None;
+    let started = Instant::now();
+    let mut released = false;
+    while ended.is_none() {
+        assert!(started.elapsed() < Duration::from_secs(60), "{lines:?}");
+        let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), resp.chunk())
+            .await
+            .expect("an event or a keep-alive in time")
+            .unwrap()
+        else {
+            break;
+        };
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find("\n\n") {
+            let block: String = pending.drain(..end + 2).collect();
+            let event = block
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("message")
+                .to_owned();
+            let data = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap_or("")
+                .to_owned();
+            match event.as_str() {
+                "line" => lines.push(data),
+                "end" => ended = Some(data),
+                _ => {}
+            }
+        }
+        // Once the last line arrived, release: the stream must end.
+        if !released && lines.last().is_some_and(|l| l == "line-60") {
+            rig.api
+                .delete(&format!("/api/v1/allocations/{id}"), &rig.key)
+                .await;
+            released = true;
+        }
+    }
+    assert!(released, "line-60 never came: {lines:?}");
+    // Every line once, in order, from where the stream started (the
+    // runtime's own `[hood-runtime] …` lines aside).
+    let numbers: Vec<u32> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("line-"))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let first = numbers[0];
+    assert_eq!(
+        numbers,
+        (first..=60).collect::<Vec<_>>(),
+        "no gap and no repeat"
+    );
+    assert!(ended.unwrap().contains("releas"));
+    // The CLI followed the same lines and stopped at the end.
+    let (ok, out, err) = tokio::time::timeout(Duration::from_secs(30), cli)
+        .await
+        .expect("the CLI ends with the stream")
+        .unwrap();
+    assert!(ok, "{out}{err}");
+    let printed: Vec<&str> = out.lines().filter(|l| l.starts_with("line-")).collect();
+    assert_eq!(printed.first(), Some(&"line-1"), "{out}");
+    assert_eq!(printed.last(), Some(&"line-60"), "{out}");
+    assert_eq!(printed.len(), 60, "{out}");
+}

@@ -9,10 +9,11 @@ use crate::state::AppState;
 use crate::views::Page;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
-use hood_app::{CreateAllocation, HostUsage};
+use hood_app::{AppError, CreateAllocation, HostUsage};
 use hood_domain::allocation::{Allocation, AllocationSpec, IdlePolicy};
 use hood_domain::audit::{AuditContext, AuditEntry};
 use hood_domain::identity::Permission;
@@ -46,6 +47,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/allocations/{allocation_id}/logs",
             get(allocation_logs),
+        )
+        .route(
+            "/api/v1/allocations/{allocation_id}/logs/follow",
+            get(follow_allocation_logs),
         )
         .route("/api/v1/audit", get(list_audit))
 }
@@ -411,6 +416,73 @@ pub async fn allocation_logs(
         allocation_id: logs.allocation_id.0,
         lines: logs.lines,
     }))
+}
+
+/// How often a follower asks the host for new lines.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// One SSE `line` event (a carriage return would end the field early).
+fn line_event(line: String) -> Event {
+    Event::default().event("line").data(line.replace('\r', ""))
+}
+
+#[utoipa::path(get, path = "/api/v1/allocations/{allocation_id}/logs/follow", tag = "allocations",
+    params(("allocation_id" = Uuid, Path), AllocationLogsQuery),
+    responses((status = 200, content_type = "text/event-stream", body = String,
+            description = "Server-sent events: the last `lines` lines, then each new line as it is written (`event: line`); `event: end` when the allocation stops running; `event: error` when the host did not answer a poll (it goes on)"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "`lines` out of range"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such allocation in the organization"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The allocation has no sandbox (not yet placed, or ended), or its host cannot follow logs"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "No orchestrator in this process, or the host's agent did not answer")),
+    security(("bearer" = ["read"])))]
+/// Follows the allocation's output live (server-sent events).
+pub async fn follow_allocation_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<AllocationId>,
+    Query(q): Query<AllocationLogsQuery>,
+) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>> {
+    use futures::StreamExt as _;
+    caller.require(Permission::Read)?;
+    let org = caller.org_id;
+    let service = state.allocations.clone();
+    // The first read answers now: what cannot be followed is a plain
+    // problem answer, not a stream.
+    let first = service
+        .follow_logs(org, id, q.lines.unwrap_or(100), None)
+        .await?;
+    let Some(cursor) = first.cursor else {
+        return Err(ApiError::Conflict(
+            "the allocation's host cannot follow logs; read them with GET …/logs".into(),
+        ));
+    };
+    let backlog: Vec<Event> = first.lines.into_iter().map(line_event).collect();
+    let live = futures::stream::unfold(Some(cursor), move |cursor| {
+        let service = service.clone();
+        async move {
+            let cursor = cursor?;
+            tokio::time::sleep(FOLLOW_POLL).await;
+            Some(match service.follow_logs(org, id, 1, Some(cursor)).await {
+                Ok(logs) => (
+                    logs.lines.into_iter().map(line_event).collect::<Vec<_>>(),
+                    Some(logs.cursor.unwrap_or(cursor)),
+                ),
+                // Released, ended or gone: the stream ends, saying why.
+                Err(e @ (AppError::Conflict(_) | AppError::NotFound(_))) => (
+                    vec![Event::default().event("end").data(e.to_string())],
+                    None,
+                ),
+                Err(e) => (
+                    vec![Event::default().event("error").data(e.to_string())],
+                    Some(cursor),
+                ),
+            })
+        }
+    });
+    let events = futures::stream::iter([backlog])
+        .chain(live)
+        .flat_map(|batch| futures::stream::iter(batch.into_iter().map(Ok)));
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 #[utoipa::path(delete, path = "/api/v1/allocations/{allocation_id}", tag = "allocations",

@@ -40,6 +40,10 @@ pub enum AllocCmd {
         id: Uuid,
         #[arg(long, default_value_t = 100)]
         lines: u32,
+        /// Keep printing new lines as they are written, until the
+        /// allocation stops running (or Ctrl-C).
+        #[arg(long, short)]
+        follow: bool,
     },
     /// The SKUs on offer and their price per minute.
     Skus,
@@ -132,7 +136,33 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: AllocCmd) -> Result<()
                 .await?;
             show(format, &a, columns::ALLOCATION)
         }
-        AllocCmd::Logs { id, lines } => {
+        AllocCmd::Logs {
+            id,
+            lines,
+            follow: true,
+        } => {
+            client
+                .follow_events(
+                    &format!("/api/v1/allocations/{id}/logs/follow?lines={lines}"),
+                    |event, data| match event {
+                        "line" => {
+                            println!("{data}");
+                            true
+                        }
+                        "end" => {
+                            eprintln!("-- {data}");
+                            false
+                        }
+                        "error" => {
+                            eprintln!("-- {data} (still following)");
+                            true
+                        }
+                        _ => true,
+                    },
+                )
+                .await
+        }
+        AllocCmd::Logs { id, lines, .. } => {
             let logs: AllocationLogsView = client
                 .get(&format!("/api/v1/allocations/{id}/logs?lines={lines}"))
                 .await?;

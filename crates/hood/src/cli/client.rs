@@ -223,6 +223,51 @@ impl Client {
         decode(&self.send(method, path, body).await?)
     }
 
+    /// Follows a server-sent event stream at `path`, calling `on_event`
+    /// with each event's name and data until it answers `false` or the
+    /// server ends the stream. A problem answer is an error as usual.
+    pub async fn follow_events(
+        &mut self,
+        path: &str,
+        mut on_event: impl FnMut(&str, &str) -> bool,
+    ) -> Result<()> {
+        // No overall timeout: a stream lasts as long as it lasts.
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()
+            .context("building the HTTP client")?;
+        let mut req = http.get(format!("{}{}", self.server, path));
+        if let Some(token) = self.bearer() {
+            req = req.bearer_auth(token);
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach Hood at {}: {}", self.server, root_cause(&e)))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.bytes().await.context("reading the response")?;
+            finish(status, body.to_vec())?;
+            bail!("server answered HTTP {}", status.as_u16());
+        }
+        let mut pending = Vec::new();
+        while let Some(chunk) = resp.chunk().await.context("reading the event stream")? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+                let block: Vec<u8> = pending.drain(..end + 2).collect();
+                let (event, data) = sse_event(&String::from_utf8_lossy(&block));
+                // No data: a keep-alive comment.
+                let Some(data) = data else {
+                    continue;
+                };
+                if !on_event(&event, &data) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub async fn get<T: DeserializeOwned>(&mut self, path: &str) -> Result<T> {
         self.call(Method::GET, path, None::<&()>).await
     }
@@ -327,6 +372,29 @@ fn unexpected_answer(path: &str, cause: &serde_json::Error) -> anyhow::Error {
 
 /// Passes a 2xx answer's body on; maps any other to an error carrying the
 /// problem's detail (or its title).
+/// One server-sent event block: its name (`message` when unnamed) and its
+/// data lines joined, `None` when it has none (a comment).
+fn sse_event(block: &str) -> (String, Option<String>) {
+    let mut event = "message".to_owned();
+    let mut data: Option<String> = None;
+    for line in block.lines() {
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "event" => value.clone_into(&mut event),
+            "data" => match &mut data {
+                Some(d) => {
+                    d.push('\n');
+                    d.push_str(value);
+                }
+                None => data = Some(value.to_owned()),
+            },
+            _ => {}
+        }
+    }
+    (event, data)
+}
+
 fn finish(status: StatusCode, answer: Vec<u8>) -> Result<Vec<u8>> {
     if status.is_success() {
         return Ok(answer);
@@ -354,6 +422,19 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_sent_events_are_split_into_name_and_data() {
+        assert_eq!(
+            sse_event("event: line\ndata: hello: world\n\n"),
+            ("line".to_owned(), Some("hello: world".to_owned()))
+        );
+        assert_eq!(
+            sse_event("data: a\ndata: b\n"),
+            ("message".to_owned(), Some("a\nb".to_owned()))
+        );
+        assert_eq!(sse_event(":\n\n"), ("message".to_owned(), None));
+    }
     use hood_api::routes::nodes::NodeAccepted;
     use hood_api::views::{OrgView, Page};
 
