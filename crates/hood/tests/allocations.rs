@@ -1167,7 +1167,10 @@ async fn idle_allocations_are_released_and_busy_ones_kept() {
     let idle = rig.allocate(json!({"sku": "cpu.1c", "idle": policy})).await;
     let busy = rig
         .allocate(json!({"sku": "cpu.1c", "idle": policy,
-                         "command": ["sh", "-c", "while :; do :; done"]}))
+                         // Busy a third of the time: well over the floor,
+                         // without taking a core from the other tests.
+                         "command": ["sh", "-c",
+                             "while :; do timeout 0.3 sh -c 'while :; do :; done'; sleep 0.6; done"]}))
         .await;
     wait_alloc(api, key, &idle, "active").await;
     wait_alloc(api, key, &busy, "active").await;
