@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod problem;
 pub mod routes;
 pub mod schemas;
+pub mod sse;
 pub mod state;
 pub mod views;
 

@@ -491,6 +491,31 @@ impl NodeService {
         Ok(self.operations()?.node_logs(&node, lines).await?)
     }
 
+    /// Each process's log lines with cursors to follow them (after the
+    /// cursors in `after`, else the last `lines`).
+    pub async fn follow_logs(
+        &self,
+        org: OrgId,
+        id: NodeId,
+        lines: u32,
+        after: std::collections::BTreeMap<String, hood_domain::workload::LogCursor>,
+    ) -> AppResult<hood_domain::workload::NodeLogs> {
+        if !(1..=10_000).contains(&lines) {
+            return Err(invalid("lines", "must be between 1 and 10000"));
+        }
+        let node = self.get(org, id).await?;
+        if node.host_id.is_none() {
+            return Err(AppError::Conflict(format!(
+                "node is {} and runs on no host",
+                node.state.as_str()
+            )));
+        }
+        Ok(self
+            .operations()?
+            .follow_node_logs(&node, lines, after)
+            .await?)
+    }
+
     /// 409 naming the first binary the chain needs that the artifact store
     /// lacks, and how to put it there.
     async fn require_artifacts(&self, chain: &Chain) -> AppResult<()> {

@@ -49,6 +49,9 @@ pub mod kinds {
     /// Extend the leases of allocations running on the host
     /// ([`AllocationLeases`]); signed.
     pub const RENEW_ALLOCATION_LEASES: &str = "renew_allocation_leases";
+    /// A node's process logs with cursors to follow them
+    /// ([`NodeLogsRequest`] → [`NodeLogs`]).
+    pub const FOLLOW_NODE_LOGS: &str = "follow_node_logs";
 }
 
 /// What the agent runs for an allocation: its placement on this host and
@@ -120,6 +123,29 @@ pub struct AllocationLeases {
 pub struct LogCursor {
     pub file: u64,
     pub offset: u64,
+}
+
+/// Asks for a node's process logs: the last `lines` of each, or for the
+/// processes in `after` the lines written since their cursor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLogsRequest {
+    pub workload_id: String,
+    pub lines: u32,
+    #[serde(default)]
+    pub after: BTreeMap<String, LogCursor>,
+}
+
+/// One process's lines and where to go on from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessLogs {
+    pub lines: Vec<String>,
+    pub cursor: LogCursor,
+}
+
+/// A node's process logs, by process name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLogs {
+    pub processes: BTreeMap<String, ProcessLogs>,
 }
 
 /// Asks for an allocation's output: the last `lines` lines, or with

@@ -6,7 +6,9 @@ use crate::workflows::{migrate_id, MIGRATE_NODE};
 use async_trait::async_trait;
 use hood_domain::allocation::Allocation;
 use hood_domain::node::Node;
-use hood_domain::workload::{kinds, AllocationLogs, AllocationLogsRequest, LogCursor};
+use hood_domain::workload::{
+    kinds, AllocationLogs, AllocationLogsRequest, LogCursor, NodeLogs, NodeLogsRequest,
+};
 use hood_domain::{HostId, NodeId};
 use hood_ports::{AllocationOperations, NodeOperations, NodeRecovery, PortError};
 use hood_saga::{Engine, Registry, SagaError, StartWorkflow};
@@ -168,6 +170,28 @@ impl NodeOperations for Orchestrator {
         let payload = serde_json::json!({ "workload_id": node.id.to_string(), "lines": lines });
         self.ask_agent(host, hood_domain::workload::kinds::TAIL_LOGS, payload)
             .await
+    }
+
+    async fn follow_node_logs(
+        &self,
+        node: &Node,
+        lines: u32,
+        after: std::collections::BTreeMap<String, LogCursor>,
+    ) -> Result<NodeLogs, PortError> {
+        let host = node
+            .host_id
+            .ok_or_else(|| PortError::Conflict("node runs on no host".into()))?;
+        let payload = serde_json::to_value(NodeLogsRequest {
+            workload_id: node.id.to_string(),
+            lines,
+            after,
+        })
+        .map_err(|e| PortError::Internal(e.to_string()))?;
+        let answer = self
+            .ask_agent(host, kinds::FOLLOW_NODE_LOGS, payload)
+            .await?;
+        serde_json::from_value(answer)
+            .map_err(|e| PortError::Internal(format!("the agent's logs answer: {e}")))
     }
 
     async fn delete_snapshot(&self, node: NodeId, name: &str) -> Result<(), PortError> {

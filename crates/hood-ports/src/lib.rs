@@ -8,8 +8,9 @@
 use async_trait::async_trait;
 use hood_domain::allocation::Allocation;
 use hood_domain::node::Node;
-use hood_domain::workload::{AllocationLogs, LogCursor};
+use hood_domain::workload::{AllocationLogs, LogCursor, NodeLogs};
 use hood_domain::{HostId, NodeId};
+use std::collections::BTreeMap;
 
 /// Why a port could not do what was asked. The variants map to the answer a
 /// caller gives its own caller (404, 409, 503, 500).
@@ -46,6 +47,19 @@ pub trait NodeOperations: Send + Sync {
     /// The last `lines` log lines of each process of a running node, by
     /// process name (asks the node's agent).
     async fn node_logs(&self, node: &Node, lines: u32) -> Result<serde_json::Value, PortError>;
+    /// Each process's log lines with cursors to follow them: after the
+    /// cursors in `after`, else the last `lines` (asks the node's agent).
+    async fn follow_node_logs(
+        &self,
+        node: &Node,
+        lines: u32,
+        after: BTreeMap<String, LogCursor>,
+    ) -> Result<NodeLogs, PortError> {
+        let _ = (node, lines, after);
+        Err(PortError::Unavailable(
+            "this orchestrator cannot follow node logs".into(),
+        ))
+    }
     /// Deletes one snapshot of a node: its objects, then its record.
     async fn delete_snapshot(&self, node: NodeId, name: &str) -> Result<(), PortError>;
 }

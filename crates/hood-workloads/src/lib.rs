@@ -22,8 +22,8 @@ use base64::Engine as _;
 use hood_agent::{CommandContext, CommandError, CommandHandler, Workload};
 use hood_domain::workload::{
     allocation_workload_id, kinds, AllocationLeases, AllocationLogs, AllocationLogsRequest,
-    AllocationRef, AllocationTask, DataSnapshotDone, DataSnapshotRef, StartedAllocation,
-    SyncReport, WorkloadPlan, WorkloadRef, WorkloadStarted,
+    AllocationRef, AllocationTask, DataSnapshotDone, DataSnapshotRef, NodeLogs, NodeLogsRequest,
+    ProcessLogs, StartedAllocation, SyncReport, WorkloadPlan, WorkloadRef, WorkloadStarted,
 };
 use hood_domain::NodeId;
 use hood_runtime::{
@@ -670,6 +670,29 @@ impl WorkloadHandler {
         })
     }
 
+    /// Each of a node's processes' log lines, after its cursor when the
+    /// request has one, else the last `lines`.
+    async fn follow_node_logs(&self, r: &NodeLogsRequest) -> Result<NodeLogs, CommandError> {
+        let record = self
+            .load_record(&r.workload_id)
+            .ok_or_else(|| CommandError(format!("no workload {}", r.workload_id)))?;
+        let mut processes = BTreeMap::new();
+        for p in &record.plan.processes {
+            let id = Self::process_id(&r.workload_id, &p.name)?;
+            let (lines, cursor) = self
+                .runtime
+                .follow_logs(
+                    &id,
+                    r.after.get(&p.name).copied(),
+                    r.lines.clamp(1, 10_000) as usize,
+                )
+                .await
+                .map_err(|e| err("following logs", e))?;
+            processes.insert(p.name.clone(), ProcessLogs { lines, cursor });
+        }
+        Ok(NodeLogs { processes })
+    }
+
     /// The tail of an allocation sandbox's output (kept after it ended,
     /// until the sandbox is removed at release).
     async fn allocation_logs(
@@ -810,6 +833,12 @@ impl CommandHandler for WorkloadHandler {
                 let leases: AllocationLeases = ctx.verified(payload, kind)?;
                 let renewed = self.renew_leases(&leases);
                 Ok(serde_json::json!({ "renewed": renewed }))
+            }
+            kinds::FOLLOW_NODE_LOGS => {
+                let r: NodeLogsRequest =
+                    serde_json::from_value(payload.clone()).map_err(|e| err("payload", e))?;
+                let logs = self.follow_node_logs(&r).await?;
+                serde_json::to_value(logs).map_err(|e| err("result", e))
             }
             kinds::TAIL_ALLOCATION_LOGS => {
                 let r: AllocationLogsRequest =

@@ -1281,8 +1281,10 @@ async fn allocation_logs_are_followed_live_until_release() {
                 _ => {}
             }
         }
-        // Once the last line arrived, release: the stream must end.
+        // Once the last line arrived (and the CLI, polling as often, had
+        // time to get it too), release: the streams must end.
         if !released && lines.last().is_some_and(|l| l == "line-60") {
+            tokio::time::sleep(hood_api::sse::POLL * 3).await;
             rig.api
                 .delete(&format!("/api/v1/allocations/{id}"), &rig.key)
                 .await;

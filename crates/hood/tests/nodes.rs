@@ -193,6 +193,52 @@ async fn anvil_node_is_provisioned_serves_rpc_and_is_deleted_without_leftovers()
         "{logs}"
     );
 
+    // Followed live (server-sent events): a call made while following
+    // shows up as a new line of the anvil process (anvil logs each method).
+    let mut follow = http
+        .get(format!("{node_url}/logs/follow?lines=1"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("follow");
+    assert_eq!(follow.status(), 200);
+    assert_eq!(follow.headers()["content-type"], "text/event-stream");
+    let mut seen = String::new();
+    let mut called = false;
+    let followed = Instant::now();
+    while !seen.contains("eth_getBalance") {
+        assert!(followed.elapsed() < Duration::from_secs(30), "{seen}");
+        if !called && seen.contains("event: line") {
+            // The backlog arrived: call now.
+            let r = http
+                .post(&endpoint)
+                .json(
+                    &json!({"jsonrpc": "2.0", "id": 1, "method": "eth_getBalance",
+                              "params": ["0x0000000000000000000000000000000000000000", "latest"]}),
+                )
+                .send()
+                .await
+                .expect("rpc");
+            assert!(r.status().is_success());
+            called = true;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(10), follow.chunk())
+            .await
+            .expect("an event or a keep-alive in time")
+            .expect("stream")
+            .expect("not ended");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        seen.lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .any(|l| l["process"] == "anvil"
+                && l["line"].as_str().unwrap_or("").contains("eth_getBalance")),
+        "{seen}"
+    );
+    drop(follow);
+
     // Another tenant sees none of it.
     let org: Value = http
         .post(format!("{api}/api/v1/orgs"))

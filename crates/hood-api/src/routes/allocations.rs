@@ -9,11 +9,11 @@ use crate::state::AppState;
 use crate::views::Page;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use axum::Router;
-use hood_app::{AppError, CreateAllocation, HostUsage};
+use hood_app::{CreateAllocation, HostUsage};
 use hood_domain::allocation::{Allocation, AllocationSpec, IdlePolicy};
 use hood_domain::audit::{AuditContext, AuditEntry};
 use hood_domain::identity::Permission;
@@ -418,14 +418,6 @@ pub async fn allocation_logs(
     }))
 }
 
-/// How often a follower asks the host for new lines.
-const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// One SSE `line` event (a carriage return would end the field early).
-fn line_event(line: String) -> Event {
-    Event::default().event("line").data(line.replace('\r', ""))
-}
-
 #[utoipa::path(get, path = "/api/v1/allocations/{allocation_id}/logs/follow", tag = "allocations",
     params(("allocation_id" = Uuid, Path), AllocationLogsQuery),
     responses((status = 200, content_type = "text/event-stream", body = String,
@@ -442,7 +434,6 @@ pub async fn follow_allocation_logs(
     PathId(id): PathId<AllocationId>,
     Query(q): Query<AllocationLogsQuery>,
 ) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>> {
-    use futures::StreamExt as _;
     caller.require(Permission::Read)?;
     let org = caller.org_id;
     let service = state.allocations.clone();
@@ -456,33 +447,18 @@ pub async fn follow_allocation_logs(
             "the allocation's host cannot follow logs; read them with GET …/logs".into(),
         ));
     };
-    let backlog: Vec<Event> = first.lines.into_iter().map(line_event).collect();
-    let live = futures::stream::unfold(Some(cursor), move |cursor| {
+    let line = |l: String| crate::sse::event("line", &l);
+    let backlog = first.lines.into_iter().map(line).collect();
+    Ok(crate::sse::follow(backlog, cursor, move |cursor| {
         let service = service.clone();
         async move {
-            let cursor = cursor?;
-            tokio::time::sleep(FOLLOW_POLL).await;
-            Some(match service.follow_logs(org, id, 1, Some(cursor)).await {
-                Ok(logs) => (
-                    logs.lines.into_iter().map(line_event).collect::<Vec<_>>(),
-                    Some(logs.cursor.unwrap_or(cursor)),
-                ),
-                // Released, ended or gone: the stream ends, saying why.
-                Err(e @ (AppError::Conflict(_) | AppError::NotFound(_))) => (
-                    vec![Event::default().event("end").data(e.to_string())],
-                    None,
-                ),
-                Err(e) => (
-                    vec![Event::default().event("error").data(e.to_string())],
-                    Some(cursor),
-                ),
-            })
+            let logs = service.follow_logs(org, id, 1, Some(cursor)).await?;
+            Ok((
+                logs.lines.into_iter().map(line).collect(),
+                logs.cursor.unwrap_or(cursor),
+            ))
         }
-    });
-    let events = futures::stream::iter([backlog])
-        .chain(live)
-        .flat_map(|batch| futures::stream::iter(batch.into_iter().map(Ok)));
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    }))
 }
 
 #[utoipa::path(delete, path = "/api/v1/allocations/{allocation_id}", tag = "allocations",

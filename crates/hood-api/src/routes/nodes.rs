@@ -18,6 +18,7 @@ use hood_domain::label::Labels;
 use hood_domain::node::{Node, NodeEvent};
 use hood_domain::node_workflows::SnapshotSeed;
 use hood_domain::workload::WorkloadObservation;
+use hood_domain::workload::{LogCursor, NodeLogs};
 use hood_domain::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ pub fn router() -> Router<AppState> {
             post(reconfigure_node),
         )
         .route("/api/v1/nodes/{node_id}/logs", get(node_logs))
+        .route("/api/v1/nodes/{node_id}/logs/follow", get(follow_node_logs))
         .route("/api/v1/nodes/{node_id}/sync", get(node_sync))
         .route(
             "/api/v1/nodes/{node_id}/status-page",
@@ -208,6 +210,72 @@ pub struct LogsQuery {
     /// Lines per process (default 100).
     #[param(minimum = 1, maximum = 10000)]
     pub lines: Option<u32>,
+}
+
+/// One line of a node's process log, as a follow event's data.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NodeLogLine {
+    pub process: String,
+    pub line: String,
+}
+
+fn line_events(logs: &NodeLogs) -> Vec<axum::response::sse::Event> {
+    logs.processes
+        .iter()
+        .flat_map(|(process, p)| {
+            p.lines.iter().map(move |line| {
+                let data = serde_json::to_string(&NodeLogLine {
+                    process: process.clone(),
+                    line: line.clone(),
+                })
+                .unwrap_or_default();
+                crate::sse::event("line", &data)
+            })
+        })
+        .collect()
+}
+
+fn cursors(logs: &NodeLogs) -> BTreeMap<String, LogCursor> {
+    logs.processes
+        .iter()
+        .map(|(name, p)| (name.clone(), p.cursor))
+        .collect()
+}
+
+#[utoipa::path(get, path = "/api/v1/nodes/{node_id}/logs/follow", tag = "nodes", params(("node_id" = Uuid, Path), LogsQuery),
+    responses((status = 200, content_type = "text/event-stream", body = NodeLogLine,
+            description = "Server-sent events: the last `lines` of each process, then each new line as it is written (`event: line`, data `{process, line}`); `event: end` when the node stops running on a host; `event: error` when the agent did not answer a poll (it goes on)"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The node runs on no host, or its agent could not read the logs"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "No orchestrator in this process, or the node's agent did not answer")),
+    security(("bearer" = ["read"])))]
+/// Follows the node's process logs live (server-sent events).
+pub async fn follow_node_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<NodeId>,
+    Query(q): Query<LogsQuery>,
+) -> ApiResult<
+    axum::response::sse::Sse<
+        impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+> {
+    caller.require(Permission::Read)?;
+    let org = caller.org_id;
+    let service = state.nodes.clone();
+    let first = service
+        .follow_logs(org, id, q.lines.unwrap_or(100), BTreeMap::new())
+        .await?;
+    Ok(crate::sse::follow(
+        line_events(&first),
+        cursors(&first),
+        move |after| {
+            let service = service.clone();
+            async move {
+                let logs = service.follow_logs(org, id, 1, after).await?;
+                Ok((line_events(&logs), cursors(&logs)))
+            }
+        },
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v1/nodes/{node_id}/logs", tag = "nodes", params(("node_id" = Uuid, Path), LogsQuery),

@@ -79,6 +79,10 @@ pub enum NodeCmd {
         id: String,
         #[arg(long, default_value_t = 100)]
         lines: u32,
+        /// Keep printing new lines as they are written, until the node
+        /// stops running on a host (or Ctrl-C).
+        #[arg(long, short)]
+        follow: bool,
     },
     /// Restarts the node's processes from its chain's current recipe
     /// (arguments, environment, files) and, unless --no-wait, follows it
@@ -225,7 +229,37 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
                 .await?;
             show(format, &export, columns::KEY_EXPORT)
         }
-        NodeCmd::Logs { id, lines } => {
+        NodeCmd::Logs {
+            id,
+            lines,
+            follow: true,
+        } => {
+            client
+                .follow_events(
+                    &format!("/api/v1/nodes/{id}/logs/follow?lines={lines}"),
+                    |event, data| match event {
+                        "line" => {
+                            match serde_json::from_str::<hood_api::routes::nodes::NodeLogLine>(data)
+                            {
+                                Ok(l) => println!("{} | {}", l.process, l.line),
+                                Err(_) => println!("{data}"),
+                            }
+                            true
+                        }
+                        "end" => {
+                            eprintln!("-- {data}");
+                            false
+                        }
+                        "error" => {
+                            eprintln!("-- {data} (still following)");
+                            true
+                        }
+                        _ => true,
+                    },
+                )
+                .await
+        }
+        NodeCmd::Logs { id, lines, .. } => {
             let logs: NodeLogsView = client
                 .get(&format!("/api/v1/nodes/{id}/logs?lines={lines}"))
                 .await?;
