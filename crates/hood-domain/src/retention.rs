@@ -23,6 +23,10 @@ pub struct RetentionPolicy {
     pub agent_events_days: Option<u32>,
     /// Outbox rows already published to the bus.
     pub published_outbox_days: Option<u32>,
+    /// Agent commands that finished (succeeded, failed or expired), counted
+    /// from their deadline: lease renewals and log reads add one per
+    /// minute or second, and nothing reads them once settled.
+    pub finished_agent_commands_days: Option<u32>,
 }
 
 impl Default for RetentionPolicy {
@@ -33,6 +37,7 @@ impl Default for RetentionPolicy {
             step_executions_days: Some(14),
             agent_events_days: Some(14),
             published_outbox_days: Some(7),
+            finished_agent_commands_days: Some(7),
         }
     }
 }
@@ -45,6 +50,7 @@ pub struct RetentionCutoffs {
     pub step_executions_before: Option<Timestamp>,
     pub agent_events_before: Option<Timestamp>,
     pub published_outbox_before: Option<Timestamp>,
+    pub finished_agent_commands_before: Option<Timestamp>,
 }
 
 impl RetentionPolicy {
@@ -55,6 +61,7 @@ impl RetentionPolicy {
         step_executions_days: None,
         agent_events_days: None,
         published_outbox_days: None,
+        finished_agent_commands_days: None,
     };
 
     /// The cutoffs at `now`.
@@ -67,6 +74,7 @@ impl RetentionPolicy {
             step_executions_before: before(self.step_executions_days),
             agent_events_before: before(self.agent_events_days),
             published_outbox_before: before(self.published_outbox_days),
+            finished_agent_commands_before: before(self.finished_agent_commands_days),
         }
     }
 }
@@ -84,6 +92,10 @@ mod tests {
         assert_eq!(c.step_executions_before, Some(Timestamp(86 * DAY_MS)));
         assert_eq!(c.agent_events_before, Some(Timestamp(86 * DAY_MS)));
         assert_eq!(c.published_outbox_before, Some(Timestamp(93 * DAY_MS)));
+        assert_eq!(
+            c.finished_agent_commands_before,
+            Some(Timestamp(93 * DAY_MS))
+        );
         assert_eq!(
             RetentionPolicy::KEEP_ALL.cutoffs(now),
             RetentionCutoffs::default()

@@ -12,6 +12,7 @@ pub struct PruneReport {
     pub step_executions: u64,
     pub agent_events: u64,
     pub published_outbox: u64,
+    pub finished_agent_commands: u64,
 }
 
 impl PruneReport {
@@ -21,6 +22,7 @@ impl PruneReport {
             + self.step_executions
             + self.agent_events
             + self.published_outbox
+            + self.finished_agent_commands
     }
 }
 

@@ -135,6 +135,25 @@ async fn old_records_go_and_the_rest_stays(db: &Harness) {
             .await
             .unwrap();
     }
+    // Agent commands: finished long ago (each final state), finished
+    // recently, and one still queued long ago (kept: not finished).
+    for (key, state, at) in [
+        ("old-ok", "succeeded", old),
+        ("old-failed", "failed", old),
+        ("old-expired", "expired", old),
+        ("recent-ok", "succeeded", recent),
+        ("old-queued", "queued", old),
+    ] {
+        db.exec(&format!(
+            "INSERT INTO agent_commands (id, host_id, kind, payload, idempotency_key, state, \
+             attempts, created_at, expires_at) VALUES ('{}', '{}', 'ping', '{{}}', '{key}', \
+             '{state}', 1, {t}, {t})",
+            Uuid::now_v7(),
+            host.id,
+            t = at.millis()
+        ))
+        .await;
+    }
     // Outbox: everything so far is unpublished; publish two, one long ago.
     db.exec(&format!(
         "UPDATE outbox SET published_at = {} WHERE seq = (SELECT min(seq) FROM outbox)",
@@ -165,12 +184,23 @@ async fn old_records_go_and_the_rest_stays(db: &Harness) {
         total.step_executions += r.step_executions;
         total.agent_events += r.agent_events;
         total.published_outbox += r.published_outbox;
+        total.finished_agent_commands += r.finished_agent_commands;
     }
     assert_eq!(total.usage_events, 3);
     // child before parent, then failed: 3 finished workflows.
     assert_eq!(total.finished_workflows, 3);
     assert_eq!(total.agent_events, 1);
     assert_eq!(total.published_outbox, 1);
+    assert_eq!(total.finished_agent_commands, 3);
+    let mut kept: Vec<String> = store
+        .list_agent_commands(host.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.idempotency_key)
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["old-queued", "recent-ok"]);
 
     assert_eq!(count(db, "SELECT count(*) FROM usage_events").await, 2);
     assert_eq!(

@@ -70,6 +70,10 @@ pub struct HealthArgs {
     /// Days published outbox rows are kept; 0 keeps them for ever.
     #[arg(long, env = "HOOD_RETENTION_OUTBOX_DAYS", default_value_t = 7)]
     pub retention_outbox_days: u32,
+    /// Days finished agent commands are kept (from their deadline); 0
+    /// keeps them for ever.
+    #[arg(long, env = "HOOD_RETENTION_AGENT_COMMANDS_DAYS", default_value_t = 7)]
+    pub retention_agent_commands_days: u32,
 }
 
 impl HealthArgs {
@@ -113,6 +117,7 @@ impl HealthArgs {
             step_executions_days: days(self.retention_execution_logs_days),
             agent_events_days: days(self.retention_agent_events_days),
             published_outbox_days: days(self.retention_outbox_days),
+            finished_agent_commands_days: days(self.retention_agent_commands_days),
         }
     }
 

@@ -103,7 +103,7 @@ impl RetentionStore for SqlStore {
             report.finished_workflows = self.prune_workflows(before, batch, max_batches).await?;
         }
         // One batch delete per kind of append-only record.
-        let kinds: [(Option<Timestamp>, &str, &mut u64); 4] = [
+        let kinds: [(Option<Timestamp>, &str, &mut u64); 5] = [
             (
                 cutoffs.usage_events_before,
                 "DELETE FROM usage_events WHERE request_id IN \
@@ -127,6 +127,12 @@ impl RetentionStore for SqlStore {
                 "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox \
                  WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)",
                 &mut report.published_outbox,
+            ),
+            (
+                cutoffs.finished_agent_commands_before,
+                "DELETE FROM agent_commands WHERE id IN (SELECT id FROM agent_commands \
+                 WHERE state IN ('succeeded', 'failed', 'expired') AND expires_at < $1 LIMIT $2)",
+                &mut report.finished_agent_commands,
             ),
         ];
         for (before, sql, deleted) in kinds {
