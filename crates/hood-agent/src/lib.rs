@@ -32,6 +32,7 @@ pub mod inventory;
 mod session;
 mod snapshots;
 mod stored_identity;
+mod terminal;
 
 pub use channel::gateway_channel;
 pub use config::{AgentConfig, TOKEN_ENV};

@@ -15,6 +15,7 @@ use hood_domain::{ApiKeyId, OrgId, SessionId, UserId};
 use hood_identity::api_keys::{parse_api_key, verify_secret, API_KEY_PREFIX};
 use hood_identity::oidc::peek_issuer;
 use hood_identity::TokenError;
+use std::sync::{Arc, Mutex};
 
 /// How the caller proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +40,15 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// Who this is in the audit log: `key:{id}` for an API key (acting for
+    /// its user), else `user:{id}`.
+    pub fn actor(&self) -> String {
+        match &self.credential {
+            Credential::ApiKey { id, .. } => format!("key:{id}"),
+            _ => format!("user:{}", self.user_id),
+        }
+    }
+
     pub fn can(&self, p: Permission) -> bool {
         let scoped_ok = match &self.credential {
             Credential::ApiKey { scopes, .. } => scopes.is_empty() || scopes.contains(&p),
@@ -77,6 +87,23 @@ impl Caller {
     }
 }
 
+/// Where the `Caller` extractor leaves who the caller was, for the audit
+/// layer (`audit.rs`), which puts an empty slot in the request.
+#[derive(Clone, Default)]
+pub(crate) struct CallerSlot(Arc<Mutex<Option<(OrgId, String)>>>);
+
+impl CallerSlot {
+    pub(crate) fn fill(&self, caller: &Caller) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some((caller.org_id, caller.actor()));
+        }
+    }
+
+    pub(crate) fn take(&self) -> Option<(OrgId, String)> {
+        self.0.lock().ok().and_then(|mut s| s.take())
+    }
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -98,7 +125,11 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(|| {
                 ApiError::Unauthorized("expected `Authorization: Bearer <token>`".into())
             })?;
-        authenticate(state, token).await
+        let caller = authenticate(state, token).await?;
+        if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+            slot.fill(&caller);
+        }
+        Ok(caller)
     }
 }
 

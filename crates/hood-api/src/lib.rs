@@ -19,6 +19,8 @@ pub mod sse;
 pub mod state;
 pub mod views;
 
+mod audit;
+
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
@@ -69,7 +71,8 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::keys::router())
             .merge(routes::rollouts::router())
             .merge(routes::snapshots::router())
-            .merge(routes::allocations::router());
+            .merge(routes::allocations::router())
+            .merge(routes::terminal::router());
     }
     // Small bodies everywhere, except the routes merged below that stream
     // large uploads and enforce their own limits.
@@ -82,6 +85,11 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::billing::ingest_router())
             .merge(routes::invoicing::webhook_router());
     }
+    // After every route is in: the layer wraps each of them.
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        audit::record,
+    ));
     let metrics = state.metrics.clone();
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

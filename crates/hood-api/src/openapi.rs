@@ -22,7 +22,7 @@
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
     allocations, artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health,
-    identity, invoicing, keys, ledger, nodes, ops, rollouts, snapshots,
+    identity, invoicing, keys, ledger, nodes, ops, rollouts, snapshots, terminal,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -63,7 +63,7 @@ use utoipa::{Modify, OpenApi};
         invoicing::cancel_subscription, invoicing::close_period, invoicing::list_invoices,
         invoicing::get_invoice, invoicing::print_invoice, invoicing::record_payment,
         invoicing::checkout, invoicing::get_checkout, invoicing::stripe_webhook, invoicing::reconciliation,
-        credits::get_credits, credits::enable_credits, credits::top_up, credits::checkout,
+        credits::get_credits, credits::enable_credits, credits::top_up, credits::refund, credits::checkout,
         budgets::get_budget, budgets::set_budget,
         corrections::void_invoice, corrections::credit_invoice, corrections::list_credit_notes,
         keys::export_keys,
@@ -75,6 +75,9 @@ use utoipa::{Modify, OpenApi};
         allocations::get_allocation, allocations::release_allocation, allocations::force_release,
         allocations::allocation_logs,
         allocations::follow_allocation_logs,
+        terminal::allocation_terminal,
+        allocations::get_allocation_budget, allocations::set_allocation_budget,
+        allocations::remove_allocation_budget,
         allocations::declare_capacity, allocations::host_capacity, allocations::list_audit,
     ),
     components(schemas(
@@ -97,7 +100,7 @@ use utoipa::{Modify, OpenApi};
         invoicing::CheckoutInput, invoicing::CheckoutView, invoicing::WebhookView,
         invoicing::ReconciliationItemView, invoicing::ReconciliationView,
         credits::CreditsViewBody, credits::EnableCreditsInput, credits::TopUpInput,
-        credits::CreditsCheckoutInput,
+        credits::CreditsCheckoutInput, credits::RefundInput, credits::RefundView,
         budgets::BudgetInput, budgets::BudgetMeasurement, budgets::BudgetView,
         corrections::VoidInput, corrections::CreditNoteInput, invoicing::CreditNoteView,
         keys::KeyExportRequest, keys::KeyExportView,
@@ -107,7 +110,8 @@ use utoipa::{Modify, OpenApi};
         snapshots::RestoreRequest,
         allocations::SkuView, allocations::GpuShapeView, allocations::GpuClaimView,
         allocations::ReservationView, allocations::IdlePolicyView, allocations::AllocationView,
-        allocations::AllocationLogsView,
+        allocations::AllocationLogsView, allocations::AllocationBudgetView,
+        allocations::AllocationBudgetInput,
         allocations::CreateAllocationRequest, allocations::ForceReleaseRequest, allocations::GpuCapacityView, allocations::CapacityInput,
         allocations::FreeView, allocations::MigFreeView, allocations::GpuInventoryView, allocations::HostCapacityView, allocations::AuditView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
@@ -437,7 +441,8 @@ mod tests {
         let doc = document();
         for (path, method, op) in operations(&doc) {
             for status in statuses(&op) {
-                if status.starts_with('2') {
+                // Successes, and a WebSocket's 101 Switching Protocols.
+                if status.starts_with('2') || status == "101" {
                     continue;
                 }
                 let r = response(&doc, &op, &status).unwrap();

@@ -4,6 +4,7 @@ use crate::limiter::KeyedLimiter;
 use crate::metrics::Metrics;
 use hood_app::{
     AllocationService, BillingService, LedgerService, NodeService, RolloutService, SnapshotService,
+    TerminalService,
 };
 use hood_chains::ChainCatalog;
 use hood_domain::rpc::PlanCatalog;
@@ -62,9 +63,28 @@ pub struct AppState {
     /// How test notifications are sent, and which destinations channels may
     /// name (the SSRF guard checked at channel creation).
     pub notify: NotifierConfig,
+    /// Terminal sessions into allocations, in processes that run both the
+    /// api role and the agent gateway (whose hub pairs the two ends).
+    pub terminals: Option<TerminalService>,
 }
 
 impl AppState {
+    /// Serves terminals through `hub` (shared with this process's agent
+    /// gateway); the orchestrator's `operations` ask hosts to open them.
+    pub fn with_terminals(
+        mut self,
+        hub: Arc<hood_terminal::TerminalHub>,
+        operations: Arc<dyn AllocationOperations>,
+    ) -> Self {
+        self.terminals = Some(TerminalService::new(
+            self.allocations.clone(),
+            self.store.clone(),
+            hub,
+            operations,
+        ));
+        self
+    }
+
     /// Attaches the orchestrator's operations to the node use cases.
     pub fn with_node_operations(mut self, operations: Arc<dyn NodeOperations>) -> Self {
         self.nodes = self.nodes.with_operations(operations.clone());
@@ -157,6 +177,7 @@ impl AppState {
             billing: None,
             master: None,
             notify: NotifierConfig::default(),
+            terminals: None,
         }
     }
 }

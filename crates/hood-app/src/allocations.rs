@@ -8,7 +8,10 @@
 
 use crate::error::{AppError, AppResult};
 use hood_clock::Clock;
-use hood_domain::allocation::{Allocation, AllocationSpec, CapacitySource, HostInventory};
+use hood_domain::allocation::{
+    month_start, spent_minor, Allocation, AllocationBudget, AllocationSpec, BudgetVerdict,
+    CapacitySource, HostInventory,
+};
 use hood_domain::audit::AuditContext;
 use hood_domain::billing::credits::ActiveSpan;
 use hood_domain::billing::Currency;
@@ -22,6 +25,14 @@ use hood_ports::AllocationOperations;
 use hood_store::allocation::{AllocationStore, Placed};
 use hood_store::fleet::{FleetStore, HostFilter};
 use std::sync::Arc;
+
+/// An organization's allocation budget and where this month stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetStatus {
+    pub budget: AllocationBudget,
+    pub spent_minor: u64,
+    pub month_start: Timestamp,
+}
 
 /// What a customer asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +168,9 @@ impl AllocationService {
         let Some(sku) = sku.filter(|_| errors.is_empty()) else {
             return Err(AppError::Invalid(errors));
         };
+        // The organization's own cap first, then what its credits allow.
+        self.require_budget_minute(org, sku.price_per_minute_minor, &sku.currency)
+            .await?;
         if let Some(gate) = &self.prepaid {
             gate.require_prepaid_minute(org, sku.price_per_minute_minor, &sku.currency)
                 .await?;
@@ -284,6 +298,133 @@ impl AllocationService {
     /// ran out (audited as `allocation.credits_exhausted` by
     /// `system:billing`); returns how many it moved.
     pub async fn release_for_credits(&self, org: OrgId, reason: &str) -> AppResult<usize> {
+        self.release_all(org, "allocation.credits_exhausted", reason)
+            .await
+    }
+
+    /// The organization's allocation budget and what this month's
+    /// allocations cost so far.
+    pub async fn budget(&self, org: OrgId) -> AppResult<Option<BudgetStatus>> {
+        let Some(budget) = self.allocations.allocation_budget(org).await? else {
+            return Ok(None);
+        };
+        let now = self.clock.now();
+        let spent = self.spent_this_month(&budget, now).await?;
+        Ok(Some(BudgetStatus {
+            budget,
+            spent_minor: spent,
+            month_start: month_start(now),
+        }))
+    }
+
+    /// Sets the organization's monthly allocation budget (in the currency
+    /// of the SKUs it caps), or removes it with `None`.
+    pub async fn set_budget(
+        &self,
+        org: OrgId,
+        monthly_limit_minor: Option<u64>,
+        currency: Option<Currency>,
+        audit: &AuditContext,
+    ) -> AppResult<Option<BudgetStatus>> {
+        let now = self.clock.now();
+        let budget = match monthly_limit_minor {
+            Some(0) => {
+                return Err(AppError::Invalid(vec![FieldError::new(
+                    "monthly_limit_minor",
+                    "at least 1 (remove the budget to lift it)",
+                )]))
+            }
+            Some(limit) if i64::try_from(limit).is_err() => {
+                return Err(AppError::Invalid(vec![FieldError::new(
+                    "monthly_limit_minor",
+                    "too large",
+                )]))
+            }
+            Some(limit) => Some(AllocationBudget {
+                org_id: org,
+                monthly_limit_minor: limit,
+                currency: match currency {
+                    Some(c) => c,
+                    None => self
+                        .skus
+                        .skus()
+                        .first()
+                        .map(|s| s.currency.clone())
+                        .ok_or_else(|| AppError::Conflict("no SKU is on offer".into()))?,
+                },
+                updated_at: now,
+            }),
+            None => None,
+        };
+        self.allocations
+            .set_allocation_budget(org, budget.as_ref(), now, audit)
+            .await?;
+        self.budget(org).await
+    }
+
+    /// What this month's allocations in the budget's currency cost so far.
+    async fn spent_this_month(&self, budget: &AllocationBudget, now: Timestamp) -> AppResult<u64> {
+        let from = month_start(now);
+        let spans: Vec<ActiveSpan> = self
+            .active_spans(budget.org_id, from, now)
+            .await?
+            .into_iter()
+            .filter(|(c, _)| *c == budget.currency)
+            .map(|(_, span)| span)
+            .collect();
+        spent_minor(&spans, from, now, &budget.currency)
+            .map_err(|e| AppError::Internal(format!("budget: {e}")))
+    }
+
+    /// 402 when the organization's allocation budget cannot pay one more
+    /// minute at `per_minute_minor`.
+    async fn require_budget_minute(
+        &self,
+        org: OrgId,
+        per_minute_minor: u64,
+        currency: &Currency,
+    ) -> AppResult<()> {
+        let Some(budget) = self.allocations.allocation_budget(org).await? else {
+            return Ok(());
+        };
+        if budget.currency != *currency {
+            return Ok(());
+        }
+        let spent = self.spent_this_month(&budget, self.clock.now()).await?;
+        match budget.verdict(spent, per_minute_minor) {
+            BudgetVerdict::Within { .. } => Ok(()),
+            BudgetVerdict::Exhausted { spent_minor } => Err(AppError::PaymentRequired(format!(
+                "the organization's allocation budget for this month is spent: {spent_minor} \
+                 of {} {} minor units (raise it with PUT /api/v1/allocation-budget)",
+                budget.monthly_limit_minor, budget.currency
+            ))),
+        }
+    }
+
+    /// Releases the allocations of every organization whose monthly
+    /// budget is spent (audited as `allocation.budget_exhausted` by
+    /// `system:billing`); returns how many it moved. Billing's pass runs it.
+    pub async fn enforce_budgets(&self) -> AppResult<usize> {
+        let now = self.clock.now();
+        let mut released = 0;
+        for budget in self.allocations.allocation_budgets().await? {
+            let spent = self.spent_this_month(&budget, now).await?;
+            if let BudgetVerdict::Exhausted { spent_minor } = budget.verdict(spent, 0) {
+                let reason = format!(
+                    "the monthly allocation budget of {} {} minor units is spent ({spent_minor})",
+                    budget.monthly_limit_minor, budget.currency
+                );
+                released += self
+                    .release_all(budget.org_id, "allocation.budget_exhausted", &reason)
+                    .await?;
+            }
+        }
+        Ok(released)
+    }
+
+    /// Releases every live allocation of `org`, audited as `action` by
+    /// `system:billing` with `reason`; returns how many it moved.
+    async fn release_all(&self, org: OrgId, action: &str, reason: &str) -> AppResult<usize> {
         let audit = AuditContext::system("billing").with_reason(reason);
         let mut released = 0;
         for a in self.allocations.org_live_allocations(org).await? {
@@ -292,19 +433,12 @@ impl AllocationService {
             };
             if self
                 .allocations
-                .transition_allocation(
-                    a.id,
-                    path,
-                    self.clock.now(),
-                    "allocation.credits_exhausted",
-                    Some(reason),
-                    &audit,
-                )
+                .transition_allocation(a.id, path, self.clock.now(), action, Some(reason), &audit)
                 .await?
                 .is_some()
             {
-                tracing::warn!(allocation = %a.id, org = %org, reason,
-                    "prepaid credits exhausted: allocation released");
+                tracing::warn!(allocation = %a.id, org = %org, reason, action,
+                    "allocation released: spending stopped");
                 released += 1;
             }
         }

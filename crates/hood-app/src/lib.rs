@@ -20,11 +20,15 @@ pub mod ledger;
 pub mod nodes;
 pub mod rollouts;
 pub mod snapshots;
+pub mod terminals;
 
-pub use allocations::{AllocationAccepted, AllocationService, CreateAllocation, HostUsage};
+pub use allocations::{
+    AllocationAccepted, AllocationService, BudgetStatus, CreateAllocation, HostUsage,
+};
 pub use billing::{BillingService, BillingStores, CreateSubscription};
 pub use error::{AppError, AppResult};
 pub use ledger::{LedgerService, Viewer};
 pub use nodes::{CreateNode, KeyExport, NodeAccepted, NodeService};
 pub use rollouts::{CreateRollout, RolloutDetail, RolloutService};
 pub use snapshots::{BackupSchedule, ScheduleReport, SnapshotAccepted, SnapshotService};
+pub use terminals::TerminalService;

@@ -1083,23 +1083,16 @@ async fn reconciliation_matches_everything_and_itemizes_each_difference(env: Env
     );
 }
 
-/// Titles of the organization's unresolved billing incidents, sorted.
-/// Allocations on prepaid credits: each active minute is charged at the
-/// allocation's price, pro rata; the next window's hold covers what the
-/// running allocations will cost in it, so when the balance cannot, the
-/// organization is cut off and its allocations are released in that same
-/// pass; the balance never goes below zero, and a cut-off organization
-/// cannot allocate (402).
-async fn allocations_accrue_by_the_minute_and_are_released_when_credits_run_out(env: Env) {
-    use hood_app::allocations::{AllocationService, CreateAllocation};
-    use hood_domain::allocation::{AllocationSpec, CapacitySource};
-    use hood_domain::audit::AuditContext;
-    use hood_domain::lifecycle::{AllocationState, HostState};
+/// A ready platform host with two cores to rent (declared at `JAN_1`), and
+/// the allocation use cases selling one core at 3 cents a minute on the
+/// test's clock.
+async fn allocation_fixture(env: &Env) -> hood_app::AllocationService {
+    use hood_app::allocations::AllocationService;
+    use hood_domain::allocation::CapacitySource;
+    use hood_domain::lifecycle::HostState;
     use hood_domain::placement::{GpuShape, HostCapacity, Shape};
     use hood_domain::sku::{Sku, SkuCatalog};
-
-    let t0 = JAN_1;
-    let at = |ms: i64| Timestamp(t0 + ms);
+    let at = |ms: i64| Timestamp(JAN_1 + ms);
     // A ready platform host with two cores to rent.
     let host = hood_store::fleet::Host {
         id: hood_domain::HostId::from_uuid(Uuid::now_v7()),
@@ -1150,8 +1143,26 @@ async fn allocations_accrue_by_the_minute_and_are_released_when_credits_run_out(
         currency: "USD".parse().unwrap(),
     }])
     .unwrap();
-    let allocations = AllocationService::new(env.store.clone(), env.store.clone(), Arc::new(skus))
-        .with_clock(env.clock.clone());
+    AllocationService::new(env.store.clone(), env.store.clone(), Arc::new(skus))
+        .with_clock(env.clock.clone())
+}
+
+/// Titles of the organization's unresolved billing incidents, sorted.
+/// Allocations on prepaid credits: each active minute is charged at the
+/// allocation's price, pro rata; the next window's hold covers what the
+/// running allocations will cost in it, so when the balance cannot, the
+/// organization is cut off and its allocations are released in that same
+/// pass; the balance never goes below zero, and a cut-off organization
+/// cannot allocate (402).
+async fn allocations_accrue_by_the_minute_and_are_released_when_credits_run_out(env: Env) {
+    use hood_app::allocations::CreateAllocation;
+    use hood_domain::allocation::AllocationSpec;
+    use hood_domain::audit::AuditContext;
+    use hood_domain::lifecycle::AllocationState;
+
+    let t0 = JAN_1;
+    let at = |ms: i64| Timestamp(t0 + ms);
+    let allocations = allocation_fixture(&env).await;
     let b = env
         .billing
         .clone()
@@ -1285,6 +1296,281 @@ async fn allocations_accrue_by_the_minute_and_are_released_when_credits_run_out(
         .unwrap();
 }
 
+/// An operator's refund gives spent money back to the credits with its
+/// reason: one ledger transfer per reference (a retry moves nothing, the
+/// reference reused for another amount is refused), one audit row, and a
+/// cut-off organization resumes at once.
+async fn an_operator_refund_restores_credits_once_with_its_reason(env: Env) {
+    use hood_app::billing::CreditRefund;
+    use hood_domain::audit::AuditContext;
+    use hood_domain::billing::posting::{credit_refund_transfer_id, transfer_code};
+    let b = env.billing.clone().with_audit(env.store.clone());
+    b.create_rate_card(card()).await.unwrap();
+    let refund = |reference: &str, amount_minor: u64, reason: &str| CreditRefund {
+        amount_minor,
+        reference: reference.into(),
+        reason: reason.into(),
+    };
+    let ctx = AuditContext {
+        actor: "user:operator".into(),
+        request_id: Some("req-9".into()),
+        reason: None,
+    };
+    // Not on credits: nothing to refund to.
+    assert!(matches!(
+        b.refund_credits(env.org, &refund("R-0", 1, "outage"), &ctx)
+            .await,
+        Err(AppError::NotFound(_))
+    ));
+    let acc = b
+        .enable_credits(
+            env.org,
+            EnableCredits {
+                window_ms: Some(60_000),
+                ..EnableCredits::default()
+            },
+        )
+        .await
+        .unwrap();
+    b.top_up(env.org, "local", "T-1", 1).await.unwrap();
+    // Spend 6,000 of 10,000 micro-dollars: the next window cannot be held.
+    let t0 = acc.accrued_through.millis();
+    env.store
+        .record_usage(&[usage(&env, "w1", "eth_call", 3_000, t0 + 1_000)])
+        .await
+        .unwrap();
+    env.clock.set(Timestamp(t0 + 60_000));
+    assert_eq!(b.accrue_credits().await.unwrap().stopped, 1);
+    assert_eq!(
+        b.credits(env.org).await.unwrap().account.state,
+        CreditState::Stopped
+    );
+
+    for bad in [
+        refund("", 1, "x"),
+        refund("R-1", 0, "x"),
+        refund("R-1", 1, " "),
+    ] {
+        assert!(
+            matches!(
+                b.refund_credits(env.org, &bad, &ctx).await,
+                Err(AppError::Invalid(_))
+            ),
+            "{bad:?}"
+        );
+    }
+    let credits_account = account_id(AccountCode::PrepaidCredits, 1, Some(env.org));
+    let credited = async || {
+        env.store
+            .get_account(credits_account)
+            .await
+            .unwrap()
+            .unwrap()
+            .credits_posted
+    };
+    let before = credited().await;
+    let done = b
+        .refund_credits(
+            env.org,
+            &refund("R-1", 2, "the allocation never started"),
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert!(done.created);
+    assert_eq!(done.transfer_id, credit_refund_transfer_id(env.org, "R-1"));
+    assert_eq!(credited().await, before + 20_000, "two cents, exactly");
+    let (transfer, _) = env
+        .store
+        .get_transfer(done.transfer_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(transfer.code, transfer_code::CREDIT_REFUND);
+    assert_eq!(
+        transfer.debit_account_id,
+        account_id(AccountCode::Revenue, 1, None)
+    );
+    // Covered again: active at once.
+    assert_eq!(
+        b.credits(env.org).await.unwrap().account.state,
+        CreditState::Active
+    );
+    // The same refund again moves nothing; the reference for another
+    // amount is refused.
+    let again = b
+        .refund_credits(
+            env.org,
+            &refund("R-1", 2, "the allocation never started"),
+            &ctx,
+        )
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(credited().await, before + 20_000);
+    assert!(matches!(
+        b.refund_credits(env.org, &refund("R-1", 3, "more"), &ctx)
+            .await,
+        Err(AppError::Conflict(_))
+    ));
+    let rows = env
+        .store
+        .list_audit(&hood_store::audit::AuditFilter {
+            action: Some("credits.refund".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one row per refund: {rows:?}");
+    assert_eq!(
+        rows[0].reason.as_deref(),
+        Some("the allocation never started")
+    );
+    assert_eq!(rows[0].actor, "user:operator");
+    assert_eq!(rows[0].request_id.as_deref(), Some("req-9"));
+    assert_eq!(rows[0].org_id, Some(env.org));
+    assert_eq!(rows[0].after.as_ref().unwrap()["amount_minor"], 2);
+    hood_ledger::verify::verify_store(env.store.as_ref(), None)
+        .await
+        .unwrap();
+}
+
+/// A monthly allocation budget: what the month's allocations cost is
+/// measured exactly; at the cap a new allocation answers 402 and the
+/// billing pass releases the running ones (`allocation.budget_exhausted`),
+/// for an organization not on prepaid credits too; raising it lets them
+/// allocate again; a new month starts from zero.
+async fn an_allocation_budget_refuses_and_releases_at_its_cap(env: Env) {
+    use hood_app::allocations::CreateAllocation;
+    use hood_domain::allocation::AllocationSpec;
+    use hood_domain::audit::AuditContext;
+    use hood_domain::lifecycle::AllocationState;
+    let at = |ms: i64| Timestamp(JAN_1 + ms);
+    let allocations = allocation_fixture(&env).await;
+    let b = env
+        .billing
+        .clone()
+        .with_allocation_service(allocations.clone());
+    let user = AuditContext {
+        actor: "user:owner".into(),
+        request_id: Some("req-budget".into()),
+        reason: None,
+    };
+    let ask = || CreateAllocation {
+        sku: "cpu.1c".into(),
+        spec: AllocationSpec::default(),
+        idempotency_key: None,
+    };
+    assert!(allocations.budget(env.org).await.unwrap().is_none());
+    assert!(matches!(
+        allocations.set_budget(env.org, Some(0), None, &user).await,
+        Err(AppError::Invalid(_))
+    ));
+    // Ten cents a month, in the SKUs' currency.
+    let set = allocations
+        .set_budget(env.org, Some(10), None, &user)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(set.budget.currency.to_string(), "USD");
+    assert_eq!((set.spent_minor, set.month_start), (0, Timestamp(JAN_1)));
+
+    let made = allocations
+        .create(env.org, ask(), &user)
+        .await
+        .unwrap()
+        .allocation;
+    let worker = AuditContext::system("orchestrator");
+    for path in [
+        &[AllocationState::Requested, AllocationState::Provisioning][..],
+        &[AllocationState::Provisioning, AllocationState::Active][..],
+    ] {
+        env.store
+            .transition_allocation(made.id, path, at(0), "allocation.step", None, &worker)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // Three minutes at 3 cents: 9 of 10 spent; one more minute does not fit.
+    env.clock.set(at(180_000));
+    assert_eq!(
+        allocations
+            .budget(env.org)
+            .await
+            .unwrap()
+            .unwrap()
+            .spent_minor,
+        9
+    );
+    let refused = allocations.create(env.org, ask(), &user).await;
+    assert!(
+        matches!(&refused, Err(AppError::PaymentRequired(m)) if m.contains("budget")),
+        "{refused:?}"
+    );
+    // Still within: the pass leaves it running.
+    assert_eq!(b.accrue_credits().await.unwrap().allocations_released, 0);
+    // 20 s later it has cost 10: released in the pass.
+    env.clock.set(at(200_000));
+    assert_eq!(b.accrue_credits().await.unwrap().allocations_released, 1);
+    // Releasing (its host stops it); it costs nothing from here on.
+    let ended = allocations.get(env.org, made.id).await.unwrap();
+    assert_eq!(ended.state, AllocationState::Releasing);
+    assert!(ended.error.unwrap().contains("budget"));
+    env.clock.set(at(600_000));
+    assert_eq!(
+        allocations
+            .budget(env.org)
+            .await
+            .unwrap()
+            .unwrap()
+            .spent_minor,
+        10
+    );
+    let rows = env
+        .store
+        .list_audit(&hood_store::audit::AuditFilter {
+            org_id: Some(env.org),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r.action.as_str(), r.actor.as_str()))
+        .collect();
+    assert!(
+        actions.contains(&("allocation.budget.set", "user:owner")),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("allocation.budget_exhausted", "system:billing")),
+        "{actions:?}"
+    );
+    // Raised: allocating works again; removed: no cap.
+    allocations
+        .set_budget(env.org, Some(100), None, &user)
+        .await
+        .unwrap();
+    allocations.create(env.org, ask(), &user).await.unwrap();
+    allocations
+        .set_budget(env.org, None, None, &user)
+        .await
+        .unwrap();
+    assert!(allocations.budget(env.org).await.unwrap().is_none());
+    assert!(actions.len() >= 2);
+    // A new month starts from zero.
+    allocations
+        .set_budget(env.org, Some(10), None, &user)
+        .await
+        .unwrap();
+    env.clock.set(Timestamp(JAN_1 + 31 * DAY + 1_000));
+    let feb = allocations.budget(env.org).await.unwrap().unwrap();
+    assert_eq!(feb.month_start, Timestamp(JAN_1 + 31 * DAY));
+    assert_eq!(feb.spent_minor, 0, "the new allocation never became active");
+}
+
 async fn open_alerts(env: &Env) -> Vec<String> {
     let mut titles: Vec<String> = env
         .store
@@ -1323,6 +1609,8 @@ macro_rules! both {
 }
 
 both!(
+    an_allocation_budget_refuses_and_releases_at_its_cap,
+    an_operator_refund_restores_credits_once_with_its_reason,
     allocations_accrue_by_the_minute_and_are_released_when_credits_run_out,
     a_period_closes_into_one_traceable_invoice_and_is_paid_once,
     a_failed_payment_starts_grace_and_a_payment_ends_it,

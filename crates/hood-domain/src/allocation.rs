@@ -335,3 +335,123 @@ mod tests {
         );
     }
 }
+
+/// An organization's monthly cap on what its allocations cost (design:
+/// "budgets per organization"): once the calendar month's (UTC) charges
+/// reach it, new allocations are refused and running ones released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationBudget {
+    pub org_id: OrgId,
+    pub monthly_limit_minor: u64,
+    /// Only allocations priced in this currency count against it.
+    pub currency: Currency,
+    pub updated_at: Timestamp,
+}
+
+/// What the budget says about spending `next_minor` more now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetVerdict {
+    Within { left_minor: u64 },
+    Exhausted { spent_minor: u64 },
+}
+
+impl AllocationBudget {
+    /// Whether `spent_minor` so far this month leaves room for
+    /// `next_minor` more (`0`: is anything left at all).
+    pub fn verdict(&self, spent_minor: u64, next_minor: u64) -> BudgetVerdict {
+        match self.monthly_limit_minor.checked_sub(spent_minor) {
+            Some(left) if left > 0 && left >= next_minor => {
+                BudgetVerdict::Within { left_minor: left }
+            }
+            _ => BudgetVerdict::Exhausted { spent_minor },
+        }
+    }
+}
+
+/// Midnight UTC of the first day of `at`'s month: where a monthly budget
+/// starts counting.
+pub fn month_start(at: Timestamp) -> Timestamp {
+    let nanos = i128::from(at.0) * 1_000_000;
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(nanos) else {
+        return at;
+    };
+    let first = t
+        .date()
+        .replace_day(1)
+        .map(|d| d.midnight().assume_utc())
+        .unwrap_or(t);
+    Timestamp(i64::try_from(first.unix_timestamp_nanos() / 1_000_000).unwrap_or(at.0))
+}
+
+/// What allocations' active spans cost in `[from, to)`, in `currency`'s
+/// minor units (rounded once, half up).
+pub fn spent_minor(
+    spans: &[crate::billing::credits::ActiveSpan],
+    from: Timestamp,
+    to: Timestamp,
+    currency: &Currency,
+) -> Result<u64, crate::billing::RatingError> {
+    let e = crate::billing::posting::minor_exponent(currency);
+    crate::billing::credits::allocation_charge(spans, from, to, e, e)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod budget_tests {
+    use super::*;
+    use crate::billing::credits::ActiveSpan;
+
+    #[test]
+    fn the_month_starts_at_utc_midnight_of_its_first_day() {
+        // 2026-03-17T13:45:00.250Z → 2026-03-01T00:00:00Z.
+        assert_eq!(
+            month_start(Timestamp(1_773_755_100_250)),
+            Timestamp(1_772_323_200_000)
+        );
+        assert_eq!(
+            month_start(Timestamp(1_772_323_200_000)),
+            Timestamp(1_772_323_200_000)
+        );
+    }
+
+    #[test]
+    fn a_budget_refuses_what_it_cannot_cover() {
+        let b = AllocationBudget {
+            org_id: OrgId::from_uuid(uuid::Uuid::nil()),
+            monthly_limit_minor: 100,
+            currency: "USD".parse().unwrap(),
+            updated_at: Timestamp(0),
+        };
+        assert_eq!(b.verdict(40, 60), BudgetVerdict::Within { left_minor: 60 });
+        assert_eq!(
+            b.verdict(41, 60),
+            BudgetVerdict::Exhausted { spent_minor: 41 }
+        );
+        assert_eq!(
+            b.verdict(100, 0),
+            BudgetVerdict::Exhausted { spent_minor: 100 }
+        );
+        assert_eq!(
+            b.verdict(250, 0),
+            BudgetVerdict::Exhausted { spent_minor: 250 }
+        );
+        // Two allocations at 3 and 7 cents a minute, 90 s and 30 s of the
+        // window: 4.5 + 3.5 = 8 cents.
+        let spans = [
+            ActiveSpan {
+                price_per_minute_minor: 3,
+                from: Timestamp(0),
+                until: None,
+            },
+            ActiveSpan {
+                price_per_minute_minor: 7,
+                from: Timestamp(60_000),
+                until: Some(Timestamp(90_000)),
+            },
+        ];
+        assert_eq!(
+            spent_minor(&spans, Timestamp(0), Timestamp(90_000), &b.currency),
+            Ok(8)
+        );
+    }
+}

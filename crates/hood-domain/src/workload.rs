@@ -49,6 +49,9 @@ pub mod kinds {
     /// Extend the leases of allocations running on the host
     /// ([`AllocationLeases`]); signed.
     pub const RENEW_ALLOCATION_LEASES: &str = "renew_allocation_leases";
+    /// Signed: start a shell on a PTY inside an allocation's sandbox and
+    /// dial the gateway's `Terminal` stream for it.
+    pub const OPEN_TERMINAL: &str = "open_terminal";
     /// A node's process logs with cursors to follow them
     /// ([`NodeLogsRequest`] → [`NodeLogs`]).
     pub const FOLLOW_NODE_LOGS: &str = "follow_node_logs";
@@ -101,6 +104,19 @@ pub fn allocation_workload_id(id: crate::AllocationId) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationRef {
     pub allocation_id: crate::AllocationId,
+}
+
+/// A terminal session into an allocation's sandbox (`open_terminal`): the
+/// shell joins the sandbox's namespaces, cgroups and cores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalTask {
+    pub allocation_id: crate::AllocationId,
+    /// The hub's session the agent's stream names.
+    pub session_id: uuid::Uuid,
+    /// The allocation's cores (the shell is pinned to them too).
+    pub cores: Vec<u32>,
+    pub cols: u16,
+    pub rows: u16,
 }
 
 /// One allocation's lease, until Unix ms.

@@ -28,6 +28,7 @@ mod service;
 mod session;
 mod shared;
 mod sources;
+mod terminal;
 
 pub use authority::{certificate_record, load_or_create_ca, CaStoreError};
 pub use config::GatewayConfig;

@@ -28,6 +28,7 @@ pub struct Gateway {
     artifacts: Option<Arc<dyn ArtifactSource>>,
     node_keys: Option<Arc<dyn NodeKeySource>>,
     snapshots: Option<Arc<dyn SnapshotSource>>,
+    terminals: Option<Arc<hood_terminal::TerminalHub>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -53,6 +54,7 @@ impl Gateway {
             artifacts: None,
             node_keys: None,
             snapshots: None,
+            terminals: None,
         })
     }
 
@@ -72,6 +74,13 @@ impl Gateway {
     /// unavailable).
     pub fn with_snapshots(mut self, source: Arc<dyn SnapshotSource>) -> Self {
         self.snapshots = Some(source);
+        self
+    }
+
+    /// Serves `Terminal` streams into `hub`'s sessions (without one they
+    /// are unavailable).
+    pub fn with_terminals(mut self, hub: Arc<hood_terminal::TerminalHub>) -> Self {
+        self.terminals = Some(hub);
         self
     }
 
@@ -102,6 +111,7 @@ impl Gateway {
             artifacts: self.artifacts.clone(),
             node_keys: self.node_keys.clone(),
             snapshots: self.snapshots.clone(),
+            terminals: self.terminals.clone(),
             stop: stop_rx.clone(),
         });
         let (conn_tx, conn_rx) = mpsc::channel::<Result<TlsStream<TcpStream>, std::io::Error>>(64);

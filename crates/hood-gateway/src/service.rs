@@ -12,7 +12,7 @@ use hood_agent_proto::v1::{
     AgentMessage, ArtifactChunk, EnrollRequest, EnrollResponse, FetchArtifactRequest,
     FetchNodeKeyRequest, FetchNodeKeyResponse, GatewayMessage, RenewRequest, RenewResponse,
     SnapshotAck, SnapshotChunk, SnapshotChunkEntry, SnapshotChunkList, SnapshotChunkRef,
-    SnapshotManifest, SnapshotRef,
+    SnapshotManifest, SnapshotRef, TerminalDown, TerminalUp,
 };
 use hood_domain::lifecycle::HostState;
 use hood_domain::NodeId;
@@ -433,6 +433,22 @@ impl AgentGateway for GatewayService {
             .await
             .map_err(snapshot_status)?;
         Ok(Response::new(SnapshotAck {}))
+    }
+
+    type TerminalStream = ReceiverStream<Result<TerminalDown, Status>>;
+
+    async fn terminal(
+        &self,
+        request: Request<Streaming<TerminalUp>>,
+    ) -> Result<Response<Self::TerminalStream>, Status> {
+        let (_, host) = self.shared.authenticate(&request).await?;
+        let rx = crate::terminal::open(
+            self.shared.clone(),
+            host.id.to_string(),
+            request.into_inner(),
+        )
+        .await?;
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 
     async fn get_snapshot_manifest(

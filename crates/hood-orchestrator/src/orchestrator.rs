@@ -8,8 +8,10 @@ use hood_domain::allocation::Allocation;
 use hood_domain::node::Node;
 use hood_domain::workload::{
     kinds, AllocationLogs, AllocationLogsRequest, LogCursor, NodeLogs, NodeLogsRequest,
+    TerminalTask,
 };
 use hood_domain::{HostId, NodeId};
+use hood_identity::tasks::TaskSigner;
 use hood_ports::{AllocationOperations, NodeOperations, NodeRecovery, PortError};
 use hood_saga::{Engine, Registry, SagaError, StartWorkflow};
 use std::sync::Arc;
@@ -138,6 +140,23 @@ impl AllocationOperations for Orchestrator {
             .await?;
         serde_json::from_value(answer)
             .map_err(|e| PortError::Internal(format!("the agent's logs answer: {e}")))
+    }
+
+    async fn open_terminal(
+        &self,
+        allocation: &Allocation,
+        task: &TerminalTask,
+    ) -> Result<(), PortError> {
+        // Valid while the command may wait, plus a margin for the agent's
+        // clock; the same key every replica derives from the master key.
+        let until = hood_clock::now().plus_millis(90_000);
+        let signed = TaskSigner::from_master(&self.engine.app().master)
+            .sign(allocation.host_id, kinds::OPEN_TERMINAL, until, task)
+            .and_then(serde_json::to_value)
+            .map_err(|e| PortError::Internal(format!("signing the terminal task: {e}")))?;
+        self.ask_agent(allocation.host_id, kinds::OPEN_TERMINAL, signed)
+            .await
+            .map(|_| ())
     }
 }
 

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use hood_domain::allocation::Allocation;
 use hood_domain::node::Node;
-use hood_domain::workload::{AllocationLogs, LogCursor, NodeLogs};
+use hood_domain::workload::{AllocationLogs, LogCursor, NodeLogs, TerminalTask};
 use hood_domain::{HostId, NodeId};
 use std::collections::BTreeMap;
 
@@ -75,6 +75,19 @@ pub trait AllocationOperations: Send + Sync {
         lines: u32,
         after: Option<LogCursor>,
     ) -> Result<AllocationLogs, PortError>;
+
+    /// Asks the allocation's agent to start a shell in its sandbox for
+    /// terminal session `task.session_id` (a signed task); returns once
+    /// the shell runs and the agent dialed its stream.
+    async fn open_terminal(
+        &self,
+        _allocation: &Allocation,
+        _task: &TerminalTask,
+    ) -> Result<(), PortError> {
+        Err(PortError::Unavailable(
+            "this orchestrator cannot open terminals".into(),
+        ))
+    }
 }
 
 /// What the health role asks of the orchestrator: the health role decides,

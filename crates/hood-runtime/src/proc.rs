@@ -140,6 +140,31 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Live children of `parent`, oldest pid first.
+pub fn children(parent: i32) -> Vec<i32> {
+    let mut pids: Vec<i32> = live_stats()
+        .into_iter()
+        .filter(|s| s.ppid == parent)
+        .map(|s| s.pid)
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// The environment of `pid` (`None` when it cannot be read).
+pub fn environ(pid: i32) -> Option<Vec<(String, String)>> {
+    let raw = fs::read(format!("/proc/{pid}/environ")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter_map(|entry| {
+                let text = std::str::from_utf8(entry).ok()?;
+                let (k, v) = text.split_once('=')?;
+                Some((k.to_owned(), v.to_owned()))
+            })
+            .collect(),
+    )
+}
+
 /// Live descendants of `root` by parent chain (not including `root`).
 ///
 /// Only sees descendants whose chain is unbroken: a process whose parent
@@ -168,19 +193,10 @@ pub fn descendants(root: i32) -> Vec<i32> {
 /// `matches` (never this process). Environments that cannot be read
 /// (another user's processes when not root) are skipped.
 pub fn processes_with_env(key: &str, matches: impl Fn(&str) -> bool) -> Vec<i32> {
-    let prefix = format!("{key}=");
     live_stats()
         .into_iter()
         .filter(|s| {
-            let Ok(env) = fs::read(format!("/proc/{}/environ", s.pid)) else {
-                return false;
-            };
-            env.split(|b| *b == 0).any(|kv| {
-                std::str::from_utf8(kv)
-                    .ok()
-                    .and_then(|kv| kv.strip_prefix(&prefix))
-                    .is_some_and(&matches)
-            })
+            environ(s.pid).is_some_and(|env| env.iter().any(|(k, v)| k == key && matches(v)))
         })
         .map(|s| s.pid)
         .collect()

@@ -3,7 +3,7 @@
 
 use crate::StoreResult;
 use async_trait::async_trait;
-use hood_domain::allocation::{Allocation, CapacitySource, HostInventory};
+use hood_domain::allocation::{Allocation, AllocationBudget, CapacitySource, HostInventory};
 use hood_domain::audit::AuditContext;
 use hood_domain::lifecycle::AllocationState;
 use hood_domain::placement::{HostCapacity, PlacementError, Shape};
@@ -94,4 +94,17 @@ pub trait AllocationStore: Send + Sync {
         error: Option<&str>,
         audit: &AuditContext,
     ) -> StoreResult<Option<Allocation>>;
+    /// Sets (`Some`) or removes (`None`) the organization's monthly
+    /// allocation budget, with its audit row (`allocation.budget.set`,
+    /// `allocation.budget.remove`) in the same transaction.
+    async fn set_allocation_budget(
+        &self,
+        org: OrgId,
+        budget: Option<&AllocationBudget>,
+        at: Timestamp,
+        audit: &AuditContext,
+    ) -> StoreResult<()>;
+    async fn allocation_budget(&self, org: OrgId) -> StoreResult<Option<AllocationBudget>>;
+    /// Every organization's budget (the enforcement pass).
+    async fn allocation_budgets(&self) -> StoreResult<Vec<AllocationBudget>>;
 }

@@ -5,7 +5,7 @@
 
 use crate::StoreResult;
 use async_trait::async_trait;
-use hood_domain::audit::AuditEntry;
+use hood_domain::audit::{AuditContext, AuditEntry};
 use hood_domain::{OrgId, Timestamp};
 
 /// Which rows to read; every field narrows.
@@ -25,8 +25,31 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+/// An action that changes nothing stored but must be on the record (a
+/// terminal session into an allocation): what [`AuditStore::append_audit`]
+/// writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    pub org_id: Option<OrgId>,
+    /// `{resource}.{verb}`, e.g. `allocation.terminal.open`.
+    pub action: String,
+    pub resource_type: String,
+    pub resource_id: String,
+    pub after: Option<serde_json::Value>,
+}
+
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// Rows matching `filter`, newest first.
     async fn list_audit(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Appends one row for an action that has no stored change of its own
+    /// to ride with. Changes to stored rows are audited by the store
+    /// methods that make them, in their transaction, not through this.
+    async fn append_audit(
+        &self,
+        ctx: &AuditContext,
+        at: Timestamp,
+        event: AuditEvent,
+    ) -> StoreResult<()>;
 }

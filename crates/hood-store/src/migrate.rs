@@ -152,6 +152,11 @@ pub const SQLITE: &[Migration] = &[
         name: "allocation_activity",
         sql: include_str!("../migrations/sqlite/0022_allocation_activity.sql"),
     },
+    Migration {
+        version: 23,
+        name: "allocation_budgets",
+        sql: include_str!("../migrations/sqlite/0023_allocation_budgets.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -265,6 +270,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 22,
         name: "allocation_activity",
         sql: include_str!("../migrations/postgres/0022_allocation_activity.sql"),
+    },
+    Migration {
+        version: 23,
+        name: "allocation_budgets",
+        sql: include_str!("../migrations/postgres/0023_allocation_budgets.sql"),
     },
 ];
 

@@ -16,6 +16,7 @@ pub mod leases;
 pub mod observe;
 pub mod sandbox;
 mod snapshots;
+pub mod terminal;
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -23,7 +24,8 @@ use hood_agent::{CommandContext, CommandError, CommandHandler, Workload};
 use hood_domain::workload::{
     allocation_workload_id, kinds, AllocationLeases, AllocationLogs, AllocationLogsRequest,
     AllocationRef, AllocationTask, DataSnapshotDone, DataSnapshotRef, NodeLogs, NodeLogsRequest,
-    ProcessLogs, StartedAllocation, SyncReport, WorkloadPlan, WorkloadRef, WorkloadStarted,
+    ProcessLogs, StartedAllocation, SyncReport, TerminalTask, WorkloadPlan, WorkloadRef,
+    WorkloadStarted,
 };
 use hood_domain::NodeId;
 use hood_runtime::{
@@ -758,6 +760,11 @@ impl CommandHandler for WorkloadHandler {
         if kind == kinds::UPLOAD_SNAPSHOT {
             let done = self.upload_snapshot(&snapshot_ref()?, ctx).await?;
             return serde_json::to_value(done).map_err(|e| err("result", e));
+        }
+        // A terminal only reads the sandbox's status, then runs on its own.
+        if kind == kinds::OPEN_TERMINAL {
+            let task: TerminalTask = ctx.verified(payload, kind)?;
+            return terminal::open(&self.runtime, &task, ctx).await;
         }
         let _guard = self.lock.lock().await;
         let workload_ref = || {

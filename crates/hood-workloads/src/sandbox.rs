@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Joins the sandbox's cgroups, then runs the rest of its arguments.
-const ENTER_CGROUPS: &str =
+pub(crate) const ENTER_CGROUPS: &str =
     r#"for f in $HOOD_CGROUP_PROCS; do echo $$ > "$f" || exit 97; done; exec "$@""#;
 /// Inside the namespaces: the sandbox's PID 1. Names the host, brings up
 /// loopback, runs the rest as its child and passes SIGTERM/SIGINT on (a
@@ -146,6 +146,15 @@ impl CpuMeter {
 /// Where cgroup hierarchies are mounted.
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
+/// Where an allocation's cgroup is, in either layout (v2, then v1's
+/// `memory` controller).
+fn cgroup_dirs(root: &Path, workload: &str) -> [PathBuf; 2] {
+    [
+        root.join("hood").join(workload),
+        root.join("memory").join("hood").join(workload),
+    ]
+}
+
 /// The allocation's memory cgroup under `root` (v2 when `root` is a
 /// unified hierarchy, else v1's `memory` controller), limited to
 /// `memory_mib`. `None` when the host offers no writable hierarchy: the
@@ -173,6 +182,16 @@ pub fn memory_cgroup(root: &Path, workload: &str, memory_mib: u64) -> Option<Pat
     }
 }
 
+/// The `cgroup.procs` files of the allocation's cgroups that exist (what a
+/// process joining the sandbox later, a terminal's shell, joins).
+pub fn existing_cgroup_procs(root: &Path, workload: &str) -> Vec<PathBuf> {
+    cgroup_dirs(root, workload)
+        .into_iter()
+        .map(|dir| dir.join("cgroup.procs"))
+        .filter(|procs| procs.exists())
+        .collect()
+}
+
 /// The default hierarchy root.
 pub fn cgroup_root() -> &'static Path {
     Path::new(CGROUP_ROOT)
@@ -181,10 +200,7 @@ pub fn cgroup_root() -> &'static Path {
 /// Removes the allocation's cgroup (either layout) once its processes are
 /// gone.
 pub fn remove_cgroup(root: &Path, workload: &str) {
-    for dir in [
-        root.join("hood").join(workload),
-        root.join("memory").join("hood").join(workload),
-    ] {
+    for dir in cgroup_dirs(root, workload) {
         if let Err(e) = std::fs::remove_dir(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %dir.display(), error = %e,

@@ -86,13 +86,14 @@ pub fn service(
             usage: store.clone(),
             uptime: store.clone(),
             nodes: store.clone(),
-            credits: store,
+            credits: store.clone(),
         },
         ledger,
         clock,
     )
     .with_payment_terms_ms(i64::from(args.billing_payment_terms_days) * 86_400_000)
-    .with_credits_grace_ms(args.credits_grace_ms);
+    .with_credits_grace_ms(args.credits_grace_ms)
+    .with_audit(store);
     if let Some(key) = args.stripe_secret_key.as_deref().filter(|k| !k.is_empty()) {
         let provider = StripeProvider::new(args.stripe_api_base.clone(), key)
             .context("configuring Stripe (HOOD_STRIPE_SECRET_KEY, HOOD_STRIPE_API_BASE)")?;

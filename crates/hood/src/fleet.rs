@@ -93,6 +93,9 @@ pub struct FleetRoles {
     worker: Option<WorkerHandle>,
     /// The allocation provisioning worker (with the saga worker).
     allocations: Option<hood_orchestrator::AllocationWorkerHandle>,
+    /// Terminal sessions, where this process runs the agent gateway (the
+    /// api role of the same process serves their WebSockets).
+    pub terminals: Option<Arc<hood_terminal::TerminalHub>>,
 }
 
 impl FleetRoles {
@@ -163,6 +166,7 @@ impl FleetRoles {
         // signed.
         let task_signer = TaskSigner::from_master(master);
         let mut gateway = None;
+        let mut terminals = None;
         let mut gateway_url = opts.gateway_url.clone();
         if let Some(listener) = opts.gateway {
             let local = listener.local_addr()?;
@@ -185,6 +189,9 @@ impl FleetRoles {
             if let Some(snapshots) = &snapshots {
                 g = g.with_snapshots(Arc::new(snapshots.clone()));
             }
+            let hub = terminal_hub(store.clone(), opts.artifacts.as_ref())?;
+            g = g.with_terminals(hub.clone());
+            terminals = Some(hub);
             gateway = Some((g, listener));
         }
         let gateway_url = gateway_url.unwrap_or_else(|| "https://127.0.0.1:9090".into());
@@ -230,7 +237,16 @@ impl FleetRoles {
             gateway,
             worker,
             allocations,
+            terminals,
         })
+    }
+
+    /// Serves terminals from `state` when this process runs the gateway.
+    pub fn serve_terminals(&self, state: hood_api::state::AppState) -> hood_api::state::AppState {
+        match &self.terminals {
+            Some(hub) => state.with_terminals(hub.clone(), Arc::new(self.orchestrator.clone())),
+            None => state,
+        }
     }
 
     /// Starts serving the gateway until `shutdown`.
@@ -277,6 +293,42 @@ fn gateway_server_names(local: SocketAddr, gateway_url: Option<&str>) -> Vec<Str
 /// (`HOOD_HEARTBEAT_INTERVAL_MS`, default 15 s; tests shorten it).
 /// How long an allocation's sandbox runs on a host without renewal
 /// (`HOOD_ALLOCATION_LEASE_MS`; default 3 minutes).
+/// The terminal hub: recordings go to the object store under
+/// `terminal-recordings/` and their audit rows to `store`. Timeouts from
+/// `HOOD_TERMINAL_IDLE_SECS` (900) and `HOOD_TERMINAL_DETACHED_SECS` (300).
+fn terminal_hub(
+    store: Arc<dyn Store>,
+    objects: Option<&StoreLocation>,
+) -> Result<Arc<hood_terminal::TerminalHub>> {
+    let secs = |name: &str, default: u64| {
+        std::time::Duration::from_secs(
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(default)
+                .max(1),
+        )
+    };
+    let config = hood_terminal::HubConfig {
+        idle_timeout: secs("HOOD_TERMINAL_IDLE_SECS", 900),
+        detached_timeout: secs("HOOD_TERMINAL_DETACHED_SECS", 300),
+        ..hood_terminal::HubConfig::default()
+    };
+    let mut hub = hood_terminal::TerminalHub::new(config);
+    match objects {
+        Some(location) => {
+            let objects = location
+                .open()
+                .context("opening the object store for terminal recordings")?;
+            hub = hub.with_archive(Arc::new(hood_terminal::ObjectArchive::new(objects, store)));
+        }
+        None => tracing::warn!("no object store: terminal sessions are not recorded"),
+    }
+    let hub = Arc::new(hub);
+    hub.spawn_sweeper();
+    Ok(hub)
+}
+
 fn allocation_lease() -> std::time::Duration {
     std::env::var("HOOD_ALLOCATION_LEASE_MS")
         .ok()

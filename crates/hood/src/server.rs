@@ -105,7 +105,8 @@ pub async fn up(
             .map(|a| Arc::clone(a.object_store())),
     )
     .await?;
-    let state = state
+    let state = fleet
+        .serve_terminals(state)
         .with_node_operations(Arc::new(fleet.orchestrator.clone()))
         .with_allocation_operations(Arc::new(fleet.orchestrator.clone()))
         .with_master_key(master.clone())
@@ -322,6 +323,9 @@ pub async fn serve(
         state = state
             .with_node_operations(Arc::new(f.orchestrator.clone()))
             .with_allocation_operations(Arc::new(f.orchestrator.clone()));
+        if roles.contains(&HttpRole::Api) {
+            state = f.serve_terminals(state);
+        }
         if fleet_args.orchestrator {
             _backups = crate::backups::start(&opts.backups, state.snapshots.clone());
         }

@@ -1093,6 +1093,62 @@ async fn prepaid_allocations_stop_when_credits_run_out() {
         spent <= 800_000 && spent > 700_000,
         "spent {spent} of 800,000: never more than was paid in"
     );
+
+    // An operator gives 50 cents back with a reason (the CLI): the
+    // organization is active again and the audit log says why.
+    let out = rig.cli(&[
+        "credits",
+        "refund",
+        "--amount-minor",
+        "50",
+        "--reference",
+        "OUTAGE-1",
+        "--reason",
+        "host outage on the 3rd",
+    ]);
+    assert!(out.contains("50") && out.contains("true"), "{out}");
+    let credits = api.get("/api/v1/credits", key).await;
+    assert_eq!(credits.body["state"], "active", "{}", credits.text);
+    let r = api.get("/api/v1/audit?action=credits.refund", key).await;
+    assert_eq!(
+        r.body["items"][0]["reason"], "host outage on the 3rd",
+        "{}",
+        r.text
+    );
+    let (ok, _, err) = hood_cli(
+        &[
+            "credits",
+            "refund",
+            "--amount-minor",
+            "60",
+            "--reference",
+            "OUTAGE-1",
+            "--reason",
+            "again",
+        ],
+        &rig.env,
+        None,
+    );
+    assert!(!ok && err.contains("another refund"), "{err}");
+
+    // A monthly allocation budget (the CLI): one cent cannot pay a minute
+    // of the pricey core, so the allocation is refused before it is
+    // placed; lifted, the budget is gone.
+    let out = rig.cli(&["alloc", "budget", "--set-minor", "1"]);
+    assert!(
+        out.contains("MONTHLY_LIMIT_MINOR") && out.contains("USD"),
+        "{out}"
+    );
+    let (ok, _, err) = hood_cli(&["alloc", "create", "cpu.pricey"], &rig.env, None);
+    assert!(
+        !ok && err.contains("budget") && err.contains("402"),
+        "{err}"
+    );
+    let budget = api.get("/api/v1/allocation-budget", key).await;
+    assert_eq!(budget.body["monthly_limit_minor"], 1, "{}", budget.text);
+    rig.cli(&["alloc", "budget", "--remove"]);
+    let gone = api.get("/api/v1/allocation-budget", key).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.text);
 }
 
 /// A host cut off from the control plane stops its sandboxes when their
@@ -1316,4 +1372,285 @@ async fn allocation_logs_are_followed_live_until_release() {
     assert_eq!(printed.first(), Some(&"line-1"), "{out}");
     assert_eq!(printed.last(), Some(&"line-60"), "{out}");
     assert_eq!(printed.len(), 60, "{out}");
+}
+
+/// One client connection to a terminal session: what it read, and where.
+struct Term {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    session: String,
+    /// The offset after the last output byte received.
+    offset: u64,
+    /// Every output byte received, in order.
+    output: Vec<u8>,
+    exit: Option<(Option<i32>, String)>,
+}
+
+impl Term {
+    async fn connect(rig: &Rig, id: &str, query: &str) -> Term {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        use tokio_tungstenite::tungstenite::Message;
+        let url = format!(
+            "{}/api/v1/allocations/{id}/terminal?{query}",
+            rig.hood.url("api").replace("http://", "ws://")
+        );
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {}", rig.key).parse().unwrap(),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("terminal WebSocket");
+        let hello = loop {
+            match futures::StreamExt::next(&mut ws).await.unwrap().unwrap() {
+                Message::Text(t) => break serde_json::from_str::<Value>(t.as_str()).unwrap(),
+                _ => continue,
+            }
+        };
+        Term {
+            ws,
+            session: hello["session_id"].as_str().unwrap().to_owned(),
+            offset: hello["offset"].as_u64().unwrap(),
+            output: vec![],
+            exit: None,
+        }
+    }
+
+    async fn send(&mut self, frame: hood_terminal::ClientFrame) {
+        use tokio_tungstenite::tungstenite::Message;
+        futures::SinkExt::send(&mut self.ws, Message::binary(frame.encode()))
+            .await
+            .unwrap();
+    }
+
+    async fn type_line(&mut self, line: &str) {
+        self.send(hood_terminal::ClientFrame::Input(
+            format!("{line}\n").into_bytes(),
+        ))
+        .await;
+    }
+
+    /// Reads until `done` holds for the text received, or the session
+    /// ends. Output must continue exactly at the offset held.
+    async fn read_until(&mut self, done: impl Fn(&str) -> bool) -> String {
+        use hood_terminal::ServerFrame;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(&String::from_utf8_lossy(&self.output)) && self.exit.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = tokio::time::timeout(left, futures::StreamExt::next(&mut self.ws))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!("terminal output: {}", String::from_utf8_lossy(&self.output))
+                });
+            let Some(Ok(Message::Binary(bytes))) = message else {
+                continue;
+            };
+            match ServerFrame::decode(&bytes).unwrap() {
+                ServerFrame::Output { offset, data } => {
+                    assert_eq!(offset, self.offset, "output continues where it was");
+                    self.offset += data.len() as u64;
+                    self.output.extend(data);
+                }
+                ServerFrame::Snapshot { .. } => panic!("no gap was expected"),
+                ServerFrame::Exit { code, reason } => self.exit = Some((code, reason)),
+            }
+        }
+        String::from_utf8_lossy(&self.output).into_owned()
+    }
+}
+
+/// `R:<name>:<pid 1's argv>:<cpus>:E` as the shell answered it (the typed
+/// line's echo shows `$(…)`, not answers).
+fn answer(text: &str, tag: &str) -> Option<Vec<String>> {
+    text.split(&format!("{tag}:"))
+        .skip(1)
+        .find(|rest| !rest.starts_with('$'))
+        .and_then(|rest| rest.split(":E").next())
+        .map(|fields| fields.split(':').map(str::to_owned).collect())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_runs_inside_the_sandbox_resumes_exactly_and_is_recorded() {
+    let Some(rig) = Rig::start("allocations_terminal", |dir| vec![sku_file(dir)]).await else {
+        return;
+    };
+    let id = rig.allocate(json!({"sku": "cpu.1c"})).await;
+    let active = wait_alloc(&rig.api, &rig.key, &id, "active").await;
+    let core = active["reservation"]["cores"][0].as_u64().unwrap();
+
+    // Not a WebSocket: a problem answer, nothing opened.
+    let plain = rig
+        .api
+        .get(&format!("/api/v1/allocations/{id}/terminal"), &rig.key)
+        .await;
+    assert_eq!(plain.status, StatusCode::BAD_REQUEST, "{}", plain.text);
+    assert!(plain.text.contains("WebSocket"), "{}", plain.text);
+
+    let mut term = Term::connect(&rig, &id, "cols=100&rows=30").await;
+    assert_eq!(term.offset, 0);
+    // Inside the sandbox: its host name, its own PID 1 (the sandbox's
+    // init), its one core.
+    term.type_line(r#"echo "R:$(hostname):$(tr '\0' ' ' < /proc/1/cmdline):$(nproc):$(grep Cpus_allowed_list /proc/self/status | cut -f2):E""#)
+        .await;
+    let text = term.read_until(|t| answer(t, "R").is_some()).await;
+    let fields = answer(&text, "R").unwrap();
+    let simple = id.replace('-', "");
+    assert_eq!(
+        fields[0],
+        format!("alloc-{}", &simple[simple.len() - 12..]),
+        "{text}"
+    );
+    assert!(fields[1].contains("hood-sandbox-init"), "PID 1: {text}");
+    assert_eq!(fields[2], "1", "{text}");
+    assert_eq!(fields[3], core.to_string(), "{text}");
+
+    // The window size reached the PTY.
+    term.send(hood_terminal::ClientFrame::Resize {
+        cols: 120,
+        rows: 40,
+    })
+    .await;
+    term.type_line(r#"echo "S:$(stty size | tr ' ' ':'):E""#)
+        .await;
+    let text = term.read_until(|t| answer(t, "S").is_some()).await;
+    assert_eq!(answer(&text, "S").unwrap(), vec!["40", "120"], "{text}");
+
+    // Output written while no client is connected is replayed exactly
+    // from the offset the client had.
+    term.type_line("sleep 1; for i in 1 2 3; do echo \"gap-$((i*7))\"; done")
+        .await;
+    let session = term.session.clone();
+    let before = term.output.clone();
+    let offset = term.offset;
+    drop(term);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut term = Term::connect(&rig, &id, &format!("session={session}&offset={offset}")).await;
+    assert_eq!(term.session, session);
+    assert_eq!(term.offset, offset);
+    let text = term.read_until(|t| t.contains("gap-21")).await;
+    assert!(text.contains("gap-7") && text.contains("gap-14"), "{text}");
+
+    // The shell's exit ends the session for every client.
+    term.type_line("exit 3").await;
+    term.read_until(|_| false).await;
+    let (code, reason) = term.exit.clone().expect("an exit frame");
+    assert_eq!(
+        code,
+        Some(3),
+        "{reason}: {}",
+        String::from_utf8_lossy(&term.output)
+    );
+    let mut all = before;
+    all.extend(&term.output);
+
+    // Recorded in the object store (asciicast v2): its output is exactly
+    // what the clients received; the audit log names it.
+    let key = format!("terminal-recordings/{id}/{session}.cast");
+    let path = rig.home.join("artifacts").join(&key);
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no recording at {path:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cast = std::fs::read_to_string(&path).unwrap();
+    let mut lines = cast.lines();
+    let header: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(
+        (header["version"].as_u64(), header["width"].as_u64()),
+        (Some(2), Some(100))
+    );
+    let mut recorded = String::new();
+    let mut resized = false;
+    for line in lines {
+        let event: Value = serde_json::from_str(line).unwrap();
+        match event[1].as_str().unwrap() {
+            "o" => recorded.push_str(event[2].as_str().unwrap()),
+            "r" => resized |= event[2] == "120x40",
+            other => panic!("unexpected event {other}"),
+        }
+    }
+    assert!(resized, "{cast}");
+    assert_eq!(recorded, String::from_utf8_lossy(&all));
+    let audit = rig
+        .api
+        .get(&format!("/api/v1/audit?resource_id={id}"), &rig.key)
+        .await;
+    assert_eq!(audit.status, StatusCode::OK, "{}", audit.text);
+    let rows = audit.body["items"].as_array().unwrap();
+    let row = |action: &str| {
+        rows.iter()
+            .find(|r| r["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} row: {}", audit.text))
+            .clone()
+    };
+    let open = row("allocation.terminal.open");
+    assert_eq!(open["after"]["session_id"], session.as_str());
+    let close = row("allocation.terminal.close");
+    assert_eq!(close["after"]["recording"], key.as_str());
+    assert_eq!(close["after"]["exit_code"], 3);
+    assert_eq!(close["after"]["output_bytes"], all.len());
+    assert_eq!(close["actor"], open["actor"]);
+
+    // The CLI, from a pipe: the lines are typed in, end of input ends the
+    // shell, and the CLI exits with the shell's status.
+    let (ok, out, err) = {
+        let env = rig.env.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            hood_cli(
+                &["alloc", "terminal", &id],
+                &env,
+                Some("echo \"C:$(hostname):$(nproc):E\"\n"),
+            )
+        })
+        .await
+        .unwrap()
+    };
+    assert!(ok, "{out}{err}");
+    assert_eq!(
+        answer(&out, "C").unwrap(),
+        vec![
+            format!("alloc-{}", &simple[simple.len() - 12..]),
+            "1".into()
+        ],
+        "{out}"
+    );
+    let (ok, _, _) = {
+        let env = rig.env.clone();
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || {
+            hood_cli(&["alloc", "terminal", &id], &env, Some("exit 5\n"))
+        })
+        .await
+        .unwrap()
+    };
+    assert!(!ok, "the shell's status 5 is the CLI's");
+
+    // An ended session is not resumed; a released allocation opens none.
+    rig.api
+        .delete(&format!("/api/v1/allocations/{id}"), &rig.key)
+        .await;
+    wait_alloc(&rig.api, &rig.key, &id, "released").await;
+    let url = format!(
+        "{}/api/v1/allocations/{id}/terminal",
+        rig.hood.url("api").replace("http://", "ws://")
+    );
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", rig.key).parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), StatusCode::CONFLICT)
+        }
+        other => panic!("expected a 409 refusal, got {other:?}"),
+    }
 }

@@ -52,18 +52,20 @@ pub fn router() -> Router<AppState> {
             "/api/v1/allocations/{allocation_id}/logs/follow",
             get(follow_allocation_logs),
         )
+        .route(
+            "/api/v1/allocation-budget",
+            get(get_allocation_budget)
+                .put(set_allocation_budget)
+                .delete(remove_allocation_budget),
+        )
         .route("/api/v1/audit", get(list_audit))
 }
 
 /// The request's audit identity: who (the user, or the API key acting for
 /// it) and which request (`x-request-id`, set on every request).
 pub fn audit_context(caller: &Caller, headers: &HeaderMap) -> AuditContext {
-    let actor = match &caller.credential {
-        crate::auth::Credential::ApiKey { id, .. } => format!("key:{id}"),
-        _ => format!("user:{}", caller.user_id),
-    };
     AuditContext {
-        actor,
+        actor: caller.actor(),
         request_id: headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
@@ -489,6 +491,112 @@ pub struct ForceReleaseRequest {
     /// Why (kept in the audit log).
     #[schema(schema_with = crate::schemas::reason)]
     pub reason: String,
+}
+
+/// The organization's monthly allocation budget and this month so far.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct AllocationBudgetView {
+    pub org_id: Uuid,
+    pub monthly_limit_minor: u64,
+    pub currency: String,
+    /// What this calendar month's (UTC) allocations cost so far.
+    pub spent_minor: u64,
+    pub month_start: String,
+    pub updated_at: String,
+}
+
+impl From<&hood_app::BudgetStatus> for AllocationBudgetView {
+    fn from(s: &hood_app::BudgetStatus) -> Self {
+        Self {
+            org_id: s.budget.org_id.0,
+            monthly_limit_minor: s.budget.monthly_limit_minor,
+            currency: s.budget.currency.to_string(),
+            spent_minor: s.spent_minor,
+            month_start: rfc3339(s.month_start),
+            updated_at: rfc3339(s.budget.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllocationBudgetInput {
+    #[schema(minimum = 1)]
+    pub monthly_limit_minor: u64,
+    /// ISO 4217; default the SKUs' currency.
+    #[schema(min_length = 3, max_length = 3)]
+    pub currency: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/allocation-budget", tag = "allocations",
+    responses((status = 200, body = AllocationBudgetView),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "The organization has no allocation budget")),
+    security(("bearer" = ["read"])))]
+/// The organization's monthly allocation budget and what this month's
+/// allocations cost so far.
+pub async fn get_allocation_budget(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<AllocationBudgetView>> {
+    caller.require(Permission::Read)?;
+    let status = state
+        .allocations
+        .budget(caller.org_id)
+        .await?
+        .ok_or(ApiError::NotFound("allocation budget"))?;
+    Ok(Json(AllocationBudgetView::from(&status)))
+}
+
+#[utoipa::path(put, path = "/api/v1/allocation-budget", tag = "allocations",
+    request_body = AllocationBudgetInput,
+    responses((status = 200, body = AllocationBudgetView, description = "Set; once this month's allocations cost it, new ones are refused (402) and running ones released")),
+    security(("bearer" = ["manage_billing"])))]
+/// Caps what the organization's allocations may cost per calendar month
+/// (UTC): at the cap new allocations answer 402 and running ones are
+/// released within a billing pass (audited as `allocation.budget_exhausted`).
+pub async fn set_allocation_budget(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(input): Json<AllocationBudgetInput>,
+) -> ApiResult<Json<AllocationBudgetView>> {
+    caller.require(Permission::ManageBilling)?;
+    let currency = input
+        .currency
+        .map(|c| {
+            c.to_ascii_uppercase()
+                .parse::<hood_domain::billing::Currency>()
+                .map_err(|e| ApiError::invalid("currency", e.to_string()))
+        })
+        .transpose()?;
+    let status = state
+        .allocations
+        .set_budget(
+            caller.org_id,
+            Some(input.monthly_limit_minor),
+            currency,
+            &audit_context(&caller, &headers),
+        )
+        .await?
+        .ok_or_else(|| ApiError::Internal("the budget was not stored".into()))?;
+    Ok(Json(AllocationBudgetView::from(&status)))
+}
+
+#[utoipa::path(delete, path = "/api/v1/allocation-budget", tag = "allocations",
+    responses((status = 204, description = "Removed (or there was none)")),
+    security(("bearer" = ["manage_billing"])))]
+/// Lifts the organization's allocation budget.
+pub async fn remove_allocation_budget(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    caller.require(Permission::ManageBilling)?;
+    state
+        .allocations
+        .set_budget(caller.org_id, None, None, &audit_context(&caller, &headers))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/api/v1/allocations/{allocation_id}/force-release", tag = "allocations",

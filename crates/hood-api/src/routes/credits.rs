@@ -15,7 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use hood_app::billing::{CreditsView, EnableCredits};
+use hood_app::billing::{CreditRefund, CreditsView, EnableCredits};
 use hood_domain::identity::Permission;
 use hood_domain::OrgId;
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/credits", get(get_credits).post(enable_credits))
         .route("/api/v1/credits/top-ups", post(top_up))
+        .route("/api/v1/credits/refunds", post(refund))
         .route("/api/v1/credits/checkout", post(checkout))
 }
 
@@ -201,6 +202,80 @@ pub async fn top_up(
         .top_up(org, "local", &input.reference, input.amount_minor)
         .await?;
     Ok(Json(PaymentView::from(&payment)))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundInput {
+    /// Default: the caller's organization.
+    pub org_id: Option<Uuid>,
+    #[schema(minimum = 1)]
+    pub amount_minor: u64,
+    /// Unique per refund of the organization: a retry with the same
+    /// reference is the same refund.
+    #[schema(min_length = 1, max_length = 200)]
+    pub reference: String,
+    /// Why (kept in the audit log).
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RefundView {
+    /// The ledger transfer that moved it (revenue ← the organization's
+    /// credits).
+    pub transfer_id: Uuid,
+    pub org_id: Uuid,
+    pub amount_minor: u64,
+    pub currency: String,
+    /// False when this reference was refunded before.
+    pub created: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/credits/refunds", tag = "billing", request_body = RefundInput,
+    responses((status = 201, body = RefundView, description = "Refunded (a cut-off organization resumes at once when the balance covers a hold)"),
+        (status = 200, body = RefundView, description = "This reference was refunded before; nothing new moved"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "No amount, reference or reason"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "The organization does not run on credits"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The reference was used for another refund, or the ledger refused it"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Billing does not run in this process")),
+    security(("bearer" = ["manage_billing", "platform_admin"])))]
+/// Gives spent money back to an organization's prepaid credits, with a
+/// reason (operators): one ledger transfer, one audit row.
+pub async fn refund(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: axum::http::HeaderMap,
+    Json(input): Json<RefundInput>,
+) -> ApiResult<Response> {
+    caller.require(Permission::ManageBilling)?;
+    caller.require_platform_admin()?;
+    let org = input.org_id.map_or(caller.org_id, OrgId::from_uuid);
+    let ctx = crate::routes::allocations::audit_context(&caller, &headers);
+    let done = service(&state)?
+        .refund_credits(
+            org,
+            &CreditRefund {
+                amount_minor: input.amount_minor,
+                reference: input.reference,
+                reason: input.reason,
+            },
+            &ctx,
+        )
+        .await?;
+    let status = if done.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let view = RefundView {
+        transfer_id: done.transfer_id.0,
+        org_id: done.org_id.0,
+        amount_minor: done.amount_minor,
+        currency: done.currency,
+        created: done.created,
+    };
+    Ok((status, Json(view)).into_response())
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

@@ -18,3 +18,4 @@ pub mod nodes;
 pub mod ops;
 pub mod rollouts;
 pub mod snapshots;
+pub mod terminal;

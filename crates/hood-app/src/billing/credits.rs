@@ -174,7 +174,7 @@ impl BillingService {
         self.credit_account(org).await
     }
 
-    async fn credit_account(&self, org: OrgId) -> AppResult<CreditAccount> {
+    pub(crate) async fn credit_account(&self, org: OrgId) -> AppResult<CreditAccount> {
         self.stores
             .credits
             .get_credit_account(org)
@@ -261,11 +261,18 @@ impl BillingService {
         // Posted now (the loop retries if this fails): the credit must be
         // in the ledger before a hold can use it.
         self.post_payment(&stored).await?;
+        self.credits_added(org).await?;
+        Ok(stored)
+    }
+
+    /// After credits were added (a top-up, a refund): a cut-off
+    /// organization resumes at once if the balance covers a hold, and its
+    /// nodes with it.
+    pub(crate) async fn credits_added(&self, org: OrgId) -> AppResult<()> {
         self.resume_credits(org).await?;
         let account = self.credit_account(org).await?;
         self.enforce_on_nodes(&account, &mut AccrualReport::default())
-            .await?;
-        Ok(stored)
+            .await
     }
 
     /// Nothing when `org` is not on prepaid credits; else 402 unless it is
@@ -376,6 +383,15 @@ impl BillingService {
             }
             if let Err(e) = self.enforce_on_nodes(&account, &mut report).await {
                 tracing::warn!(org = %org, error = %e, "suspending or resuming nodes failed; retrying next pass");
+            }
+        }
+        // Allocation budgets cap any organization, on credits or not.
+        if let Some(allocations) = &self.allocation_service {
+            match allocations.enforce_budgets().await {
+                Ok(n) => report.allocations_released += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "enforcing allocation budgets failed; retrying next pass")
+                }
             }
         }
         Ok(report)

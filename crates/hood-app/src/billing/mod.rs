@@ -17,6 +17,7 @@ pub mod credits;
 pub mod dunning;
 pub mod payments;
 pub mod reconcile;
+pub mod refunds;
 pub mod runner;
 
 use crate::error::{AppError, AppResult};
@@ -48,6 +49,7 @@ pub use close::CloseReport;
 pub use credits::{CreditsView, EnableCredits};
 pub use payments::{StripeWebhookConfig, WebhookOutcome};
 pub use reconcile::{Reconciliation, ReconciliationItem};
+pub use refunds::{CreditRefund, RefundRecorded};
 pub use runner::{BillingRunner, RunnerTiming};
 
 /// Invoices per page when the caller does not say, and at most.
@@ -102,6 +104,8 @@ pub struct BillingService {
     /// Allocations charged per minute from prepaid credits, and released
     /// when they run out.
     allocation_service: Option<crate::AllocationService>,
+    /// Where operators' refunds are recorded with their reason.
+    audit: Option<Arc<dyn hood_store::audit::AuditStore>>,
 }
 
 /// A provider's refusal as the caller sees it: worth a retry later (503)
@@ -130,7 +134,14 @@ impl BillingService {
             credits_grace_ms: hood_domain::billing::DEFAULT_GRACE_MS,
             node_service: None,
             allocation_service: None,
+            audit: None,
         }
+    }
+
+    /// Records operators' refunds (with their reasons) in the audit log.
+    pub fn with_audit(mut self, audit: Arc<dyn hood_store::audit::AuditStore>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Sets how long an issued invoice may stay unpaid before grace.

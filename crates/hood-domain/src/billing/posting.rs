@@ -36,6 +36,9 @@ pub mod transfer_code {
     /// A credit note: revenue ← the customer's receivable (part of an
     /// invoice taken back).
     pub const CREDIT_NOTE: u16 = 107;
+    /// An operator's refund to prepaid credits: revenue ← the customer's
+    /// prepaid credits (money spent given back, with a reason).
+    pub const CREDIT_REFUND: u16 = 108;
 }
 
 fn derive(parts: &[&str]) -> Uuid {
@@ -84,6 +87,12 @@ pub fn payment_transfer_id(payment: PaymentId) -> TransferId {
 /// The transfer of a refund of a payment.
 pub fn refund_transfer_id(payment: PaymentId) -> TransferId {
     TransferId::from_uuid(derive(&["refund", &payment.to_string()]))
+}
+
+/// The transfer of an operator's refund of credits to `org` under
+/// `reference`: the same reference is the same refund.
+pub fn credit_refund_transfer_id(org: OrgId, reference: &str) -> TransferId {
+    TransferId::from_uuid(derive(&["credit-refund", &org.to_string(), reference]))
 }
 
 /// The payment id of a provider's payment reference: the same reference

@@ -9,7 +9,7 @@ use crate::codec::{events, write_error};
 use crate::db::{query, query_as, Tx};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
-use hood_domain::allocation::{Allocation, CapacitySource, HostInventory};
+use hood_domain::allocation::{Allocation, AllocationBudget, CapacitySource, HostInventory};
 use hood_domain::audit::AuditContext;
 use hood_domain::lifecycle::AllocationState;
 use hood_domain::machine::StateMachine as _;
@@ -494,5 +494,119 @@ impl AllocationStore for SqlStore {
         .await?;
         tx.commit().await?;
         Ok(Some(after))
+    }
+
+    async fn set_allocation_budget(
+        &self,
+        org: OrgId,
+        budget: Option<&AllocationBudget>,
+        at: Timestamp,
+        audit: &AuditContext,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin_write().await?;
+        let before = query_as::<BudgetRow>(format!(
+            "SELECT {BUDGET_COLUMNS} FROM allocation_budgets WHERE org_id = $1{}",
+            tx.backend().for_update()
+        ))
+        .bind(org.to_string())
+        .fetch_optional(&mut tx)
+        .await?
+        .map(AllocationBudget::try_from)
+        .transpose()?;
+        let action = match budget {
+            Some(b) => {
+                let limit = i64::try_from(b.monthly_limit_minor)
+                    .map_err(|_| StoreError::Corrupt("budget beyond i64".into()))?;
+                query(
+                    "INSERT INTO allocation_budgets (org_id, monthly_limit_minor, currency, \
+                     updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (org_id) DO UPDATE SET \
+                     monthly_limit_minor = excluded.monthly_limit_minor, \
+                     currency = excluded.currency, updated_at = excluded.updated_at",
+                )
+                .bind(org.to_string())
+                .bind(limit)
+                .bind(b.currency.as_str())
+                .bind(at.millis())
+                .execute(&mut tx)
+                .await
+                .map_err(|e| write_error(e, "allocation budget"))?;
+                "allocation.budget.set"
+            }
+            None => {
+                if before.is_none() {
+                    return Ok(());
+                }
+                query("DELETE FROM allocation_budgets WHERE org_id = $1")
+                    .bind(org.to_string())
+                    .execute(&mut tx)
+                    .await
+                    .map_err(|e| write_error(e, "allocation budget"))?;
+                "allocation.budget.remove"
+            }
+        };
+        insert_audit(
+            &mut tx,
+            audit,
+            at,
+            Audited {
+                org_id: Some(org),
+                action,
+                resource_type: "allocation_budget",
+                resource_id: org.to_string(),
+                before: before.as_ref().map(value).transpose()?,
+                after: budget.map(value).transpose()?,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn allocation_budget(&self, org: OrgId) -> StoreResult<Option<AllocationBudget>> {
+        query_as::<BudgetRow>(format!(
+            "SELECT {BUDGET_COLUMNS} FROM allocation_budgets WHERE org_id = $1"
+        ))
+        .bind(org.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(AllocationBudget::try_from)
+        .transpose()
+    }
+
+    async fn allocation_budgets(&self) -> StoreResult<Vec<AllocationBudget>> {
+        query_as::<BudgetRow>(format!(
+            "SELECT {BUDGET_COLUMNS} FROM allocation_budgets ORDER BY org_id"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(AllocationBudget::try_from)
+        .collect()
+    }
+}
+
+const BUDGET_COLUMNS: &str = "org_id, monthly_limit_minor, currency, updated_at";
+
+#[derive(sqlx::FromRow)]
+struct BudgetRow {
+    org_id: String,
+    monthly_limit_minor: i64,
+    currency: String,
+    updated_at: i64,
+}
+
+impl TryFrom<BudgetRow> for AllocationBudget {
+    type Error = StoreError;
+    fn try_from(r: BudgetRow) -> StoreResult<Self> {
+        Ok(AllocationBudget {
+            org_id: parse_id("org_id", &r.org_id)?,
+            monthly_limit_minor: u64::try_from(r.monthly_limit_minor)
+                .map_err(|_| StoreError::Corrupt("a negative allocation budget".into()))?,
+            currency: r
+                .currency
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("allocation budget currency: {e}")))?,
+            updated_at: Timestamp::from_millis(r.updated_at),
+        })
     }
 }

@@ -1,7 +1,7 @@
 //! [`AuditStore`] for [`SqlStore`], and the one writer of audit rows.
 
 use super::SqlStore;
-use crate::audit::{AuditFilter, AuditStore};
+use crate::audit::{AuditEvent, AuditFilter, AuditStore};
 use crate::codec::write_error;
 use crate::db::{query, query_as, Tx};
 use crate::{StoreError, StoreResult};
@@ -137,5 +137,30 @@ impl AuditStore for SqlStore {
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(AuditEntry::try_from).collect()
+    }
+
+    async fn append_audit(
+        &self,
+        ctx: &AuditContext,
+        at: Timestamp,
+        event: AuditEvent,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin_write().await?;
+        insert_audit(
+            &mut tx,
+            ctx,
+            at,
+            Audited {
+                org_id: event.org_id,
+                action: &event.action,
+                resource_type: &event.resource_type,
+                resource_id: event.resource_id,
+                before: None,
+                after: event.after,
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 }

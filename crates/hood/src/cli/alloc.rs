@@ -7,8 +7,9 @@ use super::output::{list, show, Format};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use hood_api::routes::allocations::{
-    AllocationLogsView, AllocationView, AuditView, CapacityInput, CreateAllocationRequest,
-    ForceReleaseRequest, GpuCapacityView, HostCapacityView, IdlePolicyView, SkuView,
+    AllocationBudgetInput, AllocationBudgetView, AllocationLogsView, AllocationView, AuditView,
+    CapacityInput, CreateAllocationRequest, ForceReleaseRequest, GpuCapacityView, HostCapacityView,
+    IdlePolicyView, SkuView,
 };
 use hood_api::views::Page;
 use reqwest::Method;
@@ -44,6 +45,23 @@ pub enum AllocCmd {
         /// allocation stops running (or Ctrl-C).
         #[arg(long, short)]
         follow: bool,
+    },
+    /// A shell inside the allocation's sandbox (recorded, and audited).
+    /// Exits with the shell's exit code.
+    Terminal {
+        id: Uuid,
+    },
+    /// The organization's monthly allocation budget and this month's
+    /// spend; with --set-minor, caps it (new allocations refused, running
+    /// ones released at the cap); with --remove, lifts it.
+    Budget {
+        #[arg(long, value_name = "MINOR_UNITS", conflicts_with = "remove")]
+        set_minor: Option<u64>,
+        /// ISO 4217 (default: the SKUs' currency).
+        #[arg(long, requires = "set_minor")]
+        currency: Option<String>,
+        #[arg(long)]
+        remove: bool,
     },
     /// The SKUs on offer and their price per minute.
     Skus,
@@ -175,6 +193,41 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: AllocCmd) -> Result<()
                 }
             }
             Ok(())
+        }
+        AllocCmd::Terminal { id } => {
+            let code = super::terminal::run(&client, id).await?;
+            if code != 0 {
+                // Like ssh: the remote shell's status is this command's.
+                std::process::exit(code);
+            }
+            Ok(())
+        }
+        AllocCmd::Budget {
+            set_minor,
+            currency,
+            remove,
+        } => {
+            if remove {
+                client.delete("/api/v1/allocation-budget").await?;
+                println!("allocation budget removed");
+                return Ok(());
+            }
+            let view: AllocationBudgetView = match set_minor {
+                Some(limit) => {
+                    client
+                        .call(
+                            Method::PUT,
+                            "/api/v1/allocation-budget",
+                            Some(&AllocationBudgetInput {
+                                monthly_limit_minor: limit,
+                                currency,
+                            }),
+                        )
+                        .await?
+                }
+                None => client.get("/api/v1/allocation-budget").await?,
+            };
+            show(format, &view, columns::ALLOCATION_BUDGET)
         }
         AllocCmd::Skus => {
             let page: Page<SkuView> = client.get("/api/v1/skus").await?;

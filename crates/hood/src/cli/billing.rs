@@ -8,7 +8,9 @@ use anyhow::{Context, Result};
 use clap::Subcommand;
 use hood_api::routes::budgets::{BudgetInput, BudgetView};
 use hood_api::routes::corrections::{CreditNoteInput, VoidInput};
-use hood_api::routes::credits::{CreditsViewBody, EnableCreditsInput, TopUpInput};
+use hood_api::routes::credits::{
+    CreditsViewBody, EnableCreditsInput, RefundInput, RefundView, TopUpInput,
+};
 use hood_api::routes::invoicing::{
     CancelInput, ClosePeriodInput, CloseReportView, CreditNoteView, InvoiceView, PaymentInput,
     PaymentView, RateCardInput, RateCardView, ReconciliationView, SubscriptionInput,
@@ -204,6 +206,20 @@ pub enum CreditsCmd {
         #[arg(long)]
         reference: String,
     },
+    /// Gives spent money back to an organization's credits with a reason
+    /// (platform admins): a ledger transfer and an audit row. The same
+    /// reference twice is one refund.
+    Refund {
+        #[arg(long)]
+        org: Option<Uuid>,
+        #[arg(long)]
+        amount_minor: u64,
+        #[arg(long)]
+        reference: String,
+        /// Why (kept in the audit log).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 pub async fn credits(opts: &ConnectOpts, format: Format, cmd: CreditsCmd) -> Result<()> {
@@ -250,6 +266,25 @@ pub async fn credits(opts: &ConnectOpts, format: Format, cmd: CreditsCmd) -> Res
                 )
                 .await?;
             return print_rows(format, &[p], columns::PAYMENT);
+        }
+        CreditsCmd::Refund {
+            org,
+            amount_minor,
+            reference,
+            reason,
+        } => {
+            let r: RefundView = client
+                .post(
+                    "/api/v1/credits/refunds",
+                    &RefundInput {
+                        org_id: org,
+                        amount_minor,
+                        reference,
+                        reason,
+                    },
+                )
+                .await?;
+            return print_rows(format, &[r], columns::REFUND);
         }
     };
     print_rows(format, &[view], columns::CREDITS)

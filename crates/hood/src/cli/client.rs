@@ -226,6 +226,43 @@ impl Client {
     /// Follows a server-sent event stream at `path`, calling `on_event`
     /// with each event's name and data until it answers `false` or the
     /// server ends the stream. A problem answer is an error as usual.
+    /// Opens a WebSocket on `path` (`ws://` for an `http://` server,
+    /// `wss://` for `https://`); a refusal before the upgrade becomes an
+    /// error carrying the problem's detail.
+    pub async fn websocket(
+        &self,
+        path: &str,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+    > {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}{}", self.server, path)
+            .replacen("https://", "wss://", 1)
+            .replacen("http://", "ws://", 1);
+        let mut request = url
+            .into_client_request()
+            .with_context(|| format!("{} is not a URL a WebSocket can reach", self.server))?;
+        if let Some(token) = self.bearer() {
+            request.headers_mut().insert(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}")
+                    .parse()
+                    .context("the token is not a valid header value")?,
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(answer)) => {
+                let status = answer.status();
+                finish(status, answer.into_body().unwrap_or_default())?;
+                bail!("server answered HTTP {}", status.as_u16())
+            }
+            Err(e) => bail!("cannot reach Hood at {}: {}", self.server, root_cause(&e)),
+        }
+    }
+
     pub async fn follow_events(
         &mut self,
         path: &str,

@@ -375,6 +375,21 @@ pub const PAYMENT: &[Column<PaymentView>] = &[
     Column::new("STATE", |p| p.state.clone()),
 ];
 
+pub const ALLOCATION_BUDGET: &[Column<hood_api::routes::allocations::AllocationBudgetView>] = &[
+    Column::new("MONTHLY_LIMIT_MINOR", |b| b.monthly_limit_minor.to_string()),
+    Column::new("SPENT_MINOR", |b| b.spent_minor.to_string()),
+    Column::new("CURRENCY", |b| b.currency.clone()),
+    Column::new("MONTH_START", |b| b.month_start.clone()),
+];
+
+pub const REFUND: &[Column<hood_api::routes::credits::RefundView>] = &[
+    Column::new("TRANSFER", |r| r.transfer_id.to_string()),
+    Column::new("ORG", |r| r.org_id.to_string()),
+    Column::new("AMOUNT_MINOR", |r| r.amount_minor.to_string()),
+    Column::new("CURRENCY", |r| r.currency.clone()),
+    Column::new("NEW", |r| r.created.to_string()),
+];
+
 pub const ROLLOUT: &[Column<RolloutView>] = &[
     Column::new("ID", |r| r.id.to_string()),
     Column::new("CHAIN", |r| r.chain.clone()),
