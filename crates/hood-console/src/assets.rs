@@ -26,6 +26,27 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../assets/app.js"),
     },
     Asset {
+        name: "terminal.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/terminal.js"),
+    },
+    // The terminal page's emulator, vendored unmodified (assets/vendor/README.md).
+    Asset {
+        name: "xterm.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/vendor/xterm.js"),
+    },
+    Asset {
+        name: "xterm.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_str!("../assets/vendor/xterm.css"),
+    },
+    Asset {
+        name: "addon-fit.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../assets/vendor/addon-fit.js"),
+    },
+    Asset {
         name: "favicon.svg",
         content_type: "image/svg+xml",
         body: include_str!("../assets/favicon.svg"),
@@ -86,10 +107,32 @@ mod tests {
 
     #[test]
     fn the_script_has_no_eval_and_loads_nothing_remote() {
-        let js = ASSETS.iter().find(|a| a.name == "app.js").unwrap().body;
-        assert!(!js.contains("eval("));
-        assert!(!js.contains("http://") && !js.contains("https://"));
+        for name in ["app.js", "terminal.js"] {
+            let js = ASSETS.iter().find(|a| a.name == name).unwrap().body;
+            assert!(!js.contains("eval("), "{name}");
+            assert!(
+                !js.contains("http://") && !js.contains("https://"),
+                "{name}"
+            );
+        }
         let css = ASSETS.iter().find(|a| a.name == "app.css").unwrap().body;
         assert!(!css.contains("http://") && !css.contains("https://") && !css.contains("@import"));
+    }
+
+    #[test]
+    fn vendored_files_are_the_packages_unmodified() {
+        let readme = include_str!("../assets/vendor/README.md");
+        for name in ["xterm.js", "xterm.css", "addon-fit.js"] {
+            let body = ASSETS.iter().find(|a| a.name == name).unwrap().body;
+            let sum: String = Sha256::digest(body.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{name}`")))
+                .unwrap_or_else(|| panic!("{name} is not in the vendor README"));
+            assert!(row.contains(&sum), "{name}: {sum} is not the README's sum");
+        }
     }
 }

@@ -150,6 +150,57 @@ impl Backend {
         Self::decode(path, &bytes)
     }
 
+    /// Hands a browser's request to the API as it is (its upgrade too: a
+    /// WebSocket stays connected to the API's handler), at `path` with the
+    /// session's token instead of its cookies; answers the API's response.
+    pub(crate) async fn forward(
+        &self,
+        caller: &Caller,
+        path: &str,
+        request: axum::extract::Request,
+    ) -> axum::response::Response {
+        let (mut parts, body) = request.into_parts();
+        parts.uri = match path.parse() {
+            Ok(uri) => uri,
+            Err(_) => {
+                return crate::layout::refused(StatusCode::NOT_FOUND, "There is nothing here.")
+            }
+        };
+        parts.headers.remove(header::COOKIE);
+        parts.headers.remove(header::AUTHORIZATION);
+        if let Some(token) = &caller.token {
+            match format!("Bearer {token}").parse() {
+                Ok(value) => {
+                    parts.headers.insert(header::AUTHORIZATION, value);
+                }
+                Err(_) => {
+                    return crate::layout::refused(
+                        StatusCode::UNAUTHORIZED,
+                        "The session's token cannot be sent: sign in again.",
+                    )
+                }
+            }
+        }
+        // Only what the API needs of the connection: the console's own
+        // extensions (its matched path parameters among them) would
+        // confuse the API's router.
+        let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        parts.extensions = axum::http::Extensions::new();
+        if let Some(upgrade) = upgrade {
+            parts.extensions.insert(upgrade);
+        }
+        parts.extensions.insert(ConnectInfo(caller.peer));
+        match self
+            .router
+            .clone()
+            .oneshot(Request::from_parts(parts, body))
+            .await
+        {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    }
+
     /// A call whose answer the console does not read (`DELETE`, `POST`
     /// without body, 204s).
     pub(crate) async fn act(

@@ -11,6 +11,7 @@ use maud::{html, Markup, PreEscaped, DOCTYPE};
 pub(crate) enum Nav {
     Overview,
     Nodes,
+    Allocations,
     Incidents,
     Workflows,
     Rollouts,
@@ -33,6 +34,12 @@ const PLATFORM_ADMIN: &str = "platform_admin";
 const SECTIONS: &[(Nav, &str, &str, Option<&str>)] = &[
     (Nav::Overview, "Overview", "/console", None),
     (Nav::Nodes, "Nodes", "/console/nodes", Some("read")),
+    (
+        Nav::Allocations,
+        "Allocations",
+        "/console/allocations",
+        Some("read"),
+    ),
     (
         Nav::Incidents,
         "Incidents",
@@ -71,7 +78,9 @@ const SECTIONS: &[(Nav, &str, &str, Option<&str>)] = &[
     (Nav::Orgs, "Organizations", "/console/orgs", Some("read")),
 ];
 
-fn head(title: &str) -> Markup {
+/// `extra`: the page's own assets beyond the shared stylesheet and script
+/// (`.css` as stylesheets, the rest as deferred scripts, in order).
+fn head(title: &str, extra: &[&str]) -> Markup {
     html! {
         head {
             meta charset="utf-8";
@@ -81,6 +90,13 @@ fn head(title: &str) -> Markup {
             link rel="stylesheet" href=(crate::assets::url("app.css"));
             link rel="icon" href=(crate::assets::url("favicon.svg")) type="image/svg+xml";
             script src=(crate::assets::url("app.js")) defer {}
+            @for asset in extra {
+                @if asset.ends_with(".css") {
+                    link rel="stylesheet" href=(crate::assets::url(asset));
+                } @else {
+                    script src=(crate::assets::url(asset)) defer {}
+                }
+            }
         }
     }
 }
@@ -94,12 +110,24 @@ pub(crate) fn page(
     live: Option<&str>,
     content: Markup,
 ) -> Response {
+    page_with_assets(session, nav, title, live, content, &[])
+}
+
+/// A signed-in page that loads assets of its own (see [`head`]).
+pub(crate) fn page_with_assets(
+    session: &Session,
+    nav: Nav,
+    title: &str,
+    live: Option<&str>,
+    content: Markup,
+    assets: &[&str],
+) -> Response {
     let me = &session.me;
     let live = live.map(|q| format!("{q}&since={}", hood_clock::now().millis()));
     let body = html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(title, assets))
             body data-live=[live] data-csrf=(session.csrf) {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
@@ -154,7 +182,7 @@ pub(crate) fn bare(title: &str, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            (head(title))
+            (head(title, &[]))
             body.bare {
                 main #main {
                     (content)

@@ -140,6 +140,23 @@ pub fn router(console: Console) -> Router {
             "/console/nodes/{id}/status-page",
             post(pages::nodes::set_public),
         )
+        .route(
+            "/console/allocations",
+            get(pages::allocations::list).post(pages::allocations::create),
+        )
+        .route("/console/allocations/{id}", get(pages::allocations::detail))
+        .route(
+            "/console/allocations/{id}/release",
+            post(pages::allocations::release),
+        )
+        .route(
+            "/console/allocations/{id}/terminal",
+            get(pages::allocations::terminal),
+        )
+        .route(
+            "/console/allocations/{id}/terminal/ws",
+            get(pages::allocations::terminal_socket),
+        )
         .route("/console/incidents", get(pages::incidents::list))
         .route(
             "/console/incidents/{id}/ack",
@@ -245,10 +262,14 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 async fn security_headers(request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-    );
+    // A page may set a policy of its own (the terminal's allows inline
+    // styles); every other response gets the console's.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

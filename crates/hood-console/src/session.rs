@@ -339,9 +339,11 @@ pub(crate) async fn session_layer(
         .get::<CsrfToken>()
         .map(|t| t.0.clone())
         .unwrap_or_default();
-    // The event stream cannot set cookies once it runs: it never rotates,
-    // and tells the page to reload when its token ends.
-    let streaming = request.uri().path() == "/console/live";
+    // The event stream and the terminal's WebSocket cannot set cookies
+    // once they run: they never rotate (the page they belong to just did),
+    // and are refused when the token has ended.
+    let streaming =
+        request.uri().path() == "/console/live" || request.uri().path().ends_with("/terminal/ws");
     let (session, rotated) = console
         .resolve(request.headers(), peer, csrf, !streaming)
         .await;

@@ -1654,3 +1654,81 @@ async fn a_terminal_runs_inside_the_sandbox_resumes_exactly_and_is_recorded() {
         other => panic!("expected a 409 refusal, got {other:?}"),
     }
 }
+
+/// The console's terminal in a real browser: xterm.js over the console's
+/// WebSocket, a shell inside the sandbox, a dropped connection resumed
+/// without repeating output (tests/browser/terminal.e2e.mjs), and the
+/// session recorded and audited like any other.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_terminal_runs_a_shell_in_the_browser_and_resumes() {
+    const ADMIN_PASSWORD: &str = "terminal-admin-password";
+    let Some((chromium, browser_dir)) = hood_testkit::chromium_bin("console terminal")
+        .zip(hood_testkit::browser_tests_dir("console terminal"))
+    else {
+        return;
+    };
+    let Some(rig) = Rig::start("console_terminal", |dir| {
+        vec![
+            sku_file(dir),
+            ("HOOD_ADMIN_PASSWORD", ADMIN_PASSWORD.into()),
+        ]
+    })
+    .await
+    else {
+        return;
+    };
+    let id = rig.allocate(json!({"sku": "cpu.1c"})).await;
+    wait_alloc(&rig.api, &rig.key, &id, "active").await;
+    let simple = id.replace('-', "");
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("terminal-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    std::fs::create_dir_all(&shots).unwrap();
+    let env = vec![
+        ("HOOD_API", rig.hood.url("api")),
+        ("HOOD_ADMIN_EMAIL", "admin@hood.local".to_owned()),
+        ("HOOD_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+        ("HOOD_ALLOCATION_ID", id.clone()),
+        (
+            "HOOD_SANDBOX_HOSTNAME",
+            format!("alloc-{}", &simple[simple.len() - 12..]),
+        ),
+    ];
+    let passed = tokio::task::spawn_blocking(move || {
+        common::run_browser_script("terminal.e2e.mjs", &browser_dir, &chromium, &shots, &env)
+    })
+    .await
+    .unwrap();
+    assert!(passed, "the console terminal's browser test failed");
+
+    // One session, opened by the signed-in user, closed by the shell's
+    // exit, its recording in the object store.
+    let started = Instant::now();
+    let close = loop {
+        let audit = rig
+            .api
+            .get(&format!("/api/v1/audit?resource_id={id}"), &rig.key)
+            .await;
+        assert_eq!(audit.status, StatusCode::OK, "{}", audit.text);
+        let rows = audit.body["items"].as_array().unwrap().clone();
+        let opens = rows
+            .iter()
+            .filter(|r| r["action"] == "allocation.terminal.open")
+            .count();
+        assert_eq!(opens, 1, "one session for the page, resumed: {rows:?}");
+        if let Some(close) = rows
+            .iter()
+            .find(|r| r["action"] == "allocation.terminal.close")
+        {
+            break close.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no close row: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(close["after"]["exit_code"], 4, "{close}");
+    let recording = close["after"]["recording"].as_str().unwrap();
+    let cast = std::fs::read_to_string(rig.home.join("artifacts").join(recording)).unwrap();
+    assert!(cast.contains(":42:E"), "{cast}");
+}

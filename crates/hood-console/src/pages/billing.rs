@@ -24,7 +24,8 @@ use maud::{html, Markup};
 const PENDING: u16 = 2;
 const VOID_PENDING: u16 = 8;
 
-fn amount(minor: u64, currency: &str) -> String {
+/// An amount of minor units in its currency's notation (`12.34 USD`).
+pub(crate) fn amount(minor: u64, currency: &str) -> String {
     match currency.parse::<Currency>() {
         Ok(c) => money(minor, &c),
         Err(_) => format!("{minor} {currency}"),

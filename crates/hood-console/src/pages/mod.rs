@@ -3,6 +3,7 @@
 //! [`crate::layout`]; a refusal of the API becomes a page with the same
 //! status (another organization's node is a 404 here as there).
 
+pub(crate) mod allocations;
 pub(crate) mod auth;
 pub(crate) mod billing;
 pub(crate) mod channels;
