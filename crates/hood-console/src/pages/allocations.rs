@@ -4,7 +4,7 @@
 //! console passes through with the session's token.
 
 use super::billing::amount as price;
-use super::{back_with_error, segment, FormData};
+use super::{act_and_return, back_with_error, segment, FormData};
 use crate::layout::{
     action_button, csrf_input, empty_row, optional_when, page, page_with_assets, refused,
     sortable_head, state_badge, table_filter, when, Nav,
@@ -162,6 +162,20 @@ pub(crate) async fn create(
     }
 }
 
+/// One allocation of the session's organization, or the page that says
+/// why not.
+async fn allocation(
+    console: &Console,
+    session: &Session,
+    id: &str,
+) -> Result<AllocationView, Response> {
+    console
+        .backend()
+        .get::<AllocationView>(&session.caller, &format!("/api/v1/allocations/{id}"))
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
 pub(crate) async fn detail(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
@@ -171,14 +185,11 @@ pub(crate) async fn detail(
         Ok(id) => id.to_owned(),
         Err(r) => return r.into_response(),
     };
-    let api = console.backend();
-    let a = match api
-        .get::<AllocationView>(&session.caller, &format!("/api/v1/allocations/{id}"))
-        .await
-    {
+    let a = match allocation(&console, &session, &id).await {
         Ok(a) => a,
-        Err(f) => return f.into_response(),
+        Err(r) => return r,
     };
+    let api = console.backend();
     let active = a.state == "active";
     let logs = if active {
         Some(
@@ -251,24 +262,15 @@ pub(crate) async fn release(
         Ok(id) => id.to_owned(),
         Err(r) => return r.into_response(),
     };
-    let to = format!("/console/allocations/{id}");
-    match console
-        .backend()
-        .act(
-            &session.caller,
-            Method::DELETE,
-            &format!("/api/v1/allocations/{id}"),
-        )
-        .await
-    {
-        Ok(_) => redirect_with(
-            &console,
-            &headers,
-            &to,
-            Flash::info("Allocation released: its sandbox is being stopped."),
-        ),
-        Err(f) => back_with_error(&console, &headers, &to, &f),
-    }
+    act_and_return(
+        &console,
+        &session,
+        &headers,
+        (Method::DELETE, &format!("/api/v1/allocations/{id}")),
+        &format!("/console/allocations/{id}"),
+        "Allocation released: its sandbox is being stopped.",
+    )
+    .await
 }
 
 /// `GET /console/allocations/{id}/terminal`: the terminal page.
@@ -281,13 +283,9 @@ pub(crate) async fn terminal(
         Ok(id) => id.to_owned(),
         Err(r) => return r.into_response(),
     };
-    let a = match console
-        .backend()
-        .get::<AllocationView>(&session.caller, &format!("/api/v1/allocations/{id}"))
-        .await
-    {
+    let a = match allocation(&console, &session, &id).await {
         Ok(a) => a,
-        Err(f) => return f.into_response(),
+        Err(r) => return r,
     };
     if !session.can("operate") {
         return refused(

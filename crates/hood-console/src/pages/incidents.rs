@@ -1,11 +1,10 @@
 //! Incidents: open ones first, acknowledgement, history.
 
-use super::{back_with_error, segment};
+use super::segment;
 use crate::layout::{
     action_button, optional_when, page, sortable_head, state_badge, table_filter, when, Nav,
 };
-use crate::session::redirect_with;
-use crate::viewer::{Flash, Session};
+use crate::viewer::Session;
 use crate::Console;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method};
@@ -120,21 +119,13 @@ pub(crate) async fn acknowledge(
         .and_then(|r| r.find("/console").map(|i| r[i..].to_owned()))
         .filter(|p| !p.starts_with("//"))
         .unwrap_or_else(|| "/console/incidents".into());
-    match console
-        .backend()
-        .act(
-            &session.caller,
-            Method::POST,
-            &format!("/api/v1/incidents/{id}/ack"),
-        )
-        .await
-    {
-        Ok(_) => redirect_with(
-            &console,
-            &headers,
-            &back,
-            Flash::info("Incident acknowledged: escalation stopped."),
-        ),
-        Err(f) => back_with_error(&console, &headers, &back, &f),
-    }
+    super::act_and_return(
+        &console,
+        &session,
+        &headers,
+        (Method::POST, &format!("/api/v1/incidents/{id}/ack")),
+        &back,
+        "Incident acknowledged: escalation stopped.",
+    )
+    .await
 }

@@ -19,11 +19,11 @@ pub(crate) mod workflows;
 use crate::backend::Failure;
 pub(crate) use crate::layout::refused;
 use crate::session::{redirect_with, FORM_LIMIT_BYTES};
-use crate::viewer::Flash;
+use crate::viewer::{Flash, Session};
 use crate::Console;
 use axum::body::to_bytes;
 use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 
 /// The page for a refusal of the API, with its status.
@@ -59,6 +59,26 @@ pub(crate) fn back_with_error(
             ..Flash::default()
         },
     )
+}
+
+/// A button's action: the API's call (no body), then back to `to` with
+/// `said` in a banner, or with the API's reason when it refused.
+pub(crate) async fn act_and_return(
+    console: &Console,
+    session: &Session,
+    headers: &HeaderMap,
+    (method, api_path): (Method, &str),
+    to: &str,
+    said: &str,
+) -> Response {
+    match console
+        .backend()
+        .act(&session.caller, method, api_path)
+        .await
+    {
+        Ok(_) => redirect_with(console, headers, to, Flash::info(said)),
+        Err(f) => back_with_error(console, headers, to, &f),
+    }
 }
 
 /// A submitted form's fields, in order, repeated names kept (multi-selects

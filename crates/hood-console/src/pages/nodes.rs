@@ -338,24 +338,15 @@ pub(crate) async fn delete(
         Ok(id) => id.to_owned(),
         Err(r) => return r.into_response(),
     };
-    let to = format!("/console/nodes/{id}");
-    match console
-        .backend()
-        .act(
-            &session.caller,
-            Method::DELETE,
-            &format!("/api/v1/nodes/{id}"),
-        )
-        .await
-    {
-        Ok(_) => redirect_with(
-            &console,
-            &headers,
-            &to,
-            Flash::info("The node is being terminated."),
-        ),
-        Err(f) => back_with_error(&console, &headers, &to, &f),
-    }
+    super::act_and_return(
+        &console,
+        &session,
+        &headers,
+        (Method::DELETE, &format!("/api/v1/nodes/{id}")),
+        &format!("/console/nodes/{id}"),
+        "The node is being terminated.",
+    )
+    .await
 }
 
 pub(crate) async fn set_public(

@@ -2,10 +2,9 @@
 //! one rollout's batches node by node, and pause, resume, approve and
 //! abort. Node states and heads on the page follow the live stream.
 
-use super::{back_with_error, segment};
+use super::segment;
 use crate::layout::{action_button, empty_row, page, sortable_head, state_badge, when, Nav};
-use crate::session::redirect_with;
-use crate::viewer::{Flash, Session};
+use crate::viewer::Session;
 use crate::Console;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method};
@@ -168,18 +167,15 @@ pub(crate) async fn act(
         "abort" => "Rollout aborted.",
         _ => return crate::layout::refused(axum::http::StatusCode::NOT_FOUND, "No such action."),
     };
-    match console
-        .backend()
-        .act(
-            &session.caller,
-            Method::POST,
-            &format!("/api/v1/rollouts/{id}/{verb}"),
-        )
-        .await
-    {
-        Ok(_) => redirect_with(&console, &headers, &to, Flash::info(said)),
-        Err(f) => back_with_error(&console, &headers, &to, &f),
-    }
+    super::act_and_return(
+        &console,
+        &session,
+        &headers,
+        (Method::POST, &format!("/api/v1/rollouts/{id}/{verb}")),
+        &to,
+        said,
+    )
+    .await
 }
 
 /// What the rollout changes: its manifest, an explicit version, or the

@@ -171,24 +171,15 @@ pub(crate) async fn retry(
         Ok(id) => id.to_owned(),
         Err(r) => return r.into_response(),
     };
-    let to = format!("/console/workflows/{id}");
-    match console
-        .backend()
-        .act(
-            &session.caller,
-            Method::POST,
-            &format!("/api/v1/workflows/{id}/retry"),
-        )
-        .await
-    {
-        Ok(_) => redirect_with(
-            &console,
-            &headers,
-            &to,
-            Flash::info("Retrying the workflow's compensation."),
-        ),
-        Err(f) => back_with_error(&console, &headers, &to, &f),
-    }
+    super::act_and_return(
+        &console,
+        &session,
+        &headers,
+        (Method::POST, &format!("/api/v1/workflows/{id}/retry")),
+        &format!("/console/workflows/{id}"),
+        "Retrying the workflow's compensation.",
+    )
+    .await
 }
 
 pub(crate) async fn abandon(
