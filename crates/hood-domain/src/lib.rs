@@ -29,6 +29,7 @@ pub mod placement;
 pub mod retention;
 pub mod rollout;
 pub mod rpc;
+pub mod scope;
 pub mod sku;
 pub mod snapshot;
 pub mod time;
