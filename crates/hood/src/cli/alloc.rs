@@ -160,23 +160,9 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: AllocCmd) -> Result<()
             follow: true,
         } => {
             client
-                .follow_events(
+                .follow_log_lines(
                     &format!("/api/v1/allocations/{id}/logs/follow?lines={lines}"),
-                    |event, data| match event {
-                        "line" => {
-                            println!("{data}");
-                            true
-                        }
-                        "end" => {
-                            eprintln!("-- {data}");
-                            false
-                        }
-                        "error" => {
-                            eprintln!("-- {data} (still following)");
-                            true
-                        }
-                        _ => true,
-                    },
+                    str::to_owned,
                 )
                 .await
         }

@@ -305,6 +305,32 @@ impl Client {
         Ok(())
     }
 
+    /// Follows a log stream (`…/logs/follow`): each `line` event printed
+    /// as `render` makes it, until `end`; an `error` event is said on
+    /// stderr and the follow goes on.
+    pub async fn follow_log_lines(
+        &mut self,
+        path: &str,
+        render: impl Fn(&str) -> String,
+    ) -> Result<()> {
+        self.follow_events(path, |event, data| match event {
+            "line" => {
+                println!("{}", render(data));
+                true
+            }
+            "end" => {
+                eprintln!("-- {data}");
+                false
+            }
+            "error" => {
+                eprintln!("-- {data} (still following)");
+                true
+            }
+            _ => true,
+        })
+        .await
+    }
+
     pub async fn get<T: DeserializeOwned>(&mut self, path: &str) -> Result<T> {
         self.call(Method::GET, path, None::<&()>).await
     }

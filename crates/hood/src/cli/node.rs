@@ -235,26 +235,12 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: NodeCmd) -> Result<()>
             follow: true,
         } => {
             client
-                .follow_events(
+                .follow_log_lines(
                     &format!("/api/v1/nodes/{id}/logs/follow?lines={lines}"),
-                    |event, data| match event {
-                        "line" => {
-                            match serde_json::from_str::<hood_api::routes::nodes::NodeLogLine>(data)
-                            {
-                                Ok(l) => println!("{} | {}", l.process, l.line),
-                                Err(_) => println!("{data}"),
-                            }
-                            true
-                        }
-                        "end" => {
-                            eprintln!("-- {data}");
-                            false
-                        }
-                        "error" => {
-                            eprintln!("-- {data} (still following)");
-                            true
-                        }
-                        _ => true,
+                    |data| match serde_json::from_str::<hood_api::routes::nodes::NodeLogLine>(data)
+                    {
+                        Ok(l) => format!("{} | {}", l.process, l.line),
+                        Err(_) => data.to_owned(),
                     },
                 )
                 .await
