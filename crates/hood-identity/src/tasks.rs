@@ -17,6 +17,10 @@ use hood_domain::{HostId, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+/// How far an agent's clock may run ahead of the control plane's before it
+/// would refuse a fresh task as expired.
+pub const CLOCK_MARGIN: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// What the master key derives the task key from.
 const DERIVATION_LABEL: &[u8] = b"hood/task-signing/v1";
 /// Prefixed to the signed bytes so a task signature is never anything else.
@@ -87,6 +91,21 @@ impl TaskSigner {
     /// The key agents pin at enrollment, base64 of its 32 bytes.
     pub fn public_key_base64(&self) -> String {
         STANDARD.encode(self.key.verifying_key().as_bytes())
+    }
+
+    /// Signs `task` for `kind` on `host` at `now`, valid while its command
+    /// may `wait` for the agent plus [`CLOCK_MARGIN`]: the one validity
+    /// rule of every task the control plane sends.
+    pub fn sign_valid_for<T: Serialize>(
+        &self,
+        host: HostId,
+        kind: &str,
+        now: Timestamp,
+        wait: std::time::Duration,
+        task: &T,
+    ) -> Result<SignedTask, serde_json::Error> {
+        let valid_ms = i64::try_from((wait + CLOCK_MARGIN).as_millis()).unwrap_or(i64::MAX / 4);
+        self.sign(host, kind, now.plus_millis(valid_ms), task)
     }
 
     /// Signs `task` for `kind` on `host`, valid until `expires_at`.
@@ -226,6 +245,20 @@ mod tests {
             refuse(&signed, host(1), "start_allocation", 1_001),
             TaskRefusal::Expired
         );
+    }
+
+    #[test]
+    fn a_task_is_valid_while_its_command_waits_plus_the_clock_margin() {
+        let signer = TaskSigner::from_master(&MasterKey::generate());
+        let verifier = TaskVerifier::from_base64(&signer.public_key_base64()).unwrap();
+        let wait = std::time::Duration::from_secs(30);
+        let signed = signer
+            .sign_valid_for(host(1), "open_terminal", Timestamp(1_000), wait, &task())
+            .unwrap();
+        let last = 1_000 + (wait + CLOCK_MARGIN).as_millis() as i64;
+        let at = |ms| verifier.verify::<Task>(&signed, host(1), "open_terminal", Timestamp(ms));
+        assert_eq!(at(last).unwrap(), task());
+        assert_eq!(at(last + 1).unwrap_err(), TaskRefusal::Expired);
     }
 
     #[test]

@@ -46,9 +46,6 @@ use tokio::sync::Notify;
 
 /// How long an agent command for an allocation may wait for its agent.
 const COMMAND_TTL: Duration = Duration::from_secs(600);
-/// How far an agent's clock may run ahead of the control plane's before
-/// it refuses a fresh task as expired.
-const CLOCK_MARGIN: Duration = Duration::from_secs(300);
 const BATCH: i64 = 200;
 /// How many times a release asks the agent to stop a sandbox.
 const STOP_ATTEMPTS: u32 = 10;
@@ -221,13 +218,11 @@ impl AllocationWorker {
         for (host, leases) in by_host {
             let payload = self
                 .signer
-                .sign(
+                .sign_valid_for(
                     host,
                     kinds::RENEW_ALLOCATION_LEASES,
-                    hood_clock::now().plus_millis(
-                        i64::try_from((self.lease / 3 + CLOCK_MARGIN).as_millis())
-                            .unwrap_or(i64::MAX / 2),
-                    ),
+                    hood_clock::now(),
+                    self.lease / 3,
                     &AllocationLeases { leases },
                 )
                 .and_then(serde_json::to_value)
@@ -379,16 +374,15 @@ impl AllocationWorker {
     }
 
     /// `task` signed for `kind` on the allocation's host, valid as long as
-    /// the command may wait plus a margin for the agent's clock.
+    /// the command may wait (plus the agent clock's margin).
     fn signed<T: serde::Serialize>(
         &self,
         a: &Allocation,
         kind: &str,
         task: &T,
     ) -> Result<serde_json::Value, GatewayError> {
-        let until = hood_clock::now().plus_millis((COMMAND_TTL + CLOCK_MARGIN).as_millis() as i64);
         self.signer
-            .sign(a.host_id, kind, until, task)
+            .sign_valid_for(a.host_id, kind, hood_clock::now(), COMMAND_TTL, task)
             .and_then(serde_json::to_value)
             .map_err(|e| GatewayError::Invalid(format!("{kind} task: {e}")))
     }

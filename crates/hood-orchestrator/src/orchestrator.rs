@@ -17,6 +17,10 @@ use hood_saga::{Engine, Registry, SagaError, StartWorkflow};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a command asked of an agent in a request (`ask_agent`) may
+/// wait for it to be picked up.
+const AGENT_COMMAND_WAIT: Duration = Duration::from_secs(30);
+
 /// The orchestrator: the saga engine loaded with the node workflows.
 #[derive(Clone)]
 pub struct Orchestrator {
@@ -102,7 +106,7 @@ impl Orchestrator {
     ) -> Result<serde_json::Value, PortError> {
         let fleet = &self.engine.app().fleet;
         let id = fleet
-            .enqueue_command(host, kind, payload, None, Duration::from_secs(30))
+            .enqueue_command(host, kind, payload, None, AGENT_COMMAND_WAIT)
             .await
             .map_err(|e| PortError::Unavailable(e.to_string()))?;
         match fleet
@@ -147,11 +151,16 @@ impl AllocationOperations for Orchestrator {
         allocation: &Allocation,
         task: &TerminalTask,
     ) -> Result<(), PortError> {
-        // Valid while the command may wait, plus a margin for the agent's
-        // clock; the same key every replica derives from the master key.
-        let until = hood_clock::now().plus_millis(90_000);
+        // Valid while the command may wait; the same key every replica
+        // derives from the master key.
         let signed = TaskSigner::from_master(&self.engine.app().master)
-            .sign(allocation.host_id, kinds::OPEN_TERMINAL, until, task)
+            .sign_valid_for(
+                allocation.host_id,
+                kinds::OPEN_TERMINAL,
+                hood_clock::now(),
+                AGENT_COMMAND_WAIT,
+                task,
+            )
             .and_then(serde_json::to_value)
             .map_err(|e| PortError::Internal(format!("signing the terminal task: {e}")))?;
         self.ask_agent(allocation.host_id, kinds::OPEN_TERMINAL, signed)
