@@ -201,6 +201,7 @@ impl AllocationService {
             error: None,
             active_since: None,
             active_until: None,
+            idle_since: None,
             created_at: now,
             updated_at: now,
         };

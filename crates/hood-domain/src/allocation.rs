@@ -42,6 +42,11 @@ pub struct Allocation {
     /// …and when it left `active` (billing stops).
     #[serde(default)]
     pub active_until: Option<Timestamp>,
+    /// Since when it has been under its idle policy's utilization floor
+    /// (`None`: busy, or no policy): released once that lasts the
+    /// policy's minutes.
+    #[serde(default)]
+    pub idle_since: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

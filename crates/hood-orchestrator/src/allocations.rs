@@ -63,10 +63,6 @@ pub struct AllocationWorker {
     signer: TaskSigner,
     interval: Duration,
     lease: Duration,
-    /// Since when each allocation with an idle policy has been under its
-    /// floor (in memory: a restart only restarts the idle clock, which
-    /// errs on the customer's side).
-    idle_since: Arc<std::sync::Mutex<HashMap<hood_domain::AllocationId, Timestamp>>>,
 }
 
 /// How long a sandbox runs without renewal by default.
@@ -98,7 +94,6 @@ impl AllocationWorker {
             signer,
             interval: Duration::from_millis(500),
             lease: DEFAULT_LEASE,
-            idle_since: Arc::default(),
         }
     }
 
@@ -262,7 +257,6 @@ impl AllocationWorker {
         }
         let mut reaped = 0;
         let now = hood_clock::now();
-        let mut still_active = std::collections::HashSet::new();
         for (host, allocations) in by_host {
             let reports: HashMap<String, WorkloadReport> = self
                 .fleet
@@ -273,7 +267,6 @@ impl AllocationWorker {
                 .map(|r| (r.workload_id.clone(), r))
                 .collect();
             for a in allocations {
-                still_active.insert(a.id);
                 let Some(report) = reports.get(&allocation_workload_id(a.id)) else {
                     continue;
                 };
@@ -298,19 +291,14 @@ impl AllocationWorker {
                 }
             }
         }
-        self.idle_map().retain(|id, _| still_active.contains(id));
         Ok(reaped)
-    }
-
-    fn idle_map(&self) -> std::sync::MutexGuard<'_, HashMap<hood_domain::AllocationId, Timestamp>> {
-        self.idle_since
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Applies the allocation's idle policy to its host's latest report:
     /// released (audited as `allocation.idle`) once it has been under its
-    /// utilization floor for the policy's minutes.
+    /// utilization floor for the policy's minutes. Since when it has been
+    /// is kept on the allocation's row (written only when it changes), so
+    /// neither a restart nor another replica starts the idle time again.
     async fn idled_out(
         &self,
         a: &Allocation,
@@ -321,20 +309,10 @@ impl AllocationWorker {
             return Ok(false);
         };
         let used = report.observation["cpu_cores_used"].as_f64();
-        let since = {
-            let mut map = self.idle_map();
-            let since = policy.under_floor_since(
-                map.get(&a.id).copied(),
-                used,
-                a.reservation.cores.len(),
-                now,
-            );
-            match since {
-                Some(s) => map.insert(a.id, s),
-                None => map.remove(&a.id),
-            };
-            since
-        };
+        let since = policy.under_floor_since(a.idle_since, used, a.reservation.cores.len(), now);
+        if since != a.idle_since {
+            self.store.set_allocation_idle_since(a.id, since).await?;
+        }
         if !policy.ran_out(since, now) {
             return Ok(false);
         }
@@ -350,7 +328,6 @@ impl AllocationWorker {
             .await?;
         if moved {
             tracing::info!(allocation = %a.id, "idle policy ran out: released");
-            self.idle_map().remove(&a.id);
         }
         Ok(moved)
     }

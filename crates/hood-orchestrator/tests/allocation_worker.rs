@@ -116,6 +116,7 @@ impl Env {
             error: None,
             active_since: None,
             active_until: None,
+            idle_since: None,
             created_at: now,
             updated_at: now,
         };

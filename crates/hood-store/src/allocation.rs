@@ -94,6 +94,15 @@ pub trait AllocationStore: Send + Sync {
         error: Option<&str>,
         audit: &AuditContext,
     ) -> StoreResult<Option<Allocation>>;
+    /// Records since when an active allocation has been under its idle
+    /// floor (`None`: busy again). An observation of the orchestrator, not
+    /// a change anyone asked for: no audit row (the release it may lead to
+    /// has one). `false` when the allocation is no longer active.
+    async fn set_allocation_idle_since(
+        &self,
+        id: AllocationId,
+        since: Option<Timestamp>,
+    ) -> StoreResult<bool>;
     /// Sets (`Some`) or removes (`None`) the organization's monthly
     /// allocation budget, with its audit row (`allocation.budget.set`,
     /// `allocation.budget.remove`) in the same transaction.

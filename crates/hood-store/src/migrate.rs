@@ -157,6 +157,11 @@ pub const SQLITE: &[Migration] = &[
         name: "allocation_budgets",
         sql: include_str!("../migrations/sqlite/0023_allocation_budgets.sql"),
     },
+    Migration {
+        version: 24,
+        name: "allocation_idle",
+        sql: include_str!("../migrations/sqlite/0024_allocation_idle.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -275,6 +280,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 23,
         name: "allocation_budgets",
         sql: include_str!("../migrations/postgres/0023_allocation_budgets.sql"),
+    },
+    Migration {
+        version: 24,
+        name: "allocation_idle",
+        sql: include_str!("../migrations/postgres/0024_allocation_idle.sql"),
     },
 ];
 

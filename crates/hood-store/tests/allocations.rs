@@ -97,6 +97,7 @@ fn draft(org: OrgId, key: Option<&str>) -> Allocation {
         error: None,
         active_since: None,
         active_until: None,
+        idle_since: None,
         created_at: T0,
         updated_at: T0,
     }
@@ -545,7 +546,68 @@ async fn active_spans_are_recorded_and_found_by_window(db: &Harness) {
     assert_eq!(live, vec![b]);
 }
 
+async fn an_active_allocations_idle_time_is_kept_on_its_row(db: &Harness) {
+    let store = db.migrated().await;
+    let org = org(store).await;
+    let host = host_with(store, 4).await;
+    let id = created(
+        store
+            .create_allocation(&draft(org, None), &cpu(1), &[host], &ctx())
+            .await
+            .unwrap(),
+    )
+    .id;
+    let audit = AuditContext::system("orchestrator");
+    use AllocationState::*;
+    // Only an active allocation idles.
+    assert!(!store.set_allocation_idle_since(id, Some(T0)).await.unwrap());
+    store
+        .transition_allocation(
+            id,
+            &[Requested, Provisioning, Active],
+            T0,
+            "allocation.step",
+            None,
+            &audit,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let read = || async {
+        store
+            .get_allocation(org, id)
+            .await
+            .unwrap()
+            .unwrap()
+            .idle_since
+    };
+    assert_eq!(read().await, None);
+    assert!(store
+        .set_allocation_idle_since(id, Some(T0.plus_secs(60)))
+        .await
+        .unwrap());
+    assert_eq!(read().await, Some(T0.plus_secs(60)));
+    // What the worker reads each round carries it too.
+    let active = store.allocations_in_states(&[Active], 10).await.unwrap();
+    assert_eq!(active[0].idle_since, Some(T0.plus_secs(60)));
+    assert!(store.set_allocation_idle_since(id, None).await.unwrap());
+    assert_eq!(read().await, None);
+    // Not an audited mutation: the only rows are the creation and the step.
+    let rows = store
+        .list_audit(&AuditFilter {
+            resource_id: Some(id.to_string()),
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(actions.iter().all(|a| !a.contains("idle")), "{actions:?}");
+}
+
 conformance!(
+    an_active_allocations_idle_time_is_kept_on_its_row,
     active_spans_are_recorded_and_found_by_window,
     maximum_durations_run_out_in_order,
     the_audit_log_is_append_only,

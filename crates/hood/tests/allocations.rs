@@ -1231,6 +1231,28 @@ async fn idle_allocations_are_released_and_busy_ones_kept() {
     wait_alloc(api, key, &idle, "active").await;
     wait_alloc(api, key, &busy, "active").await;
     let started = Instant::now();
+    // The idle one shows since when it idles, and that instant holds from
+    // round to round (it is kept on the allocation, not restarted).
+    let idle_since = loop {
+        let a = api
+            .get(&format!("/api/v1/allocations/{idle}"), key)
+            .await
+            .body;
+        if let Some(since) = a["idle_since"].as_str() {
+            break since.to_owned();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never idle: {a}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let a = api
+        .get(&format!("/api/v1/allocations/{idle}"), key)
+        .await
+        .body;
+    assert_eq!(a["idle_since"], idle_since.as_str(), "{a}");
     let ended = wait_alloc_within(api, key, &idle, "released", Duration::from_secs(120)).await;
     assert!(
         started.elapsed() >= Duration::from_secs(55),
@@ -1259,6 +1281,7 @@ async fn idle_allocations_are_released_and_busy_ones_kept() {
         .await
         .body;
     assert_eq!(b["state"], "active", "{b}");
+    assert!(b["idle_since"].is_null(), "busy: {b}");
     assert!(rig.sandbox_runs(&busy));
     api.delete(&format!("/api/v1/allocations/{busy}"), key)
         .await;

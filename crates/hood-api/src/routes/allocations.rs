@@ -222,6 +222,10 @@ pub struct AllocationView {
     /// When it became active and stopped being active: the billed span.
     pub active_since: Option<String>,
     pub active_until: Option<String>,
+    /// Since when it has been under its idle policy's utilization floor
+    /// (absent: busy, or no policy); released once that lasts the
+    /// policy's minutes.
+    pub idle_since: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -249,6 +253,7 @@ impl From<&Allocation> for AllocationView {
             price_per_minute_minor: a.price_per_minute_minor,
             currency: a.currency.to_string(),
             active_since: a.active_since.map(rfc3339),
+            idle_since: a.idle_since.map(rfc3339),
             active_until: a.active_until.map(rfc3339),
             created_at: rfc3339(a.created_at),
             updated_at: rfc3339(a.updated_at),

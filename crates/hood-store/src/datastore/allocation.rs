@@ -17,7 +17,7 @@ use hood_domain::placement::{place, HostCapacity, PlacementError, Reservation, S
 use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
 
 const COLUMNS: &str = "id, org_id, host_id, sku, price_per_minute_minor, currency, spec, state, reservation, idempotency_key, \
-                       expires_at, error, active_since, active_until, created_at, updated_at";
+                       expires_at, error, active_since, active_until, created_at, updated_at, idle_since";
 /// States that hold no placement (`AllocationState::holds_placement`).
 const ENDED: &str = "('released', 'failed')";
 
@@ -39,6 +39,7 @@ struct AllocationRow {
     active_until: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    idle_since: Option<i64>,
 }
 
 impl TryFrom<AllocationRow> for Allocation {
@@ -66,6 +67,7 @@ impl TryFrom<AllocationRow> for Allocation {
             error: r.error,
             active_since: r.active_since.map(Timestamp::from_millis),
             active_until: r.active_until.map(Timestamp::from_millis),
+            idle_since: r.idle_since.map(Timestamp::from_millis),
             created_at: Timestamp::from_millis(r.created_at),
             updated_at: Timestamp::from_millis(r.updated_at),
         })
@@ -255,7 +257,7 @@ impl AllocationStore for SqlStore {
             };
             query(format!(
                 "INSERT INTO allocations ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
             ))
             .bind(allocation.id.to_string())
             .bind(allocation.org_id.to_string())
@@ -276,6 +278,7 @@ impl AllocationStore for SqlStore {
             .bind(allocation.active_until.map(Timestamp::millis))
             .bind(allocation.created_at.millis())
             .bind(allocation.updated_at.millis())
+            .bind(allocation.idle_since.map(Timestamp::millis))
             .execute(&mut tx)
             .await
             .map_err(|e| write_error(e, "allocation"))?;
@@ -494,6 +497,21 @@ impl AllocationStore for SqlStore {
         .await?;
         tx.commit().await?;
         Ok(Some(after))
+    }
+
+    async fn set_allocation_idle_since(
+        &self,
+        id: AllocationId,
+        since: Option<Timestamp>,
+    ) -> StoreResult<bool> {
+        let done =
+            query("UPDATE allocations SET idle_since = $2 WHERE id = $1 AND state = 'active'")
+                .bind(id.to_string())
+                .bind(since.map(Timestamp::millis))
+                .execute(&self.pool)
+                .await
+                .map_err(|e| write_error(e, "allocation"))?;
+        Ok(done == 1)
     }
 
     async fn set_allocation_budget(
