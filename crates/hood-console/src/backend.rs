@@ -158,28 +158,18 @@ impl Backend {
         caller: &Caller,
         path: &str,
         request: axum::extract::Request,
-    ) -> axum::response::Response {
+    ) -> Result<axum::response::Response, Failure> {
         let (mut parts, body) = request.into_parts();
-        parts.uri = match path.parse() {
-            Ok(uri) => uri,
-            Err(_) => {
-                return crate::layout::refused(StatusCode::NOT_FOUND, "There is nothing here.")
-            }
-        };
+        parts.uri = path
+            .parse()
+            .map_err(|_| Failure::internal(format!("not a path to forward: {path}")))?;
         parts.headers.remove(header::COOKIE);
         parts.headers.remove(header::AUTHORIZATION);
         if let Some(token) = &caller.token {
-            match format!("Bearer {token}").parse() {
-                Ok(value) => {
-                    parts.headers.insert(header::AUTHORIZATION, value);
-                }
-                Err(_) => {
-                    return crate::layout::refused(
-                        StatusCode::UNAUTHORIZED,
-                        "The session's token cannot be sent: sign in again.",
-                    )
-                }
-            }
+            let value = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| Failure::internal("the session's token is not a header value"))?;
+            parts.headers.insert(header::AUTHORIZATION, value);
         }
         // Only what the API needs of the connection: the console's own
         // extensions (its matched path parameters among them) would
@@ -196,7 +186,7 @@ impl Backend {
             .oneshot(Request::from_parts(parts, body))
             .await
         {
-            Ok(r) => r,
+            Ok(r) => Ok(r),
             Err(never) => match never {},
         }
     }

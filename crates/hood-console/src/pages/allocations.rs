@@ -355,6 +355,7 @@ pub(crate) async fn terminal_socket(
             request,
         )
         .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Whether the request's `Origin` (when it has one; browsers always send
