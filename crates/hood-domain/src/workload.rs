@@ -71,6 +71,10 @@ pub struct AllocationTask {
     /// hides every GPU).
     #[serde(default)]
     pub gpus: Vec<u32>,
+    /// MIG slices placed for it: each must become a MIG instance on its
+    /// GPU at its placement before the sandbox may start.
+    #[serde(default)]
+    pub mig: Vec<MigSlice>,
     /// argv; empty runs an idle sandbox.
     #[serde(default)]
     pub command: Vec<String>,
@@ -79,6 +83,15 @@ pub struct AllocationTask {
     /// `None`: no lease.
     #[serde(default)]
     pub lease_until_ms: Option<i64>,
+}
+
+/// One MIG slice of an allocation: the GPU, the profile (`1g.18gb`) and
+/// the first of its placement slots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MigSlice {
+    pub gpu: u32,
+    pub profile: String,
+    pub start: u8,
 }
 
 impl AllocationTask {

@@ -396,6 +396,23 @@ impl AllocationWorker {
                     hood_domain::placement::GpuClaim::Mig { .. } => None,
                 })
                 .collect(),
+            mig: a
+                .reservation
+                .gpus
+                .iter()
+                .filter_map(|g| match g {
+                    hood_domain::placement::GpuClaim::Mig {
+                        gpu,
+                        profile,
+                        start,
+                    } => Some(hood_domain::workload::MigSlice {
+                        gpu: *gpu,
+                        profile: profile.clone(),
+                        start: *start,
+                    }),
+                    hood_domain::placement::GpuClaim::Whole { .. } => None,
+                })
+                .collect(),
             command: a.spec.command.clone(),
             lease_until_ms: Some(self.lease_until()),
         };

@@ -36,6 +36,20 @@ pub fn spec(task: &AllocationTask, cgroup_procs: &[PathBuf]) -> Result<WorkloadS
     if task.cores.is_empty() {
         return Err(CommandError("an allocation needs at least one core".into()));
     }
+    // Started without them, the sandbox would see no GPU at all while its
+    // slices are paid for: refused, so the allocation fails (never
+    // active, never charged) and its placement is freed.
+    if !task.mig.is_empty() {
+        let slices: Vec<String> = task
+            .mig
+            .iter()
+            .map(|m| format!("{} on GPU {} at slot {}", m.profile, m.gpu, m.start))
+            .collect();
+        return Err(CommandError(format!(
+            "MIG slices ({}) cannot be provided: this agent does not create MIG instances yet",
+            slices.join(", ")
+        )));
+    }
     let id = WorkloadId::new(task.workload_id()).map_err(|e| CommandError(e.to_string()))?;
     let cores: Vec<String> = task.cores.iter().map(u32::to_string).collect();
     let command: Vec<String> = if task.command.is_empty() {
@@ -225,6 +239,7 @@ mod tests {
             memory_mib: 512,
             gpus: vec![],
             command: command.iter().map(|s| (*s).to_owned()).collect(),
+            mig: vec![],
             lease_until_ms: None,
         }
     }
@@ -259,6 +274,23 @@ mod tests {
         let mut none = task(&[]);
         none.cores.clear();
         assert!(spec(&none, &[]).is_err());
+    }
+
+    #[test]
+    fn mig_slices_are_refused_rather_than_run_without_a_gpu() {
+        let mut t = task(&[]);
+        t.mig = vec![hood_domain::workload::MigSlice {
+            gpu: 0,
+            profile: "1g.18gb".into(),
+            start: 4,
+        }];
+        let e = spec(&t, &[]).unwrap_err();
+        assert!(e.0.contains("1g.18gb on GPU 0 at slot 4"), "{}", e.0);
+        // A task from before the field existed carries none.
+        let old =
+            serde_json::json!({"allocation_id": t.allocation_id, "cores": [1], "memory_mib": 64});
+        let parsed: AllocationTask = serde_json::from_value(old).unwrap();
+        assert!(parsed.mig.is_empty());
     }
 
     #[test]

@@ -50,6 +50,7 @@ async fn the_sandbox_isolates_pid_host_name_network_cores_and_memory() {
              exec sleep 600"
             ),
         ],
+        mig: vec![],
         lease_until_ms: None,
     };
     let workload = task.workload_id();

@@ -1755,3 +1755,61 @@ async fn the_console_terminal_runs_a_shell_in_the_browser_and_resumes() {
     let cast = std::fs::read_to_string(rig.home.join("artifacts").join(recording)).unwrap();
     assert!(cast.contains(":42:E"), "{cast}");
 }
+
+/// A MIG slice is placed and accounted, but this agent cannot carve MIG
+/// instances yet: rather than start a sandbox that sees no GPU while its
+/// slice is paid for, the agent refuses the task and the allocation fails,
+/// never active (never charged), its slots free again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mig_slice_fails_clearly_instead_of_running_without_its_gpu() {
+    let Some(rig) = Rig::start("allocations_mig", |dir| {
+        let path = dir.join("skus.json");
+        std::fs::write(
+            &path,
+            json!([{"name": "gpu.h200.1g.18gb", "cores": 1, "memory_mib": 256, "disk_mib": 1024,
+                    "gpu": {"kind": "mig", "profile": "1g.18gb"},
+                    "price_per_minute_minor": 3, "currency": "USD"}])
+            .to_string(),
+        )
+        .unwrap();
+        vec![("HOOD_SKU_FILE", path.display().to_string())]
+    })
+    .await
+    else {
+        return;
+    };
+    let hosts = rig.api.get("/api/v1/hosts", &rig.key).await;
+    let host = hosts.body["items"][0]["id"].as_str().unwrap().to_owned();
+    rig.cli(&[
+        "host",
+        "capacity",
+        &host,
+        "--cores",
+        &cores_here().to_string(),
+        "--memory-mib",
+        &(256 * cores_here()).to_string(),
+        "--disk-mib",
+        "204800",
+        "--gpu",
+        "0:NVIDIA H200:144384:mig",
+    ]);
+    let id = rig.allocate(json!({"sku": "gpu.h200.1g.18gb"})).await;
+    let failed = wait_alloc(&rig.api, &rig.key, &id, "failed").await;
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("MIG") && error.contains("1g.18gb on GPU 0"),
+        "{failed}"
+    );
+    assert!(failed["active_since"].is_null(), "never active: {failed}");
+    assert!(!rig.sandbox_runs(&id));
+    let h = rig
+        .api
+        .get(&format!("/api/v1/hosts/{host}"), &rig.key)
+        .await;
+    assert_eq!(
+        h.body["capacity"]["free"]["mig_slots"],
+        json!([{"gpu": 0, "free_slots": 7}]),
+        "{}",
+        h.text
+    );
+}
