@@ -33,6 +33,8 @@ const AUDITED_BY_USE_CASE: &[(Method, &str)] = &[
     (Method::POST, "/api/v1/credits/refunds"),
     (Method::PUT, "/api/v1/allocation-budget"),
     (Method::DELETE, "/api/v1/allocation-budget"),
+    (Method::POST, "/api/v1/storage/namespaces"),
+    (Method::DELETE, "/api/v1/storage/namespaces/{name}"),
 ];
 
 /// `{resource}.{verb}`, the resource type, and which path segment holds

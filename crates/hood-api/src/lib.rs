@@ -82,6 +82,7 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
     if roles.contains(&HttpRole::Api) {
         app = app
             .merge(routes::artifacts::router())
+            .merge(routes::storage::router())
             .merge(routes::billing::ingest_router())
             .merge(routes::invoicing::webhook_router());
     }

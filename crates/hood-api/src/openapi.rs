@@ -22,7 +22,7 @@
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
     allocations, artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health,
-    identity, invoicing, keys, ledger, nodes, ops, rollouts, snapshots, terminal,
+    identity, invoicing, keys, ledger, nodes, ops, rollouts, snapshots, storage, terminal,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -79,6 +79,10 @@ use utoipa::{Modify, OpenApi};
         allocations::get_allocation_budget, allocations::set_allocation_budget,
         allocations::remove_allocation_budget,
         allocations::declare_capacity, allocations::host_capacity, allocations::list_audit,
+        storage::list_namespaces, storage::create_namespace, storage::get_namespace,
+        storage::delete_namespace, storage::list_objects, storage::get_object, storage::put_object,
+        storage::delete_object, storage::presign_object, storage::get_presigned,
+        storage::put_presigned, storage::get_public,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -114,6 +118,9 @@ use utoipa::{Modify, OpenApi};
         allocations::AllocationBudgetInput,
         allocations::CreateAllocationRequest, allocations::ForceReleaseRequest, allocations::GpuCapacityView, allocations::CapacityInput,
         allocations::FreeView, allocations::MigFreeView, allocations::GpuInventoryView, allocations::HostCapacityView, allocations::AuditView,
+        storage::QuotaView, storage::UsageView, storage::NamespaceView, storage::CreateNamespaceRequest,
+        storage::ObjectView, storage::ObjectPageView, storage::ObjectWrittenView, storage::PresignRequest,
+        storage::PresignedView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

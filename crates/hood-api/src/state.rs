@@ -66,6 +66,8 @@ pub struct AppState {
     /// Terminal sessions into allocations, in processes that run both the
     /// api role and the agent gateway (whose hub pairs the two ends).
     pub terminals: Option<TerminalService>,
+    /// Storage namespaces and objects; `None` answers 503.
+    pub storage: Option<hood_storage::Storage>,
 }
 
 impl AppState {
@@ -134,6 +136,11 @@ impl AppState {
     }
 
     /// Attaches the master key that seals notification channel secrets.
+    pub fn with_storage(mut self, storage: hood_storage::Storage) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
     pub fn with_master_key(mut self, master: MasterKey) -> Self {
         self.master = Some(master);
         self
@@ -178,6 +185,7 @@ impl AppState {
             master: None,
             notify: NotifierConfig::default(),
             terminals: None,
+            storage: None,
         }
     }
 }

@@ -70,6 +70,10 @@ id_type!(/// A credit note: a correction of an issued invoice.
     CreditNoteId);
 id_type!(/// An allocation of host capacity.
     AllocationId);
+id_type!(/// A storage namespace (an S3 bucket) of an organization.
+    NamespaceId);
+id_type!(/// The bytes of one object version in the storage object store.
+    BlobId);
 id_type!(/// A ledger transfer (chosen by the client: idempotent).
     TransferId);
 id_type!(/// A ledger account.

@@ -13,6 +13,7 @@ mod jwt;
 pub mod master_key;
 pub mod oidc;
 pub mod password;
+pub mod presign;
 pub mod sealed_box;
 pub mod tasks;
 pub mod tokens;

@@ -52,6 +52,7 @@ pub mod retention;
 pub mod rollout;
 pub mod snapshot;
 pub mod status_page;
+pub mod storage;
 pub mod uptime;
 pub mod usage;
 pub mod workflow;
@@ -145,6 +146,7 @@ pub trait Store:
     + snapshot::SnapshotStore
     + allocation::AllocationStore
     + audit::AuditStore
+    + storage::StorageStore
     + Send
     + Sync
     + 'static

@@ -162,6 +162,11 @@ pub const SQLITE: &[Migration] = &[
         name: "allocation_idle",
         sql: include_str!("../migrations/sqlite/0024_allocation_idle.sql"),
     },
+    Migration {
+        version: 25,
+        name: "storage",
+        sql: include_str!("../migrations/sqlite/0025_storage.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -285,6 +290,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 24,
         name: "allocation_idle",
         sql: include_str!("../migrations/postgres/0024_allocation_idle.sql"),
+    },
+    Migration {
+        version: 25,
+        name: "storage",
+        sql: include_str!("../migrations/postgres/0025_storage.sql"),
     },
 ];
 

@@ -14,6 +14,7 @@ mod health;
 mod ledger;
 mod listen;
 mod server;
+mod storage;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -187,6 +188,9 @@ enum Command {
     Alloc(cli::alloc::AllocCmd),
     /// The audit log: one row per mutation (who, what, before and after).
     Audit(cli::alloc::AuditArgs),
+    /// Storage: namespaces (buckets) and their objects.
+    #[command(subcommand)]
+    Storage(cli::storage::StorageCmd),
     /// Durable workflows (provision, terminate, …) and operator actions.
     #[command(subcommand)]
     Workflow(cli::fleet::WorkflowCmd),
@@ -282,6 +286,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Artifact(cmd) => cli::artifact::run(c, f, cmd).await,
         Command::Host(cmd) => cli::fleet::host(c, f, cmd).await,
         Command::Alloc(cmd) => cli::alloc::run(c, f, cmd).await,
+        Command::Storage(cmd) => cli::storage::run(c, f, cmd).await,
         Command::Audit(args) => cli::alloc::audit(c, f, args).await,
         Command::Bench(cmd) => bench::run(c, cmd).await,
         Command::Workflow(cmd) => cli::fleet::workflow(c, f, cmd).await,

@@ -51,6 +51,8 @@ pub struct ServerOpts {
     pub billing: crate::billing::BillingArgs,
     #[command(flatten)]
     pub backups: crate::backups::BackupArgs,
+    #[command(flatten)]
+    pub storage: crate::storage::StorageArgs,
 }
 
 /// `hood up`: every role in one process on SQLite under `$HOOD_HOME`.
@@ -118,7 +120,12 @@ pub async fn up(
     let billing_runner =
         crate::billing::start_runner(&opts.billing, billing.clone(), store.clone());
     let _backups = crate::backups::start(&opts.backups, state.snapshots.clone());
-    let state = state.with_billing(billing);
+    let mut state = state.with_billing(billing);
+    if let Some(storage) =
+        crate::storage::start(&opts.storage, Some(&opts.home), store.clone(), &master)?
+    {
+        state = state.with_storage(storage);
+    }
     let bus = health_args.bus.connect().await?;
     let console_bus = bus.clone();
     let health = crate::health::HealthRole::start(
@@ -325,6 +332,11 @@ pub async fn serve(
             .with_allocation_operations(Arc::new(f.orchestrator.clone()));
         if roles.contains(&HttpRole::Api) {
             state = f.serve_terminals(state);
+            if let Some(storage) =
+                crate::storage::start(&opts.storage, None, store.clone(), &master)?
+            {
+                state = state.with_storage(storage);
+            }
         }
         if fleet_args.orchestrator {
             _backups = crate::backups::start(&opts.backups, state.snapshots.clone());

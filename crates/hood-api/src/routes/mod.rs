@@ -18,4 +18,5 @@ pub mod nodes;
 pub mod ops;
 pub mod rollouts;
 pub mod snapshots;
+pub mod storage;
 pub mod terminal;

@@ -132,6 +132,11 @@ pub(crate) fn decode_scopes(column: &str, value: &str) -> Result<Vec<Permission>
 /// reports the constraint name, SQLite the `table.column` list.
 const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("orgs_slug_key", "orgs.slug", "slug"),
+    (
+        "storage_namespaces_org_id_name_key",
+        "storage_namespaces.org_id, storage_namespaces.name",
+        "namespace",
+    ),
     ("orgs_pkey", "orgs.id", "id"),
     ("users_email_key", "users.email", "email"),
     ("users_pkey", "users.id", "id"),

@@ -37,6 +37,7 @@ mod rollout;
 mod schema;
 mod snapshot;
 mod status_page;
+mod storage;
 mod uptime;
 mod usage;
 mod workflow;

@@ -411,6 +411,47 @@ impl Client {
     }
 }
 
+impl Client {
+    /// GETs `path` and streams a 2xx answer's body into `out` (never held
+    /// whole), sending `headers` (a `Range`); returns the bytes written. A
+    /// problem answer becomes an error carrying its detail.
+    pub async fn download(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64> {
+        let url = format!("{}{}", self.server, path);
+        let mut req = self
+            .http
+            .get(&url)
+            .timeout(std::time::Duration::from_secs(3600));
+        if let Some(token) = self.bearer() {
+            req = req.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| anyhow!("cannot reach Hood at {}: {}", self.server, root_cause(&e)))?;
+        let status = resp.status();
+        if !status.is_success() {
+            let answer = resp.bytes().await.context("reading the response")?;
+            finish(status, answer.to_vec())?;
+            bail!("the server answered {status}");
+        }
+        let mut written = 0u64;
+        while let Some(chunk) = resp.chunk().await.context("reading the download")? {
+            out.write_all(&chunk).context("writing the download")?;
+            written += chunk.len() as u64;
+        }
+        out.flush().context("writing the download")?;
+        Ok(written)
+    }
+}
+
 /// Reads the body of a 2xx answer as `T`, the view type the server
 /// serializes. A body that does not fit (a field missing, renamed or of
 /// another type) is a plain error naming where it differs: the CLI and

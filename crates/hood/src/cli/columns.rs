@@ -19,6 +19,7 @@ use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
 use hood_api::routes::rollouts::{RolloutKindView, RolloutNodeView, RolloutView};
 use hood_api::routes::snapshots::{SnapshotAccepted, SnapshotView};
+use hood_api::routes::storage::{NamespaceView, ObjectView};
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
 use hood_ledger::wire::{AccountRecord, TransferRecord};
 
@@ -529,6 +530,28 @@ pub const AUDIT: &[Column<AuditView>] = &[
         format!("{}/{}", e.resource_type, e.resource_id)
     }),
     Column::new("REQUEST_ID", |e| or_dash(&e.request_id)),
+];
+
+pub const NAMESPACE: &[Column<NamespaceView>] = &[
+    Column::new("NAME", |n| n.name.clone()),
+    Column::new("VISIBILITY", |n| n.visibility.clone()),
+    Column::new("STATE", |n| n.state.clone()),
+    Column::new("BYTES", |n| {
+        format!("{}/{}", n.usage.bytes, n.quota.max_bytes)
+    }),
+    Column::new("OBJECTS", |n| {
+        format!("{}/{}", n.usage.objects, n.quota.max_objects)
+    }),
+    Column::new("ID", |n| n.id.to_string()),
+    Column::new("CREATED_AT", |n| n.created_at.clone()),
+];
+
+pub const OBJECT: &[Column<ObjectView>] = &[
+    Column::new("KEY", |o| o.key.clone()),
+    Column::new("SIZE", |o| o.size.to_string()),
+    Column::new("CONTENT_TYPE", |o| o.content_type.clone()),
+    Column::new("SHA256", |o| o.sha256.clone()),
+    Column::new("CREATED_AT", |o| o.created_at.clone()),
 ];
 
 #[cfg(test)]

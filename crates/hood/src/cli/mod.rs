@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod node;
 pub mod output;
 pub mod rollout;
+pub mod storage;
 pub mod terminal;
 
 use anyhow::{bail, Context, Result};

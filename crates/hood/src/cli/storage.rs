@@ -1,0 +1,248 @@
+//! `hood storage …`: namespaces (`ns create|list|show|delete`) and their
+//! objects (`put`, `get`, `ls`, `rm`, `presign`).
+
+use super::client::{Client, ConnectOpts};
+use super::columns;
+use super::output::{list, show, Format};
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use hood_api::routes::storage::{
+    key_path, CreateNamespaceRequest, NamespaceView, ObjectPageView, ObjectView, ObjectWrittenView,
+    PresignRequest, PresignedView,
+};
+use hood_api::views::Page;
+use reqwest::Method;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub enum StorageCmd {
+    /// Namespaces (buckets) of the organization.
+    #[command(subcommand)]
+    Ns(NsCmd),
+    /// Uploads a file as an object (streamed; replaces the key's object).
+    Put {
+        namespace: String,
+        key: String,
+        file: PathBuf,
+    },
+    /// Downloads an object into FILE (standard output without it).
+    Get {
+        namespace: String,
+        key: String,
+        file: Option<PathBuf>,
+        /// One byte range, e.g. `0-1023`, `1024-` or `-512` (the last 512).
+        #[arg(long)]
+        range: Option<String>,
+    },
+    /// Lists objects in key order.
+    Ls {
+        namespace: String,
+        /// Only keys starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// At most this many (every page when absent).
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Deletes an object.
+    Rm { namespace: String, key: String },
+    /// A URL that lets anyone holding it GET (or PUT) one object until it
+    /// expires.
+    Presign {
+        namespace: String,
+        key: String,
+        /// get or put.
+        #[arg(long, default_value = "get")]
+        method: String,
+        /// Seconds the URL works (at most 604800).
+        #[arg(long, default_value_t = 3600)]
+        expires_in: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NsCmd {
+    /// Creates a namespace.
+    Create {
+        name: String,
+        /// Anyone may read its objects (writing still needs the org).
+        #[arg(long)]
+        public: bool,
+        /// The byte quota (default: the server's).
+        #[arg(long)]
+        max_bytes: Option<u64>,
+        /// The object quota (default: the server's).
+        #[arg(long)]
+        max_objects: Option<u64>,
+    },
+    List,
+    Show {
+        name: String,
+    },
+    /// Deletes a namespace and every object in it (in the background).
+    Delete {
+        name: String,
+    },
+}
+
+fn ns_path(name: &str) -> String {
+    format!("/api/v1/storage/namespaces/{}", key_path(name))
+}
+
+fn object_path(namespace: &str, key: &str) -> String {
+    format!("{}/objects/{}", ns_path(namespace), key_path(key))
+}
+
+pub async fn run(opts: &ConnectOpts, format: Format, cmd: StorageCmd) -> Result<()> {
+    let mut client = Client::new(opts)?;
+    match cmd {
+        StorageCmd::Ns(NsCmd::Create {
+            name,
+            public,
+            max_bytes,
+            max_objects,
+        }) => {
+            let body = CreateNamespaceRequest {
+                name,
+                visibility: Some(if public { "public" } else { "private" }.into()),
+                max_bytes,
+                max_objects,
+            };
+            let ns: NamespaceView = client.post("/api/v1/storage/namespaces", &body).await?;
+            show(format, &ns, columns::NAMESPACE)
+        }
+        StorageCmd::Ns(NsCmd::List) => {
+            let page: Page<NamespaceView> = client.get("/api/v1/storage/namespaces").await?;
+            list(format, &page, columns::NAMESPACE)
+        }
+        StorageCmd::Ns(NsCmd::Show { name }) => {
+            let ns: NamespaceView = client.get(&ns_path(&name)).await?;
+            show(format, &ns, columns::NAMESPACE)
+        }
+        StorageCmd::Ns(NsCmd::Delete { name }) => {
+            let ns: NamespaceView = client
+                .call(Method::DELETE, &ns_path(&name), None::<&()>)
+                .await?;
+            show(format, &ns, columns::NAMESPACE)
+        }
+        StorageCmd::Put {
+            namespace,
+            key,
+            file,
+        } => {
+            let written: ObjectWrittenView = client
+                .put_file(&object_path(&namespace, &key), &file, &[])
+                .await?;
+            show(format, &written.object, columns::OBJECT)
+        }
+        StorageCmd::Get {
+            namespace,
+            key,
+            file,
+            range,
+        } => {
+            let range = range.map(|r| format!("bytes={r}"));
+            let headers: Vec<(&str, &str)> = range.iter().map(|r| ("range", r.as_str())).collect();
+            let path = object_path(&namespace, &key);
+            match file {
+                Some(file) => {
+                    // Into a temporary file beside the target, renamed when
+                    // whole: a failed download never leaves half a file.
+                    let partial = file.with_extension("partial");
+                    let mut out = std::io::BufWriter::new(
+                        std::fs::File::create(&partial)
+                            .with_context(|| format!("creating {}", partial.display()))?,
+                    );
+                    let result = client.download(&path, &headers, &mut out).await;
+                    drop(out);
+                    match result {
+                        Ok(bytes) => {
+                            tokio::fs::rename(&partial, &file)
+                                .await
+                                .with_context(|| format!("writing {}", file.display()))?;
+                            eprintln!("{bytes} bytes written to {}", file.display());
+                            Ok(())
+                        }
+                        Err(e) => {
+                            let _ = tokio::fs::remove_file(&partial).await;
+                            Err(e)
+                        }
+                    }
+                }
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    client.download(&path, &headers, &mut out).await?;
+                    Ok(())
+                }
+            }
+        }
+        StorageCmd::Ls {
+            namespace,
+            prefix,
+            limit,
+        } => {
+            let mut items: Vec<ObjectView> = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let mut query = form_urlencoded::Serializer::new(String::new());
+                if let Some(p) = &prefix {
+                    query.append_pair("prefix", p);
+                }
+                if let Some(a) = &after {
+                    query.append_pair("after", a);
+                }
+                let want = limit.map_or(1000, |l| {
+                    l.saturating_sub(u32::try_from(items.len()).unwrap_or(u32::MAX))
+                        .clamp(1, 1000)
+                });
+                query.append_pair("limit", &want.to_string());
+                let page: ObjectPageView = client
+                    .get(&format!(
+                        "{}/objects?{}",
+                        ns_path(&namespace),
+                        query.finish()
+                    ))
+                    .await?;
+                items.extend(page.items);
+                let done = limit.is_some_and(|l| items.len() >= l as usize);
+                match page.next_after {
+                    Some(next) if !done => after = Some(next),
+                    _ => break,
+                }
+            }
+            list(format, &Page { items }, columns::OBJECT)
+        }
+        StorageCmd::Rm { namespace, key } => {
+            client.delete(&object_path(&namespace, &key)).await?;
+            println!("deleted {namespace}/{key}");
+            Ok(())
+        }
+        StorageCmd::Presign {
+            namespace,
+            key,
+            method,
+            expires_in,
+        } => {
+            if !matches!(method.to_ascii_lowercase().as_str(), "get" | "put") {
+                bail!("--method must be get or put, not `{method}`");
+            }
+            let signed: PresignedView = client
+                .post(
+                    &format!("{}/presign/{}", ns_path(&namespace), key_path(&key)),
+                    &PresignRequest {
+                        method: Some(method.to_ascii_uppercase()),
+                        expires_in_seconds: Some(expires_in),
+                    },
+                )
+                .await?;
+            match format {
+                Format::Json => super::output::json(&signed),
+                Format::Table => {
+                    println!("{}{}", client.server, signed.url);
+                    eprintln!("{} until {}", signed.method, signed.expires_at);
+                    Ok(())
+                }
+            }
+        }
+    }
+}

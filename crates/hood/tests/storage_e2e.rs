@@ -1,0 +1,543 @@
+//! Storage end to end on the real binary (`hood up`, objects under
+//! `$HOOD_HOME/storage`):
+//!
+//! * namespaces and objects through the CLI: a 12 MB file up and down
+//!   byte for byte, a range, listing by prefix, replace and delete; the
+//!   byte quota enforced exactly at its limit (also for a chunked upload
+//!   that announces no length, which leaves no bytes behind); presigned
+//!   URLs for one object and method that expire; public namespaces read
+//!   anonymously, private ones and other organizations' not found;
+//!   deletion of a namespace removes every byte; one audit row per
+//!   namespace change;
+//! * SIGKILL while an upload streams and while a namespace is being
+//!   deleted: after a restart, no byte is left that no object accounts
+//!   for, and the namespace is gone.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
+
+mod common;
+
+use common::http::{second_org, Api};
+use common::{hood_cli, hood_up, read_admin_key, temp_home, Rng};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Every file under `dir` (the storage object store's bytes).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = Rng(seed);
+    (0..len).map(|_| rng.below(256) as u8).collect()
+}
+
+fn cli(env: &[(&str, String)], args: &[&str]) -> String {
+    let (ok, out, err) = hood_cli(args, env, None);
+    assert!(ok, "hood {args:?}: {out} {err}");
+    out
+}
+
+fn cli_json(env: &[(&str, String)], args: &[&str]) -> Value {
+    let mut all = vec!["--output", "json"];
+    all.extend_from_slice(args);
+    serde_json::from_str(&cli(env, &all)).expect("JSON output")
+}
+
+/// Sends a raw HTTP/1.1 request whose body is `chunks` in chunked
+/// transfer encoding (no Content-Length); answers the status and body.
+fn chunked_put(api: &str, path: &str, token: &str, chunks: &[Vec<u8>]) -> (u16, String) {
+    let addr = api.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "PUT {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    for chunk in chunks {
+        // The server may refuse (and close) before the last chunk.
+        if write!(s, "{:x}\r\n", chunk.len()).is_err()
+            || s.write_all(chunk).is_err()
+            || s.write_all(b"\r\n").is_err()
+        {
+            break;
+        }
+    }
+    let _ = s.write_all(b"0\r\n\r\n");
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+async fn namespace_id(api: &Api, key: &str, name: &str) -> String {
+    let r = api
+        .get(&format!("/api/v1/storage/namespaces/{name}"), key)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+/// Waits until `check` holds (the sweeper runs every two seconds).
+async fn eventually(what: &str, within: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_and_objects_through_the_cli_and_the_api() {
+    let (dir, home) = temp_home();
+    let hood = hood_up(&home, &[]);
+    let key = read_admin_key(&home);
+    let base = hood.url("api");
+    let api = Api::new(base.clone());
+    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
+    let storage_dir = home.join("storage");
+
+    // A namespace with room for exactly 20 MB.
+    let quota: u64 = 20_000_000;
+    let ns = cli_json(
+        &env,
+        &[
+            "storage",
+            "ns",
+            "create",
+            "logs",
+            "--max-bytes",
+            &quota.to_string(),
+        ],
+    );
+    assert_eq!(ns["name"], "logs");
+    assert_eq!(ns["visibility"], "private");
+    assert_eq!(ns["quota"]["max_bytes"], quota);
+    let (ok, _, err) = hood_cli(&["storage", "ns", "create", "logs"], &env, None);
+    assert!(
+        !ok && err.contains("already has a namespace named `logs`"),
+        "{err}"
+    );
+    let (ok, _, err) = hood_cli(&["storage", "ns", "create", "Bad_Name"], &env, None);
+    assert!(!ok && err.contains("lowercase"), "{err}");
+
+    // 12 MB up and down, byte for byte (more than one upload part).
+    let big = random_bytes(12_000_000, 7);
+    let src = dir.path().join("big.bin");
+    std::fs::write(&src, &big).unwrap();
+    let put = cli_json(
+        &env,
+        &[
+            "storage",
+            "put",
+            "logs",
+            "2026/12/big file.bin",
+            src.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(put["size"], big.len());
+    assert_eq!(put["key"], "2026/12/big file.bin");
+    let back = dir.path().join("back.bin");
+    cli(
+        &env,
+        &[
+            "storage",
+            "get",
+            "logs",
+            "2026/12/big file.bin",
+            back.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        std::fs::read(&back).unwrap() == big,
+        "downloaded bytes differ"
+    );
+    // A range.
+    let part = dir.path().join("part.bin");
+    cli(
+        &env,
+        &[
+            "storage",
+            "get",
+            "logs",
+            "2026/12/big file.bin",
+            part.to_str().unwrap(),
+            "--range",
+            "1000000-1000999",
+        ],
+    );
+    assert!(std::fs::read(&part).unwrap() == big[1_000_000..1_001_000]);
+    let r = api
+        .http
+        .get(format!(
+            "{base}/api/v1/storage/namespaces/logs/objects/2026/12/big%20file.bin"
+        ))
+        .bearer_auth(&key)
+        .header("range", "bytes=-10")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 11999990-11999999/{}", big.len()).as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &big[big.len() - 10..]);
+    let r = api
+        .http
+        .get(format!(
+            "{base}/api/v1/storage/namespaces/logs/objects/2026/12/big%20file.bin"
+        ))
+        .bearer_auth(&key)
+        .header("range", "bytes=12000000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
+    // Listing by prefix, a page at a time.
+    for name in ["2026/11/a.txt", "2026/11/b.txt", "2027/01/c.txt"] {
+        let small = dir.path().join("small.txt");
+        std::fs::write(&small, name).unwrap();
+        cli(
+            &env,
+            &["storage", "put", "logs", name, small.to_str().unwrap()],
+        );
+    }
+    let listed = cli_json(&env, &["storage", "ls", "logs", "--prefix", "2026/"]);
+    let keys: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        keys,
+        ["2026/11/a.txt", "2026/11/b.txt", "2026/12/big file.bin"]
+    );
+    let r = api
+        .get("/api/v1/storage/namespaces/logs/objects?limit=2", &key)
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
+    assert_eq!(r.body["next_after"], "2026/11/b.txt");
+
+    // The byte quota, exactly: what is left is refused by one byte more,
+    // accepted to the byte.
+    let used = api.get("/api/v1/storage/namespaces/logs", &key).await.body["usage"]["bytes"]
+        .as_u64()
+        .unwrap();
+    let left = usize::try_from(quota - used).unwrap();
+    let over = dir.path().join("over.bin");
+    std::fs::write(&over, vec![1u8; left + 1]).unwrap();
+    let (ok, _, err) = hood_cli(
+        &["storage", "put", "logs", "over.bin", over.to_str().unwrap()],
+        &env,
+        None,
+    );
+    assert!(!ok && err.contains("byte quota"), "{err}");
+    // Chunked, so the server cannot know the length before the bytes come:
+    // it stops reading at the first byte beyond the room and keeps none.
+    let files_before = files_under(&storage_dir);
+    let chunks: Vec<Vec<u8>> = (0..=(left / 1_000_000))
+        .map(|_| vec![2u8; 1_000_000])
+        .collect();
+    let (status, answer) = chunked_put(
+        &base,
+        "/api/v1/storage/namespaces/logs/objects/chunked.bin",
+        &key,
+        &chunks,
+    );
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert_eq!(
+        files_under(&storage_dir),
+        files_before,
+        "refused bytes left behind"
+    );
+    std::fs::write(&over, vec![1u8; left]).unwrap();
+    cli(
+        &env,
+        &[
+            "storage",
+            "put",
+            "logs",
+            "exact.bin",
+            over.to_str().unwrap(),
+        ],
+    );
+    let ns = api.get("/api/v1/storage/namespaces/logs", &key).await;
+    assert_eq!(ns.body["usage"]["bytes"], quota);
+
+    // Presigned URLs: one object, one method, until they expire.
+    let url = cli(
+        &env,
+        &[
+            "storage",
+            "presign",
+            "logs",
+            "2026/11/a.txt",
+            "--expires-in",
+            "600",
+        ],
+    );
+    let url = url.trim();
+    assert!(url.starts_with(&base), "{url}");
+    let anonymous = reqwest::Client::new();
+    let r = anonymous.get(url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "2026/11/a.txt");
+    let other_key = url.replace("2026/11/a.txt", "2026/11/b.txt");
+    assert_eq!(
+        anonymous.get(&other_key).send().await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        anonymous.put(url).body("x").send().await.unwrap().status(),
+        StatusCode::FORBIDDEN,
+        "a GET URL does not PUT"
+    );
+    let put_url = cli_json(
+        &env,
+        &[
+            "storage",
+            "presign",
+            "logs",
+            "2026/11/a.txt",
+            "--method",
+            "put",
+            "--expires-in",
+            "1",
+        ],
+    )["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = anonymous
+        .put(format!("{base}{put_url}"))
+        .body("late")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let problem: Value = r.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("expired"),
+        "{problem}"
+    );
+
+    // Public namespaces are read anonymously; private ones are not found.
+    let me = api.get("/api/v1/auth/me", &key).await;
+    let org = me.body["org"]["id"].as_str().unwrap().to_owned();
+    cli(&env, &["storage", "ns", "create", "site", "--public"]);
+    let page = dir.path().join("index.html");
+    std::fs::write(&page, "<h1>hi</h1>").unwrap();
+    cli(
+        &env,
+        &[
+            "storage",
+            "put",
+            "site",
+            "index.html",
+            page.to_str().unwrap(),
+        ],
+    );
+    let r = anonymous
+        .get(format!(
+            "{base}/api/v1/storage/public/{org}/site/index.html"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "<h1>hi</h1>");
+    let r = anonymous
+        .get(format!(
+            "{base}/api/v1/storage/public/{org}/logs/2026/11/a.txt"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Another organization sees none of it.
+    let bob = second_org(&api, &key).await;
+    let r = api.get("/api/v1/storage/namespaces/logs", &bob).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = api
+        .get(
+            "/api/v1/storage/namespaces/logs/objects/2026/11/a.txt",
+            &bob,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = api.get("/api/v1/storage/namespaces", &bob).await;
+    assert_eq!(r.body["items"], json!([]));
+
+    // Delete an object, then the namespace: every byte goes.
+    cli(&env, &["storage", "rm", "logs", "2026/11/b.txt"]);
+    let (ok, _, err) = hood_cli(&["storage", "rm", "logs", "2026/11/b.txt"], &env, None);
+    assert!(!ok && err.contains("not found"), "{err}");
+    let logs_id = namespace_id(&api, &key, "logs").await;
+    let deleting = cli_json(&env, &["storage", "ns", "delete", "logs"]);
+    assert_eq!(deleting["state"], "deleting");
+    let ns_dir = storage_dir.join("namespaces").join(&logs_id);
+    eventually(
+        "the namespace's bytes to go",
+        Duration::from_secs(20),
+        || files_under(&ns_dir).is_empty(),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = api.get("/api/v1/storage/namespaces/logs", &key).await;
+        if r.status == StatusCode::NOT_FOUND {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "namespace still there: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // One audit row per namespace change, carrying the request's id.
+    let audit = api
+        .get("/api/v1/audit?resource_type=storage_namespace", &key)
+        .await;
+    let mut actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["resource_id"] == logs_id.as_str())
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        [
+            "storage.namespace.create",
+            "storage.namespace.delete",
+            "storage.namespace.purge"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_an_upload_and_a_deletion_leaves_no_orphaned_bytes() {
+    let (dir, home) = temp_home();
+    // Uploads unfinished for a second count as abandoned.
+    let envs = [("HOOD_STORAGE_UPLOAD_TIMEOUT", "1".to_owned())];
+    let hood = hood_up(&home, &envs);
+    let key = read_admin_key(&home);
+    let base = hood.url("api");
+    let api = Api::new(base.clone());
+    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
+    let storage_dir = home.join("storage");
+
+    cli(&env, &["storage", "ns", "create", "keep"]);
+    cli(&env, &["storage", "ns", "create", "doomed"]);
+    let file = dir.path().join("obj.bin");
+    std::fs::write(&file, random_bytes(4096, 3)).unwrap();
+    cli(
+        &env,
+        &["storage", "put", "keep", "kept.bin", file.to_str().unwrap()],
+    );
+    for i in 0..40 {
+        cli(
+            &env,
+            &[
+                "storage",
+                "put",
+                "doomed",
+                &format!("o/{i:03}"),
+                file.to_str().unwrap(),
+            ],
+        );
+    }
+    let kept_id = namespace_id(&api, &key, "keep").await;
+    let doomed_id = namespace_id(&api, &key, "doomed").await;
+
+    // An upload announcing 64 MB streams its first 10 MB, then the server
+    // is killed; so is a namespace deletion just asked for.
+    let addr = base.trim_start_matches("http://").to_owned();
+    let mut upload = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        upload,
+        "PUT /api/v1/storage/namespaces/keep/objects/huge.bin HTTP/1.1\r\nHost: {addr}\r\n\
+         Authorization: Bearer {key}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\n\r\n",
+        64 * 1024 * 1024
+    )
+    .unwrap();
+    let chunk = vec![9u8; 1024 * 1024];
+    for _ in 0..10 {
+        upload.write_all(&chunk).unwrap();
+    }
+    // The staging bytes reach the disk before the kill.
+    let keep_dir = storage_dir.join("namespaces").join(&kept_id);
+    eventually(
+        "the upload's first bytes on disk",
+        Duration::from_secs(20),
+        || files_under(&keep_dir).len() > 1,
+    )
+    .await;
+    let r = api.delete("/api/v1/storage/namespaces/doomed", &key).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    let status = hood.stop("-KILL");
+    assert!(!status.success());
+    drop(upload);
+
+    // Restarted: the abandoned upload's bytes and the deleted namespace go;
+    // the kept object stays whole.
+    let hood = hood_up(&home, &envs);
+    let base = hood.url("api");
+    let api = Api::new(base.clone());
+    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
+    eventually(
+        "the abandoned upload's bytes to go",
+        Duration::from_secs(30),
+        || files_under(&keep_dir).len() == 1,
+    )
+    .await;
+    eventually(
+        "the deleted namespace's bytes to go",
+        Duration::from_secs(30),
+        || files_under(&storage_dir.join("namespaces").join(&doomed_id)).is_empty(),
+    )
+    .await;
+    let r = api.get("/api/v1/storage/namespaces/doomed", &key).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    let keep = api.get("/api/v1/storage/namespaces/keep", &key).await;
+    assert_eq!(keep.body["usage"], json!({"bytes": 4096, "objects": 1}));
+    let back = dir.path().join("back.bin");
+    cli(
+        &env,
+        &["storage", "get", "keep", "kept.bin", back.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&file).unwrap());
+    // The name is free again.
+    cli(&env, &["storage", "ns", "create", "doomed"]);
+}
