@@ -75,6 +75,28 @@ pub enum StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
+/// The most of a refused upload's body read (and thrown away) before the
+/// refusal is answered: HTTP clients that write the whole body before
+/// reading the answer (most do; few wait for `100 Continue`) then see the
+/// 413 instead of a broken pipe. A larger refused body is cut off.
+const DRAIN_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads and discards what is left of a refused body, up to `announced`
+/// bytes and at most [`DRAIN_LIMIT_BYTES`].
+async fn drain<S, E>(mut body: std::pin::Pin<&mut S>, announced: u64)
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    let cap = announced.min(DRAIN_LIMIT_BYTES);
+    let mut read = 0u64;
+    while read < cap {
+        match body.next().await {
+            Some(Ok(chunk)) => read = read.saturating_add(chunk.len() as u64),
+            _ => break,
+        }
+    }
+}
+
 /// Limits and timings.
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
@@ -348,6 +370,32 @@ impl Storage {
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
     {
+        let mut body = std::pin::pin!(body);
+        let result = self
+            .write_object(ns, key, content_type, declared_len, body.as_mut())
+            .await;
+        if let Err(e) = &result {
+            // A refusal read what it needed; the client may still be
+            // writing the rest.
+            if !matches!(e, StorageError::Body(_)) {
+                drain(body.as_mut(), declared_len.unwrap_or(DRAIN_LIMIT_BYTES)).await;
+            }
+        }
+        result
+    }
+
+    async fn write_object<S, E>(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        content_type: Option<&str>,
+        declared_len: Option<u64>,
+        mut body: std::pin::Pin<&mut S>,
+    ) -> StorageResult<ObjectWritten>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send,
+        E: std::fmt::Display,
+    {
         if ns.state != NamespaceState::Active {
             return Err(StorageError::NotFound("namespace"));
         }
@@ -363,17 +411,24 @@ impl Storage {
         let limit = self.inner.config.max_object_bytes;
         let room = ns.usage.headroom(ns.quota, replaced);
         if let Some(len) = declared_len {
-            if len > limit {
-                return Err(StorageError::TooLarge { limit });
+            let refusal = if len > limit {
+                Some(StorageError::TooLarge { limit })
+            } else {
+                ns.usage
+                    .after_write(ns.quota, replaced, len)
+                    .err()
+                    .map(StorageError::Quota)
+            };
+            if let Some(refusal) = refusal {
+                return Err(refusal);
             }
-            ns.usage.after_write(ns.quota, replaced, len)?;
         }
 
         let blob = BlobId::from_uuid(uuid::Uuid::now_v7());
         self.inner.store.start_blob(blob, ns.id, self.now()).await?;
         let path = ObjectPath::from(blob_path(ns.id, blob));
         let written = self
-            .write_blob(&path, body, room.min(limit), |size| {
+            .write_blob(&path, body.as_mut(), room.min(limit), |size| {
                 if size > limit {
                     StorageError::TooLarge { limit }
                 } else {

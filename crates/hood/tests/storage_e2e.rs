@@ -348,7 +348,7 @@ async fn namespaces_and_objects_through_the_cli_and_the_api() {
     );
 
     // Public namespaces are read anonymously; private ones are not found.
-    let me = api.get("/api/v1/auth/me", &key).await;
+    let me = api.get("/api/v1/me", &key).await;
     let org = me.body["org"]["id"].as_str().unwrap().to_owned();
     cli(&env, &["storage", "ns", "create", "site", "--public"]);
     let page = dir.path().join("index.html");

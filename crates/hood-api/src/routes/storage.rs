@@ -390,15 +390,14 @@ pub async fn list_objects(
     Query(q): Query<ListObjectsQuery>,
 ) -> ApiResult<Json<ObjectPageView>> {
     caller.require(Permission::Read)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
     let storage = storage(&state)?;
     let ns = storage.active_namespace(caller.org_id, &name).await?;
     let page = storage
-        .list_objects(
-            &ns,
-            q.prefix.as_deref(),
-            q.after.as_deref(),
-            q.limit.unwrap_or(100),
-        )
+        .list_objects(&ns, q.prefix.as_deref(), q.after.as_deref(), limit)
         .await?;
     Ok(Json(ObjectPageView {
         items: page.objects.iter().map(ObjectView::from).collect(),
