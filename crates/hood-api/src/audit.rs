@@ -35,6 +35,10 @@ const AUDITED_BY_USE_CASE: &[(Method, &str)] = &[
     (Method::DELETE, "/api/v1/allocation-budget"),
     (Method::POST, "/api/v1/storage/namespaces"),
     (Method::DELETE, "/api/v1/storage/namespaces/{name}"),
+    (Method::POST, "/api/v1/service-accounts"),
+    (Method::PUT, "/api/v1/service-accounts/{account_id}"),
+    (Method::DELETE, "/api/v1/service-accounts/{account_id}"),
+    (Method::POST, "/api/v1/service-accounts/{account_id}/keys"),
 ];
 
 /// `{resource}.{verb}`, the resource type, and which path segment holds

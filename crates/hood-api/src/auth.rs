@@ -11,7 +11,8 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use hood_domain::identity::{Permission, Role, User};
-use hood_domain::{ApiKeyId, OrgId, SessionId, UserId};
+use hood_domain::scope::{Action, Grants, Scope, ScopeError};
+use hood_domain::{ApiKeyId, OrgId, ServiceAccountId, SessionId, UserId};
 use hood_identity::api_keys::{parse_api_key, verify_secret, API_KEY_PREFIX};
 use hood_identity::oidc::peek_issuer;
 use hood_identity::TokenError;
@@ -28,6 +29,16 @@ pub enum Credential {
     Oidc,
 }
 
+/// A key acting as a service account: it reaches only what the grants
+/// name, and only through routes that check them.
+#[derive(Debug, Clone)]
+pub struct ScopedAccount {
+    pub id: ServiceAccountId,
+    /// The organization's slug: the `{org}` segment of its scopes.
+    pub org_slug: String,
+    pub grants: Grants,
+}
+
 /// An authenticated caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -37,6 +48,8 @@ pub struct Caller {
     pub role: Role,
     pub platform_admin: bool,
     pub credential: Credential,
+    /// `Some` when the key belongs to a service account.
+    pub service_account: Option<ScopedAccount>,
 }
 
 impl Caller {
@@ -49,7 +62,8 @@ impl Caller {
         }
     }
 
-    pub fn can(&self, p: Permission) -> bool {
+    /// Whether the role and the key's permission list allow `p`.
+    fn permitted(&self, p: Permission) -> bool {
         let scoped_ok = match &self.credential {
             Credential::ApiKey { scopes, .. } => scopes.is_empty() || scopes.contains(&p),
             _ => true,
@@ -57,8 +71,68 @@ impl Caller {
         self.role.allows(p) && scoped_ok
     }
 
+    /// Whether the caller holds `p` on the whole organization. A service
+    /// account's key never does: it reaches only what its grants name.
+    pub fn can(&self, p: Permission) -> bool {
+        self.service_account.is_none() && self.permitted(p)
+    }
+
+    /// Whether the caller may do `action` on the resource `target` names
+    /// (given the organization's slug), needing `p` as well: a user (or
+    /// their own key) by `p` alone, a service account's key by its grants.
+    pub fn may(
+        &self,
+        p: Permission,
+        target: impl FnOnce(&str) -> Result<Scope, ScopeError>,
+        action: Action,
+    ) -> bool {
+        match &self.service_account {
+            None => self.permitted(p),
+            Some(account) => {
+                self.permitted(p)
+                    && target(&account.org_slug)
+                        .is_ok_and(|scope| account.grants.allows(&scope, action))
+            }
+        }
+    }
+
+    /// 403 unless [`Caller::may`].
+    pub fn require_grant(
+        &self,
+        p: Permission,
+        target: impl FnOnce(&str) -> Result<Scope, ScopeError>,
+        action: Action,
+    ) -> Result<(), ApiError> {
+        match &self.service_account {
+            None => self.require(p),
+            Some(account) => {
+                let scope = target(&account.org_slug).ok();
+                if self.permitted(p)
+                    && scope
+                        .as_ref()
+                        .is_some_and(|s| account.grants.allows(s, action))
+                {
+                    return Ok(());
+                }
+                Err(ApiError::Forbidden(match scope {
+                    Some(s) => format!(
+                        "the service account's grants do not allow `{}` on `{s}`",
+                        action.as_str()
+                    ),
+                    None => "the service account's grants do not reach this resource".into(),
+                }))
+            }
+        }
+    }
+
     /// 403 unless the caller holds `p`.
     pub fn require(&self, p: Permission) -> Result<(), ApiError> {
+        if self.service_account.is_some() {
+            return Err(ApiError::Forbidden(
+                "a service account's key reaches only what its grants name, and this route                  takes no grant"
+                    .into(),
+            ));
+        }
         if self.can(p) {
             Ok(())
         } else {
@@ -172,6 +246,21 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Caller, A
     if let Err(e) = state.store.touch_api_key(key.id, now).await {
         tracing::warn!(key_id = %key.id, error = %e, "could not record API key use");
     }
+    let service_account = match state.store.service_account_of_key(key.id).await? {
+        Some(account) => {
+            let org = state
+                .store
+                .get_org(user.org_id)
+                .await?
+                .ok_or_else(invalid)?;
+            Some(ScopedAccount {
+                id: account.id,
+                org_slug: org.slug,
+                grants: account.grants,
+            })
+        }
+        None => None,
+    };
     Ok(Caller {
         user_id: user.id,
         org_id: user.org_id,
@@ -186,6 +275,7 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Caller, A
             id: key.id,
             scopes: key.scopes,
         },
+        service_account,
     })
 }
 
@@ -216,6 +306,7 @@ async fn authenticate_session(state: &AppState, token: &str) -> Result<Caller, A
         role: user.role,
         platform_admin: user.platform_admin,
         credential: Credential::Session(sid),
+        service_account: None,
     })
 }
 
@@ -251,6 +342,7 @@ async fn authenticate_oidc(state: &AppState, token: &str) -> Result<Caller, ApiE
         role: user.role,
         platform_admin: user.platform_admin,
         credential: Credential::Oidc,
+        service_account: None,
     })
 }
 

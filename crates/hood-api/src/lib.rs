@@ -72,6 +72,7 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::rollouts::router())
             .merge(routes::snapshots::router())
             .merge(routes::allocations::router())
+            .merge(routes::service_accounts::router())
             .merge(routes::terminal::router());
     }
     // Small bodies everywhere, except the routes merged below that stream

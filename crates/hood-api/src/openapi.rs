@@ -22,7 +22,8 @@
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
     allocations, artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health,
-    identity, invoicing, keys, ledger, nodes, ops, rollouts, snapshots, storage, terminal,
+    identity, invoicing, keys, ledger, nodes, ops, rollouts, service_accounts, snapshots, storage,
+    terminal,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -83,6 +84,9 @@ use utoipa::{Modify, OpenApi};
         storage::delete_namespace, storage::list_objects, storage::get_object, storage::put_object,
         storage::delete_object, storage::presign_object, storage::get_presigned,
         storage::put_presigned, storage::get_public,
+        service_accounts::list_service_accounts, service_accounts::create_service_account,
+        service_accounts::get_service_account, service_accounts::set_grants,
+        service_accounts::delete_service_account, service_accounts::create_service_account_key,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -121,6 +125,9 @@ use utoipa::{Modify, OpenApi};
         storage::QuotaView, storage::UsageView, storage::NamespaceView, storage::CreateNamespaceRequest,
         storage::ObjectView, storage::ObjectPageView, storage::ObjectWrittenView, storage::PresignRequest,
         storage::PresignedView,
+        service_accounts::GrantView, service_accounts::ServiceAccountView,
+        service_accounts::CreateServiceAccountRequest, service_accounts::SetGrantsRequest,
+        service_accounts::CreateServiceAccountKeyRequest,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

@@ -230,6 +230,27 @@ impl Grants {
     }
 }
 
+/// A service account: a non-human identity of an organization, created by
+/// a user (its owner) and holding grants that never exceed the owner's.
+/// Its API keys act for the owner but reach only what the grants name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAccount {
+    pub id: crate::ServiceAccountId,
+    pub org_id: crate::OrgId,
+    pub owner_id: crate::UserId,
+    pub name: String,
+    pub grants: Grants,
+    pub created_at: crate::Timestamp,
+}
+
+/// The scope of one storage namespace of `org` (its slug):
+/// `storage.{org}.namespaces.{name}`.
+pub fn storage_namespace(org: &str, namespace: &str) -> Result<Scope, ScopeError> {
+    Scope::service("storage", org)?
+        .child("namespaces")?
+        .child(namespace)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -50,6 +50,7 @@ pub mod notification;
 pub mod outbox;
 pub mod retention;
 pub mod rollout;
+pub mod service_account;
 pub mod snapshot;
 pub mod status_page;
 pub mod storage;
@@ -147,6 +148,7 @@ pub trait Store:
     + allocation::AllocationStore
     + audit::AuditStore
     + storage::StorageStore
+    + service_account::ServiceAccountStore
     + Send
     + Sync
     + 'static

@@ -167,6 +167,11 @@ pub const SQLITE: &[Migration] = &[
         name: "storage",
         sql: include_str!("../migrations/sqlite/0025_storage.sql"),
     },
+    Migration {
+        version: 26,
+        name: "service_accounts",
+        sql: include_str!("../migrations/sqlite/0026_service_accounts.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -295,6 +300,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 25,
         name: "storage",
         sql: include_str!("../migrations/postgres/0025_storage.sql"),
+    },
+    Migration {
+        version: 26,
+        name: "service_accounts",
+        sql: include_str!("../migrations/postgres/0026_service_accounts.sql"),
     },
 ];
 

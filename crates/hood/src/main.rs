@@ -191,6 +191,9 @@ enum Command {
     /// Storage: namespaces (buckets) and their objects.
     #[command(subcommand)]
     Storage(cli::storage::StorageCmd),
+    /// Service accounts: keys that reach only what their grants name.
+    #[command(subcommand)]
+    ServiceAccount(cli::service_account::ServiceAccountCmd),
     /// Durable workflows (provision, terminate, …) and operator actions.
     #[command(subcommand)]
     Workflow(cli::fleet::WorkflowCmd),
@@ -287,6 +290,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Host(cmd) => cli::fleet::host(c, f, cmd).await,
         Command::Alloc(cmd) => cli::alloc::run(c, f, cmd).await,
         Command::Storage(cmd) => cli::storage::run(c, f, cmd).await,
+        Command::ServiceAccount(cmd) => cli::service_account::run(c, f, cmd).await,
         Command::Audit(args) => cli::alloc::audit(c, f, args).await,
         Command::Bench(cmd) => bench::run(c, cmd).await,
         Command::Workflow(cmd) => cli::fleet::workflow(c, f, cmd).await,

@@ -541,3 +541,160 @@ async fn sigkill_during_an_upload_and_a_deletion_leaves_no_orphaned_bytes() {
     // The name is free again.
     cli(&env, &["storage", "ns", "create", "doomed"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_account_reaches_only_what_its_grants_name() {
+    let (dir, home) = temp_home();
+    let hood = hood_up(&home, &[]);
+    let key = read_admin_key(&home);
+    let base = hood.url("api");
+    let api = Api::new(base.clone());
+    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
+    let slug = api.get("/api/v1/me", &key).await.body["org"]["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let file = dir.path().join("line.txt");
+    std::fs::write(&file, "a log line").unwrap();
+    for ns in ["logs", "secrets"] {
+        cli(&env, &["storage", "ns", "create", ns]);
+        cli(
+            &env,
+            &["storage", "put", ns, "a.txt", file.to_str().unwrap()],
+        );
+    }
+    let grant = format!("storage.{slug}.namespaces.logs=read");
+    let account = cli_json(
+        &env,
+        &["service-account", "create", "log-reader", "--grant", &grant],
+    );
+    let id = account["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        account["grants"],
+        json!([{"scope": format!("storage.{slug}.namespaces.logs"), "actions": ["read"]}])
+    );
+    let created = cli_json(&env, &["service-account", "key", &id]);
+    let token = created["token"].as_str().unwrap().to_owned();
+
+    // It reads `logs`…
+    let r = api
+        .get("/api/v1/storage/namespaces/logs/objects/a.txt", &token)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.text, "a log line");
+    let r = api
+        .get("/api/v1/storage/namespaces/logs/objects", &token)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = api.get("/api/v1/storage/namespaces", &token).await;
+    let names: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["logs"], "it sees only what it may read");
+    // …and nothing else: not another namespace, not a write, not another
+    // service.
+    for path in [
+        "/api/v1/storage/namespaces/secrets/objects/a.txt",
+        "/api/v1/storage/namespaces/secrets",
+        "/api/v1/nodes",
+        "/api/v1/allocations",
+        "/api/v1/service-accounts",
+    ] {
+        let r = api.get(path, &token).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}: {}", r.text);
+    }
+    let r = api
+        .http
+        .put(format!(
+            "{base}/api/v1/storage/namespaces/logs/objects/b.txt"
+        ))
+        .bearer_auth(&token)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = api
+        .delete("/api/v1/storage/namespaces/logs/objects/a.txt", &token)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // Grants never exceed their writer's: a viewer cannot hand out writes,
+    // and nobody can name another organization.
+    let me = api.get("/api/v1/me", &key).await;
+    let org_id = me.body["org"]["id"].as_str().unwrap().to_owned();
+    let viewer = api.user(&key, &org_id, "viewer@acme.test", "viewer").await;
+    let r = api
+        .post(
+            "/api/v1/service-accounts",
+            &key,
+            json!({"name": "elsewhere", "grants": [{"scope": "storage.globex", "actions": ["read"]}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = api
+        .post(
+            "/api/v1/service-accounts",
+            &viewer,
+            json!({"name": "writer", "grants": [{"scope": format!("storage.{slug}"), "actions": ["create"]}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = api
+        .post(
+            "/api/v1/service-accounts",
+            &key,
+            json!({"name": "bad", "grants": [{"scope": "storage", "actions": ["read"]}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+
+    // Widened, it writes at its next request; deleted, its key is dead at
+    // once.
+    let widened = format!("storage.{slug}.namespaces.logs=read,create");
+    cli(
+        &env,
+        &["service-account", "grants", &id, "--grant", &widened],
+    );
+    let r = api
+        .http
+        .put(format!(
+            "{base}/api/v1/storage/namespaces/logs/objects/b.txt"
+        ))
+        .bearer_auth(&token)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    cli(&env, &["service-account", "delete", &id]);
+    let r = api
+        .get("/api/v1/storage/namespaces/logs/objects/a.txt", &token)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+
+    // Every change to the account is on the record.
+    let audit = api
+        .get(&format!("/api/v1/audit?resource_id={id}"), &key)
+        .await;
+    let mut actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        [
+            "service_account.create",
+            "service_account.delete",
+            "service_account.grants.update",
+            "service_account.key.create"
+        ]
+    );
+}

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod nodes;
 pub mod ops;
 pub mod rollouts;
+pub mod service_accounts;
 pub mod snapshots;
 pub mod storage;
 pub mod terminal;

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use hood_domain::identity::Permission;
+use hood_domain::scope::{storage_namespace, Action, Scope, ScopeError};
 use hood_domain::storage::{Namespace, QuotaExceeded, StoredObject, Visibility};
 use hood_domain::{NamespaceId, OrgId};
 use hood_storage::{NewNamespace, Storage, StorageError};
@@ -97,6 +98,12 @@ pub fn key_path(key: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("/")
+}
+
+/// The scope of one namespace, for [`Caller::may`] and
+/// [`Caller::require_grant`].
+fn ns_scope(name: &str) -> impl FnOnce(&str) -> Result<Scope, ScopeError> + '_ {
+    move |org| storage_namespace(org, name)
 }
 
 fn storage(state: &AppState) -> ApiResult<&Storage> {
@@ -286,10 +293,17 @@ pub async fn list_namespaces(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<crate::views::Page<NamespaceView>>> {
-    caller.require(Permission::Read)?;
+    if caller.service_account.is_none() {
+        caller.require(Permission::Read)?;
+    }
     let items = storage(&state)?.list_namespaces(caller.org_id).await?;
     Ok(Json(crate::views::Page {
-        items: items.iter().map(NamespaceView::from).collect(),
+        // A service account sees the namespaces it may read.
+        items: items
+            .iter()
+            .filter(|n| caller.may(Permission::Read, ns_scope(n.name.as_str()), Action::Read))
+            .map(NamespaceView::from)
+            .collect(),
     }))
 }
 
@@ -306,7 +320,7 @@ pub async fn create_namespace(
     headers: HeaderMap,
     Json(body): Json<CreateNamespaceRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Permission::Operate)?;
+    caller.require_grant(Permission::Operate, ns_scope(&body.name), Action::Create)?;
     let storage = storage(&state)?;
     let visibility = body
         .visibility
@@ -353,7 +367,7 @@ pub async fn get_namespace(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<NamespaceView>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, ns_scope(&name), Action::Read)?;
     let ns = storage(&state)?.namespace(caller.org_id, &name).await?;
     Ok(Json(NamespaceView::from(&ns)))
 }
@@ -370,7 +384,7 @@ pub async fn delete_namespace(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Permission::Operate)?;
+    caller.require_grant(Permission::Operate, ns_scope(&name), Action::Delete)?;
     let ns = storage(&state)?
         .delete_namespace(caller.org_id, &name, &audit_context(&caller, &headers))
         .await?;
@@ -389,7 +403,7 @@ pub async fn list_objects(
     Path(name): Path<String>,
     Query(q): Query<ListObjectsQuery>,
 ) -> ApiResult<Json<ObjectPageView>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, ns_scope(&name), Action::Read)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
@@ -464,7 +478,7 @@ pub async fn get_object(
     Path(path): Path<ObjectPath>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, ns_scope(&path.name), Action::Read)?;
     let storage = storage(&state)?;
     let ns = storage.active_namespace(caller.org_id, &path.name).await?;
     object_response(storage, &ns, &path.key, &headers).await
@@ -543,7 +557,7 @@ pub async fn put_object(
     headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Response> {
-    caller.require(Permission::Operate)?;
+    caller.require_grant(Permission::Operate, ns_scope(&path.name), Action::Create)?;
     let storage = storage(&state)?;
     let ns = storage.active_namespace(caller.org_id, &path.name).await?;
     store_object(storage, &ns, &path.key, &headers, body).await
@@ -560,7 +574,7 @@ pub async fn delete_object(
     caller: Caller,
     Path(path): Path<ObjectPath>,
 ) -> ApiResult<StatusCode> {
-    caller.require(Permission::Operate)?;
+    caller.require_grant(Permission::Operate, ns_scope(&path.name), Action::Delete)?;
     let storage = storage(&state)?;
     let ns = storage.active_namespace(caller.org_id, &path.name).await?;
     storage.delete_object(&ns, &path.key).await?;
@@ -581,10 +595,11 @@ pub async fn presign_object(
     Path(path): Path<ObjectPath>,
     Json(body): Json<PresignRequest>,
 ) -> ApiResult<Json<PresignedView>> {
-    caller.require(Permission::Read)?;
     let method = body.method.as_deref().unwrap_or("GET");
     if method.eq_ignore_ascii_case("PUT") {
-        caller.require(Permission::Operate)?;
+        caller.require_grant(Permission::Operate, ns_scope(&path.name), Action::Create)?;
+    } else {
+        caller.require_grant(Permission::Read, ns_scope(&path.name), Action::Read)?;
     }
     let storage = storage(&state)?;
     let ns = storage.active_namespace(caller.org_id, &path.name).await?;

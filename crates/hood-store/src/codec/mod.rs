@@ -133,6 +133,11 @@ pub(crate) fn decode_scopes(column: &str, value: &str) -> Result<Vec<Permission>
 const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("orgs_slug_key", "orgs.slug", "slug"),
     (
+        "service_accounts_name_idx",
+        "service_accounts.org_id, service_accounts.name",
+        "service account",
+    ),
+    (
         "storage_namespaces_org_id_name_key",
         "storage_namespaces.org_id, storage_namespaces.name",
         "namespace",

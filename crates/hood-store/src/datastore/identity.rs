@@ -51,7 +51,7 @@ async fn insert_user(tx: &mut Tx<'_>, user: &User) -> StoreResult<()> {
     Ok(())
 }
 
-async fn insert_api_key(tx: &mut Tx<'_>, key: &ApiKey) -> StoreResult<()> {
+pub(super) async fn insert_api_key(tx: &mut Tx<'_>, key: &ApiKey) -> StoreResult<()> {
     query(format!(
         "INSERT INTO api_keys ({API_KEY_COLUMNS}) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"

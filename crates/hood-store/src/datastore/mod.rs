@@ -35,6 +35,7 @@ mod outbox;
 mod retention;
 mod rollout;
 mod schema;
+mod service_account;
 mod snapshot;
 mod status_page;
 mod storage;

@@ -18,6 +18,7 @@ use hood_api::routes::keys::KeyExportView;
 use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
 use hood_api::routes::rollouts::{RolloutKindView, RolloutNodeView, RolloutView};
+use hood_api::routes::service_accounts::ServiceAccountView;
 use hood_api::routes::snapshots::{SnapshotAccepted, SnapshotView};
 use hood_api::routes::storage::{NamespaceView, ObjectView};
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
@@ -552,6 +553,20 @@ pub const OBJECT: &[Column<ObjectView>] = &[
     Column::new("CONTENT_TYPE", |o| o.content_type.clone()),
     Column::new("SHA256", |o| o.sha256.clone()),
     Column::new("CREATED_AT", |o| o.created_at.clone()),
+];
+
+pub const SERVICE_ACCOUNT: &[Column<ServiceAccountView>] = &[
+    Column::new("ID", |a| a.id.to_string()),
+    Column::new("NAME", |a| a.name.clone()),
+    Column::new("GRANTS", |a| {
+        a.grants
+            .iter()
+            .map(|g| format!("{}={}", g.scope, g.actions.join(",")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }),
+    Column::new("OWNER", |a| a.owner_id.to_string()),
+    Column::new("CREATED_AT", |a| a.created_at.clone()),
 ];
 
 #[cfg(test)]

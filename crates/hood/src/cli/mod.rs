@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod node;
 pub mod output;
 pub mod rollout;
+pub mod service_account;
 pub mod storage;
 pub mod terminal;
 

@@ -1,0 +1,217 @@
+//! Service account conformance on SQLite and PostgreSQL: names unique per
+//! organization among live accounts, grants replaced whole, keys bound to
+//! their account, and a deletion that revokes every key in the same
+//! transaction and leaves a key that could still be looked up with no
+//! grants at all.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[macro_use]
+mod support;
+
+use hood_domain::audit::AuditContext;
+use hood_domain::identity::{ApiKey, Organization, Role, User};
+use hood_domain::scope::{Action, Grant, Grants, ServiceAccount};
+use hood_domain::{ApiKeyId, OrgId, ServiceAccountId, Timestamp, UserId};
+use hood_store::audit::AuditFilter;
+use hood_store::{Store, StoreError};
+use support::Harness;
+
+const T0: Timestamp = Timestamp(1_700_000_000_000);
+
+fn ctx() -> AuditContext {
+    AuditContext {
+        actor: "user:test".into(),
+        request_id: Some("req-sa".into()),
+        reason: None,
+    }
+}
+
+async fn org_and_owner(store: &dyn Store) -> (OrgId, UserId) {
+    let org = Organization {
+        id: OrgId::from_uuid(uuid::Uuid::now_v7()),
+        slug: format!("org-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        name: "sa".into(),
+        created_at: T0,
+    };
+    store.create_org(&org).await.unwrap();
+    let user = User {
+        id: UserId::from_uuid(uuid::Uuid::now_v7()),
+        org_id: org.id,
+        email: format!("{}@sa.test", uuid::Uuid::new_v4().simple()),
+        display_name: "Owner".into(),
+        role: Role::Admin,
+        platform_admin: false,
+        password_hash: None,
+        disabled: false,
+        created_at: T0,
+    };
+    store.create_user(&user).await.unwrap();
+    (org.id, user.id)
+}
+
+fn grants(scope: &str, actions: &[Action]) -> Grants {
+    Grants(vec![Grant::new(
+        scope.parse().unwrap(),
+        actions.iter().copied(),
+    )
+    .unwrap()])
+}
+
+fn account(org: OrgId, owner: UserId, name: &str) -> ServiceAccount {
+    ServiceAccount {
+        id: ServiceAccountId::from_uuid(uuid::Uuid::now_v7()),
+        org_id: org,
+        owner_id: owner,
+        name: name.into(),
+        grants: grants("storage.acme.namespaces.logs", &[Action::Read]),
+        created_at: T0,
+    }
+}
+
+fn key(org: OrgId, owner: UserId) -> ApiKey {
+    let prefix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+    ApiKey {
+        id: ApiKeyId::from_uuid(uuid::Uuid::now_v7()),
+        org_id: org,
+        user_id: owner,
+        name: "sa key".into(),
+        prefix: prefix.clone(),
+        secret_hash: format!("HASH-{prefix}"),
+        role: Role::Admin,
+        scopes: vec![],
+        created_at: T0,
+        expires_at: None,
+        revoked_at: None,
+        last_used_at: None,
+    }
+}
+
+async fn accounts_are_unique_among_the_live_and_their_grants_replace_whole(db: &Harness) {
+    let store = db.migrated().await;
+    let (org, owner) = org_and_owner(store).await;
+    let reader = account(org, owner, "reader");
+    store.create_service_account(&reader, &ctx()).await.unwrap();
+    let again = store
+        .create_service_account(&account(org, owner, "reader"), &ctx())
+        .await;
+    assert!(
+        matches!(&again, Err(StoreError::Conflict(what)) if what == "service account"),
+        "{again:?}"
+    );
+    assert_eq!(
+        store.service_account(org, reader.id).await.unwrap(),
+        Some(reader.clone())
+    );
+    let wider = grants("storage.acme", &[Action::Read, Action::Create]);
+    let updated = store
+        .set_service_account_grants(org, reader.id, &wider, T0, &ctx())
+        .await
+        .unwrap();
+    assert_eq!(updated.grants, wider);
+    assert_eq!(
+        store.list_service_accounts(org).await.unwrap(),
+        vec![updated.clone()]
+    );
+    // Another organization's id is not found.
+    let (other, _) = org_and_owner(store).await;
+    assert!(store
+        .service_account(other, reader.id)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        store
+            .set_service_account_grants(other, reader.id, &wider, T0, &ctx())
+            .await,
+        Err(StoreError::NotFound("service account"))
+    ));
+    // Deleted, its name is free again.
+    assert!(store
+        .delete_service_account(org, reader.id, T0, &ctx())
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_service_account(org, reader.id, T0, &ctx())
+        .await
+        .unwrap());
+    store
+        .create_service_account(&account(org, owner, "reader"), &ctx())
+        .await
+        .unwrap();
+}
+
+async fn deleting_an_account_revokes_its_keys_and_leaves_them_no_grants(db: &Harness) {
+    let store = db.migrated().await;
+    let (org, owner) = org_and_owner(store).await;
+    let reader = account(org, owner, "reader");
+    store.create_service_account(&reader, &ctx()).await.unwrap();
+    let k = key(org, owner);
+    store
+        .create_service_account_key(reader.id, &k, &ctx())
+        .await
+        .unwrap();
+    let own = key(org, owner);
+    store.create_api_key(&own).await.unwrap();
+    assert_eq!(
+        store.service_account_of_key(k.id).await.unwrap(),
+        Some(reader.clone())
+    );
+    assert_eq!(store.service_account_of_key(own.id).await.unwrap(), None);
+
+    assert!(store
+        .delete_service_account(org, reader.id, T0.plus_secs(5), &ctx())
+        .await
+        .unwrap());
+    let revoked = store
+        .find_api_key_by_prefix(&k.prefix)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.revoked_at, Some(T0.plus_secs(5)));
+    let untouched = store
+        .find_api_key_by_prefix(&own.prefix)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(untouched.revoked_at, None, "the owner's own key stays");
+    let dead = store.service_account_of_key(k.id).await.unwrap().unwrap();
+    assert_eq!(dead.grants, Grants::default());
+    // No key for a deleted account.
+    assert!(matches!(
+        store
+            .create_service_account_key(reader.id, &key(org, owner), &ctx())
+            .await,
+        Err(StoreError::NotFound("service account"))
+    ));
+    let audit = store
+        .list_audit(&AuditFilter {
+            resource_id: Some(reader.id.to_string()),
+            limit: 10,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        [
+            "service_account.create",
+            "service_account.delete",
+            "service_account.key.create"
+        ]
+    );
+    assert!(
+        !audit.iter().any(|a| a
+            .after
+            .as_ref()
+            .is_some_and(|v| v.to_string().contains("HASH-"))),
+        "no secret hash in the audit log"
+    );
+}
+
+conformance!(
+    accounts_are_unique_among_the_live_and_their_grants_replace_whole,
+    deleting_an_account_revokes_its_keys_and_leaves_them_no_grants,
+);
