@@ -16,6 +16,7 @@ mod edge;
 mod health;
 mod ledger;
 mod snapshot;
+mod storage;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCmd {
@@ -58,6 +59,9 @@ pub enum BenchCmd {
     /// Snapshot and restore throughput of a data directory through the
     /// object store, anchored on `tar | zstd` of the same directory.
     Snapshot(snapshot::SnapshotBenchArgs),
+    /// Object upload and download through Hood's storage API, anchored on
+    /// the same object store written and read directly.
+    Storage(storage::StorageBenchArgs),
     /// Time from `POST /nodes` to `healthy` for ethereum-anvil nodes on a
     /// running Hood, anchored on starting the same anvil binary directly.
     Provision {
@@ -99,6 +103,7 @@ pub async fn run(connect: &crate::cli::client::ConnectOpts, cmd: BenchCmd) -> Re
         BenchCmd::Ledger(args) => ledger::run(args).await,
         BenchCmd::Billing(args) => billing::run(args).await,
         BenchCmd::Snapshot(args) => snapshot::run(args).await,
+        BenchCmd::Storage(args) => storage::run(args).await,
     }
 }
 

@@ -312,3 +312,41 @@ fn bench_billing_measures_ingest_and_close_on_sqlite() {
     );
     assert!(!ok && err.contains("--batch must be 1 to 1000"), "{err}");
 }
+
+#[test]
+fn bench_storage_measures_uploads_and_downloads_beside_the_object_store() {
+    let (ok, out, err) = hood_cli(
+        &[
+            "bench",
+            "storage",
+            "--objects",
+            "2",
+            "--object-mib",
+            "2",
+            "--runs",
+            "1",
+        ],
+        &[],
+        None,
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        out.contains("2 objects of 2 MiB per round (4 MiB)"),
+        "{out}"
+    );
+    for row in ["upload", "download"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no `{row}` row in:\n{out}"));
+        let figures: Vec<f64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().expect("a figure"))
+            .collect();
+        assert_eq!(figures.len(), 3, "{line}");
+        assert!(figures.iter().all(|f| *f > 0.0), "{line}");
+    }
+    let (ok, _, err) = hood_cli(&["bench", "storage", "--objects", "0"], &[], None);
+    assert!(!ok && err.contains("at least 1"), "{err}");
+}
