@@ -17,6 +17,7 @@
 
 pub mod ledger;
 pub mod oidc;
+pub mod s3;
 pub mod smtp;
 
 use sqlx::{Connection, PgConnection};
