@@ -270,7 +270,8 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Caller, A
         } else {
             Role::Viewer
         },
-        platform_admin: user.platform_admin,
+        // A service account's key never acts with the platform's rights.
+        platform_admin: user.platform_admin && service_account.is_none(),
         credential: Credential::ApiKey {
             id: key.id,
             scopes: key.scopes,

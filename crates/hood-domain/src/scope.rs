@@ -243,6 +243,21 @@ pub struct ServiceAccount {
     pub created_at: crate::Timestamp,
 }
 
+/// The scope of a kind of resource of `org` (its slug) in `service`, or of
+/// one of them: `nodes.acme.nodes`, `compute.acme.allocations.{id}`.
+pub fn resource(
+    service: &str,
+    org: &str,
+    kind: &str,
+    id: Option<&str>,
+) -> Result<Scope, ScopeError> {
+    let kind = Scope::service(service, org)?.child(kind)?;
+    match id {
+        Some(id) => kind.child(id),
+        None => Ok(kind),
+    }
+}
+
 /// The scope of one storage namespace of `org` (its slug):
 /// `storage.{org}.namespaces.{name}`.
 pub fn storage_namespace(org: &str, namespace: &str) -> Result<Scope, ScopeError> {

@@ -600,13 +600,50 @@ async fn a_service_account_reaches_only_what_its_grants_name() {
     for path in [
         "/api/v1/storage/namespaces/secrets/objects/a.txt",
         "/api/v1/storage/namespaces/secrets",
-        "/api/v1/nodes",
-        "/api/v1/allocations",
         "/api/v1/service-accounts",
+        "/api/v1/rpc-keys",
+        "/api/v1/audit",
     ] {
         let r = api.get(path, &token).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}: {}", r.text);
     }
+    // Lists of other services show it nothing.
+    for path in ["/api/v1/nodes", "/api/v1/allocations"] {
+        let r = api.get(path, &token).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        assert_eq!(r.body["items"], json!([]), "{path}");
+    }
+    // A compute grant admits it to allocations (here there is no host, so
+    // the request gets as far as placement); without one it is refused.
+    let sku = json!({"sku": "cpu.2c4g", "command": ["sleep", "1"]});
+    let r = api.post("/api/v1/allocations", &token, sku.clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let compute = cli_json(
+        &env,
+        &[
+            "service-account",
+            "create",
+            "allocator",
+            "--grant",
+            &format!("compute.{slug}.allocations=create,read"),
+        ],
+    );
+    let compute_key = cli_json(
+        &env,
+        &["service-account", "key", compute["id"].as_str().unwrap()],
+    )["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = api.post("/api/v1/allocations", &compute_key, sku).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    let r = api
+        .get(
+            "/api/v1/storage/namespaces/logs/objects/a.txt",
+            &compute_key,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     let r = api
         .http
         .put(format!(

@@ -18,6 +18,7 @@ use hood_domain::allocation::{Allocation, AllocationSpec, IdlePolicy};
 use hood_domain::audit::{AuditContext, AuditEntry};
 use hood_domain::identity::Permission;
 use hood_domain::placement::{GpuCapacity, GpuClaim, GpuShape, HostCapacity, Reservation, Shape};
+use hood_domain::scope::{self, Action, Scope, ScopeError};
 use hood_domain::sku::Sku;
 use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
 use hood_store::audit::AuditFilter;
@@ -59,6 +60,12 @@ pub fn router() -> Router<AppState> {
                 .delete(remove_allocation_budget),
         )
         .route("/api/v1/audit", get(list_audit))
+}
+
+/// The scope of one allocation (`compute.{org}.allocations.{id}`), for
+/// [`Caller::require_grant`] and [`Caller::may`].
+pub(crate) fn allocation_scope(id: AllocationId) -> impl FnOnce(&str) -> Result<Scope, ScopeError> {
+    move |org| scope::resource("compute", org, "allocations", Some(&id.to_string()))
 }
 
 /// The request's audit identity: who (the user, or the API key acting for
@@ -316,7 +323,11 @@ pub async fn create_allocation(
     headers: HeaderMap,
     Json(body): Json<CreateAllocationRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Permission::Operate)?;
+    caller.require_grant(
+        Permission::Operate,
+        |org| scope::resource("compute", org, "allocations", None),
+        Action::Create,
+    )?;
     let header_key = headers
         .get("idempotency-key")
         .map(|v| {
@@ -362,10 +373,17 @@ pub async fn list_allocations(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Page<AllocationView>>> {
-    caller.require(Permission::Read)?;
+    if caller.service_account.is_none() {
+        caller.require(Permission::Read)?;
+    }
     let items = state.allocations.list(caller.org_id).await?;
     Ok(Json(Page {
-        items: items.iter().map(AllocationView::from).collect(),
+        // A service account sees the allocations it may read.
+        items: items
+            .iter()
+            .filter(|a| caller.may(Permission::Read, allocation_scope(a.id), Action::Read))
+            .map(AllocationView::from)
+            .collect(),
     }))
 }
 
@@ -377,7 +395,7 @@ pub async fn get_allocation(
     caller: Caller,
     PathId(id): PathId<AllocationId>,
 ) -> ApiResult<Json<AllocationView>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, allocation_scope(id), Action::Read)?;
     let a = state.allocations.get(caller.org_id, id).await?;
     Ok(Json(AllocationView::from(&a)))
 }
@@ -414,7 +432,7 @@ pub async fn allocation_logs(
     PathId(id): PathId<AllocationId>,
     Query(q): Query<AllocationLogsQuery>,
 ) -> ApiResult<Json<AllocationLogsView>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, allocation_scope(id), Action::Read)?;
     let logs = state
         .allocations
         .logs(caller.org_id, id, q.lines.unwrap_or(100))
@@ -441,7 +459,7 @@ pub async fn follow_allocation_logs(
     PathId(id): PathId<AllocationId>,
     Query(q): Query<AllocationLogsQuery>,
 ) -> ApiResult<Sse<impl futures::Stream<Item = Result<Event, std::convert::Infallible>>>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, allocation_scope(id), Action::Read)?;
     let org = caller.org_id;
     let service = state.allocations.clone();
     // The first read answers now: what cannot be followed is a plain
@@ -480,9 +498,9 @@ pub async fn release_allocation(
     headers: HeaderMap,
     PathId(id): PathId<AllocationId>,
 ) -> ApiResult<Json<AllocationView>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, allocation_scope(id), Action::Read)?;
     state.allocations.get(caller.org_id, id).await?;
-    caller.require(Permission::Operate)?;
+    caller.require_grant(Permission::Operate, allocation_scope(id), Action::Delete)?;
     let a = state
         .allocations
         .release(caller.org_id, id, &audit_context(&caller, &headers))

@@ -17,6 +17,7 @@ use hood_domain::identity::Permission;
 use hood_domain::label::Labels;
 use hood_domain::node::{Node, NodeEvent};
 use hood_domain::node_workflows::SnapshotSeed;
+use hood_domain::scope::{self, Action, Scope, ScopeError};
 use hood_domain::workload::WorkloadObservation;
 use hood_domain::workload::{LogCursor, NodeLogs};
 use hood_domain::NodeId;
@@ -242,6 +243,12 @@ fn cursors(logs: &NodeLogs) -> BTreeMap<String, LogCursor> {
         .collect()
 }
 
+/// The scope of one node (`nodes.{org}.nodes.{id}`), for
+/// [`Caller::require_grant`] and [`Caller::may`].
+pub(crate) fn node_scope(id: NodeId) -> impl FnOnce(&str) -> Result<Scope, ScopeError> {
+    move |org| scope::resource("nodes", org, "nodes", Some(&id.to_string()))
+}
+
 #[utoipa::path(get, path = "/api/v1/nodes/{node_id}/logs/follow", tag = "nodes", params(("node_id" = Uuid, Path), LogsQuery),
     responses((status = 200, content_type = "text/event-stream", body = NodeLogLine,
             description = "Server-sent events: the last `lines` of each process, then each new line as it is written (`event: line`, data `{process, line}`); `event: end` when the node stops running on a host; `event: error` when the agent did not answer a poll (it goes on)"),
@@ -259,7 +266,7 @@ pub async fn follow_node_logs(
         impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
     >,
 > {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, node_scope(id), Action::Read)?;
     let org = caller.org_id;
     let service = state.nodes.clone();
     let first = service
@@ -290,7 +297,7 @@ pub async fn node_logs(
     PathId(id): PathId<NodeId>,
     Query(q): Query<LogsQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, node_scope(id), Action::Read)?;
     let logs = state
         .nodes
         .logs(caller.org_id, id, q.lines.unwrap_or(100))
@@ -319,7 +326,11 @@ pub async fn create_node(
     caller: Caller,
     Json(req): Json<CreateNodeRequest>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Permission::Operate)?;
+    caller.require_grant(
+        Permission::Operate,
+        |org| scope::resource("nodes", org, "nodes", None),
+        Action::Create,
+    )?;
     let request = CreateNode {
         chain: req.chain,
         node_type: req.node_type,
@@ -348,14 +359,18 @@ pub async fn list_nodes(
     caller: Caller,
     Query(q): Query<NodeListQuery>,
 ) -> ApiResult<Json<Page<NodeView>>> {
-    caller.require(Permission::Read)?;
+    if caller.service_account.is_none() {
+        caller.require(Permission::Read)?;
+    }
     let nodes = state
         .nodes
         .list_labelled(caller.org_id, q.selector.as_deref())
         .await?;
     Ok(Json(Page {
+        // A service account sees the nodes it may read.
         items: nodes
             .into_iter()
+            .filter(|(n, _)| caller.may(Permission::Read, node_scope(n.id), Action::Read))
             .map(|(n, l)| NodeView::labelled(&n, l))
             .collect(),
     }))
@@ -368,7 +383,7 @@ pub async fn get_node(
     caller: Caller,
     PathId(id): PathId<NodeId>,
 ) -> ApiResult<Json<NodeView>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, node_scope(id), Action::Read)?;
     let node = state.nodes.get(caller.org_id, id).await?;
     let labels = state.nodes.labels(caller.org_id, id).await?;
     Ok(Json(NodeView::labelled(&node, labels)))
@@ -382,7 +397,7 @@ pub async fn get_node_labels(
     caller: Caller,
     PathId(id): PathId<NodeId>,
 ) -> ApiResult<Json<NodeLabels>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, node_scope(id), Action::Read)?;
     let labels = state.nodes.labels(caller.org_id, id).await?;
     Ok(Json(NodeLabels { labels }))
 }
@@ -400,7 +415,7 @@ pub async fn set_node_labels(
     PathId(id): PathId<NodeId>,
     Json(req): Json<NodeLabels>,
 ) -> ApiResult<Json<NodeLabels>> {
-    caller.require(Permission::Operate)?;
+    caller.require_grant(Permission::Operate, node_scope(id), Action::Update)?;
     let labels = state
         .nodes
         .set_labels(
@@ -422,7 +437,7 @@ pub async fn node_events(
     PathId(id): PathId<NodeId>,
     Query(q): Query<EventsQuery>,
 ) -> ApiResult<Json<Page<NodeEventView>>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, node_scope(id), Action::Read)?;
     let events = state
         .nodes
         .events(
@@ -446,10 +461,10 @@ pub async fn delete_node(
     caller: Caller,
     PathId(id): PathId<NodeId>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, node_scope(id), Action::Read)?;
     // Existence first: another organization's node is 404, not 403.
     state.nodes.get(caller.org_id, id).await?;
-    caller.require(Permission::Operate)?;
+    caller.require_grant(Permission::Operate, node_scope(id), Action::Delete)?;
     let accepted = state.nodes.terminate(caller.org_id, id).await?;
     Ok((StatusCode::ACCEPTED, Json(NodeAccepted::from(&accepted))))
 }
@@ -465,9 +480,9 @@ pub async fn reconfigure_node(
     caller: Caller,
     PathId(id): PathId<NodeId>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, node_scope(id), Action::Read)?;
     state.nodes.get(caller.org_id, id).await?;
-    caller.require(Permission::Operate)?;
+    caller.require_grant(Permission::Operate, node_scope(id), Action::Update)?;
     let accepted = state.nodes.reconfigure(caller.org_id, id).await?;
     Ok((StatusCode::ACCEPTED, Json(NodeAccepted::from(&accepted))))
 }
@@ -488,7 +503,7 @@ pub async fn get_status_page(
     caller: Caller,
     PathId(id): PathId<NodeId>,
 ) -> ApiResult<Json<StatusPageVisibility>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, node_scope(id), Action::Read)?;
     state.nodes.get(caller.org_id, id).await?;
     let public = state.store.is_node_public(id).await?;
     Ok(Json(StatusPageVisibility { public }))
@@ -505,10 +520,10 @@ pub async fn set_status_page(
     PathId(id): PathId<NodeId>,
     Json(req): Json<StatusPageVisibility>,
 ) -> ApiResult<Json<StatusPageVisibility>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, node_scope(id), Action::Read)?;
     // Existence first: another organization's node is 404, not 403.
     state.nodes.get(caller.org_id, id).await?;
-    caller.require(Permission::Operate)?;
+    caller.require_grant(Permission::Operate, node_scope(id), Action::Update)?;
     state
         .store
         .set_node_public(caller.org_id, id, req.public, now())
@@ -536,7 +551,7 @@ pub async fn node_sync(
     caller: Caller,
     PathId(id): PathId<NodeId>,
 ) -> ApiResult<Json<NodeSyncView>> {
-    caller.require(Permission::Read)?;
+    caller.require_grant(Permission::Read, node_scope(id), Action::Read)?;
     state.nodes.get(caller.org_id, id).await?;
     let report = state.store.node_report(id).await?;
     let sample = report

@@ -67,7 +67,11 @@ pub async fn allocation_terminal(
     Query(q): Query<TerminalQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
-    caller.require(Permission::Operate)?;
+    caller.require_grant(
+        Permission::Operate,
+        crate::routes::allocations::allocation_scope(id),
+        hood_domain::scope::Action::Update,
+    )?;
     let upgrade = upgrade.map_err(|e| {
         ApiError::BadRequest(format!(
             "this endpoint speaks WebSocket only (connect with `Upgrade: websocket`): {e}"
