@@ -276,6 +276,28 @@ mod tests {
     }
 
     #[test]
+    fn routes_name_resources_a_namespace_grant_covers_only_its_own() {
+        let logs = storage_namespace("acme", "logs").unwrap();
+        assert_eq!(logs.to_string(), "storage.acme.namespaces.logs");
+        let node = resource("nodes", "acme", "nodes", Some("0190")).unwrap();
+        assert_eq!(node.to_string(), "nodes.acme.nodes.0190");
+        assert_eq!(
+            resource("compute", "acme", "allocations", None)
+                .unwrap()
+                .to_string(),
+            "compute.acme.allocations"
+        );
+        let reader = Grants(vec![Grant::new(logs.clone(), [Action::Read]).unwrap()]);
+        assert!(reader.allows(&logs, Action::Read));
+        assert!(!reader.allows(&logs, Action::Create));
+        assert!(!reader.allows(&storage_namespace("acme", "logs-2").unwrap(), Action::Read));
+        assert!(!reader.allows(&storage_namespace("globex", "logs").unwrap(), Action::Read));
+        assert!(!reader.allows(&node, Action::Read));
+        // A name that is no scope segment names nothing.
+        assert!(storage_namespace("acme", "a.b").is_err());
+    }
+
+    #[test]
     fn scopes_parse_and_name_their_parts() {
         let s = scope("storage.acme.namespaces.logs");
         assert_eq!(
