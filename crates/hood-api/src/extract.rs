@@ -23,11 +23,49 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType(
+                "expected `Content-Type: application/json`".into(),
+            ));
+        }
+        // Read through `Bytes`, so the route's body limit applies.
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(e) => return Err(json_rejection(JsonRejection::BytesRejection(e))),
+        };
+        // Every request body is an object: serde would also fill a struct
+        // from an array (`[null, null]`), which no client means.
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') | None => {}
+            Some(_) => {
+                return Err(ApiError::BadRequest(
+                    "the request body must be a JSON object".into(),
+                ))
+            }
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(v)) => Ok(Json(v)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
+}
+
+/// `application/json` or an `application/…+json` type (axum's own rule).
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn json_rejection(r: JsonRejection) -> ApiError {

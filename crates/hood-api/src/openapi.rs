@@ -122,7 +122,7 @@ use utoipa::{Modify, OpenApi};
         allocations::AllocationBudgetInput,
         allocations::CreateAllocationRequest, allocations::ForceReleaseRequest, allocations::GpuCapacityView, allocations::CapacityInput,
         allocations::FreeView, allocations::MigFreeView, allocations::GpuInventoryView, allocations::HostCapacityView, allocations::AuditView,
-        storage::QuotaView, storage::UsageView, storage::NamespaceView, storage::CreateNamespaceRequest,
+        storage::NamespaceQuotaView, storage::NamespaceUsageView, storage::NamespaceView, storage::CreateNamespaceRequest,
         storage::ObjectView, storage::ObjectPageView, storage::ObjectWrittenView, storage::PresignRequest,
         storage::PresignedView,
         service_accounts::GrantView, service_accounts::ServiceAccountView,
@@ -162,6 +162,19 @@ pub fn document() -> serde_json::Value {
                     link.insert(camel.to_owned(), v);
                 }
             }
+        }
+    }
+    // An object may be empty: these uploads take no body at all (utoipa's
+    // macro marks every declared body required).
+    for path in [
+        "/api/v1/storage/namespaces/{name}/objects/{key}",
+        "/api/v1/storage/presigned/{namespace_id}/{key}",
+    ] {
+        if let Some(body) = doc["paths"][path]["put"]
+            .get_mut("requestBody")
+            .and_then(|b| b.as_object_mut())
+        {
+            body.insert("required".into(), serde_json::Value::Bool(false));
         }
     }
     doc

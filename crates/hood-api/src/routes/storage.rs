@@ -116,14 +116,14 @@ fn storage(state: &AppState) -> ApiResult<&Storage> {
 
 /// A namespace's limits.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct QuotaView {
+pub struct NamespaceQuotaView {
     pub max_bytes: u64,
     pub max_objects: u64,
 }
 
 /// What a namespace holds.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct UsageView {
+pub struct NamespaceUsageView {
     pub bytes: u64,
     pub objects: u64,
 }
@@ -137,8 +137,8 @@ pub struct NamespaceView {
     pub visibility: String,
     /// active | deleting (its objects are being removed)
     pub state: String,
-    pub quota: QuotaView,
-    pub usage: UsageView,
+    pub quota: NamespaceQuotaView,
+    pub usage: NamespaceUsageView,
     pub created_at: String,
 }
 
@@ -149,11 +149,11 @@ impl From<&Namespace> for NamespaceView {
             name: n.name.to_string(),
             visibility: n.visibility.as_str().to_owned(),
             state: n.state.as_str().to_owned(),
-            quota: QuotaView {
+            quota: NamespaceQuotaView {
                 max_bytes: n.quota.max_bytes,
                 max_objects: n.quota.max_objects,
             },
-            usage: UsageView {
+            usage: NamespaceUsageView {
                 bytes: n.usage.bytes,
                 objects: n.usage.objects,
             },
@@ -220,7 +220,7 @@ pub struct ObjectWrittenView {
     pub object: ObjectView,
     /// An object under the same key was replaced.
     pub replaced: bool,
-    pub usage: UsageView,
+    pub usage: NamespaceUsageView,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -527,7 +527,7 @@ async fn store_object(
     let view = ObjectWrittenView {
         object: ObjectView::from(&written.object),
         replaced: written.replaced.is_some(),
-        usage: UsageView {
+        usage: NamespaceUsageView {
             bytes: written.usage.bytes,
             objects: written.usage.objects,
         },
