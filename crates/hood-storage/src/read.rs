@@ -1,0 +1,158 @@
+//! Reads: an object's record, its bytes whole or by range, listings.
+
+use crate::{Storage, StorageError, StorageResult};
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use hood_domain::storage::{blob_path, Namespace, ObjectKey, StoredObject};
+use hood_store::storage::ObjectListing;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, GetResultPayload};
+use std::ops::Range;
+
+/// An object on its way out: its record, the bytes asked for, and them.
+pub struct ObjectRead {
+    pub object: StoredObject,
+    /// `Some` when a range was asked for and is being served.
+    pub range: Option<Range<u64>>,
+    pub bytes: BoxStream<'static, StorageResult<Bytes>>,
+}
+
+/// One page of objects and where the next starts.
+#[derive(Debug, Clone)]
+pub struct ObjectPage {
+    pub objects: Vec<StoredObject>,
+    /// The last key of this page when more follow: pass it as `after`.
+    pub next_after: Option<String>,
+}
+
+/// How much of a local file one chunk of a download reads.
+const READ_CHUNK_BYTES: usize = 256 * 1024;
+
+/// `range` of a local file as a stream of chunks.
+fn file_stream(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, StorageResult<Bytes>> {
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    let io = |e: std::io::Error| {
+        StorageError::Object(object_store::Error::Generic {
+            store: "storage",
+            source: Box::new(e),
+        })
+    };
+    let file = tokio::fs::File::from_std(file);
+    futures::stream::try_unfold(
+        (file, range.start, range.end, false),
+        move |(mut file, at, end, positioned)| async move {
+            if at >= end {
+                return Ok(None);
+            }
+            if !positioned {
+                file.seek(std::io::SeekFrom::Start(at)).await.map_err(io)?;
+            }
+            let want = usize::try_from(end - at)
+                .unwrap_or(usize::MAX)
+                .min(READ_CHUNK_BYTES);
+            let mut buf = vec![0u8; want];
+            let n = file.read(&mut buf).await.map_err(io)?;
+            if n == 0 {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the object's file is shorter than recorded",
+                )));
+            }
+            buf.truncate(n);
+            Ok(Some((Bytes::from(buf), (file, at + n as u64, end, true))))
+        },
+    )
+    .boxed()
+}
+
+impl Storage {
+    /// The object's record (HEAD).
+    pub async fn object(&self, ns: &Namespace, key: &str) -> StorageResult<StoredObject> {
+        let key = ObjectKey::parse(key).map_err(|_| StorageError::NotFound("object"))?;
+        self.inner
+            .store
+            .object(ns.id, &key)
+            .await?
+            .ok_or(StorageError::NotFound("object"))
+    }
+
+    /// Opens an object for reading, whole or one byte range (a `Range`
+    /// header's value; a form this server does not read sends it whole).
+    pub async fn read_object(
+        &self,
+        ns: &Namespace,
+        key: &str,
+        range: Option<&str>,
+    ) -> StorageResult<ObjectRead> {
+        let object = self.object(ns, key).await?;
+        let range = match range.map(|r| hood_domain::storage::byte_range(r, object.size)) {
+            None | Some(Err(hood_domain::storage::RangeError::Unsupported(_))) => None,
+            Some(Err(hood_domain::storage::RangeError::NotSatisfiable { size })) => {
+                return Err(StorageError::RangeNotSatisfiable { size });
+            }
+            Some(Ok(r)) => Some(r),
+        };
+        let path = ObjectPath::from(blob_path(object.namespace_id, object.blob_id));
+        let bytes = if object.size == 0 {
+            futures::stream::empty().boxed()
+        } else {
+            let options = GetOptions {
+                range: range.clone().map(GetRange::Bounded),
+                ..GetOptions::default()
+            };
+            let result = self.inner.objects.get_opts(&path, options).await.map_err(|e| {
+                if matches!(e, object_store::Error::NotFound { .. }) {
+                    tracing::error!(namespace = %object.namespace_id, key = %object.key, blob = %object.blob_id,
+                        "an object's bytes are missing from the storage object store");
+                }
+                StorageError::Object(e)
+            })?;
+            match result.payload {
+                // A local file: read in large chunks (object_store's own
+                // stream reads 8 KiB at a time, which HTTP pays for).
+                GetResultPayload::File(file, _) => file_stream(file, result.range),
+                GetResultPayload::Stream(stream) => stream
+                    .map(|chunk| chunk.map_err(StorageError::from))
+                    .boxed(),
+            }
+        };
+        Ok(ObjectRead {
+            object,
+            range,
+            bytes,
+        })
+    }
+
+    /// A page of objects in key order.
+    pub async fn list_objects(
+        &self,
+        ns: &Namespace,
+        prefix: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StorageResult<ObjectPage> {
+        let limit = i64::from(limit.clamp(1, 1000));
+        let mut objects = self
+            .inner
+            .store
+            .list_objects(
+                ns.id,
+                &ObjectListing {
+                    prefix: prefix.unwrap_or_default().to_owned(),
+                    after: after.map(str::to_owned),
+                    limit: limit + 1,
+                },
+            )
+            .await?;
+        let more = objects.len() as i64 > limit;
+        objects.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        let next_after = more
+            .then(|| objects.last().map(|o| o.key.to_string()))
+            .flatten();
+        Ok(ObjectPage {
+            objects,
+            next_after,
+        })
+    }
+}
