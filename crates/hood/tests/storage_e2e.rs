@@ -12,6 +12,11 @@
 //! * SIGKILL while an upload streams and while a namespace is being
 //!   deleted: after a restart, no byte is left that no object accounts
 //!   for, and the namespace is gone.
+//! * service accounts: a key reaches only what its grants name;
+//! * cluster mode: two `hood serve` replicas on PostgreSQL with the bytes
+//!   in a real S3 server (moto): written through one, read through the
+//!   other, a service account deleted on one refused on both at once, a
+//!   namespace deleted with every byte in the bucket.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)] // tests may panic on setup failures
 
@@ -734,4 +739,176 @@ async fn a_service_account_reaches_only_what_its_grants_name() {
             "service_account.key.create"
         ]
     );
+}
+
+/// Every object path under `prefix` in the S3 server's bucket.
+async fn s3_keys(objects: &dyn object_store::ObjectStore, prefix: &str) -> Vec<String> {
+    use futures::StreamExt;
+    let prefix = object_store::path::Path::from(prefix);
+    objects
+        .list(Some(&prefix))
+        .map(|m| m.expect("list").location.to_string())
+        .collect()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
+    let Some(db) = hood_testkit::PgDatabase::create("storage_cluster").await else {
+        return;
+    };
+    let Some(s3) = hood_testkit::s3::S3Server::start("storage_cluster") else {
+        return;
+    };
+    s3.create_bucket("hood-cluster");
+    let master = hood_identity::master_key::MasterKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = format!("file://{}", dir.path().join("artifacts").display());
+    let storage_url = format!(
+        "s3://hood-cluster/objects?endpoint={}&region={}",
+        s3.endpoint(),
+        hood_testkit::s3::REGION
+    );
+    let env = |home: &Path| {
+        vec![
+            ("DATABASE_URL", db.url.clone()),
+            ("HOOD_MASTER_KEY", master.to_base64()),
+            ("HOOD_HOME", home.display().to_string()),
+            ("HOOD_ARTIFACT_STORE", artifacts.clone()),
+            ("HOOD_STORAGE_URL", storage_url.clone()),
+            (
+                "AWS_ACCESS_KEY_ID",
+                hood_testkit::s3::ACCESS_KEY_ID.to_owned(),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY",
+                hood_testkit::s3::SECRET_ACCESS_KEY.to_owned(),
+            ),
+        ]
+    };
+    let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
+    let (ok, out, err) = hood_cli(&["migrate"], &env(&home_a), None);
+    assert!(ok, "migrate: {out} {err}");
+    let args = ["serve", "--role", "api,auth", "--listen", "127.0.0.1:0"];
+    let a = common::HoodProcess::start(&args, &env(&home_a), &["serving"]);
+    let b = common::HoodProcess::start(&args, &env(&home_b), &["serving"]);
+    let key = read_admin_key(&home_a);
+    let (url_a, url_b) = (a.url("serving"), b.url("serving"));
+    let (api_a, api_b) = (Api::new(url_a.clone()), Api::new(url_b.clone()));
+    let env_a = vec![("HOOD_SERVER", url_a.clone()), ("HOOD_TOKEN", key.clone())];
+    let env_b = vec![("HOOD_SERVER", url_b.clone()), ("HOOD_TOKEN", key.clone())];
+
+    // Written through one replica, read through the other, bytes in S3.
+    cli(&env_a, &["storage", "ns", "create", "shared"]);
+    let data = random_bytes(10_000_000, 11);
+    let file = dir.path().join("data.bin");
+    std::fs::write(&file, &data).unwrap();
+    cli(
+        &env_a,
+        &[
+            "storage",
+            "put",
+            "shared",
+            "d/data.bin",
+            file.to_str().unwrap(),
+        ],
+    );
+    let back = dir.path().join("back.bin");
+    cli(
+        &env_b,
+        &[
+            "storage",
+            "get",
+            "shared",
+            "d/data.bin",
+            back.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "bytes differ across replicas"
+    );
+    let part = dir.path().join("part.bin");
+    cli(
+        &env_b,
+        &[
+            "storage",
+            "get",
+            "shared",
+            "d/data.bin",
+            part.to_str().unwrap(),
+            "--range",
+            "-100",
+        ],
+    );
+    assert!(std::fs::read(&part).unwrap() == data[data.len() - 100..]);
+    let ns_id = namespace_id(&api_b, &key, "shared").await;
+    let bucket = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(s3.endpoint())
+        .with_bucket_name("hood-cluster")
+        .with_region(hood_testkit::s3::REGION)
+        .with_access_key_id(hood_testkit::s3::ACCESS_KEY_ID)
+        .with_secret_access_key(hood_testkit::s3::SECRET_ACCESS_KEY)
+        .with_allow_http(true)
+        .build()
+        .unwrap();
+    let ns_prefix = format!("objects/namespaces/{ns_id}");
+    assert_eq!(
+        s3_keys(&bucket, &ns_prefix).await.len(),
+        1,
+        "one blob in S3"
+    );
+
+    // A service account's key: read on one replica, deleted on the other,
+    // refused at once everywhere.
+    let slug = api_a.get("/api/v1/me", &key).await.body["org"]["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let account = cli_json(
+        &env_a,
+        &[
+            "service-account",
+            "create",
+            "reader",
+            "--grant",
+            &format!("storage.{slug}.namespaces.shared=read"),
+        ],
+    );
+    let id = account["id"].as_str().unwrap().to_owned();
+    let token = cli_json(&env_a, &["service-account", "key", &id])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = api_b
+        .get("/api/v1/storage/namespaces/shared/objects", &token)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    cli(&env_b, &["service-account", "delete", &id]);
+    for api in [&api_a, &api_b] {
+        let r = api
+            .get("/api/v1/storage/namespaces/shared/objects", &token)
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    }
+
+    // Deleted through one replica: both replicas' sweepers may work on it;
+    // the namespace and every byte in S3 go.
+    cli(&env_b, &["storage", "ns", "delete", "shared"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let gone = api_a
+            .get("/api/v1/storage/namespaces/shared", &key)
+            .await
+            .status
+            == StatusCode::NOT_FOUND;
+        if gone && s3_keys(&bucket, &ns_prefix).await.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the namespace or its bytes stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

@@ -31,7 +31,7 @@ pub enum StorageCmd {
         key: String,
         file: Option<PathBuf>,
         /// One byte range, e.g. `0-1023`, `1024-` or `-512` (the last 512).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         range: Option<String>,
     },
     /// Lists objects in key order.
