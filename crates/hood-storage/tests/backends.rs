@@ -18,7 +18,6 @@ use hood_identity::master_key::MasterKey;
 use hood_identity::presign::Presigner;
 use hood_storage::{NewNamespace, Storage, StorageConfig, StorageError};
 use hood_store::{IdentityStore as _, Store};
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStore;
 use std::sync::Arc;
@@ -194,16 +193,6 @@ async fn the_suite_on_an_s3_server() {
         return;
     };
     server.create_bucket("hood-storage");
-    let objects: Arc<dyn ObjectStore> = Arc::new(
-        AmazonS3Builder::new()
-            .with_endpoint(server.endpoint())
-            .with_bucket_name("hood-storage")
-            .with_region(hood_testkit::s3::REGION)
-            .with_access_key_id(hood_testkit::s3::ACCESS_KEY_ID)
-            .with_secret_access_key(hood_testkit::s3::SECRET_ACCESS_KEY)
-            .with_allow_http(true)
-            .build()
-            .unwrap(),
-    );
+    let objects: Arc<dyn ObjectStore> = Arc::new(server.bucket("hood-storage"));
     suite(objects).await;
 }

@@ -53,6 +53,20 @@ impl S3Server {
         format!("http://{}", self.addr)
     }
 
+    /// A client of `bucket` on this server, signing with the test
+    /// credentials (what Hood builds from `HOOD_STORAGE_URL`).
+    pub fn bucket(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(self.endpoint())
+            .with_bucket_name(bucket)
+            .with_region(REGION)
+            .with_access_key_id(ACCESS_KEY_ID)
+            .with_secret_access_key(SECRET_ACCESS_KEY)
+            .with_allow_http(true)
+            .build()
+            .expect("an S3 client of the test server")
+    }
+
     /// Creates a bucket (moto accepts an unsigned `PUT /{bucket}`).
     pub fn create_bucket(&self, name: &str) {
         let mut s = TcpStream::connect(self.addr).expect("connect to moto");

@@ -73,6 +73,77 @@ pub enum BenchCmd {
     },
 }
 
+/// An api role served in this process for a benchmark: the real router,
+/// authentication and validation, on a free loopback port, with a
+/// bootstrapped administrator whose key is `admin`.
+struct InProcessApi {
+    addr: std::net::SocketAddr,
+    admin: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl InProcessApi {
+    /// Serves `store` (migrated) with `master`; `configure` adds what the
+    /// benchmark needs to the state (a storage service…); the admin key is
+    /// written under `home`.
+    async fn start(
+        store: &std::sync::Arc<hood_store::SqlStore>,
+        master: &hood_identity::master_key::MasterKey,
+        home: &std::path::Path,
+        configure: impl FnOnce(hood_api::state::AppState) -> hood_api::state::AppState,
+    ) -> Result<Self> {
+        let dyn_store: std::sync::Arc<dyn hood_store::Store> = store.clone();
+        let keys = hood_api::bootstrap::ensure_signing_keys(store.as_ref(), master).await?;
+        let tokens = hood_identity::tokens::TokenIssuer::new(
+            &keys,
+            master,
+            hood_identity::tokens::TokenConfig::default(),
+        )?;
+        let chains = std::sync::Arc::new(
+            hood_chains::ChainCatalog::builtin()
+                .map_err(|r| anyhow::anyhow!("built-in chains are invalid:\n{r}"))?,
+        );
+        let state = configure(hood_api::state::AppState::new(
+            dyn_store,
+            tokens,
+            None,
+            chains,
+            &hood_api::state::ApiConfig {
+                login_attempts_per_minute: 1_000,
+            },
+        ));
+        hood_api::bootstrap::bootstrap_admin(store.as_ref(), home, None).await?;
+        let admin = std::fs::read_to_string(home.join(hood_api::bootstrap::ADMIN_KEY_FILE))?
+            .trim()
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(hood_api::serve(
+            listener,
+            hood_api::router(state, &[hood_api::HttpRole::Api]),
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(5),
+        ));
+        Ok(Self {
+            addr,
+            admin,
+            stop,
+            server,
+        })
+    }
+
+    /// Stops serving and waits for the server to end.
+    async fn shutdown(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.server.await??;
+        Ok(())
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;

@@ -843,15 +843,7 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
     );
     assert!(std::fs::read(&part).unwrap() == data[data.len() - 100..]);
     let ns_id = namespace_id(&api_b, &key, "shared").await;
-    let bucket = object_store::aws::AmazonS3Builder::new()
-        .with_endpoint(s3.endpoint())
-        .with_bucket_name("hood-cluster")
-        .with_region(hood_testkit::s3::REGION)
-        .with_access_key_id(hood_testkit::s3::ACCESS_KEY_ID)
-        .with_secret_access_key(hood_testkit::s3::SECRET_ACCESS_KEY)
-        .with_allow_http(true)
-        .build()
-        .unwrap();
+    let bucket = s3.bucket("hood-cluster");
     let ns_prefix = format!("objects/namespaces/{ns_id}");
     assert_eq!(
         s3_keys(&bucket, &ns_prefix).await.len(),

@@ -1,6 +1,6 @@
 //! [`AllocationStore`] for [`SqlStore`].
 
-use super::audit::{insert_audit, Audited};
+use super::audit::{audit_value as value, insert_audit, Audited};
 use super::billing::parse_id;
 use super::outbox::insert_event;
 use super::SqlStore;
@@ -131,10 +131,6 @@ async fn inventory(tx: &mut Tx<'_>, host: HostId) -> StoreResult<Option<HostInve
         .fetch_optional(&mut *tx)
         .await?;
     row.map(|r| inventory_from(host, r)).transpose()
-}
-
-fn value<T: serde::Serialize>(v: &T) -> StoreResult<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| StoreError::Corrupt(format!("audit value: {e}")))
 }
 
 async fn live_on(tx: &mut Tx<'_>, host: HostId) -> StoreResult<Vec<Reservation>> {

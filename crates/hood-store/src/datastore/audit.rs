@@ -19,6 +19,11 @@ pub(crate) struct Audited<'a> {
     pub after: Option<serde_json::Value>,
 }
 
+/// A resource as its audit row's `before` or `after`.
+pub(crate) fn audit_value<T: serde::Serialize>(v: &T) -> StoreResult<serde_json::Value> {
+    serde_json::to_value(v).map_err(|e| StoreError::Corrupt(format!("audit value: {e}")))
+}
+
 /// Appends one audit row inside the change's transaction.
 pub(crate) async fn insert_audit(
     tx: &mut Tx<'_>,

@@ -1,6 +1,6 @@
 //! [`ServiceAccountStore`] for [`SqlStore`].
 
-use super::audit::{insert_audit, Audited};
+use super::audit::{audit_value as value, insert_audit, Audited};
 use super::identity::insert_api_key;
 use super::SqlStore;
 use crate::codec::{parse_id, write_error};
@@ -44,10 +44,6 @@ impl TryFrom<AccountRow> for ServiceAccount {
             created_at: Timestamp::from_millis(r.created_at),
         })
     }
-}
-
-fn value<T: serde::Serialize>(v: &T) -> StoreResult<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| StoreError::Corrupt(format!("audit value: {e}")))
 }
 
 fn grants_json(grants: &Grants) -> StoreResult<String> {

@@ -1,6 +1,6 @@
 //! [`StorageStore`] for [`SqlStore`].
 
-use super::audit::{insert_audit, Audited};
+use super::audit::{audit_value as value, insert_audit, Audited};
 use super::SqlStore;
 use crate::codec::{parse_id, write_error};
 use crate::db::{query, query_as, Tx};
@@ -91,10 +91,6 @@ impl TryFrom<ObjectRow> for StoredObject {
             created_at: Timestamp::from_millis(r.created_at),
         })
     }
-}
-
-fn value<T: serde::Serialize>(v: &T) -> StoreResult<serde_json::Value> {
-    serde_json::to_value(v).map_err(|e| StoreError::Corrupt(format!("audit value: {e}")))
 }
 
 /// The namespace's row, locked for the rest of `tx`.

@@ -15,13 +15,11 @@
 //!   anchored on bare single-row transactions, one per organization.
 
 use anyhow::{bail, Context, Result};
-use hood_api::state::{ApiConfig, AppState};
 use hood_app::{BillingService, BillingStores, CreateSubscription, LedgerService};
 use hood_domain::billing::{ContractTerms, MeterEvent, Price, PriceRule, Rate, RateCard};
 use hood_domain::identity::Organization;
 use hood_domain::{OrgId, Timestamp};
 use hood_identity::master_key::MasterKey;
-use hood_identity::tokens::{TokenConfig, TokenIssuer};
 use hood_store::bench::bare_insert_rate;
 use hood_store::billing::BillingStore as _;
 use hood_store::ledger::LedgerStore as _;
@@ -107,36 +105,8 @@ pub async fn run(args: BillingBenchArgs) -> Result<()> {
     let dyn_store: Arc<dyn Store> = store.clone();
 
     // --- ingest over HTTP ------------------------------------------------
-    let keys = hood_api::bootstrap::ensure_signing_keys(store.as_ref(), &master).await?;
-    let tokens = TokenIssuer::new(&keys, &master, TokenConfig::default())?;
-    let chains = Arc::new(
-        hood_chains::ChainCatalog::builtin()
-            .map_err(|r| anyhow::anyhow!("built-in chains are invalid:\n{r}"))?,
-    );
-    let state = AppState::new(
-        dyn_store.clone(),
-        tokens,
-        None,
-        chains,
-        &ApiConfig {
-            login_attempts_per_minute: 1_000,
-        },
-    );
-    hood_api::bootstrap::bootstrap_admin(store.as_ref(), home.path(), None).await?;
-    let admin = std::fs::read_to_string(home.path().join(hood_api::bootstrap::ADMIN_KEY_FILE))?
-        .trim()
-        .to_owned();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(hood_api::serve(
-        listener,
-        hood_api::router(state, &[hood_api::HttpRole::Api]),
-        async move {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(5),
-    ));
+    let api = super::InProcessApi::start(&store, &master, home.path(), |state| state).await?;
+    let (addr, admin) = (api.addr, api.admin.clone());
     let now = hood_clock::now();
     let http_org = org(&store, "bench-http".into(), now).await?;
     let all = events("h", args.events, now);
@@ -184,8 +154,7 @@ pub async fn run(args: BillingBenchArgs) -> Result<()> {
         accepted += s.await??;
     }
     let http_took = started.elapsed();
-    let _ = stop.send(());
-    server.await??;
+    api.shutdown().await?;
     if accepted != args.events as u64 {
         bail!("{accepted} of {} events stored over HTTP", args.events);
     }

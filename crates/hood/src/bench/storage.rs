@@ -10,10 +10,8 @@
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
-use hood_api::state::{ApiConfig, AppState};
 use hood_identity::master_key::MasterKey;
 use hood_identity::presign::Presigner;
-use hood_identity::tokens::{TokenConfig, TokenIssuer};
 use hood_storage::{Storage, StorageConfig, StoreLocation};
 use hood_store::Store;
 use object_store::buffered::BufWriter;
@@ -73,45 +71,21 @@ pub async fn run(args: StorageBenchArgs) -> Result<()> {
     store.migrate().await.context("migrating")?;
     let dyn_store: Arc<dyn Store> = store.clone();
     let master = MasterKey::generate();
-    let keys = hood_api::bootstrap::ensure_signing_keys(store.as_ref(), &master).await?;
-    let tokens = TokenIssuer::new(&keys, &master, TokenConfig::default())?;
-    let chains = Arc::new(
-        hood_chains::ChainCatalog::builtin()
-            .map_err(|r| anyhow::anyhow!("built-in chains are invalid:\n{r}"))?,
-    );
     let storage = Storage::open(
         &StoreLocation::Local {
             root: scratch.path().join("storage"),
         },
-        dyn_store.clone(),
+        dyn_store,
         Presigner::new(&master),
         Arc::new(hood_clock::SystemClock),
         StorageConfig::default(),
     )
     .context("opening the storage object store")?;
-    let state = AppState::new(
-        dyn_store.clone(),
-        tokens,
-        None,
-        chains,
-        &ApiConfig::default(),
-    )
-    .with_storage(storage);
-    hood_api::bootstrap::bootstrap_admin(store.as_ref(), scratch.path(), None).await?;
-    let admin = std::fs::read_to_string(scratch.path().join(hood_api::bootstrap::ADMIN_KEY_FILE))?
-        .trim()
-        .to_owned();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(hood_api::serve(
-        listener,
-        hood_api::router(state, &[hood_api::HttpRole::Api]),
-        async move {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(5),
-    ));
+    let api = super::InProcessApi::start(&store, &master, scratch.path(), |state| {
+        state.with_storage(storage)
+    })
+    .await?;
+    let (addr, admin) = (api.addr, api.admin.clone());
     let http = reqwest::Client::new();
     let base = format!("http://{addr}/api/v1/storage/namespaces");
     let total = (args.objects * args.object_mib * 1024 * 1024) as u64;
@@ -192,8 +166,7 @@ pub async fn run(args: StorageBenchArgs) -> Result<()> {
         }
         anchor_down.push(started.elapsed());
     }
-    let _ = stop.send(());
-    server.await??;
+    api.shutdown().await?;
 
     println!(
         "{} objects of {} MiB per round ({} MiB), local disk",
