@@ -87,6 +87,8 @@ use utoipa::{Modify, OpenApi};
         service_accounts::list_service_accounts, service_accounts::create_service_account,
         service_accounts::get_service_account, service_accounts::set_grants,
         service_accounts::delete_service_account, service_accounts::create_service_account_key,
+        service_accounts::create_s3_key, service_accounts::list_s3_keys,
+        service_accounts::revoke_s3_key,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -128,6 +130,7 @@ use utoipa::{Modify, OpenApi};
         service_accounts::GrantView, service_accounts::ServiceAccountView,
         service_accounts::CreateServiceAccountRequest, service_accounts::SetGrantsRequest,
         service_accounts::CreateServiceAccountKeyRequest,
+        service_accounts::S3KeyView, service_accounts::CreatedS3Key,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

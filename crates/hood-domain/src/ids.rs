@@ -77,6 +77,8 @@ id_type!(/// A storage namespace (an S3 bucket) of an organization.
     NamespaceId);
 id_type!(/// The bytes of one object version in the storage object store.
     BlobId);
+id_type!(/// A multipart upload in progress (S3's upload id).
+    UploadId);
 id_type!(/// A ledger transfer (chosen by the client: idempotent).
     TransferId);
 id_type!(/// A ledger account.

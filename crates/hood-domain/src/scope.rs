@@ -243,6 +243,19 @@ pub struct ServiceAccount {
     pub created_at: crate::Timestamp,
 }
 
+/// An S3 access key of a service account: S3 calls signed with it act as
+/// the account (its grants, its owner's role). The secret is kept sealed
+/// by the store and never part of this record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3AccessKey {
+    /// Public, in the `Credential` of every SigV4 signature.
+    pub access_key_id: String,
+    pub service_account_id: crate::ServiceAccountId,
+    pub org_id: crate::OrgId,
+    pub created_at: crate::Timestamp,
+    pub revoked_at: Option<crate::Timestamp>,
+}
+
 /// The scope of a kind of resource of `org` (its slug) in `service`, or of
 /// one of them: `nodes.acme.nodes`, `compute.acme.allocations.{id}`.
 pub fn resource(

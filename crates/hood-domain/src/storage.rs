@@ -4,7 +4,7 @@
 //! S3 endpoint) applies the same way.
 
 use crate::validate::FieldError;
-use crate::{BlobId, NamespaceId, OrgId, Timestamp};
+use crate::{BlobId, NamespaceId, OrgId, Timestamp, UploadId};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::Range;
@@ -294,6 +294,105 @@ pub struct StoredObject {
     pub created_at: Timestamp,
 }
 
+/// The most parts a multipart upload may have (S3's limit).
+pub const MAX_PARTS: u32 = 10_000;
+
+/// The least a part other than the last may hold (S3's limit): 5 MiB.
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+
+/// A multipart upload in progress: its parts are blobs of their own until
+/// completion composes them, in order, into one object under `key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultipartUpload {
+    pub id: UploadId,
+    pub namespace_id: NamespaceId,
+    pub key: ObjectKey,
+    pub content_type: String,
+    pub created_at: Timestamp,
+}
+
+/// One uploaded part (the last upload of its number wins).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadPart {
+    pub upload_id: UploadId,
+    pub number: u32,
+    pub blob_id: BlobId,
+    pub size: u64,
+    /// Hex SHA-256 of the part's bytes; also its ETag.
+    pub sha256: String,
+}
+
+/// A part number from a client: 1 ..= [`MAX_PARTS`].
+pub fn part_number(raw: i64) -> Result<u32, FieldError> {
+    u32::try_from(raw)
+        .ok()
+        .filter(|n| (1..=MAX_PARTS).contains(n))
+        .ok_or_else(|| {
+            FieldError::new(
+                "partNumber",
+                format!("a part number is between 1 and {MAX_PARTS}, not {raw}"),
+            )
+        })
+}
+
+/// Why a multipart upload cannot be completed as asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CompletionError {
+    #[error("the completion names no part")]
+    NoParts,
+    #[error("part numbers must ascend: {after} is followed by {number}")]
+    Order { after: u32, number: u32 },
+    #[error("part {number} was not uploaded, or its ETag differs from the uploaded part's")]
+    InvalidPart { number: u32 },
+    #[error("part {number} holds {size} bytes; every part but the last must hold at least {MIN_PART_BYTES}")]
+    TooSmall { number: u32, size: u64 },
+}
+
+/// Normalizes an ETag as clients send it (quoted or not) to its hex.
+fn etag_hex(etag: &str) -> &str {
+    etag.trim().trim_matches('"')
+}
+
+/// The parts to compose, in order, for a completion that names `requested`
+/// (number, ETag) out of the `uploaded` parts: numbers ascend, each names
+/// an uploaded part with its ETag (when one is given), and every part but
+/// the last holds at least [`MIN_PART_BYTES`].
+pub fn plan_completion(
+    requested: &[(u32, Option<String>)],
+    uploaded: &[UploadPart],
+) -> Result<Vec<UploadPart>, CompletionError> {
+    if requested.is_empty() {
+        return Err(CompletionError::NoParts);
+    }
+    let mut plan: Vec<UploadPart> = Vec::with_capacity(requested.len());
+    for (number, etag) in requested {
+        if let Some(prev) = plan.last() {
+            if *number <= prev.number {
+                return Err(CompletionError::Order {
+                    after: prev.number,
+                    number: *number,
+                });
+            }
+        }
+        let part = uploaded
+            .iter()
+            .find(|p| p.number == *number)
+            .filter(|p| etag.as_deref().is_none_or(|e| etag_hex(e) == p.sha256))
+            .ok_or(CompletionError::InvalidPart { number: *number })?;
+        plan.push(part.clone());
+    }
+    if let Some(small) = plan[..plan.len() - 1]
+        .iter()
+        .find(|p| p.size < MIN_PART_BYTES)
+    {
+        return Err(CompletionError::TooSmall {
+            number: small.number,
+            size: small.size,
+        });
+    }
+    Ok(plan)
+}
+
 /// Where a blob's bytes live in the storage object store.
 pub fn blob_path(namespace: NamespaceId, blob: BlobId) -> String {
     format!("namespaces/{namespace}/blobs/{blob}")
@@ -377,6 +476,73 @@ pub fn byte_range(header: &str, size: u64) -> Result<Range<u64>, RangeError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn part(number: u32, size: u64) -> UploadPart {
+        UploadPart {
+            upload_id: UploadId::from_uuid(uuid::Uuid::nil()),
+            number,
+            blob_id: BlobId::from_uuid(uuid::Uuid::from_u128(u128::from(number))),
+            size,
+            sha256: format!("{number:064x}"),
+        }
+    }
+
+    #[test]
+    fn completion_takes_the_named_parts_in_order() {
+        let uploaded = [
+            part(3, 7),
+            part(1, MIN_PART_BYTES),
+            part(2, MIN_PART_BYTES + 1),
+        ];
+        let plan = plan_completion(
+            &[(1, Some(format!("\"{:064x}\"", 1))), (3, None)],
+            &uploaded,
+        )
+        .unwrap();
+        assert_eq!(plan.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 3]);
+    }
+
+    #[test]
+    fn completion_refuses_what_s3_refuses() {
+        let uploaded = [part(1, MIN_PART_BYTES), part(2, 10), part(3, 10)];
+        assert_eq!(
+            plan_completion(&[], &uploaded),
+            Err(CompletionError::NoParts)
+        );
+        assert_eq!(
+            plan_completion(&[(2, None), (1, None)], &uploaded),
+            Err(CompletionError::Order {
+                after: 2,
+                number: 1
+            })
+        );
+        assert_eq!(
+            plan_completion(&[(1, None), (4, None)], &uploaded),
+            Err(CompletionError::InvalidPart { number: 4 })
+        );
+        assert_eq!(
+            plan_completion(&[(1, Some("\"beef\"".into()))], &uploaded),
+            Err(CompletionError::InvalidPart { number: 1 })
+        );
+        assert_eq!(
+            plan_completion(&[(1, None), (2, None), (3, None)], &uploaded),
+            Err(CompletionError::TooSmall {
+                number: 2,
+                size: 10
+            })
+        );
+        // A small last part is fine.
+        assert!(plan_completion(&[(1, None), (2, None)], &uploaded).is_ok());
+    }
+
+    #[test]
+    fn part_numbers_are_s3s() {
+        assert_eq!(part_number(1), Ok(1));
+        assert_eq!(part_number(10_000), Ok(10_000));
+        assert!(part_number(0).is_err());
+        assert!(part_number(10_001).is_err());
+        assert!(part_number(-1).is_err());
+    }
 
     #[test]
     fn namespace_names_follow_dns_label_rules() {

@@ -14,6 +14,7 @@ pub mod master_key;
 pub mod oidc;
 pub mod password;
 pub mod presign;
+pub mod s3_keys;
 pub mod sealed_box;
 pub mod tasks;
 pub mod tokens;

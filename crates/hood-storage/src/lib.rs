@@ -51,6 +51,8 @@ pub enum StorageError {
     RangeNotSatisfiable { size: u64 },
     #[error(transparent)]
     Presign(#[from] PresignError),
+    #[error(transparent)]
+    Completion(#[from] hood_domain::storage::CompletionError),
     /// The client's body failed before it ended.
     #[error("the upload ended early: {0}")]
     Body(String),
@@ -62,12 +64,14 @@ pub enum StorageError {
 
 pub type StorageResult<T> = Result<T, StorageError>;
 
+mod multipart;
 mod namespaces;
 mod presign;
 mod read;
 mod sweep;
 mod write;
 
+pub use multipart::MAX_PART_BYTES;
 pub use presign::Presigned;
 pub use read::{ObjectPage, ObjectRead};
 pub use sweep::SweepReport;
@@ -85,6 +89,9 @@ pub struct StorageConfig {
     pub sweep_every: Duration,
     /// Objects removed per transaction while a namespace is deleted.
     pub purge_batch: i64,
+    /// A multipart upload neither completed nor aborted after this long
+    /// is ended and its parts' bytes deleted.
+    pub upload_expires_after: Duration,
 }
 
 impl Default for StorageConfig {
@@ -98,6 +105,7 @@ impl Default for StorageConfig {
             abandoned_after: Duration::from_secs(24 * 3600),
             sweep_every: Duration::from_secs(2),
             purge_batch: 500,
+            upload_expires_after: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

@@ -5,6 +5,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use hood_domain::storage::{blob_path, Namespace, ObjectKey, StoredObject};
+use hood_domain::{BlobId, NamespaceId};
 use hood_store::storage::ObjectListing;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, GetResultPayload};
@@ -93,34 +94,46 @@ impl Storage {
             }
             Some(Ok(r)) => Some(r),
         };
-        let path = ObjectPath::from(blob_path(object.namespace_id, object.blob_id));
-        let bytes = if object.size == 0 {
-            futures::stream::empty().boxed()
-        } else {
-            let options = GetOptions {
-                range: range.clone().map(GetRange::Bounded),
-                ..GetOptions::default()
-            };
-            let result = self.inner.objects.get_opts(&path, options).await.map_err(|e| {
-                if matches!(e, object_store::Error::NotFound { .. }) {
+        let bytes = self
+            .blob_bytes(object.namespace_id, object.blob_id, object.size, range.clone())
+            .await
+            .inspect_err(|e| {
+                if matches!(e, StorageError::Object(object_store::Error::NotFound { .. })) {
                     tracing::error!(namespace = %object.namespace_id, key = %object.key, blob = %object.blob_id,
                         "an object's bytes are missing from the storage object store");
                 }
-                StorageError::Object(e)
             })?;
-            match result.payload {
-                // A local file: read in large chunks (object_store's own
-                // stream reads 8 KiB at a time, which HTTP pays for).
-                GetResultPayload::File(file, _) => file_stream(file, result.range),
-                GetResultPayload::Stream(stream) => stream
-                    .map(|chunk| chunk.map_err(StorageError::from))
-                    .boxed(),
-            }
-        };
         Ok(ObjectRead {
             object,
             range,
             bytes,
+        })
+    }
+
+    /// A blob's bytes, whole (`size` of them) or one range.
+    pub(crate) async fn blob_bytes(
+        &self,
+        ns: NamespaceId,
+        blob: BlobId,
+        size: u64,
+        range: Option<Range<u64>>,
+    ) -> StorageResult<BoxStream<'static, StorageResult<Bytes>>> {
+        if size == 0 || range.as_ref().is_some_and(|r| r.is_empty()) {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let path = ObjectPath::from(blob_path(ns, blob));
+        let options = GetOptions {
+            range: range.map(GetRange::Bounded),
+            ..GetOptions::default()
+        };
+        let result = self.inner.objects.get_opts(&path, options).await?;
+        Ok(match result.payload {
+            // A local file: read in large chunks (object_store's own
+            // stream reads 8 KiB at a time, which HTTP pays for).
+            GetResultPayload::File(file, _) => file_stream(file, result.range),
+            GetResultPayload::Stream(stream) => stream
+                .map(|chunk| chunk.map_err(StorageError::from))
+                .boxed(),
         })
     }
 

@@ -9,6 +9,7 @@ pub struct SweepReport {
     pub objects_purged: u64,
     pub namespaces_removed: u64,
     pub blobs_deleted: u64,
+    pub uploads_expired: u64,
 }
 
 impl Storage {
@@ -28,6 +29,16 @@ impl Storage {
             if gone {
                 report.namespaces_removed += 1;
                 tracing::info!(namespace = %ns.id, name = %ns.name, "namespace deleted");
+            }
+        }
+        let expires = self.inner.config.upload_expires_after;
+        let started_before =
+            now.plus_millis(-i64::try_from(expires.as_millis()).unwrap_or(i64::MAX));
+        for upload in self.inner.store.stale_uploads(started_before, 100).await? {
+            // Its parts' blobs turn garbage: deleted below.
+            if self.inner.store.end_upload(upload.id, now).await? {
+                report.uploads_expired += 1;
+                tracing::info!(upload = %upload.id, key = %upload.key, "multipart upload expired");
             }
         }
         let abandoned = self.inner.config.abandoned_after;

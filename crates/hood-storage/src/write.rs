@@ -23,7 +23,7 @@ const DRAIN_LIMIT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads and discards what is left of a refused body, up to `announced`
 /// bytes and at most [`DRAIN_LIMIT_BYTES`].
-async fn drain<S, E>(mut body: std::pin::Pin<&mut S>, announced: u64)
+pub(crate) async fn drain<S, E>(mut body: std::pin::Pin<&mut S>, announced: u64)
 where
     S: Stream<Item = Result<Bytes, E>>,
 {
@@ -164,7 +164,7 @@ impl Storage {
 
     /// Streams the body into `path`, hashing it; refuses (with `too_big`'s
     /// error) the first chunk that takes it beyond `room` bytes.
-    async fn write_blob<S, E>(
+    pub(crate) async fn write_blob<S, E>(
         &self,
         path: &ObjectPath,
         body: S,
@@ -213,7 +213,7 @@ impl Storage {
 
     /// An upload that will not become an object: its blob is garbage, its
     /// bytes deleted now when possible (else by the sweeper).
-    async fn abandon(&self, ns: NamespaceId, blob: BlobId) {
+    pub(crate) async fn abandon(&self, ns: NamespaceId, blob: BlobId) {
         if let Err(e) = self.inner.store.discard_blob(blob, self.now()).await {
             tracing::warn!(blob = %blob, error = %e, "could not mark an abandoned upload; the sweeper will find it");
             return;
@@ -221,7 +221,7 @@ impl Storage {
         self.delete_blob_bytes(ns, blob).await;
     }
 
-    async fn delete_blob_bytes(&self, ns: NamespaceId, blob: BlobId) {
+    pub(crate) async fn delete_blob_bytes(&self, ns: NamespaceId, blob: BlobId) {
         match self.delete_bytes(ns, blob).await {
             Ok(()) => {
                 if let Err(e) = self.inner.store.forget_blobs(&[blob]).await {

@@ -2,7 +2,9 @@
 //! real S3-compatible server (`moto_server`, cluster mode's
 //! `HOOD_STORAGE_URL=s3://…`). Objects go in whole and come back whole and
 //! by range (a 20 MB one crosses the multipart threshold), a refused write
-//! and a replaced version leave no bytes behind, and a deleted namespace
+//! and a replaced version leave no bytes behind, multipart parts compose
+//! into one object and leave no bytes once completed or aborted, and a
+//! deleted namespace (an upload still open in it)
 //! leaves none once the sweeper ran: the store holds exactly the live
 //! objects' blobs.
 
@@ -163,15 +165,83 @@ async fn suite(objects: Arc<dyn ObjectStore>) {
     storage.delete_object(&ns, "many/0").await.unwrap();
     assert_eq!(stored_paths(&objects, &ns).await.len(), 3);
 
+    // Multipart: parts are blobs until completion composes them in order
+    // into one object (the parts' bytes then go); an aborted upload leaves
+    // nothing; an open one is ended by its namespace's deletion.
+    let upload = storage
+        .create_upload(&ns, "parts/whole.bin", Some("application/x-tar"))
+        .await
+        .unwrap();
+    let (first, second) = (bytes(5 * 1024 * 1024, 1), bytes(1234, 2));
+    let p2 = storage
+        .put_part(&upload, 2, None, body(&second))
+        .await
+        .unwrap();
+    let p1 = storage
+        .put_part(&upload, 1, Some(first.len() as u64), body(&first))
+        .await
+        .unwrap();
+    assert_eq!(stored_paths(&objects, &ns).await.len(), 3 + 2);
+    let refused = storage
+        .complete_upload(&ns, &upload, &[(2, None), (1, None)])
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::Completion(_))),
+        "{refused:?}"
+    );
+    let done = storage
+        .complete_upload(
+            &ns,
+            &upload,
+            &[
+                (1, Some(format!("\"{}\"", p1.sha256))),
+                (2, Some(p2.sha256.clone())),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.object.size, (first.len() + second.len()) as u64);
+    assert_eq!(done.object.content_type, "application/x-tar");
+    let ns = storage.active_namespace(org.id, "data").await.unwrap();
+    assert_eq!(
+        read_all(&storage, &ns, "parts/whole.bin", None).await,
+        [first.as_ref(), second.as_ref()].concat()
+    );
+    assert_eq!(stored_paths(&objects, &ns).await.len(), 4, "parts deleted");
+    assert!(matches!(
+        storage.upload(&ns, &upload.id.to_string()).await,
+        Err(StorageError::NotFound("upload"))
+    ));
+    let aborted = storage
+        .create_upload(&ns, "parts/aborted", None)
+        .await
+        .unwrap();
+    storage
+        .put_part(&aborted, 1, None, body(&second))
+        .await
+        .unwrap();
+    storage.abort_upload(&aborted).await.unwrap();
+    assert_eq!(stored_paths(&objects, &ns).await.len(), 4);
+    let open = storage
+        .create_upload(&ns, "parts/open", None)
+        .await
+        .unwrap();
+    storage
+        .put_part(&open, 1, None, body(&second))
+        .await
+        .unwrap();
+    assert_eq!(stored_paths(&objects, &ns).await.len(), 5);
+
     // A deleted namespace leaves nothing once swept.
     storage
         .delete_namespace(org.id, "data", &ctx())
         .await
         .unwrap();
+    let first_pass = storage.sweep_once().await.unwrap();
     let report = storage.sweep_once().await.unwrap();
-    assert_eq!(report.objects_purged, 3);
+    assert_eq!(first_pass.objects_purged + report.objects_purged, 4);
     assert_eq!(report.namespaces_removed, 1);
-    assert_eq!(report.blobs_deleted, 3);
+    assert_eq!(first_pass.blobs_deleted + report.blobs_deleted, 5);
     assert!(stored_paths(&objects, &ns).await.is_empty());
     assert!(matches!(
         storage.namespace(org.id, "data").await,

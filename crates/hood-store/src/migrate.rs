@@ -172,6 +172,11 @@ pub const SQLITE: &[Migration] = &[
         name: "service_accounts",
         sql: include_str!("../migrations/sqlite/0026_service_accounts.sql"),
     },
+    Migration {
+        version: 27,
+        name: "s3",
+        sql: include_str!("../migrations/sqlite/0027_s3.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -305,6 +310,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 26,
         name: "service_accounts",
         sql: include_str!("../migrations/postgres/0026_service_accounts.sql"),
+    },
+    Migration {
+        version: 27,
+        name: "s3",
+        sql: include_str!("../migrations/postgres/0027_s3.sql"),
     },
 ];
 

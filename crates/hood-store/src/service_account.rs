@@ -3,9 +3,23 @@
 use crate::StoreResult;
 use async_trait::async_trait;
 use hood_domain::audit::AuditContext;
-use hood_domain::identity::ApiKey;
-use hood_domain::scope::{Grants, ServiceAccount};
+use hood_domain::identity::{ApiKey, Role};
+use hood_domain::scope::{Grants, S3AccessKey, ServiceAccount};
 use hood_domain::{ApiKeyId, OrgId, ServiceAccountId, Timestamp};
+
+/// Everything an S3 request signed with an access key acts as, read in one
+/// query: the key (revoked or not) with its sealed secret, its account
+/// (no grants once deleted), the organization's slug, and the owner's
+/// current role and standing.
+#[derive(Debug, Clone)]
+pub struct S3Principal {
+    pub key: S3AccessKey,
+    pub sealed_secret: Vec<u8>,
+    pub account: ServiceAccount,
+    pub org_slug: String,
+    pub owner_role: Role,
+    pub owner_disabled: bool,
+}
 
 #[async_trait]
 pub trait ServiceAccountStore: Send + Sync {
@@ -61,4 +75,35 @@ pub trait ServiceAccountStore: Send + Sync {
     /// account comes back with no grants: its key (revoked with it) must
     /// never fall back to the owner's rights.
     async fn service_account_of_key(&self, key: ApiKeyId) -> StoreResult<Option<ServiceAccount>>;
+
+    /// Stores an S3 access key of a live account with its sealed secret,
+    /// and its audit row (never the secret); `NotFound("service account")`
+    /// when the account is not live.
+    async fn create_s3_key(
+        &self,
+        key: &S3AccessKey,
+        sealed_secret: &[u8],
+        audit: &AuditContext,
+    ) -> StoreResult<()>;
+
+    /// The account's S3 keys, revoked ones included, newest first.
+    async fn list_s3_keys(
+        &self,
+        org: OrgId,
+        account: ServiceAccountId,
+    ) -> StoreResult<Vec<S3AccessKey>>;
+
+    /// Revokes a key of the account, with its audit row; `false` when it
+    /// has no such live key.
+    async fn revoke_s3_key(
+        &self,
+        org: OrgId,
+        account: ServiceAccountId,
+        access_key_id: &str,
+        at: Timestamp,
+        audit: &AuditContext,
+    ) -> StoreResult<bool>;
+
+    /// What a request signed with `access_key_id` acts as.
+    async fn s3_principal(&self, access_key_id: &str) -> StoreResult<Option<S3Principal>>;
 }

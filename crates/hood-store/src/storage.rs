@@ -7,9 +7,10 @@ use crate::StoreResult;
 use async_trait::async_trait;
 use hood_domain::audit::AuditContext;
 use hood_domain::storage::{
-    Namespace, NamespaceName, ObjectKey, QuotaExceeded, StoredObject, Usage,
+    MultipartUpload, Namespace, NamespaceName, ObjectKey, QuotaExceeded, StoredObject, UploadPart,
+    Usage,
 };
-use hood_domain::{BlobId, NamespaceId, OrgId, Timestamp};
+use hood_domain::{BlobId, NamespaceId, OrgId, Timestamp, UploadId};
 
 /// One page of a listing: keys after `after` that start with `prefix`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -78,8 +79,9 @@ pub trait StorageStore: Send + Sync {
     /// Namespaces being deleted, oldest first.
     async fn deleting_namespaces(&self, limit: i64) -> StoreResult<Vec<Namespace>>;
 
-    /// Removes up to `batch` objects of a `deleting` namespace (their
-    /// blobs become garbage, the usage shrinks); when none remain, removes
+    /// Ends the uploads of a `deleting` namespace, then removes up to
+    /// `batch` objects (their blobs become garbage, the usage shrinks);
+    /// when none remain, removes
     /// the namespace with its audit row. Returns how many objects went and
     /// whether the namespace is gone. Safe to repeat and to race.
     async fn purge_namespace(
@@ -142,4 +144,36 @@ pub trait StorageStore: Send + Sync {
 
     /// Forgets garbage blobs whose bytes are deleted.
     async fn forget_blobs(&self, ids: &[BlobId]) -> StoreResult<()>;
+
+    /// Records a multipart upload into an active namespace
+    /// (`NotFound("namespace")` otherwise).
+    async fn create_upload(&self, upload: &MultipartUpload) -> StoreResult<()>;
+
+    /// An upload in progress in the namespace.
+    async fn upload(&self, ns: NamespaceId, id: UploadId) -> StoreResult<Option<MultipartUpload>>;
+
+    /// Makes a written (`writing`) blob a part of an upload in progress:
+    /// the blob turns `live`, the part it replaces (returned) `garbage`.
+    /// `NotFound("upload")` when the upload ended or the sweeper took the
+    /// blob.
+    async fn commit_part(
+        &self,
+        part: &UploadPart,
+        at: Timestamp,
+    ) -> StoreResult<Option<UploadPart>>;
+
+    /// An upload's parts by number.
+    async fn upload_parts(&self, id: UploadId) -> StoreResult<Vec<UploadPart>>;
+
+    /// Ends an upload (completed, aborted or expired): its parts' blobs
+    /// turn `garbage` and its rows go, in one transaction. `false` when it
+    /// had already ended.
+    async fn end_upload(&self, id: UploadId, at: Timestamp) -> StoreResult<bool>;
+
+    /// Uploads started before `before`, oldest first.
+    async fn stale_uploads(
+        &self,
+        before: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<MultipartUpload>>;
 }

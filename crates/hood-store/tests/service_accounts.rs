@@ -11,7 +11,7 @@ mod support;
 
 use hood_domain::audit::AuditContext;
 use hood_domain::identity::{ApiKey, Organization, Role, User};
-use hood_domain::scope::{Action, Grant, Grants, ServiceAccount};
+use hood_domain::scope::{Action, Grant, Grants, S3AccessKey, ServiceAccount};
 use hood_domain::{ApiKeyId, OrgId, ServiceAccountId, Timestamp, UserId};
 use hood_store::audit::AuditFilter;
 use hood_store::{Store, StoreError};
@@ -211,7 +211,128 @@ async fn deleting_an_account_revokes_its_keys_and_leaves_them_no_grants(db: &Har
     );
 }
 
+fn s3_key(org: OrgId, account: ServiceAccountId) -> S3AccessKey {
+    S3AccessKey {
+        access_key_id: format!(
+            "HOOD{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..16].to_uppercase()
+        ),
+        service_account_id: account,
+        org_id: org,
+        created_at: T0,
+        revoked_at: None,
+    }
+}
+
+async fn s3_keys_name_their_principal_and_die_with_their_account(db: &Harness) {
+    let store = db.migrated().await;
+    let (org, owner) = org_and_owner(store).await;
+    let writer = account(org, owner, "s3-writer");
+    store.create_service_account(&writer, &ctx()).await.unwrap();
+    let first = s3_key(org, writer.id);
+    let second = S3AccessKey {
+        created_at: T0.plus_secs(1),
+        ..s3_key(org, writer.id)
+    };
+    store
+        .create_s3_key(&first, b"sealed-1", &ctx())
+        .await
+        .unwrap();
+    store
+        .create_s3_key(&second, b"sealed-2", &ctx())
+        .await
+        .unwrap();
+    let principal = store
+        .s3_principal(&first.access_key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(principal.key, first);
+    assert_eq!(principal.sealed_secret, b"sealed-1");
+    assert_eq!(principal.account, writer);
+    assert_eq!(principal.owner_role, Role::Admin);
+    assert!(!principal.owner_disabled);
+    assert!(principal.org_slug.starts_with("org-"));
+    assert!(store
+        .s3_principal("HOODNOSUCHKEY0000000")
+        .await
+        .unwrap()
+        .is_none());
+    let listed = store.list_s3_keys(org, writer.id).await.unwrap();
+    assert_eq!(listed, [second.clone(), first.clone()], "newest first");
+
+    // Revoked one by one, or all with their account.
+    assert!(store
+        .revoke_s3_key(
+            org,
+            writer.id,
+            &first.access_key_id,
+            T0.plus_secs(2),
+            &ctx()
+        )
+        .await
+        .unwrap());
+    assert!(!store
+        .revoke_s3_key(
+            org,
+            writer.id,
+            &first.access_key_id,
+            T0.plus_secs(3),
+            &ctx()
+        )
+        .await
+        .unwrap());
+    let revoked = store
+        .s3_principal(&first.access_key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked.key.revoked_at, Some(T0.plus_secs(2)));
+    assert!(store
+        .delete_service_account(org, writer.id, T0.plus_secs(4), &ctx())
+        .await
+        .unwrap());
+    let orphan = store
+        .s3_principal(&second.access_key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(orphan.key.revoked_at, Some(T0.plus_secs(4)));
+    assert_eq!(orphan.account.grants, Grants::default());
+    assert!(matches!(
+        store
+            .create_s3_key(&s3_key(org, writer.id), b"x", &ctx())
+            .await,
+        Err(StoreError::NotFound("service account"))
+    ));
+    // The audit names the key ids, never a secret.
+    let audit = store
+        .list_audit(&AuditFilter {
+            resource_id: Some(writer.id.to_string()),
+            limit: 20,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        [
+            "service_account.create",
+            "service_account.delete",
+            "service_account.s3_key.create",
+            "service_account.s3_key.create",
+            "service_account.s3_key.revoke"
+        ]
+    );
+    assert!(!audit
+        .iter()
+        .any(|a| format!("{:?}{:?}", a.before, a.after).contains("sealed")));
+}
+
 conformance!(
+    s3_keys_name_their_principal_and_die_with_their_account,
     accounts_are_unique_among_the_live_and_their_grants_replace_whole,
     deleting_an_account_revokes_its_keys_and_leaves_them_no_grants,
 );

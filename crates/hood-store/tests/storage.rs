@@ -11,10 +11,10 @@ mod support;
 use hood_domain::audit::AuditContext;
 use hood_domain::identity::Organization;
 use hood_domain::storage::{
-    Namespace, NamespaceName, NamespaceState, ObjectKey, Quota, QuotaExceeded, StoredObject, Usage,
-    Visibility,
+    MultipartUpload, Namespace, NamespaceName, NamespaceState, ObjectKey, Quota, QuotaExceeded,
+    StoredObject, UploadPart, Usage, Visibility,
 };
-use hood_domain::{BlobId, NamespaceId, OrgId, Timestamp};
+use hood_domain::{BlobId, NamespaceId, OrgId, Timestamp, UploadId};
 use hood_store::audit::AuditFilter;
 use hood_store::storage::{ObjectListing, WriteRefused};
 use hood_store::{Store, StoreError};
@@ -435,7 +435,134 @@ async fn an_abandoned_upload_is_swept_and_cannot_commit_afterwards(db: &Harness)
     assert_eq!(stored.usage, Usage::default());
 }
 
+/// Records a blob and commits it as part `number` of `upload`.
+async fn put_part(store: &dyn Store, ns: NamespaceId, upload: UploadId, number: u32) -> UploadPart {
+    let blob = BlobId::from_uuid(uuid::Uuid::now_v7());
+    store.start_blob(blob, ns, T0).await.unwrap();
+    let part = UploadPart {
+        upload_id: upload,
+        number,
+        blob_id: blob,
+        size: u64::from(number) * 10,
+        sha256: format!("{number:064x}"),
+    };
+    store.commit_part(&part, T0).await.unwrap();
+    part
+}
+
+async fn multipart_parts_are_blobs_until_the_upload_ends(db: &Harness) {
+    let store = db.migrated().await;
+    let org = org(store).await;
+    let ns = namespace(org, "parts", 10_000, 100);
+    store.create_namespace(&ns, &ctx()).await.unwrap();
+    let upload = MultipartUpload {
+        id: UploadId::from_uuid(uuid::Uuid::now_v7()),
+        namespace_id: ns.id,
+        key: ObjectKey::parse("big/object").unwrap(),
+        content_type: "application/octet-stream".into(),
+        created_at: T0,
+    };
+    store.create_upload(&upload).await.unwrap();
+    assert_eq!(
+        store.upload(ns.id, upload.id).await.unwrap(),
+        Some(upload.clone())
+    );
+    let first = put_part(store, ns.id, upload.id, 1).await;
+    let _second = put_part(store, ns.id, upload.id, 2).await;
+    // A part uploaded again replaces the earlier one, whose blob is garbage.
+    let again = put_part(store, ns.id, upload.id, 1).await;
+    let parts = store.upload_parts(upload.id).await.unwrap();
+    assert_eq!(parts.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(parts[0].blob_id, again.blob_id);
+    let garbage = store.sweepable_blobs(T0, 10).await.unwrap();
+    assert_eq!(
+        garbage.iter().map(|b| b.id).collect::<Vec<_>>(),
+        [first.blob_id]
+    );
+    store.forget_blobs(&[first.blob_id]).await.unwrap();
+    // Parts count against no quota and are no objects.
+    let stored = store.namespace(ns.id).await.unwrap().unwrap();
+    assert_eq!(stored.usage, Usage::default());
+    // Stale uploads are found by age; ending one turns its parts garbage.
+    assert!(store.stale_uploads(T0, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.stale_uploads(T0.plus_secs(1), 10).await.unwrap(),
+        std::slice::from_ref(&upload)
+    );
+    assert!(store.end_upload(upload.id, T0).await.unwrap());
+    assert!(!store.end_upload(upload.id, T0).await.unwrap());
+    assert_eq!(store.sweepable_blobs(T0, 10).await.unwrap().len(), 2);
+    assert!(store.upload(ns.id, upload.id).await.unwrap().is_none());
+    // A part for an ended upload is refused (and its blob stays writing,
+    // for the sweeper).
+    let late = BlobId::from_uuid(uuid::Uuid::now_v7());
+    store.start_blob(late, ns.id, T0).await.unwrap();
+    let refused = store
+        .commit_part(
+            &UploadPart {
+                upload_id: upload.id,
+                number: 3,
+                blob_id: late,
+                size: 1,
+                sha256: "0".repeat(64),
+            },
+            T0,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound("upload"))),
+        "{refused:?}"
+    );
+}
+
+async fn deleting_a_namespace_ends_its_uploads_first(db: &Harness) {
+    let store = db.migrated().await;
+    let org = org(store).await;
+    let ns = namespace(org, "open-uploads", 10_000, 100);
+    store.create_namespace(&ns, &ctx()).await.unwrap();
+    write(store, ns.id, "kept-until-purge", 5).await.unwrap();
+    let upload = MultipartUpload {
+        id: UploadId::from_uuid(uuid::Uuid::now_v7()),
+        namespace_id: ns.id,
+        key: ObjectKey::parse("in-flight").unwrap(),
+        content_type: "application/octet-stream".into(),
+        created_at: T0,
+    };
+    store.create_upload(&upload).await.unwrap();
+    put_part(store, ns.id, upload.id, 1).await;
+    store
+        .begin_namespace_deletion(org, &ns.name, T0, &ctx())
+        .await
+        .unwrap();
+    // No new upload into a namespace being deleted.
+    let refused = store
+        .create_upload(&MultipartUpload {
+            id: UploadId::from_uuid(uuid::Uuid::now_v7()),
+            ..upload.clone()
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound("namespace"))),
+        "{refused:?}"
+    );
+    // The first pass ends the upload; the next ones purge the objects.
+    assert_eq!(
+        store.purge_namespace(ns.id, 10, T0).await.unwrap(),
+        (0, false)
+    );
+    assert!(store.upload(ns.id, upload.id).await.unwrap().is_none());
+    assert_eq!(
+        store.purge_namespace(ns.id, 10, T0).await.unwrap(),
+        (1, true)
+    );
+    assert!(store.namespace(ns.id).await.unwrap().is_none());
+    // Every blob (the object's and the part's) is garbage for the sweeper.
+    assert_eq!(store.sweepable_blobs(T0, 10).await.unwrap().len(), 2);
+}
+
 conformance!(
+    multipart_parts_are_blobs_until_the_upload_ends,
+    deleting_a_namespace_ends_its_uploads_first,
     namespaces_are_unique_per_organization_and_audited,
     writes_keep_usage_exact_and_stop_at_the_quota,
     concurrent_writes_never_exceed_the_quota,

@@ -21,7 +21,7 @@ pub mod s3;
 pub mod smtp;
 
 use sqlx::{Connection, PgConnection};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The value of `var` if set, else a loud skip notice (`what` names the
 /// missing service) and `None`. Under CI (`CI` set) a missing variable is a
@@ -102,6 +102,40 @@ pub const STRIPE_PYTHON_ENV: &str = "HOOD_TEST_STRIPE_PYTHON";
 /// wrote. A loud skip when absent; a failure under CI.
 pub fn stripe_python(test: &str) -> Option<PathBuf> {
     required_file(STRIPE_PYTHON_ENV, test)
+}
+
+/// The environment variable naming a virtualenv with the `aws` CLI and
+/// boto3 (both from PyPI, installed by `scripts/test`).
+pub const AWSCLI_DIR_ENV: &str = "HOOD_TEST_AWSCLI_DIR";
+
+/// The virtualenv holding `bin/aws` and a `bin/python3` with boto3:
+/// S3 clients no one here wrote. A loud skip when absent; a failure under
+/// CI.
+pub fn awscli_dir(test: &str) -> Option<PathBuf> {
+    let python = required_file_in(AWSCLI_DIR_ENV, "bin/python3", test)?;
+    python
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+}
+
+/// Like [`required_file`] for a file inside the directory `var` names.
+fn required_file_in(var: &str, file: &str, test: &str) -> Option<PathBuf> {
+    let dir = required_env(var, test, "run the tests through scripts/test")?;
+    let path = Path::new(&dir).join(file);
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{var} must name a directory holding {file} in CI (test {test})"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n*** SKIPPED {test}: {var} holds no {file}; run the tests through scripts/test ***"
+    );
+    None
 }
 
 /// The environment variable naming Debian's Chromium for browser tests.

@@ -122,7 +122,7 @@ impl InProcessApi {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(hood_api::serve(
             listener,
-            hood_api::router(state, &[hood_api::HttpRole::Api]),
+            hood_api::router(state, &[hood_api::HttpRole::Api, hood_api::HttpRole::Auth]),
             async move {
                 let _ = stopped.await;
             },

@@ -34,6 +34,12 @@ pub const EDGE: Setting = Setting {
     flag: "--edge-addr",
     env: "HOOD_EDGE_ADDR",
 };
+/// The S3 endpoint, in `hood up` and `hood serve --role storage`.
+pub const S3: Setting = Setting {
+    what: "the S3 endpoint",
+    flag: "--s3-addr",
+    env: "HOOD_S3_ADDR",
+};
 /// `hood up`: the api listener.
 pub const UP_API: Setting = Setting {
     what: "the api",

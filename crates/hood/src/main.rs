@@ -57,6 +57,9 @@ enum RoleArg {
     /// Period close, invoices and ledger postings (leader-elected; several
     /// replicas stand by for each other).
     Billing,
+    /// The S3-compatible endpoint (HOOD_S3_ADDR, default 9000) over the
+    /// storage object store (HOOD_STORAGE_URL).
+    Storage,
 }
 
 impl RoleArg {
@@ -69,7 +72,8 @@ impl RoleArg {
             | RoleArg::AgentGateway
             | RoleArg::Health
             | RoleArg::Edge
-            | RoleArg::Billing => None,
+            | RoleArg::Billing
+            | RoleArg::Storage => None,
         }
     }
 }
@@ -265,6 +269,7 @@ async fn run(cli: Cli) -> Result<()> {
             fleet.agent_gateway = roles.contains(&RoleArg::AgentGateway);
             fleet.health = roles.contains(&RoleArg::Health);
             fleet.billing = roles.contains(&RoleArg::Billing);
+            fleet.storage = roles.contains(&RoleArg::Storage);
             let listen = serve_listen(&roles, listen);
             let roles: Vec<HttpRole> = roles.iter().filter_map(|r| r.http_role()).collect();
             server::serve(opts, roles, listen, &database_url, fleet, health, edge).await
@@ -344,6 +349,7 @@ mod tests {
             listen,
             fleet,
             edge,
+            opts,
             ..
         } = Cli::try_parse_from(&argv).unwrap().command
         else {
@@ -355,6 +361,9 @@ mod tests {
         }
         if roles.contains(&RoleArg::Edge) {
             out.push(edge.edge_addr);
+        }
+        if roles.contains(&RoleArg::Storage) {
+            out.push(opts.storage.s3_addr);
         }
         out
     }
@@ -373,6 +382,11 @@ mod tests {
             vec![addr("127.0.0.1:9090")]
         );
         assert_eq!(bound(&["--role", "edge"]), vec![addr("127.0.0.1:8545")]);
+        assert_eq!(bound(&["--role", "storage"]), vec![addr("127.0.0.1:9000")]);
+        assert_eq!(
+            bound(&["--role", "api,storage", "--s3-addr", "127.0.0.1:9001"]),
+            vec![addr("127.0.0.1:8080"), addr("127.0.0.1:9001")]
+        );
         assert_eq!(bound(&["--role", "orchestrator"]), vec![]);
         assert_eq!(bound(&["--role", "health"]), vec![]);
         assert_eq!(bound(&["--role", "orchestrator,health"]), vec![]);

@@ -121,9 +121,19 @@ pub async fn up(
         crate::billing::start_runner(&opts.billing, billing.clone(), store.clone());
     let _backups = crate::backups::start(&opts.backups, state.snapshots.clone());
     let mut state = state.with_billing(billing);
+    let mut s3 = None;
     if let Some(storage) =
         crate::storage::start(&opts.storage, Some(&opts.home), store.clone(), &master)?
     {
+        s3 = Some(
+            crate::storage::S3Endpoint::bind(
+                &opts.storage,
+                storage.clone(),
+                store.clone(),
+                &master,
+            )
+            .await?,
+        );
         state = state.with_storage(storage);
     }
     let bus = health_args.bus.connect().await?;
@@ -160,6 +170,9 @@ pub async fn up(
     println!("auth: {auth_url}");
     println!("agent gateway: {}", fleet.gateway_url);
     println!("edge: http://{}", edge.addr);
+    if let Some(s3) = &s3 {
+        println!("s3: {}", s3.url()?);
+    }
     println!("openapi: {api_url}/openapi.json");
     println!("console: {api_url}/console");
     println!("status page: {api_url}/status");
@@ -226,10 +239,20 @@ pub async fn up(
         },
         drain,
     ));
+    let mut s3_task = None;
+    if let Some(s3) = s3 {
+        let mut rx = stop_tx.subscribe();
+        s3_task = Some(s3.spawn(
+            async move {
+                let _ = rx.recv().await;
+            },
+            drain,
+        ));
+    }
     shutdown.await;
     tracing::info!("shutting down");
     let _ = stop_tx.send(());
-    for task in [api_task, auth_task] {
+    for task in [api_task, auth_task].into_iter().chain(s3_task) {
         task.await.context("server task")?.context("server")?;
     }
     if let Some(task) = gateway_task {
@@ -462,6 +485,23 @@ pub async fn serve(
         names.push("edge");
         println!("edge: http://{}", e.addr);
     }
+    let mut s3 = None;
+    if fleet_args.storage {
+        let storage = match &state.storage {
+            Some(s) => s.clone(),
+            None => crate::storage::start(&opts.storage, None, store.clone(), &master)?.context(
+                "the storage role needs the storage object store: set HOOD_STORAGE_URL \
+                     (s3://BUCKET/PREFIX?endpoint=… or file:///PATH), the same on every api \
+                     and storage replica",
+            )?,
+        };
+        let endpoint =
+            crate::storage::S3Endpoint::bind(&opts.storage, storage, store.clone(), &master)
+                .await?;
+        names.push("storage");
+        println!("s3: {}", endpoint.url()?);
+        s3 = Some(endpoint);
+    }
     // This line is the interface for scripts and tests: keep it stable.
     match &listener {
         Some(l) => println!(
@@ -490,6 +530,15 @@ pub async fn serve(
         router = hood_console::router(console).merge(router);
     }
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
+    let s3_task = s3.map(|endpoint| {
+        let mut rx = stop_tx.subscribe();
+        endpoint.spawn(
+            async move {
+                let _ = rx.recv().await;
+            },
+            Duration::from_secs(10),
+        )
+    });
     let mut gateway_task = None;
     if let Some(f) = fleet.as_mut() {
         if let Some(artifacts) = &f.artifacts {
@@ -511,6 +560,9 @@ pub async fn serve(
         task.await
             .context("gateway task")?
             .context("agent gateway")?;
+    }
+    if let Some(task) = s3_task {
+        task.await.context("s3 task")?.context("s3 endpoint")?;
     }
     if let Some(e) = edge {
         // Usage is on the bus once this returns; ingestion (here or on any
@@ -568,6 +620,8 @@ pub struct FleetArgs {
     pub edge: bool,
     #[arg(skip)]
     pub billing: bool,
+    #[arg(skip)]
+    pub storage: bool,
 }
 
 /// The shared artifact store of a cluster process: required, and never a

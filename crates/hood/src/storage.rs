@@ -1,6 +1,6 @@
 //! Storage wiring: where namespaces' bytes live (`HOOD_STORAGE_URL`, else
-//! `$HOOD_HOME/storage` under `hood up`) and the sweeper beside the api
-//! role.
+//! `$HOOD_HOME/storage` under `hood up`), the sweeper beside the api and
+//! storage roles, and the S3 endpoint of the storage role.
 
 use anyhow::{Context, Result};
 use hood_identity::master_key::MasterKey;
@@ -24,6 +24,46 @@ pub struct StorageArgs {
     /// deleted.
     #[arg(long, env = "HOOD_STORAGE_UPLOAD_TIMEOUT", default_value_t = 86_400)]
     pub storage_upload_timeout: u64,
+    /// The S3-compatible endpoint (`hood up`, `hood serve --role storage`).
+    #[arg(long, env = "HOOD_S3_ADDR", default_value = "127.0.0.1:9000")]
+    pub s3_addr: std::net::SocketAddr,
+}
+
+/// The S3 endpoint, bound and ready to serve.
+pub struct S3Endpoint {
+    pub listener: tokio::net::TcpListener,
+    pub router: axum::Router,
+}
+
+impl S3Endpoint {
+    /// Binds `HOOD_S3_ADDR` for `storage`, keys read from `store` and
+    /// opened with `master`.
+    pub async fn bind(
+        args: &StorageArgs,
+        storage: Storage,
+        store: Arc<dyn Store>,
+        master: &MasterKey,
+    ) -> Result<Self> {
+        let listener = crate::listen::bind(args.s3_addr, crate::listen::S3).await?;
+        let principals = Arc::new(hood_s3::Principals::new(store, master.clone()));
+        Ok(Self {
+            listener,
+            router: hood_s3::HoodS3::new(storage, principals).router(),
+        })
+    }
+
+    pub fn url(&self) -> Result<String> {
+        Ok(format!("http://{}", self.listener.local_addr()?))
+    }
+
+    /// Serves until `stop` resolves (requests in flight get `drain`).
+    pub fn spawn(
+        self,
+        stop: impl std::future::Future<Output = ()> + Send + 'static,
+        drain: std::time::Duration,
+    ) -> tokio::task::JoinHandle<std::io::Result<()>> {
+        tokio::spawn(hood_api::serve(self.listener, self.router, stop, drain))
+    }
 }
 
 /// Opens the storage service and starts its sweeper. `embedded_home`:

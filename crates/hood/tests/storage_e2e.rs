@@ -789,9 +789,16 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
     let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
     let (ok, out, err) = hood_cli(&["migrate"], &env(&home_a), None);
     assert!(ok, "migrate: {out} {err}");
-    let args = ["serve", "--role", "api,auth", "--listen", "127.0.0.1:0"];
-    let a = common::HoodProcess::start(&args, &env(&home_a), &["serving"]);
-    let b = common::HoodProcess::start(&args, &env(&home_b), &["serving"]);
+    // Both replicas serve the API and S3 (`storage`, HOOD_S3_ADDR ephemeral).
+    let args = [
+        "serve",
+        "--role",
+        "api,auth,storage",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    let a = common::HoodProcess::start(&args, &env(&home_a), &["serving", "s3"]);
+    let b = common::HoodProcess::start(&args, &env(&home_b), &["serving", "s3"]);
     let key = read_admin_key(&home_a);
     let (url_a, url_b) = (a.url("serving"), b.url("serving"));
     let (api_a, api_b) = (Api::new(url_a.clone()), Api::new(url_b.clone()));
@@ -884,6 +891,60 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
     }
 
+    // An S3 key issued on one replica reads through the other's S3
+    // endpoint; revoked on one, both endpoints refuse it within a second.
+    if let Some(venv) = hood_testkit::awscli_dir("storage_cluster (s3)") {
+        let line = dir.path().join("hello.txt");
+        std::fs::write(&line, "hello from replica a").unwrap();
+        cli(
+            &env_a,
+            &[
+                "storage",
+                "put",
+                "shared",
+                "hello.txt",
+                line.to_str().unwrap(),
+            ],
+        );
+        let (account, id, secret) = issue_s3_key(
+            &env_a,
+            "s3-reader",
+            &[format!("storage.{slug}.namespaces.shared=read")],
+        );
+        let s3_key_pair = (id.clone(), secret);
+        let (code, value) = probe(
+            &venv,
+            &b.url("s3"),
+            &s3_key_pair,
+            &["get", "shared", "hello.txt"],
+        );
+        assert_eq!(
+            (code.as_str(), value),
+            ("ok", json!("hello from replica a"))
+        );
+        let (code, _) = probe(
+            &venv,
+            &a.url("s3"),
+            &s3_key_pair,
+            &["put", "shared", "x", "no"],
+        );
+        assert_eq!(code, "AccessDenied");
+        cli(
+            &env_b,
+            &["service-account", "s3-key", "revoke", &account, &id],
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        for endpoint in [a.url("s3"), b.url("s3")] {
+            let (code, _) = probe(
+                &venv,
+                &endpoint,
+                &s3_key_pair,
+                &["get", "shared", "hello.txt"],
+            );
+            assert_eq!(code, "InvalidAccessKeyId", "{endpoint}");
+        }
+    }
+
     // Deleted through one replica: both replicas' sweepers may work on it;
     // the namespace and every byte in S3 go.
     cli(&env_b, &["storage", "ns", "delete", "shared"]);
@@ -902,5 +963,394 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
             "the namespace or its bytes stayed"
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+// ---------------------------------------------------------------------
+// The S3 endpoint, driven by clients no one here wrote: boto3 and the
+// `aws` CLI (PyPI, installed by scripts/test), configured only with the
+// endpoint and an access key Hood issued.
+
+/// The test scripts beside this file (`tests/s3/*.py`).
+fn s3_script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/s3")
+        .join(name)
+}
+
+/// Issues an S3 key for a new service account with `grants`; (id, secret).
+fn issue_s3_key(
+    env: &[(&str, String)],
+    account: &str,
+    grants: &[String],
+) -> (String, String, String) {
+    let mut args = vec!["service-account", "create", account];
+    for g in grants {
+        args.extend(["--grant", g.as_str()]);
+    }
+    let created = cli_json(env, &args);
+    let id = created["id"].as_str().unwrap().to_owned();
+    let key = cli_json(env, &["service-account", "s3-key", "create", &id]);
+    (
+        id,
+        key["key"]["access_key_id"].as_str().unwrap().to_owned(),
+        key["secret_access_key"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// Runs one of the Python scripts; its last stdout line is JSON.
+fn python(venv: &Path, script: &str, args: &[&str]) -> Value {
+    let out = std::process::Command::new(venv.join("bin/python3"))
+        .arg(s3_script(script))
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{script} {args:?}: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{script}: {e}: {stdout}"))
+}
+
+/// One S3 call through boto3 with the given key: (code, value).
+fn probe(venv: &Path, endpoint: &str, key: &(String, String), op: &[&str]) -> (String, Value) {
+    let mut args = vec![endpoint, key.0.as_str(), key.1.as_str()];
+    args.extend_from_slice(op);
+    let v = python(venv, "probe.py", &args);
+    (v["code"].as_str().unwrap().to_owned(), v["value"].clone())
+}
+
+/// `aws` with only an endpoint and a key; (success, stdout, stderr).
+fn aws(
+    venv: &Path,
+    endpoint: &str,
+    key: &(String, String),
+    args: &[&str],
+) -> (bool, String, String) {
+    let out = std::process::Command::new(venv.join("bin/aws"))
+        .arg("--endpoint-url")
+        .arg(endpoint)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", &key.0)
+        .env("AWS_SECRET_ACCESS_KEY", &key.1)
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .expect("run aws");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn sha256_of(path: &Path) -> String {
+    use sha2::Digest;
+    let mut file = std::fs::File::open(path).unwrap();
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut file, &mut hasher).unwrap();
+    hex::encode(hasher.finalize())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boto3_and_the_aws_cli_use_hoods_s3_endpoint() {
+    let Some(venv) = hood_testkit::awscli_dir("boto3_and_the_aws_cli_use_hoods_s3_endpoint") else {
+        return;
+    };
+    let (dir, home) = temp_home();
+    let hood = hood_up(&home, &[]);
+    let admin = read_admin_key(&home);
+    let base = hood.url("api");
+    let s3 = hood.url("s3");
+    let api = Api::new(base.clone());
+    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", admin.clone())];
+    let slug = api.get("/api/v1/me", &admin).await.body["org"]["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let all = format!("storage.{slug}.namespaces=create,read,update,delete");
+    let (_, id, secret) = issue_s3_key(&env, "s3-admin", std::slice::from_ref(&all));
+    let full = (id, secret);
+
+    // 200 MB of random bytes, uploaded by multipart by both clients.
+    let big = dir.path().join("big.bin");
+    std::fs::write(&big, random_bytes(200 * 1000 * 1000, 17)).unwrap();
+
+    let seen = python(
+        &venv,
+        "boto3_suite.py",
+        &[&s3, &full.0, &full.1, dir.path().to_str().unwrap()],
+    );
+    assert_eq!(seen["buckets"], json!(["data"]), "{seen}");
+    assert_eq!(seen["head_length"], 200_000_000, "{seen}");
+    assert_eq!(seen["range_status"], 206, "{seen}");
+    assert_eq!(
+        seen["range_content_range"],
+        "bytes 100000000-100001023/200000000"
+    );
+    for check in ["range_matches", "download_matches", "copy_matches"] {
+        assert_eq!(seen[check], true, "{check}: {seen}");
+    }
+    assert_eq!(seen["listed_keys"], json!(["copy.bin"]), "{seen}");
+    assert_eq!(seen["listed_prefixes"], json!(["dir/"]), "{seen}");
+    assert_eq!(seen["copy_after_delete"], "404", "{seen}");
+    assert_eq!(seen["delete_nonempty_bucket"], "BucketNotEmpty", "{seen}");
+    assert_eq!(seen["parts_listed"], json!([1, 2]), "{seen}");
+    assert_eq!(seen["wrong_etag_completion"], "InvalidPart", "{seen}");
+    assert_eq!(seen["small_part_completion"], "EntityTooSmall", "{seen}");
+    assert_eq!(seen["aborted_upload_part"], "NoSuchUpload", "{seen}");
+    assert_eq!(seen["aborted_object"], "404", "{seen}");
+    assert_eq!(seen["missing_bucket"], "NoSuchBucket", "{seen}");
+    assert_eq!(seen["missing_key"], "NoSuchKey", "{seen}");
+    // What boto3 wrote is what Hood's own API serves.
+    let usage = api.get("/api/v1/storage/namespaces/data", &admin).await;
+    assert_eq!(
+        usage.body["usage"],
+        json!({"bytes": 200_000_000, "objects": 1}),
+        "{}",
+        usage.text
+    );
+
+    // The aws CLI: make a bucket, copy the file up (multipart), list it,
+    // read a range, copy and delete server-side, download it whole.
+    let run = |args: &[&str]| {
+        let (ok, out, err) = aws(&venv, &s3, &full, args);
+        assert!(ok, "aws {args:?}: {out}\n{err}");
+        out
+    };
+    run(&["s3", "mb", "s3://cli"]);
+    run(&["s3", "cp", big.to_str().unwrap(), "s3://cli/big.bin"]);
+    let listed = run(&["s3", "ls", "s3://cli/"]);
+    assert!(listed.contains("200000000 big.bin"), "{listed}");
+    let part = dir.path().join("part.bin");
+    run(&[
+        "s3api",
+        "get-object",
+        "--bucket",
+        "cli",
+        "--key",
+        "big.bin",
+        "--range",
+        "bytes=1000-1999",
+        part.to_str().unwrap(),
+    ]);
+    let whole = std::fs::read(&big).unwrap();
+    assert_eq!(std::fs::read(&part).unwrap(), whole[1000..2000]);
+    run(&[
+        "s3api",
+        "copy-object",
+        "--bucket",
+        "cli",
+        "--key",
+        "copy.bin",
+        "--copy-source",
+        "cli/big.bin",
+    ]);
+    run(&["s3", "rm", "s3://cli/big.bin"]);
+    let back = dir.path().join("back.bin");
+    run(&["s3", "cp", "s3://cli/copy.bin", back.to_str().unwrap()]);
+    assert_eq!(sha256_of(&back), sha256_of(&big));
+    let listed = run(&["s3", "ls", "s3://cli/"]);
+    assert!(
+        !listed.contains("big.bin") && listed.contains("copy.bin"),
+        "{listed}"
+    );
+
+    // A key whose scope is `storage.{org}.namespaces.logs: [read]` reads
+    // `logs` and nothing else.
+    cli(&env, &["storage", "ns", "create", "logs"]);
+    let line = dir.path().join("line.txt");
+    std::fs::write(&line, "a log line").unwrap();
+    cli(
+        &env,
+        &["storage", "put", "logs", "a.txt", line.to_str().unwrap()],
+    );
+    let read_logs = format!("storage.{slug}.namespaces.logs=read");
+    let (reader_account, id, secret) = issue_s3_key(&env, "log-reader", &[read_logs]);
+    let reader = (id, secret);
+    let (code, value) = probe(&venv, &s3, &reader, &["get", "logs", "a.txt"]);
+    assert_eq!((code.as_str(), value), ("ok", json!("a log line")));
+    let (code, value) = probe(&venv, &s3, &reader, &["list-buckets", "-"]);
+    assert_eq!((code.as_str(), value), ("ok", json!(["logs"])));
+    for op in [
+        vec!["put", "logs", "b.txt", "no"],
+        vec!["get", "data", "dir/big.bin"],
+    ] {
+        let (code, _) = probe(&venv, &s3, &reader, &op);
+        assert_eq!(code, "AccessDenied", "{op:?}");
+    }
+    // A HEAD answer has no body to name the error in: its status does.
+    let (code, _) = probe(&venv, &s3, &reader, &["head-bucket", "cli"]);
+    assert_eq!(code, "403");
+    // Another organization's namespace does not exist for this key.
+    let globex = second_org(&api, &admin).await;
+    let r = api
+        .post(
+            "/api/v1/storage/namespaces",
+            &globex,
+            json!({"name": "theirs"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let (code, _) = probe(&venv, &s3, &full, &["get", "theirs", "a.txt"]);
+    assert_eq!(code, "NoSuchBucket");
+
+    // A quota holds exactly at its limit through S3 too.
+    let r = api
+        .post(
+            "/api/v1/storage/namespaces",
+            &admin,
+            json!({"name": "tight", "max_bytes": 10, "max_objects": 100}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let (code, _) = probe(&venv, &s3, &full, &["put", "tight", "a", "0123456789"]);
+    assert_eq!(code, "ok");
+    let (code, _) = probe(&venv, &s3, &full, &["put", "tight", "b", "x"]);
+    assert_eq!(code, "EntityTooLarge");
+    let tight = api.get("/api/v1/storage/namespaces/tight", &admin).await;
+    assert_eq!(tight.body["usage"], json!({"bytes": 10, "objects": 1}));
+
+    // A wrong secret is refused; a revoked key and a deleted account are
+    // refused within a second.
+    let (code, _) = probe(
+        &venv,
+        &s3,
+        &(full.0.clone(), "not-the-secret".into()),
+        &["list-buckets", "-"],
+    );
+    assert_eq!(code, "SignatureDoesNotMatch");
+    let s3_admin_id = cli_json(&env, &["service-account", "list"])["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "s3-admin")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    cli(
+        &env,
+        &["service-account", "s3-key", "revoke", &s3_admin_id, &full.0],
+    );
+    cli(&env, &["service-account", "delete", &reader_account]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for key in [&full, &reader] {
+        let (code, _) = probe(&venv, &s3, key, &["list-buckets", "-"]);
+        assert_eq!(code, "InvalidAccessKeyId");
+    }
+    let keys = cli_json(&env, &["service-account", "s3-key", "list", &s3_admin_id]);
+    assert!(keys["items"][0]["revoked_at"].is_string(), "{keys}");
+
+    // Every S3 change left its audit row, with the key as the actor.
+    let audit = api
+        .get("/api/v1/audit?resource_type=storage_namespace", &admin)
+        .await;
+    assert!(
+        audit.text.contains(&format!("s3-key:{}", full.0)),
+        "{}",
+        audit.text
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_multipart_upload_and_its_namespaces_deletion_leaves_no_bytes() {
+    let Some(venv) = hood_testkit::awscli_dir(
+        "sigkill_during_a_multipart_upload_and_its_namespaces_deletion_leaves_no_bytes",
+    ) else {
+        return;
+    };
+    let (_dir, home) = temp_home();
+    // Uploads unfinished for a second count as abandoned.
+    let envs = [("HOOD_STORAGE_UPLOAD_TIMEOUT", "1".to_owned())];
+    let hood = hood_up(&home, &envs);
+    let admin = read_admin_key(&home);
+    let base = hood.url("api");
+    let s3 = hood.url("s3");
+    let api = Api::new(base.clone());
+    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", admin.clone())];
+    let slug = api.get("/api/v1/me", &admin).await.body["org"]["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let all = format!("storage.{slug}.namespaces=create,read,update,delete");
+    let (_, id, secret) = issue_s3_key(&env, "uploader", &[all]);
+    cli(&env, &["storage", "ns", "create", "uploads"]);
+    let ns_dir = home
+        .join("storage/namespaces")
+        .join(namespace_id(&api, &admin, "uploads").await);
+
+    // Part 1 stored, part 2 half streamed: then the server is killed.
+    let mut streamer = std::process::Command::new(venv.join("bin/python3"))
+        .arg(s3_script("stream_part.py"))
+        .args([&s3, &id, &secret, "uploads", "big/object.bin"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(streamer.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let upload: Value = serde_json::from_str(&line).expect("upload id line");
+    assert!(upload["upload_id"].is_string(), "{line}");
+    eventually(
+        "part 2's first bytes on disk",
+        Duration::from_secs(20),
+        || files_under(&ns_dir).len() >= 2,
+    )
+    .await;
+    assert!(!hood.stop("-KILL").success());
+    let _ = streamer.kill();
+    let _ = streamer.wait();
+
+    // Restarted: the half part goes, part 1 stays (the upload holds it).
+    let hood = hood_up(&home, &envs);
+    let api = Api::new(hood.url("api"));
+    eventually(
+        "the half-written part's bytes to go",
+        Duration::from_secs(30),
+        || files_under(&ns_dir).len() == 1,
+    )
+    .await;
+
+    // Deleting the namespace with the upload open, killed at once: after
+    // a restart the namespace and every byte are gone.
+    let r = api
+        .delete("/api/v1/storage/namespaces/uploads", &admin)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
+    assert!(!hood.stop("-KILL").success());
+    let hood = hood_up(&home, &envs);
+    let api = Api::new(hood.url("api"));
+    eventually(
+        "the namespace's bytes to go",
+        Duration::from_secs(30),
+        || files_under(&ns_dir).is_empty(),
+    )
+    .await;
+    eventually_async_gone(&api, &admin).await;
+}
+
+/// Waits until the `uploads` namespace is gone (its deletion finished).
+async fn eventually_async_gone(api: &Api, admin: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = api.get("/api/v1/storage/namespaces/uploads", admin).await;
+        if r.status == StatusCode::NOT_FOUND {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the namespace is still there: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -6,7 +6,7 @@
 
 use crate::auth::Caller;
 use crate::clock::{now, rfc3339};
-use crate::extract::{Json, PathId};
+use crate::extract::{parse_id, Json, Path, PathId};
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::routes::allocations::audit_context;
 use crate::state::AppState;
@@ -17,7 +17,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use hood_domain::identity::{ApiKey, Permission};
-use hood_domain::scope::{Action, Grant, Grants, Scope, ServiceAccount};
+use hood_domain::scope::{Action, Grant, Grants, S3AccessKey, Scope, ServiceAccount};
 use hood_domain::validate::{self, FieldError};
 use hood_domain::{ApiKeyId, ServiceAccountId};
 use hood_identity::api_keys::generate_api_key;
@@ -41,6 +41,43 @@ pub fn router() -> Router<AppState> {
             "/api/v1/service-accounts/{account_id}/keys",
             post(create_service_account_key),
         )
+        .route(
+            "/api/v1/service-accounts/{account_id}/s3-keys",
+            get(list_s3_keys).post(create_s3_key),
+        )
+        .route(
+            "/api/v1/service-accounts/{account_id}/s3-keys/{access_key_id}",
+            axum::routing::delete(revoke_s3_key),
+        )
+}
+
+/// An S3 access key of a service account (never its secret).
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct S3KeyView {
+    /// The `aws_access_key_id` of S3 tools.
+    pub access_key_id: String,
+    pub service_account_id: Uuid,
+    pub created_at: String,
+    pub revoked_at: Option<String>,
+}
+
+impl From<&S3AccessKey> for S3KeyView {
+    fn from(k: &S3AccessKey) -> Self {
+        Self {
+            access_key_id: k.access_key_id.clone(),
+            service_account_id: *k.service_account_id.as_uuid(),
+            created_at: rfc3339(k.created_at),
+            revoked_at: k.revoked_at.map(rfc3339),
+        }
+    }
+}
+
+/// A new S3 access key with its secret, shown this once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CreatedS3Key {
+    pub key: S3KeyView,
+    /// The `aws_secret_access_key`: shown once, kept only sealed.
+    pub secret_access_key: String,
 }
 
 /// Actions on a scope and everything beneath it.
@@ -351,4 +388,99 @@ pub async fn create_service_account_key(
             token: generated.token,
         }),
     ))
+}
+
+#[utoipa::path(post, path = "/api/v1/service-accounts/{account_id}/s3-keys", tag = "service accounts",
+    params(("account_id" = Uuid, Path)),
+    responses((status = 201, body = CreatedS3Key, description = "The key; its secret is shown once"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "This process holds no master key to seal the secret with")),
+    security(("bearer" = ["manage_keys"])))]
+/// Issues an S3 access key that acts as the service account: S3 calls
+/// signed with it reach only what the account's grants name.
+pub async fn create_s3_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    PathId(id): PathId<ServiceAccountId>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(Permission::ManageKeys)?;
+    let account = live_account(&state, &caller, id).await?;
+    let master = state.master.as_ref().ok_or_else(|| {
+        ApiError::Unavailable("this process holds no master key to seal S3 secrets with".into())
+    })?;
+    let generated = hood_identity::s3_keys::generate_s3_key();
+    let sealed =
+        hood_identity::s3_keys::seal_secret(master, &generated.access_key_id, &generated.secret)
+            .map_err(|e| ApiError::Internal(format!("sealing an S3 secret: {e}")))?;
+    let key = S3AccessKey {
+        access_key_id: generated.access_key_id.clone(),
+        service_account_id: account.id,
+        org_id: caller.org_id,
+        created_at: now(),
+        revoked_at: None,
+    };
+    state
+        .store
+        .create_s3_key(&key, &sealed, &audit_context(&caller, &headers))
+        .await?;
+    tracing::info!(access_key_id = %key.access_key_id, service_account = %account.id, "s3 key created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedS3Key {
+            key: S3KeyView::from(&key),
+            secret_access_key: generated.secret,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/v1/service-accounts/{account_id}/s3-keys", tag = "service accounts",
+    params(("account_id" = Uuid, Path)),
+    responses((status = 200, body = Page<S3KeyView>)),
+    security(("bearer" = ["manage_keys"])))]
+/// The service account's S3 keys, revoked ones included, newest first.
+pub async fn list_s3_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<ServiceAccountId>,
+) -> ApiResult<Json<Page<S3KeyView>>> {
+    caller.require(Permission::ManageKeys)?;
+    let account = live_account(&state, &caller, id).await?;
+    let keys = state.store.list_s3_keys(caller.org_id, account.id).await?;
+    Ok(Json(Page {
+        items: keys.iter().map(S3KeyView::from).collect(),
+    }))
+}
+
+#[utoipa::path(delete, path = "/api/v1/service-accounts/{account_id}/s3-keys/{access_key_id}", tag = "service accounts",
+    params(("account_id" = Uuid, Path), ("access_key_id" = String, Path)),
+    responses((status = 204, description = "Revoked: refused by every S3 endpoint within a second")),
+    security(("bearer" = ["manage_keys"])))]
+/// Revokes an S3 key.
+pub async fn revoke_s3_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path((account_id, access_key_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    caller.require(Permission::ManageKeys)?;
+    let id: ServiceAccountId = parse_id(&account_id).ok_or_else(|| {
+        ApiError::invalid_param(
+            "account_id",
+            format!("`{account_id}` is not a valid id (a UUID)"),
+        )
+    })?;
+    let revoked = state
+        .store
+        .revoke_s3_key(
+            caller.org_id,
+            id,
+            &access_key_id,
+            now(),
+            &audit_context(&caller, &headers),
+        )
+        .await?;
+    if !revoked {
+        return Err(ApiError::NotFound("s3 key"));
+    }
+    Ok(StatusCode::NO_CONTENT)
 }

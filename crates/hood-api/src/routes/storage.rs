@@ -80,6 +80,7 @@ impl From<StorageError> for ApiError {
             },
             StorageError::RangeNotSatisfiable { size } => ApiError::RangeNotSatisfiable { size },
             StorageError::Presign(p) => ApiError::Forbidden(p.to_string()),
+            StorageError::Completion(c) => ApiError::BadRequest(c.to_string()),
             StorageError::Body(m) => ApiError::BadRequest(format!("the upload ended early: {m}")),
             StorageError::Store(s) => s.into(),
             StorageError::Object(o) => ApiError::Internal(format!("storage object store: {o}")),

@@ -9,10 +9,10 @@ use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use hood_domain::audit::AuditContext;
 use hood_domain::storage::{
-    prefix_upper_bound, Namespace, NamespaceName, NamespaceState, ObjectKey, Quota, StoredObject,
-    Usage, Visibility,
+    prefix_upper_bound, MultipartUpload, Namespace, NamespaceName, NamespaceState, ObjectKey,
+    Quota, StoredObject, UploadPart, Usage, Visibility,
 };
-use hood_domain::{BlobId, NamespaceId, OrgId, Timestamp};
+use hood_domain::{BlobId, NamespaceId, OrgId, Timestamp, UploadId};
 
 const NS_COLUMNS: &str = "id, org_id, name, visibility, max_bytes, max_objects, used_bytes, \
                           object_count, state, created_at";
@@ -121,6 +121,93 @@ async fn lock_object(
     .await?
     .map(StoredObject::try_from)
     .transpose()
+}
+
+const UPLOAD_COLUMNS: &str = "id, namespace_id, object_key, content_type, created_at";
+const PART_COLUMNS: &str = "upload_id, part_number, blob_id, size, sha256";
+
+#[derive(sqlx::FromRow)]
+struct UploadRow {
+    id: String,
+    namespace_id: String,
+    object_key: String,
+    content_type: String,
+    created_at: i64,
+}
+
+impl TryFrom<UploadRow> for MultipartUpload {
+    type Error = StoreError;
+    fn try_from(r: UploadRow) -> StoreResult<Self> {
+        Ok(MultipartUpload {
+            id: parse_id("id", &r.id)?,
+            namespace_id: parse_id("namespace_id", &r.namespace_id)?,
+            key: ObjectKey::parse(&r.object_key)
+                .map_err(|e| StoreError::Corrupt(format!("upload key: {e}")))?,
+            content_type: r.content_type,
+            created_at: Timestamp::from_millis(r.created_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct PartRow {
+    upload_id: String,
+    part_number: i64,
+    blob_id: String,
+    size: i64,
+    sha256: String,
+}
+
+impl TryFrom<PartRow> for UploadPart {
+    type Error = StoreError;
+    fn try_from(r: PartRow) -> StoreResult<Self> {
+        Ok(UploadPart {
+            upload_id: parse_id("upload_id", &r.upload_id)?,
+            number: u32::try_from(r.part_number)
+                .map_err(|_| StoreError::Corrupt(format!("part number {}", r.part_number)))?,
+            blob_id: parse_id("blob_id", &r.blob_id)?,
+            size: unsigned("size", r.size)?,
+            sha256: r.sha256,
+        })
+    }
+}
+
+async fn parts_of(tx: &mut Tx<'_>, id: UploadId) -> StoreResult<Vec<UploadPart>> {
+    query_as::<PartRow>(format!(
+        "SELECT {PART_COLUMNS} FROM storage_upload_parts WHERE upload_id = $1 ORDER BY part_number"
+    ))
+    .bind(id.to_string())
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .map(UploadPart::try_from)
+    .collect()
+}
+
+/// Ends an upload inside `tx`: its parts' blobs garbage, its rows gone.
+async fn end_upload_in(tx: &mut Tx<'_>, id: UploadId, at: Timestamp) -> StoreResult<bool> {
+    let locked: Option<(String,)> = query_as(format!(
+        "SELECT id FROM storage_uploads WHERE id = $1{}",
+        tx.backend().for_update()
+    ))
+    .bind(id.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if locked.is_none() {
+        return Ok(false);
+    }
+    for part in parts_of(tx, id).await? {
+        mark_garbage(tx, part.blob_id, at).await?;
+    }
+    query("DELETE FROM storage_upload_parts WHERE upload_id = $1")
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    query("DELETE FROM storage_uploads WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(true)
 }
 
 async fn set_usage(tx: &mut Tx<'_>, ns: NamespaceId, usage: Usage) -> StoreResult<()> {
@@ -292,6 +379,19 @@ impl StorageStore for SqlStore {
             return Ok((0, true));
         };
         if ns.state != NamespaceState::Deleting {
+            return Ok((0, false));
+        }
+        let uploads: Vec<(String,)> =
+            query_as("SELECT id FROM storage_uploads WHERE namespace_id = $1 LIMIT $2")
+                .bind(id.to_string())
+                .bind(batch)
+                .fetch_all(&mut tx)
+                .await?;
+        if !uploads.is_empty() {
+            for (upload,) in &uploads {
+                end_upload_in(&mut tx, parse_id("upload id", upload)?, at).await?;
+            }
+            tx.commit().await?;
             return Ok((0, false));
         }
         let doomed = query_as::<ObjectRow>(format!(
@@ -553,5 +653,134 @@ impl StorageStore for SqlStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn create_upload(&self, upload: &MultipartUpload) -> StoreResult<()> {
+        let mut tx = self.pool.begin_write().await?;
+        match lock_namespace(&mut tx, upload.namespace_id).await? {
+            Some(ns) if ns.state == NamespaceState::Active => {}
+            _ => return Err(StoreError::NotFound("namespace")),
+        }
+        query(format!(
+            "INSERT INTO storage_uploads ({UPLOAD_COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
+        ))
+        .bind(upload.id.to_string())
+        .bind(upload.namespace_id.to_string())
+        .bind(upload.key.as_str())
+        .bind(&upload.content_type)
+        .bind(upload.created_at.millis())
+        .execute(&mut tx)
+        .await
+        .map_err(|e| write_error(e, "upload"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn upload(&self, ns: NamespaceId, id: UploadId) -> StoreResult<Option<MultipartUpload>> {
+        query_as::<UploadRow>(format!(
+            "SELECT {UPLOAD_COLUMNS} FROM storage_uploads WHERE id = $1 AND namespace_id = $2"
+        ))
+        .bind(id.to_string())
+        .bind(ns.to_string())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(MultipartUpload::try_from)
+        .transpose()
+    }
+
+    async fn commit_part(
+        &self,
+        part: &UploadPart,
+        at: Timestamp,
+    ) -> StoreResult<Option<UploadPart>> {
+        let mut tx = self.pool.begin_write().await?;
+        let upload: Option<(String,)> = query_as(format!(
+            "SELECT id FROM storage_uploads WHERE id = $1{}",
+            tx.backend().for_update()
+        ))
+        .bind(part.upload_id.to_string())
+        .fetch_optional(&mut tx)
+        .await?;
+        if upload.is_none() {
+            return Err(StoreError::NotFound("upload"));
+        }
+        let claimed = query(
+            "UPDATE storage_blobs SET state = 'live', updated_at = $2 \
+             WHERE id = $1 AND state = 'writing'",
+        )
+        .bind(part.blob_id.to_string())
+        .bind(at.millis())
+        .execute(&mut tx)
+        .await?;
+        if claimed != 1 {
+            return Err(StoreError::NotFound("upload"));
+        }
+        let replaced = query_as::<PartRow>(format!(
+            "SELECT {PART_COLUMNS} FROM storage_upload_parts \
+             WHERE upload_id = $1 AND part_number = $2"
+        ))
+        .bind(part.upload_id.to_string())
+        .bind(i64::from(part.number))
+        .fetch_optional(&mut tx)
+        .await?
+        .map(UploadPart::try_from)
+        .transpose()?;
+        query(format!(
+            "INSERT INTO storage_upload_parts ({PART_COLUMNS}, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (upload_id, part_number) DO UPDATE SET blob_id = excluded.blob_id, \
+             size = excluded.size, sha256 = excluded.sha256, created_at = excluded.created_at"
+        ))
+        .bind(part.upload_id.to_string())
+        .bind(i64::from(part.number))
+        .bind(part.blob_id.to_string())
+        .bind(signed("size", part.size)?)
+        .bind(&part.sha256)
+        .bind(at.millis())
+        .execute(&mut tx)
+        .await?;
+        if let Some(old) = &replaced {
+            mark_garbage(&mut tx, old.blob_id, at).await?;
+        }
+        tx.commit().await?;
+        Ok(replaced)
+    }
+
+    async fn upload_parts(&self, id: UploadId) -> StoreResult<Vec<UploadPart>> {
+        query_as::<PartRow>(format!(
+            "SELECT {PART_COLUMNS} FROM storage_upload_parts WHERE upload_id = $1 \
+             ORDER BY part_number"
+        ))
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(UploadPart::try_from)
+        .collect()
+    }
+
+    async fn end_upload(&self, id: UploadId, at: Timestamp) -> StoreResult<bool> {
+        let mut tx = self.pool.begin_write().await?;
+        let ended = end_upload_in(&mut tx, id, at).await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+
+    async fn stale_uploads(
+        &self,
+        before: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<MultipartUpload>> {
+        query_as::<UploadRow>(format!(
+            "SELECT {UPLOAD_COLUMNS} FROM storage_uploads WHERE created_at < $1 \
+             ORDER BY created_at, id LIMIT $2"
+        ))
+        .bind(before.millis())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(MultipartUpload::try_from)
+        .collect()
     }
 }

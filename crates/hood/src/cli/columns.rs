@@ -18,7 +18,7 @@ use hood_api::routes::keys::KeyExportView;
 use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
 use hood_api::routes::rollouts::{RolloutKindView, RolloutNodeView, RolloutView};
-use hood_api::routes::service_accounts::ServiceAccountView;
+use hood_api::routes::service_accounts::{S3KeyView, ServiceAccountView};
 use hood_api::routes::snapshots::{SnapshotAccepted, SnapshotView};
 use hood_api::routes::storage::{NamespaceView, ObjectView};
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
@@ -567,6 +567,15 @@ pub const SERVICE_ACCOUNT: &[Column<ServiceAccountView>] = &[
     }),
     Column::new("OWNER", |a| a.owner_id.to_string()),
     Column::new("CREATED_AT", |a| a.created_at.clone()),
+];
+
+pub const S3_KEY: &[Column<S3KeyView>] = &[
+    Column::new("ACCESS_KEY_ID", |k| k.access_key_id.clone()),
+    Column::new("SERVICE_ACCOUNT", |k| k.service_account_id.to_string()),
+    Column::new("CREATED_AT", |k| k.created_at.clone()),
+    Column::new("REVOKED_AT", |k| {
+        k.revoked_at.clone().unwrap_or_else(|| "-".into())
+    }),
 ];
 
 #[cfg(test)]

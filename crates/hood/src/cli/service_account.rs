@@ -7,8 +7,8 @@ use super::output::{self, list, show, Format};
 use anyhow::{anyhow, Result};
 use clap::Subcommand;
 use hood_api::routes::service_accounts::{
-    CreateServiceAccountKeyRequest, CreateServiceAccountRequest, GrantView, ServiceAccountView,
-    SetGrantsRequest,
+    CreateServiceAccountKeyRequest, CreateServiceAccountRequest, CreatedS3Key, GrantView,
+    S3KeyView, ServiceAccountView, SetGrantsRequest,
 };
 use hood_api::views::{CreatedApiKey, Page};
 use reqwest::Method;
@@ -45,6 +45,22 @@ pub enum ServiceAccountCmd {
         name: Option<String>,
         #[arg(long)]
         expires_in_days: Option<i64>,
+    },
+    /// S3 access keys acting as the account (for `aws`, boto3, rclone…).
+    #[command(subcommand)]
+    S3Key(S3KeyCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum S3KeyCmd {
+    /// Issues an access key id and secret (the secret shown once).
+    Create { account: Uuid },
+    /// The account's keys, revoked ones included.
+    List { account: Uuid },
+    /// Revokes a key: every S3 endpoint refuses it within a second.
+    Revoke {
+        account: Uuid,
+        access_key_id: String,
     },
 }
 
@@ -129,6 +145,50 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: ServiceAccountCmd) -> 
                     Ok(())
                 }
             }
+        }
+        ServiceAccountCmd::S3Key(cmd) => s3_key(&mut client, format, cmd).await,
+    }
+}
+
+async fn s3_key(client: &mut Client, format: Format, cmd: S3KeyCmd) -> Result<()> {
+    match cmd {
+        S3KeyCmd::Create { account } => {
+            let created: CreatedS3Key = client
+                .call::<(), _>(
+                    Method::POST,
+                    &format!("/api/v1/service-accounts/{account}/s3-keys"),
+                    None,
+                )
+                .await?;
+            match format {
+                Format::Json => output::json(&created),
+                Format::Table => {
+                    show(format, &created.key, columns::S3_KEY)?;
+                    println!(
+                        "\nsecret access key (shown once, store it now):\n{}",
+                        created.secret_access_key
+                    );
+                    Ok(())
+                }
+            }
+        }
+        S3KeyCmd::List { account } => {
+            let page: Page<S3KeyView> = client
+                .get(&format!("/api/v1/service-accounts/{account}/s3-keys"))
+                .await?;
+            list(format, &page, columns::S3_KEY)
+        }
+        S3KeyCmd::Revoke {
+            account,
+            access_key_id,
+        } => {
+            client
+                .delete(&format!(
+                    "/api/v1/service-accounts/{account}/s3-keys/{access_key_id}"
+                ))
+                .await?;
+            println!("s3 key {access_key_id} revoked");
+            Ok(())
         }
     }
 }

@@ -48,6 +48,9 @@ impl HoodProcess {
             .env_remove("HOOD_TOKEN")
             .env_remove("HOOD_SERVER")
             .env("HOOD_LOG", "warn")
+            // `hood up` also serves S3 (default 127.0.0.1:9000): ephemeral
+            // unless a test names an address, so tests run in parallel.
+            .env("HOOD_S3_ADDR", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(stderr);
         for (k, v) in envs {
@@ -249,7 +252,7 @@ pub const UP_ARGS: &[&str] = &[
     "--edge-addr",
     "127.0.0.1:0",
 ];
-pub const UP_LABELS: &[&str] = &["api", "auth", "edge"];
+pub const UP_LABELS: &[&str] = &["api", "auth", "edge", "s3"];
 
 /// Runs a CLI command to completion: (exit ok, stdout, stderr).
 pub fn hood_cli(

@@ -1,0 +1,67 @@
+//! The S3-compatible endpoint of Hood's storage (the `storage` role):
+//! bucket = namespace of the key's organization, objects and multipart
+//! uploads through [`hood_storage::Storage`], so quotas, audit and the
+//! sweeper are the same as through Hood's own API.
+//!
+//! [`s3s`] speaks the protocol (routing, XML, SigV4 including streamed
+//! payloads); Hood answers who a signature belongs to ([`Principals`]) and
+//! what it may do: every call checks the service account's grants on
+//! `storage.{org}.namespaces.{bucket}` and its owner's current role.
+
+mod errors;
+mod ops;
+mod principals;
+
+pub use principals::{Principal, Principals};
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use hood_storage::Storage;
+use std::sync::Arc;
+
+/// The S3 implementation over Hood's storage.
+#[derive(Clone)]
+pub struct HoodS3 {
+    storage: Storage,
+    principals: Arc<Principals>,
+}
+
+impl HoodS3 {
+    pub fn new(storage: Storage, principals: Arc<Principals>) -> Self {
+        Self {
+            storage,
+            principals,
+        }
+    }
+
+    /// The s3s service: SigV4 against Hood's access keys, path-style
+    /// buckets (virtual-hosted names would need a DNS zone per install).
+    pub fn service(self) -> s3s::service::S3Service {
+        let auth = principals::Auth(Arc::clone(&self.principals));
+        let mut builder = s3s::service::S3ServiceBuilder::new(self);
+        builder.set_auth(auth);
+        builder.build()
+    }
+
+    /// The service as an axum router (every path), to be served with the
+    /// rest of Hood's listeners and their graceful shutdown.
+    pub fn router(self) -> Router {
+        let service = self.service();
+        Router::new().fallback(move |req: Request| {
+            let service = service.clone();
+            async move {
+                let req = req.map(s3s::Body::http_body_unsync);
+                match service.call(req).await {
+                    Ok(resp) => resp.map(axum::body::Body::new),
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "s3 request failed outside the protocol");
+                        Response::from(
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                        )
+                    }
+                }
+            }
+        })
+    }
+}

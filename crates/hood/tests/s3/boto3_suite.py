@@ -1,0 +1,94 @@
+"""boto3 against Hood's S3 endpoint (driven by crates/hood/tests/s3_e2e.rs).
+
+Usage: boto3_suite.py ENDPOINT ACCESS_KEY SECRET WORKDIR
+Prints one JSON object of what it observed; the Rust test asserts on it.
+"""
+import hashlib
+import json
+import os
+import sys
+
+import boto3
+from botocore.exceptions import ClientError
+
+endpoint, access_key, secret, workdir = sys.argv[1:5]
+s3 = boto3.client(
+    "s3",
+    endpoint_url=endpoint,
+    aws_access_key_id=access_key,
+    aws_secret_access_key=secret,
+    region_name="us-east-1",
+)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def code(call):
+    try:
+        call()
+        return "ok"
+    except ClientError as e:
+        return e.response["Error"]["Code"]
+
+
+out = {}
+big = os.path.join(workdir, "big.bin")
+s3.create_bucket(Bucket="data")
+out["buckets"] = sorted(b["Name"] for b in s3.list_buckets()["Buckets"])
+# 200 MB: boto3 uploads it in 8 MB parts, ten at a time.
+s3.upload_file(big, "data", "dir/big.bin")
+head = s3.head_object(Bucket="data", Key="dir/big.bin")
+out["head_length"] = head["ContentLength"]
+ranged = s3.get_object(Bucket="data", Key="dir/big.bin", Range="bytes=100000000-100001023")
+out["range_status"] = ranged["ResponseMetadata"]["HTTPStatusCode"]
+out["range_content_range"] = ranged["ContentRange"]
+with open(big, "rb") as f:
+    f.seek(100000000)
+    out["range_matches"] = ranged["Body"].read() == f.read(1024)
+down = os.path.join(workdir, "big.down")
+s3.download_file("data", "dir/big.bin", down)
+out["download_matches"] = sha256_file(down) == sha256_file(big)
+os.remove(down)
+s3.copy_object(Bucket="data", Key="copy.bin", CopySource={"Bucket": "data", "Key": "dir/big.bin"})
+copied = s3.get_object(Bucket="data", Key="copy.bin", Range="bytes=0-1048575")["Body"].read()
+with open(big, "rb") as f:
+    out["copy_matches"] = copied == f.read(1048576)
+listed = s3.list_objects_v2(Bucket="data", Delimiter="/")
+out["listed_keys"] = [o["Key"] for o in listed.get("Contents", [])]
+out["listed_prefixes"] = [p["Prefix"] for p in listed.get("CommonPrefixes", [])]
+s3.delete_object(Bucket="data", Key="copy.bin")
+out["copy_after_delete"] = code(lambda: s3.head_object(Bucket="data", Key="copy.bin"))
+out["delete_nonempty_bucket"] = code(lambda: s3.delete_bucket(Bucket="data"))
+# An upload aborted leaves nothing; a part under 5 MiB cannot precede another.
+upload = s3.create_multipart_upload(Bucket="data", Key="aborted.bin")["UploadId"]
+part1 = s3.upload_part(Bucket="data", Key="aborted.bin", UploadId=upload, PartNumber=1, Body=b"x" * 1024)
+part2 = s3.upload_part(Bucket="data", Key="aborted.bin", UploadId=upload, PartNumber=2, Body=b"y" * 10)
+out["parts_listed"] = [p["PartNumber"] for p in s3.list_parts(Bucket="data", Key="aborted.bin", UploadId=upload)["Parts"]]
+
+
+def complete(parts):
+    return code(
+        lambda: s3.complete_multipart_upload(
+            Bucket="data", Key="aborted.bin", UploadId=upload, MultipartUpload={"Parts": parts}
+        )
+    )
+
+
+out["wrong_etag_completion"] = complete([{"PartNumber": 1, "ETag": "\"beef\""}])
+out["small_part_completion"] = complete(
+    [{"PartNumber": 1, "ETag": part1["ETag"]}, {"PartNumber": 2, "ETag": part2["ETag"]}]
+)
+s3.abort_multipart_upload(Bucket="data", Key="aborted.bin", UploadId=upload)
+out["aborted_upload_part"] = code(
+    lambda: s3.upload_part(Bucket="data", Key="aborted.bin", UploadId=upload, PartNumber=3, Body=b"z")
+)
+out["aborted_object"] = code(lambda: s3.head_object(Bucket="data", Key="aborted.bin"))
+out["missing_bucket"] = code(lambda: s3.get_object(Bucket="no-such-bucket", Key="x"))
+out["missing_key"] = code(lambda: s3.get_object(Bucket="data", Key="nothing-here"))
+print(json.dumps(out))
