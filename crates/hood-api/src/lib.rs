@@ -84,6 +84,7 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
         app = app
             .merge(routes::artifacts::router())
             .merge(routes::storage::router())
+            .merge(routes::storage_uploads::router())
             .merge(routes::billing::ingest_router())
             .merge(routes::invoicing::webhook_router());
     }

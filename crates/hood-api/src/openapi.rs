@@ -23,7 +23,7 @@ use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
     allocations, artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health,
     identity, invoicing, keys, ledger, nodes, ops, rollouts, service_accounts, snapshots, storage,
-    terminal,
+    storage_uploads, terminal,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -84,6 +84,8 @@ use utoipa::{Modify, OpenApi};
         storage::delete_namespace, storage::list_objects, storage::get_object, storage::put_object,
         storage::delete_object, storage::presign_object, storage::get_presigned,
         storage::put_presigned, storage::get_public,
+        storage_uploads::create_upload, storage_uploads::get_upload, storage_uploads::put_part,
+        storage_uploads::complete_upload, storage_uploads::abort_upload,
         service_accounts::list_service_accounts, service_accounts::create_service_account,
         service_accounts::get_service_account, service_accounts::set_grants,
         service_accounts::delete_service_account, service_accounts::create_service_account_key,
@@ -127,6 +129,8 @@ use utoipa::{Modify, OpenApi};
         storage::NamespaceQuotaView, storage::NamespaceUsageView, storage::NamespaceView, storage::CreateNamespaceRequest,
         storage::ObjectView, storage::ObjectPageView, storage::ObjectWrittenView, storage::PresignRequest,
         storage::PresignedView,
+        storage_uploads::CreateUploadRequest, storage_uploads::UploadPartView, storage_uploads::UploadView,
+        storage_uploads::CompletedPartRequest, storage_uploads::CompleteUploadRequest,
         service_accounts::GrantView, service_accounts::ServiceAccountView,
         service_accounts::CreateServiceAccountRequest, service_accounts::SetGrantsRequest,
         service_accounts::CreateServiceAccountKeyRequest,
@@ -167,11 +171,12 @@ pub fn document() -> serde_json::Value {
             }
         }
     }
-    // An object may be empty: these uploads take no body at all (utoipa's
-    // macro marks every declared body required).
+    // An object (or a last part) may be empty: these uploads take no body
+    // at all (utoipa's macro marks every declared body required).
     for path in [
         "/api/v1/storage/namespaces/{name}/objects/{key}",
         "/api/v1/storage/presigned/{namespace_id}/{key}",
+        "/api/v1/storage/namespaces/{name}/uploads/{upload_id}/parts/{number}",
     ] {
         if let Some(body) = doc["paths"][path]["put"]
             .get_mut("requestBody")

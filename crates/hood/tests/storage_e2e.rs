@@ -1354,3 +1354,215 @@ async fn eventually_async_gone(api: &Api, admin: &str) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_go_in_parts_through_the_api_and_resume_where_they_stopped() {
+    let (dir, home) = temp_home();
+    let hood = hood_up(&home, &[]);
+    let key = read_admin_key(&home);
+    let base = hood.url("api");
+    let api = Api::new(base.clone());
+    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
+    cli(&env, &["storage", "ns", "create", "media"]);
+    let data = random_bytes(13 * 1024 * 1024 + 17, 23);
+    let file = dir.path().join("video.bin");
+    std::fs::write(&file, &data).unwrap();
+
+    // Three parts of 5 MiB at most, composed into one object.
+    let (ok, out, err) = hood_cli(
+        &[
+            "storage",
+            "put",
+            "media",
+            "a/video.bin",
+            file.to_str().unwrap(),
+            "--part-mib",
+            "5",
+        ],
+        &env,
+        None,
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(err.contains("multipart upload"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "3 parts, {} of {} bytes sent",
+            data.len(),
+            data.len()
+        )),
+        "{err}"
+    );
+    let back = dir.path().join("back.bin");
+    cli(
+        &env,
+        &[
+            "storage",
+            "get",
+            "media",
+            "a/video.bin",
+            back.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "composed bytes differ"
+    );
+
+    // An upload cut off after its first part resumes with only the rest.
+    let uploads = format!("{base}/api/v1/storage/namespaces/media/uploads");
+    let r = api
+        .post(
+            "/api/v1/storage/namespaces/media/uploads",
+            &key,
+            json!({"key": "b/video.bin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let first = &data[..5 * 1024 * 1024];
+    let put = api
+        .http
+        .put(format!("{uploads}/{id}/parts/1"))
+        .bearer_auth(&key)
+        .body(first.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+    let part: Value = put.json().await.unwrap();
+    assert_eq!(part["size"], 5 * 1024 * 1024);
+    let held = api
+        .get(
+            &format!("/api/v1/storage/namespaces/media/uploads/{id}"),
+            &key,
+        )
+        .await;
+    assert_eq!(held.body["parts"][0]["number"], 1, "{}", held.text);
+    let (ok, out, err) = hood_cli(
+        &[
+            "storage",
+            "put",
+            "media",
+            "b/video.bin",
+            file.to_str().unwrap(),
+            "--part-mib",
+            "5",
+            "--resume",
+            &id,
+        ],
+        &env,
+        None,
+    );
+    assert!(ok, "{out}\n{err}");
+    let rest = data.len() - first.len();
+    assert!(
+        err.contains(&format!(
+            "3 parts, {rest} of {} bytes sent (the rest was already there)",
+            data.len()
+        )),
+        "{err}"
+    );
+    cli(
+        &env,
+        &[
+            "storage",
+            "get",
+            "media",
+            "b/video.bin",
+            back.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        std::fs::read(&back).unwrap() == data,
+        "resumed bytes differ"
+    );
+    // Completed: the upload is gone; resuming it again is refused clearly.
+    let gone = api
+        .get(
+            &format!("/api/v1/storage/namespaces/media/uploads/{id}"),
+            &key,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    let (ok, _, err) = hood_cli(
+        &[
+            "storage",
+            "put",
+            "media",
+            "b/video.bin",
+            file.to_str().unwrap(),
+            "--resume",
+            &id,
+        ],
+        &env,
+        None,
+    );
+    assert!(!ok && err.contains("upload not found"), "{err}");
+
+    // Bad input: a malformed id, part number 0, a completion out of order.
+    let r = api
+        .get("/api/v1/storage/namespaces/media/uploads/not-an-id", &key)
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = api
+        .post(
+            "/api/v1/storage/namespaces/media/uploads",
+            &key,
+            json!({"key": "c"}),
+        )
+        .await;
+    let c = r.body["id"].as_str().unwrap().to_owned();
+    let zero = api
+        .http
+        .put(format!("{uploads}/{c}/parts/0"))
+        .bearer_auth(&key)
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zero.status(), StatusCode::BAD_REQUEST);
+    for n in [1, 2] {
+        let r = api
+            .http
+            .put(format!("{uploads}/{c}/parts/{n}"))
+            .bearer_auth(&key)
+            .body("small")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let r = api
+        .post(
+            &format!("/api/v1/storage/namespaces/media/uploads/{c}/complete"),
+            &key,
+            json!({"parts": [{"number": 2}, {"number": 1}]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert!(r.text.contains("ascend"), "{}", r.text);
+    let r = api
+        .delete(
+            &format!("/api/v1/storage/namespaces/media/uploads/{c}"),
+            &key,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    // Only the two composed objects count, and only their bytes are kept.
+    let ns = api.get("/api/v1/storage/namespaces/media", &key).await;
+    assert_eq!(
+        ns.body["usage"],
+        json!({"bytes": 2 * data.len(), "objects": 2}),
+        "{}",
+        ns.text
+    );
+    let ns_dir = home
+        .join("storage/namespaces")
+        .join(ns.body["id"].as_str().unwrap());
+    eventually(
+        "only the objects' blobs on disk",
+        Duration::from_secs(20),
+        || files_under(&ns_dir).len() == 2,
+    )
+    .await;
+}

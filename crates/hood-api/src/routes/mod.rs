@@ -20,4 +20,5 @@ pub mod rollouts;
 pub mod service_accounts;
 pub mod snapshots;
 pub mod storage;
+pub mod storage_uploads;
 pub mod terminal;

@@ -103,11 +103,11 @@ pub fn key_path(key: &str) -> String {
 
 /// The scope of one namespace, for [`Caller::may`] and
 /// [`Caller::require_grant`].
-fn ns_scope(name: &str) -> impl FnOnce(&str) -> Result<Scope, ScopeError> + '_ {
+pub(crate) fn ns_scope(name: &str) -> impl FnOnce(&str) -> Result<Scope, ScopeError> + '_ {
     move |org| storage_namespace(org, name)
 }
 
-fn storage(state: &AppState) -> ApiResult<&Storage> {
+pub(crate) fn storage(state: &AppState) -> ApiResult<&Storage> {
     state.storage.as_ref().ok_or_else(|| {
         ApiError::Unavailable(
             "this server has no storage object store (set HOOD_STORAGE_URL)".into(),
@@ -485,7 +485,7 @@ pub async fn get_object(
     object_response(storage, &ns, &path.key, &headers).await
 }
 
-fn declared_length(headers: &HeaderMap) -> ApiResult<Option<u64>> {
+pub(crate) fn declared_length(headers: &HeaderMap) -> ApiResult<Option<u64>> {
     headers
         .get(header::CONTENT_LENGTH)
         .map(|v| {

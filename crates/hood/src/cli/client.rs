@@ -368,9 +368,7 @@ impl Client {
         file: &Path,
         headers: &[(&str, &str)],
     ) -> Result<T> {
-        let url = format!("{}{}", self.server, path);
-        let mut refreshed = false;
-        loop {
+        self.put_with(path, headers, || async {
             let body = tokio::fs::File::open(file)
                 .await
                 .with_context(|| format!("opening {}", file.display()))?;
@@ -379,13 +377,49 @@ impl Client {
                 .await
                 .with_context(|| format!("reading {}", file.display()))?
                 .len();
+            Ok((reqwest::Body::from(body), len))
+        })
+        .await
+    }
+
+    /// PUTs `bytes` (a part of a multipart upload) and decodes the answer.
+    pub async fn put_bytes<T: DeserializeOwned>(
+        &mut self,
+        path: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<T> {
+        let len = bytes.len() as u64;
+        self.put_with(path, &[], || {
+            let bytes = bytes.clone();
+            async move { Ok((reqwest::Body::from(bytes), len)) }
+        })
+        .await
+    }
+
+    /// PUTs the body `body` makes (again after a session refresh) as
+    /// `application/octet-stream` with its length.
+    async fn put_with<T, F, Fut>(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        mut body: F,
+    ) -> Result<T>
+    where
+        T: DeserializeOwned,
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(reqwest::Body, u64)>>,
+    {
+        let url = format!("{}{}", self.server, path);
+        let mut refreshed = false;
+        loop {
+            let (body, len) = body().await?;
             let mut req = self
                 .http
                 .put(&url)
                 .timeout(std::time::Duration::from_secs(3600))
                 .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
                 .header(reqwest::header::CONTENT_LENGTH, len)
-                .body(reqwest::Body::from(body));
+                .body(body);
             if let Some(token) = self.bearer() {
                 req = req.bearer_auth(token);
             }

@@ -10,6 +10,9 @@ use hood_api::routes::storage::{
     key_path, CreateNamespaceRequest, NamespaceView, ObjectPageView, ObjectView, ObjectWrittenView,
     PresignRequest, PresignedView,
 };
+use hood_api::routes::storage_uploads::{
+    CompleteUploadRequest, CompletedPartRequest, CreateUploadRequest, UploadPartView, UploadView,
+};
 use hood_api::views::Page;
 use reqwest::Method;
 use std::path::PathBuf;
@@ -20,10 +23,20 @@ pub enum StorageCmd {
     #[command(subcommand)]
     Ns(NsCmd),
     /// Uploads a file as an object (streamed; replaces the key's object).
+    ///
+    /// A file larger than one part goes as a multipart upload, resumable:
+    /// its id is printed first, and `--resume ID` after an interruption
+    /// sends only the parts the server does not hold.
     Put {
         namespace: String,
         key: String,
         file: PathBuf,
+        /// Part size of multipart uploads, in MiB (at least 5).
+        #[arg(long, default_value_t = 64)]
+        part_mib: u64,
+        /// Continue this multipart upload of the same file.
+        #[arg(long, value_name = "UPLOAD_ID")]
+        resume: Option<String>,
     },
     /// Downloads an object into FILE (standard output without it).
     Get {
@@ -93,6 +106,99 @@ fn object_path(namespace: &str, key: &str) -> String {
     format!("{}/objects/{}", ns_path(namespace), key_path(key))
 }
 
+/// A multipart upload of `file` (new, or `resume`d: parts the server
+/// already holds with the same SHA-256 are not sent again), completed.
+async fn put_in_parts(
+    client: &mut Client,
+    namespace: &str,
+    key: &str,
+    file: &std::path::Path,
+    part_size: u64,
+    resume: Option<String>,
+) -> Result<ObjectWrittenView> {
+    use sha2::Digest as _;
+    use std::io::{Read as _, Seek as _};
+    let uploads = format!("{}/uploads", ns_path(namespace));
+    let upload: UploadView = match &resume {
+        Some(id) => {
+            let upload: UploadView = client.get(&format!("{uploads}/{id}")).await?;
+            if upload.key != key {
+                bail!("upload {id} is of `{}`, not `{key}`", upload.key);
+            }
+            upload
+        }
+        None => {
+            client
+                .post(
+                    &uploads,
+                    &CreateUploadRequest {
+                        key: key.to_owned(),
+                        content_type: None,
+                    },
+                )
+                .await?
+        }
+    };
+    eprintln!(
+        "multipart upload {} (if interrupted, run the same command with --resume {})",
+        upload.id, upload.id
+    );
+    let mut reader =
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let size = reader.metadata()?.len();
+    let count = size.div_ceil(part_size).max(1);
+    let mut parts = Vec::new();
+    let mut sent = 0u64;
+    for number in 1..=count {
+        let number = u32::try_from(number).context("more than 10000 parts: raise --part-mib")?;
+        let offset = u64::from(number - 1) * part_size;
+        let len = part_size.min(size - offset.min(size));
+        reader.seek(std::io::SeekFrom::Start(offset))?;
+        let mut buf = vec![0u8; usize::try_from(len)?];
+        reader
+            .read_exact(&mut buf)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let sha256 = hex::encode(sha2::Sha256::digest(&buf));
+        let held = upload
+            .parts
+            .iter()
+            .any(|p| p.number == number && p.sha256 == sha256 && p.size == len);
+        if !held {
+            let part: UploadPartView = client
+                .put_bytes(
+                    &format!("{uploads}/{}/parts/{number}", upload.id),
+                    bytes::Bytes::from(buf),
+                )
+                .await?;
+            if part.sha256 != sha256 {
+                bail!(
+                    "part {number} arrived altered (SHA-256 {} ≠ {sha256})",
+                    part.sha256
+                );
+            }
+            sent += len;
+        }
+        parts.push(CompletedPartRequest {
+            number,
+            sha256: Some(sha256),
+        });
+    }
+    eprintln!(
+        "{count} parts, {sent} of {size} bytes sent{}",
+        if sent < size {
+            " (the rest was already there)"
+        } else {
+            ""
+        }
+    );
+    client
+        .post(
+            &format!("{uploads}/{}/complete", upload.id),
+            &CompleteUploadRequest { parts },
+        )
+        .await
+}
+
 pub async fn run(opts: &ConnectOpts, format: Format, cmd: StorageCmd) -> Result<()> {
     let mut client = Client::new(opts)?;
     match cmd {
@@ -129,10 +235,23 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: StorageCmd) -> Result<
             namespace,
             key,
             file,
+            part_mib,
+            resume,
         } => {
-            let written: ObjectWrittenView = client
-                .put_file(&object_path(&namespace, &key), &file, &[])
-                .await?;
+            if part_mib < 5 {
+                bail!("--part-mib must be at least 5 (S3's smallest part)");
+            }
+            let size = std::fs::metadata(&file)
+                .with_context(|| format!("reading {}", file.display()))?
+                .len();
+            let part_size = part_mib * 1024 * 1024;
+            let written: ObjectWrittenView = if size > part_size || resume.is_some() {
+                put_in_parts(&mut client, &namespace, &key, &file, part_size, resume).await?
+            } else {
+                client
+                    .put_file(&object_path(&namespace, &key), &file, &[])
+                    .await?
+            };
             show(format, &written.object, columns::OBJECT)
         }
         StorageCmd::Get {
