@@ -96,6 +96,21 @@ impl HoodS3 {
     }
 }
 
+/// A copy source's bucket and key (no versions: Hood keeps none).
+fn copy_source(source: &dto::CopySource) -> S3Result<(&str, &str)> {
+    match source {
+        dto::CopySource::Bucket {
+            bucket,
+            key,
+            version_id: None,
+        } => Ok((bucket, key)),
+        _ => Err(s3_error!(
+            NotImplemented,
+            "only `bucket/key` copy sources without versions are served"
+        )),
+    }
+}
+
 fn object_entry(o: &StoredObject) -> dto::Object {
     dto::Object {
         key: Some(o.key.to_string()),
@@ -442,17 +457,7 @@ impl S3 for HoodS3 {
     ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
         let who = self.who(&req).await?;
         let input = req.input;
-        let dto::CopySource::Bucket {
-            bucket: src_bucket,
-            key: src_key,
-            version_id: None,
-        } = &input.copy_source
-        else {
-            return Err(s3_error!(
-                NotImplemented,
-                "only `bucket/key` copy sources without versions are served"
-            ));
-        };
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
         let source_ns = self.read_bucket(&who, src_bucket).await?;
         let target_ns = self.write_bucket(&who, &input.bucket).await?;
         let read = self
@@ -535,6 +540,57 @@ impl S3 for HoodS3 {
             .map_err(s3)?;
         Ok(S3Response::new(dto::UploadPartOutput {
             e_tag: Some(etag(&part.sha256)),
+            ..Default::default()
+        }))
+    }
+
+    /// A part copied from (a range of) an existing object: what `aws s3 cp`
+    /// uses to copy a large object from bucket to bucket.
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<dto::UploadPartCopyInput>,
+    ) -> S3Result<S3Response<dto::UploadPartCopyOutput>> {
+        let who = self.who(&req).await?;
+        let input = req.input;
+        let (src_bucket, src_key) = copy_source(&input.copy_source)?;
+        let source_ns = self.read_bucket(&who, src_bucket).await?;
+        let ns = self.write_bucket(&who, &input.bucket).await?;
+        let number = hood_domain::storage::part_number(i64::from(input.part_number))
+            .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
+        let upload = self
+            .storage
+            .upload(&ns, &input.upload_id)
+            .await
+            .map_err(s3)?;
+        if upload.key.as_str() != input.key {
+            return Err(s3_error!(NoSuchUpload));
+        }
+        let read = self
+            .storage
+            .read_object(&source_ns, src_key, input.copy_source_range.as_deref())
+            .await
+            .map_err(s3)?;
+        if input.copy_source_range.is_some() && read.range.is_none() {
+            return Err(s3_error!(
+                InvalidArgument,
+                "x-amz-copy-source-range must be `bytes=FIRST-LAST`"
+            ));
+        }
+        let len = read
+            .range
+            .as_ref()
+            .map_or(read.object.size, |r| r.end - r.start);
+        let part = self
+            .storage
+            .put_part(&upload, number, Some(len), read.bytes)
+            .await
+            .map_err(s3)?;
+        Ok(S3Response::new(dto::UploadPartCopyOutput {
+            copy_part_result: Some(dto::CopyPartResult {
+                e_tag: Some(etag(&part.sha256)),
+                last_modified: Some(timestamp(read.object.created_at)),
+                ..Default::default()
+            }),
             ..Default::default()
         }))
     }
