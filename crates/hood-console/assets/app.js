@@ -1,6 +1,6 @@
 // Hood console: the little a server-rendered page cannot do alone.
 // Live updates (Server-Sent Events), table sorting and filtering,
-// confirmations, busy buttons, copying a secret, channel kinds.
+// confirmations, busy buttons, copying a secret, channel kinds, uploads.
 // Every page works without this file; it only adds.
 "use strict";
 
@@ -106,6 +106,67 @@
     };
     select.addEventListener("change", show);
     show();
+  });
+
+  // -- uploads: each file streams to the API, the page's token in a header --
+  function problemText(xhr) {
+    try {
+      const problem = JSON.parse(xhr.responseText);
+      return problem.detail || problem.title || `HTTP ${xhr.status}`;
+    } catch (_) {
+      return `HTTP ${xhr.status}`;
+    }
+  }
+  $$("form[data-upload]").forEach((form) => {
+    form.hidden = false;
+    const namespace = form.getAttribute("data-upload");
+    const prefix = form.getAttribute("data-prefix") || "";
+    const input = $("input[type=file]", form);
+    const bar = $("progress", form);
+    const status = $("[role=status]", form);
+    const keyPath = (key) => key.split("/").map(encodeURIComponent).join("/");
+    const send = (file, before, total) => new Promise((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("PUT", `/console/storage/${namespace}/objects/${keyPath(prefix + file.name)}`);
+      xhr.setRequestHeader("X-CSRF-Token", document.body.getAttribute("data-csrf"));
+      xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+      xhr.upload.onprogress = (e) => {
+        if (e.lengthComputable && total > 0) bar.value = ((before + e.loaded) / total) * 100;
+      };
+      xhr.onload = () => (xhr.status >= 200 && xhr.status < 300
+        ? resolve()
+        : reject(new Error(`${file.name}: ${problemText(xhr)}`)));
+      xhr.onerror = () => reject(new Error(`${file.name}: the connection failed`));
+      xhr.send(file);
+    });
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const files = Array.from(input.files || []);
+      if (files.length === 0) return;
+      const total = files.reduce((sum, f) => sum + f.size, 0);
+      bar.hidden = false;
+      bar.value = 0;
+      let before = 0;
+      try {
+        for (const file of files) {
+          status.textContent = `Uploading ${file.name}…`;
+          await send(file, before, total);
+          before += file.size;
+        }
+        bar.value = 100;
+        status.textContent = `Uploaded ${files.length} file${files.length === 1 ? "" : "s"}.`;
+        window.location.reload();
+      } catch (e) {
+        status.textContent = `Not uploaded: ${e.message}`;
+        status.dataset.state = "error";
+        form.removeAttribute("aria-busy");
+        const button = $("button[type=submit]", form);
+        if (button) {
+          button.disabled = false;
+          if (button.dataset.label) button.textContent = button.dataset.label;
+        }
+      }
+    });
   });
 
   // -- live updates ---------------------------------------------------------

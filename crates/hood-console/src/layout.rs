@@ -19,6 +19,7 @@ pub(crate) enum Nav {
     Chains,
     RpcKeys,
     Usage,
+    Storage,
     Channels,
     Billing,
     ApiKeys,
@@ -48,6 +49,7 @@ const SECTIONS: &[(Nav, &str, &str, Option<&str>)] = &[
     ),
     (Nav::RpcKeys, "RPC keys", "/console/rpc-keys", Some("read")),
     (Nav::Usage, "Usage", "/console/usage", Some("read")),
+    (Nav::Storage, "Storage", "/console/storage", Some("read")),
     (
         Nav::Billing,
         "Billing",
@@ -233,6 +235,25 @@ pub(crate) fn css_token(text: &str) -> String {
         .collect()
 }
 
+/// Bytes in the largest binary unit that keeps a digit before the point
+/// (negative counts read as 0).
+pub(crate) fn byte_size(bytes: impl TryInto<u64>) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let bytes: u64 = bytes.try_into().unwrap_or(0);
+    // Display only: the float is never stored or summed.
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
 /// An RFC 3339 instant as a readable UTC time, machine-readable too.
 pub(crate) fn when(rfc3339: &str) -> Markup {
     let shown = rfc3339
@@ -309,4 +330,19 @@ pub(crate) fn refused(status: StatusCode, message: &str) -> Response {
             },
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_size;
+
+    #[test]
+    fn sizes_read_in_the_unit_that_fits() {
+        assert_eq!(byte_size(0u64), "0 B");
+        assert_eq!(byte_size(-5i64), "0 B");
+        assert_eq!(byte_size(1_023u64), "1023 B");
+        assert_eq!(byte_size(1_536u64), "1.5 KiB");
+        assert_eq!(byte_size(3 * 1_048_576u64), "3.0 MiB");
+        assert_eq!(byte_size(5 * 1_073_741_824i64), "5.0 GiB");
+    }
 }

@@ -203,6 +203,27 @@ pub fn router(console: Console) -> Router {
             post(pages::rpc::revoke_key),
         )
         .route("/console/usage", get(pages::rpc::usage))
+        .route(
+            "/console/storage",
+            get(pages::storage::list).post(pages::storage::create),
+        )
+        .route("/console/storage/{name}", get(pages::storage::browse))
+        .route(
+            "/console/storage/{name}/delete",
+            post(pages::storage::delete),
+        )
+        .route(
+            "/console/storage/{name}/presign",
+            post(pages::storage::presign),
+        )
+        .route(
+            "/console/storage/{name}/delete-object",
+            post(pages::storage::delete_object),
+        )
+        .route(
+            "/console/storage/{name}/objects/{*key}",
+            get(pages::storage::object).put(pages::storage::object),
+        )
         .route("/console/billing", get(pages::billing::overview))
         .route("/console/invoices/{id}", get(pages::billing::invoice))
         .route(

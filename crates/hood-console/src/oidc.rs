@@ -11,8 +11,8 @@
 use crate::layout::{bare, html_response, refused};
 use crate::pages::auth::safe_next;
 use crate::session::{
-    cookie_header, cookies, random_token, secure, set_cookie, ACCESS_COOKIE, CSRF_COOKIE,
-    REFRESH_COOKIE,
+    cookie_header, cookies, public_base, random_token, secure, set_cookie, ACCESS_COOKIE,
+    CSRF_COOKIE, REFRESH_COOKIE,
 };
 use crate::Console;
 use axum::extract::{ConnectInfo, Query, State};
@@ -148,19 +148,7 @@ pub(crate) fn challenge(verifier: &str) -> String {
 /// the redirect URIs registered for the client, so a forged Host header
 /// leads nowhere).
 fn redirect_uri(console: &Console, headers: &HeaderMap) -> String {
-    if let Some(base) = &console.config().public_url {
-        return format!("{}{CALLBACK_PATH}", base.trim_end_matches('/'));
-    }
-    let scheme = if secure(console, headers) {
-        "https"
-    } else {
-        "http"
-    };
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    format!("{scheme}://{host}{CALLBACK_PATH}")
+    format!("{}{CALLBACK_PATH}", public_base(console, headers))
 }
 
 fn query_value(v: &str) -> String {

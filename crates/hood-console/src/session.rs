@@ -67,6 +67,24 @@ pub(crate) fn secure(console: &Console, headers: &HeaderMap) -> bool {
             .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
+/// The console's address as browsers reach it (`https://hood.example`):
+/// the configured public URL, else this request's own scheme and host.
+pub(crate) fn public_base(console: &Console, headers: &HeaderMap) -> String {
+    if let Some(base) = &console.config().public_url {
+        return base.trim_end_matches('/').to_owned();
+    }
+    let scheme = if secure(console, headers) {
+        "https"
+    } else {
+        "http"
+    };
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
 /// A `Set-Cookie` value with the console's attributes; `max_age` 0 clears.
 pub(crate) fn set_cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
     cookie_header(name, value, max_age_secs, secure, "Strict", "/console")
@@ -129,6 +147,11 @@ pub(crate) async fn csrf_layer(
     let jar = cookies(&parts.headers);
     let existing = jar.get(CSRF_COOKIE).filter(|t| !t.is_empty()).cloned();
     let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let from_header = parts
+        .headers
+        .get(CSRF_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = if safe {
         body
     } else {
@@ -138,16 +161,20 @@ pub(crate) async fn csrf_layer(
                 "This form has expired: reload the page and try again.",
             );
         };
-        let bytes = match to_bytes(body, FORM_LIMIT_BYTES).await {
-            Ok(b) => b,
-            Err(_) => return refused(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large."),
+        // A token in the header leaves the body unread: an upload streams
+        // through at any size. Only a form's body is read for its field.
+        let (presented, body) = match from_header {
+            Some(token) => (Some(token), body),
+            None => {
+                let bytes = match to_bytes(body, FORM_LIMIT_BYTES).await {
+                    Ok(b) => b,
+                    Err(_) => {
+                        return refused(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.")
+                    }
+                };
+                (form_urlencoded_field(&bytes, CSRF_FIELD), Body::from(bytes))
+            }
         };
-        let from_header = parts
-            .headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let presented = from_header.or_else(|| form_urlencoded_field(&bytes, CSRF_FIELD));
         if !presented.is_some_and(|p| constant_time_eq(p.as_bytes(), expected.as_bytes())) {
             tracing::warn!(path = %parts.uri.path(), "console request refused: CSRF token missing or wrong");
             return refused(
@@ -155,7 +182,7 @@ pub(crate) async fn csrf_layer(
                 "This request did not carry the page's security token: reload the page and try again.",
             );
         }
-        Body::from(bytes)
+        body
     };
     let token = existing.clone().unwrap_or_else(random_token);
     let secure_cookie = secure(&console, &parts.headers);

@@ -10,13 +10,10 @@ use futures::StreamExt;
 use hood_domain::audit::AuditContext;
 use hood_domain::identity::Permission;
 use hood_domain::scope::Action;
-use hood_domain::storage::{Namespace, StoredObject, Visibility};
+use hood_domain::storage::{MultipartUpload, Namespace, StoredObject, Visibility};
 use hood_storage::{NewNamespace, StorageError, StorageResult};
 use s3s::dto::{self, ETag, StreamingBlob};
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
-
-/// Listing pages read from the store while a delimiter folds keys.
-const LIST_BATCH: u32 = 1000;
 
 fn etag(sha256: &str) -> ETag {
     ETag::Strong(sha256.to_owned())
@@ -93,6 +90,16 @@ impl HoodS3 {
     async fn write_bucket(&self, who: &Principal, bucket: &str) -> S3Result<Namespace> {
         self.bucket(who, bucket, Permission::Operate, Action::Create)
             .await
+    }
+
+    /// The multipart upload `id` of `key` in `ns`: `NoSuchUpload` when it
+    /// is not in progress or belongs to another key (S3's answer).
+    async fn upload(&self, ns: &Namespace, id: &str, key: &str) -> S3Result<MultipartUpload> {
+        let upload = self.storage.upload(ns, id).await.map_err(s3)?;
+        if upload.key.as_str() != key {
+            return Err(s3_error!(NoSuchUpload));
+        }
+        Ok(upload)
     }
 }
 
@@ -378,56 +385,33 @@ impl S3 for HoodS3 {
         let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000);
         let limit = usize::try_from(max_keys).unwrap_or(1000);
         let prefix = input.prefix.clone().unwrap_or_default();
-        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
         // The token is the last key or common prefix of the previous page.
         let resume = input
             .continuation_token
             .clone()
             .or_else(|| input.start_after.clone());
-        let mut contents = Vec::new();
-        let mut prefixes: Vec<String> = Vec::new();
-        let mut after = resume.clone();
-        let mut truncated = false;
-        let mut last_emitted: Option<String> = None;
-        'pages: loop {
-            let page = self
-                .storage
-                .list_objects(&ns, Some(&prefix), after.as_deref(), LIST_BATCH)
-                .await
-                .map_err(s3)?;
-            for object in &page.objects {
-                let key = object.key.as_str();
-                let folded = delimiter.as_deref().and_then(|d| {
-                    key[prefix.len()..]
-                        .find(d)
-                        .map(|at| key[..prefix.len() + at + d.len()].to_owned())
-                });
-                if let Some(common) = folded {
-                    let seen = prefixes.last() == Some(&common)
-                        || resume.as_deref().is_some_and(|r| common.as_str() <= r);
-                    if seen {
-                        continue;
-                    }
-                    if contents.len() + prefixes.len() >= limit {
-                        truncated = true;
-                        break 'pages;
-                    }
-                    last_emitted = Some(common.clone());
-                    prefixes.push(common);
-                } else {
-                    if contents.len() + prefixes.len() >= limit {
-                        truncated = true;
-                        break 'pages;
-                    }
-                    last_emitted = Some(key.to_owned());
-                    contents.push(object_entry(object));
-                }
-            }
-            match page.next_after {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        let page = self
+            .storage
+            .list_folded(
+                &ns,
+                &prefix,
+                input.delimiter.as_deref(),
+                resume.as_deref(),
+                u32::try_from(limit).unwrap_or(1000).max(1),
+            )
+            .await
+            .map_err(s3)?;
+        let (contents, prefixes, truncated, last_emitted) = if limit == 0 {
+            (Vec::new(), Vec::new(), false, None)
+        } else {
+            let truncated = page.next_after.is_some();
+            (
+                page.objects.iter().map(object_entry).collect::<Vec<_>>(),
+                page.prefixes,
+                truncated,
+                page.next_after,
+            )
+        };
         let key_count = i32::try_from(contents.len() + prefixes.len()).unwrap_or(i32::MAX);
         Ok(S3Response::new(dto::ListObjectsV2Output {
             name: Some(input.bucket),
@@ -520,14 +504,7 @@ impl S3 for HoodS3 {
         let ns = self.write_bucket(&who, &input.bucket).await?;
         let number = hood_domain::storage::part_number(i64::from(input.part_number))
             .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
-        let upload = self
-            .storage
-            .upload(&ns, &input.upload_id)
-            .await
-            .map_err(s3)?;
-        if upload.key.as_str() != input.key {
-            return Err(s3_error!(NoSuchUpload));
-        }
+        let upload = self.upload(&ns, &input.upload_id, &input.key).await?;
         let declared = input.content_length.and_then(|n| u64::try_from(n).ok());
         let body = match input.body {
             Some(body) => body.left_stream(),
@@ -557,14 +534,7 @@ impl S3 for HoodS3 {
         let ns = self.write_bucket(&who, &input.bucket).await?;
         let number = hood_domain::storage::part_number(i64::from(input.part_number))
             .map_err(|e| s3_error!(InvalidArgument, "{e}"))?;
-        let upload = self
-            .storage
-            .upload(&ns, &input.upload_id)
-            .await
-            .map_err(s3)?;
-        if upload.key.as_str() != input.key {
-            return Err(s3_error!(NoSuchUpload));
-        }
+        let upload = self.upload(&ns, &input.upload_id, &input.key).await?;
         let read = self
             .storage
             .read_object(&source_ns, src_key, input.copy_source_range.as_deref())
@@ -602,14 +572,7 @@ impl S3 for HoodS3 {
         let who = self.who(&req).await?;
         let input = req.input;
         let ns = self.write_bucket(&who, &input.bucket).await?;
-        let upload = self
-            .storage
-            .upload(&ns, &input.upload_id)
-            .await
-            .map_err(s3)?;
-        if upload.key.as_str() != input.key {
-            return Err(s3_error!(NoSuchUpload));
-        }
+        let upload = self.upload(&ns, &input.upload_id, &input.key).await?;
         let mut requested = Vec::new();
         for part in input
             .multipart_upload
@@ -644,10 +607,8 @@ impl S3 for HoodS3 {
         let who = self.who(&req).await?;
         let ns = self.write_bucket(&who, &req.input.bucket).await?;
         let upload = self
-            .storage
-            .upload(&ns, &req.input.upload_id)
-            .await
-            .map_err(s3)?;
+            .upload(&ns, &req.input.upload_id, &req.input.key)
+            .await?;
         self.storage.abort_upload(&upload).await.map_err(s3)?;
         Ok(S3Response::new(dto::AbortMultipartUploadOutput::default()))
     }
@@ -659,11 +620,7 @@ impl S3 for HoodS3 {
         let who = self.who(&req).await?;
         let input = req.input;
         let ns = self.write_bucket(&who, &input.bucket).await?;
-        let upload = self
-            .storage
-            .upload(&ns, &input.upload_id)
-            .await
-            .map_err(s3)?;
+        let upload = self.upload(&ns, &input.upload_id, &input.key).await?;
         let marker = input.part_number_marker.unwrap_or(0);
         let max = usize::try_from(input.max_parts.unwrap_or(1000).clamp(1, 1000)).unwrap_or(1000);
         let parts = self.storage.upload_parts(&upload).await.map_err(s3)?;

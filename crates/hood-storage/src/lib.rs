@@ -73,7 +73,7 @@ mod write;
 
 pub use multipart::MAX_PART_BYTES;
 pub use presign::Presigned;
-pub use read::{ObjectPage, ObjectRead};
+pub use read::{FoldedPage, ObjectPage, ObjectRead};
 pub use sweep::SweepReport;
 
 /// Limits and timings.

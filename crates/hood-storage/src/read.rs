@@ -27,6 +27,22 @@ pub struct ObjectPage {
     pub next_after: Option<String>,
 }
 
+/// A listing with keys folded at a delimiter, as folders: the objects
+/// directly under the prefix and the common prefixes below it, together
+/// at most the limit, in key order.
+#[derive(Debug, Clone, Default)]
+pub struct FoldedPage {
+    pub objects: Vec<StoredObject>,
+    /// Each ends with the delimiter (`photos/2024/`).
+    pub prefixes: Vec<String>,
+    /// The last key or common prefix of this page when more follow: pass
+    /// it as `after`.
+    pub next_after: Option<String>,
+}
+
+/// Listing pages read from the store while a delimiter folds keys.
+const FOLD_BATCH: u32 = 1000;
+
 /// How much of a local file one chunk of a download reads.
 const READ_CHUNK_BYTES: usize = 256 * 1024;
 
@@ -167,5 +183,65 @@ impl Storage {
             objects,
             next_after,
         })
+    }
+
+    /// Objects under `prefix`, keys that go on past `delimiter` folded
+    /// into one common prefix each (S3's ListObjectsV2 rule; with no
+    /// delimiter, a plain page). `after` is a previous page's
+    /// `next_after`: a key, or a common prefix whose keys are all skipped.
+    pub async fn list_folded(
+        &self,
+        ns: &Namespace,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StorageResult<FoldedPage> {
+        let limit = usize::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        let mut page = FoldedPage::default();
+        let mut cursor = after.map(str::to_owned);
+        let mut last_emitted: Option<String> = None;
+        'batches: loop {
+            let batch = self
+                .list_objects(ns, Some(prefix), cursor.as_deref(), FOLD_BATCH)
+                .await?;
+            for object in batch.objects {
+                let key = object.key.as_str();
+                let folded = delimiter.and_then(|d| {
+                    key.get(prefix.len()..)
+                        .and_then(|rest| rest.find(d))
+                        .map(|at| key[..prefix.len() + at + d.len()].to_owned())
+                });
+                if let Some(common) = &folded {
+                    // Keys of a folder already listed, on this page or the
+                    // one before it.
+                    let seen = page.prefixes.last() == Some(common)
+                        || after.is_some_and(|a| common.as_str() <= a);
+                    if seen {
+                        continue;
+                    }
+                }
+                if page.objects.len() + page.prefixes.len() >= limit {
+                    page.next_after = last_emitted;
+                    break 'batches;
+                }
+                match folded {
+                    Some(common) => {
+                        last_emitted = Some(common.clone());
+                        page.prefixes.push(common);
+                    }
+                    None => {
+                        last_emitted = Some(key.to_owned());
+                        page.objects.push(object);
+                    }
+                }
+            }
+            match batch.next_after {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        Ok(page)
     }
 }

@@ -165,6 +165,29 @@ async fn suite(objects: Arc<dyn ObjectStore>) {
     storage.delete_object(&ns, "many/0").await.unwrap();
     assert_eq!(stored_paths(&objects, &ns).await.len(), 3);
 
+    // Folded at `/`: one folder level, a page of one at a time, no folder
+    // listed twice; under a folder, its objects.
+    let first = storage
+        .list_folded(&ns, "", Some("/"), None, 1)
+        .await
+        .unwrap();
+    assert_eq!(first.prefixes, ["big/"]);
+    assert!(first.objects.is_empty());
+    assert_eq!(first.next_after.as_deref(), Some("big/"));
+    let second = storage
+        .list_folded(&ns, "", Some("/"), first.next_after.as_deref(), 1)
+        .await
+        .unwrap();
+    assert_eq!(second.prefixes, ["many/"]);
+    assert_eq!(second.next_after, None);
+    let inside = storage
+        .list_folded(&ns, "many/", Some("/"), None, 10)
+        .await
+        .unwrap();
+    let keys: Vec<&str> = inside.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(keys, ["many/1", "many/2"]);
+    assert!(inside.prefixes.is_empty());
+
     // Multipart: parts are blobs until completion composes them in order
     // into one object (the parts' bytes then go); an aborted upload leaves
     // nothing; an open one is ended by its namespace's deletion.

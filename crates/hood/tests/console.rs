@@ -8,6 +8,10 @@
 //!   host killed (down and the incident live, acknowledged), the outage on
 //!   `/status`. Screenshots of the main pages are left in
 //!   `$CARGO_TARGET_TMPDIR/console-screenshots`.
+//! * `console_storage_browser_in_chromium`: the storage pages
+//!   (`tests/browser/storage.e2e.mjs`): namespaces, uploads streamed by
+//!   the page, folders, downloads, presigned URLs, the quota's refusal,
+//!   deletion; another organization's namespace is a 404.
 //! * `console_security`: over plain HTTP, what must hold whatever a browser
 //!   does: another organization's node is a 404, a state-changing request
 //!   without the CSRF token is refused and changes nothing, markup in data
@@ -385,6 +389,41 @@ async fn console_security() {
             .unwrap();
         assert_eq!(r.status(), 403, "CSRF token {token:?}");
     }
+    // An upload streams with the token in a header: without it, or with a
+    // wrong one, refused and nothing stored; with it, stored.
+    let r = api
+        .post("/api/v1/storage/namespaces", &admin_key, json!({"name": "uploads"}))
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.text);
+    let upload = format!("{base}/console/storage/uploads/objects/a%20b.txt");
+    for token in [None, Some("forged-token")] {
+        let mut put = admin.put(&upload).body("forged bytes");
+        if let Some(t) = token {
+            put = put.header("x-csrf-token", t);
+        }
+        assert_eq!(put.send().await.unwrap().status(), 403, "CSRF header {token:?}");
+    }
+    let listed = api
+        .get("/api/v1/storage/namespaces/uploads/objects", &admin_key)
+        .await;
+    assert_eq!(listed.body["items"], json!([]), "{}", listed.text);
+    let r = admin
+        .put(&upload)
+        .header("x-csrf-token", csrf.as_str())
+        .body("real bytes")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = admin.get(&upload).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename=\"a_b.txt\"; filename*=UTF-8''a%20b.txt"
+    );
+    assert_eq!(r.headers()["content-security-policy"], "sandbox");
+    assert_eq!(r.text().await.unwrap(), "real bytes");
+
     let orgs = api.get("/api/v1/orgs", &admin_key).await;
     assert!(
         !orgs.text.contains("forged"),
@@ -795,4 +834,72 @@ fn console_billing_pages_in_chromium() {
     eprintln!("screenshots: {}", shots.display());
     assert!(passed, "the billing browser test failed");
     assert!(shots.join("21-invoice.png").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn console_storage_browser_in_chromium() {
+    let test = "console_storage_browser_in_chromium";
+    let Some(chromium) = hood_testkit::chromium_bin(test) else {
+        return;
+    };
+    let Some(browser_dir) = hood_testkit::browser_tests_dir(test) else {
+        return;
+    };
+    let (_dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(&home, &admin_env());
+    let base = hood.url("api");
+    let api = Api::new(base.clone());
+    // Another organization's namespace, with an object in it.
+    let bob = second_org(&api, &read_admin_key(&home)).await;
+    let r = api
+        .post(
+            "/api/v1/storage/namespaces",
+            &bob,
+            json!({"name": "globex-private"}),
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.text);
+    let put = api
+        .http
+        .put(format!(
+            "{base}/api/v1/storage/namespaces/globex-private/objects/secret.txt"
+        ))
+        .bearer_auth(&bob)
+        .body("not for acme")
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success(), "{}", put.status());
+
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-storage-screenshots");
+    let _ = std::fs::remove_dir_all(&shots);
+    let script_env = vec![
+        ("HOOD_API", base.clone()),
+        ("HOOD_ADMIN_EMAIL", ADMIN_EMAIL.to_owned()),
+        ("HOOD_ADMIN_PASSWORD", ADMIN_PASSWORD.to_owned()),
+        ("HOOD_OTHER_NAMESPACE", "globex-private".to_owned()),
+    ];
+    let shots_dir = shots.clone();
+    let passed = tokio::task::spawn_blocking(move || {
+        run_browser_script(
+            "storage.e2e.mjs",
+            &browser_dir,
+            &chromium,
+            &shots_dir,
+            &script_env,
+        )
+    })
+    .await
+    .unwrap();
+    eprintln!("screenshots: {}", shots.display());
+    assert!(passed, "the storage browser test failed");
+    assert!(shots.join("31-storage-presigned.png").is_file());
+
+    // What the browser deleted is gone from the API too; Globex's object
+    // is untouched.
+    let r = api
+        .get("/api/v1/storage/namespaces/globex-private/objects", &bob)
+        .await;
+    assert_eq!(r.body["items"][0]["key"], "secret.txt", "{}", r.body);
 }

@@ -204,6 +204,9 @@ async fn namespaces_and_objects_through_the_cli_and_the_api() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    // Tenants' bytes are never run by a browser on Hood's origin.
+    assert_eq!(r.headers()["content-security-policy"], "sandbox");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     assert_eq!(
         r.headers()["content-range"],
         format!("bytes 11999990-11999999/{}", big.len()).as_str()
@@ -246,6 +249,47 @@ async fn namespaces_and_objects_through_the_cli_and_the_api() {
         .await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
     assert_eq!(r.body["next_after"], "2026/11/b.txt");
+    // One folder level at a time: the CLI's `PRE` lines, the API's pages.
+    let folders = cli(
+        &env,
+        &[
+            "storage",
+            "ls",
+            "logs",
+            "--prefix",
+            "2026/",
+            "--delimiter",
+            "/",
+        ],
+    );
+    let pre: Vec<&str> = folders.lines().filter(|l| l.starts_with("PRE ")).collect();
+    assert_eq!(pre, ["PRE 2026/11/", "PRE 2026/12/"], "{folders}");
+    let r = api
+        .get(
+            "/api/v1/storage/namespaces/logs/objects?delimiter=/&limit=1",
+            &key,
+        )
+        .await;
+    assert_eq!(
+        r.body["prefixes"],
+        serde_json::json!(["2026/"]),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["next_after"], "2026/");
+    let r = api
+        .get(
+            "/api/v1/storage/namespaces/logs/objects?delimiter=/&after=2026/",
+            &key,
+        )
+        .await;
+    assert_eq!(
+        r.body["prefixes"],
+        serde_json::json!(["2027/"]),
+        "{}",
+        r.body
+    );
+    assert_eq!(r.body["items"], serde_json::json!([]));
 
     // The byte quota, exactly: what is left is refused by one byte more,
     // accepted to the byte.

@@ -211,6 +211,10 @@ impl From<&StoredObject> for ObjectView {
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ObjectPageView {
     pub items: Vec<ObjectView>,
+    /// With `delimiter`: the common prefixes ("folders") below `prefix`,
+    /// each ending with the delimiter; else empty.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
     /// Present when more follow: pass it as `after` for the next page.
     pub next_after: Option<String>,
 }
@@ -230,6 +234,10 @@ pub struct ObjectWrittenView {
 pub struct ListObjectsQuery {
     /// Only keys starting with this.
     pub prefix: Option<String>,
+    /// Fold keys that go on past this string after the prefix into one
+    /// common prefix each (`/`: list one folder level), S3's rule.
+    #[param(min_length = 1, max_length = 16)]
+    pub delimiter: Option<String>,
     /// Keys after this one (the previous page's `next_after`).
     pub after: Option<String>,
     /// At most this many (default 100).
@@ -397,7 +405,8 @@ pub async fn delete_namespace(
     responses((status = 200, body = ObjectPageView),
         (status = 503, body = Problem, content_type = "application/problem+json", description = "This server has no storage object store")),
     security(("bearer" = ["read"])))]
-/// A namespace's objects in key order (UTF-8 bytes), a page at a time.
+/// A namespace's objects in key order (UTF-8 bytes), a page at a time;
+/// with `delimiter`, one folder level: objects and common prefixes.
 pub async fn list_objects(
     State(state): State<AppState>,
     caller: Caller,
@@ -411,14 +420,33 @@ pub async fn list_objects(
     }
     let storage = storage(&state)?;
     let ns = storage.active_namespace(caller.org_id, &name).await?;
+    if q.delimiter
+        .as_deref()
+        .is_some_and(|d| d.is_empty() || d.len() > 16)
+    {
+        return Err(ApiError::invalid("delimiter", "must be 1 to 16 bytes"));
+    }
     let page = storage
-        .list_objects(&ns, q.prefix.as_deref(), q.after.as_deref(), limit)
+        .list_folded(
+            &ns,
+            q.prefix.as_deref().unwrap_or_default(),
+            q.delimiter.as_deref(),
+            q.after.as_deref(),
+            limit,
+        )
         .await?;
     Ok(Json(ObjectPageView {
         items: page.objects.iter().map(ObjectView::from).collect(),
+        prefixes: page.prefixes,
         next_after: page.next_after,
     }))
 }
+
+/// What every object answer carries: stored bytes are whatever a tenant
+/// uploaded, served from the console's origin, so a browser must neither
+/// guess their type nor run them: `sandbox` gives an HTML object an opaque
+/// origin with scripts off, so it cannot act with a visitor's session.
+pub const OBJECT_CONTENT_SECURITY_POLICY: &str = "sandbox";
 
 /// The object's bytes as an answer: 200 whole or 206 a range, with its
 /// length, type, ETag and `Accept-Ranges`.
@@ -454,6 +482,14 @@ async fn object_response(
             .unwrap_or(HeaderValue::from_static("application/octet-stream")),
     );
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(OBJECT_CONTENT_SECURITY_POLICY),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", object.sha256)) {
         h.insert(header::ETAG, etag);
     }

@@ -14,6 +14,7 @@ pub(crate) mod nodes;
 pub(crate) mod overview;
 pub(crate) mod rollouts;
 pub(crate) mod rpc;
+pub(crate) mod storage;
 pub(crate) mod workflows;
 
 use crate::backend::Failure;

@@ -5,8 +5,8 @@
 use super::{back_with_error, segment, FormData};
 use crate::chart::{stacked_bars, timeline_columns};
 use crate::layout::{
-    action_button, csrf_input, empty_row, optional_when, page, sortable_head, state_badge,
-    table_filter, trusted, when, Nav,
+    action_button, byte_size, csrf_input, empty_row, optional_when, page, sortable_head,
+    state_badge, table_filter, trusted, when, Nav,
 };
 use crate::session::redirect_with;
 use crate::viewer::{Flash, Session};
@@ -386,22 +386,6 @@ pub(crate) async fn set_public(
     }
 }
 
-/// Bytes in the largest binary unit that keeps a digit before the point.
-fn size(bytes: i64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = bytes.max(0) as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
 /// The node's snapshots with their upload progress; operators take one
 /// (optionally named) and restore a complete one.
 fn snapshot_section(
@@ -434,8 +418,8 @@ fn snapshot_section(
                                     td { (s.name) @if s.reason == "scheduled" { " " span.muted { "(scheduled)" } } }
                                     td { (state_badge(&s.state)) @if let Some(e) = &s.error { " " span.muted { (e) } } }
                                     td.num { (s.head_height.map(|h| h.to_string()).unwrap_or_else(|| "—".into())) }
-                                    td.num { (size(s.raw_bytes)) }
-                                    td.num { (size(s.compressed_bytes)) }
+                                    td.num { (byte_size(s.raw_bytes)) }
+                                    td.num { (byte_size(s.compressed_bytes)) }
                                     td.num {
                                         progress value=(s.chunks_done) max=(s.chunks_total.max(1)) aria-label="chunks stored" {}
                                         " " (s.chunks_done) "/" (s.chunks_total)
@@ -533,19 +517,5 @@ pub(crate) async fn restore_snapshot(
             )),
         ),
         Err(f) => back_with_error(&console, &headers, &to, &f),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::size;
-
-    #[test]
-    fn sizes_read_in_the_unit_that_fits() {
-        assert_eq!(size(0), "0 B");
-        assert_eq!(size(1_023), "1023 B");
-        assert_eq!(size(1_536), "1.5 KiB");
-        assert_eq!(size(3 * 1_048_576), "3.0 MiB");
-        assert_eq!(size(5 * 1_073_741_824), "5.0 GiB");
     }
 }

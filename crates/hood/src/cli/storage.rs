@@ -3,7 +3,7 @@
 
 use super::client::{Client, ConnectOpts};
 use super::columns;
-use super::output::{list, show, Format};
+use super::output::{json, list, show, Format};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use hood_api::routes::storage::{
@@ -53,6 +53,10 @@ pub enum StorageCmd {
         /// Only keys starting with this.
         #[arg(long)]
         prefix: Option<String>,
+        /// List one folder level: keys that go on past this (e.g. `/`)
+        /// after the prefix are shown once as `PRE {common prefix}`.
+        #[arg(long)]
+        delimiter: Option<String>,
         /// At most this many (every page when absent).
         #[arg(long)]
         limit: Option<u32>,
@@ -298,21 +302,28 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: StorageCmd) -> Result<
         StorageCmd::Ls {
             namespace,
             prefix,
+            delimiter,
             limit,
         } => {
             let mut items: Vec<ObjectView> = Vec::new();
+            let mut prefixes: Vec<String> = Vec::new();
             let mut after: Option<String> = None;
             loop {
                 let mut query = form_urlencoded::Serializer::new(String::new());
                 if let Some(p) = &prefix {
                     query.append_pair("prefix", p);
                 }
+                if let Some(d) = &delimiter {
+                    query.append_pair("delimiter", d);
+                }
                 if let Some(a) = &after {
                     query.append_pair("after", a);
                 }
                 let want = limit.map_or(1000, |l| {
-                    l.saturating_sub(u32::try_from(items.len()).unwrap_or(u32::MAX))
-                        .clamp(1, 1000)
+                    l.saturating_sub(
+                        u32::try_from(items.len() + prefixes.len()).unwrap_or(u32::MAX),
+                    )
+                    .clamp(1, 1000)
                 });
                 query.append_pair("limit", &want.to_string());
                 let page: ObjectPageView = client
@@ -323,13 +334,29 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: StorageCmd) -> Result<
                     ))
                     .await?;
                 items.extend(page.items);
-                let done = limit.is_some_and(|l| items.len() >= l as usize);
+                prefixes.extend(page.prefixes);
+                let done = limit.is_some_and(|l| items.len() + prefixes.len() >= l as usize);
                 match page.next_after {
                     Some(next) if !done => after = Some(next),
                     _ => break,
                 }
             }
-            list(format, &Page { items }, columns::OBJECT)
+            if delimiter.is_none() {
+                return list(format, &Page { items }, columns::OBJECT);
+            }
+            match format {
+                Format::Json => json(&ObjectPageView {
+                    items,
+                    prefixes,
+                    next_after: None,
+                }),
+                Format::Table => {
+                    for p in &prefixes {
+                        println!("PRE {p}");
+                    }
+                    list(format, &Page { items }, columns::OBJECT)
+                }
+            }
         }
         StorageCmd::Rm { namespace, key } => {
             client.delete(&object_path(&namespace, &key)).await?;
