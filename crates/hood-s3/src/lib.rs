@@ -41,6 +41,7 @@ impl HoodS3 {
         let auth = principals::Auth(Arc::clone(&self.principals));
         let mut builder = s3s::service::S3ServiceBuilder::new(self);
         builder.set_auth(auth);
+        builder.set_access(AnonymousReads);
         builder.build()
     }
 
@@ -63,5 +64,27 @@ impl HoodS3 {
                 }
             }
         })
+    }
+}
+
+/// Which requests may go unsigned: only reads, which then reach public
+/// namespaces alone (the operations check; see `ops.rs`). Everything else
+/// needs a signature, as s3s's default.
+struct AnonymousReads;
+
+/// The operations an unsigned request may ask for.
+const ANONYMOUS_OPERATIONS: [&str; 3] = ["GetObject", "HeadObject", "ListObjectsV2"];
+
+#[async_trait::async_trait]
+impl s3s::access::S3Access for AnonymousReads {
+    async fn check(&self, cx: &mut s3s::access::S3AccessContext<'_>) -> s3s::S3Result<()> {
+        if cx.credentials().is_some() || ANONYMOUS_OPERATIONS.contains(&cx.s3_op().name()) {
+            Ok(())
+        } else {
+            Err(s3s::s3_error!(
+                AccessDenied,
+                "sign the request with an access key: anonymous requests only read public namespaces"
+            ))
+        }
     }
 }

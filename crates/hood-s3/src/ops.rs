@@ -82,6 +82,29 @@ impl HoodS3 {
             .map_err(s3)
     }
 
+    /// The bucket a read reaches: a signed request's as its key's grants
+    /// allow; an anonymous one's only when it names a public namespace as
+    /// `{org_slug}.{name}` (a private or missing one is `AccessDenied`
+    /// alike, so anonymous callers learn no names).
+    async fn readable<T>(&self, req: &S3Request<T>, bucket: &str) -> S3Result<Namespace> {
+        if req.credentials.is_some() {
+            let who = self.who(req).await?;
+            return self.read_bucket(&who, bucket).await;
+        }
+        let denied = || {
+            s3_error!(
+                AccessDenied,
+                "anonymous requests only read public namespaces, as bucket `{{org_slug}}.{{name}}`"
+            )
+        };
+        let (org_slug, name) = bucket.split_once('.').ok_or_else(denied)?;
+        match self.storage.public_namespace_of(org_slug, name).await {
+            Ok(ns) => Ok(ns),
+            Err(StorageError::NotFound(_)) => Err(denied()),
+            Err(e) => Err(s3(e)),
+        }
+    }
+
     async fn read_bucket(&self, who: &Principal, bucket: &str) -> S3Result<Namespace> {
         self.bucket(who, bucket, Permission::Read, Action::Read)
             .await
@@ -269,9 +292,8 @@ impl S3 for HoodS3 {
         &self,
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
-        let who = self.who(&req).await?;
+        let ns = self.readable(&req, &req.input.bucket).await?;
         let input = req.input;
-        let ns = self.read_bucket(&who, &input.bucket).await?;
         let range = input.range.map(|r| r.to_header_string());
         let read = self
             .storage
@@ -307,8 +329,7 @@ impl S3 for HoodS3 {
         &self,
         req: S3Request<dto::HeadObjectInput>,
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
-        let who = self.who(&req).await?;
-        let ns = self.read_bucket(&who, &req.input.bucket).await?;
+        let ns = self.readable(&req, &req.input.bucket).await?;
         let object = self.storage.object(&ns, &req.input.key).await.map_err(s3)?;
         Ok(S3Response::new(dto::HeadObjectOutput {
             content_length: Some(size(object.size)),
@@ -379,9 +400,8 @@ impl S3 for HoodS3 {
         &self,
         req: S3Request<dto::ListObjectsV2Input>,
     ) -> S3Result<S3Response<dto::ListObjectsV2Output>> {
-        let who = self.who(&req).await?;
+        let ns = self.readable(&req, &req.input.bucket).await?;
         let input = req.input;
-        let ns = self.read_bucket(&who, &input.bucket).await?;
         let max_keys = input.max_keys.unwrap_or(1000).clamp(0, 1000);
         let limit = usize::try_from(max_keys).unwrap_or(1000);
         let prefix = input.prefix.clone().unwrap_or_default();

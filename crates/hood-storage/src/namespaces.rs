@@ -84,6 +84,30 @@ impl Storage {
     /// so anonymous callers cannot tell it exists).
     pub async fn public_namespace(&self, org: OrgId, name: &str) -> StorageResult<Namespace> {
         let ns = self.active_namespace(org, name).await?;
+        Self::only_public(ns)
+    }
+
+    /// Like [`public_namespace`](Self::public_namespace), the organization
+    /// named by its slug (S3's anonymous bucket `{org_slug}.{name}`).
+    pub async fn public_namespace_of(
+        &self,
+        org_slug: &str,
+        name: &str,
+    ) -> StorageResult<Namespace> {
+        let name = NamespaceName::parse(name).map_err(|_| StorageError::NotFound("namespace"))?;
+        let ns = self
+            .inner
+            .store
+            .namespace_by_org_slug(org_slug, &name)
+            .await?
+            .ok_or(StorageError::NotFound("namespace"))?;
+        if ns.state != NamespaceState::Active {
+            return Err(StorageError::NotFound("namespace"));
+        }
+        Self::only_public(ns)
+    }
+
+    fn only_public(ns: Namespace) -> StorageResult<Namespace> {
         if ns.visibility != Visibility::Public {
             return Err(StorageError::NotFound("namespace"));
         }

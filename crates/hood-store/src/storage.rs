@@ -59,6 +59,15 @@ pub trait StorageStore: Send + Sync {
         name: &NamespaceName,
     ) -> StoreResult<Option<Namespace>>;
 
+    /// The namespace of that name of the organization with that slug, in
+    /// any state (for anonymous reads, which name the organization by its
+    /// slug).
+    async fn namespace_by_org_slug(
+        &self,
+        org_slug: &str,
+        name: &NamespaceName,
+    ) -> StoreResult<Option<Namespace>>;
+
     async fn namespace(&self, id: NamespaceId) -> StoreResult<Option<Namespace>>;
 
     /// The organization's namespaces, by name.

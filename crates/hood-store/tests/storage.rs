@@ -99,6 +99,30 @@ async fn namespaces_are_unique_per_organization_and_audited(db: &Harness) {
         .unwrap()
         .unwrap();
     assert_eq!(found, logs);
+    // By the organization's slug (anonymous S3 reads): that
+    // organization's namespace of the name, not another's.
+    let slug = store.get_org(a).await.unwrap().unwrap().slug;
+    let logs_name = NamespaceName::parse("logs").unwrap();
+    let by_slug = store
+        .namespace_by_org_slug(&slug, &logs_name)
+        .await
+        .unwrap();
+    assert_eq!(by_slug, Some(logs.clone()));
+    let other_slug = store.get_org(b).await.unwrap().unwrap().slug;
+    let theirs = store
+        .namespace_by_org_slug(&other_slug, &logs_name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(theirs.org_id, b);
+    assert_ne!(theirs.id, logs.id);
+    assert_eq!(
+        store
+            .namespace_by_org_slug("no-such-org", &logs_name)
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(store.list_namespaces(a).await.unwrap(), vec![logs.clone()]);
     let audit = store
         .list_audit(&AuditFilter {

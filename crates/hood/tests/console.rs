@@ -392,7 +392,11 @@ async fn console_security() {
     // An upload streams with the token in a header: without it, or with a
     // wrong one, refused and nothing stored; with it, stored.
     let r = api
-        .post("/api/v1/storage/namespaces", &admin_key, json!({"name": "uploads"}))
+        .post(
+            "/api/v1/storage/namespaces",
+            &admin_key,
+            json!({"name": "uploads"}),
+        )
         .await;
     assert_eq!(r.status, reqwest::StatusCode::CREATED, "{}", r.text);
     let upload = format!("{base}/console/storage/uploads/objects/a%20b.txt");
@@ -401,7 +405,11 @@ async fn console_security() {
         if let Some(t) = token {
             put = put.header("x-csrf-token", t);
         }
-        assert_eq!(put.send().await.unwrap().status(), 403, "CSRF header {token:?}");
+        assert_eq!(
+            put.send().await.unwrap().status(),
+            403,
+            "CSRF header {token:?}"
+        );
     }
     let listed = api
         .get("/api/v1/storage/namespaces/uploads/objects", &admin_key)

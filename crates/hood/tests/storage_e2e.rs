@@ -23,7 +23,7 @@
 mod common;
 
 use common::http::{second_org, Api};
-use common::{hood_cli, hood_up, read_admin_key, temp_home, Rng};
+use common::{hood_cli, hood_up, read_admin_key, temp_home, HoodProcess, Rng};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -1101,22 +1101,53 @@ fn sha256_of(path: &Path) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// `hood up` with its S3 endpoint, the administrator's key, and the
+/// organization's slug (what grants and anonymous bucket names use).
+struct S3Setup {
+    dir: tempfile::TempDir,
+    hood: HoodProcess,
+    admin: String,
+    s3: String,
+    api: Api,
+    env: Vec<(&'static str, String)>,
+    slug: String,
+}
+
+async fn s3_setup() -> S3Setup {
+    let (dir, home) = temp_home();
+    let hood = hood_up(&home, &[]);
+    let admin = read_admin_key(&home);
+    let base = hood.url("api");
+    let api = Api::new(base.clone());
+    let slug = api.get("/api/v1/me", &admin).await.body["org"]["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    S3Setup {
+        dir,
+        s3: hood.url("s3"),
+        env: vec![("HOOD_SERVER", base), ("HOOD_TOKEN", admin.clone())],
+        hood,
+        admin,
+        api,
+        slug,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_and_the_aws_cli_use_hoods_s3_endpoint() {
     let Some(venv) = hood_testkit::awscli_dir("boto3_and_the_aws_cli_use_hoods_s3_endpoint") else {
         return;
     };
-    let (dir, home) = temp_home();
-    let hood = hood_up(&home, &[]);
-    let admin = read_admin_key(&home);
-    let base = hood.url("api");
-    let s3 = hood.url("s3");
-    let api = Api::new(base.clone());
-    let env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", admin.clone())];
-    let slug = api.get("/api/v1/me", &admin).await.body["org"]["slug"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let S3Setup {
+        dir,
+        hood: _hood,
+        admin,
+        s3,
+        api,
+        env,
+        slug,
+    } = s3_setup().await;
     let all = format!("storage.{slug}.namespaces=create,read,update,delete");
     let (_, id, secret) = issue_s3_key(&env, "s3-admin", std::slice::from_ref(&all));
     let full = (id, secret);
@@ -1149,6 +1180,7 @@ async fn boto3_and_the_aws_cli_use_hoods_s3_endpoint() {
     assert_eq!(seen["small_part_completion"], "EntityTooSmall", "{seen}");
     assert_eq!(seen["aborted_upload_part"], "NoSuchUpload", "{seen}");
     assert_eq!(seen["aborted_object"], "404", "{seen}");
+    assert_eq!(seen["aborted_object_get"], "NoSuchKey", "{seen}");
     assert_eq!(seen["missing_bucket"], "NoSuchBucket", "{seen}");
     assert_eq!(seen["missing_key"], "NoSuchKey", "{seen}");
     // What boto3 wrote is what Hood's own API serves.
@@ -1620,4 +1652,72 @@ async fn large_files_go_in_parts_through_the_api_and_resume_where_they_stopped()
         || files_under(&ns_dir).len() == 2,
     )
     .await;
+}
+
+/// Public namespaces read anonymously through S3 as bucket
+/// `{org_slug}.{name}`, by boto3 unsigned and by a plain HTTP GET; private
+/// or missing ones, unqualified names and anonymous writes are refused
+/// alike (`AccessDenied`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_s3_reads_reach_only_public_namespaces() {
+    let Some(venv) = hood_testkit::awscli_dir("anonymous_s3_reads_reach_only_public_namespaces")
+    else {
+        return;
+    };
+    let S3Setup {
+        dir,
+        hood: _hood,
+        admin,
+        s3,
+        api,
+        env,
+        slug,
+    } = s3_setup().await;
+    cli(&env, &["storage", "ns", "create", "site", "--public"]);
+    cli(&env, &["storage", "ns", "create", "vault"]);
+    let page = dir.path().join("index.html");
+    std::fs::write(&page, "<h1>hello</h1>").unwrap();
+    for (ns, key) in [
+        ("site", "index.html"),
+        ("site", "css/a.css"),
+        ("vault", "index.html"),
+    ] {
+        cli(&env, &["storage", "put", ns, key, page.to_str().unwrap()]);
+    }
+    let anonymous = ("-".to_owned(), "-".to_owned());
+    let public = format!("{slug}.site");
+    let (code, value) = probe(&venv, &s3, &anonymous, &["get", &public, "index.html"]);
+    assert_eq!((code.as_str(), value), ("ok", json!("<h1>hello</h1>")));
+    let (code, value) = probe(&venv, &s3, &anonymous, &["list", &public]);
+    assert_eq!(
+        (code.as_str(), value),
+        ("ok", json!(["css/a.css", "index.html"]))
+    );
+    // Any HTTP client: no signature at all.
+    let r = reqwest::get(format!("{s3}/{public}/css/a.css"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.text().await.unwrap(), "<h1>hello</h1>");
+
+    let private = format!("{slug}.vault");
+    for op in [
+        vec!["get", private.as_str(), "index.html"],
+        vec!["list", private.as_str()],
+        vec!["get", "no-such-org.site", "index.html"],
+        vec!["get", "site", "index.html"],
+        vec!["put", public.as_str(), "defaced.html", "x"],
+    ] {
+        let (code, _) = probe(&venv, &s3, &anonymous, &op);
+        assert_eq!(code, "AccessDenied", "anonymous {op:?}");
+    }
+    let listed = api
+        .get("/api/v1/storage/namespaces/site/objects", &admin)
+        .await;
+    assert_eq!(
+        listed.body["items"].as_array().unwrap().len(),
+        2,
+        "an anonymous write stored nothing: {}",
+        listed.body
+    );
 }

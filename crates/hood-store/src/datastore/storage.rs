@@ -284,6 +284,23 @@ impl StorageStore for SqlStore {
         .transpose()
     }
 
+    async fn namespace_by_org_slug(
+        &self,
+        org_slug: &str,
+        name: &NamespaceName,
+    ) -> StoreResult<Option<Namespace>> {
+        query_as::<NamespaceRow>(format!(
+            "SELECT {NS_COLUMNS} FROM storage_namespaces \
+             WHERE org_id = (SELECT id FROM orgs WHERE slug = $1) AND name = $2"
+        ))
+        .bind(org_slug)
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Namespace::try_from)
+        .transpose()
+    }
+
     async fn namespace(&self, id: NamespaceId) -> StoreResult<Option<Namespace>> {
         query_as::<NamespaceRow>(format!(
             "SELECT {NS_COLUMNS} FROM storage_namespaces WHERE id = $1"

@@ -1,4 +1,4 @@
-"""boto3 against Hood's S3 endpoint (driven by crates/hood/tests/s3_e2e.rs).
+"""boto3 against Hood's S3 endpoint (driven by crates/hood/tests/storage_e2e.rs).
 
 Usage: boto3_suite.py ENDPOINT ACCESS_KEY SECRET WORKDIR
 Prints one JSON object of what it observed; the Rust test asserts on it.
@@ -8,17 +8,12 @@ import json
 import os
 import sys
 
-import boto3
 from botocore.exceptions import ClientError
 
+import hood_s3
+
 endpoint, access_key, secret, workdir = sys.argv[1:5]
-s3 = boto3.client(
-    "s3",
-    endpoint_url=endpoint,
-    aws_access_key_id=access_key,
-    aws_secret_access_key=secret,
-    region_name="us-east-1",
-)
+s3 = hood_s3.client(endpoint, access_key, secret)
 
 
 def sha256_file(path):
@@ -89,6 +84,7 @@ out["aborted_upload_part"] = code(
     lambda: s3.upload_part(Bucket="data", Key="aborted.bin", UploadId=upload, PartNumber=3, Body=b"z")
 )
 out["aborted_object"] = code(lambda: s3.head_object(Bucket="data", Key="aborted.bin"))
+out["aborted_object_get"] = code(lambda: s3.get_object(Bucket="data", Key="aborted.bin"))
 out["missing_bucket"] = code(lambda: s3.get_object(Bucket="no-such-bucket", Key="x"))
 out["missing_key"] = code(lambda: s3.get_object(Bucket="data", Key="nothing-here"))
 print(json.dumps(out))

@@ -10,19 +10,14 @@ import sys
 import time
 from urllib.parse import urlparse
 
-import boto3
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+import hood_s3
+
 endpoint, access_key, secret, bucket, key = sys.argv[1:6]
-s3 = boto3.client(
-    "s3",
-    endpoint_url=endpoint,
-    aws_access_key_id=access_key,
-    aws_secret_access_key=secret,
-    region_name="us-east-1",
-)
+s3 = hood_s3.client(endpoint, access_key, secret)
 upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
 s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=b"1" * (5 << 20))
 # Half of it is more than Hood buffers before its first write to disk.
