@@ -7,6 +7,26 @@ use hood_domain::identity::{ApiKey, Role};
 use hood_domain::scope::{Grants, S3AccessKey, ServiceAccount};
 use hood_domain::{ApiKeyId, OrgId, ServiceAccountId, Timestamp};
 
+/// Subjects of the events that take power from a credential, written in
+/// the transaction of the change (through the outbox to the bus): caches
+/// of credentials on every replica evict the organization's entries on
+/// them. With `identity.user.updated`, `identity.user.deleted` and
+/// `identity.api_key.revoked` (the identity store's), [`CREDENTIAL_EVENTS`].
+pub const SERVICE_ACCOUNT_UPDATED: &str = "identity.service_account.updated";
+pub const SERVICE_ACCOUNT_DELETED: &str = "identity.service_account.deleted";
+pub const S3_KEY_REVOKED: &str = "identity.s3_key.revoked";
+
+/// Every subject after which a cached credential may grant too much; each
+/// event's payload names its `org_id`.
+pub const CREDENTIAL_EVENTS: [&str; 6] = [
+    "identity.user.updated",
+    "identity.user.deleted",
+    "identity.api_key.revoked",
+    SERVICE_ACCOUNT_UPDATED,
+    SERVICE_ACCOUNT_DELETED,
+    S3_KEY_REVOKED,
+];
+
 /// Everything an S3 request signed with an access key acts as, read in one
 /// query: the key (revoked or not) with its sealed secret, its account
 /// (no grants once deleted), the organization's slug, and the owner's

@@ -139,6 +139,42 @@ async fn accounts_are_unique_among_the_live_and_their_grants_replace_whole(db: &
         .create_service_account(&account(org, owner, "reader"), &ctx())
         .await
         .unwrap();
+    // Each change that took power from the account is on the outbox once
+    // (the refused and the repeated ones wrote nothing), naming its org.
+    assert_eq!(
+        credential_events(store, &reader.id.to_string()).await,
+        [
+            (
+                "identity.service_account.updated".to_owned(),
+                org.to_string()
+            ),
+            (
+                "identity.service_account.deleted".to_owned(),
+                org.to_string()
+            ),
+        ]
+    );
+}
+
+/// The outbox's credential events about one service account, in order:
+/// (subject, org id of the payload).
+async fn credential_events(store: &dyn Store, account: &str) -> Vec<(String, String)> {
+    store
+        .outbox_pending(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.event.aggregate_id == account)
+        .map(|r| {
+            (
+                r.event.subject,
+                r.event.payload["org_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
 }
 
 async fn deleting_an_account_revokes_its_keys_and_leaves_them_no_grants(db: &Harness) {
@@ -299,6 +335,16 @@ async fn s3_keys_name_their_principal_and_die_with_their_account(db: &Harness) {
         .unwrap();
     assert_eq!(orphan.key.revoked_at, Some(T0.plus_secs(4)));
     assert_eq!(orphan.account.grants, Grants::default());
+    assert_eq!(
+        credential_events(store, &writer.id.to_string()).await,
+        [
+            ("identity.s3_key.revoked".to_owned(), org.to_string()),
+            (
+                "identity.service_account.deleted".to_owned(),
+                org.to_string()
+            ),
+        ]
+    );
     assert!(matches!(
         store
             .create_s3_key(&s3_key(org, writer.id), b"x", &ctx())

@@ -137,6 +137,9 @@ pub async fn up(
         state = state.with_storage(storage);
     }
     let bus = health_args.bus.connect().await?;
+    if let Some(s3) = s3.as_mut() {
+        s3.follow(bus.clone());
+    }
     let console_bus = bus.clone();
     let health = crate::health::HealthRole::start(
         &health_args,
@@ -495,9 +498,13 @@ pub async fn serve(
                      and storage replica",
             )?,
         };
-        let endpoint =
+        let mut endpoint =
             crate::storage::S3Endpoint::bind(&opts.storage, storage, store.clone(), &master)
                 .await?;
+        // Without a bus, keys are re-read every second instead.
+        if health_args.bus.nats_url.is_some() {
+            endpoint.follow(health_args.bus.connect().await?);
+        }
         names.push("storage");
         println!("s3: {}", endpoint.url()?);
         s3 = Some(endpoint);

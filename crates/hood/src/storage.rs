@@ -33,6 +33,8 @@ pub struct StorageArgs {
 pub struct S3Endpoint {
     pub listener: tokio::net::TcpListener,
     pub router: axum::Router,
+    principals: Arc<hood_s3::Principals>,
+    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl S3Endpoint {
@@ -48,8 +50,22 @@ impl S3Endpoint {
         let principals = Arc::new(hood_s3::Principals::new(store, master.clone()));
         Ok(Self {
             listener,
-            router: hood_s3::HoodS3::new(storage, principals).router(),
+            router: hood_s3::HoodS3::new(storage, Arc::clone(&principals)).router(),
+            principals,
+            follower: None,
         })
+    }
+
+    /// Hears credential changes on `bus` (the one the outbox relay feeds),
+    /// so keys are evicted at once instead of re-read every second.
+    pub fn follow(&mut self, bus: Arc<dyn hood_bus::EventBus>) {
+        if let Some(old) = self.follower.take() {
+            old.abort();
+        }
+        self.follower = Some(tokio::spawn(hood_s3::follow_credential_events(
+            Arc::clone(&self.principals),
+            bus,
+        )));
     }
 
     pub fn url(&self) -> Result<String> {
@@ -62,7 +78,14 @@ impl S3Endpoint {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
         drain: std::time::Duration,
     ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-        tokio::spawn(hood_api::serve(self.listener, self.router, stop, drain))
+        let follower = self.follower;
+        tokio::spawn(async move {
+            let served = hood_api::serve(self.listener, self.router, stop, drain).await;
+            if let Some(f) = follower {
+                f.abort();
+            }
+            served
+        })
     }
 }
 

@@ -804,6 +804,10 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
     let Some(s3) = hood_testkit::s3::S3Server::start("storage_cluster") else {
         return;
     };
+    // Credential changes reach the other replica's S3 endpoint over it.
+    let Some(nats) = hood_testkit::NatsStream::unique("storage_cluster") else {
+        return;
+    };
     s3.create_bucket("hood-cluster");
     let master = hood_identity::master_key::MasterKey::generate();
     let dir = tempfile::tempdir().unwrap();
@@ -814,7 +818,8 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
         hood_testkit::s3::REGION
     );
     let env = |home: &Path| {
-        vec![
+        let mut env = nats.env();
+        env.extend([
             ("DATABASE_URL", db.url.clone()),
             ("HOOD_MASTER_KEY", master.to_base64()),
             ("HOOD_HOME", home.display().to_string()),
@@ -828,7 +833,8 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
                 "AWS_SECRET_ACCESS_KEY",
                 hood_testkit::s3::SECRET_ACCESS_KEY.to_owned(),
             ),
-        ]
+        ]);
+        env
     };
     let (home_a, home_b) = (dir.path().join("a"), dir.path().join("b"));
     let (ok, out, err) = hood_cli(&["migrate"], &env(&home_a), None);
@@ -936,7 +942,9 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
     }
 
     // An S3 key issued on one replica reads through the other's S3
-    // endpoint; revoked on one, both endpoints refuse it within a second.
+    // endpoint. Its grants narrowed, then the key revoked, on one replica:
+    // both endpoints hold each change within a second, heard over the bus
+    // (a known key's standing is otherwise reused for 30 s).
     if let Some(venv) = hood_testkit::awscli_dir("storage_cluster (s3)") {
         let line = dir.path().join("hello.txt");
         std::fs::write(&line, "hello from replica a").unwrap();
@@ -973,6 +981,44 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
             &["put", "shared", "x", "no"],
         );
         assert_eq!(code, "AccessDenied");
+        cli(
+            &env_a,
+            &[
+                "service-account",
+                "grants",
+                &account,
+                "--grant",
+                &format!("storage.{slug}.namespaces.other=read"),
+            ],
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        for endpoint in [a.url("s3"), b.url("s3")] {
+            let (code, _) = probe(
+                &venv,
+                &endpoint,
+                &s3_key_pair,
+                &["get", "shared", "hello.txt"],
+            );
+            assert_eq!(code, "AccessDenied", "narrowed grants on {endpoint}");
+        }
+        cli(
+            &env_a,
+            &[
+                "service-account",
+                "grants",
+                &account,
+                "--grant",
+                &format!("storage.{slug}.namespaces.shared=read"),
+            ],
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let (code, _) = probe(
+            &venv,
+            &b.url("s3"),
+            &s3_key_pair,
+            &["get", "shared", "hello.txt"],
+        );
+        assert_eq!(code, "ok", "restored grants");
         cli(
             &env_b,
             &["service-account", "s3-key", "revoke", &account, &id],

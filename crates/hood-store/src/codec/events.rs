@@ -10,7 +10,7 @@ use hood_domain::incident::Incident;
 use hood_domain::lifecycle::{CommandState, HostState, NodeState};
 use hood_domain::node::Node;
 use hood_domain::rpc::RpcKey;
-use hood_domain::{ApiKeyId, HostId, OrgId, Timestamp, UserId};
+use hood_domain::{ApiKeyId, HostId, OrgId, ServiceAccountId, Timestamp, UserId};
 use serde_json::json;
 
 // -- identity --
@@ -97,6 +97,27 @@ pub(crate) fn api_key_revoked(org: OrgId, id: ApiKeyId, at: Timestamp) -> Domain
         aggregate_type: "api_key".into(),
         aggregate_id: id.to_string(),
         payload: json!({ "api_key_id": id, "org_id": org, "revoked_at": at }),
+    }
+}
+
+/// A service account's power changed: its grants were replaced, it was
+/// deleted (its keys with it), or one of its S3 keys was revoked. Caches
+/// of credentials evict what they hold of the organization.
+pub(crate) fn service_account_changed(
+    subject: &str,
+    org: OrgId,
+    account: ServiceAccountId,
+    access_key_id: Option<&str>,
+) -> DomainEvent {
+    let mut payload = json!({ "service_account_id": account, "org_id": org });
+    if let (Some(key), Some(obj)) = (access_key_id, payload.as_object_mut()) {
+        obj.insert("access_key_id".into(), json!(key));
+    }
+    DomainEvent {
+        subject: subject.into(),
+        aggregate_type: "service_account".into(),
+        aggregate_id: account.to_string(),
+        payload,
     }
 }
 

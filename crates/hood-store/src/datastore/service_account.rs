@@ -2,10 +2,13 @@
 
 use super::audit::{audit_value as value, insert_audit, Audited};
 use super::identity::insert_api_key;
+use super::outbox::insert_event;
 use super::SqlStore;
+use crate::codec::events;
 use crate::codec::{parse_id, write_error};
 use crate::db::{query, query_as, Tx};
 use crate::service_account::{S3Principal, ServiceAccountStore};
+use crate::service_account::{S3_KEY_REVOKED, SERVICE_ACCOUNT_DELETED, SERVICE_ACCOUNT_UPDATED};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use hood_domain::audit::AuditContext;
@@ -216,6 +219,11 @@ impl ServiceAccountStore for SqlStore {
             },
         )
         .await?;
+        insert_event(
+            &mut tx,
+            &events::service_account_changed(SERVICE_ACCOUNT_UPDATED, org, id, None),
+        )
+        .await?;
         tx.commit().await?;
         Ok(after)
     }
@@ -264,6 +272,11 @@ impl ServiceAccountStore for SqlStore {
                 before: Some(value(&before)?),
                 after: None,
             },
+        )
+        .await?;
+        insert_event(
+            &mut tx,
+            &events::service_account_changed(SERVICE_ACCOUNT_DELETED, org, id, None),
         )
         .await?;
         tx.commit().await?;
@@ -421,6 +434,11 @@ impl ServiceAccountStore for SqlStore {
                 before: Some(serde_json::json!({ "access_key_id": access_key_id })),
                 after: None,
             },
+        )
+        .await?;
+        insert_event(
+            &mut tx,
+            &events::service_account_changed(S3_KEY_REVOKED, org, account, Some(access_key_id)),
         )
         .await?;
         tx.commit().await?;
