@@ -52,9 +52,25 @@ impl HoodS3 {
         Router::new().fallback(move |req: Request| {
             let service = service.clone();
             async move {
+                let sends_body = carries_body(req.headers());
                 let req = req.map(s3s::Body::http_body_unsync);
                 match service.call(req).await {
-                    Ok(resp) => resp.map(axum::body::Body::new),
+                    Ok(resp) => {
+                        let mut resp = resp.map(axum::body::Body::new);
+                        // A refusal may come before the body was read (an
+                        // unknown upload, a denied bucket): whatever of it
+                        // is still in flight must not be taken for the
+                        // next request on the connection (a 1-byte body
+                        // became the first letter of the next method and
+                        // broke its signature), so the connection ends.
+                        if sends_body && !resp.status().is_success() {
+                            resp.headers_mut().insert(
+                                axum::http::header::CONNECTION,
+                                axum::http::HeaderValue::from_static("close"),
+                            );
+                        }
+                        resp
+                    }
                     Err(e) => {
                         tracing::warn!(error = ?e, "s3 request failed outside the protocol");
                         Response::from(
@@ -65,6 +81,16 @@ impl HoodS3 {
             }
         })
     }
+}
+
+/// Whether a request says a body follows (a length above 0, or chunks).
+fn carries_body(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|n| n > 0)
 }
 
 /// Which requests may go unsigned: only reads, which then reach public

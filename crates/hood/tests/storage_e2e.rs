@@ -1766,4 +1766,28 @@ async fn anonymous_s3_reads_reach_only_public_namespaces() {
         "an anonymous write stored nothing: {}",
         listed.body
     );
+
+    // Refused before its body arrived, a request's connection ends: the
+    // late body must not become the start of the next request (a 1-byte
+    // part once prefixed the next HEAD's method and broke its signature).
+    let addr = s3.trim_start_matches("http://").to_owned();
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(
+            b"PUT /anyone.site/late.bin HTTP/1.1\r\nHost: s3\r\nContent-Length: 1\r\n\r\n",
+        )
+        .unwrap();
+        // Everything the server sends until it closes (a timeout here
+        // would mean it kept the connection for the body).
+        let mut answer = Vec::new();
+        conn.read_to_end(&mut answer).unwrap();
+        String::from_utf8_lossy(&answer).to_ascii_lowercase()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("http/1.1 403"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
 }
