@@ -5,6 +5,7 @@
 //! external OIDC issuer, matched to a local user by verified e-mail.
 
 use crate::clock::now;
+use crate::key_standing::ApiKeyStanding;
 use crate::problem::ApiError;
 use crate::state::AppState;
 use axum::extract::FromRequestParts;
@@ -223,14 +224,34 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
     }
 }
 
+async fn read_api_key_standing(
+    state: &AppState,
+    prefix: &str,
+) -> Result<Option<ApiKeyStanding>, ApiError> {
+    state.metrics.api_key_read();
+    let Some(key) = state.store.find_api_key_by_prefix(prefix).await? else {
+        return Ok(None);
+    };
+    let user = state.store.get_user(key.user_id).await?;
+    let account = match state.store.service_account_of_key(key.id).await? {
+        Some(account) => match state.store.get_org(key.org_id).await? {
+            Some(org) => Some((account, org.slug)),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    Ok(Some(ApiKeyStanding::new(key, user, account)))
+}
+
 async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Caller, ApiError> {
     let invalid = || ApiError::Unauthorized("invalid API key".into());
     let (prefix, secret) = parse_api_key(token).ok_or_else(invalid)?;
-    let key = state
-        .store
-        .find_api_key_by_prefix(prefix)
+    let standing = state
+        .api_keys
+        .get_or_load(prefix, || read_api_key_standing(state, prefix))
         .await?
         .ok_or_else(invalid)?;
+    let key = &standing.key;
     if !verify_secret(secret, &key.secret_hash) {
         return Err(invalid());
     }
@@ -238,29 +259,31 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Caller, A
     if let Some(reason) = key.unusable_reason(now) {
         return Err(ApiError::Unauthorized(reason.into()));
     }
-    let user = active_user(state, key.user_id).await?;
+    let user = standing
+        .user
+        .as_ref()
+        .ok_or_else(|| ApiError::Unauthorized("user no longer exists".into()))?;
+    if user.disabled {
+        return Err(ApiError::Unauthorized("user is disabled".into()));
+    }
     if user.org_id != key.org_id {
         return Err(invalid());
     }
-    // Usage stamps are advisory: a failure to write one must not fail the call.
-    if let Err(e) = state.store.touch_api_key(key.id, now).await {
-        tracing::warn!(key_id = %key.id, error = %e, "could not record API key use");
-    }
-    let service_account = match state.store.service_account_of_key(key.id).await? {
-        Some(account) => {
-            let org = state
-                .store
-                .get_org(user.org_id)
-                .await?
-                .ok_or_else(invalid)?;
-            Some(ScopedAccount {
-                id: account.id,
-                org_slug: org.slug,
-                grants: account.grants,
-            })
+    if standing.stamp_due(std::time::Instant::now()) {
+        // Usage stamps are advisory: a failure to write one must not fail
+        // the call.
+        if let Err(e) = state.store.touch_api_key(key.id, now).await {
+            tracing::warn!(key_id = %key.id, error = %e, "could not record API key use");
         }
-        None => None,
-    };
+    }
+    let service_account = standing
+        .account
+        .as_ref()
+        .map(|(account, org_slug)| ScopedAccount {
+            id: account.id,
+            org_slug: org_slug.clone(),
+            grants: account.grants.clone(),
+        });
     Ok(Caller {
         user_id: user.id,
         org_id: user.org_id,
@@ -274,7 +297,7 @@ async fn authenticate_api_key(state: &AppState, token: &str) -> Result<Caller, A
         platform_admin: user.platform_admin && service_account.is_none(),
         credential: Credential::ApiKey {
             id: key.id,
-            scopes: key.scopes,
+            scopes: key.scopes.clone(),
         },
         service_account,
     })

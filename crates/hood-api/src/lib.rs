@@ -9,6 +9,7 @@ pub mod bootstrap;
 pub mod clock;
 pub mod extract;
 pub mod invoice_page;
+pub mod key_standing;
 pub mod limiter;
 pub mod metrics;
 pub mod openapi;

@@ -10,6 +10,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -39,6 +40,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     logins: Family<LoginLabels, Counter>,
+    api_key_reads: Counter,
+    credential_events_followed: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -61,11 +64,25 @@ impl Default for Metrics {
             latency.clone(),
         );
         registry.register("logins", "Login attempts by outcome", logins.clone());
+        let api_key_reads = Counter::default();
+        registry.register(
+            "api_key_reads",
+            "API keys' standing read from the store (the cache missed)",
+            api_key_reads.clone(),
+        );
+        let credential_events_followed = Gauge::default();
+        registry.register(
+            "credential_events_followed",
+            "1 while credential changes are heard over the bus (cached keys kept 30 s), 0 while not (re-read each second)",
+            credential_events_followed.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
             logins,
+            api_key_reads,
+            credential_events_followed,
         }
     }
 }
@@ -78,6 +95,16 @@ impl Metrics {
             tracing::error!("could not encode metrics");
         }
         out
+    }
+
+    /// Counts a read of an API key's standing from the store.
+    pub fn api_key_read(&self) {
+        self.api_key_reads.inc();
+    }
+
+    /// Whether credential changes are heard now (set at each scrape).
+    pub fn set_credential_events_followed(&self, followed: bool) {
+        self.credential_events_followed.set(i64::from(followed));
     }
 
     /// Counts a login attempt: `ok`, `bad_credentials`, `rate_limited`.

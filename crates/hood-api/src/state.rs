@@ -9,6 +9,7 @@ use hood_app::{
 use hood_chains::ChainCatalog;
 use hood_domain::rpc::PlanCatalog;
 use hood_domain::sku::SkuCatalog;
+use hood_identity::credential_cache::{CredentialCache, CredentialEvictor};
 use hood_identity::master_key::MasterKey;
 use hood_identity::oidc::OidcVerifier;
 use hood_identity::tokens::TokenIssuer;
@@ -68,6 +69,9 @@ pub struct AppState {
     pub terminals: Option<TerminalService>,
     /// Storage namespaces and objects; `None` answers 503.
     pub storage: Option<hood_storage::Storage>,
+    /// API keys' standing, read once and reused until a credential change
+    /// of their organization (heard over the bus, or made here) evicts it.
+    pub api_keys: Arc<CredentialCache<crate::key_standing::ApiKeyStanding>>,
 }
 
 impl AppState {
@@ -186,6 +190,18 @@ impl AppState {
             notify: NotifierConfig::default(),
             terminals: None,
             storage: None,
+            api_keys: Arc::new(CredentialCache::new()),
         }
+    }
+
+    /// The API keys' cache, for `hood_bus::follow_credential_events`.
+    pub fn credential_cache(&self) -> Arc<dyn CredentialEvictor> {
+        self.api_keys.clone()
+    }
+
+    /// Forgets the cached keys of `org` on this replica at once, after a
+    /// change this replica made (other replicas hear it over the bus).
+    pub(crate) fn credentials_changed(&self, org: hood_domain::OrgId) {
+        self.api_keys.evict_org(org);
     }
 }

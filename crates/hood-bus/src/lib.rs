@@ -16,10 +16,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
+mod credentials;
 mod memory;
 mod nats;
 mod relay;
 
+pub use credentials::follow_credential_events;
 pub use memory::InProcessBus;
 pub use nats::{NatsBus, NatsOptions};
 pub use relay::{OutboxRelay, RelayConfig, RelayError, RelayHandle, RelayWaker};

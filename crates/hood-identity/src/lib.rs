@@ -7,6 +7,7 @@
 //! and pass `now` in so that expiry is testable.
 
 pub mod api_keys;
+pub mod credential_cache;
 pub mod envelope;
 pub mod errors;
 mod jwt;

@@ -12,7 +12,7 @@ mod errors;
 mod ops;
 mod principals;
 
-pub use principals::{follow_credential_events, Principal, Principals, PRINCIPAL_TTL, WATCHED_TTL};
+pub use principals::{Principal, Principals};
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};

@@ -137,9 +137,17 @@ pub async fn up(
         state = state.with_storage(storage);
     }
     let bus = health_args.bus.connect().await?;
-    if let Some(s3) = s3.as_mut() {
-        s3.follow(bus.clone());
-    }
+    // Every cached credential of this process (API keys, S3 keys) is
+    // evicted on the changes heard here.
+    let credentials = tokio::spawn(hood_bus::follow_credential_events(
+        std::iter::once(state.credential_cache())
+            .chain(
+                s3.as_ref()
+                    .map(crate::storage::S3Endpoint::credential_cache),
+            )
+            .collect(),
+        bus.clone(),
+    ));
     let console_bus = bus.clone();
     let health = crate::health::HealthRole::start(
         &health_args,
@@ -258,6 +266,7 @@ pub async fn up(
     for task in [api_task, auth_task].into_iter().chain(s3_task) {
         task.await.context("server task")?.context("server")?;
     }
+    credentials.abort();
     if let Some(task) = gateway_task {
         task.await
             .context("gateway task")?
@@ -498,13 +507,9 @@ pub async fn serve(
                      and storage replica",
             )?,
         };
-        let mut endpoint =
+        let endpoint =
             crate::storage::S3Endpoint::bind(&opts.storage, storage, store.clone(), &master)
                 .await?;
-        // Without a bus, keys are re-read every second instead.
-        if health_args.bus.nats_url.is_some() {
-            endpoint.follow(health_args.bus.connect().await?);
-        }
         names.push("storage");
         println!("s3: {}", endpoint.url()?);
         s3 = Some(endpoint);
@@ -520,6 +525,27 @@ pub async fn serve(
             "serving roles {} (no HTTP listener: --listen ADDR serves /healthz, /readyz and /metrics)",
             names.join(",")
         ),
+    }
+    // Cached credentials (the api role's API keys, the storage role's S3
+    // keys) are evicted on changes heard over the bus; without one, they
+    // are re-read every second instead.
+    let mut credentials = None;
+    if health_args.bus.nats_url.is_some() {
+        let caches: Vec<_> = roles
+            .contains(&HttpRole::Api)
+            .then(|| state.credential_cache())
+            .into_iter()
+            .chain(
+                s3.as_ref()
+                    .map(crate::storage::S3Endpoint::credential_cache),
+            )
+            .collect();
+        if !caches.is_empty() {
+            let bus = health_args.bus.connect().await?;
+            credentials = Some(tokio::spawn(hood_bus::follow_credential_events(
+                caches, bus,
+            )));
+        }
     }
     let mut router = hood_api::router(state.clone(), &roles);
     if roles.contains(&HttpRole::Api) {
@@ -570,6 +596,9 @@ pub async fn serve(
     }
     if let Some(task) = s3_task {
         task.await.context("s3 task")?.context("s3 endpoint")?;
+    }
+    if let Some(task) = credentials {
+        task.abort();
     }
     if let Some(e) = edge {
         // Usage is on the bus once this returns; ingestion (here or on any

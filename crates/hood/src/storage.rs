@@ -34,7 +34,6 @@ pub struct S3Endpoint {
     pub listener: tokio::net::TcpListener,
     pub router: axum::Router,
     principals: Arc<hood_s3::Principals>,
-    follower: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl S3Endpoint {
@@ -52,20 +51,13 @@ impl S3Endpoint {
             listener,
             router: hood_s3::HoodS3::new(storage, Arc::clone(&principals)).router(),
             principals,
-            follower: None,
         })
     }
 
-    /// Hears credential changes on `bus` (the one the outbox relay feeds),
-    /// so keys are evicted at once instead of re-read every second.
-    pub fn follow(&mut self, bus: Arc<dyn hood_bus::EventBus>) {
-        if let Some(old) = self.follower.take() {
-            old.abort();
-        }
-        self.follower = Some(tokio::spawn(hood_s3::follow_credential_events(
-            Arc::clone(&self.principals),
-            bus,
-        )));
+    /// The access keys' cache, which credential changes on the bus evict
+    /// (without a bus, keys are re-read every second).
+    pub fn credential_cache(&self) -> Arc<dyn hood_identity::credential_cache::CredentialEvictor> {
+        self.principals.credential_cache()
     }
 
     pub fn url(&self) -> Result<String> {
@@ -78,14 +70,7 @@ impl S3Endpoint {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
         drain: std::time::Duration,
     ) -> tokio::task::JoinHandle<std::io::Result<()>> {
-        let follower = self.follower;
-        tokio::spawn(async move {
-            let served = hood_api::serve(self.listener, self.router, stop, drain).await;
-            if let Some(f) = follower {
-                f.abort();
-            }
-            served
-        })
+        tokio::spawn(hood_api::serve(self.listener, self.router, stop, drain))
     }
 }
 

@@ -908,12 +908,15 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
         "one blob in S3"
     );
 
-    // A service account's key: read on one replica, deleted on the other,
-    // refused at once everywhere.
+    // A service account's API key, used on both replicas (each caches its
+    // standing): its grants narrowed on one replica, restored, then the
+    // account deleted on the other; each change holds on both within a
+    // second, heard over the bus (a known key is otherwise reused for 30 s).
     let slug = api_a.get("/api/v1/me", &key).await.body["org"]["slug"]
         .as_str()
         .unwrap()
         .to_owned();
+    let shared_read = format!("storage.{slug}.namespaces.shared=read");
     let account = cli_json(
         &env_a,
         &[
@@ -921,7 +924,7 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
             "create",
             "reader",
             "--grant",
-            &format!("storage.{slug}.namespaces.shared=read"),
+            &shared_read,
         ],
     );
     let id = account["id"].as_str().unwrap().to_owned();
@@ -929,16 +932,55 @@ async fn two_cluster_replicas_share_namespaces_on_postgres_and_s3() {
         .as_str()
         .unwrap()
         .to_owned();
-    let r = api_b
-        .get("/api/v1/storage/namespaces/shared/objects", &token)
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    cli(&env_b, &["service-account", "delete", &id]);
+    let listing = "/api/v1/storage/namespaces/shared/objects";
     for api in [&api_a, &api_b] {
-        let r = api
-            .get("/api/v1/storage/namespaces/shared/objects", &token)
-            .await;
-        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+        let r = api.get(listing, &token).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    // Each replica follows the bus (so a standing lives 30 s, and only an
+    // event can end it within a second) and reads a key once, not per
+    // request.
+    for api in [&api_a, &api_b] {
+        assert_eq!(api.metric("hood_credential_events_followed").await, 1.0);
+        let reads = api.metric("hood_api_key_reads_total").await;
+        for _ in 0..20 {
+            assert_eq!(api.get(listing, &token).await.status, StatusCode::OK);
+        }
+        assert_eq!(
+            api.metric("hood_api_key_reads_total").await,
+            reads,
+            "a cached key is not read again"
+        );
+    }
+    cli(
+        &env_a,
+        &[
+            "service-account",
+            "grants",
+            &id,
+            "--grant",
+            &format!("storage.{slug}.namespaces.other=read"),
+        ],
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for api in [&api_a, &api_b] {
+        let r = api.get(listing, &token).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "narrowed: {}", r.text);
+    }
+    cli(
+        &env_a,
+        &["service-account", "grants", &id, "--grant", &shared_read],
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for api in [&api_a, &api_b] {
+        let r = api.get(listing, &token).await;
+        assert_eq!(r.status, StatusCode::OK, "restored: {}", r.text);
+    }
+    cli(&env_b, &["service-account", "delete", &id]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for api in [&api_a, &api_b] {
+        let r = api.get(listing, &token).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "deleted: {}", r.text);
     }
 
     // An S3 key issued on one replica reads through the other's S3

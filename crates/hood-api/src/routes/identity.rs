@@ -462,6 +462,7 @@ pub async fn update_user(
         user.password_hash = Some(hash(&p)?);
     }
     state.store.update_user(&user).await?;
+    state.credentials_changed(user.org_id);
     Ok(Json(UserView::from(&user)))
 }
 
@@ -485,7 +486,9 @@ pub async fn delete_user(
             "you cannot delete a user with more permissions than you".into(),
         ));
     }
-    if !state.store.delete_user(org_id, user_id).await? {
+    let deleted = state.store.delete_user(org_id, user_id).await?;
+    state.credentials_changed(org_id);
+    if !deleted {
         return Err(ApiError::NotFound("user"));
     }
     Ok(StatusCode::NO_CONTENT)
@@ -616,7 +619,8 @@ pub async fn get_api_key(
 #[utoipa::path(delete, path = "/api/v1/api-keys/{key_id}", tag = "api-keys",
     params(("key_id" = Uuid, Path)), responses((status = 204, description = "The key is revoked")),
     security(("bearer" = ["read"])))]
-/// Revokes a key at once. Idempotent.
+/// Revokes a key: refused at once on this replica, within a second on
+/// every other. Idempotent.
 pub async fn revoke_api_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -627,6 +631,7 @@ pub async fn revoke_api_key(
         .store
         .revoke_api_key(caller.org_id, key.id, now())
         .await?;
+    state.credentials_changed(key.org_id);
     tracing::info!(key_id = %key.id, by = %caller.user_id, "API key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

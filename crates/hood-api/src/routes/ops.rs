@@ -71,5 +71,8 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
     responses((status = 200, body = String, content_type = "application/openmetrics-text",
         description = "Prometheus metrics in the OpenMetrics text format")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state
+        .metrics
+        .set_credential_events_followed(state.api_keys.is_watching());
     ([(CONTENT_TYPE, OPENMETRICS)], state.metrics.render())
 }

@@ -278,7 +278,7 @@ pub async fn get_service_account(
     responses((status = 200, body = ServiceAccountView)),
     security(("bearer" = ["manage_keys"])))]
 /// Replaces a service account's grants; its keys see them at their next
-/// request.
+/// request on this replica, within a second on every other.
 pub async fn set_grants(
     State(state): State<AppState>,
     caller: Caller,
@@ -298,6 +298,7 @@ pub async fn set_grants(
             &audit_context(&caller, &headers),
         )
         .await?;
+    state.credentials_changed(caller.org_id);
     Ok(Json(ServiceAccountView::from(&account)))
 }
 
@@ -305,7 +306,8 @@ pub async fn set_grants(
     params(("account_id" = Uuid, Path)),
     responses((status = 204, description = "Deleted; every key of it revoked")),
     security(("bearer" = ["manage_keys"])))]
-/// Deletes a service account and revokes its keys at once.
+/// Deletes a service account and revokes its keys: refused at once on
+/// this replica, within a second on every other.
 pub async fn delete_service_account(
     State(state): State<AppState>,
     caller: Caller,
@@ -317,6 +319,7 @@ pub async fn delete_service_account(
         .store
         .delete_service_account(caller.org_id, id, now(), &audit_context(&caller, &headers))
         .await?;
+    state.credentials_changed(caller.org_id);
     if !deleted {
         return Err(ApiError::NotFound("service account"));
     }

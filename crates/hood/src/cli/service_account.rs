@@ -28,7 +28,7 @@ pub enum ServiceAccountCmd {
     Show {
         id: Uuid,
     },
-    /// Replaces an account's grants (its keys see them at once).
+    /// Replaces an account's grants (its keys see them within a second).
     Grants {
         id: Uuid,
         #[arg(long = "grant", value_name = "SCOPE=ACTIONS")]

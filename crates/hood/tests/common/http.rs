@@ -76,6 +76,24 @@ impl Api {
         self.call(Method::DELETE, path, token, None).await
     }
 
+    /// The value of an unlabelled metric on `/metrics` (`hood_` prefix
+    /// included), 0 when absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+            .find_map(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Signs a user in; returns the access token.
     pub async fn login(&self, email: &str, password: &str) -> String {
         let resp = self

@@ -107,6 +107,15 @@ impl Target {
         r
     }
 
+    /// Waits out the time a credential change takes to reach every
+    /// replica's cache (a second at most; the replica that made it forgets
+    /// at once, so one replica needs no wait).
+    pub async fn settle_credentials(&self) {
+        if self.urls.len() > 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        }
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Resp {
         self.call(Method::GET, path, Some(token), None).await
     }
@@ -543,8 +552,11 @@ pub async fn run(t: &Target) {
         )
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let r = t.get("/api/v1/me", &key_token).await;
-    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "revoked key refused");
+    t.settle_credentials().await;
+    for _ in &t.urls {
+        let r = t.get("/api/v1/me", &key_token).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "revoked key refused");
+    }
     let r = t.get("/api/v1/api-keys", &access).await;
     let listed = r.body["items"]
         .as_array()
@@ -554,6 +566,10 @@ pub async fn run(t: &Target) {
         .cloned()
         .expect("listed");
     assert!(listed["revoked_at"].is_string());
+    assert!(
+        listed["last_used_at"].is_string(),
+        "a used key is stamped: {listed}"
+    );
 
     // -- permissions inside an org --
     let r = t
@@ -700,4 +716,26 @@ pub async fn run(t: &Target) {
     // -- metrics saw it all, with route templates and no ids --
     let r = t.raw(Method::GET, "/metrics", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
+    // Keys were read from the store, but far fewer times than used.
+    for url in &t.urls {
+        let text = t
+            .http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        let reads: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("hood_api_key_reads_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("hood_api_key_reads_total is exported");
+        assert!(reads >= 1.0, "{url}: keys are read: {reads}");
+        assert!(
+            text.contains("hood_credential_events_followed "),
+            "{url}: whether credential events are followed is exported"
+        );
+    }
 }
