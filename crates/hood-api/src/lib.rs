@@ -21,6 +21,7 @@ pub mod state;
 pub mod views;
 
 mod audit;
+mod unread_body;
 
 use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
@@ -98,6 +99,7 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(axum::middleware::from_fn(unread_body::close_if_body_unread))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             metrics::track,
@@ -126,18 +128,11 @@ async fn refuse_announced_large_bodies(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if announced.is_some_and(|len| len > BODY_LIMIT_BYTES as u64) {
-        let mut refused = ApiError::PayloadTooLarge {
+        // The body is left unread: `unread_body` ends the connection.
+        return ApiError::PayloadTooLarge {
             limit: BODY_LIMIT_BYTES,
         }
         .into_response();
-        // The body is left unread, so this connection cannot carry another
-        // request: say so, or a client reuses it and its next request
-        // meets a closed socket.
-        refused.headers_mut().insert(
-            header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-        return refused;
     }
     next.run(req).await
 }

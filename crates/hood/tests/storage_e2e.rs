@@ -492,6 +492,56 @@ async fn namespaces_and_objects_through_the_cli_and_the_api() {
             "storage.namespace.purge"
         ]
     );
+
+    // An upload refused before its body was read ends its connection: the
+    // body still in flight must not be read as the next request. One whose
+    // body was read keeps it.
+    let addr = base.trim_start_matches("http://").to_owned();
+    let exchange = |addr: String, head: String, body: &'static [u8]| {
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Write};
+            let mut conn = std::net::TcpStream::connect(addr).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(10)))
+                .unwrap();
+            conn.write_all(head.as_bytes()).unwrap();
+            conn.write_all(body).unwrap();
+            // Everything until the server closes (a timeout here means
+            // it kept the connection open for more).
+            let mut answer = Vec::new();
+            let _ = conn.read_to_end(&mut answer);
+            String::from_utf8_lossy(&answer).to_ascii_lowercase()
+        })
+    };
+    let refused = exchange(
+        addr.clone(),
+        format!(
+            "PUT /api/v1/storage/namespaces/nowhere/objects/late.bin HTTP/1.1\r\nHost: hood\r\n\
+             Authorization: Bearer {key}\r\nContent-Length: 1\r\n\r\n"
+        ),
+        b"",
+    )
+    .await
+    .unwrap();
+    assert!(refused.starts_with("http/1.1 404"), "{refused}");
+    assert!(refused.contains("connection: close"), "{refused}");
+    cli(&env, &["storage", "ns", "create", "kept"]);
+    // Stored, then a second request on the same connection is answered.
+    let stored = exchange(
+        addr,
+        format!(
+            "PUT /api/v1/storage/namespaces/kept/objects/one.bin HTTP/1.1\r\nHost: hood\r\n\
+             Authorization: Bearer {key}\r\nContent-Length: 1\r\n\r\n"
+        ),
+        b"zGET /healthz HTTP/1.1\r\nHost: hood\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (first, second) = stored
+        .split_once("http/1.1 200")
+        .unwrap_or_else(|| panic!("the connection carried a second request: {stored}"));
+    assert!(first.starts_with("http/1.1 201"), "{stored}");
+    assert!(!first.contains("connection: close"), "{stored}");
+    assert!(second.contains("connection: close"), "{stored}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
