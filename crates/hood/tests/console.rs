@@ -431,6 +431,29 @@ async fn console_security() {
     );
     assert_eq!(r.headers()["content-security-policy"], "sandbox");
     assert_eq!(r.text().await.unwrap(), "real bytes");
+    // A form that names no object goes back to the namespace saying so,
+    // for presigning and deleting alike, and changes nothing.
+    for action in ["presign", "delete-object"] {
+        let r = admin
+            .post(format!("{base}/console/storage/uploads/{action}"))
+            .form(&[("_csrf", csrf.as_str()), ("key", "")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303, "{action}");
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.ends_with("/console/storage/uploads"), "{location}");
+        let page = admin
+            .get(format!("{base}{location}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("Name the object"), "{action}: {page}");
+    }
+    assert_eq!(admin.get(&upload).send().await.unwrap().status(), 200);
 
     let orgs = api.get("/api/v1/orgs", &admin_key).await;
     assert!(

@@ -12,7 +12,7 @@ use crate::session::{public_base, redirect_with};
 use crate::viewer::{Flash, Session};
 use crate::Console;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use hood_api::routes::storage::{
@@ -401,6 +401,20 @@ fn form_key(form: &FormData, name: &str) -> Result<(String, String), String> {
     Ok((key, back))
 }
 
+/// Back to the namespace with what was wrong with the form.
+fn form_refused(console: &Console, headers: &HeaderMap, name: &str, message: String) -> Response {
+    redirect_with(
+        console,
+        headers,
+        &browse_href(name, ""),
+        Flash {
+            message,
+            error: true,
+            ..Flash::default()
+        },
+    )
+}
+
 pub(crate) async fn presign(
     State(console): State<Console>,
     Extension(session): Extension<Session>,
@@ -414,18 +428,7 @@ pub(crate) async fn presign(
     };
     let (key, back) = match form_key(&form, &name) {
         Ok(k) => k,
-        Err(message) => {
-            return redirect_with(
-                &console,
-                &headers,
-                &browse_href(&name, ""),
-                Flash {
-                    message,
-                    error: true,
-                    ..Flash::default()
-                },
-            )
-        }
+        Err(message) => return form_refused(&console, &headers, &name, message),
     };
     let method = form.get("method").unwrap_or_else(|| "GET".into());
     let expires = form
@@ -474,7 +477,7 @@ pub(crate) async fn delete_object(
     };
     let (key, back) = match form_key(&form, &name) {
         Ok(k) => k,
-        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+        Err(message) => return form_refused(&console, &headers, &name, message),
     };
     super::act_and_return(
         &console,
