@@ -91,6 +91,17 @@ pub fn render(
                 format!("Late usage, period {} to {}", period.start, period.end),
                 String::new(),
             ),
+            LineSource::Allocations {
+                sku,
+                price_per_minute_minor,
+                seconds,
+            } => (
+                format!(
+                    "Allocations of {sku} at {} a minute",
+                    money(*price_per_minute_minor, &invoice.currency)
+                ),
+                format!("{seconds} s"),
+            ),
         };
         let _ = write!(
             html,

@@ -270,13 +270,14 @@ impl AllocationService {
     }
 
     /// What the organization's allocations were active for in `[from,
-    /// to)`, each at its price (prepaid credits' accrual).
+    /// to)`, each with its SKU and at its price (prepaid credits' accrual,
+    /// postpaid invoices, budgets).
     pub async fn active_spans(
         &self,
         org: OrgId,
         from: Timestamp,
         to: Timestamp,
-    ) -> AppResult<Vec<(Currency, ActiveSpan)>> {
+    ) -> AppResult<Vec<(Currency, String, ActiveSpan)>> {
         Ok(self
             .allocations
             .allocations_active_between(org, from, to)
@@ -285,6 +286,7 @@ impl AllocationService {
             .filter_map(|a| {
                 Some((
                     a.currency,
+                    a.sku,
                     ActiveSpan {
                         price_per_minute_minor: a.price_per_minute_minor,
                         from: a.active_since?,
@@ -370,8 +372,8 @@ impl AllocationService {
             .active_spans(budget.org_id, from, now)
             .await?
             .into_iter()
-            .filter(|(c, _)| *c == budget.currency)
-            .map(|(_, span)| span)
+            .filter(|(c, _, _)| *c == budget.currency)
+            .map(|(_, _, span)| span)
             .collect();
         spent_minor(&spans, from, now, &budget.currency)
             .map_err(|e| AppError::Internal(format!("budget: {e}")))

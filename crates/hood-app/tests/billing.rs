@@ -1147,7 +1147,104 @@ async fn allocation_fixture(env: &Env) -> hood_app::AllocationService {
         .with_clock(env.clock.clone())
 }
 
-/// Titles of the organization's unresolved billing incidents, sorted.
+/// Postpaid allocations: an organization on a subscription and not on
+/// prepaid credits finds its allocations' active time on the period's
+/// invoice, at each allocation's own price, once per SKU and price; one on
+/// prepaid credits (which pay it minute by minute) sees no such line.
+async fn postpaid_allocations_are_invoiced_at_their_own_price(env: Env) {
+    use hood_app::allocations::CreateAllocation;
+    use hood_domain::allocation::AllocationSpec;
+    use hood_domain::audit::AuditContext;
+    use hood_domain::lifecycle::AllocationState;
+
+    let at = |ms: i64| Timestamp(JAN_1 + ms);
+    let allocations = allocation_fixture(&env).await;
+    let b = env
+        .billing
+        .clone()
+        .with_allocation_service(allocations.clone());
+    b.create_rate_card(card()).await.unwrap();
+    b.create_subscription(env.org, hybrid()).await.unwrap();
+    let user = AuditContext {
+        actor: "user:test".into(),
+        request_id: None,
+        reason: None,
+    };
+    let worker = AuditContext::system("orchestrator");
+    let step = async |id, path: &[AllocationState], ms| {
+        env.store
+            .transition_allocation(id, path, at(ms), "allocation.step", None, &worker)
+            .await
+            .unwrap()
+            .unwrap();
+    };
+    let ask = || CreateAllocation {
+        sku: "cpu.1c".into(),
+        spec: AllocationSpec::default(),
+        idempotency_key: None,
+    };
+    use AllocationState::{Active, Provisioning, Releasing, Requested};
+    // One active for 90 minutes on January 2nd; one active for the last
+    // hour of January and still running in February.
+    env.clock.set(at(DAY));
+    let first = allocations.create(env.org, ask(), &user).await.unwrap();
+    let first = first.allocation.id;
+    step(first, &[Requested, Provisioning], DAY).await;
+    step(first, &[Provisioning, Active], DAY).await;
+    step(first, &[Active, Releasing], DAY + 90 * 60_000).await;
+    env.clock.set(at(31 * DAY - HOUR));
+    let second = allocations.create(env.org, ask(), &user).await.unwrap();
+    let second = second.allocation.id;
+    step(second, &[Requested, Provisioning], 31 * DAY - HOUR).await;
+    step(second, &[Provisioning, Active], 31 * DAY - HOUR).await;
+
+    env.clock.set(at(31 * DAY + HOUR));
+    let report = b.close_periods(None, None).await.unwrap();
+    assert_eq!(report.issued.len(), 1, "{:?}", report.failed);
+    let invoice = &report.issued[0];
+    let billed: Vec<(&LineSource, u64)> = invoice
+        .lines
+        .iter()
+        .filter(|l| matches!(l.source, LineSource::Allocations { .. }))
+        .map(|l| (&l.source, l.amount_minor))
+        .collect();
+    // 150 minutes at 3 cents: 4.50.
+    assert_eq!(
+        billed,
+        [(
+            &LineSource::Allocations {
+                sku: "cpu.1c".into(),
+                price_per_minute_minor: 3,
+                seconds: 150 * 60,
+            },
+            450
+        )]
+    );
+    let sum: u64 = invoice.lines.iter().map(|l| l.amount_minor).sum();
+    assert_eq!(invoice.total_minor, sum, "the line is in the total");
+    assert!(
+        b.close_periods(None, None).await.unwrap().issued.is_empty(),
+        "billed once"
+    );
+
+    // On prepaid credits from February: the allocation still running is
+    // paid from them, so February's invoice has no allocations line.
+    b.enable_credits(env.org, EnableCredits::default())
+        .await
+        .unwrap();
+    env.clock.set(at(59 * DAY + HOUR));
+    let report = b.close_periods(None, None).await.unwrap();
+    assert_eq!(report.issued.len(), 1, "{:?}", report.failed);
+    assert!(
+        !report.issued[0]
+            .lines
+            .iter()
+            .any(|l| matches!(l.source, LineSource::Allocations { .. })),
+        "{:?}",
+        report.issued[0].lines
+    );
+}
+
 /// Allocations on prepaid credits: each active minute is charged at the
 /// allocation's price, pro rata; the next window's hold covers what the
 /// running allocations will cost in it, so when the balance cannot, the
@@ -1571,6 +1668,7 @@ async fn an_allocation_budget_refuses_and_releases_at_its_cap(env: Env) {
     assert_eq!(feb.spent_minor, 0, "the new allocation never became active");
 }
 
+/// Titles of the organization's unresolved billing incidents, sorted.
 async fn open_alerts(env: &Env) -> Vec<String> {
     let mut titles: Vec<String> = env
         .store
@@ -1609,6 +1707,7 @@ macro_rules! both {
 }
 
 both!(
+    postpaid_allocations_are_invoiced_at_their_own_price,
     an_allocation_budget_refuses_and_releases_at_its_cap,
     an_operator_refund_restores_credits_once_with_its_reason,
     allocations_accrue_by_the_minute_and_are_released_when_credits_run_out,

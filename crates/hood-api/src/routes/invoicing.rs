@@ -726,7 +726,7 @@ pub async fn reconciliation(
 /// One line of an invoice.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct LineView {
-    /// fee | usage | adjustment
+    /// fee | usage | adjustment | allocations
     pub kind: String,
     pub description: String,
     pub amount_minor: u64,
@@ -740,6 +740,10 @@ pub struct LineView {
     /// The earlier period an adjustment bills late usage of.
     pub adjusts_period_start: Option<String>,
     pub adjusts_period_end: Option<String>,
+    /// What a minute of an allocations line's SKU cost when its
+    /// allocations were made (`dimensions` names the `sku`, `quantity`
+    /// the seconds they were active).
+    pub price_per_minute_minor: Option<u64>,
 }
 
 fn describe_reading(r: &Reading) -> String {
@@ -768,6 +772,7 @@ impl From<&Line> for LineView {
             included: None,
             adjusts_period_start: None,
             adjusts_period_end: None,
+            price_per_minute_minor: None,
         };
         match &l.source {
             LineSource::Fee => LineView {
@@ -794,6 +799,20 @@ impl From<&Line> for LineView {
                 ),
                 adjusts_period_start: Some(period.start.to_string()),
                 adjusts_period_end: Some(period.end.to_string()),
+                ..base
+            },
+            LineSource::Allocations {
+                sku,
+                price_per_minute_minor,
+                seconds,
+            } => LineView {
+                kind: "allocations".into(),
+                description: format!(
+                    "Allocations of {sku} ({seconds} s at {price_per_minute_minor} minor units a minute)"
+                ),
+                dimensions: Some(BTreeMap::from([("sku".to_owned(), sku.clone())])),
+                quantity: Some(*seconds),
+                price_per_minute_minor: Some(*price_per_minute_minor),
                 ..base
             },
         }

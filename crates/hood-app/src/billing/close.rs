@@ -15,6 +15,8 @@ use crate::error::{AppError, AppResult};
 use hood_domain::billing::builtin::{
     billable_millis, compute_unit_readings, node_time_readings, NODE_SECONDS, RPC_COMPUTE_UNITS,
 };
+use hood_domain::billing::credits::allocation_lines;
+use hood_domain::billing::posting::minor_exponent;
 use hood_domain::billing::{
     adjustment, aggregate, monthly_period, rate_period, Invoice, LineSource, Period, RateCard,
     Reading, Subscription,
@@ -166,6 +168,7 @@ impl BillingService {
         let rated = rate_period(&sub.terms, &sub.currency, &card, &readings)
             .map_err(|e| AppError::Conflict(format!("period {}: {e}", period.start)))?;
         let mut lines = rated.lines;
+        lines.extend(self.postpaid_allocations(sub, period, card.version).await?);
         lines.extend(self.late_usage(sub, period).await?);
         let total_minor = lines
             .iter()
@@ -191,6 +194,49 @@ impl BillingService {
             void_reason: None,
             posted_at: None,
         })
+    }
+
+    /// The period's allocation time at each allocation's own price, for an
+    /// organization that is not on prepaid credits (those pay it from
+    /// their credits, minute by minute, and see no such line).
+    async fn postpaid_allocations(
+        &self,
+        sub: &Subscription,
+        period: Period,
+        rate_card_version: u32,
+    ) -> AppResult<Vec<hood_domain::billing::Line>> {
+        let Some(allocations) = &self.allocation_service else {
+            return Ok(Vec::new());
+        };
+        if self
+            .stores
+            .credits
+            .get_credit_account(sub.org_id)
+            .await?
+            .is_some()
+        {
+            return Ok(Vec::new());
+        }
+        let (from, to) = (day_start(period.start), day_start(period.end));
+        let mut spans = Vec::new();
+        for (currency, sku, span) in allocations.active_spans(sub.org_id, from, to).await? {
+            if currency != sub.currency {
+                return Err(AppError::Conflict(format!(
+                    "period {}: an allocation of {sku} is priced in {currency} but the \
+                     subscription bills in {}",
+                    period.start, sub.currency
+                )));
+            }
+            spans.push((sku, span));
+        }
+        allocation_lines(
+            &spans,
+            from,
+            to,
+            minor_exponent(&sub.currency),
+            rate_card_version,
+        )
+        .map_err(|e| AppError::Conflict(format!("period {}: {e}", period.start)))
     }
 
     async fn card(&self, version: u32) -> AppResult<RateCard> {

@@ -462,14 +462,14 @@ impl BillingService {
             return Ok((0, 0));
         };
         let spans = allocations.active_spans(account.org_id, t0, t1).await?;
-        if let Some((other, _)) = spans.iter().find(|(c, _)| c != currency) {
+        if let Some((other, _, _)) = spans.iter().find(|(c, _, _)| c != currency) {
             return Err(AppError::Conflict(format!(
                 "an allocation is priced in {other} but the organization's credits are in \
                  {currency}"
             )));
         }
         let exponent = minor_exponent(currency);
-        let spans: Vec<ActiveSpan> = spans.into_iter().map(|(_, s)| s).collect();
+        let spans: Vec<ActiveSpan> = spans.into_iter().map(|(_, _, s)| s).collect();
         let charged = allocation_charge(&spans, t0, t1, scale, exponent)
             .map_err(|e| AppError::Conflict(e.to_string()))?;
         let next_end = t1.plus_millis(account.window_ms);

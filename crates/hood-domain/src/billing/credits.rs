@@ -17,9 +17,10 @@
 
 use super::meter::Reading;
 use super::posting::minor_exponent;
-use super::rating::{RateCard, RatingError};
+use super::rating::{Line, LineSource, RateCard, RatingError};
 use crate::{OrgId, Timestamp, TransferId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Default accrual window.
@@ -181,6 +182,45 @@ pub fn allocation_charge(
         .ok_or(RatingError::Overflow)
 }
 
+/// The invoice lines of allocations' active time in `[t0, t1)` for an
+/// organization that pays after the fact: one line per SKU and price (in
+/// name order), each priced like [`allocation_charge`] (pro rata to the
+/// millisecond, rounded half up once per line) in minor units of a
+/// currency with `minor_exponent` decimals; nothing to bill, no line.
+pub fn allocation_lines(
+    spans: &[(String, ActiveSpan)],
+    t0: Timestamp,
+    t1: Timestamp,
+    minor_exponent: u8,
+    rate_card_version: u32,
+) -> Result<Vec<Line>, RatingError> {
+    let mut groups: BTreeMap<(&str, u64), Vec<ActiveSpan>> = BTreeMap::new();
+    for (sku, span) in spans {
+        groups
+            .entry((sku.as_str(), span.price_per_minute_minor))
+            .or_default()
+            .push(*span);
+    }
+    let mut lines = Vec::new();
+    for ((sku, price_per_minute_minor), spans) in groups {
+        let ms: i64 = spans.iter().map(|s| s.overlap_ms(t0, t1)).sum();
+        let amount_minor = allocation_charge(&spans, t0, t1, minor_exponent, minor_exponent)?;
+        if ms <= 0 {
+            continue;
+        }
+        lines.push(Line {
+            source: LineSource::Allocations {
+                sku: sku.to_owned(),
+                price_per_minute_minor,
+                seconds: u64::try_from(ms / 1000).unwrap_or(0),
+            },
+            rate_card_version,
+            amount_minor,
+        });
+    }
+    Ok(lines)
+}
+
 /// The hold for the next window: what this one cost, at least one unit
 /// (an account with nothing left cannot hold even that, so it is cut off).
 pub fn next_hold_amount(last_window: u64) -> u64 {
@@ -237,6 +277,50 @@ mod tests {
             .sum();
         assert!(whole.abs_diff(parts) <= 2, "{whole} vs {parts}");
         assert_eq!(whole, 90_000 + 15_500);
+    }
+
+    #[test]
+    fn postpaid_allocation_lines_group_by_sku_and_price_and_bill_exactly() {
+        let spans = vec![
+            // 90 minutes of cpu.2c4g at 3 cents, in two allocations.
+            ("cpu.2c4g".to_owned(), span(3, 0, Some(3_600_000))),
+            ("cpu.2c4g".to_owned(), span(3, 5_400_000, None)),
+            // The same SKU made after a price change: its own line.
+            ("cpu.2c4g".to_owned(), span(4, 6_000_000, Some(6_030_000))),
+            // Half a minute of a GPU slice at 1.99 a minute: 99.5 → 100.
+            ("h200.1g.18gb".to_owned(), span(199, 0, Some(30_000))),
+            // Outside the period: no line.
+            ("cpu.8c32g".to_owned(), span(9, 7_200_000, None)),
+        ];
+        let lines = allocation_lines(&spans, Timestamp(0), Timestamp(7_200_000), 2, 7).unwrap();
+        let got: Vec<(String, u64, u64, u64)> = lines
+            .iter()
+            .map(|l| match &l.source {
+                LineSource::Allocations {
+                    sku,
+                    price_per_minute_minor,
+                    seconds,
+                } => (
+                    sku.clone(),
+                    *price_per_minute_minor,
+                    *seconds,
+                    l.amount_minor,
+                ),
+                other => panic!("not an allocation line: {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("cpu.2c4g".to_owned(), 3, 5_400, 270),
+                ("cpu.2c4g".to_owned(), 4, 30, 2),
+                ("h200.1g.18gb".to_owned(), 199, 30, 100),
+            ]
+        );
+        assert!(lines.iter().all(|l| l.rate_card_version == 7));
+        assert!(allocation_lines(&[], Timestamp(0), Timestamp(1), 2, 1)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

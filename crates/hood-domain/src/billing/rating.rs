@@ -176,6 +176,15 @@ pub enum LineSource {
         billed: Vec<Reading>,
         readings: Vec<Reading>,
     },
+    /// Allocations' active time in the period, of one SKU at the price
+    /// they were made at (postpaid: an organization on prepaid credits
+    /// pays it from them, minute by minute, instead).
+    Allocations {
+        sku: String,
+        price_per_minute_minor: u64,
+        /// Whole seconds active, summed over the allocations.
+        seconds: u64,
+    },
 }
 
 /// One line of an invoice.
@@ -530,7 +539,7 @@ mod tests {
             prop_assert_eq!(sum, rated.total_minor);
             let included: u64 = rated.lines.iter().filter_map(|l| match &l.source {
                 LineSource::Usage { priced, .. } => Some(priced.included),
-                LineSource::Fee | LineSource::Adjustment { .. } => None,
+                LineSource::Fee | LineSource::Adjustment { .. } | LineSource::Allocations { .. } => None,
             }).sum();
             let total_quantity: u64 = quantities.iter().sum();
             prop_assert_eq!(included, allowance.min(total_quantity));
