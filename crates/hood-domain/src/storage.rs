@@ -288,8 +288,11 @@ pub struct StoredObject {
     pub key: ObjectKey,
     pub blob_id: BlobId,
     pub size: u64,
-    /// Hex SHA-256 of the bytes; also the object's ETag.
+    /// Hex SHA-256 of the bytes; also the object's ETag in Hood's API.
     pub sha256: String,
+    /// Hex MD5 of the bytes: its ETag through S3 (`None` for an object
+    /// stored before Hood kept it, whose S3 ETag is the SHA-256).
+    pub md5: Option<String>,
     pub content_type: String,
     pub created_at: Timestamp,
 }
@@ -318,8 +321,20 @@ pub struct UploadPart {
     pub number: u32,
     pub blob_id: BlobId,
     pub size: u64,
-    /// Hex SHA-256 of the part's bytes; also its ETag.
+    /// Hex SHA-256 of the part's bytes; also its ETag in Hood's API.
     pub sha256: String,
+    /// Hex MD5 of the part's bytes: its ETag through S3 (`None` for a part
+    /// stored before Hood kept it).
+    pub md5: Option<String>,
+}
+
+impl UploadPart {
+    /// Whether `etag` (quoted or not) names this part: its SHA-256 (Hood's
+    /// API) or its MD5 (S3).
+    pub fn has_etag(&self, etag: &str) -> bool {
+        let hex = etag_hex(etag);
+        hex == self.sha256 || self.md5.as_deref() == Some(hex)
+    }
 }
 
 /// A part number from a client: 1 ..= [`MAX_PARTS`].
@@ -377,7 +392,7 @@ pub fn plan_completion(
         let part = uploaded
             .iter()
             .find(|p| p.number == *number)
-            .filter(|p| etag.as_deref().is_none_or(|e| etag_hex(e) == p.sha256))
+            .filter(|p| etag.as_deref().is_none_or(|e| p.has_etag(e)))
             .ok_or(CompletionError::InvalidPart { number: *number })?;
         plan.push(part.clone());
     }
@@ -484,6 +499,7 @@ mod tests {
             blob_id: BlobId::from_uuid(uuid::Uuid::from_u128(u128::from(number))),
             size,
             sha256: format!("{number:064x}"),
+            md5: Some(format!("{number:032x}")),
         }
     }
 
@@ -500,6 +516,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 3]);
+        // S3 clients send back the MD5 ETags S3 gave them.
+        let plan = plan_completion(
+            &[
+                (1, Some(format!("\"{:032x}\"", 1))),
+                (2, Some(format!("{:032x}", 2))),
+            ],
+            &uploaded,
+        )
+        .unwrap();
+        assert_eq!(plan.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(
+            plan_completion(&[(1, Some(format!("{:032x}", 2)))], &uploaded),
+            Err(CompletionError::InvalidPart { number: 1 }),
+            "another part's MD5"
+        );
     }
 
     #[test]

@@ -15,8 +15,11 @@ use hood_storage::{NewNamespace, StorageError, StorageResult};
 use s3s::dto::{self, ETag, StreamingBlob};
 use s3s::{s3_error, S3Request, S3Response, S3Result, S3};
 
-fn etag(sha256: &str) -> ETag {
-    ETag::Strong(sha256.to_owned())
+/// An object's or a part's S3 ETag: the MD5 of its bytes, what SDKs
+/// compare with the MD5 they computed (the SHA-256 for bytes stored before
+/// Hood kept the MD5).
+fn etag(md5: Option<&str>, sha256: &str) -> ETag {
+    ETag::Strong(md5.unwrap_or(sha256).to_owned())
 }
 
 fn timestamp(t: hood_domain::Timestamp) -> dto::Timestamp {
@@ -144,7 +147,7 @@ fn copy_source(source: &dto::CopySource) -> S3Result<(&str, &str)> {
 fn object_entry(o: &StoredObject) -> dto::Object {
     dto::Object {
         key: Some(o.key.to_string()),
-        e_tag: Some(etag(&o.sha256)),
+        e_tag: Some(etag(o.md5.as_deref(), &o.sha256)),
         size: Some(size(o.size)),
         last_modified: Some(timestamp(o.created_at)),
         storage_class: Some(dto::ObjectStorageClass::from_static(
@@ -282,7 +285,7 @@ impl S3 for HoodS3 {
             .await
             .map_err(s3)?;
         Ok(S3Response::new(dto::PutObjectOutput {
-            e_tag: Some(etag(&written.object.sha256)),
+            e_tag: Some(etag(written.object.md5.as_deref(), &written.object.sha256)),
             size: Some(size(written.object.size)),
             ..Default::default()
         }))
@@ -318,7 +321,7 @@ impl S3 for HoodS3 {
             content_length: Some(size(length)),
             content_range,
             content_type: Some(object.content_type.clone()),
-            e_tag: Some(etag(&object.sha256)),
+            e_tag: Some(etag(object.md5.as_deref(), &object.sha256)),
             last_modified: Some(timestamp(object.created_at)),
             accept_ranges: Some("bytes".into()),
             ..Default::default()
@@ -334,7 +337,7 @@ impl S3 for HoodS3 {
         Ok(S3Response::new(dto::HeadObjectOutput {
             content_length: Some(size(object.size)),
             content_type: Some(object.content_type.clone()),
-            e_tag: Some(etag(&object.sha256)),
+            e_tag: Some(etag(object.md5.as_deref(), &object.sha256)),
             last_modified: Some(timestamp(object.created_at)),
             accept_ranges: Some("bytes".into()),
             ..Default::default()
@@ -487,7 +490,7 @@ impl S3 for HoodS3 {
             .map_err(s3)?;
         Ok(S3Response::new(dto::CopyObjectOutput {
             copy_object_result: Some(dto::CopyObjectResult {
-                e_tag: Some(etag(&written.object.sha256)),
+                e_tag: Some(etag(written.object.md5.as_deref(), &written.object.sha256)),
                 last_modified: Some(timestamp(written.object.created_at)),
                 ..Default::default()
             }),
@@ -536,7 +539,7 @@ impl S3 for HoodS3 {
             .await
             .map_err(s3)?;
         Ok(S3Response::new(dto::UploadPartOutput {
-            e_tag: Some(etag(&part.sha256)),
+            e_tag: Some(etag(part.md5.as_deref(), &part.sha256)),
             ..Default::default()
         }))
     }
@@ -577,7 +580,7 @@ impl S3 for HoodS3 {
             .map_err(s3)?;
         Ok(S3Response::new(dto::UploadPartCopyOutput {
             copy_part_result: Some(dto::CopyPartResult {
-                e_tag: Some(etag(&part.sha256)),
+                e_tag: Some(etag(part.md5.as_deref(), &part.sha256)),
                 last_modified: Some(timestamp(read.object.created_at)),
                 ..Default::default()
             }),
@@ -614,7 +617,7 @@ impl S3 for HoodS3 {
         Ok(S3Response::new(dto::CompleteMultipartUploadOutput {
             bucket: Some(input.bucket.clone()),
             key: Some(input.key.clone()),
-            e_tag: Some(etag(&written.object.sha256)),
+            e_tag: Some(etag(written.object.md5.as_deref(), &written.object.sha256)),
             location: Some(format!("/{}/{}", input.bucket, input.key)),
             ..Default::default()
         }))
@@ -664,7 +667,7 @@ impl S3 for HoodS3 {
                 page.iter()
                     .map(|p| dto::Part {
                         part_number: i32::try_from(p.number).ok(),
-                        e_tag: Some(etag(&p.sha256)),
+                        e_tag: Some(etag(p.md5.as_deref(), &p.sha256)),
                         size: Some(size(p.size)),
                         ..Default::default()
                     })

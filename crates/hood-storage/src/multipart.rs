@@ -94,7 +94,7 @@ impl Storage {
         let blob = BlobId::from_uuid(uuid::Uuid::now_v7());
         self.inner.store.start_blob(blob, ns, self.now()).await?;
         let path = ObjectPath::from(blob_path(ns, blob));
-        let (sha256, size) = match self
+        let crate::write::BlobWritten { sha256, md5, size } = match self
             .write_blob(&path, body.as_mut(), limit, |_| StorageError::TooLarge {
                 limit,
             })
@@ -112,6 +112,7 @@ impl Storage {
             blob_id: blob,
             size,
             sha256,
+            md5: Some(md5),
         };
         match self.inner.store.commit_part(&part, self.now()).await {
             Ok(replaced) => {

@@ -9,6 +9,7 @@ use hood_domain::storage::{
 };
 use hood_domain::{BlobId, NamespaceId};
 use hood_store::storage::{ObjectWritten, WriteRefused};
+use md5::Md5;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 use object_store::ObjectStoreExt as _;
@@ -124,7 +125,7 @@ impl Storage {
                 }
             })
             .await;
-        let (sha256, size) = match written {
+        let BlobWritten { sha256, md5, size } = match written {
             Ok(v) => v,
             Err(e) => {
                 self.abandon(ns.id, blob).await;
@@ -137,6 +138,7 @@ impl Storage {
             blob_id: blob,
             size,
             sha256,
+            md5: Some(md5),
             content_type,
             created_at: self.now(),
         };
@@ -162,15 +164,16 @@ impl Storage {
         }
     }
 
-    /// Streams the body into `path`, hashing it; refuses (with `too_big`'s
-    /// error) the first chunk that takes it beyond `room` bytes.
+    /// Streams the body into `path`, hashing it (SHA-256 for Hood, MD5 for
+    /// S3's ETag); refuses (with `too_big`'s error) the first chunk that
+    /// takes it beyond `room` bytes.
     pub(crate) async fn write_blob<S, E>(
         &self,
         path: &ObjectPath,
         body: S,
         room: u64,
         too_big: impl Fn(u64) -> StorageError,
-    ) -> StorageResult<(String, u64)>
+    ) -> StorageResult<BlobWritten>
     where
         S: Stream<Item = Result<Bytes, E>> + Send,
         E: std::fmt::Display,
@@ -181,6 +184,7 @@ impl Storage {
             UPLOAD_BUFFER_BYTES,
         );
         let mut hasher = Sha256::new();
+        let mut md5 = Md5::new();
         let mut size = 0u64;
         let mut body = std::pin::pin!(body);
         while let Some(chunk) = body.next().await {
@@ -197,6 +201,7 @@ impl Storage {
                 return Err(too_big(size));
             }
             hasher.update(&chunk);
+            md5.update(&chunk);
             if let Err(e) = writer.put(chunk).await {
                 let _ = writer.abort().await;
                 return Err(e.into());
@@ -208,7 +213,11 @@ impl Storage {
                 source: Box::new(e),
             })
         })?;
-        Ok((hex::encode(hasher.finalize()), size))
+        Ok(BlobWritten {
+            sha256: hex::encode(hasher.finalize()),
+            md5: hex::encode(md5.finalize()),
+            size,
+        })
     }
 
     /// An upload that will not become an object: its blob is garbage, its
@@ -283,4 +292,11 @@ impl Storage {
         }
         Ok(())
     }
+}
+
+/// What [`Storage::write_blob`] stored: the bytes' digests (hex) and size.
+pub(crate) struct BlobWritten {
+    pub(crate) sha256: String,
+    pub(crate) md5: String,
+    pub(crate) size: u64,
 }

@@ -177,6 +177,11 @@ pub const SQLITE: &[Migration] = &[
         name: "s3",
         sql: include_str!("../migrations/sqlite/0027_s3.sql"),
     },
+    Migration {
+        version: 28,
+        name: "object_md5",
+        sql: include_str!("../migrations/sqlite/0028_object_md5.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -315,6 +320,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 27,
         name: "s3",
         sql: include_str!("../migrations/postgres/0027_s3.sql"),
+    },
+    Migration {
+        version: 28,
+        name: "object_md5",
+        sql: include_str!("../migrations/postgres/0028_object_md5.sql"),
     },
 ];
 

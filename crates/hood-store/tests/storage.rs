@@ -70,6 +70,7 @@ async fn write(
         blob_id: blob,
         size,
         sha256: format!("{size:064x}"),
+        md5: Some(format!("{size:032x}")),
         content_type: "application/octet-stream".into(),
         created_at: T0,
     };
@@ -281,6 +282,11 @@ async fn listings_follow_byte_order_by_prefix_and_page(db: &Harness) {
         )
         .await
         .unwrap();
+    assert!(
+        all.iter()
+            .all(|o| o.md5.as_deref() == Some(format!("{:032x}", 1).as_str())),
+        "the MD5 is stored and read back"
+    );
     // UTF-8 byte order: upper case first, `é` after every ASCII letter.
     assert_eq!(
         keys(all),
@@ -442,6 +448,7 @@ async fn an_abandoned_upload_is_swept_and_cannot_commit_afterwards(db: &Harness)
         blob_id: blob,
         size: 5,
         sha256: "0".repeat(64),
+        md5: None,
         content_type: "text/plain".into(),
         created_at: T0,
     };
@@ -469,6 +476,7 @@ async fn put_part(store: &dyn Store, ns: NamespaceId, upload: UploadId, number: 
         blob_id: blob,
         size: u64::from(number) * 10,
         sha256: format!("{number:064x}"),
+        md5: Some(format!("{number:032x}")),
     };
     store.commit_part(&part, T0).await.unwrap();
     part
@@ -498,6 +506,11 @@ async fn multipart_parts_are_blobs_until_the_upload_ends(db: &Harness) {
     let parts = store.upload_parts(upload.id).await.unwrap();
     assert_eq!(parts.iter().map(|p| p.number).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(parts[0].blob_id, again.blob_id);
+    assert_eq!(parts[0], again, "every field read back, the MD5 too");
+    assert_eq!(
+        parts[1].md5.as_deref(),
+        Some(format!("{:032x}", 2).as_str())
+    );
     let garbage = store.sweepable_blobs(T0, 10).await.unwrap();
     assert_eq!(
         garbage.iter().map(|b| b.id).collect::<Vec<_>>(),
@@ -529,6 +542,7 @@ async fn multipart_parts_are_blobs_until_the_upload_ends(db: &Harness) {
                 blob_id: late,
                 size: 1,
                 sha256: "0".repeat(64),
+                md5: None,
             },
             T0,
         )

@@ -1313,6 +1313,11 @@ async fn boto3_and_the_aws_cli_use_hoods_s3_endpoint() {
     assert_eq!(seen["listed_prefixes"], json!(["dir/"]), "{seen}");
     assert_eq!(seen["copy_after_delete"], "404", "{seen}");
     assert_eq!(seen["delete_nonempty_bucket"], "BucketNotEmpty", "{seen}");
+    assert_eq!(
+        seen["etags_are_md5"],
+        json!({"put": true, "head": true, "list": true, "multipart": true, "part": true}),
+        "{seen}"
+    );
     assert_eq!(seen["parts_listed"], json!([1, 2]), "{seen}");
     assert_eq!(seen["wrong_etag_completion"], "InvalidPart", "{seen}");
     assert_eq!(seen["small_part_completion"], "EntityTooSmall", "{seen}");

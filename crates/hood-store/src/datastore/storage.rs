@@ -17,7 +17,7 @@ use hood_domain::{BlobId, NamespaceId, OrgId, Timestamp, UploadId};
 const NS_COLUMNS: &str = "id, org_id, name, visibility, max_bytes, max_objects, used_bytes, \
                           object_count, state, created_at";
 const OBJECT_COLUMNS: &str =
-    "namespace_id, object_key, blob_id, size, sha256, content_type, created_at";
+    "namespace_id, object_key, blob_id, size, sha256, md5, content_type, created_at";
 
 #[derive(sqlx::FromRow)]
 struct NamespaceRow {
@@ -73,6 +73,7 @@ struct ObjectRow {
     blob_id: String,
     size: i64,
     sha256: String,
+    md5: Option<String>,
     content_type: String,
     created_at: i64,
 }
@@ -87,6 +88,7 @@ impl TryFrom<ObjectRow> for StoredObject {
             blob_id: parse_id("blob_id", &r.blob_id)?,
             size: unsigned("size", r.size)?,
             sha256: r.sha256,
+            md5: r.md5,
             content_type: r.content_type,
             created_at: Timestamp::from_millis(r.created_at),
         })
@@ -124,7 +126,7 @@ async fn lock_object(
 }
 
 const UPLOAD_COLUMNS: &str = "id, namespace_id, object_key, content_type, created_at";
-const PART_COLUMNS: &str = "upload_id, part_number, blob_id, size, sha256";
+const PART_COLUMNS: &str = "upload_id, part_number, blob_id, size, sha256, md5";
 
 #[derive(sqlx::FromRow)]
 struct UploadRow {
@@ -156,6 +158,7 @@ struct PartRow {
     blob_id: String,
     size: i64,
     sha256: String,
+    md5: Option<String>,
 }
 
 impl TryFrom<PartRow> for UploadPart {
@@ -168,6 +171,7 @@ impl TryFrom<PartRow> for UploadPart {
             blob_id: parse_id("blob_id", &r.blob_id)?,
             size: unsigned("size", r.size)?,
             sha256: r.sha256,
+            md5: r.md5,
         })
     }
 }
@@ -513,9 +517,9 @@ impl StorageStore for SqlStore {
             };
         let size = signed("size", object.size)?;
         query(format!(
-            "INSERT INTO storage_objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO storage_objects ({OBJECT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (namespace_id, object_key) DO UPDATE SET blob_id = excluded.blob_id, \
-             size = excluded.size, sha256 = excluded.sha256, \
+             size = excluded.size, sha256 = excluded.sha256, md5 = excluded.md5, \
              content_type = excluded.content_type, created_at = excluded.created_at"
         ))
         .bind(object.namespace_id.to_string())
@@ -523,6 +527,7 @@ impl StorageStore for SqlStore {
         .bind(object.blob_id.to_string())
         .bind(size)
         .bind(&object.sha256)
+        .bind(object.md5.as_deref())
         .bind(&object.content_type)
         .bind(object.created_at.millis())
         .execute(&mut tx)
@@ -744,15 +749,17 @@ impl StorageStore for SqlStore {
         .transpose()?;
         query(format!(
             "INSERT INTO storage_upload_parts ({PART_COLUMNS}, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (upload_id, part_number) DO UPDATE SET blob_id = excluded.blob_id, \
-             size = excluded.size, sha256 = excluded.sha256, created_at = excluded.created_at"
+             size = excluded.size, sha256 = excluded.sha256, md5 = excluded.md5, \
+             created_at = excluded.created_at"
         ))
         .bind(part.upload_id.to_string())
         .bind(i64::from(part.number))
         .bind(part.blob_id.to_string())
         .bind(signed("size", part.size)?)
         .bind(&part.sha256)
+        .bind(part.md5.as_deref())
         .bind(at.millis())
         .execute(&mut tx)
         .await?;

@@ -16,8 +16,8 @@ endpoint, access_key, secret, workdir = sys.argv[1:5]
 s3 = hood_s3.client(endpoint, access_key, secret)
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
+def digest_file(path, algorithm="sha256"):
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
@@ -48,7 +48,7 @@ with open(big, "rb") as f:
     out["range_matches"] = ranged["Body"].read() == f.read(1024)
 down = os.path.join(workdir, "big.down")
 s3.download_file("data", "dir/big.bin", down)
-out["download_matches"] = sha256_file(down) == sha256_file(big)
+out["download_matches"] = digest_file(down) == digest_file(big)
 os.remove(down)
 s3.copy_object(Bucket="data", Key="copy.bin", CopySource={"Bucket": "data", "Key": "dir/big.bin"})
 copied = s3.get_object(Bucket="data", Key="copy.bin", Range="bytes=0-1048575")["Body"].read()
@@ -60,10 +60,24 @@ out["listed_prefixes"] = [p["Prefix"] for p in listed.get("CommonPrefixes", [])]
 s3.delete_object(Bucket="data", Key="copy.bin")
 out["copy_after_delete"] = code(lambda: s3.head_object(Bucket="data", Key="copy.bin"))
 out["delete_nonempty_bucket"] = code(lambda: s3.delete_bucket(Bucket="data"))
+# ETags are the MD5 of the bytes, which SDKs compare with their own; a
+# multipart object's is the MD5 of the whole.
+small = b"hello, etag"
+small_md5 = '"%s"' % hashlib.md5(small).hexdigest()
+put = s3.put_object(Bucket="data", Key="etag.txt", Body=small)
+listed = s3.list_objects_v2(Bucket="data", Prefix="etag.txt")["Contents"]
+out["etags_are_md5"] = {
+    "put": put["ETag"] == small_md5,
+    "head": s3.head_object(Bucket="data", Key="etag.txt")["ETag"] == small_md5,
+    "list": [o["ETag"] for o in listed] == [small_md5],
+    "multipart": head["ETag"] == '"%s"' % digest_file(big, "md5"),
+}
+s3.delete_object(Bucket="data", Key="etag.txt")
 # An upload aborted leaves nothing; a part under 5 MiB cannot precede another.
 upload = s3.create_multipart_upload(Bucket="data", Key="aborted.bin")["UploadId"]
 part1 = s3.upload_part(Bucket="data", Key="aborted.bin", UploadId=upload, PartNumber=1, Body=b"x" * 1024)
 part2 = s3.upload_part(Bucket="data", Key="aborted.bin", UploadId=upload, PartNumber=2, Body=b"y" * 10)
+out["etags_are_md5"]["part"] = part1["ETag"] == '"%s"' % hashlib.md5(b"x" * 1024).hexdigest()
 out["parts_listed"] = [p["PartNumber"] for p in s3.list_parts(Bucket="data", Key="aborted.bin", UploadId=upload)["Parts"]]
 
 
