@@ -636,6 +636,57 @@ impl S3 for HoodS3 {
         Ok(S3Response::new(dto::AbortMultipartUploadOutput::default()))
     }
 
+    async fn list_multipart_uploads(
+        &self,
+        req: S3Request<dto::ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<dto::ListMultipartUploadsOutput>> {
+        let who = self.who(&req).await?;
+        let input = req.input;
+        let ns = self.write_bucket(&who, &input.bucket).await?;
+        let max = input.max_uploads.unwrap_or(1000).clamp(1, 1000);
+        let key_marker = input.key_marker.filter(|k| !k.is_empty());
+        // S3 ignores an upload-id marker without a key marker; a malformed
+        // one names no upload, so the key's uploads are all after it.
+        let after_upload = key_marker.as_ref().and_then(|_| {
+            input
+                .upload_id_marker
+                .as_deref()
+                .and_then(|id| id.parse().ok())
+        });
+        let listing = hood_store::storage::UploadListing {
+            prefix: input.prefix.clone().unwrap_or_default(),
+            after_key: key_marker.clone(),
+            after_upload,
+            limit: i64::from(max) + 1,
+        };
+        let mut uploads = self.storage.list_uploads(&ns, &listing).await.map_err(s3)?;
+        let truncated = uploads.len() > usize::try_from(max).unwrap_or(1000);
+        uploads.truncate(usize::try_from(max).unwrap_or(1000));
+        let last = uploads.last().filter(|_| truncated);
+        Ok(S3Response::new(dto::ListMultipartUploadsOutput {
+            bucket: Some(input.bucket),
+            prefix: input.prefix,
+            key_marker,
+            upload_id_marker: input.upload_id_marker,
+            max_uploads: Some(max),
+            is_truncated: Some(truncated),
+            next_key_marker: last.map(|u| u.key.to_string()),
+            next_upload_id_marker: last.map(|u| u.id.to_string()),
+            uploads: Some(
+                uploads
+                    .iter()
+                    .map(|u| dto::MultipartUpload {
+                        key: Some(u.key.to_string()),
+                        upload_id: Some(u.id.to_string()),
+                        initiated: Some(timestamp(u.created_at)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
     async fn list_parts(
         &self,
         req: S3Request<dto::ListPartsInput>,

@@ -66,6 +66,16 @@ impl Storage {
             .ok_or(StorageError::NotFound("upload"))
     }
 
+    /// One page of the namespace's uploads in progress, by key then id
+    /// (S3's ListMultipartUploads).
+    pub async fn list_uploads(
+        &self,
+        ns: &Namespace,
+        listing: &hood_store::storage::UploadListing,
+    ) -> StorageResult<Vec<MultipartUpload>> {
+        Ok(self.inner.store.list_uploads(ns.id, listing).await?)
+    }
+
     /// The upload's parts by number.
     pub async fn upload_parts(&self, upload: &MultipartUpload) -> StorageResult<Vec<UploadPart>> {
         Ok(self.inner.store.upload_parts(upload.id).await?)

@@ -21,6 +21,19 @@ pub struct ObjectListing {
     pub limit: i64,
 }
 
+/// One page of the uploads in progress in a namespace, by key then upload
+/// id (S3's ListMultipartUploads order): keys starting with `prefix`,
+/// after the previous page's last key, or within that key after its last
+/// upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadListing {
+    pub prefix: String,
+    pub after_key: Option<String>,
+    /// With `after_key`: that key's uploads after this one are listed too.
+    pub after_upload: Option<UploadId>,
+    pub limit: i64,
+}
+
 /// A blob whose bytes the sweeper may delete: replaced or deleted objects'
 /// bytes, and uploads abandoned in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,6 +191,13 @@ pub trait StorageStore: Send + Sync {
     /// turn `garbage` and its rows go, in one transaction. `false` when it
     /// had already ended.
     async fn end_upload(&self, id: UploadId, at: Timestamp) -> StoreResult<bool>;
+
+    /// Uploads in progress in the namespace, one page of them.
+    async fn list_uploads(
+        &self,
+        ns: NamespaceId,
+        listing: &UploadListing,
+    ) -> StoreResult<Vec<MultipartUpload>>;
 
     /// Uploads started before `before`, oldest first.
     async fn stale_uploads(

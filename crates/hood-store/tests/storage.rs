@@ -16,7 +16,7 @@ use hood_domain::storage::{
 };
 use hood_domain::{BlobId, NamespaceId, OrgId, Timestamp, UploadId};
 use hood_store::audit::AuditFilter;
-use hood_store::storage::{ObjectListing, WriteRefused};
+use hood_store::storage::{ObjectListing, UploadListing, WriteRefused};
 use hood_store::{Store, StoreError};
 use std::sync::Arc;
 use support::Harness;
@@ -598,7 +598,93 @@ async fn deleting_a_namespace_ends_its_uploads_first(db: &Harness) {
     assert_eq!(store.sweepable_blobs(T0, 10).await.unwrap().len(), 2);
 }
 
+async fn uploads_list_by_key_then_upload_in_pages(db: &Harness) {
+    let store = db.migrated().await;
+    let org = org(store).await;
+    let ns = namespace(org, "pending", 10_000, 100);
+    store.create_namespace(&ns, &ctx()).await.unwrap();
+    let other = namespace(org, "elsewhere", 10_000, 100);
+    store.create_namespace(&other, &ctx()).await.unwrap();
+    let start = |ns: NamespaceId, key: &str| MultipartUpload {
+        id: UploadId::from_uuid(uuid::Uuid::now_v7()),
+        namespace_id: ns,
+        key: ObjectKey::parse(key).unwrap(),
+        content_type: "application/octet-stream".into(),
+        created_at: T0,
+    };
+    // Two uploads of `logs/b`, one each of `logs/a`, `logs0` and `x`; one
+    // in another namespace. Ids are time-ordered, so each key's uploads
+    // list in the order they started.
+    let mut made = Vec::new();
+    for key in ["logs/b", "x", "logs/a", "logs/b", "logs0"] {
+        let upload = start(ns.id, key);
+        store.create_upload(&upload).await.unwrap();
+        made.push(upload);
+    }
+    store
+        .create_upload(&start(other.id, "logs/a"))
+        .await
+        .unwrap();
+    let list = |prefix: &str, after_key: Option<&str>, after_upload: Option<UploadId>, limit| {
+        let listing = UploadListing {
+            prefix: prefix.into(),
+            after_key: after_key.map(str::to_owned),
+            after_upload,
+            limit,
+        };
+        async move {
+            store
+                .list_uploads(ns.id, &listing)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|u| (u.key.to_string(), u.id))
+                .collect::<Vec<_>>()
+        }
+    };
+    let (x, a, l0) = (made[1].id, made[2].id, made[4].id);
+    // A key's uploads list in id order.
+    let (b1, b2) = if made[0].id.to_string() < made[3].id.to_string() {
+        (made[0].id, made[3].id)
+    } else {
+        (made[3].id, made[0].id)
+    };
+    let key = |k: &str| k.to_owned();
+    assert_eq!(
+        list("", None, None, 100).await,
+        [
+            (key("logs/a"), a),
+            (key("logs/b"), b1),
+            (key("logs/b"), b2),
+            (key("logs0"), l0),
+            (key("x"), x)
+        ]
+    );
+    assert_eq!(
+        list("logs/", None, None, 100).await,
+        [(key("logs/a"), a), (key("logs/b"), b1), (key("logs/b"), b2)]
+    );
+    // Pages: after a key, or within a key after one of its uploads.
+    assert_eq!(
+        list("logs/", None, None, 2).await,
+        [(key("logs/a"), a), (key("logs/b"), b1)]
+    );
+    assert_eq!(
+        list("logs/", Some("logs/b"), Some(b1), 2).await,
+        [(key("logs/b"), b2)]
+    );
+    assert_eq!(list("logs/", Some("logs/b"), None, 2).await, []);
+    assert_eq!(
+        list("", Some("logs/b"), None, 100).await,
+        [(key("logs0"), l0), (key("x"), x)]
+    );
+    // An ended upload is no longer listed.
+    assert!(store.end_upload(b1, T0).await.unwrap());
+    assert_eq!(list("logs/b", None, None, 100).await, [(key("logs/b"), b2)]);
+}
+
 conformance!(
+    uploads_list_by_key_then_upload_in_pages,
     multipart_parts_are_blobs_until_the_upload_ends,
     deleting_a_namespace_ends_its_uploads_first,
     namespaces_are_unique_per_organization_and_audited,

@@ -1324,6 +1324,31 @@ async fn boto3_and_the_aws_cli_use_hoods_s3_endpoint() {
     assert_eq!(seen["aborted_upload_part"], "NoSuchUpload", "{seen}");
     assert_eq!(seen["aborted_object"], "404", "{seen}");
     assert_eq!(seen["aborted_object_get"], "NoSuchKey", "{seen}");
+    assert_eq!(
+        seen["uploads_listed"],
+        json!({"uploads": [["aborted.bin", true], ["another.bin", true]], "truncated": false, "next": null}),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["uploads_first_page"],
+        json!({"uploads": [["aborted.bin", true]], "truncated": true, "next": "aborted.bin"}),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["uploads_second_page"],
+        json!({"uploads": [], "truncated": false, "next": null}),
+        "a key marker lists the keys after it: {seen}"
+    );
+    assert_eq!(
+        seen["uploads_prefixed"],
+        json!({"uploads": [["aborted.bin", true]], "truncated": false, "next": null}),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["uploads_after_abort"],
+        json!({"uploads": [], "truncated": false, "next": null}),
+        "{seen}"
+    );
     assert_eq!(seen["missing_bucket"], "NoSuchBucket", "{seen}");
     assert_eq!(seen["missing_key"], "NoSuchKey", "{seen}");
     // What boto3 wrote is what Hood's own API serves.

@@ -4,7 +4,9 @@ use super::audit::{audit_value as value, insert_audit, Audited};
 use super::SqlStore;
 use crate::codec::{parse_id, write_error};
 use crate::db::{query, query_as, Tx};
-use crate::storage::{ObjectListing, ObjectWritten, StorageStore, SweepableBlob, WriteRefused};
+use crate::storage::{
+    ObjectListing, ObjectWritten, StorageStore, SweepableBlob, UploadListing, WriteRefused,
+};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
 use hood_domain::audit::AuditContext;
@@ -788,6 +790,43 @@ impl StorageStore for SqlStore {
         let ended = end_upload_in(&mut tx, id, at).await?;
         tx.commit().await?;
         Ok(ended)
+    }
+
+    async fn list_uploads(
+        &self,
+        ns: NamespaceId,
+        listing: &UploadListing,
+    ) -> StoreResult<Vec<MultipartUpload>> {
+        // `$4` is the prefix's upper bound, '' when it has none.
+        let mut sql = format!(
+            "SELECT {UPLOAD_COLUMNS} FROM storage_uploads \
+             WHERE namespace_id = $1 AND object_key >= $2 AND ($4 = '' OR object_key < $4)"
+        );
+        let upper = prefix_upper_bound(&listing.prefix);
+        match (&listing.after_key, listing.after_upload) {
+            (Some(_), Some(_)) => {
+                sql.push_str(" AND (object_key > $5 OR (object_key = $5 AND id > $6))")
+            }
+            (Some(_), None) => sql.push_str(" AND object_key > $5"),
+            (None, _) => {}
+        }
+        sql.push_str(" ORDER BY object_key, id LIMIT $3");
+        let mut q = query_as::<UploadRow>(sql)
+            .bind(ns.to_string())
+            .bind(listing.prefix.as_str())
+            .bind(listing.limit)
+            .bind(upper.unwrap_or_default());
+        if let Some(key) = &listing.after_key {
+            q = q.bind(key.as_str());
+            if let Some(id) = listing.after_upload {
+                q = q.bind(id.to_string());
+            }
+        }
+        q.fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(MultipartUpload::try_from)
+            .collect()
     }
 
     async fn stale_uploads(

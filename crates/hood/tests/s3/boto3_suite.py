@@ -93,12 +93,31 @@ out["wrong_etag_completion"] = complete([{"PartNumber": 1, "ETag": "\"beef\""}])
 out["small_part_completion"] = complete(
     [{"PartNumber": 1, "ETag": part1["ETag"]}, {"PartNumber": 2, "ETag": part2["ETag"]}]
 )
+# Uploads in progress are listed (by key, then upload), one page at a time.
+other = s3.create_multipart_upload(Bucket="data", Key="another.bin")["UploadId"]
+
+
+def pending(**page):
+    listed = s3.list_multipart_uploads(Bucket="data", **page)
+    return {
+        "uploads": [[u["Key"], u["UploadId"] == upload or u["UploadId"] == other] for u in listed.get("Uploads", [])],
+        "truncated": listed["IsTruncated"],
+        "next": listed.get("NextKeyMarker"),
+    }
+
+
+out["uploads_listed"] = pending()
+out["uploads_first_page"] = pending(MaxUploads=1)
+out["uploads_second_page"] = pending(MaxUploads=1, KeyMarker="another.bin")
+out["uploads_prefixed"] = pending(Prefix="abo")
+s3.abort_multipart_upload(Bucket="data", Key="another.bin", UploadId=other)
 s3.abort_multipart_upload(Bucket="data", Key="aborted.bin", UploadId=upload)
 out["aborted_upload_part"] = code(
     lambda: s3.upload_part(Bucket="data", Key="aborted.bin", UploadId=upload, PartNumber=3, Body=b"z")
 )
 out["aborted_object"] = code(lambda: s3.head_object(Bucket="data", Key="aborted.bin"))
 out["aborted_object_get"] = code(lambda: s3.get_object(Bucket="data", Key="aborted.bin"))
+out["uploads_after_abort"] = pending()
 out["missing_bucket"] = code(lambda: s3.get_object(Bucket="no-such-bucket", Key="x"))
 out["missing_key"] = code(lambda: s3.get_object(Bucket="data", Key="nothing-here"))
 print(json.dumps(out))
