@@ -1693,6 +1693,62 @@ async fn large_files_go_in_parts_through_the_api_and_resume_where_they_stopped()
         )
         .await;
     assert_eq!(held.body["parts"][0]["number"], 1, "{}", held.text);
+    // Uploads in progress are listed (the id `--resume` takes, should it
+    // be lost), a page at a time, and one can be aborted.
+    let other = api
+        .post(
+            "/api/v1/storage/namespaces/media/uploads",
+            &key,
+            json!({"key": "c/other.bin"}),
+        )
+        .await;
+    let other = other.body["id"].as_str().unwrap().to_owned();
+    let listed = cli_json(&env, &["storage", "uploads", "media"]);
+    let ids: Vec<(&str, &str)> = listed["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listed}"))
+        .iter()
+        .map(|u| (u["key"].as_str().unwrap(), u["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            ("b/video.bin", id.as_str()),
+            ("c/other.bin", other.as_str())
+        ]
+    );
+    let first_page = api
+        .get("/api/v1/storage/namespaces/media/uploads?limit=1", &key)
+        .await;
+    assert_eq!(
+        first_page.body["items"][0]["id"],
+        id.as_str(),
+        "{}",
+        first_page.text
+    );
+    assert_eq!(first_page.body["next_after_key"], "b/video.bin");
+    let next = api
+        .get(
+            &format!(
+                "/api/v1/storage/namespaces/media/uploads?limit=1&after_key=b%2Fvideo.bin&after_upload={id}"
+            ),
+            &key,
+        )
+        .await;
+    assert_eq!(next.body["items"][0]["id"], other.as_str(), "{}", next.text);
+    assert!(next.body["next_after_key"].is_null(), "{}", next.text);
+    let bad = api
+        .get(
+            &format!("/api/v1/storage/namespaces/media/uploads?after_upload={id}"),
+            &key,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    cli(&env, &["storage", "abort", "media", &other]);
+    let listed = cli_json(&env, &["storage", "uploads", "media", "--prefix", "c/"]);
+    assert_eq!(listed["items"], json!([]), "aborted: {listed}");
+    let (ok, _, err) = hood_cli(&["storage", "abort", "media", "not-an-id"], &env, None);
+    assert!(!ok && err.contains("not an upload id"), "{err}");
     let (ok, out, err) = hood_cli(
         &[
             "storage",

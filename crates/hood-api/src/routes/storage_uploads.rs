@@ -5,7 +5,7 @@
 
 use crate::auth::Caller;
 use crate::clock::rfc3339;
-use crate::extract::{parse_id, Json, Path};
+use crate::extract::{parse_id, Json, Path, Query};
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::routes::storage::{
     declared_length, ns_scope, storage, NamespaceUsageView, ObjectView, ObjectWrittenView,
@@ -22,14 +22,14 @@ use hood_domain::scope::Action;
 use hood_domain::storage::{part_number, MultipartUpload, UploadPart};
 use hood_domain::UploadId;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(
             "/api/v1/storage/namespaces/{name}/uploads",
-            post(create_upload),
+            post(create_upload).get(list_uploads),
         )
         .route(
             "/api/v1/storage/namespaces/{name}/uploads/{upload_id}",
@@ -95,6 +95,41 @@ impl UploadView {
             parts: parts.iter().map(UploadPartView::from).collect(),
         }
     }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListUploadsQuery {
+    /// Only uploads of keys starting with this.
+    pub prefix: Option<String>,
+    /// Uploads of keys after this one (the previous page's
+    /// `next_after_key`).
+    pub after_key: Option<String>,
+    /// With `after_key`: that key's uploads after this one too (the
+    /// previous page's `next_after_upload`).
+    pub after_upload: Option<Uuid>,
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u32>,
+}
+
+/// An upload in progress, without its parts.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadSummaryView {
+    pub id: Uuid,
+    pub key: String,
+    pub content_type: String,
+    pub created_at: String,
+}
+
+/// A page of uploads in progress, by key then upload.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadPageView {
+    pub items: Vec<UploadSummaryView>,
+    /// More follow: pass these as `after_key` and `after_upload`.
+    pub next_after_key: Option<String>,
+    pub next_after_upload: Option<Uuid>,
 }
 
 /// A part named for completion.
@@ -168,6 +203,59 @@ pub async fn create_upload(
         .create_upload(&ns, &body.key, body.content_type.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(UploadView::new(&upload, &[]))))
+}
+
+#[utoipa::path(get, path = "/api/v1/storage/namespaces/{name}/uploads", tag = "storage",
+    params(("name" = String, Path), ListUploadsQuery),
+    responses((status = 200, body = UploadPageView, description = "Uploads neither completed nor aborted yet"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "This server has no storage object store")),
+    security(("bearer" = ["read"])))]
+/// A namespace's uploads in progress, by key then upload, a page at a time
+/// (to resume one whose id was lost, or to abort it).
+pub async fn list_uploads(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(q): Query<ListUploadsQuery>,
+) -> ApiResult<Json<UploadPageView>> {
+    caller.require_grant(Permission::Read, ns_scope(&name), Action::Read)?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    if q.after_upload.is_some() && q.after_key.is_none() {
+        return Err(ApiError::invalid(
+            "after_upload",
+            "goes with after_key (both from the previous page)",
+        ));
+    }
+    let storage = storage(&state)?;
+    let ns = storage.active_namespace(caller.org_id, &name).await?;
+    let page = usize::try_from(limit).unwrap_or(1000);
+    let listing = hood_store::storage::UploadListing {
+        prefix: q.prefix.unwrap_or_default(),
+        after_key: q.after_key,
+        after_upload: q.after_upload.map(UploadId::from_uuid),
+        // One more than asked: whether another page follows.
+        limit: i64::from(limit) + 1,
+    };
+    let mut uploads = storage.list_uploads(&ns, &listing).await?;
+    let more = uploads.len() > page;
+    uploads.truncate(page);
+    let last = uploads.last().filter(|_| more);
+    Ok(Json(UploadPageView {
+        next_after_key: last.map(|u| u.key.to_string()),
+        next_after_upload: last.map(|u| *u.id.as_uuid()),
+        items: uploads
+            .iter()
+            .map(|u| UploadSummaryView {
+                id: *u.id.as_uuid(),
+                key: u.key.to_string(),
+                content_type: u.content_type.clone(),
+                created_at: rfc3339(u.created_at),
+            })
+            .collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/storage/namespaces/{name}/uploads/{upload_id}", tag = "storage",

@@ -21,6 +21,7 @@ use hood_api::routes::rollouts::{RolloutKindView, RolloutNodeView, RolloutView};
 use hood_api::routes::service_accounts::{S3KeyView, ServiceAccountView};
 use hood_api::routes::snapshots::{SnapshotAccepted, SnapshotView};
 use hood_api::routes::storage::{NamespaceView, ObjectView};
+use hood_api::routes::storage_uploads::UploadSummaryView;
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
 use hood_ledger::wire::{AccountRecord, TransferRecord};
 
@@ -555,6 +556,13 @@ pub const OBJECT: &[Column<ObjectView>] = &[
     Column::new("CREATED_AT", |o| o.created_at.clone()),
 ];
 
+pub const UPLOAD: &[Column<UploadSummaryView>] = &[
+    Column::new("ID", |u| u.id.to_string()),
+    Column::new("KEY", |u| u.key.clone()),
+    Column::new("CONTENT_TYPE", |u| u.content_type.clone()),
+    Column::new("CREATED_AT", |u| u.created_at.clone()),
+];
+
 pub const SERVICE_ACCOUNT: &[Column<ServiceAccountView>] = &[
     Column::new("ID", |a| a.id.to_string()),
     Column::new("NAME", |a| a.name.clone()),
@@ -694,6 +702,16 @@ mod tests {
                 "revoked_at",
                 "last_used_at",
             ],
+        );
+    }
+
+    #[test]
+    fn storage_views() {
+        check(
+            json!({"id": ID, "key": "big/file.bin", "content_type": "application/octet-stream",
+                "created_at": AT}),
+            UPLOAD,
+            &["id", "key", "content_type", "created_at"],
         );
     }
 

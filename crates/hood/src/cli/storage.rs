@@ -1,5 +1,6 @@
-//! `hood storage …`: namespaces (`ns create|list|show|delete`) and their
-//! objects (`put`, `get`, `ls`, `rm`, `presign`).
+//! `hood storage …`: namespaces (`ns create|list|show|delete`), their
+//! objects (`put`, `get`, `ls`, `rm`, `presign`) and multipart uploads in
+//! progress (`uploads`, `abort`).
 
 use super::client::{Client, ConnectOpts};
 use super::columns;
@@ -11,7 +12,8 @@ use hood_api::routes::storage::{
     PresignRequest, PresignedView,
 };
 use hood_api::routes::storage_uploads::{
-    CompleteUploadRequest, CompletedPartRequest, CreateUploadRequest, UploadPartView, UploadView,
+    CompleteUploadRequest, CompletedPartRequest, CreateUploadRequest, UploadPageView,
+    UploadPartView, UploadSummaryView, UploadView,
 };
 use hood_api::views::Page;
 use reqwest::Method;
@@ -74,6 +76,19 @@ pub enum StorageCmd {
         /// Seconds the URL works (at most 604800).
         #[arg(long, default_value_t = 3600)]
         expires_in: u64,
+    },
+    /// Multipart uploads in progress (neither completed nor aborted), by
+    /// key: the id `put --resume` takes.
+    Uploads {
+        namespace: String,
+        /// Only uploads of keys starting with this.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Aborts a multipart upload in progress; the parts it held go.
+    Abort {
+        namespace: String,
+        upload_id: String,
     },
 }
 
@@ -357,6 +372,47 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: StorageCmd) -> Result<
                     list(format, &Page { items }, columns::OBJECT)
                 }
             }
+        }
+        StorageCmd::Uploads { namespace, prefix } => {
+            let mut items: Vec<UploadSummaryView> = Vec::new();
+            let mut after: Option<(String, uuid::Uuid)> = None;
+            loop {
+                let mut query = form_urlencoded::Serializer::new(String::new());
+                if let Some(p) = &prefix {
+                    query.append_pair("prefix", p);
+                }
+                if let Some((key, upload)) = &after {
+                    query.append_pair("after_key", key);
+                    query.append_pair("after_upload", &upload.to_string());
+                }
+                query.append_pair("limit", "1000");
+                let page: UploadPageView = client
+                    .get(&format!(
+                        "{}/uploads?{}",
+                        ns_path(&namespace),
+                        query.finish()
+                    ))
+                    .await?;
+                items.extend(page.items);
+                match (page.next_after_key, page.next_after_upload) {
+                    (Some(key), Some(upload)) => after = Some((key, upload)),
+                    _ => break,
+                }
+            }
+            list(format, &Page { items }, columns::UPLOAD)
+        }
+        StorageCmd::Abort {
+            namespace,
+            upload_id,
+        } => {
+            let id: uuid::Uuid = upload_id
+                .parse()
+                .with_context(|| format!("`{upload_id}` is not an upload id (a UUID)"))?;
+            client
+                .delete(&format!("{}/uploads/{id}", ns_path(&namespace)))
+                .await?;
+            println!("aborted upload {id} in {namespace}");
+            Ok(())
         }
         StorageCmd::Rm { namespace, key } => {
             client.delete(&object_path(&namespace, &key)).await?;
