@@ -653,27 +653,28 @@ impl S3 for HoodS3 {
                 .as_deref()
                 .and_then(|id| id.parse().ok())
         });
-        let listing = hood_store::storage::UploadListing {
-            prefix: input.prefix.clone().unwrap_or_default(),
-            after_key: key_marker.clone(),
-            after_upload,
-            limit: i64::from(max) + 1,
-        };
-        let mut uploads = self.storage.list_uploads(&ns, &listing).await.map_err(s3)?;
-        let truncated = uploads.len() > usize::try_from(max).unwrap_or(1000);
-        uploads.truncate(usize::try_from(max).unwrap_or(1000));
-        let last = uploads.last().filter(|_| truncated);
+        let page = self
+            .storage
+            .list_uploads(
+                &ns,
+                input.prefix.as_deref().unwrap_or_default(),
+                key_marker.clone(),
+                after_upload,
+                u32::try_from(max).unwrap_or(1000),
+            )
+            .await
+            .map_err(s3)?;
         Ok(S3Response::new(dto::ListMultipartUploadsOutput {
             bucket: Some(input.bucket),
             prefix: input.prefix,
             key_marker,
             upload_id_marker: input.upload_id_marker,
             max_uploads: Some(max),
-            is_truncated: Some(truncated),
-            next_key_marker: last.map(|u| u.key.to_string()),
-            next_upload_id_marker: last.map(|u| u.id.to_string()),
+            is_truncated: Some(page.next.is_some()),
+            next_key_marker: page.next.as_ref().map(|(key, _)| key.clone()),
+            next_upload_id_marker: page.next.as_ref().map(|(_, id)| id.to_string()),
             uploads: Some(
-                uploads
+                page.uploads
                     .iter()
                     .map(|u| dto::MultipartUpload {
                         key: Some(u.key.to_string()),

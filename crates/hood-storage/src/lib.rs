@@ -71,7 +71,7 @@ mod read;
 mod sweep;
 mod write;
 
-pub use multipart::MAX_PART_BYTES;
+pub use multipart::{UploadPage, MAX_PART_BYTES};
 pub use presign::Presigned;
 pub use read::{FoldedPage, ObjectPage, ObjectRead};
 pub use sweep::SweepReport;

@@ -66,14 +66,33 @@ impl Storage {
             .ok_or(StorageError::NotFound("upload"))
     }
 
-    /// One page of the namespace's uploads in progress, by key then id
-    /// (S3's ListMultipartUploads).
+    /// One page of at most `limit` of the namespace's uploads in progress,
+    /// by key then id (S3's ListMultipartUploads order): keys starting with
+    /// `prefix`, after `after_key` (and, within it, after `after_upload`).
     pub async fn list_uploads(
         &self,
         ns: &Namespace,
-        listing: &hood_store::storage::UploadListing,
-    ) -> StorageResult<Vec<MultipartUpload>> {
-        Ok(self.inner.store.list_uploads(ns.id, listing).await?)
+        prefix: &str,
+        after_key: Option<String>,
+        after_upload: Option<UploadId>,
+        limit: u32,
+    ) -> StorageResult<UploadPage> {
+        let listing = hood_store::storage::UploadListing {
+            prefix: prefix.to_owned(),
+            after_key,
+            after_upload,
+            // One more than asked: whether another page follows.
+            limit: i64::from(limit) + 1,
+        };
+        let mut uploads = self.inner.store.list_uploads(ns.id, &listing).await?;
+        let page = usize::try_from(limit).unwrap_or(usize::MAX);
+        let more = uploads.len() > page;
+        uploads.truncate(page);
+        let next = uploads
+            .last()
+            .filter(|_| more)
+            .map(|u| (u.key.to_string(), u.id));
+        Ok(UploadPage { uploads, next })
     }
 
     /// The upload's parts by number.
@@ -203,4 +222,13 @@ impl Storage {
         }
         Ok(ended)
     }
+}
+
+/// A page of uploads in progress.
+#[derive(Debug, Clone)]
+pub struct UploadPage {
+    pub uploads: Vec<MultipartUpload>,
+    /// The last key and upload of the page when more follow: where the
+    /// next page starts after.
+    pub next: Option<(String, UploadId)>,
 }

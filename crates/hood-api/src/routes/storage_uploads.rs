@@ -231,22 +231,20 @@ pub async fn list_uploads(
     }
     let storage = storage(&state)?;
     let ns = storage.active_namespace(caller.org_id, &name).await?;
-    let page = usize::try_from(limit).unwrap_or(1000);
-    let listing = hood_store::storage::UploadListing {
-        prefix: q.prefix.unwrap_or_default(),
-        after_key: q.after_key,
-        after_upload: q.after_upload.map(UploadId::from_uuid),
-        // One more than asked: whether another page follows.
-        limit: i64::from(limit) + 1,
-    };
-    let mut uploads = storage.list_uploads(&ns, &listing).await?;
-    let more = uploads.len() > page;
-    uploads.truncate(page);
-    let last = uploads.last().filter(|_| more);
+    let page = storage
+        .list_uploads(
+            &ns,
+            q.prefix.as_deref().unwrap_or_default(),
+            q.after_key,
+            q.after_upload.map(UploadId::from_uuid),
+            limit,
+        )
+        .await?;
     Ok(Json(UploadPageView {
-        next_after_key: last.map(|u| u.key.to_string()),
-        next_after_upload: last.map(|u| *u.id.as_uuid()),
-        items: uploads
+        next_after_key: page.next.as_ref().map(|(key, _)| key.clone()),
+        next_after_upload: page.next.as_ref().map(|(_, id)| *id.as_uuid()),
+        items: page
+            .uploads
             .iter()
             .map(|u| UploadSummaryView {
                 id: *u.id.as_uuid(),

@@ -88,10 +88,7 @@ impl Api {
             .text()
             .await
             .expect("metrics body");
-        text.lines()
-            .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-            .find_map(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
+        metric_in(&text, name).unwrap_or(0.0)
     }
 
     /// Signs a user in; returns the access token.
@@ -138,4 +135,11 @@ pub async fn second_org(api: &Api, admin: &str) -> String {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let org = r.body["id"].as_str().expect("org id").to_owned();
     api.user(admin, &org, "bob@globex.test", "admin").await
+}
+
+/// The value of an unlabelled metric in a `/metrics` text.
+pub fn metric_in(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .find_map(|v| v.trim().parse().ok())
 }

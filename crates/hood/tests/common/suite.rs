@@ -727,10 +727,7 @@ pub async fn run(t: &Target) {
             .text()
             .await
             .expect("metrics body");
-        let reads: f64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("hood_api_key_reads_total "))
-            .and_then(|v| v.trim().parse().ok())
+        let reads = super::http::metric_in(&text, "hood_api_key_reads_total")
             .expect("hood_api_key_reads_total is exported");
         assert!(reads >= 1.0, "{url}: keys are read: {reads}");
         assert!(
