@@ -28,7 +28,7 @@ pub struct Gateway {
     artifacts: Option<Arc<dyn ArtifactSource>>,
     node_keys: Option<Arc<dyn NodeKeySource>>,
     snapshots: Option<Arc<dyn SnapshotSource>>,
-    terminals: Option<Arc<hood_terminal::TerminalHub>>,
+    terminals: Option<Arc<dyn hood_terminal::AgentRendezvous>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -77,10 +77,10 @@ impl Gateway {
         self
     }
 
-    /// Serves `Terminal` streams into `hub`'s sessions (without one they
-    /// are unavailable).
-    pub fn with_terminals(mut self, hub: Arc<hood_terminal::TerminalHub>) -> Self {
-        self.terminals = Some(hub);
+    /// Serves `Terminal` streams into the sessions `rendezvous` finds
+    /// (without one they are unavailable).
+    pub fn with_terminals(mut self, rendezvous: Arc<dyn hood_terminal::AgentRendezvous>) -> Self {
+        self.terminals = Some(rendezvous);
         self
     }
 

@@ -22,7 +22,7 @@ pub(crate) struct Shared {
     pub artifacts: Option<Arc<dyn ArtifactSource>>,
     pub node_keys: Option<Arc<dyn NodeKeySource>>,
     pub snapshots: Option<Arc<dyn SnapshotSource>>,
-    pub terminals: Option<Arc<hood_terminal::TerminalHub>>,
+    pub terminals: Option<Arc<dyn hood_terminal::AgentRendezvous>>,
     /// Becomes true when the server shuts down; sessions end on it.
     pub stop: watch::Receiver<bool>,
 }

@@ -21,7 +21,7 @@ pub(crate) async fn open(
     host_id: String,
     mut inbound: Streaming<TerminalUp>,
 ) -> Result<mpsc::Receiver<Result<TerminalDown, Status>>, Status> {
-    let hub = shared
+    let rendezvous = shared
         .terminals
         .clone()
         .ok_or_else(|| Status::unimplemented("this gateway serves no terminals"))?;
@@ -39,8 +39,9 @@ pub(crate) async fn open(
             ))
         }
     };
-    let (session, mut input) = hub
+    let link = rendezvous
         .attach_agent(session_id, &host_id)
+        .await
         .map_err(|e| match e {
             HubError::NoSession(_) => Status::not_found(e.to_string()),
             HubError::WrongHost(_) => {
@@ -50,11 +51,12 @@ pub(crate) async fn open(
             }
             HubError::AlreadyAttached(_) => Status::already_exists(e.to_string()),
             HubError::Ended { .. } => Status::failed_precondition(e.to_string()),
+            HubError::Unreachable { .. } => Status::unavailable(e.to_string()),
         })?;
+    let (session, mut input) = (link.end, link.input);
     tracing::info!(host_id = %host_id, session = %session_id, "terminal stream opened");
     let (tx, rx) = mpsc::channel::<Result<TerminalDown, Status>>(64);
     // Down: what clients send, until the session closes.
-    let down_session = session.clone();
     tokio::spawn(async move {
         while let Some(message) = input.recv().await {
             let body = match message {
@@ -77,7 +79,6 @@ pub(crate) async fn open(
                 break;
             }
         }
-        drop(down_session);
     });
     // Up: output until the shell exits or the stream breaks.
     let mut stop = shared.stop.clone();
@@ -86,29 +87,31 @@ pub(crate) async fn open(
             let message = tokio::select! {
                 m = inbound.message() => m,
                 _ = stop.changed() => {
-                    session.finish(None, "the agent gateway stopped");
+                    session.finish(None, "the agent gateway stopped").await;
                     return;
                 }
             };
             match message {
                 Ok(Some(TerminalUp {
                     body: Some(Up::Output(data)),
-                })) => session.output(&data),
+                })) => session.output(&data).await,
                 Ok(Some(TerminalUp {
                     body: Some(Up::Exit(exit)),
                 })) => {
-                    session.finish(exit.code, &exit.reason);
+                    session.finish(exit.code, &exit.reason).await;
                     return;
                 }
                 Ok(Some(_)) => {}
                 Ok(None) => {
-                    session.finish(None, "the host closed the terminal");
+                    session.finish(None, "the host closed the terminal").await;
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(session = %session.info().id, error = %e,
+                    tracing::warn!(session = %session_id, error = %e,
                         "terminal stream from the host broke");
-                    session.finish(None, "the host's terminal stream broke");
+                    session
+                        .finish(None, "the host's terminal stream broke")
+                        .await;
                     return;
                 }
             }

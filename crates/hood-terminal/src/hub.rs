@@ -113,6 +113,9 @@ pub enum HubError {
     AlreadyAttached(Uuid),
     #[error("terminal session {session} ended: {reason}")]
     Ended { session: Uuid, reason: String },
+    /// The process holding the session could not be asked.
+    #[error("terminal session {session} is out of reach: {reason}")]
+    Unreachable { session: Uuid, reason: String },
 }
 
 /// What a client reads next.

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod frame;
 pub mod hub;
 pub mod recording;
+pub mod rendezvous;
 pub mod ring;
 
 pub use archive::{recording_key, ObjectArchive};
@@ -13,4 +14,5 @@ pub use hub::{
     AgentInput, Ended, FinishedSession, HubConfig, HubError, Read, Session, SessionArchive,
     SessionInfo, TerminalHub,
 };
+pub use rendezvous::{AgentEnd, AgentLink, AgentRendezvous};
 pub use ring::Replay;

@@ -82,6 +82,11 @@ pub struct FleetOptions {
     pub gateway_url: Option<String>,
     /// Run a saga worker (`orchestrator` role).
     pub run_worker: bool,
+    /// The api role runs here: it opens terminal sessions.
+    pub serve_terminals: bool,
+    /// Relays terminal streams between this process's gateway and the
+    /// replicas holding sessions (cluster mode, over NATS).
+    pub terminal_relay: Option<hood_terminal_relay::TerminalRelay>,
 }
 
 /// The running fleet roles of one process.
@@ -93,9 +98,19 @@ pub struct FleetRoles {
     worker: Option<WorkerHandle>,
     /// The allocation provisioning worker (with the saga worker).
     allocations: Option<hood_orchestrator::AllocationWorkerHandle>,
-    /// Terminal sessions, where this process runs the agent gateway (the
-    /// api role of the same process serves their WebSockets).
+    /// Terminal sessions, where the api role runs here and a host can
+    /// reach them (through this process's gateway or the relay).
     pub terminals: Option<Arc<hood_terminal::TerminalHub>>,
+    /// Answers relayed attaches for `terminals`' sessions.
+    terminal_relay: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for FleetRoles {
+    fn drop(&mut self) {
+        if let Some(task) = &self.terminal_relay {
+            task.abort();
+        }
+    }
 }
 
 impl FleetRoles {
@@ -118,6 +133,8 @@ impl FleetRoles {
                 gateway: Some(gateway),
                 gateway_url: None,
                 run_worker: true,
+                serve_terminals: true,
+                terminal_relay: None,
             },
         )
         .await
@@ -166,7 +183,28 @@ impl FleetRoles {
         // signed.
         let task_signer = TaskSigner::from_master(master);
         let mut gateway = None;
-        let mut terminals = None;
+        // Sessions opened here; pointless when no host could reach them.
+        let terminals =
+            if opts.serve_terminals && (opts.gateway.is_some() || opts.terminal_relay.is_some()) {
+                Some(terminal_hub(store.clone(), opts.artifacts.as_ref())?)
+            } else {
+                None
+            };
+        let rendezvous: Option<Arc<dyn hood_terminal::AgentRendezvous>> =
+            match (&opts.terminal_relay, &terminals) {
+                (Some(relay), local) => Some(relay.rendezvous(local.clone())),
+                (None, Some(hub)) => Some(hub.clone()),
+                (None, None) => None,
+            };
+        let terminal_relay = match (&opts.terminal_relay, &terminals) {
+            (Some(relay), Some(hub)) => Some(
+                relay
+                    .serve_sessions(hub.clone())
+                    .await
+                    .context("serving terminal relays")?,
+            ),
+            _ => None,
+        };
         let mut gateway_url = opts.gateway_url.clone();
         if let Some(listener) = opts.gateway {
             let local = listener.local_addr()?;
@@ -189,9 +227,9 @@ impl FleetRoles {
             if let Some(snapshots) = &snapshots {
                 g = g.with_snapshots(Arc::new(snapshots.clone()));
             }
-            let hub = terminal_hub(store.clone(), opts.artifacts.as_ref())?;
-            g = g.with_terminals(hub.clone());
-            terminals = Some(hub);
+            if let Some(rendezvous) = rendezvous {
+                g = g.with_terminals(rendezvous);
+            }
             gateway = Some((g, listener));
         }
         let gateway_url = gateway_url.unwrap_or_else(|| "https://127.0.0.1:9090".into());
@@ -238,10 +276,12 @@ impl FleetRoles {
             worker,
             allocations,
             terminals,
+            terminal_relay,
         })
     }
 
-    /// Serves terminals from `state` when this process runs the gateway.
+    /// Serves terminals from `state` when sessions opened here can be
+    /// reached by hosts.
     pub fn serve_terminals(&self, state: hood_api::state::AppState) -> hood_api::state::AppState {
         match &self.terminals {
             Some(hub) => state.with_terminals(hub.clone(), Arc::new(self.orchestrator.clone())),

@@ -341,6 +341,19 @@ pub async fn serve(
             .hosts_dir
             .clone()
             .unwrap_or_else(|| opts.home.join("hosts"));
+        // Terminals cross processes over NATS: a gateway relays to the api
+        // replica holding the session.
+        let terminal_relay = match &health_args.bus.nats_url {
+            Some(url) if roles.contains(&HttpRole::Api) || fleet_args.agent_gateway => Some(
+                hood_terminal_relay::TerminalRelay::connect(
+                    url,
+                    &health_args.bus.nats_subject_prefix,
+                    hood_terminal_relay::RelayConfig::default(),
+                )
+                .await?,
+            ),
+            _ => None,
+        };
         let gateway = if fleet_args.agent_gateway {
             Some(
                 crate::listen::bind(fleet_args.gateway_listen, crate::listen::SERVE_GATEWAY)
@@ -359,6 +372,8 @@ pub async fn serve(
                 gateway,
                 gateway_url: fleet_args.gateway_url.clone(),
                 run_worker: fleet_args.orchestrator,
+                serve_terminals: roles.contains(&HttpRole::Api),
+                terminal_relay,
             },
         )
         .await?;

@@ -1412,17 +1412,21 @@ struct Term {
 
 impl Term {
     async fn connect(rig: &Rig, id: &str, query: &str) -> Term {
+        Term::connect_to(&rig.hood.url("api"), &rig.key, id, query).await
+    }
+
+    /// Connects to the API at `base` (`http://…`) with `key`.
+    async fn connect_to(base: &str, key: &str, id: &str, query: &str) -> Term {
         use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         use tokio_tungstenite::tungstenite::Message;
         let url = format!(
             "{}/api/v1/allocations/{id}/terminal?{query}",
-            rig.hood.url("api").replace("http://", "ws://")
+            base.replace("http://", "ws://")
         );
         let mut request = url.into_client_request().unwrap();
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {}", rig.key).parse().unwrap(),
-        );
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {key}").parse().unwrap());
         let (mut ws, _) = tokio_tungstenite::connect_async(request)
             .await
             .expect("terminal WebSocket");
@@ -1600,11 +1604,21 @@ async fn a_terminal_runs_inside_the_sandbox_resumes_exactly_and_is_recorded() {
     }
     assert!(resized, "{cast}");
     assert_eq!(recorded, String::from_utf8_lossy(&all));
-    let audit = rig
-        .api
-        .get(&format!("/api/v1/audit?resource_id={id}"), &rig.key)
-        .await;
-    assert_eq!(audit.status, StatusCode::OK, "{}", audit.text);
+    // The close row follows the stored recording.
+    let started = Instant::now();
+    let audit = loop {
+        let audit = rig
+            .api
+            .get(&format!("/api/v1/audit?resource_id={id}"), &rig.key)
+            .await;
+        assert_eq!(audit.status, StatusCode::OK, "{}", audit.text);
+        if audit.text.contains("allocation.terminal.close")
+            || started.elapsed() > Duration::from_secs(10)
+        {
+            break audit;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let rows = audit.body["items"].as_array().unwrap();
     let row = |action: &str| {
         rows.iter()
@@ -1676,6 +1690,155 @@ async fn a_terminal_runs_inside_the_sandbox_resumes_exactly_and_is_recorded() {
         }
         other => panic!("expected a 409 refusal, got {other:?}"),
     }
+}
+
+/// Cluster mode: the API and the agent gateway are separate processes
+/// (with an orchestrator, on PostgreSQL and NATS). The host's terminal
+/// stream reaches the gateway, which relays it to the api replica holding
+/// the session: a shell runs in the sandbox, a dropped client resumes
+/// exactly, and the recording lands in the shared object store.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_crosses_from_the_api_to_a_separate_agent_gateway() {
+    use common::HoodProcess;
+    let Some(anvil) = hood_testkit::anvil_bin("cluster terminal") else {
+        return;
+    };
+    let Some(db) = hood_testkit::PgDatabase::create("cluster_terminal").await else {
+        return;
+    };
+    let Some(nats) = hood_testkit::NatsStream::unique("cluster terminal") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    let _guard = KillUnder(shared.clone());
+    std::fs::create_dir_all(shared.join("artifacts")).unwrap();
+    let gateway = free_port();
+    let master = hood_identity::master_key::MasterKey::generate();
+    let skus = sku_file(dir.path());
+    let env = |name: &str| {
+        let mut env = vec![
+            ("DATABASE_URL", db.url.clone()),
+            ("HOOD_MASTER_KEY", master.to_base64()),
+            ("HOOD_HOME", dir.path().join(name).display().to_string()),
+            ("HOOD_HOSTS_DIR", shared.join("hosts").display().to_string()),
+            (
+                "HOOD_ARTIFACT_STORE",
+                format!("file://{}", shared.join("artifacts").display()),
+            ),
+            ("HOOD_GATEWAY_LISTEN", gateway.clone()),
+            ("HOOD_GATEWAY_URL", format!("https://{gateway}")),
+            skus.clone(),
+        ];
+        env.extend(nats.env());
+        env
+    };
+    let (ok, out, err) = hood_cli(&["migrate"], &env("migrate"), None);
+    assert!(ok, "migrate: {out} {err}");
+    let serve = |roles: &str, name: &str| {
+        HoodProcess::start(
+            &["serve", "--role", roles, "--listen", "127.0.0.1:0"],
+            &env(name),
+            &["serving"],
+        )
+    };
+    let api_process = serve("api,auth", "api");
+    let _gateway = serve("agent-gateway", "gateway");
+    let _orchestrator = serve("orchestrator", "orchestrator");
+    let base = api_process.url("serving");
+    let key = read_admin_key(&dir.path().join("api"));
+    let cli_env = vec![("HOOD_SERVER", base.clone()), ("HOOD_TOKEN", key.clone())];
+    push_anvil(&anvil, &cli_env);
+    let api = Api::new(base.clone());
+    let host = a_ready_host(&api, &key).await;
+    let (ok, out, err) = hood_cli(
+        &[
+            "host",
+            "capacity",
+            &host,
+            "--cores",
+            &cores_here().to_string(),
+            "--memory-mib",
+            &(256 * cores_here()).to_string(),
+            "--disk-mib",
+            "204800",
+        ],
+        &cli_env,
+        None,
+    );
+    assert!(ok, "{out}{err}");
+    let r = api
+        .post("/api/v1/allocations", &key, json!({"sku": "cpu.1c"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    wait_alloc_within(&api, &key, &id, "active", Duration::from_secs(60)).await;
+
+    let mut term = Term::connect_to(&base, &key, &id, "cols=90&rows=20").await;
+    term.type_line(r#"echo "R:$(hostname):$(nproc):E""#).await;
+    let text = term.read_until(|t| answer(t, "R").is_some()).await;
+    let simple = id.replace('-', "");
+    assert_eq!(
+        answer(&text, "R").unwrap(),
+        vec![
+            format!("alloc-{}", &simple[simple.len() - 12..]),
+            "1".into()
+        ],
+        "{text}"
+    );
+    // Resumed exactly across the relay.
+    term.type_line("sleep 1; for i in 1 2 3; do echo \"relayed-$((i*5))\"; done")
+        .await;
+    let (session, offset, mut all) = (term.session.clone(), term.offset, term.output.clone());
+    drop(term);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut term = Term::connect_to(
+        &base,
+        &key,
+        &id,
+        &format!("session={session}&offset={offset}"),
+    )
+    .await;
+    assert_eq!(
+        (term.session.as_str(), term.offset),
+        (session.as_str(), offset)
+    );
+    let text = term.read_until(|t| t.contains("relayed-15")).await;
+    assert!(
+        text.contains("relayed-5") && text.contains("relayed-10"),
+        "{text}"
+    );
+    term.type_line("exit 4").await;
+    term.read_until(|_| false).await;
+    assert_eq!(
+        term.exit.as_ref().map(|e| e.0),
+        Some(Some(4)),
+        "{:?}",
+        term.exit
+    );
+    all.extend(&term.output);
+
+    // Recorded where every replica keeps objects.
+    let path = shared
+        .join("artifacts")
+        .join(format!("terminal-recordings/{id}/{session}.cast"));
+    let started = Instant::now();
+    while !path.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no recording at {path:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cast = std::fs::read_to_string(&path).unwrap();
+    let recorded: String = cast
+        .lines()
+        .skip(1)
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e[1] == "o")
+        .map(|e| e[2].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(recorded, String::from_utf8_lossy(&all));
 }
 
 /// The console's terminal in a real browser: xterm.js over the console's

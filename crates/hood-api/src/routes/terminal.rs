@@ -55,7 +55,7 @@ pub struct TerminalQuery {
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Not a WebSocket upgrade, or a window size out of range"),
         (status = 404, body = Problem, content_type = "application/problem+json", description = "No such allocation in the organization, or no such session of it (ended long ago)"),
         (status = 409, body = Problem, content_type = "application/problem+json", description = "The allocation is not active, or its host could not open a shell"),
-        (status = 503, body = Problem, content_type = "application/problem+json", description = "This process does not run both the api role and the agent gateway, or the host's agent did not answer")),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "No agent gateway can reach this process's sessions (neither one in this process nor a relay over NATS), or the host's agent did not answer")),
     security(("bearer" = ["read", "operate"])))]
 /// A terminal into the allocation's sandbox over WebSocket; recorded
 /// (asciicast v2 in the object store) and audited.
@@ -79,7 +79,7 @@ pub async fn allocation_terminal(
     })?;
     let terminals = state.terminals.clone().ok_or_else(|| {
         ApiError::Unavailable(
-            "terminals are served by processes that run both the api role and the agent gateway"
+            "terminals need an agent gateway in this process or a relay over NATS (HOOD_NATS_URL)"
                 .into(),
         )
     })?;
