@@ -631,6 +631,78 @@ async fn prepaid_credits_stop_at_zero_and_a_top_up_restores_service(env: Env) {
         .unwrap();
 }
 
+/// An organization with a subscription that goes on prepaid credits
+/// mid-period pays its usage once: what came before the credits on the
+/// invoice, what came after from the credits, and no later period's
+/// late-usage adjustment bills the credited part again.
+async fn usage_paid_from_credits_is_not_invoiced_again(env: Env) {
+    let b = &env.billing;
+    b.create_rate_card(card()).await.unwrap();
+    b.create_subscription(
+        env.org,
+        CreateSubscription {
+            terms: ContractTerms::Metered,
+            ..hybrid()
+        },
+    )
+    .await
+    .unwrap();
+    // 100,000 read CU before the credits (20 cents), 200,000 after (40).
+    env.store
+        .record_usage(&[usage(&env, "before", "eth_call", 100_000, JAN_1 + DAY)])
+        .await
+        .unwrap();
+    let opened = JAN_1 + 10 * DAY + 7 * HOUR;
+    env.clock.set(Timestamp(opened));
+    b.enable_credits(
+        env.org,
+        EnableCredits {
+            window_ms: Some(HOUR),
+            ..EnableCredits::default()
+        },
+    )
+    .await
+    .unwrap();
+    b.top_up(env.org, "local", "T-1", 100).await.unwrap();
+    env.store
+        .record_usage(&[usage(&env, "after", "eth_call", 200_000, opened + 1_000)])
+        .await
+        .unwrap();
+    env.clock.set(Timestamp(opened + HOUR));
+    assert_eq!(b.accrue_credits().await.unwrap().windows, 1);
+    let credits = account_id(AccountCode::PrepaidCredits, 1, Some(env.org));
+    let spent = env.store.get_account(credits).await.unwrap().unwrap();
+    assert_eq!(spent.debits_posted, 400_000, "40 cents from the credits");
+
+    env.clock.set(Timestamp(JAN_1 + 31 * DAY + 5_000));
+    let report = b.close_periods(None, None).await.unwrap();
+    assert_eq!(report.issued.len(), 1, "{report:?}");
+    let january = &report.issued[0];
+    let cu: u64 = january
+        .readings
+        .iter()
+        .filter(|r| r.meter == RPC_COMPUTE_UNITS)
+        .map(|r| r.quantity)
+        .sum();
+    assert_eq!(cu, 100_000, "only the usage before the credits");
+    assert_eq!(january.total_minor, 20);
+
+    // February closes with nothing to bill and no adjustment for January.
+    env.clock.set(Timestamp(JAN_1 + 59 * DAY + 5_000));
+    let report = b.close_periods(None, None).await.unwrap();
+    assert_eq!(report.issued.len(), 1, "{report:?}");
+    let february = &report.issued[0];
+    assert!(
+        february.lines.iter().all(|l| l.amount_minor == 0),
+        "{:?}",
+        february.lines
+    );
+    assert_eq!(february.total_minor, 0);
+    hood_ledger::verify::verify_store(env.store.as_ref(), None)
+        .await
+        .unwrap();
+}
+
 /// Corrections keep every number and every unit: a void keeps its number
 /// and reverses its transfer; credit notes never exceed an invoice, are
 /// idempotent per request key, lower what is due, settle an invoice they
@@ -1707,6 +1779,7 @@ macro_rules! both {
 }
 
 both!(
+    usage_paid_from_credits_is_not_invoiced_again,
     postpaid_allocations_are_invoiced_at_their_own_price,
     an_allocation_budget_refuses_and_releases_at_its_cap,
     an_operator_refund_restores_credits_once_with_its_reason,

@@ -164,7 +164,7 @@ impl BillingService {
     /// adjustments for late usage of earlier periods.
     async fn rate_invoice(&self, sub: &Subscription, period: Period) -> AppResult<Invoice> {
         let card = self.card(sub.rate_card_version).await?;
-        let readings = self.readings(sub.org_id, &card, period).await?;
+        let readings = self.invoiced_readings(sub.org_id, &card, period).await?;
         let rated = rate_period(&sub.terms, &sub.currency, &card, &readings)
             .map_err(|e| AppError::Conflict(format!("period {}: {e}", period.start)))?;
         let mut lines = rated.lines;
@@ -281,7 +281,9 @@ impl BillingService {
         let mut lines = Vec::new();
         for inv in recent {
             let card = self.card(inv.rate_card_version).await?;
-            let now = self.readings(sub.org_id, &card, inv.period).await?;
+            let now = self
+                .invoiced_readings(sub.org_id, &card, inv.period)
+                .await?;
             let before = billed.get(&inv.period.start).cloned().unwrap_or_default();
             if let Some(line) =
                 adjustment(&sub.terms, &sub.currency, &card, inv.period, &before, &now)
@@ -293,6 +295,33 @@ impl BillingService {
         // Oldest period first, like the invoices they correct.
         lines.reverse();
         Ok(lines)
+    }
+
+    /// The readings of `period` a subscription's invoice bills: all of
+    /// them, or, for an organization on prepaid credits, only those from
+    /// before it went on credits (its rate-card usage since is paid from
+    /// them, window by window; invoicing it too would bill it twice).
+    async fn invoiced_readings(
+        &self,
+        org: OrgId,
+        card: &RateCard,
+        period: Period,
+    ) -> AppResult<Vec<Reading>> {
+        let (from, to) = (day_start(period.start), day_start(period.end));
+        let prepaid_since = self
+            .stores
+            .credits
+            .get_credit_account(org)
+            .await?
+            .map(|account| account.created_at);
+        match prepaid_since {
+            Some(since) if since <= from => Ok(Vec::new()),
+            Some(since) if since < to => {
+                self.readings_between(org, card, from, since, UnitsFrom::Events)
+                    .await
+            }
+            _ => self.readings(org, card, period).await,
+        }
     }
 
     /// Every reading the card prices for `org` in `period`, by meter name
