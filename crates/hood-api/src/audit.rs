@@ -39,6 +39,8 @@ const AUDITED_BY_USE_CASE: &[(Method, &str)] = &[
     (Method::PUT, "/api/v1/service-accounts/{account_id}"),
     (Method::DELETE, "/api/v1/service-accounts/{account_id}"),
     (Method::POST, "/api/v1/service-accounts/{account_id}/keys"),
+    (Method::POST, "/api/v1/ssh-keys"),
+    (Method::DELETE, "/api/v1/ssh-keys/{key_id}"),
 ];
 
 /// `{resource}.{verb}`, the resource type, and which path segment holds

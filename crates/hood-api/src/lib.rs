@@ -75,6 +75,7 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::snapshots::router())
             .merge(routes::allocations::router())
             .merge(routes::service_accounts::router())
+            .merge(routes::ssh_keys::router())
             .merge(routes::terminal::router());
     }
     // Small bodies everywhere, except the routes merged below that stream

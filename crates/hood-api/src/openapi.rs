@@ -22,8 +22,8 @@
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
     allocations, artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health,
-    identity, invoicing, keys, ledger, nodes, ops, rollouts, service_accounts, snapshots, storage,
-    storage_uploads, terminal,
+    identity, invoicing, keys, ledger, nodes, ops, rollouts, service_accounts, snapshots, ssh_keys,
+    storage, storage_uploads, terminal,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -91,6 +91,7 @@ use utoipa::{Modify, OpenApi};
         service_accounts::delete_service_account, service_accounts::create_service_account_key,
         service_accounts::create_s3_key, service_accounts::list_s3_keys,
         service_accounts::revoke_s3_key,
+        ssh_keys::list_ssh_keys, ssh_keys::add_ssh_key, ssh_keys::remove_ssh_key,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -136,6 +137,7 @@ use utoipa::{Modify, OpenApi};
         service_accounts::CreateServiceAccountRequest, service_accounts::SetGrantsRequest,
         service_accounts::CreateServiceAccountKeyRequest,
         service_accounts::S3KeyView, service_accounts::CreatedS3Key,
+        ssh_keys::SshKeyView, ssh_keys::AddSshKeyRequest,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

@@ -7,7 +7,6 @@ use crate::lifecycle::AllocationState;
 use crate::placement::{HostCapacity, Reservation};
 use crate::validate::FieldError;
 use crate::{AllocationId, HostId, OrgId, Timestamp};
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 /// One allocation and the placement it holds.
@@ -155,17 +154,6 @@ const MAX_SSH_KEYS: usize = 32;
 const MAX_COMMAND_ARGS: usize = 256;
 const MAX_TEXT: usize = 4096;
 
-/// SSH key types the sandbox's `authorized_keys` accepts.
-const SSH_KEY_TYPES: &[&str] = &[
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
-
 impl AllocationSpec {
     /// Every problem with the spec, one per field.
     pub fn validate(&self) -> Vec<FieldError> {
@@ -232,31 +220,14 @@ impl AllocationSpec {
     }
 }
 
-/// An `authorized_keys` line of one key: `type base64 [comment]`, a known
-/// type, valid base64 whose first field repeats the type (the wire format).
+/// An `authorized_keys` line of one key, as users' keys are checked.
 fn ssh_public_key(line: &str) -> Result<(), String> {
     if line.len() > 16 * 1024 || line.contains(['\n', '\r', '\0']) {
         return Err("each key is one line of at most 16 KiB".into());
     }
-    let mut parts = line.split_whitespace();
-    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
-        return Err("each key is `type base64 [comment]`".into());
-    };
-    if !SSH_KEY_TYPES.contains(&kind) {
-        return Err(format!("key type `{kind}` is not supported"));
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(blob)
-        .map_err(|_| "a key's body is not base64")?;
-    // The wire format starts with the type as a length-prefixed string.
-    let named = bytes
-        .get(..4)
-        .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
-        .and_then(|n| bytes.get(4..4 + n));
-    if named != Some(kind.as_bytes()) {
-        return Err(format!("a key's body is not an `{kind}` key"));
-    }
-    Ok(())
+    crate::ssh_key::parse_public_key(line)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

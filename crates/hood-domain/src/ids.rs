@@ -73,6 +73,8 @@ id_type!(/// An allocation of host capacity.
 id_type!(/// A service account: a non-human identity of an organization whose keys
     /// reach only the resources its grants name.
     ServiceAccountId);
+id_type!(/// A user's SSH public key.
+    SshKeyId);
 id_type!(/// A storage namespace (an S3 bucket) of an organization.
     NamespaceId);
 id_type!(/// The bytes of one object version in the storage object store.

@@ -32,6 +32,7 @@ pub mod rpc;
 pub mod scope;
 pub mod sku;
 pub mod snapshot;
+pub mod ssh_key;
 pub mod storage;
 pub mod time;
 pub mod usage;

@@ -52,6 +52,7 @@ pub mod retention;
 pub mod rollout;
 pub mod service_account;
 pub mod snapshot;
+pub mod ssh_key;
 pub mod status_page;
 pub mod storage;
 pub mod uptime;
@@ -149,6 +150,7 @@ pub trait Store:
     + audit::AuditStore
     + storage::StorageStore
     + service_account::ServiceAccountStore
+    + ssh_key::SshKeyStore
     + Send
     + Sync
     + 'static

@@ -182,6 +182,11 @@ pub const SQLITE: &[Migration] = &[
         name: "object_md5",
         sql: include_str!("../migrations/sqlite/0028_object_md5.sql"),
     },
+    Migration {
+        version: 29,
+        name: "ssh_keys",
+        sql: include_str!("../migrations/sqlite/0029_ssh_keys.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -325,6 +330,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 28,
         name: "object_md5",
         sql: include_str!("../migrations/postgres/0028_object_md5.sql"),
+    },
+    Migration {
+        version: 29,
+        name: "ssh_keys",
+        sql: include_str!("../migrations/postgres/0029_ssh_keys.sql"),
     },
 ];
 

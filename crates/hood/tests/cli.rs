@@ -418,3 +418,194 @@ impl AnswerServer {
         Self { url }
     }
 }
+
+/// Runs OpenSSH's `ssh-keygen` to make a key pair at `path` (no
+/// passphrase); answers the public key's path.
+fn ssh_keygen(path: &std::path::Path, args: &[&str]) -> std::path::PathBuf {
+    let status = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-N", ""])
+        .args(args)
+        .arg("-f")
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (OpenSSH) runs");
+    assert!(status.success());
+    path.with_extension("pub")
+}
+
+/// The fingerprint `ssh-keygen -l` prints for a key file.
+fn openssh_fingerprint(public: &std::path::Path) -> String {
+    let out = std::process::Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(public)
+        .output()
+        .expect("ssh-keygen -l");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn ssh_keys_made_by_openssh_are_kept_per_user() {
+    let (dir, home) = temp_home();
+    let hood = hood_up(&home, &[]);
+    let server = hood.url("api");
+    let as_config = |name: &str| Cli {
+        env: vec![
+            ("HOOD_SERVER", server.clone()),
+            ("HOOD_HOME", home.display().to_string()),
+            ("HOOD_CONFIG", dir.path().join(name).display().to_string()),
+        ],
+    };
+    let admin = as_config("admin.json");
+    let org = admin.json(&["org", "create", "keys", "--name", "Keys"])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (email, role) in [("alice@keys.test", "admin"), ("bob@keys.test", "operator")] {
+        admin.run_stdin(
+            &[
+                "user",
+                "create",
+                email,
+                "--org",
+                &org,
+                "--role",
+                role,
+                "--password-stdin",
+            ],
+            "a long enough password\n",
+        );
+    }
+    let login = |email: &str| {
+        let cli = as_config(&format!("{email}.json"));
+        cli.run_stdin(
+            &["login", "--email", email, "--password-stdin"],
+            "a long enough password\n",
+        );
+        cli
+    };
+    let (alice, bob) = (login("alice@keys.test"), login("bob@keys.test"));
+
+    // Keys made by OpenSSH, added from a file and from standard input.
+    let ed25519 = ssh_keygen(
+        &dir.path().join("id_ed25519"),
+        &["-t", "ed25519", "-C", "alice@laptop"],
+    );
+    let ecdsa = ssh_keygen(&dir.path().join("id_ecdsa"), &["-t", "ecdsa", "-C", ""]);
+    let added = alice.json(&["ssh-key", "add", ed25519.to_str().unwrap()]);
+    assert_eq!(added["name"], "alice@laptop", "named by its comment");
+    assert_eq!(added["algorithm"], "ssh-ed25519");
+    assert_eq!(added["fingerprint"], openssh_fingerprint(&ed25519).as_str());
+    let line = std::fs::read_to_string(&ed25519).unwrap();
+    assert_eq!(
+        added["public_key"].as_str().unwrap(),
+        line.trim().trim_end_matches(" alice@laptop")
+    );
+    let piped = alice.run_stdin(
+        &["-o", "json", "ssh-key", "add", "-", "--name", "ci runner"],
+        &std::fs::read_to_string(&ecdsa).unwrap(),
+    );
+    let piped: Value = serde_json::from_str(&piped).unwrap();
+    assert_eq!(piped["name"], "ci runner");
+    assert_eq!(piped["fingerprint"], openssh_fingerprint(&ecdsa).as_str());
+    let table = alice.run(&["ssh-key", "list"]);
+    assert!(
+        table.starts_with("ID") && table.contains("FINGERPRINT") && table.contains("ci runner"),
+        "{table}"
+    );
+    let listed = alice.json(&["ssh-key", "list"]);
+    let names: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice@laptop", "ci runner"], "oldest first");
+
+    // Bad input: plain messages, non-zero exits, nothing stored.
+    let err = alice.fails(&["ssh-key", "add", ed25519.to_str().unwrap()]);
+    assert!(err.contains("already hold") && err.contains("409"), "{err}");
+    let weak = ssh_keygen(
+        &dir.path().join("id_rsa_weak"),
+        &["-t", "rsa", "-b", "1024"],
+    );
+    let err = alice.fails(&["ssh-key", "add", weak.to_str().unwrap()]);
+    assert!(err.contains("too short"), "{err}");
+    let private = dir.path().join("id_ed25519");
+    let err = alice.fails(&["ssh-key", "add", private.to_str().unwrap()]);
+    assert!(err.contains("private key"), "{err}");
+    let err = alice.fails(&[
+        "ssh-key",
+        "add",
+        dir.path().join("missing.pub").to_str().unwrap(),
+    ]);
+    assert!(err.contains("missing.pub"), "{err}");
+    assert_eq!(
+        alice.json(&["ssh-key", "list"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Another user sees none of them and removes none; the same key may be
+    // theirs too.
+    assert!(bob.json(&["ssh-key", "list"])["items"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let id = added["id"].as_str().unwrap();
+    let err = bob.fails(&["ssh-key", "remove", id]);
+    assert!(err.contains("404"), "{err}");
+    bob.json(&["ssh-key", "add", ed25519.to_str().unwrap()]);
+
+    // A service account's key holds no SSH keys.
+    let account = alice.json(&[
+        "service-account",
+        "create",
+        "robot",
+        "--grant",
+        "storage.keys.namespaces.logs=read",
+    ]);
+    let token = alice.json(&["service-account", "key", account["id"].as_str().unwrap()])["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let robot = Cli {
+        env: vec![("HOOD_SERVER", server.clone()), ("HOOD_TOKEN", token)],
+    };
+    let err = robot.fails(&["ssh-key", "list"]);
+    assert!(err.contains("403"), "{err}");
+
+    // Removed: gone from the list; each change has its audit row.
+    let out = alice.run(&["ssh-key", "remove", id]);
+    assert!(out.contains("removed"), "{out}");
+    assert_eq!(
+        alice.json(&["ssh-key", "list"])["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let audit = admin.json(&["audit", "--org", &org, "--resource-type", "ssh_key"]);
+    let mut actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        [
+            "ssh_key.add",
+            "ssh_key.add",
+            "ssh_key.add",
+            "ssh_key.remove"
+        ]
+    );
+}

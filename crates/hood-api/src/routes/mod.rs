@@ -19,6 +19,7 @@ pub mod ops;
 pub mod rollouts;
 pub mod service_accounts;
 pub mod snapshots;
+pub mod ssh_keys;
 pub mod storage;
 pub mod storage_uploads;
 pub mod terminal;

@@ -142,6 +142,11 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
         "storage_namespaces.org_id, storage_namespaces.name",
         "namespace",
     ),
+    (
+        "ssh_keys_user_id_fingerprint_key",
+        "ssh_keys.user_id, ssh_keys.fingerprint",
+        "ssh key",
+    ),
     ("orgs_pkey", "orgs.id", "id"),
     ("users_email_key", "users.email", "email"),
     ("users_pkey", "users.id", "id"),

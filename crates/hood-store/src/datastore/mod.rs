@@ -37,6 +37,7 @@ mod rollout;
 mod schema;
 mod service_account;
 mod snapshot;
+mod ssh_key;
 mod status_page;
 mod storage;
 mod uptime;

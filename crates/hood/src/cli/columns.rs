@@ -20,6 +20,7 @@ use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
 use hood_api::routes::rollouts::{RolloutKindView, RolloutNodeView, RolloutView};
 use hood_api::routes::service_accounts::{S3KeyView, ServiceAccountView};
 use hood_api::routes::snapshots::{SnapshotAccepted, SnapshotView};
+use hood_api::routes::ssh_keys::SshKeyView;
 use hood_api::routes::storage::{NamespaceView, ObjectView};
 use hood_api::routes::storage_uploads::UploadSummaryView;
 use hood_api::views::{ApiKeyView, MeView, OrgView, UserView};
@@ -561,6 +562,14 @@ pub const UPLOAD: &[Column<UploadSummaryView>] = &[
     Column::new("KEY", |u| u.key.clone()),
     Column::new("CONTENT_TYPE", |u| u.content_type.clone()),
     Column::new("CREATED_AT", |u| u.created_at.clone()),
+];
+
+pub const SSH_KEY: &[Column<SshKeyView>] = &[
+    Column::new("ID", |k| k.id.to_string()),
+    Column::new("NAME", |k| k.name.clone()),
+    Column::new("ALGORITHM", |k| k.algorithm.clone()),
+    Column::new("FINGERPRINT", |k| k.fingerprint.clone()),
+    Column::new("CREATED_AT", |k| k.created_at.clone()),
 ];
 
 pub const SERVICE_ACCOUNT: &[Column<ServiceAccountView>] = &[

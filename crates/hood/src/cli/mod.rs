@@ -14,6 +14,7 @@ pub mod node;
 pub mod output;
 pub mod rollout;
 pub mod service_account;
+pub mod ssh_key;
 pub mod storage;
 pub mod terminal;
 
