@@ -60,7 +60,7 @@ impl From<&SshKey> for SshKeyView {
 #[serde(deny_unknown_fields)]
 pub struct AddSshKeyRequest {
     /// One OpenSSH public-key line: the contents of a `.pub` file.
-    #[schema(min_length = 1, max_length = 16384)]
+    #[schema(min_length = 1, max_length = 4096)]
     pub public_key: String,
     /// A name for it (default: the key's comment, else its fingerprint).
     #[schema(min_length = 1, max_length = 200)]
@@ -100,10 +100,10 @@ pub async fn add_ssh_key(
     Json(body): Json<AddSshKeyRequest>,
 ) -> ApiResult<impl IntoResponse> {
     user_caller(&caller)?;
-    if body.public_key.len() > 16 * 1024 {
+    if body.public_key.len() > 4 * 1024 {
         return Err(ApiError::Validation(vec![FieldError::new(
             "public_key",
-            "at most 16 KiB",
+            "at most 4 KiB (an RSA key of 16,384 bits fits in 3)",
         )]));
     }
     let parsed = parse_public_key(&body.public_key)
