@@ -186,9 +186,18 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthorized("missing `Authorization: Bearer` credentials".into())
-        })?;
+        let Some(header) = parts.headers.get(AUTHORIZATION) else {
+            // A browser cannot set headers on a WebSocket handshake: its
+            // token rides as a subprotocol, never in a (logged) URL.
+            let token = websocket_token(&parts.headers).ok_or_else(|| {
+                ApiError::Unauthorized("missing `Authorization: Bearer` credentials".into())
+            })?;
+            let caller = authenticate(state, &token).await?;
+            if let Some(slot) = parts.extensions.get::<CallerSlot>() {
+                slot.fill(&caller);
+            }
+            return Ok(caller);
+        };
         let value = header
             .to_str()
             .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
@@ -206,6 +215,32 @@ impl FromRequestParts<AppState> for Caller {
         }
         Ok(caller)
     }
+}
+
+/// The subprotocol a WebSocket client offers first (`hood.v1`); the
+/// server selects it, as browsers require an offered protocol back.
+pub const WEBSOCKET_PROTOCOL: &str = "hood.v1";
+/// A WebSocket client's token rides as the subprotocol `bearer.{token}`
+/// beside [`WEBSOCKET_PROTOCOL`].
+pub const WEBSOCKET_TOKEN_PREFIX: &str = "bearer.";
+
+/// The token a WebSocket handshake carries in `Sec-WebSocket-Protocol`.
+fn websocket_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    let upgrading = headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrading {
+        return None;
+    }
+    headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(WEBSOCKET_TOKEN_PREFIX))
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
 }
 
 /// Resolves a bearer token to a caller.

@@ -22,8 +22,8 @@
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
     allocations, artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health,
-    identity, invoicing, keys, ledger, nodes, ops, rollouts, service_accounts, snapshots, ssh_keys,
-    storage, storage_uploads, terminal,
+    identity, invoicing, keys, ledger, nodes, notifications, ops, rollouts, service_accounts,
+    snapshots, ssh_keys, storage, storage_uploads, terminal,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -92,6 +92,7 @@ use utoipa::{Modify, OpenApi};
         service_accounts::create_s3_key, service_accounts::list_s3_keys,
         service_accounts::revoke_s3_key,
         ssh_keys::list_ssh_keys, ssh_keys::add_ssh_key, ssh_keys::remove_ssh_key,
+        notifications::list_notifications, notifications::mark_read, notifications::stream,
     ),
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
@@ -138,6 +139,8 @@ use utoipa::{Modify, OpenApi};
         service_accounts::CreateServiceAccountKeyRequest,
         service_accounts::S3KeyView, service_accounts::CreatedS3Key,
         ssh_keys::SshKeyView, ssh_keys::AddSshKeyRequest,
+        notifications::NotificationView, notifications::NotificationPageView,
+        notifications::MarkReadRequest, notifications::MarkReadView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,
         LoginRequest, RefreshRequest, CreateOrgRequest, CreateUserRequest, UpdateUserRequest, CreateApiKeyRequest,
     )),

@@ -17,11 +17,13 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 mod credentials;
+mod feed;
 mod memory;
 mod nats;
 mod relay;
 
 pub use credentials::follow_credential_events;
+pub use feed::{follow_feed_events, FEED_CONSUMER};
 pub use memory::InProcessBus;
 pub use nats::{NatsBus, NatsOptions};
 pub use relay::{OutboxRelay, RelayConfig, RelayError, RelayHandle, RelayWaker};

@@ -73,6 +73,8 @@ id_type!(/// An allocation of host capacity.
 id_type!(/// A service account: a non-human identity of an organization whose keys
     /// reach only the resources its grants name.
     ServiceAccountId);
+id_type!(/// One notification in a user's feed.
+    FeedItemId);
 id_type!(/// A user's SSH public key.
     SshKeyId);
 id_type!(/// A storage namespace (an S3 bucket) of an organization.

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod backoff;
 pub mod billing;
 pub mod event;
+pub mod feed;
 pub mod gcra;
 pub mod health;
 pub mod host;

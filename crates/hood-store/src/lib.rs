@@ -37,6 +37,7 @@ pub mod billing;
 pub mod clock;
 pub mod credits;
 pub mod edge;
+pub mod feed;
 pub mod fleet;
 pub mod health;
 pub mod identity;
@@ -151,6 +152,7 @@ pub trait Store:
     + storage::StorageStore
     + service_account::ServiceAccountStore
     + ssh_key::SshKeyStore
+    + feed::FeedStore
     + Send
     + Sync
     + 'static

@@ -187,6 +187,11 @@ pub const SQLITE: &[Migration] = &[
         name: "ssh_keys",
         sql: include_str!("../migrations/sqlite/0029_ssh_keys.sql"),
     },
+    Migration {
+        version: 30,
+        name: "feed",
+        sql: include_str!("../migrations/sqlite/0030_feed.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -335,6 +340,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 29,
         name: "ssh_keys",
         sql: include_str!("../migrations/postgres/0029_ssh_keys.sql"),
+    },
+    Migration {
+        version: 30,
+        name: "feed",
+        sql: include_str!("../migrations/postgres/0030_feed.sql"),
     },
 ];
 

@@ -198,6 +198,9 @@ enum Command {
     /// Service accounts: keys that reach only what their grants name.
     #[command(subcommand)]
     ServiceAccount(cli::service_account::ServiceAccountCmd),
+    /// Your notification feed (node, incident and allocation changes).
+    #[command(subcommand)]
+    Notification(cli::notification::NotificationCmd),
     /// Your SSH public keys (for Hood's SSH gateway).
     #[command(subcommand)]
     SshKey(cli::ssh_key::SshKeyCmd),
@@ -300,6 +303,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Storage(cmd) => cli::storage::run(c, f, cmd).await,
         Command::ServiceAccount(cmd) => cli::service_account::run(c, f, cmd).await,
         Command::SshKey(cmd) => cli::ssh_key::run(c, f, cmd).await,
+        Command::Notification(cmd) => cli::notification::run(c, f, cmd).await,
         Command::Audit(args) => cli::alloc::audit(c, f, args).await,
         Command::Bench(cmd) => bench::run(c, cmd).await,
         Command::Workflow(cmd) => cli::fleet::workflow(c, f, cmd).await,

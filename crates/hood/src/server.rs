@@ -148,6 +148,8 @@ pub async fn up(
             .collect(),
         bus.clone(),
     ));
+    // Users' notification feeds, from the same bus.
+    let feed = tokio::spawn(hood_bus::follow_feed_events(store.clone(), bus.clone()));
     let console_bus = bus.clone();
     let health = crate::health::HealthRole::start(
         &health_args,
@@ -267,6 +269,7 @@ pub async fn up(
         task.await.context("server task")?.context("server")?;
     }
     credentials.abort();
+    feed.abort();
     if let Some(task) = gateway_task {
         task.await
             .context("gateway task")?
@@ -562,6 +565,16 @@ pub async fn serve(
             )));
         }
     }
+    // The api role feeds users' notifications (one durable consumer,
+    // shared by its replicas); without a bus there are no events to feed.
+    let mut feed = None;
+    if roles.contains(&HttpRole::Api) && health_args.bus.nats_url.is_some() {
+        let bus = health_args.bus.connect().await?;
+        feed = Some(tokio::spawn(hood_bus::follow_feed_events(
+            store.clone(),
+            bus,
+        )));
+    }
     let mut router = hood_api::router(state.clone(), &roles);
     if roles.contains(&HttpRole::Api) {
         // The console's live updates watch the bus when there is one.
@@ -613,6 +626,9 @@ pub async fn serve(
         task.await.context("s3 task")?.context("s3 endpoint")?;
     }
     if let Some(task) = credentials {
+        task.abort();
+    }
+    if let Some(task) = feed {
         task.abort();
     }
     if let Some(e) = edge {

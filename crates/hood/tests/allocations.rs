@@ -1773,6 +1773,23 @@ async fn a_terminal_crosses_from_the_api_to_a_separate_agent_gateway() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let id = r.body["id"].as_str().unwrap().to_owned();
     wait_alloc_within(&api, &key, &id, "active", Duration::from_secs(60)).await;
+    // The api replica feeds users' notifications from NATS.
+    let started = Instant::now();
+    loop {
+        let feed = api.get("/api/v1/notifications", &key).await;
+        let active = feed.body["items"].as_array().unwrap().iter().any(|i| {
+            i["subject"] == "allocation.active" && i["detail"]["allocation_id"] == id.as_str()
+        });
+        if active {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no allocation.active notification: {}",
+            feed.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let mut term = Term::connect_to(&base, &key, &id, "cols=90&rows=20").await;
     term.type_line(r#"echo "R:$(hostname):$(nproc):E""#).await;

@@ -15,6 +15,7 @@ pub mod invoicing;
 pub mod keys;
 pub mod ledger;
 pub mod nodes;
+pub mod notifications;
 pub mod ops;
 pub mod rollouts;
 pub mod service_accounts;

@@ -147,6 +147,11 @@ const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
         "ssh_keys.user_id, ssh_keys.fingerprint",
         "ssh key",
     ),
+    (
+        "feed_items_user_id_event_id_key",
+        "feed_items.user_id, feed_items.event_id",
+        "feed item",
+    ),
     ("orgs_pkey", "orgs.id", "id"),
     ("users_email_key", "users.email", "email"),
     ("users_pkey", "users.id", "id"),

@@ -22,6 +22,7 @@ mod checkouts;
 mod corrections;
 mod credits;
 mod edge;
+mod feed;
 mod fleet;
 mod health;
 mod identity;

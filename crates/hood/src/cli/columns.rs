@@ -17,6 +17,7 @@ use hood_api::routes::invoicing::{
 use hood_api::routes::keys::KeyExportView;
 use hood_api::routes::ledger::{CheckpointView, ItemResult};
 use hood_api::routes::nodes::{NodeAccepted, NodeEventView, NodeView};
+use hood_api::routes::notifications::NotificationView;
 use hood_api::routes::rollouts::{RolloutKindView, RolloutNodeView, RolloutView};
 use hood_api::routes::service_accounts::{S3KeyView, ServiceAccountView};
 use hood_api::routes::snapshots::{SnapshotAccepted, SnapshotView};
@@ -562,6 +563,15 @@ pub const UPLOAD: &[Column<UploadSummaryView>] = &[
     Column::new("KEY", |u| u.key.clone()),
     Column::new("CONTENT_TYPE", |u| u.content_type.clone()),
     Column::new("CREATED_AT", |u| u.created_at.clone()),
+];
+
+pub const NOTIFICATION: &[Column<NotificationView>] = &[
+    Column::new("ID", |n| n.id.to_string()),
+    Column::new("AT", |n| n.created_at.clone()),
+    Column::new("READ", |n| {
+        if n.read_at.is_some() { "yes" } else { "no" }.to_owned()
+    }),
+    Column::new("TITLE", |n| n.title.clone()),
 ];
 
 pub const SSH_KEY: &[Column<SshKeyView>] = &[

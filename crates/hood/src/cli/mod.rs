@@ -11,6 +11,7 @@ pub mod health;
 pub mod keys;
 pub mod ledger;
 pub mod node;
+pub mod notification;
 pub mod output;
 pub mod rollout;
 pub mod service_account;
