@@ -1,7 +1,8 @@
 //! How long Hood keeps what grows without bound: raw usage events (their
 //! hourly and daily rollups are kept for ever), finished workflows with
-//! their journal, step execution logs, agent events and published outbox
-//! rows. A retention of `None` keeps everything.
+//! their journal, step execution logs, agent events, published outbox
+//! rows, finished agent commands and users' notifications. A retention of
+//! `None` keeps everything.
 
 use crate::Timestamp;
 
@@ -27,6 +28,8 @@ pub struct RetentionPolicy {
     /// from their deadline: lease renewals and log reads add one per
     /// minute or second, and nothing reads them once settled.
     pub finished_agent_commands_days: Option<u32>,
+    /// Users' notifications, read or not: one row per user per event.
+    pub feed_items_days: Option<u32>,
 }
 
 impl Default for RetentionPolicy {
@@ -38,6 +41,7 @@ impl Default for RetentionPolicy {
             agent_events_days: Some(14),
             published_outbox_days: Some(7),
             finished_agent_commands_days: Some(7),
+            feed_items_days: Some(30),
         }
     }
 }
@@ -51,6 +55,7 @@ pub struct RetentionCutoffs {
     pub agent_events_before: Option<Timestamp>,
     pub published_outbox_before: Option<Timestamp>,
     pub finished_agent_commands_before: Option<Timestamp>,
+    pub feed_items_before: Option<Timestamp>,
 }
 
 impl RetentionPolicy {
@@ -62,6 +67,7 @@ impl RetentionPolicy {
         agent_events_days: None,
         published_outbox_days: None,
         finished_agent_commands_days: None,
+        feed_items_days: None,
     };
 
     /// The cutoffs at `now`.
@@ -75,6 +81,7 @@ impl RetentionPolicy {
             agent_events_before: before(self.agent_events_days),
             published_outbox_before: before(self.published_outbox_days),
             finished_agent_commands_before: before(self.finished_agent_commands_days),
+            feed_items_before: before(self.feed_items_days),
         }
     }
 }

@@ -13,6 +13,7 @@ pub struct PruneReport {
     pub agent_events: u64,
     pub published_outbox: u64,
     pub finished_agent_commands: u64,
+    pub feed_items: u64,
 }
 
 impl PruneReport {
@@ -23,6 +24,7 @@ impl PruneReport {
             + self.agent_events
             + self.published_outbox
             + self.finished_agent_commands
+            + self.feed_items
     }
 }
 

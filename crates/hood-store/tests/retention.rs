@@ -1,7 +1,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 //! Retention: old raw usage, finished workflows with their journal, step
-//! logs, agent events and published outbox rows go; everything else stays
+//! logs, agent events, published outbox rows, finished agent commands and
+//! old notifications go; everything else stays
 //! (rollups, live and stuck workflows, recent records) — on SQLite and
 //! PostgreSQL.
 
@@ -165,6 +166,38 @@ async fn old_records_go_and_the_rest_stays(db: &Harness) {
         recent.millis()
     ))
     .await;
+    // Notifications: one user, an old item (read or not) and a recent one.
+    let feed_org = hood_domain::identity::Organization {
+        id: OrgId::from_uuid(Uuid::now_v7()),
+        slug: format!("feed-{}", &Uuid::new_v4().simple().to_string()[..8]),
+        name: "feed".into(),
+        created_at: old,
+    };
+    store.create_org(&feed_org).await.unwrap();
+    store
+        .create_user(&hood_domain::identity::User {
+            id: hood_domain::UserId::from_uuid(Uuid::now_v7()),
+            org_id: feed_org.id,
+            email: format!("{}@feed.test", Uuid::new_v4().simple()),
+            display_name: "Reader".into(),
+            role: hood_domain::identity::Role::Viewer,
+            platform_admin: false,
+            password_hash: None,
+            disabled: false,
+            created_at: old,
+        })
+        .await
+        .unwrap();
+    for (event, at) in [("feed-old", old), ("feed-recent", recent)] {
+        let item = hood_domain::feed::feed_event(
+            event,
+            "allocation.active",
+            &serde_json::json!({"org_id": feed_org.id.to_string(), "sku": "cpu.1c"}),
+            at,
+        )
+        .unwrap();
+        assert_eq!(store.fan_out(&item).await.unwrap(), 1);
+    }
     let outbox_before = count(db, "SELECT count(*) FROM outbox").await;
 
     // Batches of 1 and a budget of 1 batch: a pass deletes one of each kind.
@@ -185,6 +218,7 @@ async fn old_records_go_and_the_rest_stays(db: &Harness) {
         total.agent_events += r.agent_events;
         total.published_outbox += r.published_outbox;
         total.finished_agent_commands += r.finished_agent_commands;
+        total.feed_items += r.feed_items;
     }
     assert_eq!(total.usage_events, 3);
     // child before parent, then failed: 3 finished workflows.
@@ -192,6 +226,16 @@ async fn old_records_go_and_the_rest_stays(db: &Harness) {
     assert_eq!(total.agent_events, 1);
     assert_eq!(total.published_outbox, 1);
     assert_eq!(total.finished_agent_commands, 3);
+    assert_eq!(total.feed_items, 1);
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM feed_items WHERE event_id = 'feed-recent'"
+        )
+        .await,
+        1,
+        "the recent notification stays"
+    );
     let mut kept: Vec<String> = store
         .list_agent_commands(host.id, 10)
         .await

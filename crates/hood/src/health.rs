@@ -74,6 +74,10 @@ pub struct HealthArgs {
     /// keeps them for ever.
     #[arg(long, env = "HOOD_RETENTION_AGENT_COMMANDS_DAYS", default_value_t = 7)]
     pub retention_agent_commands_days: u32,
+    /// Days users' notifications are kept, read or not; 0 keeps them for
+    /// ever.
+    #[arg(long, env = "HOOD_RETENTION_NOTIFICATIONS_DAYS", default_value_t = 30)]
+    pub retention_notifications_days: u32,
 }
 
 impl HealthArgs {
@@ -118,6 +122,7 @@ impl HealthArgs {
             agent_events_days: days(self.retention_agent_events_days),
             published_outbox_days: days(self.retention_outbox_days),
             finished_agent_commands_days: days(self.retention_agent_commands_days),
+            feed_items_days: days(self.retention_notifications_days),
         }
     }
 

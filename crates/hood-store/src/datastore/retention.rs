@@ -103,7 +103,7 @@ impl RetentionStore for SqlStore {
             report.finished_workflows = self.prune_workflows(before, batch, max_batches).await?;
         }
         // One batch delete per kind of append-only record.
-        let kinds: [(Option<Timestamp>, &str, &mut u64); 5] = [
+        let kinds: [(Option<Timestamp>, &str, &mut u64); 6] = [
             (
                 cutoffs.usage_events_before,
                 "DELETE FROM usage_events WHERE request_id IN \
@@ -133,6 +133,12 @@ impl RetentionStore for SqlStore {
                 "DELETE FROM agent_commands WHERE id IN (SELECT id FROM agent_commands \
                  WHERE state IN ('succeeded', 'failed', 'expired') AND expires_at < $1 LIMIT $2)",
                 &mut report.finished_agent_commands,
+            ),
+            (
+                cutoffs.feed_items_before,
+                "DELETE FROM feed_items WHERE id IN \
+                 (SELECT id FROM feed_items WHERE created_at < $1 LIMIT $2)",
+                &mut report.feed_items,
             ),
         ];
         for (before, sql, deleted) in kinds {
