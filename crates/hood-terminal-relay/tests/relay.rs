@@ -54,20 +54,27 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// An API side (a hub answering relayed attaches) and a gateway side on
+/// their own connections, sharing a fresh subject prefix.
+async fn two_sides(url: &str) -> (Arc<TerminalHub>, TerminalRelay, tokio::task::JoinHandle<()>) {
+    let prefix = prefix();
+    let api = TerminalRelay::connect(url, &prefix, config())
+        .await
+        .unwrap();
+    let gateway = TerminalRelay::connect(url, &prefix, config())
+        .await
+        .unwrap();
+    let hub = Arc::new(TerminalHub::new(HubConfig::default()));
+    let serving = api.serve_sessions(hub.clone()).await.unwrap();
+    (hub, gateway, serving)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_relayed_host_serves_a_session_held_by_another_process() {
     let Some(url) = hood_testkit::nats_url("terminal relay") else {
         return;
     };
-    let prefix = prefix();
-    let api = TerminalRelay::connect(&url, &prefix, config())
-        .await
-        .unwrap();
-    let gateway = TerminalRelay::connect(&url, &prefix, config())
-        .await
-        .unwrap();
-    let hub = Arc::new(TerminalHub::new(HubConfig::default()));
-    let _serving = api.serve_sessions(hub.clone()).await.unwrap();
+    let (hub, gateway, _serving) = two_sides(&url).await;
     let rendezvous = gateway.rendezvous(None);
 
     let session = hub.open(info("host-a"));
@@ -166,15 +173,7 @@ async fn a_gateway_that_goes_silent_ends_the_session() {
     let Some(url) = hood_testkit::nats_url("terminal relay") else {
         return;
     };
-    let prefix = prefix();
-    let api = TerminalRelay::connect(&url, &prefix, config())
-        .await
-        .unwrap();
-    let gateway = TerminalRelay::connect(&url, &prefix, config())
-        .await
-        .unwrap();
-    let hub = Arc::new(TerminalHub::new(HubConfig::default()));
-    let _serving = api.serve_sessions(hub.clone()).await.unwrap();
+    let (hub, gateway, _serving) = two_sides(&url).await;
     let session = hub.open(info("host-a"));
     let link = gateway
         .rendezvous(None)

@@ -48,6 +48,25 @@ fn cores_here() -> u64 {
     std::thread::available_parallelism().unwrap().get() as u64
 }
 
+/// Declares `host`'s capacity through the CLI: this machine's cores,
+/// 256 MiB each.
+fn declare_this_machine(host: &str, env: &[(&'static str, String)]) {
+    let (cores, memory) = (cores_here().to_string(), (256 * cores_here()).to_string());
+    let args = [
+        "host",
+        "capacity",
+        host,
+        "--cores",
+        &cores,
+        "--memory-mib",
+        &memory,
+        "--disk-mib",
+        "204800",
+    ];
+    let (ok, out, err) = hood_cli(&args, env, None);
+    assert!(ok, "hood {args:?}: {out} {err}");
+}
+
 /// `hood up` (with `env`) and a ready host whose capacity is declared:
 /// this machine's cores, 256 MiB each.
 struct Rig {
@@ -85,17 +104,7 @@ impl Rig {
             env: cli_env,
             _guard: guard,
         };
-        rig.cli(&[
-            "host",
-            "capacity",
-            &host,
-            "--cores",
-            &cores_here().to_string(),
-            "--memory-mib",
-            &(256 * cores_here()).to_string(),
-            "--disk-mib",
-            "204800",
-        ]);
+        declare_this_machine(&host, &rig.env);
         Some(rig)
     }
 
@@ -1751,22 +1760,7 @@ async fn a_terminal_crosses_from_the_api_to_a_separate_agent_gateway() {
     push_anvil(&anvil, &cli_env);
     let api = Api::new(base.clone());
     let host = a_ready_host(&api, &key).await;
-    let (ok, out, err) = hood_cli(
-        &[
-            "host",
-            "capacity",
-            &host,
-            "--cores",
-            &cores_here().to_string(),
-            "--memory-mib",
-            &(256 * cores_here()).to_string(),
-            "--disk-mib",
-            "204800",
-        ],
-        &cli_env,
-        None,
-    );
-    assert!(ok, "{out}{err}");
+    declare_this_machine(&host, &cli_env);
     let r = api
         .post("/api/v1/allocations", &key, json!({"sku": "cpu.1c"}))
         .await;
