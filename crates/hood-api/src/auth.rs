@@ -186,30 +186,28 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Some(header) = parts.headers.get(AUTHORIZATION) else {
+        let token = match parts.headers.get(AUTHORIZATION) {
+            Some(header) => {
+                let value = header
+                    .to_str()
+                    .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+                value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .ok_or_else(|| {
+                        ApiError::Unauthorized("expected `Authorization: Bearer <token>`".into())
+                    })?
+                    .to_owned()
+            }
             // A browser cannot set headers on a WebSocket handshake: its
             // token rides as a subprotocol, never in a (logged) URL.
-            let token = websocket_token(&parts.headers).ok_or_else(|| {
+            None => websocket_token(&parts.headers).ok_or_else(|| {
                 ApiError::Unauthorized("missing `Authorization: Bearer` credentials".into())
-            })?;
-            let caller = authenticate(state, &token).await?;
-            if let Some(slot) = parts.extensions.get::<CallerSlot>() {
-                slot.fill(&caller);
-            }
-            return Ok(caller);
+            })?,
         };
-        let value = header
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("expected `Authorization: Bearer <token>`".into())
-            })?;
-        let caller = authenticate(state, token).await?;
+        let caller = authenticate(state, &token).await?;
         if let Some(slot) = parts.extensions.get::<CallerSlot>() {
             slot.fill(&caller);
         }
