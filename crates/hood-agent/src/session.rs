@@ -338,14 +338,18 @@ async fn on_command(
                     .await
                     .map_err(closed);
             }
-            up_tx.send(ack).await.map_err(closed)?;
+            // The command is recorded as running: it must run even if the
+            // ack below cannot leave (the session dropped), or every
+            // redelivery would be answered "still running" for ever.
             tracing::info!(command_id = %id, kind = %command.kind, "executing command");
-            let handle = handle.clone();
-            let handler = handler.clone();
-            tokio::spawn(async move {
-                execute(handle, handler, id, command.kind, command.payload_json).await;
-            });
-            Ok(())
+            {
+                let handle = handle.clone();
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    execute(handle, handler, id, command.kind, command.payload_json).await;
+                });
+            }
+            up_tx.send(ack).await.map_err(closed)
         }
         Arrival::Running => {
             tracing::debug!(command_id = %id, "redelivered command is still running");
@@ -418,4 +422,64 @@ async fn execute(
         handle.commands().abandon(id);
     }
     handle.send_up(result_body(id, &finished));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::config::AgentConfig;
+    use crate::handler::CommandError;
+
+    /// Counts what it runs.
+    struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+    #[async_trait::async_trait]
+    impl CommandHandler for Counting {
+        async fn handle(
+            &self,
+            _kind: &str,
+            _payload: serde_json::Value,
+            _ctx: &CommandContext,
+        ) -> Result<serde_json::Value, CommandError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(serde_json::json!({}))
+        }
+    }
+
+    /// A session that drops just as a command arrives must not leave the
+    /// command recorded as running and never run: every redelivery would
+    /// be answered "still running" for ever.
+    #[tokio::test]
+    async fn a_command_whose_ack_cannot_leave_still_runs_and_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle =
+            AgentHandle::open(AgentConfig::new("https://127.0.0.1:1", dir.path())).unwrap();
+        let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let handler: Arc<dyn CommandHandler> = Arc::new(Counting(ran.clone()));
+        // The uplink is already closed: the ack cannot be sent.
+        let (up_tx, up_rx) = mpsc::channel(1);
+        drop(up_rx);
+        let id = CommandId::from_uuid(uuid::Uuid::now_v7());
+        let command = Command {
+            command_id: id.to_string(),
+            kind: "ping".into(),
+            payload_json: "{}".into(),
+            ..Default::default()
+        };
+        assert!(on_command(&handle, &handler, &up_tx, command)
+            .await
+            .is_err());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let record = handle.commands().get(id).unwrap().unwrap();
+            if let Some(finished) = record.finished {
+                assert!(finished.success, "{finished:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the command never finished");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 }
