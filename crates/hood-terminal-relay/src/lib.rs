@@ -206,8 +206,39 @@ impl TerminalRelay {
             .subscribe(self.subjects.any_attach())
             .await
             .map_err(|e| RelayError::Subscribe(e.to_string()))?;
+        self.subscriptions_in_place().await?;
         let relay = self.clone();
         Ok(tokio::spawn(relay.answer_attaches(hub, requests)))
+    }
+
+    /// Returns once the server has registered every subscription this
+    /// connection made so far. `subscribe` only queues the SUB, so without
+    /// this a gateway asking at once may find no responder. The server
+    /// handles one connection's messages in order: a message sent to
+    /// ourselves after the SUBs coming back proves they are in place.
+    async fn subscriptions_in_place(&self) -> Result<(), RelayError> {
+        let probe = self.client.new_inbox();
+        let mut echo = self
+            .client
+            .subscribe(probe.clone())
+            .await
+            .map_err(|e| RelayError::Subscribe(e.to_string()))?;
+        self.client
+            .publish(probe, Vec::new().into())
+            .await
+            .map_err(|e| RelayError::Subscribe(e.to_string()))?;
+        let echoed = tokio::time::timeout(self.config.attach_timeout, echo.next()).await;
+        let _ = echo.unsubscribe().await;
+        match echoed {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(RelayError::Subscribe(
+                "the connection closed before the subscription was confirmed".into(),
+            )),
+            Err(_) => Err(RelayError::Subscribe(format!(
+                "the server did not confirm the subscription within {:?}",
+                self.config.attach_timeout
+            ))),
+        }
     }
 
     async fn answer_attaches(self, hub: Arc<TerminalHub>, mut requests: Subscriber) {
