@@ -159,10 +159,13 @@ impl AllocationSpec {
     pub fn validate(&self) -> Vec<FieldError> {
         let mut errors = vec![];
         if let Some(image) = &self.image {
-            if image.trim().is_empty() || image.len() > 512 || image.chars().any(char::is_control) {
+            if image.is_empty()
+                || image.len() > 512
+                || image.chars().any(|c| c.is_control() || c.is_whitespace())
+            {
                 errors.push(FieldError::new(
                     "image",
-                    "must be a non-empty image reference of at most 512 characters",
+                    "must be a non-empty image reference of at most 512 characters, without spaces",
                 ));
             }
         }
@@ -262,6 +265,20 @@ mod tests {
     #[test]
     fn an_empty_spec_is_valid() {
         assert!(AllocationSpec::default().validate().is_empty());
+    }
+
+    #[test]
+    fn an_image_is_one_reference_without_spaces() {
+        let with = |image: &str| AllocationSpec {
+            image: Some(image.into()),
+            ..Default::default()
+        };
+        assert!(with("registry:5000/hood/app:1").validate().is_empty());
+        for bad in ["", "a b", " app", "app\n", &"x".repeat(513)] {
+            let errors = with(bad).validate();
+            assert_eq!(errors.len(), 1, "{bad:?}");
+            assert_eq!(errors[0].field, "image");
+        }
     }
 
     #[test]

@@ -83,6 +83,42 @@ pub struct AllocationTask {
     /// `None`: no lease.
     #[serde(default)]
     pub lease_until_ms: Option<i64>,
+    /// Run as a container on the host's engine instead of a bare sandbox
+    /// (the allocation named an image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerTask>,
+}
+
+/// An allocation's container: the image and how to run it. Its cores,
+/// memory and command are the allocation's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerTask {
+    /// An image reference in the host's store (`hood/app:1`).
+    pub image: String,
+    /// Where to load the image from when the host lacks it: an image
+    /// archive (OCI layout or `docker save`) in the artifact store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive: Option<ArtifactRef>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Container ports published on the host's address (TCP).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub restart: ContainerRestart,
+}
+
+/// When the host's engine restarts a container whose command ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContainerRestart {
+    /// Never: its end ends the allocation.
+    #[default]
+    Never,
+    /// After a non-zero exit, a few times.
+    OnFailure,
+    /// Always, until stopped.
+    UnlessStopped,
 }
 
 /// One MIG slice of an allocation: the GPU, the profile (`1g.18gb`) and
@@ -208,6 +244,9 @@ pub struct StartedAllocation {
     /// Whether a memory cgroup limits the sandbox (hosts without a
     /// writable cgroup hierarchy run it without one).
     pub memory_limited: bool,
+    /// A container's published ports: container port → host port.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<u16, u16>,
 }
 
 /// A snapshot name: 1 to 128 letters, digits, `-` and `_` (it becomes a

@@ -383,39 +383,50 @@ impl AllocationWorker {
 
     /// (Re-)asks for the sandbox and acts on the agent's answer, if any.
     async fn settle_start(&self, a: &Allocation) -> Result<bool, GatewayError> {
-        let task = AllocationTask {
-            allocation_id: a.id,
-            cores: a.reservation.cores.clone(),
-            memory_mib: a.reservation.memory_mib,
-            gpus: a
-                .reservation
-                .gpus
-                .iter()
-                .filter_map(|g| match g {
-                    hood_domain::placement::GpuClaim::Whole { gpu } => Some(*gpu),
-                    hood_domain::placement::GpuClaim::Mig { .. } => None,
-                })
-                .collect(),
-            mig: a
-                .reservation
-                .gpus
-                .iter()
-                .filter_map(|g| match g {
-                    hood_domain::placement::GpuClaim::Mig {
-                        gpu,
-                        profile,
-                        start,
-                    } => Some(hood_domain::workload::MigSlice {
-                        gpu: *gpu,
-                        profile: profile.clone(),
-                        start: *start,
-                    }),
-                    hood_domain::placement::GpuClaim::Whole { .. } => None,
-                })
-                .collect(),
-            command: a.spec.command.clone(),
-            lease_until_ms: Some(self.lease_until()),
-        };
+        let task =
+            AllocationTask {
+                allocation_id: a.id,
+                cores: a.reservation.cores.clone(),
+                memory_mib: a.reservation.memory_mib,
+                gpus: a
+                    .reservation
+                    .gpus
+                    .iter()
+                    .filter_map(|g| match g {
+                        hood_domain::placement::GpuClaim::Whole { gpu } => Some(*gpu),
+                        hood_domain::placement::GpuClaim::Mig { .. } => None,
+                    })
+                    .collect(),
+                mig: a
+                    .reservation
+                    .gpus
+                    .iter()
+                    .filter_map(|g| match g {
+                        hood_domain::placement::GpuClaim::Mig {
+                            gpu,
+                            profile,
+                            start,
+                        } => Some(hood_domain::workload::MigSlice {
+                            gpu: *gpu,
+                            profile: profile.clone(),
+                            start: *start,
+                        }),
+                        hood_domain::placement::GpuClaim::Whole { .. } => None,
+                    })
+                    .collect(),
+                command: a.spec.command.clone(),
+                lease_until_ms: Some(self.lease_until()),
+                // An image runs as a container on the host's engine.
+                container: a.spec.image.as_ref().map(|image| {
+                    hood_domain::workload::ContainerTask {
+                        image: image.clone(),
+                        archive: None,
+                        env: Default::default(),
+                        ports: Vec::new(),
+                        restart: Default::default(),
+                    }
+                }),
+            };
         let payload = self.signed(a, kinds::START_ALLOCATION, &task)?;
         let command = match self
             .fleet

@@ -59,6 +59,8 @@ pub const AGENT_ENV_ALLOWLIST: &[&str] = &[
     "HOOD_LOG_FORMAT",
     "RUST_LOG",
     "RUST_BACKTRACE",
+    // The machine's container engine: local hosts run containers there.
+    "HOOD_CONTAINER_SOCKET",
 ];
 
 const HOST_FILE: &str = "host.json";

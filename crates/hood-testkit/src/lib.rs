@@ -14,9 +14,12 @@
 //!   receives; [`smtp::smtpd_python`] finds its interpreter, with the same
 //!   loud skip.
 //! * [`ledger`]: ledger accounts and transfers named by small numbers.
+//! * [`podman::Podman`]: a real container engine (Podman's Docker-compatible
+//!   API service) per test, with the root filesystem `scripts/test` builds.
 
 pub mod ledger;
 pub mod oidc;
+pub mod podman;
 pub mod s3;
 pub mod smtp;
 

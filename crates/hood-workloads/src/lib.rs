@@ -12,6 +12,7 @@
 //! its chain's collectors in the background; heartbeats report the latest
 //! [`WorkloadObservation`](hood_domain::workload::WorkloadObservation).
 
+pub mod containers;
 pub mod leases;
 pub mod observe;
 pub mod sandbox;
@@ -68,6 +69,9 @@ pub struct WorkloadHandler {
     leases: leases::Leases,
     /// CPU used by each running sandbox, for the idle policy.
     cpu: sandbox::CpuMeter,
+    /// The host's container engine, when it has one: allocations that
+    /// name an image run there.
+    containers: Option<Arc<containers::ContainerAllocations>>,
 }
 
 fn err(context: &str, e: impl std::fmt::Display) -> CommandError {
@@ -90,7 +94,14 @@ impl WorkloadHandler {
             observer: observe::Observer::new(http.clone()),
             http,
             lock: Mutex::new(()),
+            containers: None,
         }
+    }
+
+    /// Runs allocations that name an image on `containers`.
+    pub fn with_containers(mut self, containers: Arc<containers::ContainerAllocations>) -> Self {
+        self.containers = Some(containers);
+        self
     }
 
     /// Period of the background sync probe (default
@@ -597,6 +608,7 @@ impl WorkloadHandler {
     async fn start_allocation(
         &self,
         task: &AllocationTask,
+        ctx: &CommandContext,
     ) -> Result<StartedAllocation, CommandError> {
         let workload = task.workload_id();
         if let Some(until) = task.lease_until_ms {
@@ -606,6 +618,21 @@ impl WorkloadHandler {
                 ));
             }
             self.leases.extend(&workload, until);
+        }
+        if let Some(container) = &task.container {
+            let Some(containers) = &self.containers else {
+                return Err(CommandError(
+                    "this host runs no container engine (start the agent with --container-socket)"
+                        .into(),
+                ));
+            };
+            if containers.missing_image(container).await? {
+                if let Some(archive) = &container.archive {
+                    let path = fetch_with_retry(ctx, archive).await?;
+                    containers.load_image(container, &path).await?;
+                }
+            }
+            return containers.start(task, container).await;
         }
         let cgroup = sandbox::memory_cgroup(sandbox::cgroup_root(), &workload, task.memory_mib);
         let procs: Vec<PathBuf> = cgroup.iter().map(|d| d.join("cgroup.procs")).collect();
@@ -622,6 +649,7 @@ impl WorkloadHandler {
             pid: status.pid,
             hostname: task.hostname(),
             memory_limited: cgroup.is_some(),
+            ports: BTreeMap::new(),
         })
     }
 
@@ -652,6 +680,12 @@ impl WorkloadHandler {
             if let Err(e) = self.runtime.stop(&id, None).await {
                 tracing::warn!(workload = %workload, error = %e,
                     "could not stop a sandbox whose lease ran out");
+            }
+            if let Some(containers) = &self.containers {
+                if let Err(e) = containers.stop(workload).await {
+                    tracing::warn!(workload = %workload, error = %e,
+                        "could not stop a container whose lease ran out");
+                }
             }
         }
         expired
@@ -704,6 +738,17 @@ impl WorkloadHandler {
         let wid = WorkloadId::new(allocation_workload_id(r.allocation_id))
             .map_err(|e| err("workload id", e))?;
         let tail = r.lines.clamp(1, 10_000) as usize;
+        if let Some(containers) = &self.containers {
+            if containers.has(wid.as_str()).await? {
+                // The engine keeps the log; it is read whole, without a
+                // cursor to follow.
+                return Ok(AllocationLogs {
+                    allocation_id: r.allocation_id,
+                    lines: containers.tail_logs(wid.as_str(), tail).await?,
+                    cursor: None,
+                });
+            }
+        }
         match self.runtime.follow_logs(&wid, r.after, tail).await {
             Ok((lines, cursor)) => Ok(AllocationLogs {
                 allocation_id: r.allocation_id,
@@ -736,6 +781,9 @@ impl WorkloadHandler {
             .remove(&wid, true)
             .await
             .map_err(|e| err("removing the sandbox", e))?;
+        if let Some(containers) = &self.containers {
+            containers.remove(&workload).await?;
+        }
         sandbox::remove_cgroup(sandbox::cgroup_root(), &workload);
         self.leases.forget(&workload);
         tracing::info!(allocation = %id, "allocation sandbox removed");
@@ -764,6 +812,12 @@ impl CommandHandler for WorkloadHandler {
         // A terminal only reads the sandbox's status, then runs on its own.
         if kind == kinds::OPEN_TERMINAL {
             let task: TerminalTask = ctx.verified(payload, kind)?;
+            if let Some(containers) = &self.containers {
+                let workload = allocation_workload_id(task.allocation_id);
+                if containers.has(&workload).await? {
+                    return terminal::open_in_container(containers.engine(), &task, ctx).await;
+                }
+            }
             return terminal::open(&self.runtime, &task, ctx).await;
         }
         let _guard = self.lock.lock().await;
@@ -829,7 +883,7 @@ impl CommandHandler for WorkloadHandler {
             }
             kinds::START_ALLOCATION => {
                 let task: AllocationTask = ctx.verified(payload, kind)?;
-                let started = self.start_allocation(&task).await?;
+                let started = self.start_allocation(&task, ctx).await?;
                 serde_json::to_value(started).map_err(|e| err("result", e))
             }
             kinds::STOP_ALLOCATION => {
@@ -863,14 +917,40 @@ impl CommandHandler for WorkloadHandler {
             return vec![];
         };
         self.resume_observation(&list).await;
+        let containers = match &self.containers {
+            Some(c) => c.reports().await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e.0, "could not list the host's containers");
+                Vec::new()
+            }),
+            None => Vec::new(),
+        };
         // Allocation sandboxes report the cores they used since the last
         // report (the control plane's idle policy reads it).
         let running: std::collections::HashSet<String> = list
             .iter()
             .filter(|s| s.state == WorkloadState::Running)
             .map(|s| s.id.to_string())
+            .chain(
+                containers
+                    .iter()
+                    .filter(|c| c.state == "running")
+                    .map(|c| c.workload_id.clone()),
+            )
             .collect();
         self.cpu.retain(&running);
+        let container_workloads: Vec<Workload> = containers
+            .into_iter()
+            .map(|c| {
+                let used = c.pid.and_then(|pid| self.cpu.sample(&c.workload_id, pid));
+                Workload {
+                    workload_id: c.workload_id,
+                    state: c.state.into(),
+                    pid: c.pid,
+                    restarts: c.restarts,
+                    observation: serde_json::json!({ "cpu_cores_used": used }),
+                }
+            })
+            .collect();
         // Only copies of the latest samples: sampling runs in the background.
         let mut observations: BTreeMap<String, serde_json::Value> = BTreeMap::new();
         list.into_iter()
@@ -910,6 +990,7 @@ impl CommandHandler for WorkloadHandler {
                 restarts: s.restarts,
                 observation,
             })
+            .chain(container_workloads)
             .collect()
     }
 }
@@ -918,7 +999,7 @@ impl CommandHandler for WorkloadHandler {
 /// mid-stream) a few times; a checksum mismatch, or an artifact the gateway
 /// says it cannot serve (missing object, not in the catalog), is final at
 /// once, with the gateway's reason as the command's failure.
-async fn fetch_with_retry(
+pub(crate) async fn fetch_with_retry(
     ctx: &CommandContext,
     artifact: &hood_domain::workload::ArtifactRef,
 ) -> Result<PathBuf, CommandError> {
@@ -949,10 +1030,10 @@ async fn fetch_with_retry(
 /// Picks free TCP ports on the host's address for each named port. The OS
 /// hands out an unused ephemeral port; the listener is closed before the
 /// node binds.
-fn allocate_ports(
+pub(crate) fn allocate_ports<K: Ord + Clone>(
     address: IpAddr,
-    names: &[String],
-) -> Result<BTreeMap<String, u16>, CommandError> {
+    names: &[K],
+) -> Result<BTreeMap<K, u16>, CommandError> {
     let mut out = BTreeMap::new();
     let mut hold = Vec::new();
     for name in names {
@@ -1033,7 +1114,7 @@ mod tests {
 
     #[test]
     fn ports_are_distinct_and_paths_stay_inside() {
-        let ports = allocate_ports(
+        let ports = allocate_ports::<String>(
             IpAddr::V4(Ipv4Addr::LOCALHOST),
             &["rpc".into(), "p2p".into(), "ws".into()],
         )

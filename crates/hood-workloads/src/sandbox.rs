@@ -241,6 +241,7 @@ mod tests {
             command: command.iter().map(|s| (*s).to_owned()).collect(),
             mig: vec![],
             lease_until_ms: None,
+            container: None,
         }
     }
 

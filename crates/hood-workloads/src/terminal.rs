@@ -2,18 +2,22 @@
 //! session through the gateway (`open_terminal`). The shell enters the
 //! sandbox's namespaces (`nsenter` into its PID 1), its cgroups and its
 //! cores, with the sandbox's environment, so it sees exactly what the
-//! allocation sees: its host name, its processes, its CPUs.
+//! allocation sees: its host name, its processes, its CPUs. A container's
+//! shell is an interactive exec on the host's engine instead.
 
 use crate::sandbox;
 use hood_agent::{CommandContext, CommandError};
 use hood_agent_proto::v1::terminal_down::Body as Down;
 use hood_agent_proto::v1::terminal_up::Body as Up;
-use hood_agent_proto::v1::{TerminalExit, TerminalUp};
+use hood_agent_proto::v1::{TerminalDown, TerminalExit, TerminalUp};
+use hood_containers::ContainerEngine;
 use hood_domain::workload::TerminalTask;
 use hood_runtime::{WorkloadId, WorkloadRuntime, WorkloadState};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tonic::Streaming;
 
 /// When the sandbox's environment has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -181,19 +185,13 @@ pub async fn open(
             }
         };
         let code = status.and_then(|s| s.code());
-        let reason = closed.unwrap_or("the shell exited").to_owned();
-        tracing::info!(%session, code = ?code, reason = %reason, "terminal closed");
-        let _ = up
-            .send(TerminalUp {
-                body: Some(Up::Exit(TerminalExit { code, reason })),
-            })
-            .await;
-        drop(up);
-        // Dropping the call would reset it before the exit is delivered:
-        // wait for the gateway to end its side first.
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while let Ok(Some(_)) = down.message().await {}
-        })
+        finish(
+            session,
+            up,
+            down,
+            code,
+            closed.unwrap_or("the shell exited"),
+        )
         .await;
     });
     Ok(serde_json::json!({
@@ -201,4 +199,147 @@ pub async fn open(
         "sandbox_init_pid": init,
         "shell_pid": shell_pid,
     }))
+}
+
+/// Reports the shell's end to the gateway, then waits for it to close its
+/// side: dropping the call first would reset it before the exit arrives.
+async fn finish(
+    session: uuid::Uuid,
+    up: mpsc::Sender<TerminalUp>,
+    mut down: Streaming<TerminalDown>,
+    code: Option<i32>,
+    reason: &str,
+) {
+    tracing::info!(%session, code = ?code, reason, "terminal closed");
+    let _ = up
+        .send(TerminalUp {
+            body: Some(Up::Exit(TerminalExit {
+                code,
+                reason: reason.to_owned(),
+            })),
+        })
+        .await;
+    drop(up);
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = down.message().await {}
+    })
+    .await;
+}
+
+/// A shell inside an allocation's container: an interactive exec on the
+/// engine (its own TTY, the container's namespaces, cgroups and
+/// environment), joined to the session like a sandbox's shell.
+pub async fn open_in_container(
+    engine: &ContainerEngine,
+    task: &TerminalTask,
+    ctx: &CommandContext,
+) -> Result<serde_json::Value, CommandError> {
+    let workload = hood_domain::workload::allocation_workload_id(task.allocation_id);
+    let running = engine
+        .state(&workload)
+        .await
+        .map_err(|e| err("container status", e))?
+        .is_some_and(|s| s.state == hood_containers::ContainerState::Running);
+    if !running {
+        return Err(CommandError(format!(
+            "allocation {} is not running here",
+            task.allocation_id
+        )));
+    }
+    let env = std::collections::BTreeMap::from([
+        ("TERM".to_owned(), "xterm-256color".to_owned()),
+        ("HOME".to_owned(), "/root".to_owned()),
+    ]);
+    let shell = ["/bin/sh".to_owned(), "-i".to_owned()];
+    let exec = engine
+        .exec_interactive(&workload, &shell, &env, task.cols, task.rows)
+        .await
+        .map_err(|e| err("starting the shell", e))?;
+    let (up, mut down) = ctx
+        .agent
+        .open_terminal(task.session_id)
+        .await
+        .map_err(|e| err("dialing the gateway's terminal stream", e))?;
+    tracing::info!(allocation = %task.allocation_id, session = %task.session_id,
+        exec = %exec.id, "container terminal opened");
+    let session = task.session_id;
+    let engine = engine.clone();
+    let exec_id = exec.id.clone();
+    let answer = serde_json::json!({
+        "session_id": task.session_id,
+        "exec_id": exec.id,
+    });
+    tokio::spawn(async move {
+        use futures::StreamExt as _;
+        let hood_containers::InteractiveExec {
+            mut output,
+            mut input,
+            ..
+        } = exec;
+        let mut closed = None;
+        loop {
+            tokio::select! {
+                chunk = output.next() => match chunk {
+                    Some(Ok(bytes)) => {
+                        let out = TerminalUp { body: Some(Up::Output(bytes)) };
+                        if up.send(out).await.is_err() {
+                            closed = Some("the gateway's stream ended");
+                            break;
+                        }
+                    }
+                    // The shell ended (or the engine dropped the stream).
+                    Some(Err(_)) | None => break,
+                },
+                message = down.message() => match message {
+                    Ok(Some(m)) => match m.body {
+                        Some(Down::Input(data)) => {
+                            let Ok(()) = input.write_all(&data).await else {
+                                break;
+                            };
+                        }
+                        Some(Down::Resize(size)) => {
+                            let rows = u16::try_from(size.rows).unwrap_or(u16::MAX);
+                            let cols = u16::try_from(size.cols).unwrap_or(u16::MAX);
+                            if let Err(e) = engine.resize_exec(&exec_id, cols, rows).await {
+                                tracing::warn!(%session, error = %e, "could not resize a terminal");
+                            }
+                        }
+                        Some(Down::Close(_)) => {
+                            closed = Some("closed by the control plane");
+                            break;
+                        }
+                        None => {}
+                    },
+                    Ok(None) | Err(_) => {
+                        closed = Some("the gateway's stream ended");
+                        break;
+                    }
+                },
+            }
+        }
+        // Closing the input ends an interactive shell (end of file).
+        let _ = input.shutdown().await;
+        drop(input);
+        drop(output);
+        let mut code = None;
+        for _ in 0..50 {
+            match engine.exec_exit_code(&exec_id).await {
+                Ok(Some(c)) => {
+                    code = i32::try_from(c).ok();
+                    break;
+                }
+                Ok(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(_) => break,
+            }
+        }
+        finish(
+            session,
+            up,
+            down,
+            code,
+            closed.unwrap_or("the shell exited"),
+        )
+        .await;
+    });
+    Ok(answer)
 }

@@ -52,6 +52,7 @@ async fn the_sandbox_isolates_pid_host_name_network_cores_and_memory() {
         ],
         mig: vec![],
         lease_until_ms: None,
+        container: None,
     };
     let workload = task.workload_id();
     let cgroup = sandbox::memory_cgroup(sandbox::cgroup_root(), &workload, task.memory_mib);

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use hood_agent::{Agent, AgentConfig};
 use hood_runtime::{ProcessRuntime, ProcessRuntimeConfig};
+use hood_workloads::containers::ContainerAllocations;
 use hood_workloads::WorkloadHandler;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +32,11 @@ pub struct AgentOpts {
     /// every interface) and RPC endpoints name it.
     #[arg(long, env = "HOOD_AGENT_ADDRESS", default_value = "127.0.0.1")]
     pub address: std::net::IpAddr,
+    /// The container engine's API socket (Docker's, or Podman's
+    /// `podman system service`): allocations that name an image run there.
+    /// Without it such allocations are refused on this host.
+    #[arg(long, env = "HOOD_CONTAINER_SOCKET")]
+    pub container_socket: Option<PathBuf>,
 }
 
 pub async fn run(opts: AgentOpts) -> Result<()> {
@@ -50,10 +56,20 @@ pub async fn run(opts: AgentOpts) -> Result<()> {
         tracing::info!(count = recovered.len(), "recovered workloads");
     }
     let runtime = Arc::new(runtime);
-    let handler = Arc::new(
-        WorkloadHandler::new(runtime.clone(), opts.data_dir.join("workloads"))
-            .with_advertise(opts.address),
-    );
+    let mut handler = WorkloadHandler::new(runtime.clone(), opts.data_dir.join("workloads"))
+        .with_advertise(opts.address);
+    if let Some(socket) = &opts.container_socket {
+        let containers = ContainerAllocations::connect(
+            socket,
+            opts.data_dir.join("workloads").join("containers"),
+            opts.address,
+        )
+        .await
+        .with_context(|| format!("connecting to the container engine at {}", socket.display()))?;
+        tracing::info!(socket = %socket.display(), "allocations with an image run on this container engine");
+        handler = handler.with_containers(Arc::new(containers));
+    }
+    let handler = Arc::new(handler);
     // Allocation sandboxes stop when their lease runs out, whether or not
     // the control plane can be reached.
     let _leases = handler.spawn_lease_enforcer(Duration::from_secs(1));

@@ -123,7 +123,7 @@ impl Rig {
     }
 
     fn sandbox_runs(&self, id: &str) -> bool {
-        sandboxes_under(&self.home).iter().any(|(_, a)| a == id)
+        sandbox_runs_under(&self.home, id)
     }
 }
 
@@ -777,7 +777,32 @@ async fn settle(api: &Api, key: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_during_allocation_and_release_leaves_every_reservation_matching() {
-    let Some(anvil) = hood_testkit::anvil_bin("allocations_sigkill") else {
+    sigkill_while_allocating("allocations_sigkill", None).await;
+}
+
+/// The container image of the container tests.
+const E2E_IMAGE: &str = "hood/e2e:1";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_during_container_creation_leaves_no_orphaned_container() {
+    let test = "allocations_sigkill_containers";
+    let Some(podman) = hood_testkit::podman::Podman::start(test) else {
+        return;
+    };
+    let Some(rootfs) = hood_testkit::podman::rootfs_tarball(test) else {
+        return;
+    };
+    podman.import_rootfs(&rootfs, E2E_IMAGE);
+    sigkill_while_allocating(test, Some(&podman)).await;
+}
+
+/// Ten SIGKILLs of `hood up` while four clients allocate and release
+/// (containers on `podman` when given, else sandboxes): after each
+/// restart the reservations are exactly the live allocations' and the
+/// audit is whole; once settled, what runs on the host is exactly the
+/// active allocations.
+async fn sigkill_while_allocating(test: &str, podman: Option<&hood_testkit::podman::Podman>) {
+    let Some(anvil) = hood_testkit::anvil_bin(test) else {
         return;
     };
     let mut rng = Rng(seed_from_env("HOOD_ALLOC_CRASH_SEED"));
@@ -785,7 +810,21 @@ async fn sigkill_during_allocation_and_release_leaves_every_reservation_matching
     let _guard = KillUnder(home.clone());
     let skus = sku_file(dir.path());
     let gateway = free_port();
-    let start = |home: &Path| {
+    let mut env = vec![
+        ("HOOD_HOME", home.display().to_string()),
+        (skus.0, skus.1.clone()),
+    ];
+    if let Some(podman) = podman {
+        env.push((
+            "HOOD_CONTAINER_SOCKET",
+            podman.socket().display().to_string(),
+        ));
+    }
+    let request = match podman {
+        Some(_) => json!({"sku": "cpu.1c", "image": E2E_IMAGE, "command": ["sleep", "3600"]}),
+        None => json!({"sku": "cpu.1c"}),
+    };
+    let start = |_: &Path| {
         common::HoodProcess::start(
             &[
                 "up",
@@ -798,10 +837,7 @@ async fn sigkill_during_allocation_and_release_leaves_every_reservation_matching
                 "--edge-addr",
                 "127.0.0.1:0",
             ],
-            &[
-                ("HOOD_HOME", home.display().to_string()),
-                (skus.0, skus.1.clone()),
-            ],
+            &env,
             &["api", "auth", "edge"],
         )
     };
@@ -852,6 +888,7 @@ async fn sigkill_during_allocation_and_release_leaves_every_reservation_matching
         let clients: Vec<_> = (0..4)
             .map(|c| {
                 let (base, key, stop) = (base.clone(), key.clone(), stop.clone());
+                let request = request.clone();
                 tokio::spawn(async move {
                     let http = reqwest::Client::new();
                     let mut ok = 0;
@@ -862,7 +899,7 @@ async fn sigkill_during_allocation_and_release_leaves_every_reservation_matching
                             .post(format!("{base}/api/v1/allocations"))
                             .bearer_auth(&key)
                             .header("Idempotency-Key", format!("run{run}-c{c}-{i}"))
-                            .json(&json!({"sku": "cpu.1c"}))
+                            .json(&request)
                             .send()
                             .await;
                         let Ok(made) = made else { break };
@@ -958,18 +995,44 @@ async fn sigkill_during_allocation_and_release_leaves_every_reservation_matching
         .collect();
     let started = Instant::now();
     loop {
-        let running: BTreeSet<String> =
-            sandboxes_under(&home).into_iter().map(|(_, a)| a).collect();
+        // On an engine: every container, running or not, is an active
+        // allocation's, and runs.
+        let running: BTreeSet<String> = match podman {
+            Some(podman) => {
+                let all: BTreeSet<String> = podman.containers().into_iter().collect();
+                let up: BTreeSet<String> = podman.running_containers().into_iter().collect();
+                if all != up {
+                    BTreeSet::new()
+                } else {
+                    all.iter()
+                        .filter_map(|c| c.strip_prefix("alloc-"))
+                        .map(str::to_owned)
+                        .collect()
+                }
+            }
+            None => sandboxes_under(&home).into_iter().map(|(_, a)| a).collect(),
+        };
         if running == active {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "sandboxes {running:?} != active allocations {active:?}"
+            started.elapsed() < Duration::from_secs(30),
+            "running {running:?} != active allocations {active:?}"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    if podman.is_some() {
+        assert!(
+            !active.iter().any(|a| sandbox_runs_under(&home, a)),
+            "containers, not sandboxes"
+        );
+    }
     drop(hood);
+}
+
+/// Whether a sandbox of allocation `id` runs under `home`.
+fn sandbox_runs_under(home: &Path, id: &str) -> bool {
+    sandboxes_under(home).iter().any(|(_, a)| a == id)
 }
 
 /// Prepaid credits on `hood up`: a running allocation of an organization
@@ -1986,4 +2049,149 @@ async fn a_mig_slice_fails_clearly_instead_of_running_without_its_gpu() {
         "{}",
         h.text
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allocation_with_an_image_runs_as_a_container_on_the_hosts_engine() {
+    let test = "allocations_container";
+    let Some(podman) = hood_testkit::podman::Podman::start(test) else {
+        return;
+    };
+    let Some(rootfs) = hood_testkit::podman::rootfs_tarball(test) else {
+        return;
+    };
+    podman.import_rootfs(&rootfs, E2E_IMAGE);
+    let socket = podman.socket().display().to_string();
+    let Some(rig) = Rig::start(test, |dir| {
+        vec![sku_file(dir), ("HOOD_CONTAINER_SOCKET", socket)]
+    })
+    .await
+    else {
+        return;
+    };
+    let script = "echo hello-from-$(hostname); exec sleep 3600";
+    let id = rig
+        .allocate(json!({"sku": "cpu.1c", "image": E2E_IMAGE, "command": ["sh", "-c", script]}))
+        .await;
+    let active =
+        wait_alloc_within(&rig.api, &rig.key, &id, "active", Duration::from_secs(60)).await;
+    let core = active["reservation"]["cores"][0].as_u64().unwrap();
+    let container = format!("alloc-{id}");
+    assert_eq!(podman.running_containers(), vec![container.clone()]);
+    // Not a bare sandbox beside it.
+    assert!(!rig.sandbox_runs(&id));
+    // Its placement is the container's.
+    let limits = podman.run(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.CpusetCpus}} {{.HostConfig.Memory}}",
+        &container,
+    ]);
+    assert_eq!(limits.trim(), format!("{core} {}", 256u64 << 20));
+
+    // Its output through the allocation's logs.
+    let simple = id.replace('-', "");
+    let hostname = format!("alloc-{}", &simple[simple.len() - 12..]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = rig
+            .api
+            .get(&format!("/api/v1/allocations/{id}/logs?lines=10"), &rig.key)
+            .await;
+        assert_eq!(logs.status, StatusCode::OK, "{}", logs.text);
+        if logs.text.contains(&format!("hello-from-{hostname}")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", logs.text);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A terminal opens a shell inside the container, sized as asked.
+    let mut term = Term::connect(&rig, &id, "cols=100&rows=30").await;
+    term.type_line(r#"echo "R:$(hostname):$(stty size | tr ' ' ':'):E""#)
+        .await;
+    let text = term.read_until(|t| answer(t, "R").is_some()).await;
+    assert_eq!(
+        answer(&text, "R").unwrap(),
+        vec![hostname.clone(), "30".into(), "100".into()],
+        "{text}"
+    );
+    term.send(hood_terminal::ClientFrame::Resize {
+        cols: 120,
+        rows: 40,
+    })
+    .await;
+    term.type_line(r#"echo "S:$(stty size | tr ' ' ':'):E""#)
+        .await;
+    let text = term.read_until(|t| answer(t, "S").is_some()).await;
+    assert_eq!(answer(&text, "S").unwrap(), vec!["40", "120"], "{text}");
+    term.type_line("exit 3").await;
+    term.read_until(|_| false).await;
+    assert_eq!(
+        term.exit.as_ref().map(|e| e.0),
+        Some(Some(3)),
+        "{:?}",
+        term.exit
+    );
+
+    // Release removes the container.
+    rig.api
+        .delete(&format!("/api/v1/allocations/{id}"), &rig.key)
+        .await;
+    wait_alloc(&rig.api, &rig.key, &id, "released").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while podman.containers().contains(&container) {
+        assert!(
+            Instant::now() < deadline,
+            "the container outlived its release"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A command that ends releases its allocation.
+    let short = rig
+        .allocate(json!({"sku": "cpu.1c", "image": E2E_IMAGE, "command": ["sh", "-c", "exit 3"]}))
+        .await;
+    let ended = wait_alloc_within(
+        &rig.api,
+        &rig.key,
+        &short,
+        "released",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        ended["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("ended on its own")),
+        "{ended}"
+    );
+
+    // An image the host lacks fails the allocation, never active.
+    let missing = rig
+        .allocate(json!({"sku": "cpu.1c", "image": "hood/missing:1"}))
+        .await;
+    let failed = wait_alloc_within(
+        &rig.api,
+        &rig.key,
+        &missing,
+        "failed",
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(
+        failed["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("hood/missing:1")),
+        "{failed}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !podman.containers().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "containers left: {:?}",
+            podman.containers()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
