@@ -76,6 +76,7 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
             .merge(routes::allocations::router())
             .merge(routes::service_accounts::router())
             .merge(routes::ssh_keys::router())
+            .merge(routes::containers::router())
             .merge(routes::notifications::router())
             .merge(routes::terminal::router());
     }

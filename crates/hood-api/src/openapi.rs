@@ -21,9 +21,9 @@
 
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
-    allocations, artifacts, billing, budgets, chains, corrections, credits, edge, fleet, health,
-    identity, invoicing, keys, ledger, nodes, notifications, ops, rollouts, service_accounts,
-    snapshots, ssh_keys, storage, storage_uploads, terminal,
+    allocations, artifacts, billing, budgets, chains, containers, corrections, credits, edge,
+    fleet, health, identity, invoicing, keys, ledger, nodes, notifications, ops, rollouts,
+    service_accounts, snapshots, ssh_keys, storage, storage_uploads, terminal,
 };
 use crate::views::*;
 use utoipa::openapi::link::LinkBuilder;
@@ -92,6 +92,9 @@ use utoipa::{Modify, OpenApi};
         service_accounts::create_s3_key, service_accounts::list_s3_keys,
         service_accounts::revoke_s3_key,
         ssh_keys::list_ssh_keys, ssh_keys::add_ssh_key, ssh_keys::remove_ssh_key,
+        containers::create_container, containers::list_containers, containers::get_container,
+        containers::start_container, containers::stop_container, containers::restart_container,
+        containers::delete_container,
         notifications::list_notifications, notifications::mark_read, notifications::stream,
     ),
     components(schemas(
@@ -139,6 +142,7 @@ use utoipa::{Modify, OpenApi};
         service_accounts::CreateServiceAccountKeyRequest,
         service_accounts::S3KeyView, service_accounts::CreatedS3Key,
         ssh_keys::SshKeyView, ssh_keys::AddSshKeyRequest,
+        containers::ContainerView, containers::CreateContainerRequest, containers::RestartView,
         notifications::NotificationView, notifications::NotificationPageView,
         notifications::MarkReadRequest, notifications::MarkReadView,
         hood_ledger::wire::AccountRecord, hood_ledger::wire::TransferRecord, hood_ledger::wire::InclusionProof, hood_ledger::wire::ConsistencyProof,

@@ -100,6 +100,12 @@ impl AppState {
         self
     }
 
+    /// The container use cases, over this state's allocation use cases
+    /// (whatever SKUs, operations and prepaid gate they have).
+    pub fn containers(&self) -> hood_app::ContainerService {
+        hood_app::ContainerService::new(self.store.clone(), self.allocations.clone())
+    }
+
     /// Attaches the orchestrator's operations to the allocation use cases.
     pub fn with_allocation_operations(mut self, operations: Arc<dyn AllocationOperations>) -> Self {
         self.allocations = self.allocations.with_operations(operations);

@@ -132,6 +132,11 @@ impl AllocationService {
         self.skus.skus()
     }
 
+    /// The SKU on offer named `name`.
+    pub fn sku(&self, name: &str) -> Option<&Sku> {
+        self.skus.get(name)
+    }
+
     /// Reserves a placement for `req` on a ready host the organization may
     /// use (its own, or the platform's shared hosts) and stores the
     /// allocation `requested`, with its outbox event and audit row, in one

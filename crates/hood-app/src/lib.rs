@@ -15,6 +15,7 @@
 
 pub mod allocations;
 pub mod billing;
+pub mod containers;
 pub mod error;
 pub mod ledger;
 pub mod nodes;
@@ -26,6 +27,7 @@ pub use allocations::{
     AllocationAccepted, AllocationService, BudgetStatus, CreateAllocation, HostUsage,
 };
 pub use billing::{BillingService, BillingStores, CreateSubscription};
+pub use containers::{ContainerService, ContainerStatus, CreateContainer};
 pub use error::{AppError, AppResult};
 pub use ledger::{LedgerService, Viewer};
 pub use nodes::{CreateNode, KeyExport, NodeAccepted, NodeService};

@@ -6,8 +6,10 @@ use crate::billing::Currency;
 use crate::lifecycle::AllocationState;
 use crate::placement::{HostCapacity, Reservation};
 use crate::validate::FieldError;
+use crate::workload::ContainerRestart;
 use crate::{AllocationId, HostId, OrgId, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One allocation and the placement it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,6 +110,23 @@ pub struct AllocationSpec {
     /// Released when it idles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdlePolicy>,
+    /// An image's environment (only with `image`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// An image's TCP ports to publish on its host (only with `image`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// When the host's engine restarts an image's command that ended.
+    #[serde(default, skip_serializing_if = "is_never")]
+    pub restart: ContainerRestart,
+    /// The container this allocation runs, when a container made it: its
+    /// transitions are that container's `started` and `stopped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<crate::ContainerId>,
+}
+
+fn is_never(r: &ContainerRestart) -> bool {
+    *r == ContainerRestart::Never
 }
 
 /// Release after `minutes` in a row under `utilization_floor_percent`.
@@ -219,9 +238,49 @@ impl AllocationSpec {
                 ));
             }
         }
+        if self.image.is_none() && (!self.env.is_empty() || !self.ports.is_empty()) {
+            errors.push(FieldError::new(
+                "image",
+                "environment and ports are an image's: name the image",
+            ));
+        }
+        if self.env.len() > MAX_ENV
+            || self.env.iter().any(|(k, v)| {
+                k.is_empty()
+                    || k.len() > 256
+                    || v.len() > MAX_TEXT
+                    || !k
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+                    || v.contains('\0')
+            })
+        {
+            errors.push(FieldError::new(
+                "env",
+                format!(
+                    "at most {MAX_ENV} variables, names of letters, digits, `_`, `.` and `-`, \
+                     values of at most {MAX_TEXT} bytes without NUL"
+                ),
+            ));
+        }
+        let mut ports = self.ports.clone();
+        ports.sort_unstable();
+        ports.dedup();
+        if self.ports.len() > MAX_PORTS
+            || ports.len() != self.ports.len()
+            || ports.first() == Some(&0)
+        {
+            errors.push(FieldError::new(
+                "ports",
+                format!("at most {MAX_PORTS} distinct ports between 1 and 65535"),
+            ));
+        }
         errors
     }
 }
+
+const MAX_ENV: usize = 128;
+const MAX_PORTS: usize = 16;
 
 /// An `authorized_keys` line of one key, as users' keys are checked.
 fn ssh_public_key(line: &str) -> Result<(), String> {

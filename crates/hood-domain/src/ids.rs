@@ -70,6 +70,8 @@ id_type!(/// A credit note: a correction of an issued invoice.
     CreditNoteId);
 id_type!(/// An allocation of host capacity.
     AllocationId);
+id_type!(/// A customer's container: a named image that runs in allocations.
+    ContainerId);
 id_type!(/// A service account: a non-human identity of an organization whose keys
     /// reach only the resources its grants name.
     ServiceAccountId);

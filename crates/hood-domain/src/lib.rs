@@ -10,6 +10,7 @@ pub mod artifact;
 pub mod audit;
 pub mod backoff;
 pub mod billing;
+pub mod container;
 pub mod event;
 pub mod feed;
 pub mod gcra;

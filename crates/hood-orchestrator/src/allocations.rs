@@ -421,9 +421,9 @@ impl AllocationWorker {
                     hood_domain::workload::ContainerTask {
                         image: image.clone(),
                         archive: None,
-                        env: Default::default(),
-                        ports: Vec::new(),
-                        restart: Default::default(),
+                        env: a.spec.env.clone(),
+                        ports: a.spec.ports.clone(),
+                        restart: a.spec.restart,
                     }
                 }),
             };

@@ -35,6 +35,7 @@ pub mod audit;
 pub mod bench;
 pub mod billing;
 pub mod clock;
+pub mod container;
 pub mod credits;
 pub mod edge;
 pub mod feed;
@@ -153,6 +154,7 @@ pub trait Store:
     + service_account::ServiceAccountStore
     + ssh_key::SshKeyStore
     + feed::FeedStore
+    + container::ContainerStore
     + Send
     + Sync
     + 'static

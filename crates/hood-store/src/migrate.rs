@@ -192,6 +192,11 @@ pub const SQLITE: &[Migration] = &[
         name: "feed",
         sql: include_str!("../migrations/sqlite/0030_feed.sql"),
     },
+    Migration {
+        version: 31,
+        name: "containers",
+        sql: include_str!("../migrations/sqlite/0031_containers.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -345,6 +350,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 30,
         name: "feed",
         sql: include_str!("../migrations/postgres/0030_feed.sql"),
+    },
+    Migration {
+        version: 31,
+        name: "containers",
+        sql: include_str!("../migrations/postgres/0031_containers.sql"),
     },
 ];
 

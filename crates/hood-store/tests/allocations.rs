@@ -11,10 +11,11 @@ mod support;
 
 use hood_domain::allocation::{Allocation, AllocationSpec, CapacitySource};
 use hood_domain::audit::AuditContext;
+use hood_domain::container::{Container, ContainerSpec, Desired};
 use hood_domain::identity::Organization;
 use hood_domain::lifecycle::AllocationState;
 use hood_domain::placement::{check, GpuShape, HostCapacity, PlacementError, Shape};
-use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
+use hood_domain::{AllocationId, ContainerId, HostId, OrgId, Timestamp};
 use hood_store::allocation::Placed;
 use hood_store::audit::AuditFilter;
 use hood_store::{Store, StoreError};
@@ -606,7 +607,249 @@ async fn an_active_allocations_idle_time_is_kept_on_its_row(db: &Harness) {
     assert!(actions.iter().all(|a| !a.contains("idle")), "{actions:?}");
 }
 
+fn container(org: OrgId, name: &str, at: i64) -> Container {
+    Container {
+        id: ContainerId::from_uuid(uuid::Uuid::now_v7()),
+        org_id: org,
+        name: name.into(),
+        sku: "cpu.2c8g".into(),
+        spec: ContainerSpec {
+            image: "hood/app:1".into(),
+            ports: vec![8000],
+            ..Default::default()
+        },
+        desired: Desired::Running,
+        generation: 1,
+        allocation_id: None,
+        error: None,
+        created_at: Timestamp(T0.0 + at),
+        updated_at: Timestamp(T0.0 + at),
+    }
+}
+
+/// Containers: a name once per organization, found by id and by name,
+/// pending until placed, every start and stop a generation (a stale one
+/// changes nothing), each start's allocation linked once, and the
+/// container's own events from its allocation's transitions.
+async fn containers_keep_their_wish_and_link_each_starts_allocation(db: &Harness) {
+    let store = db.migrated().await;
+    let (org, other) = (org(store).await, org(store).await);
+    let host = host_with(store, 8).await;
+    let web = container(org, "web", 0);
+    store.insert_container(&web, &ctx()).await.unwrap();
+    // The name is the organization's; another may use it.
+    let clash = store
+        .insert_container(&container(org, "web", 1), &ctx())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(clash, StoreError::Conflict(ref f) if f == "container name"),
+        "{clash:?}"
+    );
+    store
+        .insert_container(&container(other, "web", 1), &ctx())
+        .await
+        .unwrap();
+    let db_ = store.container_by_name(org, "web").await.unwrap().unwrap();
+    assert_eq!(db_, web);
+    assert_eq!(
+        store.get_container(org, web.id).await.unwrap(),
+        Some(web.clone())
+    );
+    assert_eq!(store.get_container(other, web.id).await.unwrap(), None);
+    let second = container(org, "api", 5);
+    store.insert_container(&second, &ctx()).await.unwrap();
+    let listed: Vec<String> = store
+        .list_containers(org)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(listed, vec!["api", "web"], "newest first");
+
+    // Unplaced and wanted: pending (every organization's).
+    let pending: Vec<ContainerId> = store
+        .pending_containers(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert!(pending.contains(&web.id) && pending.contains(&second.id));
+    // A reason without an allocation keeps it pending.
+    assert!(store
+        .place_container(web.id, 1, None, Some("no room"), Timestamp(T0.0 + 6))
+        .await
+        .unwrap());
+    let waiting = store.get_container(org, web.id).await.unwrap().unwrap();
+    assert_eq!(waiting.error.as_deref(), Some("no room"));
+
+    // Its allocation, carrying the container, placed and linked once.
+    let mut draft_alloc = draft(org, Some(&web.allocation_key()));
+    draft_alloc.spec = web.allocation_spec();
+    let allocation = created(
+        store
+            .create_allocation(&draft_alloc, &cpu(2), &[host], &ctx())
+            .await
+            .unwrap(),
+    );
+    assert!(store
+        .place_container(web.id, 1, Some(allocation.id), None, Timestamp(T0.0 + 7))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .place_container(web.id, 1, Some(allocation.id), None, Timestamp(T0.0 + 7))
+            .await
+            .unwrap(),
+        "linked once"
+    );
+    let placed = store.get_container(org, web.id).await.unwrap().unwrap();
+    assert_eq!(placed.allocation_id, Some(allocation.id));
+    assert_eq!(placed.error, None);
+    assert!(!store
+        .pending_containers(100)
+        .await
+        .unwrap()
+        .iter()
+        .any(|c| c.id == web.id));
+
+    // Its allocation's start and end are the container's events.
+    use AllocationState as A;
+    for path in [
+        &[A::Requested, A::Provisioning][..],
+        &[A::Provisioning, A::Active],
+        &[A::Active, A::Releasing],
+        &[A::Releasing, A::Released],
+    ] {
+        store
+            .transition_allocation(
+                allocation.id,
+                path,
+                Timestamp(T0.0 + 8),
+                "allocation.test",
+                None,
+                &ctx(),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let subjects: Vec<String> = store
+        .outbox_pending(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.event)
+        .filter(|e| e.aggregate_type == "container")
+        .map(|e| {
+            assert_eq!(e.payload["org_id"], org.to_string());
+            assert_eq!(e.payload["allocation_id"], allocation.id.to_string());
+            e.subject
+        })
+        .collect();
+    assert_eq!(
+        subjects,
+        vec![
+            format!("compute.container.{}.started", web.id),
+            format!("compute.container.{}.stopped", web.id),
+        ]
+    );
+
+    // A stop is a generation that keeps the allocation being released; a
+    // stale generation changes nothing.
+    let stopped = store
+        .set_container_desired(
+            org,
+            web.id,
+            1,
+            Desired::Stopped,
+            Timestamp(T0.0 + 9),
+            "container.stop",
+            &ctx(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stopped.generation, stopped.desired), (2, Desired::Stopped));
+    assert_eq!(stopped.allocation_id, Some(allocation.id));
+    assert!(store
+        .set_container_desired(
+            org,
+            web.id,
+            1,
+            Desired::Running,
+            Timestamp(T0.0 + 9),
+            "container.start",
+            &ctx()
+        )
+        .await
+        .unwrap()
+        .is_none());
+    // A start is a generation without an allocation: pending again.
+    let started = store
+        .set_container_desired(
+            org,
+            web.id,
+            2,
+            Desired::Running,
+            Timestamp(T0.0 + 10),
+            "container.start",
+            &ctx(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((started.generation, started.allocation_id), (3, None));
+    assert_ne!(started.allocation_key(), web.allocation_key());
+    assert!(store
+        .pending_containers(100)
+        .await
+        .unwrap()
+        .iter()
+        .any(|c| c.id == web.id));
+    // A stale generation cannot be linked.
+    assert!(!store
+        .place_container(web.id, 2, Some(allocation.id), None, Timestamp(T0.0 + 11))
+        .await
+        .unwrap());
+
+    assert!(store
+        .delete_container(org, web.id, Timestamp(T0.0 + 12), &ctx())
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_container(org, web.id, Timestamp(T0.0 + 12), &ctx())
+        .await
+        .unwrap());
+    assert!(store.container_by_name(org, "web").await.unwrap().is_none());
+    // Every change has its audit row.
+    let rows = store
+        .list_audit(&AuditFilter {
+            org_id: Some(org),
+            resource_type: Some("container".into()),
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let mut actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        vec![
+            "container.create",
+            "container.create",
+            "container.delete",
+            "container.start",
+            "container.stop"
+        ]
+    );
+}
+
 conformance!(
+    containers_keep_their_wish_and_link_each_starts_allocation,
     an_active_allocations_idle_time_is_kept_on_its_row,
     active_spans_are_recorded_and_found_by_window,
     maximum_durations_run_out_in_order,

@@ -204,6 +204,9 @@ enum Command {
     /// Your SSH public keys (for Hood's SSH gateway).
     #[command(subcommand)]
     SshKey(cli::ssh_key::SshKeyCmd),
+    /// Containers: a named image run as an allocation of a SKU.
+    #[command(subcommand)]
+    Container(cli::container::ContainerCmd),
     /// Durable workflows (provision, terminate, …) and operator actions.
     #[command(subcommand)]
     Workflow(cli::fleet::WorkflowCmd),
@@ -303,6 +306,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Storage(cmd) => cli::storage::run(c, f, cmd).await,
         Command::ServiceAccount(cmd) => cli::service_account::run(c, f, cmd).await,
         Command::SshKey(cmd) => cli::ssh_key::run(c, f, cmd).await,
+        Command::Container(cmd) => cli::container::run(c, f, cmd).await,
         Command::Notification(cmd) => cli::notification::run(c, f, cmd).await,
         Command::Audit(args) => cli::alloc::audit(c, f, args).await,
         Command::Bench(cmd) => bench::run(c, cmd).await,

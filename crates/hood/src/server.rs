@@ -136,6 +136,7 @@ pub async fn up(
         );
         state = state.with_storage(storage);
     }
+    let _containers = start_container_reconciler(state.containers());
     let bus = health_args.bus.connect().await?;
     // Every cached credential of this process (API keys, S3 keys) is
     // evicted on the changes heard here.
@@ -575,6 +576,9 @@ pub async fn serve(
             bus,
         )));
     }
+    let _containers = roles
+        .contains(&HttpRole::Api)
+        .then(|| start_container_reconciler(state.containers()));
     let mut router = hood_api::router(state.clone(), &roles);
     if roles.contains(&HttpRole::Api) {
         // The console's live updates watch the bus when there is one.
@@ -839,4 +843,24 @@ pub(crate) async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// Every 2 s, places the containers wanted running whose current start has
+/// no allocation yet (a crash between storing a container and placing it,
+/// a restart waiting for its old allocation's room). Replicas may race:
+/// each start's allocation has one idempotency key.
+fn start_container_reconciler(
+    containers: hood_app::ContainerService,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            match containers.reconcile().await {
+                Ok(0) => {}
+                Ok(placed) => tracing::info!(placed, "placed pending containers"),
+                Err(e) => tracing::warn!(error = %e, "placing pending containers failed"),
+            }
+        }
+    })
 }

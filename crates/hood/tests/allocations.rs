@@ -2195,3 +2195,298 @@ async fn an_allocation_with_an_image_runs_as_a_container_on_the_hosts_engine() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `GET /api/v1/containers/{name}` until its status is `status`.
+async fn wait_container(rig: &Rig, name: &str, status: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let r = rig
+            .api
+            .get(&format!("/api/v1/containers/{name}"), &rig.key)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        if r.body["status"] == status {
+            return r.body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "container {name} not {status}: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containers_run_as_allocations_and_stop_start_restart_and_delete() {
+    let test = "allocations_containers_api";
+    let Some(podman) = hood_testkit::podman::Podman::start(test) else {
+        return;
+    };
+    let Some(rootfs) = hood_testkit::podman::rootfs_tarball(test) else {
+        return;
+    };
+    podman.import_rootfs(&rootfs, E2E_IMAGE);
+    let socket = podman.socket().display().to_string();
+    let Some(rig) = Rig::start(test, |dir| {
+        vec![sku_file(dir), ("HOOD_CONTAINER_SOCKET", socket)]
+    })
+    .await
+    else {
+        return;
+    };
+    let serve = "mkdir -p /www && echo \"$GREETING from $(hostname)\" > /www/index.html \
+                 && exec busybox httpd -f -p 8000 -h /www";
+    let out = rig.cli(&[
+        "--output",
+        "json",
+        "container",
+        "create",
+        "web",
+        "--image",
+        E2E_IMAGE,
+        "--sku",
+        "cpu.1c",
+        "-e",
+        "GREETING=hello",
+        "-p",
+        "8000",
+        "--",
+        "sh",
+        "-c",
+        serve,
+    ]);
+    let created: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(created["name"], "web");
+    assert_eq!(created["ports"], json!([8000]));
+    assert_eq!(
+        created["env"],
+        json!(["GREETING"]),
+        "names only, never values"
+    );
+    let id = created["id"].as_str().unwrap().to_owned();
+    let running = wait_container(&rig, "web", "running").await;
+    let first_allocation = running["allocation_id"].as_str().unwrap().to_owned();
+    // The same container by its id; its allocation carries its SKU.
+    let by_id = rig
+        .api
+        .get(&format!("/api/v1/containers/{id}"), &rig.key)
+        .await;
+    assert_eq!(by_id.body["name"], "web");
+    let allocation = wait_alloc(&rig.api, &rig.key, &first_allocation, "active").await;
+    assert_eq!(allocation["sku"], "cpu.1c");
+    assert_eq!(allocation["image"], E2E_IMAGE);
+
+    // On the host's engine, with its environment and its port published.
+    let engine_name = format!("alloc-{first_allocation}");
+    assert_eq!(podman.running_containers(), vec![engine_name.clone()]);
+    let env = podman.run(&["inspect", "--format", "{{json .Config.Env}}", &engine_name]);
+    assert!(env.contains("GREETING=hello"), "{env}");
+    let published = podman.run(&["port", &engine_name, "8000"]);
+    let port: u16 = published
+        .trim()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body = loop_get(port).await;
+    assert!(body.contains("hello from alloc-"), "{body}");
+
+    // Bad requests: problem JSON naming the field; a taken name is 409.
+    for (body, field) in [
+        (
+            json!({"name": "Web", "sku": "cpu.1c", "image": E2E_IMAGE}),
+            "name",
+        ),
+        (
+            json!({"name": "x", "sku": "no.such", "image": E2E_IMAGE}),
+            "sku",
+        ),
+        (
+            json!({"name": "x", "sku": "cpu.1c", "image": "a b"}),
+            "image",
+        ),
+        (
+            json!({"name": "x", "sku": "cpu.1c", "image": E2E_IMAGE, "ports": [80, 80]}),
+            "ports",
+        ),
+    ] {
+        let r = rig.api.post("/api/v1/containers", &rig.key, body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+        assert!(r.text.contains(field), "{field}: {}", r.text);
+    }
+    let taken = rig
+        .api
+        .post(
+            "/api/v1/containers",
+            &rig.key,
+            json!({"name": "web", "sku": "cpu.1c", "image": E2E_IMAGE}),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.text);
+    let missing = rig.api.get("/api/v1/containers/nope", &rig.key).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND, "{}", missing.text);
+
+    // Stop: its allocation is released and the engine's container gone.
+    let stopping = rig
+        .api
+        .post("/api/v1/containers/web/stop", &rig.key, json!({}))
+        .await;
+    assert_eq!(stopping.status, StatusCode::OK, "{}", stopping.text);
+    assert_eq!(stopping.body["desired"], "stopped");
+    wait_container(&rig, "web", "stopped").await;
+    wait_alloc(&rig.api, &rig.key, &first_allocation, "released").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !podman.containers().is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", podman.containers());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Stopping again changes nothing.
+    let again = rig.cli(&["--output", "json", "container", "stop", "web"]);
+    assert!(again.contains("\"stopped\""), "{again}");
+
+    // Start: a new allocation, running again.
+    rig.cli(&["container", "start", "web"]);
+    let restarted = wait_container(&rig, "web", "running").await;
+    let second_allocation = restarted["allocation_id"].as_str().unwrap().to_owned();
+    assert_ne!(second_allocation, first_allocation);
+    // Restart: yet another one.
+    rig.cli(&["container", "restart", "web"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let third_allocation = loop {
+        let c = wait_container(&rig, "web", "running").await;
+        let a = c["allocation_id"].as_str().unwrap().to_owned();
+        if a != second_allocation {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no new allocation: {c}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    wait_alloc(&rig.api, &rig.key, &second_allocation, "released").await;
+    let listed = rig.cli(&["container", "list"]);
+    assert!(
+        listed.contains("web") && listed.contains("running"),
+        "{listed}"
+    );
+
+    // Its starts and stops reached the user's notification feed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let feed = rig.api.get("/api/v1/notifications", &rig.key).await;
+        let subjects: Vec<String> = feed.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|i| i["subject"].as_str().map(str::to_owned))
+            .collect();
+        let started = format!("compute.container.{id}.started");
+        let stopped = format!("compute.container.{id}.stopped");
+        let count = |s: &str| subjects.iter().filter(|x| *x == s).count();
+        if count(&started) >= 3 && count(&stopped) >= 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{subjects:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A service account needs `compute.{org}.containers: [create]`.
+    let slug = rig.api.get("/api/v1/me", &rig.key).await.body["org"]["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let account_key = |grant: &str| {
+        let made: Value = serde_json::from_str(&rig.cli(&[
+            "--output",
+            "json",
+            "service-account",
+            "create",
+            &format!("sa-{}", grant.len()),
+            "--grant",
+            grant,
+        ]))
+        .unwrap();
+        let key: Value = serde_json::from_str(&rig.cli(&[
+            "--output",
+            "json",
+            "service-account",
+            "key",
+            made["id"].as_str().unwrap(),
+        ]))
+        .unwrap();
+        key["token"].as_str().unwrap().to_owned()
+    };
+    let request = json!({"name": "worker", "sku": "cpu.1c", "image": E2E_IMAGE, "command": ["sleep", "3600"]});
+    let allocations_only = account_key(&format!("compute.{slug}.allocations=create,read"));
+    let r = rig
+        .api
+        .post("/api/v1/containers", &allocations_only, request.clone())
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let containers = account_key(&format!(
+        "compute.{slug}.containers=create,read,update,delete"
+    ));
+    let r = rig
+        .api
+        .post("/api/v1/containers", &containers, request)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    wait_container(&rig, "worker", "running").await;
+    // …and sees only what it may read.
+    let seen = rig.api.get("/api/v1/containers", &allocations_only).await;
+    assert_eq!(seen.body["items"], json!([]), "{}", seen.text);
+
+    // Delete: released, gone from the engine, gone from the API.
+    for name in ["web", "worker"] {
+        let r = rig
+            .api
+            .delete(&format!("/api/v1/containers/{name}"), &rig.key)
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+        let r = rig
+            .api
+            .get(&format!("/api/v1/containers/{name}"), &rig.key)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    }
+    wait_alloc(&rig.api, &rig.key, &third_allocation, "released").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !podman.containers().is_empty() {
+        assert!(Instant::now() < deadline, "{:?}", podman.containers());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Every change is in the audit log.
+    let audit = rig
+        .api
+        .get(&format!("/api/v1/audit?resource_id={id}"), &rig.key)
+        .await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "container.create",
+        "container.stop",
+        "container.start",
+        "container.restart",
+        "container.delete",
+    ] {
+        assert!(actions.contains(&action), "{action}: {actions:?}");
+    }
+}
+
+/// The body of `GET /` on a loopback port, once it answers.
+async fn loop_get(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = reqwest::get(format!("http://127.0.0.1:{port}/")).await {
+            if let Ok(text) = r.text().await {
+                return text;
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing answers on {port}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -351,6 +351,7 @@ pub async fn create_allocation(
                         minutes: i.minutes,
                         utilization_floor_percent: i.utilization_floor_percent,
                     }),
+                    ..Default::default()
                 },
                 idempotency_key: header_key.or(body.idempotency_key),
             },

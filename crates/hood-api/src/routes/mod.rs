@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod billing;
 pub mod budgets;
 pub mod chains;
+pub mod containers;
 pub mod corrections;
 pub mod credits;
 pub mod edge;

@@ -295,6 +295,28 @@ pub(crate) fn allocation(subject: &str, a: &hood_domain::allocation::Allocation)
     }
 }
 
+/// A container's allocation started or stopped: the container's own event
+/// (`compute.container.{id}.started|stopped`, Edd Cloud's subjects).
+pub(crate) fn container(
+    container: hood_domain::ContainerId,
+    verb: &str,
+    a: &hood_domain::allocation::Allocation,
+) -> DomainEvent {
+    DomainEvent {
+        subject: format!("compute.container.{container}.{verb}"),
+        aggregate_type: "container".into(),
+        aggregate_id: container.to_string(),
+        payload: json!({
+            "container_id": container.to_string(),
+            "org_id": a.org_id.to_string(),
+            "allocation_id": a.id.to_string(),
+            "host_id": a.host_id.to_string(),
+            "sku": a.sku,
+            "state": verb,
+        }),
+    }
+}
+
 // -- RPC keys --
 
 /// A key change: ids, prefix and version only, never the hash.

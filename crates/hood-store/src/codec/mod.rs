@@ -131,6 +131,11 @@ pub(crate) fn decode_scopes(column: &str, value: &str) -> Result<Vec<Permission>
 /// Unique constraints and what each one names in `Conflict`: PostgreSQL
 /// reports the constraint name, SQLite the `table.column` list.
 const UNIQUE_CONSTRAINTS: &[(&str, &str, &str)] = &[
+    (
+        "containers_org_id_name_key",
+        "containers.org_id, containers.name",
+        "container name",
+    ),
     ("orgs_slug_key", "orgs.slug", "slug"),
     (
         "service_accounts_name_idx",

@@ -476,6 +476,22 @@ impl AllocationStore for SqlStore {
                 &events::allocation(&format!("allocation.{}", to.as_str()), &after),
             )
             .await?;
+            // A container's allocation: its start and its end are the
+            // container's (an end only after a start).
+            if let Some(container) = after.spec.container_id {
+                let verb = match to {
+                    AllocationState::Active => Some("started"),
+                    AllocationState::Released | AllocationState::Failed
+                        if after.active_since.is_some() =>
+                    {
+                        Some("stopped")
+                    }
+                    _ => None,
+                };
+                if let Some(verb) = verb {
+                    insert_event(&mut tx, &events::container(container, verb, &after)).await?;
+                }
+            }
         }
         insert_audit(
             &mut tx,

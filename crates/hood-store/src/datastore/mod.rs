@@ -19,6 +19,7 @@ mod artifact;
 mod audit;
 mod billing;
 mod checkouts;
+mod container;
 mod corrections;
 mod credits;
 mod edge;

@@ -94,21 +94,28 @@ pub struct CreateArgs {
     pub command: Vec<String>,
 }
 
+/// The public keys in OpenSSH key files (one per line, `#` comments and
+/// blank lines skipped).
+pub(crate) fn read_ssh_keys(files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut keys = vec![];
+    for path in files {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the SSH key {}", path.display()))?;
+        keys.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_owned),
+        );
+    }
+    Ok(keys)
+}
+
 pub async fn run(opts: &ConnectOpts, format: Format, cmd: AllocCmd) -> Result<()> {
     let mut client = Client::new(opts)?;
     match cmd {
         AllocCmd::Create(args) => {
-            let mut keys = vec![];
-            for path in &args.ssh_keys {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading the SSH key {}", path.display()))?;
-                keys.extend(
-                    text.lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                        .map(str::to_owned),
-                );
-            }
+            let keys = read_ssh_keys(&args.ssh_keys)?;
             let body = CreateAllocationRequest {
                 sku: args.sku,
                 image: args.image,

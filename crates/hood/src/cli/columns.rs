@@ -574,6 +574,24 @@ pub const NOTIFICATION: &[Column<NotificationView>] = &[
     Column::new("TITLE", |n| n.title.clone()),
 ];
 
+pub const CONTAINER: &[Column<hood_api::routes::containers::ContainerView>] = &[
+    Column::new("ID", |c| c.id.to_string()),
+    Column::new("NAME", |c| c.name.clone()),
+    Column::new("IMAGE", |c| c.image.clone()),
+    Column::new("SKU", |c| c.sku.clone()),
+    Column::new("STATUS", |c| c.status.clone()),
+    Column::new("PORTS", |c| {
+        c.ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }),
+    Column::new("HOST", |c| or_dash(&c.host_id)),
+    Column::new("CREATED_AT", |c| c.created_at.clone()),
+    Column::new("ERROR", |c| or_dash(&c.error)),
+];
+
 pub const SSH_KEY: &[Column<SshKeyView>] = &[
     Column::new("ID", |k| k.id.to_string()),
     Column::new("NAME", |k| k.name.clone()),

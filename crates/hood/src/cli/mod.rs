@@ -5,6 +5,7 @@ pub mod artifact;
 pub mod billing;
 pub mod client;
 pub mod columns;
+pub mod container;
 pub mod edge;
 pub mod fleet;
 pub mod health;
