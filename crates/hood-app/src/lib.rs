@@ -21,6 +21,7 @@ pub mod ledger;
 pub mod nodes;
 pub mod rollouts;
 pub mod snapshots;
+pub mod ssh;
 pub mod terminals;
 
 pub use allocations::{
@@ -33,4 +34,5 @@ pub use ledger::{LedgerService, Viewer};
 pub use nodes::{CreateNode, KeyExport, NodeAccepted, NodeService};
 pub use rollouts::{CreateRollout, RolloutDetail, RolloutService};
 pub use snapshots::{BackupSchedule, ScheduleReport, SnapshotAccepted, SnapshotService};
+pub use ssh::{SshAccess, SshTarget};
 pub use terminals::TerminalService;

@@ -48,6 +48,21 @@ impl TerminalService {
         rows: u16,
         ctx: &AuditContext,
     ) -> AppResult<Arc<Session>> {
+        self.open_command(org, id, cols, rows, Vec::new(), ctx)
+            .await
+    }
+
+    /// [`Self::open`] running `command` (argv) on the terminal instead of
+    /// an interactive shell (an SSH client's `exec`).
+    pub async fn open_command(
+        &self,
+        org: OrgId,
+        id: AllocationId,
+        cols: u16,
+        rows: u16,
+        command: Vec<String>,
+        ctx: &AuditContext,
+    ) -> AppResult<Arc<Session>> {
         if let Err(e) = hood_terminal::frame::valid_size(cols, rows) {
             return Err(AppError::Invalid(vec![FieldError::new(
                 "cols",
@@ -90,6 +105,8 @@ impl TerminalService {
                         "host_id": allocation.host_id,
                         "cols": cols,
                         "rows": rows,
+                        "command": command,
+                        "via": ctx.reason,
                     })),
                 },
             )
@@ -104,6 +121,7 @@ impl TerminalService {
             cores: allocation.reservation.cores.clone(),
             cols,
             rows,
+            command,
         };
         if let Err(e) = self.operations.open_terminal(&allocation, &task).await {
             session.finish(None, &format!("the host could not open it: {e}"));

@@ -166,6 +166,9 @@ pub struct TerminalTask {
     pub cores: Vec<u32>,
     pub cols: u16,
     pub rows: u16,
+    /// What runs on the terminal (argv); empty: an interactive shell.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
 }
 
 /// One allocation's lease, until Unix ms.

@@ -73,6 +73,11 @@ pub async fn open(
         .map_err(|e| err("sizing the PTY", e))?;
     let init_arg = init.to_string();
     let cores_arg = cores.join(",");
+    let program: Vec<&str> = if task.command.is_empty() {
+        vec!["/bin/sh", "-i"]
+    } else {
+        task.command.iter().map(String::as_str).collect()
+    };
     let command = pty_process::Command::new("/bin/sh")
         .args([
             "-c",
@@ -96,9 +101,8 @@ pub async fn open(
             "setsid",
             "--ctty",
             "--wait",
-            "/bin/sh",
-            "-i",
         ])
+        .args(program)
         .env_clear()
         .env("PATH", DEFAULT_PATH)
         // The sandbox's own environment (its GPUs, its id), then the
@@ -250,7 +254,11 @@ pub async fn open_in_container(
         ("TERM".to_owned(), "xterm-256color".to_owned()),
         ("HOME".to_owned(), "/root".to_owned()),
     ]);
-    let shell = ["/bin/sh".to_owned(), "-i".to_owned()];
+    let shell = if task.command.is_empty() {
+        vec!["/bin/sh".to_owned(), "-i".to_owned()]
+    } else {
+        task.command.clone()
+    };
     let exec = engine
         .exec_interactive(&workload, &shell, &env, task.cols, task.rows)
         .await

@@ -52,6 +52,12 @@ pub const UP_AUTH: Setting = Setting {
     flag: "--auth-addr",
     env: "HOOD_AUTH_ADDR",
 };
+/// `hood up`: the SSH gateway.
+pub const UP_SSH: Setting = Setting {
+    what: "the SSH gateway",
+    flag: "--ssh-addr",
+    env: "HOOD_SSH_ADDR",
+};
 /// `hood up`: the agent gateway.
 pub const UP_GATEWAY: Setting = Setting {
     what: "the agent gateway",

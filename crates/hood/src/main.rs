@@ -109,6 +109,11 @@ enum Command {
         /// Agent gateway (gRPC over mutual TLS) listen address.
         #[arg(long, env = "HOOD_GATEWAY_ADDR", default_value = "127.0.0.1:9090")]
         gateway_addr: SocketAddr,
+        /// The SSH gateway into containers (`ssh {container}@HOST -p PORT`).
+        /// Default 127.0.0.1:2222, skipped with a warning when that is
+        /// taken; an address given here must be free.
+        #[arg(long, env = "HOOD_SSH_ADDR")]
+        ssh_addr: Option<SocketAddr>,
         #[command(flatten)]
         health: health::HealthArgs,
         #[command(flatten)]
@@ -261,9 +266,23 @@ async fn run(cli: Cli) -> Result<()> {
             api_addr,
             auth_addr,
             gateway_addr,
+            ssh_addr,
             health,
             edge,
-        } => server::up(opts, api_addr, auth_addr, gateway_addr, health, edge).await,
+        } => {
+            server::up(
+                opts,
+                server::UpAddrs {
+                    api: api_addr,
+                    auth: auth_addr,
+                    gateway: gateway_addr,
+                    ssh: ssh_addr,
+                },
+                health,
+                edge,
+            )
+            .await
+        }
         Command::Serve {
             opts,
             roles,

@@ -55,15 +55,31 @@ pub struct ServerOpts {
     pub storage: crate::storage::StorageArgs,
 }
 
+/// Where `hood up` listens.
+pub struct UpAddrs {
+    pub api: SocketAddr,
+    pub auth: SocketAddr,
+    pub gateway: SocketAddr,
+    /// `None`: the SSH gateway's default, skipped when taken.
+    pub ssh: Option<SocketAddr>,
+}
+
+/// The SSH gateway's default address in `hood up`.
+const DEFAULT_SSH_ADDR: &str = "127.0.0.1:2222";
+
 /// `hood up`: every role in one process on SQLite under `$HOOD_HOME`.
 pub async fn up(
     opts: ServerOpts,
-    api_addr: SocketAddr,
-    auth_addr: SocketAddr,
-    gateway_addr: SocketAddr,
+    addrs: UpAddrs,
     health_args: crate::health::HealthArgs,
     edge_args: crate::edge::EdgeArgs,
 ) -> Result<()> {
+    let UpAddrs {
+        api: api_addr,
+        auth: auth_addr,
+        gateway: gateway_addr,
+        ssh: ssh_addr,
+    } = addrs;
     std::fs::create_dir_all(&opts.home)
         .with_context(|| format!("creating {}", opts.home.display()))?;
     let db_path = opts.home.join("hood.db");
@@ -137,6 +153,7 @@ pub async fn up(
         state = state.with_storage(storage);
     }
     let _containers = start_container_reconciler(state.containers());
+    let ssh = start_ssh_gateway(ssh_addr, &opts.home, &state, store.clone()).await?;
     let bus = health_args.bus.connect().await?;
     // Every cached credential of this process (API keys, S3 keys) is
     // evicted on the changes heard here.
@@ -186,6 +203,9 @@ pub async fn up(
     println!("edge: http://{}", edge.addr);
     if let Some(s3) = &s3 {
         println!("s3: {}", s3.url()?);
+    }
+    if let Some((addr, _)) = &ssh {
+        println!("ssh: ssh://{addr}");
     }
     println!("openapi: {api_url}/openapi.json");
     println!("console: {api_url}/console");
@@ -863,4 +883,33 @@ fn start_container_reconciler(
             }
         }
     })
+}
+
+/// The SSH gateway of `hood up` (its host key kept under `home`): on
+/// `addr` when given (which must be free), else on the default address
+/// unless something else holds it.
+async fn start_ssh_gateway(
+    addr: Option<SocketAddr>,
+    home: &std::path::Path,
+    state: &AppState,
+    store: Arc<hood_store::SqlStore>,
+) -> Result<Option<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)>> {
+    let Some(terminals) = state.terminals.clone() else {
+        return Ok(None);
+    };
+    let listener = match addr {
+        Some(addr) => crate::listen::bind(addr, crate::listen::UP_SSH).await?,
+        None => match tokio::net::TcpListener::bind(DEFAULT_SSH_ADDR).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::warn!(addr = DEFAULT_SSH_ADDR, error = %e,
+                    "the SSH gateway is off: its default address is taken (set HOOD_SSH_ADDR)");
+                return Ok(None);
+            }
+        },
+    };
+    let key = hood_ssh::host_key(&home.join("ssh_host_ed25519_key"))?;
+    let access = hood_app::SshAccess::new(store, state.containers(), terminals);
+    let bound = listener.local_addr()?;
+    Ok(Some((bound, hood_ssh::serve(listener, key, access))))
 }

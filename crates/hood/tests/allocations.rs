@@ -2490,3 +2490,171 @@ async fn loop_get(port: u16) -> String {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A fresh Ed25519 key pair made by OpenSSH's `ssh-keygen`: (private key
+/// file, public key line).
+fn ssh_keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    let path = dir.join(name);
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let public = std::fs::read_to_string(path.with_extension("pub")).unwrap();
+    (path, public.trim().to_owned())
+}
+
+/// OpenSSH's `ssh` as `user` through the gateway at `port` with `key`,
+/// `stdin` typed in: (exit code, stdout, stderr).
+fn ssh(port: &str, key: &Path, user: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ssh")
+        .args([
+            "-p",
+            port,
+            "-i",
+            &key.display().to_string(),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=20",
+            "-o",
+            "LogLevel=ERROR",
+            &format!("{user}@127.0.0.1"),
+        ])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openssh_logs_into_a_container_through_the_ssh_gateway_with_the_users_key() {
+    let test = "allocations_ssh_gateway";
+    let Some(podman) = hood_testkit::podman::Podman::start(test) else {
+        return;
+    };
+    let Some(rootfs) = hood_testkit::podman::rootfs_tarball(test) else {
+        return;
+    };
+    podman.import_rootfs(&rootfs, E2E_IMAGE);
+    let socket = podman.socket().display().to_string();
+    let ssh_addr = free_port();
+    let port = ssh_addr.rsplit(':').next().unwrap().to_owned();
+    let Some(rig) = Rig::start(test, |dir| {
+        vec![
+            sku_file(dir),
+            ("HOOD_CONTAINER_SOCKET", socket),
+            ("HOOD_SSH_ADDR", ssh_addr.clone()),
+        ]
+    })
+    .await
+    else {
+        return;
+    };
+    let keys = rig.dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (alice_key, alice_public) = ssh_keygen(&keys, "alice");
+    let (stranger_key, _) = ssh_keygen(&keys, "stranger");
+    let (bob_key, bob_public) = ssh_keygen(&keys, "bob");
+    rig.cli(&[
+        "ssh-key",
+        "add",
+        &alice_key.with_extension("pub").display().to_string(),
+    ]);
+    // Bob, of another organization, uploads his own key.
+    let bob = second_org(&rig.api, &rig.key).await;
+    let r = rig
+        .api
+        .post("/api/v1/ssh-keys", &bob, json!({"public_key": bob_public}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert!(!alice_public.is_empty());
+
+    rig.cli(&[
+        "container",
+        "create",
+        "web",
+        "--image",
+        E2E_IMAGE,
+        "--sku",
+        "cpu.1c",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    let running = wait_container(&rig, "web", "running").await;
+    let allocation = running["allocation_id"].as_str().unwrap().replace('-', "");
+    let hostname = format!("alloc-{}", &allocation[allocation.len() - 12..]);
+
+    // The real OpenSSH client runs a command inside the container.
+    let (code, out, err) = ssh(&port, &alice_key, "web", &["hostname; exit 7"], "");
+    assert_eq!(code, 7, "{out}{err}");
+    assert_eq!(out.trim(), hostname, "{err}");
+    // And an interactive shell (a PTY of its own) reads what is typed.
+    let (code, out, err) = ssh(
+        &port,
+        &alice_key,
+        "web",
+        &["-tt"],
+        "echo \"R:$(hostname):E\"\nexit 3\n",
+    );
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains(&format!("R:{hostname}:E")), "{out}{err}");
+
+    // Refused: another organization's user, a key no one uploaded, a
+    // container that does not exist.
+    for (key, user) in [
+        (&bob_key, "web"),
+        (&stranger_key, "web"),
+        (&alice_key, "nope"),
+    ] {
+        let (code, out, err) = ssh(&port, key, user, &["hostname"], "");
+        assert_eq!(code, 255, "{user}: {out}{err}");
+        assert!(err.contains("Permission denied"), "{err}");
+        assert!(!out.contains(&hostname));
+    }
+
+    // Every SSH session is on the record as the user's terminal.
+    let audit = rig
+        .api
+        .get("/api/v1/audit?action=allocation.terminal.open", &rig.key)
+        .await;
+    let rows = audit.body["items"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{}", audit.text);
+    assert!(
+        rows.iter().all(|r| r["after"]["via"] == "ssh"),
+        "{}",
+        audit.text
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r["actor"].as_str().unwrap().starts_with("user:")));
+
+    // Stopped, it lets no one in.
+    rig.cli(&["container", "stop", "web"]);
+    wait_container(&rig, "web", "stopped").await;
+    let (code, _, err) = ssh(&port, &alice_key, "web", &["hostname"], "");
+    assert_eq!(code, 255, "{err}");
+}
