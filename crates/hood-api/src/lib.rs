@@ -87,6 +87,7 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
         .layer(axum::middleware::from_fn(refuse_announced_large_bodies));
     if roles.contains(&HttpRole::Api) {
         app = app
+            .merge(routes::ingress::router())
             .merge(routes::artifacts::router())
             .merge(routes::storage::router())
             .merge(routes::storage_uploads::router())
@@ -118,6 +119,20 @@ pub fn router(state: AppState, roles: &[HttpRole]) -> Router {
         // UUID), echoed in the answer and recorded in audit rows.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+}
+
+/// `router` (the API's, with whatever else shares its listener, such as
+/// the console) with requests for `{name}.{org}.{domain}` sent to that
+/// container whatever their path (`HOOD_INGRESS_DOMAIN`); without a domain,
+/// `router` as it is.
+pub fn with_ingress(router: Router, state: AppState) -> Router {
+    if state.ingress_domain.is_none() {
+        return router;
+    }
+    router.layer(axum::middleware::from_fn_with_state(
+        state,
+        routes::ingress::by_host,
+    ))
 }
 
 /// Refuses a body whose announced length exceeds [`BODY_LIMIT_BYTES`]

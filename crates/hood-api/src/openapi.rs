@@ -22,7 +22,7 @@
 use crate::problem::{InvalidParam, Problem, PROBLEM_JSON};
 use crate::routes::{
     allocations, artifacts, billing, budgets, chains, containers, corrections, credits, edge,
-    fleet, health, identity, invoicing, keys, ledger, nodes, notifications, ops, rollouts,
+    fleet, health, identity, ingress, invoicing, keys, ledger, nodes, notifications, ops, rollouts,
     service_accounts, snapshots, ssh_keys, storage, storage_uploads, terminal,
 };
 use crate::views::*;
@@ -95,6 +95,7 @@ use utoipa::{Modify, OpenApi};
         containers::create_container, containers::list_containers, containers::get_container,
         containers::start_container, containers::stop_container, containers::restart_container,
         containers::delete_container,
+        ingress::by_path,
         notifications::list_notifications, notifications::mark_read, notifications::stream,
     ),
     components(schemas(

@@ -73,6 +73,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// What the request was passed on to did not answer (the ingress).
+    #[error("{0}")]
+    BadGateway(String),
     /// Internal failures: logged in full, reported without detail.
     #[error("internal error")]
     Internal(String),
@@ -97,6 +100,7 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -38,6 +38,10 @@ impl Default for ApiConfig {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Containers are served at `{name}.{org}.{domain}` under this domain.
+    pub ingress_domain: Option<String>,
+    /// The ingress's client to containers' published ports.
+    pub ingress_client: reqwest::Client,
     pub tokens: TokenIssuer,
     pub oidc: Option<OidcVerifier>,
     pub chains: Arc<ChainCatalog>,
@@ -97,6 +101,14 @@ impl AppState {
         self.snapshots =
             SnapshotService::new(self.nodes.clone(), self.store.clone(), self.store.clone());
         self.rollouts = self.rollouts.with_operations(operations);
+        self
+    }
+
+    /// Serves containers at `{name}.{org}.{domain}` (lowercase).
+    pub fn with_ingress_domain(mut self, domain: Option<String>) -> Self {
+        self.ingress_domain = domain
+            .map(|d| d.trim_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty());
         self
     }
 
@@ -180,6 +192,15 @@ impl AppState {
         );
         Self {
             allocations,
+            ingress_domain: None,
+            // Containers answer on their hosts' addresses, never through a
+            // proxy of this process's environment.
+            ingress_client: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
             store,
             tokens,
             oidc,

@@ -132,6 +132,17 @@ impl AllocationService {
         self.skus.skus()
     }
 
+    /// The address a host's published ports listen on (what its provider
+    /// reported; a local host without one listens on loopback).
+    pub async fn host_address(&self, host: HostId) -> AppResult<String> {
+        let host = self
+            .fleet
+            .get_host(host)
+            .await?
+            .ok_or(AppError::NotFound("host"))?;
+        Ok(host.address.unwrap_or_else(|| "127.0.0.1".into()))
+    }
+
     /// The SKU on offer named `name`.
     pub fn sku(&self, name: &str) -> Option<&Sku> {
         self.skus.get(name)
@@ -207,6 +218,7 @@ impl AllocationService {
             active_since: None,
             active_until: None,
             idle_since: None,
+            ports: Default::default(),
             created_at: now,
             updated_at: now,
         };

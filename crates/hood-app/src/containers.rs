@@ -191,6 +191,49 @@ impl ContainerService {
         })
     }
 
+    /// Where the HTTP ingress sends a request for container `name` of the
+    /// organization `org_slug`: the host address and host port published
+    /// for its container port `port` (its first port when `None`). Not
+    /// found, or not running (409): nothing is sent.
+    pub async fn ingress(
+        &self,
+        org_slug: &str,
+        name: &str,
+        port: Option<u16>,
+    ) -> AppResult<std::net::SocketAddr> {
+        let container = self
+            .store
+            .container_by_org_slug(org_slug, name)
+            .await?
+            .ok_or(AppError::NotFound("container"))?;
+        let status = self.with_allocation(container).await?;
+        let wanted = match port {
+            Some(p) if status.container.spec.ports.contains(&p) => p,
+            Some(_) => return Err(AppError::NotFound("container port")),
+            None => *status
+                .container
+                .spec
+                .ports
+                .first()
+                .ok_or(AppError::NotFound("container port"))?,
+        };
+        let (Some(allocation), "running") = (&status.allocation, status.status()) else {
+            return Err(AppError::Conflict(format!(
+                "container `{name}` is {}: its ingress answers while it runs",
+                status.status()
+            )));
+        };
+        let host_port = *allocation.ports.get(&wanted).ok_or_else(|| {
+            AppError::Conflict(format!(
+                "container `{name}` has not published port {wanted} yet"
+            ))
+        })?;
+        let address = self.allocations.host_address(allocation.host_id).await?;
+        format!("{address}:{host_port}")
+            .parse()
+            .map_err(|e| AppError::Internal(format!("the host's address `{address}`: {e}")))
+    }
+
     /// The organization's containers, newest first.
     pub async fn list(&self, org: OrgId) -> AppResult<Vec<ContainerStatus>> {
         let mut out = Vec::new();

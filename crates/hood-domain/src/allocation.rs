@@ -48,6 +48,10 @@ pub struct Allocation {
     /// policy's minutes.
     #[serde(default)]
     pub idle_since: Option<Timestamp>,
+    /// An image's published ports on its host (container port → host
+    /// port), as its agent reported them when it started.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ports: BTreeMap<u16, u16>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

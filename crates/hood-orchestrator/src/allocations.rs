@@ -33,7 +33,8 @@ use hood_domain::allocation::Allocation;
 use hood_domain::audit::AuditContext;
 use hood_domain::lifecycle::AllocationState;
 use hood_domain::workload::{
-    allocation_workload_id, kinds, AllocationLease, AllocationLeases, AllocationRef, AllocationTask,
+    allocation_workload_id, kinds, AllocationLease, AllocationLeases, AllocationRef,
+    AllocationTask, StartedAllocation,
 };
 use hood_domain::{HostId, Timestamp};
 use hood_gateway::{CommandOutcome, Fleet, GatewayError};
@@ -456,7 +457,14 @@ impl AllocationWorker {
             Err(e) => return Err(e),
         };
         match self.fleet.wait_command(command, Duration::ZERO).await? {
-            CommandOutcome::Succeeded(_) => {
+            CommandOutcome::Succeeded(output) => {
+                // Where its published ports are: the ingress's way in.
+                let ports = serde_json::from_value::<StartedAllocation>(output)
+                    .map(|s| s.ports)
+                    .unwrap_or_default();
+                if !ports.is_empty() {
+                    self.store.set_allocation_ports(a.id, &ports).await?;
+                }
                 self.transition(
                     a,
                     &[AllocationState::Provisioning, AllocationState::Active],

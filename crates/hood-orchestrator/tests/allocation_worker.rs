@@ -117,6 +117,7 @@ impl Env {
             active_since: None,
             active_until: None,
             idle_since: None,
+            ports: Default::default(),
             created_at: now,
             updated_at: now,
         };

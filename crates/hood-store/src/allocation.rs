@@ -103,6 +103,13 @@ pub trait AllocationStore: Send + Sync {
         id: AllocationId,
         since: Option<Timestamp>,
     ) -> StoreResult<bool>;
+    /// Records the ports the allocation's agent published (an observation,
+    /// no audit row); `false` when it is no longer placed.
+    async fn set_allocation_ports(
+        &self,
+        id: AllocationId,
+        ports: &std::collections::BTreeMap<u16, u16>,
+    ) -> StoreResult<bool>;
     /// Sets (`Some`) or removes (`None`) the organization's monthly
     /// allocation budget, with its audit row (`allocation.budget.set`,
     /// `allocation.budget.remove`) in the same transaction.

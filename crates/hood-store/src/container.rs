@@ -17,6 +17,14 @@ pub trait ContainerStore: Send + Sync {
 
     async fn container_by_name(&self, org: OrgId, name: &str) -> StoreResult<Option<Container>>;
 
+    /// The container `name` of the organization with slug `org_slug` (the
+    /// ingress names organizations by slug).
+    async fn container_by_org_slug(
+        &self,
+        org_slug: &str,
+        name: &str,
+    ) -> StoreResult<Option<Container>>;
+
     /// The organization's containers, newest first.
     async fn list_containers(&self, org: OrgId) -> StoreResult<Vec<Container>>;
 

@@ -197,6 +197,11 @@ pub const SQLITE: &[Migration] = &[
         name: "containers",
         sql: include_str!("../migrations/sqlite/0031_containers.sql"),
     },
+    Migration {
+        version: 32,
+        name: "allocation_ports",
+        sql: include_str!("../migrations/sqlite/0032_allocation_ports.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -355,6 +360,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 31,
         name: "containers",
         sql: include_str!("../migrations/postgres/0031_containers.sql"),
+    },
+    Migration {
+        version: 32,
+        name: "allocation_ports",
+        sql: include_str!("../migrations/postgres/0032_allocation_ports.sql"),
     },
 ];
 

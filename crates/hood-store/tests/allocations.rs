@@ -99,6 +99,7 @@ fn draft(org: OrgId, key: Option<&str>) -> Allocation {
         active_since: None,
         active_until: None,
         idle_since: None,
+        ports: Default::default(),
         created_at: T0,
         updated_at: T0,
     }

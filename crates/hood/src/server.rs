@@ -29,6 +29,11 @@ pub struct ServerOpts {
     /// Audience expected in external OIDC tokens.
     #[arg(long, env = "HOOD_OIDC_AUDIENCE", default_value = "hood")]
     pub oidc_audience: String,
+    /// Containers' HTTP ingress: `{name}.{org}.{domain}` (the organization
+    /// by its slug) is served from the container's first exposed port. The
+    /// path form `/ingress/{org}/{name}/…` works without it.
+    #[arg(long, env = "HOOD_INGRESS_DOMAIN")]
+    pub ingress_domain: Option<String>,
     /// JWKS URL of the OIDC issuer (default: discovered from the issuer).
     #[arg(long, env = "HOOD_OIDC_JWKS_URL")]
     pub oidc_jwks_url: Option<String>,
@@ -242,10 +247,13 @@ pub async fn up(
                 .map(|i| (i, opts.oidc_audience.as_str())),
         ),
     );
-    let mut api = hood_console::router(console).merge(hood_api::router(
+    let mut api = hood_api::with_ingress(
+        hood_console::router(console).merge(hood_api::router(
+            state.clone(),
+            &[HttpRole::Api, HttpRole::Auth],
+        )),
         state.clone(),
-        &[HttpRole::Api, HttpRole::Auth],
-    ));
+    );
     if let Some(artifacts) = &fleet.artifacts {
         api = api.layer(axum::Extension(artifacts.clone()));
     }
@@ -611,8 +619,9 @@ pub async fn serve(
             .oidc_issuer
             .as_deref()
             .map(|i| (i, opts.oidc_audience.as_str()));
-        let console = hood_console::Console::new(state, bus, opts.console.config(local_edge, oidc));
-        router = hood_console::router(console).merge(router);
+        let console =
+            hood_console::Console::new(state.clone(), bus, opts.console.config(local_edge, oidc));
+        router = hood_api::with_ingress(hood_console::router(console).merge(router), state);
     }
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     let s3_task = s3.map(|endpoint| {
@@ -821,7 +830,8 @@ async fn build_state(
     let config = ApiConfig {
         login_attempts_per_minute: opts.login_rate_per_minute,
     };
-    let state = AppState::new(store, tokens, oidc, Arc::new(chains), &config);
+    let state = AppState::new(store, tokens, oidc, Arc::new(chains), &config)
+        .with_ingress_domain(opts.ingress_domain.clone());
     Ok(match &opts.sku_file {
         Some(path) => state.with_skus(load_skus(path)?),
         None => state,

@@ -2229,7 +2229,11 @@ async fn containers_run_as_allocations_and_stop_start_restart_and_delete() {
     podman.import_rootfs(&rootfs, E2E_IMAGE);
     let socket = podman.socket().display().to_string();
     let Some(rig) = Rig::start(test, |dir| {
-        vec![sku_file(dir), ("HOOD_CONTAINER_SOCKET", socket)]
+        vec![
+            sku_file(dir),
+            ("HOOD_CONTAINER_SOCKET", socket),
+            ("HOOD_INGRESS_DOMAIN", "apps.test".into()),
+        ]
     })
     .await
     else {
@@ -2293,6 +2297,45 @@ async fn containers_run_as_allocations_and_stop_start_restart_and_delete() {
     let body = loop_get(port).await;
     assert!(body.contains("hello from alloc-"), "{body}");
 
+    // Through Hood's HTTP ingress: the path form, and the host form under
+    // HOOD_INGRESS_DOMAIN (the organization by its slug).
+    let slug = rig.api.get("/api/v1/me", &rig.key).await.body["org"]["slug"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let base = rig.hood.url("api");
+    let via_path = reqwest::get(format!("{base}/ingress/{slug}/web/index.html"))
+        .await
+        .unwrap();
+    assert_eq!(via_path.status(), StatusCode::OK);
+    assert_eq!(via_path.text().await.unwrap(), body);
+    let via_host = reqwest::Client::new()
+        .get(format!("{base}/"))
+        .header("host", format!("web.{slug}.apps.test"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(via_host.status(), StatusCode::OK);
+    assert_eq!(via_host.text().await.unwrap(), body);
+    let nowhere = reqwest::get(format!("{base}/ingress/{slug}/nope/"))
+        .await
+        .unwrap();
+    assert_eq!(nowhere.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        nowhere.headers()["content-type"],
+        "application/problem+json"
+    );
+    assert!(nowhere
+        .text()
+        .await
+        .unwrap()
+        .contains("container not found"));
+    // The root of the path form is the container's root too.
+    let root = reqwest::get(format!("{base}/ingress/{slug}/web/"))
+        .await
+        .unwrap();
+    assert_eq!(root.text().await.unwrap(), body);
+
     // Bad requests: problem JSON naming the field; a taken name is 409.
     for (body, field) in [
         (
@@ -2337,6 +2380,12 @@ async fn containers_run_as_allocations_and_stop_start_restart_and_delete() {
     assert_eq!(stopping.body["desired"], "stopped");
     wait_container(&rig, "web", "stopped").await;
     wait_alloc(&rig.api, &rig.key, &first_allocation, "released").await;
+    // A stopped container's ingress refuses, as problem JSON.
+    let refused = reqwest::get(format!("{base}/ingress/{slug}/web/"))
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    assert!(refused.text().await.unwrap().contains("stopped"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !podman.containers().is_empty() {
         assert!(Instant::now() < deadline, "{:?}", podman.containers());
@@ -2391,10 +2440,6 @@ async fn containers_run_as_allocations_and_stop_start_restart_and_delete() {
     }
 
     // A service account needs `compute.{org}.containers: [create]`.
-    let slug = rig.api.get("/api/v1/me", &rig.key).await.body["org"]["slug"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let account_key = |grant: &str| {
         let made: Value = serde_json::from_str(&rig.cli(&[
             "--output",

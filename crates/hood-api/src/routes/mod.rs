@@ -12,6 +12,7 @@ pub mod edge;
 pub mod fleet;
 pub mod health;
 pub mod identity;
+pub mod ingress;
 pub mod invoicing;
 pub mod keys;
 pub mod ledger;

@@ -17,7 +17,7 @@ use hood_domain::placement::{place, HostCapacity, PlacementError, Reservation, S
 use hood_domain::{AllocationId, HostId, OrgId, Timestamp};
 
 const COLUMNS: &str = "id, org_id, host_id, sku, price_per_minute_minor, currency, spec, state, reservation, idempotency_key, \
-                       expires_at, error, active_since, active_until, created_at, updated_at, idle_since";
+                       expires_at, error, active_since, active_until, created_at, updated_at, idle_since, ports";
 /// States that hold no placement (`AllocationState::holds_placement`).
 const ENDED: &str = "('released', 'failed')";
 
@@ -40,6 +40,7 @@ struct AllocationRow {
     created_at: i64,
     updated_at: i64,
     idle_since: Option<i64>,
+    ports: Option<String>,
 }
 
 impl TryFrom<AllocationRow> for Allocation {
@@ -68,6 +69,13 @@ impl TryFrom<AllocationRow> for Allocation {
             active_since: r.active_since.map(Timestamp::from_millis),
             active_until: r.active_until.map(Timestamp::from_millis),
             idle_since: r.idle_since.map(Timestamp::from_millis),
+            ports: r
+                .ports
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("allocation ports: {e}")))?
+                .unwrap_or_default(),
             created_at: Timestamp::from_millis(r.created_at),
             updated_at: Timestamp::from_millis(r.updated_at),
         })
@@ -253,7 +261,7 @@ impl AllocationStore for SqlStore {
             };
             query(format!(
                 "INSERT INTO allocations ({COLUMNS}) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
             ))
             .bind(allocation.id.to_string())
             .bind(allocation.org_id.to_string())
@@ -275,6 +283,11 @@ impl AllocationStore for SqlStore {
             .bind(allocation.created_at.millis())
             .bind(allocation.updated_at.millis())
             .bind(allocation.idle_since.map(Timestamp::millis))
+            .bind(
+                (!allocation.ports.is_empty())
+                    .then(|| encode("allocation ports", &allocation.ports))
+                    .transpose()?,
+            )
             .execute(&mut tx)
             .await
             .map_err(|e| write_error(e, "allocation"))?;
@@ -523,6 +536,22 @@ impl AllocationStore for SqlStore {
                 .execute(&self.pool)
                 .await
                 .map_err(|e| write_error(e, "allocation"))?;
+        Ok(done == 1)
+    }
+
+    async fn set_allocation_ports(
+        &self,
+        id: AllocationId,
+        ports: &std::collections::BTreeMap<u16, u16>,
+    ) -> StoreResult<bool> {
+        let done = query(format!(
+            "UPDATE allocations SET ports = $2 WHERE id = $1 AND state NOT IN {ENDED}"
+        ))
+        .bind(id.to_string())
+        .bind(encode("allocation ports", ports)?)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| write_error(e, "allocation"))?;
         Ok(done == 1)
     }
 

@@ -138,6 +138,25 @@ impl ContainerStore for SqlStore {
         .transpose()
     }
 
+    async fn container_by_org_slug(
+        &self,
+        org_slug: &str,
+        name: &str,
+    ) -> StoreResult<Option<Container>> {
+        let columns: Vec<String> = COLUMNS.split(", ").map(|c| format!("c.{c}")).collect();
+        query_as::<ContainerRow>(format!(
+            "SELECT {} FROM containers c JOIN orgs o ON o.id = c.org_id \
+             WHERE o.slug = $1 AND c.name = $2",
+            columns.join(", ")
+        ))
+        .bind(org_slug)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Container::try_from)
+        .transpose()
+    }
+
     async fn list_containers(&self, org: OrgId) -> StoreResult<Vec<Container>> {
         all(query_as::<ContainerRow>(format!(
             "SELECT {COLUMNS} FROM containers WHERE org_id = $1 ORDER BY created_at DESC, id DESC"
