@@ -2594,6 +2594,55 @@ fn ssh(port: &str, key: &Path, user: &str, args: &[&str], stdin: &str) -> (i32, 
     )
 }
 
+type FeedSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A user's live notification stream, authenticated the way a browser
+/// does it (the token as a WebSocket subprotocol).
+async fn notification_stream(base: &str, token: &str) -> FeedSocket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!(
+        "{}/api/v1/notifications/stream",
+        base.replace("http://", "ws://")
+    )
+    .into_client_request()
+    .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        format!("hood.v1, bearer.{token}").parse().unwrap(),
+    );
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// The subjects a stream delivers until `done` holds for them or `within`
+/// passes.
+async fn subjects_until(
+    socket: &mut FeedSocket,
+    within: Duration,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = Instant::now() + within;
+    let mut seen = Vec::new();
+    while !done(&seen) {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        match tokio::time::timeout(left, futures::StreamExt::next(socket)).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let item: Value = serde_json::from_str(text.as_str()).unwrap();
+                if let Some(subject) = item["subject"].as_str() {
+                    seen.push(subject.to_owned());
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("the notification stream ended: {other:?}"),
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn openssh_logs_into_a_container_through_the_ssh_gateway_with_the_users_key() {
     let test = "allocations_ssh_gateway";
@@ -2637,6 +2686,10 @@ async fn openssh_logs_into_a_container_through_the_ssh_gateway_with_the_users_ke
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     assert!(!alice_public.is_empty());
 
+    // Live notifications, for this organization's user and another's.
+    let base = rig.hood.url("api");
+    let mut alice_feed = notification_stream(&base, &rig.key).await;
+    let mut bob_feed = notification_stream(&base, &bob).await;
     rig.cli(&[
         "container",
         "create",
@@ -2650,6 +2703,13 @@ async fn openssh_logs_into_a_container_through_the_ssh_gateway_with_the_users_ke
         "3600",
     ]);
     let running = wait_container(&rig, "web", "running").await;
+    let container_id = running["id"].as_str().unwrap().to_owned();
+    let started = format!("compute.container.{container_id}.started");
+    let seen = subjects_until(&mut alice_feed, Duration::from_secs(30), |s| {
+        s.contains(&started)
+    })
+    .await;
+    assert!(seen.contains(&started), "{seen:?}");
     let allocation = running["allocation_id"].as_str().unwrap().replace('-', "");
     let hostname = format!("alloc-{}", &allocation[allocation.len() - 12..]);
 
@@ -2700,6 +2760,18 @@ async fn openssh_logs_into_a_container_through_the_ssh_gateway_with_the_users_ke
     // Stopped, it lets no one in.
     rig.cli(&["container", "stop", "web"]);
     wait_container(&rig, "web", "stopped").await;
+    let stopped = format!("compute.container.{container_id}.stopped");
+    let seen = subjects_until(&mut alice_feed, Duration::from_secs(30), |s| {
+        s.contains(&stopped)
+    })
+    .await;
+    assert!(seen.contains(&stopped), "{seen:?}");
+    // Another organization's user heard nothing of it.
+    let heard = subjects_until(&mut bob_feed, Duration::from_secs(2), |_| false).await;
+    assert!(
+        !heard.iter().any(|s| s.contains(&container_id)),
+        "{heard:?}"
+    );
     let (code, _, err) = ssh(&port, &alice_key, "web", &["hostname"], "");
     assert_eq!(code, 255, "{err}");
 }
