@@ -397,7 +397,18 @@ async fn execute(
         agent: handle.clone(),
     };
     let outcome = match payload {
-        Ok(payload) => handler.handle(&kind, payload, &ctx).await,
+        // A handler that panics still finishes its command (failed): left
+        // "running", every redelivery would be answered "still running".
+        Ok(payload) => {
+            use futures::FutureExt as _;
+            std::panic::AssertUnwindSafe(handler.handle(&kind, payload, &ctx))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!(command_id = %id, kind = %kind, "a command handler panicked");
+                    Err(format!("the agent's `{kind}` handler failed unexpectedly").into())
+                })
+        }
         Err(_) => Err("payload is not valid JSON".into()),
     };
     let finished = match outcome {
@@ -431,7 +442,7 @@ mod tests {
     use crate::config::AgentConfig;
     use crate::handler::CommandError;
 
-    /// Counts what it runs.
+    /// Counts what it runs; `panic` panics.
     struct Counting(Arc<std::sync::atomic::AtomicUsize>);
 
     #[async_trait::async_trait]
@@ -443,6 +454,9 @@ mod tests {
             _ctx: &CommandContext,
         ) -> Result<serde_json::Value, CommandError> {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if _kind == "panic" {
+                panic!("a handler bug");
+            }
             Ok(serde_json::json!({}))
         }
     }
@@ -481,5 +495,38 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_finishes_its_command_as_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle =
+            AgentHandle::open(AgentConfig::new("https://127.0.0.1:1", dir.path())).unwrap();
+        let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let handler: Arc<dyn CommandHandler> = Arc::new(Counting(ran.clone()));
+        let id = CommandId::from_uuid(uuid::Uuid::now_v7());
+        assert_eq!(
+            handle.commands().arrive(id, "panic").unwrap(),
+            Arrival::Execute
+        );
+        execute(handle.clone(), handler, id, "panic".into(), "{}".into()).await;
+        let finished = handle
+            .commands()
+            .get(id)
+            .unwrap()
+            .unwrap()
+            .finished
+            .unwrap();
+        assert!(!finished.success);
+        assert!(
+            finished.error.contains("`panic` handler"),
+            "{}",
+            finished.error
+        );
+        // A redelivery is answered with that result, never "still running".
+        assert!(matches!(
+            handle.commands().arrive(id, "panic").unwrap(),
+            Arrival::Finished(_)
+        ));
     }
 }
