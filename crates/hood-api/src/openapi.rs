@@ -94,7 +94,7 @@ use utoipa::{Modify, OpenApi};
         ssh_keys::list_ssh_keys, ssh_keys::add_ssh_key, ssh_keys::remove_ssh_key,
         containers::create_container, containers::list_containers, containers::get_container,
         containers::start_container, containers::stop_container, containers::restart_container,
-        containers::delete_container,
+        containers::delete_container, containers::container_logs,
         ingress::by_path,
         notifications::list_notifications, notifications::mark_read, notifications::stream,
     ),

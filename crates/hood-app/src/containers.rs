@@ -234,6 +234,25 @@ impl ContainerService {
             .map_err(|e| AppError::Internal(format!("the host's address `{address}`: {e}")))
     }
 
+    /// The last `lines` lines its current allocation's container wrote
+    /// (stdout and stderr), from its host's engine.
+    pub async fn logs(
+        &self,
+        org: OrgId,
+        id_or_name: &str,
+        lines: u32,
+    ) -> AppResult<hood_domain::workload::AllocationLogs> {
+        let current = self.get(org, id_or_name).await?;
+        let Some(allocation) = &current.allocation else {
+            return Err(AppError::Conflict(format!(
+                "container `{}` is {}: it has no output yet",
+                current.container.name,
+                current.status()
+            )));
+        };
+        self.allocations.logs(org, allocation.id, lines).await
+    }
+
     /// The organization's containers, newest first.
     pub async fn list(&self, org: OrgId) -> AppResult<Vec<ContainerStatus>> {
         let mut out = Vec::new();

@@ -2240,7 +2240,7 @@ async fn containers_run_as_allocations_and_stop_start_restart_and_delete() {
         return;
     };
     let serve = "mkdir -p /www && echo \"$GREETING from $(hostname)\" > /www/index.html \
-                 && exec busybox httpd -f -p 8000 -h /www";
+                 && echo serving-$GREETING && exec busybox httpd -f -p 8000 -h /www";
     let out = rig.cli(&[
         "--output",
         "json",
@@ -2335,6 +2335,21 @@ async fn containers_run_as_allocations_and_stop_start_restart_and_delete() {
         .await
         .unwrap();
     assert_eq!(root.text().await.unwrap(), body);
+
+    // Its output, by name, through the API and the CLI.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !rig
+        .cli(&["container", "logs", "web", "--lines", "5"])
+        .contains("serving-hello")
+    {
+        assert!(Instant::now() < deadline, "no output");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let logs = rig
+        .api
+        .get("/api/v1/containers/web/logs?lines=0", &rig.key)
+        .await;
+    assert_eq!(logs.status, StatusCode::BAD_REQUEST, "{}", logs.text);
 
     // Bad requests: problem JSON naming the field; a taken name is 409.
     for (body, field) in [

@@ -4,9 +4,10 @@
 
 use crate::auth::Caller;
 use crate::clock::rfc3339;
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::problem::{ApiResult, Problem};
 use crate::routes::allocations::audit_context;
+use crate::routes::allocations::{AllocationLogsQuery, AllocationLogsView};
 use crate::state::AppState;
 use crate::views::Page;
 use axum::extract::State;
@@ -44,6 +45,7 @@ pub fn router() -> Router<AppState> {
             "/api/v1/containers/{container}/restart",
             post(restart_container),
         )
+        .route("/api/v1/containers/{container}/logs", get(container_logs))
 }
 
 /// The scope of one container (`compute.{org}.containers.{id}`).
@@ -398,4 +400,34 @@ pub async fn delete_container(
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/api/v1/containers/{container}/logs", tag = "containers",
+    params(("container" = String, Path, description = "The container's id or name"), AllocationLogsQuery),
+    responses((status = 200, body = AllocationLogsView, description = "The last lines of its current (or last) allocation"),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "`lines` out of range"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = NOT_FOUND),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "It has not started yet, or its allocation ended and its output went with it"),
+        (status = 503, body = Problem, content_type = "application/problem+json", description = "Its host's agent did not answer")),
+    security(("bearer" = ["read"])))]
+/// What the container wrote (stdout and stderr), from its host's engine.
+pub async fn container_logs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(container): Path<String>,
+    Query(q): Query<AllocationLogsQuery>,
+) -> ApiResult<Json<AllocationLogsView>> {
+    let found = named(&state, &caller, &container, Permission::Read, Action::Read).await?;
+    let logs = state
+        .containers()
+        .logs(
+            caller.org_id,
+            &found.container.id.to_string(),
+            q.lines.unwrap_or(100),
+        )
+        .await?;
+    Ok(Json(AllocationLogsView {
+        allocation_id: logs.allocation_id.0,
+        lines: logs.lines,
+    }))
 }

@@ -7,6 +7,7 @@ use super::columns;
 use super::output::{list, show, Format};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand, ValueEnum};
+use hood_api::routes::allocations::AllocationLogsView;
 use hood_api::routes::containers::{ContainerView, CreateContainerRequest, RestartView};
 use hood_api::views::Page;
 use std::collections::BTreeMap;
@@ -36,6 +37,12 @@ pub enum ContainerCmd {
     /// Deletes it (stopping it first).
     Delete {
         container: String,
+    },
+    /// The last lines it wrote (stdout and stderr).
+    Logs {
+        container: String,
+        #[arg(long, default_value_t = 100)]
+        lines: u32,
     },
 }
 
@@ -125,6 +132,15 @@ pub async fn run(opts: &ConnectOpts, format: Format, cmd: ContainerCmd) -> Resul
             client
                 .post(&path(&container, "/restart"), &serde_json::json!({}))
                 .await?
+        }
+        ContainerCmd::Logs { container, lines } => {
+            let logs: AllocationLogsView = client
+                .get(&path(&container, &format!("/logs?lines={lines}")))
+                .await?;
+            for line in logs.lines {
+                println!("{line}");
+            }
+            return Ok(());
         }
         ContainerCmd::Delete { container } => {
             client.delete(&path(&container, "")).await?;
