@@ -53,6 +53,17 @@ impl ContainerStatus {
     }
 }
 
+/// `container` placed on `allocation`.
+fn placed(container: Container, allocation: Allocation) -> ContainerStatus {
+    ContainerStatus {
+        container: Container {
+            allocation_id: Some(allocation.id),
+            ..container
+        },
+        allocation: Some(allocation),
+    }
+}
+
 /// The container use cases.
 #[derive(Clone)]
 pub struct ContainerService {
@@ -117,13 +128,7 @@ impl ContainerService {
                 other => other.into(),
             })?;
         match self.place(&container, audit).await {
-            Ok(allocation) => Ok(ContainerStatus {
-                container: Container {
-                    allocation_id: Some(allocation.id),
-                    ..container
-                },
-                allocation: Some(allocation),
-            }),
+            Ok(allocation) => Ok(placed(container, allocation)),
             Err(e) => {
                 if let Err(undo) = self
                     .store
@@ -311,26 +316,11 @@ impl ContainerService {
             )
             .await?;
         match self.place(&wanted, audit).await {
-            Ok(allocation) => Ok(ContainerStatus {
-                container: Container {
-                    allocation_id: Some(allocation.id),
-                    ..wanted
-                },
-                allocation: Some(allocation),
-            }),
+            Ok(allocation) => Ok(placed(wanted, allocation)),
             // Its last allocation is still being released: placed as soon
             // as its room is free.
             Err(AppError::Conflict(why)) if current.live() => {
-                self.store
-                    .place_container(
-                        wanted.id,
-                        wanted.generation,
-                        None,
-                        Some(&why),
-                        self.clock.now(),
-                    )
-                    .await?;
-                self.get(org, &wanted.id.to_string()).await
+                self.pending(org, &wanted, &why).await
             }
             Err(e) => {
                 self.set_desired(&wanted, Desired::Stopped, "container.start_refused", audit)
@@ -360,25 +350,8 @@ impl ContainerService {
             )
             .await?;
         match self.place(&wanted, audit).await {
-            Ok(allocation) => Ok(ContainerStatus {
-                container: Container {
-                    allocation_id: Some(allocation.id),
-                    ..wanted
-                },
-                allocation: Some(allocation),
-            }),
-            Err(AppError::Conflict(why)) => {
-                self.store
-                    .place_container(
-                        wanted.id,
-                        wanted.generation,
-                        None,
-                        Some(&why),
-                        self.clock.now(),
-                    )
-                    .await?;
-                self.get(org, &wanted.id.to_string()).await
-            }
+            Ok(allocation) => Ok(placed(wanted, allocation)),
+            Err(AppError::Conflict(why)) => self.pending(org, &wanted, &why).await,
             Err(e) => Err(e),
         }
     }
@@ -465,6 +438,26 @@ impl ContainerService {
             }
         }
         Ok(placed)
+    }
+
+    /// `wanted`'s start kept pending (the reconciler places it once there
+    /// is room), with the reason to show.
+    async fn pending(
+        &self,
+        org: OrgId,
+        wanted: &Container,
+        why: &str,
+    ) -> AppResult<ContainerStatus> {
+        self.store
+            .place_container(
+                wanted.id,
+                wanted.generation,
+                None,
+                Some(why),
+                self.clock.now(),
+            )
+            .await?;
+        self.get(org, &wanted.id.to_string()).await
     }
 
     /// Releases the current allocation if it holds a placement.

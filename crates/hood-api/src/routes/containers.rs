@@ -240,6 +240,44 @@ pub async fn list_containers(
     }))
 }
 
+/// What start, stop and restart do.
+#[derive(Clone, Copy)]
+enum Change {
+    Start,
+    Stop,
+    Restart,
+}
+
+/// Applies `change` to the container the path names, if the caller may
+/// update it.
+async fn change(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    container: &str,
+    change: Change,
+) -> ApiResult<Json<ContainerView>> {
+    let found = named(
+        state,
+        caller,
+        container,
+        Permission::Operate,
+        Action::Update,
+    )
+    .await?;
+    let (service, org) = (state.containers(), caller.org_id);
+    let (id, audit) = (
+        found.container.id.to_string(),
+        audit_context(caller, headers),
+    );
+    let changed = match change {
+        Change::Start => service.start(org, &id, &audit).await?,
+        Change::Stop => service.stop(org, &id, &audit).await?,
+        Change::Restart => service.restart(org, &id, &audit).await?,
+    };
+    Ok(Json(ContainerView::from(&changed)))
+}
+
 /// The container the path names, if the caller may do `action` to it.
 async fn named(
     state: &AppState,
@@ -285,23 +323,7 @@ pub async fn stop_container(
     headers: HeaderMap,
     Path(container): Path<String>,
 ) -> ApiResult<Json<ContainerView>> {
-    let found = named(
-        &state,
-        &caller,
-        &container,
-        Permission::Operate,
-        Action::Update,
-    )
-    .await?;
-    let stopped = state
-        .containers()
-        .stop(
-            caller.org_id,
-            &found.container.id.to_string(),
-            &audit_context(&caller, &headers),
-        )
-        .await?;
-    Ok(Json(ContainerView::from(&stopped)))
+    change(&state, &caller, &headers, &container, Change::Stop).await
 }
 
 #[utoipa::path(post, path = "/api/v1/containers/{container}/start", tag = "containers",
@@ -318,23 +340,7 @@ pub async fn start_container(
     headers: HeaderMap,
     Path(container): Path<String>,
 ) -> ApiResult<Json<ContainerView>> {
-    let found = named(
-        &state,
-        &caller,
-        &container,
-        Permission::Operate,
-        Action::Update,
-    )
-    .await?;
-    let started = state
-        .containers()
-        .start(
-            caller.org_id,
-            &found.container.id.to_string(),
-            &audit_context(&caller, &headers),
-        )
-        .await?;
-    Ok(Json(ContainerView::from(&started)))
+    change(&state, &caller, &headers, &container, Change::Start).await
 }
 
 #[utoipa::path(post, path = "/api/v1/containers/{container}/restart", tag = "containers",
@@ -351,23 +357,7 @@ pub async fn restart_container(
     headers: HeaderMap,
     Path(container): Path<String>,
 ) -> ApiResult<Json<ContainerView>> {
-    let found = named(
-        &state,
-        &caller,
-        &container,
-        Permission::Operate,
-        Action::Update,
-    )
-    .await?;
-    let restarted = state
-        .containers()
-        .restart(
-            caller.org_id,
-            &found.container.id.to_string(),
-            &audit_context(&caller, &headers),
-        )
-        .await?;
-    Ok(Json(ContainerView::from(&restarted)))
+    change(&state, &caller, &headers, &container, Change::Restart).await
 }
 
 #[utoipa::path(delete, path = "/api/v1/containers/{container}", tag = "containers",
