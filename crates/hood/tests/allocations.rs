@@ -676,81 +676,125 @@ async fn allocations(api: &Api, key: &str) -> Vec<Value> {
 /// reservations are exactly the live allocations' (and fit it: the
 /// capacity view computes what is free from them), and the audit log has
 /// one creation per allocation and one release per released one.
+///
+/// The list and the capacity are two reads while the worker may still be
+/// finishing releases the crash interrupted, so they are compared only
+/// when the list read before and after the capacity agree; a mismatch
+/// that outlives 30 s of such views is a leak.
 async fn assert_consistent(api: &Api, key: &str, host: &str, cores: u64) -> Vec<Value> {
-    let all = allocations(api, key).await;
-    let live: Vec<&Value> = all
-        .iter()
-        .filter(|a| a["state"] != "released" && a["state"] != "failed")
-        .collect();
-    let capacity = api
-        .get(&format!("/api/v1/hosts/{host}/capacity"), key)
-        .await;
-    assert_eq!(capacity.status, StatusCode::OK, "{}", capacity.text);
-    let mut held: Vec<Value> = capacity.body["reservations"].as_array().unwrap().clone();
-    let mut want: Vec<Value> = live.iter().map(|a| a["reservation"].clone()).collect();
-    let order = |v: &Value| v["cores"].to_string();
-    held.sort_by_key(order);
-    want.sort_by_key(order);
-    assert_eq!(held, want, "reservations are the live allocations'");
-    let free = capacity.body["free"]["cores"].as_array().unwrap().len() as u64;
-    assert_eq!(
-        free + live.len() as u64,
-        cores,
-        "every core is free or held once"
-    );
-
-    // Every row, a page at a time (newest first).
-    let mut rows: Vec<Value> = vec![];
-    loop {
-        let page = match rows.last() {
-            None => "/api/v1/audit?limit=1000".to_owned(),
-            Some(r) => format!(
-                "/api/v1/audit?limit=1000&before={}",
-                r["id"].as_str().unwrap()
-            ),
-        };
-        let items = api.get(&page, key).await.body["items"]
-            .as_array()
-            .unwrap()
-            .clone();
-        let done = items.len() < 1000;
-        rows.extend(items);
-        if done {
-            break;
-        }
-    }
-    let count = |action: &str, id: &Value| {
-        rows.iter()
-            .filter(|r| r["action"] == action && &r["resource_id"] == id)
-            .count()
+    let states = |all: &[Value]| -> Vec<(Value, Value)> {
+        all.iter()
+            .map(|a| (a["id"].clone(), a["state"].clone()))
+            .collect()
     };
-    for a in &all {
-        let state = a["state"].as_str().unwrap();
-        let released = matches!(state, "releasing" | "released");
-        assert_eq!(count("allocation.create", &a["id"]), 1, "{a}");
-        assert_eq!(
-            count("allocation.release", &a["id"]),
-            usize::from(released),
-            "{a}"
-        );
-        // Released by the worker after the agent stopped it, unless the
-        // user's release found nothing dispatched and ended it at once.
-        let at_once = rows.iter().any(|r| {
-            r["action"] == "allocation.release"
-                && r["resource_id"] == a["id"]
-                && r["after"]["state"] == "released"
-        });
-        assert_eq!(
-            count("allocation.released", &a["id"]),
-            usize::from(state == "released" && !at_once),
-            "{a}"
-        );
-        assert!(
-            count("allocation.activate", &a["id"]) <= 1,
-            "activated once at most: {a}"
-        );
+    let started = Instant::now();
+    'view: loop {
+        let all = loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "the allocations never held still for a look"
+            );
+            let before = allocations(api, key).await;
+            let capacity = api
+                .get(&format!("/api/v1/hosts/{host}/capacity"), key)
+                .await;
+            assert_eq!(capacity.status, StatusCode::OK, "{}", capacity.text);
+            let after = allocations(api, key).await;
+            if states(&before) != states(&after) {
+                // The worker moved something in between: look again.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            let live: Vec<&Value> = after
+                .iter()
+                .filter(|a| a["state"] != "released" && a["state"] != "failed")
+                .collect();
+            let mut held: Vec<Value> = capacity.body["reservations"].as_array().unwrap().clone();
+            let mut want: Vec<Value> = live.iter().map(|a| a["reservation"].clone()).collect();
+            let order = |v: &Value| v["cores"].to_string();
+            held.sort_by_key(order);
+            want.sort_by_key(order);
+            if held != want && started.elapsed() < Duration::from_secs(30) {
+                eprintln!(
+                    "reservations {held:?} differ from the live allocations' {want:?}; again"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+            assert_eq!(
+                held,
+                want,
+                "reservations are the live allocations': {:?}",
+                live.iter()
+                    .map(|a| (&a["id"], &a["state"]))
+                    .collect::<Vec<_>>()
+            );
+            let free = capacity.body["free"]["cores"].as_array().unwrap().len() as u64;
+            assert_eq!(
+                free + live.len() as u64,
+                cores,
+                "every core is free or held once"
+            );
+            break after;
+        };
+
+        // Every row, a page at a time (newest first).
+        let mut rows: Vec<Value> = vec![];
+        loop {
+            let page = match rows.last() {
+                None => "/api/v1/audit?limit=1000".to_owned(),
+                Some(r) => format!(
+                    "/api/v1/audit?limit=1000&before={}",
+                    r["id"].as_str().unwrap()
+                ),
+            };
+            let items = api.get(&page, key).await.body["items"]
+                .as_array()
+                .unwrap()
+                .clone();
+            let done = items.len() < 1000;
+            rows.extend(items);
+            if done {
+                break;
+            }
+        }
+        if states(&allocations(api, key).await) != states(&all) {
+            // The audit was read after a transition the list had not seen.
+            continue 'view;
+        }
+        let count = |action: &str, id: &Value| {
+            rows.iter()
+                .filter(|r| r["action"] == action && &r["resource_id"] == id)
+                .count()
+        };
+        for a in &all {
+            let state = a["state"].as_str().unwrap();
+            let released = matches!(state, "releasing" | "released");
+            assert_eq!(count("allocation.create", &a["id"]), 1, "{a}");
+            assert_eq!(
+                count("allocation.release", &a["id"]),
+                usize::from(released),
+                "{a}"
+            );
+            // Released by the worker after the agent stopped it, unless the
+            // user's release found nothing dispatched and ended it at once.
+            let at_once = rows.iter().any(|r| {
+                r["action"] == "allocation.release"
+                    && r["resource_id"] == a["id"]
+                    && r["after"]["state"] == "released"
+            });
+            assert_eq!(
+                count("allocation.released", &a["id"]),
+                usize::from(state == "released" && !at_once),
+                "{a}"
+            );
+            assert!(
+                count("allocation.activate", &a["id"]) <= 1,
+                "activated once at most: {a}"
+            );
+        }
+        return all;
     }
-    all
 }
 
 /// Waits until no allocation is waiting for the worker or its agent.
