@@ -147,6 +147,7 @@ try {
   await until("its endpoint and host, live", 20000, async () =>
     (await page.textContent("[data-node-field=rpc_endpoint]")).startsWith("http://")
     && /^[0-9a-f-]{36}$/.test((await page.textContent("[data-node-field=host_id]")).trim()));
+  const nodeHost = (await page.textContent("[data-node-field=host_id]")).trim();
 
   say("the head rises on the node's page without reloading");
   const requests = [];
@@ -158,6 +159,32 @@ try {
   assert.deepEqual(requests, [], "the page polled nothing: updates came over its event stream");
   await until("a log tail", 20000, async () => /anvil \|/.test(await page.textContent("#log-tail")));
   await shot(page, "06-node-healthy");
+
+  say("the administrator watches the node's host on the cluster monitor");
+  const opsContext = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const ops = await opsContext.newPage();
+  watchPage(ops, "operator");
+  await signIn(ops, ADMIN_EMAIL, ADMIN_PASSWORD);
+  await ops.goto(`${API}/console/hosts`);
+  await ops.click(`a[href="/console/hosts/${nodeHost}"]`);
+  await ops.waitForURL(new RegExp(`/console/hosts/${nodeHost}$`));
+  const cpuPoints = await until("three heartbeats charted", 30000, async () => {
+    await ops.reload();
+    const n = Number(await ops.getAttribute("svg[data-testid=chart-cpu]", "data-points"));
+    return n >= 3 && (await ops.$("[data-testid=cpu-now]")) ? n : null;
+  });
+  assert.match(await ops.textContent("[data-testid=cpu-now]"), /^\d+(\.\d)? %$/);
+  for (const chart of ["chart-memory", "chart-disk"]) {
+    const points = Number(await ops.getAttribute(`svg[data-testid=${chart}]`, "data-points"));
+    assert.ok(points >= cpuPoints, `${chart} has a point per heartbeat`);
+    assert.match(await ops.getAttribute(`svg[data-testid=${chart}] path.line`, "d"), /^M[\d.]+,[\d.]+( L[\d.]+,[\d.]+)+$/);
+  }
+  assert.equal(await ops.locator("svg[data-testid=chart-network] path.line").count(), 2, "received and sent");
+  await ops.click("nav.tabs a:has-text('15 min')");
+  await ops.waitForURL(/\?minutes=15$/);
+  assert.equal(await ops.getAttribute("nav.tabs a[aria-current=page]", "href"), `/console/hosts/${nodeHost}?minutes=15`);
+  await shot(ops, "16b-host-monitor");
+  await opsContext.close();
 
   say("the customer puts the node on the public status page");
   await page.click("[data-testid=toggle-public]");
@@ -236,6 +263,13 @@ try {
   });
   const hostId = (await page.textContent("dt:has-text('Host') + dd")).trim();
   assert.match(hostId, /^[0-9a-f-]{36}$/);
+  say("the customer's inbox, open in another tab, follows their notifications");
+  const inbox = await page.context().newPage();
+  watchPage(inbox, "inbox");
+  await inbox.goto(`${API}/console/notifications`);
+  await inbox.waitForSelector("#live-status[data-state=live]", { timeout: 10000 });
+  await inbox.evaluate(() => { window.__hoodSamePage = true; });
+  const rowsBefore = await inbox.locator("table#notifications tbody tr[data-notification]").count();
   await ask(`kill-host ${hostId}`);
   await until("the node down, live on its page", 60000, async () =>
     (await page.locator("#timeline li[data-to=down]").count()) > 0);
@@ -245,6 +279,21 @@ try {
   await row.waitFor({ timeout: 30000 });
   assert.equal(await page.evaluate(() => window.__hoodSamePage), true, "no reload happened");
   await shot(page, "09-node-down-incident");
+
+  say("the outage reaches the inbox live: a toast, a row and the unread count");
+  await until("a toast and a new row in the inbox", 30000, async () =>
+    (await inbox.locator("#toasts .toast").count()) > 0
+    && (await inbox.locator("table#notifications tbody tr[data-notification]").count()) > rowsBefore);
+  assert.equal(await inbox.evaluate(() => window.__hoodSamePage), true, "the inbox did not reload");
+  assert.ok(await inbox.isVisible("[data-testid=unread-count]"), "the header shows the unread count");
+  const unread = Number(await inbox.textContent("[data-testid=unread-count]"));
+  assert.ok(unread > 0, `unread ${unread}`);
+  await shot(inbox, "09b-inbox-live");
+  await inbox.reload();
+  await inbox.click("[data-testid=mark-all-read]");
+  const marked = Number((await inbox.textContent(".flash p")).match(/^(\d+) marked read\.$/)[1]);
+  assert.ok(marked >= 1, `marked ${marked}`);
+  await inbox.close();
 
   say("the customer acknowledges the incident");
   await row.locator("button:has-text('Acknowledge')").click();

@@ -4,7 +4,9 @@
 //! NVML (`libnvidia-ml.so`) is loaded at run time by `nvml-wrapper`: a host
 //! without the library has no GPUs, which is not an error.
 
+use crate::host_metrics::disk_bytes;
 use hood_agent_proto::v1::{Gpu, Inventory};
+use hood_domain::host_metrics::parse_meminfo;
 use std::path::Path;
 
 const MIB: u64 = 1024 * 1024;
@@ -19,7 +21,7 @@ pub fn measure(data_dir: &Path) -> Inventory {
         .map(|n| u32::try_from(n.get()).unwrap_or(u32::MAX))
         .unwrap_or(0);
     let memory_mib = match std::fs::read_to_string("/proc/meminfo") {
-        Ok(text) => mem_total_mib(&text).unwrap_or(0),
+        Ok(text) => parse_meminfo(&text).map_or(0, |(total, _)| total / MIB),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read /proc/meminfo");
             0
@@ -28,33 +30,8 @@ pub fn measure(data_dir: &Path) -> Inventory {
     Inventory {
         cores,
         memory_mib,
-        disk_mib: free_disk_mib(data_dir),
+        disk_mib: disk_bytes(data_dir).map_or(0, |(_, available)| available / MIB),
         gpus: gpus(),
-    }
-}
-
-/// `MemTotal` of `/proc/meminfo`, in MiB.
-fn mem_total_mib(meminfo: &str) -> Option<u64> {
-    meminfo.lines().find_map(|line| {
-        let rest = line.strip_prefix("MemTotal:")?;
-        let kib: u64 = rest.trim().strip_suffix("kB")?.trim().parse().ok()?;
-        Some(kib / 1024)
-    })
-}
-
-#[allow(clippy::useless_conversion)] // statvfs field types are u32 on some targets
-fn free_disk_mib(dir: &Path) -> u64 {
-    // The data directory may not exist before enrollment: measure the
-    // nearest existing ancestor (the same filesystem, in practice).
-    let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
-    match nix::sys::statvfs::statvfs(existing) {
-        Ok(fs) => {
-            u64::from(fs.blocks_available()).saturating_mul(u64::from(fs.fragment_size())) / MIB
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, dir = %existing.display(), "cannot measure free disk");
-            0
-        }
     }
 }
 
@@ -104,14 +81,6 @@ fn gpus() -> Vec<Gpu> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn meminfo_total_is_read_in_mib() {
-        let text = "MemTotal:       24576000 kB\nMemFree:         1000 kB\n";
-        assert_eq!(mem_total_mib(text), Some(24_000));
-        assert_eq!(mem_total_mib("MemFree: 1 kB\n"), None);
-        assert_eq!(mem_total_mib("MemTotal: lots\n"), None);
-    }
 
     #[test]
     fn this_machine_is_measured() {

@@ -28,6 +28,7 @@ mod enrollment;
 mod error;
 mod handle;
 mod handler;
+pub mod host_metrics;
 pub mod inventory;
 mod session;
 mod snapshots;

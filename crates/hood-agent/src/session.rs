@@ -12,7 +12,7 @@ use hood_agent_proto::v1::agent_message::Body as Up;
 use hood_agent_proto::v1::gateway_message::Body as Down;
 use hood_agent_proto::v1::{
     AgentMessage, Command, CommandAck, CommandResult, GatewayMessage, Heartbeat, Hello,
-    WorkloadStatus,
+    HostMetrics, WorkloadStatus,
 };
 use hood_domain::backoff::Backoff;
 use hood_domain::CommandId;
@@ -131,6 +131,19 @@ pub(crate) async fn run(
     }
 }
 
+fn wire_metrics(c: hood_domain::host_metrics::HostCounters) -> HostMetrics {
+    HostMetrics {
+        cpu_busy_ticks: c.cpu_busy_ticks,
+        cpu_total_ticks: c.cpu_total_ticks,
+        memory_total_bytes: c.memory_total_bytes,
+        memory_available_bytes: c.memory_available_bytes,
+        disk_total_bytes: c.disk_total_bytes,
+        disk_available_bytes: c.disk_available_bytes,
+        net_rx_bytes: c.net_rx_bytes,
+        net_tx_bytes: c.net_tx_bytes,
+    }
+}
+
 fn wire_workloads(workloads: Vec<Workload>) -> Vec<WorkloadStatus> {
     workloads
         .into_iter()
@@ -239,6 +252,8 @@ async fn session_once(
                 let beat = up(Up::Heartbeat(Heartbeat {
                     sent_at_unix_ms: now_ms(),
                     workloads: wire_workloads(handler.workloads().await),
+                    metrics: crate::host_metrics::sample(&handle.config().data_dir)
+                        .map(wire_metrics),
                 }));
                 up_tx.send(beat).await.map_err(closed)?;
                 resend_stale_results(handle, &up_tx, every).await?;

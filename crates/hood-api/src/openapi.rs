@@ -44,7 +44,7 @@ use utoipa::{Modify, OpenApi};
         identity::list_api_keys, identity::create_api_key, identity::get_api_key, identity::revoke_api_key,
         chains::list_chains, chains::get_chain,
         artifacts::list_artifacts, artifacts::get_artifact, artifacts::push_artifact,
-        fleet::list_hosts, fleet::get_host, fleet::list_workflows, fleet::get_workflow, fleet::retry_workflow, fleet::abandon_workflow,
+        fleet::list_hosts, fleet::get_host, fleet::host_metrics, fleet::list_workflows, fleet::get_workflow, fleet::retry_workflow, fleet::abandon_workflow,
         nodes::node_logs,
         nodes::follow_node_logs,
         nodes::create_node, nodes::list_nodes, nodes::get_node, nodes::node_events, nodes::delete_node,
@@ -101,7 +101,7 @@ use utoipa::{Modify, OpenApi};
     components(schemas(
         Problem, InvalidParam, OrgView, UserView, ApiKeyView, CreatedApiKey, TokenPair, MeView,
         ops::Liveness, ops::Readiness, chains::ChainView, chains::NodeTypeView, chains::ResourcesView, chains::BinaryView,
-        artifacts::ArtifactView, artifacts::PushedArtifactView, fleet::HostView, fleet::WorkflowView, fleet::StepView, fleet::AbandonRequest, nodes::NodeView, nodes::NodeLogLine, nodes::NodeEventView, nodes::NodeAccepted, nodes::CreateNodeRequest, nodes::SnapshotSeedRequest, nodes::StatusPageVisibility, nodes::NodeSyncView,
+        artifacts::ArtifactView, artifacts::PushedArtifactView, fleet::HostView, fleet::HostMetricsView, fleet::HostMetricPointView, fleet::WorkflowView, fleet::StepView, fleet::AbandonRequest, nodes::NodeView, nodes::NodeLogLine, nodes::NodeEventView, nodes::NodeAccepted, nodes::CreateNodeRequest, nodes::SnapshotSeedRequest, nodes::StatusPageVisibility, nodes::NodeSyncView,
         health::IncidentView, health::DeliveryView, health::DeliveryAttemptView, health::ChannelView,
         health::CreateChannelRequest, health::ChannelTestResult, health::UptimeView, health::UptimeBucketView,
         edge::RpcKeyView, edge::CreatedRpcKey, edge::CreateRpcKeyRequest, edge::UpdateRpcKeyRequest,

@@ -251,6 +251,26 @@
     }
   }
 
+  // The user's notifications: a toast (an opened incident already has
+  // one on pages that follow incidents), the header's count, and the
+  // inbox's table when it is open.
+  const followsIncidents = new URLSearchParams(live).get("feed") !== "only";
+  function onNotification(data) {
+    if (!(followsIncidents && data.subject === "incident.opened")) toast(data.title);
+    $$("table#notifications tbody").forEach((body) => {
+      if ($(`tr[data-notification="${data.id}"]`, body)) return;
+      $$("tr.empty", body).forEach((r) => r.remove());
+      body.insertBefore(fragment(data.row_html, "tr"), body.firstChild);
+    });
+  }
+  function onUnread(data) {
+    $$("[data-testid=unread-count]").forEach((el) => {
+      el.textContent = String(data.count);
+      el.hidden = data.count === 0;
+    });
+    $$("[data-testid=inbox-unread]").forEach((el) => { el.textContent = `${data.count} unread`; });
+  }
+
   function onLogs(data) {
     const pre = $("#log-tail");
     if (!pre) return;
@@ -271,6 +291,8 @@
     source.addEventListener("transition", (e) => onTransition(JSON.parse(e.data)));
     source.addEventListener("incident", (e) => onIncident(JSON.parse(e.data)));
     source.addEventListener("logs", (e) => onLogs(JSON.parse(e.data)));
+    source.addEventListener("notification", (e) => onNotification(JSON.parse(e.data)));
+    source.addEventListener("unread", (e) => onUnread(JSON.parse(e.data)));
     source.addEventListener("reauth", () => {
       source.close();
       window.location.reload();

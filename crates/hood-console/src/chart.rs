@@ -288,9 +288,125 @@ pub(crate) fn balance_line(
     svg
 }
 
+/// One series of a [`lines`] chart: its name (legend and tooltip) and its
+/// `(unix ms, value)` points, oldest first; `None` is a gap.
+pub(crate) struct Series<'a> {
+    pub name: &'a str,
+    pub points: Vec<(i64, Option<f64>)>,
+}
+
+/// Straight lines through each series' points on one time axis, scaled to
+/// `max` (or to the largest value when `None`), the *n*th series in
+/// colour `s{n}`. Each line carries a `<title>` with its latest value, and
+/// the chart `data-points` (points of the first series) for tests.
+pub(crate) fn lines(
+    label: &str,
+    series: &[Series<'_>],
+    max: Option<f64>,
+    format: fn(f64) -> String,
+    test_id: &str,
+) -> String {
+    const WIDTH: f64 = 720.0;
+    const HEIGHT: f64 = 160.0;
+    let mut svg = String::new();
+    let first_len = series.first().map_or(0, |s| s.points.len());
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{label}" data-testid="{test_id}" data-points="{first_len}" preserveAspectRatio="none">"#,
+        label = escape(label),
+        test_id = escape(test_id),
+    );
+    let _ = write!(
+        svg,
+        r#"<line class="axis" x1="0" y1="{HEIGHT}" x2="{WIDTH}" y2="{HEIGHT}"/>"#
+    );
+    let times = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let (from, to) = times.fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
+    if from <= to {
+        let span = (to - from).max(1) as f64;
+        let top = max
+            .unwrap_or_else(|| {
+                series
+                    .iter()
+                    .flat_map(|s| s.points.iter().filter_map(|p| p.1))
+                    .fold(0.0, f64::max)
+            })
+            .max(f64::MIN_POSITIVE);
+        let x = |t: i64| (t - from) as f64 / span * WIDTH;
+        let y = |v: f64| HEIGHT - (v.clamp(0.0, top) / top) * (HEIGHT - 8.0);
+        for (n, s) in series.iter().enumerate() {
+            let mut path = String::new();
+            let mut pen_down = false;
+            for (t, v) in &s.points {
+                match v {
+                    Some(v) => {
+                        let _ = write!(
+                            path,
+                            "{}{:.1},{:.1} ",
+                            if pen_down { "L" } else { "M" },
+                            x(*t),
+                            y(*v)
+                        );
+                        pen_down = true;
+                    }
+                    None => pen_down = false,
+                }
+            }
+            let latest = s.points.iter().rev().find_map(|p| p.1);
+            let _ = write!(
+                svg,
+                r#"<path class="s{n} line" d="{d}"><title>{name}: {now}</title></path>"#,
+                d = path.trim_end(),
+                name = escape(s.name),
+                now = latest.map_or_else(|| "—".to_owned(), format),
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_scale_to_their_maximum_and_break_at_gaps() {
+        let svg = lines(
+            "CPU <busy>",
+            &[
+                Series {
+                    name: "busy",
+                    points: vec![
+                        (0, Some(0.0)),
+                        (10, None),
+                        (20, Some(50.0)),
+                        (30, Some(100.0)),
+                    ],
+                },
+                Series {
+                    name: "other",
+                    points: vec![(0, Some(200.0))],
+                },
+            ],
+            Some(100.0),
+            |v| format!("{v:.1} %"),
+            "cpu",
+        );
+        assert!(svg.contains(r#"aria-label="CPU &lt;busy&gt;""#), "{svg}");
+        assert!(svg.contains(r#"data-points="4""#), "{svg}");
+        // A gap lifts the pen; 50 of 100 is half way up (160 - 76).
+        assert!(
+            svg.contains(r#"d="M0.0,160.0 M480.0,84.0 L720.0,8.0""#),
+            "{svg}"
+        );
+        assert!(svg.contains("<title>busy: 100.0 %</title>"), "{svg}");
+        // Over the maximum: drawn at the top, its real value in the title.
+        assert!(svg.contains(r#"class="s1 line" d="M0.0,8.0""#), "{svg}");
+        assert!(svg.contains("<title>other: 200.0 %</title>"), "{svg}");
+        let empty = lines("none", &[], None, |v| v.to_string(), "x");
+        assert!(empty.contains(r#"data-points="0""#) && !empty.contains("<path"));
+    }
 
     #[test]
     fn bars_carry_their_numbers_and_escape_labels() {

@@ -26,6 +26,8 @@ pub(crate) enum Nav {
     Orgs,
     /// The signed-in user's own page (reached from their name).
     Account,
+    /// The signed-in user's notifications (reached from the header).
+    Inbox,
 }
 
 /// Not a permission: sections only platform administrators see.
@@ -125,12 +127,18 @@ pub(crate) fn page_with_assets(
     assets: &[&str],
 ) -> Response {
     let me = &session.me;
-    let live = live.map(|q| format!("{q}&since={}", hood_clock::now().millis()));
+    // Every page follows the user's notifications; a page that follows
+    // nodes and incidents too names them.
+    let live = format!(
+        "{}&since={}",
+        live.unwrap_or("feed=only"),
+        hood_clock::now().millis()
+    );
     let body = html! {
         (DOCTYPE)
         html lang="en" {
             (head(title, assets))
-            body data-live=[live] data-csrf=(session.csrf) {
+            body data-live=(live) data-csrf=(session.csrf) {
                 a.skip href="#main" { "Skip to content" }
                 header.top {
                     a.brand href="/console" aria-label="Hood console home" { "Hood" }
@@ -146,6 +154,9 @@ pub(crate) fn page_with_assets(
                         }
                     }
                     div.who {
+                        a.inbox href="/console/notifications" data-testid="inbox" aria-current=[(nav == Nav::Inbox).then_some("page")] {
+                            "Inbox" span.count data-testid="unread-count" hidden { "0" }
+                        }
                         a href="/console/account" title=(me.user.email) aria-current=[(nav == Nav::Account).then_some("page")] { (me.user.display_name) } span { " · " (me.org.name) " · " (me.user.role) }
                         form method="post" action="/console/logout" {
                             (csrf_input(session))

@@ -176,6 +176,12 @@ pub fn router(console: Console) -> Router {
         .route("/console/rollouts/{id}", get(pages::rollouts::detail))
         .route("/console/rollouts/{id}/{verb}", post(pages::rollouts::act))
         .route("/console/hosts", get(pages::fleet::hosts))
+        .route("/console/hosts/{id}", get(pages::fleet::host))
+        .route("/console/notifications", get(pages::notifications::list))
+        .route(
+            "/console/notifications/read",
+            post(pages::notifications::mark_all_read),
+        )
         .route("/console/chains", get(pages::fleet::chains))
         .route(
             "/console/orgs",

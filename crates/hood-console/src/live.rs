@@ -12,12 +12,16 @@
 //! Events: `hello` (`{"bus": bool}`), `node` (state, sync, recorded head
 //! and the state's badge), `head` (the page's node's head from its latest
 //! heartbeat), `transition` (a state change for the node's timeline), `incident` (its row, rendered as on the page), `logs` (the
-//! tail as text), `reauth` (the session's token ended: reload).
+//! tail as text), `notification` (a new item of the user's feed, with its
+//! row), `unread` (the user's unread count), `reauth` (the session's token
+//! ended: reload). Every page follows the user's notifications; a page
+//! without nodes or incidents on it follows only them (`feed=only`).
 
 use crate::backend::Failure;
 use crate::layout::state_badge;
 use crate::pages::incidents::incident_row;
 use crate::pages::nodes::transition_item;
+use crate::pages::notifications::row as notification_row;
 use crate::pages::segment;
 use crate::viewer::Session;
 use crate::Console;
@@ -28,9 +32,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use hood_api::routes::health::IncidentView;
 use hood_api::routes::nodes::{NodeEventView, NodeSyncView, NodeView};
+use hood_api::routes::notifications::NotificationPageView;
 use hood_api::views::Page;
+use hood_domain::feed::FEED_SUBJECTS;
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -49,6 +55,12 @@ const RESYNC_WITH_BUS: Duration = Duration::from_secs(30);
 const RESYNC_WITHOUT_BUS: Duration = Duration::from_secs(3);
 /// Events close together are read once.
 const DEBOUNCE: Duration = Duration::from_millis(150);
+/// The user's notifications are read this often (and when the bus wakes
+/// the stream): the feed is fanned out from the bus by another consumer,
+/// so its rows land a moment after the event.
+const FEED_EVERY: Duration = Duration::from_secs(2);
+/// Notifications read per look.
+const FEED_BATCH: u32 = 20;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct LiveQuery {
@@ -59,6 +71,8 @@ pub(crate) struct LiveQuery {
     since: Option<i64>,
     /// The node's last history entry the page shows.
     after: Option<i64>,
+    /// `only`: the page follows the user's notifications and nothing else.
+    feed: Option<String>,
 }
 
 pub(crate) async fn stream(
@@ -87,7 +101,8 @@ pub(crate) async fn stream(
     let (tx, rx) = mpsc::channel::<Event>(64);
     let since = q.since.unwrap_or_else(|| hood_clock::now().millis());
     let after = q.after.unwrap_or(0);
-    tokio::spawn(run(console, session, node, since, after, tx));
+    let feed_only = q.feed.as_deref() == Some("only");
+    tokio::spawn(run(console, session, node, feed_only, since, after, tx));
     Sse::new(ReceiverStream::new(rx).map(Ok::<_, Infallible>))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
@@ -104,6 +119,10 @@ struct Seen {
     /// The page's node's last history entry sent (its sequence number).
     events_after: i64,
     logs: String,
+    /// Notifications already sent (or older than the page), and the
+    /// unread count last sent.
+    notifications: HashSet<String>,
+    unread: Option<i64>,
 }
 
 enum Stop {
@@ -386,15 +405,74 @@ async fn logs(
     Ok(())
 }
 
+/// The user's newest notifications: those not sent yet and newer than the
+/// page (`since`) go as `notification` events, oldest first; the unread
+/// count as `unread` when it changed.
+async fn feed(
+    console: &Console,
+    session: &Session,
+    seen: &mut Seen,
+    tx: &mpsc::Sender<Event>,
+    since: i64,
+) -> Result<(), Stop> {
+    let read = console
+        .backend()
+        .get::<NotificationPageView>(
+            &session.caller,
+            &format!("/api/v1/notifications?limit={FEED_BATCH}"),
+        )
+        .await;
+    let Some(page) = skip_or_stop(read)? else {
+        return Ok(());
+    };
+    for n in page.items.iter().rev() {
+        if !seen.notifications.insert(n.id.to_string()) || ms(Some(&n.created_at)) <= since {
+            continue;
+        }
+        send(
+            tx,
+            event(
+                "notification",
+                serde_json::json!({
+                    "id": n.id,
+                    "subject": n.subject,
+                    "title": n.title,
+                    "row_html": notification_row(n).into_string(),
+                }),
+            ),
+        )
+        .await?;
+    }
+    if seen.unread != Some(page.unread) {
+        seen.unread = Some(page.unread);
+        send(
+            tx,
+            event("unread", serde_json::json!({ "count": page.unread })),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 async fn run(
     console: Console,
     session: Session,
     node: Option<String>,
+    feed_only: bool,
     since: i64,
     after: i64,
     tx: mpsc::Sender<Event>,
 ) {
-    let outcome = drive(&console, &session, node.as_deref(), since, after, &tx).await;
+    let outcome = drive(
+        &console,
+        &session,
+        node.as_deref(),
+        feed_only,
+        since,
+        after,
+        &tx,
+    )
+    .await;
     if let Err(Stop::Reauth) = outcome {
         let _ = tx.send(event("reauth", serde_json::json!({}))).await;
     }
@@ -404,16 +482,23 @@ async fn drive(
     console: &Console,
     session: &Session,
     node: Option<&str>,
+    feed_only: bool,
     since: i64,
     after: i64,
     tx: &mpsc::Sender<Event>,
 ) -> Result<(), Stop> {
     let org = session.me.org.id.to_string();
+    let subjects: Vec<String> = if feed_only {
+        FEED_SUBJECTS.iter().map(|s| (*s).to_owned()).collect()
+    } else {
+        let mut s: Vec<String> = FEED_SUBJECTS.iter().map(|s| (*s).to_owned()).collect();
+        s.extend(["node.>".to_owned(), "incident.>".to_owned()]);
+        s.sort();
+        s.dedup();
+        s
+    };
     let mut watch = match console.bus() {
-        Some(bus) => match bus
-            .watch(&["node.>".to_owned(), "incident.>".to_owned()])
-            .await
-        {
+        Some(bus) => match bus.watch(&subjects).await {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::warn!(error = %e, "console live updates: watching the bus failed; sampling instead");
@@ -431,7 +516,10 @@ async fn drive(
         events_after: after,
         ..Seen::default()
     };
-    resync(console, session, node, &mut seen, tx, Some(since)).await?;
+    if !feed_only {
+        resync(console, session, node, &mut seen, tx, Some(since)).await?;
+    }
+    feed(console, session, &mut seen, tx, since).await?;
     if let Some(id) = node {
         logs(console, session, id, &mut seen, tx).await?;
     }
@@ -443,7 +531,13 @@ async fn drive(
     let mut resync_tick = tokio::time::interval(resync_every);
     let mut head_tick = tokio::time::interval(HEAD_EVERY);
     let mut logs_tick = tokio::time::interval(LOGS_EVERY);
-    for t in [&mut resync_tick, &mut head_tick, &mut logs_tick] {
+    let mut feed_tick = tokio::time::interval(FEED_EVERY);
+    for t in [
+        &mut resync_tick,
+        &mut head_tick,
+        &mut logs_tick,
+        &mut feed_tick,
+    ] {
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t.reset();
     }
@@ -465,10 +559,14 @@ async fn drive(
                 };
                 if relevant {
                     tokio::time::sleep(DEBOUNCE).await;
-                    resync(console, session, node, &mut seen, tx, None).await?;
+                    if !feed_only {
+                        resync(console, session, node, &mut seen, tx, None).await?;
+                    }
+                    feed(console, session, &mut seen, tx, since).await?;
                 }
             }
-            _ = resync_tick.tick() => resync(console, session, node, &mut seen, tx, None).await?,
+            _ = resync_tick.tick(), if !feed_only => resync(console, session, node, &mut seen, tx, None).await?,
+            _ = feed_tick.tick() => feed(console, session, &mut seen, tx, since).await?,
             _ = head_tick.tick(), if node.is_some() => {
                 if let Some(id) = node { head(console, session, id, &mut seen, tx).await?; }
             }

@@ -16,6 +16,7 @@ pub mod feed;
 pub mod gcra;
 pub mod health;
 pub mod host;
+pub mod host_metrics;
 pub mod identity;
 pub mod ids;
 pub mod incident;

@@ -1,7 +1,7 @@
 //! How long Hood keeps what grows without bound: raw usage events (their
 //! hourly and daily rollups are kept for ever), finished workflows with
 //! their journal, step execution logs, agent events, published outbox
-//! rows, finished agent commands and users' notifications. A retention of
+//! rows, finished agent commands, users' notifications and host samples. A retention of
 //! `None` keeps everything.
 
 use crate::Timestamp;
@@ -30,6 +30,8 @@ pub struct RetentionPolicy {
     pub finished_agent_commands_days: Option<u32>,
     /// Users' notifications, read or not: one row per user per event.
     pub feed_items_days: Option<u32>,
+    /// The cluster monitor's host samples: one per host per heartbeat.
+    pub host_metrics_days: Option<u32>,
 }
 
 impl Default for RetentionPolicy {
@@ -42,6 +44,7 @@ impl Default for RetentionPolicy {
             published_outbox_days: Some(7),
             finished_agent_commands_days: Some(7),
             feed_items_days: Some(30),
+            host_metrics_days: Some(7),
         }
     }
 }
@@ -56,6 +59,7 @@ pub struct RetentionCutoffs {
     pub published_outbox_before: Option<Timestamp>,
     pub finished_agent_commands_before: Option<Timestamp>,
     pub feed_items_before: Option<Timestamp>,
+    pub host_metrics_before: Option<Timestamp>,
 }
 
 impl RetentionPolicy {
@@ -68,6 +72,7 @@ impl RetentionPolicy {
         published_outbox_days: None,
         finished_agent_commands_days: None,
         feed_items_days: None,
+        host_metrics_days: None,
     };
 
     /// The cutoffs at `now`.
@@ -82,6 +87,7 @@ impl RetentionPolicy {
             published_outbox_before: before(self.published_outbox_days),
             finished_agent_commands_before: before(self.finished_agent_commands_days),
             feed_items_before: before(self.feed_items_days),
+            host_metrics_before: before(self.host_metrics_days),
         }
     }
 }
@@ -103,6 +109,7 @@ mod tests {
             c.finished_agent_commands_before,
             Some(Timestamp(93 * DAY_MS))
         );
+        assert_eq!(c.host_metrics_before, Some(Timestamp(93 * DAY_MS)));
         assert_eq!(
             RetentionPolicy::KEEP_ALL.cutoffs(now),
             RetentionCutoffs::default()

@@ -7,9 +7,11 @@ use crate::shared::{internal, is_expected, Shared};
 use hood_agent_proto::v1::agent_message::Body as Up;
 use hood_agent_proto::v1::gateway_message::Body as Down;
 use hood_agent_proto::v1::{
-    AgentMessage, Command, GatewayMessage, HeartbeatAck, Hello, ResultAck, Welcome, WorkloadStatus,
+    AgentMessage, Command, GatewayMessage, HeartbeatAck, Hello, HostMetrics, ResultAck, Welcome,
+    WorkloadStatus,
 };
 use hood_domain::allocation::CapacitySource;
+use hood_domain::host_metrics::{HostCounters, HostSample};
 use hood_domain::lifecycle::HostState;
 use hood_domain::machine::StateMachine as _;
 use hood_domain::placement::{GpuCapacity, HostCapacity};
@@ -87,6 +89,19 @@ struct Session {
     session_id: String,
     tx: Tx,
     slot: Option<Arc<SessionSlot>>,
+}
+
+fn counters(m: &HostMetrics) -> HostCounters {
+    HostCounters {
+        cpu_busy_ticks: m.cpu_busy_ticks,
+        cpu_total_ticks: m.cpu_total_ticks,
+        memory_total_bytes: m.memory_total_bytes,
+        memory_available_bytes: m.memory_available_bytes,
+        disk_total_bytes: m.disk_total_bytes,
+        disk_available_bytes: m.disk_available_bytes,
+        net_rx_bytes: m.net_rx_bytes,
+        net_tx_bytes: m.net_tx_bytes,
+    }
 }
 
 fn reports(workloads: &[WorkloadStatus], now: Timestamp) -> Vec<WorkloadReport> {
@@ -337,6 +352,16 @@ impl Session {
                     .record_heartbeat(self.host_id, &reports(&beat.workloads, now), now)
                     .await
                     .map_err(|e| store_err("record heartbeat", e))?;
+                if let Some(m) = &beat.metrics {
+                    // The monitor's gap is not worth a session: logged.
+                    let sample = HostSample {
+                        at: now,
+                        counters: counters(m),
+                    };
+                    if let Err(e) = store.record_host_sample(self.host_id, &sample).await {
+                        tracing::warn!(host_id = %self.host_id, error = %e, "could not record the host's metrics");
+                    }
+                }
                 self.send(Down::HeartbeatAck(HeartbeatAck {
                     server_time_unix_ms: now.millis(),
                 }))

@@ -148,7 +148,7 @@ impl HealthService {
                         _ = cleanup.tick() => {
                             if live(&lease, clock.as_ref()).is_none() { continue }
                             match cleanup_once(store.as_ref(), store.as_ref(), store.as_ref(), recovery.as_deref(), &policy, clock.now()).await {
-                                Ok(r) => tracing::debug!(tokens = r.tokens_deleted, hosts = r.hosts_reaped, maintenance = r.maintenance_released, usage_events = r.pruned.usage_events, workflows = r.pruned.finished_workflows, step_executions = r.pruned.step_executions, agent_events = r.pruned.agent_events, outbox = r.pruned.published_outbox, agent_commands = r.pruned.finished_agent_commands, notifications = r.pruned.feed_items, "cleanup pass"),
+                                Ok(r) => tracing::debug!(tokens = r.tokens_deleted, hosts = r.hosts_reaped, maintenance = r.maintenance_released, usage_events = r.pruned.usage_events, workflows = r.pruned.finished_workflows, step_executions = r.pruned.step_executions, agent_events = r.pruned.agent_events, outbox = r.pruned.published_outbox, agent_commands = r.pruned.finished_agent_commands, notifications = r.pruned.feed_items, host_samples = r.pruned.host_samples, "cleanup pass"),
                                 Err(e) => tracing::warn!(error = %e, "cleanup failed"),
                             }
                         }

@@ -13,6 +13,7 @@
 
 use crate::StoreResult;
 use async_trait::async_trait;
+use hood_domain::host_metrics::HostSample;
 use hood_domain::lifecycle::{CommandState, HostState};
 use hood_domain::{CommandId, HostId, OrgId, Timestamp};
 
@@ -107,6 +108,17 @@ pub trait FleetStore: Send + Sync {
     ) -> StoreResult<()>;
     /// The host's latest workload reports, by workload id.
     async fn list_host_workloads(&self, id: HostId) -> StoreResult<Vec<WorkloadReport>>;
+    /// Keeps one sample of the host's counters (the cluster monitor); a
+    /// second sample at the same instant replaces the first.
+    async fn record_host_sample(&self, id: HostId, sample: &HostSample) -> StoreResult<()>;
+    /// The host's samples taken at or after `since`, oldest first: the
+    /// newest `limit` of them.
+    async fn host_samples(
+        &self,
+        id: HostId,
+        since: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<HostSample>>;
 
     // -- enrollment --
     /// Stores a token (hash only). `NotFound("host")` when the host is missing.

@@ -202,6 +202,11 @@ pub const SQLITE: &[Migration] = &[
         name: "allocation_ports",
         sql: include_str!("../migrations/sqlite/0032_allocation_ports.sql"),
     },
+    Migration {
+        version: 33,
+        name: "host_metrics",
+        sql: include_str!("../migrations/sqlite/0033_host_metrics.sql"),
+    },
 ];
 
 /// PostgreSQL migrations, in order (same versions and names as [`SQLITE`]).
@@ -365,6 +370,11 @@ pub const POSTGRES: &[Migration] = &[
         version: 32,
         name: "allocation_ports",
         sql: include_str!("../migrations/postgres/0032_allocation_ports.sql"),
+    },
+    Migration {
+        version: 33,
+        name: "host_metrics",
+        sql: include_str!("../migrations/postgres/0033_host_metrics.sql"),
     },
 ];
 

@@ -14,6 +14,7 @@ pub struct PruneReport {
     pub published_outbox: u64,
     pub finished_agent_commands: u64,
     pub feed_items: u64,
+    pub host_samples: u64,
 }
 
 impl PruneReport {
@@ -25,6 +26,7 @@ impl PruneReport {
             + self.published_outbox
             + self.finished_agent_commands
             + self.feed_items
+            + self.host_samples
     }
 }
 

@@ -7,8 +7,10 @@
 #[macro_use]
 mod support;
 
+use hood_domain::host_metrics::{HostCounters, HostSample};
 use hood_domain::identity::Organization;
 use hood_domain::lifecycle::{CommandState, HostState};
+use hood_domain::retention::RetentionCutoffs;
 use hood_domain::{CommandId, HostId, OrgId, Timestamp};
 use hood_store::fleet::{
     AgentCommand, AgentEventRecord, CaRecord, CommandFinish, EnrollOutcome, EnrollmentToken, Host,
@@ -809,6 +811,103 @@ async fn redelivery_and_expiry(db: &Harness) {
     ));
 }
 
+/// The cluster monitor's samples: kept per host, read back oldest first
+/// within a window and a limit, replaced at the same instant, refused for
+/// an unknown host, pruned by age, and gone with their host's other rows
+/// untouched.
+async fn host_samples_are_kept_windowed_and_pruned(db: &Harness) {
+    let store = db.migrated().await;
+    let h = enrolling_host(store).await;
+    let other = enrolling_host(store).await;
+    let counters = |n: u64| HostCounters {
+        cpu_busy_ticks: n,
+        cpu_total_ticks: 10 * n,
+        memory_total_bytes: 1 << 40,
+        memory_available_bytes: 1 << 30,
+        disk_total_bytes: u64::MAX,
+        disk_available_bytes: 7,
+        net_rx_bytes: 100 * n,
+        net_tx_bytes: 50 * n,
+    };
+    for i in 0..5u64 {
+        let at = T0.plus_secs(10 * i as i64);
+        let sample = HostSample {
+            at,
+            counters: counters(i),
+        };
+        store.record_host_sample(h.id, &sample).await.unwrap();
+    }
+    store
+        .record_host_sample(
+            other.id,
+            &HostSample {
+                at: T0,
+                counters: counters(99),
+            },
+        )
+        .await
+        .unwrap();
+    // The same instant again: replaced, not doubled.
+    store
+        .record_host_sample(
+            h.id,
+            &HostSample {
+                at: T0.plus_secs(40),
+                counters: counters(4),
+            },
+        )
+        .await
+        .unwrap();
+
+    let all = store.host_samples(h.id, T0, 100).await.unwrap();
+    assert_eq!(all.len(), 5);
+    assert!(all.windows(2).all(|w| w[0].at < w[1].at), "oldest first");
+    // A value past BIGINT is kept at its largest; the rest as given.
+    assert_eq!(all[2].counters.disk_total_bytes, i64::MAX as u64);
+    assert_eq!(
+        HostCounters {
+            disk_total_bytes: u64::MAX,
+            ..all[2].counters
+        },
+        counters(2)
+    );
+    // A window and a limit: the newest `limit` within it.
+    let recent = store.host_samples(h.id, T0.plus_secs(15), 2).await.unwrap();
+    let at: Vec<_> = recent.iter().map(|s| s.at).collect();
+    assert_eq!(at, vec![T0.plus_secs(30), T0.plus_secs(40)]);
+    assert_eq!(store.host_samples(other.id, T0, 10).await.unwrap().len(), 1);
+
+    let unknown = HostId::from_uuid(Uuid::now_v7());
+    assert!(matches!(
+        store
+            .record_host_sample(
+                unknown,
+                &HostSample {
+                    at: T0,
+                    counters: counters(1)
+                }
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let cutoffs = RetentionCutoffs {
+        host_metrics_before: Some(T0.plus_secs(25)),
+        ..RetentionCutoffs::default()
+    };
+    let report = store.prune(&cutoffs, 2, 10).await.unwrap();
+    // Three of h's and other's one, in batches of two.
+    assert_eq!(report.host_samples, 4);
+    assert_eq!(report.total(), 4);
+    let left = store.host_samples(h.id, T0, 100).await.unwrap();
+    assert_eq!(left.len(), 2);
+    assert!(store
+        .host_samples(other.id, T0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
 conformance!(
     hosts_follow_the_machine,
     sessions_heartbeats_workloads_and_events,
@@ -819,4 +918,5 @@ conformance!(
     command_idempotency_key,
     command_lifecycle_and_illegal_transitions,
     redelivery_and_expiry,
+    host_samples_are_kept_windowed_and_pruned,
 );

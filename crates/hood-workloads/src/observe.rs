@@ -17,6 +17,7 @@
 
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
+use hood_domain::host_metrics::{cpu_share, HostCounters};
 use hood_domain::workload::{
     CollectorPlan, CollectorSource, Sample, SyncProbe, SyncSample, WorkloadObservation,
 };
@@ -221,7 +222,7 @@ impl Observer {
             }
         };
         let collectors = futures::future::join_all(target.collectors.iter().map(|c| async {
-            let mut cpu = CpuTimes::default();
+            let mut cpu = None::<HostCounters>;
             (
                 c.name.clone(),
                 sample_collector(&target, c, &self.http, &mut cpu).await,
@@ -322,7 +323,7 @@ async fn collector_loop(
     latest: &Mutex<WorkloadObservation>,
 ) {
     let mut tick = ticker(Duration::from_secs(u64::from(c.interval_s.max(1))));
-    let mut cpu = CpuTimes::default();
+    let mut cpu = None::<HostCounters>;
     loop {
         tick.tick().await;
         let sample = sample_collector(target, c, http, &mut cpu).await;
@@ -337,7 +338,7 @@ async fn sample_collector(
     target: &Target,
     c: &CollectorPlan,
     http: &reqwest::Client,
-    cpu: &mut CpuTimes,
+    cpu: &mut Option<HostCounters>,
 ) -> Sample {
     let timeout = Duration::from_secs(u64::from(c.timeout_s.max(1)));
     let at_ms = now_ms();
@@ -438,7 +439,7 @@ async fn sample_source(
     c: &CollectorPlan,
     http: &reqwest::Client,
     timeout: Duration,
-    cpu: &mut CpuTimes,
+    cpu: &mut Option<HostCounters>,
 ) -> Result<serde_json::Value, String> {
     match &c.source {
         CollectorSource::JsonRpc {
@@ -618,55 +619,26 @@ fn labels_end(s: &str) -> Option<usize> {
     None
 }
 
-/// Cumulative CPU times from `/proc/stat`, to compute usage between two
-/// samples.
-#[derive(Debug, Default, Clone, Copy)]
-struct CpuTimes {
-    total: u64,
-    idle: u64,
-}
-
-fn read_cpu_times() -> Option<CpuTimes> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal …
-    let idle = fields.get(3).copied()? + fields.get(4).copied().unwrap_or(0);
-    Some(CpuTimes {
-        total: fields.iter().take(8).sum(),
-        idle,
-    })
-}
-
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
 /// Host statistics: free space of the node directory's filesystem, memory,
-/// load average and CPU use since the previous sample.
-#[allow(clippy::useless_conversion)] // statvfs field types are u32 on some targets
-fn system_stats(node_dir: &Path, prev_cpu: &mut CpuTimes) -> Result<serde_json::Value, String> {
-    let fs = nix::sys::statvfs::statvfs(node_dir)
-        .map_err(|e| format!("statvfs of the node directory: {e}"))?;
-    let fragment = u64::from(fs.fragment_size());
-    let (blocks, available) = (u64::from(fs.blocks()), u64::from(fs.blocks_available()));
+/// load average and CPU use since the previous sample (the agent's host
+/// counters, the ones its heartbeats carry).
+fn system_stats(
+    node_dir: &Path,
+    previous: &mut Option<HostCounters>,
+) -> Result<serde_json::Value, String> {
+    let (total, available) = hood_agent::host_metrics::disk_bytes(node_dir)
+        .ok_or("cannot measure the node directory's filesystem")?;
     let mut out = serde_json::Map::new();
-    out.insert(
-        "disk_free_bytes".into(),
-        serde_json::Value::from(available.saturating_mul(fragment)),
-    );
-    out.insert(
-        "disk_total_bytes".into(),
-        serde_json::Value::from(blocks.saturating_mul(fragment)),
-    );
-    if blocks > 0 {
+    out.insert("disk_free_bytes".into(), serde_json::Value::from(available));
+    out.insert("disk_total_bytes".into(), serde_json::Value::from(total));
+    if total > 0 {
         out.insert(
             "disk_free_percent".into(),
-            number(round2(available as f64 * 100.0 / blocks as f64)),
+            number(round2(available as f64 * 100.0 / total as f64)),
         );
     }
     if let Ok(loadavg) = std::fs::read_to_string("/proc/loadavg") {
@@ -677,35 +649,20 @@ fn system_stats(node_dir: &Path, prev_cpu: &mut CpuTimes) -> Result<serde_json::
             }
         }
     }
-    if let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") {
-        let kb = |key: &str| {
-            meminfo
-                .lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse::<f64>().ok())
-        };
-        if let (Some(total), Some(available)) = (kb("MemTotal:"), kb("MemAvailable:")) {
-            if total > 0.0 {
-                out.insert(
-                    "memory_used_percent".into(),
-                    number(round2((total - available) * 100.0 / total)),
-                );
-            }
-        }
-    }
-    if let Some(cpu) = read_cpu_times() {
-        let total = cpu.total.saturating_sub(prev_cpu.total);
-        let idle = cpu.idle.saturating_sub(prev_cpu.idle);
-        if prev_cpu.total > 0 && total > 0 {
+    if let Some(now) = hood_agent::host_metrics::sample(node_dir) {
+        if now.memory_total_bytes > 0 {
+            let used = now
+                .memory_total_bytes
+                .saturating_sub(now.memory_available_bytes);
             out.insert(
-                "cpu_percent".into(),
-                number(round2(
-                    total.saturating_sub(idle) as f64 * 100.0 / total as f64,
-                )),
+                "memory_used_percent".into(),
+                number(round2(used as f64 * 100.0 / now.memory_total_bytes as f64)),
             );
         }
-        *prev_cpu = cpu;
+        if let Some(cpu) = previous.as_ref().and_then(|p| cpu_share(p, &now)) {
+            out.insert("cpu_percent".into(), number(cpu));
+        }
+        *previous = Some(now);
     }
     Ok(serde_json::Value::Object(out))
 }
@@ -738,16 +695,21 @@ broken{a="b" 3
     #[test]
     fn system_stats_of_a_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let mut cpu = CpuTimes::default();
+        let mut cpu = None::<HostCounters>;
         let first = system_stats(dir.path(), &mut cpu).unwrap();
         let pct = first["disk_free_percent"].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&pct));
         assert!(first["disk_free_bytes"].as_u64().is_some());
         assert!(first["load1"].as_f64().is_some());
         assert!(first["memory_used_percent"].as_f64().is_some());
-        std::thread::sleep(Duration::from_millis(20));
+        // Long enough for the CPUs' clocks (100 Hz) to tick.
+        std::thread::sleep(Duration::from_millis(200));
         let second = system_stats(dir.path(), &mut cpu).unwrap();
-        assert!(second.get("cpu_percent").is_some() || cpu.total > 0);
-        assert!(system_stats(&dir.path().join("missing"), &mut cpu).is_err());
+        assert!(cpu.is_some(), "the first sample was kept for the next rate");
+        let pct = second["cpu_percent"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&pct), "{second}");
+        // A directory not made yet is measured on its parent's filesystem.
+        let missing = system_stats(&dir.path().join("missing"), &mut cpu).unwrap();
+        assert_eq!(missing["disk_total_bytes"], first["disk_total_bytes"]);
     }
 }

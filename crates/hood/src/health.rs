@@ -78,6 +78,10 @@ pub struct HealthArgs {
     /// ever.
     #[arg(long, env = "HOOD_RETENTION_NOTIFICATIONS_DAYS", default_value_t = 30)]
     pub retention_notifications_days: u32,
+    /// Days the cluster monitor's host samples are kept; 0 keeps them for
+    /// ever.
+    #[arg(long, env = "HOOD_RETENTION_HOST_METRICS_DAYS", default_value_t = 7)]
+    pub retention_host_metrics_days: u32,
 }
 
 impl HealthArgs {
@@ -123,6 +127,7 @@ impl HealthArgs {
             published_outbox_days: days(self.retention_outbox_days),
             finished_agent_commands_days: days(self.retention_agent_commands_days),
             feed_items_days: days(self.retention_notifications_days),
+            host_metrics_days: days(self.retention_host_metrics_days),
         }
     }
 

@@ -420,3 +420,141 @@ async fn node_requests_are_validated_and_scoped() {
     assert!(left.is_empty(), "no host was created: {left:?}");
     assert_eq!(processes_under(&home), vec![], "no agent left running");
 }
+
+/// The cluster monitor end to end: a real agent's heartbeats carry its
+/// host's counters, `GET /api/v1/hosts/{id}/metrics` and `hood host
+/// metrics` serve the series (memory as this machine has it, CPU within
+/// 0–100, rates once two heartbeats are in), windows and limits hold, bad
+/// input is a problem (or a non-zero exit), and another organization sees
+/// no such host.
+#[tokio::test(flavor = "multi_thread")]
+async fn host_heartbeats_feed_the_cluster_monitor() {
+    use common::health::{create_healthy_node, fast_health_env};
+    use common::http::{second_org, Api};
+    let Some(anvil) = hood_testkit::anvil_bin("host_heartbeats_feed_the_cluster_monitor") else {
+        return;
+    };
+    let (_dir, home) = temp_home();
+    let _guard = KillUnder(home.clone());
+    let hood = hood_up(&home, &fast_health_env());
+    let api_url = hood.url("api");
+    let key = read_admin_key(&home);
+    let env = vec![
+        ("HOOD_SERVER", api_url.clone()),
+        ("HOOD_TOKEN", key.clone()),
+    ];
+    push_anvil(&anvil, &env);
+    let http = reqwest::Client::new();
+    let (_, node) =
+        create_healthy_node(&http, &api_url, &key, "monitored", Duration::from_secs(90)).await;
+    let host = node["host_id"].as_str().expect("placed").to_owned();
+    let api = Api::new(api_url.clone());
+
+    // Heartbeats every second: three points, the later ones with rates.
+    let started = Instant::now();
+    let metrics = loop {
+        let r = api
+            .get(&format!("/api/v1/hosts/{host}/metrics?minutes=5"), &key)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let points = r.body["points"].as_array().unwrap();
+        if points.len() >= 3 && points.last().unwrap()["cpu_percent"].is_number() {
+            break r.body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no series after 30 s: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(metrics["host_id"], host.as_str());
+    assert_eq!(metrics["minutes"], 5);
+    let points = metrics["points"].as_array().unwrap();
+    let mem_total = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap()
+        * 1024;
+    let mut previous_at = String::new();
+    for p in points {
+        let at = p["at"].as_str().unwrap().to_owned();
+        assert!(at > previous_at, "oldest first: {metrics}");
+        previous_at = at;
+        assert_eq!(p["memory_total_bytes"], mem_total, "{p}");
+        let used = p["memory_used_bytes"].as_u64().unwrap();
+        assert!(used > 0 && used <= mem_total, "{p}");
+        let disk_total = p["disk_total_bytes"].as_u64().unwrap();
+        assert!(disk_total > 0 && p["disk_used_bytes"].as_u64().unwrap() <= disk_total);
+    }
+    assert!(
+        points[0]["cpu_percent"].is_null(),
+        "the window's first point has nothing to compare with: {metrics}"
+    );
+    let last = points.last().unwrap();
+    let cpu = last["cpu_percent"].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&cpu), "{last}");
+    assert!(last["net_rx_bytes_per_sec"].is_u64(), "{last}");
+    assert!(last["net_tx_bytes_per_sec"].is_u64(), "{last}");
+
+    // A limit keeps the newest.
+    let two = api
+        .get(
+            &format!("/api/v1/hosts/{host}/metrics?minutes=5&limit=2"),
+            &key,
+        )
+        .await;
+    let two = two.body["points"].as_array().unwrap().clone();
+    assert_eq!(two.len(), 2);
+    assert!(two[1]["at"].as_str().unwrap() >= last["at"].as_str().unwrap());
+
+    // Bad input: problems naming the parameter, and no such host.
+    for (query, param) in [("minutes=0", "minutes"), ("limit=10001", "limit")] {
+        let r = api
+            .get(&format!("/api/v1/hosts/{host}/metrics?{query}"), &key)
+            .await;
+        assert_eq!(r.status, 400, "{}", r.text);
+        assert_eq!(r.content_type, "application/problem+json");
+        assert!(r.text.contains(param), "{}", r.text);
+    }
+    let r = api
+        .get(&format!("/api/v1/hosts/{host}/metrics?minutes=x"), &key)
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let unknown = "0190a3f2-0000-7000-8000-000000000000";
+    let r = api
+        .get(&format!("/api/v1/hosts/{unknown}/metrics"), &key)
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+    let bob = second_org(&api, &key).await;
+    let r = api
+        .get(&format!("/api/v1/hosts/{host}/metrics"), &bob)
+        .await;
+    assert_eq!(r.status, 404, "another organization's host: {}", r.text);
+
+    // The CLI: a table and JSON; bad input exits non-zero with the reason.
+    let (ok, out, err) =
+        common::hood_cli(&["host", "metrics", &host, "--minutes", "5"], &env, None);
+    assert!(ok, "{err}");
+    let mut lines = out.lines();
+    let header = lines.next().unwrap();
+    for column in ["AT", "CPU_%", "MEM_USED_MIB", "DISK_TOTAL_MIB", "RX_B/S"] {
+        assert!(header.contains(column), "{out}");
+    }
+    assert!(lines.count() >= 3, "{out}");
+    let (ok, out, err) = common::hood_cli(
+        &["--output", "json", "host", "metrics", &host, "--limit", "1"],
+        &env,
+        None,
+    );
+    assert!(ok, "{err}");
+    let json: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["points"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(json["points"][0]["memory_total_bytes"], mem_total);
+    let (ok, _, err) = common::hood_cli(&["host", "metrics", &host, "--minutes", "0"], &env, None);
+    assert!(!ok);
+    assert!(err.contains("minutes"), "{err}");
+}

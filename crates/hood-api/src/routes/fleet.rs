@@ -3,12 +3,13 @@
 use crate::auth::Caller;
 use crate::clock::rfc3339;
 use crate::extract::{Json, Path, PathId, Query};
-use crate::problem::{ApiError, ApiResult};
+use crate::problem::{ApiError, ApiResult, Problem};
 use crate::state::AppState;
 use crate::views::Page;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::Router;
+use hood_domain::host_metrics::{series, HostMetricPoint};
 use hood_domain::identity::Permission;
 use hood_domain::lifecycle::WorkflowState;
 use hood_domain::machine::StateMachine;
@@ -24,6 +25,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/hosts", get(list_hosts))
         .route("/api/v1/hosts/{host_id}", get(get_host))
+        .route("/api/v1/hosts/{host_id}/metrics", get(host_metrics))
         .route("/api/v1/workflows", get(list_workflows))
         .route("/api/v1/workflows/{workflow_id}", get(get_workflow))
         .route(
@@ -189,6 +191,101 @@ pub async fn get_host(
         .as_ref()
         .map(crate::routes::allocations::HostCapacityView::from);
     Ok(Json(view))
+}
+
+/// The window and size of a host's metrics.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct HostMetricsQuery {
+    /// Minutes back from now (default 60, at most 10080: a week).
+    #[param(minimum = 1, maximum = 10080)]
+    pub minutes: Option<i64>,
+    /// At most this many points, the newest (default 1000).
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<i64>,
+}
+
+/// One point of a host's series: what its agent's heartbeat reported,
+/// with rates against the heartbeat before.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HostMetricPointView {
+    pub at: String,
+    /// Busy share of all CPUs since the previous point, 0–100; absent for
+    /// the first point of a window and after a reboot.
+    pub cpu_percent: Option<f64>,
+    pub memory_used_bytes: u64,
+    pub memory_total_bytes: u64,
+    /// The filesystem of the agent's data directory.
+    pub disk_used_bytes: u64,
+    pub disk_total_bytes: u64,
+    /// Every interface but loopback, bytes per second.
+    pub net_rx_bytes_per_sec: Option<u64>,
+    pub net_tx_bytes_per_sec: Option<u64>,
+}
+
+/// A host's recent series, oldest first.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct HostMetricsView {
+    pub host_id: Uuid,
+    pub minutes: i64,
+    pub points: Vec<HostMetricPointView>,
+}
+
+impl From<&HostMetricPoint> for HostMetricPointView {
+    fn from(p: &HostMetricPoint) -> Self {
+        Self {
+            at: rfc3339(p.at),
+            cpu_percent: p.cpu_percent,
+            memory_used_bytes: p.memory_used_bytes,
+            memory_total_bytes: p.memory_total_bytes,
+            disk_used_bytes: p.disk_used_bytes,
+            disk_total_bytes: p.disk_total_bytes,
+            net_rx_bytes_per_sec: p.net_rx_bytes_per_sec,
+            net_tx_bytes_per_sec: p.net_tx_bytes_per_sec,
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/hosts/{host_id}/metrics", tag = "hosts",
+    params(("host_id" = Uuid, Path), HostMetricsQuery),
+    responses((status = 200, body = HostMetricsView),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "`minutes` or `limit` out of range"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such host visible to the caller")),
+    security(("bearer" = ["read"])))]
+/// The cluster monitor: a host's CPU, memory, disk and network over the
+/// last `minutes`, one point per heartbeat its agent sent.
+pub async fn host_metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<HostId>,
+    Query(q): Query<HostMetricsQuery>,
+) -> ApiResult<Json<HostMetricsView>> {
+    caller.require(Permission::Read)?;
+    let minutes = q.minutes.unwrap_or(60);
+    if !(1..=10_080).contains(&minutes) {
+        return Err(ApiError::invalid("minutes", "must be between 1 and 10080"));
+    }
+    let limit = q.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 10000"));
+    }
+    state
+        .store
+        .get_host(id)
+        .await?
+        .filter(|h| caller.platform_admin || h.org_id == Some(caller.org_id))
+        .ok_or(ApiError::NotFound("host"))?;
+    let since = crate::clock::now().plus_millis(-minutes * 60_000);
+    let samples = state.store.host_samples(id, since, limit).await?;
+    Ok(Json(HostMetricsView {
+        host_id: id.0,
+        minutes,
+        points: series(&samples)
+            .iter()
+            .map(HostMetricPointView::from)
+            .collect(),
+    }))
 }
 
 /// Node workflows name their node in their input; a tenant sees the

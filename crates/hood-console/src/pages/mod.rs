@@ -11,6 +11,7 @@ pub(crate) mod fleet;
 pub(crate) mod identity;
 pub(crate) mod incidents;
 pub(crate) mod nodes;
+pub(crate) mod notifications;
 pub(crate) mod overview;
 pub(crate) mod rollouts;
 pub(crate) mod rpc;

@@ -16,12 +16,14 @@ use crate::fleet::{
 };
 use crate::model::fleet::{
     AgentCommandRow, AgentEventRow, CaRow, EnrollmentTokenRow, ExpiredCommandRow,
-    HostCertificateRow, HostRow, HostStateRow, WorkloadReportRow, AGENT_EVENT_COLUMNS, CA_COLUMNS,
-    CERTIFICATE_COLUMNS, COMMAND_COLUMNS, ENROLLMENT_TOKEN_COLUMNS, HOST_COLUMNS, WORKLOAD_COLUMNS,
+    HostCertificateRow, HostRow, HostSampleRow, HostStateRow, WorkloadReportRow,
+    AGENT_EVENT_COLUMNS, CA_COLUMNS, CERTIFICATE_COLUMNS, COMMAND_COLUMNS,
+    ENROLLMENT_TOKEN_COLUMNS, HOST_COLUMNS, HOST_SAMPLE_COLUMNS, WORKLOAD_COLUMNS,
 };
 use crate::model::{all, one};
 use crate::{StoreError, StoreResult};
 use async_trait::async_trait;
+use hood_domain::host_metrics::HostSample;
 use hood_domain::lifecycle::{CommandState, HostState};
 use hood_domain::machine::StateMachine as _;
 use hood_domain::{CommandId, HostId, Timestamp};
@@ -348,6 +350,50 @@ impl FleetStore for SqlStore {
         .fetch_all(&self.pool)
         .await?;
         all(rows)
+    }
+
+    async fn record_host_sample(&self, id: HostId, sample: &HostSample) -> StoreResult<()> {
+        let mut q = query(format!(
+            "INSERT INTO host_metrics (host_id, {HOST_SAMPLE_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (host_id, at) DO UPDATE SET cpu_busy_ticks = excluded.cpu_busy_ticks, \
+             cpu_total_ticks = excluded.cpu_total_ticks, \
+             memory_total_bytes = excluded.memory_total_bytes, \
+             memory_available_bytes = excluded.memory_available_bytes, \
+             disk_total_bytes = excluded.disk_total_bytes, \
+             disk_available_bytes = excluded.disk_available_bytes, \
+             net_rx_bytes = excluded.net_rx_bytes, net_tx_bytes = excluded.net_tx_bytes"
+        ))
+        .bind(id.to_string())
+        .bind(sample.at.millis());
+        for v in HostSampleRow::counters(&sample.counters) {
+            q = q.bind(v);
+        }
+        q.execute(&self.pool)
+            .await
+            .map_err(|e| codec::write_error(e, "host"))?;
+        Ok(())
+    }
+
+    async fn host_samples(
+        &self,
+        id: HostId,
+        since: Timestamp,
+        limit: i64,
+    ) -> StoreResult<Vec<HostSample>> {
+        // The newest `limit`, then oldest first.
+        let rows = query_as::<HostSampleRow>(format!(
+            "SELECT {HOST_SAMPLE_COLUMNS} FROM host_metrics WHERE host_id = $1 AND at >= $2 \
+             ORDER BY at DESC LIMIT $3"
+        ))
+        .bind(id.to_string())
+        .bind(since.millis())
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut samples: Vec<HostSample> = all(rows)?;
+        samples.reverse();
+        Ok(samples)
     }
 
     async fn insert_enrollment_token(&self, token: &EnrollmentToken) -> StoreResult<()> {

@@ -103,7 +103,7 @@ impl RetentionStore for SqlStore {
             report.finished_workflows = self.prune_workflows(before, batch, max_batches).await?;
         }
         // One batch delete per kind of append-only record.
-        let kinds: [(Option<Timestamp>, &str, &mut u64); 6] = [
+        let kinds: [(Option<Timestamp>, &str, &mut u64); 7] = [
             (
                 cutoffs.usage_events_before,
                 "DELETE FROM usage_events WHERE request_id IN \
@@ -139,6 +139,12 @@ impl RetentionStore for SqlStore {
                 "DELETE FROM feed_items WHERE id IN \
                  (SELECT id FROM feed_items WHERE created_at < $1 LIMIT $2)",
                 &mut report.feed_items,
+            ),
+            (
+                cutoffs.host_metrics_before,
+                "DELETE FROM host_metrics WHERE (host_id, at) IN \
+                 (SELECT host_id, at FROM host_metrics WHERE at < $1 LIMIT $2)",
+                &mut report.host_samples,
             ),
         ];
         for (before, sql, deleted) in kinds {

@@ -5,6 +5,7 @@ use crate::codec::{self, opt_ts};
 use crate::StoreError;
 use hood_domain::agent::{AgentCommand, AgentEventRecord, WorkloadReport};
 use hood_domain::host::{CaRecord, EnrollmentToken, Host, HostCertificate};
+use hood_domain::host_metrics::{HostCounters, HostSample};
 use hood_domain::lifecycle::HostState;
 use hood_domain::Timestamp;
 
@@ -245,6 +246,66 @@ impl TryFrom<AgentEventRow> for AgentEventRecord {
             message: r.message,
             payload: codec::parse_json("agent_events.payload", &r.payload)?,
             at: Timestamp(r.at),
+        })
+    }
+}
+
+pub(crate) const HOST_SAMPLE_COLUMNS: &str = "at, cpu_busy_ticks, cpu_total_ticks, \
+     memory_total_bytes, memory_available_bytes, disk_total_bytes, disk_available_bytes, \
+     net_rx_bytes, net_tx_bytes";
+
+/// A row of `host_metrics`: counters are BIGINT, so a value past
+/// `i64::MAX` (never met in practice) is stored clamped.
+#[derive(sqlx::FromRow)]
+pub(crate) struct HostSampleRow {
+    at: i64,
+    cpu_busy_ticks: i64,
+    cpu_total_ticks: i64,
+    memory_total_bytes: i64,
+    memory_available_bytes: i64,
+    disk_total_bytes: i64,
+    disk_available_bytes: i64,
+    net_rx_bytes: i64,
+    net_tx_bytes: i64,
+}
+
+impl HostSampleRow {
+    /// The counters as bound to an insert, in [`HOST_SAMPLE_COLUMNS`]'
+    /// order after `at`.
+    pub(crate) fn counters(c: &HostCounters) -> [i64; 8] {
+        [
+            c.cpu_busy_ticks,
+            c.cpu_total_ticks,
+            c.memory_total_bytes,
+            c.memory_available_bytes,
+            c.disk_total_bytes,
+            c.disk_available_bytes,
+            c.net_rx_bytes,
+            c.net_tx_bytes,
+        ]
+        .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl TryFrom<HostSampleRow> for HostSample {
+    type Error = StoreError;
+    fn try_from(r: HostSampleRow) -> Result<Self, StoreError> {
+        let n = |column: &str, v: i64| {
+            u64::try_from(v)
+                .map_err(|_| StoreError::Corrupt(format!("host_metrics.{column} is negative: {v}")))
+        };
+        Ok(HostSample {
+            at: Timestamp(r.at),
+            counters: HostCounters {
+                cpu_busy_ticks: n("cpu_busy_ticks", r.cpu_busy_ticks)?,
+                cpu_total_ticks: n("cpu_total_ticks", r.cpu_total_ticks)?,
+                memory_total_bytes: n("memory_total_bytes", r.memory_total_bytes)?,
+                memory_available_bytes: n("memory_available_bytes", r.memory_available_bytes)?,
+                disk_total_bytes: n("disk_total_bytes", r.disk_total_bytes)?,
+                disk_available_bytes: n("disk_available_bytes", r.disk_available_bytes)?,
+                net_rx_bytes: n("net_rx_bytes", r.net_rx_bytes)?,
+                net_tx_bytes: n("net_tx_bytes", r.net_tx_bytes)?,
+            },
         })
     }
 }

@@ -8,7 +8,7 @@ use hood_api::routes::budgets::BudgetView;
 use hood_api::routes::chains::ChainView;
 use hood_api::routes::credits::CreditsViewBody;
 use hood_api::routes::edge::{RpcKeyView, RpcPlanView, UsageRowView};
-use hood_api::routes::fleet::{HostView, StepView, WorkflowView};
+use hood_api::routes::fleet::{HostMetricPointView, HostView, StepView, WorkflowView};
 use hood_api::routes::health::{ChannelView, DeliveryView, IncidentView, UptimeBucketView};
 use hood_api::routes::invoicing::{
     CreditNoteView, InvoiceView, LineView, PaymentView, RateCardView, ReconciliationItemView,
@@ -189,6 +189,21 @@ pub const HOST: &[Column<HostView>] = &[
     Column::new("CONNECTED", |h| h.connected.to_string()),
     Column::new("ADDRESS", |h| or_dash(&h.address)),
     Column::new("LAST_SEEN_AT", |h| or_dash(&h.last_seen_at)),
+];
+
+const MIB: u64 = 1024 * 1024;
+
+pub const HOST_METRIC: &[Column<HostMetricPointView>] = &[
+    Column::new("AT", |p| p.at.clone()),
+    Column::new("CPU_%", |p| or_dash(&p.cpu_percent)),
+    Column::new("MEM_USED_MIB", |p| (p.memory_used_bytes / MIB).to_string()),
+    Column::new("MEM_TOTAL_MIB", |p| {
+        (p.memory_total_bytes / MIB).to_string()
+    }),
+    Column::new("DISK_USED_MIB", |p| (p.disk_used_bytes / MIB).to_string()),
+    Column::new("DISK_TOTAL_MIB", |p| (p.disk_total_bytes / MIB).to_string()),
+    Column::new("RX_B/S", |p| or_dash(&p.net_rx_bytes_per_sec)),
+    Column::new("TX_B/S", |p| or_dash(&p.net_tx_bytes_per_sec)),
 ];
 
 pub const WORKFLOW: &[Column<WorkflowView>] = &[

@@ -2,10 +2,10 @@
 
 use super::client::{Client, ConnectOpts};
 use super::columns;
-use super::output::{list, show, table, Format};
+use super::output::{json, list, show, table, Format};
 use anyhow::Result;
 use clap::Subcommand;
-use hood_api::routes::fleet::{AbandonRequest, HostView, WorkflowView};
+use hood_api::routes::fleet::{AbandonRequest, HostMetricsView, HostView, WorkflowView};
 use hood_api::views::Page;
 use reqwest::Method;
 
@@ -18,6 +18,17 @@ pub enum HostCmd {
     /// A host's capacity, reservations and what is free; with --cores,
     /// declares its capacity (platform administrators).
     Capacity(super::alloc::CapacityArgs),
+    /// The cluster monitor: a host's CPU, memory, disk and network, one
+    /// row per heartbeat, oldest first.
+    Metrics {
+        id: String,
+        /// Minutes back from now (1 to 10080).
+        #[arg(long, default_value_t = 60)]
+        minutes: i64,
+        /// At most this many rows, the newest.
+        #[arg(long)]
+        limit: Option<i64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +60,21 @@ pub async fn host(opts: &ConnectOpts, format: Format, cmd: HostCmd) -> Result<()
             let mut client = Client::new(opts)?;
             let hosts: Page<HostView> = client.get("/api/v1/hosts").await?;
             list(format, &hosts, columns::HOST)
+        }
+        HostCmd::Metrics { id, minutes, limit } => {
+            let mut client = Client::new(opts)?;
+            let mut path = format!("/api/v1/hosts/{id}/metrics?minutes={minutes}");
+            if let Some(limit) = limit {
+                path.push_str(&format!("&limit={limit}"));
+            }
+            let metrics: HostMetricsView = client.get(&path).await?;
+            match format {
+                Format::Json => json(&metrics),
+                Format::Table => {
+                    print!("{}", table(&metrics.points, columns::HOST_METRIC));
+                    Ok(())
+                }
+            }
         }
         HostCmd::Show { id } => {
             let mut client = Client::new(opts)?;
