@@ -752,6 +752,20 @@ impl ContainerEngine {
     }
 
     /// An exec's exit code once it ended (`None` while it runs).
+    /// The process id, in the engine's PID namespace, of an exec that is
+    /// still running; `None` once it ended (or when the engine does not
+    /// say).
+    pub async fn exec_pid(&self, id: &str) -> Result<Option<i64>, ContainerError> {
+        let inspected = self
+            .docker
+            .inspect_exec(id)
+            .await
+            .map_err(engine("inspecting an exec"))?;
+        Ok(inspected
+            .pid
+            .filter(|p| *p > 0 && inspected.running == Some(true)))
+    }
+
     pub async fn exec_exit_code(&self, id: &str) -> Result<Option<i64>, ContainerError> {
         let inspected = self
             .docker

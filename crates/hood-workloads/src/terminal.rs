@@ -325,10 +325,18 @@ pub async fn open_in_container(
                 },
             }
         }
-        // Closing the input ends an interactive shell (end of file).
+        // Closing the input ends an interactive shell (end of file), but
+        // not a command in its foreground, which the shell waits for. A
+        // terminal the control plane closed is hung up on: its process tree
+        // gets SIGHUP, then SIGKILL (the engine's API has no exec kill).
         let _ = input.shutdown().await;
         drop(input);
         drop(output);
+        let tree = match closed {
+            Some(_) => exec_tree(&engine, &exec_id).await,
+            None => Vec::new(),
+        };
+        hood_runtime::proc::signal_pids(&tree, nix::sys::signal::Signal::SIGHUP);
         let mut code = None;
         for _ in 0..50 {
             match engine.exec_exit_code(&exec_id).await {
@@ -340,6 +348,10 @@ pub async fn open_in_container(
                 Err(_) => break,
             }
         }
+        if code.is_none() {
+            let left = exec_tree(&engine, &exec_id).await;
+            hood_runtime::proc::signal_pids(&left, nix::sys::signal::Signal::SIGKILL);
+        }
         finish(
             session,
             up,
@@ -350,4 +362,33 @@ pub async fn open_in_container(
         .await;
     });
     Ok(answer)
+}
+
+/// A running exec's process and its descendants, as this host sees them;
+/// empty when it ended or the engine does not say. The engine's PID is
+/// only trusted when that process lives in another PID namespace than the
+/// agent (a container's): an engine that sees other PIDs than the agent
+/// (the agent itself in a container) must not make it signal a stranger.
+async fn exec_tree(engine: &ContainerEngine, exec_id: &str) -> Vec<i32> {
+    match engine.exec_pid(exec_id).await {
+        Ok(Some(pid)) => {
+            let Ok(pid) = i32::try_from(pid) else {
+                return Vec::new();
+            };
+            let namespace = |of: &str| std::fs::read_link(format!("/proc/{of}/ns/pid")).ok();
+            let theirs = namespace(&pid.to_string());
+            if theirs.is_none() || theirs == namespace("self") {
+                tracing::warn!(exec = %exec_id, pid, "a terminal's process is not a container's here; left to the engine");
+                return Vec::new();
+            }
+            let mut tree = hood_runtime::proc::descendants(pid);
+            tree.push(pid);
+            tree
+        }
+        Ok(None) => Vec::new(),
+        Err(e) => {
+            tracing::warn!(exec = %exec_id, error = %e, "could not find a terminal's processes");
+            Vec::new()
+        }
+    }
 }

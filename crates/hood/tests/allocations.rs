@@ -2107,7 +2107,12 @@ async fn an_allocation_with_an_image_runs_as_a_container_on_the_hosts_engine() {
     podman.import_rootfs(&rootfs, E2E_IMAGE);
     let socket = podman.socket().display().to_string();
     let Some(rig) = Rig::start(test, |dir| {
-        vec![sku_file(dir), ("HOOD_CONTAINER_SOCKET", socket)]
+        vec![
+            sku_file(dir),
+            ("HOOD_CONTAINER_SOCKET", socket),
+            // A terminal whose client left is closed a second later.
+            ("HOOD_TERMINAL_DETACHED_SECS", "1".into()),
+        ]
     })
     .await
     else {
@@ -2177,6 +2182,38 @@ async fn an_allocation_with_an_image_runs_as_a_container_on_the_hosts_engine() {
         "{:?}",
         term.exit
     );
+
+    // A terminal the control plane closes (its client left and did not
+    // come back) is hung up on: the command in its foreground ends too.
+    let mut left = Term::connect(&rig, &id, "cols=80&rows=24").await;
+    left.type_line(r#"echo "F:$((40+2)):E"; sleep 4242"#).await;
+    let text = left.read_until(|t| answer(t, "F").is_some()).await;
+    assert_eq!(answer(&text, "F").unwrap(), vec!["42"], "{text}");
+    let sleeping = || {
+        podman
+            .run(&["top", &container, "args"])
+            .contains("sleep 4242")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sleeping() {
+        assert!(
+            Instant::now() < deadline,
+            "the foreground command never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(left);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sleeping() {
+        assert!(
+            Instant::now() < deadline,
+            "the closed terminal's foreground command still runs: {}",
+            podman.run(&["top", &container, "args"])
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The container itself runs on.
+    assert_eq!(podman.running_containers(), vec![container.clone()]);
 
     // Release removes the container.
     rig.api
